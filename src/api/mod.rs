@@ -1,0 +1,12 @@
+//! API types without I/O: the resource table, typed decoding, metadata accessors, selectors, field sets,
+//! defaults, validation, quantities and version conversion.
+
+pub mod conversion;
+pub mod defaults;
+pub mod fieldset;
+pub mod meta;
+pub mod quantity;
+pub mod resources;
+pub mod selector;
+pub mod typed;
+pub mod validation;

@@ -1,0 +1,1 @@
+//! TEMP STUB until the quantity module lands.

@@ -1,0 +1,145 @@
+//! `orch server`: flags with k3s's names and `ORCH_` environment twins, then the server until SIGINT/SIGTERM.
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use clap::Args;
+
+use crate::server::{self, ServerConfig};
+
+#[derive(Args, Debug, Clone)]
+pub struct ServerArgs {
+    /// Folder for state (database, certificates, token).
+    #[arg(long, env = "ORCH_DATA_DIR", default_value = "/var/lib/orch")]
+    pub data_dir: PathBuf,
+    #[arg(long, env = "ORCH_HTTPS_LISTEN_PORT", default_value_t = 6443)]
+    pub https_listen_port: u16,
+    #[arg(long, env = "ORCH_BIND_ADDRESS", default_value = "0.0.0.0")]
+    pub bind_address: IpAddr,
+    #[arg(long, env = "ORCH_ADVERTISE_ADDRESS")]
+    pub advertise_address: Option<IpAddr>,
+    /// Extra names or IPs for the serving certificate.
+    #[arg(long, env = "ORCH_TLS_SAN", value_delimiter = ',')]
+    pub tls_san: Vec<String>,
+    /// Shared secret for joining agents and bearer-token access.
+    #[arg(long, env = "ORCH_TOKEN")]
+    pub token: Option<String>,
+    #[arg(long, env = "ORCH_TOKEN_FILE")]
+    pub token_file: Option<PathBuf>,
+    #[arg(long, env = "ORCH_KUBECONFIG_OUTPUT", default_value = "/etc/orch/orch.yaml")]
+    pub write_kubeconfig: PathBuf,
+    /// File mode of the kubeconfig, in octal (e.g. 644).
+    #[arg(long, env = "ORCH_KUBECONFIG_MODE")]
+    pub write_kubeconfig_mode: Option<String>,
+    #[arg(long, env = "ORCH_NODE_NAME")]
+    pub node_name: Option<String>,
+    #[arg(long, env = "ORCH_CLUSTER_CIDR", default_value = "10.42.0.0/16")]
+    pub cluster_cidr: String,
+    #[arg(long, env = "ORCH_SERVICE_CIDR", default_value = "10.43.0.0/16")]
+    pub service_cidr: String,
+    #[arg(long, env = "ORCH_CLUSTER_DNS", default_value = "10.43.0.10")]
+    pub cluster_dns: IpAddr,
+    #[arg(long, env = "ORCH_SERVICE_NODE_PORT_RANGE", default_value = "30000-32767")]
+    pub service_node_port_range: String,
+    /// Where the state lives; only the embedded SQLite store exists so far.
+    #[arg(long, env = "ORCH_DATASTORE_ENDPOINT")]
+    pub datastore_endpoint: Option<String>,
+    /// Don't run the node agent in this process.
+    #[arg(long, env = "ORCH_DISABLE_AGENT")]
+    pub disable_agent: bool,
+    /// Config file of flag names to values.
+    #[arg(long, env = "ORCH_CONFIG_FILE", default_value = "/etc/orch/config.yaml")]
+    pub config: PathBuf,
+    /// Log filter (tracing's EnvFilter syntax), e.g. `info` or `orch=debug`.
+    #[arg(long, env = "ORCH_LOG", default_value = "info")]
+    pub log: String,
+}
+
+fn parse_port_range(s: &str) -> anyhow::Result<(u16, u16)> {
+    let (lo, hi) = s.split_once('-').with_context(|| format!("--service-node-port-range {s:?}: expected LOW-HIGH"))?;
+    let (lo, hi): (u16, u16) = (lo.trim().parse()?, hi.trim().parse()?);
+    if lo == 0 || lo > hi {
+        bail!("--service-node-port-range {s:?}: LOW must be at least 1 and not above HIGH");
+    }
+    Ok((lo, hi))
+}
+
+impl ServerArgs {
+    pub fn to_config(&self) -> anyhow::Result<ServerConfig> {
+        if let Some(endpoint) = &self.datastore_endpoint {
+            if !endpoint.starts_with("sqlite://") && !endpoint.is_empty() {
+                bail!("--datastore-endpoint {endpoint:?}: only the embedded SQLite store is supported");
+            }
+        }
+        let token = match (&self.token, &self.token_file) {
+            (Some(t), _) => Some(t.clone()),
+            (None, Some(path)) => Some(
+                std::fs::read_to_string(path).with_context(|| format!("reading --token-file {}", path.display()))?.trim().to_string(),
+            ),
+            (None, None) => None,
+        };
+        let mode = match &self.write_kubeconfig_mode {
+            Some(m) => Some(u32::from_str_radix(m, 8).with_context(|| format!("--write-kubeconfig-mode {m:?} is not octal"))?),
+            None => None,
+        };
+        let node_name = self.node_name.clone().unwrap_or_else(|| {
+            std::fs::read_to_string("/proc/sys/kernel/hostname").map(|h| h.trim().to_string()).unwrap_or_else(|_| "orch".into())
+        });
+        Ok(ServerConfig {
+            data_dir: self.data_dir.clone(),
+            https_listen_port: self.https_listen_port,
+            bind_address: self.bind_address,
+            advertise_address: self.advertise_address,
+            tls_san: self.tls_san.clone(),
+            token,
+            write_kubeconfig: Some(self.write_kubeconfig.clone()).filter(|p| !p.as_os_str().is_empty()),
+            write_kubeconfig_mode: mode,
+            node_name,
+            service_cidr: self.service_cidr.clone(),
+            service_node_port_range: parse_port_range(&self.service_node_port_range)?,
+            cluster_dns: self.cluster_dns,
+            compaction_retention: 1000,
+            compaction_interval: Duration::from_secs(60),
+        })
+    }
+}
+
+pub fn run(args: ServerArgs) -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_new(&args.log).context("--log")?)
+        .with_writer(std::io::stderr)
+        .init();
+    let config = args.to_config()?;
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the async runtime")?;
+    runtime.block_on(async move {
+        let started = std::time::Instant::now();
+        let running = server::start(config).await?;
+        tracing::info!(address = %running.address, elapsed_ms = started.elapsed().as_millis() as u64, "orch server is ready");
+        let shutdown = running.shutdown_handle();
+        tokio::spawn(async move {
+            let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+            let _ = shutdown.send(true);
+        });
+        running.wait().await;
+        Ok(())
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn port_ranges() {
+        assert_eq!(parse_port_range("30000-32767").unwrap(), (30000, 32767));
+        assert!(parse_port_range("3-1").is_err());
+        assert!(parse_port_range("abc").is_err());
+    }
+}

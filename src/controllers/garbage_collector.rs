@@ -1,0 +1,124 @@
+//! Garbage collection by `metadata.ownerReferences`: objects whose owners are all gone are deleted
+//! (Background propagation), an owner deleted with Foreground propagation waits for its dependents to go,
+//! and an owner deleted with Orphan propagation releases its dependents first.
+//!
+//! It rescans every stored resource each period; informer-driven graph building replaces this when the
+//! workload controllers land.
+
+use std::collections::{HashMap, HashSet};
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use tokio::sync::watch;
+
+use crate::api::meta;
+use crate::api::resources::{self, ResourceInfo};
+use crate::client::{Client, ClientError};
+
+const RESYNC: Duration = Duration::from_millis(500);
+
+pub async fn run(client: Client, mut shutdown: watch::Receiver<bool>) {
+    loop {
+        if let Err(e) = sync(&client).await {
+            tracing::warn!(error = %e, "garbage collector sync failed");
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(RESYNC) => {}
+            _ = shutdown.changed() => return,
+        }
+    }
+}
+
+struct Node {
+    info: &'static ResourceInfo,
+    obj: Value,
+}
+
+impl Node {
+    fn path(&self) -> String {
+        self.info.path(meta::namespace(&self.obj), meta::name(&self.obj))
+    }
+
+    fn owner_uids(&self) -> Vec<String> {
+        self.obj["metadata"]["ownerReferences"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|r| r["uid"].as_str().map(str::to_string))
+            .collect()
+    }
+}
+
+pub async fn sync(client: &Client) -> Result<(), ClientError> {
+    let mut nodes = Vec::new();
+    for info in resources::storage_resources() {
+        let list = client.get(&info.path(None, None)).await?;
+        for obj in list["items"].as_array().cloned().unwrap_or_default() {
+            nodes.push(Node { info, obj });
+        }
+    }
+    let uids: HashSet<String> = nodes.iter().filter_map(|n| meta::uid(&n.obj).map(str::to_string)).collect();
+    let mut dependents: HashMap<String, Vec<usize>> = HashMap::new();
+    for (i, n) in nodes.iter().enumerate() {
+        for owner in n.owner_uids() {
+            dependents.entry(owner).or_default().push(i);
+        }
+    }
+    for node in &nodes {
+        let uid = meta::uid(&node.obj).unwrap_or_default().to_string();
+        let finalizers = meta::finalizers(&node.obj);
+        let mine = dependents.get(&uid).cloned().unwrap_or_default();
+        if meta::is_deleting(&node.obj) && finalizers.iter().any(|f| f == "orphan") {
+            for &d in &mine {
+                release(client, &nodes[d], &uid).await?;
+            }
+            remove_finalizer(client, node, "orphan").await?;
+        } else if meta::is_deleting(&node.obj) && finalizers.iter().any(|f| f == "foregroundDeletion") {
+            // The owner goes only after every dependent is gone, not merely marked for deletion.
+            if mine.is_empty() {
+                remove_finalizer(client, node, "foregroundDeletion").await?;
+            }
+            for &d in mine.iter().filter(|&&d| !meta::is_deleting(&nodes[d].obj)) {
+                delete(client, &nodes[d], "Foreground").await?;
+            }
+        }
+        let owners = node.owner_uids();
+        if !owners.is_empty() && owners.iter().all(|o| !uids.contains(o)) && !meta::is_deleting(&node.obj) {
+            delete(client, node, "Background").await?;
+        }
+    }
+    Ok(())
+}
+
+fn tolerate(result: Result<Value, ClientError>) -> Result<(), ClientError> {
+    match result {
+        Ok(_) => Ok(()),
+        Err(e) if e.is_not_found() || e.is_conflict() => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+async fn delete(client: &Client, node: &Node, propagation: &str) -> Result<(), ClientError> {
+    let options = json!({"propagationPolicy": propagation, "preconditions": {"uid": meta::uid(&node.obj)}});
+    tolerate(client.delete(&node.path(), &options).await)
+}
+
+async fn release(client: &Client, node: &Node, owner_uid: &str) -> Result<(), ClientError> {
+    let kept: Vec<Value> = node.obj["metadata"]["ownerReferences"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|r| r["uid"] != owner_uid)
+        .cloned()
+        .collect();
+    let patch = json!({"metadata": {"resourceVersion": meta::resource_version(&node.obj),
+        "ownerReferences": if kept.is_empty() { Value::Null } else { Value::Array(kept) }}});
+    tolerate(client.merge_patch(&node.path(), &patch).await)
+}
+
+async fn remove_finalizer(client: &Client, node: &Node, finalizer: &str) -> Result<(), ClientError> {
+    let kept: Vec<String> = meta::finalizers(&node.obj).into_iter().filter(|f| f != finalizer).collect();
+    let patch = json!({"metadata": {"resourceVersion": meta::resource_version(&node.obj),
+        "finalizers": if kept.is_empty() { Value::Null } else { json!(kept) }}});
+    tolerate(client.merge_patch(&node.path(), &patch).await)
+}

@@ -1,0 +1,11 @@
+//! orch: a single-binary, k3s-like edge orchestrator. See DESIGN.md for the map of modules.
+
+pub mod api;
+pub mod apiserver;
+pub mod cli;
+pub mod client;
+pub mod controllers;
+pub mod registry;
+pub mod server;
+pub mod store;
+pub mod util;

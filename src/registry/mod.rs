@@ -1,0 +1,21 @@
+//! The registry: how each resource is stored. One `Strategy` per resource kind decides defaults,
+//! validation and what an update may change; `ResourceStore` runs the generic verbs (get, list, watch,
+//! create, update with compare-and-swap retries, graceful delete with finalizers) on top of the store.
+
+mod errors;
+mod generic;
+mod namespaces;
+mod pods;
+mod services;
+mod store;
+mod strategy;
+
+pub use errors::RegistryError;
+pub use store::{
+    CreateOptions, DeleteOptions, DeleteOutcome, ListOptions, ListResult, Registry, UpdateOptions, WatchEvent,
+    WatchEventType, WatchOptions,
+};
+pub use strategy::Strategy;
+pub use pods::bind as bind_pod;
+pub use services::{CidrError, Ipv4Net, ServiceAllocator};
+pub use store::resource_version_of;

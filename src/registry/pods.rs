@@ -1,0 +1,141 @@
+//! Pod strategy: status starts Pending with its QoS class, deletion of a bound pod is graceful (the node
+//! agent finishes it), and binding sets `spec.nodeName` once.
+
+use serde_json::{json, Value};
+
+use crate::api::meta;
+use crate::api::resources::ResourceInfo;
+
+use super::errors::RegistryError;
+use super::generic;
+use super::strategy::Strategy;
+
+pub struct PodStrategy;
+
+impl Strategy for PodStrategy {
+    fn prepare_for_create(&self, info: &ResourceInfo, obj: &mut Value) {
+        generic::prepare_for_create(info, obj);
+        let qos = qos_class(&obj["spec"]);
+        obj["status"] = json!({"phase": "Pending", "qosClass": qos});
+    }
+
+    fn grace_period(&self, obj: &Value, requested: Option<i64>) -> Option<i64> {
+        let bound = obj["spec"]["nodeName"].as_str().is_some_and(|n| !n.is_empty());
+        let finished = matches!(obj["status"]["phase"].as_str(), Some("Succeeded") | Some("Failed"));
+        if !bound || finished {
+            return None;
+        }
+        let seconds = requested.or_else(|| obj["spec"]["terminationGracePeriodSeconds"].as_i64()).unwrap_or(30);
+        (seconds > 0).then_some(seconds)
+    }
+}
+
+/// Applies a Binding to the current pod, as the binding subresource does.
+pub fn bind(pod: &Value, binding: &Value, now: jiff::Timestamp) -> Result<Value, RegistryError> {
+    let name = meta::name(pod).unwrap_or_default();
+    let target = binding["target"]["name"].as_str().filter(|n| !n.is_empty()).ok_or_else(|| {
+        RegistryError::BadRequest("Binding.target.name: Required value".to_string())
+    })?;
+    if meta::is_deleting(pod) {
+        return Err(RegistryError::Conflict {
+            resource: "pods/binding".into(),
+            name: name.into(),
+            reason: format!("pod {name} is being deleted, cannot be assigned to a host"),
+        });
+    }
+    if let Some(node) = pod["spec"]["nodeName"].as_str().filter(|n| !n.is_empty()) {
+        return Err(RegistryError::Conflict {
+            resource: "pods/binding".into(),
+            name: name.into(),
+            reason: format!("pod {name} is already assigned to node \"{node}\""),
+        });
+    }
+    let mut out = pod.clone();
+    out["spec"]["nodeName"] = Value::String(target.to_string());
+    if let Some(annotations) = binding["metadata"]["annotations"].as_object() {
+        let m = meta::metadata_mut(&mut out);
+        let entry = m.entry("annotations").or_insert_with(|| json!({}));
+        for (k, v) in annotations {
+            entry[k] = v.clone();
+        }
+    }
+    let condition = json!({"type": "PodScheduled", "status": "True", "lastProbeTime": null,
+        "lastTransitionTime": meta::format_time(now)});
+    let conditions = out["status"]["conditions"].as_array().cloned().unwrap_or_default();
+    let mut conditions: Vec<Value> = conditions.into_iter().filter(|c| c["type"] != "PodScheduled").collect();
+    conditions.push(condition);
+    out["status"]["conditions"] = Value::Array(conditions);
+    Ok(out)
+}
+
+/// Kubernetes' QoS classes: Guaranteed when every container limits cpu and memory with equal requests,
+/// BestEffort when nothing requests or limits anything, Burstable otherwise.
+pub fn qos_class(spec: &Value) -> &'static str {
+    let containers: Vec<&Value> = ["initContainers", "containers"]
+        .iter()
+        .flat_map(|field| spec[*field].as_array().into_iter().flatten())
+        .collect();
+    let mut any = false;
+    let mut guaranteed = true;
+    for c in containers {
+        let requests = c["resources"]["requests"].as_object();
+        let limits = c["resources"]["limits"].as_object();
+        let relevant = |m: Option<&serde_json::Map<String, Value>>| {
+            m.map(|m| m.keys().any(|k| k == "cpu" || k == "memory")).unwrap_or(false)
+        };
+        if relevant(requests) || relevant(limits) {
+            any = true;
+        }
+        for resource in ["cpu", "memory"] {
+            let limit = limits.and_then(|l| l.get(resource));
+            let request = requests.and_then(|r| r.get(resource)).or(limit);
+            if limit.is_none() || request != limit {
+                guaranteed = false;
+            }
+        }
+    }
+    if !any {
+        "BestEffort"
+    } else if guaranteed {
+        "Guaranteed"
+    } else {
+        "Burstable"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn qos_classes() {
+        assert_eq!(qos_class(&json!({"containers":[{"name":"a"}]})), "BestEffort");
+        assert_eq!(
+            qos_class(&json!({"containers":[{"resources":{"limits":{"cpu":"1","memory":"1Gi"}}}]})),
+            "Guaranteed"
+        );
+        assert_eq!(qos_class(&json!({"containers":[{"resources":{"requests":{"cpu":"1"}}}]})), "Burstable");
+    }
+
+    #[test]
+    fn grace_applies_only_to_bound_running_pods() {
+        let unbound = json!({"spec":{}});
+        assert_eq!(PodStrategy.grace_period(&unbound, None), None);
+        let bound = json!({"spec":{"nodeName":"n","terminationGracePeriodSeconds":5},"status":{"phase":"Running"}});
+        assert_eq!(PodStrategy.grace_period(&bound, None), Some(5));
+        assert_eq!(PodStrategy.grace_period(&bound, Some(0)), None);
+        let done = json!({"spec":{"nodeName":"n"},"status":{"phase":"Succeeded"}});
+        assert_eq!(PodStrategy.grace_period(&done, None), None);
+    }
+
+    #[test]
+    fn bind_sets_node_once() {
+        let now: jiff::Timestamp = "2026-01-01T00:00:00Z".parse().unwrap();
+        let pod = json!({"metadata":{"name":"p"},"spec":{},"status":{"phase":"Pending"}});
+        let bound = bind(&pod, &json!({"target":{"name":"n1"}}), now).unwrap();
+        assert_eq!(bound["spec"]["nodeName"], "n1");
+        assert_eq!(bound["status"]["conditions"][0]["type"], "PodScheduled");
+        let err = bind(&bound, &json!({"target":{"name":"n2"}}), now).unwrap_err();
+        assert!(err.to_string().contains("already assigned to node \"n1\""), "{err}");
+    }
+}

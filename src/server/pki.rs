@@ -1,0 +1,267 @@
+//! The cluster's certificates and token under `<data-dir>/server/tls` and `<data-dir>/server/token`: a CA
+//! made on first start, a serving certificate (re-issued when its names change or it nears expiry) and an
+//! admin client certificate for the kubeconfig. Restarts reuse what exists.
+
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+
+use rcgen::{
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
+    KeyUsagePurpose, SanType,
+};
+use sha2::{Digest, Sha256};
+
+#[derive(Debug, thiserror::Error)]
+pub enum PkiError {
+    #[error("{path}: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
+    #[error("certificate generation failed: {0}")]
+    Rcgen(#[from] rcgen::Error),
+    #[error("{0}: not a valid PEM certificate")]
+    BadCertificate(PathBuf),
+    #[error("invalid token in {0}: expected K10<ca hash>::<user>:<secret> or a plain secret")]
+    BadToken(PathBuf),
+}
+
+/// Re-issue a leaf certificate when less than this many days remain.
+const RENEW_BEFORE_DAYS: i64 = 90;
+const LEAF_DAYS: i64 = 365;
+const CA_DAYS: i64 = 3650;
+
+pub struct Pki {
+    pub ca_cert_pem: String,
+    pub serving_cert_pem: String,
+    pub serving_key_pem: String,
+    pub admin_cert_pem: String,
+    pub admin_key_pem: String,
+    /// The full token, `K10<sha256 of CA PEM>::server:<secret>`.
+    pub token: String,
+}
+
+fn read(path: &Path) -> Result<Option<String>, PkiError> {
+    match std::fs::read_to_string(path) {
+        Ok(s) => Ok(Some(s)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(source) => Err(PkiError::Io { path: path.to_path_buf(), source }),
+    }
+}
+
+/// Writes through a temporary file and rename, so a crash never leaves half a key.
+fn write(path: &Path, contents: &str, mode: u32) -> Result<(), PkiError> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let io = |source| PkiError::Io { path: path.to_path_buf(), source };
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(io)?;
+    }
+    let tmp = path.with_extension("tmp");
+    let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(mode).open(&tmp).map_err(io)?;
+    f.write_all(contents.as_bytes()).map_err(io)?;
+    f.sync_all().map_err(io)?;
+    std::fs::rename(&tmp, path).map_err(io)
+}
+
+/// The calendar date `days` from today, as rcgen takes it.
+fn date_in_days(days: i64) -> (i32, u8, u8) {
+    let at = jiff::Zoned::now().date().checked_add(jiff::Span::new().days(days)).expect("date in range");
+    (i32::from(at.year()), at.month() as u8, at.day() as u8)
+}
+
+fn dn(common_name: &str, organization: Option<&str>) -> DistinguishedName {
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::CommonName, common_name);
+    if let Some(o) = organization {
+        dn.push(DnType::OrganizationName, o);
+    }
+    dn
+}
+
+/// Days until the certificate expires, and its DNS/IP names.
+fn inspect(pem: &str) -> Option<(i64, Vec<String>)> {
+    let der = rustls_pki_types::pem::PemObject::from_pem_slice(pem.as_bytes()).ok()?;
+    let der: rustls_pki_types::CertificateDer<'_> = der;
+    let (_, cert) = x509_parser::parse_x509_certificate(der.as_ref()).ok()?;
+    let expires = cert.validity().not_after.timestamp();
+    let days = (expires - jiff::Timestamp::now().as_second()) / 86_400;
+    let mut names = Vec::new();
+    if let Ok(Some(san)) = cert.subject_alternative_name() {
+        for name in &san.value.general_names {
+            match name {
+                x509_parser::extensions::GeneralName::DNSName(d) => names.push(d.to_string()),
+                x509_parser::extensions::GeneralName::IPAddress(ip) => match ip.len() {
+                    4 => names.push(IpAddr::from(<[u8; 4]>::try_from(*ip).ok()?).to_string()),
+                    16 => names.push(IpAddr::from(<[u8; 16]>::try_from(*ip).ok()?).to_string()),
+                    _ => {}
+                },
+                _ => {}
+            }
+        }
+    }
+    Some((days, names))
+}
+
+fn leaf_is_current(pem: Option<&str>, wanted: &[String]) -> bool {
+    let Some((days, names)) = pem.and_then(inspect) else { return false };
+    days > RENEW_BEFORE_DAYS && wanted.iter().all(|w| names.contains(w))
+}
+
+fn san(name: &str) -> Result<SanType, PkiError> {
+    Ok(match name.parse::<IpAddr>() {
+        Ok(ip) => SanType::IpAddress(ip),
+        Err(_) => SanType::DnsName(name.to_string().try_into()?),
+    })
+}
+
+impl Pki {
+    /// Loads or creates everything under `server_dir` (`<data-dir>/server`). `sans` are the serving
+    /// certificate's names; `token` overrides the generated secret.
+    pub fn ensure(server_dir: &Path, sans: &[String], token: Option<&str>) -> Result<Pki, PkiError> {
+        let tls = server_dir.join("tls");
+        let (ca_cert_path, ca_key_path) = (tls.join("server-ca.crt"), tls.join("server-ca.key"));
+        let (ca_cert_pem, ca_key_pem) = match (read(&ca_cert_path)?, read(&ca_key_path)?) {
+            (Some(c), Some(k)) => (c, k),
+            _ => {
+                let key = KeyPair::generate()?;
+                let mut params = CertificateParams::new(Vec::<String>::new())?;
+                params.distinguished_name = dn(&format!("orch-server-ca@{}", jiff::Timestamp::now().as_second()), None);
+                params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+                params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
+                let (y, m, d) = date_in_days(CA_DAYS);
+                params.not_after = rcgen::date_time_ymd(y, m, d);
+                let cert = params.self_signed(&key)?;
+                write(&ca_key_path, &key.serialize_pem(), 0o600)?;
+                write(&ca_cert_path, &cert.pem(), 0o644)?;
+                (cert.pem(), key.serialize_pem())
+            }
+        };
+        let ca_key = KeyPair::from_pem(&ca_key_pem)?;
+        let issuer = Issuer::from_ca_cert_pem(&ca_cert_pem, ca_key)?;
+
+        let (serving_cert_path, serving_key_path) = (tls.join("serving.crt"), tls.join("serving.key"));
+        let existing = read(&serving_cert_path)?;
+        let (serving_cert_pem, serving_key_pem) = match (existing, read(&serving_key_path)?) {
+            (Some(c), Some(k)) if leaf_is_current(Some(&c), sans) => (c, k),
+            _ => {
+                let key = KeyPair::generate()?;
+                let mut params = CertificateParams::new(Vec::<String>::new())?;
+                params.subject_alt_names = sans.iter().map(|s| san(s)).collect::<Result<_, _>>()?;
+                params.distinguished_name = dn("orch", Some("orch"));
+                params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+                let (y, m, d) = date_in_days(LEAF_DAYS);
+                params.not_after = rcgen::date_time_ymd(y, m, d);
+                let cert = params.signed_by(&key, &issuer)?;
+                write(&serving_key_path, &key.serialize_pem(), 0o600)?;
+                write(&serving_cert_path, &cert.pem(), 0o644)?;
+                (cert.pem(), key.serialize_pem())
+            }
+        };
+
+        let (admin_cert_path, admin_key_path) = (tls.join("client-admin.crt"), tls.join("client-admin.key"));
+        let (admin_cert_pem, admin_key_pem) = match (read(&admin_cert_path)?, read(&admin_key_path)?) {
+            (Some(c), Some(k)) if leaf_is_current(Some(&c), &[]) => (c, k),
+            _ => {
+                let key = KeyPair::generate()?;
+                let mut params = CertificateParams::new(Vec::<String>::new())?;
+                params.distinguished_name = dn("system:admin", Some("system:masters"));
+                params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+                let (y, m, d) = date_in_days(LEAF_DAYS);
+                params.not_after = rcgen::date_time_ymd(y, m, d);
+                let cert = params.signed_by(&key, &issuer)?;
+                write(&admin_key_path, &key.serialize_pem(), 0o600)?;
+                write(&admin_cert_path, &cert.pem(), 0o644)?;
+                (cert.pem(), key.serialize_pem())
+            }
+        };
+
+        let token_path = server_dir.join("token");
+        let ca_hash = hex::encode(Sha256::digest(ca_cert_pem.as_bytes()));
+        let secret = match token {
+            Some(t) => secret_of(t).ok_or_else(|| PkiError::BadToken(token_path.clone()))?.to_string(),
+            None => match read(&token_path)? {
+                Some(existing) => secret_of(existing.trim()).ok_or_else(|| PkiError::BadToken(token_path.clone()))?.to_string(),
+                None => hex::encode(rand::random::<[u8; 16]>()),
+            },
+        };
+        let full = format!("K10{ca_hash}::server:{secret}");
+        if read(&token_path)?.map(|t| t.trim().to_string()) != Some(full.clone()) {
+            write(&token_path, &format!("{full}\n"), 0o600)?;
+        }
+        Ok(Pki { ca_cert_pem, serving_cert_pem, serving_key_pem, admin_cert_pem, admin_key_pem, token: full })
+    }
+
+    /// The secret part of the token, which also authenticates as a bearer token.
+    pub fn token_secret(&self) -> &str {
+        secret_of(&self.token).unwrap_or(&self.token)
+    }
+
+    pub fn tls_config(&self) -> Result<rustls::ServerConfig, String> {
+        use rustls_pki_types::pem::PemObject;
+        use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+        let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(self.serving_cert_pem.as_bytes())
+            .collect::<Result<_, _>>()
+            .map_err(|e| format!("serving certificate: {e}"))?;
+        let key = PrivateKeyDer::from_pem_slice(self.serving_key_pem.as_bytes()).map_err(|e| format!("serving key: {e}"))?;
+        let mut roots = rustls::RootCertStore::empty();
+        for ca in CertificateDer::pem_slice_iter(self.ca_cert_pem.as_bytes()) {
+            roots.add(ca.map_err(|e| format!("CA certificate: {e}"))?).map_err(|e| format!("CA certificate: {e}"))?;
+        }
+        let verifier = rustls::server::WebPkiClientVerifier::builder(std::sync::Arc::new(roots))
+            .allow_unauthenticated()
+            .build()
+            .map_err(|e| format!("client verifier: {e}"))?;
+        let mut config = rustls::ServerConfig::builder()
+            .with_client_cert_verifier(verifier)
+            .with_single_cert(chain, key)
+            .map_err(|e| format!("TLS configuration: {e}"))?;
+        config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        Ok(config)
+    }
+}
+
+/// The secret of a token in any of the forms k3s accepts: full `K10<hash>::<user>:<secret>`, or plain.
+pub fn secret_of(token: &str) -> Option<&str> {
+    let token = token.trim();
+    if token.is_empty() {
+        return None;
+    }
+    match token.strip_prefix("K10").and_then(|rest| rest.split_once("::")) {
+        Some((_, cred)) => cred.split_once(':').map(|(_, secret)| secret).filter(|s| !s.is_empty()),
+        None => Some(token),
+    }
+}
+
+/// The CA hash a full token pins (`K10<hash>::…`), for joining agents.
+pub fn ca_hash_of(token: &str) -> Option<&str> {
+    token.trim().strip_prefix("K10").and_then(|rest| rest.split_once("::")).map(|(hash, _)| hash)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn token_forms() {
+        assert_eq!(secret_of("K10abc::server:s3cret"), Some("s3cret"));
+        assert_eq!(secret_of("plain"), Some("plain"));
+        assert_eq!(secret_of("K10abc::server:"), None);
+        assert_eq!(ca_hash_of("K10abc::server:x"), Some("abc"));
+    }
+
+    #[test]
+    fn ensure_creates_once_and_reuses() {
+        let dir = tempfile::tempdir().unwrap();
+        let sans = vec!["localhost".to_string(), "127.0.0.1".to_string()];
+        let first = Pki::ensure(dir.path(), &sans, None).unwrap();
+        assert!(first.token.starts_with("K10"));
+        let again = Pki::ensure(dir.path(), &sans, None).unwrap();
+        assert_eq!(first.ca_cert_pem, again.ca_cert_pem);
+        assert_eq!(first.serving_cert_pem, again.serving_cert_pem);
+        assert_eq!(first.token, again.token);
+        let more = vec!["localhost".to_string(), "127.0.0.1".to_string(), "edge.example".to_string()];
+        let reissued = Pki::ensure(dir.path(), &more, None).unwrap();
+        assert_eq!(reissued.ca_cert_pem, first.ca_cert_pem);
+        assert_ne!(reissued.serving_cert_pem, first.serving_cert_pem);
+        assert!(inspect(&reissued.serving_cert_pem).unwrap().1.contains(&"edge.example".to_string()));
+        assert!(reissued.tls_config().is_ok());
+    }
+}
