@@ -11,8 +11,16 @@ pub enum ConversionError {
 
 /// Converts `obj` (any served version) to `group/version`.
 pub fn convert(obj: &Value, group: &str, version: &str) -> Result<Value, ConversionError> {
-    let from = obj.get("apiVersion").and_then(Value::as_str).unwrap_or_default().to_string();
-    let to = if group.is_empty() { version.to_string() } else { format!("{group}/{version}") };
+    let from = obj
+        .get("apiVersion")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string();
+    let to = if group.is_empty() {
+        version.to_string()
+    } else {
+        format!("{group}/{version}")
+    };
     if from == to {
         return Ok(obj.clone());
     }
@@ -33,7 +41,10 @@ fn hpa_v2_to_v1(obj: &Value) -> Value {
     let mut out = Map::new();
     out.insert("apiVersion".into(), json!("autoscaling/v1"));
     out.insert("kind".into(), json!("HorizontalPodAutoscaler"));
-    out.insert("metadata".into(), obj.get("metadata").cloned().unwrap_or(json!({})));
+    out.insert(
+        "metadata".into(),
+        obj.get("metadata").cloned().unwrap_or(json!({})),
+    );
     let spec = &obj["spec"];
     let mut s = Map::new();
     for field in ["scaleTargetRef", "minReplicas", "maxReplicas"] {
@@ -41,7 +52,10 @@ fn hpa_v2_to_v1(obj: &Value) -> Value {
             s.insert(field.into(), v.clone());
         }
     }
-    if let Some(target) = spec["metrics"].as_array().and_then(|m| m.iter().find(|m| is_cpu_utilization(m))) {
+    if let Some(target) = spec["metrics"]
+        .as_array()
+        .and_then(|m| m.iter().find(|m| is_cpu_utilization(m)))
+    {
         if let Some(u) = target["resource"]["target"].get("averageUtilization") {
             s.insert("targetCPUUtilizationPercentage".into(), u.clone());
         }
@@ -49,15 +63,24 @@ fn hpa_v2_to_v1(obj: &Value) -> Value {
     out.insert("spec".into(), Value::Object(s));
     if let Some(status) = obj.get("status") {
         let mut st = Map::new();
-        for field in ["observedGeneration", "lastScaleTime", "currentReplicas", "desiredReplicas"] {
+        for field in [
+            "observedGeneration",
+            "lastScaleTime",
+            "currentReplicas",
+            "desiredReplicas",
+        ] {
             if let Some(v) = status.get(field) {
                 st.insert(field.into(), v.clone());
             }
         }
         let current_cpu = status["currentMetrics"].as_array().and_then(|metrics| {
-            metrics.iter().find(|m| m["type"] == "Resource" && m["resource"]["name"] == "cpu")
+            metrics
+                .iter()
+                .find(|m| m["type"] == "Resource" && m["resource"]["name"] == "cpu")
         });
-        if let Some(u) = current_cpu.and_then(|m| m["resource"]["current"].get("averageUtilization")) {
+        if let Some(u) =
+            current_cpu.and_then(|m| m["resource"]["current"].get("averageUtilization"))
+        {
             st.insert("currentCPUUtilizationPercentage".into(), u.clone());
         }
         st.entry("currentReplicas").or_insert(json!(0));
@@ -71,7 +94,10 @@ fn hpa_v1_to_v2(obj: &Value) -> Value {
     let mut out = Map::new();
     out.insert("apiVersion".into(), json!("autoscaling/v2"));
     out.insert("kind".into(), json!("HorizontalPodAutoscaler"));
-    out.insert("metadata".into(), obj.get("metadata").cloned().unwrap_or(json!({})));
+    out.insert(
+        "metadata".into(),
+        obj.get("metadata").cloned().unwrap_or(json!({})),
+    );
     let spec = &obj["spec"];
     let mut s = Map::new();
     for field in ["scaleTargetRef", "minReplicas", "maxReplicas"] {
@@ -79,7 +105,10 @@ fn hpa_v1_to_v2(obj: &Value) -> Value {
             s.insert(field.into(), v.clone());
         }
     }
-    if let Some(u) = spec.get("targetCPUUtilizationPercentage").filter(|v| !v.is_null()) {
+    if let Some(u) = spec
+        .get("targetCPUUtilizationPercentage")
+        .filter(|v| !v.is_null())
+    {
         s.insert(
             "metrics".into(),
             json!([{"type":"Resource","resource":{"name":"cpu","target":{"type":"Utilization","averageUtilization":u}}}]),
@@ -88,7 +117,12 @@ fn hpa_v1_to_v2(obj: &Value) -> Value {
     out.insert("spec".into(), Value::Object(s));
     if let Some(status) = obj.get("status") {
         let mut st = Map::new();
-        for field in ["observedGeneration", "lastScaleTime", "currentReplicas", "desiredReplicas"] {
+        for field in [
+            "observedGeneration",
+            "lastScaleTime",
+            "currentReplicas",
+            "desiredReplicas",
+        ] {
             if let Some(v) = status.get(field) {
                 st.insert(field.into(), v.clone());
             }
@@ -114,7 +148,10 @@ mod tests {
             "spec":{"scaleTargetRef":{"apiVersion":"apps/v1","kind":"Deployment","name":"web"},"minReplicas":1,
                     "maxReplicas":5,"targetCPUUtilizationPercentage":70}});
         let v2 = convert(&v1, "autoscaling", "v2").unwrap();
-        assert_eq!(v2["spec"]["metrics"][0]["resource"]["target"]["averageUtilization"], 70);
+        assert_eq!(
+            v2["spec"]["metrics"][0]["resource"]["target"]["averageUtilization"],
+            70
+        );
         let back = convert(&v2, "autoscaling", "v1").unwrap();
         assert_eq!(back["spec"], v1["spec"]);
     }

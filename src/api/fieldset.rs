@@ -4,11 +4,29 @@
 use serde_json::{json, Map, Value};
 
 /// Metadata fields the server owns; they never appear in a field set.
-const SYSTEM_METADATA: &[&str] =
-    &["name", "namespace", "uid", "resourceVersion", "generation", "creationTimestamp", "managedFields", "selfLink"];
+const SYSTEM_METADATA: &[&str] = &[
+    "name",
+    "namespace",
+    "uid",
+    "resourceVersion",
+    "generation",
+    "creationTimestamp",
+    "managedFields",
+    "selfLink",
+];
 
 /// List item keys that identify an item, in the order Kubernetes' list-map keys prefer them.
-const ITEM_KEYS: &[&str] = &["name", "containerPort", "port", "mountPath", "devicePath", "type", "key", "uid", "ip"];
+const ITEM_KEYS: &[&str] = &[
+    "name",
+    "containerPort",
+    "port",
+    "mountPath",
+    "devicePath",
+    "type",
+    "key",
+    "uid",
+    "ip",
+];
 
 pub fn fields_v1(obj: &Value) -> Value {
     let Some(root) = obj.as_object() else {
@@ -101,7 +119,9 @@ pub fn leaves(fields: &Value) -> Vec<FieldPath> {
 }
 
 fn collect_leaves(fields: &Value, prefix: &mut FieldPath, out: &mut Vec<FieldPath>) {
-    let Some(map) = fields.as_object() else { return };
+    let Some(map) = fields.as_object() else {
+        return;
+    };
     let children: Vec<(&String, &Value)> = map.iter().filter(|(k, _)| k.as_str() != ".").collect();
     if children.is_empty() {
         if !prefix.is_empty() {
@@ -139,7 +159,9 @@ pub fn display(path: &FieldPath) -> String {
 
 fn list_item_matches(item: &Value, element: &str) -> bool {
     if let Some(k) = element.strip_prefix("k:") {
-        let Ok(Value::Object(key)) = serde_json::from_str::<Value>(k) else { return false };
+        let Ok(Value::Object(key)) = serde_json::from_str::<Value>(k) else {
+            return false;
+        };
         key.iter().all(|(kk, kv)| item.get(kk) == Some(kv))
     } else if let Some(v) = element.strip_prefix("v:") {
         serde_json::from_str::<Value>(v).is_ok_and(|v| *item == v)
@@ -154,7 +176,10 @@ pub fn get<'a>(obj: &'a Value, path: &FieldPath) -> Option<&'a Value> {
     for element in path {
         cur = match element.strip_prefix("f:") {
             Some(f) => cur.get(f)?,
-            None => cur.as_array()?.iter().find(|item| list_item_matches(item, element))?,
+            None => cur
+                .as_array()?
+                .iter()
+                .find(|item| list_item_matches(item, element))?,
         };
     }
     Some(cur)
@@ -162,12 +187,16 @@ pub fn get<'a>(obj: &'a Value, path: &FieldPath) -> Option<&'a Value> {
 
 /// Removes the value at a field path, if present.
 pub fn remove(obj: &mut Value, path: &FieldPath) {
-    let Some((last, parents)) = path.split_last() else { return };
+    let Some((last, parents)) = path.split_last() else {
+        return;
+    };
     let mut cur = obj;
     for element in parents {
         let next = match element.strip_prefix("f:") {
             Some(f) => cur.get_mut(f),
-            None => cur.as_array_mut().and_then(|a| a.iter_mut().find(|item| list_item_matches(item, element))),
+            None => cur
+                .as_array_mut()
+                .and_then(|a| a.iter_mut().find(|item| list_item_matches(item, element))),
         };
         match next {
             Some(n) => cur = n,
@@ -198,8 +227,12 @@ pub fn without(fields: &Value, paths: &[FieldPath]) -> Value {
 }
 
 fn remove_path(fields: &mut Value, path: &[String]) -> bool {
-    let Some((first, rest)) = path.split_first() else { return false };
-    let Some(map) = fields.as_object_mut() else { return false };
+    let Some((first, rest)) = path.split_first() else {
+        return false;
+    };
+    let Some(map) = fields.as_object_mut() else {
+        return false;
+    };
     if rest.is_empty() {
         map.remove(first);
     } else if let Some(child) = map.get_mut(first) {
@@ -213,8 +246,14 @@ fn remove_path(fields: &mut Value, path: &[String]) -> bool {
 /// Fields whose values differ between `old` and `new` (added or changed), as a field set.
 pub fn changed_fields(old: &Value, new: &Value) -> Value {
     let all = fields_v1(new);
-    let changed: Vec<FieldPath> = leaves(&all).into_iter().filter(|p| get(old, p) != get(new, p)).collect();
-    let unchanged: Vec<FieldPath> = leaves(&all).into_iter().filter(|p| !changed.contains(p)).collect();
+    let changed: Vec<FieldPath> = leaves(&all)
+        .into_iter()
+        .filter(|p| get(old, p) != get(new, p))
+        .collect();
+    let unchanged: Vec<FieldPath> = leaves(&all)
+        .into_iter()
+        .filter(|p| !changed.contains(p))
+        .collect();
     without(&all, &unchanged)
 }
 
@@ -246,24 +285,44 @@ mod path_tests {
         let fs = fields_v1(&obj);
         let ls = leaves(&fs);
         assert!(ls.contains(&vec!["f:spec".to_string(), "f:replicas".to_string()]));
-        let image: FieldPath = ["f:spec", "f:template", "f:spec", "f:containers", "k:{\"name\":\"c\"}", "f:image"]
-            .iter()
-            .map(|s| s.to_string())
-            .collect();
+        let image: FieldPath = [
+            "f:spec",
+            "f:template",
+            "f:spec",
+            "f:containers",
+            "k:{\"name\":\"c\"}",
+            "f:image",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
         assert_eq!(get(&obj, &image), Some(&json!("i")));
-        assert_eq!(display(&image), ".spec.template.spec.containers[name=\"c\"].image");
+        assert_eq!(
+            display(&image),
+            ".spec.template.spec.containers[name=\"c\"].image"
+        );
         let mut o = obj.clone();
         remove(&mut o, &image);
-        assert!(o["spec"]["template"]["spec"]["containers"][0].get("image").is_none());
+        assert!(o["spec"]["template"]["spec"]["containers"][0]
+            .get("image")
+            .is_none());
         let reduced = without(&fs, &[image]);
-        assert!(!leaves(&reduced).iter().any(|p| p.last().unwrap() == "f:image"));
+        assert!(!leaves(&reduced)
+            .iter()
+            .any(|p| p.last().unwrap() == "f:image"));
     }
 
     #[test]
     fn changed_fields_only_lists_differences() {
         let old = json!({"spec":{"replicas":2,"paused":false}});
         let new = json!({"spec":{"replicas":3,"paused":false}});
-        assert_eq!(changed_fields(&old, &new), json!({"f:spec":{".":{},"f:replicas":{}}}));
-        assert_eq!(union(&json!({"f:a":{}}), &json!({"f:b":{}})), json!({"f:a":{},"f:b":{}}));
+        assert_eq!(
+            changed_fields(&old, &new),
+            json!({"f:spec":{".":{},"f:replicas":{}}})
+        );
+        assert_eq!(
+            union(&json!({"f:a":{}}), &json!({"f:b":{}})),
+            json!({"f:a":{},"f:b":{}})
+        );
     }
 }

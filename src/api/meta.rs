@@ -10,7 +10,9 @@ pub fn metadata(obj: &Value) -> Option<&Map<String, Value>> {
 /// The `metadata` map, created if absent or not an object.
 pub fn metadata_mut(obj: &mut Value) -> &mut Map<String, Value> {
     let root = obj.as_object_mut().expect("API objects are JSON objects");
-    let meta = root.entry("metadata").or_insert_with(|| Value::Object(Map::new()));
+    let meta = root
+        .entry("metadata")
+        .or_insert_with(|| Value::Object(Map::new()));
     if !meta.is_object() {
         *meta = Value::Object(Map::new());
     }
@@ -18,7 +20,10 @@ pub fn metadata_mut(obj: &mut Value) -> &mut Map<String, Value> {
 }
 
 pub fn meta_str<'a>(obj: &'a Value, field: &str) -> Option<&'a str> {
-    metadata(obj).and_then(|m| m.get(field)).and_then(Value::as_str).filter(|s| !s.is_empty())
+    metadata(obj)
+        .and_then(|m| m.get(field))
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty())
 }
 
 pub fn name(obj: &Value) -> Option<&str> {
@@ -46,14 +51,22 @@ pub fn remove_meta(obj: &mut Value, field: &str) -> Option<Value> {
 }
 
 pub fn labels(obj: &Value) -> Map<String, Value> {
-    metadata(obj).and_then(|m| m.get("labels")).and_then(Value::as_object).cloned().unwrap_or_default()
+    metadata(obj)
+        .and_then(|m| m.get("labels"))
+        .and_then(Value::as_object)
+        .cloned()
+        .unwrap_or_default()
 }
 
 pub fn finalizers(obj: &Value) -> Vec<String> {
     metadata(obj)
         .and_then(|m| m.get("finalizers"))
         .and_then(Value::as_array)
-        .map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_string)).collect())
+        .map(|a| {
+            a.iter()
+                .filter_map(|v| v.as_str().map(str::to_string))
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -61,7 +74,14 @@ pub fn set_finalizers(obj: &mut Value, finalizers: &[String]) {
     if finalizers.is_empty() {
         remove_meta(obj, "finalizers");
     } else {
-        set_meta(obj, "finalizers", finalizers.iter().map(|f| Value::String(f.clone())).collect::<Vec<_>>());
+        set_meta(
+            obj,
+            "finalizers",
+            finalizers
+                .iter()
+                .map(|f| Value::String(f.clone()))
+                .collect::<Vec<_>>(),
+        );
     }
 }
 
@@ -109,7 +129,10 @@ mod tests {
     fn field_string_reads_nested_scalars() {
         let obj = json!({"spec":{"nodeName":"n1","unschedulable":true,"replicas":3}});
         assert_eq!(field_string(&obj, "spec.nodeName").as_deref(), Some("n1"));
-        assert_eq!(field_string(&obj, "spec.unschedulable").as_deref(), Some("true"));
+        assert_eq!(
+            field_string(&obj, "spec.unschedulable").as_deref(),
+            Some("true")
+        );
         assert_eq!(field_string(&obj, "spec.replicas").as_deref(), Some("3"));
         assert_eq!(field_string(&obj, "spec.missing"), None);
     }

@@ -31,7 +31,16 @@ pub struct ResourceInfo {
     pub storage_plural: &'static str,
 }
 
-pub const ALL_VERBS: &[&str] = &["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"];
+pub const ALL_VERBS: &[&str] = &[
+    "create",
+    "delete",
+    "deletecollection",
+    "get",
+    "list",
+    "patch",
+    "update",
+    "watch",
+];
 pub const STATUS_VERBS: &[&str] = &["get", "patch", "update"];
 
 impl ResourceInfo {
@@ -70,9 +79,15 @@ impl ResourceInfo {
 
     /// The storage key prefix all objects of this resource share (ends in `/`).
     pub fn key_prefix(&self, namespace: Option<&str>) -> String {
-        let group = if self.storage_group.is_empty() { "core" } else { self.storage_group };
+        let group = if self.storage_group.is_empty() {
+            "core"
+        } else {
+            self.storage_group
+        };
         match namespace {
-            Some(ns) if self.namespaced => format!("/registry/{group}/{}/{ns}/", self.storage_plural),
+            Some(ns) if self.namespaced => {
+                format!("/registry/{group}/{}/{ns}/", self.storage_plural)
+            }
             _ => format!("/registry/{group}/{}/", self.storage_plural),
         }
     }
@@ -82,7 +97,9 @@ impl ResourceInfo {
     }
 
     pub fn is_storage_version(&self) -> bool {
-        self.storage_group == self.group && self.storage_plural == self.plural && self.version == storage_version(self)
+        self.storage_group == self.group
+            && self.storage_plural == self.plural
+            && self.version == storage_version(self)
     }
 }
 
@@ -95,11 +112,23 @@ fn storage_version(info: &ResourceInfo) -> &'static str {
 }
 
 const fn status(group: &'static str, version: &'static str, kind: &'static str) -> Subresource {
-    Subresource { name: "status", group, version, kind, verbs: STATUS_VERBS }
+    Subresource {
+        name: "status",
+        group,
+        version,
+        kind,
+        verbs: STATUS_VERBS,
+    }
 }
 
 const fn scale() -> Subresource {
-    Subresource { name: "scale", group: "autoscaling", version: "v1", kind: "Scale", verbs: STATUS_VERBS }
+    Subresource {
+        name: "scale",
+        group: "autoscaling",
+        version: "v1",
+        kind: "Scale",
+        verbs: STATUS_VERBS,
+    }
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -129,7 +158,11 @@ const fn res(
     }
 }
 
-const fn stored_as(mut info: ResourceInfo, group: &'static str, plural: &'static str) -> ResourceInfo {
+const fn stored_as(
+    mut info: ResourceInfo,
+    group: &'static str,
+    plural: &'static str,
+) -> ResourceInfo {
     info.storage_group = group;
     info.storage_plural = plural;
     info
@@ -141,80 +174,413 @@ const NONE: &[&str] = &[];
 /// Every served resource. The order is discovery order: it decides `kubectl get all` ordering and which group
 /// wins an ambiguous short name (core `events` before `events.k8s.io`), as in Kubernetes.
 pub static RESOURCES: &[ResourceInfo] = &[
-    res("", "v1", "Pod", "pods", "pod", true, &["po"], ALL, &[
-        status("", "v1", "Pod"),
-        Subresource { name: "binding", group: "", version: "v1", kind: "Binding", verbs: &["create"] },
-    ]),
-    res("", "v1", "Service", "services", "service", true, &["svc"], ALL, &[status("", "v1", "Service")]),
-    res("", "v1", "Namespace", "namespaces", "namespace", false, &["ns"], NONE, &[
-        status("", "v1", "Namespace"),
-        Subresource { name: "finalize", group: "", version: "v1", kind: "Namespace", verbs: &["update"] },
-    ]),
-    res("", "v1", "Node", "nodes", "node", false, &["no"], NONE, &[status("", "v1", "Node")]),
-    res("", "v1", "Endpoints", "endpoints", "endpoints", true, &["ep"], NONE, &[]),
-    res("", "v1", "ConfigMap", "configmaps", "configmap", true, &["cm"], NONE, &[]),
-    res("", "v1", "Secret", "secrets", "secret", true, NONE, NONE, &[]),
-    res("", "v1", "Event", "events", "event", true, &["ev"], NONE, &[]),
-    res("", "v1", "ServiceAccount", "serviceaccounts", "serviceaccount", true, &["sa"], NONE, &[]),
-    res("", "v1", "PersistentVolume", "persistentvolumes", "persistentvolume", false, &["pv"], NONE, &[status(
+    res(
+        "",
+        "v1",
+        "Pod",
+        "pods",
+        "pod",
+        true,
+        &["po"],
+        ALL,
+        &[
+            status("", "v1", "Pod"),
+            Subresource {
+                name: "binding",
+                group: "",
+                version: "v1",
+                kind: "Binding",
+                verbs: &["create"],
+            },
+        ],
+    ),
+    res(
+        "",
+        "v1",
+        "Service",
+        "services",
+        "service",
+        true,
+        &["svc"],
+        ALL,
+        &[status("", "v1", "Service")],
+    ),
+    res(
+        "",
+        "v1",
+        "Namespace",
+        "namespaces",
+        "namespace",
+        false,
+        &["ns"],
+        NONE,
+        &[
+            status("", "v1", "Namespace"),
+            Subresource {
+                name: "finalize",
+                group: "",
+                version: "v1",
+                kind: "Namespace",
+                verbs: &["update"],
+            },
+        ],
+    ),
+    res(
+        "",
+        "v1",
+        "Node",
+        "nodes",
+        "node",
+        false,
+        &["no"],
+        NONE,
+        &[status("", "v1", "Node")],
+    ),
+    res(
+        "",
+        "v1",
+        "Endpoints",
+        "endpoints",
+        "endpoints",
+        true,
+        &["ep"],
+        NONE,
+        &[],
+    ),
+    res(
+        "",
+        "v1",
+        "ConfigMap",
+        "configmaps",
+        "configmap",
+        true,
+        &["cm"],
+        NONE,
+        &[],
+    ),
+    res(
+        "",
+        "v1",
+        "Secret",
+        "secrets",
+        "secret",
+        true,
+        NONE,
+        NONE,
+        &[],
+    ),
+    res(
+        "",
+        "v1",
+        "Event",
+        "events",
+        "event",
+        true,
+        &["ev"],
+        NONE,
+        &[],
+    ),
+    res(
+        "",
+        "v1",
+        "ServiceAccount",
+        "serviceaccounts",
+        "serviceaccount",
+        true,
+        &["sa"],
+        NONE,
+        &[],
+    ),
+    res(
         "",
         "v1",
         "PersistentVolume",
-    )]),
-    res("", "v1", "PersistentVolumeClaim", "persistentvolumeclaims", "persistentvolumeclaim", true, &["pvc"], NONE, &[
-        status("", "v1", "PersistentVolumeClaim"),
-    ]),
-    res("", "v1", "ResourceQuota", "resourcequotas", "resourcequota", true, &["quota"], NONE, &[status(
+        "persistentvolumes",
+        "persistentvolume",
+        false,
+        &["pv"],
+        NONE,
+        &[status("", "v1", "PersistentVolume")],
+    ),
+    res(
+        "",
+        "v1",
+        "PersistentVolumeClaim",
+        "persistentvolumeclaims",
+        "persistentvolumeclaim",
+        true,
+        &["pvc"],
+        NONE,
+        &[status("", "v1", "PersistentVolumeClaim")],
+    ),
+    res(
         "",
         "v1",
         "ResourceQuota",
-    )]),
-    res("", "v1", "LimitRange", "limitranges", "limitrange", true, &["limits"], NONE, &[]),
-    res("apps", "v1", "Deployment", "deployments", "deployment", true, &["deploy"], ALL, &[
-        scale(),
-        status("apps", "v1", "Deployment"),
-    ]),
-    res("apps", "v1", "ReplicaSet", "replicasets", "replicaset", true, &["rs"], ALL, &[
-        scale(),
-        status("apps", "v1", "ReplicaSet"),
-    ]),
-    res("apps", "v1", "StatefulSet", "statefulsets", "statefulset", true, &["sts"], ALL, &[
-        scale(),
-        status("apps", "v1", "StatefulSet"),
-    ]),
-    res("apps", "v1", "DaemonSet", "daemonsets", "daemonset", true, &["ds"], ALL, &[status("apps", "v1", "DaemonSet")]),
-    res("apps", "v1", "ControllerRevision", "controllerrevisions", "controllerrevision", true, NONE, NONE, &[]),
-    res("events.k8s.io", "v1", "Event", "events", "event", true, &["ev"], NONE, &[]),
-    res("autoscaling", "v2", "HorizontalPodAutoscaler", "horizontalpodautoscalers", "horizontalpodautoscaler", true, &[
-        "hpa",
-    ], ALL, &[status("autoscaling", "v2", "HorizontalPodAutoscaler")]),
+        "resourcequotas",
+        "resourcequota",
+        true,
+        &["quota"],
+        NONE,
+        &[status("", "v1", "ResourceQuota")],
+    ),
+    res(
+        "",
+        "v1",
+        "LimitRange",
+        "limitranges",
+        "limitrange",
+        true,
+        &["limits"],
+        NONE,
+        &[],
+    ),
+    res(
+        "apps",
+        "v1",
+        "Deployment",
+        "deployments",
+        "deployment",
+        true,
+        &["deploy"],
+        ALL,
+        &[scale(), status("apps", "v1", "Deployment")],
+    ),
+    res(
+        "apps",
+        "v1",
+        "ReplicaSet",
+        "replicasets",
+        "replicaset",
+        true,
+        &["rs"],
+        ALL,
+        &[scale(), status("apps", "v1", "ReplicaSet")],
+    ),
+    res(
+        "apps",
+        "v1",
+        "StatefulSet",
+        "statefulsets",
+        "statefulset",
+        true,
+        &["sts"],
+        ALL,
+        &[scale(), status("apps", "v1", "StatefulSet")],
+    ),
+    res(
+        "apps",
+        "v1",
+        "DaemonSet",
+        "daemonsets",
+        "daemonset",
+        true,
+        &["ds"],
+        ALL,
+        &[status("apps", "v1", "DaemonSet")],
+    ),
+    res(
+        "apps",
+        "v1",
+        "ControllerRevision",
+        "controllerrevisions",
+        "controllerrevision",
+        true,
+        NONE,
+        NONE,
+        &[],
+    ),
+    res(
+        "events.k8s.io",
+        "v1",
+        "Event",
+        "events",
+        "event",
+        true,
+        &["ev"],
+        NONE,
+        &[],
+    ),
+    res(
+        "autoscaling",
+        "v2",
+        "HorizontalPodAutoscaler",
+        "horizontalpodautoscalers",
+        "horizontalpodautoscaler",
+        true,
+        &["hpa"],
+        ALL,
+        &[status("autoscaling", "v2", "HorizontalPodAutoscaler")],
+    ),
     stored_as(
-        res("autoscaling", "v1", "HorizontalPodAutoscaler", "horizontalpodautoscalers", "horizontalpodautoscaler", true, &[
-            "hpa",
-        ], ALL, &[status("autoscaling", "v1", "HorizontalPodAutoscaler")]),
+        res(
+            "autoscaling",
+            "v1",
+            "HorizontalPodAutoscaler",
+            "horizontalpodautoscalers",
+            "horizontalpodautoscaler",
+            true,
+            &["hpa"],
+            ALL,
+            &[status("autoscaling", "v1", "HorizontalPodAutoscaler")],
+        ),
         "autoscaling",
         "horizontalpodautoscalers",
     ),
-    res("batch", "v1", "Job", "jobs", "job", true, NONE, ALL, &[status("batch", "v1", "Job")]),
-    res("batch", "v1", "CronJob", "cronjobs", "cronjob", true, &["cj"], ALL, &[status("batch", "v1", "CronJob")]),
-    res("networking.k8s.io", "v1", "Ingress", "ingresses", "ingress", true, &["ing"], NONE, &[status(
+    res(
+        "batch",
+        "v1",
+        "Job",
+        "jobs",
+        "job",
+        true,
+        NONE,
+        ALL,
+        &[status("batch", "v1", "Job")],
+    ),
+    res(
+        "batch",
+        "v1",
+        "CronJob",
+        "cronjobs",
+        "cronjob",
+        true,
+        &["cj"],
+        ALL,
+        &[status("batch", "v1", "CronJob")],
+    ),
+    res(
         "networking.k8s.io",
         "v1",
         "Ingress",
-    )]),
-    res("networking.k8s.io", "v1", "IngressClass", "ingressclasses", "ingressclass", false, NONE, NONE, &[]),
-    res("networking.k8s.io", "v1", "NetworkPolicy", "networkpolicies", "networkpolicy", true, &["netpol"], NONE, &[]),
-    res("policy", "v1", "PodDisruptionBudget", "poddisruptionbudgets", "poddisruptionbudget", true, &["pdb"], NONE, &[
-        status("policy", "v1", "PodDisruptionBudget"),
-    ]),
-    res("rbac.authorization.k8s.io", "v1", "ClusterRoleBinding", "clusterrolebindings", "clusterrolebinding", false, NONE, NONE, &[]),
-    res("rbac.authorization.k8s.io", "v1", "ClusterRole", "clusterroles", "clusterrole", false, NONE, NONE, &[]),
-    res("rbac.authorization.k8s.io", "v1", "RoleBinding", "rolebindings", "rolebinding", true, NONE, NONE, &[]),
-    res("rbac.authorization.k8s.io", "v1", "Role", "roles", "role", true, NONE, NONE, &[]),
-    res("storage.k8s.io", "v1", "StorageClass", "storageclasses", "storageclass", false, &["sc"], NONE, &[]),
-    res("scheduling.k8s.io", "v1", "PriorityClass", "priorityclasses", "priorityclass", false, &["pc"], NONE, &[]),
-    res("coordination.k8s.io", "v1", "Lease", "leases", "lease", true, NONE, NONE, &[]),
-    res("discovery.k8s.io", "v1", "EndpointSlice", "endpointslices", "endpointslice", true, NONE, NONE, &[]),
+        "ingresses",
+        "ingress",
+        true,
+        &["ing"],
+        NONE,
+        &[status("networking.k8s.io", "v1", "Ingress")],
+    ),
+    res(
+        "networking.k8s.io",
+        "v1",
+        "IngressClass",
+        "ingressclasses",
+        "ingressclass",
+        false,
+        NONE,
+        NONE,
+        &[],
+    ),
+    res(
+        "networking.k8s.io",
+        "v1",
+        "NetworkPolicy",
+        "networkpolicies",
+        "networkpolicy",
+        true,
+        &["netpol"],
+        NONE,
+        &[],
+    ),
+    res(
+        "policy",
+        "v1",
+        "PodDisruptionBudget",
+        "poddisruptionbudgets",
+        "poddisruptionbudget",
+        true,
+        &["pdb"],
+        NONE,
+        &[status("policy", "v1", "PodDisruptionBudget")],
+    ),
+    res(
+        "rbac.authorization.k8s.io",
+        "v1",
+        "ClusterRoleBinding",
+        "clusterrolebindings",
+        "clusterrolebinding",
+        false,
+        NONE,
+        NONE,
+        &[],
+    ),
+    res(
+        "rbac.authorization.k8s.io",
+        "v1",
+        "ClusterRole",
+        "clusterroles",
+        "clusterrole",
+        false,
+        NONE,
+        NONE,
+        &[],
+    ),
+    res(
+        "rbac.authorization.k8s.io",
+        "v1",
+        "RoleBinding",
+        "rolebindings",
+        "rolebinding",
+        true,
+        NONE,
+        NONE,
+        &[],
+    ),
+    res(
+        "rbac.authorization.k8s.io",
+        "v1",
+        "Role",
+        "roles",
+        "role",
+        true,
+        NONE,
+        NONE,
+        &[],
+    ),
+    res(
+        "storage.k8s.io",
+        "v1",
+        "StorageClass",
+        "storageclasses",
+        "storageclass",
+        false,
+        &["sc"],
+        NONE,
+        &[],
+    ),
+    res(
+        "scheduling.k8s.io",
+        "v1",
+        "PriorityClass",
+        "priorityclasses",
+        "priorityclass",
+        false,
+        &["pc"],
+        NONE,
+        &[],
+    ),
+    res(
+        "coordination.k8s.io",
+        "v1",
+        "Lease",
+        "leases",
+        "lease",
+        true,
+        NONE,
+        NONE,
+        &[],
+    ),
+    res(
+        "discovery.k8s.io",
+        "v1",
+        "EndpointSlice",
+        "endpointslices",
+        "endpointslice",
+        true,
+        NONE,
+        NONE,
+        &[],
+    ),
 ];
 
 /// Group versions in discovery order, each once.
@@ -241,11 +607,15 @@ pub fn groups() -> Vec<(&'static str, Vec<&'static str>)> {
 }
 
 pub fn find(group: &str, version: &str, plural: &str) -> Option<&'static ResourceInfo> {
-    RESOURCES.iter().find(|r| r.group == group && r.version == version && r.plural == plural)
+    RESOURCES
+        .iter()
+        .find(|r| r.group == group && r.version == version && r.plural == plural)
 }
 
 pub fn find_kind(group: &str, version: &str, kind: &str) -> Option<&'static ResourceInfo> {
-    RESOURCES.iter().find(|r| r.group == group && r.version == version && r.kind == kind)
+    RESOURCES
+        .iter()
+        .find(|r| r.group == group && r.version == version && r.kind == kind)
 }
 
 /// Splits an `apiVersion` into group and version (`v1` → ("", "v1")).
@@ -262,15 +632,24 @@ mod tests {
 
     #[test]
     fn discovery_order_puts_core_events_before_events_group() {
-        let core = RESOURCES.iter().position(|r| r.group.is_empty() && r.plural == "events").unwrap();
-        let grp = RESOURCES.iter().position(|r| r.group == "events.k8s.io").unwrap();
+        let core = RESOURCES
+            .iter()
+            .position(|r| r.group.is_empty() && r.plural == "events")
+            .unwrap();
+        let grp = RESOURCES
+            .iter()
+            .position(|r| r.group == "events.k8s.io")
+            .unwrap();
         assert!(core < grp);
     }
 
     #[test]
     fn keys_are_scoped_by_namespace_only_for_namespaced_resources() {
         let pods = find("", "v1", "pods").unwrap();
-        assert_eq!(pods.key(Some("default"), "p"), "/registry/core/pods/default/p");
+        assert_eq!(
+            pods.key(Some("default"), "p"),
+            "/registry/core/pods/default/p"
+        );
         let nodes = find("", "v1", "nodes").unwrap();
         assert_eq!(nodes.key(Some("default"), "n"), "/registry/core/nodes/n");
     }

@@ -93,9 +93,18 @@ with_types!(schema_impl);
 
 /// Decodes `value` as the typed object of `group/version kind` and encodes it again. The result carries
 /// apiVersion and kind, drops unknown fields and nulls, and keeps the typed field order.
-pub fn roundtrip(group: &str, version: &str, kind: &str, mut value: Value) -> Result<Value, TypedError> {
+pub fn roundtrip(
+    group: &str,
+    version: &str,
+    kind: &str,
+    mut value: Value,
+) -> Result<Value, TypedError> {
     if let Some(obj) = value.as_object_mut() {
-        let api_version = if group.is_empty() { version.to_string() } else { format!("{group}/{version}") };
+        let api_version = if group.is_empty() {
+            version.to_string()
+        } else {
+            format!("{group}/{version}")
+        };
         obj.insert("apiVersion".into(), Value::String(api_version));
         obj.insert("kind".into(), Value::String(kind.to_string()));
     }
@@ -122,7 +131,11 @@ fn collect_unknown(input: &Value, decoded: &Value, path: String, out: &mut Vec<S
                 if value.is_null() {
                     continue;
                 }
-                let child = if path.is_empty() { key.clone() } else { format!("{path}.{key}") };
+                let child = if path.is_empty() {
+                    key.clone()
+                } else {
+                    format!("{path}.{key}")
+                };
                 match d.get(key) {
                     Some(dv) => collect_unknown(value, dv, child, out),
                     None if is_empty_container(value) => {}
@@ -166,11 +179,17 @@ mod tests {
         assert_eq!(out["apiVersion"], "apps/v1");
         assert_eq!(out["kind"], "Deployment");
         assert!(out["spec"].get("bogus").is_none());
-        assert_eq!(unknown_fields(&input, &out), vec!["spec.bogus", "spec.template.spec.containers[0].typo"]);
+        assert_eq!(
+            unknown_fields(&input, &out),
+            vec!["spec.bogus", "spec.template.spec.containers[0].typo"]
+        );
     }
 
     #[test]
     fn unknown_kinds_are_reported() {
-        assert!(matches!(roundtrip("x", "v1", "Nope", json!({})), Err(TypedError::UnknownKind(_))));
+        assert!(matches!(
+            roundtrip("x", "v1", "Nope", json!({})),
+            Err(TypedError::UnknownKind(_))
+        ));
     }
 }

@@ -11,7 +11,10 @@ pub struct User {
 
 impl User {
     pub fn admin() -> Self {
-        User { name: "system:admin".into(), groups: vec!["system:masters".into(), "system:authenticated".into()] }
+        User {
+            name: "system:admin".into(),
+            groups: vec!["system:masters".into(), "system:authenticated".into()],
+        }
     }
 }
 
@@ -26,8 +29,14 @@ impl Authenticator {
 
     pub fn authenticate(&self, headers: &HeaderMap) -> Option<User> {
         let value = headers.get(http::header::AUTHORIZATION)?.to_str().ok()?;
-        let token = value.strip_prefix("Bearer ").or_else(|| value.strip_prefix("bearer "))?.trim();
-        self.tokens.iter().find(|(t, _)| constant_time_eq(t.as_bytes(), token.as_bytes())).map(|(_, u)| u.clone())
+        let token = value
+            .strip_prefix("Bearer ")
+            .or_else(|| value.strip_prefix("bearer "))?
+            .trim();
+        self.tokens
+            .iter()
+            .find(|(t, _)| constant_time_eq(t.as_bytes(), token.as_bytes()))
+            .map(|(_, u)| u.clone())
     }
 }
 
@@ -35,9 +44,16 @@ impl Authenticator {
 pub fn user_from_certificate(der: &[u8]) -> Option<User> {
     let (_, cert) = x509_parser::parse_x509_certificate(der).ok()?;
     let subject = cert.subject();
-    let name = subject.iter_common_name().next()?.as_str().ok()?.to_string();
-    let mut groups: Vec<String> =
-        subject.iter_organization().filter_map(|o| o.as_str().ok().map(str::to_string)).collect();
+    let name = subject
+        .iter_common_name()
+        .next()?
+        .as_str()
+        .ok()?
+        .to_string();
+    let mut groups: Vec<String> = subject
+        .iter_organization()
+        .filter_map(|o| o.as_str().ok().map(str::to_string))
+        .collect();
     groups.push("system:authenticated".into());
     Some(User { name, groups })
 }
@@ -58,9 +74,15 @@ mod tests {
         let auth = Authenticator::new(vec![("secret".into(), User::admin())]);
         let mut h = HeaderMap::new();
         assert_eq!(auth.authenticate(&h), None);
-        h.insert(http::header::AUTHORIZATION, "Bearer secret".parse().unwrap());
+        h.insert(
+            http::header::AUTHORIZATION,
+            "Bearer secret".parse().unwrap(),
+        );
         assert_eq!(auth.authenticate(&h), Some(User::admin()));
-        h.insert(http::header::AUTHORIZATION, "Bearer secreT".parse().unwrap());
+        h.insert(
+            http::header::AUTHORIZATION,
+            "Bearer secreT".parse().unwrap(),
+        );
         assert_eq!(auth.authenticate(&h), None);
     }
 }

@@ -34,7 +34,13 @@ impl FieldValidation {
 /// The media type without parameters, lower-cased; no Content-Type means JSON (kubectl sends none on
 /// `PUT …/scale`).
 pub fn media_type(content_type: Option<&str>) -> String {
-    content_type.unwrap_or("application/json").split(';').next().unwrap_or("").trim().to_ascii_lowercase()
+    content_type
+        .unwrap_or("application/json")
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase()
 }
 
 /// Decodes a request body by its content type into JSON.
@@ -49,12 +55,49 @@ pub fn decode(content_type: Option<&str>, body: &[u8]) -> Result<Value, ApiError
             }
         }
         "application/vnd.kubernetes.protobuf" => {
-            super::protobuf::decode_request_body(super::protobuf::ProtoRegistry::embedded(), body)
-                .map_err(|e| ApiError::BadRequest(format!("error decoding protobuf: {e}")))
+            let mut obj = super::protobuf::decode_request_body(super::protobuf::ProtoRegistry::embedded(), body)
+                .map_err(|e| ApiError::BadRequest(format!("error decoding protobuf: {e}")))?;
+            drop_go_zero_values(&mut obj, false);
+            Ok(obj)
         }
         other => Err(ApiError::UnsupportedMediaType(format!(
             "the body of the request was in an unknown format - accepted media types include: application/json, application/yaml, application/vnd.kubernetes.protobuf (got {other})"
         ))),
+    }
+}
+
+/// Maps whose values are user data: an empty string there is a value, not Go's zero value.
+const USER_MAPS: &[&str] = &[
+    "data",
+    "stringData",
+    "labels",
+    "annotations",
+    "matchLabels",
+    "selector",
+    "nodeSelector",
+    "binaryData",
+];
+
+/// Go's protobuf encoding sends every non-pointer field, so unset strings arrive as "" and unset structs
+/// as empty messages. JSON clients omit them; remove them so defaults apply the same way.
+fn drop_go_zero_values(value: &mut Value, in_user_map: bool) {
+    match value {
+        Value::Object(map) => {
+            if !in_user_map {
+                map.retain(|k, v| {
+                    !(matches!(v, Value::String(s) if s.is_empty())
+                        || (k == "generation" && v == &Value::from(0)))
+                });
+            }
+            for (k, v) in map.iter_mut() {
+                drop_go_zero_values(v, USER_MAPS.contains(&k.as_str()) && v.is_object());
+            }
+            if !in_user_map {
+                map.retain(|k, v| k == "spec" || !matches!(v, Value::Object(m) if m.is_empty()));
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(|i| drop_go_zero_values(i, false)),
+        _ => {}
     }
 }
 
@@ -63,7 +106,8 @@ pub fn decode_yaml(body: &[u8]) -> Result<Value, ApiError> {
     if let Ok(v) = serde_json::from_slice::<Value>(body) {
         return Ok(v);
     }
-    let text = std::str::from_utf8(body).map_err(|_| ApiError::BadRequest("YAML body is not UTF-8".into()))?;
+    let text = std::str::from_utf8(body)
+        .map_err(|_| ApiError::BadRequest("YAML body is not UTF-8".into()))?;
     let options = serde_saphyr::options! { legacy_octal_numbers: true };
     serde_saphyr::from_str_with_options::<Value>(text, options)
         .map_err(|e| ApiError::BadRequest(format!("error converting YAML to JSON: {e}")))
@@ -71,7 +115,11 @@ pub fn decode_yaml(body: &[u8]) -> Result<Value, ApiError> {
 
 /// Decodes `obj` through the typed form of `info`'s kind. Returns the normalised object and, for
 /// `Warn`, the warnings to send back.
-pub fn typed_object(info: &ResourceInfo, obj: Value, validation: FieldValidation) -> Result<(Value, Vec<String>), ApiError> {
+pub fn typed_object(
+    info: &ResourceInfo,
+    obj: Value,
+    validation: FieldValidation,
+) -> Result<(Value, Vec<String>), ApiError> {
     typed_object_as(info.group, info.version, info.kind, obj, validation)
 }
 
@@ -88,18 +136,33 @@ pub fn typed_object_as(
         )));
     }
     let decoded = typed::roundtrip(group, version, kind, obj.clone()).map_err(|e| {
-        ApiError::BadRequest(format!("{kind} in version \"{version}\" cannot be handled as a {kind}: {e}"))
+        ApiError::BadRequest(format!(
+            "{kind} in version \"{version}\" cannot be handled as a {kind}: {e}"
+        ))
     })?;
-    let unknown = if validation == FieldValidation::Ignore { Vec::new() } else { typed::unknown_fields(&obj, &decoded) };
+    let unknown = if validation == FieldValidation::Ignore {
+        Vec::new()
+    } else {
+        typed::unknown_fields(&obj, &decoded)
+    };
     match validation {
         FieldValidation::Strict if !unknown.is_empty() => {
-            let list: Vec<String> = unknown.iter().map(|f| format!("unknown field \"{f}\"")).collect();
+            let list: Vec<String> = unknown
+                .iter()
+                .map(|f| format!("unknown field \"{f}\""))
+                .collect();
             Err(ApiError::BadRequest(format!(
                 "{kind} in version \"{version}\" cannot be handled as a {kind}: strict decoding error: {}",
                 list.join(", ")
             )))
         }
-        _ => Ok((decoded, unknown.into_iter().map(|f| format!("unknown field \"{f}\"")).collect())),
+        _ => Ok((
+            decoded,
+            unknown
+                .into_iter()
+                .map(|f| format!("unknown field \"{f}\""))
+                .collect(),
+        )),
     }
 }
 
@@ -126,15 +189,35 @@ mod tests {
             err.to_string(),
             "Deployment in version \"v1\" cannot be handled as a Deployment: strict decoding error: unknown field \"spec.x\""
         );
-        let (_, warnings) = typed_object(deployments(), obj.clone(), FieldValidation::Warn).unwrap();
+        let (_, warnings) =
+            typed_object(deployments(), obj.clone(), FieldValidation::Warn).unwrap();
         assert_eq!(warnings, vec!["unknown field \"spec.x\""]);
         let (_, warnings) = typed_object(deployments(), obj, FieldValidation::Ignore).unwrap();
         assert!(warnings.is_empty());
     }
 
     #[test]
+    fn go_zero_values_from_protobuf_are_dropped_but_user_data_kept() {
+        let mut v = json!({"metadata":{"name":"x","namespace":"","generation":0,"labels":{"a":""}},
+            "spec":{"strategy":{"type":""},"replicas":0,"template":{"spec":{"containers":[{"name":"c","imagePullPolicy":""}]}}},
+            "data":{"k":""}});
+        drop_go_zero_values(&mut v, false);
+        assert_eq!(
+            v,
+            json!({"metadata":{"name":"x","labels":{"a":""}},
+            "spec":{"replicas":0,"template":{"spec":{"containers":[{"name":"c"}]}}},"data":{"k":""}})
+        );
+    }
+
+    #[test]
     fn malformed_and_unknown_media_are_rejected() {
-        assert!(matches!(decode(None, b"{not json"), Err(ApiError::BadRequest(_))));
-        assert!(matches!(decode(Some("text/plain"), b"x"), Err(ApiError::UnsupportedMediaType(_))));
+        assert!(matches!(
+            decode(None, b"{not json"),
+            Err(ApiError::BadRequest(_))
+        ));
+        assert!(matches!(
+            decode(Some("text/plain"), b"x"),
+            Err(ApiError::UnsupportedMediaType(_))
+        ));
     }
 }

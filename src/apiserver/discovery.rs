@@ -5,14 +5,18 @@ use serde_json::{json, Value};
 
 use crate::api::resources::{self, ResourceInfo};
 
-pub const AGGREGATED_V2: &str = "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList";
-pub const AGGREGATED_V2BETA1: &str = "application/json;g=apidiscovery.k8s.io;v=v2beta1;as=APIGroupDiscoveryList";
+pub const AGGREGATED_V2: &str =
+    "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList";
+pub const AGGREGATED_V2BETA1: &str =
+    "application/json;g=apidiscovery.k8s.io;v=v2beta1;as=APIGroupDiscoveryList";
 
 /// Which aggregated version the Accept header asks for, if any, honouring its order.
 pub fn wants_aggregated(accept: &str) -> Option<&'static str> {
     for part in accept.split(',') {
         let params: Vec<&str> = part.split(';').map(str::trim).collect();
-        if !params.contains(&"as=APIGroupDiscoveryList") || !params.contains(&"g=apidiscovery.k8s.io") {
+        if !params.contains(&"as=APIGroupDiscoveryList")
+            || !params.contains(&"g=apidiscovery.k8s.io")
+        {
             continue;
         }
         if params.contains(&"v=v2") {
@@ -92,7 +96,10 @@ pub fn api_versions(server_address: &str) -> Value {
 }
 
 fn api_group(group: &str, versions: &[&str]) -> Value {
-    let gvs: Vec<Value> = versions.iter().map(|v| json!({"groupVersion": format!("{group}/{v}"), "version": v})).collect();
+    let gvs: Vec<Value> = versions
+        .iter()
+        .map(|v| json!({"groupVersion": format!("{group}/{v}"), "version": v}))
+        .collect();
     json!({"name": group, "versions": gvs, "preferredVersion": gvs[0].clone()})
 }
 
@@ -106,7 +113,9 @@ pub fn api_group_list() -> Value {
 }
 
 pub fn api_group_document(group: &str) -> Option<Value> {
-    let (_, versions) = resources::groups().into_iter().find(|(g, _)| *g == group && !g.is_empty())?;
+    let (_, versions) = resources::groups()
+        .into_iter()
+        .find(|(g, _)| *g == group && !g.is_empty())?;
     let mut doc = api_group(group, &versions);
     doc["kind"] = json!("APIGroup");
     doc["apiVersion"] = json!("v1");
@@ -114,8 +123,10 @@ pub fn api_group_document(group: &str) -> Option<Value> {
 }
 
 pub fn api_resource_list(group: &str, version: &str) -> Option<Value> {
-    let infos: Vec<&ResourceInfo> =
-        resources::RESOURCES.iter().filter(|r| r.group == group && r.version == version).collect();
+    let infos: Vec<&ResourceInfo> = resources::RESOURCES
+        .iter()
+        .filter(|r| r.group == group && r.version == version)
+        .collect();
     if infos.is_empty() {
         return None;
     }
@@ -140,8 +151,14 @@ pub fn api_resource_list(group: &str, version: &str) -> Option<Value> {
             list.push(s);
         }
     }
-    let gv = if group.is_empty() { version.to_string() } else { format!("{group}/{version}") };
-    Some(json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv, "resources": list}))
+    let gv = if group.is_empty() {
+        version.to_string()
+    } else {
+        format!("{group}/{version}")
+    };
+    Some(
+        json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv, "resources": list}),
+    )
 }
 
 #[cfg(test)]
@@ -158,8 +175,16 @@ mod tests {
     #[test]
     fn aggregated_core_lists_pods_with_what_kubectl_needs() {
         let doc = aggregated(true, "apidiscovery.k8s.io/v2");
-        let pods = doc["items"][0]["versions"][0]["resources"].as_array().unwrap().iter().find(|r| r["resource"] == "pods").unwrap();
-        assert_eq!(pods["responseKind"], json!({"group":"","version":"v1","kind":"Pod"}));
+        let pods = doc["items"][0]["versions"][0]["resources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["resource"] == "pods")
+            .unwrap();
+        assert_eq!(
+            pods["responseKind"],
+            json!({"group":"","version":"v1","kind":"Pod"})
+        );
         assert_eq!(pods["shortNames"], json!(["po"]));
         assert_eq!(pods["categories"], json!(["all"]));
         assert_eq!(pods["scope"], "Namespaced");
@@ -168,8 +193,16 @@ mod tests {
     #[test]
     fn legacy_resource_list_includes_subresources_with_foreign_kinds() {
         let doc = api_resource_list("apps", "v1").unwrap();
-        let scale = doc["resources"].as_array().unwrap().iter().find(|r| r["name"] == "deployments/scale").unwrap();
-        assert_eq!((scale["group"].as_str(), scale["kind"].as_str()), (Some("autoscaling"), Some("Scale")));
+        let scale = doc["resources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["name"] == "deployments/scale")
+            .unwrap();
+        assert_eq!(
+            (scale["group"].as_str(), scale["kind"].as_str()),
+            (Some("autoscaling"), Some("Scale"))
+        );
         assert!(api_resource_list("nope", "v1").is_none());
     }
 }

@@ -10,7 +10,9 @@ use serde_json::{json, Value};
 use crate::api::meta;
 use crate::api::resources::ResourceInfo;
 use crate::api::selector::{FieldSelector, LabelSelector};
-use crate::registry::{CreateOptions, DeleteOptions, DeleteOutcome, ListOptions, RegistryError, UpdateOptions};
+use crate::registry::{
+    CreateOptions, DeleteOptions, DeleteOutcome, ListOptions, RegistryError, UpdateOptions,
+};
 
 use super::body::{self, FieldValidation};
 use super::patch::{self, PatchType};
@@ -37,14 +39,28 @@ pub(super) async fn serve(
             let obj = registry.get(info, ns, name).await?;
             match r.subresource.as_deref() {
                 Some("scale") => Ok(json_response(StatusCode::OK, &scale_of(&obj)?)),
-                _ => Ok(object_response(StatusCode::OK, info, obj, ctx, q, Vec::new())),
+                _ => Ok(object_response(
+                    StatusCode::OK,
+                    info,
+                    obj,
+                    ctx,
+                    q,
+                    Vec::new(),
+                )),
             }
         }
         Verb::List => {
             let options = list_options(q)?;
             let result = registry.list(info, ns, &options).await?;
             if wants_table(&ctx.accept) {
-                return Ok(table_response(info, &result.items, result.resource_version, result.continue_token.as_deref(), q, registry.now()));
+                return Ok(table_response(
+                    info,
+                    &result.items,
+                    result.resource_version,
+                    result.continue_token.as_deref(),
+                    q,
+                    registry.now(),
+                ));
             }
             let mut metadata = json!({"resourceVersion": result.resource_version.to_string()});
             if let Some(token) = result.continue_token {
@@ -64,10 +80,14 @@ pub(super) async fn serve(
             let name = r.name.as_deref().unwrap_or_default();
             match registry.delete(info, ns, name, &options).await? {
                 DeleteOutcome::Pending(obj) => Ok(json_response(StatusCode::OK, &obj)),
-                DeleteOutcome::Deleted(obj) if returns_deleted_object(info) => Ok(json_response(StatusCode::OK, &obj)),
+                DeleteOutcome::Deleted(obj) if returns_deleted_object(info) => {
+                    Ok(json_response(StatusCode::OK, &obj))
+                }
                 DeleteOutcome::Deleted(obj) => Ok(json_response(
                     StatusCode::OK,
-                    &success_status(Some(json!({"name": name, "group": info.group, "kind": info.plural, "uid": meta::uid(&obj)}))),
+                    &success_status(Some(
+                        json!({"name": name, "group": info.group, "kind": info.plural, "uid": meta::uid(&obj)}),
+                    )),
                 )),
             }
         }
@@ -78,8 +98,13 @@ pub(super) async fn serve(
             for item in list.items {
                 let name = meta::name(&item).unwrap_or_default().to_string();
                 let item_ns = meta::namespace(&item).map(str::to_string);
-                match registry.delete(info, item_ns.as_deref(), &name, &options).await {
-                    Ok(DeleteOutcome::Deleted(obj)) | Ok(DeleteOutcome::Pending(obj)) => deleted.push(obj),
+                match registry
+                    .delete(info, item_ns.as_deref(), &name, &options)
+                    .await
+                {
+                    Ok(DeleteOutcome::Deleted(obj)) | Ok(DeleteOutcome::Pending(obj)) => {
+                        deleted.push(obj)
+                    }
                     Err(RegistryError::NotFound { .. }) => {}
                     Err(e) => return Err(e.into()),
                 }
@@ -111,7 +136,14 @@ fn field_manager(q: &Query, ctx: &RequestContext) -> Option<String> {
     match q.get("fieldManager") {
         Some(m) if !m.is_empty() => Some(m.to_string()),
         // Kubernetes names an unnamed manager after the client's user agent, up to the first '/'.
-        _ => Some(ctx.user_agent.split('/').next().unwrap_or("unknown").to_string()).filter(|m| !m.is_empty()),
+        _ => Some(
+            ctx.user_agent
+                .split('/')
+                .next()
+                .unwrap_or("unknown")
+                .to_string(),
+        )
+        .filter(|m| !m.is_empty()),
     }
 }
 
@@ -122,12 +154,18 @@ pub(super) fn list_options(q: &Query) -> Result<ListOptions, ApiError> {
         field_selector: FieldSelector::parse(q.get("fieldSelector").unwrap_or(""))
             .map_err(|e| ApiError::BadRequest(e.to_string()))?,
         limit: q.get("limit").and_then(|l| l.parse().ok()).unwrap_or(0),
-        continue_token: q.get("continue").filter(|c| !c.is_empty()).map(str::to_string),
+        continue_token: q
+            .get("continue")
+            .filter(|c| !c.is_empty())
+            .map(str::to_string),
     })
 }
 
 fn wants_table(accept: &str) -> bool {
-    accept.split(',').next().is_some_and(|first| first.contains("as=Table"))
+    accept
+        .split(',')
+        .next()
+        .is_some_and(|first| first.contains("as=Table"))
 }
 
 fn warning_headers(resp: &mut Response<Body>, warnings: &[String]) {
@@ -149,7 +187,14 @@ fn object_response(
 ) -> Response<Body> {
     let mut resp = if wants_table(&ctx.accept) {
         let rv = crate::registry::resource_version_of(&obj);
-        table_response(info, std::slice::from_ref(&obj), rv, None, q, jiff::Timestamp::now())
+        table_response(
+            info,
+            std::slice::from_ref(&obj),
+            rv,
+            None,
+            q,
+            jiff::Timestamp::now(),
+        )
     } else {
         json_response(code, &obj)
     };
@@ -163,11 +208,21 @@ pub(super) fn row_object(obj: &Value, q: &Query) -> Value {
     match q.get("includeObject") {
         Some("Object") => obj.clone(),
         Some("None") => Value::Null,
-        _ => json!({"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1", "metadata": obj.get("metadata").cloned().unwrap_or(json!({}))}),
+        _ => {
+            json!({"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1", "metadata": obj.get("metadata").cloned().unwrap_or(json!({}))})
+        }
     }
 }
 
-pub(super) fn table(info: &ResourceInfo, items: &[Value], rv: i64, continue_token: Option<&str>, q: &Query, now: jiff::Timestamp, with_columns: bool) -> Value {
+pub(super) fn table(
+    info: &ResourceInfo,
+    items: &[Value],
+    rv: i64,
+    continue_token: Option<&str>,
+    q: &Query,
+    now: jiff::Timestamp,
+    with_columns: bool,
+) -> Value {
     let rows: Vec<Value> = items
         .iter()
         .map(|obj| json!({"cells": super::table::cells(info.kind, obj, now), "object": row_object(obj, q)}))
@@ -183,7 +238,14 @@ pub(super) fn table(info: &ResourceInfo, items: &[Value], rv: i64, continue_toke
     table
 }
 
-fn table_response(info: &ResourceInfo, items: &[Value], rv: i64, continue_token: Option<&str>, q: &Query, now: jiff::Timestamp) -> Response<Body> {
+fn table_response(
+    info: &ResourceInfo,
+    items: &[Value],
+    rv: i64,
+    continue_token: Option<&str>,
+    q: &Query,
+    now: jiff::Timestamp,
+) -> Response<Body> {
     let value = table(info, items, rv, continue_token, q, now, true);
     super::json_response_typed(StatusCode::OK, &value, TABLE_CONTENT_TYPE)
 }
@@ -204,28 +266,50 @@ async fn create(
         Some("binding") => {
             let name = r.name.as_deref().unwrap_or_default();
             let (binding, _) = body::typed_object_as("", "v1", "Binding", decoded, validation)?;
-            let options = UpdateOptions { dry_run: dry_run(q)?, field_manager: None, subresource: Some("binding".into()) };
+            let options = UpdateOptions {
+                dry_run: dry_run(q)?,
+                field_manager: None,
+                subresource: Some("binding".into()),
+            };
             let now = registry.now();
             registry
-                .guaranteed_update(r.info, ns, name, &options, |pod| crate::registry::bind_pod(pod, &binding, now))
+                .guaranteed_update(r.info, ns, name, &options, |pod| {
+                    crate::registry::bind_pod(pod, &binding, now)
+                })
                 .await?;
             return Ok(json_response(StatusCode::CREATED, &success_status(None)));
         }
-        Some(other) => return Err(ApiError::MethodNotAllowed(format!("create is not supported on {other}"))),
+        Some(other) => {
+            return Err(ApiError::MethodNotAllowed(format!(
+                "create is not supported on {other}"
+            )))
+        }
         None => {}
     }
     check_type_meta(r.info, &decoded)?;
     let (obj, warnings) = body::typed_object(r.info, decoded, validation)?;
-    let options = CreateOptions { dry_run: dry_run(q)?, field_manager: field_manager(q, ctx) };
+    let options = CreateOptions {
+        dry_run: dry_run(q)?,
+        field_manager: field_manager(q, ctx),
+    };
     let created = registry.create(r.info, ns, obj, &options).await?;
-    Ok(object_response(StatusCode::CREATED, r.info, created, ctx, q, warnings))
+    Ok(object_response(
+        StatusCode::CREATED,
+        r.info,
+        created,
+        ctx,
+        q,
+        warnings,
+    ))
 }
 
 /// A body naming another kind or version than the URL is rejected, as Kubernetes does.
 fn check_type_meta(info: &ResourceInfo, obj: &Value) -> Result<(), ApiError> {
     let kind = obj.get("kind").and_then(Value::as_str).unwrap_or("");
     let api_version = obj.get("apiVersion").and_then(Value::as_str).unwrap_or("");
-    if (!kind.is_empty() && kind != info.kind) || (!api_version.is_empty() && api_version != info.api_version()) {
+    if (!kind.is_empty() && kind != info.kind)
+        || (!api_version.is_empty() && api_version != info.api_version())
+    {
         return Err(ApiError::BadRequest(format!(
             "the API version in the data ({api_version}) does not match the expected API version ({})",
             info.api_version()
@@ -238,7 +322,10 @@ fn check_type_meta(info: &ResourceInfo, obj: &Value) -> Result<(), ApiError> {
 impl ApiError {
     fn with_kind_message(self, kind: &str, info: &ResourceInfo) -> ApiError {
         if !kind.is_empty() && kind != info.kind {
-            ApiError::BadRequest(format!("the kind in the data ({kind}) does not match the expected kind ({})", info.kind))
+            ApiError::BadRequest(format!(
+                "the kind in the data ({kind}) does not match the expected kind ({})",
+                info.kind
+            ))
         } else {
             self
         }
@@ -261,17 +348,34 @@ async fn update(
     let dry_run = dry_run(q)?;
     if r.subresource.as_deref() == Some("scale") {
         let (scale, _) = body::typed_object_as("autoscaling", "v1", "Scale", decoded, validation)?;
-        let options = UpdateOptions { dry_run, field_manager: field_manager(q, ctx), subresource: None };
+        let options = UpdateOptions {
+            dry_run,
+            field_manager: field_manager(q, ctx),
+            subresource: None,
+        };
         let updated = registry
-            .guaranteed_update(r.info, ns, name, &options, |current| with_scale(current, &scale))
+            .guaranteed_update(r.info, ns, name, &options, |current| {
+                with_scale(current, &scale)
+            })
             .await?;
         return Ok(json_response(StatusCode::OK, &scale_of(&updated)?));
     }
     check_type_meta(r.info, &decoded)?;
     let (obj, warnings) = body::typed_object(r.info, decoded, validation)?;
-    let options = UpdateOptions { dry_run, field_manager: field_manager(q, ctx), subresource: r.subresource.clone() };
+    let options = UpdateOptions {
+        dry_run,
+        field_manager: field_manager(q, ctx),
+        subresource: r.subresource.clone(),
+    };
     let updated = registry.update(r.info, ns, name, obj, &options).await?;
-    Ok(object_response(StatusCode::OK, r.info, updated, ctx, q, warnings))
+    Ok(object_response(
+        StatusCode::OK,
+        r.info,
+        updated,
+        ctx,
+        q,
+        warnings,
+    ))
 }
 
 async fn patch_object(
@@ -291,16 +395,32 @@ async fn patch_object(
     let dry_run = dry_run(q)?;
     let patch = match patch_type {
         PatchType::Apply => body::decode_yaml(raw)?,
-        _ => serde_json::from_slice(raw).map_err(|e| ApiError::BadRequest(format!("error decoding patch: {e}")))?,
+        _ => serde_json::from_slice(raw)
+            .map_err(|e| ApiError::BadRequest(format!("error decoding patch: {e}")))?,
     };
     let manager = field_manager(q, ctx);
     if patch_type == PatchType::Apply {
-        let Some(manager) = q.get("fieldManager").filter(|m| !m.is_empty()).map(str::to_string) else {
+        let Some(manager) = q
+            .get("fieldManager")
+            .filter(|m| !m.is_empty())
+            .map(str::to_string)
+        else {
             return Err(ApiError::BadRequest(
                 "PatchOptions.meta.k8s.io \"\" is invalid: fieldManager: Required value: is required for apply patch".into(),
             ));
         };
-        return patch::apply::serve(server, r, &patch, &manager, q.flag("force"), validation, dry_run, ctx, q).await;
+        return patch::apply::serve(
+            server,
+            r,
+            &patch,
+            &manager,
+            q.flag("force"),
+            validation,
+            dry_run,
+            ctx,
+            q,
+        )
+        .await;
     }
     let mut warnings = Vec::new();
     let options = UpdateOptions {
@@ -309,34 +429,52 @@ async fn patch_object(
         subresource: r.subresource.clone().filter(|s| s != "scale"),
     };
     let updated = registry
-        .guaranteed_update(info, ns, name, &options, |current| -> Result<Value, ApiError> {
-            if r.subresource.as_deref() == Some("scale") {
-                let scale = scale_of(current)?;
-                let patched = patch::apply_patch("Scale", patch_type, &scale, &patch)?;
-                let (patched, _) = body::typed_object_as("autoscaling", "v1", "Scale", patched, validation)?;
-                return with_scale(current, &patched);
-            }
-            let mut patched = patch::apply_patch(info.kind, patch_type, current, &patch)?;
-            // A patch that does not touch resourceVersion must not turn the read version into a precondition.
-            if meta::resource_version(&patch_meta(&patch)).is_none() {
-                meta::remove_meta(&mut patched, "resourceVersion");
-            }
-            let (typed, w) = body::typed_object(info, patched, validation)?;
-            warnings = w;
-            Ok(typed)
-        })
+        .guaranteed_update(
+            info,
+            ns,
+            name,
+            &options,
+            |current| -> Result<Value, ApiError> {
+                if r.subresource.as_deref() == Some("scale") {
+                    let scale = scale_of(current)?;
+                    let patched = patch::apply_patch("Scale", patch_type, &scale, &patch)?;
+                    let (patched, _) =
+                        body::typed_object_as("autoscaling", "v1", "Scale", patched, validation)?;
+                    return with_scale(current, &patched);
+                }
+                let mut patched = patch::apply_patch(info.kind, patch_type, current, &patch)?;
+                // A patch that does not touch resourceVersion must not turn the read version into a precondition.
+                if meta::resource_version(&patch_meta(&patch)).is_none() {
+                    meta::remove_meta(&mut patched, "resourceVersion");
+                }
+                let (typed, w) = body::typed_object(info, patched, validation)?;
+                warnings = w;
+                Ok(typed)
+            },
+        )
         .await?;
     if r.subresource.as_deref() == Some("scale") {
         return Ok(json_response(StatusCode::OK, &scale_of(&updated)?));
     }
-    Ok(object_response(StatusCode::OK, info, updated, ctx, q, warnings))
+    Ok(object_response(
+        StatusCode::OK,
+        info,
+        updated,
+        ctx,
+        q,
+        warnings,
+    ))
 }
 
 /// The part of a patch that speaks about metadata (for JSON patches: whether any op touches the RV).
 fn patch_meta(patch: &Value) -> Value {
     match patch {
         Value::Array(ops) => {
-            let touches = ops.iter().any(|op| op["path"].as_str().is_some_and(|p| p.starts_with("/metadata/resourceVersion")));
+            let touches = ops.iter().any(|op| {
+                op["path"]
+                    .as_str()
+                    .is_some_and(|p| p.starts_with("/metadata/resourceVersion"))
+            });
             if touches {
                 json!({"metadata": {"resourceVersion": "set"}})
             } else {
@@ -349,7 +487,9 @@ fn patch_meta(patch: &Value) -> Value {
 
 pub(super) fn scale_of(obj: &Value) -> Result<Value, ApiError> {
     let selector = match obj["spec"].get("selector") {
-        Some(sel) if sel.is_object() => LabelSelector::from_json(sel).map(|s| s.to_string()).unwrap_or_default(),
+        Some(sel) if sel.is_object() => LabelSelector::from_json(sel)
+            .map(|s| s.to_string())
+            .unwrap_or_default(),
         _ => String::new(),
     };
     let m = obj.get("metadata").cloned().unwrap_or(json!({}));
@@ -387,20 +527,29 @@ fn delete_options(q: &Query, raw: &[u8]) -> Result<DeleteOptions, ApiError> {
         body::decode(Some("application/json"), raw)?
     };
     let mut options = DeleteOptions {
-        dry_run: dry_run(q)? || body["dryRun"].as_array().is_some_and(|d| d.iter().any(|v| v == "All")),
+        dry_run: dry_run(q)?
+            || body["dryRun"]
+                .as_array()
+                .is_some_and(|d| d.iter().any(|v| v == "All")),
         grace_period_seconds: body["gracePeriodSeconds"].as_i64(),
         propagation_policy: body["propagationPolicy"].as_str().map(str::to_string),
         precondition_uid: body["preconditions"]["uid"].as_str().map(str::to_string),
-        precondition_resource_version: body["preconditions"]["resourceVersion"].as_str().map(str::to_string),
+        precondition_resource_version: body["preconditions"]["resourceVersion"]
+            .as_str()
+            .map(str::to_string),
     };
     if let Some(grace) = q.get("gracePeriodSeconds") {
         options.grace_period_seconds =
-            Some(grace.parse().map_err(|_| ApiError::BadRequest(format!("invalid gracePeriodSeconds {grace:?}")))?);
+            Some(grace.parse().map_err(|_| {
+                ApiError::BadRequest(format!("invalid gracePeriodSeconds {grace:?}"))
+            })?);
     }
     if let Some(policy) = q.get("propagationPolicy") {
         options.propagation_policy = Some(policy.to_string());
     }
-    let orphan = body["orphanDependents"].as_bool().or_else(|| q.get("orphanDependents").map(|v| v == "true"));
+    let orphan = body["orphanDependents"]
+        .as_bool()
+        .or_else(|| q.get("orphanDependents").map(|v| v == "true"));
     if options.propagation_policy.is_none() {
         options.propagation_policy = match orphan {
             Some(true) => Some("Orphan".into()),

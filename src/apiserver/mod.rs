@@ -53,11 +53,18 @@ pub struct Query(Vec<(String, String)>);
 
 impl Query {
     pub fn parse(query: Option<&str>) -> Self {
-        Query(form_urlencoded::parse(query.unwrap_or("").as_bytes()).into_owned().collect())
+        Query(
+            form_urlencoded::parse(query.unwrap_or("").as_bytes())
+                .into_owned()
+                .collect(),
+        )
     }
 
     pub fn get(&self, key: &str) -> Option<&str> {
-        self.0.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+        self.0
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
     }
 
     pub fn flag(&self, key: &str) -> bool {
@@ -74,7 +81,12 @@ pub struct RequestContext {
 
 impl ApiServer {
     pub fn new(registry: Arc<Registry>, auth: Authenticator, server_address: String) -> Self {
-        ApiServer { registry, auth, openapi: openapi::OpenApi::default(), server_address }
+        ApiServer {
+            registry,
+            auth,
+            openapi: openapi::OpenApi::default(),
+            server_address,
+        }
     }
 
     pub fn registry(&self) -> &Arc<Registry> {
@@ -83,7 +95,11 @@ impl ApiServer {
 
     /// Serves one request. `identity` is what the transport proved about the caller (a client certificate),
     /// or a trusted in-process caller.
-    pub async fn handle<B>(self: &Arc<Self>, req: Request<B>, identity: Option<User>) -> Response<Body>
+    pub async fn handle<B>(
+        self: &Arc<Self>,
+        req: Request<B>,
+        identity: Option<User>,
+    ) -> Response<Body>
     where
         B: http_body::Body<Data = Bytes> + Send + 'static,
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
@@ -99,7 +115,11 @@ impl ApiServer {
         response
     }
 
-    async fn route<B>(self: &Arc<Self>, req: Request<B>, identity: Option<User>) -> Result<Response<Body>, ApiError>
+    async fn route<B>(
+        self: &Arc<Self>,
+        req: Request<B>,
+        identity: Option<User>,
+    ) -> Result<Response<Body>, ApiError>
     where
         B: http_body::Body<Data = Bytes> + Send + 'static,
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
@@ -109,17 +129,30 @@ impl ApiServer {
             (&Method::GET, "/readyz") | (&Method::GET, "/livez") | (&Method::GET, "/healthz") => {
                 return Ok(text_response(StatusCode::OK, "ok"));
             }
-            (&Method::GET, "/version") => return Ok(json_response(StatusCode::OK, &version_info())),
+            (&Method::GET, "/version") => {
+                return Ok(json_response(StatusCode::OK, &version_info()))
+            }
             _ => {}
         }
         let user = match identity {
             Some(user) => user,
-            None => self.auth.authenticate(req.headers()).ok_or(ApiError::Unauthorized)?,
+            None => self
+                .auth
+                .authenticate(req.headers())
+                .ok_or(ApiError::Unauthorized)?,
         };
         let header_str = |name: header::HeaderName| {
-            req.headers().get(name).and_then(|v| v.to_str().ok()).unwrap_or("").to_string()
+            req.headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("")
+                .to_string()
         };
-        let ctx = RequestContext { accept: header_str(header::ACCEPT), user_agent: header_str(header::USER_AGENT), user };
+        let ctx = RequestContext {
+            accept: header_str(header::ACCEPT),
+            user_agent: header_str(header::USER_AGENT),
+            user,
+        };
         let query = Query::parse(req.uri().query());
         if path == "/openapi/v3" || path.starts_with("/openapi/v3/") {
             return self.serve_openapi(&path, &query);
@@ -129,13 +162,22 @@ impl ApiServer {
         }
         let target = request::parse_path(&path);
         match &target {
-            Target::Discovery { .. } if req.method() == Method::GET => self.serve_discovery(&target, &ctx),
+            Target::Discovery { .. } if req.method() == Method::GET => {
+                self.serve_discovery(&target, &ctx)
+            }
             Target::Resource { .. } => {
-                let resource = request::resolve(req.method(), &target, query.flag("watch")).map_err(|e| match e {
-                    request::RequestError::NotFound => ApiError::not_found_path(),
-                    request::RequestError::MethodNotAllowed => ApiError::MethodNotAllowed(e.to_string()),
-                })?;
-                let content_type = req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).map(str::to_string);
+                let resource = request::resolve(req.method(), &target, query.flag("watch"))
+                    .map_err(|e| match e {
+                        request::RequestError::NotFound => ApiError::not_found_path(),
+                        request::RequestError::MethodNotAllowed => {
+                            ApiError::MethodNotAllowed(e.to_string())
+                        }
+                    })?;
+                let content_type = req
+                    .headers()
+                    .get(header::CONTENT_TYPE)
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_string);
                 let body = read_body(req.into_body()).await?;
                 handlers::serve(self, resource, &query, &ctx, content_type.as_deref(), body).await
             }
@@ -143,8 +185,17 @@ impl ApiServer {
         }
     }
 
-    fn serve_discovery(&self, target: &Target, ctx: &RequestContext) -> Result<Response<Body>, ApiError> {
-        let Target::Discovery { group, version, legacy_root } = target else {
+    fn serve_discovery(
+        &self,
+        target: &Target,
+        ctx: &RequestContext,
+    ) -> Result<Response<Body>, ApiError> {
+        let Target::Discovery {
+            group,
+            version,
+            legacy_root,
+        } = target
+        else {
             return Err(ApiError::not_found_path());
         };
         match (group, version) {
@@ -180,11 +231,17 @@ impl ApiServer {
         if rest.is_empty() {
             return Ok(json_response(StatusCode::OK, &self.openapi.index()));
         }
-        let (doc, hash) = self.openapi.document(rest).ok_or_else(ApiError::not_found_path)?;
+        let (doc, hash) = self
+            .openapi
+            .document(rest)
+            .ok_or_else(ApiError::not_found_path)?;
         let mut resp = json_response(StatusCode::OK, doc);
         // The URL carries the content hash, so a client may cache the document for good (as Kubernetes does).
         if query.get("hash") == Some(hash.as_str()) {
-            resp.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("public, immutable"));
+            resp.headers_mut().insert(
+                header::CACHE_CONTROL,
+                HeaderValue::from_static("public, immutable"),
+            );
         }
         if let Ok(etag) = HeaderValue::from_str(&format!("\"{hash}\"")) {
             resp.headers_mut().insert(header::ETAG, etag);
@@ -200,8 +257,15 @@ where
 {
     match Limited::new(body, body::MAX_BODY).collect().await {
         Ok(collected) => Ok(collected.to_bytes()),
-        Err(e) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => Err(ApiError::TooLarge),
-        Err(e) => Err(ApiError::BadRequest(format!("error reading request body: {e}"))),
+        Err(e)
+            if e.downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some() =>
+        {
+            Err(ApiError::TooLarge)
+        }
+        Err(e) => Err(ApiError::BadRequest(format!(
+            "error reading request body: {e}"
+        ))),
     }
 }
 
@@ -223,19 +287,27 @@ pub fn json_response(code: StatusCode, value: &Value) -> Response<Body> {
     json_response_typed(code, value, "application/json")
 }
 
-pub fn json_response_typed(code: StatusCode, value: &Value, content_type: &'static str) -> Response<Body> {
+pub fn json_response_typed(
+    code: StatusCode,
+    value: &Value,
+    content_type: &'static str,
+) -> Response<Body> {
     let mut bytes = serde_json::to_vec(value).unwrap_or_default();
     bytes.push(b'\n');
     let mut resp = Response::new(full_body(bytes));
     *resp.status_mut() = code;
-    resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    resp.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
     resp
 }
 
 fn text_response(code: StatusCode, text: &'static str) -> Response<Body> {
     let mut resp = Response::new(full_body(text));
     *resp.status_mut() = code;
-    resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
     resp
 }
 

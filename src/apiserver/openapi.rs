@@ -42,7 +42,12 @@ impl OpenApi {
         let paths: Map<String, Value> = self
             .docs()
             .iter()
-            .map(|(path, (_, hash))| (path.clone(), json!({"serverRelativeURL": format!("/openapi/v3/{path}?hash={hash}")})))
+            .map(|(path, (_, hash))| {
+                (
+                    path.clone(),
+                    json!({"serverRelativeURL": format!("/openapi/v3/{path}?hash={hash}")}),
+                )
+            })
             .collect();
         json!({"paths": paths})
     }
@@ -57,7 +62,10 @@ fn build_document(group: &str, version: &str) -> Value {
     let mut generator = schemars::generate::SchemaSettings::openapi3().into_generator();
     let mut paths = Map::new();
     let mut kinds: Vec<(String, &ResourceInfo)> = Vec::new();
-    for info in resources::RESOURCES.iter().filter(|r| r.group == group && r.version == version) {
+    for info in resources::RESOURCES
+        .iter()
+        .filter(|r| r.group == group && r.version == version)
+    {
         if let Some(name) = typed::add_schema(&mut generator, info.group, info.version, info.kind) {
             kinds.push((name, info));
         }
@@ -66,10 +74,7 @@ fn build_document(group: &str, version: &str) -> Value {
         }
         add_paths(&mut paths, info);
     }
-    let mut schemas: Map<String, Value> = generator
-        .take_definitions(true)
-        .into_iter()
-        .collect();
+    let mut schemas: Map<String, Value> = generator.take_definitions(true).into_iter().collect();
     for (name, info) in kinds {
         if let Some(schema) = schemas.get_mut(&name).and_then(Value::as_object_mut) {
             schema.insert(
@@ -100,8 +105,10 @@ fn add_paths(paths: &mut Map<String, Value>, info: &ResourceInfo) {
     let gvk = json!({"group": info.group, "version": info.version, "kind": info.kind});
     let schema_ref = typed_ref(info);
     let body = |types: &[&str]| {
-        let content: Map<String, Value> =
-            types.iter().map(|t| (t.to_string(), json!({"schema": schema_ref.clone()}))).collect();
+        let content: Map<String, Value> = types
+            .iter()
+            .map(|t| (t.to_string(), json!({"schema": schema_ref.clone()})))
+            .collect();
         json!({"content": content, "required": true})
     };
     let params = || {
@@ -122,7 +129,10 @@ fn add_paths(paths: &mut Map<String, Value>, info: &ResourceInfo) {
     );
     let item = format!("{collection}/{{name}}");
     let mut patch_params = params();
-    patch_params.push(query_param("force", "Force is going to \"force\" Apply requests."));
+    patch_params.push(query_param(
+        "force",
+        "Force is going to \"force\" Apply requests.",
+    ));
     let mut item_ops = json!({
         "get": {"operationId": format!("read{}", info.kind), "x-kubernetes-action": "get", "x-kubernetes-group-version-kind": gvk, "responses": ok},
         "put": {"operationId": format!("replace{}", info.kind), "x-kubernetes-action": "put", "x-kubernetes-group-version-kind": gvk,
@@ -157,19 +167,38 @@ mod tests {
         let (doc, hash) = api.document("apis/apps/v1").unwrap();
         assert_eq!(hash.len(), 128);
         let schema = &doc["components"]["schemas"]["io.k8s.api.apps.v1.Deployment"];
-        assert_eq!(schema["x-kubernetes-group-version-kind"][0]["kind"], "Deployment");
-        assert!(doc["components"]["schemas"]["io.k8s.api.apps.v1.DeploymentSpec"]["properties"]["replicas"].is_object());
-        let patch = &doc["paths"]["/apis/apps/v1/namespaces/{namespace}/deployments/{name}"]["patch"];
-        assert_eq!(patch["x-kubernetes-group-version-kind"]["kind"], "Deployment");
-        assert!(patch["parameters"].as_array().unwrap().iter().any(|p| p["name"] == "fieldValidation"));
-        assert!(patch["requestBody"]["content"].get("application/strategic-merge-patch+json").is_some());
+        assert_eq!(
+            schema["x-kubernetes-group-version-kind"][0]["kind"],
+            "Deployment"
+        );
+        assert!(
+            doc["components"]["schemas"]["io.k8s.api.apps.v1.DeploymentSpec"]["properties"]
+                ["replicas"]
+                .is_object()
+        );
+        let patch =
+            &doc["paths"]["/apis/apps/v1/namespaces/{namespace}/deployments/{name}"]["patch"];
+        assert_eq!(
+            patch["x-kubernetes-group-version-kind"]["kind"],
+            "Deployment"
+        );
+        assert!(patch["parameters"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["name"] == "fieldValidation"));
+        assert!(patch["requestBody"]["content"]
+            .get("application/strategic-merge-patch+json")
+            .is_some());
     }
 
     #[test]
     fn index_points_at_hashed_documents() {
         let api = OpenApi::default();
         let index = api.index();
-        let url = index["paths"]["api/v1"]["serverRelativeURL"].as_str().unwrap();
+        let url = index["paths"]["api/v1"]["serverRelativeURL"]
+            .as_str()
+            .unwrap();
         assert!(url.starts_with("/openapi/v3/api/v1?hash="));
         assert!(index["paths"]["apis/autoscaling/v2"].is_object());
     }

@@ -30,20 +30,65 @@ pub struct ResourceRequest {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Target {
     /// A resource path under a served group version.
-    Resource { group: String, version: String, namespace: Option<String>, plural: String, name: Option<String>, subresource: Option<String> },
+    Resource {
+        group: String,
+        version: String,
+        namespace: Option<String>,
+        plural: String,
+        name: Option<String>,
+        subresource: Option<String>,
+    },
     /// `/api`, `/apis`, `/api/v1`, `/apis/<g>`, `/apis/<g>/<v>`.
-    Discovery { group: Option<String>, version: Option<String>, legacy_root: bool },
+    Discovery {
+        group: Option<String>,
+        version: Option<String>,
+        legacy_root: bool,
+    },
     Other,
 }
 
 pub fn parse_path(path: &str) -> Target {
-    let parts: Vec<&str> = path.trim_matches('/').split('/').filter(|p| !p.is_empty()).collect();
+    let parts: Vec<&str> = path
+        .trim_matches('/')
+        .split('/')
+        .filter(|p| !p.is_empty())
+        .collect();
     let (group, version, rest) = match parts.as_slice() {
-        ["api"] => return Target::Discovery { group: None, version: None, legacy_root: true },
-        ["apis"] => return Target::Discovery { group: None, version: None, legacy_root: false },
-        ["api", v] => return Target::Discovery { group: Some(String::new()), version: Some(v.to_string()), legacy_root: true },
-        ["apis", g] => return Target::Discovery { group: Some(g.to_string()), version: None, legacy_root: false },
-        ["apis", g, v] => return Target::Discovery { group: Some(g.to_string()), version: Some(v.to_string()), legacy_root: false },
+        ["api"] => {
+            return Target::Discovery {
+                group: None,
+                version: None,
+                legacy_root: true,
+            }
+        }
+        ["apis"] => {
+            return Target::Discovery {
+                group: None,
+                version: None,
+                legacy_root: false,
+            }
+        }
+        ["api", v] => {
+            return Target::Discovery {
+                group: Some(String::new()),
+                version: Some(v.to_string()),
+                legacy_root: true,
+            }
+        }
+        ["apis", g] => {
+            return Target::Discovery {
+                group: Some(g.to_string()),
+                version: None,
+                legacy_root: false,
+            }
+        }
+        ["apis", g, v] => {
+            return Target::Discovery {
+                group: Some(g.to_string()),
+                version: Some(v.to_string()),
+                legacy_root: false,
+            }
+        }
         ["api", v, rest @ ..] => ("", *v, rest),
         ["apis", g, v, rest @ ..] => (*g, *v, rest),
         _ => return Target::Other,
@@ -77,15 +122,35 @@ pub enum RequestError {
 }
 
 /// Resolves a resource path and HTTP method into a resource request.
-pub fn resolve(method: &Method, target: &Target, watch: bool) -> Result<ResourceRequest, RequestError> {
-    let Target::Resource { group, version, namespace, plural, name, subresource } = target else {
+pub fn resolve(
+    method: &Method,
+    target: &Target,
+    watch: bool,
+) -> Result<ResourceRequest, RequestError> {
+    let Target::Resource {
+        group,
+        version,
+        namespace,
+        plural,
+        name,
+        subresource,
+    } = target
+    else {
         return Err(RequestError::NotFound);
     };
     // `/api/v1/namespaces/<name>` names the namespace itself.
-    let (plural, namespace, name, subresource) = match (plural.as_str(), namespace, name, subresource) {
-        _ if namespace.is_none() && plural == "namespaces" => (plural.clone(), None, name.clone(), subresource.clone()),
-        _ => (plural.clone(), namespace.clone(), name.clone(), subresource.clone()),
-    };
+    let (plural, namespace, name, subresource) =
+        match (plural.as_str(), namespace, name, subresource) {
+            _ if namespace.is_none() && plural == "namespaces" => {
+                (plural.clone(), None, name.clone(), subresource.clone())
+            }
+            _ => (
+                plural.clone(),
+                namespace.clone(),
+                name.clone(),
+                subresource.clone(),
+            ),
+        };
     let info = resources::find(group, version, &plural).ok_or(RequestError::NotFound)?;
     if let Some(sub) = &subresource {
         if info.subresource(sub).is_none() {
@@ -108,7 +173,13 @@ pub fn resolve(method: &Method, target: &Target, watch: bool) -> Result<Resource
         (Method::DELETE, false) => Verb::DeleteCollection,
         _ => return Err(RequestError::MethodNotAllowed),
     };
-    Ok(ResourceRequest { info, namespace, name, subresource, verb })
+    Ok(ResourceRequest {
+        info,
+        namespace,
+        name,
+        subresource,
+        verb,
+    })
 }
 
 #[cfg(test)]
@@ -119,31 +190,73 @@ mod tests {
     fn parses_resource_paths() {
         let t = parse_path("/apis/apps/v1/namespaces/default/deployments/web/scale");
         let r = resolve(&Method::PATCH, &t, false).unwrap();
-        assert_eq!((r.info.kind, r.namespace.as_deref(), r.name.as_deref(), r.subresource.as_deref(), r.verb),
-            ("Deployment", Some("default"), Some("web"), Some("scale"), Verb::Patch));
+        assert_eq!(
+            (
+                r.info.kind,
+                r.namespace.as_deref(),
+                r.name.as_deref(),
+                r.subresource.as_deref(),
+                r.verb
+            ),
+            (
+                "Deployment",
+                Some("default"),
+                Some("web"),
+                Some("scale"),
+                Verb::Patch
+            )
+        );
         let t = parse_path("/api/v1/pods");
         let r = resolve(&Method::GET, &t, true).unwrap();
-        assert_eq!((r.info.kind, r.namespace, r.verb), ("Pod", None, Verb::Watch));
+        assert_eq!(
+            (r.info.kind, r.namespace, r.verb),
+            ("Pod", None, Verb::Watch)
+        );
     }
 
     #[test]
     fn namespaces_are_cluster_scoped_paths() {
         let t = parse_path("/api/v1/namespaces/kube-system");
         let r = resolve(&Method::GET, &t, false).unwrap();
-        assert_eq!((r.info.kind, r.namespace, r.name.as_deref()), ("Namespace", None, Some("kube-system")));
+        assert_eq!(
+            (r.info.kind, r.namespace, r.name.as_deref()),
+            ("Namespace", None, Some("kube-system"))
+        );
         let t = parse_path("/api/v1/namespaces/x/finalize");
         let r = resolve(&Method::PUT, &t, false).unwrap();
-        assert_eq!((r.name.as_deref(), r.subresource.as_deref()), (Some("x"), Some("finalize")));
+        assert_eq!(
+            (r.name.as_deref(), r.subresource.as_deref()),
+            (Some("x"), Some("finalize"))
+        );
     }
 
     #[test]
     fn unknown_resources_and_bad_methods() {
-        assert_eq!(resolve(&Method::GET, &parse_path("/api/v1/widgets"), false).unwrap_err(), RequestError::NotFound);
         assert_eq!(
-            resolve(&Method::PUT, &parse_path("/api/v1/namespaces/default/pods"), false).unwrap_err(),
+            resolve(&Method::GET, &parse_path("/api/v1/widgets"), false).unwrap_err(),
+            RequestError::NotFound
+        );
+        assert_eq!(
+            resolve(
+                &Method::PUT,
+                &parse_path("/api/v1/namespaces/default/pods"),
+                false
+            )
+            .unwrap_err(),
             RequestError::MethodNotAllowed
         );
-        assert_eq!(resolve(&Method::GET, &parse_path("/api/v1/namespaces/a/nodes"), false).unwrap_err(), RequestError::NotFound);
-        assert!(matches!(parse_path("/apis"), Target::Discovery { group: None, .. }));
+        assert_eq!(
+            resolve(
+                &Method::GET,
+                &parse_path("/api/v1/namespaces/a/nodes"),
+                false
+            )
+            .unwrap_err(),
+            RequestError::NotFound
+        );
+        assert!(matches!(
+            parse_path("/apis"),
+            Target::Discovery { group: None, .. }
+        ));
     }
 }

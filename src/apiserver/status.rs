@@ -32,14 +32,19 @@ pub enum ApiError {
 
 impl ApiError {
     pub fn not_found_path() -> Self {
-        ApiError::NotFound { message: "the server could not find the requested resource".into(), details: json!({}) }
+        ApiError::NotFound {
+            message: "the server could not find the requested resource".into(),
+            details: json!({}),
+        }
     }
 
     pub fn code(&self) -> StatusCode {
         match self {
             ApiError::Registry(e) => match e {
                 RegistryError::NotFound { .. } => StatusCode::NOT_FOUND,
-                RegistryError::AlreadyExists { .. } | RegistryError::Conflict { .. } => StatusCode::CONFLICT,
+                RegistryError::AlreadyExists { .. } | RegistryError::Conflict { .. } => {
+                    StatusCode::CONFLICT
+                }
                 RegistryError::Invalid { .. } => StatusCode::UNPROCESSABLE_ENTITY,
                 RegistryError::BadRequest(_) => StatusCode::BAD_REQUEST,
                 RegistryError::Forbidden(_) => StatusCode::FORBIDDEN,
@@ -92,21 +97,43 @@ impl ApiError {
                 let (kind, group) = resource.split_once('.').unwrap_or((resource.as_str(), ""));
                 Some(json!({"name": name, "group": group, "kind": kind}))
             }
-            ApiError::Registry(RegistryError::Invalid { kind, name, group, causes }) => Some(json!({
+            ApiError::Registry(RegistryError::Invalid {
+                kind,
+                name,
+                group,
+                causes,
+            }) => Some(json!({
                 "name": name, "group": group, "kind": kind,
                 "causes": causes.iter().map(|c| json!({"reason": c.reason(), "message": cause_message(c), "field": c.field})).collect::<Vec<_>>(),
             })),
-            ApiError::NotFound { details, .. } if details.as_object().is_some_and(|d| !d.is_empty()) => Some(details.clone()),
+            ApiError::NotFound { details, .. }
+                if details.as_object().is_some_and(|d| !d.is_empty()) =>
+            {
+                Some(details.clone())
+            }
             _ => None,
         }
     }
 
     fn message(&self) -> String {
         match self {
-            ApiError::Registry(RegistryError::Invalid { kind, name, group, causes }) => {
-                let qualified = if group.is_empty() { kind.clone() } else { format!("{kind}.{group}") };
+            ApiError::Registry(RegistryError::Invalid {
+                kind,
+                name,
+                group,
+                causes,
+            }) => {
+                let qualified = if group.is_empty() {
+                    kind.clone()
+                } else {
+                    format!("{kind}.{group}")
+                };
                 let list: Vec<String> = causes.iter().map(|c| c.message()).collect();
-                let joined = if list.len() == 1 { list[0].clone() } else { format!("[{}]", list.join(", ")) };
+                let joined = if list.len() == 1 {
+                    list[0].clone()
+                } else {
+                    format!("[{}]", list.join(", "))
+                };
                 format!("{qualified} \"{name}\" is invalid: {joined}")
             }
             ApiError::Registry(RegistryError::NotFound { resource, name }) if name.is_empty() => {
@@ -136,11 +163,14 @@ impl ApiError {
 /// A cause's message without its field path, which the cause carries separately.
 fn cause_message(cause: &crate::api::validation::FieldError) -> String {
     let full = cause.message();
-    full.strip_prefix(&format!("{}: ", cause.field)).map(str::to_string).unwrap_or(full)
+    full.strip_prefix(&format!("{}: ", cause.field))
+        .map(str::to_string)
+        .unwrap_or(full)
 }
 
 pub fn success_status(details: Option<Value>) -> Value {
-    let mut status = json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success"});
+    let mut status =
+        json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success"});
     if let Some(d) = details {
         status["details"] = d;
     }
@@ -153,7 +183,10 @@ mod tests {
 
     #[test]
     fn not_found_matches_kubernetes_shape() {
-        let e = ApiError::Registry(RegistryError::NotFound { resource: "pods".into(), name: "nope".into() });
+        let e = ApiError::Registry(RegistryError::NotFound {
+            resource: "pods".into(),
+            name: "nope".into(),
+        });
         assert_eq!(e.code(), StatusCode::NOT_FOUND);
         assert_eq!(
             e.status(),

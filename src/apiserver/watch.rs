@@ -34,14 +34,26 @@ pub(super) async fn serve(
     let mut field_selector = list.field_selector;
     if let Some(name) = name {
         // The deprecated `GET …/pods/<name>?watch=true` form is a watch on that one name.
-        field_selector = FieldSelector::parse(&format!("metadata.name={name}")).map_err(|e| ApiError::BadRequest(e.to_string()))?;
+        field_selector = FieldSelector::parse(&format!("metadata.name={name}"))
+            .map_err(|e| ApiError::BadRequest(e.to_string()))?;
     }
     let resource_version = match q.get("resourceVersion") {
         None | Some("") | Some("0") => None,
-        Some(rv) => Some(rv.parse::<i64>().map_err(|_| ApiError::BadRequest(format!("invalid resource version: {rv}")))?),
+        Some(rv) => Some(
+            rv.parse::<i64>()
+                .map_err(|_| ApiError::BadRequest(format!("invalid resource version: {rv}")))?,
+        ),
     };
-    let options = WatchOptions { label_selector: list.label_selector, field_selector, resource_version };
-    let as_table = ctx.accept.split(',').next().is_some_and(|a| a.contains("as=Table"));
+    let options = WatchOptions {
+        label_selector: list.label_selector,
+        field_selector,
+        resource_version,
+    };
+    let as_table = ctx
+        .accept
+        .split(',')
+        .next()
+        .is_some_and(|a| a.contains("as=Table"));
     let bookmarks = q.flag("allowWatchBookmarks");
     let timeout = match q.get("timeoutSeconds").and_then(|t| t.parse::<u64>().ok()) {
         Some(t) => Duration::from_secs(t),
@@ -94,15 +106,21 @@ pub(super) async fn serve(
         }
     });
     let stream = futures_util::stream::unfold(rx, |mut rx| async move {
-        rx.recv().await.map(|bytes| (Ok::<_, Infallible>(Frame::data(bytes)), rx))
+        rx.recv()
+            .await
+            .map(|bytes| (Ok::<_, Infallible>(Frame::data(bytes)), rx))
     });
     let mut resp = Response::new(StreamBody::new(stream).boxed_unsync());
     *resp.status_mut() = StatusCode::OK;
-    let content_type = if as_table { TABLE_CONTENT_TYPE } else { "application/json" };
-    resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    let content_type = if as_table {
+        TABLE_CONTENT_TYPE
+    } else {
+        "application/json"
+    };
+    resp.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
     Ok(resp)
 }
-
 
 fn line_bytes(value: &Value) -> Bytes {
     let mut bytes = serde_json::to_vec(value).unwrap_or_default();

@@ -8,7 +8,9 @@ use anyhow::{bail, Context};
 const DEFAULT_KUBECONFIG: &str = "/etc/orch/orch.yaml";
 
 fn find_kubectl() -> Option<PathBuf> {
-    let me = std::env::current_exe().ok().and_then(|p| p.canonicalize().ok());
+    let me = std::env::current_exe()
+        .ok()
+        .and_then(|p| p.canonicalize().ok());
     std::env::var_os("PATH").and_then(|paths| {
         std::env::split_paths(&paths)
             .map(|dir| dir.join("kubectl"))

@@ -8,7 +8,12 @@ pub mod server;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser, Debug)]
-#[command(name = "orch", version, about = "A single-binary, k3s-like edge orchestrator", args_override_self = true)]
+#[command(
+    name = "orch",
+    version,
+    about = "A single-binary, k3s-like edge orchestrator",
+    args_override_self = true
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -28,7 +33,10 @@ pub enum Command {
 
 pub fn main() -> anyhow::Result<()> {
     let mut args: Vec<String> = std::env::args().collect();
-    let invoked_as = args.first().map(|a| a.rsplit('/').next().unwrap_or(a).to_string()).unwrap_or_default();
+    let invoked_as = args
+        .first()
+        .map(|a| a.rsplit('/').next().unwrap_or(a).to_string())
+        .unwrap_or_default();
     if invoked_as == "kubectl" {
         return kubectl::run(args.split_off(1));
     }

@@ -28,7 +28,11 @@ pub struct ServerArgs {
     pub token: Option<String>,
     #[arg(long, env = "ORCH_TOKEN_FILE")]
     pub token_file: Option<PathBuf>,
-    #[arg(long, env = "ORCH_KUBECONFIG_OUTPUT", default_value = "/etc/orch/orch.yaml")]
+    #[arg(
+        long,
+        env = "ORCH_KUBECONFIG_OUTPUT",
+        default_value = "/etc/orch/orch.yaml"
+    )]
     pub write_kubeconfig: PathBuf,
     /// File mode of the kubeconfig, in octal (e.g. 644).
     #[arg(long, env = "ORCH_KUBECONFIG_MODE")]
@@ -41,7 +45,11 @@ pub struct ServerArgs {
     pub service_cidr: String,
     #[arg(long, env = "ORCH_CLUSTER_DNS", default_value = "10.43.0.10")]
     pub cluster_dns: IpAddr,
-    #[arg(long, env = "ORCH_SERVICE_NODE_PORT_RANGE", default_value = "30000-32767")]
+    #[arg(
+        long,
+        env = "ORCH_SERVICE_NODE_PORT_RANGE",
+        default_value = "30000-32767"
+    )]
     pub service_node_port_range: String,
     /// Where the state lives; only the embedded SQLite store exists so far.
     #[arg(long, env = "ORCH_DATASTORE_ENDPOINT")]
@@ -50,7 +58,11 @@ pub struct ServerArgs {
     #[arg(long, env = "ORCH_DISABLE_AGENT")]
     pub disable_agent: bool,
     /// Config file of flag names to values.
-    #[arg(long, env = "ORCH_CONFIG_FILE", default_value = "/etc/orch/config.yaml")]
+    #[arg(
+        long,
+        env = "ORCH_CONFIG_FILE",
+        default_value = "/etc/orch/config.yaml"
+    )]
     pub config: PathBuf,
     /// Log filter (tracing's EnvFilter syntax), e.g. `info` or `orch=debug`.
     #[arg(long, env = "ORCH_LOG", default_value = "info")]
@@ -58,7 +70,9 @@ pub struct ServerArgs {
 }
 
 fn parse_port_range(s: &str) -> anyhow::Result<(u16, u16)> {
-    let (lo, hi) = s.split_once('-').with_context(|| format!("--service-node-port-range {s:?}: expected LOW-HIGH"))?;
+    let (lo, hi) = s
+        .split_once('-')
+        .with_context(|| format!("--service-node-port-range {s:?}: expected LOW-HIGH"))?;
     let (lo, hi): (u16, u16) = (lo.trim().parse()?, hi.trim().parse()?);
     if lo == 0 || lo > hi {
         bail!("--service-node-port-range {s:?}: LOW must be at least 1 and not above HIGH");
@@ -76,16 +90,24 @@ impl ServerArgs {
         let token = match (&self.token, &self.token_file) {
             (Some(t), _) => Some(t.clone()),
             (None, Some(path)) => Some(
-                std::fs::read_to_string(path).with_context(|| format!("reading --token-file {}", path.display()))?.trim().to_string(),
+                std::fs::read_to_string(path)
+                    .with_context(|| format!("reading --token-file {}", path.display()))?
+                    .trim()
+                    .to_string(),
             ),
             (None, None) => None,
         };
         let mode = match &self.write_kubeconfig_mode {
-            Some(m) => Some(u32::from_str_radix(m, 8).with_context(|| format!("--write-kubeconfig-mode {m:?} is not octal"))?),
+            Some(m) => Some(
+                u32::from_str_radix(m, 8)
+                    .with_context(|| format!("--write-kubeconfig-mode {m:?} is not octal"))?,
+            ),
             None => None,
         };
         let node_name = self.node_name.clone().unwrap_or_else(|| {
-            std::fs::read_to_string("/proc/sys/kernel/hostname").map(|h| h.trim().to_string()).unwrap_or_else(|_| "orch".into())
+            std::fs::read_to_string("/proc/sys/kernel/hostname")
+                .map(|h| h.trim().to_string())
+                .unwrap_or_else(|_| "orch".into())
         });
         Ok(ServerConfig {
             data_dir: self.data_dir.clone(),
@@ -94,7 +116,8 @@ impl ServerArgs {
             advertise_address: self.advertise_address,
             tls_san: self.tls_san.clone(),
             token,
-            write_kubeconfig: Some(self.write_kubeconfig.clone()).filter(|p| !p.as_os_str().is_empty()),
+            write_kubeconfig: Some(self.write_kubeconfig.clone())
+                .filter(|p| !p.as_os_str().is_empty()),
             write_kubeconfig_mode: mode,
             node_name,
             service_cidr: self.service_cidr.clone(),
@@ -113,7 +136,10 @@ pub fn run(args: ServerArgs) -> anyhow::Result<()> {
         .init();
     let config = args.to_config()?;
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the async runtime")?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
     runtime.block_on(async move {
         let started = std::time::Instant::now();
         let running = server::start(config).await?;

@@ -13,7 +13,11 @@ use crate::apiserver::{ApiServer, User};
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
     #[error("{code}: {message}")]
-    Api { code: u16, reason: String, message: String },
+    Api {
+        code: u16,
+        reason: String,
+        message: String,
+    },
     #[error("invalid response: {0}")]
     Decode(String),
 }
@@ -39,8 +43,16 @@ impl Client {
         Client { server, user }
     }
 
-    pub async fn request(&self, method: Method, path: &str, body: Option<&Value>, content_type: &str) -> Result<Value, ClientError> {
-        let bytes = body.map(|b| Bytes::from(serde_json::to_vec(b).unwrap_or_default())).unwrap_or_default();
+    pub async fn request(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+        content_type: &str,
+    ) -> Result<Value, ClientError> {
+        let bytes = body
+            .map(|b| Bytes::from(serde_json::to_vec(b).unwrap_or_default()))
+            .unwrap_or_default();
         let req = Request::builder()
             .method(method)
             .uri(path)
@@ -51,40 +63,65 @@ impl Client {
             .map_err(|e| ClientError::Decode(e.to_string()))?;
         let resp = self.server.handle(req, Some(self.user.clone())).await;
         let status = resp.status();
-        let body = resp.into_body().collect().await.map_err(|e| ClientError::Decode(format!("{e:?}")))?.to_bytes();
-        let value: Value = serde_json::from_slice(&body).map_err(|e| ClientError::Decode(e.to_string()))?;
+        let body = resp
+            .into_body()
+            .collect()
+            .await
+            .map_err(|e| ClientError::Decode(format!("{e:?}")))?
+            .to_bytes();
+        let value: Value =
+            serde_json::from_slice(&body).map_err(|e| ClientError::Decode(e.to_string()))?;
         if status.is_success() {
             return Ok(value);
         }
         Err(ClientError::Api {
             code: status.as_u16(),
             reason: value["reason"].as_str().unwrap_or_default().to_string(),
-            message: value["message"].as_str().unwrap_or(status.canonical_reason().unwrap_or("")).to_string(),
+            message: value["message"]
+                .as_str()
+                .unwrap_or(status.canonical_reason().unwrap_or(""))
+                .to_string(),
         })
     }
 
     pub async fn get(&self, path: &str) -> Result<Value, ClientError> {
-        self.request(Method::GET, path, None, "application/json").await
+        self.request(Method::GET, path, None, "application/json")
+            .await
     }
 
     pub async fn create(&self, path: &str, obj: &Value) -> Result<Value, ClientError> {
-        self.request(Method::POST, path, Some(obj), "application/json").await
+        self.request(Method::POST, path, Some(obj), "application/json")
+            .await
     }
 
     pub async fn update(&self, path: &str, obj: &Value) -> Result<Value, ClientError> {
-        self.request(Method::PUT, path, Some(obj), "application/json").await
+        self.request(Method::PUT, path, Some(obj), "application/json")
+            .await
     }
 
     pub async fn merge_patch(&self, path: &str, patch: &Value) -> Result<Value, ClientError> {
-        self.request(Method::PATCH, path, Some(patch), "application/merge-patch+json").await
+        self.request(
+            Method::PATCH,
+            path,
+            Some(patch),
+            "application/merge-patch+json",
+        )
+        .await
     }
 
     pub async fn delete(&self, path: &str, options: &Value) -> Result<Value, ClientError> {
-        self.request(Method::DELETE, path, Some(options), "application/json").await
+        self.request(Method::DELETE, path, Some(options), "application/json")
+            .await
     }
 
-    /// Creates the object unless it exists.
+    /// Creates the object unless one of its name exists.
     pub async fn ensure(&self, collection: &str, obj: &Value) -> Result<(), ClientError> {
+        let name = obj["metadata"]["name"].as_str().unwrap_or_default();
+        match self.get(&format!("{collection}/{name}")).await {
+            Ok(_) => return Ok(()),
+            Err(e) if e.is_not_found() => {}
+            Err(e) => return Err(e),
+        }
         match self.create(collection, obj).await {
             Ok(_) => Ok(()),
             Err(ClientError::Api { code, .. }) if code == StatusCode::CONFLICT.as_u16() => Ok(()),

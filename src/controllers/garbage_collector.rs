@@ -36,7 +36,8 @@ struct Node {
 
 impl Node {
     fn path(&self) -> String {
-        self.info.path(meta::namespace(&self.obj), meta::name(&self.obj))
+        self.info
+            .path(meta::namespace(&self.obj), meta::name(&self.obj))
     }
 
     fn owner_uids(&self) -> Vec<String> {
@@ -57,7 +58,10 @@ pub async fn sync(client: &Client) -> Result<(), ClientError> {
             nodes.push(Node { info, obj });
         }
     }
-    let uids: HashSet<String> = nodes.iter().filter_map(|n| meta::uid(&n.obj).map(str::to_string)).collect();
+    let uids: HashSet<String> = nodes
+        .iter()
+        .filter_map(|n| meta::uid(&n.obj).map(str::to_string))
+        .collect();
     let mut dependents: HashMap<String, Vec<usize>> = HashMap::new();
     for (i, n) in nodes.iter().enumerate() {
         for owner in n.owner_uids() {
@@ -73,7 +77,9 @@ pub async fn sync(client: &Client) -> Result<(), ClientError> {
                 release(client, &nodes[d], &uid).await?;
             }
             remove_finalizer(client, node, "orphan").await?;
-        } else if meta::is_deleting(&node.obj) && finalizers.iter().any(|f| f == "foregroundDeletion") {
+        } else if meta::is_deleting(&node.obj)
+            && finalizers.iter().any(|f| f == "foregroundDeletion")
+        {
             // The owner goes only after every dependent is gone, not merely marked for deletion.
             if mine.is_empty() {
                 remove_finalizer(client, node, "foregroundDeletion").await?;
@@ -83,7 +89,10 @@ pub async fn sync(client: &Client) -> Result<(), ClientError> {
             }
         }
         let owners = node.owner_uids();
-        if !owners.is_empty() && owners.iter().all(|o| !uids.contains(o)) && !meta::is_deleting(&node.obj) {
+        if !owners.is_empty()
+            && owners.iter().all(|o| !uids.contains(o))
+            && !meta::is_deleting(&node.obj)
+        {
             delete(client, node, "Background").await?;
         }
     }
@@ -99,7 +108,8 @@ fn tolerate(result: Result<Value, ClientError>) -> Result<(), ClientError> {
 }
 
 async fn delete(client: &Client, node: &Node, propagation: &str) -> Result<(), ClientError> {
-    let options = json!({"propagationPolicy": propagation, "preconditions": {"uid": meta::uid(&node.obj)}});
+    let options =
+        json!({"propagationPolicy": propagation, "preconditions": {"uid": meta::uid(&node.obj)}});
     tolerate(client.delete(&node.path(), &options).await)
 }
 
@@ -116,8 +126,15 @@ async fn release(client: &Client, node: &Node, owner_uid: &str) -> Result<(), Cl
     tolerate(client.merge_patch(&node.path(), &patch).await)
 }
 
-async fn remove_finalizer(client: &Client, node: &Node, finalizer: &str) -> Result<(), ClientError> {
-    let kept: Vec<String> = meta::finalizers(&node.obj).into_iter().filter(|f| f != finalizer).collect();
+async fn remove_finalizer(
+    client: &Client,
+    node: &Node,
+    finalizer: &str,
+) -> Result<(), ClientError> {
+    let kept: Vec<String> = meta::finalizers(&node.obj)
+        .into_iter()
+        .filter(|f| f != finalizer)
+        .collect();
     let patch = json!({"metadata": {"resourceVersion": meta::resource_version(&node.obj),
         "finalizers": if kept.is_empty() { Value::Null } else { json!(kept) }}});
     tolerate(client.merge_patch(&node.path(), &patch).await)

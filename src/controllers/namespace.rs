@@ -48,7 +48,10 @@ pub async fn sync(client: &Client, ns: &Value) -> Result<(), ClientError> {
         remaining += items.len();
         for item in items.iter().filter(|i| !meta::is_deleting(i)) {
             let item_path = info.path(Some(name), meta::name(item));
-            match client.delete(&item_path, &json!({"propagationPolicy": "Background"})).await {
+            match client
+                .delete(&item_path, &json!({"propagationPolicy": "Background"}))
+                .await
+            {
                 Ok(_) => {}
                 Err(e) if e.is_not_found() || e.is_conflict() => {}
                 Err(e) => return Err(e),
@@ -60,7 +63,10 @@ pub async fn sync(client: &Client, ns: &Value) -> Result<(), ClientError> {
     }
     let mut finalized = ns.clone();
     finalized["spec"]["finalizers"] = json!([]);
-    match client.update(&format!("/api/v1/namespaces/{name}/finalize"), &finalized).await {
+    match client
+        .update(&format!("/api/v1/namespaces/{name}/finalize"), &finalized)
+        .await
+    {
         Ok(_) => Ok(()),
         Err(e) if e.is_not_found() || e.is_conflict() => Ok(()),
         Err(e) => Err(e),

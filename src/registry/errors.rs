@@ -10,9 +10,18 @@ pub enum RegistryError {
     #[error("{resource} \"{name}\" already exists")]
     AlreadyExists { resource: String, name: String },
     #[error("Operation cannot be fulfilled on {resource} \"{name}\": {reason}")]
-    Conflict { resource: String, name: String, reason: String },
+    Conflict {
+        resource: String,
+        name: String,
+        reason: String,
+    },
     #[error("{kind} \"{name}\" is invalid: {}", causes.iter().map(FieldError::message).collect::<Vec<_>>().join(", "))]
-    Invalid { kind: String, name: String, group: String, causes: Vec<FieldError> },
+    Invalid {
+        kind: String,
+        name: String,
+        group: String,
+        causes: Vec<FieldError>,
+    },
     #[error("{0}")]
     BadRequest(String),
     #[error("{0}")]

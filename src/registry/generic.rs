@@ -58,7 +58,10 @@ pub fn prepare_for_status_update(new: &mut Value, old: &Value) {
 }
 
 fn bump_generation(new: &mut Value, old: &Value) {
-    let Some(old_generation) = crate::api::meta::metadata(old).and_then(|m| m.get("generation")).cloned() else {
+    let Some(old_generation) = crate::api::meta::metadata(old)
+        .and_then(|m| m.get("generation"))
+        .cloned()
+    else {
         return;
     };
     let changed = new.get("spec") != old.get("spec");
@@ -85,7 +88,8 @@ mod tests {
 
     #[test]
     fn update_keeps_status_and_bumps_generation_only_on_spec_change() {
-        let mut old = json!({"metadata":{"generation":3},"spec":{"replicas":2},"status":{"replicas":2}});
+        let mut old =
+            json!({"metadata":{"generation":3},"spec":{"replicas":2},"status":{"replicas":2}});
         crate::api::defaults::apply_defaults("Deployment", &mut old);
         let mut same = json!({"metadata":{"generation":1,"labels":{"a":"b"}},"spec":{"replicas":2},"status":{}});
         prepare_for_update(deployments(), &mut same, &old);

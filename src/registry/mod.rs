@@ -6,16 +6,17 @@ mod errors;
 mod generic;
 mod namespaces;
 mod pods;
+mod secrets;
 mod services;
 mod store;
 mod strategy;
 
 pub use errors::RegistryError;
-pub use store::{
-    CreateOptions, DeleteOptions, DeleteOutcome, ListOptions, ListResult, Registry, UpdateOptions, WatchEvent,
-    WatchEventType, WatchOptions,
-};
-pub use strategy::Strategy;
 pub use pods::bind as bind_pod;
 pub use services::{CidrError, Ipv4Net, ServiceAllocator};
 pub use store::resource_version_of;
+pub use store::{
+    CreateOptions, DeleteOptions, DeleteOutcome, ListOptions, ListResult, Registry, UpdateOptions,
+    WatchEvent, WatchEventType, WatchOptions,
+};
+pub use strategy::Strategy;

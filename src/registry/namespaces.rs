@@ -27,7 +27,10 @@ fn is_namespace(info: &ResourceInfo) -> bool {
 
 /// Whether `spec.finalizers` still hold the namespace after its deletion started.
 pub fn blocks_delete(info: &ResourceInfo, obj: &Value) -> bool {
-    is_namespace(info) && obj["spec"]["finalizers"].as_array().is_some_and(|f| !f.is_empty())
+    is_namespace(info)
+        && obj["spec"]["finalizers"]
+            .as_array()
+            .is_some_and(|f| !f.is_empty())
 }
 
 pub fn mark_terminating(info: &ResourceInfo, obj: &mut Value) {
@@ -40,6 +43,10 @@ pub fn mark_terminating(info: &ResourceInfo, obj: &mut Value) {
 pub fn prepare_for_finalize(new: &mut Value, old: &Value) {
     let finalizers = new["spec"]["finalizers"].clone();
     let mut out = old.clone();
-    out["spec"]["finalizers"] = if finalizers.is_null() { json!([]) } else { finalizers };
+    out["spec"]["finalizers"] = if finalizers.is_null() {
+        json!([])
+    } else {
+        finalizers
+    };
     *new = out;
 }

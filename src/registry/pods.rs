@@ -20,12 +20,19 @@ impl Strategy for PodStrategy {
     }
 
     fn grace_period(&self, obj: &Value, requested: Option<i64>) -> Option<i64> {
-        let bound = obj["spec"]["nodeName"].as_str().is_some_and(|n| !n.is_empty());
-        let finished = matches!(obj["status"]["phase"].as_str(), Some("Succeeded") | Some("Failed"));
+        let bound = obj["spec"]["nodeName"]
+            .as_str()
+            .is_some_and(|n| !n.is_empty());
+        let finished = matches!(
+            obj["status"]["phase"].as_str(),
+            Some("Succeeded") | Some("Failed")
+        );
         if !bound || finished {
             return None;
         }
-        let seconds = requested.or_else(|| obj["spec"]["terminationGracePeriodSeconds"].as_i64()).unwrap_or(30);
+        let seconds = requested
+            .or_else(|| obj["spec"]["terminationGracePeriodSeconds"].as_i64())
+            .unwrap_or(30);
         (seconds > 0).then_some(seconds)
     }
 }
@@ -33,9 +40,12 @@ impl Strategy for PodStrategy {
 /// Applies a Binding to the current pod, as the binding subresource does.
 pub fn bind(pod: &Value, binding: &Value, now: jiff::Timestamp) -> Result<Value, RegistryError> {
     let name = meta::name(pod).unwrap_or_default();
-    let target = binding["target"]["name"].as_str().filter(|n| !n.is_empty()).ok_or_else(|| {
-        RegistryError::BadRequest("Binding.target.name: Required value".to_string())
-    })?;
+    let target = binding["target"]["name"]
+        .as_str()
+        .filter(|n| !n.is_empty())
+        .ok_or_else(|| {
+            RegistryError::BadRequest("Binding.target.name: Required value".to_string())
+        })?;
     if meta::is_deleting(pod) {
         return Err(RegistryError::Conflict {
             resource: "pods/binding".into(),
@@ -61,8 +71,14 @@ pub fn bind(pod: &Value, binding: &Value, now: jiff::Timestamp) -> Result<Value,
     }
     let condition = json!({"type": "PodScheduled", "status": "True", "lastProbeTime": null,
         "lastTransitionTime": meta::format_time(now)});
-    let conditions = out["status"]["conditions"].as_array().cloned().unwrap_or_default();
-    let mut conditions: Vec<Value> = conditions.into_iter().filter(|c| c["type"] != "PodScheduled").collect();
+    let conditions = out["status"]["conditions"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let mut conditions: Vec<Value> = conditions
+        .into_iter()
+        .filter(|c| c["type"] != "PodScheduled")
+        .collect();
     conditions.push(condition);
     out["status"]["conditions"] = Value::Array(conditions);
     Ok(out)
@@ -81,7 +97,8 @@ pub fn qos_class(spec: &Value) -> &'static str {
         let requests = c["resources"]["requests"].as_object();
         let limits = c["resources"]["limits"].as_object();
         let relevant = |m: Option<&serde_json::Map<String, Value>>| {
-            m.map(|m| m.keys().any(|k| k == "cpu" || k == "memory")).unwrap_or(false)
+            m.map(|m| m.keys().any(|k| k == "cpu" || k == "memory"))
+                .unwrap_or(false)
         };
         if relevant(requests) || relevant(limits) {
             any = true;
@@ -109,12 +126,18 @@ mod tests {
 
     #[test]
     fn qos_classes() {
-        assert_eq!(qos_class(&json!({"containers":[{"name":"a"}]})), "BestEffort");
+        assert_eq!(
+            qos_class(&json!({"containers":[{"name":"a"}]})),
+            "BestEffort"
+        );
         assert_eq!(
             qos_class(&json!({"containers":[{"resources":{"limits":{"cpu":"1","memory":"1Gi"}}}]})),
             "Guaranteed"
         );
-        assert_eq!(qos_class(&json!({"containers":[{"resources":{"requests":{"cpu":"1"}}}]})), "Burstable");
+        assert_eq!(
+            qos_class(&json!({"containers":[{"resources":{"requests":{"cpu":"1"}}}]})),
+            "Burstable"
+        );
     }
 
     #[test]
@@ -136,6 +159,9 @@ mod tests {
         assert_eq!(bound["spec"]["nodeName"], "n1");
         assert_eq!(bound["status"]["conditions"][0]["type"], "PodScheduled");
         let err = bind(&bound, &json!({"target":{"name":"n2"}}), now).unwrap_err();
-        assert!(err.to_string().contains("already assigned to node \"n1\""), "{err}");
+        assert!(
+            err.to_string().contains("already assigned to node \"n1\""),
+            "{err}"
+        );
     }
 }

@@ -41,7 +41,10 @@ impl std::str::FromStr for Ipv4Net {
             return Err(err());
         }
         let mask = u32::MAX << (32 - prefix);
-        Ok(Ipv4Net { base: Ipv4Addr::from(u32::from(ip) & mask), prefix })
+        Ok(Ipv4Net {
+            base: Ipv4Addr::from(u32::from(ip) & mask),
+            prefix,
+        })
     }
 }
 
@@ -75,7 +78,11 @@ pub struct ServiceAllocator {
 
 impl ServiceAllocator {
     pub fn new(cidr: Ipv4Net, node_ports: (u16, u16)) -> Self {
-        ServiceAllocator { cidr, node_ports, lock: Mutex::new(()) }
+        ServiceAllocator {
+            cidr,
+            node_ports,
+            lock: Mutex::new(()),
+        }
     }
 
     pub async fn lock(&self) -> MutexGuard<'_, ()> {
@@ -83,7 +90,12 @@ impl ServiceAllocator {
     }
 
     /// Fills in (or checks) `spec.clusterIP(s)` and node ports of `svc`. The caller holds `lock()`.
-    pub async fn allocate(&self, registry: &Registry, svc: &mut Value, old: Option<&Value>) -> Result<(), Vec<FieldError>> {
+    pub async fn allocate(
+        &self,
+        registry: &Registry,
+        svc: &mut Value,
+        old: Option<&Value>,
+    ) -> Result<(), Vec<FieldError>> {
         let services = resources::find("", "v1", "services").expect("services are served");
         let others = registry
             .list(services, None, &ListOptions::default())
@@ -91,7 +103,9 @@ impl ServiceAllocator {
             .map_err(|e| vec![invalid("spec", None, &e.to_string())])?
             .items
             .into_iter()
-            .filter(|s| s["metadata"]["uid"] != svc["metadata"]["uid"] || svc["metadata"]["uid"].is_null())
+            .filter(|s| {
+                s["metadata"]["uid"] != svc["metadata"]["uid"] || svc["metadata"]["uid"].is_null()
+            })
             .collect::<Vec<_>>();
         let spec = &mut svc["spec"];
         let service_type = spec["type"].as_str().unwrap_or("ClusterIP").to_string();
@@ -103,26 +117,35 @@ impl ServiceAllocator {
             }
         } else {
             if spec["clusterIP"].as_str().unwrap_or("").is_empty() {
-                if let Some(previous) = old.and_then(|o| o["spec"]["clusterIP"].as_str()).filter(|s| !s.is_empty()) {
+                if let Some(previous) = old
+                    .and_then(|o| o["spec"]["clusterIP"].as_str())
+                    .filter(|s| !s.is_empty())
+                {
                     spec["clusterIP"] = json!(previous);
                 }
             }
             match spec["clusterIP"].as_str().unwrap_or("") {
                 "" => {
-                    let used: HashSet<Ipv4Addr> =
-                        others.iter().filter_map(|s| s["spec"]["clusterIP"].as_str()?.parse().ok()).collect();
+                    let used: HashSet<Ipv4Addr> = others
+                        .iter()
+                        .filter_map(|s| s["spec"]["clusterIP"].as_str()?.parse().ok())
+                        .collect();
                     match self.free_ip(&used) {
                         Some(ip) => spec["clusterIP"] = json!(ip.to_string()),
                         None => errors.push(invalid(
                             "spec.clusterIPs",
                             None,
-                            &format!("failed to allocate IP from range {}: range is full", self.cidr),
+                            &format!(
+                                "failed to allocate IP from range {}: range is full",
+                                self.cidr
+                            ),
                         )),
                     }
                 }
                 "None" => {}
                 requested => {
-                    let unchanged = old.and_then(|o| o["spec"]["clusterIP"].as_str()) == Some(requested);
+                    let unchanged =
+                        old.and_then(|o| o["spec"]["clusterIP"].as_str()) == Some(requested);
                     match requested.parse::<Ipv4Addr>() {
                         Ok(ip) if unchanged => {
                             let _ = ip;
@@ -160,7 +183,9 @@ impl ServiceAllocator {
             .flat_map(|s| s["spec"]["ports"].as_array().cloned().unwrap_or_default())
             .filter_map(|p| p["nodePort"].as_u64())
             .collect();
-        let old_ports = old.map(|o| o["spec"]["ports"].as_array().cloned().unwrap_or_default()).unwrap_or_default();
+        let old_ports = old
+            .map(|o| o["spec"]["ports"].as_array().cloned().unwrap_or_default())
+            .unwrap_or_default();
         let mut taken: HashSet<u64> = HashSet::new();
         if let Some(ports) = spec["ports"].as_array_mut() {
             for (i, port) in ports.iter_mut().enumerate() {
@@ -179,14 +204,21 @@ impl ServiceAllocator {
                     match chosen {
                         Some(n) => port["nodePort"] = json!(n),
                         None => {
-                            errors.push(invalid(&format!("spec.ports[{i}].nodePort"), None, "range is full"));
+                            errors.push(invalid(
+                                &format!("spec.ports[{i}].nodePort"),
+                                None,
+                                "range is full",
+                            ));
                             continue;
                         }
                     }
                 } else {
                     let n = port["nodePort"].as_u64().unwrap_or(0);
                     let unchanged = old_ports.iter().any(|p| p["nodePort"].as_u64() == Some(n));
-                    if !unchanged && !(u64::from(self.node_ports.0)..=u64::from(self.node_ports.1)).contains(&n) {
+                    if !unchanged
+                        && !(u64::from(self.node_ports.0)..=u64::from(self.node_ports.1))
+                            .contains(&n)
+                    {
                         errors.push(invalid(
                             &format!("spec.ports[{i}].nodePort"),
                             Some(json!(n)),
@@ -224,7 +256,9 @@ impl ServiceAllocator {
         // The first addresses are reserved for the kubernetes and DNS services; start at a random offset so
         // concurrent clusters sharing a range rarely collide, then scan.
         let start = rand::rng().random_range(0..size);
-        (0..size).map(|i| self.cidr.nth(1 + (start + i) % size)).find(|ip| !used.contains(ip) && !self.reserved(*ip))
+        (0..size)
+            .map(|i| self.cidr.nth(1 + (start + i) % size))
+            .find(|ip| !used.contains(ip) && !self.reserved(*ip))
     }
 
     fn reserved(&self, ip: Ipv4Addr) -> bool {
@@ -237,12 +271,19 @@ impl ServiceAllocator {
         let (lo, hi) = (u64::from(self.node_ports.0), u64::from(self.node_ports.1));
         let size = hi - lo + 1;
         let start = rand::rng().random_range(0..size);
-        (0..size).map(|i| lo + (start + i) % size).find(|p| !used.contains(p) && !taken.contains(p))
+        (0..size)
+            .map(|i| lo + (start + i) % size)
+            .find(|p| !used.contains(p) && !taken.contains(p))
     }
 }
 
 fn invalid(field: &str, value: Option<Value>, detail: &str) -> FieldError {
-    FieldError { error_type: ErrorType::Invalid, field: field.to_string(), value, detail: detail.to_string() }
+    FieldError {
+        error_type: ErrorType::Invalid,
+        field: field.to_string(),
+        value,
+        detail: detail.to_string(),
+    }
 }
 
 #[cfg(test)]
@@ -262,10 +303,16 @@ mod tests {
     #[test]
     fn free_ip_skips_reserved_and_used() {
         let alloc = ServiceAllocator::new("10.43.0.0/28".parse().unwrap(), (30000, 30001));
-        let used: HashSet<Ipv4Addr> = ["10.43.0.11", "10.43.0.12", "10.43.0.13"].iter().map(|s| s.parse().unwrap()).collect();
+        let used: HashSet<Ipv4Addr> = ["10.43.0.11", "10.43.0.12", "10.43.0.13"]
+            .iter()
+            .map(|s| s.parse().unwrap())
+            .collect();
         assert_eq!(alloc.free_ip(&used), Some("10.43.0.14".parse().unwrap()));
         let ports: HashSet<u64> = [30000].into_iter().collect();
         assert_eq!(alloc.free_port(&ports, &HashSet::new()), Some(30001));
-        assert_eq!(alloc.free_port(&ports, &[30001].into_iter().collect()), None);
+        assert_eq!(
+            alloc.free_port(&ports, &[30001].into_iter().collect()),
+            None
+        );
     }
 }

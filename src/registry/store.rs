@@ -16,7 +16,7 @@ use crate::util::Clock;
 use super::errors::RegistryError;
 use super::services::ServiceAllocator;
 use super::strategy::{GenericStrategy, Strategy};
-use super::{namespaces, pods, services};
+use super::{namespaces, pods, secrets, services};
 
 /// How many times an update re-reads and retries after losing a compare-and-swap race.
 const MAX_CAS_RETRIES: usize = 16;
@@ -110,13 +110,22 @@ fn strategy(info: &ResourceInfo) -> &'static dyn Strategy {
         ("", "Pod") => &pods::PodStrategy,
         ("", "Namespace") => &namespaces::NamespaceStrategy,
         ("", "Service") => &services::ServiceStrategy,
+        ("", "Secret") => &secrets::SecretStrategy,
         _ => &GenericStrategy,
     }
 }
 
 impl Registry {
-    pub fn new(backend: Arc<dyn Backend>, clock: Arc<dyn Clock>, services: ServiceAllocator) -> Self {
-        Registry { backend, clock, services }
+    pub fn new(
+        backend: Arc<dyn Backend>,
+        clock: Arc<dyn Clock>,
+        services: ServiceAllocator,
+    ) -> Self {
+        Registry {
+            backend,
+            clock,
+            services,
+        }
     }
 
     pub fn backend(&self) -> &Arc<dyn Backend> {
@@ -127,9 +136,14 @@ impl Registry {
         self.clock.now()
     }
 
-    fn decode(&self, info: &ResourceInfo, bytes: &[u8], revision: i64) -> Result<Value, RegistryError> {
-        let mut obj: Value =
-            serde_json::from_slice(bytes).map_err(|e| RegistryError::Internal(format!("corrupt stored object: {e}")))?;
+    fn decode(
+        &self,
+        info: &ResourceInfo,
+        bytes: &[u8],
+        revision: i64,
+    ) -> Result<Value, RegistryError> {
+        let mut obj: Value = serde_json::from_slice(bytes)
+            .map_err(|e| RegistryError::Internal(format!("corrupt stored object: {e}")))?;
         meta::set_meta(&mut obj, "resourceVersion", revision.to_string());
         if !info.is_storage_version() {
             obj = crate::api::conversion::convert(&obj, info.group, info.version)
@@ -151,8 +165,14 @@ impl Registry {
         }
         let storage = resources::RESOURCES
             .iter()
-            .find(|r| r.group == info.storage_group && r.plural == info.storage_plural && r.is_storage_version())
-            .ok_or_else(|| RegistryError::Internal(format!("no storage version for {}", info.qualified_name())))?;
+            .find(|r| {
+                r.group == info.storage_group
+                    && r.plural == info.storage_plural
+                    && r.is_storage_version()
+            })
+            .ok_or_else(|| {
+                RegistryError::Internal(format!("no storage version for {}", info.qualified_name()))
+            })?;
         crate::api::conversion::convert(&obj, storage.group, storage.version)
             .map_err(|e| RegistryError::BadRequest(e.to_string()))
     }
@@ -160,13 +180,27 @@ impl Registry {
     fn storage_info(info: &ResourceInfo) -> &'static ResourceInfo {
         resources::RESOURCES
             .iter()
-            .find(|r| r.group == info.storage_group && r.plural == info.storage_plural && r.is_storage_version())
+            .find(|r| {
+                r.group == info.storage_group
+                    && r.plural == info.storage_plural
+                    && r.is_storage_version()
+            })
             .expect("every resource has a storage version")
     }
 
-    pub async fn get(&self, info: &ResourceInfo, namespace: Option<&str>, name: &str) -> Result<Value, RegistryError> {
+    pub async fn get(
+        &self,
+        info: &ResourceInfo,
+        namespace: Option<&str>,
+        name: &str,
+    ) -> Result<Value, RegistryError> {
         let key = info.key(namespace, name);
-        match self.backend.get(&key).await.map_err(|e| RegistryError::from_store(e, &info.qualified_name(), name))? {
+        match self
+            .backend
+            .get(&key)
+            .await
+            .map_err(|e| RegistryError::from_store(e, &info.qualified_name(), name))?
+        {
             Some(kv) => self.decode(info, &kv.value, kv.mod_revision),
             None => Err(not_found(info, name)),
         }
@@ -184,7 +218,10 @@ impl Registry {
             None => None,
         };
         // A name-pinned field selector (informers watching one object) needs one key, not a scan.
-        if let (Some(name), Some(ns)) = (options.field_selector.exact_value("metadata.name"), namespace.or(Some(""))) {
+        if let (Some(name), Some(ns)) = (
+            options.field_selector.exact_value("metadata.name"),
+            namespace.or(Some("")),
+        ) {
             if namespace.is_some() || !info.namespaced {
                 let ns = if info.namespaced { Some(ns) } else { None };
                 let revision = self.backend.current_revision();
@@ -193,13 +230,21 @@ impl Registry {
                     Ok(_) | Err(RegistryError::NotFound { .. }) => vec![],
                     Err(e) => return Err(e),
                 };
-                return Ok(ListResult { items, resource_version: revision, continue_token: None });
+                return Ok(ListResult {
+                    items,
+                    resource_version: revision,
+                    continue_token: None,
+                });
             }
         }
         let mut items = Vec::new();
         let mut revision = 0;
         loop {
-            let want = if options.limit == 0 { 0 } else { options.limit - items.len() };
+            let want = if options.limit == 0 {
+                0
+            } else {
+                options.limit - items.len()
+            };
             let page = self
                 .backend
                 .list(&prefix, start_after.as_deref(), want)
@@ -216,18 +261,31 @@ impl Registry {
                 }
             }
             if !page.more {
-                return Ok(ListResult { items, resource_version: revision, continue_token: None });
+                return Ok(ListResult {
+                    items,
+                    resource_version: revision,
+                    continue_token: None,
+                });
             }
             if options.limit != 0 && items.len() >= options.limit {
                 let token = last_key.map(|k| encode_continue(revision, &k[prefix.len()..]));
-                return Ok(ListResult { items, resource_version: revision, continue_token: token });
+                return Ok(ListResult {
+                    items,
+                    resource_version: revision,
+                    continue_token: token,
+                });
             }
             start_after = last_key;
         }
     }
 
     fn matches(&self, info: &ResourceInfo, obj: &Value, options_labels: &ListOptions) -> bool {
-        object_matches(info, obj, &options_labels.label_selector, &options_labels.field_selector)
+        object_matches(
+            info,
+            obj,
+            &options_labels.label_selector,
+            &options_labels.field_selector,
+        )
     }
 
     /// A stream of changes. Errors on the stream (compaction, a slow consumer) end it.
@@ -239,7 +297,8 @@ impl Registry {
     ) -> Result<mpsc::Receiver<Result<WatchEvent, RegistryError>>, RegistryError> {
         let (tx, rx) = mpsc::channel(256);
         let mut seen: HashSet<String> = HashSet::new();
-        let filtering = !options.label_selector.is_everything() || !options.field_selector.is_everything();
+        let filtering =
+            !options.label_selector.is_everything() || !options.field_selector.is_everything();
         let start = match options.resource_version {
             Some(rv) if rv > 0 => rv,
             _ => {
@@ -255,9 +314,17 @@ impl Registry {
                     )
                     .await?;
                 for obj in list.items {
-                    seen.insert(meta::name(&obj).unwrap_or_default().to_string() + "/" + meta::namespace(&obj).unwrap_or(""));
+                    seen.insert(
+                        meta::name(&obj).unwrap_or_default().to_string()
+                            + "/"
+                            + meta::namespace(&obj).unwrap_or(""),
+                    );
                     let revision = resource_version_of(&obj);
-                    let _ = tx.try_send(Ok(WatchEvent { event_type: WatchEventType::Added, object: obj, revision }));
+                    let _ = tx.try_send(Ok(WatchEvent {
+                        event_type: WatchEventType::Added,
+                        object: obj,
+                        revision,
+                    }));
                 }
                 list.resource_version
             }
@@ -269,15 +336,25 @@ impl Registry {
             )));
         }
         let prefix = info.key_prefix(namespace);
-        let mut events =
-            self.backend.watch(&prefix, start).map_err(|e| RegistryError::from_store(e, &info.qualified_name(), ""))?;
+        let mut events = self
+            .backend
+            .watch(&prefix, start)
+            .map_err(|e| RegistryError::from_store(e, &info.qualified_name(), ""))?;
         let registry = Arc::clone(self);
         tokio::spawn(async move {
             while let Some(next) = events.recv().await {
                 let event = match next {
                     Ok(event) => event,
-                    Err(StoreError::Compacted { requested, compacted }) => {
-                        let _ = tx.send(Err(RegistryError::Expired { requested, current: compacted })).await;
+                    Err(StoreError::Compacted {
+                        requested,
+                        compacted,
+                    }) => {
+                        let _ = tx
+                            .send(Err(RegistryError::Expired {
+                                requested,
+                                current: compacted,
+                            }))
+                            .await;
                         return;
                     }
                     Err(e) => {
@@ -292,14 +369,23 @@ impl Registry {
                         return;
                     }
                 };
-                let id = meta::name(&obj).unwrap_or_default().to_string() + "/" + meta::namespace(&obj).unwrap_or("");
-                let matched = object_matches(info, &obj, &options.label_selector, &options.field_selector);
+                let id = meta::name(&obj).unwrap_or_default().to_string()
+                    + "/"
+                    + meta::namespace(&obj).unwrap_or("");
+                let matched =
+                    object_matches(info, &obj, &options.label_selector, &options.field_selector);
                 let event_type = match event.kind {
                     EventKind::Created if matched => Some(WatchEventType::Added),
-                    EventKind::Updated if matched && (!filtering || seen.contains(&id)) => Some(WatchEventType::Modified),
+                    EventKind::Updated if matched && (!filtering || seen.contains(&id)) => {
+                        Some(WatchEventType::Modified)
+                    }
                     EventKind::Updated if matched => Some(WatchEventType::Added),
-                    EventKind::Updated if filtering && seen.contains(&id) => Some(WatchEventType::Deleted),
-                    EventKind::Deleted if matched || seen.contains(&id) => Some(WatchEventType::Deleted),
+                    EventKind::Updated if filtering && seen.contains(&id) => {
+                        Some(WatchEventType::Deleted)
+                    }
+                    EventKind::Deleted if matched || seen.contains(&id) => {
+                        Some(WatchEventType::Deleted)
+                    }
                     _ => None,
                 };
                 match event_type {
@@ -312,7 +398,11 @@ impl Registry {
                     _ => {}
                 }
                 if let Some(event_type) = event_type {
-                    let out = WatchEvent { event_type, object: obj, revision: event.kv.mod_revision };
+                    let out = WatchEvent {
+                        event_type,
+                        object: obj,
+                        revision: event.kv.mod_revision,
+                    };
                     if tx.send(Ok(out)).await.is_err() {
                         return;
                     }
@@ -330,14 +420,20 @@ impl Registry {
         options: &CreateOptions,
     ) -> Result<Value, RegistryError> {
         if !obj.is_object() {
-            return Err(RegistryError::BadRequest("the request body must be a JSON object".into()));
+            return Err(RegistryError::BadRequest(
+                "the request body must be a JSON object".into(),
+            ));
         }
         let mut obj = obj;
         set_type_meta(info, &mut obj);
         reconcile_namespace(info, namespace, &mut obj)?;
         if meta::name(&obj).is_none() {
             if let Some(prefix) = meta::meta_str(&obj, "generateName").map(str::to_string) {
-                meta::set_meta(&mut obj, "name", format!("{prefix}{}", crate::util::random_suffix(5)));
+                meta::set_meta(
+                    &mut obj,
+                    "name",
+                    format!("{prefix}{}", crate::util::random_suffix(5)),
+                );
             }
         }
         let storage_info = Self::storage_info(info);
@@ -348,13 +444,31 @@ impl Registry {
         let now = self.clock.now();
         {
             let m = meta::metadata_mut(&mut obj);
-            m.insert("uid".into(), Value::String(uuid::Uuid::new_v4().to_string()));
-            m.insert("creationTimestamp".into(), Value::String(meta::format_time(now)));
-            for field in ["resourceVersion", "deletionTimestamp", "deletionGracePeriodSeconds", "selfLink"] {
+            m.insert(
+                "uid".into(),
+                Value::String(uuid::Uuid::new_v4().to_string()),
+            );
+            m.insert(
+                "creationTimestamp".into(),
+                Value::String(meta::format_time(now)),
+            );
+            for field in [
+                "resourceVersion",
+                "deletionTimestamp",
+                "deletionGracePeriodSeconds",
+                "selfLink",
+            ] {
                 m.remove(field);
             }
         }
-        record_managed_fields(&mut obj, options.field_manager.as_deref(), info, now, None, requested_fields);
+        record_managed_fields(
+            &mut obj,
+            options.field_manager.as_deref(),
+            info,
+            now,
+            None,
+            requested_fields,
+        );
         let causes = strategy.validate_create(storage_info, &obj);
         if !causes.is_empty() {
             return Err(invalid(info, &obj, causes));
@@ -365,7 +479,10 @@ impl Registry {
         let name = meta::name(&obj).unwrap_or_default().to_string();
         let _guard = if storage_info.kind == "Service" && storage_info.group.is_empty() {
             let guard = self.services.lock().await;
-            self.services.allocate(self, &mut obj, None).await.map_err(|causes| invalid(info, &obj, causes))?;
+            self.services
+                .allocate(self, &mut obj, None)
+                .await
+                .map_err(|causes| invalid(info, &obj, causes))?;
             Some(guard)
         } else {
             None
@@ -375,8 +492,11 @@ impl Registry {
         }
         let key = storage_info.key(meta::namespace(&obj), &name);
         let bytes = self.encode(&obj)?;
-        let revision =
-            self.backend.create(&key, bytes).await.map_err(|e| RegistryError::from_store(e, &info.qualified_name(), &name))?;
+        let revision = self
+            .backend
+            .create(&key, bytes)
+            .await
+            .map_err(|e| RegistryError::from_store(e, &info.qualified_name(), &name))?;
         meta::set_meta(&mut obj, "resourceVersion", revision.to_string());
         self.from_storage(info, obj)
     }
@@ -385,7 +505,8 @@ impl Registry {
         if info.is_storage_version() {
             return Ok(obj);
         }
-        crate::api::conversion::convert(&obj, info.group, info.version).map_err(|e| RegistryError::Internal(e.to_string()))
+        crate::api::conversion::convert(&obj, info.group, info.version)
+            .map_err(|e| RegistryError::Internal(e.to_string()))
     }
 
     async fn check_namespace_accepts(&self, ns: &str) -> Result<(), RegistryError> {
@@ -395,7 +516,10 @@ impl Registry {
                 "unable to create new content in namespace {ns} because it is being terminated"
             ))),
             Ok(_) => Ok(()),
-            Err(RegistryError::NotFound { .. }) => Err(RegistryError::NotFound { resource: "namespaces".into(), name: ns.into() }),
+            Err(RegistryError::NotFound { .. }) => Err(RegistryError::NotFound {
+                resource: "namespaces".into(),
+                name: ns.into(),
+            }),
             Err(e) => Err(e),
         }
     }
@@ -410,9 +534,14 @@ impl Registry {
         options: &UpdateOptions,
     ) -> Result<Value, RegistryError> {
         if !obj.is_object() {
-            return Err(RegistryError::BadRequest("the request body must be a JSON object".into()));
+            return Err(RegistryError::BadRequest(
+                "the request body must be a JSON object".into(),
+            ));
         }
-        self.guaranteed_update(info, namespace, name, options, |_current| Ok::<_, RegistryError>(obj.clone())).await
+        self.guaranteed_update(info, namespace, name, options, |_current| {
+            Ok::<_, RegistryError>(obj.clone())
+        })
+        .await
     }
 
     /// Reads the current object, lets `update` compute the new one, and writes it with compare-and-swap,
@@ -437,11 +566,15 @@ impl Registry {
             else {
                 return Err(not_found(info, name).into());
             };
-            let current_storage = self.decode(Self::storage_info(info), &kv.value, kv.mod_revision)?;
+            let current_storage =
+                self.decode(Self::storage_info(info), &kv.value, kv.mod_revision)?;
             let current = self.from_storage(info, current_storage.clone())?;
             let mut new = update(&current)?;
             if !new.is_object() {
-                return Err(RegistryError::BadRequest("the request body must be a JSON object".into()).into());
+                return Err(RegistryError::BadRequest(
+                    "the request body must be a JSON object".into(),
+                )
+                .into());
             }
             set_type_meta(info, &mut new);
             reconcile_namespace(info, namespace, &mut new)?;
@@ -476,7 +609,12 @@ impl Registry {
                 // The caller computed the whole object from the current one (pods::bind).
                 Some("binding") => {}
                 Some("finalize") => namespaces::prepare_for_finalize(&mut new, &current_storage),
-                Some(other) => return Err(RegistryError::MethodNotAllowed(format!("subresource {other} cannot be updated here")).into()),
+                Some(other) => {
+                    return Err(RegistryError::MethodNotAllowed(format!(
+                        "subresource {other} cannot be updated here"
+                    ))
+                    .into())
+                }
             }
             preserve_system_metadata(&mut new, &current_storage);
             let causes = if options.subresource.as_deref() == Some("binding") {
@@ -487,7 +625,10 @@ impl Registry {
             if !causes.is_empty() {
                 return Err(invalid(info, &new, causes).into());
             }
-            if storage_info.kind == "Service" && storage_info.group.is_empty() && options.subresource.is_none() {
+            if storage_info.kind == "Service"
+                && storage_info.group.is_empty()
+                && options.subresource.is_none()
+            {
                 let _guard = self.services.lock().await;
                 self.services
                     .allocate(self, &mut new, Some(&current_storage))
@@ -499,16 +640,31 @@ impl Registry {
             }
             let now = self.clock.now();
             let changed = crate::api::fieldset::changed_fields(&current_storage, &new);
-            record_managed_fields(&mut new, options.field_manager.as_deref(), info, now, options.subresource.as_deref(), changed);
+            record_managed_fields(
+                &mut new,
+                options.field_manager.as_deref(),
+                info,
+                now,
+                options.subresource.as_deref(),
+                changed,
+            );
             if options.dry_run {
                 return Ok(self.from_storage(info, new)?);
             }
             // An object being deleted whose last finalizer just went is removed, not updated.
-            if meta::is_deleting(&new) && meta::finalizers(&new).is_empty() && !strategy_keeps_after_finalizers(storage_info, &new) {
+            if meta::is_deleting(&new)
+                && meta::finalizers(&new).is_empty()
+                && !strategy_keeps_after_finalizers(storage_info, &new)
+            {
                 return match self.backend.delete(&key, kv.mod_revision).await {
-                    Ok(kv) => Ok(self.from_storage(info, self.decode(storage_info, &kv.value, kv.mod_revision)?)?),
+                    Ok(kv) => Ok(self.from_storage(
+                        info,
+                        self.decode(storage_info, &kv.value, kv.mod_revision)?,
+                    )?),
                     Err(StoreError::Conflict { .. }) => continue,
-                    Err(e) => Err(RegistryError::from_store(e, &info.qualified_name(), name).into()),
+                    Err(e) => {
+                        Err(RegistryError::from_store(e, &info.qualified_name(), name).into())
+                    }
                 };
             }
             let bytes = self.encode(&new)?;
@@ -518,7 +674,9 @@ impl Registry {
                     return Ok(self.from_storage(info, new)?);
                 }
                 Err(StoreError::Conflict { .. }) => continue,
-                Err(e) => return Err(RegistryError::from_store(e, &info.qualified_name(), name).into()),
+                Err(e) => {
+                    return Err(RegistryError::from_store(e, &info.qualified_name(), name).into())
+                }
             }
         }
         Err(conflict(info, name).into())
@@ -540,8 +698,11 @@ impl Registry {
         }
         let key = storage_info.key(namespace, name);
         for _ in 0..MAX_CAS_RETRIES {
-            let Some(kv) =
-                self.backend.get(&key).await.map_err(|e| RegistryError::from_store(e, &info.qualified_name(), name))?
+            let Some(kv) = self
+                .backend
+                .get(&key)
+                .await
+                .map_err(|e| RegistryError::from_store(e, &info.qualified_name(), name))?
             else {
                 return Err(not_found(info, name));
             };
@@ -588,9 +749,14 @@ impl Registry {
             let grace = strategy.grace_period(&current, options.grace_period_seconds);
             let already_deleting = meta::is_deleting(&current);
             let now = self.clock.now();
-            let pending = grace.is_some() || !finalizers.is_empty() || namespaces::blocks_delete(storage_info, &current);
+            let pending = grace.is_some()
+                || !finalizers.is_empty()
+                || namespaces::blocks_delete(storage_info, &current);
             if pending {
-                if already_deleting && grace.unwrap_or(0) == 0 && finalizers == meta::finalizers(&current) {
+                if already_deleting
+                    && grace.unwrap_or(0) == 0
+                    && finalizers == meta::finalizers(&current)
+                {
                     // Nothing to shorten or add.
                     if !(grace == Some(0) && finalizers.is_empty()) {
                         return Ok(DeleteOutcome::Pending(self.from_storage(info, current)?));
@@ -598,13 +764,22 @@ impl Registry {
                 } else {
                     if !already_deleting || grace.is_some() {
                         let seconds = grace.unwrap_or(0);
-                        let at = now.checked_add(jiff::SignedDuration::from_secs(seconds)).unwrap_or(now);
+                        let at = now
+                            .checked_add(jiff::SignedDuration::from_secs(seconds))
+                            .unwrap_or(now);
                         let keep_earlier = meta::meta_str(&current, "deletionTimestamp")
                             .and_then(|t| t.parse::<jiff::Timestamp>().ok())
                             .filter(|t| *t <= at);
-                        meta::set_meta(&mut next, "deletionTimestamp", meta::format_time(keep_earlier.unwrap_or(at)));
+                        meta::set_meta(
+                            &mut next,
+                            "deletionTimestamp",
+                            meta::format_time(keep_earlier.unwrap_or(at)),
+                        );
                         meta::set_meta(&mut next, "deletionGracePeriodSeconds", seconds);
-                        if let Some(generation) = meta::metadata(&current).and_then(|m| m.get("generation")).and_then(Value::as_i64) {
+                        if let Some(generation) = meta::metadata(&current)
+                            .and_then(|m| m.get("generation"))
+                            .and_then(Value::as_i64)
+                        {
                             if !already_deleting {
                                 meta::set_meta(&mut next, "generation", generation + 1);
                             }
@@ -621,7 +796,9 @@ impl Registry {
                             return Ok(DeleteOutcome::Pending(self.from_storage(info, next)?));
                         }
                         Err(StoreError::Conflict { .. }) => continue,
-                        Err(e) => return Err(RegistryError::from_store(e, &info.qualified_name(), name)),
+                        Err(e) => {
+                            return Err(RegistryError::from_store(e, &info.qualified_name(), name))
+                        }
                     }
                 }
             }
@@ -647,7 +824,9 @@ fn strategy_keeps_after_finalizers(info: &ResourceInfo, obj: &Value) -> bool {
 }
 
 pub fn resource_version_of(obj: &Value) -> i64 {
-    meta::resource_version(obj).and_then(|rv| rv.parse().ok()).unwrap_or(0)
+    meta::resource_version(obj)
+        .and_then(|rv| rv.parse().ok())
+        .unwrap_or(0)
 }
 
 fn set_type_meta(info: &ResourceInfo, obj: &mut Value) {
@@ -657,17 +836,25 @@ fn set_type_meta(info: &ResourceInfo, obj: &mut Value) {
     }
 }
 
-fn reconcile_namespace(info: &ResourceInfo, namespace: Option<&str>, obj: &mut Value) -> Result<(), RegistryError> {
+fn reconcile_namespace(
+    info: &ResourceInfo,
+    namespace: Option<&str>,
+    obj: &mut Value,
+) -> Result<(), RegistryError> {
     if !info.namespaced {
         meta::remove_meta(obj, "namespace");
         return Ok(());
     }
     let Some(ns) = namespace else {
-        return Err(RegistryError::BadRequest(format!("{} must be created in a namespace", info.qualified_name())));
+        return Err(RegistryError::BadRequest(format!(
+            "{} must be created in a namespace",
+            info.qualified_name()
+        )));
     };
     match meta::namespace(obj) {
         Some(body_ns) if body_ns != ns => Err(RegistryError::BadRequest(
-            "the namespace of the provided object does not match the namespace sent on the request".into(),
+            "the namespace of the provided object does not match the namespace sent on the request"
+                .into(),
         )),
         _ => {
             meta::set_meta(obj, "namespace", ns);
@@ -678,7 +865,12 @@ fn reconcile_namespace(info: &ResourceInfo, namespace: Option<&str>, obj: &mut V
 
 /// Fields a client cannot change through an update.
 fn preserve_system_metadata(new: &mut Value, old: &Value) {
-    for field in ["uid", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds"] {
+    for field in [
+        "uid",
+        "creationTimestamp",
+        "deletionTimestamp",
+        "deletionGracePeriodSeconds",
+    ] {
         match meta::metadata(old).and_then(|m| m.get(field)).cloned() {
             Some(v) => meta::set_meta(new, field, v),
             None => {
@@ -686,14 +878,26 @@ fn preserve_system_metadata(new: &mut Value, old: &Value) {
             }
         }
     }
-    if meta::metadata(new).and_then(|m| m.get("managedFields")).is_none() {
-        if let Some(mf) = meta::metadata(old).and_then(|m| m.get("managedFields")).cloned() {
+    if meta::metadata(new)
+        .and_then(|m| m.get("managedFields"))
+        .is_none()
+    {
+        if let Some(mf) = meta::metadata(old)
+            .and_then(|m| m.get("managedFields"))
+            .cloned()
+        {
             meta::set_meta(new, "managedFields", mf);
         }
     }
     meta::remove_meta(new, "selfLink");
-    if meta::metadata(new).and_then(|m| m.get("generation")).is_none() {
-        if let Some(g) = meta::metadata(old).and_then(|m| m.get("generation")).cloned() {
+    if meta::metadata(new)
+        .and_then(|m| m.get("generation"))
+        .is_none()
+    {
+        if let Some(g) = meta::metadata(old)
+            .and_then(|m| m.get("generation"))
+            .cloned()
+        {
             meta::set_meta(new, "generation", g);
         }
     }
@@ -736,7 +940,11 @@ fn record_managed_fields(
             && e.get("operation").and_then(Value::as_str) == Some("Update")
             && e.get("subresource").and_then(Value::as_str) == subresource
     };
-    let owned = entries.iter().find(|e| same(e)).map(|e| e["fieldsV1"].clone()).unwrap_or_else(|| json!({}));
+    let owned = entries
+        .iter()
+        .find(|e| same(e))
+        .map(|e| e["fieldsV1"].clone())
+        .unwrap_or_else(|| json!({}));
     let mut entry = json!({
         "manager": manager,
         "operation": "Update",
@@ -753,7 +961,12 @@ fn record_managed_fields(
     meta::set_meta(obj, "managedFields", entries);
 }
 
-pub(crate) fn object_matches(info: &ResourceInfo, obj: &Value, labels: &LabelSelector, fields: &FieldSelector) -> bool {
+pub(crate) fn object_matches(
+    info: &ResourceInfo,
+    obj: &Value,
+    labels: &LabelSelector,
+    fields: &FieldSelector,
+) -> bool {
     if !labels.is_everything() && !labels.matches(&meta::labels(obj)) {
         return false;
     }
@@ -765,18 +978,29 @@ pub(crate) fn object_matches(info: &ResourceInfo, obj: &Value, labels: &LabelSel
 }
 
 fn not_found(info: &ResourceInfo, name: &str) -> RegistryError {
-    RegistryError::NotFound { resource: info.qualified_name(), name: name.to_string() }
+    RegistryError::NotFound {
+        resource: info.qualified_name(),
+        name: name.to_string(),
+    }
 }
 
 fn conflict(info: &ResourceInfo, name: &str) -> RegistryError {
     RegistryError::from_store(
-        StoreError::Conflict { key: String::new(), expected: 0, actual: 0 },
+        StoreError::Conflict {
+            key: String::new(),
+            expected: 0,
+            actual: 0,
+        },
         &info.qualified_name(),
         name,
     )
 }
 
-fn invalid(info: &ResourceInfo, obj: &Value, causes: Vec<crate::api::validation::FieldError>) -> RegistryError {
+fn invalid(
+    info: &ResourceInfo,
+    obj: &Value,
+    causes: Vec<crate::api::validation::FieldError>,
+) -> RegistryError {
     RegistryError::Invalid {
         kind: info.kind.to_string(),
         group: info.group.to_string(),
@@ -794,7 +1018,9 @@ fn encode_continue(revision: i64, after: &str) -> String {
 fn decode_continue(token: &str, prefix: &str) -> Result<String, RegistryError> {
     use base64::Engine;
     let bad = || RegistryError::BadRequest(format!("continue key is not valid: {token}"));
-    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(token.trim_end_matches('=')).map_err(|_| bad())?;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(token.trim_end_matches('='))
+        .map_err(|_| bad())?;
     let value: Value = serde_json::from_slice(&bytes).map_err(|_| bad())?;
     let start = value.get("start").and_then(Value::as_str).ok_or_else(bad)?;
     if start.contains("..") {

@@ -37,7 +37,10 @@ mod tests {
     fn kubeconfig_is_valid_yaml_with_inline_credentials() {
         let text = super::render("https://127.0.0.1:6443", "CA", "CERT", "KEY");
         let v: serde_json::Value = serde_saphyr::from_str(&text).unwrap();
-        assert_eq!(v["clusters"][0]["cluster"]["server"], "https://127.0.0.1:6443");
+        assert_eq!(
+            v["clusters"][0]["cluster"]["server"],
+            "https://127.0.0.1:6443"
+        );
         assert_eq!(v["users"][0]["user"]["client-key-data"], "S0VZ");
     }
 }

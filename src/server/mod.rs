@@ -28,9 +28,15 @@ pub enum ServerError {
     #[error("TLS: {0}")]
     Tls(String),
     #[error("cannot listen on {addr}: {source}")]
-    Listen { addr: SocketAddr, source: std::io::Error },
+    Listen {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
     #[error("{path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("bootstrap: {0}")]
     Bootstrap(#[from] crate::client::ClientError),
     #[error("invalid configuration: {0}")]
@@ -85,22 +91,37 @@ impl RunningServer {
 }
 
 fn host_name() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname").map(|h| h.trim().to_string()).unwrap_or_else(|_| "localhost".into())
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_else(|_| "localhost".into())
 }
 
 pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
     let server_dir = config.data_dir.join("server");
-    let backend: Arc<dyn Backend> = Arc::new(SqliteBackend::open(SqliteOptions::new(server_dir.join("db").join("state.db")))?);
+    let backend: Arc<dyn Backend> = Arc::new(SqliteBackend::open(SqliteOptions::new(
+        server_dir.join("db").join("state.db"),
+    ))?);
 
-    let mut sans = vec!["localhost".to_string(), "127.0.0.1".to_string(), "::1".to_string(), host_name(), "kubernetes".into(),
-        "kubernetes.default".into(), "kubernetes.default.svc".into(), "kubernetes.default.svc.cluster.local".into()];
+    let mut sans = vec![
+        "localhost".to_string(),
+        "127.0.0.1".to_string(),
+        "::1".to_string(),
+        host_name(),
+        "kubernetes".into(),
+        "kubernetes.default".into(),
+        "kubernetes.default.svc".into(),
+        "kubernetes.default.svc.cluster.local".into(),
+    ];
     if let Some(ip) = config.advertise_address {
         sans.push(ip.to_string());
     }
     if !config.bind_address.is_unspecified() {
         sans.push(config.bind_address.to_string());
     }
-    let service_cidr: Ipv4Net = config.service_cidr.parse().map_err(|e: crate::registry::CidrError| ServerError::Config(e.to_string()))?;
+    let service_cidr: Ipv4Net = config
+        .service_cidr
+        .parse()
+        .map_err(|e: crate::registry::CidrError| ServerError::Config(e.to_string()))?;
     let kubernetes_ip = service_cidr.nth(1);
     sans.push(kubernetes_ip.to_string());
     sans.extend(config.tls_san.iter().cloned());
@@ -117,13 +138,35 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
         (pki.token_secret().to_string(), User::admin()),
     ]);
     let address = SocketAddr::new(config.bind_address, config.https_listen_port);
-    let advertised = config.advertise_address.map(|ip| SocketAddr::new(ip, config.https_listen_port)).unwrap_or(address);
-    let api = Arc::new(ApiServer::new(registry.clone(), auth, advertised.to_string()));
-    let listener = TcpListener::bind(address).await.map_err(|source| ServerError::Listen { addr: address, source })?;
-    let address = listener.local_addr().map_err(|source| ServerError::Listen { addr: address, source })?;
+    let advertised = config
+        .advertise_address
+        .map(|ip| SocketAddr::new(ip, config.https_listen_port))
+        .unwrap_or(address);
+    let api = Arc::new(ApiServer::new(
+        registry.clone(),
+        auth,
+        advertised.to_string(),
+    ));
+    let listener = TcpListener::bind(address)
+        .await
+        .map_err(|source| ServerError::Listen {
+            addr: address,
+            source,
+        })?;
+    let address = listener
+        .local_addr()
+        .map_err(|source| ServerError::Listen {
+            addr: address,
+            source,
+        })?;
     let tls = Arc::new(pki.tls_config().map_err(ServerError::Tls)?);
     let (shutdown, shutdown_rx) = watch::channel(false);
-    let mut tasks = vec![tokio::spawn(crate::apiserver::listener::serve_tls(api.clone(), listener, tls, shutdown_rx.clone()))];
+    let mut tasks = vec![tokio::spawn(crate::apiserver::listener::serve_tls(
+        api.clone(),
+        listener,
+        tls,
+        shutdown_rx.clone(),
+    ))];
 
     let client = Client::in_process(api.clone(), User::admin());
     bootstrap(&client, kubernetes_ip.to_string(), config.https_listen_port).await?;
@@ -134,19 +177,44 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
             IpAddr::V6(ip) => format!("[{ip}]"),
             ip => ip.to_string(),
         };
-        let text = kubeconfig::render(&format!("https://{host}:{}", address.port()), &pki.ca_cert_pem, &pki.admin_cert_pem, &pki.admin_key_pem);
+        let text = kubeconfig::render(
+            &format!("https://{host}:{}", address.port()),
+            &pki.ca_cert_pem,
+            &pki.admin_cert_pem,
+            &pki.admin_key_pem,
+        );
         write_file(path, &text, config.write_kubeconfig_mode.unwrap_or(0o600))?;
     }
 
-    tasks.push(tokio::spawn(crate::controllers::namespace::run(client.clone(), shutdown_rx.clone())));
-    tasks.push(tokio::spawn(crate::controllers::garbage_collector::run(client.clone(), shutdown_rx.clone())));
-    tasks.push(tokio::spawn(compaction_loop(backend, config.compaction_retention, config.compaction_interval, shutdown_rx)));
-    Ok(RunningServer { address, token: pki.token.clone(), api, shutdown, tasks })
+    tasks.push(tokio::spawn(crate::controllers::namespace::run(
+        client.clone(),
+        shutdown_rx.clone(),
+    )));
+    tasks.push(tokio::spawn(crate::controllers::garbage_collector::run(
+        client.clone(),
+        shutdown_rx.clone(),
+    )));
+    tasks.push(tokio::spawn(compaction_loop(
+        backend,
+        config.compaction_retention,
+        config.compaction_interval,
+        shutdown_rx,
+    )));
+    Ok(RunningServer {
+        address,
+        token: pki.token.clone(),
+        api,
+        shutdown,
+        tasks,
+    })
 }
 
 fn write_file(path: &std::path::Path, text: &str, mode: u32) -> Result<(), ServerError> {
     use std::os::unix::fs::PermissionsExt;
-    let io = |source| ServerError::Io { path: path.to_path_buf(), source };
+    let io = |source| ServerError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).map_err(io)?;
     }
@@ -159,7 +227,9 @@ fn write_file(path: &std::path::Path, text: &str, mode: u32) -> Result<(), Serve
 /// The namespaces every cluster has, and the `kubernetes` Service in `default`.
 async fn bootstrap(client: &Client, kubernetes_ip: String, port: u16) -> Result<(), ServerError> {
     for ns in ["default", "kube-system", "kube-public", "kube-node-lease"] {
-        client.ensure("/api/v1/namespaces", &json!({"metadata": {"name": ns}})).await?;
+        client
+            .ensure("/api/v1/namespaces", &json!({"metadata": {"name": ns}}))
+            .await?;
     }
     client
         .ensure(
@@ -172,7 +242,12 @@ async fn bootstrap(client: &Client, kubernetes_ip: String, port: u16) -> Result<
     Ok(())
 }
 
-async fn compaction_loop(backend: Arc<dyn Backend>, retention: i64, interval: Duration, mut shutdown: watch::Receiver<bool>) {
+async fn compaction_loop(
+    backend: Arc<dyn Backend>,
+    retention: i64,
+    interval: Duration,
+    mut shutdown: watch::Receiver<bool>,
+) {
     loop {
         tokio::select! {
             _ = tokio::time::sleep(interval) => {}

@@ -6,15 +6,18 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
 use rcgen::{
-    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
-    KeyUsagePurpose, SanType,
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
+    Issuer, KeyPair, KeyUsagePurpose, SanType,
 };
 use sha2::{Digest, Sha256};
 
 #[derive(Debug, thiserror::Error)]
 pub enum PkiError {
     #[error("{path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("certificate generation failed: {0}")]
     Rcgen(#[from] rcgen::Error),
     #[error("{0}: not a valid PEM certificate")]
@@ -42,7 +45,10 @@ fn read(path: &Path) -> Result<Option<String>, PkiError> {
     match std::fs::read_to_string(path) {
         Ok(s) => Ok(Some(s)),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(source) => Err(PkiError::Io { path: path.to_path_buf(), source }),
+        Err(source) => Err(PkiError::Io {
+            path: path.to_path_buf(),
+            source,
+        }),
     }
 }
 
@@ -50,12 +56,21 @@ fn read(path: &Path) -> Result<Option<String>, PkiError> {
 fn write(path: &Path, contents: &str, mode: u32) -> Result<(), PkiError> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
-    let io = |source| PkiError::Io { path: path.to_path_buf(), source };
+    let io = |source| PkiError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).map_err(io)?;
     }
     let tmp = path.with_extension("tmp");
-    let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(mode).open(&tmp).map_err(io)?;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(mode)
+        .open(&tmp)
+        .map_err(io)?;
     f.write_all(contents.as_bytes()).map_err(io)?;
     f.sync_all().map_err(io)?;
     std::fs::rename(&tmp, path).map_err(io)
@@ -63,7 +78,10 @@ fn write(path: &Path, contents: &str, mode: u32) -> Result<(), PkiError> {
 
 /// The calendar date `days` from today, as rcgen takes it.
 fn date_in_days(days: i64) -> (i32, u8, u8) {
-    let at = jiff::Zoned::now().date().checked_add(jiff::Span::new().days(days)).expect("date in range");
+    let at = jiff::Zoned::now()
+        .date()
+        .checked_add(jiff::Span::new().days(days))
+        .expect("date in range");
     (i32::from(at.year()), at.month() as u8, at.day() as u8)
 }
 
@@ -101,7 +119,9 @@ fn inspect(pem: &str) -> Option<(i64, Vec<String>)> {
 }
 
 fn leaf_is_current(pem: Option<&str>, wanted: &[String]) -> bool {
-    let Some((days, names)) = pem.and_then(inspect) else { return false };
+    let Some((days, names)) = pem.and_then(inspect) else {
+        return false;
+    };
     days > RENEW_BEFORE_DAYS && wanted.iter().all(|w| names.contains(w))
 }
 
@@ -115,7 +135,11 @@ fn san(name: &str) -> Result<SanType, PkiError> {
 impl Pki {
     /// Loads or creates everything under `server_dir` (`<data-dir>/server`). `sans` are the serving
     /// certificate's names; `token` overrides the generated secret.
-    pub fn ensure(server_dir: &Path, sans: &[String], token: Option<&str>) -> Result<Pki, PkiError> {
+    pub fn ensure(
+        server_dir: &Path,
+        sans: &[String],
+        token: Option<&str>,
+    ) -> Result<Pki, PkiError> {
         let tls = server_dir.join("tls");
         let (ca_cert_path, ca_key_path) = (tls.join("server-ca.crt"), tls.join("server-ca.key"));
         let (ca_cert_pem, ca_key_pem) = match (read(&ca_cert_path)?, read(&ca_key_path)?) {
@@ -123,9 +147,16 @@ impl Pki {
             _ => {
                 let key = KeyPair::generate()?;
                 let mut params = CertificateParams::new(Vec::<String>::new())?;
-                params.distinguished_name = dn(&format!("orch-server-ca@{}", jiff::Timestamp::now().as_second()), None);
+                params.distinguished_name = dn(
+                    &format!("orch-server-ca@{}", jiff::Timestamp::now().as_second()),
+                    None,
+                );
                 params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-                params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
+                params.key_usages = vec![
+                    KeyUsagePurpose::KeyCertSign,
+                    KeyUsagePurpose::CrlSign,
+                    KeyUsagePurpose::DigitalSignature,
+                ];
                 let (y, m, d) = date_in_days(CA_DAYS);
                 params.not_after = rcgen::date_time_ymd(y, m, d);
                 let cert = params.self_signed(&key)?;
@@ -137,7 +168,8 @@ impl Pki {
         let ca_key = KeyPair::from_pem(&ca_key_pem)?;
         let issuer = Issuer::from_ca_cert_pem(&ca_cert_pem, ca_key)?;
 
-        let (serving_cert_path, serving_key_path) = (tls.join("serving.crt"), tls.join("serving.key"));
+        let (serving_cert_path, serving_key_path) =
+            (tls.join("serving.crt"), tls.join("serving.key"));
         let existing = read(&serving_cert_path)?;
         let (serving_cert_pem, serving_key_pem) = match (existing, read(&serving_key_path)?) {
             (Some(c), Some(k)) if leaf_is_current(Some(&c), sans) => (c, k),
@@ -156,29 +188,35 @@ impl Pki {
             }
         };
 
-        let (admin_cert_path, admin_key_path) = (tls.join("client-admin.crt"), tls.join("client-admin.key"));
-        let (admin_cert_pem, admin_key_pem) = match (read(&admin_cert_path)?, read(&admin_key_path)?) {
-            (Some(c), Some(k)) if leaf_is_current(Some(&c), &[]) => (c, k),
-            _ => {
-                let key = KeyPair::generate()?;
-                let mut params = CertificateParams::new(Vec::<String>::new())?;
-                params.distinguished_name = dn("system:admin", Some("system:masters"));
-                params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
-                let (y, m, d) = date_in_days(LEAF_DAYS);
-                params.not_after = rcgen::date_time_ymd(y, m, d);
-                let cert = params.signed_by(&key, &issuer)?;
-                write(&admin_key_path, &key.serialize_pem(), 0o600)?;
-                write(&admin_cert_path, &cert.pem(), 0o644)?;
-                (cert.pem(), key.serialize_pem())
-            }
-        };
+        let (admin_cert_path, admin_key_path) =
+            (tls.join("client-admin.crt"), tls.join("client-admin.key"));
+        let (admin_cert_pem, admin_key_pem) =
+            match (read(&admin_cert_path)?, read(&admin_key_path)?) {
+                (Some(c), Some(k)) if leaf_is_current(Some(&c), &[]) => (c, k),
+                _ => {
+                    let key = KeyPair::generate()?;
+                    let mut params = CertificateParams::new(Vec::<String>::new())?;
+                    params.distinguished_name = dn("system:admin", Some("system:masters"));
+                    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+                    let (y, m, d) = date_in_days(LEAF_DAYS);
+                    params.not_after = rcgen::date_time_ymd(y, m, d);
+                    let cert = params.signed_by(&key, &issuer)?;
+                    write(&admin_key_path, &key.serialize_pem(), 0o600)?;
+                    write(&admin_cert_path, &cert.pem(), 0o644)?;
+                    (cert.pem(), key.serialize_pem())
+                }
+            };
 
         let token_path = server_dir.join("token");
         let ca_hash = hex::encode(Sha256::digest(ca_cert_pem.as_bytes()));
         let secret = match token {
-            Some(t) => secret_of(t).ok_or_else(|| PkiError::BadToken(token_path.clone()))?.to_string(),
+            Some(t) => secret_of(t)
+                .ok_or_else(|| PkiError::BadToken(token_path.clone()))?
+                .to_string(),
             None => match read(&token_path)? {
-                Some(existing) => secret_of(existing.trim()).ok_or_else(|| PkiError::BadToken(token_path.clone()))?.to_string(),
+                Some(existing) => secret_of(existing.trim())
+                    .ok_or_else(|| PkiError::BadToken(token_path.clone()))?
+                    .to_string(),
                 None => hex::encode(rand::random::<[u8; 16]>()),
             },
         };
@@ -186,7 +224,14 @@ impl Pki {
         if read(&token_path)?.map(|t| t.trim().to_string()) != Some(full.clone()) {
             write(&token_path, &format!("{full}\n"), 0o600)?;
         }
-        Ok(Pki { ca_cert_pem, serving_cert_pem, serving_key_pem, admin_cert_pem, admin_key_pem, token: full })
+        Ok(Pki {
+            ca_cert_pem,
+            serving_cert_pem,
+            serving_key_pem,
+            admin_cert_pem,
+            admin_key_pem,
+            token: full,
+        })
     }
 
     /// The secret part of the token, which also authenticates as a bearer token.
@@ -197,13 +242,17 @@ impl Pki {
     pub fn tls_config(&self) -> Result<rustls::ServerConfig, String> {
         use rustls_pki_types::pem::PemObject;
         use rustls_pki_types::{CertificateDer, PrivateKeyDer};
-        let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(self.serving_cert_pem.as_bytes())
-            .collect::<Result<_, _>>()
-            .map_err(|e| format!("serving certificate: {e}"))?;
-        let key = PrivateKeyDer::from_pem_slice(self.serving_key_pem.as_bytes()).map_err(|e| format!("serving key: {e}"))?;
+        let chain: Vec<CertificateDer<'static>> =
+            CertificateDer::pem_slice_iter(self.serving_cert_pem.as_bytes())
+                .collect::<Result<_, _>>()
+                .map_err(|e| format!("serving certificate: {e}"))?;
+        let key = PrivateKeyDer::from_pem_slice(self.serving_key_pem.as_bytes())
+            .map_err(|e| format!("serving key: {e}"))?;
         let mut roots = rustls::RootCertStore::empty();
         for ca in CertificateDer::pem_slice_iter(self.ca_cert_pem.as_bytes()) {
-            roots.add(ca.map_err(|e| format!("CA certificate: {e}"))?).map_err(|e| format!("CA certificate: {e}"))?;
+            roots
+                .add(ca.map_err(|e| format!("CA certificate: {e}"))?)
+                .map_err(|e| format!("CA certificate: {e}"))?;
         }
         let verifier = rustls::server::WebPkiClientVerifier::builder(std::sync::Arc::new(roots))
             .allow_unauthenticated()
@@ -224,15 +273,25 @@ pub fn secret_of(token: &str) -> Option<&str> {
     if token.is_empty() {
         return None;
     }
-    match token.strip_prefix("K10").and_then(|rest| rest.split_once("::")) {
-        Some((_, cred)) => cred.split_once(':').map(|(_, secret)| secret).filter(|s| !s.is_empty()),
+    match token
+        .strip_prefix("K10")
+        .and_then(|rest| rest.split_once("::"))
+    {
+        Some((_, cred)) => cred
+            .split_once(':')
+            .map(|(_, secret)| secret)
+            .filter(|s| !s.is_empty()),
         None => Some(token),
     }
 }
 
 /// The CA hash a full token pins (`K10<hash>::…`), for joining agents.
 pub fn ca_hash_of(token: &str) -> Option<&str> {
-    token.trim().strip_prefix("K10").and_then(|rest| rest.split_once("::")).map(|(hash, _)| hash)
+    token
+        .trim()
+        .strip_prefix("K10")
+        .and_then(|rest| rest.split_once("::"))
+        .map(|(hash, _)| hash)
 }
 
 #[cfg(test)]
@@ -257,11 +316,18 @@ mod tests {
         assert_eq!(first.ca_cert_pem, again.ca_cert_pem);
         assert_eq!(first.serving_cert_pem, again.serving_cert_pem);
         assert_eq!(first.token, again.token);
-        let more = vec!["localhost".to_string(), "127.0.0.1".to_string(), "edge.example".to_string()];
+        let more = vec![
+            "localhost".to_string(),
+            "127.0.0.1".to_string(),
+            "edge.example".to_string(),
+        ];
         let reissued = Pki::ensure(dir.path(), &more, None).unwrap();
         assert_eq!(reissued.ca_cert_pem, first.ca_cert_pem);
         assert_ne!(reissued.serving_cert_pem, first.serving_cert_pem);
-        assert!(inspect(&reissued.serving_cert_pem).unwrap().1.contains(&"edge.example".to_string()));
+        assert!(inspect(&reissued.serving_cert_pem)
+            .unwrap()
+            .1
+            .contains(&"edge.example".to_string()));
         assert!(reissued.tls_config().is_ok());
     }
 }

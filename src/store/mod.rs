@@ -44,7 +44,11 @@ pub enum StoreError {
     #[error("key {0} not found")]
     NotFound(String),
     #[error("key {key} was modified: expected revision {expected}, found {actual}")]
-    Conflict { key: String, expected: i64, actual: i64 },
+    Conflict {
+        key: String,
+        expected: i64,
+        actual: i64,
+    },
     #[error("revision {requested} has been compacted (oldest available {compacted})")]
     Compacted { requested: i64, compacted: i64 },
     #[error("watcher fell behind the event stream")]
@@ -82,7 +86,8 @@ pub trait Backend: Send + Sync + 'static {
         start_after: Option<&'a str>,
         limit: usize,
     ) -> BoxFuture<'a, Result<ListPage, StoreError>>;
-    fn create<'a>(&'a self, key: &'a str, value: Vec<u8>) -> BoxFuture<'a, Result<i64, StoreError>>;
+    fn create<'a>(&'a self, key: &'a str, value: Vec<u8>)
+        -> BoxFuture<'a, Result<i64, StoreError>>;
     /// Replaces the value if the key's current revision is `expected_revision`.
     fn update<'a>(
         &'a self,
@@ -91,7 +96,11 @@ pub trait Backend: Send + Sync + 'static {
         expected_revision: i64,
     ) -> BoxFuture<'a, Result<i64, StoreError>>;
     /// Deletes the key if its current revision is `expected_revision`; returns the deletion event's value.
-    fn delete<'a>(&'a self, key: &'a str, expected_revision: i64) -> BoxFuture<'a, Result<KeyValue, StoreError>>;
+    fn delete<'a>(
+        &'a self,
+        key: &'a str,
+        expected_revision: i64,
+    ) -> BoxFuture<'a, Result<KeyValue, StoreError>>;
     /// Events for keys under `prefix` with revisions after `after_revision`, then live events.
     fn watch(&self, prefix: &str, after_revision: i64) -> Result<WatchReceiver, StoreError>;
     fn current_revision(&self) -> i64;

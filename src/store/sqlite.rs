@@ -13,7 +13,9 @@ use std::time::Duration;
 use rusqlite::{params, Connection, OptionalExtension};
 use tokio::sync::{broadcast, mpsc, oneshot};
 
-use super::{prefix_end, Backend, BoxFuture, Event, EventKind, KeyValue, ListPage, StoreError, WatchReceiver};
+use super::{
+    prefix_end, Backend, BoxFuture, Event, EventKind, KeyValue, ListPage, StoreError, WatchReceiver,
+};
 
 /// Most writes one transaction takes from the queue.
 const MAX_GROUP: usize = 512;
@@ -30,15 +32,34 @@ pub struct SqliteOptions {
 
 impl SqliteOptions {
     pub fn new(path: impl Into<PathBuf>) -> Self {
-        SqliteOptions { path: path.into(), full_sync: true }
+        SqliteOptions {
+            path: path.into(),
+            full_sync: true,
+        }
     }
 }
 
 enum WriteOp {
-    Create { key: String, value: Vec<u8>, reply: oneshot::Sender<Result<i64, StoreError>> },
-    Update { key: String, value: Vec<u8>, expected: i64, reply: oneshot::Sender<Result<i64, StoreError>> },
-    Delete { key: String, expected: i64, reply: oneshot::Sender<Result<KeyValue, StoreError>> },
-    Compact { revision: i64, reply: oneshot::Sender<Result<u64, StoreError>> },
+    Create {
+        key: String,
+        value: Vec<u8>,
+        reply: oneshot::Sender<Result<i64, StoreError>>,
+    },
+    Update {
+        key: String,
+        value: Vec<u8>,
+        expected: i64,
+        reply: oneshot::Sender<Result<i64, StoreError>>,
+    },
+    Delete {
+        key: String,
+        expected: i64,
+        reply: oneshot::Sender<Result<KeyValue, StoreError>>,
+    },
+    Compact {
+        revision: i64,
+        reply: oneshot::Sender<Result<u64, StoreError>>,
+    },
 }
 
 struct Shared {
@@ -78,7 +99,11 @@ fn open_connection(path: &Path, full_sync: bool) -> Result<Connection, StoreErro
     let conn = Connection::open(path)?;
     conn.busy_timeout(Duration::from_secs(10))?;
     conn.pragma_update(None, "journal_mode", "WAL")?;
-    conn.pragma_update(None, "synchronous", if full_sync { "FULL" } else { "NORMAL" })?;
+    conn.pragma_update(
+        None,
+        "synchronous",
+        if full_sync { "FULL" } else { "NORMAL" },
+    )?;
     Ok(conn)
 }
 
@@ -86,7 +111,8 @@ impl SqliteBackend {
     /// Opens (creating if needed) the database and starts the writer thread.
     pub fn open(options: SqliteOptions) -> Result<Self, StoreError> {
         if let Some(dir) = options.path.parent() {
-            std::fs::create_dir_all(dir).map_err(|e| StoreError::Database(format!("{}: {e}", dir.display())))?;
+            std::fs::create_dir_all(dir)
+                .map_err(|e| StoreError::Database(format!("{}: {e}", dir.display())))?;
         }
         let conn = open_connection(&options.path, options.full_sync)?;
         // auto_vacuum only takes effect on a new database; it lets compaction hand pages back to the OS.
@@ -94,7 +120,11 @@ impl SqliteBackend {
         conn.execute_batch(SCHEMA)?;
         let revision = snapshot_revision(&conn)?;
         let compacted: i64 = conn
-            .query_row("SELECT value FROM meta WHERE name = 'compact_rev'", [], |r| r.get(0))
+            .query_row(
+                "SELECT value FROM meta WHERE name = 'compact_rev'",
+                [],
+                |r| r.get(0),
+            )
             .optional()?
             .unwrap_or(0);
         let (events, _) = broadcast::channel(EVENT_BUFFER);
@@ -122,7 +152,10 @@ impl SqliteBackend {
         let sender = self.writes.clone();
         let op = make(reply);
         // A full queue blocks; do that off the async workers.
-        tokio::task::spawn_blocking(move || sender.send(op)).await.map_err(|_| StoreError::Closed)?.map_err(|_| StoreError::Closed)?;
+        tokio::task::spawn_blocking(move || sender.send(op))
+            .await
+            .map_err(|_| StoreError::Closed)?
+            .map_err(|_| StoreError::Closed)?;
         rx.await.map_err(|_| StoreError::Closed)?
     }
 
@@ -131,19 +164,28 @@ impl SqliteBackend {
         f: impl FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
         let shared = self.shared.clone();
-        tokio::task::spawn_blocking(move || with_reader(&shared, f)).await.map_err(|_| StoreError::Closed)?
+        tokio::task::spawn_blocking(move || with_reader(&shared, f))
+            .await
+            .map_err(|_| StoreError::Closed)?
     }
 }
 
 /// The newest revision ever written; AUTOINCREMENT's sequence keeps it even when compaction removed that row.
 fn snapshot_revision(conn: &Connection) -> Result<i64, StoreError> {
     Ok(conn
-        .query_row("SELECT seq FROM sqlite_sequence WHERE name = 'log'", [], |r| r.get(0))
+        .query_row(
+            "SELECT seq FROM sqlite_sequence WHERE name = 'log'",
+            [],
+            |r| r.get(0),
+        )
         .optional()?
         .unwrap_or(0))
 }
 
-fn with_reader<T>(shared: &Shared, f: impl FnOnce(&Connection) -> Result<T, StoreError>) -> Result<T, StoreError> {
+fn with_reader<T>(
+    shared: &Shared,
+    f: impl FnOnce(&Connection) -> Result<T, StoreError>,
+) -> Result<T, StoreError> {
     let conn = shared.readers.lock().map_err(|_| StoreError::Closed)?.pop();
     let conn = match conn {
         Some(c) => c,
@@ -182,7 +224,9 @@ impl Backend for SqliteBackend {
         start_after: Option<&'a str>,
         limit: usize,
     ) -> BoxFuture<'a, Result<ListPage, StoreError>> {
-        let start = start_after.map(|s| format!("{s}\0")).unwrap_or_else(|| prefix.to_string());
+        let start = start_after
+            .map(|s| format!("{s}\0"))
+            .unwrap_or_else(|| prefix.to_string());
         let end = prefix_end(prefix);
         Box::pin(self.read(move |conn| {
             // One read transaction so the rows and the revision are a consistent snapshot.
@@ -208,7 +252,11 @@ impl Backend for SqliteBackend {
         }))
     }
 
-    fn create<'a>(&'a self, key: &'a str, value: Vec<u8>) -> BoxFuture<'a, Result<i64, StoreError>> {
+    fn create<'a>(
+        &'a self,
+        key: &'a str,
+        value: Vec<u8>,
+    ) -> BoxFuture<'a, Result<i64, StoreError>> {
         let key = key.to_string();
         Box::pin(self.submit(move |reply| WriteOp::Create { key, value, reply }))
     }
@@ -220,18 +268,34 @@ impl Backend for SqliteBackend {
         expected_revision: i64,
     ) -> BoxFuture<'a, Result<i64, StoreError>> {
         let key = key.to_string();
-        Box::pin(self.submit(move |reply| WriteOp::Update { key, value, expected: expected_revision, reply }))
+        Box::pin(self.submit(move |reply| WriteOp::Update {
+            key,
+            value,
+            expected: expected_revision,
+            reply,
+        }))
     }
 
-    fn delete<'a>(&'a self, key: &'a str, expected_revision: i64) -> BoxFuture<'a, Result<KeyValue, StoreError>> {
+    fn delete<'a>(
+        &'a self,
+        key: &'a str,
+        expected_revision: i64,
+    ) -> BoxFuture<'a, Result<KeyValue, StoreError>> {
         let key = key.to_string();
-        Box::pin(self.submit(move |reply| WriteOp::Delete { key, expected: expected_revision, reply }))
+        Box::pin(self.submit(move |reply| WriteOp::Delete {
+            key,
+            expected: expected_revision,
+            reply,
+        }))
     }
 
     fn watch(&self, prefix: &str, after_revision: i64) -> Result<WatchReceiver, StoreError> {
         let compacted = self.shared.compacted.load(Ordering::Acquire);
         if after_revision < compacted {
-            return Err(StoreError::Compacted { requested: after_revision, compacted });
+            return Err(StoreError::Compacted {
+                requested: after_revision,
+                compacted,
+            });
         }
         // Subscribe before replaying so nothing committed in between is missed; duplicates are skipped by revision.
         let mut live = self.shared.events.subscribe();
@@ -242,7 +306,9 @@ impl Backend for SqliteBackend {
             let replay_prefix = prefix.clone();
             let replay_shared = shared.clone();
             let replayed = tokio::task::spawn_blocking(move || {
-                with_reader(&replay_shared, |conn| replay(conn, &replay_prefix, after_revision))
+                with_reader(&replay_shared, |conn| {
+                    replay(conn, &replay_prefix, after_revision)
+                })
             })
             .await;
             let replayed = match replayed {
@@ -315,7 +381,12 @@ fn replay(conn: &Connection, prefix: &str, after: i64) -> Result<Vec<Event>, Sto
         };
         Ok(Event {
             kind,
-            kv: KeyValue { mod_revision: r.get(0)?, key: r.get(1)?, create_revision: r.get(4)?, value: r.get(5)? },
+            kv: KeyValue {
+                mod_revision: r.get(0)?,
+                key: r.get(1)?,
+                create_revision: r.get(4)?,
+                value: r.get(5)?,
+            },
         })
     })?;
     Ok(rows.collect::<Result<Vec<_>, _>>()?)
@@ -323,8 +394,14 @@ fn replay(conn: &Connection, prefix: &str, after: i64) -> Result<Vec<Event>, Sto
 
 /// What one queued write produced inside the group transaction, delivered after commit.
 enum Outcome {
-    Revision(oneshot::Sender<Result<i64, StoreError>>, Result<i64, StoreError>),
-    Deleted(oneshot::Sender<Result<KeyValue, StoreError>>, Result<KeyValue, StoreError>),
+    Revision(
+        oneshot::Sender<Result<i64, StoreError>>,
+        Result<i64, StoreError>,
+    ),
+    Deleted(
+        oneshot::Sender<Result<KeyValue, StoreError>>,
+        Result<KeyValue, StoreError>,
+    ),
 }
 
 impl Outcome {
@@ -393,7 +470,9 @@ fn commit_group(conn: &mut Connection, writes: Vec<WriteOp>, shared: &Shared) {
         return;
     }
     if let Some(last) = events.last() {
-        shared.revision.fetch_max(last.kv.mod_revision, Ordering::AcqRel);
+        shared
+            .revision
+            .fetch_max(last.kv.mod_revision, Ordering::AcqRel);
     }
     for event in events {
         let _ = shared.events.send(Arc::new(event));
@@ -429,41 +508,98 @@ fn append(
 fn check(key: &str, found: Option<(i64, i64)>, expected: i64) -> Result<(i64, i64), StoreError> {
     match found {
         None => Err(StoreError::NotFound(key.to_string())),
-        Some((rev, _)) if rev != expected => Err(StoreError::Conflict { key: key.to_string(), expected, actual: rev }),
+        Some((rev, _)) if rev != expected => Err(StoreError::Conflict {
+            key: key.to_string(),
+            expected,
+            actual: rev,
+        }),
         Some(found) => Ok(found),
     }
 }
 
-fn apply(tx: &rusqlite::Transaction<'_>, op: WriteOp) -> Result<(Outcome, Option<Event>), StoreError> {
+fn apply(
+    tx: &rusqlite::Transaction<'_>,
+    op: WriteOp,
+) -> Result<(Outcome, Option<Event>), StoreError> {
     Ok(match op {
         WriteOp::Create { key, value, reply } => {
             if current(tx, &key)?.is_some() {
-                return Ok((Outcome::Revision(reply, Err(StoreError::AlreadyExists(key))), None));
+                return Ok((
+                    Outcome::Revision(reply, Err(StoreError::AlreadyExists(key))),
+                    None,
+                ));
             }
             let id = append(tx, &key, true, false, 0, 0, &value)?;
-            tx.prepare_cached("UPDATE log SET create_rev = ?1 WHERE id = ?1")?.execute([id])?;
-            tx.prepare_cached("INSERT INTO current (key, rev, create_rev) VALUES (?1, ?2, ?2)")?.execute(params![key, id])?;
-            let kv = KeyValue { key, value, mod_revision: id, create_revision: id };
-            (Outcome::Revision(reply, Ok(id)), Some(Event { kind: EventKind::Created, kv }))
+            tx.prepare_cached("UPDATE log SET create_rev = ?1 WHERE id = ?1")?
+                .execute([id])?;
+            tx.prepare_cached("INSERT INTO current (key, rev, create_rev) VALUES (?1, ?2, ?2)")?
+                .execute(params![key, id])?;
+            let kv = KeyValue {
+                key,
+                value,
+                mod_revision: id,
+                create_revision: id,
+            };
+            (
+                Outcome::Revision(reply, Ok(id)),
+                Some(Event {
+                    kind: EventKind::Created,
+                    kv,
+                }),
+            )
         }
-        WriteOp::Update { key, value, expected, reply } => match check(&key, current(tx, &key)?, expected) {
+        WriteOp::Update {
+            key,
+            value,
+            expected,
+            reply,
+        } => match check(&key, current(tx, &key)?, expected) {
             Err(e) => (Outcome::Revision(reply, Err(e)), None),
             Ok((rev, create_rev)) => {
                 let id = append(tx, &key, false, false, create_rev, rev, &value)?;
-                tx.prepare_cached("UPDATE current SET rev = ?2 WHERE key = ?1")?.execute(params![key, id])?;
-                let kv = KeyValue { key, value, mod_revision: id, create_revision: create_rev };
-                (Outcome::Revision(reply, Ok(id)), Some(Event { kind: EventKind::Updated, kv }))
+                tx.prepare_cached("UPDATE current SET rev = ?2 WHERE key = ?1")?
+                    .execute(params![key, id])?;
+                let kv = KeyValue {
+                    key,
+                    value,
+                    mod_revision: id,
+                    create_revision: create_rev,
+                };
+                (
+                    Outcome::Revision(reply, Ok(id)),
+                    Some(Event {
+                        kind: EventKind::Updated,
+                        kv,
+                    }),
+                )
             }
         },
-        WriteOp::Delete { key, expected, reply } => match check(&key, current(tx, &key)?, expected) {
+        WriteOp::Delete {
+            key,
+            expected,
+            reply,
+        } => match check(&key, current(tx, &key)?, expected) {
             Err(e) => (Outcome::Deleted(reply, Err(e)), None),
             Ok((rev, create_rev)) => {
-                let value: Vec<u8> =
-                    tx.prepare_cached("SELECT value FROM log WHERE id = ?1")?.query_row([rev], |r| r.get(0))?;
+                let value: Vec<u8> = tx
+                    .prepare_cached("SELECT value FROM log WHERE id = ?1")?
+                    .query_row([rev], |r| r.get(0))?;
                 let id = append(tx, &key, false, true, create_rev, rev, &value)?;
-                tx.prepare_cached("DELETE FROM current WHERE key = ?1")?.execute([&key])?;
-                let kv = KeyValue { key, value, mod_revision: id, create_revision: create_rev };
-                (Outcome::Deleted(reply, Ok(kv.clone())), Some(Event { kind: EventKind::Deleted, kv }))
+                tx.prepare_cached("DELETE FROM current WHERE key = ?1")?
+                    .execute([&key])?;
+                let kv = KeyValue {
+                    key,
+                    value,
+                    mod_revision: id,
+                    create_revision: create_rev,
+                };
+                (
+                    Outcome::Deleted(reply, Ok(kv.clone())),
+                    Some(Event {
+                        kind: EventKind::Deleted,
+                        kv,
+                    }),
+                )
             }
         },
         WriteOp::Compact { .. } => unreachable!("compactions are split out of write groups"),
@@ -476,7 +612,10 @@ fn compact(conn: &mut Connection, revision: i64, shared: &Shared) -> Result<u64,
         return Ok(0);
     }
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-    let removed = tx.execute("DELETE FROM log WHERE id <= ?1 AND id NOT IN (SELECT rev FROM current)", [revision])?;
+    let removed = tx.execute(
+        "DELETE FROM log WHERE id <= ?1 AND id NOT IN (SELECT rev FROM current)",
+        [revision],
+    )?;
     tx.execute(
         "INSERT INTO meta (name, value) VALUES ('compact_rev', ?1) ON CONFLICT(name) DO UPDATE SET value = ?1",
         [revision],
@@ -494,7 +633,11 @@ mod tests {
     use super::*;
 
     fn open(dir: &tempfile::TempDir) -> SqliteBackend {
-        SqliteBackend::open(SqliteOptions { path: dir.path().join("state.db"), full_sync: false }).unwrap()
+        SqliteBackend::open(SqliteOptions {
+            path: dir.path().join("state.db"),
+            full_sync: false,
+        })
+        .unwrap()
     }
 
     #[tokio::test]
@@ -502,17 +645,32 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let s = open(&dir);
         let r1 = s.create("/a/x", b"1".to_vec()).await.unwrap();
-        assert_eq!(s.create("/a/x", b"2".to_vec()).await, Err(StoreError::AlreadyExists("/a/x".into())));
+        assert_eq!(
+            s.create("/a/x", b"2".to_vec()).await,
+            Err(StoreError::AlreadyExists("/a/x".into()))
+        );
         let r2 = s.update("/a/x", b"2".to_vec(), r1).await.unwrap();
         assert!(r2 > r1);
-        assert!(matches!(s.update("/a/x", b"3".to_vec(), r1).await, Err(StoreError::Conflict { .. })));
+        assert!(matches!(
+            s.update("/a/x", b"3".to_vec(), r1).await,
+            Err(StoreError::Conflict { .. })
+        ));
         let got = s.get("/a/x").await.unwrap().unwrap();
-        assert_eq!((got.value.as_slice(), got.mod_revision, got.create_revision), (&b"2"[..], r2, r1));
-        assert!(matches!(s.delete("/a/x", r1).await, Err(StoreError::Conflict { .. })));
+        assert_eq!(
+            (got.value.as_slice(), got.mod_revision, got.create_revision),
+            (&b"2"[..], r2, r1)
+        );
+        assert!(matches!(
+            s.delete("/a/x", r1).await,
+            Err(StoreError::Conflict { .. })
+        ));
         let deleted = s.delete("/a/x", r2).await.unwrap();
         assert_eq!(deleted.value, b"2");
         assert!(s.get("/a/x").await.unwrap().is_none());
-        assert_eq!(s.update("/a/x", b"4".to_vec(), r2).await, Err(StoreError::NotFound("/a/x".into())));
+        assert_eq!(
+            s.update("/a/x", b"4".to_vec(), r2).await,
+            Err(StoreError::NotFound("/a/x".into()))
+        );
     }
 
     #[tokio::test]
@@ -528,7 +686,13 @@ mod tests {
         assert!(page.more);
         assert_eq!(page.revision, s.current_revision());
         let rest = s.list("/p/", Some("/p/b"), 2).await.unwrap();
-        assert_eq!(rest.items.iter().map(|kv| kv.key.as_str()).collect::<Vec<_>>(), ["/p/c"]);
+        assert_eq!(
+            rest.items
+                .iter()
+                .map(|kv| kv.key.as_str())
+                .collect::<Vec<_>>(),
+            ["/p/c"]
+        );
         assert!(!rest.more);
     }
 
@@ -545,9 +709,15 @@ mod tests {
         let r3 = s.create("/w/b", b"3".to_vec()).await.unwrap();
         s.delete("/w/a", r2).await.unwrap();
         let e = w.recv().await.unwrap().unwrap();
-        assert_eq!((e.kind, e.kv.mod_revision, e.kv.key.as_str()), (EventKind::Created, r3, "/w/b"));
+        assert_eq!(
+            (e.kind, e.kv.mod_revision, e.kv.key.as_str()),
+            (EventKind::Created, r3, "/w/b")
+        );
         let e = w.recv().await.unwrap().unwrap();
-        assert_eq!((e.kind, e.kv.value.as_slice()), (EventKind::Deleted, &b"2"[..]));
+        assert_eq!(
+            (e.kind, e.kv.value.as_slice()),
+            (EventKind::Deleted, &b"2"[..])
+        );
     }
 
     #[tokio::test]
@@ -556,14 +726,23 @@ mod tests {
         let s = open(&dir);
         let mut rev = s.create("/c/a", b"0".to_vec()).await.unwrap();
         for i in 1..50 {
-            rev = s.update("/c/a", format!("{i}").into_bytes(), rev).await.unwrap();
+            rev = s
+                .update("/c/a", format!("{i}").into_bytes(), rev)
+                .await
+                .unwrap();
         }
         let gone = s.create("/c/gone", b"g".to_vec()).await.unwrap();
         s.delete("/c/gone", gone).await.unwrap();
         let removed = s.compact(s.current_revision()).await.unwrap();
-        assert_eq!(removed, 51, "49 superseded versions of /c/a, and both rows of /c/gone");
+        assert_eq!(
+            removed, 51,
+            "49 superseded versions of /c/a, and both rows of /c/gone"
+        );
         assert_eq!(s.get("/c/a").await.unwrap().unwrap().value, b"49");
-        assert!(matches!(s.watch("/c/", 1), Err(StoreError::Compacted { .. })));
+        assert!(matches!(
+            s.watch("/c/", 1),
+            Err(StoreError::Compacted { .. })
+        ));
         assert!(s.watch("/c/", s.current_revision()).is_ok());
     }
 

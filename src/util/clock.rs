@@ -23,7 +23,9 @@ pub struct FakeClock {
 
 impl FakeClock {
     pub fn new(now: jiff::Timestamp) -> Self {
-        FakeClock { now: Mutex::new(now) }
+        FakeClock {
+            now: Mutex::new(now),
+        }
     }
 
     pub fn advance(&self, by: jiff::SignedDuration) {

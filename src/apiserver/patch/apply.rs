@@ -47,8 +47,17 @@ pub(crate) async fn serve(
             Err(RegistryError::NotFound { .. }) => {
                 let mut obj = typed_config.clone();
                 meta::set_meta(&mut obj, "name", name);
-                set_apply_entry(&mut obj, manager, &api_version, fieldset::fields_v1(&typed_config), now);
-                let options = CreateOptions { dry_run, field_manager: None };
+                set_apply_entry(
+                    &mut obj,
+                    manager,
+                    &api_version,
+                    fieldset::fields_v1(&typed_config),
+                    now,
+                );
+                let options = CreateOptions {
+                    dry_run,
+                    field_manager: None,
+                };
                 match registry.create(info, ns, obj, &options).await {
                     Ok(created) => return Ok(json_response(StatusCode::CREATED, &created)),
                     // Lost a race with another creator: apply onto what they made.
@@ -60,27 +69,53 @@ pub(crate) async fn serve(
             Ok(_) => break,
         }
     }
-    let options = UpdateOptions { dry_run, field_manager: None, subresource: r.subresource.clone() };
+    let options = UpdateOptions {
+        dry_run,
+        field_manager: None,
+        subresource: r.subresource.clone(),
+    };
     let updated = registry
-        .guaranteed_update(info, ns, name, &options, |live| -> Result<Value, ApiError> {
-            let mut merged = merge(info.kind, live, &typed_config, manager, force, &api_version, now)?;
-            meta::remove_meta(&mut merged, "resourceVersion");
-            let (typed, _) = body::typed_object(info, merged, FieldValidation::Ignore)?;
-            Ok(typed)
-        })
+        .guaranteed_update(
+            info,
+            ns,
+            name,
+            &options,
+            |live| -> Result<Value, ApiError> {
+                let mut merged = merge(
+                    info.kind,
+                    live,
+                    &typed_config,
+                    manager,
+                    force,
+                    &api_version,
+                    now,
+                )?;
+                meta::remove_meta(&mut merged, "resourceVersion");
+                let (typed, _) = body::typed_object(info, merged, FieldValidation::Ignore)?;
+                Ok(typed)
+            },
+        )
         .await?;
     Ok(json_response(StatusCode::OK, &updated))
 }
 
-fn set_apply_entry(obj: &mut Value, manager: &str, api_version: &str, fields: Value, now: jiff::Timestamp) {
+fn set_apply_entry(
+    obj: &mut Value,
+    manager: &str,
+    api_version: &str,
+    fields: Value,
+    now: jiff::Timestamp,
+) {
     let mut entries: Vec<Value> = meta::metadata(obj)
         .and_then(|m| m.get("managedFields"))
         .and_then(Value::as_array)
         .cloned()
         .unwrap_or_default();
     entries.retain(|e| !(e["manager"] == manager && e["operation"] == "Apply"));
-    entries.push(json!({"manager": manager, "operation": "Apply", "apiVersion": api_version,
-        "time": meta::format_time(now), "fieldsType": "FieldsV1", "fieldsV1": fields}));
+    entries.push(
+        json!({"manager": manager, "operation": "Apply", "apiVersion": api_version,
+        "time": meta::format_time(now), "fieldsType": "FieldsV1", "fieldsV1": fields}),
+    );
     meta::set_meta(obj, "managedFields", entries);
 }
 
@@ -115,7 +150,10 @@ pub fn merge(
         for path in applied_leaves.iter().filter(|p| owned.contains(p)) {
             if fieldset::get(live, path) != fieldset::get(config, path) {
                 lost.push(path.clone());
-                conflicts.push((entry["manager"].as_str().unwrap_or("").to_string(), fieldset::display(path)));
+                conflicts.push((
+                    entry["manager"].as_str().unwrap_or("").to_string(),
+                    fieldset::display(path),
+                ));
             }
         }
         let mut entry = entry;
@@ -126,21 +164,33 @@ pub fn merge(
     }
     if !conflicts.is_empty() && !force {
         let n = conflicts.len();
-        let list: Vec<String> = conflicts.iter().map(|(m, p)| format!("conflict with \"{m}\": {p}")).collect();
+        let list: Vec<String> = conflicts
+            .iter()
+            .map(|(m, p)| format!("conflict with \"{m}\": {p}"))
+            .collect();
         let plural = if n == 1 { "" } else { "s" };
-        return Err(ApiError::ApplyConflict(format!("Apply failed with {n} conflict{plural}: {}", list.join("\n"))));
+        return Err(ApiError::ApplyConflict(format!(
+            "Apply failed with {n} conflict{plural}: {}",
+            list.join("\n")
+        )));
     }
-    let mut merged = super::strategic::apply(kind, live, config).map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    let mut merged = super::strategic::apply(kind, live, config)
+        .map_err(|e| ApiError::BadRequest(e.to_string()))?;
     if let Some(previous) = previous {
-        let still_owned: Vec<Vec<String>> = others.iter().flat_map(|e| fieldset::leaves(&e["fieldsV1"])).collect();
+        let still_owned: Vec<Vec<String>> = others
+            .iter()
+            .flat_map(|e| fieldset::leaves(&e["fieldsV1"]))
+            .collect();
         for path in fieldset::leaves(&previous) {
             if !applied_leaves.contains(&path) && !still_owned.contains(&path) {
                 fieldset::remove(&mut merged, &path);
             }
         }
     }
-    others.push(json!({"manager": manager, "operation": "Apply", "apiVersion": api_version,
-        "time": meta::format_time(now), "fieldsType": "FieldsV1", "fieldsV1": applied}));
+    others.push(
+        json!({"manager": manager, "operation": "Apply", "apiVersion": api_version,
+        "time": meta::format_time(now), "fieldsType": "FieldsV1", "fieldsV1": applied}),
+    );
     meta::set_meta(&mut merged, "managedFields", others);
     Ok(merged)
 }

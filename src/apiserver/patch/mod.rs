@@ -31,18 +31,30 @@ impl PatchType {
 }
 
 /// Applies a JSON, merge or strategic patch (server-side apply has its own entry point in `apply`).
-pub fn apply_patch(kind: &str, patch_type: PatchType, current: &Value, patch: &Value) -> Result<Value, ApiError> {
+pub fn apply_patch(
+    kind: &str,
+    patch_type: PatchType,
+    current: &Value,
+    patch: &Value,
+) -> Result<Value, ApiError> {
     match patch_type {
         PatchType::Json => {
             let ops: json_patch::Patch = serde_json::from_value(patch.clone())
                 .map_err(|e| ApiError::BadRequest(format!("error decoding patch: {e}")))?;
             let mut out = current.clone();
-            json_patch::patch(&mut out, &ops).map_err(|e| ApiError::Internal(format!("the server rejected our request due to an error in our request: {e}")).into_unprocessable())?;
+            json_patch::patch(&mut out, &ops).map_err(|e| {
+                ApiError::Internal(format!(
+                    "the server rejected our request due to an error in our request: {e}"
+                ))
+                .into_unprocessable()
+            })?;
             Ok(out)
         }
         PatchType::Merge => {
             if !patch.is_object() {
-                return Err(ApiError::BadRequest("merge patch must be a JSON object".into()));
+                return Err(ApiError::BadRequest(
+                    "merge patch must be a JSON object".into(),
+                ));
             }
             let mut out = current.clone();
             json_patch::merge(&mut out, patch);
@@ -50,11 +62,15 @@ pub fn apply_patch(kind: &str, patch_type: PatchType, current: &Value, patch: &V
         }
         PatchType::Strategic => {
             if !patch.is_object() {
-                return Err(ApiError::BadRequest("strategic merge patch must be a JSON object".into()));
+                return Err(ApiError::BadRequest(
+                    "strategic merge patch must be a JSON object".into(),
+                ));
             }
             strategic::apply(kind, current, patch).map_err(|e| ApiError::BadRequest(e.to_string()))
         }
-        PatchType::Apply => Err(ApiError::Internal("server-side apply is handled by patch::apply".into())),
+        PatchType::Apply => Err(ApiError::Internal(
+            "server-side apply is handled by patch::apply".into(),
+        )),
     }
 }
 
@@ -85,8 +101,15 @@ mod tests {
 
     #[test]
     fn json_and_merge_patches() {
-        let current = json!({"metadata":{"name":"a","labels":{"x":"1","y":"2"}},"spec":{"replicas":1}});
-        let merged = apply_patch("Deployment", PatchType::Merge, &current, &json!({"metadata":{"labels":{"x":null,"z":"3"}}})).unwrap();
+        let current =
+            json!({"metadata":{"name":"a","labels":{"x":"1","y":"2"}},"spec":{"replicas":1}});
+        let merged = apply_patch(
+            "Deployment",
+            PatchType::Merge,
+            &current,
+            &json!({"metadata":{"labels":{"x":null,"z":"3"}}}),
+        )
+        .unwrap();
         assert_eq!(merged["metadata"]["labels"], json!({"y":"2","z":"3"}));
         let patched = apply_patch(
             "Deployment",
@@ -96,7 +119,17 @@ mod tests {
         )
         .unwrap();
         assert_eq!(patched["spec"]["replicas"], 4);
-        let failed = apply_patch("Deployment", PatchType::Json, &current, &json!([{"op":"test","path":"/spec/replicas","value":9}]));
-        assert!(matches!(failed, Err(ApiError::Registry(crate::registry::RegistryError::Invalid { .. }))));
+        let failed = apply_patch(
+            "Deployment",
+            PatchType::Json,
+            &current,
+            &json!([{"op":"test","path":"/spec/replicas","value":9}]),
+        );
+        assert!(matches!(
+            failed,
+            Err(ApiError::Registry(
+                crate::registry::RegistryError::Invalid { .. }
+            ))
+        ));
     }
 }
