@@ -75,6 +75,7 @@ fn build_document(group: &str, version: &str) -> Value {
         add_paths(&mut paths, info);
     }
     let mut schemas: Map<String, Value> = generator.take_definitions(true).into_iter().collect();
+    add_patch_metadata(&mut schemas);
     for (name, info) in kinds {
         if let Some(schema) = schemas.get_mut(&name).and_then(Value::as_object_mut) {
             schema.insert(
@@ -89,6 +90,44 @@ fn build_document(group: &str, version: &str) -> Value {
         "paths": paths,
         "components": {"schemas": schemas},
     })
+}
+
+/// Schemas whose list fields carry strategic-merge metadata, and where the SMP table finds such a type.
+/// kubectl computes apply and edit patches from these extensions; without them every list looks atomic.
+const PATCH_METADATA_TYPES: &[(&str, &str, &[&str])] = &[
+    ("io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta", "Pod", &["metadata"]),
+    ("io.k8s.api.core.v1.PodSpec", "Pod", &["spec"]),
+    ("io.k8s.api.core.v1.Container", "Pod", &["spec", "containers"]),
+    ("io.k8s.api.core.v1.EphemeralContainer", "Pod", &["spec", "ephemeralContainers"]),
+    ("io.k8s.api.core.v1.PodStatus", "Pod", &["status"]),
+    ("io.k8s.api.core.v1.ServiceSpec", "Service", &["spec"]),
+    ("io.k8s.api.core.v1.NodeSpec", "Node", &["spec"]),
+    ("io.k8s.api.core.v1.NodeStatus", "Node", &["status"]),
+];
+
+fn add_patch_metadata(schemas: &mut Map<String, Value>) {
+    use super::patch::strategic::{list_strategy, ListStrategy};
+    for (schema_name, kind, path) in PATCH_METADATA_TYPES {
+        let Some(properties) = schemas.get_mut(*schema_name).and_then(|s| s.get_mut("properties")).and_then(Value::as_object_mut)
+        else {
+            continue;
+        };
+        for (field, property) in properties.iter_mut() {
+            let mut field_path = path.to_vec();
+            field_path.push(field.as_str());
+            let Some(property) = property.as_object_mut() else { continue };
+            match list_strategy(kind, &field_path) {
+                ListStrategy::Merge { merge_key } => {
+                    property.insert("x-kubernetes-patch-strategy".into(), json!("merge"));
+                    property.insert("x-kubernetes-patch-merge-key".into(), json!(merge_key));
+                }
+                ListStrategy::MergePrimitives => {
+                    property.insert("x-kubernetes-patch-strategy".into(), json!("merge"));
+                }
+                ListStrategy::Replace => {}
+            }
+        }
+    }
 }
 
 fn query_param(name: &str, description: &str) -> Value {
@@ -190,6 +229,16 @@ mod tests {
         assert!(patch["requestBody"]["content"]
             .get("application/strategic-merge-patch+json")
             .is_some());
+    }
+
+    #[test]
+    fn list_fields_carry_patch_merge_keys() {
+        let api = OpenApi::default();
+        let (doc, _) = api.document("api/v1").unwrap();
+        let containers = &doc["components"]["schemas"]["io.k8s.api.core.v1.PodSpec"]["properties"]["containers"];
+        assert_eq!(containers["x-kubernetes-patch-merge-key"], "name");
+        let env = &doc["components"]["schemas"]["io.k8s.api.core.v1.Container"]["properties"]["env"];
+        assert_eq!(env["x-kubernetes-patch-merge-key"], "name");
     }
 
     #[test]

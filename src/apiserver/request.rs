@@ -94,6 +94,8 @@ pub fn parse_path(path: &str) -> Target {
         _ => return Target::Other,
     };
     let (namespace, rest) = match rest {
+        // `namespaces/<name>/status|finalize` are subresources of the namespace, not resources in it.
+        ["namespaces", _, "status" | "finalize"] => (None, rest),
         ["namespaces", ns, tail @ ..] if !tail.is_empty() => (Some(ns.to_string()), tail),
         other => (None, other),
     };

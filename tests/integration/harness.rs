@@ -1,0 +1,151 @@
+//! Starts an `orch server` subprocess on a free port with its own data dir and kubeconfig, and runs kubectl
+//! against it with an isolated HOME (so kubectl's discovery cache never leaks between tests).
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+pub struct Server {
+    pub dir: tempfile::TempDir,
+    pub port: u16,
+    child: Option<Child>,
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+pub fn require_kubectl() {
+    let ok = Command::new("kubectl").arg("version").arg("--client").output().map(|o| o.status.success()).unwrap_or(false);
+    assert!(ok, "kubectl is required on PATH for these tests: run `make test-deps` (apt-get install kubectl)");
+}
+
+impl Server {
+    pub fn start() -> Server {
+        require_kubectl();
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let mut server = Server { dir, port, child: None };
+        server.spawn();
+        server
+    }
+
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    pub fn kubeconfig(&self) -> PathBuf {
+        self.dir.path().join("kubeconfig.yaml")
+    }
+
+    pub fn spawn(&mut self) {
+        let log = std::fs::File::create(self.dir.path().join("server.log")).unwrap();
+        // An empty config file keeps a machine's /etc/orch/config.yaml out of the test.
+        std::fs::write(self.dir.path().join("no-config.yaml"), "").unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_orch"))
+            .args(["server", "--bind-address", "127.0.0.1", "--https-listen-port", &self.port.to_string()])
+            .arg("--data-dir")
+            .arg(self.data_dir())
+            .arg("--write-kubeconfig")
+            .arg(self.kubeconfig())
+            .arg("--config")
+            .arg(self.dir.path().join("no-config.yaml"))
+            .env("ORCH_CONFIG_FILE", self.dir.path().join("no-config.yaml"))
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("orch binary runs");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if self.kubeconfig().exists() {
+                let out = self.kubectl(&["get", "--raw", "/readyz"]);
+                if out.status.success() {
+                    return;
+                }
+            }
+            assert!(Instant::now() < deadline, "server did not become ready; log:\n{}", self.log());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default()
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("server is running").id()
+    }
+
+    /// SIGKILL, as a crash would.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    pub fn kubectl(&self, args: &[&str]) -> Output {
+        self.kubectl_with(args, &[], None)
+    }
+
+    pub fn kubectl_with(&self, args: &[&str], env: &[(&str, &str)], stdin: Option<&Path>) -> Output {
+        let home = self.dir.path().join("home");
+        std::fs::create_dir_all(&home).unwrap();
+        let mut cmd = Command::new("kubectl");
+        cmd.args(args).env("KUBECONFIG", self.kubeconfig()).env("HOME", &home);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        if let Some(path) = stdin {
+            cmd.stdin(std::fs::File::open(path).unwrap());
+        }
+        cmd.output().expect("kubectl runs")
+    }
+
+    /// Runs kubectl and returns stdout, failing the test with stderr if it fails.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let out = self.kubectl(args);
+        assert!(
+            out.status.success(),
+            "kubectl {args:?} failed:\n{}\n{}\nserver log tail:\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr),
+            tail(&self.log())
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Runs kubectl expecting failure; returns stderr.
+    pub fn fails(&self, args: &[&str]) -> String {
+        let out = self.kubectl(args);
+        assert!(!out.status.success(), "kubectl {args:?} unexpectedly succeeded: {}", String::from_utf8_lossy(&out.stdout));
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    }
+
+    pub fn write(&self, name: &str, text: &str) -> PathBuf {
+        let path = self.dir.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    /// Polls until `f` returns true or fails after `timeout`.
+    pub fn eventually(&self, what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
+        let deadline = Instant::now() + timeout;
+        while !f() {
+            assert!(Instant::now() < deadline, "timed out waiting for {what}; server log tail:\n{}", tail(&self.log()));
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+fn tail(s: &str) -> String {
+    let lines: Vec<&str> = s.lines().collect();
+    lines[lines.len().saturating_sub(30)..].join("\n")
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}

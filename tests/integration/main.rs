@@ -1,0 +1,6 @@
+//! End-to-end tests: a real `orch server` process (embedded SQLite, HTTPS) driven by the real kubectl on
+//! this machine. One test binary with modules, so the suite links once.
+
+mod harness;
+mod kubectl_workflows;
+mod persistence;
