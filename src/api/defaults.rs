@@ -282,17 +282,13 @@ fn split_image_reference(image: &str) -> Option<(Option<&str>, Option<&str>)> {
     };
     let last_slash = rest.rfind('/').map_or(0, |i| i + 1);
     let (name, tag) = match rest[last_slash..].rfind(':') {
-        Some(i) => (
-            &rest[..last_slash + i],
-            Some(&rest[last_slash + i + 1..]),
-        ),
+        Some(i) => (&rest[..last_slash + i], Some(&rest[last_slash + i + 1..])),
         None => (rest, None),
     };
     let mut components: Vec<&str> = name.split('/').collect();
     // A first component with a dot or port, or "localhost", is a registry host and may
     // contain upper case; the repository path may not.
-    if components.len() > 1
-        && (components[0].contains(['.', ':']) || components[0] == "localhost")
+    if components.len() > 1 && (components[0].contains(['.', ':']) || components[0] == "localhost")
     {
         components.remove(0);
     }
@@ -560,7 +556,9 @@ fn default_cron_job(cron_job: &mut Obj) {
     default_ptr(spec, "failedJobsHistoryLimit", json!(1));
     // The job template gets pod-template defaults only; Job defaults apply when the
     // controller creates each Job.
-    if let Some(job_spec) = child_or_insert(spec, "jobTemplate").and_then(|t| child_or_insert(t, "spec")) {
+    if let Some(job_spec) =
+        child_or_insert(spec, "jobTemplate").and_then(|t| child_or_insert(t, "spec"))
+    {
         default_pod_failure_policy(job_spec);
         default_workload_template(job_spec);
     }
@@ -664,7 +662,11 @@ fn default_service_ip_families(spec: &mut Obj) {
     if headless_selectorless && str_of(spec, "ipFamilyPolicy") != "SingleStack" {
         if let Some(families) = spec.get_mut("ipFamilies").and_then(Value::as_array_mut) {
             if families.len() == 1 {
-                let other = if families[0] == "IPv6" { "IPv4" } else { "IPv6" };
+                let other = if families[0] == "IPv6" {
+                    "IPv4"
+                } else {
+                    "IPv6"
+                };
                 families.push(json!(other));
             }
         }
@@ -718,7 +720,9 @@ fn default_namespace(namespace: &mut Obj) {
         .unwrap_or("")
         .to_string();
     if !name.is_empty() {
-        if let Some(labels) = child_or_insert(namespace, "metadata").and_then(|m| child_or_insert(m, "labels")) {
+        if let Some(labels) =
+            child_or_insert(namespace, "metadata").and_then(|m| child_or_insert(m, "labels"))
+        {
             labels.insert("kubernetes.io/metadata.name".into(), json!(name));
         }
     }
@@ -869,7 +873,13 @@ fn default_limit_range(limit_range: &mut Obj) {
                 item.insert("defaultRequest".into(), Value::Object(default_request));
             }
         }
-        for key in ["max", "min", "default", "defaultRequest", "maxLimitRequestRatio"] {
+        for key in [
+            "max",
+            "min",
+            "default",
+            "defaultRequest",
+            "maxLimitRequestRatio",
+        ] {
             canonicalize_resource_list(item, key);
         }
     }
@@ -1077,7 +1087,10 @@ mod tests {
             "True"
         );
         // Without a restart policy the template gets Always, which batch validation rejects.
-        assert_eq!(indexed["spec"]["template"]["spec"]["restartPolicy"], "Always");
+        assert_eq!(
+            indexed["spec"]["template"]["spec"]["restartPolicy"],
+            "Always"
+        );
     }
 
     #[test]
@@ -1112,7 +1125,10 @@ mod tests {
         assert_eq!(spec["enableServiceLinks"], true);
         let c = &spec["containers"][0];
         assert_eq!(c["imagePullPolicy"], "Always");
-        assert_eq!(c["ports"][0], json!({"containerPort": 8080, "protocol": "TCP"}));
+        assert_eq!(
+            c["ports"][0],
+            json!({"containerPort": 8080, "protocol": "TCP"})
+        );
         assert_eq!(c["env"][0]["valueFrom"]["fieldRef"]["apiVersion"], "v1");
         assert_eq!(
             c["resources"],
@@ -1127,7 +1143,10 @@ mod tests {
         );
         assert_eq!(c["readinessProbe"]["periodSeconds"], 5);
         assert_eq!(c["readinessProbe"]["timeoutSeconds"], 1);
-        assert_eq!(c["startupProbe"]["grpc"], json!({"port": 9000, "service": ""}));
+        assert_eq!(
+            c["startupProbe"]["grpc"],
+            json!({"port": 9000, "service": ""})
+        );
         assert_eq!(
             spec["volumes"],
             json!([
@@ -1188,8 +1207,14 @@ mod tests {
             json!({"whenDeleted": "Retain", "whenScaled": "Retain"})
         );
         assert_eq!(spec["revisionHistoryLimit"], 10);
-        assert_eq!(spec["volumeClaimTemplates"][0]["spec"]["volumeMode"], "Filesystem");
-        assert_eq!(spec["volumeClaimTemplates"][0]["status"], json!({"phase": "Pending"}));
+        assert_eq!(
+            spec["volumeClaimTemplates"][0]["spec"]["volumeMode"],
+            "Filesystem"
+        );
+        assert_eq!(
+            spec["volumeClaimTemplates"][0]["status"],
+            json!({"phase": "Pending"})
+        );
 
         let ds = defaulted("DaemonSet", json!({}));
         assert_eq!(
@@ -1237,7 +1262,10 @@ mod tests {
         let secret = defaulted("Secret", json!({"metadata": {"name": "s"}}));
         assert_eq!(secret["type"], "Opaque");
 
-        let pv = defaulted("PersistentVolume", json!({"spec": {"capacity": {"storage": "10Gi"}}}));
+        let pv = defaulted(
+            "PersistentVolume",
+            json!({"spec": {"capacity": {"storage": "10Gi"}}}),
+        );
         assert_eq!(pv["spec"]["persistentVolumeReclaimPolicy"], "Retain");
         assert_eq!(pv["spec"]["volumeMode"], "Filesystem");
         assert_eq!(pv["status"]["phase"], "Pending");
@@ -1247,7 +1275,10 @@ mod tests {
             json!({"spec": {"resources": {"requests": {"storage": "1073741824"}}}}),
         );
         assert_eq!(pvc["spec"]["volumeMode"], "Filesystem");
-        assert_eq!(pvc["spec"]["resources"]["requests"]["storage"], "1073741824");
+        assert_eq!(
+            pvc["spec"]["resources"]["requests"]["storage"],
+            "1073741824"
+        );
         assert_eq!(pvc["status"]["phase"], "Pending");
     }
 
@@ -1263,7 +1294,10 @@ mod tests {
             hpa["spec"]["metrics"][0]["resource"]["target"],
             json!({"type": "Utilization", "averageUtilization": 80})
         );
-        assert_eq!(hpa["spec"]["behavior"]["scaleUp"]["policies"][0]["value"], 4);
+        assert_eq!(
+            hpa["spec"]["behavior"]["scaleUp"]["policies"][0]["value"],
+            4
+        );
         assert_eq!(
             hpa["spec"]["behavior"]["scaleDown"],
             json!({"stabilizationWindowSeconds": 60, "selectPolicy": "Max",
@@ -1285,7 +1319,10 @@ mod tests {
         let eps = defaulted("Endpoints", json!({"subsets": [{"ports": [{"port": 80}]}]}));
         assert_eq!(eps["subsets"][0]["ports"][0]["protocol"], "TCP");
         let slice = defaulted("EndpointSlice", json!({"ports": [{"port": 80}]}));
-        assert_eq!(slice["ports"][0], json!({"port": 80, "name": "", "protocol": "TCP"}));
+        assert_eq!(
+            slice["ports"][0],
+            json!({"port": 80, "name": "", "protocol": "TCP"})
+        );
     }
 
     #[test]
@@ -1301,8 +1338,14 @@ mod tests {
             json!({"cpu": "2", "memory": "64Mi"})
         );
 
-        let node = defaulted("Node", json!({"status": {"capacity": {"cpu": "4", "memory": "8Gi"}}}));
-        assert_eq!(node["status"]["allocatable"], json!({"cpu": "4", "memory": "8Gi"}));
+        let node = defaulted(
+            "Node",
+            json!({"status": {"capacity": {"cpu": "4", "memory": "8Gi"}}}),
+        );
+        assert_eq!(
+            node["status"]["allocatable"],
+            json!({"cpu": "4", "memory": "8Gi"})
+        );
 
         let original = json!({"spec": {"anything": ""}});
         assert_eq!(defaulted("Widget", original.clone()), original);

@@ -105,7 +105,11 @@ fn split_quantity(s: &str) -> Result<QuantityParts<'_>, QuantityError> {
     while pos < bytes.len() && bytes[pos].is_ascii_digit() {
         pos += 1;
     }
-    let num = if pos == num_start { "0" } else { &s[num_start..pos] };
+    let num = if pos == num_start {
+        "0"
+    } else {
+        &s[num_start..pos]
+    };
     let mut denom = "";
     if pos < bytes.len() && bytes[pos] == b'.' {
         pos += 1;
@@ -179,7 +183,10 @@ fn scale_by_pow10_round_up(value: i128, pow10: i64) -> Option<i128> {
         let factor = 10i128.checked_pow(u32::try_from(pow10).ok()?)?;
         return value.checked_mul(factor);
     }
-    let Some(divisor) = u32::try_from(-pow10).ok().and_then(|p| 10i128.checked_pow(p)) else {
+    let Some(divisor) = u32::try_from(-pow10)
+        .ok()
+        .and_then(|p| 10i128.checked_pow(p))
+    else {
         // Dividing by more than 10^38 leaves only the rounding.
         return Some(value.signum());
     };
@@ -347,7 +354,10 @@ mod tests {
         assert_eq!(parse_quantity("1Ki").unwrap().to_bytes(), 1024);
         assert_eq!(parse_quantity("1.5Gi").unwrap().to_bytes(), 1_610_612_736);
         assert_eq!(parse_quantity("2e3").unwrap().to_bytes(), 2000);
-        assert_eq!(parse_quantity("1E").unwrap().to_bytes(), 1_000_000_000_000_000_000);
+        assert_eq!(
+            parse_quantity("1E").unwrap().to_bytes(),
+            1_000_000_000_000_000_000
+        );
         assert_eq!(parse_quantity("5n").unwrap().to_millis(), 1);
         assert_eq!(parse_quantity("-1.5").unwrap().to_millis(), -1500);
         assert_eq!(parse_quantity(".5").unwrap().to_millis(), 500);

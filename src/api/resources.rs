@@ -626,6 +626,30 @@ pub fn split_api_version(api_version: &str) -> (&str, &str) {
     }
 }
 
+impl ResourceInfo {
+    /// The URL path of the collection (`/apis/apps/v1/namespaces/ns/deployments`) or, with a name, of one object.
+    pub fn path(&self, namespace: Option<&str>, name: Option<&str>) -> String {
+        let root = if self.group.is_empty() {
+            format!("/api/{}", self.version)
+        } else {
+            format!("/apis/{}/{}", self.group, self.version)
+        };
+        let scoped = match namespace {
+            Some(ns) if self.namespaced => format!("{root}/namespaces/{ns}/{}", self.plural),
+            _ => format!("{root}/{}", self.plural),
+        };
+        match name {
+            Some(n) => format!("{scoped}/{n}"),
+            None => scoped,
+        }
+    }
+}
+
+/// Each stored resource once, in its storage version.
+pub fn storage_resources() -> impl Iterator<Item = &'static ResourceInfo> {
+    RESOURCES.iter().filter(|r| r.is_storage_version())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -670,28 +694,4 @@ mod tests {
         assert_eq!(autoscaling.1, vec!["v2", "v1"]);
         assert_eq!(g[0].0, "");
     }
-}
-
-impl ResourceInfo {
-    /// The URL path of the collection (`/apis/apps/v1/namespaces/ns/deployments`) or, with a name, of one object.
-    pub fn path(&self, namespace: Option<&str>, name: Option<&str>) -> String {
-        let root = if self.group.is_empty() {
-            format!("/api/{}", self.version)
-        } else {
-            format!("/apis/{}/{}", self.group, self.version)
-        };
-        let scoped = match namespace {
-            Some(ns) if self.namespaced => format!("{root}/namespaces/{ns}/{}", self.plural),
-            _ => format!("{root}/{}", self.plural),
-        };
-        match name {
-            Some(n) => format!("{scoped}/{n}"),
-            None => scoped,
-        }
-    }
-}
-
-/// Each stored resource once, in its storage version.
-pub fn storage_resources() -> impl Iterator<Item = &'static ResourceInfo> {
-    RESOURCES.iter().filter(|r| r.is_storage_version())
 }

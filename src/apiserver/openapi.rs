@@ -95,10 +95,22 @@ fn build_document(group: &str, version: &str) -> Value {
 /// Schemas whose list fields carry strategic-merge metadata, and where the SMP table finds such a type.
 /// kubectl computes apply and edit patches from these extensions; without them every list looks atomic.
 const PATCH_METADATA_TYPES: &[(&str, &str, &[&str])] = &[
-    ("io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta", "Pod", &["metadata"]),
+    (
+        "io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta",
+        "Pod",
+        &["metadata"],
+    ),
     ("io.k8s.api.core.v1.PodSpec", "Pod", &["spec"]),
-    ("io.k8s.api.core.v1.Container", "Pod", &["spec", "containers"]),
-    ("io.k8s.api.core.v1.EphemeralContainer", "Pod", &["spec", "ephemeralContainers"]),
+    (
+        "io.k8s.api.core.v1.Container",
+        "Pod",
+        &["spec", "containers"],
+    ),
+    (
+        "io.k8s.api.core.v1.EphemeralContainer",
+        "Pod",
+        &["spec", "ephemeralContainers"],
+    ),
     ("io.k8s.api.core.v1.PodStatus", "Pod", &["status"]),
     ("io.k8s.api.core.v1.ServiceSpec", "Service", &["spec"]),
     ("io.k8s.api.core.v1.NodeSpec", "Node", &["spec"]),
@@ -108,14 +120,19 @@ const PATCH_METADATA_TYPES: &[(&str, &str, &[&str])] = &[
 fn add_patch_metadata(schemas: &mut Map<String, Value>) {
     use super::patch::strategic::{list_strategy, ListStrategy};
     for (schema_name, kind, path) in PATCH_METADATA_TYPES {
-        let Some(properties) = schemas.get_mut(*schema_name).and_then(|s| s.get_mut("properties")).and_then(Value::as_object_mut)
+        let Some(properties) = schemas
+            .get_mut(*schema_name)
+            .and_then(|s| s.get_mut("properties"))
+            .and_then(Value::as_object_mut)
         else {
             continue;
         };
         for (field, property) in properties.iter_mut() {
             let mut field_path = path.to_vec();
             field_path.push(field.as_str());
-            let Some(property) = property.as_object_mut() else { continue };
+            let Some(property) = property.as_object_mut() else {
+                continue;
+            };
             match list_strategy(kind, &field_path) {
                 ListStrategy::Merge { merge_key } => {
                     property.insert("x-kubernetes-patch-strategy".into(), json!("merge"));
@@ -235,9 +252,11 @@ mod tests {
     fn list_fields_carry_patch_merge_keys() {
         let api = OpenApi::default();
         let (doc, _) = api.document("api/v1").unwrap();
-        let containers = &doc["components"]["schemas"]["io.k8s.api.core.v1.PodSpec"]["properties"]["containers"];
+        let containers =
+            &doc["components"]["schemas"]["io.k8s.api.core.v1.PodSpec"]["properties"]["containers"];
         assert_eq!(containers["x-kubernetes-patch-merge-key"], "name");
-        let env = &doc["components"]["schemas"]["io.k8s.api.core.v1.Container"]["properties"]["env"];
+        let env =
+            &doc["components"]["schemas"]["io.k8s.api.core.v1.Container"]["properties"]["env"];
         assert_eq!(env["x-kubernetes-patch-merge-key"], "name");
     }
 

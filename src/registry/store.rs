@@ -488,7 +488,7 @@ impl Registry {
             None
         };
         if options.dry_run {
-            return self.from_storage(info, obj);
+            return self.in_request_version(info, obj);
         }
         let key = storage_info.key(meta::namespace(&obj), &name);
         let bytes = self.encode(&obj)?;
@@ -498,10 +498,10 @@ impl Registry {
             .await
             .map_err(|e| RegistryError::from_store(e, &info.qualified_name(), &name))?;
         meta::set_meta(&mut obj, "resourceVersion", revision.to_string());
-        self.from_storage(info, obj)
+        self.in_request_version(info, obj)
     }
 
-    fn from_storage(&self, info: &ResourceInfo, obj: Value) -> Result<Value, RegistryError> {
+    fn in_request_version(&self, info: &ResourceInfo, obj: Value) -> Result<Value, RegistryError> {
         if info.is_storage_version() {
             return Ok(obj);
         }
@@ -568,7 +568,7 @@ impl Registry {
             };
             let current_storage =
                 self.decode(Self::storage_info(info), &kv.value, kv.mod_revision)?;
-            let current = self.from_storage(info, current_storage.clone())?;
+            let current = self.in_request_version(info, current_storage.clone())?;
             let mut new = update(&current)?;
             if !new.is_object() {
                 return Err(RegistryError::BadRequest(
@@ -636,7 +636,7 @@ impl Registry {
                     .map_err(|causes| invalid(info, &new, causes))?;
             }
             if semantically_equal(&new, &current_storage) {
-                return Ok(self.from_storage(info, current_storage)?);
+                return Ok(self.in_request_version(info, current_storage)?);
             }
             let now = self.clock.now();
             let changed = crate::api::fieldset::changed_fields(&current_storage, &new);
@@ -649,7 +649,7 @@ impl Registry {
                 changed,
             );
             if options.dry_run {
-                return Ok(self.from_storage(info, new)?);
+                return Ok(self.in_request_version(info, new)?);
             }
             // An object being deleted whose last finalizer just went is removed, not updated.
             if meta::is_deleting(&new)
@@ -657,7 +657,7 @@ impl Registry {
                 && !strategy_keeps_after_finalizers(storage_info, &new)
             {
                 return match self.backend.delete(&key, kv.mod_revision).await {
-                    Ok(kv) => Ok(self.from_storage(
+                    Ok(kv) => Ok(self.in_request_version(
                         info,
                         self.decode(storage_info, &kv.value, kv.mod_revision)?,
                     )?),
@@ -671,7 +671,7 @@ impl Registry {
             match self.backend.update(&key, bytes, kv.mod_revision).await {
                 Ok(revision) => {
                     meta::set_meta(&mut new, "resourceVersion", revision.to_string());
-                    return Ok(self.from_storage(info, new)?);
+                    return Ok(self.in_request_version(info, new)?);
                 }
                 Err(StoreError::Conflict { .. }) => continue,
                 Err(e) => {
@@ -759,7 +759,9 @@ impl Registry {
                 {
                     // Nothing to shorten or add.
                     if !(grace == Some(0) && finalizers.is_empty()) {
-                        return Ok(DeleteOutcome::Pending(self.from_storage(info, current)?));
+                        return Ok(DeleteOutcome::Pending(
+                            self.in_request_version(info, current)?,
+                        ));
                     }
                 } else {
                     if !already_deleting || grace.is_some() {
@@ -787,13 +789,15 @@ impl Registry {
                     }
                     namespaces::mark_terminating(storage_info, &mut next);
                     if options.dry_run {
-                        return Ok(DeleteOutcome::Pending(self.from_storage(info, next)?));
+                        return Ok(DeleteOutcome::Pending(self.in_request_version(info, next)?));
                     }
                     let bytes = self.encode(&next)?;
                     match self.backend.update(&key, bytes, kv.mod_revision).await {
                         Ok(revision) => {
                             meta::set_meta(&mut next, "resourceVersion", revision.to_string());
-                            return Ok(DeleteOutcome::Pending(self.from_storage(info, next)?));
+                            return Ok(DeleteOutcome::Pending(
+                                self.in_request_version(info, next)?,
+                            ));
                         }
                         Err(StoreError::Conflict { .. }) => continue,
                         Err(e) => {
@@ -803,12 +807,14 @@ impl Registry {
                 }
             }
             if options.dry_run {
-                return Ok(DeleteOutcome::Deleted(self.from_storage(info, current)?));
+                return Ok(DeleteOutcome::Deleted(
+                    self.in_request_version(info, current)?,
+                ));
             }
             match self.backend.delete(&key, kv.mod_revision).await {
                 Ok(deleted) => {
                     let obj = self.decode(storage_info, &deleted.value, deleted.mod_revision)?;
-                    return Ok(DeleteOutcome::Deleted(self.from_storage(info, obj)?));
+                    return Ok(DeleteOutcome::Deleted(self.in_request_version(info, obj)?));
                 }
                 Err(StoreError::Conflict { .. }) => continue,
                 Err(e) => return Err(RegistryError::from_store(e, &info.qualified_name(), name)),
@@ -945,13 +951,19 @@ fn record_managed_fields(
         .find(|e| same(e))
         .map(|e| e["fieldsV1"].clone())
         .unwrap_or_else(|| json!({}));
+    // A manager owns only fields the stored object still has (a Secret's stringData is folded into data).
+    let union = crate::api::fieldset::union(&owned, &fields);
+    let gone: Vec<_> = crate::api::fieldset::leaves(&union)
+        .into_iter()
+        .filter(|path| crate::api::fieldset::get(obj, path).is_none())
+        .collect();
     let mut entry = json!({
         "manager": manager,
         "operation": "Update",
         "apiVersion": info.api_version(),
         "time": meta::format_time(now),
         "fieldsType": "FieldsV1",
-        "fieldsV1": crate::api::fieldset::union(&owned, &fields),
+        "fieldsV1": crate::api::fieldset::without(&union, &gone),
     });
     if let Some(sub) = subresource {
         entry["subresource"] = Value::String(sub.to_string());

@@ -12,11 +12,20 @@ pub struct Server {
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 pub fn require_kubectl() {
-    let ok = Command::new("kubectl").arg("version").arg("--client").output().map(|o| o.status.success()).unwrap_or(false);
+    let ok = Command::new("kubectl")
+        .arg("version")
+        .arg("--client")
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false);
     assert!(ok, "kubectl is required on PATH for these tests: run `make test-deps` (apt-get install kubectl)");
 }
 
@@ -25,7 +34,11 @@ impl Server {
         require_kubectl();
         let dir = tempfile::tempdir().unwrap();
         let port = free_port();
-        let mut server = Server { dir, port, child: None };
+        let mut server = Server {
+            dir,
+            port,
+            child: None,
+        };
         server.spawn();
         server
     }
@@ -43,7 +56,13 @@ impl Server {
         // An empty config file keeps a machine's /etc/orch/config.yaml out of the test.
         std::fs::write(self.dir.path().join("no-config.yaml"), "").unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_orch"))
-            .args(["server", "--bind-address", "127.0.0.1", "--https-listen-port", &self.port.to_string()])
+            .args([
+                "server",
+                "--bind-address",
+                "127.0.0.1",
+                "--https-listen-port",
+                &self.port.to_string(),
+            ])
             .arg("--data-dir")
             .arg(self.data_dir())
             .arg("--write-kubeconfig")
@@ -64,7 +83,11 @@ impl Server {
                     return;
                 }
             }
-            assert!(Instant::now() < deadline, "server did not become ready; log:\n{}", self.log());
+            assert!(
+                Instant::now() < deadline,
+                "server did not become ready; log:\n{}",
+                self.log()
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
     }
@@ -89,11 +112,18 @@ impl Server {
         self.kubectl_with(args, &[], None)
     }
 
-    pub fn kubectl_with(&self, args: &[&str], env: &[(&str, &str)], stdin: Option<&Path>) -> Output {
+    pub fn kubectl_with(
+        &self,
+        args: &[&str],
+        env: &[(&str, &str)],
+        stdin: Option<&Path>,
+    ) -> Output {
         let home = self.dir.path().join("home");
         std::fs::create_dir_all(&home).unwrap();
         let mut cmd = Command::new("kubectl");
-        cmd.args(args).env("KUBECONFIG", self.kubeconfig()).env("HOME", &home);
+        cmd.args(args)
+            .env("KUBECONFIG", self.kubeconfig())
+            .env("HOME", &home);
         for (k, v) in env {
             cmd.env(k, v);
         }
@@ -119,7 +149,11 @@ impl Server {
     /// Runs kubectl expecting failure; returns stderr.
     pub fn fails(&self, args: &[&str]) -> String {
         let out = self.kubectl(args);
-        assert!(!out.status.success(), "kubectl {args:?} unexpectedly succeeded: {}", String::from_utf8_lossy(&out.stdout));
+        assert!(
+            !out.status.success(),
+            "kubectl {args:?} unexpectedly succeeded: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
         String::from_utf8_lossy(&out.stderr).into_owned()
     }
 
@@ -133,7 +167,11 @@ impl Server {
     pub fn eventually(&self, what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
         let deadline = Instant::now() + timeout;
         while !f() {
-            assert!(Instant::now() < deadline, "timed out waiting for {what}; server log tail:\n{}", tail(&self.log()));
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for {what}; server log tail:\n{}",
+                tail(&self.log())
+            );
             std::thread::sleep(Duration::from_millis(100));
         }
     }

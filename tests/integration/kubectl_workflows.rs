@@ -65,57 +65,155 @@ fn apply_multi_document_then_reapply_edited_and_server_side() {
     let s = Server::start();
     let path = s.write("app.yaml", APP);
     let out = s.ok(&["apply", "-f", path.to_str().unwrap()]);
-    for line in ["namespace/demo created", "configmap/cfg created", "secret/creds created", "deployment.apps/web created", "service/web created"] {
+    for line in [
+        "namespace/demo created",
+        "configmap/cfg created",
+        "secret/creds created",
+        "deployment.apps/web created",
+        "service/web created",
+    ] {
         assert!(out.contains(line), "{out}");
     }
     let again = s.ok(&["apply", "-f", path.to_str().unwrap()]);
     assert!(again.contains("deployment.apps/web unchanged"), "{again}");
 
     // Stored secrets carry data, not stringData.
-    let data = s.ok(&["-n", "demo", "get", "secret", "creds", "-o", "jsonpath={.data.password}"]);
+    let data = s.ok(&[
+        "-n",
+        "demo",
+        "get",
+        "secret",
+        "creds",
+        "-o",
+        "jsonpath={.data.password}",
+    ]);
     assert_eq!(data, "czNjcmV0");
 
     // An edit applied as a strategic merge patch: env B removed, A changed, replicas changed.
-    let edited = APP.replace("replicas: 2", "replicas: 3").replace("value: \"1\"", "value: \"2\"").replace("        - {name: B, value: \"x\"}\n", "");
+    let edited = APP
+        .replace("replicas: 2", "replicas: 3")
+        .replace("value: \"1\"", "value: \"2\"")
+        .replace("        - {name: B, value: \"x\"}\n", "");
     let path = s.write("app.yaml", &edited);
     let out = s.ok(&["apply", "-f", path.to_str().unwrap()]);
     assert!(out.contains("deployment.apps/web configured"), "{out}");
-    let got = s.ok(&["-n", "demo", "get", "deploy", "web", "-o", "jsonpath={.spec.replicas} {.spec.template.spec.containers[0].env} {.metadata.generation}"]);
+    let got = s.ok(&[
+        "-n",
+        "demo",
+        "get",
+        "deploy",
+        "web",
+        "-o",
+        "jsonpath={.spec.replicas} {.spec.template.spec.containers[0].env} {.metadata.generation}",
+    ]);
     assert_eq!(got, r#"3 [{"name":"A","value":"2"}] 2"#);
 
     let out = s.ok(&["apply", "--server-side", "-f", path.to_str().unwrap()]);
-    assert!(out.contains("deployment.apps/web serverside-applied"), "{out}");
-    let managers = s.ok(&["-n", "demo", "get", "deploy", "web", "--show-managed-fields", "-o", "jsonpath={.metadata.managedFields[*].manager}"]);
+    assert!(
+        out.contains("deployment.apps/web serverside-applied"),
+        "{out}"
+    );
+    let managers = s.ok(&[
+        "-n",
+        "demo",
+        "get",
+        "deploy",
+        "web",
+        "--show-managed-fields",
+        "-o",
+        "jsonpath={.metadata.managedFields[*].manager}",
+    ]);
     assert!(managers.contains("kubectl"), "{managers}");
 
     // A conflicting server-side apply by another manager is refused, then forced.
     let conflicting = edited.replace("replicas: 3", "replicas: 7");
     let path = s.write("conflict.yaml", &conflicting);
-    let err = s.fails(&["apply", "--server-side", "--field-manager=other", "-f", path.to_str().unwrap()]);
-    assert!(err.contains("conflict") && err.contains(".spec.replicas"), "{err}");
-    s.ok(&["apply", "--server-side", "--field-manager=other", "--force-conflicts", "-f", path.to_str().unwrap()]);
-    assert_eq!(s.ok(&["-n", "demo", "get", "deploy", "web", "-o", "jsonpath={.spec.replicas}"]), "7");
+    let err = s.fails(&[
+        "apply",
+        "--server-side",
+        "--field-manager=other",
+        "-f",
+        path.to_str().unwrap(),
+    ]);
+    assert!(
+        err.contains("conflict") && err.contains(".spec.replicas"),
+        "{err}"
+    );
+    s.ok(&[
+        "apply",
+        "--server-side",
+        "--field-manager=other",
+        "--force-conflicts",
+        "-f",
+        path.to_str().unwrap(),
+    ]);
+    assert_eq!(
+        s.ok(&[
+            "-n",
+            "demo",
+            "get",
+            "deploy",
+            "web",
+            "-o",
+            "jsonpath={.spec.replicas}"
+        ]),
+        "7"
+    );
 }
 
 #[test]
 fn typed_create_commands_send_protobuf_and_are_stored() {
     let s = Server::start();
-    s.ok(&["create", "deployment", "hello", "--image=nginx:1.27", "--replicas=2", "--port=80"]);
-    s.ok(&["create", "secret", "generic", "s1", "--from-literal=user=admin"]);
+    s.ok(&[
+        "create",
+        "deployment",
+        "hello",
+        "--image=nginx:1.27",
+        "--replicas=2",
+        "--port=80",
+    ]);
+    s.ok(&[
+        "create",
+        "secret",
+        "generic",
+        "s1",
+        "--from-literal=user=admin",
+    ]);
     s.ok(&["create", "configmap", "c1", "--from-literal=x=y"]);
     s.ok(&["create", "namespace", "n2"]);
     s.ok(&["create", "service", "clusterip", "svc1", "--tcp=80:8080"]);
     s.ok(&["create", "job", "j1", "--image=busybox", "--", "echo", "hi"]);
     let deploy = s.ok(&["get", "deploy", "hello", "-o", "jsonpath={.spec.replicas} {.spec.template.spec.containers[0].image} {.spec.template.spec.containers[0].ports[0].containerPort}"]);
     assert_eq!(deploy, "2 nginx:1.27 80");
-    assert_eq!(s.ok(&["get", "secret", "s1", "-o", "jsonpath={.data.user}"]), "YWRtaW4=");
+    assert_eq!(
+        s.ok(&["get", "secret", "s1", "-o", "jsonpath={.data.user}"]),
+        "YWRtaW4="
+    );
     assert_eq!(s.ok(&["get", "cm", "c1", "-o", "jsonpath={.data.x}"]), "y");
-    let svc = s.ok(&["get", "svc", "svc1", "-o", "jsonpath={.spec.ports[0].port} {.spec.ports[0].targetPort} {.spec.clusterIP}"]);
+    let svc = s.ok(&[
+        "get",
+        "svc",
+        "svc1",
+        "-o",
+        "jsonpath={.spec.ports[0].port} {.spec.ports[0].targetPort} {.spec.clusterIP}",
+    ]);
     assert!(svc.starts_with("80 8080 10.43."), "{svc}");
-    assert_eq!(s.ok(&["get", "job", "j1", "-o", "jsonpath={.spec.template.spec.containers[0].command}"]), r#"["echo","hi"]"#);
+    assert_eq!(
+        s.ok(&[
+            "get",
+            "job",
+            "j1",
+            "-o",
+            "jsonpath={.spec.template.spec.containers[0].command}"
+        ]),
+        r#"["echo","hi"]"#
+    );
     assert!(s.ok(&["get", "ns"]).contains("n2"));
     let err = s.fails(&["create", "deployment", "hello", "--image=nginx"]);
-    assert!(err.contains("deployments.apps \"hello\" already exists"), "{err}");
+    assert!(
+        err.contains("deployments.apps \"hello\" already exists"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -124,7 +222,14 @@ fn get_output_formats_selectors_and_tables() {
     s.ok(&["create", "deployment", "a", "--image=nginx:1.27"]);
     s.ok(&["create", "deployment", "b", "--image=busybox"]);
     s.ok(&["create", "namespace", "other"]);
-    s.ok(&["-n", "other", "create", "configmap", "c", "--from-literal=k=v"]);
+    s.ok(&[
+        "-n",
+        "other",
+        "create",
+        "configmap",
+        "c",
+        "--from-literal=k=v",
+    ]);
     s.ok(&["label", "deploy", "a", "tier=front"]);
 
     let table = s.ok(&["get", "deploy"]);
@@ -133,24 +238,55 @@ fn get_output_formats_selectors_and_tables() {
         assert!(table.contains(col), "{table}");
     }
     let wide = s.ok(&["get", "deploy", "-o", "wide"]);
-    assert!(wide.contains("CONTAINERS") && wide.contains("nginx:1.27") && wide.contains("app=a"), "{wide}");
+    assert!(
+        wide.contains("CONTAINERS") && wide.contains("nginx:1.27") && wide.contains("app=a"),
+        "{wide}"
+    );
     let selected = s.ok(&["get", "deploy", "-l", "tier=front", "-o", "name"]);
     assert_eq!(selected.trim(), "deployment.apps/a");
     let not_front = s.ok(&["get", "deploy", "-l", "tier!=front", "-o", "name"]);
     assert_eq!(not_front.trim(), "deployment.apps/b");
     let all_ns = s.ok(&["get", "cm", "-A"]);
-    assert!(all_ns.contains("NAMESPACE") && all_ns.contains("other") && all_ns.contains(" c "), "{all_ns}");
+    assert!(
+        all_ns.contains("NAMESPACE") && all_ns.contains("other") && all_ns.contains(" c "),
+        "{all_ns}"
+    );
     let yaml = s.ok(&["get", "deploy", "a", "-o", "yaml"]);
-    assert!(yaml.contains("kind: Deployment") && yaml.contains("resourceVersion:") && yaml.contains("uid:"), "{yaml}");
-    let json: serde_json::Value = serde_json::from_str(&s.ok(&["get", "deploy", "-o", "json"])).unwrap();
+    assert!(
+        yaml.contains("kind: Deployment")
+            && yaml.contains("resourceVersion:")
+            && yaml.contains("uid:"),
+        "{yaml}"
+    );
+    let json: serde_json::Value =
+        serde_json::from_str(&s.ok(&["get", "deploy", "-o", "json"])).unwrap();
     assert_eq!(json["kind"], "List");
     assert_eq!(json["items"].as_array().unwrap().len(), 2);
-    let by_field = s.ok(&["get", "deploy", "--field-selector", "metadata.name=b", "-o", "name"]);
+    let by_field = s.ok(&[
+        "get",
+        "deploy",
+        "--field-selector",
+        "metadata.name=b",
+        "-o",
+        "name",
+    ]);
     assert_eq!(by_field.trim(), "deployment.apps/b");
     let describe = s.ok(&["describe", "deploy", "a"]);
-    assert!(describe.lines().any(|l| l.starts_with("Name:") && l.ends_with(" a")) && describe.contains("tier=front"), "{describe}");
+    assert!(
+        describe
+            .lines()
+            .any(|l| l.starts_with("Name:") && l.ends_with(" a"))
+            && describe.contains("tier=front"),
+        "{describe}"
+    );
     let resources = s.ok(&["api-resources"]);
-    for line in ["deployments", "deploy", "apps/v1", "horizontalpodautoscalers", "poddisruptionbudgets"] {
+    for line in [
+        "deployments",
+        "deploy",
+        "apps/v1",
+        "horizontalpodautoscalers",
+        "poddisruptionbudgets",
+    ] {
         assert!(resources.contains(line), "{resources}");
     }
     let explain = s.ok(&["explain", "deployment.spec.replicas"]);
@@ -160,23 +296,93 @@ fn get_output_formats_selectors_and_tables() {
 #[test]
 fn label_annotate_scale_patch_edit() {
     let s = Server::start();
-    s.ok(&["create", "deployment", "d", "--image=nginx:1.27", "--replicas=2"]);
+    s.ok(&[
+        "create",
+        "deployment",
+        "d",
+        "--image=nginx:1.27",
+        "--replicas=2",
+    ]);
     s.ok(&["label", "deploy", "d", "env=prod"]);
-    s.ok(&["annotate", "deploy", "d", "kubernetes.io/change-cause=first"]);
+    s.ok(&[
+        "annotate",
+        "deploy",
+        "d",
+        "kubernetes.io/change-cause=first",
+    ]);
     s.ok(&["scale", "deploy", "d", "--replicas=4"]);
-    s.ok(&["scale", "deploy", "d", "--current-replicas=4", "--replicas=5"]);
-    let stale = s.fails(&["scale", "deploy", "d", "--current-replicas=4", "--replicas=6"]);
-    assert!(stale.to_lowercase().contains("expected replicas to be 4, was 5"), "{stale}");
-    s.ok(&["patch", "deploy", "d", "-p", r#"{"spec":{"template":{"spec":{"containers":[{"name":"nginx","image":"nginx:1.28"}]}}}}"#]);
-    s.ok(&["patch", "deploy", "d", "--type=merge", "-p", r#"{"metadata":{"labels":{"m":"1"}}}"#]);
-    s.ok(&["patch", "deploy", "d", "--type=json", "-p", r#"[{"op":"replace","path":"/spec/replicas","value":3}]"#]);
-    let editor = s.write("editor.sh", "#!/bin/sh\nsed -i 's/image: nginx:1.28/image: nginx:1.29/' \"$1\"\n");
-    std::process::Command::new("chmod").arg("+x").arg(&editor).status().unwrap();
-    let out = s.kubectl_with(&["edit", "deploy", "d"], &[("KUBE_EDITOR", editor.to_str().unwrap())], None);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    s.ok(&[
+        "scale",
+        "deploy",
+        "d",
+        "--current-replicas=4",
+        "--replicas=5",
+    ]);
+    let stale = s.fails(&[
+        "scale",
+        "deploy",
+        "d",
+        "--current-replicas=4",
+        "--replicas=6",
+    ]);
+    assert!(
+        stale
+            .to_lowercase()
+            .contains("expected replicas to be 4, was 5"),
+        "{stale}"
+    );
+    s.ok(&[
+        "patch",
+        "deploy",
+        "d",
+        "-p",
+        r#"{"spec":{"template":{"spec":{"containers":[{"name":"nginx","image":"nginx:1.28"}]}}}}"#,
+    ]);
+    s.ok(&[
+        "patch",
+        "deploy",
+        "d",
+        "--type=merge",
+        "-p",
+        r#"{"metadata":{"labels":{"m":"1"}}}"#,
+    ]);
+    s.ok(&[
+        "patch",
+        "deploy",
+        "d",
+        "--type=json",
+        "-p",
+        r#"[{"op":"replace","path":"/spec/replicas","value":3}]"#,
+    ]);
+    let editor = s.write(
+        "editor.sh",
+        "#!/bin/sh\nsed -i 's/image: nginx:1.28/image: nginx:1.29/' \"$1\"\n",
+    );
+    std::process::Command::new("chmod")
+        .arg("+x")
+        .arg(&editor)
+        .status()
+        .unwrap();
+    let out = s.kubectl_with(
+        &["edit", "deploy", "d"],
+        &[("KUBE_EDITOR", editor.to_str().unwrap())],
+        None,
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let got = s.ok(&["get", "deploy", "d", "-o", "jsonpath={.spec.replicas} {.spec.template.spec.containers[0].image} {.metadata.labels.env} {.metadata.labels.m} {.metadata.annotations.kubernetes\\.io/change-cause}"]);
     assert_eq!(got, "3 nginx:1.29 prod 1 first");
-    let bad = s.fails(&["patch", "deploy", "d", "--type=json", "-p", r#"[{"op":"test","path":"/spec/replicas","value":9}]"#]);
+    let bad = s.fails(&[
+        "patch",
+        "deploy",
+        "d",
+        "--type=json",
+        "-p",
+        r#"[{"op":"test","path":"/spec/replicas","value":9}]"#,
+    ]);
     assert!(bad.contains("Invalid") || bad.contains("test"), "{bad}");
 }
 
@@ -198,11 +404,24 @@ fn delete_cascades_background_foreground_and_orphan() {
         owned_replicaset(&s, d, &format!("{d}-rs"));
     }
     s.ok(&["delete", "deploy", "fg", "--cascade=foreground"]);
-    assert!(s.fails(&["get", "rs", "fg-rs"]).contains("NotFound"), "foreground delete waits for dependents");
+    assert!(
+        s.fails(&["get", "rs", "fg-rs"]).contains("NotFound"),
+        "foreground delete waits for dependents"
+    );
     s.ok(&["delete", "deploy", "bg"]);
-    s.eventually("background garbage collection", Duration::from_secs(10), || !s.kubectl(&["get", "rs", "bg-rs"]).status.success());
+    s.eventually(
+        "background garbage collection",
+        Duration::from_secs(10),
+        || !s.kubectl(&["get", "rs", "bg-rs"]).status.success(),
+    );
     s.ok(&["delete", "deploy", "orphan", "--cascade=orphan"]);
-    let refs = s.ok(&["get", "rs", "orphan-rs", "-o", "jsonpath={.metadata.ownerReferences}"]);
+    let refs = s.ok(&[
+        "get",
+        "rs",
+        "orphan-rs",
+        "-o",
+        "jsonpath={.metadata.ownerReferences}",
+    ]);
     assert_eq!(refs, "", "orphaned dependents lose their owner reference");
     std::thread::sleep(Duration::from_millis(1500));
     s.ok(&["get", "rs", "orphan-rs"]);
@@ -212,7 +431,14 @@ fn delete_cascades_background_foreground_and_orphan() {
 fn namespace_deletion_removes_its_content() {
     let s = Server::start();
     s.ok(&["create", "namespace", "gone"]);
-    s.ok(&["-n", "gone", "create", "configmap", "c", "--from-literal=a=b"]);
+    s.ok(&[
+        "-n",
+        "gone",
+        "create",
+        "configmap",
+        "c",
+        "--from-literal=a=b",
+    ]);
     s.ok(&["-n", "gone", "create", "deployment", "d", "--image=busybox"]);
     s.ok(&["delete", "namespace", "gone", "--timeout=20s"]);
     assert!(s.fails(&["get", "namespace", "gone"]).contains("NotFound"));
@@ -228,7 +454,10 @@ fn bad_input_gets_clear_errors_and_stores_nothing() {
         "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: u\ndata:\n  a: b\nbogus: 1\n",
     );
     let err = s.fails(&["create", "-f", unknown.to_str().unwrap()]);
-    assert!(err.contains("strict decoding error: unknown field \"bogus\""), "{err}");
+    assert!(
+        err.contains("strict decoding error: unknown field \"bogus\""),
+        "{err}"
+    );
     let warned = s.kubectl(&["create", "--validate=warn", "-f", unknown.to_str().unwrap()]);
     assert!(warned.status.success());
     assert!(String::from_utf8_lossy(&warned.stderr).contains("unknown field \"bogus\""));
@@ -238,11 +467,17 @@ fn bad_input_gets_clear_errors_and_stores_nothing() {
         "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: w\nspec:\n  replicas: many\n  selector: {matchLabels: {a: b}}\n  template:\n    metadata: {labels: {a: b}}\n    spec: {containers: [{name: c, image: i}]}\n",
     );
     let err = s.fails(&["create", "-f", wrong_type.to_str().unwrap()]);
-    assert!(err.contains("BadRequest") || err.contains("cannot be handled"), "{err}");
+    assert!(
+        err.contains("BadRequest") || err.contains("cannot be handled"),
+        "{err}"
+    );
     assert!(s.fails(&["get", "deploy", "w"]).contains("NotFound"));
 
     let err = s.fails(&["get", "pods", "nope"]);
-    assert!(err.contains("Error from server (NotFound): pods \"nope\" not found"), "{err}");
+    assert!(
+        err.contains("Error from server (NotFound): pods \"nope\" not found"),
+        "{err}"
+    );
     let err = s.fails(&["get", "--raw", "/apis/apps/v1/widgets"]);
     assert!(err.contains("NotFound"), "{err}");
 
@@ -251,7 +486,13 @@ fn bad_input_gets_clear_errors_and_stores_nothing() {
         "x".repeat(3 * 1024 * 1024 + 10)
     );
     let path = s.write("big.json", &big);
-    let err = s.fails(&["create", "--raw", "/api/v1/namespaces/default/configmaps", "-f", path.to_str().unwrap()]);
+    let err = s.fails(&[
+        "create",
+        "--raw",
+        "/api/v1/namespaces/default/configmaps",
+        "-f",
+        path.to_str().unwrap(),
+    ]);
     assert!(err.contains("too large") || err.contains("413"), "{err}");
     assert!(s.fails(&["get", "cm", "big"]).contains("NotFound"));
 
