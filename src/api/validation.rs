@@ -1,4 +1,5 @@
-//! TEMP STUB until the validation module lands.
+//! Object validation on create and update, reported as field errors. Only the name rule exists so far;
+//! the per-kind rules of Kubernetes are still to be written (noted on issue 2).
 use serde_json::Value;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ErrorType {
