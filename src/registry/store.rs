@@ -226,7 +226,15 @@ impl Registry {
                 let ns = if info.namespaced { Some(ns) } else { None };
                 let revision = self.backend.current_revision();
                 let items = match self.get(info, ns, name).await {
-                    Ok(obj) if self.matches(info, &obj, options) => vec![obj],
+                    Ok(obj)
+                        if object_matches(
+                            &obj,
+                            &options.label_selector,
+                            &options.field_selector,
+                        ) =>
+                    {
+                        vec![obj]
+                    }
                     Ok(_) | Err(RegistryError::NotFound { .. }) => vec![],
                     Err(e) => return Err(e),
                 };
@@ -256,7 +264,7 @@ impl Registry {
             let last_key = page.items.last().map(|kv| kv.key.clone());
             for kv in &page.items {
                 let obj = self.decode(info, &kv.value, kv.mod_revision)?;
-                if self.matches(info, &obj, options) {
+                if object_matches(&obj, &options.label_selector, &options.field_selector) {
                     items.push(obj);
                 }
             }
@@ -277,15 +285,6 @@ impl Registry {
             }
             start_after = last_key;
         }
-    }
-
-    fn matches(&self, info: &ResourceInfo, obj: &Value, options_labels: &ListOptions) -> bool {
-        object_matches(
-            info,
-            obj,
-            &options_labels.label_selector,
-            &options_labels.field_selector,
-        )
     }
 
     /// A stream of changes. Errors on the stream (compaction, a slow consumer) end it.
@@ -373,7 +372,7 @@ impl Registry {
                     + "/"
                     + meta::namespace(&obj).unwrap_or("");
                 let matched =
-                    object_matches(info, &obj, &options.label_selector, &options.field_selector);
+                    object_matches(&obj, &options.label_selector, &options.field_selector);
                 let event_type = match event.kind {
                     EventKind::Created if matched => Some(WatchEventType::Added),
                     EventKind::Updated if matched && (!filtering || seen.contains(&id)) => {
@@ -654,7 +653,7 @@ impl Registry {
             // An object being deleted whose last finalizer just went is removed, not updated.
             if meta::is_deleting(&new)
                 && meta::finalizers(&new).is_empty()
-                && !strategy_keeps_after_finalizers(storage_info, &new)
+                && !namespaces::blocks_delete(storage_info, &new)
             {
                 return match self.backend.delete(&key, kv.mod_revision).await {
                     Ok(kv) => Ok(self.in_request_version(
@@ -824,11 +823,6 @@ impl Registry {
     }
 }
 
-/// Namespaces stay until their `spec.finalizers` are gone even with no metadata finalizers.
-fn strategy_keeps_after_finalizers(info: &ResourceInfo, obj: &Value) -> bool {
-    namespaces::blocks_delete(info, obj)
-}
-
 pub fn resource_version_of(obj: &Value) -> i64 {
     meta::resource_version(obj)
         .and_then(|rv| rv.parse().ok())
@@ -973,19 +967,13 @@ fn record_managed_fields(
     meta::set_meta(obj, "managedFields", entries);
 }
 
-pub(crate) fn object_matches(
-    info: &ResourceInfo,
-    obj: &Value,
-    labels: &LabelSelector,
-    fields: &FieldSelector,
-) -> bool {
+pub(crate) fn object_matches(obj: &Value, labels: &LabelSelector, fields: &FieldSelector) -> bool {
     if !labels.is_everything() && !labels.matches(&meta::labels(obj)) {
         return false;
     }
     if fields.is_everything() {
         return true;
     }
-    let _ = info;
     fields.matches(|field| meta::field_string(obj, field))
 }
 
