@@ -45,6 +45,7 @@ pub struct ApiServer {
     auth: Authenticator,
     openapi: openapi::OpenApi,
     server_address: String,
+    ca_bundle: Option<String>,
 }
 
 /// Parsed query parameters; Go clients encode spaces as `+`.
@@ -86,7 +87,14 @@ impl ApiServer {
             auth,
             openapi: openapi::OpenApi::default(),
             server_address,
+            ca_bundle: None,
         }
+    }
+
+    /// The CA certificate served unauthenticated at `/cacerts`, which joining agents pin by its hash.
+    pub fn with_ca_bundle(mut self, pem: String) -> Self {
+        self.ca_bundle = Some(pem);
+        self
     }
 
     pub fn registry(&self) -> &Arc<Registry> {
@@ -131,6 +139,16 @@ impl ApiServer {
             }
             (&Method::GET, "/version") => {
                 return Ok(json_response(StatusCode::OK, &version_info()))
+            }
+            (&Method::GET, "/cacerts") => {
+                if let Some(pem) = &self.ca_bundle {
+                    let mut resp = Response::new(full_body(pem.clone()));
+                    resp.headers_mut().insert(
+                        header::CONTENT_TYPE,
+                        header::HeaderValue::from_static("application/x-pem-file"),
+                    );
+                    return Ok(resp);
+                }
             }
             _ => {}
         }

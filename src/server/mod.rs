@@ -142,11 +142,10 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
         .advertise_address
         .map(|ip| SocketAddr::new(ip, config.https_listen_port))
         .unwrap_or(address);
-    let api = Arc::new(ApiServer::new(
-        registry.clone(),
-        auth,
-        advertised.to_string(),
-    ));
+    let api = Arc::new(
+        ApiServer::new(registry.clone(), auth, advertised.to_string())
+            .with_ca_bundle(pki.ca_cert_pem.clone()),
+    );
     let listener = TcpListener::bind(address)
         .await
         .map_err(|source| ServerError::Listen {
