@@ -1,6 +1,8 @@
 # orch — build, run and test. `make run` starts a server; `make test` installs what the tests need and runs them.
 CARGO ?= cargo
 DATA_DIR ?= /var/lib/orch
+# The python `kubernetes` client for the end-to-end tests lives in its own venv.
+PY_VENV ?= $(CURDIR)/target/py-venv
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: build release run test test-deps lint unit integration clean
@@ -21,6 +23,12 @@ test-deps:
 		echo "installing kubectl (needed by the end-to-end tests)"; \
 		$(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq kubectl; }
 	@command -v kubectl >/dev/null 2>&1 || { echo "kubectl is required: apt-get install kubectl" >&2; exit 1; }
+	@python3 -c 'import venv, ensurepip' 2>/dev/null || { \
+		echo "installing python3-venv (the python client test runs in a venv)"; \
+		$(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq python3-venv; }
+	@$(PY_VENV)/bin/python -c 'import kubernetes' 2>/dev/null || { \
+		echo "installing the python kubernetes client into $(PY_VENV)"; \
+		python3 -m venv $(PY_VENV) && $(PY_VENV)/bin/pip install -q kubernetes; }
 
 lint:
 	$(CARGO) fmt --check
@@ -30,7 +38,7 @@ unit:
 	$(CARGO) test --lib --bins
 
 integration: test-deps
-	$(CARGO) test --test integration
+	ORCH_TEST_PYTHON=$(PY_VENV)/bin/python $(CARGO) test --test integration
 
 test: test-deps lint unit integration
 

@@ -4,61 +4,7 @@ use std::time::Duration;
 
 use crate::harness::Server;
 
-const APP: &str = r#"apiVersion: v1
-kind: Namespace
-metadata:
-  name: demo
----
-apiVersion: v1
-kind: ConfigMap
-metadata:
-  name: cfg
-  namespace: demo
-data:
-  greeting: hello
----
-apiVersion: v1
-kind: Secret
-metadata:
-  name: creds
-  namespace: demo
-stringData:
-  password: s3cret
----
-apiVersion: apps/v1
-kind: Deployment
-metadata:
-  name: web
-  namespace: demo
-  labels: {app: web}
-spec:
-  replicas: 2
-  selector:
-    matchLabels: {app: web}
-  template:
-    metadata:
-      labels: {app: web}
-    spec:
-      containers:
-      - name: web
-        image: busybox:1.36
-        env:
-        - {name: A, value: "1"}
-        - {name: B, value: "x"}
-        ports:
-        - containerPort: 80
----
-apiVersion: v1
-kind: Service
-metadata:
-  name: web
-  namespace: demo
-spec:
-  selector: {app: web}
-  ports:
-  - port: 80
-    targetPort: 80
-"#;
+pub const APP: &str = include_str!("manifests/app.yaml");
 
 #[test]
 fn apply_multi_document_then_reapply_edited_and_server_side() {

@@ -4,3 +4,4 @@
 mod harness;
 mod kubectl_workflows;
 mod persistence;
+mod python_client;

@@ -1,50 +1,63 @@
-//! What survives `kill -9`: every acknowledged write, and watches that resume from their resourceVersion.
+//! What survives `kill -9`: every acknowledged write of 10,000 concurrent creates, and watches that resume
+//! from their resourceVersion.
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
+use serde_json::json;
+
 use crate::harness::Server;
+
+/// Creates this many ConfigMaps at once and kills the server while they are in flight.
+const CONCURRENT_CREATES: usize = 10_000;
+/// Parallel HTTP/2 connections the creates are spread over.
+const CONNECTIONS: usize = 16;
 
 #[test]
 fn acknowledged_creates_survive_kill_9_and_watches_resume() {
     let mut s = Server::start();
-    let stop = Arc::new(AtomicBool::new(false));
-    let acknowledged = Arc::new(Mutex::new(Vec::new()));
-    std::thread::scope(|scope| {
-        for worker in 0..6 {
-            let stop = stop.clone();
-            let acknowledged = acknowledged.clone();
-            let s = &s;
-            scope.spawn(move || {
-                let mut i = 0;
-                while !stop.load(Ordering::Relaxed) {
-                    let name = format!("w{worker}-{i}");
-                    if s.kubectl(&["create", "configmap", &name, "--from-literal=k=v"])
-                        .status
-                        .success()
-                    {
-                        acknowledged.lock().unwrap().push(name);
-                    }
-                    i += 1;
-                }
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let pid = s.pid();
+    let acknowledged: Vec<String> = runtime.block_on(async {
+        let mut clients = Vec::new();
+        for _ in 0..CONNECTIONS {
+            clients.push(s.client().await);
+        }
+        let done = Arc::new(AtomicUsize::new(0));
+        let mut creates = tokio::task::JoinSet::new();
+        for i in 0..CONCURRENT_CREATES {
+            let client = clients[i % CONNECTIONS].clone();
+            let done = done.clone();
+            creates.spawn(async move {
+                let name = format!("cm-{i}");
+                let body = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name}, "data": {"k": "v"}});
+                let result = client
+                    .create("/api/v1/namespaces/default/configmaps", &body)
+                    .await;
+                done.fetch_add(1, Ordering::Relaxed);
+                result.ok().map(|_| name)
             });
         }
-        std::thread::sleep(Duration::from_secs(3));
-        // SIGKILL while creates are in flight; the workers see failures from here on.
+        // SIGKILL once a good share is acknowledged, with thousands still in flight.
+        while done.load(Ordering::Relaxed) < CONCURRENT_CREATES / 3 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
         let killed = std::process::Command::new("kill")
-            .args(["-9", &s.pid().to_string()])
+            .args(["-9", &pid.to_string()])
             .status()
             .unwrap();
         assert!(killed.success());
-        std::thread::sleep(Duration::from_millis(300));
-        stop.store(true, Ordering::Relaxed);
+        let mut acknowledged = Vec::new();
+        while let Some(result) = creates.join_next().await {
+            acknowledged.extend(result.unwrap());
+        }
+        acknowledged
     });
     s.kill();
-    let acknowledged = acknowledged.lock().unwrap().clone();
     assert!(
-        acknowledged.len() > 10,
-        "too few creates to prove anything: {}",
+        acknowledged.len() >= CONCURRENT_CREATES / 3 && acknowledged.len() < CONCURRENT_CREATES,
+        "the kill must land mid-way: {} of {CONCURRENT_CREATES} acknowledged",
         acknowledged.len()
     );
     s.spawn();
