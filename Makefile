@@ -5,7 +5,7 @@ DATA_DIR ?= /var/lib/orch
 PY_VENV ?= $(CURDIR)/target/py-venv
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: build release run test test-deps lint unit integration clean
+.PHONY: build release run test test-deps lint unit integration bench clean
 
 build:
 	$(CARGO) build
@@ -41,6 +41,10 @@ integration: test-deps
 	ORCH_TEST_PYTHON=$(PY_VENV)/bin/python $(CARGO) test --test integration
 
 test: test-deps lint unit integration
+
+# Speed and memory figures against their goals and same-run references (release build).
+bench:
+	$(CARGO) bench --bench api
 
 clean:
 	$(CARGO) clean

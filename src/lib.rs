@@ -1,5 +1,6 @@
 //! orch: a single-binary, k3s-like edge orchestrator. See DESIGN.md for the map of modules.
 
+pub mod agent;
 pub mod api;
 pub mod apiserver;
 pub mod cli;

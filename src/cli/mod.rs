@@ -1,6 +1,7 @@
 //! The `orch` command line: one file per command. `kubectl` (as a subcommand, or when the binary is
 //! invoked through a `kubectl` symlink) runs kubectl against this server's kubeconfig.
 
+pub mod agent;
 pub mod config_file;
 pub mod kubectl;
 pub mod server;
@@ -23,6 +24,8 @@ pub struct Cli {
 pub enum Command {
     /// Run the control plane (API server on SQLite, controllers).
     Server(Box<server::ServerArgs>),
+    /// Join a server as a node (so far: hollow nodes for tests and benchmarks).
+    Agent(Box<agent::AgentArgs>),
     /// Run kubectl against this machine's cluster (KUBECONFIG defaults to the server's kubeconfig).
     #[command(disable_help_flag = true)]
     Kubectl {
@@ -44,6 +47,7 @@ pub fn main() -> anyhow::Result<()> {
     let cli = Cli::parse_from(args);
     match cli.command {
         Command::Server(a) => server::run(*a),
+        Command::Agent(a) => agent::run(*a),
         Command::Kubectl { args } => kubectl::run(args),
     }
 }

@@ -7,6 +7,7 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use clap::Args;
 
+use crate::controllers::ControllerConfig;
 use crate::server::{self, ServerConfig};
 
 #[derive(Args, Debug, Clone)]
@@ -54,6 +55,15 @@ pub struct ServerArgs {
     /// Where the state lives; only the embedded SQLite store exists so far.
     #[arg(long, env = "ORCH_DATASTORE_ENDPOINT")]
     pub datastore_endpoint: Option<String>,
+    /// How long a node may go without renewing its Lease before it is marked unreachable (e.g. 40s, 1m).
+    #[arg(long, env = "ORCH_NODE_MONITOR_GRACE_PERIOD", default_value = "40s")]
+    pub node_monitor_grace_period: String,
+    /// Seconds between compactions of the store's history.
+    #[arg(long, env = "ORCH_DATASTORE_COMPACTION_INTERVAL", default_value_t = 60)]
+    pub datastore_compaction_interval: u64,
+    /// Revisions of history kept behind the newest; watches from older revisions get 410 Gone.
+    #[arg(long, env = "ORCH_DATASTORE_COMPACTION_RETENTION", default_value_t = 1000)]
+    pub datastore_compaction_retention: i64,
     /// Don't run the node agent in this process.
     #[arg(long, env = "ORCH_DISABLE_AGENT")]
     pub disable_agent: bool,
@@ -78,6 +88,14 @@ fn parse_port_range(s: &str) -> anyhow::Result<(u16, u16)> {
         bail!("--service-node-port-range {s:?}: LOW must be at least 1 and not above HIGH");
     }
     Ok((lo, hi))
+}
+
+/// Parses a Go-style duration such as `40s`, `1m30s` or `2h`.
+fn parse_duration(flag: &str, s: &str) -> anyhow::Result<Duration> {
+    let d: jiff::SignedDuration = s
+        .parse()
+        .with_context(|| format!("{flag} {s:?}: expected a duration such as 40s or 1m"))?;
+    Duration::try_from(d).with_context(|| format!("{flag} {s:?} must not be negative"))
 }
 
 impl ServerArgs {
@@ -123,8 +141,16 @@ impl ServerArgs {
             service_cidr: self.service_cidr.clone(),
             service_node_port_range: parse_port_range(&self.service_node_port_range)?,
             cluster_dns: self.cluster_dns,
-            compaction_retention: 1000,
-            compaction_interval: Duration::from_secs(60),
+            controllers: ControllerConfig {
+                cluster_cidr: self.cluster_cidr.clone(),
+                node_monitor_grace_period: parse_duration(
+                    "--node-monitor-grace-period",
+                    &self.node_monitor_grace_period,
+                )?,
+                ..ControllerConfig::default()
+            },
+            compaction_retention: self.datastore_compaction_retention,
+            compaction_interval: Duration::from_secs(self.datastore_compaction_interval.max(1)),
         })
     }
 }
@@ -167,5 +193,12 @@ mod tests {
         assert_eq!(parse_port_range("30000-32767").unwrap(), (30000, 32767));
         assert!(parse_port_range("3-1").is_err());
         assert!(parse_port_range("abc").is_err());
+    }
+
+    #[test]
+    fn durations_read_like_go() {
+        assert_eq!(parse_duration("f", "40s").unwrap(), Duration::from_secs(40));
+        assert_eq!(parse_duration("f", "1m30s").unwrap(), Duration::from_secs(90));
+        assert!(parse_duration("f", "soon").unwrap_err().to_string().contains("f \"soon\""));
     }
 }

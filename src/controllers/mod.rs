@@ -1,6 +1,226 @@
 //! Control loops that keep the cluster's objects consistent. Each reads and writes only through the API
 //! client, so validation and admission always run; each is level-based, so a restart converges to the same
-//! state.
+//! state. Controllers share one set of informers; their change handlers only enqueue keys, and workers
+//! take keys off a work queue and sync them.
 
 pub mod garbage_collector;
 pub mod namespace;
+pub mod node_ipam;
+pub mod node_lifecycle;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use k8s_openapi::api::apps::v1::{
+    ControllerRevision, DaemonSet, Deployment, ReplicaSet, StatefulSet,
+};
+use k8s_openapi::api::batch::v1::{CronJob, Job};
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::{Node, PersistentVolumeClaim, Pod};
+use tokio::sync::watch;
+
+use crate::client::{Client, ClientError, Informer, WorkQueue};
+use crate::util::Clock;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ControllerError {
+    #[error(transparent)]
+    Client(#[from] ClientError),
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// The informers every controller and the scheduler share.
+pub struct Informers {
+    pub pods: Informer<Pod>,
+    pub nodes: Informer<Node>,
+    pub leases: Informer<Lease>,
+    pub replica_sets: Informer<ReplicaSet>,
+    pub deployments: Informer<Deployment>,
+    pub daemon_sets: Informer<DaemonSet>,
+    pub stateful_sets: Informer<StatefulSet>,
+    pub controller_revisions: Informer<ControllerRevision>,
+    pub jobs: Informer<Job>,
+    pub cron_jobs: Informer<CronJob>,
+    pub persistent_volume_claims: Informer<PersistentVolumeClaim>,
+}
+
+impl Informers {
+    pub fn new(client: &Client) -> Self {
+        Informers {
+            pods: Informer::new(client.clone()),
+            nodes: Informer::new(client.clone()),
+            leases: Informer::with_query(
+                client.clone(),
+                "fieldSelector=metadata.namespace%3Dkube-node-lease",
+            ),
+            replica_sets: Informer::new(client.clone()),
+            deployments: Informer::new(client.clone()),
+            daemon_sets: Informer::new(client.clone()),
+            stateful_sets: Informer::new(client.clone()),
+            controller_revisions: Informer::new(client.clone()),
+            jobs: Informer::new(client.clone()),
+            cron_jobs: Informer::new(client.clone()),
+            persistent_volume_claims: Informer::new(client.clone()),
+        }
+    }
+
+    pub fn run(&self, shutdown: &watch::Receiver<bool>) -> Vec<tokio::task::JoinHandle<()>> {
+        vec![
+            self.pods.run(shutdown.clone()),
+            self.nodes.run(shutdown.clone()),
+            self.leases.run(shutdown.clone()),
+            self.replica_sets.run(shutdown.clone()),
+            self.deployments.run(shutdown.clone()),
+            self.daemon_sets.run(shutdown.clone()),
+            self.stateful_sets.run(shutdown.clone()),
+            self.controller_revisions.run(shutdown.clone()),
+            self.jobs.run(shutdown.clone()),
+            self.cron_jobs.run(shutdown.clone()),
+            self.persistent_volume_claims.run(shutdown.clone()),
+        ]
+    }
+
+    pub async fn wait_synced(&self) {
+        self.pods.wait_synced().await;
+        self.nodes.wait_synced().await;
+        self.leases.wait_synced().await;
+        self.replica_sets.wait_synced().await;
+        self.deployments.wait_synced().await;
+        self.daemon_sets.wait_synced().await;
+        self.stateful_sets.wait_synced().await;
+        self.controller_revisions.wait_synced().await;
+        self.jobs.wait_synced().await;
+        self.cron_jobs.wait_synced().await;
+        self.persistent_volume_claims.wait_synced().await;
+    }
+}
+
+/// Settings of the controllers that users tune (kube-controller-manager's flags of the same names).
+#[derive(Debug, Clone)]
+pub struct ControllerConfig {
+    pub cluster_cidr: String,
+    /// Per-node pod CIDR prefix length carved from `cluster_cidr`.
+    pub node_cidr_mask_size: u8,
+    /// How long a node may go without renewing its Lease before it is considered unreachable.
+    pub node_monitor_grace_period: Duration,
+}
+
+impl Default for ControllerConfig {
+    fn default() -> Self {
+        ControllerConfig {
+            cluster_cidr: "10.42.0.0/16".into(),
+            node_cidr_mask_size: 24,
+            node_monitor_grace_period: Duration::from_secs(40),
+        }
+    }
+}
+
+/// What every controller is given.
+#[derive(Clone)]
+pub struct Context {
+    pub client: Client,
+    pub informers: Arc<Informers>,
+    pub clock: Arc<dyn Clock>,
+    pub config: ControllerConfig,
+    pub shutdown: watch::Receiver<bool>,
+}
+
+/// Starts the informers and every controller; returns their tasks.
+pub async fn start(ctx: Context) -> Vec<tokio::task::JoinHandle<()>> {
+    let mut tasks = ctx.informers.run(&ctx.shutdown);
+    tasks.push(tokio::spawn(namespace::run(
+        ctx.client.clone(),
+        ctx.shutdown.clone(),
+    )));
+    tasks.push(tokio::spawn(garbage_collector::run(
+        ctx.client.clone(),
+        ctx.shutdown.clone(),
+    )));
+    tasks.extend(node_ipam::start(&ctx));
+    tasks.extend(node_lifecycle::start(&ctx));
+    tasks
+}
+
+/// Runs `workers` loops that take keys from `queue` and call `sync` until shutdown. A sync that fails is
+/// retried with backoff; one that asks for a later look is re-queued after that delay.
+pub fn run_workers<F, Fut>(
+    name: &'static str,
+    queue: WorkQueue,
+    workers: usize,
+    mut shutdown: watch::Receiver<bool>,
+    sync: F,
+) -> Vec<tokio::task::JoinHandle<()>>
+where
+    F: Fn(String) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = Result<Option<Duration>, ControllerError>> + Send,
+{
+    let mut tasks = Vec::new();
+    {
+        let queue = queue.clone();
+        tasks.push(tokio::spawn(async move {
+            let _ = shutdown.wait_for(|stop| *stop).await;
+            queue.shut_down();
+        }));
+    }
+    for _ in 0..workers {
+        let queue = queue.clone();
+        let sync = sync.clone();
+        tasks.push(tokio::spawn(async move {
+            while let Some(key) = queue.get().await {
+                match sync(key.clone()).await {
+                    Ok(requeue) => {
+                        queue.forget(&key);
+                        if let Some(after) = requeue {
+                            queue.add_after(&key, after);
+                        }
+                    }
+                    Err(e) => {
+                        if matches!(&e, ControllerError::Client(c) if c.is_conflict()) {
+                            tracing::debug!(controller = name, %key, error = %e, "sync conflict, retrying");
+                        } else {
+                            tracing::warn!(controller = name, %key, error = %e, "sync failed");
+                        }
+                        queue.add_rate_limited(&key);
+                    }
+                }
+                queue.done(&key);
+            }
+        }));
+    }
+    tasks
+}
+
+/// Whether labels match a metav1.LabelSelector; a missing selector matches nothing, as for workloads.
+pub fn selector_matches(
+    selector: Option<&k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector>,
+    labels: Option<&std::collections::BTreeMap<String, String>>,
+) -> bool {
+    let Some(selector) = selector else {
+        return false;
+    };
+    let Ok(parsed) = serde_json::to_value(selector)
+        .map_err(|e| e.to_string())
+        .and_then(|v| crate::api::selector::LabelSelector::from_json(&v).map_err(|e| e.to_string()))
+    else {
+        return false;
+    };
+    let labels: serde_json::Map<String, serde_json::Value> = labels
+        .into_iter()
+        .flatten()
+        .map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone())))
+        .collect();
+    parsed.matches(&labels)
+}
+
+/// The controlling owner reference of the given kind.
+pub fn controller_of<'a>(
+    meta: &'a k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
+    kind: &str,
+) -> Option<&'a k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference> {
+    meta.owner_references
+        .iter()
+        .flatten()
+        .find(|r| r.controller == Some(true) && r.kind == kind)
+}

@@ -13,7 +13,7 @@ mod strategy;
 
 pub use errors::RegistryError;
 pub use pods::bind as bind_pod;
-pub use services::{CidrError, Ipv4Net, ServiceAllocator};
+pub use services::ServiceAllocator;
 pub use store::resource_version_of;
 pub use store::{
     CreateOptions, DeleteOptions, DeleteOutcome, ListOptions, ListResult, Registry, UpdateOptions,

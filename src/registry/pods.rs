@@ -15,6 +15,7 @@ pub struct PodStrategy;
 impl Strategy for PodStrategy {
     fn prepare_for_create(&self, info: &ResourceInfo, obj: &mut Value) {
         generic::prepare_for_create(info, obj);
+        add_default_tolerations(&mut obj["spec"]);
         let qos = qos_class(&obj["spec"]);
         obj["status"] = json!({"phase": "Pending", "qosClass": qos});
     }
@@ -34,6 +35,37 @@ impl Strategy for PodStrategy {
             .or_else(|| obj["spec"]["terminationGracePeriodSeconds"].as_i64())
             .unwrap_or(30);
         (seconds > 0).then_some(seconds)
+    }
+}
+
+/// The taints the DefaultTolerationSeconds admission plugin makes every pod tolerate for five minutes, so a
+/// node that stops reporting has its pods evicted after that long rather than at once.
+const DEFAULT_TOLERATED_TAINTS: [&str; 2] = [
+    "node.kubernetes.io/not-ready",
+    "node.kubernetes.io/unreachable",
+];
+const DEFAULT_TOLERATION_SECONDS: i64 = 300;
+
+fn add_default_tolerations(spec: &mut Value) {
+    for taint in DEFAULT_TOLERATED_TAINTS {
+        let tolerated = spec["tolerations"].as_array().is_some_and(|list| {
+            list.iter().any(|t| {
+                let key = t["key"].as_str().unwrap_or("");
+                let effect = t["effect"].as_str().unwrap_or("");
+                let exists = t["operator"].as_str() == Some("Exists");
+                (key == taint || (key.is_empty() && exists))
+                    && (effect.is_empty() || effect == "NoExecute")
+            })
+        });
+        if tolerated {
+            continue;
+        }
+        let toleration = json!({"key": taint, "operator": "Exists", "effect": "NoExecute",
+                                "tolerationSeconds": DEFAULT_TOLERATION_SECONDS});
+        match spec["tolerations"].as_array_mut() {
+            Some(list) => list.push(toleration),
+            None => spec["tolerations"] = json!([toleration]),
+        }
     }
 }
 
@@ -123,6 +155,24 @@ pub fn qos_class(spec: &Value) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pods_tolerate_not_ready_and_unreachable_for_five_minutes_unless_they_say_otherwise() {
+        let mut spec = json!({"containers": []});
+        add_default_tolerations(&mut spec);
+        assert_eq!(spec["tolerations"].as_array().unwrap().len(), 2);
+        assert_eq!(spec["tolerations"][1]["key"], "node.kubernetes.io/unreachable");
+        assert_eq!(spec["tolerations"][1]["tolerationSeconds"], 300);
+        let mut own = json!({"tolerations": [{"key": "node.kubernetes.io/unreachable", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 2}]});
+        add_default_tolerations(&mut own);
+        let list = own["tolerations"].as_array().unwrap();
+        assert_eq!(list.len(), 2);
+        assert_eq!(list[0]["tolerationSeconds"], 2);
+        assert_eq!(list[1]["key"], "node.kubernetes.io/not-ready");
+        let mut everything = json!({"tolerations": [{"operator": "Exists"}]});
+        add_default_tolerations(&mut everything);
+        assert_eq!(everything["tolerations"].as_array().unwrap().len(), 1);
+    }
 
     #[test]
     fn qos_classes() {

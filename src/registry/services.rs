@@ -9,6 +9,7 @@ use serde_json::{json, Value};
 use tokio::sync::{Mutex, MutexGuard};
 
 use crate::api::resources;
+use crate::util::cidr::Ipv4Net;
 use crate::api::validation::{ErrorType, FieldError};
 
 use super::store::{ListOptions, Registry};
@@ -17,58 +18,6 @@ use super::strategy::Strategy;
 pub struct ServiceStrategy;
 
 impl Strategy for ServiceStrategy {}
-
-/// An IPv4 network in CIDR form.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Ipv4Net {
-    pub base: Ipv4Addr,
-    pub prefix: u8,
-}
-
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
-#[error("invalid CIDR {0:?}: expected a.b.c.d/n")]
-pub struct CidrError(pub String);
-
-impl std::str::FromStr for Ipv4Net {
-    type Err = CidrError;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let err = || CidrError(s.to_string());
-        let (ip, prefix) = s.split_once('/').ok_or_else(err)?;
-        let ip: Ipv4Addr = ip.parse().map_err(|_| err())?;
-        let prefix: u8 = prefix.parse().map_err(|_| err())?;
-        if prefix > 30 {
-            return Err(err());
-        }
-        let mask = u32::MAX << (32 - prefix);
-        Ok(Ipv4Net {
-            base: Ipv4Addr::from(u32::from(ip) & mask),
-            prefix,
-        })
-    }
-}
-
-impl std::fmt::Display for Ipv4Net {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}/{}", self.base, self.prefix)
-    }
-}
-
-impl Ipv4Net {
-    pub fn contains(&self, ip: Ipv4Addr) -> bool {
-        let mask = u32::MAX << (32 - self.prefix);
-        u32::from(ip) & mask == u32::from(self.base)
-    }
-
-    /// The n-th address of the network (1 = first usable).
-    pub fn nth(&self, n: u32) -> Ipv4Addr {
-        Ipv4Addr::from(u32::from(self.base) + n)
-    }
-
-    fn usable(&self) -> u32 {
-        (1u32 << (32 - self.prefix)) - 2
-    }
-}
 
 pub struct ServiceAllocator {
     cidr: Ipv4Net,

@@ -15,7 +15,8 @@ use tokio::sync::watch;
 
 use crate::apiserver::{ApiServer, Authenticator, User};
 use crate::client::Client;
-use crate::registry::{Ipv4Net, Registry, ServiceAllocator};
+use crate::registry::{Registry, ServiceAllocator};
+use crate::util::cidr::{CidrError, Ipv4Net};
 use crate::store::{Backend, SqliteBackend, SqliteOptions};
 use crate::util::SystemClock;
 
@@ -57,6 +58,7 @@ pub struct ServerConfig {
     pub service_cidr: String,
     pub service_node_port_range: (u16, u16),
     pub cluster_dns: IpAddr,
+    pub controllers: crate::controllers::ControllerConfig,
     /// Store history older than this many revisions is compacted.
     pub compaction_retention: i64,
     pub compaction_interval: Duration,
@@ -121,7 +123,7 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
     let service_cidr: Ipv4Net = config
         .service_cidr
         .parse()
-        .map_err(|e: crate::registry::CidrError| ServerError::Config(e.to_string()))?;
+        .map_err(|e: CidrError| ServerError::Config(e.to_string()))?;
     let kubernetes_ip = service_cidr.nth(1);
     sans.push(kubernetes_ip.to_string());
     sans.extend(config.tls_san.iter().cloned());
@@ -185,14 +187,17 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
         write_file(path, &text, config.write_kubeconfig_mode.unwrap_or(0o600))?;
     }
 
-    tasks.push(tokio::spawn(crate::controllers::namespace::run(
-        client.clone(),
-        shutdown_rx.clone(),
-    )));
-    tasks.push(tokio::spawn(crate::controllers::garbage_collector::run(
-        client.clone(),
-        shutdown_rx.clone(),
-    )));
+    let informers = Arc::new(crate::controllers::Informers::new(&client));
+    tasks.extend(
+        crate::controllers::start(crate::controllers::Context {
+            client: client.clone(),
+            informers,
+            clock: Arc::new(SystemClock),
+            config: config.controllers.clone(),
+            shutdown: shutdown_rx.clone(),
+        })
+        .await,
+    );
     tasks.push(tokio::spawn(compaction_loop(
         backend,
         config.compaction_retention,

@@ -1,5 +1,6 @@
-//! Leaf helpers shared by every layer: an injectable clock and random names.
+//! Leaf helpers shared by every layer: an injectable clock, CIDR arithmetic and random names.
 
+pub mod cidr;
 pub mod clock;
 
 pub use clock::{Clock, SystemClock};

@@ -1,0 +1,268 @@
+//! A node's presence in the cluster: the Node object (labels, taints, capacity, addresses, nodeInfo and
+//! conditions) created or refreshed at start, and the heartbeat — the Lease in `kube-node-lease` renewed
+//! every 10 s, and the Ready condition's heartbeat refreshed every minute.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use tokio::sync::watch;
+
+use super::AgentError;
+use crate::api::meta::{format_micro_time, format_time};
+use crate::client::Client;
+use crate::util::Clock;
+
+pub const LEASE_NAMESPACE: &str = "kube-node-lease";
+pub const LEASE_DURATION_SECONDS: i64 = 40;
+const LEASE_RENEW_INTERVAL: Duration = Duration::from_secs(10);
+const STATUS_REPORT_INTERVAL: Duration = Duration::from_secs(60);
+/// What the node reports as its kubelet and runtime versions.
+pub const KUBELET_VERSION: &str = "v1.34.0+orch";
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Taint {
+    pub key: String,
+    pub value: String,
+    pub effect: String,
+}
+
+/// Parses `--node-taint key[=value]:Effect`.
+pub fn parse_taint(text: &str) -> Result<Taint, AgentError> {
+    let bad = |why: &str| AgentError::Config(format!("--node-taint {text:?}: {why}"));
+    let (kv, effect) = text
+        .rsplit_once(':')
+        .ok_or_else(|| bad("expected key[=value]:Effect"))?;
+    if !["NoSchedule", "PreferNoSchedule", "NoExecute"].contains(&effect) {
+        return Err(bad("effect must be NoSchedule, PreferNoSchedule or NoExecute"));
+    }
+    let (key, value) = kv.split_once('=').unwrap_or((kv, ""));
+    if key.is_empty() {
+        return Err(bad("the key is empty"));
+    }
+    Ok(Taint {
+        key: key.into(),
+        value: value.into(),
+        effect: effect.into(),
+    })
+}
+
+/// Parses `--node-label key=value`.
+pub fn parse_label(text: &str) -> Result<(String, String), AgentError> {
+    match text.split_once('=') {
+        Some((k, v)) if !k.is_empty() => Ok((k.into(), v.into())),
+        _ => Err(AgentError::Config(format!(
+            "--node-label {text:?}: expected key=value"
+        ))),
+    }
+}
+
+/// Everything the agent states about its node.
+#[derive(Debug, Clone)]
+pub struct NodeIdentity {
+    pub name: String,
+    pub ip: IpAddr,
+    pub labels: BTreeMap<String, String>,
+    pub taints: Vec<Taint>,
+    /// cpu, memory, pods, ephemeral-storage as Kubernetes quantities.
+    pub capacity: BTreeMap<String, String>,
+    pub runtime_version: String,
+    pub kernel_version: String,
+    pub os_image: String,
+}
+
+impl NodeIdentity {
+    fn labels(&self) -> Value {
+        let arch = std::env::consts::ARCH.replace("x86_64", "amd64").replace("aarch64", "arm64");
+        let mut labels = serde_json::Map::new();
+        for (k, v) in [
+            ("beta.kubernetes.io/arch", arch.as_str()),
+            ("beta.kubernetes.io/os", "linux"),
+            ("kubernetes.io/arch", arch.as_str()),
+            ("kubernetes.io/hostname", self.name.as_str()),
+            ("kubernetes.io/os", "linux"),
+        ] {
+            labels.insert(k.into(), v.into());
+        }
+        for (k, v) in &self.labels {
+            labels.insert(k.clone(), v.clone().into());
+        }
+        Value::Object(labels)
+    }
+
+    fn status(&self, now: jiff::Timestamp) -> Value {
+        let now = format_time(now);
+        let condition = |kind: &str, status: &str, reason: &str, message: &str| {
+            json!({"type": kind, "status": status, "reason": reason, "message": message,
+                   "lastHeartbeatTime": now, "lastTransitionTime": now})
+        };
+        let arch = std::env::consts::ARCH.replace("x86_64", "amd64").replace("aarch64", "arm64");
+        json!({
+            "capacity": self.capacity,
+            "allocatable": self.capacity,
+            "conditions": [
+                condition("MemoryPressure", "False", "KubeletHasSufficientMemory", "kubelet has sufficient memory available"),
+                condition("DiskPressure", "False", "KubeletHasNoDiskPressure", "kubelet has no disk pressure"),
+                condition("PIDPressure", "False", "KubeletHasSufficientPID", "kubelet has sufficient PID available"),
+                condition("Ready", "True", "KubeletReady", "kubelet is posting ready status"),
+            ],
+            "addresses": [
+                {"type": "InternalIP", "address": self.ip.to_string()},
+                {"type": "Hostname", "address": self.name},
+            ],
+            "daemonEndpoints": {"kubeletEndpoint": {"Port": 10250}},
+            "nodeInfo": {
+                "machineID": "", "systemUUID": "", "bootID": "",
+                "kernelVersion": self.kernel_version,
+                "osImage": self.os_image,
+                "containerRuntimeVersion": self.runtime_version,
+                "kubeletVersion": KUBELET_VERSION,
+                "kubeProxyVersion": "",
+                "operatingSystem": "linux",
+                "architecture": arch,
+            },
+        })
+    }
+
+    fn taints(&self) -> Value {
+        Value::Array(
+            self.taints
+                .iter()
+                .map(|t| {
+                    let mut taint = json!({"key": t.key, "effect": t.effect});
+                    if !t.value.is_empty() {
+                        taint["value"] = t.value.clone().into();
+                    }
+                    taint
+                })
+                .collect(),
+        )
+    }
+}
+
+/// Creates the Node, or refreshes the labels, taints and status of an existing one (a restarted agent).
+pub async fn register(
+    client: &Client,
+    identity: &NodeIdentity,
+    clock: &dyn Clock,
+) -> Result<(), AgentError> {
+    let path = format!("/api/v1/nodes/{}", identity.name);
+    match client.get(&path).await {
+        Ok(_) => {
+            client
+                .merge_patch(
+                    &path,
+                    &json!({"metadata": {"labels": identity.labels()}, "spec": {"taints": identity.taints()}}),
+                )
+                .await?;
+        }
+        Err(e) if e.is_not_found() => {
+            let node = json!({
+                "apiVersion": "v1", "kind": "Node",
+                "metadata": {"name": identity.name, "labels": identity.labels()},
+                "spec": {"taints": identity.taints()},
+            });
+            match client.create("/api/v1/nodes", &node).await {
+                Ok(_) => {}
+                Err(e) if e.is_conflict() => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(e) => return Err(e.into()),
+    }
+    client
+        .merge_patch(
+            &format!("{path}/status"),
+            &json!({"status": identity.status(clock.now())}),
+        )
+        .await?;
+    Ok(())
+}
+
+/// Renews the node's Lease every 10 s and refreshes its Ready heartbeat every minute, until `shutdown`.
+pub async fn heartbeat(
+    client: Client,
+    identity: NodeIdentity,
+    clock: Arc<dyn Clock>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut last_status = tokio::time::Instant::now();
+    loop {
+        if let Err(e) = renew_lease(&client, &identity.name, clock.as_ref()).await {
+            tracing::warn!(node = %identity.name, error = %e, "lease renewal failed");
+        }
+        if last_status.elapsed() >= STATUS_REPORT_INTERVAL {
+            last_status = tokio::time::Instant::now();
+            let path = format!("/api/v1/nodes/{}/status", identity.name);
+            let status = json!({"status": identity.status(clock.now())});
+            if let Err(e) = client.merge_patch(&path, &status).await {
+                tracing::warn!(node = %identity.name, error = %e, "node status update failed");
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(LEASE_RENEW_INTERVAL) => {}
+            _ = shutdown.wait_for(|stop| *stop) => return,
+        }
+    }
+}
+
+async fn renew_lease(client: &Client, node: &str, clock: &dyn Clock) -> Result<(), AgentError> {
+    let collection = format!("/apis/coordination.k8s.io/v1/namespaces/{LEASE_NAMESPACE}/leases");
+    let now = format_micro_time(clock.now());
+    match client
+        .merge_patch(
+            &format!("{collection}/{node}"),
+            &json!({"spec": {"renewTime": now, "holderIdentity": node}}),
+        )
+        .await
+    {
+        Ok(_) => Ok(()),
+        Err(e) if e.is_not_found() => {
+            let owner = client.get(&format!("/api/v1/nodes/{node}")).await?;
+            let lease = json!({
+                "apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+                "metadata": {"name": node, "namespace": LEASE_NAMESPACE, "ownerReferences": [{
+                    "apiVersion": "v1", "kind": "Node", "name": node,
+                    "uid": owner["metadata"]["uid"],
+                }]},
+                "spec": {"holderIdentity": node, "leaseDurationSeconds": LEASE_DURATION_SECONDS, "renewTime": now},
+            });
+            match client.create(&collection, &lease).await {
+                Ok(_) => Ok(()),
+                Err(e) if e.is_conflict() => Ok(()),
+                Err(e) => Err(e.into()),
+            }
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn taints_and_labels_parse_like_k3s_flags() {
+        assert_eq!(
+            parse_taint("dedicated=edge:NoSchedule").unwrap(),
+            Taint {
+                key: "dedicated".into(),
+                value: "edge".into(),
+                effect: "NoSchedule".into()
+            }
+        );
+        assert_eq!(parse_taint("gpu:NoExecute").unwrap().value, "");
+        assert!(parse_taint("gpu=x:Sometimes")
+            .unwrap_err()
+            .to_string()
+            .contains("effect must be"));
+        assert!(parse_taint("novalue").is_err());
+        assert_eq!(
+            parse_label("zone=a").unwrap(),
+            ("zone".to_string(), "a".to_string())
+        );
+        assert!(parse_label("zone").is_err());
+    }
+}

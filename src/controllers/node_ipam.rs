@@ -1,0 +1,82 @@
+//! Node IPAM: gives every node a pod CIDR (`spec.podCIDR`/`podCIDRs`) carved from the cluster CIDR, the
+//! lowest one no other node holds, as kube-controller-manager's range allocator does.
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+
+use serde_json::json;
+
+use super::{run_workers, Context, ControllerError};
+use crate::client::WorkQueue;
+use crate::util::cidr::Ipv4Net;
+
+pub fn start(ctx: &Context) -> Vec<tokio::task::JoinHandle<()>> {
+    let cluster: Ipv4Net = match ctx.config.cluster_cidr.parse() {
+        Ok(net) => net,
+        Err(e) => {
+            tracing::error!(error = %e, "node IPAM disabled: bad cluster CIDR");
+            return Vec::new();
+        }
+    };
+    let queue = WorkQueue::new();
+    {
+        let queue = queue.clone();
+        ctx.informers.nodes.on_change(move |change| {
+            let node = change.object();
+            let assigned = node.spec.as_ref().and_then(|s| s.pod_cidr.as_ref()).is_some();
+            if !assigned && !matches!(change, crate::client::Change::Deleted(_)) {
+                queue.add(node.metadata.name.as_deref().unwrap_or_default());
+            }
+        });
+    }
+    let ctx = ctx.clone();
+    // Allocations this process made, which the informer may not show yet.
+    let allocated = Arc::new(Mutex::new(HashSet::new()));
+    // One worker: allocation reads every node's CIDR and must not race another allocation.
+    run_workers("node-ipam", queue, 1, ctx.shutdown.clone(), move |name| {
+        let ctx = ctx.clone();
+        let allocated = allocated.clone();
+        async move { sync(&ctx, cluster, &allocated, &name).await.map(|_| None) }
+    })
+}
+
+async fn sync(
+    ctx: &Context,
+    cluster: Ipv4Net,
+    allocated: &Mutex<HashSet<String>>,
+    name: &str,
+) -> Result<(), ControllerError> {
+    let Some(node) = ctx.informers.nodes.get(name) else {
+        return Ok(());
+    };
+    if node.spec.as_ref().and_then(|s| s.pod_cidr.as_ref()).is_some() {
+        return Ok(());
+    }
+    let mut used: HashSet<String> = ctx
+        .informers
+        .nodes
+        .list()
+        .iter()
+        .filter_map(|n| n.spec.as_ref()?.pod_cidr.clone())
+        .collect();
+    used.extend(allocated.lock().expect("allocation lock").iter().cloned());
+    let mask = ctx.config.node_cidr_mask_size;
+    let free = (0..)
+        .map_while(|i| cluster.subnet(mask, i))
+        .map(|net| net.to_string())
+        .find(|cidr| !used.contains(cidr))
+        .ok_or_else(|| {
+            ControllerError::Invalid(format!(
+                "cluster CIDR {cluster} has no free /{mask} left for node {name}"
+            ))
+        })?;
+    ctx.client
+        .merge_patch(
+            &format!("/api/v1/nodes/{name}"),
+            &json!({"spec": {"podCIDR": free, "podCIDRs": [free]}}),
+        )
+        .await?;
+    allocated.lock().expect("allocation lock").insert(free.clone());
+    tracing::info!(node = name, cidr = %free, "assigned pod CIDR");
+    Ok(())
+}
