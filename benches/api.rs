@@ -67,7 +67,10 @@ impl BenchServer {
                     }
                 }
             }
-            assert!(started.elapsed() < Duration::from_secs(30), "server never became ready");
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "server never became ready"
+            );
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
     }
@@ -184,7 +187,10 @@ async fn watch_latency(server: &BenchServer) -> (Vec<Duration>, Vec<Duration>) {
         .get("/api/v1/namespaces/kube-public/configmaps")
         .await
         .unwrap();
-    let rv = list["metadata"]["resourceVersion"].as_str().unwrap().to_string();
+    let rv = list["metadata"]["resourceVersion"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let mut stream = watcher
         .watch(&format!(
             "/api/v1/namespaces/kube-public/configmaps?watch=1&resourceVersion={rv}"

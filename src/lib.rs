@@ -7,6 +7,7 @@ pub mod cli;
 pub mod client;
 pub mod controllers;
 pub mod registry;
+pub mod scheduler;
 pub mod server;
 pub mod store;
 pub mod util;

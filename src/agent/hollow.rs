@@ -47,7 +47,12 @@ impl HollowConfig {
         NodeIdentity {
             name: format!("{}-{index}", self.name_prefix),
             // Loopback addresses: a hollow node's IP is never a destination that leaves this machine.
-            ip: IpAddr::V4(Ipv4Addr::new(127, 1, (index / 250) as u8, (index % 250 + 1) as u8)),
+            ip: IpAddr::V4(Ipv4Addr::new(
+                127,
+                1,
+                (index / 250) as u8,
+                (index % 250 + 1) as u8,
+            )),
             labels: self.labels.clone(),
             taints: self.taints.clone(),
             capacity,
@@ -236,10 +241,12 @@ impl Hollow {
                                                 "startedAt": started_at, "finishedAt": now}}})
             })
             .collect();
-        let phase = if exit_code == 0 { "Succeeded" } else { "Failed" };
-        let condition = |kind: &str, status: &str| {
-            json!({"type": kind, "status": status, "lastTransitionTime": now})
+        let phase = if exit_code == 0 {
+            "Succeeded"
+        } else {
+            "Failed"
         };
+        let condition = |kind: &str, status: &str| json!({"type": kind, "status": status, "lastTransitionTime": now});
         let status = json!({
             "phase": phase,
             "conditions": [
@@ -265,7 +272,8 @@ impl Hollow {
             .map(|n| n.ip.to_string())
             .unwrap_or_default();
         let pod_ip = self.address_for(node_name, uid);
-        let condition = |kind: &str| json!({"type": kind, "status": "True", "lastTransitionTime": now});
+        let condition =
+            |kind: &str| json!({"type": kind, "status": "True", "lastTransitionTime": now});
         let statuses: Vec<Value> = containers(pod)
             .map(|(name, image)| {
                 json!({"name": name, "image": image, "imageID": format!("hollow://{image}"),

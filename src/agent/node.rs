@@ -36,7 +36,9 @@ pub fn parse_taint(text: &str) -> Result<Taint, AgentError> {
         .rsplit_once(':')
         .ok_or_else(|| bad("expected key[=value]:Effect"))?;
     if !["NoSchedule", "PreferNoSchedule", "NoExecute"].contains(&effect) {
-        return Err(bad("effect must be NoSchedule, PreferNoSchedule or NoExecute"));
+        return Err(bad(
+            "effect must be NoSchedule, PreferNoSchedule or NoExecute",
+        ));
     }
     let (key, value) = kv.split_once('=').unwrap_or((kv, ""));
     if key.is_empty() {
@@ -75,7 +77,9 @@ pub struct NodeIdentity {
 
 impl NodeIdentity {
     fn labels(&self) -> Value {
-        let arch = std::env::consts::ARCH.replace("x86_64", "amd64").replace("aarch64", "arm64");
+        let arch = std::env::consts::ARCH
+            .replace("x86_64", "amd64")
+            .replace("aarch64", "arm64");
         let mut labels = serde_json::Map::new();
         for (k, v) in [
             ("beta.kubernetes.io/arch", arch.as_str()),
@@ -98,7 +102,9 @@ impl NodeIdentity {
             json!({"type": kind, "status": status, "reason": reason, "message": message,
                    "lastHeartbeatTime": now, "lastTransitionTime": now})
         };
-        let arch = std::env::consts::ARCH.replace("x86_64", "amd64").replace("aarch64", "arm64");
+        let arch = std::env::consts::ARCH
+            .replace("x86_64", "amd64")
+            .replace("aarch64", "arm64");
         json!({
             "capacity": self.capacity,
             "allocatable": self.capacity,

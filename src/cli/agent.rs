@@ -66,7 +66,10 @@ pub fn run(args: AgentArgs) -> anyhow::Result<()> {
             .with_context(|| format!("reading --token-file {}", path.display()))?
             .trim()
             .to_string(),
-        (None, None) => bail!("--token or --token-file is required to join {}", args.server),
+        (None, None) => bail!(
+            "--token or --token-file is required to join {}",
+            args.server
+        ),
     };
     let labels: BTreeMap<String, String> = args
         .node_label
@@ -102,11 +105,14 @@ pub fn run(args: AgentArgs) -> anyhow::Result<()> {
         let remote = RemoteConfig::from_token(&args.server, &token)
             .await
             .with_context(|| format!("joining {}", args.server))?;
-        let client = Client::remote(remote).await?.with_user_agent("orch-agent/v1");
+        let client = Client::remote(remote)
+            .await?
+            .with_user_agent("orch-agent/v1");
         let (shutdown, shutdown_rx) = tokio::sync::watch::channel(false);
         tokio::spawn(async move {
-            let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-                .expect("SIGTERM handler");
+            let mut term =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                    .expect("SIGTERM handler");
             tokio::select! {
                 _ = tokio::signal::ctrl_c() => {}
                 _ = term.recv() => {}

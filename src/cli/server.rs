@@ -8,6 +8,7 @@ use anyhow::{bail, Context};
 use clap::Args;
 
 use crate::controllers::ControllerConfig;
+use crate::scheduler::{SchedulerProfile, ScoringStrategy};
 use crate::server::{self, ServerConfig};
 
 #[derive(Args, Debug, Clone)]
@@ -58,11 +59,18 @@ pub struct ServerArgs {
     /// How long a node may go without renewing its Lease before it is marked unreachable (e.g. 40s, 1m).
     #[arg(long, env = "ORCH_NODE_MONITOR_GRACE_PERIOD", default_value = "40s")]
     pub node_monitor_grace_period: String,
+    /// How the scheduler scores nodes: LeastAllocated spreads pods, MostAllocated packs them.
+    #[arg(long, env = "ORCH_SCHEDULER_SCORING", default_value = "LeastAllocated", value_parser = ["LeastAllocated", "MostAllocated"])]
+    pub scheduler_scoring: String,
     /// Seconds between compactions of the store's history.
     #[arg(long, env = "ORCH_DATASTORE_COMPACTION_INTERVAL", default_value_t = 60)]
     pub datastore_compaction_interval: u64,
     /// Revisions of history kept behind the newest; watches from older revisions get 410 Gone.
-    #[arg(long, env = "ORCH_DATASTORE_COMPACTION_RETENTION", default_value_t = 1000)]
+    #[arg(
+        long,
+        env = "ORCH_DATASTORE_COMPACTION_RETENTION",
+        default_value_t = 1000
+    )]
     pub datastore_compaction_retention: i64,
     /// Don't run the node agent in this process.
     #[arg(long, env = "ORCH_DISABLE_AGENT")]
@@ -141,6 +149,13 @@ impl ServerArgs {
             service_cidr: self.service_cidr.clone(),
             service_node_port_range: parse_port_range(&self.service_node_port_range)?,
             cluster_dns: self.cluster_dns,
+            scheduler: SchedulerProfile {
+                scoring: if self.scheduler_scoring == "MostAllocated" {
+                    ScoringStrategy::MostAllocated
+                } else {
+                    ScoringStrategy::LeastAllocated
+                },
+            },
             controllers: ControllerConfig {
                 cluster_cidr: self.cluster_cidr.clone(),
                 node_monitor_grace_period: parse_duration(
@@ -198,7 +213,13 @@ mod tests {
     #[test]
     fn durations_read_like_go() {
         assert_eq!(parse_duration("f", "40s").unwrap(), Duration::from_secs(40));
-        assert_eq!(parse_duration("f", "1m30s").unwrap(), Duration::from_secs(90));
-        assert!(parse_duration("f", "soon").unwrap_err().to_string().contains("f \"soon\""));
+        assert_eq!(
+            parse_duration("f", "1m30s").unwrap(),
+            Duration::from_secs(90)
+        );
+        assert!(parse_duration("f", "soon")
+            .unwrap_err()
+            .to_string()
+            .contains("f \"soon\""));
     }
 }

@@ -113,7 +113,11 @@ where
     }
 
     pub async fn create(&self, obj: &K) -> Result<K, ClientError> {
-        decode(self.client.create(&self.collection(), &encode(obj)?).await?)
+        decode(
+            self.client
+                .create(&self.collection(), &encode(obj)?)
+                .await?,
+        )
     }
 
     pub async fn replace(&self, name: &str, obj: &K) -> Result<K, ClientError> {

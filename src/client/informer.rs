@@ -106,7 +106,12 @@ where
     }
 
     pub fn get(&self, key: &str) -> Option<Arc<K>> {
-        self.inner.cache.read().expect("cache lock").get(key).cloned()
+        self.inner
+            .cache
+            .read()
+            .expect("cache lock")
+            .get(key)
+            .cloned()
     }
 
     pub fn get_in(&self, namespace: &str, name: &str) -> Option<Arc<K>> {

@@ -4,8 +4,10 @@
 //! On top: typed access (`Api<K>`), watch streams, informers and a work queue.
 
 pub mod api;
+pub mod events;
 pub mod informer;
 pub mod remote;
+pub mod shared;
 pub mod workqueue;
 
 use std::sync::Arc;
@@ -20,6 +22,7 @@ use crate::apiserver::{ApiServer, User};
 pub use api::Api;
 pub use informer::{Change, Informer};
 pub use remote::{RemoteAuth, RemoteConfig};
+pub use shared::SharedInformers;
 pub use workqueue::WorkQueue;
 
 #[derive(Debug, thiserror::Error)]
@@ -142,9 +145,9 @@ impl Client {
         content_type: &str,
     ) -> Result<Value, ClientError> {
         let bytes = match body {
-            Some(b) => Bytes::from(
-                serde_json::to_vec(b).map_err(|e| ClientError::Decode(e.to_string()))?,
-            ),
+            Some(b) => {
+                Bytes::from(serde_json::to_vec(b).map_err(|e| ClientError::Decode(e.to_string()))?)
+            }
             None => Bytes::new(),
         };
         let resp = self.send(method, path, bytes, content_type).await?;

@@ -48,7 +48,11 @@ impl RemoteConfig {
                 .unwrap_or(Value::Null)
         };
         let context = named("contexts", current, "context");
-        let cluster = named("clusters", context["cluster"].as_str().unwrap_or(""), "cluster");
+        let cluster = named(
+            "clusters",
+            context["cluster"].as_str().unwrap_or(""),
+            "cluster",
+        );
         let user = named("users", context["user"].as_str().unwrap_or(""), "user");
         let decode = |v: &Value, field: &str| -> Result<String, ClientError> {
             let data = v[field]

@@ -71,11 +71,7 @@ impl WorkQueue {
 
     /// Clears a key's failure count after it was processed successfully.
     pub fn forget(&self, key: &str) {
-        self.state
-            .lock()
-            .expect("queue lock")
-            .failures
-            .remove(key);
+        self.state.lock().expect("queue lock").failures.remove(key);
     }
 
     /// The next key to process; `None` once the queue is shut down.

@@ -29,9 +29,7 @@ impl Expectations {
     pub fn satisfied(&self, owner: &str) -> bool {
         match self.by_owner.lock().expect("expectations lock").get(owner) {
             None => true,
-            Some(e) => {
-                (e.creations <= 0 && e.deletions.is_empty()) || e.set_at.elapsed() > TTL
-            }
+            Some(e) => (e.creations <= 0 && e.deletions.is_empty()) || e.set_at.elapsed() > TTL,
         }
     }
 

@@ -3,24 +3,23 @@
 //! state. Controllers share one set of informers; their change handlers only enqueue keys, and workers
 //! take keys off a work queue and sync them.
 
+pub mod cron_schedule;
+pub mod expectations;
 pub mod garbage_collector;
 pub mod namespace;
 pub mod node_ipam;
 pub mod node_lifecycle;
+pub mod pod_ranking;
+pub mod replicaset;
+pub mod rollout;
 
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use k8s_openapi::api::apps::v1::{
-    ControllerRevision, DaemonSet, Deployment, ReplicaSet, StatefulSet,
-};
-use k8s_openapi::api::batch::v1::{CronJob, Job};
-use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::{Node, PersistentVolumeClaim, Pod};
 use tokio::sync::watch;
 
-use crate::client::{Client, ClientError, Informer, WorkQueue};
+use crate::client::{Client, ClientError, SharedInformers, WorkQueue};
 use crate::util::Clock;
 
 #[derive(Debug, thiserror::Error)]
@@ -29,72 +28,6 @@ pub enum ControllerError {
     Client(#[from] ClientError),
     #[error("{0}")]
     Invalid(String),
-}
-
-/// The informers every controller and the scheduler share.
-pub struct Informers {
-    pub pods: Informer<Pod>,
-    pub nodes: Informer<Node>,
-    pub leases: Informer<Lease>,
-    pub replica_sets: Informer<ReplicaSet>,
-    pub deployments: Informer<Deployment>,
-    pub daemon_sets: Informer<DaemonSet>,
-    pub stateful_sets: Informer<StatefulSet>,
-    pub controller_revisions: Informer<ControllerRevision>,
-    pub jobs: Informer<Job>,
-    pub cron_jobs: Informer<CronJob>,
-    pub persistent_volume_claims: Informer<PersistentVolumeClaim>,
-}
-
-impl Informers {
-    pub fn new(client: &Client) -> Self {
-        Informers {
-            pods: Informer::new(client.clone()),
-            nodes: Informer::new(client.clone()),
-            leases: Informer::with_query(
-                client.clone(),
-                "fieldSelector=metadata.namespace%3Dkube-node-lease",
-            ),
-            replica_sets: Informer::new(client.clone()),
-            deployments: Informer::new(client.clone()),
-            daemon_sets: Informer::new(client.clone()),
-            stateful_sets: Informer::new(client.clone()),
-            controller_revisions: Informer::new(client.clone()),
-            jobs: Informer::new(client.clone()),
-            cron_jobs: Informer::new(client.clone()),
-            persistent_volume_claims: Informer::new(client.clone()),
-        }
-    }
-
-    pub fn run(&self, shutdown: &watch::Receiver<bool>) -> Vec<tokio::task::JoinHandle<()>> {
-        vec![
-            self.pods.run(shutdown.clone()),
-            self.nodes.run(shutdown.clone()),
-            self.leases.run(shutdown.clone()),
-            self.replica_sets.run(shutdown.clone()),
-            self.deployments.run(shutdown.clone()),
-            self.daemon_sets.run(shutdown.clone()),
-            self.stateful_sets.run(shutdown.clone()),
-            self.controller_revisions.run(shutdown.clone()),
-            self.jobs.run(shutdown.clone()),
-            self.cron_jobs.run(shutdown.clone()),
-            self.persistent_volume_claims.run(shutdown.clone()),
-        ]
-    }
-
-    pub async fn wait_synced(&self) {
-        self.pods.wait_synced().await;
-        self.nodes.wait_synced().await;
-        self.leases.wait_synced().await;
-        self.replica_sets.wait_synced().await;
-        self.deployments.wait_synced().await;
-        self.daemon_sets.wait_synced().await;
-        self.stateful_sets.wait_synced().await;
-        self.controller_revisions.wait_synced().await;
-        self.jobs.wait_synced().await;
-        self.cron_jobs.wait_synced().await;
-        self.persistent_volume_claims.wait_synced().await;
-    }
 }
 
 /// Settings of the controllers that users tune (kube-controller-manager's flags of the same names).
@@ -121,7 +54,7 @@ impl Default for ControllerConfig {
 #[derive(Clone)]
 pub struct Context {
     pub client: Client,
-    pub informers: Arc<Informers>,
+    pub informers: Arc<SharedInformers>,
     pub clock: Arc<dyn Clock>,
     pub config: ControllerConfig,
     pub shutdown: watch::Receiver<bool>,
@@ -140,6 +73,7 @@ pub async fn start(ctx: Context) -> Vec<tokio::task::JoinHandle<()>> {
     )));
     tasks.extend(node_ipam::start(&ctx));
     tasks.extend(node_lifecycle::start(&ctx));
+    tasks.extend(replicaset::start(&ctx));
     tasks
 }
 
@@ -202,7 +136,9 @@ pub fn selector_matches(
     };
     let Ok(parsed) = serde_json::to_value(selector)
         .map_err(|e| e.to_string())
-        .and_then(|v| crate::api::selector::LabelSelector::from_json(&v).map_err(|e| e.to_string()))
+        .and_then(|v| {
+            crate::api::selector::LabelSelector::from_json(&v).map_err(|e| e.to_string())
+        })
     else {
         return false;
     };

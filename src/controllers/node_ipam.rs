@@ -23,7 +23,11 @@ pub fn start(ctx: &Context) -> Vec<tokio::task::JoinHandle<()>> {
         let queue = queue.clone();
         ctx.informers.nodes.on_change(move |change| {
             let node = change.object();
-            let assigned = node.spec.as_ref().and_then(|s| s.pod_cidr.as_ref()).is_some();
+            let assigned = node
+                .spec
+                .as_ref()
+                .and_then(|s| s.pod_cidr.as_ref())
+                .is_some();
             if !assigned && !matches!(change, crate::client::Change::Deleted(_)) {
                 queue.add(node.metadata.name.as_deref().unwrap_or_default());
             }
@@ -49,7 +53,12 @@ async fn sync(
     let Some(node) = ctx.informers.nodes.get(name) else {
         return Ok(());
     };
-    if node.spec.as_ref().and_then(|s| s.pod_cidr.as_ref()).is_some() {
+    if node
+        .spec
+        .as_ref()
+        .and_then(|s| s.pod_cidr.as_ref())
+        .is_some()
+    {
         return Ok(());
     }
     let mut used: HashSet<String> = ctx
@@ -76,7 +85,10 @@ async fn sync(
             &json!({"spec": {"podCIDR": free, "podCIDRs": [free]}}),
         )
         .await?;
-    allocated.lock().expect("allocation lock").insert(free.clone());
+    allocated
+        .lock()
+        .expect("allocation lock")
+        .insert(free.clone());
     tracing::info!(node = name, cidr = %free, "assigned pod CIDR");
     Ok(())
 }

@@ -132,7 +132,8 @@ fn last_heartbeat(ctx: &Context, node: &Node) -> Option<jiff::Timestamp> {
         .leases
         .get_in(LEASE_NAMESPACE, name)
         .and_then(|l| l.spec.as_ref()?.renew_time.as_ref().map(|t| t.0));
-    let heartbeat = condition(node, "Ready").and_then(|c| c.last_heartbeat_time.as_ref().map(|t| t.0));
+    let heartbeat =
+        condition(node, "Ready").and_then(|c| c.last_heartbeat_time.as_ref().map(|t| t.0));
     lease.into_iter().chain(heartbeat).max()
 }
 
@@ -188,7 +189,7 @@ async fn sync_node(
                 key: key.into(),
                 effect: effect.into(),
                 time_added: (effect == "NoExecute")
-                    .then(|| k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(now)),
+                    .then_some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(now)),
                 value: None,
             });
         } else if !wanted && present {
@@ -212,7 +213,11 @@ async fn sync_node(
     Ok(None)
 }
 
-async fn mark_unknown(ctx: &Context, node: &Node, now: jiff::Timestamp) -> Result<(), ControllerError> {
+async fn mark_unknown(
+    ctx: &Context,
+    node: &Node,
+    now: jiff::Timestamp,
+) -> Result<(), ControllerError> {
     let name = node.metadata.name.as_deref().unwrap_or_default();
     let now = format_time(now);
     let conditions: Vec<Value> = node
@@ -232,7 +237,10 @@ async fn mark_unknown(ctx: &Context, node: &Node, now: jiff::Timestamp) -> Resul
             v
         })
         .collect();
-    tracing::info!(node = name, "node stopped posting status; marking it unknown");
+    tracing::info!(
+        node = name,
+        "node stopped posting status; marking it unknown"
+    );
     ctx.client
         .merge_patch(
             &format!("/api/v1/nodes/{name}/status"),
@@ -257,7 +265,10 @@ async fn mark_pods_not_ready(
         let Some(conditions) = pod.status.as_ref().and_then(|s| s.conditions.clone()) else {
             continue;
         };
-        if !conditions.iter().any(|c| c.type_ == "Ready" && c.status == "True") {
+        if !conditions
+            .iter()
+            .any(|c| c.type_ == "Ready" && c.status == "True")
+        {
             continue;
         }
         let updated: Vec<Value> = conditions
@@ -319,7 +330,8 @@ pub fn eviction_delay(
 ) -> Option<Duration> {
     let mut delay: Option<Duration> = None;
     for taint in taints.iter().filter(|t| t.effect == "NoExecute") {
-        let matching: Vec<&Toleration> = tolerations.iter().filter(|t| tolerates(t, taint)).collect();
+        let matching: Vec<&Toleration> =
+            tolerations.iter().filter(|t| tolerates(t, taint)).collect();
         if matching.is_empty() {
             return Some(Duration::ZERO);
         }
@@ -359,11 +371,24 @@ async fn sync_pod(ctx: &Context, key: &str) -> Result<Option<Duration>, Controll
         if !ctx.informers.nodes.has_synced() {
             return Ok(Some(MONITOR_PERIOD));
         }
-        tracing::info!(pod = key, node = node_name, "deleting pod of a node that no longer exists");
-        delete_pod(ctx, &path, json!({"gracePeriodSeconds": 0, "preconditions": {"uid": uid}})).await?;
+        tracing::info!(
+            pod = key,
+            node = node_name,
+            "deleting pod of a node that no longer exists"
+        );
+        delete_pod(
+            ctx,
+            &path,
+            json!({"gracePeriodSeconds": 0, "preconditions": {"uid": uid}}),
+        )
+        .await?;
         return Ok(None);
     };
-    let taints = node.spec.as_ref().and_then(|s| s.taints.clone()).unwrap_or_default();
+    let taints = node
+        .spec
+        .as_ref()
+        .and_then(|s| s.taints.clone())
+        .unwrap_or_default();
     let tolerations = pod
         .spec
         .as_ref()
@@ -371,7 +396,11 @@ async fn sync_pod(ctx: &Context, key: &str) -> Result<Option<Duration>, Controll
         .unwrap_or_default();
     match eviction_delay(&tolerations, &taints, ctx.clock.now()) {
         Some(d) if d.is_zero() => {
-            tracing::info!(pod = key, node = node_name, "evicting pod from tainted node");
+            tracing::info!(
+                pod = key,
+                node = node_name,
+                "evicting pod from tainted node"
+            );
             delete_pod(ctx, &path, json!({"preconditions": {"uid": uid}})).await?;
             Ok(None)
         }

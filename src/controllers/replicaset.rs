@@ -10,13 +10,13 @@ use k8s_openapi::api::apps::v1::ReplicaSet;
 use k8s_openapi::api::core::v1::Pod;
 use serde_json::json;
 
-use super::events::{Involved, Recorder};
 use super::expectations::Expectations;
 use super::rollout::{
     calculate_replica_set_status, filter_active_pods, pod_from_template, replicas_diff,
     slow_start_batches, ReplicaDiff, SLOW_START_INITIAL_BATCH_SIZE,
 };
 use super::{controller_of, pod_ranking, run_workers, selector_matches, Context, ControllerError};
+use crate::client::events::{Involved, Recorder};
 use crate::client::informer::{key_of, split_key};
 use crate::client::{Api, Change, WorkQueue};
 
@@ -126,9 +126,13 @@ impl Controller {
         if let Some(e) = manage_error {
             return Err(ControllerError::Invalid(e));
         }
-        let min_ready = rs.spec.as_ref().and_then(|s| s.min_ready_seconds).unwrap_or(0);
-        let waiting_for_availability = status.ready_replicas.unwrap_or(0)
-            != status.available_replicas.unwrap_or(0);
+        let min_ready = rs
+            .spec
+            .as_ref()
+            .and_then(|s| s.min_ready_seconds)
+            .unwrap_or(0);
+        let waiting_for_availability =
+            status.ready_replicas.unwrap_or(0) != status.available_replicas.unwrap_or(0);
         Ok((min_ready > 0 && waiting_for_availability)
             .then(|| Duration::from_secs(min_ready as u64)))
     }
@@ -156,8 +160,7 @@ impl Controller {
                 let template = pod_from_template(rs);
                 let mut remaining = count;
                 for batch in slow_start_batches(count, SLOW_START_INITIAL_BATCH_SIZE) {
-                    let results =
-                        join_all((0..batch).map(|_| pods_api.create(&template))).await;
+                    let results = join_all((0..batch).map(|_| pods_api.create(&template))).await;
                     remaining -= batch;
                     let mut first_error = None;
                     for result in results {

@@ -161,7 +161,10 @@ mod tests {
         let mut spec = json!({"containers": []});
         add_default_tolerations(&mut spec);
         assert_eq!(spec["tolerations"].as_array().unwrap().len(), 2);
-        assert_eq!(spec["tolerations"][1]["key"], "node.kubernetes.io/unreachable");
+        assert_eq!(
+            spec["tolerations"][1]["key"],
+            "node.kubernetes.io/unreachable"
+        );
         assert_eq!(spec["tolerations"][1]["tolerationSeconds"], 300);
         let mut own = json!({"tolerations": [{"key": "node.kubernetes.io/unreachable", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 2}]});
         add_default_tolerations(&mut own);

@@ -9,8 +9,8 @@ use serde_json::{json, Value};
 use tokio::sync::{Mutex, MutexGuard};
 
 use crate::api::resources;
-use crate::util::cidr::Ipv4Net;
 use crate::api::validation::{ErrorType, FieldError};
+use crate::util::cidr::Ipv4Net;
 
 use super::store::{ListOptions, Registry};
 use super::strategy::Strategy;

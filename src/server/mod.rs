@@ -16,8 +16,8 @@ use tokio::sync::watch;
 use crate::apiserver::{ApiServer, Authenticator, User};
 use crate::client::Client;
 use crate::registry::{Registry, ServiceAllocator};
-use crate::util::cidr::{CidrError, Ipv4Net};
 use crate::store::{Backend, SqliteBackend, SqliteOptions};
+use crate::util::cidr::{CidrError, Ipv4Net};
 use crate::util::SystemClock;
 
 #[derive(Debug, thiserror::Error)]
@@ -59,6 +59,7 @@ pub struct ServerConfig {
     pub service_node_port_range: (u16, u16),
     pub cluster_dns: IpAddr,
     pub controllers: crate::controllers::ControllerConfig,
+    pub scheduler: crate::scheduler::SchedulerProfile,
     /// Store history older than this many revisions is compacted.
     pub compaction_retention: i64,
     pub compaction_interval: Duration,
@@ -187,7 +188,14 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
         write_file(path, &text, config.write_kubeconfig_mode.unwrap_or(0o600))?;
     }
 
-    let informers = Arc::new(crate::controllers::Informers::new(&client));
+    let informers = Arc::new(crate::client::SharedInformers::new(&client));
+    tasks.extend(crate::scheduler::start(
+        client.clone(),
+        informers.clone(),
+        Arc::new(SystemClock),
+        config.scheduler.clone(),
+        shutdown_rx.clone(),
+    ));
     tasks.extend(
         crate::controllers::start(crate::controllers::Context {
             client: client.clone(),

@@ -80,7 +80,10 @@ mod tests {
     fn subnets_are_carved_in_order() {
         let cluster: Ipv4Net = "10.42.0.0/16".parse().unwrap();
         assert_eq!(cluster.subnet(24, 0).unwrap().to_string(), "10.42.0.0/24");
-        assert_eq!(cluster.subnet(24, 255).unwrap().to_string(), "10.42.255.0/24");
+        assert_eq!(
+            cluster.subnet(24, 255).unwrap().to_string(),
+            "10.42.255.0/24"
+        );
         assert!(cluster.subnet(24, 256).is_none());
         assert!(cluster.subnet(8, 0).is_none());
         let everything: Ipv4Net = "0.0.0.0/0".parse().unwrap();

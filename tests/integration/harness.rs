@@ -9,6 +9,27 @@ pub struct Server {
     pub dir: tempfile::TempDir,
     pub port: u16,
     child: Option<Child>,
+    extra_args: Vec<String>,
+}
+
+/// An `orch agent --hollow` process; killed when dropped.
+pub struct HollowAgent {
+    child: Child,
+}
+
+impl HollowAgent {
+    /// SIGKILL: its nodes stop renewing their Leases.
+    pub fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for HollowAgent {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
 
 fn free_port() -> u16 {
@@ -31,6 +52,11 @@ pub fn require_kubectl() {
 
 impl Server {
     pub fn start() -> Server {
+        Self::start_with(&[])
+    }
+
+    /// Starts a server with extra flags (e.g. a short `--node-monitor-grace-period`).
+    pub fn start_with(extra_args: &[&str]) -> Server {
         require_kubectl();
         let dir = tempfile::tempdir().unwrap();
         let port = free_port();
@@ -38,6 +64,7 @@ impl Server {
             dir,
             port,
             child: None,
+            extra_args: extra_args.iter().map(|a| a.to_string()).collect(),
         };
         server.spawn();
         server
@@ -69,6 +96,7 @@ impl Server {
             .arg(self.kubeconfig())
             .arg("--config")
             .arg(self.dir.path().join("no-config.yaml"))
+            .args(&self.extra_args)
             .env("ORCH_CONFIG_FILE", self.dir.path().join("no-config.yaml"))
             .stdout(Stdio::null())
             .stderr(log)
@@ -90,6 +118,25 @@ impl Server {
             );
             std::thread::sleep(Duration::from_millis(50));
         }
+    }
+
+    /// Joins `count` hollow nodes named `<prefix>-<i>` with the server's token.
+    pub fn hollow_agent(&self, prefix: &str, count: usize, extra: &[&str]) -> HollowAgent {
+        let log =
+            std::fs::File::create(self.dir.path().join(format!("agent-{prefix}.log"))).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_orch"))
+            .args(["agent", "--hollow", "--node-name", prefix])
+            .args(["--count", &count.to_string()])
+            .args(["--server", &format!("https://127.0.0.1:{}", self.port)])
+            .arg("--token-file")
+            .arg(self.data_dir().join("server/token"))
+            .args(extra)
+            .env("ORCH_CONFIG_FILE", self.dir.path().join("no-config.yaml"))
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("orch binary runs");
+        HollowAgent { child }
     }
 
     /// A client of the library speaking HTTP/2 to the server with the admin kubeconfig.

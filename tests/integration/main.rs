@@ -5,3 +5,4 @@ mod harness;
 mod kubectl_workflows;
 mod persistence;
 mod python_client;
+mod workloads;

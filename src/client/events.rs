@@ -3,8 +3,8 @@
 
 use serde_json::json;
 
+use super::Client;
 use crate::api::meta::format_time;
-use crate::client::Client;
 use crate::util::Clock;
 
 /// What an event is about.
@@ -28,11 +28,23 @@ impl Recorder {
     }
 
     /// Records a Normal event; failures are logged, never returned: an event is not worth failing a sync.
-    pub async fn normal(&self, clock: &dyn Clock, about: &Involved<'_>, reason: &str, message: &str) {
+    pub async fn normal(
+        &self,
+        clock: &dyn Clock,
+        about: &Involved<'_>,
+        reason: &str,
+        message: &str,
+    ) {
         self.record(clock, about, "Normal", reason, message).await
     }
 
-    pub async fn warning(&self, clock: &dyn Clock, about: &Involved<'_>, reason: &str, message: &str) {
+    pub async fn warning(
+        &self,
+        clock: &dyn Clock,
+        about: &Involved<'_>,
+        reason: &str,
+        message: &str,
+    ) {
         self.record(clock, about, "Warning", reason, message).await
     }
 

@@ -1,0 +1,146 @@
+//! The scheduling queue: pods waiting for a decision (deduplicated, one attempt at a time), pods that fit
+//! nowhere and wait for the cluster to change, and a per-pod backoff of 1 s doubling to 10 s between
+//! attempts, as kube-scheduler's active, unschedulable and backoff queues do.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use tokio::sync::watch;
+
+use crate::client::WorkQueue;
+
+const INITIAL_BACKOFF: Duration = Duration::from_secs(1);
+const MAX_BACKOFF: Duration = Duration::from_secs(10);
+/// Unschedulable pods are retried at least this often even when no event suggests they might fit.
+const FLUSH_INTERVAL: Duration = Duration::from_secs(30);
+
+#[derive(Default)]
+struct Waiting {
+    unschedulable: HashSet<String>,
+    attempts: HashMap<String, u32>,
+}
+
+#[derive(Default)]
+pub struct SchedulingQueue {
+    active: WorkQueue,
+    waiting: Mutex<Waiting>,
+}
+
+fn backoff(attempts: u32) -> Duration {
+    INITIAL_BACKOFF
+        .saturating_mul(1u32 << attempts.saturating_sub(1).min(8))
+        .min(MAX_BACKOFF)
+}
+
+impl SchedulingQueue {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn add(&self, key: &str) {
+        self.active.add(key);
+    }
+
+    /// A pending pod changed; one parked as unschedulable only comes back if its spec or labels changed.
+    pub fn update(&self, key: &str, spec_or_labels_changed: bool) {
+        let mut waiting = self.waiting.lock().expect("queue lock");
+        if waiting.unschedulable.contains(key) && !spec_or_labels_changed {
+            return;
+        }
+        waiting.unschedulable.remove(key);
+        drop(waiting);
+        self.active.add(key);
+    }
+
+    pub fn forget(&self, key: &str) {
+        let mut waiting = self.waiting.lock().expect("queue lock");
+        waiting.unschedulable.remove(key);
+        waiting.attempts.remove(key);
+    }
+
+    pub fn scheduled(&self, key: &str) {
+        self.forget(key);
+    }
+
+    /// Parks a pod that fits nowhere until the cluster changes.
+    pub fn unschedulable(&self, key: &str) {
+        let mut waiting = self.waiting.lock().expect("queue lock");
+        *waiting.attempts.entry(key.to_string()).or_insert(0) += 1;
+        waiting.unschedulable.insert(key.to_string());
+    }
+
+    /// Retries a pod after its backoff (e.g. its binding failed).
+    pub fn backoff(&self, key: &str) {
+        let attempts = {
+            let mut waiting = self.waiting.lock().expect("queue lock");
+            let n = waiting.attempts.entry(key.to_string()).or_insert(0);
+            *n += 1;
+            *n
+        };
+        self.active.add_after(key, backoff(attempts));
+    }
+
+    /// Something changed that may let parked pods fit: retry them, each after its backoff.
+    pub fn move_all_to_active(&self) {
+        let mut waiting = self.waiting.lock().expect("queue lock");
+        let parked: Vec<String> = waiting.unschedulable.drain().collect();
+        for key in parked {
+            let attempts = waiting.attempts.get(&key).copied().unwrap_or(0);
+            self.active.add_after(&key, backoff(attempts));
+        }
+    }
+
+    pub fn flush_periodically(
+        self: &std::sync::Arc<Self>,
+        mut shutdown: watch::Receiver<bool>,
+    ) -> tokio::task::JoinHandle<()> {
+        let queue = self.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = tokio::time::sleep(FLUSH_INTERVAL) => queue.move_all_to_active(),
+                    _ = shutdown.wait_for(|s| *s) => return,
+                }
+            }
+        })
+    }
+
+    pub async fn pop(&self) -> Option<String> {
+        self.active.get().await
+    }
+
+    pub fn done(&self, key: &str) {
+        self.active.done(key);
+    }
+
+    pub fn shut_down(&self) {
+        self.active.shut_down();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_from_one_second_to_ten() {
+        assert_eq!(backoff(1), Duration::from_secs(1));
+        assert_eq!(backoff(2), Duration::from_secs(2));
+        assert_eq!(backoff(4), Duration::from_secs(8));
+        assert_eq!(backoff(9), Duration::from_secs(10));
+    }
+
+    #[tokio::test]
+    async fn parked_pods_wait_for_a_real_change() {
+        let q = SchedulingQueue::new();
+        q.unschedulable("ns/p");
+        q.update("ns/p", false);
+        assert!(
+            q.active.is_empty(),
+            "our own status write does not retry it"
+        );
+        q.update("ns/p", true);
+        assert_eq!(q.pop().await.as_deref(), Some("ns/p"));
+    }
+}

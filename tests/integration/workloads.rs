@@ -1,0 +1,194 @@
+//! The scheduler and workload controllers on hollow nodes (`orch agent --hollow`), through the real kubectl.
+
+use std::time::Duration;
+
+use crate::harness::Server;
+
+const WAIT: Duration = Duration::from_secs(30);
+
+fn ready_nodes(s: &Server) -> usize {
+    let out = s.ok(&[
+        "get",
+        "nodes",
+        "-o",
+        r#"jsonpath={range .items[*]}{.status.conditions[?(@.type=="Ready")].status}{"\n"}{end}"#,
+    ]);
+    out.lines().filter(|l| *l == "True").count()
+}
+
+/// `name node phase` per pod matching the selector, skipping pods being deleted.
+fn pods(s: &Server, selector: &str) -> Vec<(String, String, String)> {
+    let out = s.ok(&[
+        "get",
+        "pods",
+        "-l",
+        selector,
+        "-o",
+        r#"jsonpath={range .items[*]}{.metadata.name} {.spec.nodeName} {.status.phase} {.metadata.deletionTimestamp}{"\n"}{end}"#,
+    ]);
+    out.lines()
+        .map(|l| l.split_whitespace().map(str::to_string).collect::<Vec<_>>())
+        .filter(|f| f.len() == 3)
+        .map(|f| (f[0].clone(), f[1].clone(), f[2].clone()))
+        .collect()
+}
+
+fn running_on(s: &Server, selector: &str) -> Vec<String> {
+    pods(s, selector)
+        .into_iter()
+        .filter(|(_, node, phase)| phase == "Running" && !node.is_empty())
+        .map(|(_, node, _)| node)
+        .collect()
+}
+
+fn replica_set(name: &str, replicas: u32, extra_pod_spec: &str) -> String {
+    format!(
+        r#"apiVersion: apps/v1
+kind: ReplicaSet
+metadata:
+  name: {name}
+spec:
+  replicas: {replicas}
+  selector:
+    matchLabels: {{app: {name}}}
+  template:
+    metadata:
+      labels: {{app: {name}}}
+    spec:
+      containers:
+      - name: main
+        image: busybox:1.36
+        resources:
+          requests: {{cpu: 100m, memory: 64Mi}}
+{extra_pod_spec}"#
+    )
+}
+
+#[test]
+fn pods_are_scheduled_onto_hollow_nodes_and_replicasets_heal() {
+    let s = Server::start();
+    let _agent = s.hollow_agent("node", 3, &[]);
+    s.eventually("3 Ready hollow nodes", WAIT, || ready_nodes(&s) == 3);
+    s.eventually("a pod CIDR on every node", WAIT, || {
+        let cidrs = s.ok(&["get", "nodes", "-o", "jsonpath={.items[*].spec.podCIDR}"]);
+        cidrs.split_whitespace().count() == 3
+    });
+
+    let path = s.write("rs.yaml", &replica_set("web", 3, ""));
+    s.ok(&["apply", "-f", path.to_str().unwrap()]);
+    s.eventually("3 running pods", WAIT, || {
+        running_on(&s, "app=web").len() == 3
+    });
+    let mut nodes = running_on(&s, "app=web");
+    nodes.sort();
+    nodes.dedup();
+    assert_eq!(
+        nodes.len(),
+        3,
+        "pods of one ReplicaSet spread over the nodes"
+    );
+    s.eventually("ReplicaSet status READY 3", WAIT, || {
+        s.ok(&[
+            "get",
+            "rs",
+            "web",
+            "-o",
+            "jsonpath={.status.readyReplicas}/{.status.availableReplicas}",
+        ]) == "3/3"
+    });
+    let events = s.ok(&[
+        "get",
+        "events",
+        "--field-selector",
+        "reason=Scheduled",
+        "-o",
+        "jsonpath={.items[*].message}",
+    ]);
+    assert!(
+        events.contains("Successfully assigned default/web-"),
+        "{events}"
+    );
+
+    let victim = pods(&s, "app=web")[0].0.clone();
+    s.ok(&["delete", "pod", &victim, "--wait=false"]);
+    s.eventually("a replacement pod", WAIT, || {
+        let now = pods(&s, "app=web");
+        now.len() == 3
+            && !now.iter().any(|(name, _, _)| *name == victim)
+            && now.iter().all(|(_, _, phase)| phase == "Running")
+    });
+
+    let picky = s.write(
+        "picky.yaml",
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: picky\nspec:\n  nodeSelector: {disktype: ssd}\n  containers:\n  - name: main\n    image: busybox:1.36\n",
+    );
+    s.ok(&["apply", "-f", picky.to_str().unwrap()]);
+    s.eventually("FailedScheduling for the pod no node matches", WAIT, || {
+        s.ok(&[
+            "get",
+            "events",
+            "--field-selector",
+            "involvedObject.name=picky,reason=FailedScheduling",
+            "-o",
+            "jsonpath={.items[*].message}",
+        ])
+        .contains("0/3 nodes are available: 3 node(s) didn't match Pod's node affinity/selector.")
+    });
+    let condition = s.ok(&[
+        "get",
+        "pod",
+        "picky",
+        "-o",
+        r#"jsonpath={.status.conditions[?(@.type=="PodScheduled")].reason}"#,
+    ]);
+    assert_eq!(condition, "Unschedulable");
+    // A node that gains the label makes the waiting pod schedulable.
+    s.ok(&["label", "node", "node-1", "disktype=ssd"]);
+    s.eventually("the picky pod on node-1", WAIT, || {
+        s.ok(&[
+            "get",
+            "pod",
+            "picky",
+            "-o",
+            "jsonpath={.spec.nodeName}/{.status.phase}",
+        ]) == "node-1/Running"
+    });
+}
+
+#[test]
+fn pods_leave_a_node_that_stops_renewing_its_lease() {
+    let s = Server::start_with(&["--node-monitor-grace-period", "12s"]);
+    let _healthy = s.hollow_agent("stay", 2, &[]);
+    let lost = s.hollow_agent("lost", 1, &[]);
+    s.eventually("3 Ready hollow nodes", WAIT, || ready_nodes(&s) == 3);
+    let tolerate_briefly = "      tolerations:\n      - {key: node.kubernetes.io/unreachable, operator: Exists, effect: NoExecute, tolerationSeconds: 2}\n";
+    let path = s.write("rs.yaml", &replica_set("app", 3, tolerate_briefly));
+    s.ok(&["apply", "-f", path.to_str().unwrap()]);
+    s.eventually("3 running pods", WAIT, || {
+        running_on(&s, "app=app").len() == 3
+    });
+    assert!(running_on(&s, "app=app").contains(&"lost-0".to_string()));
+
+    lost.kill();
+    s.eventually("lost-0 marked unreachable", Duration::from_secs(40), || {
+        let ready = s.ok(&[
+            "get",
+            "node",
+            "lost-0",
+            "-o",
+            r#"jsonpath={.status.conditions[?(@.type=="Ready")].status}"#,
+        ]);
+        let taints = s.ok(&[
+            "get",
+            "node",
+            "lost-0",
+            "-o",
+            "jsonpath={.spec.taints[*].key}",
+        ]);
+        ready == "Unknown" && taints.contains("node.kubernetes.io/unreachable")
+    });
+    s.eventually("all 3 pods running on the healthy nodes", WAIT, || {
+        let nodes = running_on(&s, "app=app");
+        nodes.len() == 3 && nodes.iter().all(|n| n.starts_with("stay-"))
+    });
+}
