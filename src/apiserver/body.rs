@@ -78,15 +78,40 @@ const USER_MAPS: &[&str] = &[
     "binaryData",
 ];
 
-/// Go's protobuf encoding sends every non-pointer field, so unset strings arrive as "" and unset structs
-/// as empty messages. JSON clients omit them; remove them so defaults apply the same way.
+/// Fields of the built-in types that are plain (non-pointer) Go bools or integers with `omitempty`: their
+/// zero value means unset, and Go's JSON encoding omits it. (Pointer fields such as `replicas` or
+/// `automountServiceAccountToken` keep an explicit zero or false.)
+const GO_VALUE_SCALARS: &[&str] = &[
+    "stdin",
+    "stdinOnce",
+    "tty",
+    "hostNetwork",
+    "hostPID",
+    "hostIPC",
+    "paused",
+    "hostPort",
+    "nodePort",
+    "readOnly",
+    "publishNotReadyAddresses",
+    "minReadySeconds",
+    "initialDelaySeconds",
+    "timeoutSeconds",
+    "periodSeconds",
+    "successThreshold",
+    "failureThreshold",
+];
+
+/// Go's protobuf encoding sends every non-pointer field, so unset strings arrive as "", unset structs as
+/// empty messages and unset plain scalars as 0/false. JSON clients omit them; remove them so defaults
+/// apply the same way and stored objects read as they would from a JSON create.
 fn drop_go_zero_values(value: &mut Value, in_user_map: bool) {
     match value {
         Value::Object(map) => {
             if !in_user_map {
                 map.retain(|k, v| {
+                    let zero = v == &Value::from(0) || v == &Value::Bool(false);
                     !(matches!(v, Value::String(s) if s.is_empty())
-                        || (k == "generation" && v == &Value::from(0)))
+                        || (zero && (k == "generation" || GO_VALUE_SCALARS.contains(&k.as_str()))))
                 });
             }
             for (k, v) in map.iter_mut() {
@@ -199,13 +224,16 @@ mod tests {
     #[test]
     fn go_zero_values_from_protobuf_are_dropped_but_user_data_kept() {
         let mut v = json!({"metadata":{"name":"x","namespace":"","generation":0,"labels":{"a":""}},
-            "spec":{"strategy":{"type":""},"replicas":0,"template":{"spec":{"containers":[{"name":"c","imagePullPolicy":""}]}}},
+            "spec":{"strategy":{"type":""},"replicas":0,"paused":false,"template":{"spec":{"hostNetwork":false,
+                "automountServiceAccountToken":false,
+                "containers":[{"name":"c","imagePullPolicy":"","tty":false,"ports":[{"containerPort":80,"hostPort":0}]}]}}},
             "data":{"k":""}});
         drop_go_zero_values(&mut v, false);
         assert_eq!(
             v,
             json!({"metadata":{"name":"x","labels":{"a":""}},
-            "spec":{"replicas":0,"template":{"spec":{"containers":[{"name":"c"}]}}},"data":{"k":""}})
+            "spec":{"replicas":0,"template":{"spec":{"automountServiceAccountToken":false,
+                "containers":[{"name":"c","ports":[{"containerPort":80}]}]}}},"data":{"k":""}})
         );
     }
 

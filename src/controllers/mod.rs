@@ -4,6 +4,7 @@
 //! take keys off a work queue and sync them.
 
 pub mod cron_schedule;
+pub mod deployment;
 pub mod expectations;
 pub mod garbage_collector;
 pub mod namespace;
@@ -74,6 +75,7 @@ pub async fn start(ctx: Context) -> Vec<tokio::task::JoinHandle<()>> {
     tasks.extend(node_ipam::start(&ctx));
     tasks.extend(node_lifecycle::start(&ctx));
     tasks.extend(replicaset::start(&ctx));
+    tasks.extend(deployment::start(&ctx));
     tasks
 }
 

@@ -192,3 +192,118 @@ fn pods_leave_a_node_that_stops_renewing_its_lease() {
         nodes.len() == 3 && nodes.iter().all(|n| n.starts_with("stay-"))
     });
 }
+
+#[test]
+fn deployment_rolls_out_records_history_undoes_and_cleans_up() {
+    let s = Server::start();
+    let _agent = s.hollow_agent("node", 3, &[]);
+    s.eventually("3 Ready hollow nodes", WAIT, || ready_nodes(&s) == 3);
+    s.ok(&[
+        "create",
+        "deployment",
+        "web",
+        "--image=busybox:1.36",
+        "--replicas=3",
+    ]);
+    s.ok(&[
+        "annotate",
+        "deployment",
+        "web",
+        "kubernetes.io/change-cause=first release",
+    ]);
+    let status = s.ok(&["rollout", "status", "deployment/web", "--timeout=60s"]);
+    assert!(status.contains("successfully rolled out"), "{status}");
+    assert_eq!(
+        s.ok(&["get", "deploy", "web", "-o", "jsonpath={.status.readyReplicas}/{.status.availableReplicas}/{.status.updatedReplicas}"]),
+        "3/3/3"
+    );
+    let first_rs = s.ok(&[
+        "get",
+        "rs",
+        "-l",
+        "app=web",
+        "-o",
+        "jsonpath={.items[*].metadata.name}",
+    ]);
+    assert_eq!(first_rs.split_whitespace().count(), 1, "{first_rs}");
+
+    let victim = pods(&s, "app=web")[0].0.clone();
+    s.ok(&["delete", "pod", &victim, "--wait=false"]);
+    s.eventually("a replacement pod", WAIT, || {
+        let now = pods(&s, "app=web");
+        now.len() == 3
+            && !now.iter().any(|(n, _, _)| *n == victim)
+            && now.iter().all(|(_, _, p)| p == "Running")
+    });
+
+    // kubectl edit: new image and 4 replicas.
+    let editor = s.write(
+        "editor.sh",
+        "#!/bin/sh\nsed -i -e 's/busybox:1.36/busybox:1.37/' -e 's/replicas: 3/replicas: 4/' \"$1\"\n",
+    );
+    std::fs::set_permissions(&editor, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let out = s.kubectl_with(
+        &["edit", "deployment", "web"],
+        &[("KUBE_EDITOR", editor.to_str().unwrap())],
+        None,
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    s.ok(&[
+        "annotate",
+        "deployment",
+        "web",
+        "--overwrite",
+        "kubernetes.io/change-cause=second release",
+    ]);
+    let status = s.ok(&["rollout", "status", "deployment/web", "--timeout=60s"]);
+    assert!(status.contains("successfully rolled out"), "{status}");
+    s.eventually("4 pods of the new image", WAIT, || {
+        let images = s.ok(&[
+            "get",
+            "pods",
+            "-l",
+            "app=web",
+            "-o",
+            "jsonpath={.items[*].spec.containers[0].image}",
+        ]);
+        images
+            .split_whitespace()
+            .filter(|i| *i == "busybox:1.37")
+            .count()
+            == 4
+            && images.split_whitespace().count() == 4
+    });
+    let history = s.ok(&["rollout", "history", "deployment/web"]);
+    assert!(history.contains("1         first release"), "{history}");
+    assert!(history.contains("2         second release"), "{history}");
+
+    s.ok(&["rollout", "undo", "deployment/web", "--to-revision=1"]);
+    let status = s.ok(&["rollout", "status", "deployment/web", "--timeout=60s"]);
+    assert!(status.contains("successfully rolled out"), "{status}");
+    assert_eq!(
+        s.ok(&[
+            "get",
+            "deploy",
+            "web",
+            "-o",
+            "jsonpath={.spec.template.spec.containers[0].image}"
+        ]),
+        "busybox:1.36"
+    );
+    let history = s.ok(&["rollout", "history", "deployment/web"]);
+    assert!(history.contains("\n3 "), "undo makes revision 3: {history}");
+    assert!(!history.contains("\n1 "), "revision 1 became 3: {history}");
+    let events = s.ok(&["describe", "deployment", "web"]);
+    assert!(events.contains("ScalingReplicaSet"), "{events}");
+
+    s.ok(&["delete", "deployment", "web"]);
+    s.eventually("ReplicaSets and pods gone", WAIT, || {
+        s.ok(&["get", "rs,pods", "-l", "app=web", "-o", "name"])
+            .trim()
+            .is_empty()
+    });
+}
