@@ -419,6 +419,27 @@ fn bad_input_gets_clear_errors_and_stores_nothing() {
     );
     assert!(s.fails(&["get", "deploy", "w"]).contains("NotFound"));
 
+    // Kubernetes' validation: every problem with its field path, and nothing stored.
+    let invalid = s.write(
+        "invalid.yaml",
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: Bad_Name\nspec:\n  replicas: -1\n  selector: {matchLabels: {app: a}}\n  template:\n    metadata: {labels: {app: b}}\n    spec: {restartPolicy: Never, containers: [{name: c}]}\n",
+    );
+    let err = s.fails(&["apply", "-f", invalid.to_str().unwrap()]);
+    for expected in [
+        "The Deployment \"Bad_Name\" is invalid",
+        "metadata.name: Invalid value: \"Bad_Name\": a lowercase RFC 1123 subdomain",
+        "spec.replicas: Invalid value: -1: must be greater than or equal to 0",
+        "spec.template.metadata.labels: Invalid value: map[string]string{\"app\":\"b\"}: `selector` does not match template `labels`",
+        "spec.template.spec.containers[0].image: Required value",
+        "spec.template.spec.restartPolicy: Unsupported value: \"Never\": supported values: \"Always\"",
+    ] {
+        assert!(err.contains(expected), "missing {expected:?} in:\n{err}");
+    }
+    assert!(s.fails(&["get", "deploy", "Bad_Name"]).contains("NotFound"));
+    s.ok(&["create", "deployment", "fine", "--image=busybox"]);
+    let err = s.fails(&["patch", "deployment", "fine", "--type=merge", "-p", r#"{"spec":{"selector":{"matchLabels":{"app":"other"}},"template":{"metadata":{"labels":{"app":"other"}}}}}"#]);
+    assert!(err.contains("spec.selector: Invalid value") && err.contains("field is immutable"), "{err}");
+
     let err = s.fails(&["get", "pods", "nope"]);
     assert!(
         err.contains("Error from server (NotFound): pods \"nope\" not found"),
