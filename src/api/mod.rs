@@ -6,6 +6,7 @@ pub mod defaults;
 pub mod fieldset;
 pub mod meta;
 pub mod quantity;
+pub mod quota;
 pub mod resources;
 pub mod selector;
 pub mod typed;

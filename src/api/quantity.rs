@@ -219,6 +219,36 @@ impl Quantity {
         self.nanos == 0
     }
 
+    /// Zero in the given format, the start of a sum.
+    pub fn zero(format: QuantityFormat) -> Quantity {
+        Quantity { nanos: 0, format }
+    }
+
+    pub fn format(&self) -> QuantityFormat {
+        self.format
+    }
+
+    /// The sum, in this quantity's format (as `Quantity.Add` keeps the receiver's).
+    pub fn plus(&self, other: &Quantity) -> Quantity {
+        Quantity {
+            nanos: self.nanos + other.nanos,
+            format: self.format,
+        }
+    }
+
+    /// The difference, in this quantity's format.
+    pub fn minus(&self, other: &Quantity) -> Quantity {
+        Quantity {
+            nanos: self.nanos - other.nanos,
+            format: self.format,
+        }
+    }
+
+    /// `self / other` as a float, for limit-to-request ratios.
+    pub fn ratio_to(&self, other: &Quantity) -> f64 {
+        self.nanos as f64 / other.nanos as f64
+    }
+
     pub fn is_negative(&self) -> bool {
         self.nanos < 0
     }

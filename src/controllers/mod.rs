@@ -12,7 +12,9 @@ pub mod node_ipam;
 pub mod node_lifecycle;
 pub mod pod_ranking;
 pub mod replicaset;
+pub mod resource_quota;
 pub mod rollout;
+pub mod service_account;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -76,6 +78,8 @@ pub async fn start(ctx: Context) -> Vec<tokio::task::JoinHandle<()>> {
     tasks.extend(node_lifecycle::start(&ctx));
     tasks.extend(replicaset::start(&ctx));
     tasks.extend(deployment::start(&ctx));
+    tasks.extend(resource_quota::start(&ctx));
+    tasks.extend(service_account::start(&ctx));
     tasks
 }
 

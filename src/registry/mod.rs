@@ -2,6 +2,7 @@
 //! validation and what an update may change; `ResourceStore` runs the generic verbs (get, list, watch,
 //! create, update with compare-and-swap retries, graceful delete with finalizers) on top of the store.
 
+mod admission;
 mod errors;
 mod generic;
 mod namespaces;

@@ -440,6 +440,9 @@ impl Registry {
         let strategy = strategy(storage_info);
         let requested_fields = crate::api::fieldset::fields_v1(&obj);
         strategy.prepare_for_create(storage_info, &mut obj);
+        if storage_info.group.is_empty() && storage_info.plural == "pods" {
+            super::admission::limit_ranger::admit_pod(self, info, &mut obj).await?;
+        }
         let now = self.clock.now();
         {
             let m = meta::metadata_mut(&mut obj);
@@ -475,6 +478,7 @@ impl Registry {
         if let Some(ns) = meta::namespace(&obj).filter(|_| info.namespaced) {
             self.check_namespace_accepts(ns).await?;
         }
+        super::admission::resource_quota::admit(self, storage_info, &obj, options.dry_run).await?;
         let name = meta::name(&obj).unwrap_or_default().to_string();
         let _guard = if storage_info.kind == "Service" && storage_info.group.is_empty() {
             let guard = self.services.lock().await;

@@ -438,7 +438,10 @@ fn bad_input_gets_clear_errors_and_stores_nothing() {
     assert!(s.fails(&["get", "deploy", "Bad_Name"]).contains("NotFound"));
     s.ok(&["create", "deployment", "fine", "--image=busybox"]);
     let err = s.fails(&["patch", "deployment", "fine", "--type=merge", "-p", r#"{"spec":{"selector":{"matchLabels":{"app":"other"}},"template":{"metadata":{"labels":{"app":"other"}}}}}"#]);
-    assert!(err.contains("spec.selector: Invalid value") && err.contains("field is immutable"), "{err}");
+    assert!(
+        err.contains("spec.selector: Invalid value") && err.contains("field is immutable"),
+        "{err}"
+    );
 
     let err = s.fails(&["get", "pods", "nope"]);
     assert!(

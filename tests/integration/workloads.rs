@@ -307,3 +307,74 @@ fn deployment_rolls_out_records_history_undoes_and_cleans_up() {
             .is_empty()
     });
 }
+
+#[test]
+fn quota_and_limit_range_rejections_read_as_kubectl_prints_them() {
+    let s = Server::start();
+    s.ok(&["create", "quota", "compute", "--hard=pods=2,requests.cpu=1"]);
+    let limits = s.write(
+        "limits.yaml",
+        "apiVersion: v1\nkind: LimitRange\nmetadata:\n  name: limits\nspec:\n  limits:\n  - type: Container\n    max: {cpu: \"1\"}\n    default: {cpu: 300m}\n    defaultRequest: {cpu: 200m}\n",
+    );
+    s.ok(&["apply", "-f", limits.to_str().unwrap()]);
+
+    s.ok(&["run", "first", "--image=busybox:1.36"]);
+    let resources = s.ok(&[
+        "get",
+        "pod",
+        "first",
+        "-o",
+        "jsonpath={.spec.containers[0].resources}",
+    ]);
+    assert_eq!(
+        resources,
+        r#"{"limits":{"cpu":"300m"},"requests":{"cpu":"200m"}}"#
+    );
+    let note = s.ok(&[
+        "get",
+        "pod",
+        "first",
+        "-o",
+        r#"jsonpath={.metadata.annotations.kubernetes\.io/limit-ranger}"#,
+    ]);
+    assert_eq!(
+        note,
+        "LimitRanger plugin set: cpu request for container first; cpu limit for container first"
+    );
+
+    let greedy = s.write(
+        "greedy.yaml",
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: greedy\nspec:\n  containers:\n  - name: main\n    image: busybox:1.36\n    resources:\n      limits: {cpu: \"2\"}\n",
+    );
+    let err = s.fails(&["create", "-f", greedy.to_str().unwrap()]);
+    assert!(
+        err.contains("Error from server (Forbidden)") && err.contains("pods \"greedy\" is forbidden: maximum cpu usage per Container is 1, but limit is 2"),
+        "{err}"
+    );
+
+    s.ok(&["run", "second", "--image=busybox:1.36"]);
+    let err = s.fails(&["run", "third", "--image=busybox:1.36"]);
+    assert!(
+        err.contains("pods \"third\" is forbidden: exceeded quota: compute, requested: pods=1, used: pods=2, limited: pods=2"),
+        "{err}"
+    );
+    s.eventually("quota status counts the two pods", WAIT, || {
+        s.ok(&[
+            "get",
+            "quota",
+            "compute",
+            "-o",
+            "jsonpath={.status.used.pods}/{.status.used.requests\\.cpu}",
+        ]) == "2/400m"
+    });
+    // Unbound pods go at once, and the quota controller gives their share back.
+    s.ok(&["delete", "pod", "first"]);
+    s.eventually("a freed slot admits the third pod", WAIT, || {
+        s.kubectl(&["run", "third", "--image=busybox:1.36"])
+            .status
+            .success()
+    });
+    assert!(s
+        .ok(&["get", "serviceaccount", "default", "-o", "name"])
+        .contains("serviceaccount/default"));
+}

@@ -1,0 +1,120 @@
+//! The ResourceQuota controller: keeps every quota's `status.hard` equal to its spec and `status.used`
+//! equal to what the namespace's stored objects use (which also returns what deleted objects freed after
+//! admission charged them). It recounts every quota every few seconds and whenever a pod changes.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+use super::{run_workers, Context, ControllerError};
+use crate::api::quota::{self, Usage};
+use crate::api::resources::{self, ResourceInfo};
+use crate::client::WorkQueue;
+
+const RESYNC: Duration = Duration::from_secs(5);
+
+pub fn start(ctx: &Context) -> Vec<tokio::task::JoinHandle<()>> {
+    let queue = WorkQueue::new();
+    {
+        let queue = queue.clone();
+        ctx.informers.pods.on_change(move |change| {
+            if let Some(ns) = change.object().metadata.namespace.as_deref() {
+                queue.add(ns);
+            }
+        });
+    }
+    let mut tasks = Vec::new();
+    {
+        let ctx = ctx.clone();
+        let queue = queue.clone();
+        let mut shutdown = ctx.shutdown.clone();
+        tasks.push(tokio::spawn(async move {
+            loop {
+                if let Ok(list) = ctx.client.get("/api/v1/resourcequotas").await {
+                    let namespaces: HashSet<&str> = list["items"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .filter_map(|q| q["metadata"]["namespace"].as_str())
+                        .collect();
+                    for ns in namespaces {
+                        queue.add(ns);
+                    }
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(RESYNC) => {}
+                    _ = shutdown.wait_for(|s| *s) => return,
+                }
+            }
+        }));
+    }
+    let ctx = ctx.clone();
+    tasks.extend(run_workers(
+        "resourcequota",
+        queue,
+        1,
+        ctx.shutdown.clone(),
+        move |ns| {
+            let ctx = ctx.clone();
+            async move { sync_namespace(&ctx, &ns).await.map(|_| None) }
+        },
+    ));
+    tasks
+}
+
+/// Whether objects of `info` add to any of the quota's resources.
+fn counted(info: &ResourceInfo, hard: &Usage) -> bool {
+    hard.keys()
+        .any(|k| quota::counts_toward(info.group, info.plural, k))
+}
+
+async fn sync_namespace(ctx: &Context, namespace: &str) -> Result<(), ControllerError> {
+    let quotas = ctx
+        .client
+        .get(&format!("/api/v1/namespaces/{namespace}/resourcequotas"))
+        .await?;
+    for q in quotas["items"].as_array().into_iter().flatten() {
+        let hard = quota::parse_list(&q["spec"]["hard"]);
+        let mut used: Usage = hard
+            .iter()
+            .map(|(k, v)| (k.clone(), crate::api::quantity::Quantity::zero(v.format())))
+            .collect();
+        for info in resources::storage_resources().filter(|r| r.namespaced && counted(r, &hard)) {
+            let list = ctx.client.get(&info.path(Some(namespace), None)).await?;
+            for item in list["items"].as_array().into_iter().flatten() {
+                for (k, v) in quota::usage_of(info.group, info.plural, item) {
+                    if let Some(total) = used.get_mut(&k) {
+                        *total = total.plus(&v);
+                    }
+                }
+            }
+        }
+        let status = json!({"hard": q["spec"]["hard"], "used": quota::to_json(&used)});
+        if same_quantities(&q["status"], &status) {
+            continue;
+        }
+        let mut updated = q.clone();
+        updated["status"] = status;
+        let name = q["metadata"]["name"].as_str().unwrap_or_default();
+        match ctx
+            .client
+            .update(
+                &format!("/api/v1/namespaces/{namespace}/resourcequotas/{name}/status"),
+                &updated,
+            )
+            .await
+        {
+            Ok(_) => {}
+            Err(e) if e.is_conflict() => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(())
+}
+
+fn same_quantities(a: &Value, b: &Value) -> bool {
+    ["hard", "used"]
+        .iter()
+        .all(|k| quota::parse_list(&a[*k]) == quota::parse_list(&b[*k]))
+}

@@ -1,0 +1,176 @@
+//! The ResourceQuota admission plugin: a create that would take a namespace's usage past a quota's
+//! `spec.hard` is refused (403, "exceeded quota: …"), a pod that leaves a quota-limited compute resource
+//! unstated is refused ("failed quota: …: must specify …"), and an admitted create is charged to each
+//! quota's `status.used` at once, so concurrent creates cannot all slip under the limit. The quota
+//! controller recalculates `status.used` from the stored objects, which also gives back what deletes free.
+
+use serde_json::{json, Value};
+
+use super::{forbidden, list_core};
+use crate::api::quota::{self, Usage};
+use crate::api::resources::{self, ResourceInfo};
+use crate::registry::errors::RegistryError;
+use crate::registry::store::{ListOptions, Registry, UpdateOptions};
+
+/// Checks and charges every quota of the object's namespace.
+pub async fn admit(
+    registry: &Registry,
+    info: &ResourceInfo,
+    obj: &Value,
+    dry_run: bool,
+) -> Result<(), RegistryError> {
+    let Some(namespace) = crate::api::meta::namespace(obj).filter(|_| info.namespaced) else {
+        return Ok(());
+    };
+    let delta = quota::usage_of(info.group, info.plural, obj);
+    if delta.is_empty() {
+        return Ok(());
+    }
+    let quotas = list_core(registry, "resourcequotas", namespace).await?;
+    for q in &quotas {
+        let hard = quota::parse_list(&q["spec"]["hard"]);
+        // Scoped quotas only count some pods; their scopes are not evaluated yet, so they are not enforced.
+        let scoped = q["spec"]["scopes"]
+            .as_array()
+            .is_some_and(|s| !s.is_empty())
+            || q["spec"]["scopeSelector"].is_object();
+        if scoped
+            || !hard
+                .keys()
+                .any(|k| delta.contains_key(k) || quota::POD_COMPUTE.contains(&k.as_str()))
+        {
+            continue;
+        }
+        let name = crate::api::meta::name(q).unwrap_or_default().to_string();
+        if info.group.is_empty() && info.plural == "pods" {
+            let missing = quota::unstated_compute(obj, &hard);
+            if !missing.is_empty() {
+                return Err(forbidden(
+                    info,
+                    obj,
+                    &format!("failed quota: {name}: must specify {}", missing.join(",")),
+                ));
+            }
+        }
+        let used = match q["status"]["used"].as_object() {
+            Some(_) => quota::parse_list(&q["status"]["used"]),
+            None => usage_in(registry, namespace, &hard).await?,
+        };
+        let requested: Usage = delta
+            .iter()
+            .filter(|(k, _)| hard.contains_key(*k))
+            .map(|(k, v)| (k.clone(), *v))
+            .collect();
+        if requested.is_empty() {
+            continue;
+        }
+        // Only the resources that would go over are named, as Kubernetes masks the lists.
+        let exceeded: Vec<&String> = requested
+            .iter()
+            .filter(|(k, v)| {
+                let now = used.get(*k).map(|u| u.plus(v)).unwrap_or(**v);
+                hard.get(*k).is_some_and(|limit| now > *limit)
+            })
+            .map(|(k, _)| k)
+            .collect();
+        if !exceeded.is_empty() {
+            let mask = |list: &Usage| -> Usage {
+                exceeded
+                    .iter()
+                    .map(|k| {
+                        let value = list
+                            .get(*k)
+                            .copied()
+                            .unwrap_or_else(|| quota_zero(&requested[*k]));
+                        ((*k).clone(), value)
+                    })
+                    .collect()
+            };
+            return Err(forbidden(
+                info,
+                obj,
+                &format!(
+                    "exceeded quota: {name}, requested: {}, used: {}, limited: {}",
+                    quota::pretty(&mask(&requested)),
+                    quota::pretty(&mask(&used)),
+                    quota::pretty(&mask(&hard))
+                ),
+            ));
+        }
+        if !dry_run {
+            charge(registry, namespace, &name, &hard, &requested).await?;
+        }
+    }
+    Ok(())
+}
+
+fn quota_zero(like: &crate::api::quantity::Quantity) -> crate::api::quantity::Quantity {
+    crate::api::quantity::Quantity::zero(like.format())
+}
+
+/// What the namespace uses of the quota's resources, counted from the stored objects.
+pub async fn usage_in(
+    registry: &Registry,
+    namespace: &str,
+    hard: &Usage,
+) -> Result<Usage, RegistryError> {
+    let mut used: Usage = hard
+        .iter()
+        .map(|(k, v)| (k.clone(), quota_zero(v)))
+        .collect();
+    for info in resources::storage_resources().filter(|r| r.namespaced) {
+        let counted = hard
+            .keys()
+            .any(|k| quota::counts_toward(info.group, info.plural, k));
+        if !counted {
+            continue;
+        }
+        let items = registry
+            .list(info, Some(namespace), &ListOptions::default())
+            .await?
+            .items;
+        for item in &items {
+            for (k, v) in quota::usage_of(info.group, info.plural, item) {
+                if let Some(total) = used.get_mut(&k) {
+                    *total = total.plus(&v);
+                }
+            }
+        }
+    }
+    Ok(used)
+}
+
+async fn charge(
+    registry: &Registry,
+    namespace: &str,
+    name: &str,
+    hard: &Usage,
+    requested: &Usage,
+) -> Result<(), RegistryError> {
+    let info = resources::find("", "v1", "resourcequotas").expect("quotas are served");
+    let options = UpdateOptions {
+        subresource: Some("status".into()),
+        ..UpdateOptions::default()
+    };
+    let usage = match registry.get(info, Some(namespace), name).await?["status"]["used"].as_object()
+    {
+        Some(_) => None,
+        None => Some(usage_in(registry, namespace, hard).await?),
+    };
+    registry
+        .guaranteed_update::<RegistryError>(info, Some(namespace), name, &options, |current| {
+            let mut used = usage
+                .clone()
+                .unwrap_or_else(|| quota::parse_list(&current["status"]["used"]));
+            for (k, v) in requested {
+                let total = used.get(k).map(|u| u.plus(v)).unwrap_or(*v);
+                used.insert(k.clone(), total);
+            }
+            let mut next = current.clone();
+            next["status"] =
+                json!({"hard": current["spec"]["hard"], "used": quota::to_json(&used)});
+            Ok(next)
+        })
+        .await?;
+    Ok(())
+}
