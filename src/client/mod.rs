@@ -6,6 +6,7 @@
 pub mod api;
 pub mod events;
 pub mod informer;
+pub mod leader;
 pub mod remote;
 pub mod shared;
 pub mod workqueue;

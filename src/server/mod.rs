@@ -188,24 +188,11 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
         write_file(path, &text, config.write_kubeconfig_mode.unwrap_or(0o600))?;
     }
 
-    let informers = Arc::new(crate::client::SharedInformers::new(&client));
-    tasks.extend(crate::scheduler::start(
+    tasks.push(tokio::spawn(run_control_loops(
         client.clone(),
-        informers.clone(),
-        Arc::new(SystemClock),
-        config.scheduler.clone(),
+        config.clone(),
         shutdown_rx.clone(),
-    ));
-    tasks.extend(
-        crate::controllers::start(crate::controllers::Context {
-            client: client.clone(),
-            informers,
-            clock: Arc::new(SystemClock),
-            config: config.controllers.clone(),
-            shutdown: shutdown_rx.clone(),
-        })
-        .await,
-    );
+    )));
     tasks.push(tokio::spawn(compaction_loop(
         backend,
         config.compaction_retention,
@@ -252,6 +239,59 @@ async fn bootstrap(client: &Client, kubernetes_ip: String, port: u16) -> Result<
         )
         .await?;
     Ok(())
+}
+
+/// Lease that decides which server runs the scheduler and controllers.
+const LEADER_LEASE: &str = "orch-controllers";
+const LEASE_DURATION: Duration = Duration::from_secs(15);
+const LEASE_RENEW_INTERVAL: Duration = Duration::from_secs(2);
+
+/// Once this server leads, runs the scheduler and controllers until shutdown or lost leadership.
+async fn run_control_loops(client: Client, config: ServerConfig, shutdown: watch::Receiver<bool>) {
+    let clock: Arc<dyn crate::util::Clock> = Arc::new(SystemClock);
+    let (leading_tx, mut leading) = watch::channel(false);
+    let election = crate::client::leader::LeaderElection {
+        client: client.clone(),
+        namespace: "kube-system".into(),
+        name: LEADER_LEASE.into(),
+        identity: format!("{}_{}", config.node_name, uuid::Uuid::new_v4()),
+        lease_duration: LEASE_DURATION,
+        renew_interval: LEASE_RENEW_INTERVAL,
+    };
+    let election = tokio::spawn(election.run(clock.clone(), leading_tx, shutdown.clone()));
+    let mut server_shutdown = shutdown.clone();
+    tokio::select! {
+        result = leading.wait_for(|l| *l) => if result.is_err() { return },
+        _ = server_shutdown.wait_for(|s| *s) => return,
+    }
+    let (stop_tx, stop) = watch::channel(false);
+    let informers = Arc::new(crate::client::SharedInformers::new(&client));
+    let mut tasks = crate::scheduler::start(
+        client.clone(),
+        informers.clone(),
+        clock.clone(),
+        config.scheduler.clone(),
+        stop.clone(),
+    );
+    tasks.extend(
+        crate::controllers::start(crate::controllers::Context {
+            client,
+            informers,
+            clock,
+            config: config.controllers.clone(),
+            shutdown: stop,
+        })
+        .await,
+    );
+    tokio::select! {
+        _ = leading.wait_for(|l| !*l) => {}
+        _ = server_shutdown.wait_for(|s| *s) => {}
+    }
+    let _ = stop_tx.send(true);
+    for task in tasks {
+        let _ = task.await;
+    }
+    let _ = election.await;
 }
 
 async fn compaction_loop(

@@ -3,6 +3,7 @@
 
 mod harness;
 mod kubectl_workflows;
+mod leader;
 mod persistence;
 mod python_client;
 mod workloads;
