@@ -162,6 +162,7 @@ impl ServerArgs {
                     "--node-monitor-grace-period",
                     &self.node_monitor_grace_period,
                 )?,
+                storage_dir: self.data_dir.join("storage"),
                 ..ControllerConfig::default()
             },
             compaction_retention: self.datastore_compaction_retention,

@@ -6,7 +6,10 @@ use k8s_openapi::api::apps::v1::{
 };
 use k8s_openapi::api::batch::v1::{CronJob, Job};
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::{Namespace, Node, PersistentVolumeClaim, Pod, Service};
+use k8s_openapi::api::core::v1::{
+    Namespace, Node, PersistentVolume, PersistentVolumeClaim, Pod, Service,
+};
+use k8s_openapi::api::storage::v1::StorageClass;
 use tokio::sync::watch;
 
 use super::{Client, Informer};
@@ -26,6 +29,8 @@ pub struct SharedInformers {
     pub persistent_volume_claims: Informer<PersistentVolumeClaim>,
     pub namespaces: Informer<Namespace>,
     pub services: Informer<Service>,
+    pub persistent_volumes: Informer<PersistentVolume>,
+    pub storage_classes: Informer<StorageClass>,
 }
 
 impl SharedInformers {
@@ -47,6 +52,8 @@ impl SharedInformers {
             persistent_volume_claims: Informer::new(client.clone()),
             namespaces: Informer::new(client.clone()),
             services: Informer::new(client.clone()),
+            persistent_volumes: Informer::new(client.clone()),
+            storage_classes: Informer::new(client.clone()),
         }
     }
 
@@ -65,6 +72,8 @@ impl SharedInformers {
             self.persistent_volume_claims.run(shutdown.clone()),
             self.namespaces.run(shutdown.clone()),
             self.services.run(shutdown.clone()),
+            self.persistent_volumes.run(shutdown.clone()),
+            self.storage_classes.run(shutdown.clone()),
         ]
     }
 
@@ -82,5 +91,7 @@ impl SharedInformers {
         self.persistent_volume_claims.wait_synced().await;
         self.namespaces.wait_synced().await;
         self.services.wait_synced().await;
+        self.persistent_volumes.wait_synced().await;
+        self.storage_classes.wait_synced().await;
     }
 }

@@ -10,6 +10,7 @@ pub mod garbage_collector;
 pub mod namespace;
 pub mod node_ipam;
 pub mod node_lifecycle;
+pub mod persistent_volume;
 pub mod pod_ranking;
 pub mod replicaset;
 pub mod resource_quota;
@@ -41,6 +42,8 @@ pub struct ControllerConfig {
     pub node_cidr_mask_size: u8,
     /// How long a node may go without renewing its Lease before it is considered unreachable.
     pub node_monitor_grace_period: Duration,
+    /// Where the local-path provisioner puts volumes (`<data-dir>/storage`).
+    pub storage_dir: std::path::PathBuf,
 }
 
 impl Default for ControllerConfig {
@@ -49,6 +52,7 @@ impl Default for ControllerConfig {
             cluster_cidr: "10.42.0.0/16".into(),
             node_cidr_mask_size: 24,
             node_monitor_grace_period: Duration::from_secs(40),
+            storage_dir: "/var/lib/orch/storage".into(),
         }
     }
 }
@@ -80,6 +84,7 @@ pub async fn start(ctx: Context) -> Vec<tokio::task::JoinHandle<()>> {
     tasks.extend(deployment::start(&ctx));
     tasks.extend(resource_quota::start(&ctx));
     tasks.extend(service_account::start(&ctx));
+    tasks.extend(persistent_volume::start(&ctx));
     tasks
 }
 

@@ -440,8 +440,12 @@ impl Registry {
         let strategy = strategy(storage_info);
         let requested_fields = crate::api::fieldset::fields_v1(&obj);
         strategy.prepare_for_create(storage_info, &mut obj);
-        if storage_info.group.is_empty() && storage_info.plural == "pods" {
-            super::admission::limit_ranger::admit_pod(self, info, &mut obj).await?;
+        match (storage_info.group, storage_info.plural) {
+            ("", "pods") => super::admission::limit_ranger::admit_pod(self, info, &mut obj).await?,
+            ("", "persistentvolumeclaims") => {
+                super::admission::default_storage_class::admit_claim(self, &mut obj).await?
+            }
+            _ => {}
         }
         let now = self.clock.now();
         {

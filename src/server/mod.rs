@@ -238,6 +238,15 @@ async fn bootstrap(client: &Client, kubernetes_ip: String, port: u16) -> Result<
                              "sessionAffinity": "None", "type": "ClusterIP"}}),
         )
         .await?;
+    client
+        .ensure(
+            "/apis/storage.k8s.io/v1/storageclasses",
+            &json!({"metadata": {"name": crate::controllers::persistent_volume::LOCAL_PATH_CLASS,
+                                 "annotations": {"storageclass.kubernetes.io/is-default-class": "true"}},
+                    "provisioner": crate::controllers::persistent_volume::LOCAL_PATH_PROVISIONER,
+                    "reclaimPolicy": "Delete", "volumeBindingMode": "WaitForFirstConsumer"}),
+        )
+        .await?;
     Ok(())
 }
 

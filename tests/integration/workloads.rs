@@ -378,3 +378,74 @@ fn quota_and_limit_range_rejections_read_as_kubectl_prints_them() {
         .ok(&["get", "serviceaccount", "default", "-o", "name"])
         .contains("serviceaccount/default"));
 }
+
+#[test]
+fn claims_are_provisioned_on_first_use_or_bound_to_matching_volumes() {
+    let s = Server::start();
+    let _agent = s.hollow_agent("node", 1, &[]);
+    s.eventually("a Ready hollow node", WAIT, || ready_nodes(&s) == 1);
+    let default = s.ok(&["get", "storageclass"]);
+    assert!(
+        default.contains("local-path (default)") && default.contains("rancher.io/local-path"),
+        "{default}"
+    );
+
+    let manifest = s.write(
+        "claims.yaml",
+        "apiVersion: v1\nkind: PersistentVolumeClaim\nmetadata:\n  name: data\nspec:\n  accessModes: [ReadWriteOnce]\n  resources:\n    requests: {storage: 1Gi}\n---\napiVersion: v1\nkind: PersistentVolume\nmetadata:\n  name: manual-2g\nspec:\n  storageClassName: manual\n  capacity: {storage: 2Gi}\n  accessModes: [ReadWriteOnce]\n  hostPath: {path: /tmp/manual-2g}\n---\napiVersion: v1\nkind: PersistentVolumeClaim\nmetadata:\n  name: static\nspec:\n  storageClassName: manual\n  accessModes: [ReadWriteOnce]\n  resources:\n    requests: {storage: 500Mi}\n",
+    );
+    s.ok(&["apply", "-f", manifest.to_str().unwrap()]);
+    s.eventually("the static claim bound to the manual volume", WAIT, || {
+        s.ok(&[
+            "get",
+            "pvc",
+            "static",
+            "-o",
+            "jsonpath={.status.phase}/{.spec.volumeName}/{.status.capacity.storage}",
+        ]) == "Bound/manual-2g/2Gi"
+    });
+    assert_eq!(
+        s.ok(&[
+            "get",
+            "pvc",
+            "data",
+            "-o",
+            "jsonpath={.spec.storageClassName}/{.status.phase}"
+        ]),
+        "local-path/Pending"
+    );
+
+    let pod = s.write(
+        "user.yaml",
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: user\nspec:\n  containers:\n  - name: main\n    image: busybox:1.36\n    volumeMounts: [{name: data, mountPath: /data}]\n  volumes:\n  - name: data\n    persistentVolumeClaim: {claimName: data}\n",
+    );
+    s.ok(&["apply", "-f", pod.to_str().unwrap()]);
+    s.eventually(
+        "the claim provisioned once its pod has a node",
+        WAIT,
+        || s.ok(&["get", "pvc", "data", "-o", "jsonpath={.status.phase}"]) == "Bound",
+    );
+    let volume = s.ok(&["get", "pvc", "data", "-o", "jsonpath={.spec.volumeName}"]);
+    let path = s.ok(&["get", "pv", &volume, "-o", "jsonpath={.spec.hostPath.path}"]);
+    let storage = s.data_dir().join("storage");
+    assert!(
+        path.starts_with(storage.to_str().unwrap()) && path.ends_with("_default_data"),
+        "{path}"
+    );
+    let affinity = s.ok(&[
+        "get",
+        "pv",
+        &volume,
+        "-o",
+        "jsonpath={.spec.nodeAffinity.required.nodeSelectorTerms[0].matchExpressions[0].values[0]}",
+    ]);
+    assert_eq!(affinity, "node-0");
+
+    s.ok(&["delete", "pod", "user"]);
+    s.ok(&["delete", "pvc", "data"]);
+    s.eventually(
+        "the provisioned volume deleted with its claim",
+        WAIT,
+        || s.kubectl(&["get", "pv", &volume]).status.code() == Some(1),
+    );
+}

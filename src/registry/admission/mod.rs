@@ -1,8 +1,10 @@
 //! Admission that needs other stored objects, run inside the registry's create path because that is
 //! where defaults are applied (Kubernetes defaults before admitting): LimitRanger fills in and bounds
 //! container resources from the namespace's LimitRanges; ResourceQuota refuses a create that would exceed
-//! a quota and charges the quota's `status.used` for it.
+//! a quota and charges the quota's `status.used` for it; DefaultStorageClass gives claims the default
+//! StorageClass.
 
+pub mod default_storage_class;
 pub mod limit_ranger;
 pub mod resource_quota;
 
