@@ -191,7 +191,7 @@ impl Controller {
             })
             .filter_map(|pv| capacity(&pv).filter(|c| *c >= wanted).map(|c| (c, pv)))
             .collect();
-        candidates.sort_by(|a, b| a.0.cmp(&b.0));
+        candidates.sort_by_key(|c| c.0);
         match candidates.first() {
             Some((_, pv)) => {
                 let pv = self.claim_volume(pv, &pvc).await?;
