@@ -44,7 +44,7 @@ test: test-deps lint unit integration
 
 # Speed and memory figures against their goals and same-run references (release build).
 bench:
-	$(CARGO) bench --bench api
+	$(CARGO) bench --bench api --bench control_plane
 
 clean:
 	$(CARGO) clean

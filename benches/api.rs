@@ -5,123 +5,20 @@
 //!
 //! `ORCH_BENCH_UPDATES` overrides the number of updates (default 1,000,000).
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-use http::Method;
-use orch::client::{Client, RemoteConfig, WatchEventKind};
+use common::{ms, percentile, report, BenchServer};
+use orch::client::WatchEventKind;
 use serde_json::json;
+
+mod common;
 
 const CLIENTS: usize = 32;
 const CREATES: usize = 20_000;
 const WATCHED_CREATES: usize = 1_000;
 const OBJECTS: usize = 1_000;
-
-struct BenchServer {
-    dir: PathBuf,
-    port: u16,
-    child: Child,
-}
-
-impl BenchServer {
-    /// Starts `orch server` and returns it with the time until /readyz answered.
-    async fn start(dir: &Path, extra: &[&str]) -> (BenchServer, Duration) {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        std::fs::write(dir.join("no-config.yaml"), "").unwrap();
-        let kubeconfig = dir.join("kubeconfig.yaml");
-        let started = Instant::now();
-        let child = Command::new(env!("CARGO_BIN_EXE_orch"))
-            .args(["server", "--bind-address", "127.0.0.1", "--log", "warn"])
-            .args(["--https-listen-port", &port.to_string()])
-            .arg("--data-dir")
-            .arg(dir.join("data"))
-            .arg("--write-kubeconfig")
-            .arg(&kubeconfig)
-            .arg("--config")
-            .arg(dir.join("no-config.yaml"))
-            .args(extra)
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("orch binary runs");
-        let server = BenchServer {
-            dir: dir.to_path_buf(),
-            port,
-            child,
-        };
-        loop {
-            if let Some(client) = server.try_client().await {
-                if let Ok(resp) = client
-                    .send(Method::GET, "/readyz", Bytes::new(), "text/plain")
-                    .await
-                {
-                    if resp.status().is_success() {
-                        return (server, started.elapsed());
-                    }
-                }
-            }
-            assert!(
-                started.elapsed() < Duration::from_secs(30),
-                "server never became ready"
-            );
-            tokio::time::sleep(Duration::from_millis(1)).await;
-        }
-    }
-
-    async fn try_client(&self) -> Option<Client> {
-        let text = std::fs::read_to_string(self.dir.join("kubeconfig.yaml")).ok()?;
-        let config = RemoteConfig::from_kubeconfig(&text).ok()?;
-        Client::remote(config).await.ok()
-    }
-
-    async fn client(&self) -> Client {
-        self.try_client().await.expect("client from kubeconfig")
-    }
-
-    fn rss_kib(&self) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
-            .and_then(|v| v.split_whitespace().next())
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0)
-    }
-
-    fn stop(mut self) {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
-        let _ = self.child.wait();
-        let _ = self.port;
-    }
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    if sorted.is_empty() {
-        return Duration::ZERO;
-    }
-    let index = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[index]
-}
-
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1000.0
-}
-
-fn report(name: &str, value: String, goal: &str, met: bool) {
-    println!(
-        "{name:<44} {value:>16}   goal {goal:<14} {}",
-        if met { "ok" } else { "MISSED" }
-    );
-}
 
 /// Plain SQLite, WAL, synchronous=FULL, one transaction per insert: the write path without group commit.
 fn sqlite_reference_inserts_per_second(dir: &Path) -> f64 {

@@ -1,7 +1,7 @@
 //! Node IPAM: gives every node a pod CIDR (`spec.podCIDR`/`podCIDRs`) carved from the cluster CIDR, the
 //! lowest one no other node holds, as kube-controller-manager's range allocator does.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
 use serde_json::json;
@@ -34,8 +34,8 @@ pub fn start(ctx: &Context) -> Vec<tokio::task::JoinHandle<()>> {
         });
     }
     let ctx = ctx.clone();
-    // Allocations this process made, which the informer may not show yet.
-    let allocated = Arc::new(Mutex::new(HashSet::new()));
+    // Allocations this process made (node → CIDR), which the informer may not show yet.
+    let allocated = Arc::new(Mutex::new(HashMap::new()));
     // One worker: allocation reads every node's CIDR and must not race another allocation.
     run_workers("node-ipam", queue, 1, ctx.shutdown.clone(), move |name| {
         let ctx = ctx.clone();
@@ -47,7 +47,7 @@ pub fn start(ctx: &Context) -> Vec<tokio::task::JoinHandle<()>> {
 async fn sync(
     ctx: &Context,
     cluster: Ipv4Net,
-    allocated: &Mutex<HashSet<String>>,
+    allocated: &Mutex<HashMap<String, String>>,
     name: &str,
 ) -> Result<(), ControllerError> {
     let Some(node) = ctx.informers.nodes.get(name) else {
@@ -68,7 +68,7 @@ async fn sync(
         .iter()
         .filter_map(|n| n.spec.as_ref()?.pod_cidr.clone())
         .collect();
-    used.extend(allocated.lock().expect("allocation lock").iter().cloned());
+    used.extend(allocated.lock().expect("allocation lock").values().cloned());
     let mask = ctx.config.node_cidr_mask_size;
     let free = (0..)
         .map_while(|i| cluster.subnet(mask, i))
