@@ -88,7 +88,7 @@ async fn sync(
     allocated
         .lock()
         .expect("allocation lock")
-        .insert(free.clone());
+        .insert(name.to_string(), free.clone());
     tracing::info!(node = name, cidr = %free, "assigned pod CIDR");
     Ok(())
 }
