@@ -42,9 +42,14 @@ async fn scheduler_throughput(server: &BenchServer) -> f64 {
     let client = server.client().await;
     create_namespace(&client, "bench").await;
     let list = client.get("/api/v1/namespaces/bench/pods").await.unwrap();
-    let rv = list["metadata"]["resourceVersion"].as_str().unwrap().to_string();
+    let rv = list["metadata"]["resourceVersion"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let mut stream = client
-        .watch(&format!("/api/v1/namespaces/bench/pods?watch=1&resourceVersion={rv}"))
+        .watch(&format!(
+            "/api/v1/namespaces/bench/pods?watch=1&resourceVersion={rv}"
+        ))
         .await
         .unwrap();
     let started = Instant::now();
@@ -57,7 +62,10 @@ async fn scheduler_throughput(server: &BenchServer) -> f64 {
                     "metadata": {"name": format!("p-{i}"), "labels": {"bench": "scheduler"}},
                     "spec": {"containers": [{"name": "main", "image": "busybox:1.36",
                         "resources": {"requests": {"cpu": "10m", "memory": "16Mi"}}}]}});
-                client.create("/api/v1/namespaces/bench/pods", &pod).await.expect("create pod");
+                client
+                    .create("/api/v1/namespaces/bench/pods", &pod)
+                    .await
+                    .expect("create pod");
             }
         });
     }
@@ -69,7 +77,12 @@ async fn scheduler_throughput(server: &BenchServer) -> f64 {
             .expect("watch open")
             .expect("watch event");
         if event.kind == WatchEventKind::Modified && event.object["spec"]["nodeName"].is_string() {
-            bound.insert(event.object["metadata"]["name"].as_str().unwrap_or("").to_string());
+            bound.insert(
+                event.object["metadata"]["name"]
+                    .as_str()
+                    .unwrap_or("")
+                    .to_string(),
+            );
         }
     }
     let elapsed = started.elapsed();
@@ -98,7 +111,10 @@ async fn deployment_to_available(server: &BenchServer) -> Duration {
         if d["status"]["availableReplicas"].as_i64() == Some(REPLICAS) {
             return started.elapsed();
         }
-        assert!(started.elapsed() < Duration::from_secs(120), "deployment never became available");
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "deployment never became available"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
@@ -114,14 +130,31 @@ fn main() {
         let client = server.client().await;
         let joined = Instant::now();
         while ready_nodes(&client).await < NODES {
-            assert!(joined.elapsed() < Duration::from_secs(60), "hollow nodes never became Ready");
+            assert!(
+                joined.elapsed() < Duration::from_secs(60),
+                "hollow nodes never became Ready"
+            );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        println!("{:<44} {:>16}", "100 hollow nodes Ready after", format!("{:.1} s", joined.elapsed().as_secs_f64()));
+        println!(
+            "{:<44} {:>16}",
+            "100 hollow nodes Ready after",
+            format!("{:.1} s", joined.elapsed().as_secs_f64())
+        );
         let rate = scheduler_throughput(&server).await;
-        report(&format!("scheduler: pods bound/s ({PODS} pods)"), format!("{rate:.0}/s"), "≥ 500/s", rate >= 500.0);
+        report(
+            &format!("scheduler: pods bound/s ({PODS} pods)"),
+            format!("{rate:.0}/s"),
+            "≥ 500/s",
+            rate >= 500.0,
+        );
         let took = deployment_to_available(&server).await;
-        report("100-replica Deployment to 100/100 available", format!("{:.2} s", took.as_secs_f64()), "(hollow nodes)", true);
+        report(
+            "100-replica Deployment to 100/100 available",
+            format!("{:.2} s", took.as_secs_f64()),
+            "(hollow nodes)",
+            true,
+        );
         println!("  on a real node: needs the container runtime (agent issue), not measured");
         let _ = agent.kill();
         let _ = agent.wait();

@@ -80,7 +80,14 @@ impl BenchServer {
     /// `orch agent --hollow --count N` joined to this server.
     pub fn hollow_agent(&self, count: usize) -> Child {
         Command::new(env!("CARGO_BIN_EXE_orch"))
-            .args(["agent", "--hollow", "--node-name", "hollow", "--log", "warn"])
+            .args([
+                "agent",
+                "--hollow",
+                "--node-name",
+                "hollow",
+                "--log",
+                "warn",
+            ])
             .args(["--count", &count.to_string()])
             .args(["--server", &format!("https://127.0.0.1:{}", self.port)])
             .arg("--token-file")
@@ -128,4 +135,3 @@ pub fn report(name: &str, value: String, goal: &str, met: bool) {
         if met { "ok" } else { "MISSED" }
     );
 }
-

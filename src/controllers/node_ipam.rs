@@ -53,11 +53,16 @@ async fn sync(
     let Some(node) = ctx.informers.nodes.get(name) else {
         return Ok(());
     };
-    if node
+    let assigned = node
         .spec
         .as_ref()
         .and_then(|s| s.pod_cidr.as_ref())
-        .is_some()
+        .is_some();
+    if assigned
+        || allocated
+            .lock()
+            .expect("allocation lock")
+            .contains_key(name)
     {
         return Ok(());
     }
