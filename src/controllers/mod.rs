@@ -4,15 +4,18 @@
 //! take keys off a work queue and sync them.
 
 pub mod cron_schedule;
+pub mod cronjob;
 pub mod deployment;
 pub mod expectations;
 pub mod garbage_collector;
+pub mod job;
 pub mod namespace;
 pub mod node_ipam;
 pub mod node_lifecycle;
 pub mod pod_ranking;
 pub mod replicaset;
 pub mod rollout;
+pub mod ttl_after_finished;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -76,6 +79,9 @@ pub async fn start(ctx: Context) -> Vec<tokio::task::JoinHandle<()>> {
     tasks.extend(node_lifecycle::start(&ctx));
     tasks.extend(replicaset::start(&ctx));
     tasks.extend(deployment::start(&ctx));
+    tasks.extend(job::start(&ctx));
+    tasks.extend(cronjob::start(&ctx));
+    tasks.extend(ttl_after_finished::start(&ctx));
     tasks
 }
 

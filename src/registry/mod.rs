@@ -4,6 +4,7 @@
 
 mod errors;
 mod generic;
+mod jobs;
 mod namespaces;
 mod pods;
 mod secrets;
