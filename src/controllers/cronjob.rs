@@ -567,3 +567,239 @@ impl Controller {
         (requeue, true, Ok(()))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::util::clock::{Clock, FakeClock};
+    use serde_json::{json, Value};
+
+    fn at(s: &str) -> Timestamp {
+        s.parse().unwrap()
+    }
+
+    fn cron_job(spec: Value, status: Value) -> CronJob {
+        let mut spec = spec;
+        spec["jobTemplate"] =
+            json!({"spec": {"template": {"spec": {"containers": [{"name": "c"}]}}}});
+        serde_json::from_value(json!({
+            "metadata": {"name": "tick", "namespace": "default", "uid": "cj-uid",
+                         "creationTimestamp": "2025-03-01T10:00:30Z"},
+            "spec": spec, "status": status,
+        }))
+        .unwrap()
+    }
+
+    fn now(clock: &FakeClock) -> Zoned {
+        clock.now().to_zoned(TimeZone::UTC)
+    }
+
+    fn finished_job(name: &str, outcome: &str, started: &str, completed: &str) -> Job {
+        serde_json::from_value(json!({
+            "metadata": {"name": name, "namespace": "default", "uid": format!("{name}-uid"),
+                         "ownerReferences": [{"apiVersion": "batch/v1", "kind": "CronJob", "name": "tick",
+                                              "uid": "cj-uid", "controller": true}]},
+            "status": {"startTime": started, "completionTime": completed,
+                       "conditions": [{"type": outcome, "status": "True"}]},
+        }))
+        .unwrap()
+    }
+
+    fn active(names: &[&str]) -> Value {
+        let refs: Vec<Value> = names
+            .iter()
+            .map(|n| json!({"apiVersion": "batch/v1", "kind": "Job", "name": n, "namespace": "default", "uid": format!("{n}-uid")}))
+            .collect();
+        json!({"active": refs})
+    }
+
+    #[test]
+    fn fires_at_the_scheduled_minute_and_not_before() {
+        let clock = FakeClock::new(at("2025-03-01T10:00:59.500Z"));
+        let mut cj = cron_job(json!({"schedule": "* * * * *"}), json!({}));
+        let (notes, step) = decide(&cj, &now(&clock));
+        assert!(notes.is_empty());
+        assert_eq!(
+            step,
+            Step::Wait(Some(SignedDuration::from_millis(600))),
+            "woken just after the minute"
+        );
+
+        clock.advance(SignedDuration::from_millis(500));
+        let (_, step) = decide(&cj, &now(&clock));
+        let scheduled = at("2025-03-01T10:01:00Z");
+        assert_eq!(
+            step,
+            Step::Start {
+                scheduled,
+                replace: Vec::new(),
+                requeue: Some(SignedDuration::from_millis(60_100)),
+            }
+        );
+        assert_eq!(job_name("tick", scheduled), "tick-29013721");
+
+        // Once started, the same minute does not start again.
+        cj.status
+            .get_or_insert_with(Default::default)
+            .last_schedule_time = Some(Time(scheduled));
+        clock.advance(SignedDuration::from_secs(30));
+        let (_, step) = decide(&cj, &now(&clock));
+        assert_eq!(step, Step::Wait(Some(SignedDuration::from_millis(30_100))));
+    }
+
+    #[test]
+    fn forbid_skips_while_a_job_is_active() {
+        let clock = FakeClock::new(at("2025-03-01T10:01:00Z"));
+        let cj = cron_job(
+            json!({"schedule": "* * * * *", "concurrencyPolicy": "Forbid"}),
+            active(&["tick-29015700"]),
+        );
+        let (notes, step) = decide(&cj, &now(&clock));
+        assert_eq!(
+            notes,
+            vec![normal(
+                "JobAlreadyActive",
+                "Not starting job because prior execution is running and concurrency policy is Forbid".into()
+            )]
+        );
+        assert_eq!(step, Step::Wait(Some(SignedDuration::from_millis(60_100))));
+        let allow = cron_job(json!({"schedule": "* * * * *"}), active(&["tick-29015700"]));
+        assert!(
+            matches!(decide(&allow, &now(&clock)).1, Step::Start { ref replace, .. } if replace.is_empty())
+        );
+    }
+
+    #[test]
+    fn replace_deletes_the_running_job_first() {
+        let clock = FakeClock::new(at("2025-03-01T10:01:00Z"));
+        let cj = cron_job(
+            json!({"schedule": "* * * * *", "concurrencyPolicy": "Replace"}),
+            active(&["tick-29015700"]),
+        );
+        let Step::Start {
+            replace, scheduled, ..
+        } = decide(&cj, &now(&clock)).1
+        else {
+            panic!("a start is due");
+        };
+        assert_eq!(scheduled, at("2025-03-01T10:01:00Z"));
+        let names: Vec<&str> = replace.iter().filter_map(|r| r.name.as_deref()).collect();
+        assert_eq!(names, vec!["tick-29015700"]);
+    }
+
+    #[test]
+    fn late_suspended_and_broken_cron_jobs_start_nothing() {
+        let clock = FakeClock::new(at("2025-03-01T10:05:30Z"));
+        let late = cron_job(
+            json!({"schedule": "* * * * *", "startingDeadlineSeconds": 10}),
+            json!({}),
+        );
+        // 10:05 is more than 10 s ago: it is skipped, and 10:06 is next.
+        let (notes, step) = decide(&late, &now(&clock));
+        assert!(notes.is_empty());
+        assert_eq!(step, Step::Wait(Some(SignedDuration::from_millis(30_100))));
+        clock.advance(SignedDuration::from_secs(35));
+        let (_, step) = decide(&late, &now(&clock));
+        assert!(
+            matches!(step, Step::Start { scheduled, .. } if scheduled == at("2025-03-01T10:06:00Z"))
+        );
+        let suspended = cron_job(json!({"schedule": "* * * * *", "suspend": true}), json!({}));
+        assert_eq!(
+            decide(&suspended, &now(&clock)),
+            (Vec::new(), Step::Wait(None))
+        );
+        let unknown = cron_job(
+            json!({"schedule": "* * * * *", "timeZone": "Mars/Olympus"}),
+            json!({}),
+        );
+        let (notes, step) = decide(&unknown, &now(&clock));
+        assert_eq!(
+            (notes[0].reason, step),
+            ("UnknownTimeZone", Step::Wait(None))
+        );
+        assert!(notes[0]
+            .message
+            .starts_with("invalid timeZone: \"Mars/Olympus\": "));
+    }
+
+    #[test]
+    fn finished_jobs_leave_the_active_list_and_history_is_trimmed() {
+        let jobs = [
+            finished_job(
+                "tick-1",
+                "Complete",
+                "2025-03-01T10:01:00Z",
+                "2025-03-01T10:01:05Z",
+            ),
+            finished_job(
+                "tick-2",
+                "Complete",
+                "2025-03-01T10:02:00Z",
+                "2025-03-01T10:02:05Z",
+            ),
+            finished_job(
+                "tick-3",
+                "Complete",
+                "2025-03-01T10:03:00Z",
+                "2025-03-01T10:03:05Z",
+            ),
+            finished_job(
+                "tick-4",
+                "Failed",
+                "2025-03-01T10:04:00Z",
+                "2025-03-01T10:04:05Z",
+            ),
+        ];
+        let refs: Vec<&Job> = jobs.iter().collect();
+        let mut cj = cron_job(
+            json!({"schedule": "* * * * *", "successfulJobsHistoryLimit": 1, "failedJobsHistoryLimit": 1}),
+            active(&["tick-3", "gone"]),
+        );
+        let reconciled = reconcile_active(&mut cj, &refs);
+        assert!(reconciled.changed);
+        assert_eq!(
+            reconciled.notes,
+            vec![normal(
+                "SawCompletedJob",
+                "Saw completed job: tick-3, condition: Complete".into()
+            )]
+        );
+        let status = cj.status.as_ref().unwrap();
+        assert_eq!(
+            status.last_successful_time,
+            Some(Time(at("2025-03-01T10:03:05Z")))
+        );
+        let unseen: Vec<&str> = reconciled
+            .unseen
+            .iter()
+            .filter_map(|r| r.name.as_deref())
+            .collect();
+        assert_eq!(unseen, vec!["gone"], "the controller asks the API about it");
+        let doomed: Vec<&str> = jobs_to_clean_up(&cj, &refs)
+            .iter()
+            .filter_map(|j| j.metadata.name.as_deref())
+            .collect();
+        assert_eq!(
+            doomed,
+            vec!["tick-1", "tick-2"],
+            "the oldest successes beyond the limit of 1"
+        );
+        remove_active(&mut cj, Some("gone-uid"));
+        assert_eq!(cj.status.unwrap().active, None);
+    }
+
+    #[test]
+    fn a_running_job_missing_from_the_active_list_is_unexpected() {
+        let mut running = finished_job(
+            "tick-9",
+            "Complete",
+            "2025-03-01T10:01:00Z",
+            "2025-03-01T10:01:05Z",
+        );
+        running.status = None;
+        let mut cj = cron_job(json!({"schedule": "* * * * *"}), json!({}));
+        let reconciled = reconcile_active(&mut cj, &[&running]);
+        assert_eq!(reconciled.unexpected.len(), 1);
+        assert!(!reconciled.changed);
+    }
+}

@@ -203,10 +203,6 @@ fn condition<'a>(job: &'a Job, kind: &str) -> Option<&'a JobCondition> {
         .find(|c| c.type_ == kind)
 }
 
-fn condition_true(job: &Job, kind: &str) -> bool {
-    condition(job, kind).is_some_and(|c| c.status == "True")
-}
-
 /// metav1.Time has whole seconds.
 fn stamp(t: Timestamp) -> Time {
     Time(Timestamp::from_second(t.as_second()).unwrap_or(t))
@@ -1399,16 +1395,12 @@ impl Controller {
         (ready, deleted, error)
     }
 
-    /// Removes the tracking finalizer with a JSON patch that tests it is still where it was; a
-    /// pod that is gone has no finalizer left.
+    /// Removes the tracking finalizer with a JSON patch that tests it is still where it was (the
+    /// whole list when it is the only one: Kubernetes shows no empty list); a pod that is gone
+    /// has no finalizer left.
     async fn remove_finalizer(&self, pod: &Pod) -> Result<(), crate::client::ClientError> {
-        let Some(at) = pod
-            .metadata
-            .finalizers
-            .iter()
-            .flatten()
-            .position(|f| f == JOB_TRACKING_FINALIZER)
-        else {
+        let finalizers = pod.metadata.finalizers.as_deref().unwrap_or_default();
+        let Some(at) = finalizers.iter().position(|f| f == JOB_TRACKING_FINALIZER) else {
             return Ok(());
         };
         let namespace = pod.metadata.namespace.as_deref().unwrap_or_default();
@@ -1417,11 +1409,18 @@ impl Controller {
             Api::<Pod>::namespaced(self.ctx.client.clone(), namespace).collection(),
             name_of(&pod.metadata)
         );
-        let pointer = format!("/metadata/finalizers/{at}");
-        let patch = json!([
-            {"op": "test", "path": pointer, "value": JOB_TRACKING_FINALIZER},
-            {"op": "remove", "path": pointer},
-        ]);
+        let patch = if finalizers.len() == 1 {
+            json!([
+                {"op": "test", "path": "/metadata/finalizers", "value": [JOB_TRACKING_FINALIZER]},
+                {"op": "remove", "path": "/metadata/finalizers"},
+            ])
+        } else {
+            let pointer = format!("/metadata/finalizers/{at}");
+            json!([
+                {"op": "test", "path": pointer, "value": JOB_TRACKING_FINALIZER},
+                {"op": "remove", "path": pointer},
+            ])
+        };
         match self
             .ctx
             .client
@@ -1584,6 +1583,10 @@ mod tests {
 
     fn at(s: &str) -> Timestamp {
         s.parse().unwrap()
+    }
+
+    fn condition_true(job: &Job, kind: &str) -> bool {
+        condition(job, kind).is_some_and(|c| c.status == "True")
     }
 
     fn job(spec: Value, status: Value) -> Job {
