@@ -802,4 +802,253 @@ mod tests {
         assert_eq!(reconciled.unexpected.len(), 1);
         assert!(!reconciled.changed);
     }
+
+    /// The whole controller — informers, API writes, events — against a real API server on a
+    /// temporary store (a test fixture: the controller itself only talks to the client), with
+    /// time moved by a FakeClock minute by minute.
+    mod in_process {
+        use super::*;
+        use crate::apiserver::{ApiServer, Authenticator, User};
+        use crate::client::{Client, SharedInformers};
+        use crate::registry::{Registry, ServiceAllocator};
+        use crate::store::{SqliteBackend, SqliteOptions};
+        use tokio::sync::watch;
+
+        struct Cluster {
+            _dir: tempfile::TempDir,
+            _stop: watch::Sender<bool>,
+            clock: Arc<FakeClock>,
+            client: Client,
+            controller: Controller,
+        }
+
+        impl Cluster {
+            async fn new(start: &str) -> Cluster {
+                let dir = tempfile::tempdir().unwrap();
+                let clock = Arc::new(FakeClock::new(at(start)));
+                let mut options = SqliteOptions::new(dir.path().join("state.db"));
+                options.full_sync = false;
+                let backend = Arc::new(SqliteBackend::open(options).unwrap());
+                let services =
+                    ServiceAllocator::new("10.43.0.0/16".parse().unwrap(), (30000, 32767));
+                let registry = Arc::new(Registry::new(backend, clock.clone(), services));
+                let auth = Authenticator::new(Vec::new());
+                let api = Arc::new(ApiServer::new(registry, auth, "127.0.0.1:6443".into()));
+                let client = Client::in_process(api, User::admin());
+                client
+                    .ensure(
+                        "/api/v1/namespaces",
+                        &json!({"metadata": {"name": "default"}}),
+                    )
+                    .await
+                    .unwrap();
+                let informers = Arc::new(SharedInformers::new(&client));
+                let (stop, shutdown) = watch::channel(false);
+                informers.cron_jobs.run(shutdown.clone());
+                informers.jobs.run(shutdown.clone());
+                informers.cron_jobs.wait_synced().await;
+                informers.jobs.wait_synced().await;
+                let controller = Controller {
+                    ctx: Context {
+                        client: client.clone(),
+                        informers,
+                        clock: clock.clone(),
+                        config: Default::default(),
+                        shutdown,
+                    },
+                    recorder: Recorder::new(client.clone(), "cronjob-controller"),
+                    zone: TimeZone::UTC,
+                    written: Mutex::new(HashMap::new()),
+                };
+                Cluster {
+                    _dir: dir,
+                    _stop: stop,
+                    clock,
+                    client,
+                    controller,
+                }
+            }
+
+            fn cron_jobs(&self) -> Api<CronJob> {
+                Api::namespaced(self.client.clone(), "default")
+            }
+
+            fn jobs(&self) -> Api<Job> {
+                Api::namespaced(self.client.clone(), "default")
+            }
+
+            /// Waits until the informers hold what the API holds.
+            async fn settle(&self) {
+                let informers = &self.controller.ctx.informers;
+                for _ in 0..500 {
+                    let cj = self.cron_jobs().get("tick").await.unwrap();
+                    let (jobs, _) = self.jobs().list("").await.unwrap();
+                    let mut api: Vec<_> = jobs
+                        .iter()
+                        .map(|j| j.metadata.resource_version.clone())
+                        .collect();
+                    let mut cached: Vec<_> = informers
+                        .jobs
+                        .list()
+                        .iter()
+                        .map(|j| j.metadata.resource_version.clone())
+                        .collect();
+                    api.sort();
+                    cached.sort();
+                    let cached_cj = informers.cron_jobs.get("default/tick");
+                    if api == cached
+                        && cached_cj.is_some_and(|c| {
+                            c.metadata.resource_version == cj.metadata.resource_version
+                        })
+                    {
+                        return;
+                    }
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+                panic!("the informers did not catch up");
+            }
+
+            async fn sync(&self) -> Option<Duration> {
+                self.settle().await;
+                let requeue = self.controller.sync("default/tick").await.unwrap();
+                self.settle().await;
+                requeue
+            }
+
+            async fn job_names(&self) -> Vec<String> {
+                let (jobs, _) = self.jobs().list("").await.unwrap();
+                let mut names: Vec<String> =
+                    jobs.into_iter().filter_map(|j| j.metadata.name).collect();
+                names.sort();
+                names
+            }
+
+            async fn complete(&self, name: &str) {
+                let mut job = self.jobs().get(name).await.unwrap();
+                let now = Time(self.clock.now());
+                job.status = Some(serde_json::from_value(json!({
+                    "startTime": now, "completionTime": now, "succeeded": 1,
+                    "conditions": [{"type": "Complete", "status": "True", "lastTransitionTime": now}],
+                })).unwrap());
+                self.jobs().replace_status(name, &job).await.unwrap();
+            }
+
+            async fn events(&self, reason: &str) -> Vec<String> {
+                let list = self
+                    .client
+                    .get("/api/v1/namespaces/default/events")
+                    .await
+                    .unwrap();
+                let mut messages: Vec<String> = list["items"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .filter(|e| e["reason"] == reason)
+                    .filter_map(|e| e["message"].as_str().map(str::to_string))
+                    .collect();
+                messages.sort();
+                messages
+            }
+
+            fn advance(&self, seconds: i64) {
+                self.clock.advance(SignedDuration::from_secs(seconds));
+            }
+        }
+
+        #[tokio::test]
+        async fn schedules_replaces_forbids_and_trims_history() {
+            let c = Cluster::new("2025-03-01T10:00:30Z").await;
+            let cj: CronJob = serde_json::from_value(json!({
+                "metadata": {"name": "tick"},
+                "spec": {"schedule": "* * * * *", "concurrencyPolicy": "Replace",
+                         "successfulJobsHistoryLimit": 1,
+                         "jobTemplate": {"spec": {"template": {"spec": {"restartPolicy": "Never",
+                             "containers": [{"name": "c", "image": "busybox"}]}}}}},
+            }))
+            .unwrap();
+            c.cron_jobs().create(&cj).await.unwrap();
+
+            // Not before the minute; woken just after it.
+            assert_eq!(c.sync().await, Some(Duration::from_millis(30_100)));
+            c.advance(29);
+            assert_eq!(c.sync().await, Some(Duration::from_millis(1_100)));
+            assert!(c.job_names().await.is_empty());
+            c.advance(1);
+            assert_eq!(c.sync().await, Some(Duration::from_millis(60_100)));
+            assert_eq!(c.job_names().await, ["tick-29013721"]);
+            let status = c.cron_jobs().get("tick").await.unwrap().status.unwrap();
+            assert_eq!(
+                status.last_schedule_time,
+                Some(Time(at("2025-03-01T10:01:00Z")))
+            );
+            let active: Vec<_> = status
+                .active
+                .unwrap()
+                .into_iter()
+                .filter_map(|r| r.name)
+                .collect();
+            assert_eq!(active, ["tick-29013721"]);
+            let job = c.jobs().get("tick-29013721").await.unwrap();
+            let annotations = job.metadata.annotations.unwrap();
+            assert_eq!(
+                annotations["batch.kubernetes.io/cronjob-scheduled-timestamp"],
+                "2025-03-01T10:01:00Z"
+            );
+            assert!(
+                job.spec.unwrap().selector.is_some(),
+                "the Job registry generated the selector"
+            );
+
+            // Replace: the running Job goes, the next one comes.
+            c.advance(60);
+            c.sync().await;
+            assert_eq!(c.job_names().await, ["tick-29013722"]);
+            // (Event names are `<object>.<time in ns>`: under a stopped clock the later events of
+            // one sync collide with its first, so only the first is checked.)
+            assert_eq!(
+                c.events("SuccessfulDelete").await,
+                ["Deleted job tick-29013721"]
+            );
+
+            // Completion is noticed; history keeps one successful Job.
+            c.advance(5);
+            c.complete("tick-29013722").await;
+            c.sync().await;
+            let status = c.cron_jobs().get("tick").await.unwrap().status.unwrap();
+            assert_eq!(status.active, None);
+            assert_eq!(
+                status.last_successful_time,
+                Some(Time(at("2025-03-01T10:02:05Z")))
+            );
+            assert_eq!(
+                c.events("SawCompletedJob").await,
+                ["Saw completed job: tick-29013722, condition: Complete"]
+            );
+            c.advance(55);
+            c.sync().await;
+            c.advance(5);
+            c.complete("tick-29013723").await;
+            c.sync().await;
+            assert_eq!(
+                c.job_names().await,
+                ["tick-29013723"],
+                "the older success is trimmed"
+            );
+
+            // Forbid: no second Job while one runs.
+            let mut forbid = c.cron_jobs().get("tick").await.unwrap();
+            forbid.spec.as_mut().unwrap().concurrency_policy = Some("Forbid".into());
+            c.cron_jobs().replace("tick", &forbid).await.unwrap();
+            c.advance(55);
+            c.sync().await;
+            assert_eq!(c.job_names().await, ["tick-29013723", "tick-29013724"]);
+            c.advance(60);
+            assert_eq!(c.sync().await, Some(Duration::from_millis(60_100)));
+            assert_eq!(c.job_names().await, ["tick-29013723", "tick-29013724"]);
+            assert_eq!(
+                c.events("JobAlreadyActive").await,
+                ["Not starting job because prior execution is running and concurrency policy is Forbid"]
+            );
+        }
+    }
 }
