@@ -960,6 +960,17 @@ struct Managed {
     error: Option<ControllerError>,
 }
 
+/// Work queue keys of pods that lost their controller, next to the Jobs' `namespace/name` keys.
+const ORPHAN_POD: &str = "orphan-pod:";
+
+fn is_controlled(pod: &Pod) -> bool {
+    pod.metadata
+        .owner_references
+        .iter()
+        .flatten()
+        .any(|r| r.controller == Some(true))
+}
+
 /// The key of the Job controlling a pod.
 fn owner_key(pod: &Pod) -> Option<String> {
     let owner = controller_of(&pod.metadata, "Job")?;
@@ -983,7 +994,19 @@ fn involved(job: &Job) -> Involved<'_> {
 impl Controller {
     fn pod_changed(&self, change: &Change<Pod>, queue: &WorkQueue) {
         let pod = change.object();
+        if let Change::Modified { old, .. } = change {
+            if let Some(previous) = owner_key(old).filter(|k| Some(k) != owner_key(pod).as_ref()) {
+                queue.add(&previous);
+            }
+        }
         let Some(job) = owner_key(pod) else {
+            // Released by its Job (orphan deletion): no Job will count it any more.
+            if !is_controlled(pod)
+                && has_tracking_finalizer(pod)
+                && !matches!(change, Change::Deleted(_))
+            {
+                queue.add(&format!("{ORPHAN_POD}{}", key_of(&pod.metadata)));
+            }
             return;
         };
         let pod_key = key_of(&pod.metadata);
@@ -1002,12 +1025,18 @@ impl Controller {
                 self.finalizer_removal_observed(&job, uid_of(&pod.metadata));
             }
         }
-        if let Change::Modified { old, .. } = change {
-            if let Some(previous) = owner_key(old).filter(|k| *k != job) {
-                queue.add(&previous);
-            }
-        }
         queue.add(&job);
+    }
+
+    /// A pod without a controller keeps no tracking finalizer (Kubernetes' `syncOrphanPod`).
+    async fn sync_orphan(&self, key: &str) -> Result<(), ControllerError> {
+        let Some(pod) = self.ctx.informers.pods.get(key) else {
+            return Ok(());
+        };
+        if is_controlled(&pod) || !has_tracking_finalizer(&pod) {
+            return Ok(());
+        }
+        Ok(self.remove_finalizer(&pod).await?)
     }
 
     fn finalizer_removal_observed(&self, job: &str, uid: &str) {
@@ -1049,6 +1078,9 @@ impl Controller {
     }
 
     async fn sync(&self, key: &str) -> Result<Option<Duration>, ControllerError> {
+        if let Some(pod) = key.strip_prefix(ORPHAN_POD) {
+            return self.sync_orphan(pod).await.map(|()| None);
+        }
         let (namespace, name) = split_key(key);
         let namespace_pods = self.ctx.informers.pods.list_in(namespace);
         let named: Vec<&Pod> = namespace_pods

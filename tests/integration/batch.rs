@@ -357,22 +357,34 @@ fn suspended_indexed_jobs_resume_and_finished_jobs_expire() {
 #[test]
 fn deleting_a_running_job_releases_its_pods() {
     let (s, _agent) = start_with_nodes(1);
-    apply(
-        &s,
-        "long.yaml",
-        &job("long", "  parallelism: 2\n  completions: 4", 600, 0),
-    );
-    s.eventually("two running pods", WAIT, || {
-        jsonpath(
+    let no_pods = || s.ok(&["get", "pods", "-o", "name"]).is_empty();
+    for cascade in ["background", "foreground", "orphan"] {
+        apply(
             &s,
-            &["get", "job", "long"],
-            "{.status.active}/{.status.ready}",
-        ) == "2/2"
-    });
-    s.ok(&["delete", "job", "long", "--wait=false"]);
-    s.eventually("the pods gone, finalizers and all", WAIT, || {
-        s.ok(&["get", "pods", "-o", "name"]).is_empty()
-    });
+            "long.yaml",
+            &job("long", "  parallelism: 2\n  completions: 4", 600, 0),
+        );
+        s.eventually("two running pods", WAIT, || {
+            jsonpath(
+                &s,
+                &["get", "job", "long"],
+                "{.status.active}/{.status.ready}",
+            ) == "2/2"
+        });
+        s.ok(&["delete", "job", "long", &format!("--cascade={cascade}")]);
+        if cascade == "orphan" {
+            s.eventually("released pods without the tracking finalizer", WAIT, || {
+                jsonpath(
+                    &s,
+                    &["get", "pods"],
+                    "{.items[*].metadata.ownerReferences}{.items[*].metadata.finalizers}",
+                )
+                .is_empty()
+            });
+            s.ok(&["delete", "pods", "--all", "--wait=false"]);
+        }
+        s.eventually("the pods gone, finalizers and all", WAIT, no_pods);
+    }
 }
 
 #[test]
