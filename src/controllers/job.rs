@@ -1476,6 +1476,9 @@ impl Controller {
         key: &str,
         pods: &[&Pod],
     ) -> (Vec<String>, Option<ControllerError>) {
+        if pods.is_empty() {
+            return (Vec::new(), None);
+        }
         {
             let mut removals = self.finalizer_removals.lock().expect("finalizer lock");
             let expected = removals.entry(key.to_string()).or_default();
