@@ -361,6 +361,7 @@ impl Controller {
             .as_deref()
             .and_then(|v| v.parse::<u64>().ok());
         let written = self.written.lock().expect("written lock").get(key).copied();
+        // orch's resourceVersions are the store's increasing revisions: they compare as numbers.
         if matches!((seen, written), (Some(seen), Some(written)) if seen < written) {
             // The informer brings the newer CronJob, and with it another sync.
             return Ok(None);

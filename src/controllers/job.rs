@@ -1066,7 +1066,8 @@ impl Controller {
         self.written.lock().expect("written lock").remove(key);
     }
 
-    /// The informer has not caught up with this controller's last status write.
+    /// The informer has not caught up with this controller's last status write. orch's
+    /// resourceVersions are the store's increasing revisions, so they compare as numbers.
     fn is_stale(&self, key: &str, job: &Job) -> bool {
         let seen = job
             .metadata
