@@ -4528,8 +4528,8 @@ fn validate_pod_failure_policy(spec: &Value, path: &Path, errs: &mut Errs) {
     }
 }
 
-/// Jobs. Orch does not generate Job selectors, so a Job without one is accepted as Kubernetes
-/// accepts it before generation; a given selector must still be valid and match the template.
+/// Jobs. The registry generates the selector before validation unless `manualSelector` is set
+/// (`registry/jobs.rs`); a selector must be valid and match the template.
 fn validate_job(obj: &Value, old: Option<&Value>, errs: &mut Errs) {
     let sp = Path::new("spec");
     let spec = get(obj, "spec");

@@ -4,9 +4,11 @@
 //! take keys off a work queue and sync them.
 
 pub mod cron_schedule;
+pub mod cronjob;
 pub mod deployment;
 pub mod expectations;
 pub mod garbage_collector;
+pub mod job;
 pub mod namespace;
 pub mod node_ipam;
 pub mod node_lifecycle;
@@ -16,6 +18,7 @@ pub mod replicaset;
 pub mod resource_quota;
 pub mod rollout;
 pub mod service_account;
+pub mod ttl_after_finished;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -85,6 +88,9 @@ pub async fn start(ctx: Context) -> Vec<tokio::task::JoinHandle<()>> {
     tasks.extend(resource_quota::start(&ctx));
     tasks.extend(service_account::start(&ctx));
     tasks.extend(persistent_volume::start(&ctx));
+    tasks.extend(job::start(&ctx));
+    tasks.extend(cronjob::start(&ctx));
+    tasks.extend(ttl_after_finished::start(&ctx));
     tasks
 }
 

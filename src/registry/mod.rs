@@ -5,6 +5,7 @@
 mod admission;
 mod errors;
 mod generic;
+mod jobs;
 mod namespaces;
 mod pods;
 mod secrets;

@@ -16,7 +16,7 @@ use crate::util::Clock;
 use super::errors::RegistryError;
 use super::services::ServiceAllocator;
 use super::strategy::{GenericStrategy, Strategy};
-use super::{namespaces, pods, secrets, services};
+use super::{jobs, namespaces, pods, secrets, services};
 
 /// How many times an update re-reads and retries after losing a compare-and-swap race.
 const MAX_CAS_RETRIES: usize = 16;
@@ -111,6 +111,7 @@ fn strategy(info: &ResourceInfo) -> &'static dyn Strategy {
         ("", "Namespace") => &namespaces::NamespaceStrategy,
         ("", "Service") => &services::ServiceStrategy,
         ("", "Secret") => &secrets::SecretStrategy,
+        ("batch", "Job") => &jobs::JobStrategy,
         _ => &GenericStrategy,
     }
 }
@@ -439,15 +440,9 @@ impl Registry {
         let mut obj = self.to_storage(info, obj)?;
         let strategy = strategy(storage_info);
         let requested_fields = crate::api::fieldset::fields_v1(&obj);
-        strategy.prepare_for_create(storage_info, &mut obj);
-        match (storage_info.group, storage_info.plural) {
-            ("", "pods") => super::admission::limit_ranger::admit_pod(self, info, &mut obj).await?,
-            ("", "persistentvolumeclaims") => {
-                super::admission::default_storage_class::admit_claim(self, &mut obj).await?
-            }
-            _ => {}
-        }
         let now = self.clock.now();
+        // System fields come before the strategy, as in Kubernetes: a Job's generated selector uses
+        // the UID.
         {
             let m = meta::metadata_mut(&mut obj);
             m.insert(
@@ -466,6 +461,14 @@ impl Registry {
             ] {
                 m.remove(field);
             }
+        }
+        strategy.prepare_for_create(storage_info, &mut obj);
+        match (storage_info.group, storage_info.plural) {
+            ("", "pods") => super::admission::limit_ranger::admit_pod(self, info, &mut obj).await?,
+            ("", "persistentvolumeclaims") => {
+                super::admission::default_storage_class::admit_claim(self, &mut obj).await?
+            }
+            _ => {}
         }
         record_managed_fields(
             &mut obj,

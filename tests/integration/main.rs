@@ -1,6 +1,7 @@
 //! End-to-end tests: a real `orch server` process (embedded SQLite, HTTPS) driven by the real kubectl on
 //! this machine. One test binary with modules, so the suite links once.
 
+mod batch;
 mod harness;
 mod kubectl_workflows;
 mod leader;
