@@ -4,15 +4,18 @@
 //! take keys off a work queue and sync them.
 
 pub mod cron_schedule;
+pub mod daemonset;
 pub mod deployment;
 pub mod expectations;
 pub mod garbage_collector;
+pub mod history;
 pub mod namespace;
 pub mod node_ipam;
 pub mod node_lifecycle;
 pub mod pod_ranking;
 pub mod replicaset;
 pub mod rollout;
+pub mod statefulset;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -76,6 +79,8 @@ pub async fn start(ctx: Context) -> Vec<tokio::task::JoinHandle<()>> {
     tasks.extend(node_lifecycle::start(&ctx));
     tasks.extend(replicaset::start(&ctx));
     tasks.extend(deployment::start(&ctx));
+    tasks.extend(daemonset::start(&ctx));
+    tasks.extend(statefulset::start(&ctx));
     tasks
 }
 
