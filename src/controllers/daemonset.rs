@@ -903,6 +903,11 @@ impl Controller {
         self.sync_nodes(key, ds, &delete, &create_on, hash).await?;
 
         if self.expectations.satisfied(key) && strategy_type(ds) == "RollingUpdate" {
+            // Read the pods again: what the manage loop just deleted may already show as terminating,
+            // and must not be picked a second time.
+            let owned = self.owned_pods(ds);
+            let pods: Vec<&Pod> = owned.iter().map(Arc::as_ref).collect();
+            let by_node = nodes_to_pods(&pods, false);
             let plan = rolling_update(ds, nodes, &by_node, hash, now)?;
             self.sync_nodes(key, ds, &plan.delete, &plan.create_on, hash)
                 .await?;

@@ -5,4 +5,5 @@ mod harness;
 mod kubectl_workflows;
 mod persistence;
 mod python_client;
+mod sets;
 mod workloads;
