@@ -435,9 +435,12 @@ fn statefulset_orders_pods_keeps_claims_and_rolls_out() {
             && jsonpath(&s, &["pods", "-l", "app=web"], "{.items[*].metadata.name}") == "web-0"
     });
     let deleted_2 = watch.index("DELETED web-2").unwrap();
-    let terminating_1 = watch.index("TERMINATING web-1").unwrap();
+    let leaving_1 = watch
+        .index("TERMINATING web-1")
+        .or(watch.index("DELETED web-1"))
+        .unwrap();
     assert!(
-        deleted_2 < terminating_1,
+        deleted_2 < leaving_1,
         "web-1 went before web-2 was gone: {:?}",
         watch.events()
     );
