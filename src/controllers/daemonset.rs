@@ -289,14 +289,12 @@ pub fn nodes_to_pods<'a>(
 
 /// `maxSurge` and `maxUnavailable` for `desired` nodes; with neither allowed, one may be unavailable.
 fn update_limits(ds: &DaemonSet, desired: i32) -> Result<(i32, i32), ControllerError> {
-    if strategy_type(ds) != "RollingUpdate" {
-        return Ok((0, 1.min(desired)));
-    }
     let rolling = ds
         .spec
         .as_ref()
         .and_then(|s| s.update_strategy.as_ref())
-        .and_then(|s| s.rolling_update.as_ref());
+        .and_then(|s| s.rolling_update.as_ref())
+        .filter(|_| strategy_type(ds) == "RollingUpdate");
     let resolve = |v: Option<&IntOrString>| -> Result<i32, ControllerError> {
         Ok(match v {
             Some(v) => scaled_value(v, desired, true)?,

@@ -175,6 +175,8 @@ fn daemonset_follows_nodes_taints_and_rolls_out() {
         history.contains("\n1 ") && history.contains("\n2 "),
         "{history}"
     );
+    let second = s.ok(&["rollout", "history", "ds/agent", "--revision=2"]);
+    assert!(second.contains("busybox:1.37"), "{second}");
     s.ok(&["rollout", "undo", "ds/agent"]);
     let status = s.ok(&["rollout", "status", "ds/agent", "--timeout=60s"]);
     assert!(status.contains("successfully rolled out"), "{status}");
@@ -475,6 +477,8 @@ fn statefulset_orders_pods_keeps_claims_and_rolls_out() {
         history.contains("\n1 ") && history.contains("\n2 "),
         "{history}"
     );
+    let first = s.ok(&["rollout", "history", "sts/web", "--revision=1"]);
+    assert!(first.contains("busybox:1.36"), "{first}");
     s.ok(&["rollout", "undo", "sts/web"]);
     s.ok(&["rollout", "status", "sts/web", "--timeout=60s"]);
     s.eventually("both pods back on the old image", WAIT, || {
