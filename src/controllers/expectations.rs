@@ -56,6 +56,19 @@ impl Expectations {
         );
     }
 
+    /// Expects creations and deletions from one sync at once (a DaemonSet creates on some nodes while it
+    /// deletes on others).
+    pub fn expect(&self, owner: &str, creations: usize, pods: impl IntoIterator<Item = String>) {
+        self.by_owner.lock().expect("expectations lock").insert(
+            owner.to_string(),
+            Expectation {
+                creations: creations as i64,
+                deletions: pods.into_iter().collect(),
+                set_at: Instant::now(),
+            },
+        );
+    }
+
     pub fn creation_observed(&self, owner: &str) {
         if let Some(e) = self
             .by_owner

@@ -5,9 +5,11 @@
 
 pub mod cron_schedule;
 pub mod cronjob;
+pub mod daemonset;
 pub mod deployment;
 pub mod expectations;
 pub mod garbage_collector;
+pub mod history;
 pub mod job;
 pub mod namespace;
 pub mod node_ipam;
@@ -18,6 +20,7 @@ pub mod replicaset;
 pub mod resource_quota;
 pub mod rollout;
 pub mod service_account;
+pub mod statefulset;
 pub mod ttl_after_finished;
 
 use std::future::Future;
@@ -91,6 +94,8 @@ pub async fn start(ctx: Context) -> Vec<tokio::task::JoinHandle<()>> {
     tasks.extend(job::start(&ctx));
     tasks.extend(cronjob::start(&ctx));
     tasks.extend(ttl_after_finished::start(&ctx));
+    tasks.extend(daemonset::start(&ctx));
+    tasks.extend(statefulset::start(&ctx));
     tasks
 }
 

@@ -307,7 +307,7 @@ impl Fnv32a {
 }
 
 /// apimachinery's `rand.SafeEncodeString`: no vowels (no words) and no look-alike characters.
-fn safe_encode(s: &str) -> String {
+pub(crate) fn safe_encode(s: &str) -> String {
     const ALPHANUMS: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
     s.bytes()
         .map(|b| ALPHANUMS[usize::from(b) % ALPHANUMS.len()] as char)
@@ -316,7 +316,7 @@ fn safe_encode(s: &str) -> String {
 
 /// Drops nulls, empty arrays and empty objects: `Semantic.DeepEqual` treats empty and nil maps
 /// and slices as equal, and defaulting makes the remaining nil-vs-empty-struct cases moot.
-fn normalized(value: Value) -> Value {
+pub(crate) fn normalized(value: Value) -> Value {
     match value {
         Value::Object(map) => Value::Object(
             map.into_iter()
@@ -554,7 +554,7 @@ pub fn set_deployment_revision(d: &mut Deployment, revision: &str) -> bool {
     true
 }
 
-fn controller_ref(api_version: &str, kind: &str, owner: &ObjectMeta) -> OwnerReference {
+pub(crate) fn controller_ref(api_version: &str, kind: &str, owner: &ObjectMeta) -> OwnerReference {
     OwnerReference {
         api_version: api_version.to_string(),
         kind: kind.to_string(),

@@ -7,4 +7,5 @@ mod kubectl_workflows;
 mod leader;
 mod persistence;
 mod python_client;
+mod sets;
 mod workloads;
