@@ -2,29 +2,80 @@
 //! (Background propagation), an owner deleted with Foreground propagation waits for its dependents to go,
 //! and an owner deleted with Orphan propagation releases its dependents first.
 //!
-//! It rescans every stored resource each period; informer-driven graph building replaces this when the
-//! workload controllers land.
+//! A collection pass reads every stored resource and acts on the whole ownership graph. Passes run when a
+//! watch shows something that can orphan or release dependents — an object deleted or marked for
+//! deletion — and otherwise every 30 s (which also catches objects created with an owner that does not
+//! exist); so a busy cluster that deletes nothing costs nothing.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{json, Value};
-use tokio::sync::watch;
+use tokio::sync::{watch, Notify};
 
 use crate::api::meta;
 use crate::api::resources::{self, ResourceInfo};
-use crate::client::{Client, ClientError};
+use crate::client::{Client, ClientError, WatchEventKind};
 
-const RESYNC: Duration = Duration::from_millis(500);
+/// The longest stretch without a collection pass.
+const RESYNC: Duration = Duration::from_secs(30);
+/// Deletions that come in a burst are collected in one pass.
+const COALESCE: Duration = Duration::from_millis(200);
+const RETRY: Duration = Duration::from_secs(1);
 
 pub async fn run(client: Client, mut shutdown: watch::Receiver<bool>) {
+    let dirty = Arc::new(Notify::new());
+    let watchers: Vec<_> = resources::storage_resources()
+        .map(|info| tokio::spawn(watch_deletions(client.clone(), info, dirty.clone())))
+        .collect();
     loop {
         if let Err(e) = sync(&client).await {
             tracing::warn!(error = %e, "garbage collector sync failed");
         }
         tokio::select! {
+            _ = dirty.notified() => tokio::time::sleep(COALESCE).await,
             _ = tokio::time::sleep(RESYNC) => {}
-            _ = shutdown.changed() => return,
+            _ = shutdown.changed() => break,
+        }
+    }
+    for watcher in watchers {
+        watcher.abort();
+    }
+}
+
+/// Signals `dirty` whenever an object of `info` is deleted or gets a deletion timestamp.
+async fn watch_deletions(client: Client, info: &'static ResourceInfo, dirty: Arc<Notify>) {
+    let collection = info.path(None, None);
+    loop {
+        let rv = match client.get(&format!("{collection}?limit=1")).await {
+            Ok(list) => list["metadata"]["resourceVersion"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string(),
+            Err(e) => {
+                tracing::debug!(resource = info.plural, error = %e, "garbage collector list failed");
+                tokio::time::sleep(RETRY).await;
+                continue;
+            }
+        };
+        let path = format!("{collection}?watch=1&allowWatchBookmarks=true&resourceVersion={rv}");
+        let mut stream = match client.watch(&path).await {
+            Ok(stream) => stream,
+            Err(_) => {
+                tokio::time::sleep(RETRY).await;
+                continue;
+            }
+        };
+        // Anything may have happened while the watch was down.
+        dirty.notify_one();
+        while let Some(Ok(event)) = stream.next().await {
+            let deleting = event.kind == WatchEventKind::Deleted
+                || (event.kind == WatchEventKind::Modified
+                    && event.object["metadata"]["deletionTimestamp"].is_string());
+            if deleting {
+                dirty.notify_one();
+            }
         }
     }
 }
