@@ -21,6 +21,9 @@ use super::{jobs, namespaces, pods, secrets, services};
 /// How many times an update re-reads and retries after losing a compare-and-swap race.
 const MAX_CAS_RETRIES: usize = 16;
 
+/// How long a watch from a revision newer than the store's waits for it.
+const TOO_LARGE_RV_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
+
 #[derive(Debug, Clone, Default)]
 pub struct CreateOptions {
     pub dry_run: bool,
@@ -329,11 +332,17 @@ impl Registry {
                 list.resource_version
             }
         };
-        let current = self.backend.current_revision();
-        if start > current {
-            return Err(RegistryError::BadRequest(format!(
-                "Timeout: Too large resource version: {start}, current: {current}"
-            )));
+        // A list can read a commit a moment before the watch side has published it; like the watch
+        // cache, wait up to three seconds for the store to catch up before refusing.
+        let deadline = tokio::time::Instant::now() + TOO_LARGE_RV_WAIT;
+        while start > self.backend.current_revision() {
+            if tokio::time::Instant::now() >= deadline {
+                return Err(RegistryError::BadRequest(format!(
+                    "Timeout: Too large resource version: {start}, current: {}",
+                    self.backend.current_revision()
+                )));
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(2)).await;
         }
         let prefix = info.key_prefix(namespace);
         let mut events = self
