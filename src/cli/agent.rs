@@ -53,10 +53,6 @@ pub struct AgentArgs {
 }
 
 pub fn run(args: AgentArgs) -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_new(&args.log).context("--log")?)
-        .with_writer(std::io::stderr)
-        .init();
     if !args.hollow {
         bail!("orch agent can only run hollow nodes so far (--hollow); the container runtime is not built yet");
     }
@@ -96,11 +92,7 @@ pub fn run(args: AgentArgs) -> anyhow::Result<()> {
         labels,
         taints,
     };
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("starting the async runtime")?;
+    let runtime = super::start_runtime(&args.log)?;
     runtime.block_on(async move {
         let remote = RemoteConfig::from_token(&args.server, &token)
             .await
@@ -109,16 +101,7 @@ pub fn run(args: AgentArgs) -> anyhow::Result<()> {
             .await?
             .with_user_agent("orch-agent/v1");
         let (shutdown, shutdown_rx) = tokio::sync::watch::channel(false);
-        tokio::spawn(async move {
-            let mut term =
-                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-                    .expect("SIGTERM handler");
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = term.recv() => {}
-            }
-            let _ = shutdown.send(true);
-        });
+        super::stop_on_signal(shutdown);
         tracing::info!(count = config.count, prefix = %config.name_prefix, "hollow nodes joining");
         hollow::run(client, config, Arc::new(SystemClock), shutdown_rx).await?;
         Ok(())

@@ -34,6 +34,34 @@ pub enum Command {
     },
 }
 
+/// Logging to stderr with a tracing EnvFilter (`--log`), and the async runtime a long-running command
+/// needs.
+fn start_runtime(log: &str) -> anyhow::Result<tokio::runtime::Runtime> {
+    use anyhow::Context;
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_new(log).context("--log")?)
+        .with_writer(std::io::stderr)
+        .init();
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")
+}
+
+/// Turns `shutdown` true on SIGINT or SIGTERM.
+fn stop_on_signal(shutdown: tokio::sync::watch::Sender<bool>) {
+    tokio::spawn(async move {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("SIGTERM handler");
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+        let _ = shutdown.send(true);
+    });
+}
+
 pub fn main() -> anyhow::Result<()> {
     let mut args: Vec<String> = std::env::args().collect();
     let invoked_as = args

@@ -172,29 +172,13 @@ impl ServerArgs {
 }
 
 pub fn run(args: ServerArgs) -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_new(&args.log).context("--log")?)
-        .with_writer(std::io::stderr)
-        .init();
+    let runtime = super::start_runtime(&args.log)?;
     let config = args.to_config()?;
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("starting the async runtime")?;
     runtime.block_on(async move {
         let started = std::time::Instant::now();
         let running = server::start(config).await?;
         tracing::info!(address = %running.address, elapsed_ms = started.elapsed().as_millis() as u64, "orch server is ready");
-        let shutdown = running.shutdown_handle();
-        tokio::spawn(async move {
-            let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = term.recv() => {}
-            }
-            let _ = shutdown.send(true);
-        });
+        super::stop_on_signal(running.shutdown_handle());
         running.wait().await;
         Ok(())
     })

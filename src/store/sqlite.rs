@@ -100,6 +100,9 @@ CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value INTEGER NOT NULL) 
 fn open_connection(path: &Path, full_sync: bool) -> Result<Connection, StoreError> {
     let conn = Connection::open(path)?;
     conn.busy_timeout(Duration::from_secs(10))?;
+    // Before anything writes page 1 (switching to WAL does): on a new database this is what lets
+    // compaction hand pages back to the OS; on an existing one it is a no-op.
+    conn.pragma_update(None, "auto_vacuum", "INCREMENTAL")?;
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(
         None,
@@ -117,8 +120,11 @@ impl SqliteBackend {
                 .map_err(|e| StoreError::Database(format!("{}: {e}", dir.display())))?;
         }
         let conn = open_connection(&options.path, options.full_sync)?;
-        // auto_vacuum only takes effect on a new database; it lets compaction hand pages back to the OS.
-        conn.pragma_update(None, "auto_vacuum", "INCREMENTAL")?;
+        let auto_vacuum: i64 = conn.query_row("PRAGMA auto_vacuum", [], |r| r.get(0))?;
+        if auto_vacuum != 2 {
+            // A database made without incremental auto-vacuum is converted once, by a full VACUUM.
+            conn.execute_batch("PRAGMA auto_vacuum = INCREMENTAL; VACUUM;")?;
+        }
         conn.execute_batch(SCHEMA)?;
         let revision = snapshot_revision(&conn)?;
         let compacted: i64 = conn
@@ -624,7 +630,12 @@ fn compact(conn: &mut Connection, revision: i64, shared: &Shared) -> Result<u64,
     )?;
     tx.commit()?;
     shared.compacted.store(revision, Ordering::Release);
-    conn.execute_batch("PRAGMA incremental_vacuum;")?;
+    // Each step of incremental_vacuum frees one page; run it to the end.
+    {
+        let mut vacuum = conn.prepare("PRAGMA incremental_vacuum")?;
+        let mut steps = vacuum.query([])?;
+        while steps.next()?.is_some() {}
+    }
     // TRUNCATE waits for readers to leave the WAL (bounded by busy_timeout) and resets it to zero bytes.
     conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
     Ok(removed as u64)
@@ -746,6 +757,48 @@ mod tests {
             Err(StoreError::Compacted { .. })
         ));
         assert!(s.watch("/c/", s.current_revision()).is_ok());
+    }
+
+    #[tokio::test]
+    async fn compaction_gives_space_back_to_the_filesystem() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = open(&dir);
+        let path = dir.path().join("state.db");
+        let inspect = |pragma: &str| -> i64 {
+            let conn = Connection::open(&path).unwrap();
+            conn.query_row(&format!("PRAGMA {pragma}"), [], |r| r.get(0))
+                .unwrap()
+        };
+        assert_eq!(inspect("auto_vacuum"), 2, "incremental auto-vacuum");
+        let mut rev = s.create("/big/a", vec![b'x'; 4000]).await.unwrap();
+        for _ in 0..300 {
+            rev = s.update("/big/a", vec![b'y'; 4000], rev).await.unwrap();
+        }
+        let before = inspect("page_count");
+        s.compact(s.current_revision()).await.unwrap();
+        let after = inspect("page_count");
+        assert!(
+            after * 10 < before,
+            "pages: {before} before compaction, {after} after"
+        );
+    }
+
+    #[tokio::test]
+    async fn an_old_database_is_converted_to_incremental_vacuum() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.db");
+        {
+            let conn = Connection::open(&path).unwrap();
+            conn.execute_batch("PRAGMA journal_mode=WAL;").unwrap();
+            conn.execute_batch(SCHEMA).unwrap();
+        }
+        let s = open(&dir);
+        s.create("/a", b"1".to_vec()).await.unwrap();
+        let conn = Connection::open(&path).unwrap();
+        let mode: i64 = conn
+            .query_row("PRAGMA auto_vacuum", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(mode, 2);
     }
 
     #[tokio::test]

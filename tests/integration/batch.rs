@@ -8,19 +8,9 @@ use std::time::Duration;
 
 use orch::client::WatchEventKind;
 
-use crate::harness::Server;
+use crate::harness::{ready_nodes, Server};
 
 const WAIT: Duration = Duration::from_secs(60);
-
-fn ready_nodes(s: &Server) -> usize {
-    let out = s.ok(&[
-        "get",
-        "nodes",
-        "-o",
-        r#"jsonpath={range .items[*]}{.status.conditions[?(@.type=="Ready")].status}{"\n"}{end}"#,
-    ]);
-    out.lines().filter(|l| *l == "True").count()
-}
 
 fn start_with_nodes(nodes: usize) -> (Server, crate::harness::HollowAgent) {
     let s = Server::start();

@@ -231,6 +231,17 @@ impl Server {
     }
 }
 
+/// How many nodes report Ready=True.
+pub fn ready_nodes(s: &Server) -> usize {
+    let out = s.ok(&[
+        "get",
+        "nodes",
+        "-o",
+        r#"jsonpath={range .items[*]}{.status.conditions[?(@.type=="Ready")].status}{"\n"}{end}"#,
+    ]);
+    out.lines().filter(|l| *l == "True").count()
+}
+
 fn tail(s: &str) -> String {
     let lines: Vec<&str> = s.lines().collect();
     lines[lines.len().saturating_sub(30)..].join("\n")

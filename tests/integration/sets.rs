@@ -8,19 +8,9 @@ use std::sync::{mpsc, Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use crate::harness::Server;
+use crate::harness::{ready_nodes, Server};
 
 const WAIT: Duration = Duration::from_secs(30);
-
-fn ready_nodes(s: &Server) -> usize {
-    let out = s.ok(&[
-        "get",
-        "nodes",
-        "-o",
-        r#"jsonpath={range .items[*]}{.status.conditions[?(@.type=="Ready")].status}{"\n"}{end}"#,
-    ]);
-    out.lines().filter(|l| *l == "True").count()
-}
 
 /// The nodes of the Running pods matching the selector that are not being deleted.
 fn running_on(s: &Server, selector: &str) -> BTreeSet<String> {

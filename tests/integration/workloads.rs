@@ -2,19 +2,9 @@
 
 use std::time::Duration;
 
-use crate::harness::Server;
+use crate::harness::{ready_nodes, Server};
 
 const WAIT: Duration = Duration::from_secs(30);
-
-fn ready_nodes(s: &Server) -> usize {
-    let out = s.ok(&[
-        "get",
-        "nodes",
-        "-o",
-        r#"jsonpath={range .items[*]}{.status.conditions[?(@.type=="Ready")].status}{"\n"}{end}"#,
-    ]);
-    out.lines().filter(|l| *l == "True").count()
-}
 
 /// `name node phase` per pod matching the selector, skipping pods being deleted.
 fn pods(s: &Server, selector: &str) -> Vec<(String, String, String)> {
