@@ -3,6 +3,7 @@
 //! admission charged them). It recounts every quota every few seconds and whenever a pod changes.
 
 use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde_json::{json, Value};
@@ -16,11 +17,20 @@ const RESYNC: Duration = Duration::from_secs(5);
 
 pub fn start(ctx: &Context) -> Vec<tokio::task::JoinHandle<()>> {
     let queue = WorkQueue::new();
+    // Pod changes only matter in namespaces that have quotas; most have none.
+    let with_quotas: Arc<Mutex<HashSet<String>>> = Arc::default();
     {
         let queue = queue.clone();
+        let with_quotas = with_quotas.clone();
         ctx.informers.pods.on_change(move |change| {
             if let Some(ns) = change.object().metadata.namespace.as_deref() {
-                queue.add(ns);
+                if with_quotas
+                    .lock()
+                    .expect("quota namespaces lock")
+                    .contains(ns)
+                {
+                    queue.add(ns);
+                }
             }
         });
     }
@@ -32,15 +42,17 @@ pub fn start(ctx: &Context) -> Vec<tokio::task::JoinHandle<()>> {
         tasks.push(tokio::spawn(async move {
             loop {
                 if let Ok(list) = ctx.client.get("/api/v1/resourcequotas").await {
-                    let namespaces: HashSet<&str> = list["items"]
+                    let namespaces: HashSet<String> = list["items"]
                         .as_array()
                         .into_iter()
                         .flatten()
                         .filter_map(|q| q["metadata"]["namespace"].as_str())
+                        .map(str::to_string)
                         .collect();
-                    for ns in namespaces {
+                    for ns in &namespaces {
                         queue.add(ns);
                     }
+                    *with_quotas.lock().expect("quota namespaces lock") = namespaces;
                 }
                 tokio::select! {
                     _ = tokio::time::sleep(RESYNC) => {}
