@@ -16,6 +16,22 @@ pub struct Involved<'a> {
     pub uid: &'a str,
 }
 
+impl<'a> Involved<'a> {
+    pub fn new(
+        api_version: &'a str,
+        kind: &'a str,
+        meta: &'a k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
+    ) -> Self {
+        Involved {
+            api_version,
+            kind,
+            namespace: meta.namespace.as_deref().unwrap_or_default(),
+            name: meta.name.as_deref().unwrap_or_default(),
+            uid: meta.uid.as_deref().unwrap_or_default(),
+        }
+    }
+}
+
 #[derive(Clone)]
 pub struct Recorder {
     client: Client,

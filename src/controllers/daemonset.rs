@@ -30,7 +30,7 @@ use super::rollout::{
     controller_ref, is_pod_available, is_pod_ready, pod_template_hash, scaled_value,
     slow_start_batches, BURST_REPLICAS, SLOW_START_INITIAL_BATCH_SIZE,
 };
-use super::{controller_of, run_workers, Context, ControllerError};
+use super::{controller_key, controller_of, run_workers, Context, ControllerError};
 use crate::client::events::{Involved, Recorder};
 use crate::client::informer::key_of;
 use crate::client::{Api, Change, WorkQueue};
@@ -705,7 +705,7 @@ pub fn start(ctx: &Context) -> Vec<tokio::task::JoinHandle<()>> {
         let controller = controller.clone();
         ctx.informers.pods.on_change(move |change| {
             let pod = change.object();
-            let Some(owner) = owner_key(&pod.metadata) else {
+            let Some(owner) = controller_key(&pod.metadata, KIND) else {
                 return;
             };
             let pod_key = key_of(&pod.metadata);
@@ -718,7 +718,8 @@ pub fn start(ctx: &Context) -> Vec<tokio::task::JoinHandle<()>> {
                 Change::Modified { .. } => {}
             }
             if let Change::Modified { old, .. } = change {
-                if let Some(previous) = owner_key(&old.metadata).filter(|k| *k != owner) {
+                if let Some(previous) = controller_key(&old.metadata, KIND).filter(|k| *k != owner)
+                {
                     queue.add(&previous);
                 }
             }
@@ -743,7 +744,7 @@ pub fn start(ctx: &Context) -> Vec<tokio::task::JoinHandle<()>> {
     {
         let queue = queue.clone();
         ctx.informers.controller_revisions.on_change(move |change| {
-            if let Some(owner) = owner_key(&change.object().metadata) {
+            if let Some(owner) = controller_key(&change.object().metadata, KIND) {
                 queue.add(&owner);
             }
         });
@@ -758,26 +759,6 @@ pub fn start(ctx: &Context) -> Vec<tokio::task::JoinHandle<()>> {
             async move { controller.sync(&key).await }
         },
     )
-}
-
-/// The cache key of the DaemonSet controlling an object.
-fn owner_key(meta: &ObjectMeta) -> Option<String> {
-    let owner = controller_of(meta, KIND)?;
-    Some(format!(
-        "{}/{}",
-        meta.namespace.as_deref().unwrap_or_default(),
-        owner.name
-    ))
-}
-
-fn involved(ds: &DaemonSet) -> Involved<'_> {
-    Involved {
-        api_version: "apps/v1",
-        kind: KIND,
-        namespace: ds.metadata.namespace.as_deref().unwrap_or_default(),
-        name: name_of(&ds.metadata),
-        uid: ds.metadata.uid.as_deref().unwrap_or_default(),
-    }
 }
 
 fn earliest(a: Option<Duration>, b: Option<Duration>) -> Option<Duration> {
@@ -802,7 +783,7 @@ impl Controller {
             self.recorder
                 .warning(
                     self.ctx.clock.as_ref(),
-                    &involved(&ds),
+                    &Involved::new("apps/v1", KIND, &ds.metadata),
                     "SelectingAll",
                     "This daemon set is selecting all pods. A non-empty selector is required.",
                 )
@@ -883,7 +864,7 @@ impl Controller {
                         self.recorder
                             .warning(
                                 self.ctx.clock.as_ref(),
-                                &involved(ds),
+                                &Involved::new("apps/v1", KIND, &ds.metadata),
                                 "FailedDaemonPod",
                                 &format!(
                                     "Found failed daemon pod {key_pod} on node {node_name}, will try to kill it",
@@ -955,7 +936,7 @@ impl Controller {
                         self.recorder
                             .normal(
                                 clock,
-                                &involved(ds),
+                                &Involved::new("apps/v1", KIND, &ds.metadata),
                                 "SuccessfulCreate",
                                 &format!("Created pod: {name}"),
                             )
@@ -967,7 +948,7 @@ impl Controller {
                         self.recorder
                             .warning(
                                 clock,
-                                &involved(ds),
+                                &Involved::new("apps/v1", KIND, &ds.metadata),
                                 "FailedCreate",
                                 &format!("Error creating: {e}"),
                             )
@@ -1001,7 +982,7 @@ impl Controller {
                     self.recorder
                         .normal(
                             clock,
-                            &involved(ds),
+                            &Involved::new("apps/v1", KIND, &ds.metadata),
                             "SuccessfulDelete",
                             &format!("Deleted pod: {name}"),
                         )
@@ -1013,7 +994,7 @@ impl Controller {
                     self.recorder
                         .warning(
                             clock,
-                            &involved(ds),
+                            &Involved::new("apps/v1", KIND, &ds.metadata),
                             "FailedDelete",
                             &format!("Error deleting: {e}"),
                         )

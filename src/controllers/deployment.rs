@@ -128,16 +128,6 @@ impl Family {
 }
 
 impl Controller {
-    fn involved<'a>(&self, d: &'a Deployment) -> Involved<'a> {
-        Involved {
-            api_version: "apps/v1",
-            kind: "Deployment",
-            namespace: d.metadata.namespace.as_deref().unwrap_or_default(),
-            name: d.metadata.name.as_deref().unwrap_or_default(),
-            uid: d.metadata.uid.as_deref().unwrap_or_default(),
-        }
-    }
-
     async fn sync(&self, key: &str) -> Result<Option<Duration>, ControllerError> {
         let Some(d) = self.ctx.informers.deployments.get(key) else {
             return Ok(None);
@@ -154,7 +144,7 @@ impl Controller {
             self.recorder
                 .warning(
                     self.ctx.clock.as_ref(),
-                    &self.involved(&d),
+                    &Involved::new("apps/v1", "Deployment", &d.metadata),
                     "SelectingAll",
                     "This deployment is selecting all pods. A non-empty selector is required.",
                 )
@@ -235,7 +225,7 @@ impl Controller {
                             self.recorder
                                 .normal(
                                     self.ctx.clock.as_ref(),
-                                    &self.involved(d),
+                                    &Involved::new("apps/v1", "Deployment", &d.metadata),
                                     "ScalingReplicaSet",
                                     &scaling_event_message(&name, 0, replicas_of(&created)),
                                 )
@@ -263,7 +253,7 @@ impl Controller {
                         self.recorder
                             .warning(
                                 self.ctx.clock.as_ref(),
-                                &self.involved(d),
+                                &Involved::new("apps/v1", "Deployment", &d.metadata),
                                 rollout::FAILED_RS_CREATE_REASON,
                                 &message,
                             )
@@ -328,7 +318,7 @@ impl Controller {
                 self.recorder
                     .normal(
                         self.ctx.clock.as_ref(),
-                        &self.involved(d),
+                        &Involved::new("apps/v1", "Deployment", &d.metadata),
                         "ScalingReplicaSet",
                         &scaling_event_message(&step.name, before, after),
                     )

@@ -35,7 +35,7 @@ use super::pod_ranking::rank_for_deletion;
 use super::rollout::{
     filter_active_pods, is_pod_ready, slow_start_batches, SLOW_START_INITIAL_BATCH_SIZE,
 };
-use super::{controller_of, run_workers, Context, ControllerError};
+use super::{controller_key, controller_of, run_workers, Context, ControllerError};
 use crate::client::events::{Involved, Recorder};
 use crate::client::informer::{key_of, split_key};
 use crate::client::{Api, Change, WorkQueue};
@@ -971,35 +971,17 @@ fn is_controlled(pod: &Pod) -> bool {
         .any(|r| r.controller == Some(true))
 }
 
-/// The key of the Job controlling a pod.
-fn owner_key(pod: &Pod) -> Option<String> {
-    let owner = controller_of(&pod.metadata, "Job")?;
-    Some(format!(
-        "{}/{}",
-        pod.metadata.namespace.as_deref().unwrap_or_default(),
-        owner.name
-    ))
-}
-
-fn involved(job: &Job) -> Involved<'_> {
-    Involved {
-        api_version: "batch/v1",
-        kind: "Job",
-        namespace: job.metadata.namespace.as_deref().unwrap_or_default(),
-        name: name_of(&job.metadata),
-        uid: uid_of(&job.metadata),
-    }
-}
-
 impl Controller {
     fn pod_changed(&self, change: &Change<Pod>, queue: &WorkQueue) {
         let pod = change.object();
         if let Change::Modified { old, .. } = change {
-            if let Some(previous) = owner_key(old).filter(|k| Some(k) != owner_key(pod).as_ref()) {
+            if let Some(previous) = controller_key(&old.metadata, "Job")
+                .filter(|k| Some(k) != controller_key(&pod.metadata, "Job").as_ref())
+            {
                 queue.add(&previous);
             }
         }
-        let Some(job) = owner_key(pod) else {
+        let Some(job) = controller_key(&pod.metadata, "Job") else {
             // Released by its Job (orphan deletion): no Job will count it any more.
             if !is_controlled(pod)
                 && has_tracking_finalizer(pod)
@@ -1602,11 +1584,21 @@ impl Controller {
         let clock = self.ctx.clock.as_ref();
         if warning {
             self.recorder
-                .warning(clock, &involved(job), reason, message)
+                .warning(
+                    clock,
+                    &Involved::new("batch/v1", "Job", &job.metadata),
+                    reason,
+                    message,
+                )
                 .await;
         } else {
             self.recorder
-                .normal(clock, &involved(job), reason, message)
+                .normal(
+                    clock,
+                    &Involved::new("batch/v1", "Job", &job.metadata),
+                    reason,
+                    message,
+                )
                 .await;
         }
     }

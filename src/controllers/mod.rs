@@ -172,6 +172,19 @@ pub fn selector_matches(
     parsed.matches(&labels)
 }
 
+/// The cache key (`namespace/name`) of the object of `kind` controlling `meta`'s object.
+pub fn controller_key(
+    meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
+    kind: &str,
+) -> Option<String> {
+    let owner = controller_of(meta, kind)?;
+    Some(format!(
+        "{}/{}",
+        meta.namespace.as_deref().unwrap_or_default(),
+        owner.name
+    ))
+}
+
 /// The controlling owner reference of the given kind.
 pub fn controller_of<'a>(
     meta: &'a k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,

@@ -279,7 +279,7 @@ impl Controller {
         self.recorder
             .normal(
                 self.ctx.clock.as_ref(),
-                &involved(pvc),
+                &Involved::new("v1", "PersistentVolumeClaim", &pvc.metadata),
                 "ProvisioningSucceeded",
                 &format!("Successfully provisioned volume {pv_name}"),
             )
@@ -383,15 +383,5 @@ impl Controller {
                 .await?;
         }
         Ok(None)
-    }
-}
-
-fn involved(pvc: &PersistentVolumeClaim) -> Involved<'_> {
-    Involved {
-        api_version: "v1",
-        kind: "PersistentVolumeClaim",
-        namespace: pvc.metadata.namespace.as_deref().unwrap_or_default(),
-        name: pvc.metadata.name.as_deref().unwrap_or_default(),
-        uid: pvc.metadata.uid.as_deref().unwrap_or_default(),
     }
 }

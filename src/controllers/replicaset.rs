@@ -15,7 +15,10 @@ use super::rollout::{
     calculate_replica_set_status, filter_active_pods, pod_from_template, replicas_diff,
     slow_start_batches, ReplicaDiff, SLOW_START_INITIAL_BATCH_SIZE,
 };
-use super::{controller_of, pod_ranking, run_workers, selector_matches, Context, ControllerError};
+use super::{
+    controller_key, controller_of, pod_ranking, run_workers, selector_matches, Context,
+    ControllerError,
+};
 use crate::client::events::{Involved, Recorder};
 use crate::client::informer::{key_of, split_key};
 use crate::client::{Api, Change, WorkQueue};
@@ -51,7 +54,7 @@ pub fn start(ctx: &Context) -> Vec<tokio::task::JoinHandle<()>> {
         let controller = controller.clone();
         ctx.informers.pods.on_change(move |change| {
             let pod = change.object();
-            let Some(owner) = owner_key(pod) else {
+            let Some(owner) = controller_key(&pod.metadata, "ReplicaSet") else {
                 return;
             };
             let pod_key = key_of(&pod.metadata);
@@ -64,7 +67,9 @@ pub fn start(ctx: &Context) -> Vec<tokio::task::JoinHandle<()>> {
                 Change::Modified { .. } => {}
             }
             if let Change::Modified { old, .. } = change {
-                if let Some(previous) = owner_key(old).filter(|k| *k != owner) {
+                if let Some(previous) =
+                    controller_key(&old.metadata, "ReplicaSet").filter(|k| *k != owner)
+                {
                     queue.add(&previous);
                 }
             }
@@ -81,16 +86,6 @@ pub fn start(ctx: &Context) -> Vec<tokio::task::JoinHandle<()>> {
             async move { controller.sync(&key).await }
         },
     )
-}
-
-/// The cache key of the ReplicaSet controlling a pod.
-fn owner_key(pod: &Pod) -> Option<String> {
-    let owner = controller_of(&pod.metadata, "ReplicaSet")?;
-    Some(format!(
-        "{}/{}",
-        pod.metadata.namespace.as_deref().unwrap_or_default(),
-        owner.name
-    ))
 }
 
 impl Controller {
@@ -144,15 +139,9 @@ impl Controller {
         active: &[&Pod],
         namespace_pods: &[Arc<Pod>],
     ) -> Result<(), ControllerError> {
-        let (namespace, name) = split_key(key);
+        let (namespace, _) = split_key(key);
         let pods_api = Api::<Pod>::namespaced(self.ctx.client.clone(), namespace);
-        let about = Involved {
-            api_version: "apps/v1",
-            kind: "ReplicaSet",
-            namespace,
-            name,
-            uid: rs.metadata.uid.as_deref().unwrap_or_default(),
-        };
+        let about = Involved::new("apps/v1", "ReplicaSet", &rs.metadata);
         match replicas_diff(rs, active.len()) {
             ReplicaDiff::None => Ok(()),
             ReplicaDiff::Create(count) => {

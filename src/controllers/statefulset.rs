@@ -24,7 +24,7 @@ use serde_json::json;
 
 use super::history::{self, CONTROLLER_REVISION_HASH_LABEL, HISTORY_HASH_LABEL};
 use super::rollout::{controller_ref, is_pod_available, is_pod_ready};
-use super::{controller_of, run_workers, Context, ControllerError};
+use super::{controller_key, controller_of, run_workers, Context, ControllerError};
 use crate::client::events::{Involved, Recorder};
 use crate::client::informer::key_of;
 use crate::client::{Api, Change, WorkQueue};
@@ -796,13 +796,13 @@ pub fn start(ctx: &Context) -> Vec<tokio::task::JoinHandle<()>> {
         let queue = queue.clone();
         ctx.informers.pods.on_change(move |change| {
             if let Change::Modified { old, new } = change {
-                if let Some(previous) = owner_key(&old.metadata)
-                    .filter(|k| Some(k) != owner_key(&new.metadata).as_ref())
+                if let Some(previous) = controller_key(&old.metadata, KIND)
+                    .filter(|k| Some(k) != controller_key(&new.metadata, KIND).as_ref())
                 {
                     queue.add(&previous);
                 }
             }
-            if let Some(owner) = owner_key(&change.object().metadata) {
+            if let Some(owner) = controller_key(&change.object().metadata, KIND) {
                 queue.add(&owner);
             }
         });
@@ -817,26 +817,6 @@ pub fn start(ctx: &Context) -> Vec<tokio::task::JoinHandle<()>> {
             async move { controller.sync(&key).await }
         },
     )
-}
-
-/// The cache key of the StatefulSet controlling a pod.
-fn owner_key(meta: &ObjectMeta) -> Option<String> {
-    let owner = controller_of(meta, KIND)?;
-    Some(format!(
-        "{}/{}",
-        meta.namespace.as_deref().unwrap_or_default(),
-        owner.name
-    ))
-}
-
-fn involved(set: &StatefulSet) -> Involved<'_> {
-    Involved {
-        api_version: "apps/v1",
-        kind: KIND,
-        namespace: set.metadata.namespace.as_deref().unwrap_or_default(),
-        name: name_of(&set.metadata),
-        uid: uid_of(&set.metadata),
-    }
 }
 
 /// Title-cased verb for event reasons (`SuccessfulCreate`, `FailedDelete`).
@@ -1020,7 +1000,10 @@ impl Controller {
                         name_of(&pod.metadata)
                     )
                 };
-                let (clock, about) = (self.ctx.clock.as_ref(), involved(set));
+                let (clock, about) = (
+                    self.ctx.clock.as_ref(),
+                    Involved::new("apps/v1", KIND, &set.metadata),
+                );
                 if failed {
                     let message = message("failed");
                     self.recorder
@@ -1050,7 +1033,12 @@ impl Controller {
                 let message = format!("{verb} Pod {pod_name} in StatefulSet {set_name} successful");
                 let reason = format!("Successful{}", title(verb));
                 self.recorder
-                    .normal(clock, &involved(set), &reason, &message)
+                    .normal(
+                        clock,
+                        &Involved::new("apps/v1", KIND, &set.metadata),
+                        &reason,
+                        &message,
+                    )
                     .await
             }
             Some(e) => {
@@ -1058,7 +1046,12 @@ impl Controller {
                     format!("{verb} Pod {pod_name} in StatefulSet {set_name} failed error: {e}");
                 let reason = format!("Failed{}", title(verb));
                 self.recorder
-                    .warning(clock, &involved(set), &reason, &message)
+                    .warning(
+                        clock,
+                        &Involved::new("apps/v1", KIND, &set.metadata),
+                        &reason,
+                        &message,
+                    )
                     .await
             }
         }
@@ -1118,7 +1111,12 @@ impl Controller {
                         "create Claim {name} Pod {pod_name} in StatefulSet {set_name} success"
                     );
                     self.recorder
-                        .normal(clock, &involved(set), "SuccessfulCreate", &message)
+                        .normal(
+                            clock,
+                            &Involved::new("apps/v1", KIND, &set.metadata),
+                            "SuccessfulCreate",
+                            &message,
+                        )
                         .await;
                 }
                 // Created meanwhile: it exists, which is all the pod needs.
@@ -1128,7 +1126,12 @@ impl Controller {
                         "create Claim {name} for Pod {pod_name} in StatefulSet {set_name} failed error: {e}"
                     );
                     self.recorder
-                        .warning(clock, &involved(set), "FailedCreate", &message)
+                        .warning(
+                            clock,
+                            &Involved::new("apps/v1", KIND, &set.metadata),
+                            "FailedCreate",
+                            &message,
+                        )
                         .await;
                     first_error.get_or_insert(ControllerError::Invalid(format!(
                         "failed to create PVC {name}: {e}"
@@ -1191,7 +1194,7 @@ impl Controller {
                 self.recorder
                     .warning(
                         self.ctx.clock.as_ref(),
-                        &involved(set),
+                        &Involved::new("apps/v1", KIND, &set.metadata),
                         "ConflictingController",
                         &message,
                     )

@@ -187,7 +187,7 @@ impl Scheduler {
                 self.recorder
                     .normal(
                         self.clock.as_ref(),
-                        &involved(pod),
+                        &Involved::new("v1", "Pod", &pod.metadata),
                         "Scheduled",
                         &format!("Successfully assigned {namespace}/{name} to {node}"),
                     )
@@ -210,7 +210,7 @@ impl Scheduler {
         self.recorder
             .warning(
                 self.clock.as_ref(),
-                &involved(pod),
+                &Involved::new("v1", "Pod", &pod.metadata),
                 "FailedScheduling",
                 &message,
             )
@@ -239,15 +239,5 @@ impl Scheduler {
         {
             tracing::debug!(pod = key, error = %e, "PodScheduled condition not written");
         }
-    }
-}
-
-fn involved(pod: &Pod) -> Involved<'_> {
-    Involved {
-        api_version: "v1",
-        kind: "Pod",
-        namespace: pod.metadata.namespace.as_deref().unwrap_or_default(),
-        name: pod.metadata.name.as_deref().unwrap_or_default(),
-        uid: pod.metadata.uid.as_deref().unwrap_or_default(),
     }
 }
