@@ -1007,7 +1007,9 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    const NEEDS_TZDATA: &str = "the IANA time zone database is missing: apt-get install tzdata";
+    /// jiff carries its own copy of the IANA database (`tzdb-bundle-always`), so this cannot happen
+    /// unless that feature is dropped.
+    const NEEDS_TZDATA: &str = "the bundled IANA time zone database is missing";
 
     fn zoned(s: &str) -> Zoned {
         s.parse()
