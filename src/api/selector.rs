@@ -505,7 +505,7 @@ fn regex_error(msg: &str, re: &str, examples: &[&str]) -> String {
 /// Go's `strconv.Quote` (`%q`). Exact for ASCII; beyond it only control and space characters
 /// are escaped, where Go's full Unicode printability tables would also escape a few rarer
 /// format characters.
-fn go_quote(s: &str) -> String {
+pub(crate) fn go_quote(s: &str) -> String {
     use fmt::Write as _;
     let mut out = String::with_capacity(s.len() + 2);
     out.push('"');

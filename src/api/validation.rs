@@ -11,6 +11,7 @@
 //! update from a main one, so an update that leaves `spec` as it was is not checked again against
 //! the create rules of that spec; metadata and the update (immutability) rules always apply.
 
+use super::selector::go_quote;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt::Write as _;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
@@ -203,39 +204,6 @@ fn go_string_slice(items: &[Value]) -> String {
         .map(|v| go_quote(v.as_str().unwrap_or_default()))
         .collect();
     format!("[]string{{{}}}", parts.join(", "))
-}
-
-/// Go's `strconv.Quote` (`%q`): exact for ASCII; beyond it control and space characters are
-/// escaped, where Go's printability tables would also escape a few rarer format characters.
-fn go_quote(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\x07' => out.push_str("\\a"),
-            '\x08' => out.push_str("\\b"),
-            '\x0c' => out.push_str("\\f"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            '\x0b' => out.push_str("\\v"),
-            c if c.is_ascii_control() => {
-                let _ = write!(out, "\\x{:02x}", u32::from(c));
-            }
-            c if !c.is_ascii() && (c.is_control() || c.is_whitespace()) => {
-                let _ = if u32::from(c) < 0x10000 {
-                    write!(out, "\\u{:04x}", u32::from(c))
-                } else {
-                    write!(out, "\\U{:08x}", u32::from(c))
-                };
-            }
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
 }
 
 // ---------------------------------------------------------------------------------------
