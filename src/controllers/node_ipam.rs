@@ -19,23 +19,30 @@ pub fn start(ctx: &Context) -> Vec<tokio::task::JoinHandle<()>> {
         }
     };
     let queue = WorkQueue::new();
+    // Allocations this process made (node → CIDR), which the informer may not show yet; a deleted
+    // node's range becomes free again.
+    let allocated: Arc<Mutex<HashMap<String, String>>> = Arc::default();
     {
         let queue = queue.clone();
+        let allocated = allocated.clone();
         ctx.informers.nodes.on_change(move |change| {
             let node = change.object();
-            let assigned = node
+            let name = node.metadata.name.as_deref().unwrap_or_default();
+            if let crate::client::Change::Deleted(_) = change {
+                allocated.lock().expect("allocation lock").remove(name);
+                return;
+            }
+            if node
                 .spec
                 .as_ref()
                 .and_then(|s| s.pod_cidr.as_ref())
-                .is_some();
-            if !assigned && !matches!(change, crate::client::Change::Deleted(_)) {
-                queue.add(node.metadata.name.as_deref().unwrap_or_default());
+                .is_none()
+            {
+                queue.add(name);
             }
         });
     }
     let ctx = ctx.clone();
-    // Allocations this process made (node → CIDR), which the informer may not show yet.
-    let allocated = Arc::new(Mutex::new(HashMap::new()));
     // One worker: allocation reads every node's CIDR and must not race another allocation.
     run_workers("node-ipam", queue, 1, ctx.shutdown.clone(), move |name| {
         let ctx = ctx.clone();

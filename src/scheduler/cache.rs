@@ -16,6 +16,8 @@ use super::framework::{Framework, ScheduleError};
 use super::node_info::{NodeInfo, Snapshot};
 use crate::client::{Change, Informer, SharedInformers};
 
+const MAX_PENDING_UPDATES: usize = 10_000;
+
 /// Informers whose every change invalidates the snapshot.
 pub trait Structural {
     fn on_any_change(&self, handler: Box<dyn Fn() + Send + Sync>);
@@ -88,17 +90,30 @@ impl Cache {
             Change::Deleted(pod) => PodUpdate::Remove(uid(pod)),
             other => PodUpdate::Upsert(other.object().clone()),
         };
-        self.state
-            .lock()
-            .expect("cache lock")
-            .pending_pods
-            .push(update);
+        let mut state = self.state.lock().expect("cache lock");
+        if state.needs_rebuild {
+            return;
+        }
+        state.pending_pods.push(update);
+        // Updates are applied when a pod is scheduled; a scheduler with nothing to do would hoard them,
+        // so past a bound the next decision rebuilds from the informers instead.
+        if state.pending_pods.len() > MAX_PENDING_UPDATES {
+            state.pending_pods.clear();
+            state.needs_rebuild = true;
+        }
     }
 
     pub fn node_changed(&self, change: &Change<Node>) {
         let mut state = self.state.lock().expect("cache lock");
         match change {
-            Change::Modified { new, .. } => state.pending_nodes.push(new.clone()),
+            Change::Modified { new, .. } if !state.needs_rebuild => {
+                state.pending_nodes.push(new.clone());
+                if state.pending_nodes.len() > MAX_PENDING_UPDATES {
+                    state.pending_nodes.clear();
+                    state.needs_rebuild = true;
+                }
+            }
+            Change::Modified { .. } => {}
             _ => state.needs_rebuild = true,
         }
     }
