@@ -809,10 +809,7 @@ mod tests {
     /// time moved by a FakeClock minute by minute.
     mod in_process {
         use super::*;
-        use crate::apiserver::{ApiServer, Authenticator, User};
         use crate::client::{Client, SharedInformers};
-        use crate::registry::{Registry, ServiceAllocator};
-        use crate::store::{SqliteBackend, SqliteOptions};
         use tokio::sync::watch;
 
         struct Cluster {
@@ -825,24 +822,8 @@ mod tests {
 
         impl Cluster {
             async fn new(start: &str) -> Cluster {
-                let dir = tempfile::tempdir().unwrap();
                 let clock = Arc::new(FakeClock::new(at(start)));
-                let mut options = SqliteOptions::new(dir.path().join("state.db"));
-                options.full_sync = false;
-                let backend = Arc::new(SqliteBackend::open(options).unwrap());
-                let services =
-                    ServiceAllocator::new("10.43.0.0/16".parse().unwrap(), (30000, 32767));
-                let registry = Arc::new(Registry::new(backend, clock.clone(), services));
-                let auth = Authenticator::new(Vec::new());
-                let api = Arc::new(ApiServer::new(registry, auth, "127.0.0.1:6443".into()));
-                let client = Client::in_process(api, User::admin());
-                client
-                    .ensure(
-                        "/api/v1/namespaces",
-                        &json!({"metadata": {"name": "default"}}),
-                    )
-                    .await
-                    .unwrap();
+                let (dir, client) = crate::server::testing::in_process(clock.clone()).await;
                 let informers = Arc::new(SharedInformers::new(&client));
                 let (stop, shutdown) = watch::channel(false);
                 informers.cron_jobs.run(shutdown.clone());

@@ -7,6 +7,7 @@ pub mod cron_schedule;
 pub mod cronjob;
 pub mod daemonset;
 pub mod deployment;
+pub mod event_ttl;
 pub mod expectations;
 pub mod garbage_collector;
 pub mod history;
@@ -96,6 +97,7 @@ pub async fn start(ctx: Context) -> Vec<tokio::task::JoinHandle<()>> {
     tasks.extend(ttl_after_finished::start(&ctx));
     tasks.extend(daemonset::start(&ctx));
     tasks.extend(statefulset::start(&ctx));
+    tasks.extend(event_ttl::start(&ctx));
     tasks
 }
 

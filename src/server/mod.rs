@@ -323,3 +323,42 @@ async fn compaction_loop(
         }
     }
 }
+
+/// For unit tests of code that talks to the API: a real API server on a temporary store, reached with
+/// the in-process client (no socket, no TLS), with the given clock.
+#[cfg(test)]
+pub(crate) mod testing {
+    use std::sync::Arc;
+
+    use serde_json::json;
+
+    use crate::apiserver::{ApiServer, Authenticator, User};
+    use crate::client::Client;
+    use crate::registry::{Registry, ServiceAllocator};
+    use crate::store::{SqliteBackend, SqliteOptions};
+    use crate::util::Clock;
+
+    /// The client and the directory holding the store (dropping it removes the store).
+    pub async fn in_process(clock: Arc<dyn Clock>) -> (tempfile::TempDir, Client) {
+        let dir = tempfile::tempdir().unwrap();
+        let mut options = SqliteOptions::new(dir.path().join("state.db"));
+        options.full_sync = false;
+        let backend = Arc::new(SqliteBackend::open(options).unwrap());
+        let services = ServiceAllocator::new("10.43.0.0/16".parse().unwrap(), (30000, 32767));
+        let registry = Arc::new(Registry::new(backend, clock, services));
+        let api = Arc::new(ApiServer::new(
+            registry,
+            Authenticator::new(Vec::new()),
+            "127.0.0.1:6443".into(),
+        ));
+        let client = Client::in_process(api, User::admin());
+        client
+            .ensure(
+                "/api/v1/namespaces",
+                &json!({"metadata": {"name": "default"}}),
+            )
+            .await
+            .unwrap();
+        (dir, client)
+    }
+}
