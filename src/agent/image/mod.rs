@@ -3,6 +3,7 @@
 //! root filesystems (`unpack.rs`, one snapshot directory per layer chain, shared between images).
 
 pub mod reference;
+pub mod store;
 
 use std::path::PathBuf;
 
@@ -38,3 +39,16 @@ pub enum ImageError {
     },
 }
 
+impl ImageError {
+    fn io(
+        context: &'static str,
+        path: impl Into<PathBuf>,
+    ) -> impl FnOnce(std::io::Error) -> ImageError {
+        let path = path.into();
+        move |source| ImageError::Io {
+            context,
+            path,
+            source,
+        }
+    }
+}
