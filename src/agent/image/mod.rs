@@ -4,6 +4,7 @@
 
 pub mod reference;
 pub mod store;
+pub mod unpack;
 
 use std::path::PathBuf;
 
@@ -32,6 +33,8 @@ pub enum ImageError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error("layer entry {path:?}: {reason}")]
+    UnsafeEntry { path: PathBuf, reason: &'static str },
     #[error("image index {path}: {source}")]
     Index {
         path: PathBuf,
