@@ -1,8 +1,10 @@
-//! Images on a node: what a pod's `image:` string means (`reference.rs`), where image content lives
-//! (`store.rs`, a content-addressed blob store plus the reference → manifest index), and how layers become
-//! root filesystems (`unpack.rs`, one snapshot directory per layer chain, shared between images).
+//! Images on a node: what a pod's `image:` string means (`reference.rs`), which endpoints to pull from and
+//! with which credentials and TLS settings (`registries.rs`, k3s' `registries.yaml`), where image content
+//! lives (`store.rs`, a content-addressed blob store plus the reference → manifest index), and how layers
+//! become root filesystems (`unpack.rs`, one snapshot directory per layer chain, shared between images).
 
 pub mod reference;
+pub mod registries;
 pub mod store;
 pub mod unpack;
 
@@ -35,6 +37,8 @@ pub enum ImageError {
     },
     #[error("layer entry {path:?}: {reason}")]
     UnsafeEntry { path: PathBuf, reason: &'static str },
+    #[error("registries config {path}: {reason}")]
+    RegistriesConfig { path: PathBuf, reason: String },
     #[error("image index {path}: {source}")]
     Index {
         path: PathBuf,
