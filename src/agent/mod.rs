@@ -3,6 +3,7 @@
 //! pods, like Kubernetes' kubemark (`hollow.rs`). Running real containers comes with the runtime.
 
 pub mod hollow;
+pub mod image;
 pub mod node;
 
 use crate::client::ClientError;
