@@ -21,12 +21,15 @@ use super::rollout::{
     scaled_replica_set, scaling_event_message, sync_new_replica_set, sync_rollout_status,
     ProgressRequeue, ScaleStep, REVISION_ANNOTATION,
 };
-use super::{controller_of, run_workers, Context, ControllerError};
+use super::{
+    adopt, controller_of, has_controller, run_workers, selector_matches, Context, ControllerError,
+};
 use crate::client::events::{Involved, Recorder};
 use crate::client::informer::{key_of, split_key};
 use crate::client::{Api, Change, WorkQueue};
 
 const WORKERS: usize = 4;
+const ADOPTION_RECHECK: Duration = Duration::from_millis(200);
 
 struct Controller {
     ctx: Context,
@@ -55,11 +58,22 @@ pub fn start(ctx: &Context) -> Vec<tokio::task::JoinHandle<()>> {
     }
     {
         let queue = queue.clone();
+        let deployments = ctx.informers.deployments.clone();
         ctx.informers.replica_sets.on_change(move |change| {
             let rs = change.object();
+            let ns = rs.metadata.namespace.as_deref().unwrap_or_default();
             if let Some(owner) = controller_of(&rs.metadata, "Deployment") {
-                let ns = rs.metadata.namespace.as_deref().unwrap_or_default();
                 queue.add(&format!("{ns}/{}", owner.name));
+            } else if !has_controller(&rs.metadata) && !matches!(change, Change::Deleted(_)) {
+                // An orphan: the Deployments that select it may adopt it.
+                for d in deployments.list_in(ns) {
+                    if selector_matches(
+                        d.spec.as_ref().map(|s| &s.selector),
+                        rs.metadata.labels.as_ref(),
+                    ) {
+                        queue.add(&key_of(&d.metadata));
+                    }
+                }
             }
         });
     }
@@ -150,6 +164,25 @@ impl Controller {
                 )
                 .await;
             return Ok(None);
+        }
+        if d.metadata.deletion_timestamp.is_none() {
+            let replica_sets = self.ctx.informers.replica_sets.list_in(namespace);
+            let selector = d.spec.as_ref().map(|s| &s.selector);
+            let orphans: Vec<_> = replica_sets
+                .iter()
+                .filter(|rs| {
+                    !has_controller(&rs.metadata)
+                        && rs.metadata.deletion_timestamp.is_none()
+                        && selector_matches(selector, rs.metadata.labels.as_ref())
+                })
+                .map(|rs| &rs.metadata)
+                .collect();
+            let owner = rollout::controller_ref("apps/v1", "Deployment", &d.metadata);
+            let collection = format!("/apis/apps/v1/namespaces/{namespace}/replicasets");
+            if adopt(&self.ctx.client, &collection, &orphans, &owner).await? > 0 {
+                // Roll out with the adopted ReplicaSets once the informer shows them owned.
+                return Ok(Some(ADOPTION_RECHECK));
+            }
         }
         let owned: Vec<ReplicaSet> = self
             .ctx

@@ -12,18 +12,20 @@ use serde_json::json;
 
 use super::expectations::Expectations;
 use super::rollout::{
-    calculate_replica_set_status, filter_active_pods, pod_from_template, replicas_diff,
-    slow_start_batches, ReplicaDiff, SLOW_START_INITIAL_BATCH_SIZE,
+    calculate_replica_set_status, controller_ref, filter_active_pods, is_pod_active,
+    pod_from_template, replicas_diff, slow_start_batches, ReplicaDiff,
+    SLOW_START_INITIAL_BATCH_SIZE,
 };
 use super::{
-    controller_key, controller_of, pod_ranking, run_workers, selector_matches, Context,
-    ControllerError,
+    adopt, controller_key, controller_of, has_controller, pod_ranking, run_workers,
+    selector_matches, Context, ControllerError,
 };
 use crate::client::events::{Involved, Recorder};
 use crate::client::informer::{key_of, split_key};
 use crate::client::{Api, Change, WorkQueue};
 
 const WORKERS: usize = 4;
+const ADOPTION_RECHECK: Duration = Duration::from_millis(200);
 
 struct Controller {
     ctx: Context,
@@ -52,8 +54,22 @@ pub fn start(ctx: &Context) -> Vec<tokio::task::JoinHandle<()>> {
     {
         let queue = queue.clone();
         let controller = controller.clone();
+        let replica_sets = ctx.informers.replica_sets.clone();
         ctx.informers.pods.on_change(move |change| {
             let pod = change.object();
+            if !has_controller(&pod.metadata) && !matches!(change, Change::Deleted(_)) {
+                // An orphan: the ReplicaSets that select it may adopt it.
+                let ns = pod.metadata.namespace.as_deref().unwrap_or_default();
+                for rs in replica_sets.list_in(ns) {
+                    if selector_matches(
+                        rs.spec.as_ref().map(|s| &s.selector),
+                        pod.metadata.labels.as_ref(),
+                    ) {
+                        queue.add(&key_of(&rs.metadata));
+                    }
+                }
+                return;
+            }
             let Some(owner) = controller_key(&pod.metadata, "ReplicaSet") else {
                 return;
             };
@@ -97,6 +113,26 @@ impl Controller {
         let (namespace, _) = split_key(key);
         let uid = rs.metadata.uid.as_deref().unwrap_or_default();
         let pods = self.ctx.informers.pods.list_in(namespace);
+        if rs.metadata.deletion_timestamp.is_none() {
+            let selector = rs.spec.as_ref().map(|s| &s.selector);
+            let orphans: Vec<_> = pods
+                .iter()
+                .filter(|p| {
+                    !has_controller(&p.metadata)
+                        && p.metadata.deletion_timestamp.is_none()
+                        && is_pod_active(p)
+                        && selector_matches(selector, p.metadata.labels.as_ref())
+                })
+                .map(|p| &p.metadata)
+                .collect();
+            let owner = controller_ref("apps/v1", "ReplicaSet", &rs.metadata);
+            let collection = format!("/api/v1/namespaces/{namespace}/pods");
+            let adopted = adopt(&self.ctx.client, &collection, &orphans, &owner).await?;
+            if adopted > 0 {
+                // Count the adopted pods once the informer shows them owned, not create more now.
+                return Ok(Some(ADOPTION_RECHECK));
+            }
+        }
         let owned: Vec<&Pod> = pods
             .iter()
             .map(Arc::as_ref)

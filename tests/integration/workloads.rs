@@ -439,3 +439,89 @@ fn claims_are_provisioned_on_first_use_or_bound_to_matching_volumes() {
         || s.kubectl(&["get", "pv", &volume]).status.code() == Some(1),
     );
 }
+
+#[test]
+fn orphans_are_adopted_by_a_recreated_owner() {
+    let s = Server::start();
+    let _agent = s.hollow_agent("node", 2, &[]);
+    s.eventually("2 Ready hollow nodes", WAIT, || ready_nodes(&s) == 2);
+    s.ok(&[
+        "create",
+        "deployment",
+        "web",
+        "--image=busybox:1.36",
+        "--replicas=2",
+    ]);
+    s.ok(&["rollout", "status", "deployment/web", "--timeout=60s"]);
+    let names = |s: &Server| {
+        let mut pods: Vec<String> = pods(s, "app=web").into_iter().map(|p| p.0).collect();
+        pods.sort();
+        pods
+    };
+    let before = names(&s);
+    let rs = s.ok(&[
+        "get",
+        "rs",
+        "-l",
+        "app=web",
+        "-o",
+        "jsonpath={.items[0].metadata.name}",
+    ]);
+
+    s.ok(&["delete", "deployment", "web", "--cascade=orphan"]);
+    s.eventually("the ReplicaSet orphaned", WAIT, || {
+        s.ok(&[
+            "get",
+            "rs",
+            &rs,
+            "-o",
+            "jsonpath={.metadata.ownerReferences}",
+        ])
+        .is_empty()
+    });
+    // The same Deployment again adopts its old ReplicaSet instead of making another.
+    s.ok(&[
+        "create",
+        "deployment",
+        "web",
+        "--image=busybox:1.36",
+        "--replicas=2",
+    ]);
+    s.eventually("the ReplicaSet adopted", WAIT, || {
+        s.ok(&[
+            "get",
+            "rs",
+            &rs,
+            "-o",
+            "jsonpath={.metadata.ownerReferences[0].kind}",
+        ]) == "Deployment"
+    });
+    s.ok(&["rollout", "status", "deployment/web", "--timeout=60s"]);
+    assert_eq!(
+        s.ok(&["get", "rs", "-l", "app=web", "-o", "name"])
+            .lines()
+            .count(),
+        1
+    );
+    assert_eq!(names(&s), before, "no pod was replaced");
+
+    // Its ReplicaSet deleted alone: the Deployment makes it again, and it adopts the orphaned pods.
+    let old_uid = s.ok(&["get", "rs", &rs, "-o", "jsonpath={.metadata.uid}"]);
+    s.ok(&["delete", "rs", &rs, "--cascade=orphan"]);
+    s.eventually("the pods adopted by the new ReplicaSet", WAIT, || {
+        let owners = s.ok(&[
+            "get",
+            "pods",
+            "-l",
+            "app=web",
+            "-o",
+            "jsonpath={.items[*].metadata.ownerReferences[0].uid}",
+        ]);
+        let uid = s.kubectl(&["get", "rs", &rs, "-o", "jsonpath={.metadata.uid}"]);
+        let uid = String::from_utf8_lossy(&uid.stdout).to_string();
+        !uid.is_empty()
+            && uid != old_uid
+            && owners.split_whitespace().filter(|o| *o == uid).count() == 2
+    });
+    assert_eq!(names(&s), before, "no pod was replaced");
+}
