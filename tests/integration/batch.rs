@@ -8,16 +8,9 @@ use std::time::Duration;
 
 use orch::client::WatchEventKind;
 
-use crate::harness::{ready_nodes, Server};
+use crate::harness::Server;
 
 const WAIT: Duration = Duration::from_secs(60);
-
-fn start_with_nodes(nodes: usize) -> (Server, crate::harness::HollowAgent) {
-    let s = Server::start();
-    let agent = s.hollow_agent("node", nodes, &[]);
-    s.eventually("Ready hollow nodes", WAIT, || ready_nodes(&s) == nodes);
-    (s, agent)
-}
 
 /// A Job whose pods run `run_seconds` on a hollow node and exit with `exit_code`.
 fn job(name: &str, spec: &str, run_seconds: u32, exit_code: i32) -> String {
@@ -132,7 +125,7 @@ impl ActivePods {
 
 #[test]
 fn job_runs_pods_to_completion_with_bounded_parallelism() {
-    let (s, _agent) = start_with_nodes(2);
+    let (s, _agent) = Server::with_hollow_nodes(2);
     let watch = ActivePods::watch(&s, "batch.kubernetes.io/job-name=count");
     apply(
         &s,
@@ -199,7 +192,7 @@ fn job_runs_pods_to_completion_with_bounded_parallelism() {
 
 #[test]
 fn failing_pods_are_replaced_after_a_backoff_until_the_limit() {
-    let (s, _agent) = start_with_nodes(1);
+    let (s, _agent) = Server::with_hollow_nodes(1);
     apply(&s, "broken.yaml", &job("broken", "  backoffLimit: 1", 1, 1));
     s.ok(&[
         "wait",
@@ -257,7 +250,7 @@ fn failing_pods_are_replaced_after_a_backoff_until_the_limit() {
 
 #[test]
 fn suspended_indexed_jobs_resume_and_finished_jobs_expire() {
-    let (s, _agent) = start_with_nodes(2);
+    let (s, _agent) = Server::with_hollow_nodes(2);
     apply(
         &s,
         "indexed.yaml",
@@ -346,7 +339,7 @@ fn suspended_indexed_jobs_resume_and_finished_jobs_expire() {
 
 #[test]
 fn deleting_a_running_job_releases_its_pods() {
-    let (s, _agent) = start_with_nodes(1);
+    let (s, _agent) = Server::with_hollow_nodes(1);
     let no_pods = || s.ok(&["get", "pods", "-o", "name"]).is_empty();
     for cascade in ["background", "foreground", "orphan"] {
         apply(
@@ -379,7 +372,7 @@ fn deleting_a_running_job_releases_its_pods() {
 
 #[test]
 fn cron_job_starts_jobs_on_schedule() {
-    let (s, _agent) = start_with_nodes(1);
+    let (s, _agent) = Server::with_hollow_nodes(1);
     // `@every` is standard robfig syntax that Kubernetes accepts: the same path as `* * * * *`,
     // without waiting for the next minute.
     let cron_job = r#"apiVersion: batch/v1

@@ -120,6 +120,16 @@ impl Server {
         }
     }
 
+    /// A fresh server with `count` Ready hollow nodes named `node-<i>`.
+    pub fn with_hollow_nodes(count: usize) -> (Server, HollowAgent) {
+        let s = Server::start();
+        let agent = s.hollow_agent("node", count, &[]);
+        s.eventually("Ready hollow nodes", Duration::from_secs(60), || {
+            ready_nodes(&s) == count
+        });
+        (s, agent)
+    }
+
     /// Joins `count` hollow nodes named `<prefix>-<i>` with the server's token.
     pub fn hollow_agent(&self, prefix: &str, count: usize, extra: &[&str]) -> HollowAgent {
         let log =

@@ -61,9 +61,7 @@ spec:
 
 #[test]
 fn daemonset_follows_nodes_taints_and_rolls_out() {
-    let s = Server::start();
-    let _agent = s.hollow_agent("node", 2, &[]);
-    s.eventually("2 Ready hollow nodes", WAIT, || ready_nodes(&s) == 2);
+    let (s, _agent) = Server::with_hollow_nodes(2);
     let path = s.write("ds.yaml", DAEMON_SET);
     s.ok(&["apply", "-f", path.to_str().unwrap()]);
     let status = s.ok(&["rollout", "status", "ds/agent", "--timeout=60s"]);
@@ -351,9 +349,7 @@ spec:
 
 #[test]
 fn statefulset_orders_pods_keeps_claims_and_rolls_out() {
-    let s = Server::start();
-    let _agent = s.hollow_agent("node", 2, &[]);
-    s.eventually("2 Ready hollow nodes", WAIT, || ready_nodes(&s) == 2);
+    let (s, _agent) = Server::with_hollow_nodes(2);
     let watch = PodWatch::start(&s, "app=web");
     let path = s.write("sts.yaml", STATEFUL_SET);
     s.ok(&["apply", "-f", path.to_str().unwrap()]);

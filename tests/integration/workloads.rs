@@ -56,9 +56,7 @@ spec:
 
 #[test]
 fn pods_are_scheduled_onto_hollow_nodes_and_replicasets_heal() {
-    let s = Server::start();
-    let _agent = s.hollow_agent("node", 3, &[]);
-    s.eventually("3 Ready hollow nodes", WAIT, || ready_nodes(&s) == 3);
+    let (s, _agent) = Server::with_hollow_nodes(3);
     s.eventually("a pod CIDR on every node", WAIT, || {
         let cidrs = s.ok(&["get", "nodes", "-o", "jsonpath={.items[*].spec.podCIDR}"]);
         cidrs.split_whitespace().count() == 3
@@ -185,9 +183,7 @@ fn pods_leave_a_node_that_stops_renewing_its_lease() {
 
 #[test]
 fn deployment_rolls_out_records_history_undoes_and_cleans_up() {
-    let s = Server::start();
-    let _agent = s.hollow_agent("node", 3, &[]);
-    s.eventually("3 Ready hollow nodes", WAIT, || ready_nodes(&s) == 3);
+    let (s, _agent) = Server::with_hollow_nodes(3);
     s.ok(&[
         "create",
         "deployment",
@@ -371,9 +367,7 @@ fn quota_and_limit_range_rejections_read_as_kubectl_prints_them() {
 
 #[test]
 fn claims_are_provisioned_on_first_use_or_bound_to_matching_volumes() {
-    let s = Server::start();
-    let _agent = s.hollow_agent("node", 1, &[]);
-    s.eventually("a Ready hollow node", WAIT, || ready_nodes(&s) == 1);
+    let (s, _agent) = Server::with_hollow_nodes(1);
     let default = s.ok(&["get", "storageclass"]);
     assert!(
         default.contains("local-path (default)") && default.contains("rancher.io/local-path"),
@@ -442,9 +436,7 @@ fn claims_are_provisioned_on_first_use_or_bound_to_matching_volumes() {
 
 #[test]
 fn orphans_are_adopted_by_a_recreated_owner() {
-    let s = Server::start();
-    let _agent = s.hollow_agent("node", 2, &[]);
-    s.eventually("2 Ready hollow nodes", WAIT, || ready_nodes(&s) == 2);
+    let (s, _agent) = Server::with_hollow_nodes(2);
     s.ok(&[
         "create",
         "deployment",
