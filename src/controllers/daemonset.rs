@@ -704,26 +704,9 @@ pub fn start(ctx: &Context) -> Vec<tokio::task::JoinHandle<()>> {
         let queue = queue.clone();
         let controller = controller.clone();
         ctx.informers.pods.on_change(move |change| {
-            let pod = change.object();
-            let Some(owner) = controller_key(&pod.metadata, KIND) else {
-                return;
-            };
-            let pod_key = key_of(&pod.metadata);
-            match change {
-                Change::Added(_) => controller.expectations.creation_observed(&owner),
-                Change::Modified { new, .. } if new.metadata.deletion_timestamp.is_some() => {
-                    controller.expectations.deletion_observed(&owner, &pod_key)
-                }
-                Change::Deleted(_) => controller.expectations.deletion_observed(&owner, &pod_key),
-                Change::Modified { .. } => {}
+            for key in controller.expectations.observe_pod(change, KIND) {
+                queue.add(&key);
             }
-            if let Change::Modified { old, .. } = change {
-                if let Some(previous) = controller_key(&old.metadata, KIND).filter(|k| *k != owner)
-                {
-                    queue.add(&previous);
-                }
-            }
-            queue.add(&owner);
         });
     }
     {

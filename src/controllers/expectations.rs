@@ -7,6 +7,12 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use k8s_openapi::api::core::v1::Pod;
+
+use super::controller_key;
+use crate::client::informer::key_of;
+use crate::client::Change;
+
 const TTL: Duration = Duration::from_secs(300);
 
 struct Expectation {
@@ -90,6 +96,30 @@ impl Expectations {
         {
             e.deletions.remove(pod);
         }
+    }
+
+    /// Counts a pod change against the expectations of its `kind` controller. Returns the controllers to
+    /// sync: the pod's controller, and the previous one when the pod changed hands.
+    pub fn observe_pod(&self, change: &Change<Pod>, kind: &str) -> Vec<String> {
+        let pod = change.object();
+        let Some(owner) = controller_key(&pod.metadata, kind) else {
+            return Vec::new();
+        };
+        let pod_key = key_of(&pod.metadata);
+        match change {
+            Change::Added(_) => self.creation_observed(&owner),
+            Change::Modified { new, .. } if new.metadata.deletion_timestamp.is_some() => {
+                self.deletion_observed(&owner, &pod_key)
+            }
+            Change::Deleted(_) => self.deletion_observed(&owner, &pod_key),
+            Change::Modified { .. } => {}
+        }
+        let mut keys = Vec::new();
+        if let Change::Modified { old, .. } = change {
+            keys.extend(controller_key(&old.metadata, kind).filter(|k| *k != owner));
+        }
+        keys.push(owner);
+        keys
     }
 
     pub fn forget(&self, owner: &str) {

@@ -17,8 +17,8 @@ use super::rollout::{
     SLOW_START_INITIAL_BATCH_SIZE,
 };
 use super::{
-    adopt, controller_key, controller_of, has_controller, pod_ranking, run_workers,
-    selector_matches, Context, ControllerError,
+    adopt, controller_of, has_controller, pod_ranking, run_workers, selector_matches, Context,
+    ControllerError,
 };
 use crate::client::events::{Involved, Recorder};
 use crate::client::informer::{key_of, split_key};
@@ -70,26 +70,9 @@ pub fn start(ctx: &Context) -> Vec<tokio::task::JoinHandle<()>> {
                 }
                 return;
             }
-            let Some(owner) = controller_key(&pod.metadata, "ReplicaSet") else {
-                return;
-            };
-            let pod_key = key_of(&pod.metadata);
-            match change {
-                Change::Added(_) => controller.expectations.creation_observed(&owner),
-                Change::Modified { new, .. } if new.metadata.deletion_timestamp.is_some() => {
-                    controller.expectations.deletion_observed(&owner, &pod_key)
-                }
-                Change::Deleted(_) => controller.expectations.deletion_observed(&owner, &pod_key),
-                Change::Modified { .. } => {}
+            for key in controller.expectations.observe_pod(change, "ReplicaSet") {
+                queue.add(&key);
             }
-            if let Change::Modified { old, .. } = change {
-                if let Some(previous) =
-                    controller_key(&old.metadata, "ReplicaSet").filter(|k| *k != owner)
-                {
-                    queue.add(&previous);
-                }
-            }
-            queue.add(&owner);
         });
     }
     run_workers(

@@ -31,6 +31,18 @@ fn running_on(s: &Server, selector: &str) -> Vec<String> {
         .collect()
 }
 
+/// Deletes one pod matching `selector` and waits until `count` Running pods match again, none of them it.
+fn deleted_pod_is_replaced(s: &Server, selector: &str, count: usize) {
+    let victim = pods(s, selector)[0].0.clone();
+    s.ok(&["delete", "pod", &victim, "--wait=false"]);
+    s.eventually("a replacement pod", WAIT, || {
+        let now = pods(s, selector);
+        now.len() == count
+            && !now.iter().any(|(name, _, _)| *name == victim)
+            && now.iter().all(|(_, _, phase)| phase == "Running")
+    });
+}
+
 fn replica_set(name: &str, replicas: u32, extra_pod_spec: &str) -> String {
     format!(
         r#"apiVersion: apps/v1
@@ -97,14 +109,7 @@ fn pods_are_scheduled_onto_hollow_nodes_and_replicasets_heal() {
         "{events}"
     );
 
-    let victim = pods(&s, "app=web")[0].0.clone();
-    s.ok(&["delete", "pod", &victim, "--wait=false"]);
-    s.eventually("a replacement pod", WAIT, || {
-        let now = pods(&s, "app=web");
-        now.len() == 3
-            && !now.iter().any(|(name, _, _)| *name == victim)
-            && now.iter().all(|(_, _, phase)| phase == "Running")
-    });
+    deleted_pod_is_replaced(&s, "app=web", 3);
 
     let picky = s.write(
         "picky.yaml",
@@ -213,14 +218,7 @@ fn deployment_rolls_out_records_history_undoes_and_cleans_up() {
     ]);
     assert_eq!(first_rs.split_whitespace().count(), 1, "{first_rs}");
 
-    let victim = pods(&s, "app=web")[0].0.clone();
-    s.ok(&["delete", "pod", &victim, "--wait=false"]);
-    s.eventually("a replacement pod", WAIT, || {
-        let now = pods(&s, "app=web");
-        now.len() == 3
-            && !now.iter().any(|(n, _, _)| *n == victim)
-            && now.iter().all(|(_, _, p)| p == "Running")
-    });
+    deleted_pod_is_replaced(&s, "app=web", 3);
 
     // kubectl edit: new image and 4 replicas.
     let editor = s.write(
