@@ -9,5 +9,6 @@ pub mod controllers;
 pub mod registry;
 pub mod scheduler;
 pub mod server;
+pub mod shim;
 pub mod store;
 pub mod util;

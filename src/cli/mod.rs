@@ -26,6 +26,9 @@ pub enum Command {
     Server(Box<server::ServerArgs>),
     /// Join a server as a node (so far: hollow nodes for tests and benchmarks).
     Agent(Box<agent::AgentArgs>),
+    /// The per-container supervisor the agent starts (internal).
+    #[command(hide = true)]
+    Shim(crate::shim::ShimArgs),
     /// Run kubectl against this machine's cluster (KUBECONFIG defaults to the server's kubeconfig).
     #[command(disable_help_flag = true)]
     Kubectl {
@@ -71,11 +74,18 @@ pub fn main() -> anyhow::Result<()> {
     if invoked_as == "kubectl" {
         return kubectl::run(args.split_off(1));
     }
+    if args.get(1).map(String::as_str) == Some("shim") {
+        // The shim starts once per container: no config file, nothing but its own flags.
+        if let Command::Shim(a) = Cli::parse_from(&args).command {
+            std::process::exit(crate::shim::run(a));
+        }
+    }
     let args = config_file::with_config_file(args)?;
     let cli = Cli::parse_from(args);
     match cli.command {
         Command::Server(a) => server::run(*a),
         Command::Agent(a) => agent::run(*a),
         Command::Kubectl { args } => kubectl::run(args),
+        Command::Shim(a) => std::process::exit(crate::shim::run(a)),
     }
 }

@@ -7,5 +7,6 @@ mod kubectl_workflows;
 mod leader;
 mod persistence;
 mod python_client;
+mod runtime;
 mod sets;
 mod workloads;

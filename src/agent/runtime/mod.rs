@@ -1,0 +1,404 @@
+//! The container runtime of one node: containers as directories under `<data-dir>/agent/containers/<id>`
+//! (the OCI bundle — config.json and an overlay `rootfs/` over the image's snapshots — plus the agent's
+//! `meta.json` and the shim's `pid` and `exit` files), each run by its own `orch shim` process
+//! (src/shim). The agent never calls libcontainer's build/start itself; it starts shims, reads their files
+//! and signals container inits. Because the files and the shims outlive the agent, a restarted agent finds
+//! every container as it left it: [`Runtime::list`] and [`Runtime::state`] are all it needs.
+
+pub mod seccomp;
+pub mod spec;
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncBufReadExt, BufReader};
+
+pub use spec::{ContainerConfig, MountKind, MountSpec, Resources};
+
+use crate::shim::{self, ExitRecord, InitProcess, EXIT_FILE, PID_FILE};
+
+const META_FILE: &str = "meta.json";
+const SHIM_LOG: &str = "shim.log";
+/// How long a shim may take to report that its container started.
+const START_TIMEOUT: Duration = Duration::from_secs(60);
+
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    #[error("{context} {path}: {source}")]
+    Io {
+        context: &'static str,
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("invalid container spec: {0}")]
+    Spec(String),
+    #[error("container {0} not found")]
+    NotFound(String),
+    #[error("starting container {id}: {message}")]
+    Start { id: String, message: String },
+    #[error("mounting the root filesystem of {id}: {source}")]
+    Mount { id: String, source: nix::Error },
+    #[error("signalling container {id}: {source}")]
+    Signal { id: String, source: nix::Error },
+    #[error("container {0} is still running")]
+    StillRunning(String),
+    #[error(transparent)]
+    Shim(#[from] shim::ShimError),
+    #[error("libcontainer: {0}")]
+    Container(#[from] libcontainer::error::LibcontainerError),
+}
+
+fn io_err(context: &'static str, path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> RuntimeError {
+    let path = path.into();
+    move |source| RuntimeError::Io {
+        context,
+        path,
+        source,
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct RuntimeConfig {
+    /// `<data-dir>/agent/containers`.
+    pub containers_dir: PathBuf,
+    /// libcontainer's state root, on tmpfs (`/run/orch/containers`): a reboot ends every container.
+    pub state_root: PathBuf,
+    /// The `orch` executable the shims run as (`orch shim …`).
+    pub shim_executable: PathBuf,
+    pub log_max_bytes: u64,
+}
+
+/// What the agent records about a container beside its bundle, so that a restarted agent knows which pod
+/// and container spec it belongs to.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ContainerMeta {
+    pub id: String,
+    pub pod_uid: String,
+    pub pod_namespace: String,
+    pub pod_name: String,
+    pub container: String,
+    /// Which run of this container of the pod it is (0 first): the restart count once it ran.
+    pub attempt: u32,
+    pub init_container: bool,
+    pub image: String,
+    pub image_id: String,
+    pub image_ref: String,
+    pub log_path: PathBuf,
+    pub created_at: String,
+    /// A hash of the container's spec, to notice a changed spec (e.g. a new image) of a running container.
+    pub spec_hash: String,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum ContainerState {
+    /// The bundle exists but no shim has reported a process yet.
+    Created,
+    Running(InitProcess),
+    Exited(ExitRecord),
+}
+
+pub struct Runtime {
+    config: RuntimeConfig,
+}
+
+impl Runtime {
+    pub fn new(config: RuntimeConfig) -> Result<Self, RuntimeError> {
+        for dir in [&config.containers_dir, &config.state_root] {
+            fs::create_dir_all(dir).map_err(io_err("creating", dir))?;
+        }
+        Ok(Runtime { config })
+    }
+
+    fn dir(&self, id: &str) -> PathBuf {
+        self.config.containers_dir.join(id)
+    }
+
+    /// Writes the bundle of a new container: its metadata, an overlay root over `layers` (lowest first) and
+    /// config.json. Nothing runs yet.
+    pub fn create(
+        &self,
+        meta: &ContainerMeta,
+        config: &ContainerConfig,
+        layers: &[PathBuf],
+    ) -> Result<(), RuntimeError> {
+        let dir = self.dir(&meta.id);
+        let spec = spec::build(config)?;
+        for sub in ["rootfs", "upper", "work"] {
+            let path = dir.join(sub);
+            fs::create_dir_all(&path).map_err(io_err("creating", &path))?;
+        }
+        shim::write_atomic(
+            &dir.join(META_FILE),
+            &serde_json::to_vec_pretty(meta).expect("serialisable"),
+        )?;
+        mount_overlay(&meta.id, &dir, layers)?;
+        let config_path = dir.join("config.json");
+        spec.save(&config_path)
+            .map_err(|e| RuntimeError::Spec(format!("writing {}: {e}", config_path.display())))?;
+        Ok(())
+    }
+
+    /// Starts the container's shim and waits for it to report the container's process.
+    pub async fn start(&self, id: &str) -> Result<InitProcess, RuntimeError> {
+        let dir = self.dir(id);
+        let meta = self.meta(id)?;
+        let shim_log = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.join(SHIM_LOG))
+            .map_err(io_err("opening", dir.join(SHIM_LOG)))?;
+        let mut child = tokio::process::Command::new(&self.config.shim_executable)
+            .arg("shim")
+            .arg("--id")
+            .arg(id)
+            .arg("--bundle")
+            .arg(&dir)
+            .arg("--state-root")
+            .arg(&self.config.state_root)
+            .arg("--log")
+            .arg(&meta.log_path)
+            .arg("--log-max-bytes")
+            .arg(self.config.log_max_bytes.to_string())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(shim_log)
+            .spawn()
+            .map_err(io_err("running", &self.config.shim_executable))?;
+        let stdout = child.stdout.take().expect("piped stdout");
+        let mut line = String::new();
+        let read = tokio::time::timeout(START_TIMEOUT, BufReader::new(stdout).read_line(&mut line)).await;
+        // The first shim process exits right after forking the real one.
+        let _ = child.wait().await;
+        let start_error = |message: String| RuntimeError::Start {
+            id: id.to_string(),
+            message,
+        };
+        match read {
+            Err(_) => return Err(start_error("the shim did not report within 60s".into())),
+            Ok(Err(e)) => return Err(start_error(format!("reading the shim's report: {e}"))),
+            Ok(Ok(_)) => {}
+        }
+        let line = line.trim();
+        if let Some(message) = line.strip_prefix("error ") {
+            return Err(start_error(message.to_string()));
+        }
+        if !line.starts_with("started ") {
+            let log = fs::read_to_string(dir.join(SHIM_LOG)).unwrap_or_default();
+            return Err(start_error(format!(
+                "the shim exited without a report: {}",
+                log.lines().last().unwrap_or("no output")
+            )));
+        }
+        read_json::<InitProcess>(&dir.join(PID_FILE))?
+            .ok_or_else(|| start_error("the shim reported no pid file".into()))
+    }
+
+    pub fn meta(&self, id: &str) -> Result<ContainerMeta, RuntimeError> {
+        read_json(&self.dir(id).join(META_FILE))?.ok_or_else(|| RuntimeError::NotFound(id.into()))
+    }
+
+    /// Every container with a bundle, in no particular order.
+    pub fn list(&self) -> Result<Vec<ContainerMeta>, RuntimeError> {
+        let dir = &self.config.containers_dir;
+        let mut out = Vec::new();
+        for entry in fs::read_dir(dir).map_err(io_err("listing", dir))? {
+            let entry = entry.map_err(io_err("listing", dir))?;
+            if let Ok(Some(meta)) = read_json::<ContainerMeta>(&entry.path().join(META_FILE)) {
+                out.push(meta);
+            }
+        }
+        Ok(out)
+    }
+
+    pub fn state(&self, id: &str) -> Result<ContainerState, RuntimeError> {
+        let dir = self.dir(id);
+        if !dir.is_dir() {
+            return Err(RuntimeError::NotFound(id.into()));
+        }
+        if let Some(exit) = read_json::<ExitRecord>(&dir.join(EXIT_FILE))? {
+            return Ok(ContainerState::Exited(exit));
+        }
+        match read_json::<InitProcess>(&dir.join(PID_FILE))? {
+            None => Ok(ContainerState::Created),
+            Some(init) if init.is_alive() => Ok(ContainerState::Running(init)),
+            Some(init) => {
+                // The init is gone; its shim writes the exit record right after reaping it. A shim that
+                // died too leaves no record: report what containerd does for an unknown exit.
+                std::thread::sleep(Duration::from_millis(20));
+                if let Some(exit) = read_json::<ExitRecord>(&dir.join(EXIT_FILE))? {
+                    return Ok(ContainerState::Exited(exit));
+                }
+                Ok(ContainerState::Exited(ExitRecord {
+                    exit_code: 255,
+                    oom_killed: false,
+                    started_at: jiff::Timestamp::from_second(init.started_at_unix)
+                        .map(|t| t.to_string())
+                        .unwrap_or_default(),
+                    finished_at: jiff::Timestamp::now().to_string(),
+                }))
+            }
+        }
+    }
+
+    /// Sends `signal` to the container's init; a container that is not running is left alone.
+    pub fn signal(&self, id: &str, signal: nix::sys::signal::Signal) -> Result<(), RuntimeError> {
+        if let ContainerState::Running(init) = self.state(id)? {
+            match nix::sys::signal::kill(nix::unistd::Pid::from_raw(init.pid), signal) {
+                Ok(()) | Err(nix::errno::Errno::ESRCH) => {}
+                Err(source) => {
+                    return Err(RuntimeError::Signal {
+                        id: id.into(),
+                        source,
+                    })
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Resolves once the container's init has exited and its exit record is written.
+    pub async fn wait(&self, id: &str) -> Result<ExitRecord, RuntimeError> {
+        loop {
+            match self.state(id)? {
+                ContainerState::Exited(exit) => return Ok(exit),
+                ContainerState::Running(init) => {
+                    if let Ok(fd) = shim::pidfd_open(init.pid) {
+                        // SAFETY: the AsyncFd owns the OwnedFd, which stays open until it is dropped.
+                        let registered = unsafe {
+                            tokio::io::unix::AsyncFd::register_with_interest(
+                                fd,
+                                tokio::io::Interest::READABLE,
+                            )
+                        };
+                        if let Ok(async_fd) = registered {
+                            let _ = async_fd.readable().await;
+                        }
+                    }
+                    // The shim writes the record after the last output is drained.
+                    for _ in 0..100 {
+                        if self.dir(id).join(EXIT_FILE).exists() {
+                            break;
+                        }
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                    }
+                }
+                ContainerState::Created => tokio::time::sleep(Duration::from_millis(50)).await,
+            }
+        }
+    }
+
+    /// SIGTERM, then SIGKILL after `grace`: the init is pid 1 of the container's pid namespace, so its
+    /// death takes every other process of the container with it.
+    pub async fn stop(&self, id: &str, grace: Duration) -> Result<ExitRecord, RuntimeError> {
+        if let ContainerState::Exited(exit) = self.state(id)? {
+            return Ok(exit);
+        }
+        self.signal(id, nix::sys::signal::Signal::SIGTERM)?;
+        if let Ok(result) = tokio::time::timeout(grace, self.wait(id)).await {
+            return result;
+        }
+        self.signal(id, nix::sys::signal::Signal::SIGKILL)?;
+        self.wait(id).await
+    }
+
+    /// Removes a container that is not running: unmounts its root, deletes what libcontainer left (a
+    /// container stuck in `created` whose shim died), and the bundle.
+    pub fn remove(&self, id: &str) -> Result<(), RuntimeError> {
+        let dir = self.dir(id);
+        if !dir.exists() {
+            return Ok(());
+        }
+        if let ContainerState::Running(_) = self.state(id)? {
+            return Err(RuntimeError::StillRunning(id.into()));
+        }
+        let state = self.config.state_root.join(id);
+        if state.exists() {
+            if let Ok(mut leftover) = libcontainer::container::Container::load(state.clone()) {
+                let _ = leftover.delete(true);
+            }
+            let _ = fs::remove_dir_all(&state);
+        }
+        let rootfs = dir.join("rootfs");
+        match nix::mount::umount2(&rootfs, nix::mount::MntFlags::MNT_DETACH) {
+            Ok(()) | Err(nix::errno::Errno::EINVAL | nix::errno::Errno::ENOENT) => {}
+            Err(source) => {
+                return Err(RuntimeError::Mount {
+                    id: id.into(),
+                    source,
+                })
+            }
+        }
+        fs::remove_dir_all(&dir).map_err(io_err("removing", &dir))
+    }
+
+    /// Whether a container that shows as `Created` still has a shim working on it; one that does not will
+    /// never start and must be removed.
+    pub fn is_abandoned(&self, id: &str) -> bool {
+        let log = self.dir(id).join(SHIM_LOG);
+        // A shim that is starting holds its log open; the pid file appears within the start timeout.
+        fs::metadata(&log)
+            .and_then(|m| m.modified())
+            .map(|t| t.elapsed().unwrap_or_default() > START_TIMEOUT)
+            .unwrap_or(true)
+    }
+}
+
+fn mount_overlay(id: &str, dir: &Path, layers: &[PathBuf]) -> Result<(), RuntimeError> {
+    let rootfs = dir.join("rootfs");
+    if is_mount_point(&rootfs) {
+        return Ok(());
+    }
+    let lower: Vec<String> = layers.iter().rev().map(|p| p.display().to_string()).collect();
+    let lower = if lower.is_empty() {
+        // overlay needs a lower layer; an image without layers gets an empty one.
+        let empty = dir.join("empty");
+        fs::create_dir_all(&empty).map_err(io_err("creating", &empty))?;
+        empty.display().to_string()
+    } else {
+        lower.join(":")
+    };
+    let options = format!(
+        "lowerdir={lower},upperdir={},workdir={}",
+        dir.join("upper").display(),
+        dir.join("work").display()
+    );
+    nix::mount::mount(
+        Some("overlay"),
+        &rootfs,
+        Some("overlay"),
+        nix::mount::MsFlags::empty(),
+        Some(options.as_str()),
+    )
+    .map_err(|source| RuntimeError::Mount {
+        id: id.into(),
+        source,
+    })
+}
+
+fn is_mount_point(path: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (fs::metadata(path), path.parent().map(fs::metadata)) {
+        (Ok(m), Some(Ok(parent))) => m.dev() != parent.dev(),
+        _ => false,
+    }
+}
+
+fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<Option<T>, RuntimeError> {
+    match fs::read(path) {
+        Ok(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(|e| RuntimeError::Io {
+            context: "parsing",
+            path: path.into(),
+            source: e.into(),
+        }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(io_err("reading", path)(e)),
+    }
+}
+
+/// A fresh container id: 32 hex digits, short enough for libcontainer's socket paths under the state root.
+pub fn new_container_id() -> String {
+    uuid::Uuid::new_v4().simple().to_string()
+}

@@ -1,0 +1,427 @@
+//! The OCI runtime spec (config.json) of one container, from the runtime-level [`ContainerConfig`]: what the
+//! process runs as, its namespaces (joining the pod's network namespace), mounts, cgroup and resource limits,
+//! and the confinement containerd applies by default — its capability set, masked and read-only /proc paths,
+//! no_new_privileges and the RuntimeDefault seccomp profile — relaxed by `privileged` and the
+//! securityContext's capability changes.
+
+use std::collections::HashSet;
+use std::path::PathBuf;
+
+use oci_spec::runtime::{
+    Capabilities, Capability, LinuxBuilder, LinuxCapabilitiesBuilder, LinuxCpuBuilder,
+    LinuxMemoryBuilder, LinuxNamespace, LinuxNamespaceBuilder, LinuxNamespaceType,
+    LinuxPidsBuilder, LinuxResourcesBuilder, Mount, MountBuilder, ProcessBuilder, RootBuilder,
+    Spec, UserBuilder,
+};
+
+use super::RuntimeError;
+
+/// containerd's default capability set for unprivileged containers.
+pub const DEFAULT_CAPABILITIES: &[&str] = &[
+    "CHOWN",
+    "DAC_OVERRIDE",
+    "FSETID",
+    "FOWNER",
+    "MKNOD",
+    "NET_RAW",
+    "SETGID",
+    "SETUID",
+    "SETFCAP",
+    "SETPCAP",
+    "NET_BIND_SERVICE",
+    "SYS_CHROOT",
+    "KILL",
+    "AUDIT_WRITE",
+];
+
+/// Paths containerd hides from unprivileged containers (bind-mounted over with /dev/null or an empty tmpfs).
+const MASKED_PATHS: &[&str] = &[
+    "/proc/acpi",
+    "/proc/asound",
+    "/proc/kcore",
+    "/proc/keys",
+    "/proc/latency_stats",
+    "/proc/timer_list",
+    "/proc/timer_stats",
+    "/proc/sched_debug",
+    "/proc/scsi",
+    "/sys/firmware",
+    "/sys/devices/virtual/powercap",
+];
+
+const READONLY_PATHS: &[&str] = &[
+    "/proc/bus",
+    "/proc/fs",
+    "/proc/irq",
+    "/proc/sys",
+    "/proc/sysrq-trigger",
+];
+
+/// Everything the runtime needs to know to create one container; the pod worker derives it from the pod,
+/// the container and the image config.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ContainerConfig {
+    pub args: Vec<String>,
+    pub env: Vec<String>,
+    pub cwd: String,
+    pub uid: u32,
+    pub gid: u32,
+    pub additional_gids: Vec<u32>,
+    pub hostname: String,
+    pub mounts: Vec<MountSpec>,
+    /// The pod's network namespace to join; None shares the host's (hostNetwork).
+    pub netns: Option<PathBuf>,
+    /// Absolute cgroup path, under the pod's cgroup.
+    pub cgroup_path: String,
+    pub resources: Resources,
+    pub privileged: bool,
+    /// securityContext.capabilities, without the CAP_ prefix as Kubernetes writes them; "ALL" allowed.
+    pub capabilities_add: Vec<String>,
+    pub capabilities_drop: Vec<String>,
+    /// allowPrivilegeEscalation: false (and the default for non-privileged containers in containerd is
+    /// to allow it, i.e. no_new_privileges false).
+    pub no_new_privileges: bool,
+    pub readonly_rootfs: bool,
+    /// The RuntimeDefault seccomp profile; false means Unconfined.
+    pub seccomp: bool,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct MountSpec {
+    pub destination: String,
+    pub kind: MountKind,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum MountKind {
+    Bind { source: PathBuf, readonly: bool },
+    Tmpfs { size_bytes: Option<u64> },
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Resources {
+    pub memory_limit: Option<i64>,
+    pub cpu_shares: Option<u64>,
+    pub cpu_quota: Option<i64>,
+    pub cpu_period: Option<u64>,
+    pub pids_limit: Option<i64>,
+}
+
+fn spec_err(e: impl std::fmt::Display) -> RuntimeError {
+    RuntimeError::Spec(e.to_string())
+}
+
+/// Resolves the capability set: defaults (or everything, privileged), minus drops, plus adds.
+pub fn capabilities(config: &ContainerConfig) -> Result<Capabilities, RuntimeError> {
+    let parse = |name: &str| -> Result<Capability, RuntimeError> {
+        let full = format!("CAP_{}", name.trim_start_matches("CAP_").to_uppercase());
+        serde_json::from_value(serde_json::Value::String(full.clone()))
+            .map_err(|_| RuntimeError::Spec(format!("unknown capability {name:?}")))
+    };
+    let all = || -> HashSet<Capability> { all_capabilities().collect() };
+    let mut set: HashSet<Capability> = if config.privileged {
+        all()
+    } else {
+        DEFAULT_CAPABILITIES
+            .iter()
+            .map(|c| parse(c))
+            .collect::<Result<_, _>>()?
+    };
+    if !config.privileged {
+        for drop in &config.capabilities_drop {
+            if drop.eq_ignore_ascii_case("ALL") {
+                set.clear();
+            } else {
+                set.remove(&parse(drop)?);
+            }
+        }
+    }
+    for add in &config.capabilities_add {
+        if add.eq_ignore_ascii_case("ALL") {
+            set.extend(all());
+        } else {
+            set.insert(parse(add)?);
+        }
+    }
+    Ok(set)
+}
+
+fn all_capabilities() -> impl Iterator<Item = Capability> {
+    const NAMES: &[&str] = &[
+        "CHOWN", "DAC_OVERRIDE", "DAC_READ_SEARCH", "FOWNER", "FSETID", "KILL", "SETGID",
+        "SETUID", "SETPCAP", "LINUX_IMMUTABLE", "NET_BIND_SERVICE", "NET_BROADCAST",
+        "NET_ADMIN", "NET_RAW", "IPC_LOCK", "IPC_OWNER", "SYS_MODULE", "SYS_RAWIO",
+        "SYS_CHROOT", "SYS_PTRACE", "SYS_PACCT", "SYS_ADMIN", "SYS_BOOT", "SYS_NICE",
+        "SYS_RESOURCE", "SYS_TIME", "SYS_TTY_CONFIG", "MKNOD", "LEASE", "AUDIT_WRITE",
+        "AUDIT_CONTROL", "SETFCAP", "MAC_OVERRIDE", "MAC_ADMIN", "SYSLOG", "WAKE_ALARM",
+        "BLOCK_SUSPEND", "AUDIT_READ", "PERFMON", "BPF", "CHECKPOINT_RESTORE",
+    ];
+    NAMES.iter().filter_map(|n| {
+        serde_json::from_value(serde_json::Value::String(format!("CAP_{n}"))).ok()
+    })
+}
+
+fn namespace(kind: LinuxNamespaceType, path: Option<&PathBuf>) -> Result<LinuxNamespace, RuntimeError> {
+    let mut b = LinuxNamespaceBuilder::default().typ(kind);
+    if let Some(p) = path {
+        b = b.path(p.clone());
+    }
+    b.build().map_err(spec_err)
+}
+
+fn mounts(config: &ContainerConfig) -> Result<Vec<Mount>, RuntimeError> {
+    let mut out = oci_spec::runtime::get_default_mounts();
+    // /sys is read-only unless privileged, as containerd mounts it.
+    if config.privileged {
+        for m in &mut out {
+            if m.destination() == &PathBuf::from("/sys") {
+                let options: Vec<String> = m
+                    .options()
+                    .clone()
+                    .unwrap_or_default()
+                    .into_iter()
+                    .filter(|o| o != "ro")
+                    .collect();
+                m.set_options(Some(options));
+            }
+        }
+    }
+    for m in &config.mounts {
+        // A user mount replaces a default one at the same place (e.g. an emptyDir at /dev/shm).
+        out.retain(|d| d.destination() != &PathBuf::from(&m.destination));
+        let built = match &m.kind {
+            MountKind::Bind { source, readonly } => {
+                let mut options = vec!["rbind".to_string(), "rprivate".to_string()];
+                if *readonly {
+                    options.push("ro".into());
+                }
+                MountBuilder::default()
+                    .destination(&m.destination)
+                    .typ("bind")
+                    .source(source)
+                    .options(options)
+                    .build()
+            }
+            MountKind::Tmpfs { size_bytes } => {
+                let mut options = vec!["nosuid".to_string(), "nodev".to_string()];
+                if let Some(size) = size_bytes {
+                    options.push(format!("size={size}"));
+                }
+                MountBuilder::default()
+                    .destination(&m.destination)
+                    .typ("tmpfs")
+                    .source("tmpfs")
+                    .options(options)
+                    .build()
+            }
+        };
+        out.push(built.map_err(spec_err)?);
+    }
+    Ok(out)
+}
+
+/// The complete config.json for a container whose root filesystem is `<bundle>/rootfs`.
+pub fn build(config: &ContainerConfig) -> Result<Spec, RuntimeError> {
+    let caps = capabilities(config)?;
+    let process = ProcessBuilder::default()
+        .terminal(false)
+        .args(config.args.clone())
+        .env(config.env.clone())
+        .cwd(if config.cwd.is_empty() { "/" } else { config.cwd.as_str() })
+        .user(
+            UserBuilder::default()
+                .uid(config.uid)
+                .gid(config.gid)
+                .additional_gids(config.additional_gids.clone())
+                .build()
+                .map_err(spec_err)?,
+        )
+        .capabilities(
+            LinuxCapabilitiesBuilder::default()
+                .bounding(caps.clone())
+                .effective(caps.clone())
+                .permitted(caps.clone())
+                .build()
+                .map_err(spec_err)?,
+        )
+        .no_new_privileges(config.no_new_privileges)
+        .rlimits(vec![])
+        .build()
+        .map_err(spec_err)?;
+
+    let mut namespaces = vec![
+        namespace(LinuxNamespaceType::Pid, None)?,
+        namespace(LinuxNamespaceType::Ipc, None)?,
+        namespace(LinuxNamespaceType::Uts, None)?,
+        namespace(LinuxNamespaceType::Mount, None)?,
+    ];
+    if let Some(netns) = &config.netns {
+        namespaces.push(namespace(LinuxNamespaceType::Network, Some(netns))?);
+    }
+
+    let mut memory = LinuxMemoryBuilder::default();
+    if let Some(limit) = config.resources.memory_limit {
+        // No extra swap beyond the limit, as kubelet sets it.
+        memory = memory.limit(limit).swap(limit);
+    }
+    let mut cpu = LinuxCpuBuilder::default();
+    if let Some(shares) = config.resources.cpu_shares {
+        cpu = cpu.shares(shares);
+    }
+    if let Some(quota) = config.resources.cpu_quota {
+        cpu = cpu.quota(quota);
+    }
+    if let Some(period) = config.resources.cpu_period {
+        cpu = cpu.period(period);
+    }
+    let mut resources = LinuxResourcesBuilder::default()
+        .memory(memory.build().map_err(spec_err)?)
+        .cpu(cpu.build().map_err(spec_err)?);
+    if let Some(pids) = config.resources.pids_limit {
+        resources = resources.pids(LinuxPidsBuilder::default().limit(pids).build().map_err(spec_err)?);
+    }
+
+    let mut linux = LinuxBuilder::default()
+        .namespaces(namespaces)
+        .cgroups_path(PathBuf::from(&config.cgroup_path))
+        .resources(resources.build().map_err(spec_err)?);
+    if config.privileged {
+        linux = linux.masked_paths(vec![]).readonly_paths(vec![]);
+    } else {
+        linux = linux
+            .masked_paths(MASKED_PATHS.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+            .readonly_paths(READONLY_PATHS.iter().map(|s| s.to_string()).collect::<Vec<_>>());
+    }
+    if config.seccomp && !config.privileged {
+        linux = linux.seccomp(super::seccomp::runtime_default(&caps));
+    }
+
+    let mut spec = Spec::default();
+    spec.set_process(Some(process));
+    spec.set_hostname(Some(config.hostname.clone()));
+    spec.set_root(Some(
+        RootBuilder::default()
+            .path("rootfs")
+            .readonly(config.readonly_rootfs)
+            .build()
+            .map_err(spec_err)?,
+    ));
+    spec.set_mounts(Some(mounts(config)?));
+    spec.set_linux(Some(linux.build().map_err(spec_err)?));
+    Ok(spec)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cap(name: &str) -> Capability {
+        serde_json::from_value(serde_json::Value::String(format!("CAP_{name}"))).unwrap()
+    }
+
+    #[test]
+    fn default_capabilities_minus_drops_plus_adds() {
+        let config = ContainerConfig {
+            capabilities_add: vec!["NET_ADMIN".into()],
+            capabilities_drop: vec!["NET_RAW".into(), "CAP_CHOWN".into()],
+            ..Default::default()
+        };
+        let set = capabilities(&config).unwrap();
+        assert!(set.contains(&cap("NET_ADMIN")));
+        assert!(!set.contains(&cap("NET_RAW")));
+        assert!(!set.contains(&cap("CHOWN")));
+        assert!(set.contains(&cap("KILL")));
+        assert_eq!(set.len(), DEFAULT_CAPABILITIES.len() - 2 + 1);
+
+        let dropped_all = ContainerConfig {
+            capabilities_drop: vec!["ALL".into()],
+            capabilities_add: vec!["NET_BIND_SERVICE".into()],
+            ..Default::default()
+        };
+        assert_eq!(
+            capabilities(&dropped_all).unwrap(),
+            HashSet::from([cap("NET_BIND_SERVICE")])
+        );
+
+        let privileged = ContainerConfig {
+            privileged: true,
+            capabilities_drop: vec!["ALL".into()],
+            ..Default::default()
+        };
+        assert!(capabilities(&privileged).unwrap().contains(&cap("SYS_ADMIN")));
+
+        let bad = ContainerConfig {
+            capabilities_add: vec!["FLY".into()],
+            ..Default::default()
+        };
+        assert!(capabilities(&bad).unwrap_err().to_string().contains("FLY"));
+    }
+
+    #[test]
+    fn spec_joins_the_pod_netns_and_sets_limits_masks_and_mounts() {
+        let config = ContainerConfig {
+            args: vec!["sh".into(), "-c".into(), "echo hi".into()],
+            env: vec!["HOME=/root".into()],
+            hostname: "web-0".into(),
+            netns: Some(PathBuf::from("/run/orch/netns/pod1")),
+            cgroup_path: "/orch/podabc/c1".into(),
+            resources: Resources {
+                memory_limit: Some(64 << 20),
+                cpu_quota: Some(50_000),
+                cpu_period: Some(100_000),
+                cpu_shares: Some(512),
+                pids_limit: None,
+            },
+            mounts: vec![MountSpec {
+                destination: "/data".into(),
+                kind: MountKind::Bind {
+                    source: "/var/lib/orch/agent/pods/x/volumes/data".into(),
+                    readonly: true,
+                },
+            }],
+            seccomp: true,
+            readonly_rootfs: true,
+            ..Default::default()
+        };
+        let spec = build(&config).unwrap();
+        let json = serde_json::to_value(&spec).unwrap();
+        let namespaces = json["linux"]["namespaces"].as_array().unwrap();
+        assert!(namespaces
+            .iter()
+            .any(|n| n["type"] == "network" && n["path"] == "/run/orch/netns/pod1"));
+        assert!(namespaces.iter().any(|n| n["type"] == "pid" && n.get("path").is_none()));
+        assert_eq!(json["linux"]["cgroupsPath"], "/orch/podabc/c1");
+        assert_eq!(json["linux"]["resources"]["memory"]["limit"], 64 << 20);
+        assert_eq!(json["linux"]["resources"]["cpu"]["quota"], 50_000);
+        assert_eq!(json["linux"]["resources"]["cpu"]["shares"], 512);
+        assert!(json["linux"]["maskedPaths"]
+            .as_array()
+            .unwrap()
+            .contains(&serde_json::json!("/proc/kcore")));
+        assert!(json["linux"]["seccomp"]["defaultAction"].is_string());
+        assert_eq!(json["root"]["readonly"], true);
+        assert_eq!(json["hostname"], "web-0");
+        let data = json["mounts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["destination"] == "/data")
+            .unwrap();
+        assert!(data["options"].as_array().unwrap().contains(&serde_json::json!("ro")));
+
+        let host = build(&ContainerConfig {
+            privileged: true,
+            seccomp: true,
+            ..Default::default()
+        })
+        .unwrap();
+        let json = serde_json::to_value(&host).unwrap();
+        assert!(!json["linux"]["namespaces"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|n| n["type"] == "network"));
+        assert!(json["linux"]["seccomp"].is_null());
+        assert_eq!(json["linux"]["maskedPaths"], serde_json::json!([]));
+    }
+}

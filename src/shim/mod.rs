@@ -1,0 +1,401 @@
+//! `orch shim`: the one process per container that owns it. It is the only caller of libcontainer's
+//! build/start (RUNTIME_NOTES.md: inside the multi-threaded agent they race and deadlock), so it runs
+//! single-threaded with no async runtime. It detaches from the agent (setsid + fork), becomes the child
+//! subreaper so the container's init is its child, starts the container with stdout/stderr on pipes, tells
+//! the agent `started <pid>` (or `error <message>`) on its stdout, then copies the container's output into a
+//! CRI-format log file until the init exits, and writes the exit record atomically into the container
+//! directory before deleting the container. The agent may die and restart meanwhile: nothing here needs it.
+
+mod log;
+
+use std::fs::{self, File};
+use std::io::Write;
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
+use std::path::{Path, PathBuf};
+
+use libcontainer::container::builder::ContainerBuilder;
+use libcontainer::container::Container;
+use libcontainer::syscall::syscall::SyscallType;
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+use nix::unistd::{fork, pipe2, setsid, ForkResult, Pid};
+use serde::{Deserialize, Serialize};
+
+pub use log::{CriLogWriter, Stream};
+
+/// The file in the container directory the shim writes the init's pid and start time to.
+pub const PID_FILE: &str = "pid";
+/// The file in the container directory holding the [`ExitRecord`] once the container has exited.
+pub const EXIT_FILE: &str = "exit";
+/// How long output is still drained after the init exited: the pid namespace is gone by then, but a
+/// process outside it could hold a pipe (e.g. one the container passed on); never wait for it forever.
+const DRAIN_AFTER_EXIT_MS: u16 = 2000;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ShimError {
+    #[error("{context}: {source}")]
+    Io {
+        context: String,
+        source: std::io::Error,
+    },
+    #[error("{context}: {source}")]
+    Sys {
+        context: &'static str,
+        source: nix::Error,
+    },
+    #[error("{0}")]
+    Container(#[from] libcontainer::error::LibcontainerError),
+}
+
+fn io_err(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> ShimError {
+    let context = context.into();
+    move |source| ShimError::Io { context, source }
+}
+
+fn sys_err(context: &'static str) -> impl FnOnce(nix::Error) -> ShimError {
+    move |source| ShimError::Sys { context, source }
+}
+
+/// How a container ended, as the shim observed it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExitRecord {
+    /// The exit status, or 128 + the signal number for a signalled init, as containerd reports it.
+    pub exit_code: i32,
+    /// The container's cgroup recorded an OOM kill.
+    pub oom_killed: bool,
+    /// RFC 3339 times.
+    pub started_at: String,
+    pub finished_at: String,
+}
+
+/// The init's pid and its start time in clock ticks since boot (field 22 of /proc/<pid>/stat), which
+/// tells a reused pid from the container's own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InitProcess {
+    pub pid: i32,
+    pub start_ticks: u64,
+    /// Seconds since the Unix epoch when the shim saw it start.
+    pub started_at_unix: i64,
+}
+
+impl InitProcess {
+    /// The same process is still alive (not just some process with its pid).
+    pub fn is_alive(&self) -> bool {
+        start_ticks(self.pid) == Some(self.start_ticks)
+    }
+}
+
+/// Field 22 of /proc/<pid>/stat, after the parenthesised command name (which may contain spaces).
+pub fn start_ticks(pid: i32) -> Option<u64> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = &stat[stat.rfind(')')? + 2..];
+    // rest starts at field 3 (state); field 22 is the 20th from here.
+    rest.split_whitespace().nth(19)?.parse().ok()
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct ShimArgs {
+    /// The container id (libcontainer's id, also the container directory's name).
+    #[arg(long)]
+    pub id: String,
+    /// The container directory: the OCI bundle (config.json, rootfs/) and the pid and exit files.
+    #[arg(long)]
+    pub bundle: PathBuf,
+    /// libcontainer's state root (on tmpfs: a reboot removes every container).
+    #[arg(long)]
+    pub state_root: PathBuf,
+    /// The CRI-format log file for the container's stdout and stderr.
+    #[arg(long)]
+    pub log: PathBuf,
+    /// Rotate the log file when it grows past this many bytes.
+    #[arg(long, default_value_t = 10 * 1024 * 1024)]
+    pub log_max_bytes: u64,
+}
+
+/// Runs the shim. Returns the process exit code for the first (reporting) process; the detached shim
+/// calls `exit` itself.
+pub fn run(args: ShimArgs) -> i32 {
+    // The agent reads our stdout until it sees the start report; our stderr is the shim's own log.
+    if let Err(e) = setsid() {
+        report(&format!("error setsid: {e}"));
+        return 1;
+    }
+    // Fork so the agent's child exits at once and the shim is reparented away from the agent: then the
+    // agent never has to reap it, and killing the agent's process group cannot reach it.
+    match unsafe { fork() } {
+        Ok(ForkResult::Parent { .. }) => return 0,
+        Ok(ForkResult::Child) => {}
+        Err(e) => {
+            report(&format!("error fork: {e}"));
+            return 1;
+        }
+    }
+    let code = match supervise(&args) {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("shim {}: {e}", args.id);
+            1
+        }
+    };
+    std::process::exit(code)
+}
+
+/// One line to the agent on stdout; afterwards stdout points to /dev/null so that a gone agent can never
+/// make a later write fail.
+fn report(line: &str) {
+    let mut out = std::io::stdout();
+    let _ = writeln!(out, "{line}");
+    let _ = out.flush();
+    if let Ok(null) = File::options().write(true).open("/dev/null") {
+        let _ = nix::unistd::dup2(null.as_raw_fd(), 1);
+    }
+}
+
+fn supervise(args: &ShimArgs) -> Result<(), ShimError> {
+    nix::sys::prctl::set_child_subreaper(true).map_err(sys_err("PR_SET_CHILD_SUBREAPER"))?;
+    let (out_r, out_w) = pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(sys_err("pipe"))?;
+    let (err_r, err_w) = pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(sys_err("pipe"))?;
+    let devnull = File::open("/dev/null").map_err(io_err("opening /dev/null"))?;
+
+    let started = match start_container(args, devnull, out_w, err_w) {
+        Ok(pid) => pid,
+        Err(e) => {
+            report(&format!("error {}", one_line(&e.to_string())));
+            return Err(e);
+        }
+    };
+    let init = InitProcess {
+        pid: started.as_raw(),
+        start_ticks: start_ticks(started.as_raw()).unwrap_or(0),
+        started_at_unix: jiff::Timestamp::now().as_second(),
+    };
+    let started_at = jiff::Timestamp::now().to_string();
+    write_atomic(
+        &args.bundle.join(PID_FILE),
+        &serde_json::to_vec(&init).expect("serialisable"),
+    )?;
+    report(&format!("started {}", init.pid));
+
+    let mut log = CriLogWriter::open(&args.log, args.log_max_bytes)?;
+    let status = copy_output_until_exit(started, out_r, err_r, &mut log)?;
+    let exit_code = match status {
+        WaitStatus::Exited(_, code) => code,
+        WaitStatus::Signaled(_, signal, _) => 128 + signal as i32,
+        _ => 255,
+    };
+    let oom_killed = cgroup_path(&args.bundle).is_some_and(|p| oom_kills(&p) > 0);
+    let record = ExitRecord {
+        exit_code,
+        oom_killed,
+        started_at,
+        finished_at: jiff::Timestamp::now().to_string(),
+    };
+    write_atomic(
+        &args.bundle.join(EXIT_FILE),
+        &serde_json::to_vec(&record).expect("serialisable"),
+    )?;
+    let mut container = Container::load(args.state_root.join(&args.id))?;
+    container.delete(true)?;
+    Ok(())
+}
+
+fn start_container(
+    args: &ShimArgs,
+    stdin: File,
+    stdout: OwnedFd,
+    stderr: OwnedFd,
+) -> Result<Pid, ShimError> {
+    let mut container = ContainerBuilder::new(args.id.clone(), SyscallType::default())
+        .with_root_path(&args.state_root)?
+        .validate_id()?
+        .with_stdin(stdin)
+        .with_stdout(stdout)
+        .with_stderr(stderr)
+        .as_init(&args.bundle)
+        .with_systemd(false)
+        .with_detach(true)
+        .build()?;
+    if let Err(e) = container.start() {
+        // A built but unstarted init blocks forever: never leave one behind.
+        let _ = container.delete(true);
+        return Err(e.into());
+    }
+    container
+        .pid()
+        .ok_or_else(|| ShimError::Io {
+            context: "container started without a pid".into(),
+            source: std::io::Error::other("no pid"),
+        })
+}
+
+/// Copies the container's stdout and stderr into the log until the init has exited and both pipes are
+/// closed (or [`DRAIN_AFTER_EXIT_MS`] passed), reaping the init and any orphan reparented to the shim.
+fn copy_output_until_exit(
+    init: Pid,
+    stdout: OwnedFd,
+    stderr: OwnedFd,
+    log: &mut CriLogWriter,
+) -> Result<WaitStatus, ShimError> {
+    let pidfd = pidfd_open(init.as_raw()).map_err(io_err("pidfd_open"))?;
+    let mut pipes = [Some((stdout, Stream::Stdout)), Some((stderr, Stream::Stderr))];
+    let mut exit: Option<WaitStatus> = None;
+    let mut buf = vec![0u8; 32 * 1024];
+    loop {
+        if exit.is_some() && pipes.iter().all(Option::is_none) {
+            break;
+        }
+        let mut fds: Vec<PollFd> = Vec::with_capacity(3);
+        let mut which: Vec<usize> = Vec::with_capacity(3);
+        for (i, p) in pipes.iter().enumerate() {
+            if let Some((fd, _)) = p {
+                fds.push(PollFd::new(fd.as_fd(), PollFlags::POLLIN));
+                which.push(i);
+            }
+        }
+        if exit.is_none() {
+            fds.push(PollFd::new(pidfd.as_fd(), PollFlags::POLLIN));
+        }
+        let timeout = if exit.is_some() {
+            PollTimeout::from(DRAIN_AFTER_EXIT_MS)
+        } else {
+            PollTimeout::NONE
+        };
+        let ready = match poll(&mut fds, timeout) {
+            Ok(n) => n,
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(e) => return Err(sys_err("poll")(e)),
+        };
+        if ready == 0 {
+            break; // drained long enough after exit
+        }
+        let revents: Vec<PollFlags> = fds
+            .iter()
+            .map(|f| f.revents().unwrap_or(PollFlags::empty()))
+            .collect();
+        drop(fds);
+        for (slot, i) in which.iter().enumerate() {
+            if revents[slot].is_empty() {
+                continue;
+            }
+            let (fd, stream) = pipes[*i].as_ref().expect("polled pipe");
+            match nix::unistd::read(fd.as_raw_fd(), &mut buf) {
+                Ok(0) => {
+                    log.finish(*stream)?;
+                    pipes[*i] = None;
+                }
+                Ok(n) => log.write(*stream, &buf[..n])?,
+                Err(nix::errno::Errno::EINTR | nix::errno::Errno::EAGAIN) => {}
+                Err(e) => return Err(sys_err("reading container output")(e)),
+            }
+        }
+        if exit.is_none() && revents.len() > which.len() && !revents[which.len()].is_empty() {
+            exit = Some(reap(init)?);
+        }
+    }
+    for (_, stream) in pipes.iter().flatten() {
+        log.finish(*stream)?;
+    }
+    // Orphans the subreaper inherited.
+    while let Ok(WaitStatus::Exited(..) | WaitStatus::Signaled(..)) =
+        waitpid(None, Some(WaitPidFlag::WNOHANG))
+    {}
+    Ok(exit.expect("loop ends only after the init exited"))
+}
+
+fn reap(init: Pid) -> Result<WaitStatus, ShimError> {
+    loop {
+        match waitpid(init, None) {
+            Ok(status @ (WaitStatus::Exited(..) | WaitStatus::Signaled(..))) => return Ok(status),
+            Ok(_) => continue,
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(e) => return Err(sys_err("waitpid")(e)),
+        }
+    }
+}
+
+/// A pidfd: pollable, readable once the process exited, and never confused with a later process that
+/// reuses the pid.
+pub fn pidfd_open(pid: i32) -> std::io::Result<OwnedFd> {
+    // SAFETY: pidfd_open takes a pid and flags and returns a new fd or -1.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: the kernel just returned this fd to us and nothing else owns it.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
+}
+
+/// The container's cgroup path from its config.json.
+fn cgroup_path(bundle: &Path) -> Option<String> {
+    let text = fs::read(bundle.join("config.json")).ok()?;
+    let value: serde_json::Value = serde_json::from_slice(&text).ok()?;
+    value["linux"]["cgroupsPath"].as_str().map(str::to_string)
+}
+
+/// OOM kills the kernel counted in the cgroup: `oom_kill` in memory.events (v2) or memory.oom_control (v1).
+pub fn oom_kills(cgroup: &str) -> u64 {
+    let relative = cgroup.trim_start_matches('/');
+    let candidates = [
+        format!("/sys/fs/cgroup/{relative}/memory.events"),
+        format!("/sys/fs/cgroup/memory/{relative}/memory.oom_control"),
+    ];
+    candidates
+        .iter()
+        .filter_map(|p| fs::read_to_string(p).ok())
+        .filter_map(|text| {
+            text.lines()
+                .find_map(|l| l.strip_prefix("oom_kill ").and_then(|n| n.trim().parse().ok()))
+        })
+        .max()
+        .unwrap_or(0)
+}
+
+/// Writes `bytes` to `path` through a temporary file and a rename, so readers see all or nothing.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), ShimError> {
+    let tmp = path.with_extension("tmp");
+    let mut file = File::create(&tmp).map_err(io_err(format!("creating {}", tmp.display())))?;
+    file.write_all(bytes)
+        .and_then(|()| file.sync_all())
+        .map_err(io_err(format!("writing {}", tmp.display())))?;
+    fs::rename(&tmp, path).map_err(io_err(format!("renaming to {}", path.display())))
+}
+
+fn one_line(text: &str) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn start_ticks_reads_field_22_of_our_own_stat() {
+        let ours = start_ticks(std::process::id() as i32).expect("own stat");
+        let stat = fs::read_to_string("/proc/self/stat").unwrap();
+        let after_comm = &stat[stat.rfind(')').unwrap() + 2..];
+        let fields: Vec<&str> = after_comm.split_whitespace().collect();
+        assert_eq!(fields[19].parse::<u64>().unwrap(), ours);
+        assert!(InitProcess {
+            pid: std::process::id() as i32,
+            start_ticks: ours,
+            started_at_unix: 0
+        }
+        .is_alive());
+        assert!(!InitProcess {
+            pid: std::process::id() as i32,
+            start_ticks: ours + 1,
+            started_at_unix: 0
+        }
+        .is_alive());
+    }
+
+    #[test]
+    fn write_atomic_replaces_the_whole_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("exit");
+        write_atomic(&path, b"first version, longer").unwrap();
+        write_atomic(&path, b"second").unwrap();
+        assert_eq!(fs::read(&path).unwrap(), b"second");
+        assert!(!path.with_extension("tmp").exists());
+    }
+}

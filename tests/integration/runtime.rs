@@ -1,0 +1,172 @@
+//! The container runtime on its own, as root: real containers under `orch shim` from a busybox root
+//! filesystem, their CRI logs, exit codes, stop escalation, OOM kills, and removal.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use orch::agent::runtime::{
+    new_container_id, ContainerConfig, ContainerMeta, ContainerState, Resources, Runtime,
+    RuntimeConfig,
+};
+
+pub fn require_root() {
+    assert!(
+        nix::unistd::geteuid().is_root(),
+        "these tests run real containers and must run as root (CI runs them as root)"
+    );
+}
+
+/// A one-layer root filesystem: static busybox and its applets, as an unpacked image snapshot would be.
+pub fn busybox_layer(dir: &Path) -> PathBuf {
+    let busybox = Path::new("/bin/busybox");
+    assert!(
+        busybox.exists(),
+        "missing /bin/busybox: run make test-deps (apt-get install busybox-static)"
+    );
+    let layer = dir.join("layer");
+    std::fs::create_dir_all(layer.join("bin")).unwrap();
+    for d in ["proc", "sys", "dev", "tmp", "etc", "root"] {
+        std::fs::create_dir_all(layer.join(d)).unwrap();
+    }
+    std::fs::copy(busybox, layer.join("bin/busybox")).unwrap();
+    for applet in [
+        "sh", "sleep", "echo", "cat", "true", "false", "ls", "tail", "env", "id", "hostname",
+        "head", "dd",
+    ] {
+        std::os::unix::fs::symlink("busybox", layer.join("bin").join(applet)).unwrap();
+    }
+    layer
+}
+
+struct Fixture {
+    _dir: tempfile::TempDir,
+    runtime: Runtime,
+    layer: PathBuf,
+    logs: PathBuf,
+}
+
+fn fixture() -> Fixture {
+    require_root();
+    let dir = tempfile::tempdir().unwrap();
+    let layer = busybox_layer(dir.path());
+    let runtime = Runtime::new(RuntimeConfig {
+        containers_dir: dir.path().join("containers"),
+        state_root: dir.path().join("run"),
+        shim_executable: env!("CARGO_BIN_EXE_orch").into(),
+        log_max_bytes: 1 << 20,
+    })
+    .unwrap();
+    let logs = dir.path().join("logs");
+    Fixture {
+        _dir: dir,
+        runtime,
+        layer,
+        logs,
+    }
+}
+
+impl Fixture {
+    fn create(&self, args: &[&str], resources: Resources) -> String {
+        let id = new_container_id();
+        let meta = ContainerMeta {
+            id: id.clone(),
+            pod_uid: "uid-1".into(),
+            pod_namespace: "default".into(),
+            pod_name: "p".into(),
+            container: "c".into(),
+            attempt: 0,
+            init_container: false,
+            image: "busybox".into(),
+            image_id: "sha256:x".into(),
+            image_ref: "busybox@sha256:x".into(),
+            log_path: self.logs.join(format!("{id}.log")),
+            created_at: String::new(),
+            spec_hash: String::new(),
+        };
+        let config = ContainerConfig {
+            args: args.iter().map(|s| s.to_string()).collect(),
+            env: vec!["PATH=/bin".into(), "HOME=/root".into()],
+            hostname: "p".into(),
+            cgroup_path: format!("/orch-test/{id}"),
+            resources,
+            seccomp: false,
+            ..Default::default()
+        };
+        self.runtime
+            .create(&meta, &config, &[self.layer.clone()])
+            .unwrap();
+        id
+    }
+
+    fn log(&self, id: &str) -> String {
+        std::fs::read_to_string(self.logs.join(format!("{id}.log"))).unwrap_or_default()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_container_runs_logs_in_cri_format_and_reports_its_exit_code() {
+    let f = fixture();
+    let id = f.create(
+        &["sh", "-c", "echo hello from $(hostname); echo oops >&2; exit 3"],
+        Resources::default(),
+    );
+    assert_eq!(f.runtime.state(&id).unwrap(), ContainerState::Created);
+    f.runtime.start(&id).await.unwrap();
+    let exit = tokio::time::timeout(Duration::from_secs(20), f.runtime.wait(&id))
+        .await
+        .expect("container exits")
+        .unwrap();
+    assert_eq!(exit.exit_code, 3);
+    assert!(!exit.oom_killed);
+    let log = f.log(&id);
+    let lines: Vec<&str> = log.lines().collect();
+    assert!(
+        lines.iter().any(|l| l.ends_with(" stdout F hello from p")),
+        "{log}"
+    );
+    assert!(lines.iter().any(|l| l.ends_with(" stderr F oops")), "{log}");
+    f.runtime.remove(&id).unwrap();
+    assert!(f.runtime.list().unwrap().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stop_escalates_to_sigkill_when_sigterm_is_ignored() {
+    let f = fixture();
+    // pid 1 of a pid namespace ignores signals it has no handler for: SIGTERM does nothing to `sleep`.
+    let id = f.create(&["sleep", "1000"], Resources::default());
+    let init = f.runtime.start(&id).await.unwrap();
+    assert!(init.is_alive());
+    assert!(matches!(
+        f.runtime.state(&id).unwrap(),
+        ContainerState::Running(_)
+    ));
+    assert!(f.runtime.remove(&id).is_err(), "a running container is not removed");
+    let exit = f
+        .runtime
+        .stop(&id, Duration::from_millis(500))
+        .await
+        .unwrap();
+    assert_eq!(exit.exit_code, 137);
+    assert!(!init.is_alive());
+    f.runtime.remove(&id).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_container_over_its_memory_limit_is_oom_killed() {
+    let f = fixture();
+    let id = f.create(
+        &["sh", "-c", "tail /dev/zero"],
+        Resources {
+            memory_limit: Some(16 << 20),
+            ..Default::default()
+        },
+    );
+    f.runtime.start(&id).await.unwrap();
+    let exit = tokio::time::timeout(Duration::from_secs(30), f.runtime.wait(&id))
+        .await
+        .expect("the OOM killer ends it")
+        .unwrap();
+    assert_eq!(exit.exit_code, 137, "{exit:?}");
+    assert!(exit.oom_killed, "{exit:?}");
+    f.runtime.remove(&id).unwrap();
+}
