@@ -4,6 +4,7 @@
 
 pub mod hollow;
 pub mod image;
+pub mod kubelet;
 pub mod node;
 pub mod runtime;
 

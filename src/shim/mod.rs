@@ -220,12 +220,10 @@ fn start_container(
         let _ = container.delete(true);
         return Err(e.into());
     }
-    container
-        .pid()
-        .ok_or_else(|| ShimError::Io {
-            context: "container started without a pid".into(),
-            source: std::io::Error::other("no pid"),
-        })
+    container.pid().ok_or_else(|| ShimError::Io {
+        context: "container started without a pid".into(),
+        source: std::io::Error::other("no pid"),
+    })
 }
 
 /// Copies the container's stdout and stderr into the log until the init has exited and both pipes are
@@ -237,7 +235,10 @@ fn copy_output_until_exit(
     log: &mut CriLogWriter,
 ) -> Result<WaitStatus, ShimError> {
     let pidfd = pidfd_open(init.as_raw()).map_err(io_err("pidfd_open"))?;
-    let mut pipes = [Some((stdout, Stream::Stdout)), Some((stderr, Stream::Stderr))];
+    let mut pipes = [
+        Some((stdout, Stream::Stdout)),
+        Some((stderr, Stream::Stderr)),
+    ];
     let mut exit: Option<WaitStatus> = None;
     let mut buf = vec![0u8; 32 * 1024];
     loop {
@@ -343,8 +344,10 @@ pub fn oom_kills(cgroup: &str) -> u64 {
         .iter()
         .filter_map(|p| fs::read_to_string(p).ok())
         .filter_map(|text| {
-            text.lines()
-                .find_map(|l| l.strip_prefix("oom_kill ").and_then(|n| n.trim().parse().ok()))
+            text.lines().find_map(|l| {
+                l.strip_prefix("oom_kill ")
+                    .and_then(|n| n.trim().parse().ok())
+            })
         })
         .max()
         .unwrap_or(0)

@@ -107,7 +107,11 @@ impl Fixture {
 async fn a_container_runs_logs_in_cri_format_and_reports_its_exit_code() {
     let f = fixture();
     let id = f.create(
-        &["sh", "-c", "echo hello from $(hostname); echo oops >&2; exit 3"],
+        &[
+            "sh",
+            "-c",
+            "echo hello from $(hostname); echo oops >&2; exit 3",
+        ],
         Resources::default(),
     );
     assert_eq!(f.runtime.state(&id).unwrap(), ContainerState::Created);
@@ -140,7 +144,10 @@ async fn stop_escalates_to_sigkill_when_sigterm_is_ignored() {
         f.runtime.state(&id).unwrap(),
         ContainerState::Running(_)
     ));
-    assert!(f.runtime.remove(&id).is_err(), "a running container is not removed");
+    assert!(
+        f.runtime.remove(&id).is_err(),
+        "a running container is not removed"
+    );
     let exit = f
         .runtime
         .stop(&id, Duration::from_millis(500))

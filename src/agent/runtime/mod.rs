@@ -51,7 +51,10 @@ pub enum RuntimeError {
     Container(#[from] libcontainer::error::LibcontainerError),
 }
 
-fn io_err(context: &'static str, path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> RuntimeError {
+fn io_err(
+    context: &'static str,
+    path: impl Into<PathBuf>,
+) -> impl FnOnce(std::io::Error) -> RuntimeError {
     let path = path.into();
     move |source| RuntimeError::Io {
         context,
@@ -169,7 +172,8 @@ impl Runtime {
             .map_err(io_err("running", &self.config.shim_executable))?;
         let stdout = child.stdout.take().expect("piped stdout");
         let mut line = String::new();
-        let read = tokio::time::timeout(START_TIMEOUT, BufReader::new(stdout).read_line(&mut line)).await;
+        let read =
+            tokio::time::timeout(START_TIMEOUT, BufReader::new(stdout).read_line(&mut line)).await;
         // The first shim process exits right after forking the real one.
         let _ = child.wait().await;
         let start_error = |message: String| RuntimeError::Start {
@@ -351,7 +355,11 @@ fn mount_overlay(id: &str, dir: &Path, layers: &[PathBuf]) -> Result<(), Runtime
     if is_mount_point(&rootfs) {
         return Ok(());
     }
-    let lower: Vec<String> = layers.iter().rev().map(|p| p.display().to_string()).collect();
+    let lower: Vec<String> = layers
+        .iter()
+        .rev()
+        .map(|p| p.display().to_string())
+        .collect();
     let lower = if lower.is_empty() {
         // overlay needs a lower layer; an image without layers gets an empty one.
         let empty = dir.join("empty");
@@ -388,11 +396,13 @@ fn is_mount_point(path: &Path) -> bool {
 
 fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<Option<T>, RuntimeError> {
     match fs::read(path) {
-        Ok(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(|e| RuntimeError::Io {
-            context: "parsing",
-            path: path.into(),
-            source: e.into(),
-        }),
+        Ok(bytes) => serde_json::from_slice(&bytes)
+            .map(Some)
+            .map_err(|e| RuntimeError::Io {
+                context: "parsing",
+                path: path.into(),
+                source: e.into(),
+            }),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(io_err("reading", path)(e)),
     }

@@ -148,20 +148,57 @@ pub fn capabilities(config: &ContainerConfig) -> Result<Capabilities, RuntimeErr
 
 fn all_capabilities() -> impl Iterator<Item = Capability> {
     const NAMES: &[&str] = &[
-        "CHOWN", "DAC_OVERRIDE", "DAC_READ_SEARCH", "FOWNER", "FSETID", "KILL", "SETGID",
-        "SETUID", "SETPCAP", "LINUX_IMMUTABLE", "NET_BIND_SERVICE", "NET_BROADCAST",
-        "NET_ADMIN", "NET_RAW", "IPC_LOCK", "IPC_OWNER", "SYS_MODULE", "SYS_RAWIO",
-        "SYS_CHROOT", "SYS_PTRACE", "SYS_PACCT", "SYS_ADMIN", "SYS_BOOT", "SYS_NICE",
-        "SYS_RESOURCE", "SYS_TIME", "SYS_TTY_CONFIG", "MKNOD", "LEASE", "AUDIT_WRITE",
-        "AUDIT_CONTROL", "SETFCAP", "MAC_OVERRIDE", "MAC_ADMIN", "SYSLOG", "WAKE_ALARM",
-        "BLOCK_SUSPEND", "AUDIT_READ", "PERFMON", "BPF", "CHECKPOINT_RESTORE",
+        "CHOWN",
+        "DAC_OVERRIDE",
+        "DAC_READ_SEARCH",
+        "FOWNER",
+        "FSETID",
+        "KILL",
+        "SETGID",
+        "SETUID",
+        "SETPCAP",
+        "LINUX_IMMUTABLE",
+        "NET_BIND_SERVICE",
+        "NET_BROADCAST",
+        "NET_ADMIN",
+        "NET_RAW",
+        "IPC_LOCK",
+        "IPC_OWNER",
+        "SYS_MODULE",
+        "SYS_RAWIO",
+        "SYS_CHROOT",
+        "SYS_PTRACE",
+        "SYS_PACCT",
+        "SYS_ADMIN",
+        "SYS_BOOT",
+        "SYS_NICE",
+        "SYS_RESOURCE",
+        "SYS_TIME",
+        "SYS_TTY_CONFIG",
+        "MKNOD",
+        "LEASE",
+        "AUDIT_WRITE",
+        "AUDIT_CONTROL",
+        "SETFCAP",
+        "MAC_OVERRIDE",
+        "MAC_ADMIN",
+        "SYSLOG",
+        "WAKE_ALARM",
+        "BLOCK_SUSPEND",
+        "AUDIT_READ",
+        "PERFMON",
+        "BPF",
+        "CHECKPOINT_RESTORE",
     ];
-    NAMES.iter().filter_map(|n| {
-        serde_json::from_value(serde_json::Value::String(format!("CAP_{n}"))).ok()
-    })
+    NAMES
+        .iter()
+        .filter_map(|n| serde_json::from_value(serde_json::Value::String(format!("CAP_{n}"))).ok())
 }
 
-fn namespace(kind: LinuxNamespaceType, path: Option<&PathBuf>) -> Result<LinuxNamespace, RuntimeError> {
+fn namespace(
+    kind: LinuxNamespaceType,
+    path: Option<&PathBuf>,
+) -> Result<LinuxNamespace, RuntimeError> {
     let mut b = LinuxNamespaceBuilder::default().typ(kind);
     if let Some(p) = path {
         b = b.path(p.clone());
@@ -227,7 +264,11 @@ pub fn build(config: &ContainerConfig) -> Result<Spec, RuntimeError> {
         .terminal(false)
         .args(config.args.clone())
         .env(config.env.clone())
-        .cwd(if config.cwd.is_empty() { "/" } else { config.cwd.as_str() })
+        .cwd(if config.cwd.is_empty() {
+            "/"
+        } else {
+            config.cwd.as_str()
+        })
         .user(
             UserBuilder::default()
                 .uid(config.uid)
@@ -278,7 +319,12 @@ pub fn build(config: &ContainerConfig) -> Result<Spec, RuntimeError> {
         .memory(memory.build().map_err(spec_err)?)
         .cpu(cpu.build().map_err(spec_err)?);
     if let Some(pids) = config.resources.pids_limit {
-        resources = resources.pids(LinuxPidsBuilder::default().limit(pids).build().map_err(spec_err)?);
+        resources = resources.pids(
+            LinuxPidsBuilder::default()
+                .limit(pids)
+                .build()
+                .map_err(spec_err)?,
+        );
     }
 
     let mut linux = LinuxBuilder::default()
@@ -289,8 +335,18 @@ pub fn build(config: &ContainerConfig) -> Result<Spec, RuntimeError> {
         linux = linux.masked_paths(vec![]).readonly_paths(vec![]);
     } else {
         linux = linux
-            .masked_paths(MASKED_PATHS.iter().map(|s| s.to_string()).collect::<Vec<_>>())
-            .readonly_paths(READONLY_PATHS.iter().map(|s| s.to_string()).collect::<Vec<_>>());
+            .masked_paths(
+                MASKED_PATHS
+                    .iter()
+                    .map(|s| s.to_string())
+                    .collect::<Vec<_>>(),
+            )
+            .readonly_paths(
+                READONLY_PATHS
+                    .iter()
+                    .map(|s| s.to_string())
+                    .collect::<Vec<_>>(),
+            );
     }
     if config.seccomp && !config.privileged {
         linux = linux.seccomp(super::seccomp::runtime_default(&caps));
@@ -348,7 +404,9 @@ mod tests {
             capabilities_drop: vec!["ALL".into()],
             ..Default::default()
         };
-        assert!(capabilities(&privileged).unwrap().contains(&cap("SYS_ADMIN")));
+        assert!(capabilities(&privileged)
+            .unwrap()
+            .contains(&cap("SYS_ADMIN")));
 
         let bad = ContainerConfig {
             capabilities_add: vec!["FLY".into()],
@@ -389,7 +447,9 @@ mod tests {
         assert!(namespaces
             .iter()
             .any(|n| n["type"] == "network" && n["path"] == "/run/orch/netns/pod1"));
-        assert!(namespaces.iter().any(|n| n["type"] == "pid" && n.get("path").is_none()));
+        assert!(namespaces
+            .iter()
+            .any(|n| n["type"] == "pid" && n.get("path").is_none()));
         assert_eq!(json["linux"]["cgroupsPath"], "/orch/podabc/c1");
         assert_eq!(json["linux"]["resources"]["memory"]["limit"], 64 << 20);
         assert_eq!(json["linux"]["resources"]["cpu"]["quota"], 50_000);
@@ -407,7 +467,10 @@ mod tests {
             .iter()
             .find(|m| m["destination"] == "/data")
             .unwrap();
-        assert!(data["options"].as_array().unwrap().contains(&serde_json::json!("ro")));
+        assert!(data["options"]
+            .as_array()
+            .unwrap()
+            .contains(&serde_json::json!("ro")));
 
         let host = build(&ContainerConfig {
             privileged: true,

@@ -1,0 +1,124 @@
+//! Crash-loop back-off per pod container, as kubelet keeps it: the first restart of a container is
+//! immediate, then each restart waits twice as long as the one before (10 s, 20 s, … up to 5 min), counted
+//! from when the container last finished. A container that ran for 10 minutes before exiting starts over.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+pub const INITIAL: Duration = Duration::from_secs(10);
+pub const MAX: Duration = Duration::from_secs(300);
+/// A run at least this long resets the back-off.
+pub const RESET_AFTER_RUNNING: Duration = Duration::from_secs(600);
+
+#[derive(Debug, Clone, Copy)]
+struct Entry {
+    delay: Duration,
+}
+
+/// The answer for one exited container that its restart policy would restart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decision {
+    /// Restart now.
+    Restart,
+    /// Still backing off: `remaining` until the restart, out of `delay`.
+    Wait {
+        remaining: Duration,
+        delay: Duration,
+    },
+}
+
+#[derive(Default)]
+pub struct Backoff {
+    entries: Mutex<HashMap<String, Entry>>,
+}
+
+impl Backoff {
+    /// Decides for the container `key` (pod uid + container name) that finished `since_finish` ago after
+    /// running for `ran_for`. Deciding to restart advances the back-off, as kubelet's `backOff.Next`.
+    pub fn decide(&self, key: &str, since_finish: Duration, ran_for: Duration) -> Decision {
+        let mut entries = self.entries.lock().expect("backoff lock");
+        if ran_for >= RESET_AFTER_RUNNING {
+            entries.remove(key);
+        }
+        match entries.get_mut(key) {
+            None => {
+                entries.insert(key.to_string(), Entry { delay: INITIAL });
+                Decision::Restart
+            }
+            Some(entry) if since_finish < entry.delay => Decision::Wait {
+                remaining: entry.delay - since_finish,
+                delay: entry.delay,
+            },
+            Some(entry) => {
+                entry.delay = (entry.delay * 2).min(MAX);
+                Decision::Restart
+            }
+        }
+    }
+
+    /// Forgets every container of a pod that is gone.
+    pub fn forget_pod(&self, pod_uid: &str) {
+        let prefix = format!("{pod_uid}/");
+        self.entries
+            .lock()
+            .expect("backoff lock")
+            .retain(|k, _| !k.starts_with(&prefix));
+    }
+}
+
+pub fn key(pod_uid: &str, container: &str) -> String {
+    format!("{pod_uid}/{container}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SHORT_RUN: Duration = Duration::from_secs(1);
+
+    #[test]
+    fn first_restart_is_immediate_then_the_delay_doubles_to_the_cap() {
+        let b = Backoff::default();
+        let k = key("uid", "c");
+        assert_eq!(b.decide(&k, Duration::ZERO, SHORT_RUN), Decision::Restart);
+        assert_eq!(
+            b.decide(&k, Duration::from_secs(3), SHORT_RUN),
+            Decision::Wait {
+                remaining: Duration::from_secs(7),
+                delay: INITIAL
+            }
+        );
+        let mut delays = vec![];
+        for _ in 0..8 {
+            // Once the wait is over the restart happens and the next wait doubles.
+            assert_eq!(b.decide(&k, MAX, SHORT_RUN), Decision::Restart);
+            match b.decide(&k, Duration::ZERO, SHORT_RUN) {
+                Decision::Wait { delay, .. } => delays.push(delay.as_secs()),
+                other => panic!("{other:?}"),
+            }
+        }
+        assert_eq!(delays, [20, 40, 80, 160, 300, 300, 300, 300]);
+    }
+
+    #[test]
+    fn a_long_run_resets_and_pods_are_independent() {
+        let b = Backoff::default();
+        let k = key("uid", "c");
+        b.decide(&k, Duration::ZERO, SHORT_RUN);
+        assert!(matches!(
+            b.decide(&k, Duration::ZERO, SHORT_RUN),
+            Decision::Wait { .. }
+        ));
+        assert_eq!(
+            b.decide(&k, Duration::ZERO, RESET_AFTER_RUNNING),
+            Decision::Restart
+        );
+        assert_eq!(
+            b.decide(&key("other", "c"), Duration::ZERO, SHORT_RUN),
+            Decision::Restart
+        );
+        b.forget_pod("uid");
+        assert_eq!(b.decide(&k, Duration::ZERO, SHORT_RUN), Decision::Restart);
+    }
+}

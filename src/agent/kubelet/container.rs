@@ -1,0 +1,505 @@
+//! One container's runtime config from the pod, as Kubernetes and containerd merge it with the image:
+//! `command`/`args` against ENTRYPOINT/CMD, the image's Env under the container's, the working directory,
+//! the user (securityContext first, then the image's USER resolved through the image's /etc/passwd and
+//! /etc/group), HOME/HOSTNAME/PATH defaults, resources to cgroup limits, and the security context.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use k8s_openapi::api::core::v1::{Container, Pod, SecurityContext};
+use oci_spec::image::ImageConfiguration;
+
+use crate::agent::runtime::{ContainerConfig, MountSpec, Resources};
+use crate::api::quantity;
+
+const DEFAULT_PATH: &str = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+/// The CFS period kubelet uses with quotas.
+const CPU_PERIOD: u64 = 100_000;
+/// The smallest CFS quota the kernel accepts.
+const MIN_QUOTA: i64 = 1_000;
+/// Shares of a container without a CPU request (kubelet's MinShares).
+const MIN_SHARES: u64 = 2;
+
+/// What the pod worker settled before building the config.
+pub struct Inputs<'a> {
+    pub pod: &'a Pod,
+    pub container: &'a Container,
+    pub image: &'a ImageConfiguration,
+    /// The image's unpacked layers, lowest first: /etc/passwd and /etc/group are read from them.
+    pub layers: &'a [PathBuf],
+    pub env: Vec<(String, String)>,
+    pub mounts: Vec<MountSpec>,
+    pub netns: Option<PathBuf>,
+    pub cgroup_path: String,
+}
+
+/// Kubernetes' rule: `command` replaces ENTRYPOINT and drops CMD; `args` alone replaces CMD.
+pub fn argv(
+    container: &Container,
+    image: &ImageConfiguration,
+    env: &[(String, String)],
+) -> Vec<String> {
+    let config = image.config().clone().unwrap_or_default();
+    let entrypoint = config.entrypoint().clone().unwrap_or_default();
+    let cmd = config.cmd().clone().unwrap_or_default();
+    let vars = env.iter().cloned().collect();
+    let expand = |list: &Vec<String>| -> Vec<String> {
+        list.iter().map(|a| super::env::expand(a, &vars)).collect()
+    };
+    match (&container.command, &container.args) {
+        (Some(command), args) if !command.is_empty() => {
+            let mut out = expand(command);
+            out.extend(args.as_ref().map(expand).unwrap_or_default());
+            out
+        }
+        (_, Some(args)) if !args.is_empty() => {
+            let mut out = entrypoint;
+            out.extend(expand(args));
+            out
+        }
+        _ => {
+            let mut out = entrypoint;
+            out.extend(cmd);
+            out
+        }
+    }
+}
+
+/// Reads `relative` from the topmost layer that has it.
+fn read_from_layers(layers: &[PathBuf], relative: &str) -> Option<String> {
+    layers
+        .iter()
+        .rev()
+        .find_map(|l| std::fs::read_to_string(l.join(relative)).ok())
+}
+
+/// Looks a user or group name up in passwd/group text: (id, primary gid, home) for users.
+fn lookup(text: &str, name: &str) -> Option<Vec<String>> {
+    text.lines()
+        .map(|l| l.split(':').map(str::to_string).collect::<Vec<_>>())
+        .find(|f| f.first().is_some_and(|n| n == name))
+}
+
+/// The (uid, gid, home) of the image's USER: `uid`, `uid:gid`, `name`, `name:group`.
+pub fn image_user(user: &str, layers: &[PathBuf]) -> Result<(u32, u32, Option<String>), String> {
+    let (u, g) = user
+        .split_once(':')
+        .map_or((user, None), |(u, g)| (u, Some(g)));
+    let passwd = read_from_layers(layers, "etc/passwd").unwrap_or_default();
+    let (uid, mut gid, home) = match u.parse::<u32>() {
+        Ok(uid) => {
+            let entry = passwd
+                .lines()
+                .map(|l| l.split(':').collect::<Vec<_>>())
+                .find(|f| f.get(2).and_then(|x| x.parse::<u32>().ok()) == Some(uid));
+            (
+                uid,
+                entry
+                    .as_ref()
+                    .and_then(|f| f.get(3)?.parse().ok())
+                    .unwrap_or(0),
+                entry.and_then(|f| f.get(5).map(|h| h.to_string())),
+            )
+        }
+        Err(_) if u.is_empty() => (0, 0, None),
+        Err(_) => {
+            let f = lookup(&passwd, u).ok_or_else(|| {
+                format!("unable to find user {u}: no matching entries in passwd file")
+            })?;
+            (
+                f.get(2).and_then(|x| x.parse().ok()).unwrap_or(0),
+                f.get(3).and_then(|x| x.parse().ok()).unwrap_or(0),
+                f.get(5).cloned(),
+            )
+        }
+    };
+    if let Some(g) = g {
+        gid = match g.parse::<u32>() {
+            Ok(gid) => gid,
+            Err(_) => {
+                let group = read_from_layers(layers, "etc/group").unwrap_or_default();
+                lookup(&group, g)
+                    .and_then(|f| f.get(2)?.parse().ok())
+                    .ok_or_else(|| {
+                        format!("unable to find group {g}: no matching entries in group file")
+                    })?
+            }
+        };
+    }
+    Ok((uid, gid, home))
+}
+
+fn home_of(uid: u32, layers: &[PathBuf]) -> Option<String> {
+    let passwd = read_from_layers(layers, "etc/passwd")?;
+    passwd
+        .lines()
+        .map(|l| l.split(':').collect::<Vec<_>>())
+        .find(|f| f.get(2).and_then(|x| x.parse::<u32>().ok()) == Some(uid))
+        .and_then(|f| f.get(5).map(|h| h.to_string()))
+}
+
+fn quantity_of(
+    map: &Option<BTreeMap<String, k8s_openapi::apimachinery::pkg::api::resource::Quantity>>,
+    name: &str,
+) -> Option<quantity::Quantity> {
+    map.as_ref()?
+        .get(name)
+        .and_then(|q| quantity::parse_quantity(&q.0).ok())
+}
+
+/// Limits and requests as cgroup settings, as kubelet converts them.
+pub fn resources(container: &Container) -> Resources {
+    let r = container.resources.clone().unwrap_or_default();
+    let memory_limit = quantity_of(&r.limits, "memory")
+        .map(|q| q.to_bytes() as i64)
+        .filter(|b| *b > 0);
+    let cpu_limit = quantity_of(&r.limits, "cpu").map(|q| q.to_millis() as i64);
+    let cpu_request = quantity_of(&r.requests, "cpu")
+        .map(|q| q.to_millis() as u64)
+        .or(cpu_limit.map(|l| l as u64));
+    Resources {
+        memory_limit,
+        cpu_shares: Some(
+            cpu_request
+                .map(|m| (m * 1024 / 1000).max(MIN_SHARES))
+                .unwrap_or(MIN_SHARES),
+        ),
+        cpu_quota: cpu_limit
+            .filter(|m| *m > 0)
+            .map(|m| (m * CPU_PERIOD as i64 / 1000).max(MIN_QUOTA)),
+        cpu_period: cpu_limit.filter(|m| *m > 0).map(|_| CPU_PERIOD),
+        pids_limit: None,
+    }
+}
+
+/// The effective security context: the container's fields over the pod's.
+fn effective_user(pod: &Pod, sc: Option<&SecurityContext>) -> (Option<i64>, Option<i64>) {
+    let pod_sc = pod.spec.as_ref().and_then(|s| s.security_context.as_ref());
+    (
+        sc.and_then(|s| s.run_as_user)
+            .or_else(|| pod_sc.and_then(|p| p.run_as_user)),
+        sc.and_then(|s| s.run_as_group)
+            .or_else(|| pod_sc.and_then(|p| p.run_as_group)),
+    )
+}
+
+pub fn build(inputs: Inputs) -> Result<ContainerConfig, String> {
+    let Inputs {
+        pod,
+        container,
+        image,
+        layers,
+        env,
+        mounts,
+        netns,
+        cgroup_path,
+    } = inputs;
+    let image_config = image.config().clone().unwrap_or_default();
+    let sc = container.security_context.as_ref();
+    let pod_sc = pod.spec.as_ref().and_then(|s| s.security_context.as_ref());
+
+    let (run_as_user, run_as_group) = effective_user(pod, sc);
+    let (mut uid, mut gid, mut home) =
+        image_user(image_config.user().as_deref().unwrap_or(""), layers)?;
+    if let Some(u) = run_as_user {
+        uid = u as u32;
+        home = home_of(uid, layers);
+        if run_as_group.is_none() {
+            gid = 0;
+        }
+    }
+    if let Some(g) = run_as_group {
+        gid = g as u32;
+    }
+    if sc
+        .and_then(|s| s.run_as_non_root)
+        .or(pod_sc.and_then(|p| p.run_as_non_root))
+        == Some(true)
+        && uid == 0
+    {
+        return Err("container has runAsNonRoot and image will run as root".into());
+    }
+    let mut additional_gids: Vec<u32> = pod_sc
+        .and_then(|p| p.supplemental_groups.clone())
+        .unwrap_or_default()
+        .into_iter()
+        .map(|g| g as u32)
+        .collect();
+    if let Some(fs_group) = pod_sc.and_then(|p| p.fs_group) {
+        additional_gids.push(fs_group as u32);
+    }
+
+    let hostname = pod.metadata.name.clone().unwrap_or_default();
+    let host_network = pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.host_network)
+        .unwrap_or(false);
+    let hostname = if host_network {
+        std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|h| h.trim().to_string())
+            .unwrap_or(hostname)
+    } else {
+        hostname
+    };
+
+    // Image env first, then the container's; a later name replaces an earlier one in place.
+    let mut merged: Vec<(String, String)> = image_config
+        .env()
+        .clone()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|e| match e.split_once('=') {
+            Some((k, v)) => (k.to_string(), v.to_string()),
+            None => (e, String::new()),
+        })
+        .collect();
+    for (k, v) in env.iter().cloned() {
+        match merged.iter_mut().find(|(name, _)| *name == k) {
+            Some(slot) => slot.1 = v,
+            None => merged.push((k, v)),
+        }
+    }
+    let mut defaults = vec![("HOSTNAME".to_string(), hostname.clone())];
+    if !merged.iter().any(|(k, _)| k == "PATH") {
+        let (k, v) = DEFAULT_PATH.split_once('=').expect("constant");
+        defaults.push((k.into(), v.into()));
+    }
+    if !merged.iter().any(|(k, _)| k == "HOME") {
+        defaults.push(("HOME".into(), home.unwrap_or_else(|| "/".into())));
+    }
+    defaults.retain(|(k, _)| !merged.iter().any(|(m, _)| m == k));
+    let mut env_list: Vec<String> = defaults
+        .into_iter()
+        .chain(merged)
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
+    env_list.sort_by_key(|e| !e.starts_with("PATH="));
+
+    let args = argv(container, image, &env);
+    if args.is_empty() {
+        return Err("no command specified".into());
+    }
+    let cwd = container
+        .working_dir
+        .clone()
+        .filter(|w| !w.is_empty())
+        .or_else(|| image_config.working_dir().clone().filter(|w| !w.is_empty()))
+        .unwrap_or_else(|| "/".into());
+    let privileged = sc.and_then(|s| s.privileged).unwrap_or(false);
+    let caps = sc.and_then(|s| s.capabilities.as_ref());
+    let seccomp_type = sc
+        .and_then(|s| s.seccomp_profile.as_ref())
+        .or_else(|| pod_sc.and_then(|p| p.seccomp_profile.as_ref()))
+        .map(|p| p.type_.as_str());
+    Ok(ContainerConfig {
+        args,
+        env: env_list,
+        cwd,
+        uid,
+        gid,
+        additional_gids,
+        hostname,
+        mounts,
+        netns,
+        cgroup_path,
+        resources: resources(container),
+        privileged,
+        capabilities_add: caps.and_then(|c| c.add.clone()).unwrap_or_default(),
+        capabilities_drop: caps.and_then(|c| c.drop.clone()).unwrap_or_default(),
+        no_new_privileges: sc.and_then(|s| s.allow_privilege_escalation) == Some(false),
+        readonly_rootfs: sc
+            .and_then(|s| s.read_only_root_filesystem)
+            .unwrap_or(false),
+        // Unconfined only when asked for: orch applies RuntimeDefault to every other container, as
+        // kubelet's --seccomp-default does.
+        seccomp: seccomp_type != Some("Unconfined"),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::api::core::v1::{
+        Capabilities, PodSecurityContext, PodSpec, ResourceRequirements,
+    };
+    use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+
+    fn image(entrypoint: &[&str], cmd: &[&str], user: &str) -> ImageConfiguration {
+        serde_json::from_value(serde_json::json!({
+            "architecture": "amd64", "os": "linux",
+            "rootfs": {"type": "layers", "diff_ids": []},
+            "config": {
+                "Entrypoint": entrypoint, "Cmd": cmd, "User": user,
+                "Env": ["PATH=/custom/bin", "LANG=C"], "WorkingDir": "/srv"
+            }
+        }))
+        .unwrap()
+    }
+
+    fn strings(v: &[&str]) -> Option<Vec<String>> {
+        Some(v.iter().map(|s| s.to_string()).collect())
+    }
+
+    #[test]
+    fn command_and_args_merge_with_entrypoint_and_cmd_like_kubernetes() {
+        let img = image(&["/entry"], &["--default"], "");
+        let c = |command: Option<Vec<String>>, args: Option<Vec<String>>| Container {
+            command,
+            args,
+            ..Default::default()
+        };
+        let env = vec![("WHO".to_string(), "world".to_string())];
+        assert_eq!(argv(&c(None, None), &img, &env), ["/entry", "--default"]);
+        assert_eq!(
+            argv(&c(None, strings(&["x", "$(WHO)"])), &img, &env),
+            ["/entry", "x", "world"]
+        );
+        assert_eq!(
+            argv(&c(strings(&["/bin/sh"]), None), &img, &env),
+            ["/bin/sh"]
+        );
+        assert_eq!(
+            argv(
+                &c(strings(&["/bin/sh"]), strings(&["-c", "true"])),
+                &img,
+                &env
+            ),
+            ["/bin/sh", "-c", "true"]
+        );
+    }
+
+    #[test]
+    fn users_resolve_through_the_image_passwd_and_group_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let lower = dir.path().join("l0");
+        let upper = dir.path().join("l1");
+        std::fs::create_dir_all(lower.join("etc")).unwrap();
+        std::fs::create_dir_all(upper.join("etc")).unwrap();
+        std::fs::write(lower.join("etc/passwd"), "root:x:0:0:root:/root:/bin/sh\n").unwrap();
+        std::fs::write(
+            upper.join("etc/passwd"),
+            "root:x:0:0:root:/root:/bin/sh\napp:x:1000:1001:app:/home/app:/bin/sh\n",
+        )
+        .unwrap();
+        std::fs::write(upper.join("etc/group"), "staff:x:50:\n").unwrap();
+        let layers = vec![lower, upper];
+        assert_eq!(image_user("", &layers).unwrap(), (0, 0, None));
+        assert_eq!(
+            image_user("app", &layers).unwrap(),
+            (1000, 1001, Some("/home/app".into()))
+        );
+        assert_eq!(image_user("app:staff", &layers).unwrap().1, 50);
+        assert_eq!(
+            image_user("1000:7", &layers).unwrap(),
+            (1000, 7, Some("/home/app".into()))
+        );
+        assert!(image_user("nobody", &layers)
+            .unwrap_err()
+            .contains("unable to find user nobody"));
+    }
+
+    #[test]
+    fn resources_become_cgroup_settings() {
+        let c = Container {
+            resources: Some(ResourceRequirements {
+                limits: Some(
+                    [
+                        ("cpu".to_string(), Quantity("500m".into())),
+                        ("memory".to_string(), Quantity("64Mi".into())),
+                    ]
+                    .into(),
+                ),
+                requests: Some([("cpu".to_string(), Quantity("250m".into()))].into()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let r = resources(&c);
+        assert_eq!(r.memory_limit, Some(64 << 20));
+        assert_eq!(r.cpu_quota, Some(50_000));
+        assert_eq!(r.cpu_period, Some(100_000));
+        assert_eq!(r.cpu_shares, Some(256));
+        assert_eq!(resources(&Container::default()).cpu_shares, Some(2));
+    }
+
+    #[test]
+    fn config_merges_env_user_and_security_context() {
+        let pod = Pod {
+            metadata: ObjectMeta {
+                name: Some("web".into()),
+                ..Default::default()
+            },
+            spec: Some(PodSpec {
+                security_context: Some(PodSecurityContext {
+                    run_as_user: Some(1000),
+                    supplemental_groups: Some(vec![5]),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let container = Container {
+            name: "c".into(),
+            security_context: Some(SecurityContext {
+                run_as_group: Some(3000),
+                allow_privilege_escalation: Some(false),
+                capabilities: Some(Capabilities {
+                    add: strings(&["NET_ADMIN"]),
+                    drop: strings(&["ALL"]),
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let img = image(&["/entry"], &[], "");
+        let config = build(Inputs {
+            pod: &pod,
+            container: &container,
+            image: &img,
+            layers: &[],
+            env: vec![
+                ("LANG".into(), "en_US".into()),
+                ("EXTRA".into(), "1".into()),
+            ],
+            mounts: vec![],
+            netns: Some("/run/orch/netns/x".into()),
+            cgroup_path: "/orch/podx/c".into(),
+        })
+        .unwrap();
+        assert_eq!((config.uid, config.gid), (1000, 3000));
+        assert_eq!(config.additional_gids, [5]);
+        assert!(config.no_new_privileges);
+        assert_eq!(config.capabilities_drop, ["ALL"]);
+        assert_eq!(config.cwd, "/srv");
+        assert_eq!(config.hostname, "web");
+        assert!(config.seccomp);
+        assert!(config.env.contains(&"PATH=/custom/bin".to_string()));
+        assert!(config.env.contains(&"LANG=en_US".to_string()));
+        assert!(config.env.contains(&"EXTRA=1".to_string()));
+        assert!(config.env.contains(&"HOSTNAME=web".to_string()));
+        assert!(config.env.contains(&"HOME=/".to_string()));
+        assert!(!config.env.iter().any(|e| e == "LANG=C"));
+
+        let mut non_root = container.clone();
+        non_root.security_context = Some(SecurityContext {
+            run_as_non_root: Some(true),
+            run_as_user: Some(0),
+            ..Default::default()
+        });
+        let err = build(Inputs {
+            pod: &pod,
+            container: &non_root,
+            image: &img,
+            layers: &[],
+            env: vec![],
+            mounts: vec![],
+            netns: None,
+            cgroup_path: String::new(),
+        })
+        .unwrap_err();
+        assert!(err.contains("runAsNonRoot"));
+    }
+}

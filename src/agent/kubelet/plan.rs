@@ -1,0 +1,415 @@
+//! What to do next for a pod, from its spec and the runs of its containers — kubelet's
+//! `computePodActions`: init containers one at a time in order, each to success; then every app container;
+//! exited containers restarted as the restart policy says, behind the crash-loop back-off. Pure: the pod
+//! worker carries the plan out.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::{Container, PodSpec};
+
+use super::backoff::{self, Backoff, Decision};
+use crate::agent::runtime::ContainerState;
+use crate::shim::ExitRecord;
+
+/// One run of a pod's container, as the runtime reports it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Run {
+    pub id: String,
+    pub attempt: u32,
+    pub state: ContainerState,
+    pub spec_hash: String,
+}
+
+/// The latest run of a container and the one before it (kubelet's lastState).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Runs {
+    pub latest: Option<Run>,
+    pub previous: Option<Run>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Action {
+    Start {
+        container: String,
+        init: bool,
+        attempt: u32,
+    },
+    /// Stop a running container whose spec changed; it is then restarted like a crash.
+    Kill { id: String, container: String },
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Plan {
+    pub actions: Vec<Action>,
+    /// Containers waiting out a back-off: name → the delay being waited.
+    pub backing_off: HashMap<String, Duration>,
+    /// When to look again at the latest (the end of the shortest back-off).
+    pub requeue: Option<Duration>,
+    /// An init container failed for good (restartPolicy Never): the pod has failed.
+    pub failed_init: bool,
+}
+
+pub fn restart_policy(spec: &PodSpec) -> &str {
+    spec.restart_policy.as_deref().unwrap_or("Always")
+}
+
+fn wants_restart(policy: &str, exit: &ExitRecord) -> bool {
+    match policy {
+        "Never" => false,
+        "OnFailure" => exit.exit_code != 0,
+        _ => true,
+    }
+}
+
+fn elapsed(from: &str, to: jiff::Timestamp) -> Duration {
+    from.parse::<jiff::Timestamp>()
+        .ok()
+        .and_then(|t| Duration::try_from(to.duration_since(t)).ok())
+        .unwrap_or_default()
+}
+
+struct Context<'a> {
+    pod_uid: &'a str,
+    backoff: &'a Backoff,
+    now: jiff::Timestamp,
+}
+
+/// Decides for an exited container that the policy restarts: start it again, or wait.
+fn restart_or_wait(
+    plan: &mut Plan,
+    cx: &Context,
+    container: &Container,
+    init: bool,
+    run: &Run,
+    exit: &ExitRecord,
+) {
+    let since_finish = elapsed(&exit.finished_at, cx.now);
+    let ran_for = exit
+        .finished_at
+        .parse::<jiff::Timestamp>()
+        .map(|end| elapsed(&exit.started_at, end))
+        .unwrap_or_default();
+    match cx.backoff.decide(
+        &backoff::key(cx.pod_uid, &container.name),
+        since_finish,
+        ran_for,
+    ) {
+        Decision::Restart => plan.actions.push(Action::Start {
+            container: container.name.clone(),
+            init,
+            attempt: run.attempt + 1,
+        }),
+        Decision::Wait { remaining, delay } => {
+            plan.backing_off.insert(container.name.clone(), delay);
+            plan.requeue = Some(plan.requeue.map_or(remaining, |r| r.min(remaining)));
+        }
+    }
+}
+
+/// The plan for a pod that is not being deleted. `spec_hashes` holds the current hash of each container's
+/// spec, to notice one that changed under a running container.
+pub fn plan(
+    pod_uid: &str,
+    spec: &PodSpec,
+    runs: &HashMap<String, Runs>,
+    spec_hashes: &HashMap<String, String>,
+    backoff: &Backoff,
+    now: jiff::Timestamp,
+) -> Plan {
+    let mut plan = Plan::default();
+    let cx = Context {
+        pod_uid,
+        backoff,
+        now,
+    };
+    let policy = restart_policy(spec);
+    for init in spec.init_containers.iter().flatten() {
+        let latest = runs.get(&init.name).and_then(|r| r.latest.as_ref());
+        match latest {
+            None => {
+                plan.actions.push(Action::Start {
+                    container: init.name.clone(),
+                    init: true,
+                    attempt: 0,
+                });
+                return plan;
+            }
+            Some(Run {
+                state: ContainerState::Created | ContainerState::Running(_),
+                ..
+            }) => return plan,
+            Some(Run {
+                state: ContainerState::Exited(exit),
+                ..
+            }) if exit.exit_code == 0 => continue,
+            Some(
+                run @ Run {
+                    state: ContainerState::Exited(exit),
+                    ..
+                },
+            ) => {
+                // A failed init container is retried unless the pod never restarts anything.
+                if policy == "Never" {
+                    plan.failed_init = true;
+                } else {
+                    restart_or_wait(&mut plan, &cx, init, true, run, exit);
+                }
+                return plan;
+            }
+        }
+    }
+    for container in &spec.containers {
+        let latest = runs.get(&container.name).and_then(|r| r.latest.as_ref());
+        match latest {
+            None => plan.actions.push(Action::Start {
+                container: container.name.clone(),
+                init: false,
+                attempt: 0,
+            }),
+            Some(
+                run @ Run {
+                    state: ContainerState::Running(_) | ContainerState::Created,
+                    ..
+                },
+            ) => {
+                let changed = spec_hashes
+                    .get(&container.name)
+                    .is_some_and(|h| *h != run.spec_hash);
+                if changed {
+                    plan.actions.push(Action::Kill {
+                        id: run.id.clone(),
+                        container: container.name.clone(),
+                    });
+                }
+            }
+            Some(
+                run @ Run {
+                    state: ContainerState::Exited(exit),
+                    ..
+                },
+            ) => {
+                if wants_restart(policy, exit) {
+                    restart_or_wait(&mut plan, &cx, container, false, run, exit);
+                }
+            }
+        }
+    }
+    plan
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::shim::InitProcess;
+
+    fn spec(policy: &str, init: &[&str], containers: &[&str]) -> PodSpec {
+        let c = |n: &&str| Container {
+            name: n.to_string(),
+            ..Default::default()
+        };
+        PodSpec {
+            restart_policy: Some(policy.into()),
+            init_containers: if init.is_empty() {
+                None
+            } else {
+                Some(init.iter().map(c).collect())
+            },
+            containers: containers.iter().map(c).collect(),
+            ..Default::default()
+        }
+    }
+
+    fn exited(code: i32, finished_secs_ago: i64, now: jiff::Timestamp) -> ContainerState {
+        let finished = now - jiff::SignedDuration::from_secs(finished_secs_ago);
+        ContainerState::Exited(ExitRecord {
+            exit_code: code,
+            oom_killed: false,
+            started_at: (finished - jiff::SignedDuration::from_secs(1)).to_string(),
+            finished_at: finished.to_string(),
+        })
+    }
+
+    fn running() -> ContainerState {
+        ContainerState::Running(InitProcess {
+            pid: 1,
+            start_ticks: 1,
+            started_at_unix: 0,
+        })
+    }
+
+    fn runs(list: &[(&str, u32, ContainerState)]) -> HashMap<String, Runs> {
+        list.iter()
+            .map(|(name, attempt, state)| {
+                (
+                    name.to_string(),
+                    Runs {
+                        latest: Some(Run {
+                            id: format!("{name}-{attempt}"),
+                            attempt: *attempt,
+                            state: state.clone(),
+                            spec_hash: "h".into(),
+                        }),
+                        previous: None,
+                    },
+                )
+            })
+            .collect()
+    }
+
+    fn starts(plan: &Plan) -> Vec<(String, bool, u32)> {
+        plan.actions
+            .iter()
+            .filter_map(|a| match a {
+                Action::Start {
+                    container,
+                    init,
+                    attempt,
+                } => Some((container.clone(), *init, *attempt)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn init_containers_run_one_at_a_time_before_the_app_containers() {
+        let now = jiff::Timestamp::now();
+        let b = Backoff::default();
+        let s = spec("Always", &["i1", "i2"], &["a", "b"]);
+        let none = HashMap::new();
+        let p = plan("u", &s, &none, &none_hashes(), &b, now);
+        assert_eq!(starts(&p), [("i1".into(), true, 0)]);
+        let p = plan(
+            "u",
+            &s,
+            &runs(&[("i1", 0, running())]),
+            &none_hashes(),
+            &b,
+            now,
+        );
+        assert!(p.actions.is_empty());
+        let p = plan(
+            "u",
+            &s,
+            &runs(&[("i1", 0, exited(0, 1, now))]),
+            &none_hashes(),
+            &b,
+            now,
+        );
+        assert_eq!(starts(&p), [("i2".into(), true, 0)]);
+        let done = runs(&[("i1", 0, exited(0, 1, now)), ("i2", 0, exited(0, 1, now))]);
+        let p = plan("u", &s, &done, &none_hashes(), &b, now);
+        assert_eq!(starts(&p), [("a".into(), false, 0), ("b".into(), false, 0)]);
+        let _ = none;
+    }
+
+    fn none_hashes() -> HashMap<String, String> {
+        HashMap::new()
+    }
+
+    #[test]
+    fn a_failed_init_container_fails_a_never_pod_and_is_retried_otherwise() {
+        let now = jiff::Timestamp::now();
+        let b = Backoff::default();
+        let failed = runs(&[("i1", 0, exited(1, 1, now))]);
+        let p = plan(
+            "u",
+            &spec("Never", &["i1"], &["a"]),
+            &failed,
+            &none_hashes(),
+            &b,
+            now,
+        );
+        assert!(p.failed_init && p.actions.is_empty());
+        let p = plan(
+            "u",
+            &spec("OnFailure", &["i1"], &["a"]),
+            &failed,
+            &none_hashes(),
+            &b,
+            now,
+        );
+        assert_eq!(starts(&p), [("i1".into(), true, 1)]);
+    }
+
+    #[test]
+    fn restart_policies_and_crash_loop_back_off() {
+        let now = jiff::Timestamp::now();
+        let b = Backoff::default();
+        let ok = runs(&[("a", 0, exited(0, 1, now))]);
+        let bad = runs(&[("a", 0, exited(2, 1, now))]);
+        assert!(plan(
+            "u",
+            &spec("Never", &[], &["a"]),
+            &bad,
+            &none_hashes(),
+            &b,
+            now
+        )
+        .actions
+        .is_empty());
+        assert!(plan(
+            "u",
+            &spec("OnFailure", &[], &["a"]),
+            &ok,
+            &none_hashes(),
+            &b,
+            now
+        )
+        .actions
+        .is_empty());
+        assert_eq!(
+            starts(&plan(
+                "u",
+                &spec("OnFailure", &[], &["a"]),
+                &bad,
+                &none_hashes(),
+                &b,
+                now
+            )),
+            [("a".into(), false, 1)]
+        );
+        // The second crash, one second after finishing, waits out 10s.
+        let again = runs(&[("a", 1, exited(2, 1, now))]);
+        let p = plan(
+            "u",
+            &spec("Always", &[], &["a"]),
+            &again,
+            &none_hashes(),
+            &b,
+            now,
+        );
+        assert!(p.actions.is_empty());
+        assert_eq!(p.backing_off["a"], backoff::INITIAL);
+        assert_eq!(p.requeue, Some(Duration::from_secs(9)));
+        let later = runs(&[("a", 1, exited(2, 11, now))]);
+        let p = plan(
+            "u",
+            &spec("Always", &[], &["a"]),
+            &later,
+            &none_hashes(),
+            &b,
+            now,
+        );
+        assert_eq!(starts(&p), [("a".into(), false, 2)]);
+    }
+
+    #[test]
+    fn a_running_container_whose_spec_changed_is_killed() {
+        let now = jiff::Timestamp::now();
+        let b = Backoff::default();
+        let r = runs(&[("a", 0, running())]);
+        let same: HashMap<String, String> = [("a".to_string(), "h".to_string())].into();
+        assert!(plan("u", &spec("Always", &[], &["a"]), &r, &same, &b, now)
+            .actions
+            .is_empty());
+        let changed: HashMap<String, String> = [("a".to_string(), "other".to_string())].into();
+        assert_eq!(
+            plan("u", &spec("Always", &[], &["a"]), &r, &changed, &b, now).actions,
+            [Action::Kill {
+                id: "a-0".into(),
+                container: "a".into()
+            }]
+        );
+    }
+}

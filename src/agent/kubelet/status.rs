@@ -1,0 +1,546 @@
+//! The pod's status as kubelet reports it, computed from the runs of its containers: each container's
+//! state, lastState, restartCount, ready and started; the phase by kubelet's `getPhase` rules; the
+//! Initialized, ContainersReady and Ready conditions (PodScheduled is the scheduler's and is kept).
+
+use std::collections::HashMap;
+
+use k8s_openapi::api::core::v1::{
+    ContainerState as ApiState, ContainerStateRunning, ContainerStateTerminated,
+    ContainerStateWaiting, ContainerStatus, Pod, PodCondition, PodIP, PodStatus,
+};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+
+use super::plan::{restart_policy, Run, Runs};
+use crate::agent::runtime::ContainerState;
+use crate::shim::ExitRecord;
+
+/// Why a container has no running process, when it is not simply being created.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Waiting {
+    pub reason: String,
+    pub message: String,
+}
+
+/// What the pod worker knows beyond the container runs.
+#[derive(Debug, Clone, Default)]
+pub struct Observed {
+    pub runs: HashMap<String, Runs>,
+    /// Per container: ErrImagePull, ImagePullBackOff, CreateContainerConfigError, CrashLoopBackOff, …
+    pub waiting: HashMap<String, Waiting>,
+    /// Per container: readiness as the probes see it (absent = no readiness probe).
+    pub readiness: HashMap<String, bool>,
+    /// Per container: the startup probe has succeeded (absent = no startup probe).
+    pub started: HashMap<String, bool>,
+    /// Per container: imageID (repo digest) and the termination message of the latest run.
+    pub image_ids: HashMap<String, String>,
+    pub termination_messages: HashMap<String, String>,
+    pub pod_ip: Option<String>,
+    pub host_ip: String,
+    pub failed_init: bool,
+}
+
+fn time(rfc3339: &str) -> Option<Time> {
+    rfc3339.parse::<jiff::Timestamp>().ok().map(Time)
+}
+
+fn terminated(run: &Run, exit: &ExitRecord, message: Option<&String>) -> ContainerStateTerminated {
+    let reason = if exit.oom_killed {
+        "OOMKilled"
+    } else if exit.exit_code == 0 {
+        "Completed"
+    } else {
+        "Error"
+    };
+    ContainerStateTerminated {
+        exit_code: exit.exit_code,
+        reason: Some(reason.into()),
+        message: message.filter(|m| !m.is_empty()).cloned(),
+        started_at: time(&exit.started_at),
+        finished_at: time(&exit.finished_at),
+        container_id: Some(container_id(&run.id)),
+        signal: None,
+    }
+}
+
+pub fn container_id(id: &str) -> String {
+    format!("orch://{id}")
+}
+
+fn waiting(reason: &str, message: Option<&str>) -> ApiState {
+    ApiState {
+        waiting: Some(ContainerStateWaiting {
+            reason: Some(reason.into()),
+            message: message.map(str::to_string),
+        }),
+        ..Default::default()
+    }
+}
+
+fn container_status(
+    name: &str,
+    image: &str,
+    init: bool,
+    observed: &Observed,
+    not_started_reason: &str,
+) -> ContainerStatus {
+    let runs = observed.runs.get(name).cloned().unwrap_or_default();
+    let mut status = ContainerStatus {
+        name: name.into(),
+        image: image.into(),
+        image_id: observed.image_ids.get(name).cloned().unwrap_or_default(),
+        restart_count: runs.latest.as_ref().map_or(0, |r| r.attempt as i32),
+        ready: false,
+        started: Some(false),
+        ..Default::default()
+    };
+    let message = observed.termination_messages.get(name);
+    if let Some(prev) = &runs.previous {
+        if let ContainerState::Exited(exit) = &prev.state {
+            status.last_state = Some(ApiState {
+                terminated: Some(terminated(prev, exit, None)),
+                ..Default::default()
+            });
+        }
+    }
+    let pending = observed.waiting.get(name);
+    status.state = Some(match &runs.latest {
+        None => match pending {
+            Some(w) => waiting(&w.reason, Some(&w.message)),
+            None => waiting(not_started_reason, None),
+        },
+        Some(run) => {
+            status.container_id = Some(container_id(&run.id));
+            match &run.state {
+                ContainerState::Created => waiting("ContainerCreating", None),
+                ContainerState::Running(init_process) => {
+                    let started = observed.started.get(name).copied().unwrap_or(true);
+                    status.started = Some(started);
+                    status.ready =
+                        !init && started && observed.readiness.get(name).copied().unwrap_or(true);
+                    ApiState {
+                        running: Some(ContainerStateRunning {
+                            started_at: jiff::Timestamp::from_second(init_process.started_at_unix)
+                                .ok()
+                                .map(Time),
+                        }),
+                        ..Default::default()
+                    }
+                }
+                ContainerState::Exited(exit) => match pending {
+                    // About to be restarted (back-off, or a failed pull of a new image): the last
+                    // run becomes lastState.
+                    Some(w) => {
+                        status.last_state = Some(ApiState {
+                            terminated: Some(terminated(run, exit, message)),
+                            ..Default::default()
+                        });
+                        waiting(&w.reason, Some(&w.message))
+                    }
+                    None => {
+                        // A finished init container counts as ready, as kubelet reports it.
+                        status.ready = init && exit.exit_code == 0;
+                        ApiState {
+                            terminated: Some(terminated(run, exit, message)),
+                            ..Default::default()
+                        }
+                    }
+                },
+            }
+        }
+    });
+    status
+}
+
+fn condition(
+    kind: &str,
+    ok: bool,
+    reason: Option<String>,
+    message: Option<String>,
+) -> PodCondition {
+    PodCondition {
+        type_: kind.into(),
+        status: if ok { "True" } else { "False" }.into(),
+        reason: if ok { None } else { reason },
+        message: if ok { None } else { message },
+        ..Default::default()
+    }
+}
+
+/// kubelet's getPhase over the container statuses.
+fn phase(
+    pod: &Pod,
+    init_done: bool,
+    statuses: &[ContainerStatus],
+    failed_init: bool,
+) -> &'static str {
+    let spec = pod.spec.as_ref().expect("pods have a spec");
+    if failed_init {
+        return "Failed";
+    }
+    if !init_done {
+        return "Pending";
+    }
+    let (mut waiting, mut running, mut stopped, mut succeeded) = (0, 0, 0, 0);
+    for s in statuses {
+        let state = s.state.as_ref();
+        if state.is_some_and(|st| st.running.is_some()) {
+            running += 1;
+        } else if let Some(t) = state.and_then(|st| st.terminated.as_ref()) {
+            stopped += 1;
+            if t.exit_code == 0 {
+                succeeded += 1;
+            }
+        } else if s
+            .last_state
+            .as_ref()
+            .is_some_and(|l| l.terminated.is_some())
+        {
+            stopped += 1;
+        } else {
+            waiting += 1;
+        }
+    }
+    if waiting > 0 {
+        return "Pending";
+    }
+    if running > 0 {
+        return "Running";
+    }
+    if stopped > 0 {
+        return match restart_policy(spec) {
+            "Always" => "Running",
+            _ if stopped == succeeded => "Succeeded",
+            "Never" => "Failed",
+            _ => "Running",
+        };
+    }
+    "Pending"
+}
+
+/// The complete status to write for `pod`; `now` stamps conditions that change.
+pub fn pod_status(pod: &Pod, observed: &Observed, now: jiff::Timestamp) -> PodStatus {
+    let spec = pod.spec.as_ref().expect("pods have a spec");
+    let old = pod.status.clone().unwrap_or_default();
+    let init_statuses: Vec<ContainerStatus> = spec
+        .init_containers
+        .iter()
+        .flatten()
+        .map(|c| {
+            container_status(
+                &c.name,
+                c.image.as_deref().unwrap_or(""),
+                true,
+                observed,
+                "PodInitializing",
+            )
+        })
+        .collect();
+    let init_done = init_statuses.iter().all(|s| {
+        s.state
+            .as_ref()
+            .and_then(|st| st.terminated.as_ref())
+            .is_some_and(|t| t.exit_code == 0)
+    });
+    let app_reason = if init_done {
+        "ContainerCreating"
+    } else {
+        "PodInitializing"
+    };
+    let statuses: Vec<ContainerStatus> = spec
+        .containers
+        .iter()
+        .map(|c| {
+            container_status(
+                &c.name,
+                c.image.as_deref().unwrap_or(""),
+                false,
+                observed,
+                app_reason,
+            )
+        })
+        .collect();
+    let phase = phase(pod, init_done, &statuses, observed.failed_init);
+
+    let pending_init: Vec<&str> = init_statuses
+        .iter()
+        .filter(|s| !s.ready)
+        .map(|s| s.name.as_str())
+        .collect();
+    let unready: Vec<&str> = statuses
+        .iter()
+        .filter(|s| !s.ready)
+        .map(|s| s.name.as_str())
+        .collect();
+    // Finished pods are not ready, whatever their containers were.
+    let terminal = phase == "Succeeded" || phase == "Failed";
+    let (ready_reason, ready_message) = if terminal {
+        ("PodCompleted".to_string(), None)
+    } else {
+        (
+            "ContainersNotReady".to_string(),
+            Some(format!(
+                "containers with unready status: [{}]",
+                unready.join(" ")
+            )),
+        )
+    };
+    let all_ready = !terminal && unready.is_empty();
+    let mut conditions: Vec<PodCondition> = old
+        .conditions
+        .clone()
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|c| !["Initialized", "ContainersReady", "Ready"].contains(&c.type_.as_str()))
+        .collect();
+    let initialized = if terminal && init_done {
+        condition("Initialized", true, None, None)
+    } else {
+        condition(
+            "Initialized",
+            pending_init.is_empty(),
+            Some("ContainersNotInitialized".into()),
+            Some(format!(
+                "containers with incomplete status: [{}]",
+                pending_init.join(" ")
+            )),
+        )
+    };
+    conditions.push(initialized);
+    conditions.push(condition(
+        "ContainersReady",
+        all_ready,
+        Some(ready_reason.clone()),
+        ready_message.clone(),
+    ));
+    conditions.push(condition(
+        "Ready",
+        all_ready,
+        Some(ready_reason),
+        ready_message,
+    ));
+    // A condition keeps its transition time until its status changes.
+    let old_conditions = old.conditions.unwrap_or_default();
+    for c in &mut conditions {
+        let previous = old_conditions.iter().find(|o| o.type_ == c.type_);
+        c.last_transition_time = match previous {
+            Some(p) if p.status == c.status => p.last_transition_time.clone(),
+            _ => Some(Time(now)),
+        };
+        c.last_probe_time = previous.and_then(|p| p.last_probe_time.clone());
+    }
+
+    PodStatus {
+        phase: Some(phase.into()),
+        conditions: Some(conditions),
+        host_ip: Some(observed.host_ip.clone()),
+        host_ips: Some(vec![k8s_openapi::api::core::v1::HostIP {
+            ip: observed.host_ip.clone(),
+        }]),
+        pod_ip: observed.pod_ip.clone(),
+        pod_ips: observed
+            .pod_ip
+            .as_ref()
+            .map(|ip| vec![PodIP { ip: ip.clone() }]),
+        start_time: old.start_time.or(Some(Time(now))),
+        init_container_statuses: if init_statuses.is_empty() {
+            None
+        } else {
+            Some(init_statuses)
+        },
+        container_statuses: Some(statuses),
+        qos_class: old.qos_class,
+        ..Default::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::shim::InitProcess;
+    use k8s_openapi::api::core::v1::{Container, PodSpec};
+
+    fn pod(policy: &str, init: &[&str], containers: &[&str]) -> Pod {
+        let c = |n: &&str| Container {
+            name: n.to_string(),
+            image: Some("busybox".into()),
+            ..Default::default()
+        };
+        Pod {
+            spec: Some(PodSpec {
+                restart_policy: Some(policy.into()),
+                init_containers: Some(init.iter().map(c).collect()),
+                containers: containers.iter().map(c).collect(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    fn run(attempt: u32, state: ContainerState) -> Run {
+        Run {
+            id: format!("id{attempt}"),
+            attempt,
+            state,
+            spec_hash: String::new(),
+        }
+    }
+
+    fn running() -> ContainerState {
+        ContainerState::Running(InitProcess {
+            pid: 1,
+            start_ticks: 1,
+            started_at_unix: 1_700_000_000,
+        })
+    }
+
+    fn exited(code: i32, oom: bool) -> ContainerState {
+        ContainerState::Exited(ExitRecord {
+            exit_code: code,
+            oom_killed: oom,
+            started_at: "2026-01-01T00:00:00Z".into(),
+            finished_at: "2026-01-01T00:00:05Z".into(),
+        })
+    }
+
+    fn observed(runs: &[(&str, Option<Run>, Option<Run>)]) -> Observed {
+        Observed {
+            runs: runs
+                .iter()
+                .map(|(n, latest, previous)| {
+                    (
+                        n.to_string(),
+                        Runs {
+                            latest: latest.clone(),
+                            previous: previous.clone(),
+                        },
+                    )
+                })
+                .collect(),
+            host_ip: "10.0.0.1".into(),
+            pod_ip: Some("10.42.0.5".into()),
+            ..Default::default()
+        }
+    }
+
+    fn cond<'a>(s: &'a PodStatus, kind: &str) -> &'a PodCondition {
+        s.conditions
+            .as_ref()
+            .unwrap()
+            .iter()
+            .find(|c| c.type_ == kind)
+            .unwrap()
+    }
+
+    #[test]
+    fn running_pod_is_ready_with_ips_and_conditions() {
+        let now = jiff::Timestamp::now();
+        let p = pod("Always", &[], &["a"]);
+        let s = pod_status(&p, &observed(&[("a", Some(run(0, running())), None)]), now);
+        assert_eq!(s.phase.as_deref(), Some("Running"));
+        assert_eq!(cond(&s, "Ready").status, "True");
+        assert_eq!(s.pod_ip.as_deref(), Some("10.42.0.5"));
+        let cs = &s.container_statuses.as_ref().unwrap()[0];
+        assert!(cs.ready);
+        assert_eq!(cs.container_id.as_deref(), Some("orch://id0"));
+        assert!(cs.state.as_ref().unwrap().running.is_some());
+    }
+
+    #[test]
+    fn pending_init_containers_keep_the_pod_pending_and_uninitialized() {
+        let now = jiff::Timestamp::now();
+        let p = pod("Always", &["i"], &["a"]);
+        let s = pod_status(&p, &observed(&[("i", Some(run(0, running())), None)]), now);
+        assert_eq!(s.phase.as_deref(), Some("Pending"));
+        let init = cond(&s, "Initialized");
+        assert_eq!(init.status, "False");
+        assert_eq!(
+            init.message.as_deref(),
+            Some("containers with incomplete status: [i]")
+        );
+        let app = &s.container_statuses.as_ref().unwrap()[0];
+        assert_eq!(
+            app.state
+                .as_ref()
+                .unwrap()
+                .waiting
+                .as_ref()
+                .unwrap()
+                .reason
+                .as_deref(),
+            Some("PodInitializing")
+        );
+    }
+
+    #[test]
+    fn crash_loop_shows_waiting_with_the_last_termination() {
+        let now = jiff::Timestamp::now();
+        let p = pod("Always", &[], &["a"]);
+        let mut o = observed(&[(
+            "a",
+            Some(run(3, exited(1, false))),
+            Some(run(2, exited(1, false))),
+        )]);
+        o.waiting.insert(
+            "a".into(),
+            Waiting {
+                reason: "CrashLoopBackOff".into(),
+                message: "back-off 40s restarting failed container=a".into(),
+            },
+        );
+        let s = pod_status(&p, &o, now);
+        let cs = &s.container_statuses.as_ref().unwrap()[0];
+        assert_eq!(cs.restart_count, 3);
+        assert_eq!(
+            cs.state
+                .as_ref()
+                .unwrap()
+                .waiting
+                .as_ref()
+                .unwrap()
+                .reason
+                .as_deref(),
+            Some("CrashLoopBackOff")
+        );
+        let last = cs.last_state.as_ref().unwrap().terminated.as_ref().unwrap();
+        assert_eq!((last.exit_code, last.reason.as_deref()), (1, Some("Error")));
+        assert_eq!(s.phase.as_deref(), Some("Running"));
+    }
+
+    #[test]
+    fn phases_of_finished_pods_follow_the_restart_policy() {
+        let now = jiff::Timestamp::now();
+        let ok = observed(&[("a", Some(run(0, exited(0, false))), None)]);
+        let s = pod_status(&pod("Never", &[], &["a"]), &ok, now);
+        assert_eq!(s.phase.as_deref(), Some("Succeeded"));
+        assert_eq!(cond(&s, "Ready").reason.as_deref(), Some("PodCompleted"));
+        let oom = observed(&[("a", Some(run(0, exited(137, true))), None)]);
+        let s = pod_status(&pod("Never", &[], &["a"]), &oom, now);
+        assert_eq!(s.phase.as_deref(), Some("Failed"));
+        let t = s.container_statuses.as_ref().unwrap()[0]
+            .state
+            .as_ref()
+            .unwrap()
+            .terminated
+            .clone()
+            .unwrap();
+        assert_eq!((t.exit_code, t.reason.as_deref()), (137, Some("OOMKilled")));
+        let mut failed_init = observed(&[]);
+        failed_init.failed_init = true;
+        let s = pod_status(&pod("Never", &["i"], &["a"]), &failed_init, now);
+        assert_eq!(s.phase.as_deref(), Some("Failed"));
+    }
+
+    #[test]
+    fn transition_times_survive_unchanged_conditions() {
+        let p0 = pod("Always", &[], &["a"]);
+        let first = jiff::Timestamp::from_second(1_700_000_000).unwrap();
+        let o = observed(&[("a", Some(run(0, running())), None)]);
+        let s1 = pod_status(&p0, &o, first);
+        let mut p1 = p0.clone();
+        p1.status = Some(s1);
+        let later = jiff::Timestamp::from_second(1_700_000_100).unwrap();
+        let s2 = pod_status(&p1, &o, later);
+        assert_eq!(cond(&s2, "Ready").last_transition_time, Some(Time(first)));
+        assert_eq!(s2.start_time, Some(Time(first)));
+    }
+}

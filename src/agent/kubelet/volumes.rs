@@ -1,0 +1,668 @@
+//! A pod's volumes on the node, under `<pods-dir>/<uid>/volumes/<plugin>/<name>` as kubelet lays them
+//! out: emptyDir (a directory, or tmpfs for medium Memory with its sizeLimit), hostPath with its type
+//! check, configMap, secret (on tmpfs, never on disk), downwardAPI and projected files written from their
+//! sources, and persistentVolumeClaims resolved to their bound PV's path. Then each container's
+//! volumeMounts (with subPath) become bind mounts.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Component, Path, PathBuf};
+
+use k8s_openapi::api::core::v1::{Container, KeyToPath, Pod, Volume};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+
+use super::env::{field_value, resource_value, Sources};
+use crate::agent::runtime::{MountKind, MountSpec};
+use crate::api::quantity;
+
+/// A volume ready on the node: where it is and whether containers may write to it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Prepared {
+    pub path: PathBuf,
+    pub readonly: bool,
+}
+
+/// The names of the ConfigMaps and Secrets the pod's volumes read.
+pub fn referenced(pod: &Pod) -> (Vec<String>, Vec<String>) {
+    let mut cms = Vec::new();
+    let mut secrets = Vec::new();
+    for v in pod.spec.iter().flat_map(|s| s.volumes.iter().flatten()) {
+        if let Some(c) = &v.config_map {
+            cms.push(c.name.clone());
+        }
+        if let Some(s) = &v.secret {
+            secrets.extend(s.secret_name.clone());
+        }
+        for source in v.projected.iter().flat_map(|p| p.sources.iter().flatten()) {
+            if let Some(c) = &source.config_map {
+                cms.push(c.name.clone());
+            }
+            if let Some(s) = &source.secret {
+                secrets.push(s.name.clone());
+            }
+        }
+    }
+    (cms, secrets)
+}
+
+/// The claim names of the pod's persistentVolumeClaim volumes.
+pub fn claims(pod: &Pod) -> Vec<String> {
+    pod.spec
+        .iter()
+        .flat_map(|s| s.volumes.iter().flatten())
+        .filter_map(|v| {
+            v.persistent_volume_claim
+                .as_ref()
+                .map(|c| c.claim_name.clone())
+        })
+        .collect()
+}
+
+pub struct Context<'a> {
+    pub pod: &'a Pod,
+    pub pod_dir: &'a Path,
+    pub sources: &'a Sources,
+    /// Claim name → the host path of its bound volume.
+    pub claims: &'a HashMap<String, PathBuf>,
+    pub allocatable: &'a BTreeMap<String, Quantity>,
+}
+
+fn plugin_dir(cx: &Context, plugin: &str, name: &str) -> PathBuf {
+    cx.pod_dir
+        .join("volumes")
+        .join(format!("kubernetes.io~{plugin}"))
+        .join(name)
+}
+
+fn is_mount_point(path: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (
+        std::fs::metadata(path),
+        path.parent().map(std::fs::metadata),
+    ) {
+        (Ok(m), Some(Ok(parent))) => m.dev() != parent.dev(),
+        _ => false,
+    }
+}
+
+fn mount_tmpfs(dir: &Path, size: Option<i128>) -> Result<(), String> {
+    std::fs::create_dir_all(dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
+    if is_mount_point(dir) {
+        return Ok(());
+    }
+    let options = size.map(|s| format!("size={s}"));
+    nix::mount::mount(
+        Some("tmpfs"),
+        dir,
+        Some("tmpfs"),
+        nix::mount::MsFlags::MS_NOSUID | nix::mount::MsFlags::MS_NODEV,
+        options.as_deref(),
+    )
+    .map_err(|e| format!("mounting tmpfs on {}: {e}", dir.display()))
+}
+
+/// A relative path that stays beneath its directory: no `..`, not absolute.
+fn safe_relative(path: &str) -> Result<&str, String> {
+    let p = Path::new(path);
+    if p.is_absolute() || p.components().any(|c| matches!(c, Component::ParentDir)) {
+        return Err(format!(
+            "invalid path {path:?}: must be relative and may not contain '..'"
+        ));
+    }
+    Ok(path)
+}
+
+/// Makes `dir` hold exactly `files` (relative path → content, mode), leaving unchanged files alone.
+fn sync_files(dir: &Path, files: &BTreeMap<String, (Vec<u8>, u32)>) -> Result<(), String> {
+    std::fs::create_dir_all(dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
+    let mut keep: HashSet<PathBuf> = HashSet::new();
+    for (relative, (content, mode)) in files {
+        let path = dir.join(safe_relative(relative)?);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent)
+                .map_err(|e| format!("creating {}: {e}", parent.display()))?;
+        }
+        keep.insert(path.clone());
+        if std::fs::read(&path).ok().as_deref() != Some(content.as_slice()) {
+            let tmp = path.with_extension("orch-tmp");
+            std::fs::write(&tmp, content)
+                .and_then(|()| std::fs::rename(&tmp, &path))
+                .map_err(|e| format!("writing {}: {e}", path.display()))?;
+        }
+        let _ = std::fs::set_permissions(&path, std::fs::Permissions::from_mode(*mode));
+    }
+    remove_stale(dir, &keep);
+    Ok(())
+}
+
+fn remove_stale(dir: &Path, keep: &HashSet<PathBuf>) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            remove_stale(&path, keep);
+            let _ = std::fs::remove_dir(&path);
+        } else if !keep.contains(&path) {
+            let _ = std::fs::remove_file(&path);
+        }
+    }
+}
+
+/// Files from a key → value map, through `items` when given (only those keys, at their paths).
+fn keyed_files(
+    what: &str,
+    name: &str,
+    data: &BTreeMap<String, Vec<u8>>,
+    items: Option<&Vec<KeyToPath>>,
+    default_mode: u32,
+    optional: bool,
+    out: &mut BTreeMap<String, (Vec<u8>, u32)>,
+) -> Result<(), String> {
+    match items {
+        None => {
+            for (k, v) in data {
+                out.insert(k.clone(), (v.clone(), default_mode));
+            }
+        }
+        Some(items) => {
+            for item in items {
+                match data.get(&item.key) {
+                    Some(v) => {
+                        out.insert(
+                            item.path.clone(),
+                            (v.clone(), item.mode.map_or(default_mode, |m| m as u32)),
+                        );
+                    }
+                    None if optional => {}
+                    None => {
+                        return Err(format!(
+                            "configuration error: couldn't find key {} in {what} {name}",
+                            item.key
+                        ))
+                    }
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+fn config_map_bytes(sources: &Sources, name: &str) -> Option<BTreeMap<String, Vec<u8>>> {
+    let cm = sources.config_maps.get(name)?.as_ref()?;
+    let mut data: BTreeMap<String, Vec<u8>> = cm
+        .data
+        .clone()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(k, v)| (k, v.into_bytes()))
+        .collect();
+    for (k, v) in cm.binary_data.clone().unwrap_or_default() {
+        data.insert(k, v.0);
+    }
+    Some(data)
+}
+
+fn secret_bytes(sources: &Sources, name: &str) -> Option<BTreeMap<String, Vec<u8>>> {
+    let s = sources.secrets.get(name)?.as_ref()?;
+    let mut data: BTreeMap<String, Vec<u8>> = s
+        .data
+        .clone()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(k, v)| (k, v.0))
+        .collect();
+    for (k, v) in s.string_data.clone().unwrap_or_default() {
+        data.insert(k, v.into_bytes());
+    }
+    Some(data)
+}
+
+fn downward_files(
+    cx: &Context,
+    items: &[k8s_openapi::api::core::v1::DownwardAPIVolumeFile],
+    default_mode: u32,
+    out: &mut BTreeMap<String, (Vec<u8>, u32)>,
+) -> Result<(), String> {
+    for item in items {
+        let value = if let Some(f) = &item.field_ref {
+            field_value(cx.pod, &f.field_path)?
+        } else if let Some(r) = &item.resource_field_ref {
+            let name = r.container_name.clone().unwrap_or_default();
+            let container = cx
+                .pod
+                .spec
+                .as_ref()
+                .and_then(|s| s.containers.iter().find(|c| c.name == name))
+                .ok_or_else(|| format!("container {name:?} not found"))?;
+            resource_value(container, &r.resource, r.divisor.as_ref(), cx.allocatable)?
+        } else {
+            continue;
+        };
+        out.insert(
+            item.path.clone(),
+            (
+                value.into_bytes(),
+                item.mode.map_or(default_mode, |m| m as u32),
+            ),
+        );
+    }
+    Ok(())
+}
+
+const DEFAULT_MODE: u32 = 0o644;
+
+/// Prepares one volume; errors read like kubelet's MountVolume.SetUp failures.
+pub fn prepare(cx: &Context, volume: &Volume) -> Result<Prepared, String> {
+    let name = &volume.name;
+    let ok = |path: PathBuf, readonly: bool| Ok(Prepared { path, readonly });
+    if let Some(e) = &volume.empty_dir {
+        let dir = plugin_dir(cx, "empty-dir", name);
+        if e.medium.as_deref() == Some("Memory") {
+            let size = e
+                .size_limit
+                .as_ref()
+                .and_then(|q| quantity::parse_quantity(&q.0).ok())
+                .map(|q| q.to_bytes());
+            mount_tmpfs(&dir, size)?;
+        } else {
+            std::fs::create_dir_all(&dir)
+                .map_err(|e| format!("creating {}: {e}", dir.display()))?;
+            let _ = std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777));
+        }
+        return ok(dir, false);
+    }
+    if let Some(h) = &volume.host_path {
+        let path = PathBuf::from(&h.path);
+        let kind = h.type_.as_deref().unwrap_or("");
+        let meta = std::fs::metadata(&path);
+        let fail = |what: &str| {
+            Err(format!(
+                "hostPath type check failed: {} is not a {what}",
+                h.path
+            ))
+        };
+        use std::os::unix::fs::FileTypeExt;
+        match kind {
+            "DirectoryOrCreate" => {
+                std::fs::create_dir_all(&path).map_err(|e| format!("creating {}: {e}", h.path))?;
+                let _ = std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755));
+            }
+            "FileOrCreate" => {
+                if let Some(parent) = path.parent() {
+                    let _ = std::fs::create_dir_all(parent);
+                }
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(&path)
+                    .map_err(|e| format!("creating {}: {e}", h.path))?;
+            }
+            "Directory" if !meta.as_ref().is_ok_and(|m| m.is_dir()) => return fail("directory"),
+            "File" if !meta.as_ref().is_ok_and(|m| m.is_file()) => return fail("file"),
+            "Socket" if !meta.as_ref().is_ok_and(|m| m.file_type().is_socket()) => {
+                return fail("socket")
+            }
+            "CharDevice" if !meta.as_ref().is_ok_and(|m| m.file_type().is_char_device()) => {
+                return fail("character device")
+            }
+            "BlockDevice" if !meta.as_ref().is_ok_and(|m| m.file_type().is_block_device()) => {
+                return fail("block device")
+            }
+            _ => {}
+        }
+        return ok(path, false);
+    }
+    if let Some(c) = &volume.config_map {
+        let dir = plugin_dir(cx, "configmap", name);
+        let mode = c.default_mode.map_or(DEFAULT_MODE, |m| m as u32);
+        let optional = c.optional == Some(true);
+        let mut files = BTreeMap::new();
+        match config_map_bytes(cx.sources, &c.name) {
+            Some(data) => keyed_files(
+                "ConfigMap",
+                &c.name,
+                &data,
+                c.items.as_ref(),
+                mode,
+                optional,
+                &mut files,
+            )?,
+            None if optional => {}
+            None => return Err(format!("configmap \"{}\" not found", c.name)),
+        }
+        sync_files(&dir, &files)?;
+        return ok(dir, true);
+    }
+    if let Some(s) = &volume.secret {
+        let secret_name = s.secret_name.clone().unwrap_or_default();
+        let dir = plugin_dir(cx, "secret", name);
+        let mode = s.default_mode.map_or(DEFAULT_MODE, |m| m as u32);
+        let optional = s.optional == Some(true);
+        let mut files = BTreeMap::new();
+        match secret_bytes(cx.sources, &secret_name) {
+            Some(data) => keyed_files(
+                "Secret",
+                &secret_name,
+                &data,
+                s.items.as_ref(),
+                mode,
+                optional,
+                &mut files,
+            )?,
+            None if optional => {}
+            None => return Err(format!("secret \"{secret_name}\" not found")),
+        }
+        // Secrets live in memory only.
+        mount_tmpfs(&dir, None)?;
+        sync_files(&dir, &files)?;
+        return ok(dir, true);
+    }
+    if let Some(d) = &volume.downward_api {
+        let dir = plugin_dir(cx, "downward-api", name);
+        let mut files = BTreeMap::new();
+        downward_files(
+            cx,
+            d.items.as_deref().unwrap_or_default(),
+            d.default_mode.map_or(DEFAULT_MODE, |m| m as u32),
+            &mut files,
+        )?;
+        sync_files(&dir, &files)?;
+        return ok(dir, true);
+    }
+    if let Some(p) = &volume.projected {
+        let dir = plugin_dir(cx, "projected", name);
+        let mode = p.default_mode.map_or(DEFAULT_MODE, |m| m as u32);
+        let mut files = BTreeMap::new();
+        for source in p.sources.iter().flatten() {
+            if let Some(c) = &source.config_map {
+                let optional = c.optional == Some(true);
+                match config_map_bytes(cx.sources, &c.name) {
+                    Some(data) => keyed_files(
+                        "ConfigMap",
+                        &c.name,
+                        &data,
+                        c.items.as_ref(),
+                        mode,
+                        optional,
+                        &mut files,
+                    )?,
+                    None if optional => {}
+                    None => return Err(format!("configmap \"{}\" not found", c.name)),
+                }
+            }
+            if let Some(s) = &source.secret {
+                let optional = s.optional == Some(true);
+                match secret_bytes(cx.sources, &s.name) {
+                    Some(data) => keyed_files(
+                        "Secret",
+                        &s.name,
+                        &data,
+                        s.items.as_ref(),
+                        mode,
+                        optional,
+                        &mut files,
+                    )?,
+                    None if optional => {}
+                    None => return Err(format!("secret \"{}\" not found", s.name)),
+                }
+            }
+            if let Some(d) = &source.downward_api {
+                downward_files(cx, d.items.as_deref().unwrap_or_default(), mode, &mut files)?;
+            }
+            if source.service_account_token.is_some() {
+                return Err(
+                    "serviceAccountToken projections are not supported by this node".into(),
+                );
+            }
+        }
+        mount_tmpfs(&dir, None)?;
+        sync_files(&dir, &files)?;
+        return ok(dir, true);
+    }
+    if let Some(c) = &volume.persistent_volume_claim {
+        return match cx.claims.get(&c.claim_name) {
+            Some(path) => ok(path.clone(), c.read_only == Some(true)),
+            None => Err(format!(
+                "persistentvolumeclaim \"{}\" is not bound to a local or hostPath volume",
+                c.claim_name
+            )),
+        };
+    }
+    Err("volume type not supported by this node".into())
+}
+
+/// The container's volumeMounts as bind mounts; subPaths are created inside the volume.
+pub fn mounts(
+    container: &Container,
+    prepared: &HashMap<String, Prepared>,
+) -> Result<Vec<MountSpec>, String> {
+    let mut out = Vec::new();
+    for m in container.volume_mounts.iter().flatten() {
+        let volume = prepared
+            .get(&m.name)
+            .ok_or_else(|| format!("volume {:?} is not prepared", m.name))?;
+        let mut source = volume.path.clone();
+        if let Some(sub) = m.sub_path.as_deref().filter(|s| !s.is_empty()) {
+            source = source.join(safe_relative(sub)?);
+            if !source.exists() {
+                std::fs::create_dir_all(&source)
+                    .map_err(|e| format!("creating subPath {}: {e}", source.display()))?;
+            }
+            // A subPath must not leave its volume through a symlink.
+            let real = source
+                .canonicalize()
+                .map_err(|e| format!("subPath {sub}: {e}"))?;
+            let root = volume
+                .path
+                .canonicalize()
+                .map_err(|e| format!("volume {}: {e}", m.name))?;
+            if !real.starts_with(&root) {
+                return Err(format!("subPath {sub:?} leaves its volume"));
+            }
+        }
+        out.push(MountSpec {
+            destination: m.mount_path.clone(),
+            kind: MountKind::Bind {
+                source,
+                readonly: volume.readonly || m.read_only == Some(true),
+            },
+        });
+    }
+    Ok(out)
+}
+
+/// Unmounts the tmpfs volumes of a pod that is gone and removes its directory.
+pub fn tear_down(pod_dir: &Path) {
+    let volumes = pod_dir.join("volumes");
+    if let Ok(plugins) = std::fs::read_dir(&volumes) {
+        for plugin in plugins.flatten() {
+            if let Ok(vols) = std::fs::read_dir(plugin.path()) {
+                for v in vols.flatten() {
+                    let _ = nix::mount::umount2(&v.path(), nix::mount::MntFlags::MNT_DETACH);
+                }
+            }
+        }
+    }
+    let _ = std::fs::remove_dir_all(pod_dir);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::api::core::v1::{
+        ConfigMap, ConfigMapVolumeSource, DownwardAPIVolumeFile, DownwardAPIVolumeSource,
+        EmptyDirVolumeSource, HostPathVolumeSource, ObjectFieldSelector, PodSpec, VolumeMount,
+    };
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+
+    fn pod() -> Pod {
+        Pod {
+            metadata: ObjectMeta {
+                name: Some("p".into()),
+                namespace: Some("ns".into()),
+                ..Default::default()
+            },
+            spec: Some(PodSpec::default()),
+            ..Default::default()
+        }
+    }
+
+    fn volume(name: &str) -> Volume {
+        Volume {
+            name: name.into(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn config_map_files_follow_items_modes_and_updates() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut sources = Sources::default();
+        let cm = |pairs: &[(&str, &str)]| {
+            Some(ConfigMap {
+                data: Some(
+                    pairs
+                        .iter()
+                        .map(|(k, v)| (k.to_string(), v.to_string()))
+                        .collect(),
+                ),
+                ..Default::default()
+            })
+        };
+        sources
+            .config_maps
+            .insert("cfg".into(), cm(&[("a", "1"), ("b", "2")]));
+        let p = pod();
+        let claims = HashMap::new();
+        let alloc = BTreeMap::new();
+        let cx = Context {
+            pod: &p,
+            pod_dir: dir.path(),
+            sources: &sources,
+            claims: &claims,
+            allocatable: &alloc,
+        };
+        let mut v = volume("config");
+        v.config_map = Some(ConfigMapVolumeSource {
+            name: "cfg".into(),
+            default_mode: Some(0o600),
+            ..Default::default()
+        });
+        let prepared = prepare(&cx, &v).unwrap();
+        assert!(prepared.readonly);
+        assert_eq!(
+            std::fs::read_to_string(prepared.path.join("a")).unwrap(),
+            "1"
+        );
+        let mode = std::fs::metadata(prepared.path.join("b"))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777;
+        assert_eq!(mode, 0o600);
+
+        // An update replaces the content and drops removed keys.
+        let mut updated = sources.clone();
+        updated
+            .config_maps
+            .insert("cfg".into(), cm(&[("a", "one")]));
+        let cx = Context {
+            sources: &updated,
+            ..cx
+        };
+        prepare(&cx, &v).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(prepared.path.join("a")).unwrap(),
+            "one"
+        );
+        assert!(!prepared.path.join("b").exists());
+
+        let mut items = v.clone();
+        items.config_map.as_mut().unwrap().items = Some(vec![KeyToPath {
+            key: "missing".into(),
+            path: "x".into(),
+            mode: None,
+        }]);
+        assert!(prepare(&cx, &items)
+            .unwrap_err()
+            .contains("couldn't find key missing"));
+        let mut gone = v.clone();
+        gone.config_map.as_mut().unwrap().name = "nope".into();
+        assert_eq!(
+            prepare(&cx, &gone).unwrap_err(),
+            "configmap \"nope\" not found"
+        );
+    }
+
+    #[test]
+    fn downward_api_host_path_checks_and_sub_paths() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = pod();
+        let sources = Sources::default();
+        let claims = HashMap::new();
+        let alloc = BTreeMap::new();
+        let cx = Context {
+            pod: &p,
+            pod_dir: &dir.path().join("pod"),
+            sources: &sources,
+            claims: &claims,
+            allocatable: &alloc,
+        };
+        let mut d = volume("info");
+        d.downward_api = Some(DownwardAPIVolumeSource {
+            items: Some(vec![DownwardAPIVolumeFile {
+                path: "name".into(),
+                field_ref: Some(ObjectFieldSelector {
+                    field_path: "metadata.name".into(),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }]),
+            ..Default::default()
+        });
+        let prepared = prepare(&cx, &d).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(prepared.path.join("name")).unwrap(),
+            "p"
+        );
+
+        let mut h = volume("host");
+        h.host_path = Some(HostPathVolumeSource {
+            path: dir.path().join("nothing-here").display().to_string(),
+            type_: Some("Directory".into()),
+        });
+        assert!(prepare(&cx, &h).unwrap_err().contains("is not a directory"));
+        h.host_path.as_mut().unwrap().type_ = Some("DirectoryOrCreate".into());
+        assert!(prepare(&cx, &h).unwrap().path.is_dir());
+
+        let mut e = volume("scratch");
+        e.empty_dir = Some(EmptyDirVolumeSource::default());
+        let scratch = prepare(&cx, &e).unwrap();
+        let prepared: HashMap<String, Prepared> = [("scratch".to_string(), scratch.clone())].into();
+        let container = Container {
+            volume_mounts: Some(vec![VolumeMount {
+                name: "scratch".into(),
+                mount_path: "/data".into(),
+                sub_path: Some("sub/dir".into()),
+                ..Default::default()
+            }]),
+            ..Default::default()
+        };
+        let m = mounts(&container, &prepared).unwrap();
+        assert_eq!(
+            m[0].kind,
+            MountKind::Bind {
+                source: scratch.path.join("sub/dir"),
+                readonly: false
+            }
+        );
+        assert!(scratch.path.join("sub/dir").is_dir());
+        let mut escape = container.clone();
+        escape.volume_mounts.as_mut().unwrap()[0].sub_path = Some("../x".into());
+        assert!(mounts(&escape, &prepared)
+            .unwrap_err()
+            .contains("may not contain '..'"));
+    }
+}
