@@ -245,6 +245,57 @@ async fn renew_lease(client: &Client, node: &str, clock: &dyn Clock) -> Result<(
     }
 }
 
+
+/// This machine as a node: capacity from /proc and the data directory's filesystem, the kernel release and
+/// the OS name from /etc/os-release.
+pub fn detect_identity(
+    name: &str,
+    ip: IpAddr,
+    labels: BTreeMap<String, String>,
+    taints: Vec<Taint>,
+    max_pods: u32,
+    data_dir: &std::path::Path,
+) -> NodeIdentity {
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let memory_kib = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| {
+            m.lines()
+                .find_map(|l| l.strip_prefix("MemTotal:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        })
+        .unwrap_or(0);
+    let storage = nix::sys::statvfs::statvfs(data_dir)
+        .map(|s| s.blocks() * s.fragment_size())
+        .unwrap_or(0);
+    let mut capacity = BTreeMap::new();
+    capacity.insert("cpu".to_string(), cpus.to_string());
+    capacity.insert("memory".to_string(), format!("{memory_kib}Ki"));
+    capacity.insert("pods".to_string(), max_pods.to_string());
+    capacity.insert("ephemeral-storage".to_string(), format!("{}Ki", storage / 1024));
+    let kernel_version = nix::sys::utsname::uname()
+        .map(|u| u.release().to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let os_image = std::fs::read_to_string("/etc/os-release")
+        .ok()
+        .and_then(|text| {
+            text.lines()
+                .find_map(|l| l.strip_prefix("PRETTY_NAME="))
+                .map(|v| v.trim_matches('"').to_string())
+        })
+        .unwrap_or_else(|| "Linux".into());
+    NodeIdentity {
+        name: name.into(),
+        ip,
+        labels,
+        taints,
+        capacity,
+        runtime_version: format!("orch://{}", env!("CARGO_PKG_VERSION")),
+        kernel_version,
+        os_image,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

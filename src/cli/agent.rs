@@ -1,16 +1,17 @@
-//! `orch agent`: joins a server with its URL and token. `--hollow --count N` registers N hollow nodes
-//! (kubemark-style, no containers) for scheduler and controller tests and scale benchmarks.
+//! `orch agent`: joins a server with its URL and token and runs this machine's pods. `--hollow --count N`
+//! registers N hollow nodes instead (kubemark-style, no containers) for scheduler and controller tests and
+//! scale benchmarks.
 
-use std::collections::BTreeMap;
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use anyhow::{bail, Context};
 use clap::Args;
 
+use super::node_args::{host_name, ClusterNetwork, NodeArgs};
 use crate::agent::hollow::{self, HollowConfig};
-use crate::agent::node::{parse_label, parse_taint};
 use crate::client::{Client, RemoteConfig};
-use crate::util::SystemClock;
+use crate::util::{Clock, SystemClock};
 
 #[derive(Args, Debug, Clone)]
 pub struct AgentArgs {
@@ -24,17 +25,15 @@ pub struct AgentArgs {
     pub token_file: Option<std::path::PathBuf>,
     #[arg(long, env = "ORCH_DATA_DIR", default_value = "/var/lib/orch")]
     pub data_dir: std::path::PathBuf,
-    /// Node name (hollow nodes: the name prefix); defaults to the hostname.
-    #[arg(long, env = "ORCH_NODE_NAME")]
-    pub node_name: Option<String>,
-    #[arg(long, env = "ORCH_NODE_IP")]
-    pub node_ip: Option<std::net::IpAddr>,
-    /// Labels for the node, key=value; repeatable.
-    #[arg(long, env = "ORCH_NODE_LABEL", value_delimiter = ',')]
-    pub node_label: Vec<String>,
-    /// Taints for the node, key=value:Effect; repeatable.
-    #[arg(long, env = "ORCH_NODE_TAINT", value_delimiter = ',')]
-    pub node_taint: Vec<String>,
+    #[command(flatten)]
+    pub node: NodeArgs,
+    /// The cluster's pod network; a blackhole route covers what is not this node's.
+    #[arg(long, env = "ORCH_CLUSTER_CIDR", default_value = "10.42.0.0/16")]
+    pub cluster_cidr: String,
+    #[arg(long, env = "ORCH_SERVICE_CIDR", default_value = "10.43.0.0/16")]
+    pub service_cidr: String,
+    #[arg(long, env = "ORCH_CLUSTER_DNS", default_value = "10.43.0.10")]
+    pub cluster_dns: IpAddr,
     /// Register hollow nodes that report their pods running without running containers.
     #[arg(long)]
     pub hollow: bool,
@@ -53,9 +52,6 @@ pub struct AgentArgs {
 }
 
 pub fn run(args: AgentArgs) -> anyhow::Result<()> {
-    if !args.hollow {
-        bail!("orch agent can only run hollow nodes so far (--hollow); the container runtime is not built yet");
-    }
     let token = match (&args.token, &args.token_file) {
         (Some(t), _) => t.clone(),
         (None, Some(path)) => std::fs::read_to_string(path)
@@ -67,30 +63,17 @@ pub fn run(args: AgentArgs) -> anyhow::Result<()> {
             args.server
         ),
     };
-    let labels: BTreeMap<String, String> = args
-        .node_label
-        .iter()
-        .map(|l| parse_label(l))
-        .collect::<Result<_, _>>()?;
-    let taints = args
-        .node_taint
-        .iter()
-        .map(|t| parse_taint(t))
-        .collect::<Result<Vec<_>, _>>()?;
-    let name_prefix = args.node_name.clone().unwrap_or_else(|| {
-        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
-            .map(|h| h.trim().to_string())
-            .unwrap_or_else(|_| "orch".into());
-        format!("{host}-hollow")
-    });
-    let config = HollowConfig {
-        name_prefix,
-        count: args.count,
-        cpu: args.hollow_cpu.clone(),
-        memory: args.hollow_memory.clone(),
-        pods: args.hollow_pods,
-        labels,
-        taints,
+    let kubelet = if args.hollow {
+        None
+    } else {
+        Some(args.node.kubelet_config(
+            &args.data_dir,
+            ClusterNetwork {
+                cluster_cidr: &args.cluster_cidr,
+                service_cidr: &args.service_cidr,
+                cluster_dns: args.cluster_dns,
+            },
+        )?)
     };
     let runtime = super::start_runtime(&args.log)?;
     runtime.block_on(async move {
@@ -102,8 +85,35 @@ pub fn run(args: AgentArgs) -> anyhow::Result<()> {
             .with_user_agent("orch-agent/v1");
         let (shutdown, shutdown_rx) = tokio::sync::watch::channel(false);
         super::stop_on_signal(shutdown);
-        tracing::info!(count = config.count, prefix = %config.name_prefix, "hollow nodes joining");
-        hollow::run(client, config, Arc::new(SystemClock), shutdown_rx).await?;
+        let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+        match kubelet {
+            Some(config) => {
+                tracing::info!(node = %config.node_name, "agent joining");
+                crate::agent::kubelet::run(client, config, clock, shutdown_rx).await?;
+            }
+            None => {
+                let config = hollow_config(&args)?;
+                tracing::info!(count = config.count, prefix = %config.name_prefix, "hollow nodes joining");
+                hollow::run(client, config, clock, shutdown_rx).await?;
+            }
+        }
         Ok(())
+    })
+}
+
+fn hollow_config(args: &AgentArgs) -> anyhow::Result<HollowConfig> {
+    let (labels, taints) = args.node.labels_and_taints()?;
+    Ok(HollowConfig {
+        name_prefix: args
+            .node
+            .node_name
+            .clone()
+            .unwrap_or_else(|| format!("{}-hollow", host_name())),
+        count: args.count,
+        cpu: args.hollow_cpu.clone(),
+        memory: args.hollow_memory.clone(),
+        pods: args.hollow_pods,
+        labels,
+        taints,
     })
 }

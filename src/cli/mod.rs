@@ -4,6 +4,7 @@
 pub mod agent;
 pub mod config_file;
 pub mod kubectl;
+pub mod node_args;
 pub mod server;
 
 use clap::{Parser, Subcommand};

@@ -39,8 +39,8 @@ pub struct ServerArgs {
     /// File mode of the kubeconfig, in octal (e.g. 644).
     #[arg(long, env = "ORCH_KUBECONFIG_MODE")]
     pub write_kubeconfig_mode: Option<String>,
-    #[arg(long, env = "ORCH_NODE_NAME")]
-    pub node_name: Option<String>,
+    #[command(flatten)]
+    pub node: super::node_args::NodeArgs,
     #[arg(long, env = "ORCH_CLUSTER_CIDR", default_value = "10.42.0.0/16")]
     pub cluster_cidr: String,
     #[arg(long, env = "ORCH_SERVICE_CIDR", default_value = "10.43.0.0/16")]
@@ -130,11 +130,7 @@ impl ServerArgs {
             ),
             None => None,
         };
-        let node_name = self.node_name.clone().unwrap_or_else(|| {
-            std::fs::read_to_string("/proc/sys/kernel/hostname")
-                .map(|h| h.trim().to_string())
-                .unwrap_or_else(|_| "orch".into())
-        });
+        let node_name = self.node.name();
         Ok(ServerConfig {
             data_dir: self.data_dir.clone(),
             https_listen_port: self.https_listen_port,
@@ -174,11 +170,35 @@ impl ServerArgs {
 pub fn run(args: ServerArgs) -> anyhow::Result<()> {
     let runtime = super::start_runtime(&args.log)?;
     let config = args.to_config()?;
+    let kubelet = if args.disable_agent {
+        None
+    } else {
+        Some(args.node.kubelet_config(
+            &args.data_dir,
+            super::node_args::ClusterNetwork {
+                cluster_cidr: &args.cluster_cidr,
+                service_cidr: &args.service_cidr,
+                cluster_dns: args.cluster_dns,
+            },
+        )?)
+    };
     runtime.block_on(async move {
         let started = std::time::Instant::now();
         let running = server::start(config).await?;
         tracing::info!(address = %running.address, elapsed_ms = started.elapsed().as_millis() as u64, "orch server is ready");
-        super::stop_on_signal(running.shutdown_handle());
+        let shutdown = running.shutdown_handle();
+        super::stop_on_signal(shutdown.clone());
+        if let Some(kubelet) = kubelet {
+            let client = running.local_client();
+            let stop = shutdown.subscribe();
+            tokio::spawn(async move {
+                let clock: std::sync::Arc<dyn crate::util::Clock> =
+                    std::sync::Arc::new(crate::util::SystemClock);
+                if let Err(e) = crate::agent::kubelet::run(client, kubelet, clock, stop).await {
+                    tracing::error!(error = %e, "the node agent stopped");
+                }
+            });
+        }
         running.wait().await;
         Ok(())
     })

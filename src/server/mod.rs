@@ -91,6 +91,11 @@ impl RunningServer {
     pub fn shutdown_handle(&self) -> watch::Sender<bool> {
         self.shutdown.clone()
     }
+
+    /// A client that calls this server in-process, for the embedded node agent.
+    pub fn local_client(&self) -> Client {
+        Client::in_process(self.api.clone(), User::admin()).with_user_agent("orch-agent/v1")
+    }
 }
 
 fn host_name() -> String {

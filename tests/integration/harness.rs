@@ -10,6 +10,8 @@ pub struct Server {
     pub port: u16,
     child: Option<Child>,
     extra_args: Vec<String>,
+    /// Runs the embedded node agent (real containers, needs root); off for control-plane tests.
+    agent: bool,
 }
 
 /// An `orch agent --hollow` process; killed when dropped.
@@ -65,6 +67,36 @@ impl Server {
             port,
             child: None,
             extra_args: extra_args.iter().map(|a| a.to_string()).collect(),
+            agent: false,
+        };
+        server.spawn();
+        server
+    }
+
+    /// A server with its embedded node agent, named `node`, running real containers. Its runtime state
+    /// lives in the test's directory and its registries.yaml is `registries_yaml`.
+    pub fn with_agent(registries_yaml: &str, extra_args: &[&str]) -> Server {
+        require_kubectl();
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        std::fs::write(dir.path().join("registries.yaml"), registries_yaml).unwrap();
+        let mut args: Vec<String> = vec![
+            "--node-name".into(),
+            "node".into(),
+            "--node-ip".into(),
+            "127.0.0.1".into(),
+            "--run-dir".into(),
+            dir.path().join("run").display().to_string(),
+            "--private-registry".into(),
+            dir.path().join("registries.yaml").display().to_string(),
+        ];
+        args.extend(extra_args.iter().map(|a| a.to_string()));
+        let mut server = Server {
+            dir,
+            port,
+            child: None,
+            extra_args: args,
+            agent: true,
         };
         server.spawn();
         server
@@ -97,6 +129,7 @@ impl Server {
             .arg("--config")
             .arg(self.dir.path().join("no-config.yaml"))
             .args(&self.extra_args)
+            .args((!self.agent).then_some("--disable-agent"))
             .env("ORCH_CONFIG_FILE", self.dir.path().join("no-config.yaml"))
             .stdout(Stdio::null())
             .stderr(log)
@@ -260,5 +293,39 @@ fn tail(s: &str) -> String {
 impl Drop for Server {
     fn drop(&mut self) {
         self.kill();
+        if self.agent {
+            clean_up_containers(&self.data_dir());
+        }
+    }
+}
+
+/// Containers outlive their agent by design; a finished test kills them and unmounts what the agent
+/// mounted under its data dir (overlay roots, tmpfs volumes) so the temporary directory can go.
+pub fn clean_up_containers(data_dir: &Path) {
+    let containers = data_dir.join("agent/containers");
+    for entry in std::fs::read_dir(&containers).into_iter().flatten().flatten() {
+        let pid_file = entry.path().join("pid");
+        if let Ok(text) = std::fs::read_to_string(&pid_file) {
+            if let Ok(v) = serde_json::from_str::<serde_json::Value>(&text) {
+                if let Some(pid) = v["pid"].as_i64() {
+                    let _ = nix::sys::signal::kill(
+                        nix::unistd::Pid::from_raw(pid as i32),
+                        nix::sys::signal::Signal::SIGKILL,
+                    );
+                }
+            }
+        }
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap_or_default();
+    let prefix = data_dir.display().to_string();
+    let mut targets: Vec<&str> = mounts
+        .lines()
+        .filter_map(|l| l.split_whitespace().nth(1))
+        .filter(|t| t.starts_with(&prefix))
+        .collect();
+    targets.sort_by_key(|t| std::cmp::Reverse(t.len()));
+    for t in targets {
+        let _ = nix::mount::umount2(t, nix::mount::MntFlags::MNT_DETACH);
     }
 }

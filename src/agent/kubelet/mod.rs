@@ -1,8 +1,256 @@
-//! The kubelet role of the agent.
+//! The kubelet role of the agent: registers this machine as a Node, waits for its podCIDR, sets up the
+//! pod network, and makes the pods bound to the node real. Pods come from a watch of `spec.nodeName=<node>`;
+//! a work queue gives each pod to one worker at a time (`sync.rs`), which compares the pod with its
+//! containers in the runtime and acts; container exits, pod changes and a periodic relist re-queue it.
+//! Everything it knows is on disk or in the API, so a restarted agent picks up where it left off.
 
 pub mod backoff;
 pub mod container;
 pub mod env;
 pub mod plan;
+pub mod sandbox;
 pub mod status;
+mod sync;
 pub mod volumes;
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::{Node, Pod};
+use tokio::sync::watch;
+
+use super::image::registries::Registries;
+use super::image::service::ImageService;
+use super::network::{NetworkConfig, PodNetwork};
+use super::node::{self, Taint};
+use super::runtime::{Runtime, RuntimeConfig};
+use super::AgentError;
+use crate::client::events::Recorder;
+use crate::client::informer::key_of;
+use crate::client::{Client, Informer, WorkQueue};
+use crate::util::cidr::Ipv4Net;
+use crate::util::Clock;
+
+/// Pods synced at once.
+const WORKERS: usize = 4;
+/// Every pod is looked at this often even when nothing was heard of it (kubelet's relist).
+const RESYNC: Duration = Duration::from_secs(10);
+
+#[derive(Debug, Clone)]
+pub struct KubeletConfig {
+    pub node_name: String,
+    pub node_ip: IpAddr,
+    pub labels: BTreeMap<String, String>,
+    pub taints: Vec<Taint>,
+    pub max_pods: u32,
+    pub data_dir: PathBuf,
+    /// Runtime state on tmpfs: libcontainer's state and the pod network namespaces (`/run/orch`).
+    pub run_dir: PathBuf,
+    pub cluster_cidr: String,
+    pub service_cidr: String,
+    pub cluster_dns: IpAddr,
+    pub cluster_domain: String,
+    pub registries: Registries,
+    /// The `orch` executable the container shims run as.
+    pub shim_executable: PathBuf,
+}
+
+pub(crate) struct Kubelet {
+    pub client: Client,
+    pub clock: Arc<dyn Clock>,
+    pub config: KubeletConfig,
+    pub node: Informer<Node>,
+    pub pods: Informer<Pod>,
+    pub queue: WorkQueue,
+    pub runtime: Runtime,
+    pub images: ImageService,
+    pub network: PodNetwork,
+    pub events: Recorder,
+    pub backoff: backoff::Backoff,
+    pub image_backoff: backoff::Backoff,
+    /// When each (pod, image) pull last failed, the start of its ImagePullBackOff.
+    pub pull_failures: Mutex<HashMap<String, std::time::Instant>>,
+    /// Pod key → uid of every pod seen, to clean up after pods that vanished from the API.
+    pub known: Mutex<HashMap<String, String>>,
+    /// Pod uids whose containers are being stopped in the background.
+    pub terminating: Mutex<HashSet<String>>,
+    /// Containers with a task waiting for their exit.
+    pub watched: Mutex<HashSet<String>>,
+}
+
+/// Runs the kubelet until `shutdown`.
+pub async fn run(
+    client: Client,
+    config: KubeletConfig,
+    clock: Arc<dyn Clock>,
+    shutdown: watch::Receiver<bool>,
+) -> Result<(), AgentError> {
+    let agent_dir = config.data_dir.join("agent");
+    std::fs::create_dir_all(&agent_dir)
+        .map_err(|e| AgentError::Config(format!("creating {}: {e}", agent_dir.display())))?;
+    let identity = node::detect_identity(
+        &config.node_name,
+        config.node_ip,
+        config.labels.clone(),
+        config.taints.clone(),
+        config.max_pods,
+        &config.data_dir,
+    );
+    node::register(&client, &identity, clock.as_ref()).await?;
+    let mut tasks = vec![tokio::spawn(node::heartbeat(
+        client.clone(),
+        identity.clone(),
+        clock.clone(),
+        shutdown.clone(),
+    ))];
+
+    let node_informer: Informer<Node> = Informer::with_query(
+        client.clone(),
+        &format!("fieldSelector=metadata.name%3D{}", config.node_name),
+    );
+    tasks.push(node_informer.run(shutdown.clone()));
+    let pod_cidr = wait_for_pod_cidr(&node_informer, &config.node_name, shutdown.clone()).await?;
+    let Some(pod_cidr) = pod_cidr else {
+        return Ok(());
+    };
+    let parse = |flag: &str, text: &str| -> Result<Ipv4Net, AgentError> {
+        text.parse()
+            .map_err(|e| AgentError::Config(format!("{flag} {text:?}: {e}")))
+    };
+    let network = PodNetwork::setup(NetworkConfig {
+        bridge: "orch0".into(),
+        pod_cidr: parse("podCIDR", &pod_cidr)?,
+        cluster_cidr: parse("--cluster-cidr", &config.cluster_cidr)?,
+        service_cidr: parse("--service-cidr", &config.service_cidr)?,
+        state_dir: agent_dir.join("network"),
+        netns_dir: config.run_dir.join("netns"),
+    })
+    .await
+    .map_err(|e| AgentError::Config(format!("setting up the pod network: {e}")))?;
+    let images = ImageService::open(&agent_dir.join("store"), config.registries.clone())
+        .map_err(|e| AgentError::Config(format!("opening the image store: {e}")))?;
+    let import_dir = agent_dir.join("images");
+    if import_dir.is_dir() {
+        match images.import_dir(&import_dir) {
+            Ok(imported) => tracing::info!(images = imported.len(), "imported image tarballs"),
+            Err(e) => tracing::warn!(error = %e, "importing image tarballs"),
+        }
+    }
+    let runtime = Runtime::new(RuntimeConfig {
+        containers_dir: agent_dir.join("containers"),
+        state_root: config.run_dir.join("containers"),
+        shim_executable: config.shim_executable.clone(),
+        log_max_bytes: 10 << 20,
+    })
+    .map_err(|e| AgentError::Config(e.to_string()))?;
+
+    let pods: Informer<Pod> = Informer::with_query(
+        client.clone(),
+        &format!("fieldSelector=spec.nodeName%3D{}", config.node_name),
+    );
+    let kubelet = Arc::new(Kubelet {
+        events: Recorder::new(client.clone(), "kubelet"),
+        client,
+        clock,
+        config,
+        node: node_informer,
+        pods,
+        queue: WorkQueue::new(),
+        runtime,
+        images,
+        network,
+        backoff: Default::default(),
+        image_backoff: Default::default(),
+        pull_failures: Default::default(),
+        known: Default::default(),
+        terminating: Default::default(),
+        watched: Default::default(),
+    });
+    {
+        let queue = kubelet.queue.clone();
+        kubelet.pods.on_change(move |change| {
+            queue.add(&key_of(&change.object().metadata));
+        });
+    }
+    tasks.push(kubelet.pods.run(shutdown.clone()));
+    kubelet.pods.wait_synced().await;
+    kubelet.clean_up_orphans().await;
+    tracing::info!(node = %kubelet.config.node_name, pod_cidr = %pod_cidr, "kubelet is ready");
+
+    for _ in 0..WORKERS {
+        let kubelet = kubelet.clone();
+        tasks.push(tokio::spawn(async move {
+            while let Some(key) = kubelet.queue.get().await {
+                match kubelet.sync(&key).await {
+                    Ok(requeue) => {
+                        kubelet.queue.forget(&key);
+                        if let Some(after) = requeue {
+                            kubelet.queue.add_after(&key, after);
+                        }
+                    }
+                    Err(e) => {
+                        tracing::warn!(pod = %key, error = %e, "pod sync failed");
+                        kubelet.queue.add_rate_limited(&key);
+                    }
+                }
+                kubelet.queue.done(&key);
+            }
+        }));
+    }
+    {
+        let kubelet = kubelet.clone();
+        let mut stop = shutdown.clone();
+        tasks.push(tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = tokio::time::sleep(RESYNC) => {}
+                    _ = stop.wait_for(|s| *s) => return,
+                }
+                for key in kubelet.pods.keys() {
+                    kubelet.queue.add(&key);
+                }
+                let gone: Vec<String> = {
+                    let known = kubelet.known.lock().expect("known lock");
+                    known
+                        .keys()
+                        .filter(|k| kubelet.pods.get(k).is_none())
+                        .cloned()
+                        .collect()
+                };
+                for key in gone {
+                    kubelet.queue.add(&key);
+                }
+            }
+        }));
+    }
+    let mut stop = shutdown;
+    let _ = stop.wait_for(|s| *s).await;
+    kubelet.queue.shut_down();
+    for t in tasks {
+        t.abort();
+    }
+    Ok(())
+}
+
+/// The node's podCIDR, once the IPAM controller assigned it; None if shut down first.
+async fn wait_for_pod_cidr(
+    nodes: &Informer<Node>,
+    name: &str,
+    mut shutdown: watch::Receiver<bool>,
+) -> Result<Option<String>, AgentError> {
+    loop {
+        if let Some(cidr) = nodes
+            .get(name)
+            .and_then(|n| n.spec.as_ref()?.pod_cidr.clone())
+        {
+            return Ok(Some(cidr));
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_millis(200)) => {}
+            _ = shutdown.wait_for(|s| *s) => return Ok(None),
+        }
+    }
+}

@@ -1,0 +1,256 @@
+//! What a pod has on the node besides its containers: its directory `<data-dir>/agent/pods/<uid>` with the
+//! generated /etc/hosts, /etc/resolv.conf and /etc/hostname its containers mount, its log directory
+//! `<data-dir>/agent/logs/<namespace>_<name>_<uid>/<container>/<restart>.log` (kubelet's /var/log/pods
+//! layout), and its cgroup `/orch/pod<uid>` with one child per container.
+
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+
+use k8s_openapi::api::core::v1::Pod;
+
+use crate::agent::runtime::{MountKind, MountSpec};
+
+pub fn pod_dir(data_dir: &Path, uid: &str) -> PathBuf {
+    data_dir.join("agent/pods").join(uid)
+}
+
+pub fn log_dir(data_dir: &Path, pod: &Pod) -> PathBuf {
+    let meta = &pod.metadata;
+    data_dir.join("agent/logs").join(format!(
+        "{}_{}_{}",
+        meta.namespace.as_deref().unwrap_or_default(),
+        meta.name.as_deref().unwrap_or_default(),
+        meta.uid.as_deref().unwrap_or_default()
+    ))
+}
+
+pub fn log_path(data_dir: &Path, pod: &Pod, container: &str, attempt: u32) -> PathBuf {
+    log_dir(data_dir, pod).join(container).join(format!("{attempt}.log"))
+}
+
+/// The cgroup parent of every container of the pod.
+pub fn cgroup_parent(uid: &str) -> String {
+    format!("/orch/pod{}", uid.replace('-', "_"))
+}
+
+/// Removes the pod's cgroup directories (libcontainer removes the containers' own on delete), under the
+/// v1 hierarchies and the unified one.
+pub fn remove_cgroups(uid: &str) {
+    let relative = cgroup_parent(uid);
+    let relative = relative.trim_start_matches('/');
+    let Ok(hierarchies) = std::fs::read_dir("/sys/fs/cgroup") else {
+        return;
+    };
+    let mut candidates = vec![PathBuf::from("/sys/fs/cgroup").join(relative)];
+    for h in hierarchies.flatten() {
+        candidates.push(h.path().join(relative));
+    }
+    for dir in candidates {
+        if let Ok(children) = std::fs::read_dir(&dir) {
+            for child in children.flatten() {
+                if child.path().is_dir() {
+                    let _ = std::fs::remove_dir(child.path());
+                }
+            }
+        }
+        let _ = std::fs::remove_dir(&dir);
+    }
+}
+
+pub struct Network<'a> {
+    pub pod_ip: Option<IpAddr>,
+    pub cluster_dns: IpAddr,
+    pub cluster_domain: &'a str,
+}
+
+fn hosts_file(pod: &Pod, net: &Network) -> String {
+    let spec = pod.spec.as_ref();
+    let name = pod.metadata.name.as_deref().unwrap_or_default();
+    let namespace = pod.metadata.namespace.as_deref().unwrap_or_default();
+    let mut text = String::from(
+        "# Kubernetes-managed hosts file.\n127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\nfe00::0\tip6-mcastprefix\nfe00::1\tip6-allnodes\nfe00::2\tip6-allrouters\n",
+    );
+    if let Some(ip) = net.pod_ip {
+        let hostname = spec.and_then(|s| s.hostname.clone()).unwrap_or_else(|| name.to_string());
+        match spec.and_then(|s| s.subdomain.as_deref()) {
+            Some(sub) if !sub.is_empty() => text.push_str(&format!(
+                "{ip}\t{hostname}.{sub}.{namespace}.svc.{}\t{hostname}\n",
+                net.cluster_domain
+            )),
+            _ => text.push_str(&format!("{ip}\t{hostname}\n")),
+        }
+    }
+    for alias in spec.and_then(|s| s.host_aliases.clone()).unwrap_or_default() {
+        text.push_str(&format!(
+            "\n# Entries added by HostAliases.\n{}\t{}\n",
+            alias.ip,
+            alias.hostnames.unwrap_or_default().join("\t")
+        ));
+    }
+    text
+}
+
+fn resolv_conf(pod: &Pod, net: &Network) -> String {
+    let spec = pod.spec.as_ref();
+    let host_network = spec.and_then(|s| s.host_network).unwrap_or(false);
+    let policy = spec
+        .and_then(|s| s.dns_policy.as_deref())
+        .unwrap_or("ClusterFirst");
+    let host = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+    let cluster = match policy {
+        "ClusterFirst" => !host_network,
+        "ClusterFirstWithHostNet" => true,
+        _ => false,
+    };
+    let mut nameservers: Vec<String> = Vec::new();
+    let mut searches: Vec<String> = Vec::new();
+    let mut options: Vec<String> = Vec::new();
+    if cluster {
+        let namespace = pod.metadata.namespace.as_deref().unwrap_or_default();
+        nameservers.push(net.cluster_dns.to_string());
+        searches.extend([
+            format!("{namespace}.svc.{}", net.cluster_domain),
+            format!("svc.{}", net.cluster_domain),
+            net.cluster_domain.to_string(),
+        ]);
+        options.push("ndots:5".into());
+    } else if policy != "None" {
+        for line in host.lines() {
+            let mut parts = line.split_whitespace();
+            match parts.next() {
+                Some("nameserver") => nameservers.extend(parts.map(str::to_string)),
+                Some("search") => searches.extend(parts.map(str::to_string)),
+                Some("options") => options.extend(parts.map(str::to_string)),
+                _ => {}
+            }
+        }
+    }
+    if let Some(config) = spec.and_then(|s| s.dns_config.as_ref()) {
+        nameservers.extend(config.nameservers.clone().unwrap_or_default());
+        searches.extend(config.searches.clone().unwrap_or_default());
+        for o in config.options.clone().unwrap_or_default() {
+            let name = o.name.unwrap_or_default();
+            options.retain(|existing| existing.split(':').next() != Some(name.as_str()));
+            options.push(match o.value {
+                Some(v) => format!("{name}:{v}"),
+                None => name,
+            });
+        }
+    }
+    let mut text = String::new();
+    if !searches.is_empty() {
+        text.push_str(&format!("search {}\n", searches.join(" ")));
+    }
+    for ns in nameservers.iter().take(3) {
+        text.push_str(&format!("nameserver {ns}\n"));
+    }
+    if !options.is_empty() {
+        text.push_str(&format!("options {}\n", options.join(" ")));
+    }
+    text
+}
+
+/// Writes the pod's etc files and returns the mounts every container of the pod gets.
+pub fn prepare(pod_dir: &Path, pod: &Pod, net: &Network) -> Result<Vec<MountSpec>, String> {
+    std::fs::create_dir_all(pod_dir).map_err(|e| format!("creating {}: {e}", pod_dir.display()))?;
+    let hostname = pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.hostname.clone())
+        .or_else(|| pod.metadata.name.clone())
+        .unwrap_or_default();
+    let host_network = pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.host_network)
+        .unwrap_or(false);
+    let hosts = if host_network {
+        std::fs::read_to_string("/etc/hosts").unwrap_or_default()
+    } else {
+        hosts_file(pod, net)
+    };
+    let files = [
+        ("etc-hosts", "/etc/hosts", hosts),
+        ("resolv.conf", "/etc/resolv.conf", resolv_conf(pod, net)),
+        ("hostname", "/etc/hostname", format!("{hostname}\n")),
+    ];
+    let mut mounts = Vec::new();
+    for (file, destination, content) in files {
+        let path = pod_dir.join(file);
+        if std::fs::read_to_string(&path).ok().as_deref() != Some(content.as_str()) {
+            std::fs::write(&path, content).map_err(|e| format!("writing {}: {e}", path.display()))?;
+        }
+        mounts.push(MountSpec {
+            destination: destination.into(),
+            kind: MountKind::Bind {
+                source: path,
+                readonly: false,
+            },
+        });
+    }
+    Ok(mounts)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::api::core::v1::{HostAlias, PodDNSConfig, PodSpec};
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+
+    fn pod(spec: PodSpec) -> Pod {
+        Pod {
+            metadata: ObjectMeta {
+                name: Some("web-0".into()),
+                namespace: Some("shop".into()),
+                uid: Some("u-1".into()),
+                ..Default::default()
+            },
+            spec: Some(spec),
+            ..Default::default()
+        }
+    }
+
+    fn net() -> Network<'static> {
+        Network {
+            pod_ip: Some("10.42.0.9".parse().unwrap()),
+            cluster_dns: "10.43.0.10".parse().unwrap(),
+            cluster_domain: "cluster.local",
+        }
+    }
+
+    #[test]
+    fn cluster_first_resolv_conf_and_hosts_with_subdomain_and_aliases() {
+        let p = pod(PodSpec {
+            subdomain: Some("web".into()),
+            host_aliases: Some(vec![HostAlias {
+                ip: "10.1.2.3".into(),
+                hostnames: Some(vec!["db".into(), "db.local".into()]),
+            }]),
+            dns_config: Some(PodDNSConfig {
+                searches: Some(vec!["example.com".into()]),
+                ..Default::default()
+            }),
+            ..Default::default()
+        });
+        let resolv = resolv_conf(&p, &net());
+        assert_eq!(
+            resolv,
+            "search shop.svc.cluster.local svc.cluster.local cluster.local example.com\nnameserver 10.43.0.10\noptions ndots:5\n"
+        );
+        let hosts = hosts_file(&p, &net());
+        assert!(hosts.contains("10.42.0.9\tweb-0.web.shop.svc.cluster.local\tweb-0\n"), "{hosts}");
+        assert!(hosts.contains("10.1.2.3\tdb\tdb.local\n"));
+    }
+
+    #[test]
+    fn prepare_writes_the_files_containers_mount() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = pod(PodSpec::default());
+        let mounts = prepare(dir.path(), &p, &net()).unwrap();
+        let destinations: Vec<&str> = mounts.iter().map(|m| m.destination.as_str()).collect();
+        assert_eq!(destinations, ["/etc/hosts", "/etc/resolv.conf", "/etc/hostname"]);
+        assert_eq!(std::fs::read_to_string(dir.path().join("hostname")).unwrap(), "web-0\n");
+        assert_eq!(cgroup_parent("a-b"), "/orch/poda_b");
+        assert!(log_path(Path::new("/d"), &p, "c", 2).ends_with("agent/logs/shop_web-0_u-1/c/2.log"));
+    }
+}

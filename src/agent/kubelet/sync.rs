@@ -1,0 +1,873 @@
+//! One pass over one pod (kubelet's SyncPod / SyncTerminatingPod / SyncTerminatedPod): a pod that is gone
+//! from the API has its containers killed and everything removed; a pod being deleted has its containers
+//! stopped within its grace period, then its resources released and its API object finalized; any other
+//! pod gets its sandbox and volumes, the containers its plan asks for (pulling images as the pull policy
+//! says), and its status written back when it changed.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::{ConfigMap, Container, PersistentVolume, PersistentVolumeClaim, Pod, Secret};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use serde_json::json;
+use sha2::{Digest, Sha256};
+
+use super::backoff::{self, Decision};
+use super::env::Sources;
+use super::plan::{self, Action, Run, Runs};
+use super::status::{self, Observed, Waiting};
+use super::{container, env, sandbox, volumes, Kubelet};
+use crate::agent::image::reference::PullPolicy;
+use crate::agent::image::service::{Credentials, Image};
+use crate::agent::runtime::{new_container_id, ContainerMeta, ContainerState};
+use crate::agent::AgentError;
+use crate::client::events::Involved;
+use crate::client::informer::split_key;
+
+/// Default `terminationGracePeriodSeconds`.
+const DEFAULT_GRACE: i64 = 30;
+/// How much of a termination message file is read, as kubelet.
+const MAX_TERMINATION_MESSAGE: usize = 4096;
+/// FallbackToLogsOnError takes at most this many bytes of the log's end.
+const MAX_FALLBACK_LOG: usize = 2048;
+
+fn spec_hash(c: &Container) -> String {
+    let bytes = serde_json::to_vec(c).unwrap_or_default();
+    hex::encode(&Sha256::digest(bytes)[..8])
+}
+
+fn involved(pod: &Pod) -> Involved<'_> {
+    Involved::new("v1", "Pod", &pod.metadata)
+}
+
+/// `p_ns(uid)` as kubelet names a pod in messages.
+fn pod_ref(pod: &Pod) -> String {
+    format!(
+        "{}_{}({})",
+        pod.metadata.name.as_deref().unwrap_or_default(),
+        pod.metadata.namespace.as_deref().unwrap_or_default(),
+        pod.metadata.uid.as_deref().unwrap_or_default()
+    )
+}
+
+impl Kubelet {
+    /// Syncs the pod `key`; returns when to look again (besides events that re-queue it).
+    pub(super) async fn sync(self: &Arc<Self>, key: &str) -> Result<Option<Duration>, AgentError> {
+        let Some(pod) = self.pods.get(key) else {
+            let uid = self.known.lock().expect("known lock").remove(key);
+            if let Some(uid) = uid {
+                self.kill_pod(&uid, Duration::ZERO).await;
+                self.release_pod(&uid).await;
+            }
+            return Ok(None);
+        };
+        let uid = pod.metadata.uid.clone().unwrap_or_default();
+        self.known
+            .lock()
+            .expect("known lock")
+            .insert(key.to_string(), uid.clone());
+        if pod.metadata.deletion_timestamp.is_some() {
+            return self.sync_terminating(key, &pod, &uid).await;
+        }
+        let phase = pod.status.as_ref().and_then(|s| s.phase.as_deref());
+        if matches!(phase, Some("Succeeded" | "Failed")) {
+            // Finished pods keep their containers (for logs) but not their network.
+            if let Err(e) = self.network.remove_sandbox(&uid).await {
+                tracing::warn!(pod = %key, error = %e, "releasing the network of a finished pod");
+            }
+            return Ok(None);
+        }
+        self.sync_running(&pod, &uid).await
+    }
+
+    async fn sync_terminating(
+        self: &Arc<Self>,
+        key: &str,
+        pod: &Pod,
+        uid: &str,
+    ) -> Result<Option<Duration>, AgentError> {
+        let running = self.running_containers(uid);
+        if !running.is_empty() {
+            let first = self.terminating.lock().expect("lock").insert(uid.to_string());
+            if first {
+                let grace = pod
+                    .metadata
+                    .deletion_grace_period_seconds
+                    .or_else(|| pod.spec.as_ref()?.termination_grace_period_seconds)
+                    .unwrap_or(DEFAULT_GRACE)
+                    .max(0);
+                for (_, name) in &running {
+                    self.events
+                        .normal(
+                            self.clock.as_ref(),
+                            &involved(pod),
+                            "Killing",
+                            &format!("Stopping container {name}"),
+                        )
+                        .await;
+                }
+                let me = self.clone();
+                let uid = uid.to_string();
+                let key = key.to_string();
+                tokio::spawn(async move {
+                    me.kill_pod(&uid, Duration::from_secs(grace as u64)).await;
+                    me.terminating.lock().expect("lock").remove(&uid);
+                    me.queue.add(&key);
+                });
+            }
+            return Ok(None);
+        }
+        self.release_pod(uid).await;
+        let (namespace, name) = split_key(key);
+        let options = json!({"gracePeriodSeconds": 0, "preconditions": {"uid": uid}});
+        match self
+            .client
+            .delete(&format!("/api/v1/namespaces/{namespace}/pods/{name}"), &options)
+            .await
+        {
+            Ok(_) => Ok(None),
+            Err(e) if e.is_not_found() || e.is_conflict() => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// (id, container name) of the pod's containers that have a process.
+    fn running_containers(&self, uid: &str) -> Vec<(String, String)> {
+        self.runtime
+            .list()
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|m| m.pod_uid == uid)
+            .filter(|m| matches!(self.runtime.state(&m.id), Ok(ContainerState::Running(_))))
+            .map(|m| (m.id, m.container))
+            .collect()
+    }
+
+    /// Stops every container of the pod, all at once, each with `grace`.
+    pub(super) async fn kill_pod(&self, uid: &str, grace: Duration) {
+        let stops = self
+            .running_containers(uid)
+            .into_iter()
+            .map(|(id, _)| async move {
+                if let Err(e) = self.runtime.stop(&id, grace).await {
+                    tracing::warn!(container = %id, error = %e, "stopping a container");
+                }
+            });
+        futures_util::future::join_all(stops).await;
+    }
+
+    /// Removes what a pod had on the node once its containers are stopped.
+    pub(super) async fn release_pod(&self, uid: &str) {
+        for meta in self.runtime.list().unwrap_or_default() {
+            if meta.pod_uid == uid {
+                if let Err(e) = self.runtime.remove(&meta.id) {
+                    tracing::warn!(container = %meta.id, error = %e, "removing a container");
+                }
+            }
+        }
+        if let Err(e) = self.network.remove_sandbox(uid).await {
+            tracing::warn!(pod = %uid, error = %e, "removing the pod network");
+        }
+        volumes::tear_down(&sandbox::pod_dir(&self.config.data_dir, uid));
+        sandbox::remove_cgroups(uid);
+        self.backoff.forget_pod(uid);
+        self.image_backoff.forget_pod(uid);
+    }
+
+    /// Removes containers, sandboxes and pod directories of pods this node no longer has, and containers a
+    /// dead shim left in `created`: after an agent restart, what happened meanwhile.
+    pub(super) async fn clean_up_orphans(&self) {
+        let live: std::collections::HashSet<String> = self
+            .pods
+            .list()
+            .iter()
+            .filter_map(|p| p.metadata.uid.clone())
+            .collect();
+        let mut orphans = std::collections::BTreeSet::new();
+        for meta in self.runtime.list().unwrap_or_default() {
+            if !live.contains(&meta.pod_uid) {
+                orphans.insert(meta.pod_uid.clone());
+            } else if matches!(self.runtime.state(&meta.id), Ok(ContainerState::Created))
+                && self.runtime.is_abandoned(&meta.id)
+            {
+                let _ = self.runtime.remove(&meta.id);
+            }
+        }
+        for uid in self.network.sandboxes().unwrap_or_default() {
+            if !live.contains(&uid) {
+                orphans.insert(uid);
+            }
+        }
+        for uid in orphans {
+            tracing::info!(pod = %uid, "removing what is left of a pod that is gone");
+            self.kill_pod(&uid, Duration::ZERO).await;
+            self.release_pod(&uid).await;
+        }
+    }
+
+    /// The runs of the pod's containers by name; older runs than the previous one are removed.
+    fn runs(&self, uid: &str) -> (HashMap<String, Runs>, HashMap<String, ContainerMeta>) {
+        let mut by_name: HashMap<String, Vec<(ContainerMeta, ContainerState)>> = HashMap::new();
+        for meta in self.runtime.list().unwrap_or_default() {
+            if meta.pod_uid != uid {
+                continue;
+            }
+            if let Ok(state) = self.runtime.state(&meta.id) {
+                by_name.entry(meta.container.clone()).or_default().push((meta, state));
+            }
+        }
+        let mut runs = HashMap::new();
+        let mut latest_meta = HashMap::new();
+        for (name, mut list) in by_name {
+            list.sort_by_key(|(m, _)| std::cmp::Reverse(m.attempt));
+            for (old, _) in list.iter().skip(2) {
+                let _ = self.runtime.remove(&old.id);
+            }
+            let to_run = |(m, s): &(ContainerMeta, ContainerState)| Run {
+                id: m.id.clone(),
+                attempt: m.attempt,
+                state: s.clone(),
+                spec_hash: m.spec_hash.clone(),
+            };
+            if let Some(first) = list.first() {
+                latest_meta.insert(name.clone(), first.0.clone());
+            }
+            runs.insert(
+                name,
+                Runs {
+                    latest: list.first().map(to_run),
+                    previous: list.get(1).map(to_run),
+                },
+            );
+        }
+        (runs, latest_meta)
+    }
+
+    async fn fetch_sources(&self, pod: &Pod) -> Sources {
+        let namespace = pod.metadata.namespace.as_deref().unwrap_or("default");
+        let spec = pod.spec.as_ref().expect("pods have a spec");
+        let (mut cms, mut secrets) = volumes::referenced(pod);
+        for c in spec.init_containers.iter().flatten().chain(&spec.containers) {
+            let (c_cms, c_secrets) = env::referenced(c);
+            cms.extend(c_cms);
+            secrets.extend(c_secrets);
+        }
+        secrets.extend(
+            spec.image_pull_secrets
+                .iter()
+                .flatten()
+                .map(|r| r.name.clone()),
+        );
+        let mut sources = Sources::default();
+        for name in cms {
+            if sources.config_maps.contains_key(&name) {
+                continue;
+            }
+            let found = self
+                .get_typed::<ConfigMap>(&format!("/api/v1/namespaces/{namespace}/configmaps/{name}"))
+                .await;
+            sources.config_maps.insert(name, found);
+        }
+        for name in secrets {
+            if sources.secrets.contains_key(&name) {
+                continue;
+            }
+            let found = self
+                .get_typed::<Secret>(&format!("/api/v1/namespaces/{namespace}/secrets/{name}"))
+                .await;
+            sources.secrets.insert(name, found);
+        }
+        sources
+    }
+
+    async fn get_typed<T: serde::de::DeserializeOwned>(&self, path: &str) -> Option<T> {
+        let value = self.client.get(path).await.ok()?;
+        serde_json::from_value(value).ok()
+    }
+
+    /// Claim name → host path of its bound local or hostPath volume.
+    async fn claim_paths(&self, pod: &Pod) -> HashMap<String, PathBuf> {
+        let namespace = pod.metadata.namespace.as_deref().unwrap_or("default");
+        let mut out = HashMap::new();
+        for claim in volumes::claims(pod) {
+            let Some(pvc) = self
+                .get_typed::<PersistentVolumeClaim>(&format!(
+                    "/api/v1/namespaces/{namespace}/persistentvolumeclaims/{claim}"
+                ))
+                .await
+            else {
+                continue;
+            };
+            let Some(volume) = pvc.spec.and_then(|s| s.volume_name).filter(|v| !v.is_empty()) else {
+                continue;
+            };
+            let Some(pv) = self
+                .get_typed::<PersistentVolume>(&format!("/api/v1/persistentvolumes/{volume}"))
+                .await
+            else {
+                continue;
+            };
+            let spec = pv.spec.unwrap_or_default();
+            let path = spec
+                .host_path
+                .map(|h| h.path)
+                .or(spec.local.map(|l| l.path));
+            if let Some(path) = path {
+                let path = PathBuf::from(path);
+                let _ = std::fs::create_dir_all(&path);
+                out.insert(claim, path);
+            }
+        }
+        out
+    }
+
+    fn allocatable(&self) -> BTreeMap<String, Quantity> {
+        self.node
+            .get(&self.config.node_name)
+            .and_then(|n| n.status.as_ref()?.allocatable.clone())
+            .unwrap_or_default()
+    }
+
+    async fn sync_running(self: &Arc<Self>, pod: &Pod, uid: &str) -> Result<Option<Duration>, AgentError> {
+        let spec = pod.spec.clone().expect("pods have a spec");
+        let now = self.clock.now();
+        let mut observed = Observed {
+            host_ip: self.config.node_ip.to_string(),
+            ..Default::default()
+        };
+        let host_network = spec.host_network.unwrap_or(false);
+        let mut requeue: Option<Duration> = None;
+        let mut soon = |d: Duration, requeue: &mut Option<Duration>| {
+            *requeue = Some(requeue.map_or(d, |r| r.min(d)));
+        };
+
+        // The sandbox: network namespace and address, etc files, volumes.
+        let netns = if host_network {
+            observed.pod_ip = Some(self.config.node_ip.to_string());
+            None
+        } else {
+            match self.network.create_sandbox(uid).await {
+                Ok(sb) => {
+                    observed.pod_ip = Some(sb.ip.to_string());
+                    Some(sb.netns_path)
+                }
+                Err(e) => {
+                    self.events
+                        .warning(
+                            self.clock.as_ref(),
+                            &involved(pod),
+                            "FailedCreatePodSandBox",
+                            &format!("Failed to create pod sandbox: {e}"),
+                        )
+                        .await;
+                    self.write_status(pod, &observed, now).await?;
+                    return Ok(Some(Duration::from_secs(5)));
+                }
+            }
+        };
+        let pod_dir = sandbox::pod_dir(&self.config.data_dir, uid);
+        let net = sandbox::Network {
+            pod_ip: observed.pod_ip.as_deref().and_then(|ip| ip.parse().ok()),
+            cluster_dns: self.config.cluster_dns,
+            cluster_domain: &self.config.cluster_domain,
+        };
+        let etc_mounts = sandbox::prepare(&pod_dir, pod, &net).map_err(AgentError::Config)?;
+        let sources = self.fetch_sources(pod).await;
+        let claims = self.claim_paths(pod).await;
+        let allocatable = self.allocatable();
+        let vcx = volumes::Context {
+            pod,
+            pod_dir: &pod_dir,
+            sources: &sources,
+            claims: &claims,
+            allocatable: &allocatable,
+        };
+        let mut prepared = HashMap::new();
+        for volume in spec.volumes.iter().flatten() {
+            match volumes::prepare(&vcx, volume) {
+                Ok(p) => {
+                    prepared.insert(volume.name.clone(), p);
+                }
+                Err(e) => {
+                    self.events
+                        .warning(
+                            self.clock.as_ref(),
+                            &involved(pod),
+                            "FailedMount",
+                            &format!("MountVolume.SetUp failed for volume \"{}\" : {e}", volume.name),
+                        )
+                        .await;
+                    let (runs, _) = self.runs(uid);
+                    observed.runs = runs;
+                    self.write_status(pod, &observed, now).await?;
+                    return Ok(Some(Duration::from_secs(2)));
+                }
+            }
+        }
+
+        let (runs, metas) = self.runs(uid);
+        for (name, meta) in &metas {
+            observed.image_ids.insert(name.clone(), meta.image_ref.clone());
+        }
+        let hashes: HashMap<String, String> = spec
+            .init_containers
+            .iter()
+            .flatten()
+            .chain(&spec.containers)
+            .map(|c| (c.name.clone(), spec_hash(c)))
+            .collect();
+        let plan = plan::plan(uid, &spec, &runs, &hashes, &self.backoff, now);
+        observed.failed_init = plan.failed_init;
+        for (name, delay) in &plan.backing_off {
+            observed.waiting.insert(
+                name.clone(),
+                Waiting {
+                    reason: "CrashLoopBackOff".into(),
+                    message: format!(
+                        "back-off {}s restarting failed container={name} pod={}",
+                        delay.as_secs(),
+                        pod_ref(pod)
+                    ),
+                },
+            );
+            self.events
+                .warning(
+                    self.clock.as_ref(),
+                    &involved(pod),
+                    "BackOff",
+                    &format!("Back-off restarting failed container {name} in pod {}", pod_ref(pod)),
+                )
+                .await;
+        }
+        if let Some(r) = plan.requeue {
+            soon(r, &mut requeue);
+        }
+        observed.runs = runs;
+
+        let mut started_any = false;
+        for action in plan.actions {
+            match action {
+                Action::Kill { id, container } => {
+                    self.events
+                        .normal(
+                            self.clock.as_ref(),
+                            &involved(pod),
+                            "Killing",
+                            &format!("Container {container} definition changed, will be restarted"),
+                        )
+                        .await;
+                    let me = self.clone();
+                    let key = crate::client::informer::key_of(&pod.metadata);
+                    let grace = spec.termination_grace_period_seconds.unwrap_or(DEFAULT_GRACE).max(0) as u64;
+                    tokio::spawn(async move {
+                        let _ = me.runtime.stop(&id, Duration::from_secs(grace)).await;
+                        me.queue.add(&key);
+                    });
+                }
+                Action::Start {
+                    container,
+                    init,
+                    attempt,
+                } => {
+                    let spec_container = spec
+                        .init_containers
+                        .iter()
+                        .flatten()
+                        .chain(&spec.containers)
+                        .find(|c| c.name == container)
+                        .cloned()
+                        .expect("planned containers are in the spec");
+                    let start = StartRequest {
+                        pod,
+                        uid,
+                        container: &spec_container,
+                        init,
+                        attempt,
+                        netns: netns.clone(),
+                        etc_mounts: &etc_mounts,
+                        volumes: &prepared,
+                        sources: &sources,
+                        allocatable: &allocatable,
+                        hash: hashes.get(&container).cloned().unwrap_or_default(),
+                    };
+                    match self.start_container(start).await {
+                        Ok(image) => {
+                            observed.image_ids.insert(container.clone(), image.repo_digest);
+                            started_any = true;
+                        }
+                        Err(StartFailure::Waiting(w, retry)) => {
+                            observed.waiting.insert(container.clone(), w);
+                            soon(retry, &mut requeue);
+                        }
+                    }
+                }
+            }
+        }
+        if started_any {
+            let (runs, _) = self.runs(uid);
+            observed.runs = runs;
+        }
+        self.collect_termination_messages(pod, uid, &mut observed);
+        self.watch_exits(pod, &observed);
+        self.write_status(pod, &observed, now).await?;
+        Ok(requeue)
+    }
+
+    /// A task per running container that re-queues the pod when the container exits.
+    fn watch_exits(self: &Arc<Self>, pod: &Pod, observed: &Observed) {
+        let key = crate::client::informer::key_of(&pod.metadata);
+        for runs in observed.runs.values() {
+            let Some(run) = &runs.latest else { continue };
+            if !matches!(run.state, ContainerState::Running(_) | ContainerState::Created) {
+                continue;
+            }
+            if !self.watched.lock().expect("lock").insert(run.id.clone()) {
+                continue;
+            }
+            let me = self.clone();
+            let id = run.id.clone();
+            let key = key.clone();
+            tokio::spawn(async move {
+                let _ = me.runtime.wait(&id).await;
+                me.watched.lock().expect("lock").remove(&id);
+                me.queue.add(&key);
+            });
+        }
+    }
+
+    fn collect_termination_messages(&self, pod: &Pod, uid: &str, observed: &mut Observed) {
+        let spec = pod.spec.as_ref().expect("pods have a spec");
+        for c in spec.init_containers.iter().flatten().chain(&spec.containers) {
+            let Some(run) = observed.runs.get(&c.name).and_then(|r| r.latest.clone()) else {
+                continue;
+            };
+            let ContainerState::Exited(exit) = &run.state else { continue };
+            let file = termination_file(&sandbox::pod_dir(&self.config.data_dir, uid), &c.name, &run.id);
+            let mut message = std::fs::read(&file)
+                .map(|b| String::from_utf8_lossy(&b[..b.len().min(MAX_TERMINATION_MESSAGE)]).into_owned())
+                .unwrap_or_default();
+            if message.is_empty()
+                && exit.exit_code != 0
+                && c.termination_message_policy.as_deref() == Some("FallbackToLogsOnError")
+            {
+                let log = sandbox::log_path(&self.config.data_dir, pod, &c.name, run.attempt);
+                message = log_tail(&log);
+            }
+            if !message.is_empty() {
+                observed.termination_messages.insert(c.name.clone(), message);
+            }
+        }
+    }
+
+    async fn write_status(&self, pod: &Pod, observed: &Observed, now: jiff::Timestamp) -> Result<(), AgentError> {
+        let status = status::pod_status(pod, observed, now);
+        let new = serde_json::to_value(&status).unwrap_or_default();
+        let old = serde_json::to_value(pod.status.clone().unwrap_or_default()).unwrap_or_default();
+        if new == old {
+            return Ok(());
+        }
+        let path = format!(
+            "/api/v1/namespaces/{}/pods/{}/status",
+            pod.metadata.namespace.as_deref().unwrap_or_default(),
+            pod.metadata.name.as_deref().unwrap_or_default()
+        );
+        let patch = json!({"metadata": {"uid": pod.metadata.uid}, "status": new});
+        match self.client.merge_patch(&path, &patch).await {
+            Ok(_) => Ok(()),
+            Err(e) if e.is_not_found() || e.is_conflict() => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// The image for a container: local when the policy allows, pulled otherwise, behind the pull
+    /// back-off; failures become ErrImagePull / ImagePullBackOff / ErrImageNeverPull.
+    async fn ensure_image(&self, pod: &Pod, uid: &str, c: &Container, sources: &Sources) -> Result<Image, StartFailure> {
+        let image = c.image.clone().unwrap_or_default();
+        let policy = c
+            .image_pull_policy
+            .as_deref()
+            .and_then(PullPolicy::from_api)
+            .unwrap_or_else(|| PullPolicy::default_for(&image));
+        let local = self.images.local(&image).ok().flatten();
+        let wait = |reason: &str, message: String, retry: Duration| {
+            StartFailure::Waiting(
+                Waiting {
+                    reason: reason.into(),
+                    message,
+                },
+                retry,
+            )
+        };
+        match (policy, local) {
+            (PullPolicy::IfNotPresent | PullPolicy::Never, Some(img)) => {
+                self.events
+                    .normal(
+                        self.clock.as_ref(),
+                        &involved(pod),
+                        "Pulled",
+                        &format!("Container image \"{image}\" already present on machine"),
+                    )
+                    .await;
+                return Ok(img);
+            }
+            (PullPolicy::Never, None) => {
+                let message = format!(
+                    "Container image \"{image}\" is not present with pull policy of Never"
+                );
+                self.events
+                    .warning(self.clock.as_ref(), &involved(pod), "ErrImageNeverPull", &message)
+                    .await;
+                return Err(wait("ErrImageNeverPull", message, Duration::from_secs(10)));
+            }
+            _ => {}
+        }
+        let key = backoff::key(uid, &format!("image:{image}"));
+        // A failed pull is retried behind the back-off; the last failure is what it reports meanwhile.
+        if let Some(last) = self.last_pull_failure(&key) {
+            if let Decision::Wait { remaining, .. } =
+                self.image_backoff.decide(&key, last.elapsed(), Duration::ZERO)
+            {
+                return Err(wait(
+                    "ImagePullBackOff",
+                    format!("Back-off pulling image \"{image}\""),
+                    remaining,
+                ));
+            }
+        }
+        self.events
+            .normal(self.clock.as_ref(), &involved(pod), "Pulling", &format!("Pulling image \"{image}\""))
+            .await;
+        let secrets = pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.image_pull_secrets.clone())
+            .unwrap_or_default();
+        let secret_data: Vec<(String, BTreeMap<String, Vec<u8>>)> = secrets
+            .iter()
+            .filter_map(|r| sources.secrets.get(&r.name)?.clone())
+            .map(|s| {
+                (
+                    s.type_.unwrap_or_default(),
+                    s.data
+                        .unwrap_or_default()
+                        .into_iter()
+                        .map(|(k, v)| (k, v.0))
+                        .collect(),
+                )
+            })
+            .collect();
+        let creds = Credentials::from_secrets(secret_data.iter().map(|(t, d)| (t.as_str(), d)))
+            .unwrap_or_default();
+        let started = std::time::Instant::now();
+        match self.images.pull(&image, &creds, &|_| {}).await {
+            Ok(img) => {
+                self.pull_failures.lock().expect("lock").remove(&key);
+                self.events
+                    .normal(
+                        self.clock.as_ref(),
+                        &involved(pod),
+                        "Pulled",
+                        &format!(
+                            "Successfully pulled image \"{image}\" in {:.3}s. Image size: {} bytes.",
+                            started.elapsed().as_secs_f64(),
+                            img.size
+                        ),
+                    )
+                    .await;
+                Ok(img)
+            }
+            Err(e) => {
+                let message = format!("Failed to pull image \"{image}\": {e}");
+                self.events
+                    .warning(self.clock.as_ref(), &involved(pod), "Failed", &message)
+                    .await;
+                self.events
+                    .warning(self.clock.as_ref(), &involved(pod), "Failed", "Error: ErrImagePull")
+                    .await;
+                self.pull_failures
+                    .lock()
+                    .expect("lock")
+                    .insert(key.clone(), std::time::Instant::now());
+                self.image_backoff.decide(&key, Duration::ZERO, Duration::ZERO);
+                Err(wait("ErrImagePull", message, backoff::INITIAL))
+            }
+        }
+    }
+
+    fn last_pull_failure(&self, key: &str) -> Option<std::time::Instant> {
+        self.pull_failures.lock().expect("lock").get(key).copied()
+    }
+
+    async fn start_container(&self, req: StartRequest<'_>) -> Result<Image, StartFailure> {
+        let StartRequest {
+            pod,
+            uid,
+            container: c,
+            init,
+            attempt,
+            netns,
+            etc_mounts,
+            volumes: prepared,
+            sources,
+            allocatable,
+            hash,
+        } = req;
+        let image = self.ensure_image(pod, uid, c, sources).await?;
+        let config_error = |message: String| {
+            StartFailure::Waiting(
+                Waiting {
+                    reason: "CreateContainerConfigError".into(),
+                    message,
+                },
+                Duration::from_secs(2),
+            )
+        };
+        let env = match env::environment(pod, c, sources, allocatable) {
+            Ok(env) => env,
+            Err(message) => {
+                self.events
+                    .warning(self.clock.as_ref(), &involved(pod), "Failed", &format!("Error: {message}"))
+                    .await;
+                return Err(config_error(message));
+            }
+        };
+        let id = new_container_id();
+        let mut mounts = etc_mounts.to_vec();
+        match volumes::mounts(c, prepared) {
+            Ok(m) => mounts.extend(m),
+            Err(message) => return Err(config_error(message)),
+        }
+        let pod_dir = sandbox::pod_dir(&self.config.data_dir, uid);
+        let termination = termination_file(&pod_dir, &c.name, &id);
+        if let Some(parent) = termination.parent() {
+            let _ = std::fs::create_dir_all(parent);
+        }
+        let _ = std::fs::write(&termination, b"");
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let _ = std::fs::set_permissions(&termination, std::fs::Permissions::from_mode(0o666));
+        }
+        mounts.push(crate::agent::runtime::MountSpec {
+            destination: c
+                .termination_message_path
+                .clone()
+                .unwrap_or_else(|| "/dev/termination-log".into()),
+            kind: crate::agent::runtime::MountKind::Bind {
+                source: termination,
+                readonly: false,
+            },
+        });
+        let config = match container::build(container::Inputs {
+            pod,
+            container: c,
+            image: &image.config,
+            layers: &image.layers,
+            env,
+            mounts,
+            netns,
+            cgroup_path: format!("{}/{id}", sandbox::cgroup_parent(uid)),
+        }) {
+            Ok(config) => config,
+            Err(message) => {
+                self.events
+                    .warning(self.clock.as_ref(), &involved(pod), "Failed", &format!("Error: {message}"))
+                    .await;
+                return Err(config_error(message));
+            }
+        };
+        let meta = ContainerMeta {
+            id: id.clone(),
+            pod_uid: uid.into(),
+            pod_namespace: pod.metadata.namespace.clone().unwrap_or_default(),
+            pod_name: pod.metadata.name.clone().unwrap_or_default(),
+            container: c.name.clone(),
+            attempt,
+            init_container: init,
+            image: c.image.clone().unwrap_or_default(),
+            image_id: image.id.clone(),
+            image_ref: image.repo_digest.clone(),
+            log_path: sandbox::log_path(&self.config.data_dir, pod, &c.name, attempt),
+            created_at: jiff::Timestamp::now().to_string(),
+            spec_hash: hash,
+        };
+        let run_error = |message: String| {
+            StartFailure::Waiting(
+                Waiting {
+                    reason: "RunContainerError".into(),
+                    message,
+                },
+                Duration::from_secs(5),
+            )
+        };
+        if let Err(e) = self.runtime.create(&meta, &config, &image.layers) {
+            let _ = self.runtime.remove(&id);
+            let message = e.to_string();
+            self.events
+                .warning(self.clock.as_ref(), &involved(pod), "Failed", &format!("Error: {message}"))
+                .await;
+            return Err(run_error(message));
+        }
+        self.events
+            .normal(self.clock.as_ref(), &involved(pod), "Created", &format!("Created container {}", c.name))
+            .await;
+        match self.runtime.start(&id).await {
+            Ok(_) => {
+                self.events
+                    .normal(self.clock.as_ref(), &involved(pod), "Started", &format!("Started container {}", c.name))
+                    .await;
+                Ok(image)
+            }
+            Err(e) => {
+                let _ = self.runtime.remove(&id);
+                let message = format!("failed to start container \"{}\": {e}", c.name);
+                self.events
+                    .warning(self.clock.as_ref(), &involved(pod), "Failed", &format!("Error: {message}"))
+                    .await;
+                Err(run_error(message))
+            }
+        }
+    }
+}
+
+struct StartRequest<'a> {
+    pod: &'a Pod,
+    uid: &'a str,
+    container: &'a Container,
+    init: bool,
+    attempt: u32,
+    netns: Option<PathBuf>,
+    etc_mounts: &'a [crate::agent::runtime::MountSpec],
+    volumes: &'a HashMap<String, volumes::Prepared>,
+    sources: &'a Sources,
+    allocatable: &'a BTreeMap<String, Quantity>,
+    hash: String,
+}
+
+enum StartFailure {
+    /// The container waits with this reason; retry after the duration.
+    Waiting(Waiting, Duration),
+}
+
+fn termination_file(pod_dir: &std::path::Path, container: &str, id: &str) -> PathBuf {
+    pod_dir.join("containers").join(container).join(id)
+}
+
+/// The end of a CRI log as plain text: the last lines' messages, at most [`MAX_FALLBACK_LOG`] bytes.
+fn log_tail(path: &std::path::Path) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let messages: Vec<&str> = text
+        .lines()
+        .filter_map(|l| l.splitn(4, ' ').nth(3))
+        .collect();
+    let mut out = messages.join("\n");
+    if out.len() > MAX_FALLBACK_LOG {
+        let mut cut = out.len() - MAX_FALLBACK_LOG;
+        while !out.is_char_boundary(cut) {
+            cut += 1;
+        }
+        out = out[cut..].to_string();
+    }
+    out
+}

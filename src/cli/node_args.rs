@@ -1,0 +1,110 @@
+//! The flags every node agent takes, whether it runs inside `orch server` or as `orch agent`, and the
+//! kubelet configuration they make.
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use clap::Args;
+
+use crate::agent::image::registries::Registries;
+use crate::agent::kubelet::KubeletConfig;
+use crate::agent::node::{parse_label, parse_taint, Taint};
+
+#[derive(Args, Debug, Clone)]
+pub struct NodeArgs {
+    /// Node name; defaults to the hostname.
+    #[arg(long, env = "ORCH_NODE_NAME")]
+    pub node_name: Option<String>,
+    /// The node's address; defaults to the address of the interface with the default route.
+    #[arg(long, env = "ORCH_NODE_IP")]
+    pub node_ip: Option<IpAddr>,
+    /// Labels for the node, key=value; repeatable.
+    #[arg(long, env = "ORCH_NODE_LABEL", value_delimiter = ',')]
+    pub node_label: Vec<String>,
+    /// Taints for the node, key=value:Effect; repeatable.
+    #[arg(long, env = "ORCH_NODE_TAINT", value_delimiter = ',')]
+    pub node_taint: Vec<String>,
+    /// Mirrors and credentials for image registries (k3s' registries.yaml format).
+    #[arg(long, env = "ORCH_PRIVATE_REGISTRY", default_value = "/etc/orch/registries.yaml")]
+    pub private_registry: PathBuf,
+    /// Pods this node accepts.
+    #[arg(long, env = "ORCH_MAX_PODS", default_value_t = 110)]
+    pub max_pods: u32,
+    /// Runtime state that a reboot clears: container state and pod network namespaces.
+    #[arg(long, env = "ORCH_RUN_DIR", default_value = "/run/orch")]
+    pub run_dir: PathBuf,
+}
+
+pub fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_else(|_| "orch".into())
+}
+
+/// The IPv4 address of the interface that holds the default route (the first one in /proc/net/route).
+fn default_route_address() -> Option<IpAddr> {
+    let routes = std::fs::read_to_string("/proc/net/route").ok()?;
+    let interface = routes.lines().skip(1).find_map(|l| {
+        let fields: Vec<&str> = l.split_whitespace().collect();
+        (fields.get(1) == Some(&"00000000")).then(|| fields[0].to_string())
+    })?;
+    nix::ifaddrs::getifaddrs().ok()?.find_map(|a| {
+        if a.interface_name != interface {
+            return None;
+        }
+        let ip = a.address?.as_sockaddr_in()?.ip();
+        Some(IpAddr::V4(ip))
+    })
+}
+
+pub struct ClusterNetwork<'a> {
+    pub cluster_cidr: &'a str,
+    pub service_cidr: &'a str,
+    pub cluster_dns: IpAddr,
+}
+
+impl NodeArgs {
+    pub fn name(&self) -> String {
+        self.node_name.clone().unwrap_or_else(host_name)
+    }
+
+    pub fn labels_and_taints(&self) -> anyhow::Result<(BTreeMap<String, String>, Vec<Taint>)> {
+        let labels = self
+            .node_label
+            .iter()
+            .map(|l| parse_label(l))
+            .collect::<Result<_, _>>()?;
+        let taints = self
+            .node_taint
+            .iter()
+            .map(|t| parse_taint(t))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok((labels, taints))
+    }
+
+    pub fn kubelet_config(&self, data_dir: &Path, network: ClusterNetwork) -> anyhow::Result<KubeletConfig> {
+        let (labels, taints) = self.labels_and_taints()?;
+        let registries = Registries::load(&self.private_registry)
+            .with_context(|| format!("--private-registry {}", self.private_registry.display()))?;
+        Ok(KubeletConfig {
+            node_name: self.name(),
+            node_ip: self
+                .node_ip
+                .or_else(default_route_address)
+                .unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST)),
+            labels,
+            taints,
+            max_pods: self.max_pods,
+            data_dir: data_dir.to_path_buf(),
+            run_dir: self.run_dir.clone(),
+            cluster_cidr: network.cluster_cidr.into(),
+            service_cidr: network.service_cidr.into(),
+            cluster_dns: network.cluster_dns,
+            cluster_domain: "cluster.local".into(),
+            registries,
+            shim_executable: std::env::current_exe().context("locating the orch executable for the shims")?,
+        })
+    }
+}
