@@ -5,6 +5,7 @@
 pub mod hollow;
 pub mod image;
 pub mod node;
+pub mod runtime;
 
 use crate::client::ClientError;
 

@@ -1,0 +1,3 @@
+//! The container runtime.
+
+pub mod seccomp;
