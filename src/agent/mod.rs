@@ -4,6 +4,7 @@
 
 pub mod hollow;
 pub mod image;
+pub mod network;
 pub mod node;
 
 use crate::client::ClientError;
