@@ -49,6 +49,8 @@ pub enum NetworkError {
         context: String,
         source: rtnetlink::Error,
     },
+    #[error("opening a netlink socket: {0}")]
+    NetlinkSocket(#[source] std::io::Error),
     #[error("link {0} vanished while being set up")]
     LinkVanished(String),
     #[error("the thread working in network namespace {0} panicked")]
@@ -136,10 +138,7 @@ impl PodNetwork {
         let gateway = config.pod_cidr.nth(1).expect("validated: /30 or larger");
         let ipam = Ipam::open(&config.state_dir, config.pod_cidr, gateway)?;
         netns::prepare_dir(&config.netns_dir)?;
-        let (conn, handle, _) = rtnetlink::new_connection().map_err(NetworkError::io(
-            "opening a netlink socket for",
-            &config.netns_dir,
-        ))?;
+        let (conn, handle, _) = rtnetlink::new_connection().map_err(NetworkError::NetlinkSocket)?;
         tokio::spawn(conn);
         let network = PodNetwork {
             config,
