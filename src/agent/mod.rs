@@ -1,10 +1,12 @@
-//! The node agent (kubelet role). So far: what every agent does for its Node — registration, status and
-//! the Lease heartbeat (`node.rs`) — and the hollow mode that registers many nodes and pretends to run their
-//! pods, like Kubernetes' kubemark (`hollow.rs`). Running real containers comes with the runtime.
+//! The node agent: what every agent does for its Node — registration, status and the Lease heartbeat
+//! (`node.rs`); the kubelet that runs the node's pods (`kubelet/`) on the container runtime (`runtime/`,
+//! one `orch shim` per container), the pod network (`network/`) and images (`image/`); and the hollow mode
+//! that registers many nodes and pretends to run their pods, like Kubernetes' kubemark (`hollow.rs`).
 
 pub mod hollow;
 pub mod image;
 pub mod kubelet;
+pub mod network;
 pub mod node;
 pub mod runtime;
 

@@ -31,7 +31,7 @@ use super::AgentError;
 use crate::client::events::Recorder;
 use crate::client::informer::key_of;
 use crate::client::{Client, Informer, WorkQueue};
-use crate::util::cidr::Ipv4Net;
+use super::network::Ipv4Cidr;
 use crate::util::Clock;
 
 /// Pods synced at once.
@@ -116,7 +116,7 @@ pub async fn run(
     let Some(pod_cidr) = pod_cidr else {
         return Ok(());
     };
-    let parse = |flag: &str, text: &str| -> Result<Ipv4Net, AgentError> {
+    let parse = |flag: &str, text: &str| -> Result<Ipv4Cidr, AgentError> {
         text.parse()
             .map_err(|e| AgentError::Config(format!("{flag} {text:?}: {e}")))
     };

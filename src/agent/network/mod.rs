@@ -1,0 +1,359 @@
+//! The pod network of one node: the bridge (`orch0`) holding the gateway address of the node's podCIDR, the
+//! unreachable routes that keep packets for unknown pod and service IPs off the default route, and per pod
+//! a sandbox — a network namespace bound at `<netns_dir>/<id>`, a veth pair whose pod end is `eth0`, an IP
+//! from the podCIDR and a default route via the gateway. Cross-node routing and Services are not here.
+//!
+//! `cidr.rs` is the IPv4 network type, `ipam.rs` the persistent address allocator, `netns.rs` creates and
+//! enters namespaces (on dedicated threads, never by forking), `netlink.rs` the link, address and route
+//! requests.
+
+mod cidr;
+mod ipam;
+mod netlink;
+mod netns;
+
+use std::fmt;
+use std::net::Ipv4Addr;
+use std::path::PathBuf;
+
+use sha2::{Digest, Sha256};
+
+pub use cidr::Ipv4Cidr;
+use ipam::Ipam;
+
+pub const DEFAULT_BRIDGE: &str = "orch0";
+pub const DEFAULT_NETNS_DIR: &str = "/run/orch/netns";
+/// The name of the pod end of its veth pair.
+pub const POD_INTERFACE: &str = "eth0";
+
+#[derive(Debug, thiserror::Error)]
+pub enum NetworkError {
+    #[error("invalid CIDR {0:?}: {1}")]
+    InvalidCidr(String, &'static str),
+    #[error("invalid pod network configuration: {0}")]
+    Config(String),
+    #[error(
+        "invalid sandbox id {0:?}: want 1 to 253 characters of [A-Za-z0-9_.-], not starting with '.'"
+    )]
+    InvalidId(String),
+    #[error("no free IP address left in {0}")]
+    Exhausted(Ipv4Cidr),
+    #[error("{context} {path}: {source}")]
+    Io {
+        context: &'static str,
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{context}: {source}")]
+    Netlink {
+        context: String,
+        source: rtnetlink::Error,
+    },
+    #[error("opening a netlink socket: {0}")]
+    NetlinkSocket(#[source] std::io::Error),
+    #[error("link {0} vanished while being set up")]
+    LinkVanished(String),
+    #[error("the thread working in network namespace {0} panicked")]
+    ThreadPanicked(PathBuf),
+}
+
+impl NetworkError {
+    fn io(context: &'static str, path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> Self {
+        let path = path.into();
+        move |source| NetworkError::Io {
+            context,
+            path,
+            source,
+        }
+    }
+
+    fn sys(
+        context: &'static str,
+        path: impl Into<PathBuf>,
+    ) -> impl FnOnce(nix::errno::Errno) -> Self {
+        let io = Self::io(context, path);
+        move |errno| io(errno.into())
+    }
+
+    fn netlink(context: String) -> impl FnOnce(rtnetlink::Error) -> Self {
+        move |source| NetworkError::Netlink { context, source }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct NetworkConfig {
+    /// Name of the bridge the pods' veths are attached to, [`DEFAULT_BRIDGE`] in production.
+    pub bridge: String,
+    /// This node's podCIDR (`Node.spec.podCIDR`); its first address is the gateway.
+    pub pod_cidr: Ipv4Cidr,
+    pub cluster_cidr: Ipv4Cidr,
+    pub service_cidr: Ipv4Cidr,
+    /// `<data-dir>/agent/network`: IP allocations, which survive agent restarts.
+    pub state_dir: PathBuf,
+    /// Where pod network namespaces are bind-mounted, [`DEFAULT_NETNS_DIR`] in production.
+    pub netns_dir: PathBuf,
+}
+
+/// What a pod's containers need to join its network.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Sandbox {
+    /// For the OCI config: `{"type": "network", "path": <netns_path>}`.
+    pub netns_path: PathBuf,
+    pub ip: Ipv4Addr,
+    pub prefix_len: u8,
+    pub gateway: Ipv4Addr,
+}
+
+/// The node's pod network; sandbox operations are safe to call concurrently and idempotent.
+pub struct PodNetwork {
+    config: NetworkConfig,
+    gateway: Ipv4Addr,
+    handle: rtnetlink::Handle,
+    ipam: Ipam,
+    // Serialises sandbox changes: each takes a few milliseconds, and one at a time lets "what exists" be
+    // answered by looking at the kernel and the state directory, with no bookkeeping of operations in flight.
+    changes: tokio::sync::Mutex<()>,
+}
+
+// The pod workers share one PodNetwork.
+const _: fn() = || {
+    fn shareable<T: Send + Sync>() {}
+    shareable::<PodNetwork>();
+};
+
+impl fmt::Debug for PodNetwork {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PodNetwork")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PodNetwork {
+    /// Idempotent node setup: the bridge up with the gateway address, and unreachable routes for the cluster
+    /// and service CIDRs (the node's own podCIDR stays reachable through the more specific bridge route).
+    /// Must be called inside a tokio runtime, which then drives the node's netlink connection.
+    pub async fn setup(config: NetworkConfig) -> Result<Self, NetworkError> {
+        validate(&config)?;
+        let gateway = config.pod_cidr.nth(1).expect("validated: /30 or larger");
+        let ipam = Ipam::open(&config.state_dir, config.pod_cidr, gateway)?;
+        netns::prepare_dir(&config.netns_dir)?;
+        let (conn, handle, _) = rtnetlink::new_connection().map_err(NetworkError::NetlinkSocket)?;
+        tokio::spawn(conn);
+        let network = PodNetwork {
+            config,
+            gateway,
+            handle,
+            ipam,
+            changes: tokio::sync::Mutex::new(()),
+        };
+        network.ensure_node().await?;
+        Ok(network)
+    }
+
+    pub fn config(&self) -> &NetworkConfig {
+        &self.config
+    }
+
+    pub fn gateway(&self) -> Ipv4Addr {
+        self.gateway
+    }
+
+    /// Converges the node part, returning the bridge's index; repeated before every sandbox so that a bridge
+    /// deleted by hand comes back.
+    async fn ensure_node(&self) -> Result<u32, NetworkError> {
+        let c = &self.config;
+        let bridge = netlink::ensure_bridge(&self.handle, &c.bridge, bridge_mac(&c.bridge)).await?;
+        netlink::ensure_only_address(&self.handle, bridge, self.gateway, c.pod_cidr.prefix_len())
+            .await?;
+        netlink::set_up(&self.handle, bridge, None).await?;
+        for (cidr, what) in [
+            (c.cluster_cidr, "the cluster CIDR"),
+            (c.service_cidr, "the service CIDR"),
+        ] {
+            let what = format!("the unreachable route for {what} {cidr}");
+            netlink::replace_route(&self.handle, netlink::unreachable_route(cidr), &what).await?;
+        }
+        Ok(bridge)
+    }
+
+    /// Idempotent: the sandbox of `id` — created, completed after an interrupted attempt, or as it is. A
+    /// failure can leave parts behind; calling this again or [`PodNetwork::remove_sandbox`] cleans up.
+    pub async fn create_sandbox(&self, id: &str) -> Result<Sandbox, NetworkError> {
+        validate_id(id)?;
+        let _change = self.changes.lock().await;
+        let bridge = self.ensure_node().await?;
+        let ip = self.ipam.allocate(id)?;
+        let netns_path = self.config.netns_dir.join(id);
+        netns::ensure(&netns_path).await?;
+
+        let host_name = veth_name(id);
+        let host = netlink::link_by_name(&self.handle, &host_name).await?;
+        let pod = netlink::in_netns(&netns_path, |h| async move {
+            netlink::link_by_name(&h, POD_INTERFACE).await
+        })
+        .await?;
+        let paired = match (&host, &pod) {
+            (Some(host), Some(pod)) => {
+                netlink::peer_index(host) == Some(pod.header.index)
+                    && netlink::peer_index(pod) == Some(host.header.index)
+            }
+            _ => false,
+        };
+        if !paired {
+            // Half a pair (or ends of two different pairs) after a crash: start over.
+            if let Some(host) = &host {
+                netlink::delete_link(&self.handle, host.header.index).await?;
+            }
+            if let Some(pod) = pod {
+                let index = pod.header.index;
+                netlink::in_netns(&netns_path, move |h| async move {
+                    netlink::delete_link(&h, index).await
+                })
+                .await?;
+            }
+            netlink::create_veth(&self.handle, &host_name, bridge, &netns_path, POD_INTERFACE)
+                .await?;
+        }
+        let host = netlink::link_by_name(&self.handle, &host_name)
+            .await?
+            .ok_or_else(|| NetworkError::LinkVanished(host_name.clone()))?;
+        // A pair that survived a bridge re-creation is no longer attached.
+        netlink::set_up(&self.handle, host.header.index, Some(bridge)).await?;
+
+        let sandbox = Sandbox {
+            netns_path,
+            ip,
+            prefix_len: self.config.pod_cidr.prefix_len(),
+            gateway: self.gateway,
+        };
+        let s = sandbox.clone();
+        netlink::in_netns(&sandbox.netns_path, move |h| async move {
+            configure_pod(&h, &s).await
+        })
+        .await?;
+        Ok(sandbox)
+    }
+
+    /// Idempotent teardown: the veth pair gone, the namespace unmounted and its file removed, the IP released.
+    pub async fn remove_sandbox(&self, id: &str) -> Result<(), NetworkError> {
+        validate_id(id)?;
+        let _change = self.changes.lock().await;
+        let host_name = veth_name(id);
+        if let Some(host) = netlink::link_by_name(&self.handle, &host_name).await? {
+            netlink::delete_link(&self.handle, host.header.index).await?;
+        }
+        netns::remove(&self.config.netns_dir.join(id))?;
+        self.ipam.release(id)
+    }
+
+    /// Ids of the sandboxes that exist in part or whole (a namespace file or an IP allocation), sorted: after
+    /// a restart, those of pods no longer on the node are for [`PodNetwork::remove_sandbox`].
+    pub fn sandboxes(&self) -> Result<Vec<String>, NetworkError> {
+        let dir = &self.config.netns_dir;
+        let mut ids: Vec<String> = self
+            .ipam
+            .allocations()?
+            .into_iter()
+            .map(|(_, id)| id)
+            .collect();
+        for entry in std::fs::read_dir(dir).map_err(NetworkError::io("listing", dir))? {
+            let entry = entry.map_err(NetworkError::io("listing", dir))?;
+            if let Some(name) = entry.file_name().to_str() {
+                if validate_id(name).is_ok() {
+                    ids.push(name.to_string());
+                }
+            }
+        }
+        ids.sort();
+        ids.dedup();
+        Ok(ids)
+    }
+
+    /// Where the namespace of sandbox `id` is (or would be) bound.
+    pub fn netns_path(&self, id: &str) -> PathBuf {
+        self.config.netns_dir.join(id)
+    }
+}
+
+/// Inside the pod's namespace: `lo` up, the address on `eth0`, `eth0` up, default route via the gateway.
+async fn configure_pod(h: &rtnetlink::Handle, sandbox: &Sandbox) -> Result<(), NetworkError> {
+    let lo = netlink::link_by_name(h, "lo")
+        .await?
+        .ok_or_else(|| NetworkError::LinkVanished("lo".into()))?;
+    netlink::set_up(h, lo.header.index, None).await?;
+    let eth0 = netlink::link_by_name(h, POD_INTERFACE)
+        .await?
+        .ok_or_else(|| NetworkError::LinkVanished(POD_INTERFACE.into()))?
+        .header
+        .index;
+    netlink::ensure_only_address(h, eth0, sandbox.ip, sandbox.prefix_len).await?;
+    netlink::set_up(h, eth0, None).await?;
+    netlink::replace_route(
+        h,
+        netlink::default_route(sandbox.gateway, eth0),
+        "the pod's default route",
+    )
+    .await
+}
+
+fn validate(c: &NetworkConfig) -> Result<(), NetworkError> {
+    if c.pod_cidr.prefix_len() > 30 {
+        return Err(NetworkError::Config(format!(
+            "podCIDR {} leaves no address for pods besides the gateway",
+            c.pod_cidr
+        )));
+    }
+    let bridge_ok = !c.bridge.is_empty()
+        && c.bridge.len() <= 15
+        && c.bridge
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.');
+    if !bridge_ok {
+        return Err(NetworkError::Config(format!(
+            "bridge name {:?} is not a valid interface name (at most 15 characters of [A-Za-z0-9_.-])",
+            c.bridge
+        )));
+    }
+    if c.pod_cidr.overlaps(&c.service_cidr) {
+        return Err(NetworkError::Config(format!(
+            "podCIDR {} overlaps the service CIDR {}",
+            c.pod_cidr, c.service_cidr
+        )));
+    }
+    Ok(())
+}
+
+/// Ids name files (the namespace, the IP owner), so nothing that could leave the directory.
+fn validate_id(id: &str) -> Result<(), NetworkError> {
+    let ok = !id.is_empty()
+        && id.len() <= 253
+        && !id.starts_with('.')
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.');
+    if ok {
+        Ok(())
+    } else {
+        Err(NetworkError::InvalidId(id.to_string()))
+    }
+}
+
+/// The host end of a sandbox's veth: stable across restarts (so it can be found again), unique enough for
+/// the pods of a node, and within the kernel's 15-character limit.
+fn veth_name(id: &str) -> String {
+    let digest = hex::encode(Sha256::digest(id.as_bytes()));
+    format!("veth{}", &digest[..11])
+}
+
+/// A locally administered unicast MAC derived from the bridge name: stable across restarts.
+fn bridge_mac(bridge: &str) -> [u8; 6] {
+    let digest = Sha256::digest(format!("orch bridge {bridge}").as_bytes());
+    let mut mac = [0u8; 6];
+    mac.copy_from_slice(&digest[..6]);
+    mac[0] = (mac[0] & 0xfe) | 0x02;
+    mac
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,267 @@
+//! The netlink requests the pod network is made of, each one idempotent or telling "already so" apart from
+//! failure: links by name, the bridge, veth pairs, addresses and routes; plus running requests inside a pod's
+//! network namespace.
+
+use std::future::Future;
+use std::net::{IpAddr, Ipv4Addr};
+use std::os::fd::AsRawFd;
+use std::path::Path;
+
+use futures_util::TryStreamExt;
+use nix::errno::Errno;
+use rtnetlink::packet_route::address::{AddressAttribute, AddressMessage};
+use rtnetlink::packet_route::link::{InfoData, InfoKind, InfoVeth, LinkAttribute, LinkMessage};
+use rtnetlink::packet_route::route::{RouteMessage, RouteScope, RouteType};
+use rtnetlink::{
+    Handle, LinkBridge, LinkMessageBuilder, LinkUnspec, LinkVeth, RouteMessageBuilder,
+};
+
+use super::cidr::Ipv4Cidr;
+use super::{netns, NetworkError};
+
+/// Metric of the unreachable routes. Not 0, so that they can never replace the kernel's connected route of
+/// the bridge even when the podCIDR equals the cluster CIDR (a route replace matches on prefix and metric);
+/// a more specific prefix wins whatever its metric.
+const UNREACHABLE_METRIC: u32 = 4242;
+
+pub(super) fn errno(e: &rtnetlink::Error) -> Option<Errno> {
+    match e {
+        rtnetlink::Error::NetlinkError(m) => m.code.map(|c| Errno::from_raw(-c.get())),
+        _ => None,
+    }
+}
+
+pub(super) async fn link_by_name(
+    h: &Handle,
+    name: &str,
+) -> Result<Option<LinkMessage>, NetworkError> {
+    match h.link().get().match_name(name).execute().try_next().await {
+        Ok(link) => Ok(link),
+        Err(e) if errno(&e) == Some(Errno::ENODEV) => Ok(None),
+        Err(e) => Err(NetworkError::netlink(format!("looking up link {name}"))(e)),
+    }
+}
+
+/// The ifindex of a veth's peer (in the peer's namespace).
+pub(super) fn peer_index(link: &LinkMessage) -> Option<u32> {
+    link.attributes.iter().find_map(|a| match a {
+        LinkAttribute::Link(i) => Some(*i),
+        _ => None,
+    })
+}
+
+pub(super) async fn delete_link(h: &Handle, index: u32) -> Result<(), NetworkError> {
+    match h.link().del(index).execute().await {
+        Err(e) if errno(&e) != Some(Errno::ENODEV) => {
+            Err(NetworkError::netlink(format!("deleting link #{index}"))(e))
+        }
+        _ => Ok(()),
+    }
+}
+
+pub(super) async fn set_up(
+    h: &Handle,
+    index: u32,
+    controller: Option<u32>,
+) -> Result<(), NetworkError> {
+    let mut msg = LinkUnspec::new_with_index(index).up();
+    if let Some(c) = controller {
+        msg = msg.controller(c);
+    }
+    h.link()
+        .set(msg.build())
+        .execute()
+        .await
+        .map_err(NetworkError::netlink(format!("setting link #{index} up")))
+}
+
+/// The bridge `name`, created (up, with `mac`) if missing; returns its index.
+pub(super) async fn ensure_bridge(
+    h: &Handle,
+    name: &str,
+    mac: [u8; 6],
+) -> Result<u32, NetworkError> {
+    if let Some(link) = link_by_name(h, name).await? {
+        if !link_is_bridge(&link) {
+            return Err(NetworkError::Config(format!(
+                "link {name} exists and is not a bridge"
+            )));
+        }
+        return Ok(link.header.index);
+    }
+    // A fixed address: otherwise the bridge takes the lowest address of its ports and changes it as pods
+    // come and go, leaving stale gateway entries in the pods' ARP caches.
+    let msg = LinkBridge::new(name).address(mac.to_vec()).build();
+    match h.link().add(msg).execute().await {
+        Err(e) if errno(&e) != Some(Errno::EEXIST) => {
+            return Err(NetworkError::netlink(format!("creating bridge {name}"))(e))
+        }
+        _ => {}
+    }
+    link_by_name(h, name)
+        .await?
+        .map(|l| l.header.index)
+        .ok_or_else(|| NetworkError::LinkVanished(name.to_string()))
+}
+
+fn link_is_bridge(link: &LinkMessage) -> bool {
+    link.attributes.iter().any(|a| match a {
+        LinkAttribute::LinkInfo(infos) => infos.iter().any(|i| {
+            matches!(
+                i,
+                rtnetlink::packet_route::link::LinkInfo::Kind(InfoKind::Bridge)
+            )
+        }),
+        _ => false,
+    })
+}
+
+/// A veth pair: `host_name` on the host, attached to `bridge` and up; its peer created directly inside the
+/// namespace at `netns_path` under the name `pod_name`, so the pod-side name never has to be free on the host.
+pub(super) async fn create_veth(
+    h: &Handle,
+    host_name: &str,
+    bridge: u32,
+    netns_path: &Path,
+    pod_name: &str,
+) -> Result<(), NetworkError> {
+    let netns = std::fs::File::open(netns_path).map_err(NetworkError::io("opening", netns_path))?;
+    let peer = LinkMessageBuilder::<LinkUnspec>::new()
+        .name(pod_name)
+        .setns_by_fd(netns.as_raw_fd())
+        .build();
+    let msg = LinkMessageBuilder::<LinkVeth>::new(host_name, pod_name)
+        .set_info_data(InfoData::Veth(InfoVeth::Peer(peer)))
+        .controller(bridge)
+        .up()
+        .build();
+    let result = h.link().add(msg).execute().await;
+    // The request carries the fd number, so the file must stay open until the kernel has answered.
+    drop(netns);
+    result.map_err(NetworkError::netlink(format!("creating veth {host_name}")))
+}
+
+/// The IPv4 addresses of a link, with the messages that delete them.
+pub(super) async fn ipv4_addresses(
+    h: &Handle,
+    index: u32,
+) -> Result<Vec<(Ipv4Addr, u8, AddressMessage)>, NetworkError> {
+    let mut stream = h.address().get().set_link_index_filter(index).execute();
+    let mut out = Vec::new();
+    while let Some(msg) = stream
+        .try_next()
+        .await
+        .map_err(NetworkError::netlink(format!(
+            "listing addresses of link #{index}"
+        )))?
+    {
+        // Without strict checking the kernel may answer a dump with every link's addresses.
+        if msg.header.index != index {
+            continue;
+        }
+        let local = msg.attributes.iter().find_map(|a| match a {
+            AddressAttribute::Local(IpAddr::V4(ip)) => Some(*ip),
+            _ => None,
+        });
+        if let Some(ip) = local {
+            out.push((ip, msg.header.prefix_len, msg));
+        }
+    }
+    Ok(out)
+}
+
+/// Leaves `ip/prefix_len` as the only IPv4 address of the link: a stale one would keep a stale route
+/// (from an earlier podCIDR of the node, say).
+pub(super) async fn ensure_only_address(
+    h: &Handle,
+    index: u32,
+    ip: Ipv4Addr,
+    prefix_len: u8,
+) -> Result<(), NetworkError> {
+    let mut present = false;
+    for (addr, len, msg) in ipv4_addresses(h, index).await? {
+        if (addr, len) == (ip, prefix_len) {
+            present = true;
+            continue;
+        }
+        h.address()
+            .del(msg)
+            .execute()
+            .await
+            .map_err(NetworkError::netlink(format!(
+                "removing {addr}/{len} from link #{index}"
+            )))?;
+    }
+    if !present {
+        match h
+            .address()
+            .add(index, IpAddr::V4(ip), prefix_len)
+            .execute()
+            .await
+        {
+            Err(e) if errno(&e) != Some(Errno::EEXIST) => {
+                return Err(NetworkError::netlink(format!(
+                    "adding {ip}/{prefix_len} to link #{index}"
+                ))(e))
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// An unreachable route for `cidr`: locally sent packets fail at once with EHOSTUNREACH, forwarded ones are
+/// answered with ICMP host unreachable, and none of them leaves by the default route.
+pub(super) fn unreachable_route(cidr: Ipv4Cidr) -> RouteMessage {
+    RouteMessageBuilder::<Ipv4Addr>::new()
+        .destination_prefix(cidr.network(), cidr.prefix_len())
+        .kind(RouteType::Unreachable)
+        .scope(RouteScope::Universe)
+        .priority(UNREACHABLE_METRIC)
+        .build()
+}
+
+pub(super) fn default_route(gateway: Ipv4Addr, index: u32) -> RouteMessage {
+    RouteMessageBuilder::<Ipv4Addr>::new()
+        .gateway(gateway)
+        .output_interface(index)
+        .build()
+}
+
+pub(super) async fn replace_route(
+    h: &Handle,
+    route: RouteMessage,
+    what: &str,
+) -> Result<(), NetworkError> {
+    h.route()
+        .add(route)
+        .replace()
+        .execute()
+        .await
+        .map_err(NetworkError::netlink(format!("installing {what}")))
+}
+
+/// Runs `f` with a netlink handle bound to the network namespace at `path`, on a thread of its own with a
+/// runtime of its own (see `netns::run_in`).
+pub(super) async fn in_netns<T, F, Fut>(path: &Path, f: F) -> Result<T, NetworkError>
+where
+    T: Send + 'static,
+    F: FnOnce(Handle) -> Fut + Send + 'static,
+    Fut: Future<Output = Result<T, NetworkError>>,
+{
+    let target = path.to_path_buf();
+    netns::run_in(path, move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_io()
+            .build()
+            .map_err(NetworkError::io("starting a netlink runtime for", &target))?;
+        rt.block_on(async move {
+            let (conn, handle, _) = rtnetlink::new_connection()
+                .map_err(NetworkError::io("opening a netlink socket in", &target))?;
+            // Dropped with the runtime when `f` is done.
+            tokio::spawn(conn);
+            f(handle).await
+        })
+    })
+    .await
+}

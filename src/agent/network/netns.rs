@@ -1,0 +1,141 @@
+//! Named network namespaces as `ip netns` keeps them: a namespace stays alive because it is bind-mounted on
+//! a file, `<netns_dir>/<id>`. Everything here runs on dedicated threads, because namespace membership is
+//! per thread and the agent is a multi-threaded tokio process that must never fork: a thread that
+//! `unshare`s or `setns`es ends when its work is done, so no runtime worker ever changes namespace.
+
+use std::fs;
+use std::io::ErrorKind;
+use std::os::fd::AsFd;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+use nix::errno::Errno;
+use nix::mount::{mount, umount2, MntFlags, MsFlags};
+use nix::sched::{setns, unshare, CloneFlags};
+
+use super::NetworkError;
+
+/// Makes `dir` a shared mount point, as iproute2 does for /run/netns. Containers get mount namespaces that
+/// are copies of the agent's; with a shared (or, inside them, slave) mount, unmounting a pod's namespace
+/// file here also unmounts the copies, so the namespace is really freed instead of lingering in every
+/// mount namespace created while it existed.
+pub(super) fn prepare_dir(dir: &Path) -> Result<(), NetworkError> {
+    fs::create_dir_all(dir).map_err(NetworkError::io("creating", dir))?;
+    let make_shared = || {
+        mount(
+            None::<&str>,
+            dir,
+            None::<&str>,
+            MsFlags::MS_SHARED | MsFlags::MS_REC,
+            None::<&str>,
+        )
+    };
+    match make_shared() {
+        Ok(()) => Ok(()),
+        // Not a mount point yet: bind it onto itself first.
+        Err(Errno::EINVAL) => {
+            mount(
+                Some(dir),
+                dir,
+                None::<&str>,
+                MsFlags::MS_BIND | MsFlags::MS_REC,
+                None::<&str>,
+            )
+            .map_err(NetworkError::sys("bind-mounting", dir))?;
+            make_shared().map_err(NetworkError::sys("making shared", dir))
+        }
+        Err(e) => Err(NetworkError::sys("making shared", dir)(e)),
+    }
+}
+
+/// Whether `path` is a network namespace mount (the file alone is left behind by a crash before the mount).
+pub(super) fn exists(path: &Path) -> Result<bool, NetworkError> {
+    let file = match fs::File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(false),
+        Err(e) => return Err(NetworkError::io("opening", path)(e)),
+    };
+    let stat =
+        nix::sys::statfs::fstatfs(file.as_fd()).map_err(NetworkError::sys("statfs", path))?;
+    Ok(stat.filesystem_type().0 == libc::NSFS_MAGIC)
+}
+
+/// Creates a new network namespace bound at `path`, unless one is already there.
+pub(super) async fn ensure(path: &Path) -> Result<(), NetworkError> {
+    if exists(path)? {
+        return Ok(());
+    }
+    fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o444)
+        .open(path)
+        .map_err(NetworkError::io("creating", path))?;
+    let target = path.to_path_buf();
+    on_thread(path, move || {
+        // Affects this thread only, which ends right after.
+        unshare(CloneFlags::CLONE_NEWNET)
+            .map_err(NetworkError::sys("unshare(CLONE_NEWNET) for", &target))?;
+        mount(
+            Some("/proc/thread-self/ns/net"),
+            &target,
+            None::<&str>,
+            MsFlags::MS_BIND,
+            None::<&str>,
+        )
+        .map_err(NetworkError::sys(
+            "bind-mounting the new network namespace on",
+            &target,
+        ))
+    })
+    .await
+}
+
+/// Unmounts and deletes the namespace file; a missing one is not an error. The namespace itself lives on
+/// while processes are still in it.
+pub(super) fn remove(path: &Path) -> Result<(), NetworkError> {
+    // MNT_DETACH: an open fd on the file (a concurrent setns) must not make removal fail.
+    match umount2(path, MntFlags::MNT_DETACH) {
+        Ok(()) | Err(Errno::EINVAL) | Err(Errno::ENOENT) => {}
+        Err(e) => return Err(NetworkError::sys("unmounting", path)(e)),
+    }
+    match fs::remove_file(path) {
+        Err(e) if e.kind() != ErrorKind::NotFound => Err(NetworkError::io("removing", path)(e)),
+        _ => Ok(()),
+    }
+}
+
+/// Runs `f` on a new thread that has joined the network namespace at `path`; sockets `f` creates (netlink
+/// included) stay bound to that namespace after the thread is gone.
+pub(super) async fn run_in<T, F>(path: &Path, f: F) -> Result<T, NetworkError>
+where
+    T: Send + 'static,
+    F: FnOnce() -> Result<T, NetworkError> + Send + 'static,
+{
+    let netns = fs::File::open(path).map_err(NetworkError::io("opening", path))?;
+    let target = path.to_path_buf();
+    on_thread(path, move || {
+        setns(netns.as_fd(), CloneFlags::CLONE_NEWNET)
+            .map_err(NetworkError::sys("setns into", &target))?;
+        drop(netns);
+        f()
+    })
+    .await
+}
+
+async fn on_thread<T, F>(path: &Path, f: F) -> Result<T, NetworkError>
+where
+    T: Send + 'static,
+    F: FnOnce() -> Result<T, NetworkError> + Send + 'static,
+{
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    std::thread::Builder::new()
+        .name("orch-netns".into())
+        .spawn(move || {
+            let _ = tx.send(f());
+        })
+        .map_err(NetworkError::io("spawning a namespace thread for", path))?;
+    rx.await
+        .map_err(|_| NetworkError::ThreadPanicked(PathBuf::from(path)))?
+}

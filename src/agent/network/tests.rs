@@ -1,0 +1,554 @@
+//! Tests of the pod network against the real kernel. Each runs on a thread of its own inside fresh network
+//! and mount namespaces (see `in_scratch_namespaces`), so the host's links, routes and mounts are never
+//! touched and all traffic stays between namespaces the test created. They need root.
+
+use std::future::Future;
+use std::io::{Read, Write};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use futures_util::TryStreamExt;
+use nix::errno::Errno;
+use nix::mount::{mount, umount2, MntFlags, MsFlags};
+use nix::sched::{unshare, CloneFlags};
+use rtnetlink::packet_route::link::{LinkAttribute, LinkFlags, LinkMessage};
+use rtnetlink::packet_route::route::{RouteAddress, RouteAttribute, RouteMessage, RouteType};
+use rtnetlink::{Handle, LinkBridge, RouteMessageBuilder};
+
+use super::*;
+
+const TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Runs `test` in new network and mount namespaces on a thread of its own, with a current-thread runtime
+/// and a config whose state and netns directories are in a temporary directory. Threads the code under test
+/// spawns from there inherit both namespaces.
+fn in_scratch_namespaces<F, Fut>(test: F)
+where
+    F: FnOnce(NetworkConfig) -> Fut + Send + 'static,
+    Fut: Future<Output = ()>,
+{
+    let outcome = std::thread::spawn(move || {
+        unshare(CloneFlags::CLONE_NEWNET | CloneFlags::CLONE_NEWNS).unwrap_or_else(|e| {
+            panic!(
+                "unshare(CLONE_NEWNET|CLONE_NEWNS) failed ({e}): the pod network tests need root \
+                 (CAP_SYS_ADMIN); run `cargo test` as root"
+            )
+        });
+        // Otherwise mounts made here would propagate to the host through its shared mounts.
+        mount(
+            None::<&str>,
+            "/",
+            None::<&str>,
+            MsFlags::MS_REC | MsFlags::MS_PRIVATE,
+            None::<&str>,
+        )
+        .expect("making / private in the test's mount namespace");
+        let dir = tempfile::tempdir().unwrap();
+        let config = test_config(dir.path());
+        let netns_dir = config.netns_dir.clone();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let outcome =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| rt.block_on(test(config))));
+        drop(rt);
+        // The namespace files are mount points in this mount namespace: detach them before the directory
+        // is removed. (The network namespaces die with the last mount and this thread.)
+        let _ = umount2(&netns_dir, MntFlags::MNT_DETACH);
+        drop(dir);
+        outcome
+    })
+    .join()
+    .expect("test thread");
+    if let Err(panic) = outcome {
+        std::panic::resume_unwind(panic);
+    }
+}
+
+fn test_config(dir: &Path) -> NetworkConfig {
+    NetworkConfig {
+        bridge: DEFAULT_BRIDGE.to_string(),
+        pod_cidr: "10.42.0.0/24".parse().unwrap(),
+        cluster_cidr: "10.42.0.0/16".parse().unwrap(),
+        service_cidr: "10.43.0.0/16".parse().unwrap(),
+        state_dir: dir.join("state"),
+        netns_dir: dir.join("netns"),
+    }
+}
+
+/// A netlink handle in the current thread's namespace (the test's scratch namespace).
+fn handle() -> Handle {
+    let (conn, handle, _) = rtnetlink::new_connection().unwrap();
+    tokio::spawn(conn);
+    handle
+}
+
+async fn link(h: &Handle, name: &str) -> Option<LinkMessage> {
+    netlink::link_by_name(h, name).await.unwrap()
+}
+
+/// The kernel's route lookup for `ip`, as `ip route get` does it.
+async fn route_get(h: &Handle, ip: Ipv4Addr) -> Result<RouteMessage, rtnetlink::Error> {
+    let msg = RouteMessageBuilder::<Ipv4Addr>::new()
+        .destination_prefix(ip, 32)
+        .build();
+    h.route()
+        .get(msg)
+        .execute()
+        .try_next()
+        .await
+        .map(|r| r.expect("a route lookup answers"))
+}
+
+fn controller_index(link: &LinkMessage) -> Option<u32> {
+    link.attributes.iter().find_map(|a| match a {
+        LinkAttribute::Controller(i) => Some(*i),
+        _ => None,
+    })
+}
+
+async fn ipv4_addrs(h: &Handle, index: u32) -> Result<Vec<(Ipv4Addr, u8)>, NetworkError> {
+    Ok(netlink::ipv4_addresses(h, index)
+        .await?
+        .into_iter()
+        .map(|(ip, len, _)| (ip, len))
+        .collect())
+}
+
+fn output_interface(route: &RouteMessage) -> Option<u32> {
+    route.attributes.iter().find_map(|a| match a {
+        RouteAttribute::Oif(i) => Some(*i),
+        _ => None,
+    })
+}
+
+async fn routes(h: &Handle) -> Vec<RouteMessage> {
+    h.route()
+        .get(RouteMessageBuilder::<Ipv4Addr>::new().build())
+        .execute()
+        .try_collect()
+        .await
+        .unwrap()
+}
+
+fn is_route_to(route: &RouteMessage, cidr: Ipv4Cidr) -> bool {
+    route.header.destination_prefix_length == cidr.prefix_len()
+        && route
+            .attributes
+            .iter()
+            .any(|a| *a == RouteAttribute::Destination(RouteAddress::Inet(cidr.network())))
+}
+
+/// Connects from inside the namespace at `client_ns` to `listener`, exchanges a few bytes, and returns the
+/// address the connection came from.
+async fn exchange(listener: &TcpListener, client_ns: &Path) -> IpAddr {
+    let addr = listener.local_addr().unwrap();
+    let ns = client_ns.to_path_buf();
+    let mut client = netns::run_in(client_ns, move || {
+        TcpStream::connect_timeout(&addr, TIMEOUT).map_err(NetworkError::io("connecting from", ns))
+    })
+    .await
+    .unwrap_or_else(|e| panic!("connecting to {addr}: {e}"));
+    // The connection is established, so it is already in the accept queue.
+    let (mut server, peer) = listener.accept().unwrap();
+    for s in [&client, &server] {
+        s.set_read_timeout(Some(TIMEOUT)).unwrap();
+    }
+    client.write_all(b"ping").unwrap();
+    let mut buf = [0u8; 4];
+    server.read_exact(&mut buf).unwrap();
+    assert_eq!(&buf, b"ping");
+    server.write_all(b"pong").unwrap();
+    client.read_exact(&mut buf).unwrap();
+    assert_eq!(&buf, b"pong");
+    peer.ip()
+}
+
+async fn listen_in(ns: &Path, ip: Ipv4Addr) -> TcpListener {
+    let path = ns.to_path_buf();
+    netns::run_in(ns, move || {
+        TcpListener::bind((ip, 0)).map_err(NetworkError::io("listening in", path))
+    })
+    .await
+    .unwrap()
+}
+
+/// The IPv4 addresses of `eth0` and the default route's gateway, as seen inside the pod.
+async fn pod_view(netns_path: &Path) -> (Vec<(Ipv4Addr, u8)>, Option<Ipv4Addr>) {
+    netlink::in_netns(netns_path, |h| async move {
+        let eth0 = netlink::link_by_name(&h, POD_INTERFACE)
+            .await?
+            .expect("eth0 in the pod")
+            .header
+            .index;
+        let addrs = ipv4_addrs(&h, eth0).await?;
+        let gateway = routes(&h).await.into_iter().find_map(|r| {
+            (r.header.destination_prefix_length == 0 && r.header.table == 254)
+                .then(|| {
+                    r.attributes.iter().find_map(|a| match a {
+                        RouteAttribute::Gateway(RouteAddress::Inet(gw)) => Some(*gw),
+                        _ => None,
+                    })
+                })
+                .flatten()
+        });
+        Ok((addrs, gateway))
+    })
+    .await
+    .unwrap()
+}
+
+fn is_mounted(path: &Path) -> bool {
+    let mountinfo = std::fs::read_to_string("/proc/thread-self/mountinfo").unwrap();
+    let path = path.to_str().unwrap();
+    mountinfo.lines().any(|l| l.split(' ').nth(4) == Some(path))
+}
+
+fn ip_files(config: &NetworkConfig) -> Vec<(String, String)> {
+    let mut out: Vec<(String, String)> = std::fs::read_dir(config.state_dir.join("ips"))
+        .unwrap()
+        .map(|e| e.unwrap())
+        .filter(|e| !e.file_name().to_string_lossy().starts_with('.'))
+        .map(|e| {
+            (
+                e.file_name().to_string_lossy().into_owned(),
+                std::fs::read_to_string(e.path()).unwrap(),
+            )
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+#[test]
+fn setup_creates_the_bridge_with_the_gateway_and_unreachable_routes() {
+    in_scratch_namespaces(|config| async move {
+        let h = handle();
+        let first = PodNetwork::setup(config.clone()).await.unwrap();
+        assert_eq!(first.gateway(), Ipv4Addr::new(10, 42, 0, 1));
+        // Twice, as after an agent restart: nothing is added twice.
+        drop(first);
+        let network = PodNetwork::setup(config.clone()).await.unwrap();
+
+        let bridge = link(&h, "orch0").await.expect("bridge orch0");
+        assert!(bridge.header.flags.contains(LinkFlags::Up), "bridge is up");
+        assert_eq!(
+            ipv4_addrs(&h, bridge.header.index).await.unwrap(),
+            vec![(Ipv4Addr::new(10, 42, 0, 1), 24)]
+        );
+
+        let all = routes(&h).await;
+        for cidr in [config.cluster_cidr, config.service_cidr] {
+            let matching: Vec<_> = all.iter().filter(|r| is_route_to(r, cidr)).collect();
+            assert_eq!(matching.len(), 1, "one route for {cidr}: {matching:?}");
+            assert_eq!(matching[0].header.kind, RouteType::Unreachable, "{cidr}");
+        }
+        // The node's own podCIDR is routed to the bridge, unknown cluster and service IPs nowhere.
+        let local = route_get(&h, Ipv4Addr::new(10, 42, 0, 77)).await.unwrap();
+        assert_eq!(output_interface(&local), Some(bridge.header.index));
+        for ip in [Ipv4Addr::new(10, 42, 200, 5), Ipv4Addr::new(10, 43, 0, 10)] {
+            let err = route_get(&h, ip).await.unwrap_err();
+            assert_eq!(
+                netlink::errno(&err),
+                Some(Errno::EHOSTUNREACH),
+                "{ip}: {err}"
+            );
+        }
+        assert!(network.sandboxes().unwrap().is_empty());
+    });
+}
+
+#[test]
+fn setup_converges_a_bridge_left_with_a_stale_address() {
+    in_scratch_namespaces(|config| async move {
+        let h = handle();
+        let mut old = config.clone();
+        old.pod_cidr = "10.42.7.0/24".parse().unwrap();
+        drop(PodNetwork::setup(old).await.unwrap());
+        drop(PodNetwork::setup(config).await.unwrap());
+        let bridge = link(&h, "orch0").await.unwrap().header.index;
+        assert_eq!(
+            ipv4_addrs(&h, bridge).await.unwrap(),
+            vec![(Ipv4Addr::new(10, 42, 0, 1), 24)]
+        );
+    });
+}
+
+#[test]
+fn unknown_cluster_and_service_ips_fail_fast_instead_of_taking_the_default_route() {
+    in_scratch_namespaces(|config| async move {
+        let h = handle();
+        // A default route like a real node's, into a portless bridge where packets vanish (the dummy link
+        // type is not built into every kernel).
+        h.link()
+            .add(LinkBridge::new("fake0").build())
+            .execute()
+            .await
+            .unwrap();
+        let fake0 = link(&h, "fake0").await.unwrap().header.index;
+        h.address()
+            .add(fake0, IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1)), 24)
+            .execute()
+            .await
+            .unwrap();
+        netlink::replace_route(
+            &h,
+            netlink::default_route(Ipv4Addr::new(192, 0, 2, 254), fake0),
+            "default",
+        )
+        .await
+        .unwrap();
+        let unknown_pod = Ipv4Addr::new(10, 42, 200, 5);
+        let before = route_get(&h, unknown_pod).await.unwrap();
+        assert_eq!(
+            output_interface(&before),
+            Some(fake0),
+            "without the pod network it would leave"
+        );
+
+        let _network = PodNetwork::setup(config).await.unwrap();
+
+        for ip in [unknown_pod, Ipv4Addr::new(10, 43, 0, 5)] {
+            let err = route_get(&h, ip).await.unwrap_err();
+            assert_eq!(
+                netlink::errno(&err),
+                Some(Errno::EHOSTUNREACH),
+                "{ip}: {err}"
+            );
+            let started = Instant::now();
+            let err = TcpStream::connect_timeout(&SocketAddr::from((ip, 80)), TIMEOUT).unwrap_err();
+            assert_eq!(err.raw_os_error(), Some(libc::EHOSTUNREACH), "{ip}: {err}");
+            // Through fake0 the connect would wait for ARP (seconds) and then time out.
+            assert!(
+                started.elapsed() < Duration::from_secs(1),
+                "{ip}: refused at once"
+            );
+        }
+        let outside = route_get(&h, Ipv4Addr::new(198, 51, 100, 7)).await.unwrap();
+        assert_eq!(
+            output_interface(&outside),
+            Some(fake0),
+            "other traffic is unaffected"
+        );
+    });
+}
+
+#[test]
+fn sandboxes_get_distinct_ips_and_reach_each_other_and_the_gateway() {
+    in_scratch_namespaces(|config| async move {
+        let h = handle();
+        let network = PodNetwork::setup(config.clone()).await.unwrap();
+        let a = network.create_sandbox("pod-a").await.unwrap();
+        let b = network.create_sandbox("pod-b").await.unwrap();
+
+        assert_ne!(a.ip, b.ip);
+        for s in [&a, &b] {
+            assert!(config.pod_cidr.contains(s.ip), "{s:?}");
+            assert_ne!(s.ip, s.gateway);
+            assert_eq!(s.gateway, Ipv4Addr::new(10, 42, 0, 1));
+            assert_eq!(s.prefix_len, 24);
+            assert_eq!(
+                pod_view(&s.netns_path).await,
+                (vec![(s.ip, 24)], Some(s.gateway))
+            );
+        }
+        assert_eq!(a.netns_path, config.netns_dir.join("pod-a"));
+        assert!(netns::exists(&a.netns_path).unwrap());
+        let bridge = link(&h, "orch0").await.unwrap().header.index;
+        for id in ["pod-a", "pod-b"] {
+            let name = veth_name(id);
+            let host = link(&h, &name)
+                .await
+                .unwrap_or_else(|| panic!("host veth {name}"));
+            assert_eq!(
+                controller_index(&host),
+                Some(bridge),
+                "{name} on the bridge"
+            );
+            assert!(host.header.flags.contains(LinkFlags::Up), "{name} up");
+        }
+        // Nothing but the bridge address and the pods' interfaces was added to the node.
+        assert!(
+            link(&h, POD_INTERFACE).await.is_none(),
+            "eth0 only inside the pods"
+        );
+
+        // Pod to pod across the bridge, and the source address is the pod's own.
+        let in_b = listen_in(&b.netns_path, b.ip).await;
+        assert_eq!(exchange(&in_b, &a.netns_path).await, IpAddr::V4(a.ip));
+        let in_a = listen_in(&a.netns_path, a.ip).await;
+        assert_eq!(exchange(&in_a, &b.netns_path).await, IpAddr::V4(b.ip));
+        // Pod to the node through its gateway address.
+        let on_node = TcpListener::bind((a.gateway, 0)).unwrap();
+        assert_eq!(exchange(&on_node, &a.netns_path).await, IpAddr::V4(a.ip));
+        // Loopback inside the pod is up.
+        let on_lo = listen_in(&a.netns_path, Ipv4Addr::LOCALHOST).await;
+        assert_eq!(
+            exchange(&on_lo, &a.netns_path).await,
+            IpAddr::V4(Ipv4Addr::LOCALHOST)
+        );
+
+        assert_eq!(network.sandboxes().unwrap(), vec!["pod-a", "pod-b"]);
+    });
+}
+
+#[test]
+fn create_sandbox_is_idempotent_and_repairs_a_lost_veth() {
+    in_scratch_namespaces(|config| async move {
+        let h = handle();
+        let network = PodNetwork::setup(config.clone()).await.unwrap();
+        let first = network.create_sandbox("pod-a").await.unwrap();
+        let host_index = link(&h, &veth_name("pod-a")).await.unwrap().header.index;
+        let again = network.create_sandbox("pod-a").await.unwrap();
+        assert_eq!(again, first);
+        assert_eq!(
+            link(&h, &veth_name("pod-a")).await.unwrap().header.index,
+            host_index,
+            "the existing pair is kept"
+        );
+        assert_eq!(
+            ip_files(&config),
+            vec![(first.ip.to_string(), "pod-a".to_string())]
+        );
+
+        // Deleting the host end takes the pod end with it; the next call restores both.
+        netlink::delete_link(&h, host_index).await.unwrap();
+        let repaired = network.create_sandbox("pod-a").await.unwrap();
+        assert_eq!(repaired, first);
+        assert_eq!(
+            pod_view(&first.netns_path).await,
+            (vec![(first.ip, 24)], Some(first.gateway))
+        );
+        let on_node = TcpListener::bind((first.gateway, 0)).unwrap();
+        assert_eq!(
+            exchange(&on_node, &first.netns_path).await,
+            IpAddr::V4(first.ip)
+        );
+
+        // Concurrent calls for one id agree too.
+        let (x, y) = tokio::join!(
+            network.create_sandbox("pod-b"),
+            network.create_sandbox("pod-b")
+        );
+        assert_eq!(x.unwrap(), y.unwrap());
+        assert_eq!(ip_files(&config).len(), 2);
+    });
+}
+
+#[test]
+fn allocations_survive_a_restart_and_are_not_handed_out_again() {
+    in_scratch_namespaces(|config| async move {
+        let network = PodNetwork::setup(config.clone()).await.unwrap();
+        let a = network.create_sandbox("pod-a").await.unwrap();
+        let b = network.create_sandbox("pod-b").await.unwrap();
+        drop(network);
+
+        let restarted = PodNetwork::setup(config.clone()).await.unwrap();
+        assert_eq!(restarted.sandboxes().unwrap(), vec!["pod-a", "pod-b"]);
+        let c = restarted.create_sandbox("pod-c").await.unwrap();
+        assert!(c.ip != a.ip && c.ip != b.ip, "{c:?} reuses a live address");
+        assert_eq!(restarted.create_sandbox("pod-a").await.unwrap(), a);
+        assert_eq!(restarted.create_sandbox("pod-b").await.unwrap(), b);
+    });
+}
+
+#[test]
+fn remove_sandbox_releases_the_ip_and_removes_veth_and_netns() {
+    in_scratch_namespaces(|config| async move {
+        let h = handle();
+        let network = PodNetwork::setup(config.clone()).await.unwrap();
+        let a = network.create_sandbox("pod-a").await.unwrap();
+        let b = network.create_sandbox("pod-b").await.unwrap();
+        assert!(is_mounted(&a.netns_path));
+
+        network.remove_sandbox("pod-a").await.unwrap();
+        assert!(link(&h, &veth_name("pod-a")).await.is_none(), "veth gone");
+        assert!(!is_mounted(&a.netns_path), "netns unmounted");
+        assert!(!a.netns_path.exists(), "netns file removed");
+        assert_eq!(
+            ip_files(&config),
+            vec![(b.ip.to_string(), "pod-b".to_string())]
+        );
+        assert_eq!(network.sandboxes().unwrap(), vec!["pod-b"]);
+        // Again, and for an id that never existed: nothing to do is success.
+        network.remove_sandbox("pod-a").await.unwrap();
+        network.remove_sandbox("never-created").await.unwrap();
+
+        // The other pod is untouched.
+        let on_node = TcpListener::bind((b.gateway, 0)).unwrap();
+        assert_eq!(exchange(&on_node, &b.netns_path).await, IpAddr::V4(b.ip));
+        // The released address is free again (last, after the rest of the range).
+        let again = network.create_sandbox("pod-a").await.unwrap();
+        assert!(config.pod_cidr.contains(again.ip) && again.ip != b.ip);
+    });
+}
+
+#[test]
+fn leftovers_of_an_interrupted_create_are_listed_and_completed() {
+    in_scratch_namespaces(|config| async move {
+        let network = PodNetwork::setup(config.clone()).await.unwrap();
+        // A crash between creating the namespace file and mounting on it.
+        std::fs::write(config.netns_dir.join("pod-x"), b"").unwrap();
+        assert_eq!(network.sandboxes().unwrap(), vec!["pod-x"]);
+        let x = network.create_sandbox("pod-x").await.unwrap();
+        assert!(netns::exists(&x.netns_path).unwrap());
+        assert_eq!(
+            pod_view(&x.netns_path).await,
+            (vec![(x.ip, 24)], Some(x.gateway))
+        );
+        network.remove_sandbox("pod-x").await.unwrap();
+        assert!(network.sandboxes().unwrap().is_empty());
+    });
+}
+
+#[test]
+fn ids_that_could_escape_the_directories_are_rejected() {
+    in_scratch_namespaces(|config| async move {
+        let network = PodNetwork::setup(config).await.unwrap();
+        for id in [
+            "",
+            ".",
+            "..",
+            "../etc",
+            "a/b",
+            ".hidden",
+            "a b",
+            &"x".repeat(254),
+        ] {
+            let err = network.create_sandbox(id).await.unwrap_err();
+            assert!(matches!(err, NetworkError::InvalidId(_)), "{id:?}: {err:?}");
+            let err = network.remove_sandbox(id).await.unwrap_err();
+            assert!(matches!(err, NetworkError::InvalidId(_)), "{id:?}: {err:?}");
+        }
+        // A pod UID is fine.
+        validate_id("0f3c2a8e-1b7d-4c55-9a0e-2d6f1e9b7c41").unwrap();
+    });
+}
+
+#[test]
+fn configs_without_room_for_pods_are_rejected() {
+    let dir = PathBuf::from("/nonexistent");
+    let mut c = test_config(&dir);
+    c.pod_cidr = "10.42.0.0/31".parse().unwrap();
+    assert!(matches!(validate(&c), Err(NetworkError::Config(_))));
+    let mut c = test_config(&dir);
+    c.bridge = "a-very-long-bridge-name".into();
+    assert!(matches!(validate(&c), Err(NetworkError::Config(_))));
+    let mut c = test_config(&dir);
+    c.pod_cidr = "10.43.0.0/24".parse().unwrap();
+    assert!(matches!(validate(&c), Err(NetworkError::Config(_))));
+    validate(&test_config(&dir)).unwrap();
+}
+
+#[test]
+fn veth_names_are_stable_short_and_distinct() {
+    let a = veth_name("0f3c2a8e-1b7d-4c55-9a0e-2d6f1e9b7c41");
+    assert_eq!(a, veth_name("0f3c2a8e-1b7d-4c55-9a0e-2d6f1e9b7c41"));
+    assert_eq!(a.len(), 15);
+    assert!(a.starts_with("veth"));
+    assert_ne!(a, veth_name("0f3c2a8e-1b7d-4c55-9a0e-2d6f1e9b7c42"));
+    let mac = bridge_mac("orch0");
+    assert_eq!(mac[0] & 0x03, 0x02, "locally administered unicast");
+}
