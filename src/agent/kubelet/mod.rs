@@ -23,7 +23,7 @@ use k8s_openapi::api::core::v1::{Node, Pod};
 use tokio::sync::watch;
 
 use super::image::registries::Registries;
-use super::image::service::ImageService;
+use super::image::ImageService;
 use super::network::{NetworkConfig, PodNetwork};
 use super::node::{self, Taint};
 use super::runtime::{Runtime, RuntimeConfig};
@@ -135,7 +135,7 @@ pub async fn run(
     let import_dir = agent_dir.join("images");
     if import_dir.is_dir() {
         match images.import_dir(&import_dir) {
-            Ok(imported) => tracing::info!(images = imported.len(), "imported image tarballs"),
+            Ok(report) => tracing::info!(images = report.imported.len(), failed = report.failed.len(), "imported image tarballs"),
             Err(e) => tracing::warn!(error = %e, "importing image tarballs"),
         }
     }

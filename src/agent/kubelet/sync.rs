@@ -20,7 +20,7 @@ use super::plan::{self, Action, Run, Runs};
 use super::status::{self, Observed, Waiting};
 use super::{container, env, sandbox, volumes, Kubelet};
 use crate::agent::image::reference::PullPolicy;
-use crate::agent::image::service::{Credentials, Image};
+use crate::agent::image::{Credentials, Image};
 use crate::agent::runtime::{new_container_id, ContainerMeta, ContainerState};
 use crate::agent::AgentError;
 use crate::client::events::Involved;
