@@ -3,6 +3,7 @@
 
 pub mod agent;
 pub mod config_file;
+pub mod images;
 pub mod kubectl;
 pub mod server;
 
@@ -26,6 +27,8 @@ pub enum Command {
     Server(Box<server::ServerArgs>),
     /// Join a server as a node (so far: hollow nodes for tests and benchmarks).
     Agent(Box<agent::AgentArgs>),
+    /// Manage this node's images: import tarballs, list, pull, remove.
+    Images(Box<images::ImagesArgs>),
     /// Run kubectl against this machine's cluster (KUBECONFIG defaults to the server's kubeconfig).
     #[command(disable_help_flag = true)]
     Kubectl {
@@ -76,6 +79,7 @@ pub fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Server(a) => server::run(*a),
         Command::Agent(a) => agent::run(*a),
+        Command::Images(a) => images::run(*a),
         Command::Kubectl { args } => kubectl::run(args),
     }
 }

@@ -159,11 +159,11 @@ pub fn host_arch() -> &'static str {
 /// The index entry for linux/`arch`. When several match, the one whose variant is the architecture's
 /// baseline (`v8` on arm64) or unset wins, as containerd's platform matcher orders them.
 pub fn select_platform<'a>(index: &'a Index, arch: &str) -> Result<&'a Descriptor, ImageError> {
-    let baseline = |v: &Option<String>| match (arch, v.as_deref()) {
-        (_, None) => true,
-        ("arm64", Some("v8")) => true,
-        ("amd64", Some("v1")) => true,
-        _ => false,
+    let baseline = |v: &Option<String>| {
+        matches!(
+            (arch, v.as_deref()),
+            (_, None) | ("arm64", Some("v8")) | ("amd64", Some("v1"))
+        )
     };
     let candidates: Vec<&Descriptor> = index
         .manifests
@@ -265,7 +265,7 @@ mod tests {
             Content::Index(_)
         ));
         // OCI lets mediaType be absent: the shape decides.
-        let bare = format!(r#"{{"schemaVersion":2,"manifests":[]}}"#);
+        let bare = r#"{"schemaVersion":2,"manifests":[]}"#;
         assert!(matches!(
             parse(D1, bare.as_bytes()).unwrap(),
             Content::Index(_)
