@@ -3,9 +3,11 @@
 
 mod batch;
 mod harness;
+mod images;
 mod kubectl_workflows;
 mod leader;
 mod persistence;
 mod python_client;
+mod registry;
 mod sets;
 mod workloads;

@@ -321,20 +321,13 @@ async fn status_error(method: &'static str, url: &str, response: reqwest::Respon
         message = challenge_error.unwrap_or_default();
     }
     if status == StatusCode::NOT_FOUND && url.contains("/manifests/") {
-        // containerd words a missing tag as "<ref>: not found"; keep the registry's words next to it.
-        let reference = url
-            .rsplit("/v2/")
-            .next()
-            .unwrap_or(url)
+        // containerd words a missing tag as "<host>/<repo>:<tag>: not found".
+        let path = url.split_once("://").map_or(url, |(_, rest)| rest);
+        let reference = path
+            .replacen("/v2/", "/", 1)
+            .replace("/manifests/sha256:", "@sha256:")
             .replace("/manifests/", ":");
-        let reference = reference.replace(":sha256:", "@sha256:");
-        return ImageError::ManifestUnknown {
-            reference: if message.is_empty() {
-                reference
-            } else {
-                format!("{reference} ({message})")
-            },
-        };
+        return ImageError::ManifestUnknown { reference, message };
     }
     ImageError::Status {
         method,

@@ -56,15 +56,16 @@ pub enum ImageError {
         source: serde_json::Error,
     },
     /// The outermost error of a pull, worded as containerd's so `kubectl describe` reads the same.
-    #[error("failed to pull and unpack image \"{image}\": {source}")]
+    // `cause`, not `source`: the message already holds it, and error-chain printers must not repeat it.
+    #[error("failed to pull and unpack image \"{image}\": {cause}")]
     Pull {
         image: String,
-        source: Box<ImageError>,
+        cause: Box<ImageError>,
     },
-    #[error("failed to resolve reference \"{reference}\": {source}")]
+    #[error("failed to resolve reference \"{reference}\": {cause}")]
     Resolve {
         reference: String,
-        source: Box<ImageError>,
+        cause: Box<ImageError>,
     },
     /// A registry answered with an error status; `message` is what its body (or challenge) said.
     #[error(
@@ -77,8 +78,8 @@ pub enum ImageError {
         status: reqwest::StatusCode,
         message: String,
     },
-    #[error("{reference}: not found")]
-    ManifestUnknown { reference: String },
+    #[error("{reference}: not found{}", suffix(message))]
+    ManifestUnknown { reference: String, message: String },
     #[error(
         "failed to fetch oauth token from {realm}: {status}{}",
         suffix(message)

@@ -205,7 +205,7 @@ impl ImageService {
     ) -> Result<Image, ImageError> {
         let wrap = |e: ImageError| ImageError::Pull {
             image: Reference::parse(image).map_or_else(|_| image.to_string(), |r| r.to_string()),
-            source: Box::new(e),
+            cause: Box::new(e),
         };
         let reference = Reference::parse(image).map_err(wrap)?;
         self.pull_reference(&reference, creds, progress)
@@ -256,6 +256,7 @@ impl ImageService {
         }
         Err(best.unwrap_or_else(|| ImageError::ManifestUnknown {
             reference: reference.to_string(),
+            message: "no endpoint to pull from".into(),
         }))
     }
 
@@ -271,7 +272,7 @@ impl ImageService {
         let repo = endpoint.repo.as_str();
         let resolve_err = |e: ImageError| ImageError::Resolve {
             reference: reference.to_string(),
-            source: Box::new(e),
+            cause: Box::new(e),
         };
         let object = reference
             .digest()
@@ -904,7 +905,7 @@ impl ImageError {
     /// The registry refused the credentials: another set may work.
     fn is_auth_failure(&self) -> bool {
         match self {
-            ImageError::Resolve { source, .. } => source.is_auth_failure(),
+            ImageError::Resolve { cause, .. } => cause.is_auth_failure(),
             ImageError::Status { status, .. } | ImageError::Token { status, .. } => {
                 status.as_u16() == 401 || status.as_u16() == 403
             }
@@ -915,7 +916,7 @@ impl ImageError {
     /// Failed talking to or because of an endpoint: another endpoint may work.
     fn is_remote(&self) -> bool {
         match self {
-            ImageError::Resolve { source, .. } => source.is_remote(),
+            ImageError::Resolve { cause, .. } => cause.is_remote(),
             ImageError::Status { .. }
             | ImageError::Token { .. }
             | ImageError::Transport { .. }
@@ -930,7 +931,7 @@ impl ImageError {
 
     fn is_transport(&self) -> bool {
         match self {
-            ImageError::Resolve { source, .. } => source.is_transport(),
+            ImageError::Resolve { cause, .. } => cause.is_transport(),
             ImageError::Transport { .. } | ImageError::Tls { .. } => true,
             _ => false,
         }
