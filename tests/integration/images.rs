@@ -128,6 +128,19 @@ fn images_pull_from_htpasswd_registry() {
         pulled.repo_digest
     );
 
+    // registries.yaml credentials, with no --creds: a second node pulls with them.
+    let other = Node::new();
+    std::fs::write(
+        other.dir.path().join("no-registries.yaml"),
+        format!(
+            "configs:\n  \"{}\":\n    auth:\n      username: tester\n      password: s3cret\n",
+            registry.host()
+        ),
+    )
+    .unwrap();
+    other.ok(&["pull", &image]);
+    assert_eq!(other.listed(), vec![image.clone()]);
+
     let missing = node.fails(&[
         "pull",
         &format!("{}/nothing:here", registry.host()),

@@ -1089,6 +1089,12 @@ mod tests {
     use crate::agent::image::unpack::Compression;
     use std::sync::atomic::{AtomicUsize, Ordering};
 
+    /// The agent shares one service between tasks and spawns pulls: both must compile.
+    #[allow(dead_code)]
+    fn shareable_and_spawnable(s: Arc<ImageService>, c: Credentials) {
+        tokio::spawn(async move { s.pull("busybox", &c, &|_| {}).await });
+    }
+
     fn service() -> (tempfile::TempDir, ImageService) {
         let dir = tempfile::tempdir().unwrap();
         let s = ImageService::open(&dir.path().join("store"), Registries::default()).unwrap();
