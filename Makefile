@@ -23,6 +23,16 @@ test-deps:
 		echo "installing kubectl (needed by the end-to-end tests)"; \
 		$(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq kubectl; }
 	@command -v kubectl >/dev/null 2>&1 || { echo "kubectl is required: apt-get install kubectl" >&2; exit 1; }
+	@# The image and container tests: a local registry, image building and pushing, busybox as the image,
+	@# htpasswd for registry auth, libseccomp for libcontainer, runc as the runtime reference.
+	@missing=""; \
+	for pkg in docker-registry umoci skopeo busybox-static apache2-utils libseccomp-dev runc; do \
+		dpkg-query -W -f='$${Status}' $$pkg 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$pkg"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+		echo "installing$$missing (needed by the image and container tests)"; \
+		$(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq $$missing; \
+	fi
 	@python3 -c 'import venv, ensurepip' 2>/dev/null || { \
 		echo "installing python3-venv (the python client test runs in a venv)"; \
 		$(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq python3-venv; }

@@ -3,6 +3,7 @@
 
 pub mod agent;
 pub mod config_file;
+pub mod images;
 pub mod kubectl;
 pub mod node_args;
 pub mod server;
@@ -25,11 +26,13 @@ pub struct Cli {
 pub enum Command {
     /// Run the control plane (API server on SQLite, controllers).
     Server(Box<server::ServerArgs>),
-    /// Join a server as a node (so far: hollow nodes for tests and benchmarks).
+    /// Join a server as a node and run its pods (or hollow nodes, with --hollow).
     Agent(Box<agent::AgentArgs>),
     /// The per-container supervisor the agent starts (internal).
     #[command(hide = true)]
     Shim(crate::shim::ShimArgs),
+    /// Manage this node's images: import tarballs, list, pull, remove.
+    Images(Box<images::ImagesArgs>),
     /// Run kubectl against this machine's cluster (KUBECONFIG defaults to the server's kubeconfig).
     #[command(disable_help_flag = true)]
     Kubectl {
@@ -86,6 +89,7 @@ pub fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Server(a) => server::run(*a),
         Command::Agent(a) => agent::run(*a),
+        Command::Images(a) => images::run(*a),
         Command::Kubectl { args } => kubectl::run(args),
         Command::Shim(a) => std::process::exit(crate::shim::run(a)),
     }

@@ -3,10 +3,12 @@
 
 mod batch;
 mod harness;
+mod images;
 mod kubectl_workflows;
 mod leader;
 mod persistence;
 mod python_client;
+mod registry;
 mod runtime;
 mod sets;
 mod workloads;

@@ -92,7 +92,15 @@ pub fn unpack_snapshot(
                 actual,
             });
         }
-        fs::rename(&tmp, &dir).map_err(ImageError::io("renaming into", &dir))
+        match fs::rename(&tmp, &dir) {
+            Ok(()) => Ok(()),
+            // A concurrent pull of an image sharing this layer won the race: its snapshot is as good.
+            Err(_) if dir.is_dir() => {
+                let _ = fs::remove_dir_all(&tmp);
+                Ok(())
+            }
+            Err(e) => Err(ImageError::io("renaming into", &dir)(e)),
+        }
     });
     if result.is_err() {
         let _ = fs::remove_dir_all(&tmp);
