@@ -245,7 +245,6 @@ async fn renew_lease(client: &Client, node: &str, clock: &dyn Clock) -> Result<(
     }
 }
 
-
 /// This machine as a node: capacity from /proc and the data directory's filesystem, the kernel release and
 /// the OS name from /etc/os-release.
 pub fn detect_identity(
@@ -272,7 +271,10 @@ pub fn detect_identity(
     capacity.insert("cpu".to_string(), cpus.to_string());
     capacity.insert("memory".to_string(), format!("{memory_kib}Ki"));
     capacity.insert("pods".to_string(), max_pods.to_string());
-    capacity.insert("ephemeral-storage".to_string(), format!("{}Ki", storage / 1024));
+    capacity.insert(
+        "ephemeral-storage".to_string(),
+        format!("{}Ki", storage / 1024),
+    );
     let kernel_version = nix::sys::utsname::uname()
         .map(|u| u.release().to_string_lossy().into_owned())
         .unwrap_or_default();

@@ -27,7 +27,11 @@ pub struct NodeArgs {
     #[arg(long, env = "ORCH_NODE_TAINT", value_delimiter = ',')]
     pub node_taint: Vec<String>,
     /// Mirrors and credentials for image registries (k3s' registries.yaml format).
-    #[arg(long, env = "ORCH_PRIVATE_REGISTRY", default_value = "/etc/orch/registries.yaml")]
+    #[arg(
+        long,
+        env = "ORCH_PRIVATE_REGISTRY",
+        default_value = "/etc/orch/registries.yaml"
+    )]
     pub private_registry: PathBuf,
     /// Pods this node accepts.
     #[arg(long, env = "ORCH_MAX_PODS", default_value_t = 110)]
@@ -84,7 +88,11 @@ impl NodeArgs {
         Ok((labels, taints))
     }
 
-    pub fn kubelet_config(&self, data_dir: &Path, network: ClusterNetwork) -> anyhow::Result<KubeletConfig> {
+    pub fn kubelet_config(
+        &self,
+        data_dir: &Path,
+        network: ClusterNetwork,
+    ) -> anyhow::Result<KubeletConfig> {
         let (labels, taints) = self.labels_and_taints()?;
         let registries = Registries::load(&self.private_registry)
             .with_context(|| format!("--private-registry {}", self.private_registry.display()))?;
@@ -104,7 +112,8 @@ impl NodeArgs {
             cluster_dns: network.cluster_dns,
             cluster_domain: "cluster.local".into(),
             registries,
-            shim_executable: std::env::current_exe().context("locating the orch executable for the shims")?,
+            shim_executable: std::env::current_exe()
+                .context("locating the orch executable for the shims")?,
         })
     }
 }

@@ -303,7 +303,11 @@ impl Drop for Server {
 /// mounted under its data dir (overlay roots, tmpfs volumes) so the temporary directory can go.
 pub fn clean_up_containers(data_dir: &Path) {
     let containers = data_dir.join("agent/containers");
-    for entry in std::fs::read_dir(&containers).into_iter().flatten().flatten() {
+    for entry in std::fs::read_dir(&containers)
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
         let pid_file = entry.path().join("pid");
         if let Ok(text) = std::fs::read_to_string(&pid_file) {
             if let Ok(v) = serde_json::from_str::<serde_json::Value>(&text) {

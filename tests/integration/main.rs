@@ -7,6 +7,7 @@ mod images;
 mod kubectl_workflows;
 mod leader;
 mod persistence;
+mod pods;
 mod python_client;
 mod registry;
 mod runtime;

@@ -89,7 +89,7 @@ impl Fixture {
             hostname: "p".into(),
             cgroup_path: format!("/orch-test/{id}"),
             resources,
-            seccomp: false,
+            seccomp: true,
             ..Default::default()
         };
         self.runtime

@@ -24,6 +24,7 @@ use tokio::sync::watch;
 
 use super::image::registries::Registries;
 use super::image::ImageService;
+use super::network::Ipv4Cidr;
 use super::network::{NetworkConfig, PodNetwork};
 use super::node::{self, Taint};
 use super::runtime::{Runtime, RuntimeConfig};
@@ -31,7 +32,6 @@ use super::AgentError;
 use crate::client::events::Recorder;
 use crate::client::informer::key_of;
 use crate::client::{Client, Informer, WorkQueue};
-use super::network::Ipv4Cidr;
 use crate::util::Clock;
 
 /// Pods synced at once.
@@ -73,6 +73,9 @@ pub(crate) struct Kubelet {
     pub image_backoff: backoff::Backoff,
     /// When each (pod, image) pull last failed, the start of its ImagePullBackOff.
     pub pull_failures: Mutex<HashMap<String, std::time::Instant>>,
+    /// Containers that failed to be created or started: when, what they wait with, and for how long,
+    /// so that pod updates (our own status writes among them) do not retry them in a tight loop.
+    pub start_failures: Mutex<HashMap<String, (std::time::Instant, status::Waiting, Duration)>>,
     /// Pod key → uid of every pod seen, to clean up after pods that vanished from the API.
     pub known: Mutex<HashMap<String, String>>,
     /// Pod uids whose containers are being stopped in the background.
@@ -135,7 +138,11 @@ pub async fn run(
     let import_dir = agent_dir.join("images");
     if import_dir.is_dir() {
         match images.import_dir(&import_dir) {
-            Ok(report) => tracing::info!(images = report.imported.len(), failed = report.failed.len(), "imported image tarballs"),
+            Ok(report) => tracing::info!(
+                images = report.imported.len(),
+                failed = report.failed.len(),
+                "imported image tarballs"
+            ),
             Err(e) => tracing::warn!(error = %e, "importing image tarballs"),
         }
     }
@@ -165,6 +172,7 @@ pub async fn run(
         backoff: Default::default(),
         image_backoff: Default::default(),
         pull_failures: Default::default(),
+        start_failures: Default::default(),
         known: Default::default(),
         terminating: Default::default(),
         watched: Default::default(),

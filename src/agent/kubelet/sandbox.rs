@@ -25,7 +25,9 @@ pub fn log_dir(data_dir: &Path, pod: &Pod) -> PathBuf {
 }
 
 pub fn log_path(data_dir: &Path, pod: &Pod, container: &str, attempt: u32) -> PathBuf {
-    log_dir(data_dir, pod).join(container).join(format!("{attempt}.log"))
+    log_dir(data_dir, pod)
+        .join(container)
+        .join(format!("{attempt}.log"))
 }
 
 /// The cgroup parent of every container of the pod.
@@ -71,7 +73,9 @@ fn hosts_file(pod: &Pod, net: &Network) -> String {
         "# Kubernetes-managed hosts file.\n127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\nfe00::0\tip6-mcastprefix\nfe00::1\tip6-allnodes\nfe00::2\tip6-allrouters\n",
     );
     if let Some(ip) = net.pod_ip {
-        let hostname = spec.and_then(|s| s.hostname.clone()).unwrap_or_else(|| name.to_string());
+        let hostname = spec
+            .and_then(|s| s.hostname.clone())
+            .unwrap_or_else(|| name.to_string());
         match spec.and_then(|s| s.subdomain.as_deref()) {
             Some(sub) if !sub.is_empty() => text.push_str(&format!(
                 "{ip}\t{hostname}.{sub}.{namespace}.svc.{}\t{hostname}\n",
@@ -80,7 +84,10 @@ fn hosts_file(pod: &Pod, net: &Network) -> String {
             _ => text.push_str(&format!("{ip}\t{hostname}\n")),
         }
     }
-    for alias in spec.and_then(|s| s.host_aliases.clone()).unwrap_or_default() {
+    for alias in spec
+        .and_then(|s| s.host_aliases.clone())
+        .unwrap_or_default()
+    {
         text.push_str(&format!(
             "\n# Entries added by HostAliases.\n{}\t{}\n",
             alias.ip,
@@ -178,7 +185,8 @@ pub fn prepare(pod_dir: &Path, pod: &Pod, net: &Network) -> Result<Vec<MountSpec
     for (file, destination, content) in files {
         let path = pod_dir.join(file);
         if std::fs::read_to_string(&path).ok().as_deref() != Some(content.as_str()) {
-            std::fs::write(&path, content).map_err(|e| format!("writing {}: {e}", path.display()))?;
+            std::fs::write(&path, content)
+                .map_err(|e| format!("writing {}: {e}", path.display()))?;
         }
         mounts.push(MountSpec {
             destination: destination.into(),
@@ -238,7 +246,10 @@ mod tests {
             "search shop.svc.cluster.local svc.cluster.local cluster.local example.com\nnameserver 10.43.0.10\noptions ndots:5\n"
         );
         let hosts = hosts_file(&p, &net());
-        assert!(hosts.contains("10.42.0.9\tweb-0.web.shop.svc.cluster.local\tweb-0\n"), "{hosts}");
+        assert!(
+            hosts.contains("10.42.0.9\tweb-0.web.shop.svc.cluster.local\tweb-0\n"),
+            "{hosts}"
+        );
         assert!(hosts.contains("10.1.2.3\tdb\tdb.local\n"));
     }
 
@@ -248,9 +259,17 @@ mod tests {
         let p = pod(PodSpec::default());
         let mounts = prepare(dir.path(), &p, &net()).unwrap();
         let destinations: Vec<&str> = mounts.iter().map(|m| m.destination.as_str()).collect();
-        assert_eq!(destinations, ["/etc/hosts", "/etc/resolv.conf", "/etc/hostname"]);
-        assert_eq!(std::fs::read_to_string(dir.path().join("hostname")).unwrap(), "web-0\n");
+        assert_eq!(
+            destinations,
+            ["/etc/hosts", "/etc/resolv.conf", "/etc/hostname"]
+        );
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("hostname")).unwrap(),
+            "web-0\n"
+        );
         assert_eq!(cgroup_parent("a-b"), "/orch/poda_b");
-        assert!(log_path(Path::new("/d"), &p, "c", 2).ends_with("agent/logs/shop_web-0_u-1/c/2.log"));
+        assert!(
+            log_path(Path::new("/d"), &p, "c", 2).ends_with("agent/logs/shop_web-0_u-1/c/2.log")
+        );
     }
 }

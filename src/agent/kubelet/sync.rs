@@ -9,7 +9,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::{ConfigMap, Container, PersistentVolume, PersistentVolumeClaim, Pod, Secret};
+use k8s_openapi::api::core::v1::{
+    ConfigMap, Container, PersistentVolume, PersistentVolumeClaim, Pod, Secret,
+};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use serde_json::json;
 use sha2::{Digest, Sha256};
@@ -90,7 +92,11 @@ impl Kubelet {
     ) -> Result<Option<Duration>, AgentError> {
         let running = self.running_containers(uid);
         if !running.is_empty() {
-            let first = self.terminating.lock().expect("lock").insert(uid.to_string());
+            let first = self
+                .terminating
+                .lock()
+                .expect("lock")
+                .insert(uid.to_string());
             if first {
                 let grace = pod
                     .metadata
@@ -124,7 +130,10 @@ impl Kubelet {
         let options = json!({"gracePeriodSeconds": 0, "preconditions": {"uid": uid}});
         match self
             .client
-            .delete(&format!("/api/v1/namespaces/{namespace}/pods/{name}"), &options)
+            .delete(
+                &format!("/api/v1/namespaces/{namespace}/pods/{name}"),
+                &options,
+            )
             .await
         {
             Ok(_) => Ok(None),
@@ -174,6 +183,15 @@ impl Kubelet {
         sandbox::remove_cgroups(uid);
         self.backoff.forget_pod(uid);
         self.image_backoff.forget_pod(uid);
+        let prefix = format!("{uid}/");
+        self.start_failures
+            .lock()
+            .expect("lock")
+            .retain(|k, _| !k.starts_with(&prefix));
+        self.pull_failures
+            .lock()
+            .expect("lock")
+            .retain(|k, _| !k.starts_with(&prefix));
     }
 
     /// Removes containers, sandboxes and pod directories of pods this node no longer has, and containers a
@@ -215,7 +233,10 @@ impl Kubelet {
                 continue;
             }
             if let Ok(state) = self.runtime.state(&meta.id) {
-                by_name.entry(meta.container.clone()).or_default().push((meta, state));
+                by_name
+                    .entry(meta.container.clone())
+                    .or_default()
+                    .push((meta, state));
             }
         }
         let mut runs = HashMap::new();
@@ -249,7 +270,12 @@ impl Kubelet {
         let namespace = pod.metadata.namespace.as_deref().unwrap_or("default");
         let spec = pod.spec.as_ref().expect("pods have a spec");
         let (mut cms, mut secrets) = volumes::referenced(pod);
-        for c in spec.init_containers.iter().flatten().chain(&spec.containers) {
+        for c in spec
+            .init_containers
+            .iter()
+            .flatten()
+            .chain(&spec.containers)
+        {
             let (c_cms, c_secrets) = env::referenced(c);
             cms.extend(c_cms);
             secrets.extend(c_secrets);
@@ -266,7 +292,9 @@ impl Kubelet {
                 continue;
             }
             let found = self
-                .get_typed::<ConfigMap>(&format!("/api/v1/namespaces/{namespace}/configmaps/{name}"))
+                .get_typed::<ConfigMap>(&format!(
+                    "/api/v1/namespaces/{namespace}/configmaps/{name}"
+                ))
                 .await;
             sources.config_maps.insert(name, found);
         }
@@ -300,7 +328,11 @@ impl Kubelet {
             else {
                 continue;
             };
-            let Some(volume) = pvc.spec.and_then(|s| s.volume_name).filter(|v| !v.is_empty()) else {
+            let Some(volume) = pvc
+                .spec
+                .and_then(|s| s.volume_name)
+                .filter(|v| !v.is_empty())
+            else {
                 continue;
             };
             let Some(pv) = self
@@ -330,7 +362,11 @@ impl Kubelet {
             .unwrap_or_default()
     }
 
-    async fn sync_running(self: &Arc<Self>, pod: &Pod, uid: &str) -> Result<Option<Duration>, AgentError> {
+    async fn sync_running(
+        self: &Arc<Self>,
+        pod: &Pod,
+        uid: &str,
+    ) -> Result<Option<Duration>, AgentError> {
         let spec = pod.spec.clone().expect("pods have a spec");
         let now = self.clock.now();
         let mut observed = Observed {
@@ -339,7 +375,7 @@ impl Kubelet {
         };
         let host_network = spec.host_network.unwrap_or(false);
         let mut requeue: Option<Duration> = None;
-        let mut soon = |d: Duration, requeue: &mut Option<Duration>| {
+        let soon = |d: Duration, requeue: &mut Option<Duration>| {
             *requeue = Some(requeue.map_or(d, |r| r.min(d)));
         };
 
@@ -396,7 +432,10 @@ impl Kubelet {
                             self.clock.as_ref(),
                             &involved(pod),
                             "FailedMount",
-                            &format!("MountVolume.SetUp failed for volume \"{}\" : {e}", volume.name),
+                            &format!(
+                                "MountVolume.SetUp failed for volume \"{}\" : {e}",
+                                volume.name
+                            ),
                         )
                         .await;
                     let (runs, _) = self.runs(uid);
@@ -409,7 +448,9 @@ impl Kubelet {
 
         let (runs, metas) = self.runs(uid);
         for (name, meta) in &metas {
-            observed.image_ids.insert(name.clone(), meta.image_ref.clone());
+            observed
+                .image_ids
+                .insert(name.clone(), meta.image_ref.clone());
         }
         let hashes: HashMap<String, String> = spec
             .init_containers
@@ -437,7 +478,10 @@ impl Kubelet {
                     self.clock.as_ref(),
                     &involved(pod),
                     "BackOff",
-                    &format!("Back-off restarting failed container {name} in pod {}", pod_ref(pod)),
+                    &format!(
+                        "Back-off restarting failed container {name} in pod {}",
+                        pod_ref(pod)
+                    ),
                 )
                 .await;
         }
@@ -460,7 +504,10 @@ impl Kubelet {
                         .await;
                     let me = self.clone();
                     let key = crate::client::informer::key_of(&pod.metadata);
-                    let grace = spec.termination_grace_period_seconds.unwrap_or(DEFAULT_GRACE).max(0) as u64;
+                    let grace = spec
+                        .termination_grace_period_seconds
+                        .unwrap_or(DEFAULT_GRACE)
+                        .max(0) as u64;
                     tokio::spawn(async move {
                         let _ = me.runtime.stop(&id, Duration::from_secs(grace)).await;
                         me.queue.add(&key);
@@ -492,12 +539,31 @@ impl Kubelet {
                         allocatable: &allocatable,
                         hash: hashes.get(&container).cloned().unwrap_or_default(),
                     };
+                    let failure_key = backoff::key(uid, &container);
+                    if let Some((waiting, remaining)) = self.recent_start_failure(&failure_key) {
+                        observed.waiting.insert(container.clone(), waiting);
+                        soon(remaining, &mut requeue);
+                        continue;
+                    }
                     match self.start_container(start).await {
                         Ok(image) => {
-                            observed.image_ids.insert(container.clone(), image.repo_digest);
+                            self.start_failures
+                                .lock()
+                                .expect("lock")
+                                .remove(&failure_key);
+                            observed
+                                .image_ids
+                                .insert(container.clone(), image.repo_digest);
                             started_any = true;
                         }
                         Err(StartFailure::Waiting(w, retry)) => {
+                            // Pull failures have their own back-off in ensure_image.
+                            if !matches!(w.reason.as_str(), "ErrImagePull" | "ImagePullBackOff") {
+                                self.start_failures.lock().expect("lock").insert(
+                                    failure_key,
+                                    (std::time::Instant::now(), w.clone(), retry),
+                                );
+                            }
                             observed.waiting.insert(container.clone(), w);
                             soon(retry, &mut requeue);
                         }
@@ -520,7 +586,10 @@ impl Kubelet {
         let key = crate::client::informer::key_of(&pod.metadata);
         for runs in observed.runs.values() {
             let Some(run) = &runs.latest else { continue };
-            if !matches!(run.state, ContainerState::Running(_) | ContainerState::Created) {
+            if !matches!(
+                run.state,
+                ContainerState::Running(_) | ContainerState::Created
+            ) {
                 continue;
             }
             if !self.watched.lock().expect("lock").insert(run.id.clone()) {
@@ -539,14 +608,27 @@ impl Kubelet {
 
     fn collect_termination_messages(&self, pod: &Pod, uid: &str, observed: &mut Observed) {
         let spec = pod.spec.as_ref().expect("pods have a spec");
-        for c in spec.init_containers.iter().flatten().chain(&spec.containers) {
+        for c in spec
+            .init_containers
+            .iter()
+            .flatten()
+            .chain(&spec.containers)
+        {
             let Some(run) = observed.runs.get(&c.name).and_then(|r| r.latest.clone()) else {
                 continue;
             };
-            let ContainerState::Exited(exit) = &run.state else { continue };
-            let file = termination_file(&sandbox::pod_dir(&self.config.data_dir, uid), &c.name, &run.id);
+            let ContainerState::Exited(exit) = &run.state else {
+                continue;
+            };
+            let file = termination_file(
+                &sandbox::pod_dir(&self.config.data_dir, uid),
+                &c.name,
+                &run.id,
+            );
             let mut message = std::fs::read(&file)
-                .map(|b| String::from_utf8_lossy(&b[..b.len().min(MAX_TERMINATION_MESSAGE)]).into_owned())
+                .map(|b| {
+                    String::from_utf8_lossy(&b[..b.len().min(MAX_TERMINATION_MESSAGE)]).into_owned()
+                })
                 .unwrap_or_default();
             if message.is_empty()
                 && exit.exit_code != 0
@@ -556,12 +638,19 @@ impl Kubelet {
                 message = log_tail(&log);
             }
             if !message.is_empty() {
-                observed.termination_messages.insert(c.name.clone(), message);
+                observed
+                    .termination_messages
+                    .insert(c.name.clone(), message);
             }
         }
     }
 
-    async fn write_status(&self, pod: &Pod, observed: &Observed, now: jiff::Timestamp) -> Result<(), AgentError> {
+    async fn write_status(
+        &self,
+        pod: &Pod,
+        observed: &Observed,
+        now: jiff::Timestamp,
+    ) -> Result<(), AgentError> {
         let status = status::pod_status(pod, observed, now);
         let new = serde_json::to_value(&status).unwrap_or_default();
         let old = serde_json::to_value(pod.status.clone().unwrap_or_default()).unwrap_or_default();
@@ -583,7 +672,13 @@ impl Kubelet {
 
     /// The image for a container: local when the policy allows, pulled otherwise, behind the pull
     /// back-off; failures become ErrImagePull / ImagePullBackOff / ErrImageNeverPull.
-    async fn ensure_image(&self, pod: &Pod, uid: &str, c: &Container, sources: &Sources) -> Result<Image, StartFailure> {
+    async fn ensure_image(
+        &self,
+        pod: &Pod,
+        uid: &str,
+        c: &Container,
+        sources: &Sources,
+    ) -> Result<Image, StartFailure> {
         let image = c.image.clone().unwrap_or_default();
         let policy = c
             .image_pull_policy
@@ -613,11 +708,15 @@ impl Kubelet {
                 return Ok(img);
             }
             (PullPolicy::Never, None) => {
-                let message = format!(
-                    "Container image \"{image}\" is not present with pull policy of Never"
-                );
+                let message =
+                    format!("Container image \"{image}\" is not present with pull policy of Never");
                 self.events
-                    .warning(self.clock.as_ref(), &involved(pod), "ErrImageNeverPull", &message)
+                    .warning(
+                        self.clock.as_ref(),
+                        &involved(pod),
+                        "ErrImageNeverPull",
+                        &message,
+                    )
                     .await;
                 return Err(wait("ErrImageNeverPull", message, Duration::from_secs(10)));
             }
@@ -627,7 +726,8 @@ impl Kubelet {
         // A failed pull is retried behind the back-off; the last failure is what it reports meanwhile.
         if let Some(last) = self.last_pull_failure(&key) {
             if let Decision::Wait { remaining, .. } =
-                self.image_backoff.decide(&key, last.elapsed(), Duration::ZERO)
+                self.image_backoff
+                    .decide(&key, last.elapsed(), Duration::ZERO)
             {
                 return Err(wait(
                     "ImagePullBackOff",
@@ -637,7 +737,12 @@ impl Kubelet {
             }
         }
         self.events
-            .normal(self.clock.as_ref(), &involved(pod), "Pulling", &format!("Pulling image \"{image}\""))
+            .normal(
+                self.clock.as_ref(),
+                &involved(pod),
+                "Pulling",
+                &format!("Pulling image \"{image}\""),
+            )
             .await;
         let secrets = pod
             .spec
@@ -684,16 +789,30 @@ impl Kubelet {
                     .warning(self.clock.as_ref(), &involved(pod), "Failed", &message)
                     .await;
                 self.events
-                    .warning(self.clock.as_ref(), &involved(pod), "Failed", "Error: ErrImagePull")
+                    .warning(
+                        self.clock.as_ref(),
+                        &involved(pod),
+                        "Failed",
+                        "Error: ErrImagePull",
+                    )
                     .await;
                 self.pull_failures
                     .lock()
                     .expect("lock")
                     .insert(key.clone(), std::time::Instant::now());
-                self.image_backoff.decide(&key, Duration::ZERO, Duration::ZERO);
+                self.image_backoff
+                    .decide(&key, Duration::ZERO, Duration::ZERO);
                 Err(wait("ErrImagePull", message, backoff::INITIAL))
             }
         }
+    }
+
+    /// A start failure still within its retry time: what to report and how long until the retry.
+    fn recent_start_failure(&self, key: &str) -> Option<(Waiting, Duration)> {
+        let failures = self.start_failures.lock().expect("lock");
+        let (at, waiting, retry) = failures.get(key)?;
+        let elapsed = at.elapsed();
+        (elapsed < *retry).then(|| (waiting.clone(), *retry - elapsed))
     }
 
     fn last_pull_failure(&self, key: &str) -> Option<std::time::Instant> {
@@ -728,7 +847,12 @@ impl Kubelet {
             Ok(env) => env,
             Err(message) => {
                 self.events
-                    .warning(self.clock.as_ref(), &involved(pod), "Failed", &format!("Error: {message}"))
+                    .warning(
+                        self.clock.as_ref(),
+                        &involved(pod),
+                        "Failed",
+                        &format!("Error: {message}"),
+                    )
                     .await;
                 return Err(config_error(message));
             }
@@ -772,7 +896,12 @@ impl Kubelet {
             Ok(config) => config,
             Err(message) => {
                 self.events
-                    .warning(self.clock.as_ref(), &involved(pod), "Failed", &format!("Error: {message}"))
+                    .warning(
+                        self.clock.as_ref(),
+                        &involved(pod),
+                        "Failed",
+                        &format!("Error: {message}"),
+                    )
                     .await;
                 return Err(config_error(message));
             }
@@ -805,17 +934,32 @@ impl Kubelet {
             let _ = self.runtime.remove(&id);
             let message = e.to_string();
             self.events
-                .warning(self.clock.as_ref(), &involved(pod), "Failed", &format!("Error: {message}"))
+                .warning(
+                    self.clock.as_ref(),
+                    &involved(pod),
+                    "Failed",
+                    &format!("Error: {message}"),
+                )
                 .await;
             return Err(run_error(message));
         }
         self.events
-            .normal(self.clock.as_ref(), &involved(pod), "Created", &format!("Created container {}", c.name))
+            .normal(
+                self.clock.as_ref(),
+                &involved(pod),
+                "Created",
+                &format!("Created container {}", c.name),
+            )
             .await;
         match self.runtime.start(&id).await {
             Ok(_) => {
                 self.events
-                    .normal(self.clock.as_ref(), &involved(pod), "Started", &format!("Started container {}", c.name))
+                    .normal(
+                        self.clock.as_ref(),
+                        &involved(pod),
+                        "Started",
+                        &format!("Started container {}", c.name),
+                    )
                     .await;
                 Ok(image)
             }
@@ -823,7 +967,12 @@ impl Kubelet {
                 let _ = self.runtime.remove(&id);
                 let message = format!("failed to start container \"{}\": {e}", c.name);
                 self.events
-                    .warning(self.clock.as_ref(), &involved(pod), "Failed", &format!("Error: {message}"))
+                    .warning(
+                        self.clock.as_ref(),
+                        &involved(pod),
+                        "Failed",
+                        &format!("Error: {message}"),
+                    )
                     .await;
                 Err(run_error(message))
             }

@@ -260,7 +260,7 @@ fn mounts(config: &ContainerConfig) -> Result<Vec<Mount>, RuntimeError> {
 /// The complete config.json for a container whose root filesystem is `<bundle>/rootfs`.
 pub fn build(config: &ContainerConfig) -> Result<Spec, RuntimeError> {
     let caps = capabilities(config)?;
-    let process = ProcessBuilder::default()
+    let mut process = ProcessBuilder::default()
         .terminal(false)
         .args(config.args.clone())
         .env(config.env.clone())
@@ -285,10 +285,12 @@ pub fn build(config: &ContainerConfig) -> Result<Spec, RuntimeError> {
                 .build()
                 .map_err(spec_err)?,
         )
-        .no_new_privileges(config.no_new_privileges)
         .rlimits(vec![])
         .build()
         .map_err(spec_err)?;
+    // libcontainer loads seccomp before dropping capabilities only when noNewPrivileges is absent, not
+    // when it is false: absent is how "allowed to escalate" must be written.
+    process.set_no_new_privileges(config.no_new_privileges.then_some(true));
 
     let mut namespaces = vec![
         namespace(LinuxNamespaceType::Pid, None)?,

@@ -1,0 +1,363 @@
+//! Real pods on a real node, as root: `orch server` with its embedded agent pulls from a loopback
+//! `docker-registry` with an imagePullSecret, runs init and app containers under `orch shim`, and reports
+//! what kubectl shows — Running/Ready, CrashLoopBackOff, ImagePullBackOff with the registry's message,
+//! OOMKilled — while container output lands in CRI log files. Killing the server with `kill -9` leaves
+//! the containers running, and the restarted agent adopts them.
+
+use std::sync::Mutex;
+use std::time::Duration;
+
+use crate::harness::Server;
+use crate::registry::{busybox_archive, push_busybox, Registry};
+use crate::runtime::require_root;
+
+/// Every agent test uses the host's `orch0` bridge and the first podCIDR: one at a time.
+static NODE: Mutex<()> = Mutex::new(());
+
+fn node_lock() -> std::sync::MutexGuard<'static, ()> {
+    NODE.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn jsonpath(s: &Server, pod: &str, path: &str) -> String {
+    let out = s.kubectl(&["get", "pod", pod, "-o", &format!("jsonpath={path}")]);
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn ready_node(s: &Server) {
+    s.eventually("the node is Ready", Duration::from_secs(60), || {
+        jsonpath_node(s).contains("True")
+    });
+}
+
+fn jsonpath_node(s: &Server) -> String {
+    let out = s.kubectl(&[
+        "get",
+        "node",
+        "node",
+        "-o",
+        "jsonpath={.status.conditions[?(@.type==\"Ready\")].status}",
+    ]);
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn log_of(s: &Server, pod: &str, container: &str, attempt: u32) -> String {
+    let uid = jsonpath(s, pod, "{.metadata.uid}");
+    let path = s
+        .data_dir()
+        .join("agent/logs")
+        .join(format!("default_{pod}_{uid}"))
+        .join(container)
+        .join(format!("{attempt}.log"));
+    std::fs::read_to_string(path).unwrap_or_default()
+}
+
+fn registry_with_busybox() -> (Registry, String) {
+    let registry = Registry::start(Some(("user", "pass")));
+    push_busybox(&registry, "busybox:latest");
+    let image = format!("{}/busybox:latest", registry.host());
+    (registry, image)
+}
+
+#[test]
+fn pods_pull_with_a_secret_run_init_containers_and_log_their_output() {
+    require_root();
+    let _node = node_lock();
+    let (registry, image) = registry_with_busybox();
+    let s = Server::with_agent("", &[]);
+    ready_node(&s);
+    s.ok(&[
+        "create",
+        "secret",
+        "docker-registry",
+        "regcred",
+        &format!("--docker-server={}", registry.host()),
+        "--docker-username=user",
+        "--docker-password=pass",
+    ]);
+    s.ok(&[
+        "create",
+        "secret",
+        "docker-registry",
+        "wrongcred",
+        &format!("--docker-server={}", registry.host()),
+        "--docker-username=user",
+        "--docker-password=wrong",
+    ]);
+    s.ok(&[
+        "create",
+        "secret",
+        "generic",
+        "app-secret",
+        "--from-literal=password=s3cret",
+    ]);
+    s.ok(&[
+        "create",
+        "configmap",
+        "settings",
+        "--from-literal=GREETING=hello",
+    ]);
+    let manifest = format!(
+        r#"apiVersion: v1
+kind: Pod
+metadata: {{name: web}}
+spec:
+  imagePullSecrets: [{{name: regcred}}]
+  initContainers:
+  - name: prepare
+    image: {image}
+    command: [sh, -c, "echo prepared > /work/ready"]
+    volumeMounts: [{{name: work, mountPath: /work}}]
+  containers:
+  - name: app
+    image: {image}
+    command: [sh, -c, "cat /work/ready; echo $GREETING $PASSWORD from $(hostname); sleep 1000"]
+    envFrom: [{{configMapRef: {{name: settings}}}}]
+    env: [{{name: PASSWORD, valueFrom: {{secretKeyRef: {{name: app-secret, key: password}}}}}}]
+    volumeMounts: [{{name: work, mountPath: /work}}]
+  volumes: [{{name: work, emptyDir: {{}}}}]
+---
+apiVersion: v1
+kind: Pod
+metadata: {{name: bad-pull}}
+spec:
+  imagePullSecrets: [{{name: wrongcred}}]
+  containers: [{{name: app, image: "{image}"}}]
+---
+apiVersion: v1
+kind: Pod
+metadata: {{name: crash}}
+spec:
+  imagePullSecrets: [{{name: regcred}}]
+  containers:
+  - name: app
+    image: {image}
+    command: [sh, -c, "echo boom; exit 1"]
+---
+apiVersion: v1
+kind: Pod
+metadata: {{name: hog}}
+spec:
+  restartPolicy: Never
+  imagePullSecrets: [{{name: regcred}}]
+  containers:
+  - name: app
+    image: {image}
+    command: [sh, -c, "tail /dev/zero"]
+    resources: {{limits: {{memory: 16Mi}}}}
+"#
+    );
+    let file = s.write("pods.yaml", &manifest);
+    s.ok(&["apply", "-f", file.to_str().unwrap()]);
+
+    s.eventually("web is Ready", Duration::from_secs(90), || {
+        jsonpath(
+            &s,
+            "web",
+            "{.status.conditions[?(@.type==\"Ready\")].status}",
+        ) == "True"
+    });
+    assert_eq!(jsonpath(&s, "web", "{.status.phase}"), "Running");
+    let ip = jsonpath(&s, "web", "{.status.podIP}");
+    assert!(ip.starts_with("10.42.0."), "pod IP {ip:?}");
+    assert_eq!(
+        jsonpath(
+            &s,
+            "web",
+            "{.status.initContainerStatuses[0].state.terminated.reason}"
+        ),
+        "Completed"
+    );
+    assert!(jsonpath(&s, "web", "{.status.containerStatuses[0].imageID}").contains("@sha256:"));
+    s.eventually("web's output in its log", Duration::from_secs(20), || {
+        let log = log_of(&s, "web", "app", 0);
+        log.contains(" stdout F prepared") && log.contains(" stdout F hello s3cret from web")
+    });
+    let describe = s.ok(&["describe", "pod", "web"]);
+    for event in ["Pulling", "Pulled", "Created", "Started"] {
+        assert!(describe.contains(event), "{event} missing in:\n{describe}");
+    }
+
+    s.eventually(
+        "bad-pull backs off with the registry's message",
+        Duration::from_secs(60),
+        || {
+            let reason = jsonpath(
+                &s,
+                "bad-pull",
+                "{.status.containerStatuses[0].state.waiting.reason}",
+            );
+            reason == "ImagePullBackOff" || reason == "ErrImagePull"
+        },
+    );
+    let describe = s.ok(&["describe", "pod", "bad-pull"]);
+    assert!(
+        describe.contains("401 Unauthorized") && describe.contains("authentication required"),
+        "{describe}"
+    );
+    s.eventually("ImagePullBackOff", Duration::from_secs(30), || {
+        jsonpath(
+            &s,
+            "bad-pull",
+            "{.status.containerStatuses[0].state.waiting.reason}",
+        ) == "ImagePullBackOff"
+    });
+
+    s.eventually("crash loops", Duration::from_secs(60), || {
+        let restarts: u32 = jsonpath(&s, "crash", "{.status.containerStatuses[0].restartCount}")
+            .parse()
+            .unwrap_or(0);
+        restarts >= 2
+            && jsonpath(
+                &s,
+                "crash",
+                "{.status.containerStatuses[0].state.waiting.reason}",
+            ) == "CrashLoopBackOff"
+    });
+    assert_eq!(
+        jsonpath(
+            &s,
+            "crash",
+            "{.status.containerStatuses[0].lastState.terminated.exitCode}"
+        ),
+        "1"
+    );
+    assert!(log_of(&s, "crash", "app", 0).contains(" stdout F boom"));
+    let message = jsonpath(
+        &s,
+        "crash",
+        "{.status.containerStatuses[0].state.waiting.message}",
+    );
+    assert!(
+        message.starts_with("back-off 10s") || message.starts_with("back-off 20s"),
+        "{message}"
+    );
+    assert!(s
+        .ok(&["describe", "pod", "crash"])
+        .contains("Back-off restarting failed container app"));
+
+    s.eventually("hog is OOM-killed", Duration::from_secs(60), || {
+        jsonpath(&s, "hog", "{.status.phase}") == "Failed"
+    });
+    assert_eq!(
+        jsonpath(
+            &s,
+            "hog",
+            "{.status.containerStatuses[0].state.terminated.reason}"
+        ),
+        "OOMKilled"
+    );
+    assert_eq!(
+        jsonpath(
+            &s,
+            "hog",
+            "{.status.containerStatuses[0].state.terminated.exitCode}"
+        ),
+        "137"
+    );
+
+    // Deleting a pod stops its container (sleep ignores SIGTERM as pid 1: the grace period ends it).
+    s.ok(&[
+        "delete",
+        "pod",
+        "web",
+        "--grace-period=1",
+        "--wait=true",
+        "--timeout=60s",
+    ]);
+    let running = std::fs::read_dir(s.data_dir().join("agent/containers"))
+        .unwrap()
+        .flatten()
+        .filter(|e| {
+            std::fs::read_to_string(e.path().join("meta.json")).is_ok_and(|m| m.contains("\"web\""))
+        })
+        .count();
+    assert_eq!(running, 0, "web's containers are removed");
+}
+
+#[test]
+fn containers_survive_a_killed_agent_and_are_adopted_after_restart() {
+    require_root();
+    let _node = node_lock();
+    let mut s = Server::with_agent("", &[]);
+    ready_node(&s);
+    // An image imported from a tarball runs with imagePullPolicy Never: no registry at all.
+    let archive = s.dir.path().join("busybox.tar");
+    busybox_archive(&archive);
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_orch"))
+        .args(["images", "import"])
+        .arg(&archive)
+        .arg("--data-dir")
+        .arg(s.data_dir())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let manifest = r#"apiVersion: v1
+kind: Pod
+metadata: {name: survivor}
+spec:
+  containers:
+  - {name: app, image: busybox:latest, imagePullPolicy: Never, command: [sleep, "1000"]}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: finisher}
+spec:
+  restartPolicy: Never
+  containers:
+  - {name: app, image: busybox:latest, imagePullPolicy: Never, command: [sh, -c, "sleep 6; exit 3"]}
+"#;
+    let file = s.write("pods.yaml", manifest);
+    s.ok(&["apply", "-f", file.to_str().unwrap()]);
+    for pod in ["survivor", "finisher"] {
+        s.eventually(&format!("{pod} runs"), Duration::from_secs(60), || {
+            jsonpath(&s, pod, "{.status.phase}") == "Running"
+        });
+    }
+    let survivor_id = jsonpath(&s, "survivor", "{.status.containerStatuses[0].containerID}");
+    let id = survivor_id.trim_start_matches("orch://").to_string();
+    let pid_file = s.data_dir().join("agent/containers").join(&id).join("pid");
+    let pid: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&pid_file).unwrap()).unwrap();
+    let pid = pid["pid"].as_i64().unwrap() as i32;
+
+    s.kill(); // SIGKILL: server and embedded agent gone at once
+    std::thread::sleep(Duration::from_secs(7));
+    assert!(
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_ok(),
+        "the container outlived its agent"
+    );
+    s.spawn();
+    s.eventually(
+        "finisher's exit is reported",
+        Duration::from_secs(60),
+        || jsonpath(&s, "finisher", "{.status.phase}") == "Failed",
+    );
+    assert_eq!(
+        jsonpath(
+            &s,
+            "finisher",
+            "{.status.containerStatuses[0].state.terminated.exitCode}"
+        ),
+        "3"
+    );
+    // Give the restarted agent a few syncs: the survivor must not be restarted.
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(
+        jsonpath(&s, "survivor", "{.status.containerStatuses[0].containerID}"),
+        survivor_id
+    );
+    assert_eq!(
+        jsonpath(
+            &s,
+            "survivor",
+            "{.status.containerStatuses[0].restartCount}"
+        ),
+        "0"
+    );
+    assert_eq!(jsonpath(&s, "survivor", "{.status.phase}"), "Running");
+    assert!(nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_ok());
+}
