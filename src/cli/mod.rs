@@ -31,6 +31,9 @@ pub enum Command {
     /// The per-container supervisor the agent starts (internal).
     #[command(hide = true)]
     Shim(crate::shim::ShimArgs),
+    /// Runs a command inside a running container (internal: probes and hooks).
+    #[command(hide = true)]
+    ShimExec(crate::shim::exec::ShimExecArgs),
     /// Manage this node's images: import tarballs, list, pull, remove.
     Images(Box<images::ImagesArgs>),
     /// Run kubectl against this machine's cluster (KUBECONFIG defaults to the server's kubeconfig).
@@ -78,10 +81,12 @@ pub fn main() -> anyhow::Result<()> {
     if invoked_as == "kubectl" {
         return kubectl::run(args.split_off(1));
     }
-    if args.get(1).map(String::as_str) == Some("shim") {
-        // The shim starts once per container: no config file, nothing but its own flags.
-        if let Command::Shim(a) = Cli::parse_from(&args).command {
-            std::process::exit(crate::shim::run(a));
+    if matches!(args.get(1).map(String::as_str), Some("shim" | "shim-exec")) {
+        // Shims start once per container or probe: no config file, nothing but their own flags.
+        match Cli::parse_from(&args).command {
+            Command::Shim(a) => std::process::exit(crate::shim::run(a)),
+            Command::ShimExec(a) => std::process::exit(crate::shim::exec::run(a)),
+            _ => {}
         }
     }
     let args = config_file::with_config_file(args)?;
@@ -92,5 +97,6 @@ pub fn main() -> anyhow::Result<()> {
         Command::Images(a) => images::run(*a),
         Command::Kubectl { args } => kubectl::run(args),
         Command::Shim(a) => std::process::exit(crate::shim::run(a)),
+        Command::ShimExec(a) => std::process::exit(crate::shim::exec::run(a)),
     }
 }

@@ -6,6 +6,7 @@
 //! CRI-format log file until the init exits, and writes the exit record atomically into the container
 //! directory before deleting the container. The agent may die and restart meanwhile: nothing here needs it.
 
+pub mod exec;
 mod log;
 
 use std::fs::{self, File};

@@ -93,7 +93,7 @@ impl Fixture {
             ..Default::default()
         };
         self.runtime
-            .create(&meta, &config, &[self.layer.clone()])
+            .create(&meta, &config, std::slice::from_ref(&self.layer))
             .unwrap();
         id
     }
@@ -175,5 +175,53 @@ async fn a_container_over_its_memory_limit_is_oom_killed() {
         .unwrap();
     assert_eq!(exit.exit_code, 137, "{exit:?}");
     assert!(exit.oom_killed, "{exit:?}");
+    f.runtime.remove(&id).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exec_runs_a_command_inside_the_running_container() {
+    let f = fixture();
+    let id = f.create(
+        &["sh", "-c", "echo inside > /tmp/marker; sleep 1000"],
+        Resources::default(),
+    );
+    f.runtime.start(&id).await.unwrap();
+    let command = |args: &[&str]| args.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    let mut result = None;
+    for _ in 0..50 {
+        result = f
+            .runtime
+            .exec(
+                &id,
+                &command(&["cat", "/tmp/marker"]),
+                Duration::from_secs(10),
+            )
+            .await
+            .unwrap();
+        if result.as_ref().is_some_and(|(code, _)| *code == 0) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (code, output) = result.expect("finished in time");
+    assert_eq!((code, output.trim()), (0, "inside"));
+    let (code, output) = f
+        .runtime
+        .exec(
+            &id,
+            &command(&["sh", "-c", "hostname; exit 4"]),
+            Duration::from_secs(10),
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((code, output.trim()), (4, "p"));
+    let timed_out = f
+        .runtime
+        .exec(&id, &command(&["sleep", "30"]), Duration::from_millis(500))
+        .await
+        .unwrap();
+    assert!(timed_out.is_none());
+    f.runtime.stop(&id, Duration::ZERO).await.unwrap();
     f.runtime.remove(&id).unwrap();
 }

@@ -338,6 +338,39 @@ impl Runtime {
         fs::remove_dir_all(&dir).map_err(io_err("removing", &dir))
     }
 
+    /// Runs `command` inside the running container (through `orch shim-exec`) and returns its exit code
+    /// and combined output; None when it did not finish within `timeout` (it is then killed).
+    pub async fn exec(
+        &self,
+        id: &str,
+        command: &[String],
+        timeout: Duration,
+    ) -> Result<Option<(i32, String)>, RuntimeError> {
+        let child = tokio::process::Command::new(&self.config.shim_executable)
+            .arg("shim-exec")
+            .arg("--id")
+            .arg(id)
+            .arg("--state-root")
+            .arg(&self.config.state_root)
+            .arg("--")
+            .args(command)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(io_err("running", &self.config.shim_executable))?;
+        match tokio::time::timeout(timeout, child.wait_with_output()).await {
+            Err(_) => Ok(None),
+            Ok(Err(e)) => Err(io_err("running", &self.config.shim_executable)(e)),
+            Ok(Ok(out)) => {
+                let mut text = String::from_utf8_lossy(&out.stdout).into_owned();
+                text.push_str(&String::from_utf8_lossy(&out.stderr));
+                Ok(Some((out.status.code().unwrap_or(126), text)))
+            }
+        }
+    }
+
     /// Whether a container that shows as `Created` still has a shim working on it; one that does not will
     /// never start and must be removed.
     pub fn is_abandoned(&self, id: &str) -> bool {
