@@ -299,30 +299,50 @@ impl Drop for Server {
     }
 }
 
-/// Containers outlive their agent by design; a finished test kills them and unmounts what the agent
-/// mounted under its data dir (overlay roots, tmpfs volumes) so the temporary directory can go.
+/// Containers outlive their agent by design; a finished test kills them, deletes its pods' network
+/// interfaces and unmounts what the agent mounted under its directories (overlay roots, tmpfs volumes,
+/// network namespaces) so the temporary directory can go.
 pub fn clean_up_containers(data_dir: &Path) {
     let containers = data_dir.join("agent/containers");
-    for entry in std::fs::read_dir(&containers)
-        .into_iter()
+    // Twice: a shim that was starting when the server died reports its container a moment later.
+    for _ in 0..2 {
+        for entry in std::fs::read_dir(&containers)
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            let pid_file = entry.path().join("pid");
+            let Ok(text) = std::fs::read_to_string(&pid_file) else {
+                continue;
+            };
+            let Ok(v) = serde_json::from_str::<serde_json::Value>(&text) else {
+                continue;
+            };
+            if let Some(pid) = v["pid"].as_i64() {
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(pid as i32),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
+            }
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let run_dir = data_dir.parent().map(|p| p.join("run/netns"));
+    for netns in run_dir
+        .iter()
+        .flat_map(std::fs::read_dir)
         .flatten()
         .flatten()
     {
-        let pid_file = entry.path().join("pid");
-        if let Ok(text) = std::fs::read_to_string(&pid_file) {
-            if let Ok(v) = serde_json::from_str::<serde_json::Value>(&text) {
-                if let Some(pid) = v["pid"].as_i64() {
-                    let _ = nix::sys::signal::kill(
-                        nix::unistd::Pid::from_raw(pid as i32),
-                        nix::sys::signal::Signal::SIGKILL,
-                    );
-                }
-            }
-        }
+        // Deleting the pod end of a veth pair deletes the host end on the bridge too.
+        let _ = Command::new("nsenter")
+            .arg(format!("--net={}", netns.path().display()))
+            .args(["ip", "link", "del", "eth0"])
+            .output();
     }
     std::thread::sleep(Duration::from_millis(200));
     let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap_or_default();
-    let prefix = data_dir.display().to_string();
+    let prefix = data_dir.parent().unwrap_or(data_dir).display().to_string();
     let mut targets: Vec<&str> = mounts
         .lines()
         .filter_map(|l| l.split_whitespace().nth(1))

@@ -281,20 +281,7 @@ fn containers_survive_a_killed_agent_and_are_adopted_after_restart() {
     let mut s = Server::with_agent("", &[]);
     ready_node(&s);
     // An image imported from a tarball runs with imagePullPolicy Never: no registry at all.
-    let archive = s.dir.path().join("busybox.tar");
-    busybox_archive(&archive);
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_orch"))
-        .args(["images", "import"])
-        .arg(&archive)
-        .arg("--data-dir")
-        .arg(s.data_dir())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    import_busybox(&s);
     let manifest = r#"apiVersion: v1
 kind: Pod
 metadata: {name: survivor}
@@ -360,4 +347,137 @@ spec:
     );
     assert_eq!(jsonpath(&s, "survivor", "{.status.phase}"), "Running");
     assert!(nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_ok());
+}
+
+fn import_busybox(s: &Server) {
+    let archive = s.dir.path().join("busybox.tar");
+    busybox_archive(&archive);
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_orch"))
+        .args(["images", "import"])
+        .arg(&archive)
+        .arg("--data-dir")
+        .arg(s.data_dir())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn probes_decide_readiness_and_restarts_and_hooks_run() {
+    require_root();
+    let _node = node_lock();
+    let s = Server::with_agent("", &[]);
+    ready_node(&s);
+    import_busybox(&s);
+    let host_dir = s.dir.path().join("hostdir");
+    std::fs::create_dir_all(&host_dir).unwrap();
+    let manifest = format!(
+        r#"apiVersion: v1
+kind: Pod
+metadata: {{name: probed}}
+spec:
+  containers:
+  - name: app
+    image: busybox:latest
+    imagePullPolicy: Never
+    command: [sh, -c, "sleep 3; echo ok > /ready; sleep 1000"]
+    readinessProbe: {{exec: {{command: [cat, /ready]}}, periodSeconds: 1, failureThreshold: 1}}
+  - name: listener
+    image: busybox:latest
+    imagePullPolicy: Never
+    command: [nc, -ll, -p, "8080", -e, "true"]
+    ports: [{{name: service, containerPort: 8080}}]
+    readinessProbe: {{tcpSocket: {{port: service}}, periodSeconds: 1}}
+---
+apiVersion: v1
+kind: Pod
+metadata: {{name: live}}
+spec:
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: app
+    image: busybox:latest
+    imagePullPolicy: Never
+    command: [sh, -c, "sleep 2; echo > /dead; sleep 1000"]
+    livenessProbe: {{exec: {{command: [sh, -c, "! cat /dead"]}}, periodSeconds: 1, failureThreshold: 1}}
+---
+apiVersion: v1
+kind: Pod
+metadata: {{name: hooks}}
+spec:
+  terminationGracePeriodSeconds: 10
+  containers:
+  - name: app
+    image: busybox:latest
+    imagePullPolicy: Never
+    command: [sh, -c, "sleep 1; cat /host/post; sleep 1000"]
+    volumeMounts: [{{name: host, mountPath: /host}}]
+    lifecycle:
+      postStart: {{exec: {{command: [sh, -c, "echo started > /host/post"]}}}}
+      preStop: {{exec: {{command: [sh, -c, "echo stopping > /host/prestop"]}}}}
+  volumes: [{{name: host, hostPath: {{path: {host}, type: Directory}}}}]
+"#,
+        host = host_dir.display()
+    );
+    let file = s.write("probes.yaml", &manifest);
+    s.ok(&["apply", "-f", file.to_str().unwrap()]);
+
+    s.eventually(
+        "probed runs but is not ready yet",
+        Duration::from_secs(60),
+        || jsonpath(&s, "probed", "{.status.phase}") == "Running",
+    );
+    assert_eq!(
+        jsonpath(
+            &s,
+            "probed",
+            "{.status.conditions[?(@.type==\"Ready\")].status}"
+        ),
+        "False",
+        "the readiness probe fails for the first 3 seconds"
+    );
+    s.eventually("probed becomes ready", Duration::from_secs(30), || {
+        jsonpath(
+            &s,
+            "probed",
+            "{.status.conditions[?(@.type==\"Ready\")].status}",
+        ) == "True"
+    });
+    assert_eq!(
+        jsonpath(&s, "probed", "{.status.containerStatuses[*].ready}"),
+        "true true"
+    );
+    assert!(s
+        .ok(&["describe", "pod", "probed"])
+        .contains("Readiness probe failed"));
+
+    s.eventually(
+        "live is restarted by its liveness probe",
+        Duration::from_secs(60),
+        || {
+            jsonpath(&s, "live", "{.status.containerStatuses[0].restartCount}")
+                .parse::<u32>()
+                .unwrap_or(0)
+                >= 1
+        },
+    );
+    assert!(s
+        .ok(&["describe", "pod", "live"])
+        .contains("Container app failed liveness probe, will be restarted"));
+
+    s.eventually(
+        "the postStart hook ran before the app read its file",
+        Duration::from_secs(30),
+        || log_of(&s, "hooks", "app", 0).contains(" stdout F started"),
+    );
+    s.ok(&["delete", "pod", "hooks", "--wait=true", "--timeout=60s"]);
+    assert_eq!(
+        std::fs::read_to_string(host_dir.join("prestop")).unwrap_or_default(),
+        "stopping\n",
+        "the preStop hook ran before the container stopped"
+    );
 }

@@ -8,6 +8,7 @@ pub mod backoff;
 pub mod container;
 pub mod env;
 pub mod plan;
+pub mod probes;
 pub mod sandbox;
 pub mod status;
 mod sync;
@@ -80,6 +81,7 @@ pub(crate) struct Kubelet {
     pub known: Mutex<HashMap<String, String>>,
     /// Pod uids whose containers are being stopped in the background.
     pub terminating: Mutex<HashSet<String>>,
+    pub probes: probes::ProbeResults,
     /// Containers with a task waiting for their exit.
     pub watched: Mutex<HashSet<String>>,
 }
@@ -176,6 +178,7 @@ pub async fn run(
         known: Default::default(),
         terminating: Default::default(),
         watched: Default::default(),
+        probes: Default::default(),
     });
     {
         let queue = kubelet.queue.clone();

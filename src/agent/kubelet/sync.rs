@@ -20,7 +20,7 @@ use super::backoff::{self, Decision};
 use super::env::Sources;
 use super::plan::{self, Action, Run, Runs};
 use super::status::{self, Observed, Waiting};
-use super::{container, env, sandbox, volumes, Kubelet};
+use super::{container, env, probes, sandbox, volumes, Kubelet};
 use crate::agent::image::reference::PullPolicy;
 use crate::agent::image::{Credentials, Image};
 use crate::agent::runtime::{new_container_id, ContainerMeta, ContainerState};
@@ -60,7 +60,7 @@ impl Kubelet {
         let Some(pod) = self.pods.get(key) else {
             let uid = self.known.lock().expect("known lock").remove(key);
             if let Some(uid) = uid {
-                self.kill_pod(&uid, Duration::ZERO).await;
+                self.kill_pod(&uid, None, Duration::ZERO).await;
                 self.release_pod(&uid).await;
             }
             return Ok(None);
@@ -117,8 +117,10 @@ impl Kubelet {
                 let me = self.clone();
                 let uid = uid.to_string();
                 let key = key.to_string();
+                let pod = pod.clone();
                 tokio::spawn(async move {
-                    me.kill_pod(&uid, Duration::from_secs(grace as u64)).await;
+                    me.kill_pod(&uid, Some(&pod), Duration::from_secs(grace as u64))
+                        .await;
                     me.terminating.lock().expect("lock").remove(&uid);
                     me.queue.add(&key);
                 });
@@ -154,23 +156,61 @@ impl Kubelet {
             .collect()
     }
 
-    /// Stops every container of the pod, all at once, each with `grace`.
-    pub(super) async fn kill_pod(&self, uid: &str, grace: Duration) {
+    /// Stops every container of the pod, all at once, each with `grace` (preStop hooks included when the
+    /// pod is known).
+    pub(super) async fn kill_pod(&self, uid: &str, pod: Option<&Pod>, grace: Duration) {
         let stops = self
             .running_containers(uid)
             .into_iter()
-            .map(|(id, _)| async move {
-                if let Err(e) = self.runtime.stop(&id, grace).await {
-                    tracing::warn!(container = %id, error = %e, "stopping a container");
+            .map(|(id, name)| async move {
+                match pod {
+                    Some(pod) => self.stop_container(pod, &name, &id, grace).await,
+                    None => {
+                        if let Err(e) = self.runtime.stop(&id, grace).await {
+                            tracing::warn!(container = %id, error = %e, "stopping a container");
+                        }
+                    }
                 }
             });
         futures_util::future::join_all(stops).await;
+    }
+
+    /// kubelet's killContainer: the preStop hook within the grace period, then SIGTERM and, when the rest
+    /// of the grace period is over, SIGKILL.
+    pub(super) async fn stop_container(&self, pod: &Pod, name: &str, id: &str, grace: Duration) {
+        let started = std::time::Instant::now();
+        let container = pod.spec.as_ref().and_then(|s| {
+            s.init_containers
+                .iter()
+                .flatten()
+                .chain(&s.containers)
+                .find(|c| c.name == name)
+        });
+        let pre_stop = container.and_then(|c| c.lifecycle.as_ref()?.pre_stop.as_ref());
+        if let (Some(hook), Some(c)) = (pre_stop, container) {
+            let target = probes::target(pod, c, id);
+            if let Err(why) = probes::run_hook(self, hook, &target, grace).await {
+                self.events
+                    .warning(
+                        self.clock.as_ref(),
+                        &involved(pod),
+                        "FailedPreStopHook",
+                        &format!("PreStopHook failed: {why}"),
+                    )
+                    .await;
+            }
+        }
+        let remaining = grace.saturating_sub(started.elapsed());
+        if let Err(e) = self.runtime.stop(id, remaining).await {
+            tracing::warn!(container = %id, error = %e, "stopping a container");
+        }
     }
 
     /// Removes what a pod had on the node once its containers are stopped.
     pub(super) async fn release_pod(&self, uid: &str) {
         for meta in self.runtime.list().unwrap_or_default() {
             if meta.pod_uid == uid {
+                self.probes.forget(&meta.id);
                 if let Err(e) = self.runtime.remove(&meta.id) {
                     tracing::warn!(container = %meta.id, error = %e, "removing a container");
                 }
@@ -220,7 +260,7 @@ impl Kubelet {
         }
         for uid in orphans {
             tracing::info!(pod = %uid, "removing what is left of a pod that is gone");
-            self.kill_pod(&uid, Duration::ZERO).await;
+            self.kill_pod(&uid, None, Duration::ZERO).await;
             self.release_pod(&uid).await;
         }
     }
@@ -491,6 +531,7 @@ impl Kubelet {
         observed.runs = runs;
 
         let mut started_any = false;
+        let mut started_now: Vec<String> = Vec::new();
         for action in plan.actions {
             match action {
                 Action::Kill { id, container } => {
@@ -508,8 +549,10 @@ impl Kubelet {
                         .termination_grace_period_seconds
                         .unwrap_or(DEFAULT_GRACE)
                         .max(0) as u64;
+                    let pod = pod.clone();
                     tokio::spawn(async move {
-                        let _ = me.runtime.stop(&id, Duration::from_secs(grace)).await;
+                        me.stop_container(&pod, &container, &id, Duration::from_secs(grace))
+                            .await;
                         me.queue.add(&key);
                     });
                 }
@@ -547,6 +590,7 @@ impl Kubelet {
                     }
                     match self.start_container(start).await {
                         Ok(image) => {
+                            started_now.push(container.clone());
                             self.start_failures
                                 .lock()
                                 .expect("lock")
@@ -575,10 +619,71 @@ impl Kubelet {
             let (runs, _) = self.runs(uid);
             observed.runs = runs;
         }
+        // Hooks and probes reach the pod at the address this sync found, which its status may not show yet.
+        let mut addressed = pod.clone();
+        addressed.status.get_or_insert_with(Default::default).pod_ip = observed.pod_ip.clone();
+        self.run_post_start_hooks(&addressed, &started_now, &observed)
+            .await;
+        self.apply_probes(&addressed, &mut observed);
         self.collect_termination_messages(pod, uid, &mut observed);
         self.watch_exits(pod, &observed);
         self.write_status(pod, &observed, now).await?;
         Ok(requeue)
+    }
+
+    /// postStart hooks of the containers just started; a failed hook kills its container, as kubelet does.
+    async fn run_post_start_hooks(&self, pod: &Pod, started: &[String], observed: &Observed) {
+        let spec = pod.spec.as_ref().expect("pods have a spec");
+        for name in started {
+            let Some(c) = spec.containers.iter().find(|c| &c.name == name) else {
+                continue;
+            };
+            let Some(hook) = c.lifecycle.as_ref().and_then(|l| l.post_start.as_ref()) else {
+                continue;
+            };
+            let Some(run) = observed.runs.get(name).and_then(|r| r.latest.as_ref()) else {
+                continue;
+            };
+            let target = probes::target(pod, c, &run.id);
+            if let Err(why) = probes::run_hook(self, hook, &target, Duration::from_secs(120)).await
+            {
+                self.events
+                    .warning(
+                        self.clock.as_ref(),
+                        &involved(pod),
+                        "FailedPostStartHook",
+                        &format!("PostStartHook failed: {why}"),
+                    )
+                    .await;
+                let grace = spec
+                    .termination_grace_period_seconds
+                    .unwrap_or(DEFAULT_GRACE)
+                    .max(0) as u64;
+                self.stop_container(pod, name, &run.id, Duration::from_secs(grace))
+                    .await;
+            }
+        }
+    }
+
+    /// Starts the probes of running containers that have none yet (just started, or adopted after an
+    /// agent restart) and reads what the probes found into the status.
+    fn apply_probes(self: &Arc<Self>, pod: &Pod, observed: &mut Observed) {
+        let spec = pod.spec.as_ref().expect("pods have a spec");
+        for c in &spec.containers {
+            let Some(run) = observed.runs.get(&c.name).and_then(|r| r.latest.clone()) else {
+                continue;
+            };
+            if !matches!(run.state, ContainerState::Running(_)) {
+                continue;
+            }
+            if self.probes.get(&run.id).is_none() {
+                probes::spawn(self.clone(), pod, c, &run.id);
+            }
+            if let Some(state) = self.probes.get(&run.id) {
+                observed.readiness.insert(c.name.clone(), state.ready);
+                observed.started.insert(c.name.clone(), state.started);
+            }
+        }
     }
 
     /// A task per running container that re-queues the pod when the container exits.

@@ -1,0 +1,355 @@
+//! Container probes and lifecycle hooks as kubelet runs them. Each running container with probes gets a
+//! task: the startup probe first (nothing else runs until it succeeds), then readiness and liveness, each
+//! with initialDelaySeconds, periodSeconds, timeoutSeconds, successThreshold and failureThreshold. Results
+//! land in a table the pod status reads; a change re-queues the pod, and a failed liveness or startup probe
+//! stops the container so that its restart policy takes over. Handlers: exec (in the container, through
+//! `orch shim-exec`), httpGet and tcpSocket against the pod IP; hooks also `sleep`.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::{Container, LifecycleHandler, Pod, Probe};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+
+use super::Kubelet;
+use crate::client::events::Involved;
+
+/// What the probes of one container found so far.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ProbeState {
+    pub started: bool,
+    pub ready: bool,
+}
+
+/// Probe results by container id.
+#[derive(Default)]
+pub struct ProbeResults {
+    states: Mutex<HashMap<String, ProbeState>>,
+}
+
+impl ProbeResults {
+    pub fn get(&self, id: &str) -> Option<ProbeState> {
+        self.states.lock().expect("probe lock").get(id).copied()
+    }
+
+    /// Stores `state`; true when it changed.
+    fn set(&self, id: &str, state: ProbeState) -> bool {
+        self.states
+            .lock()
+            .expect("probe lock")
+            .insert(id.to_string(), state)
+            != Some(state)
+    }
+
+    pub fn forget(&self, id: &str) {
+        self.states.lock().expect("probe lock").remove(id);
+    }
+}
+
+/// What a handler needs to reach the container.
+#[derive(Clone)]
+pub struct Target {
+    pub container_id: String,
+    pub pod_ip: String,
+    pub ports: HashMap<String, i32>,
+}
+
+/// The fields shared by probe and hook handlers.
+struct Handler<'a> {
+    exec: Option<&'a Vec<String>>,
+    http: Option<&'a k8s_openapi::api::core::v1::HTTPGetAction>,
+    tcp: Option<&'a k8s_openapi::api::core::v1::TCPSocketAction>,
+    sleep_seconds: Option<i64>,
+}
+
+fn port_of(port: &IntOrString, target: &Target) -> Result<i32, String> {
+    match port {
+        IntOrString::Int(p) => Ok(*p),
+        IntOrString::String(name) => target
+            .ports
+            .get(name)
+            .copied()
+            .or_else(|| name.parse().ok())
+            .ok_or_else(|| format!("unknown port {name:?}")),
+    }
+}
+
+/// Runs a handler once: Ok(output) on success, Err(why) on failure.
+async fn run_handler(
+    kubelet: &Kubelet,
+    handler: Handler<'_>,
+    target: &Target,
+    timeout: Duration,
+) -> Result<String, String> {
+    if let Some(command) = handler.exec {
+        return match kubelet
+            .runtime
+            .exec(&target.container_id, command, timeout)
+            .await
+        {
+            Ok(Some((0, out))) => Ok(out),
+            Ok(Some((code, out))) => Err(format!(
+                "command {command:?} exited with {code}: {}",
+                out.trim()
+            )),
+            Ok(None) => Err(format!("command {command:?} timed out")),
+            Err(e) => Err(e.to_string()),
+        };
+    }
+    if let Some(http) = handler.http {
+        let port = port_of(&http.port, target)?;
+        let host = http
+            .host
+            .clone()
+            .filter(|h| !h.is_empty())
+            .unwrap_or_else(|| target.pod_ip.clone());
+        let scheme = http.scheme.as_deref().unwrap_or("HTTP").to_lowercase();
+        let path = http.path.clone().unwrap_or_else(|| "/".into());
+        let path = if path.starts_with('/') {
+            path
+        } else {
+            format!("/{path}")
+        };
+        let url = format!("{scheme}://{host}:{port}{path}");
+        let client = reqwest::Client::builder()
+            .timeout(timeout)
+            .redirect(reqwest::redirect::Policy::limited(10))
+            .build()
+            .map_err(|e| e.to_string())?;
+        let mut request = client.get(&url).header("User-Agent", "kube-probe/1.34");
+        for h in http.http_headers.iter().flatten() {
+            request = request.header(h.name.as_str(), h.value.as_str());
+        }
+        return match request.send().await {
+            Ok(resp) if (200..400).contains(&resp.status().as_u16()) => Ok(String::new()),
+            Ok(resp) => Err(format!(
+                "HTTP probe failed with statuscode: {}",
+                resp.status().as_u16()
+            )),
+            Err(e) => Err(format!("Get \"{url}\": {e}")),
+        };
+    }
+    if let Some(tcp) = handler.tcp {
+        let port = port_of(&tcp.port, target)?;
+        let host = tcp
+            .host
+            .clone()
+            .filter(|h| !h.is_empty())
+            .unwrap_or_else(|| target.pod_ip.clone());
+        let address = format!("{host}:{port}");
+        return match tokio::time::timeout(timeout, tokio::net::TcpStream::connect(&address)).await {
+            Ok(Ok(_)) => Ok(String::new()),
+            Ok(Err(e)) => Err(format!("dial tcp {address}: {e}")),
+            Err(_) => Err(format!("dial tcp {address}: i/o timeout")),
+        };
+    }
+    if let Some(seconds) = handler.sleep_seconds {
+        tokio::time::sleep(Duration::from_secs(seconds.max(0) as u64)).await;
+        return Ok(String::new());
+    }
+    Err("no handler".into())
+}
+
+fn probe_handler(p: &Probe) -> Handler<'_> {
+    Handler {
+        exec: p.exec.as_ref().and_then(|e| e.command.as_ref()),
+        http: p.http_get.as_ref(),
+        tcp: p.tcp_socket.as_ref(),
+        sleep_seconds: None,
+    }
+}
+
+fn hook_handler(h: &LifecycleHandler) -> Handler<'_> {
+    Handler {
+        exec: h.exec.as_ref().and_then(|e| e.command.as_ref()),
+        http: h.http_get.as_ref(),
+        tcp: h.tcp_socket.as_ref(),
+        sleep_seconds: h.sleep.as_ref().map(|s| s.seconds),
+    }
+}
+
+pub fn target(pod: &Pod, container: &Container, id: &str) -> Target {
+    Target {
+        container_id: id.to_string(),
+        pod_ip: pod
+            .status
+            .as_ref()
+            .and_then(|s| s.pod_ip.clone())
+            .unwrap_or_else(|| "127.0.0.1".into()),
+        ports: container
+            .ports
+            .iter()
+            .flatten()
+            .filter_map(|p| Some((p.name.clone()?, p.container_port)))
+            .collect(),
+    }
+}
+
+/// Runs a lifecycle hook to completion (or `limit`); Err carries kubelet's event message.
+pub(crate) async fn run_hook(
+    kubelet: &Kubelet,
+    hook: &LifecycleHandler,
+    target: &Target,
+    limit: Duration,
+) -> Result<(), String> {
+    match tokio::time::timeout(
+        limit,
+        run_handler(kubelet, hook_handler(hook), target, limit),
+    )
+    .await
+    {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(e)) => Err(e),
+        Err(_) => Err("the hook did not finish in time".into()),
+    }
+}
+
+struct Counters {
+    successes: i32,
+    failures: i32,
+}
+
+/// Probes one running container until it exits: started by the pod worker after a start.
+pub(crate) fn spawn(kubelet: Arc<Kubelet>, pod: &Pod, container: &Container, id: &str) {
+    let startup = container.startup_probe.clone();
+    let readiness = container.readiness_probe.clone();
+    let liveness = container.liveness_probe.clone();
+    let initial = ProbeState {
+        started: startup.is_none(),
+        ready: readiness.is_none(),
+    };
+    kubelet.probes.set(id, initial);
+    if startup.is_none() && readiness.is_none() && liveness.is_none() {
+        return;
+    }
+    let pod = pod.clone();
+    let name = container.name.clone();
+    let target = target(&pod, container, id);
+    tokio::spawn(async move {
+        let key = crate::client::informer::key_of(&pod.metadata);
+        let mut state = initial;
+        let started_at = tokio::time::Instant::now();
+        let mut counters: HashMap<&str, Counters> = HashMap::new();
+        let mut next_run: HashMap<&str, tokio::time::Instant> = HashMap::new();
+        let probes: Vec<(&str, Probe)> = [
+            ("Startup", startup),
+            ("Readiness", readiness),
+            ("Liveness", liveness),
+        ]
+        .into_iter()
+        .filter_map(|(k, p)| Some((k, p?)))
+        .collect();
+        for (kind, p) in &probes {
+            next_run.insert(
+                kind,
+                started_at
+                    + Duration::from_secs(p.initial_delay_seconds.unwrap_or(0).max(0) as u64),
+            );
+            counters.insert(
+                kind,
+                Counters {
+                    successes: 0,
+                    failures: 0,
+                },
+            );
+        }
+        loop {
+            if !matches!(
+                kubelet.runtime.state(&target.container_id),
+                Ok(crate::agent::runtime::ContainerState::Running(_))
+            ) {
+                return;
+            }
+            let now = tokio::time::Instant::now();
+            let due: Vec<&(&str, Probe)> = probes
+                .iter()
+                .filter(|(kind, _)| next_run[kind] <= now)
+                .filter(|(kind, _)| {
+                    *kind == "Startup" && !state.started || *kind != "Startup" && state.started
+                })
+                .collect();
+            for (kind, probe) in due {
+                let period = Duration::from_secs(probe.period_seconds.unwrap_or(10).max(1) as u64);
+                next_run.insert(kind, now + period);
+                let timeout = Duration::from_secs(probe.timeout_seconds.unwrap_or(1).max(1) as u64);
+                let result = run_handler(&kubelet, probe_handler(probe), &target, timeout).await;
+                let c = counters.get_mut(kind).expect("counted");
+                match &result {
+                    Ok(_) => {
+                        c.successes += 1;
+                        c.failures = 0;
+                    }
+                    Err(_) => {
+                        c.failures += 1;
+                        c.successes = 0;
+                    }
+                }
+                let success_threshold = probe.success_threshold.unwrap_or(1).max(1);
+                let failure_threshold = probe.failure_threshold.unwrap_or(3).max(1);
+                if let Err(why) = &result {
+                    kubelet
+                        .events
+                        .warning(
+                            kubelet.clock.as_ref(),
+                            &Involved::new("v1", "Pod", &pod.metadata),
+                            "Unhealthy",
+                            &format!("{kind} probe failed: {why}"),
+                        )
+                        .await;
+                }
+                match *kind {
+                    "Startup" if c.successes >= success_threshold => state.started = true,
+                    "Readiness" if c.successes >= success_threshold => state.ready = true,
+                    "Readiness" if c.failures >= failure_threshold => state.ready = false,
+                    "Startup" | "Liveness" if c.failures >= failure_threshold => {
+                        kubelet
+                            .events
+                            .normal(
+                                kubelet.clock.as_ref(),
+                                &Involved::new("v1", "Pod", &pod.metadata),
+                                "Killing",
+                                &format!(
+                                    "Container {name} failed {} probe, will be restarted",
+                                    kind.to_lowercase()
+                                ),
+                            )
+                            .await;
+                        let grace = probe
+                            .termination_grace_period_seconds
+                            .or(pod
+                                .spec
+                                .as_ref()
+                                .and_then(|s| s.termination_grace_period_seconds))
+                            .unwrap_or(30)
+                            .max(0) as u64;
+                        kubelet
+                            .stop_container(
+                                &pod,
+                                &name,
+                                &target.container_id,
+                                Duration::from_secs(grace),
+                            )
+                            .await;
+                        kubelet.queue.add(&key);
+                        return;
+                    }
+                    _ => {}
+                }
+                if kubelet.probes.set(&target.container_id, state) {
+                    kubelet.queue.add(&key);
+                }
+            }
+            let wake = next_run
+                .values()
+                .min()
+                .copied()
+                .unwrap_or(now + Duration::from_secs(1));
+            tokio::time::sleep_until(
+                wake.max(now + Duration::from_millis(100))
+                    .min(now + Duration::from_secs(1)),
+            )
+            .await;
+        }
+    });
+}
