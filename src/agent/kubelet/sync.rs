@@ -920,6 +920,20 @@ impl Kubelet {
         (elapsed < *retry).then(|| (waiting.clone(), *retry - elapsed))
     }
 
+    /// Records kubelet's `Failed` event ("Error: <message>") for a container that could not start.
+    async fn failed(&self, pod: &Pod, failure: StartFailure) -> StartFailure {
+        let StartFailure::Waiting(waiting, _) = &failure;
+        self.events
+            .warning(
+                self.clock.as_ref(),
+                &involved(pod),
+                "Failed",
+                &format!("Error: {}", waiting.message),
+            )
+            .await;
+        failure
+    }
+
     fn last_pull_failure(&self, key: &str) -> Option<std::time::Instant> {
         self.pull_failures.lock().expect("lock").get(key).copied()
     }
@@ -950,17 +964,7 @@ impl Kubelet {
         };
         let env = match env::environment(pod, c, sources, allocatable) {
             Ok(env) => env,
-            Err(message) => {
-                self.events
-                    .warning(
-                        self.clock.as_ref(),
-                        &involved(pod),
-                        "Failed",
-                        &format!("Error: {message}"),
-                    )
-                    .await;
-                return Err(config_error(message));
-            }
+            Err(message) => return Err(self.failed(pod, config_error(message)).await),
         };
         let id = new_container_id();
         let mut mounts = etc_mounts.to_vec();
@@ -999,17 +1003,7 @@ impl Kubelet {
             cgroup_path: format!("{}/{id}", sandbox::cgroup_parent(uid)),
         }) {
             Ok(config) => config,
-            Err(message) => {
-                self.events
-                    .warning(
-                        self.clock.as_ref(),
-                        &involved(pod),
-                        "Failed",
-                        &format!("Error: {message}"),
-                    )
-                    .await;
-                return Err(config_error(message));
-            }
+            Err(message) => return Err(self.failed(pod, config_error(message)).await),
         };
         let meta = ContainerMeta {
             id: id.clone(),
@@ -1037,16 +1031,7 @@ impl Kubelet {
         };
         if let Err(e) = self.runtime.create(&meta, &config, &image.layers) {
             let _ = self.runtime.remove(&id);
-            let message = e.to_string();
-            self.events
-                .warning(
-                    self.clock.as_ref(),
-                    &involved(pod),
-                    "Failed",
-                    &format!("Error: {message}"),
-                )
-                .await;
-            return Err(run_error(message));
+            return Err(self.failed(pod, run_error(e.to_string())).await);
         }
         self.events
             .normal(
@@ -1071,15 +1056,7 @@ impl Kubelet {
             Err(e) => {
                 let _ = self.runtime.remove(&id);
                 let message = format!("failed to start container \"{}\": {e}", c.name);
-                self.events
-                    .warning(
-                        self.clock.as_ref(),
-                        &involved(pod),
-                        "Failed",
-                        &format!("Error: {message}"),
-                    )
-                    .await;
-                Err(run_error(message))
+                Err(self.failed(pod, run_error(message)).await)
             }
         }
     }

@@ -189,6 +189,23 @@ fn keyed_files(
     Ok(())
 }
 
+/// The files of one ConfigMap or Secret source (`data` None: it does not exist).
+fn source_files(
+    what: &str,
+    name: &str,
+    data: Option<BTreeMap<String, Vec<u8>>>,
+    items: Option<&Vec<KeyToPath>>,
+    mode: u32,
+    optional: bool,
+    out: &mut BTreeMap<String, (Vec<u8>, u32)>,
+) -> Result<(), String> {
+    match data {
+        Some(data) => keyed_files(what, name, &data, items, mode, optional, out),
+        None if optional => Ok(()),
+        None => Err(format!("{} \"{name}\" not found", what.to_lowercase())),
+    }
+}
+
 fn config_map_bytes(sources: &Sources, name: &str) -> Option<BTreeMap<String, Vec<u8>>> {
     let cm = sources.config_maps.get(name)?.as_ref()?;
     let mut data: BTreeMap<String, Vec<u8>> = cm
@@ -319,19 +336,15 @@ pub fn prepare(cx: &Context, volume: &Volume) -> Result<Prepared, String> {
         let mode = c.default_mode.map_or(DEFAULT_MODE, |m| m as u32);
         let optional = c.optional == Some(true);
         let mut files = BTreeMap::new();
-        match config_map_bytes(cx.sources, &c.name) {
-            Some(data) => keyed_files(
-                "ConfigMap",
-                &c.name,
-                &data,
-                c.items.as_ref(),
-                mode,
-                optional,
-                &mut files,
-            )?,
-            None if optional => {}
-            None => return Err(format!("configmap \"{}\" not found", c.name)),
-        }
+        source_files(
+            "ConfigMap",
+            &c.name,
+            config_map_bytes(cx.sources, &c.name),
+            c.items.as_ref(),
+            mode,
+            optional,
+            &mut files,
+        )?;
         sync_files(&dir, &files)?;
         return ok(dir, true);
     }
@@ -341,19 +354,15 @@ pub fn prepare(cx: &Context, volume: &Volume) -> Result<Prepared, String> {
         let mode = s.default_mode.map_or(DEFAULT_MODE, |m| m as u32);
         let optional = s.optional == Some(true);
         let mut files = BTreeMap::new();
-        match secret_bytes(cx.sources, &secret_name) {
-            Some(data) => keyed_files(
-                "Secret",
-                &secret_name,
-                &data,
-                s.items.as_ref(),
-                mode,
-                optional,
-                &mut files,
-            )?,
-            None if optional => {}
-            None => return Err(format!("secret \"{secret_name}\" not found")),
-        }
+        source_files(
+            "Secret",
+            &secret_name,
+            secret_bytes(cx.sources, &secret_name),
+            s.items.as_ref(),
+            mode,
+            optional,
+            &mut files,
+        )?;
         // Secrets live in memory only.
         mount_tmpfs(&dir, None)?;
         sync_files(&dir, &files)?;
@@ -378,35 +387,27 @@ pub fn prepare(cx: &Context, volume: &Volume) -> Result<Prepared, String> {
         for source in p.sources.iter().flatten() {
             if let Some(c) = &source.config_map {
                 let optional = c.optional == Some(true);
-                match config_map_bytes(cx.sources, &c.name) {
-                    Some(data) => keyed_files(
-                        "ConfigMap",
-                        &c.name,
-                        &data,
-                        c.items.as_ref(),
-                        mode,
-                        optional,
-                        &mut files,
-                    )?,
-                    None if optional => {}
-                    None => return Err(format!("configmap \"{}\" not found", c.name)),
-                }
+                source_files(
+                    "ConfigMap",
+                    &c.name,
+                    config_map_bytes(cx.sources, &c.name),
+                    c.items.as_ref(),
+                    mode,
+                    optional,
+                    &mut files,
+                )?;
             }
             if let Some(s) = &source.secret {
                 let optional = s.optional == Some(true);
-                match secret_bytes(cx.sources, &s.name) {
-                    Some(data) => keyed_files(
-                        "Secret",
-                        &s.name,
-                        &data,
-                        s.items.as_ref(),
-                        mode,
-                        optional,
-                        &mut files,
-                    )?,
-                    None if optional => {}
-                    None => return Err(format!("secret \"{}\" not found", s.name)),
-                }
+                source_files(
+                    "Secret",
+                    &s.name,
+                    secret_bytes(cx.sources, &s.name),
+                    s.items.as_ref(),
+                    mode,
+                    optional,
+                    &mut files,
+                )?;
             }
             if let Some(d) = &source.downward_api {
                 downward_files(cx, d.items.as_deref().unwrap_or_default(), mode, &mut files)?;
