@@ -2,13 +2,12 @@
 //! registers N hollow nodes instead (kubemark-style, no containers) for scheduler and controller tests and
 //! scale benchmarks.
 
-use std::net::IpAddr;
 use std::sync::Arc;
 
 use anyhow::{bail, Context};
 use clap::Args;
 
-use super::node_args::{host_name, ClusterNetwork, NodeArgs};
+use super::node_args::{host_name, ClusterNetworkArgs, NodeArgs};
 use crate::agent::hollow::{self, HollowConfig};
 use crate::client::{Client, RemoteConfig};
 use crate::util::{Clock, SystemClock};
@@ -27,13 +26,8 @@ pub struct AgentArgs {
     pub data_dir: std::path::PathBuf,
     #[command(flatten)]
     pub node: NodeArgs,
-    /// The cluster's pod network; a blackhole route covers what is not this node's.
-    #[arg(long, env = "ORCH_CLUSTER_CIDR", default_value = "10.42.0.0/16")]
-    pub cluster_cidr: String,
-    #[arg(long, env = "ORCH_SERVICE_CIDR", default_value = "10.43.0.0/16")]
-    pub service_cidr: String,
-    #[arg(long, env = "ORCH_CLUSTER_DNS", default_value = "10.43.0.10")]
-    pub cluster_dns: IpAddr,
+    #[command(flatten)]
+    pub network: ClusterNetworkArgs,
     /// Register hollow nodes that report their pods running without running containers.
     #[arg(long)]
     pub hollow: bool,
@@ -66,14 +60,7 @@ pub fn run(args: AgentArgs) -> anyhow::Result<()> {
     let kubelet = if args.hollow {
         None
     } else {
-        Some(args.node.kubelet_config(
-            &args.data_dir,
-            ClusterNetwork {
-                cluster_cidr: &args.cluster_cidr,
-                service_cidr: &args.service_cidr,
-                cluster_dns: args.cluster_dns,
-            },
-        )?)
+        Some(args.node.kubelet_config(&args.data_dir, &args.network)?)
     };
     let runtime = super::start_runtime(&args.log)?;
     runtime.block_on(async move {

@@ -63,9 +63,15 @@ fn default_route_address() -> Option<IpAddr> {
     })
 }
 
-pub struct ClusterNetwork<'a> {
-    pub cluster_cidr: &'a str,
-    pub service_cidr: &'a str,
+/// The cluster's address ranges, which servers and agents both need.
+#[derive(Args, Debug, Clone)]
+pub struct ClusterNetworkArgs {
+    /// The pod network; each node gets a /24 of it, and an unreachable route covers the rest.
+    #[arg(long, env = "ORCH_CLUSTER_CIDR", default_value = "10.42.0.0/16")]
+    pub cluster_cidr: String,
+    #[arg(long, env = "ORCH_SERVICE_CIDR", default_value = "10.43.0.0/16")]
+    pub service_cidr: String,
+    #[arg(long, env = "ORCH_CLUSTER_DNS", default_value = "10.43.0.10")]
     pub cluster_dns: IpAddr,
 }
 
@@ -91,7 +97,7 @@ impl NodeArgs {
     pub fn kubelet_config(
         &self,
         data_dir: &Path,
-        network: ClusterNetwork,
+        network: &ClusterNetworkArgs,
     ) -> anyhow::Result<KubeletConfig> {
         let (labels, taints) = self.labels_and_taints()?;
         let registries = Registries::load(&self.private_registry)
@@ -107,8 +113,8 @@ impl NodeArgs {
             max_pods: self.max_pods,
             data_dir: data_dir.to_path_buf(),
             run_dir: self.run_dir.clone(),
-            cluster_cidr: network.cluster_cidr.into(),
-            service_cidr: network.service_cidr.into(),
+            cluster_cidr: network.cluster_cidr.clone(),
+            service_cidr: network.service_cidr.clone(),
             cluster_dns: network.cluster_dns,
             cluster_domain: "cluster.local".into(),
             registries,

@@ -41,12 +41,8 @@ pub struct ServerArgs {
     pub write_kubeconfig_mode: Option<String>,
     #[command(flatten)]
     pub node: super::node_args::NodeArgs,
-    #[arg(long, env = "ORCH_CLUSTER_CIDR", default_value = "10.42.0.0/16")]
-    pub cluster_cidr: String,
-    #[arg(long, env = "ORCH_SERVICE_CIDR", default_value = "10.43.0.0/16")]
-    pub service_cidr: String,
-    #[arg(long, env = "ORCH_CLUSTER_DNS", default_value = "10.43.0.10")]
-    pub cluster_dns: IpAddr,
+    #[command(flatten)]
+    pub network: super::node_args::ClusterNetworkArgs,
     #[arg(
         long,
         env = "ORCH_SERVICE_NODE_PORT_RANGE",
@@ -142,9 +138,9 @@ impl ServerArgs {
                 .filter(|p| !p.as_os_str().is_empty()),
             write_kubeconfig_mode: mode,
             node_name,
-            service_cidr: self.service_cidr.clone(),
+            service_cidr: self.network.service_cidr.clone(),
             service_node_port_range: parse_port_range(&self.service_node_port_range)?,
-            cluster_dns: self.cluster_dns,
+            cluster_dns: self.network.cluster_dns,
             scheduler: SchedulerProfile {
                 scoring: if self.scheduler_scoring == "MostAllocated" {
                     ScoringStrategy::MostAllocated
@@ -153,7 +149,7 @@ impl ServerArgs {
                 },
             },
             controllers: ControllerConfig {
-                cluster_cidr: self.cluster_cidr.clone(),
+                cluster_cidr: self.network.cluster_cidr.clone(),
                 node_monitor_grace_period: parse_duration(
                     "--node-monitor-grace-period",
                     &self.node_monitor_grace_period,
@@ -173,14 +169,7 @@ pub fn run(args: ServerArgs) -> anyhow::Result<()> {
     let kubelet = if args.disable_agent {
         None
     } else {
-        Some(args.node.kubelet_config(
-            &args.data_dir,
-            super::node_args::ClusterNetwork {
-                cluster_cidr: &args.cluster_cidr,
-                service_cidr: &args.service_cidr,
-                cluster_dns: args.cluster_dns,
-            },
-        )?)
+        Some(args.node.kubelet_config(&args.data_dir, &args.network)?)
     };
     runtime.block_on(async move {
         let started = std::time::Instant::now();
