@@ -192,6 +192,13 @@ pub static RESOURCES: &[ResourceInfo] = &[
                 kind: "Binding",
                 verbs: &["create"],
             },
+            Subresource {
+                name: "log",
+                group: "",
+                version: "v1",
+                kind: "Pod",
+                verbs: &["get"],
+            },
         ],
     ),
     res(

@@ -34,6 +34,10 @@ pub(super) async fn serve(
     let info = r.info;
     let registry = server.registry();
     match r.verb {
+        Verb::Get if r.subresource.as_deref() == Some("log") => {
+            let name = r.name.as_deref().unwrap_or_default();
+            super::logs::serve(server, ns.unwrap_or_default(), name, q).await
+        }
         Verb::Get => {
             let name = r.name.as_deref().unwrap_or_default();
             let obj = registry.get(info, ns, name).await?;

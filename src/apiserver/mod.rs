@@ -8,6 +8,7 @@ pub mod body;
 pub mod discovery;
 mod handlers;
 pub mod listener;
+pub mod logs;
 pub mod openapi;
 pub mod patch;
 pub mod protobuf;
@@ -46,6 +47,8 @@ pub struct ApiServer {
     openapi: openapi::OpenApi,
     server_address: String,
     ca_bundle: Option<String>,
+    /// The embedded node agent's container logs, once it runs.
+    pod_logs: std::sync::OnceLock<Arc<dyn logs::PodLogs>>,
 }
 
 /// Parsed query parameters; Go clients encode spaces as `+`.
@@ -88,7 +91,13 @@ impl ApiServer {
             openapi: openapi::OpenApi::default(),
             server_address,
             ca_bundle: None,
+            pod_logs: std::sync::OnceLock::new(),
         }
+    }
+
+    /// Serves `pods/log` for the pods of the node `logs` belongs to.
+    pub fn set_pod_logs(&self, logs: Arc<dyn logs::PodLogs>) {
+        let _ = self.pod_logs.set(logs);
     }
 
     /// The CA certificate served unauthenticated at `/cacerts`, which joining agents pin by its hash.

@@ -178,6 +178,10 @@ pub fn run(args: ServerArgs) -> anyhow::Result<()> {
         let shutdown = running.shutdown_handle();
         super::stop_on_signal(shutdown.clone());
         if let Some(kubelet) = kubelet {
+            match crate::agent::kubelet::pod_logs(&kubelet) {
+                Ok(logs) => running.api.set_pod_logs(std::sync::Arc::new(logs)),
+                Err(e) => tracing::warn!(error = %e, "kubectl logs will not be served"),
+            }
             let client = running.local_client();
             let stop = shutdown.subscribe();
             tokio::spawn(async move {

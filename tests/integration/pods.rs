@@ -172,6 +172,18 @@ spec:
         let log = log_of(&s, "web", "app", 0);
         log.contains(" stdout F prepared") && log.contains(" stdout F hello s3cret from web")
     });
+    // kubectl logs through the API server's pods/log.
+    let logs = s.ok(&["logs", "web", "-c", "app"]);
+    assert_eq!(logs, "prepared\nhello s3cret from web\n");
+    assert_eq!(s.ok(&["logs", "web", "-c", "prepare"]), "");
+    let stamped = s.ok(&["logs", "web", "-c", "app", "--tail=1", "--timestamps"]);
+    assert!(
+        stamped.ends_with("Z hello s3cret from web\n"),
+        "{stamped:?}"
+    );
+    assert!(s
+        .fails(&["logs", "web", "-c", "nope"])
+        .contains("container nope is not valid for pod web"));
     let describe = s.ok(&["describe", "pod", "web"]);
     for event in ["Pulling", "Pulled", "Created", "Started"] {
         assert!(describe.contains(event), "{event} missing in:\n{describe}");
@@ -222,6 +234,9 @@ spec:
         "1"
     );
     assert!(log_of(&s, "crash", "app", 0).contains(" stdout F boom"));
+    assert_eq!(s.ok(&["logs", "crash", "--previous"]), "boom\n");
+    // Following a run that has exited returns what it wrote and ends.
+    assert!(s.ok(&["logs", "-f", "crash"]).starts_with("boom"));
     let message = jsonpath(
         &s,
         "crash",
@@ -296,6 +311,17 @@ spec:
   restartPolicy: Never
   containers:
   - {name: app, image: busybox:latest, imagePullPolicy: Never, command: [sh, -c, "sleep 6; exit 3"]}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: counter}
+spec:
+  restartPolicy: Never
+  containers:
+  - name: app
+    image: busybox:latest
+    imagePullPolicy: Never
+    command: [sh, -c, "for i in 1 2 3; do echo line $i; sleep 1; done"]
 "#;
     let file = s.write("pods.yaml", manifest);
     s.ok(&["apply", "-f", file.to_str().unwrap()]);
@@ -304,6 +330,11 @@ spec:
             jsonpath(&s, pod, "{.status.phase}") == "Running"
         });
     }
+    // `kubectl logs -f` streams a running container's output until it exits.
+    s.eventually("counter runs", Duration::from_secs(30), || {
+        jsonpath(&s, "counter", "{.status.phase}") == "Running"
+    });
+    assert_eq!(s.ok(&["logs", "-f", "counter"]), "line 1\nline 2\nline 3\n");
     let survivor_id = jsonpath(&s, "survivor", "{.status.containerStatuses[0].containerID}");
     let id = survivor_id.trim_start_matches("orch://").to_string();
     let pid_file = s.data_dir().join("agent/containers").join(&id).join("pid");

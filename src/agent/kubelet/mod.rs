@@ -7,6 +7,7 @@
 pub mod backoff;
 pub mod container;
 pub mod env;
+pub mod logs;
 pub mod plan;
 pub mod probes;
 pub mod sandbox;
@@ -148,13 +149,8 @@ pub async fn run(
             Err(e) => tracing::warn!(error = %e, "importing image tarballs"),
         }
     }
-    let runtime = Runtime::new(RuntimeConfig {
-        containers_dir: agent_dir.join("containers"),
-        state_root: config.run_dir.join("containers"),
-        shim_executable: config.shim_executable.clone(),
-        log_max_bytes: 10 << 20,
-    })
-    .map_err(|e| AgentError::Config(e.to_string()))?;
+    let runtime =
+        Runtime::new(runtime_config(&config)).map_err(|e| AgentError::Config(e.to_string()))?;
 
     let pods: Informer<Pod> = Informer::with_query(
         client.clone(),
@@ -244,6 +240,26 @@ pub async fn run(
         t.abort();
     }
     Ok(())
+}
+
+/// Where this node's containers live.
+pub fn runtime_config(config: &KubeletConfig) -> RuntimeConfig {
+    RuntimeConfig {
+        containers_dir: config.data_dir.join("agent/containers"),
+        state_root: config.run_dir.join("containers"),
+        shim_executable: config.shim_executable.clone(),
+        log_max_bytes: 10 << 20,
+    }
+}
+
+/// The container logs of this node, for the API server's `pods/log`.
+pub fn pod_logs(config: &KubeletConfig) -> Result<logs::NodeLogs, AgentError> {
+    Ok(logs::NodeLogs {
+        node_name: config.node_name.clone(),
+        data_dir: config.data_dir.clone(),
+        runtime: Runtime::new(runtime_config(config))
+            .map_err(|e| AgentError::Config(e.to_string()))?,
+    })
 }
 
 /// The node's podCIDR, once the IPAM controller assigned it; None if shut down first.

@@ -103,6 +103,7 @@ pub enum ContainerState {
     Exited(ExitRecord),
 }
 
+#[derive(Clone)]
 pub struct Runtime {
     config: RuntimeConfig,
 }
