@@ -52,9 +52,10 @@ integration: test-deps
 
 test: test-deps lint unit integration
 
-# Speed and memory figures against their goals and same-run references (release build).
+# Speed and memory figures against their goals and same-run references (release build); the agent
+# benchmark runs real containers and needs root.
 bench:
-	$(CARGO) bench --bench api --bench control_plane
+	$(CARGO) bench --bench api --bench control_plane --bench agent
 
 clean:
 	$(CARGO) clean

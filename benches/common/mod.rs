@@ -19,8 +19,32 @@ pub struct BenchServer {
 }
 
 impl BenchServer {
-    /// Starts `orch server` and returns it with the time until /readyz answered.
+    /// Starts `orch server` without its node agent and returns it with the time until /readyz answered.
     pub async fn start(dir: &Path, extra: &[&str]) -> (BenchServer, Duration) {
+        let mut args = vec!["--disable-agent"];
+        args.extend_from_slice(extra);
+        Self::start_raw(dir, &args).await
+    }
+
+    /// Starts `orch server` with its embedded agent as node `bench` (needs root); runtime state under `dir`.
+    pub async fn start_with_agent(dir: &Path, extra: &[&str]) -> (BenchServer, Duration) {
+        let run_dir = dir.join("run").display().to_string();
+        let registries = dir.join("no-registries.yaml").display().to_string();
+        let mut args = vec![
+            "--node-name",
+            "bench",
+            "--node-ip",
+            "127.0.0.1",
+            "--run-dir",
+            run_dir.as_str(),
+            "--private-registry",
+            registries.as_str(),
+        ];
+        args.extend_from_slice(extra);
+        Self::start_raw(dir, &args).await
+    }
+
+    async fn start_raw(dir: &Path, extra: &[&str]) -> (BenchServer, Duration) {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
@@ -97,6 +121,14 @@ impl BenchServer {
             .stderr(Stdio::inherit())
             .spawn()
             .expect("orch binary runs")
+    }
+
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.join("data")
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     pub fn rss_kib(&self) -> u64 {
