@@ -52,6 +52,9 @@ pub struct ServerArgs {
     /// Where the state lives; only the embedded SQLite store exists so far.
     #[arg(long, env = "ORCH_DATASTORE_ENDPOINT")]
     pub datastore_endpoint: Option<String>,
+    /// The prefix length of each node's podCIDR within --cluster-cidr: 24 gives a node 253 pod addresses.
+    #[arg(long, env = "ORCH_NODE_CIDR_MASK_SIZE", default_value_t = 24, value_parser = clap::value_parser!(u8).range(8..=30))]
+    pub node_cidr_mask_size: u8,
     /// How long a node may go without renewing its Lease before it is marked unreachable (e.g. 40s, 1m).
     #[arg(long, env = "ORCH_NODE_MONITOR_GRACE_PERIOD", default_value = "40s")]
     pub node_monitor_grace_period: String,
@@ -154,8 +157,8 @@ impl ServerArgs {
                     "--node-monitor-grace-period",
                     &self.node_monitor_grace_period,
                 )?,
+                node_cidr_mask_size: self.node_cidr_mask_size,
                 storage_dir: self.data_dir.join("storage"),
-                ..ControllerConfig::default()
             },
             compaction_retention: self.datastore_compaction_retention,
             compaction_interval: Duration::from_secs(self.datastore_compaction_interval.max(1)),
