@@ -321,7 +321,12 @@ impl Runtime {
         }
         let state = self.config.state_root.join(id);
         if state.exists() {
-            if let Ok(mut leftover) = libcontainer::container::Container::load(state.clone()) {
+            // Only a state file means there is a container to delete; without one the shim already did.
+            let loaded = state
+                .join("state.json")
+                .exists()
+                .then(|| libcontainer::container::Container::load(state.clone()));
+            if let Some(Ok(mut leftover)) = loaded {
                 let _ = leftover.delete(true);
             }
             let _ = fs::remove_dir_all(&state);
