@@ -4,39 +4,18 @@
 //! log source for its node; pods on nodes without one get a clear error.
 
 use std::convert::Infallible;
-use std::pin::Pin;
 use std::sync::Arc;
 
-use bytes::Bytes;
-use futures_util::{Stream, StreamExt};
+use futures_util::StreamExt;
 use http::{header, HeaderValue, Response, StatusCode};
 use http_body_util::{BodyExt, StreamBody};
 use hyper::body::Frame;
 use k8s_openapi::api::core::v1::Pod;
 
+pub use crate::api::logs::{LogOptions, LogStream, PodLogs};
+
 use super::status::ApiError;
 use super::{ApiServer, Body, Query};
-
-pub type LogStream = Pin<Box<dyn Stream<Item = Bytes> + Send>>;
-
-/// What `kubectl logs` asks for, once the container and its run are settled.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct LogOptions {
-    pub container: String,
-    /// Which run: the container's restart count for the current one, one less for `previous`.
-    pub attempt: u32,
-    pub follow: bool,
-    pub timestamps: bool,
-    pub tail_lines: Option<usize>,
-    pub since_seconds: Option<i64>,
-    pub limit_bytes: Option<usize>,
-}
-
-/// The container logs of one node.
-pub trait PodLogs: Send + Sync {
-    fn node_name(&self) -> &str;
-    fn stream(&self, pod: &Pod, options: LogOptions) -> Result<LogStream, String>;
-}
 
 fn number<T: std::str::FromStr>(q: &Query, key: &str) -> Result<Option<T>, ApiError> {
     q.get(key)

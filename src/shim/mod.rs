@@ -26,6 +26,9 @@ pub use log::{rotated_path, CriLogWriter, Stream};
 
 /// The file in the container directory the shim writes the init's pid and start time to.
 pub const PID_FILE: &str = "pid";
+/// The file in the container directory the shim writes its own pid and start time to, first thing: a
+/// container whose shim is gone will never start or record an exit.
+pub const SHIM_FILE: &str = "shim";
 /// The file in the container directory holding the [`ExitRecord`] once the container has exited.
 pub const EXIT_FILE: &str = "exit";
 /// How long output is still drained after the init exited: the pid namespace is gone by then, but a
@@ -69,8 +72,8 @@ pub struct ExitRecord {
     pub finished_at: String,
 }
 
-/// The init's pid and its start time in clock ticks since boot (field 22 of /proc/<pid>/stat), which
-/// tells a reused pid from the container's own.
+/// A process (the container's init, or its shim) by pid and start time in clock ticks since boot (field
+/// 22 of /proc/<pid>/stat), which tells a reused pid from the original one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct InitProcess {
     pub pid: i32,
@@ -153,6 +156,16 @@ fn report(line: &str) {
 }
 
 fn supervise(args: &ShimArgs) -> Result<(), ShimError> {
+    let me = std::process::id() as i32;
+    let shim = InitProcess {
+        pid: me,
+        start_ticks: start_ticks(me).unwrap_or(0),
+        started_at_unix: jiff::Timestamp::now().as_second(),
+    };
+    write_atomic(
+        &args.bundle.join(SHIM_FILE),
+        &serde_json::to_vec(&shim).expect("serialisable"),
+    )?;
     nix::sys::prctl::set_child_subreaper(true).map_err(sys_err("PR_SET_CHILD_SUBREAPER"))?;
     let (out_r, out_w) = pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(sys_err("pipe"))?;
     let (err_r, err_w) = pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(sys_err("pipe"))?;

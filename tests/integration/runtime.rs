@@ -225,3 +225,30 @@ async fn exec_runs_a_command_inside_the_running_container() {
     f.runtime.stop(&id, Duration::ZERO).await.unwrap();
     f.runtime.remove(&id).unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_container_whose_shim_died_reports_an_unknown_exit() {
+    let f = fixture();
+    let id = f.create(&["sleep", "1000"], Resources::default());
+    let init = f.runtime.start(&id).await.unwrap();
+    assert!(!f.runtime.is_abandoned(&id), "its shim supervises it");
+    let dir = f._dir.path().join("containers").join(&id);
+    let shim: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("shim")).unwrap()).unwrap();
+    let kill = |pid: i64| {
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid as i32),
+            nix::sys::signal::Signal::SIGKILL,
+        )
+        .unwrap()
+    };
+    kill(shim["pid"].as_i64().unwrap());
+    kill(init.pid as i64);
+    let exit = tokio::time::timeout(Duration::from_secs(10), f.runtime.wait(&id))
+        .await
+        .expect("the exit is reported without a shim")
+        .unwrap();
+    assert_eq!(exit.exit_code, 255);
+    assert!(f.runtime.is_abandoned(&id));
+    f.runtime.remove(&id).unwrap();
+}

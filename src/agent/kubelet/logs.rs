@@ -12,7 +12,7 @@ use k8s_openapi::api::core::v1::Pod;
 
 use super::sandbox;
 use crate::agent::runtime::{ContainerState, Runtime};
-use crate::apiserver::logs::{LogOptions, LogStream, PodLogs};
+use crate::api::logs::{LogOptions, LogStream, PodLogs};
 use crate::shim::rotated_path;
 
 const FOLLOW_POLL: Duration = Duration::from_millis(200);

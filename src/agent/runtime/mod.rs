@@ -18,7 +18,7 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 
 pub use spec::{ContainerConfig, MountKind, MountSpec, Resources};
 
-use crate::shim::{self, ExitRecord, InitProcess, EXIT_FILE, PID_FILE};
+use crate::shim::{self, ExitRecord, InitProcess, EXIT_FILE, PID_FILE, SHIM_FILE};
 
 const META_FILE: &str = "meta.json";
 const SHIM_LOG: &str = "shim.log";
@@ -229,13 +229,15 @@ impl Runtime {
         match read_json::<InitProcess>(&dir.join(PID_FILE))? {
             None => Ok(ContainerState::Created),
             Some(init) if init.is_alive() => Ok(ContainerState::Running(init)),
+            // The init is gone and its shim is draining the last output before it records the exit.
+            Some(init) if self.shim_alive(id) => Ok(ContainerState::Running(init)),
             Some(init) => {
-                // The init is gone; its shim writes the exit record right after reaping it. A shim that
-                // died too leaves no record: report what containerd does for an unknown exit.
-                std::thread::sleep(Duration::from_millis(20));
+                // The shim may have recorded the exit just before it ended.
                 if let Some(exit) = read_json::<ExitRecord>(&dir.join(EXIT_FILE))? {
                     return Ok(ContainerState::Exited(exit));
                 }
+                // A shim that died with its container leaves no record: report what containerd does
+                // for an unknown exit.
                 Ok(ContainerState::Exited(ExitRecord {
                     exit_code: 255,
                     oom_killed: false,
@@ -377,15 +379,18 @@ impl Runtime {
         }
     }
 
-    /// Whether a container that shows as `Created` still has a shim working on it; one that does not will
-    /// never start and must be removed.
+    /// Whether the container's shim is still running.
+    fn shim_alive(&self, id: &str) -> bool {
+        read_json::<InitProcess>(&self.dir(id).join(SHIM_FILE))
+            .ok()
+            .flatten()
+            .is_some_and(|shim| shim.is_alive())
+    }
+
+    /// Whether a container that shows as `Created` has no shim working on it any more: it will never start
+    /// and must be removed. Only meaningful when this agent is not starting it itself (after a restart).
     pub fn is_abandoned(&self, id: &str) -> bool {
-        let log = self.dir(id).join(SHIM_LOG);
-        // A shim that is starting holds its log open; the pid file appears within the start timeout.
-        fs::metadata(&log)
-            .and_then(|m| m.modified())
-            .map(|t| t.elapsed().unwrap_or_default() > START_TIMEOUT)
-            .unwrap_or(true)
+        !self.shim_alive(id)
     }
 }
 
