@@ -77,47 +77,59 @@ fn pod(name: &str) -> serde_json::Value {
                     "imagePullPolicy": "Never", "command": ["sleep", "100000"]}]}})
 }
 
-async fn is_ready(client: &Client, name: &str) -> bool {
-    let Ok(p) = client
-        .get(&format!("/api/v1/namespaces/default/pods/{name}"))
-        .await
-    else {
-        return false;
-    };
-    p["status"]["conditions"]
+fn is_ready(pod: &serde_json::Value) -> bool {
+    pod["status"]["conditions"]
         .as_array()
         .into_iter()
         .flatten()
         .any(|c| c["type"] == "Ready" && c["status"] == "True")
 }
 
-/// Creates the pods and returns, for each, the time from its create call to Ready.
+/// Creates the pods (all at once) and returns, for each, the time from its create call to Ready as one
+/// watch sees it: polling each pod would compete with the node for the same two cores.
 async fn create_and_wait(client: &Client, names: &[String]) -> Vec<Duration> {
-    let mut tasks = Vec::new();
-    for name in names {
-        let client = client.clone();
-        let name = name.clone();
-        tasks.push(tokio::spawn(async move {
-            let started = Instant::now();
-            client
-                .create("/api/v1/namespaces/default/pods", &pod(&name))
-                .await
-                .unwrap();
-            while !is_ready(&client, &name).await {
-                assert!(
-                    started.elapsed() < Duration::from_secs(300),
-                    "{name} never became Ready"
-                );
-                tokio::time::sleep(Duration::from_millis(5)).await;
+    let list = client.get("/api/v1/namespaces/default/pods").await.unwrap();
+    let rv = list["metadata"]["resourceVersion"].as_str().unwrap().to_string();
+    let mut watch = client
+        .watch(&format!(
+            "/api/v1/namespaces/default/pods?watch=1&resourceVersion={rv}"
+        ))
+        .await
+        .unwrap();
+    let created = std::sync::Arc::new(std::sync::Mutex::new(std::collections::HashMap::new()));
+    let creates: Vec<_> = names
+        .iter()
+        .map(|name| {
+            let (client, created, name) = (client.clone(), created.clone(), name.clone());
+            tokio::spawn(async move {
+                created.lock().unwrap().insert(name.clone(), Instant::now());
+                client
+                    .create("/api/v1/namespaces/default/pods", &pod(&name))
+                    .await
+                    .unwrap();
+            })
+        })
+        .collect();
+    let mut ready = std::collections::HashMap::new();
+    let deadline = Instant::now() + Duration::from_secs(300);
+    while ready.len() < names.len() {
+        let event = tokio::time::timeout_at(deadline.into(), watch.next())
+            .await
+            .unwrap_or_else(|_| panic!("only {} of {} pods became Ready", ready.len(), names.len()))
+            .expect("the pod watch ended")
+            .unwrap();
+        let name = event.object["metadata"]["name"].as_str().unwrap_or_default();
+        let started = created.lock().unwrap().get(name).copied();
+        if let Some(started) = started {
+            if is_ready(&event.object) && !ready.contains_key(name) {
+                ready.insert(name.to_string(), started.elapsed());
             }
-            started.elapsed()
-        }));
+        }
     }
-    let mut out = Vec::new();
-    for t in tasks {
-        out.push(t.await.unwrap());
+    for create in creates {
+        create.await.unwrap();
     }
-    out
+    ready.into_values().collect()
 }
 
 async fn delete_all(client: &Client) {
@@ -139,6 +151,33 @@ async fn delete_all(client: &Client) {
     }
 }
 
+/// Time from creating a Deployment of `replicas` sleep pods to all of them available.
+async fn deployment_available(client: &Client, replicas: u32) -> Duration {
+    let deployment = json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web"},
+        "spec": {"replicas": replicas, "selector": {"matchLabels": {"app": "web"}},
+                 "template": {"metadata": {"labels": {"app": "web"}}, "spec": pod("web")["spec"].clone()}}});
+    let started = Instant::now();
+    client
+        .create("/apis/apps/v1/namespaces/default/deployments", &deployment)
+        .await
+        .unwrap();
+    loop {
+        let d = client
+            .get("/apis/apps/v1/namespaces/default/deployments/web")
+            .await
+            .unwrap();
+        if d["status"]["availableReplicas"].as_u64() == Some(replicas.into()) {
+            return started.elapsed();
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(300),
+            "the Deployment never became available: {}",
+            d["status"]
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 fn latency_report(label: &str, mut samples: Vec<Duration>) {
     samples.sort();
     let p50 = percentile(&samples, 0.5);
@@ -157,21 +196,12 @@ fn latency_report(label: &str, mut samples: Vec<Duration>) {
     );
 }
 
-/// create + start + wait + delete of `/bin/true` through orch's shim, and through `runc run` on the same
-/// bundle; medians in ms.
-async fn start_costs(dir: &Path, layer: &Path) -> (Duration, Duration) {
-    let runtime = Runtime::new(RuntimeConfig {
-        containers_dir: dir.join("containers"),
-        state_root: dir.join("state"),
-        shim_executable: env!("CARGO_BIN_EXE_orch").into(),
-        log_max_bytes: 1 << 20,
-    })
-    .unwrap();
-    let config = |id: &str| ContainerConfig {
-        args: vec!["true".into()],
+fn bench_config(args: &[&str], cgroup: &str) -> ContainerConfig {
+    ContainerConfig {
+        args: args.iter().map(|a| a.to_string()).collect(),
         env: vec!["PATH=/bin".into(), "HOME=/root".into()],
         hostname: "bench".into(),
-        cgroup_path: format!("/orch-bench/{id}"),
+        cgroup_path: cgroup.into(),
         resources: Resources {
             memory_limit: Some(64 << 20),
             pids_limit: Some(100),
@@ -179,9 +209,116 @@ async fn start_costs(dir: &Path, layer: &Path) -> (Duration, Duration) {
         },
         seccomp: true,
         ..Default::default()
-    };
-    let mut orch_runs = Vec::new();
-    let mut bundle_for_runc = None;
+    }
+}
+
+/// An OCI bundle (a copy of the layer as its root, and orch's config.json) that runc and the shim share.
+fn bundle(dir: &Path, layer: &Path, name: &str, args: &[&str]) -> PathBuf {
+    let bundle = dir.join(name);
+    std::fs::create_dir_all(&bundle).unwrap();
+    let status = Command::new("cp")
+        .arg("-a")
+        .arg(layer)
+        .arg(bundle.join("rootfs"))
+        .status()
+        .unwrap();
+    assert!(status.success(), "copying the layer into {}", bundle.display());
+    orch::agent::runtime::spec::build(&bench_config(args, &format!("/orch-bench/{name}")))
+        .unwrap()
+        .save(bundle.join("config.json"))
+        .unwrap();
+    bundle
+}
+
+fn require_runc() {
+    assert!(
+        Command::new("runc")
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| o.status.success()),
+        "missing runc: run make test-deps (apt-get install runc)"
+    );
+}
+
+/// One `orch shim` run of the bundle, from spawning the shim to the shim's exit after it recorded the
+/// container's exit and deleted it: what `runc run` does for the same bundle.
+fn shim_run(bundle: &Path, state: &Path, id: &str) -> Duration {
+    let started = Instant::now();
+    let out = Command::new(env!("CARGO_BIN_EXE_orch"))
+        .args(["shim", "--id", id, "--bundle"])
+        .arg(bundle)
+        .arg("--state-root")
+        .arg(state)
+        .arg("--log")
+        .arg(state.join(format!("{id}.log")))
+        .args(["--log-max-bytes", "1048576"])
+        .output()
+        .unwrap();
+    let report = String::from_utf8_lossy(&out.stdout);
+    assert!(report.starts_with("started "), "orch shim: {report}");
+    let shim: orch::shim::InitProcess =
+        serde_json::from_slice(&std::fs::read(bundle.join(orch::shim::SHIM_FILE)).unwrap()).unwrap();
+    if let Ok(fd) = orch::shim::pidfd_open(shim.pid) {
+        let mut fds = [nix::poll::PollFd::new(
+            std::os::fd::AsFd::as_fd(&fd),
+            nix::poll::PollFlags::POLLIN,
+        )];
+        nix::poll::poll(&mut fds, nix::poll::PollTimeout::from(10_000u16)).unwrap();
+    }
+    let elapsed = started.elapsed();
+    assert!(
+        bundle.join(orch::shim::EXIT_FILE).exists(),
+        "the shim recorded no exit"
+    );
+    for file in [orch::shim::EXIT_FILE, orch::shim::PID_FILE, orch::shim::SHIM_FILE] {
+        let _ = std::fs::remove_file(bundle.join(file));
+    }
+    elapsed
+}
+
+fn runc_run(bundle: &Path, state: &Path, id: &str, detach: bool) -> Duration {
+    let started = Instant::now();
+    let out = Command::new("runc")
+        .arg("--root")
+        .arg(state)
+        .args(["run", "--bundle"])
+        .arg(bundle)
+        .args(detach.then_some("--detach"))
+        .arg(id)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "runc run: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    started.elapsed()
+}
+
+/// Medians of `/bin/true` run START_RUNS times on the same bundle through `orch shim` and `runc run`,
+/// alternating so that both see the same machine; and of the whole lifecycle through orch's Runtime
+/// (overlay root over the layer, config.json, shim, exit record, removal).
+async fn start_costs(dir: &Path, layer: &Path) -> (Duration, Duration, Duration) {
+    require_runc();
+    let bundle = bundle(dir, layer, "true-bundle", &["true"]);
+    let (shim_state, runc_state) = (dir.join("shim-state"), dir.join("runc-state"));
+    let (mut shim_runs, mut runc_runs) = (Vec::new(), Vec::new());
+    for i in 0..START_RUNS {
+        shim_runs.push(shim_run(&bundle, &shim_state, &format!("shim-{i}")));
+        runc_runs.push(runc_run(&bundle, &runc_state, &format!("runc-{i}"), false));
+    }
+
+    let runtime = Runtime::new(RuntimeConfig {
+        containers_dir: dir.join("containers"),
+        state_root: dir.join("state"),
+        shim_executable: env!("CARGO_BIN_EXE_orch").into(),
+        log_max_bytes: 1 << 20,
+    })
+    .unwrap();
+    let mut lifecycles = Vec::new();
     for _ in 0..START_RUNS {
         let id = new_container_id();
         let meta = ContainerMeta {
@@ -201,56 +338,48 @@ async fn start_costs(dir: &Path, layer: &Path) -> (Duration, Duration) {
         };
         let started = Instant::now();
         runtime
-            .create(&meta, &config(&id), &[layer.to_path_buf()])
+            .create(
+                &meta,
+                &bench_config(&["true"], &format!("/orch-bench/{id}")),
+                &[layer.to_path_buf()],
+            )
             .unwrap();
         runtime.start(&id).await.unwrap();
         runtime.wait(&id).await.unwrap();
         runtime.remove(&id).unwrap();
-        orch_runs.push(started.elapsed());
-        if bundle_for_runc.is_none() {
-            // The same config.json (with a rootfs copy, since ours is an overlay mount) for runc.
-            let spec = orch::agent::runtime::spec::build(&config("runc")).unwrap();
-            let bundle = dir.join("runc-bundle");
-            std::fs::create_dir_all(&bundle).unwrap();
-            Command::new("cp")
-                .args(["-a"])
-                .arg(layer)
-                .arg(bundle.join("rootfs"))
-                .status()
-                .unwrap();
-            spec.save(bundle.join("config.json")).unwrap();
-            bundle_for_runc = Some(bundle);
-        }
+        lifecycles.push(started.elapsed());
     }
-    let bundle = bundle_for_runc.unwrap();
-    assert!(
-        Command::new("runc")
-            .arg("--version")
-            .output()
-            .is_ok_and(|o| o.status.success()),
-        "missing runc: run make test-deps (apt-get install runc)"
-    );
-    let mut runc_runs = Vec::new();
-    for i in 0..START_RUNS {
-        let started = Instant::now();
-        let out = Command::new("runc")
-            .args(["--root"])
-            .arg(dir.join("runc-state"))
-            .args(["run", "--bundle"])
-            .arg(&bundle)
-            .arg(format!("bench-{i}"))
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "runc run: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        runc_runs.push(started.elapsed());
+    for runs in [&mut shim_runs, &mut runc_runs, &mut lifecycles] {
+        runs.sort();
     }
-    orch_runs.sort();
-    runc_runs.sort();
-    (percentile(&orch_runs, 0.5), percentile(&runc_runs, 0.5))
+    (
+        percentile(&shim_runs, 0.5),
+        percentile(&runc_runs, 0.5),
+        percentile(&lifecycles, 0.5),
+    )
+}
+
+/// The floor under "50 pods at once": 50 `runc run --detach` of `sleep` started together on this machine,
+/// each measured from the common start to its container running. Returns (p50, p99).
+fn runc_at_once(dir: &Path, layer: &Path) -> (Duration, Duration) {
+    let bundle = bundle(dir, layer, "sleep-bundle", &["sleep", "100000"]);
+    let state = dir.join("runc-state");
+    let starts: Vec<_> = (0..LATENCY_PODS)
+        .map(|i| {
+            let (bundle, state) = (bundle.clone(), state.clone());
+            std::thread::spawn(move || runc_run(&bundle, &state, &format!("sleep-{i}"), true))
+        })
+        .collect();
+    let mut took: Vec<Duration> = starts.into_iter().map(|t| t.join().unwrap()).collect();
+    for i in 0..LATENCY_PODS {
+        let _ = Command::new("runc")
+            .arg("--root")
+            .arg(&state)
+            .args(["delete", "--force", &format!("sleep-{i}")])
+            .output();
+    }
+    took.sort();
+    (percentile(&took, 0.5), percentile(&took, 0.99))
 }
 
 fn main() {
@@ -267,7 +396,7 @@ fn main() {
         let work = tempfile::tempdir().unwrap();
         let layer = busybox_layer(work.path());
 
-        let (shim, runc) = start_costs(work.path(), &layer).await;
+        let (shim, runc, lifecycle) = start_costs(work.path(), &layer).await;
         report(
             "container start, orch shim (median)",
             format!("{:.1} ms", ms(shim)),
@@ -278,6 +407,17 @@ fn main() {
             "{:<44} {:>16}",
             "  ratio orch shim / runc",
             format!("{:.2}×", shim.as_secs_f64() / runc.as_secs_f64())
+        );
+        println!(
+            "{:<44} {:>16}",
+            "  create→remove via Runtime (overlay root)",
+            format!("{:.1} ms", ms(lifecycle))
+        );
+        let (runc_p50, runc_p99) = runc_at_once(work.path(), &layer);
+        println!(
+            "{:<44} {:>16}",
+            "  reference: 50 runc run -d at once p50/p99",
+            format!("{:.0}/{:.0} ms", ms(runc_p50), ms(runc_p99))
         );
 
         let (server, _) = BenchServer::start_with_agent(
@@ -318,7 +458,15 @@ fn main() {
         }
         latency_report("one by one", one_by_one);
         let names: Vec<String> = (0..LATENCY_PODS).map(|i| format!("par-{i}")).collect();
-        latency_report("50 at once", create_and_wait(&client, &names).await);
+        let at_once = create_and_wait(&client, &names).await;
+        let mut sorted = at_once.clone();
+        sorted.sort();
+        println!(
+            "{:<44} {:>16}",
+            "  ratio p99 / runc's 50 at once p99",
+            format!("{:.2}×", percentile(&sorted, 0.99).as_secs_f64() / runc_p99.as_secs_f64())
+        );
+        latency_report("50 at once", at_once);
         tokio::time::sleep(Duration::from_secs(2)).await;
         let with_pods = server.rss_kib();
         let running = 2 * LATENCY_PODS;
@@ -335,6 +483,22 @@ fn main() {
             "≤ 1 MB",
             per_pod <= 1024.0,
         );
+        delete_all(&client).await;
+
+        let took = deployment_available(&client, 100).await;
+        report(
+            "100-replica Deployment → 100 available",
+            format!("{:.2} s", took.as_secs_f64()),
+            "≤ 5 s",
+            took <= Duration::from_secs(5),
+        );
+        client
+            .delete(
+                "/apis/apps/v1/namespaces/default/deployments/web",
+                &json!({"propagationPolicy": "Foreground"}),
+            )
+            .await
+            .unwrap();
         delete_all(&client).await;
 
         let target: usize = std::env::var("ORCH_BENCH_NODE_PODS")

@@ -76,7 +76,9 @@ pub fn run(args: AgentArgs) -> anyhow::Result<()> {
         match kubelet {
             Some(config) => {
                 tracing::info!(node = %config.node_name, "agent joining");
-                crate::agent::kubelet::run(client, config, clock, shutdown_rx).await?;
+                let containers = crate::agent::kubelet::open_runtime(&config)?;
+                crate::agent::kubelet::run(client, config, containers, clock, shutdown_rx)
+                    .await?;
             }
             None => {
                 let config = hollow_config(&args)?;

@@ -181,16 +181,18 @@ pub fn run(args: ServerArgs) -> anyhow::Result<()> {
         let shutdown = running.shutdown_handle();
         super::stop_on_signal(shutdown.clone());
         if let Some(kubelet) = kubelet {
-            match crate::agent::kubelet::pod_logs(&kubelet) {
-                Ok(logs) => running.api.set_pod_logs(std::sync::Arc::new(logs)),
-                Err(e) => tracing::warn!(error = %e, "kubectl logs will not be served"),
-            }
+            let containers = crate::agent::kubelet::open_runtime(&kubelet)?;
+            running.api.set_pod_logs(std::sync::Arc::new(
+                crate::agent::kubelet::pod_logs(&kubelet, containers.clone()),
+            ));
             let client = running.local_client();
             let stop = shutdown.subscribe();
             tokio::spawn(async move {
                 let clock: std::sync::Arc<dyn crate::util::Clock> =
                     std::sync::Arc::new(crate::util::SystemClock);
-                if let Err(e) = crate::agent::kubelet::run(client, kubelet, clock, stop).await {
+                if let Err(e) =
+                    crate::agent::kubelet::run(client, kubelet, containers, clock, stop).await
+                {
                     tracing::error!(error = %e, "the node agent stopped");
                 }
             });

@@ -130,7 +130,7 @@ async fn a_container_runs_logs_in_cri_format_and_reports_its_exit_code() {
     );
     assert!(lines.iter().any(|l| l.ends_with(" stderr F oops")), "{log}");
     f.runtime.remove(&id).unwrap();
-    assert!(f.runtime.list().unwrap().is_empty());
+    assert!(f.runtime.list().is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

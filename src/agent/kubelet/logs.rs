@@ -86,10 +86,9 @@ fn floor_char_boundary(s: &str, mut at: usize) -> usize {
 fn exited(runtime: &Runtime, uid: &str, container: &str, attempt: u32) -> bool {
     {
         let run = runtime
-            .list()
-            .unwrap_or_default()
+            .list_pod(uid)
             .into_iter()
-            .find(|m| m.pod_uid == uid && m.container == container && m.attempt == attempt);
+            .find(|m| m.container == container && m.attempt == attempt);
         match run {
             Some(meta) => matches!(
                 runtime.state(&meta.id),

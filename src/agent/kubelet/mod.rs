@@ -87,10 +87,11 @@ pub(crate) struct Kubelet {
     pub watched: Mutex<HashSet<String>>,
 }
 
-/// Runs the kubelet until `shutdown`.
+/// Runs the kubelet until `shutdown`, on the node's runtime (see [`open_runtime`]).
 pub async fn run(
     client: Client,
     config: KubeletConfig,
+    runtime: Runtime,
     clock: Arc<dyn Clock>,
     shutdown: watch::Receiver<bool>,
 ) -> Result<(), AgentError> {
@@ -149,8 +150,6 @@ pub async fn run(
             Err(e) => tracing::warn!(error = %e, "importing image tarballs"),
         }
     }
-    let runtime =
-        Runtime::new(runtime_config(&config)).map_err(|e| AgentError::Config(e.to_string()))?;
 
     let pods: Informer<Pod> = Informer::with_query(
         client.clone(),
@@ -242,6 +241,11 @@ pub async fn run(
     Ok(())
 }
 
+/// The node's containers, opened once and shared by the kubelet and the log server.
+pub fn open_runtime(config: &KubeletConfig) -> Result<Runtime, AgentError> {
+    Runtime::new(runtime_config(config)).map_err(|e| AgentError::Config(e.to_string()))
+}
+
 /// Where this node's containers live.
 pub fn runtime_config(config: &KubeletConfig) -> RuntimeConfig {
     RuntimeConfig {
@@ -253,13 +257,12 @@ pub fn runtime_config(config: &KubeletConfig) -> RuntimeConfig {
 }
 
 /// The container logs of this node, for the API server's `pods/log`.
-pub fn pod_logs(config: &KubeletConfig) -> Result<logs::NodeLogs, AgentError> {
-    Ok(logs::NodeLogs {
+pub fn pod_logs(config: &KubeletConfig, runtime: Runtime) -> logs::NodeLogs {
+    logs::NodeLogs {
         node_name: config.node_name.clone(),
         data_dir: config.data_dir.clone(),
-        runtime: Runtime::new(runtime_config(config))
-            .map_err(|e| AgentError::Config(e.to_string()))?,
-    })
+        runtime,
+    }
 }
 
 /// The node's podCIDR, once the IPAM controller assigned it; None if shut down first.

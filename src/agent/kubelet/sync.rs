@@ -147,10 +147,8 @@ impl Kubelet {
     /// (id, container name) of the pod's containers that have a process.
     fn running_containers(&self, uid: &str) -> Vec<(String, String)> {
         self.runtime
-            .list()
-            .unwrap_or_default()
+            .list_pod(uid)
             .into_iter()
-            .filter(|m| m.pod_uid == uid)
             .filter(|m| matches!(self.runtime.state(&m.id), Ok(ContainerState::Running(_))))
             .map(|m| (m.id, m.container))
             .collect()
@@ -208,12 +206,10 @@ impl Kubelet {
 
     /// Removes what a pod had on the node once its containers are stopped.
     pub(super) async fn release_pod(&self, uid: &str) {
-        for meta in self.runtime.list().unwrap_or_default() {
-            if meta.pod_uid == uid {
-                self.probes.forget(&meta.id);
-                if let Err(e) = self.runtime.remove(&meta.id) {
-                    tracing::warn!(container = %meta.id, error = %e, "removing a container");
-                }
+        for meta in self.runtime.list_pod(uid) {
+            self.probes.forget(&meta.id);
+            if let Err(e) = self.runtime.remove(&meta.id) {
+                tracing::warn!(container = %meta.id, error = %e, "removing a container");
             }
         }
         if let Err(e) = self.network.remove_sandbox(uid).await {
@@ -244,7 +240,7 @@ impl Kubelet {
             .filter_map(|p| p.metadata.uid.clone())
             .collect();
         let mut orphans = std::collections::BTreeSet::new();
-        for meta in self.runtime.list().unwrap_or_default() {
+        for meta in self.runtime.list() {
             if !live.contains(&meta.pod_uid) {
                 orphans.insert(meta.pod_uid.clone());
             } else if matches!(self.runtime.state(&meta.id), Ok(ContainerState::Created))
@@ -268,10 +264,7 @@ impl Kubelet {
     /// The runs of the pod's containers by name; older runs than the previous one are removed.
     fn runs(&self, uid: &str) -> (HashMap<String, Runs>, HashMap<String, ContainerMeta>) {
         let mut by_name: HashMap<String, Vec<(ContainerMeta, ContainerState)>> = HashMap::new();
-        for meta in self.runtime.list().unwrap_or_default() {
-            if meta.pod_uid != uid {
-                continue;
-            }
+        for meta in self.runtime.list_pod(uid) {
             if let Ok(state) = self.runtime.state(&meta.id) {
                 by_name
                     .entry(meta.container.clone())

@@ -4,13 +4,19 @@
 //! (src/shim). The agent never calls libcontainer's build/start itself; it starts shims, reads their files
 //! and signals container inits. Because the files and the shims outlive the agent, a restarted agent finds
 //! every container as it left it: [`Runtime::list`] and [`Runtime::state`] are all it needs.
+//!
+//! The metadata of every container is read from disk once, when the runtime is opened, and kept in memory
+//! beside the files: a pod's sync must not read every container of the node. Clones share that index, so
+//! one node opens its runtime once.
 
 pub mod seccomp;
 pub mod spec;
 
+use std::collections::HashMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -106,6 +112,8 @@ pub enum ContainerState {
 #[derive(Clone)]
 pub struct Runtime {
     config: RuntimeConfig,
+    /// The metadata of every container with a bundle, by id.
+    index: Arc<Mutex<HashMap<String, ContainerMeta>>>,
 }
 
 impl Runtime {
@@ -113,7 +121,22 @@ impl Runtime {
         for dir in [&config.containers_dir, &config.state_root] {
             fs::create_dir_all(dir).map_err(io_err("creating", dir))?;
         }
-        Ok(Runtime { config })
+        let dir = &config.containers_dir;
+        let mut index = HashMap::new();
+        for entry in fs::read_dir(dir).map_err(io_err("listing", dir))? {
+            let entry = entry.map_err(io_err("listing", dir))?;
+            if let Ok(Some(meta)) = read_json::<ContainerMeta>(&entry.path().join(META_FILE)) {
+                index.insert(meta.id.clone(), meta);
+            }
+        }
+        Ok(Runtime {
+            config,
+            index: Arc::new(Mutex::new(index)),
+        })
+    }
+
+    fn indexed(&self) -> std::sync::MutexGuard<'_, HashMap<String, ContainerMeta>> {
+        self.index.lock().expect("container index lock")
     }
 
     fn dir(&self, id: &str) -> PathBuf {
@@ -138,6 +161,7 @@ impl Runtime {
             &dir.join(META_FILE),
             &serde_json::to_vec_pretty(meta).expect("serialisable"),
         )?;
+        self.indexed().insert(meta.id.clone(), meta.clone());
         mount_overlay(&meta.id, &dir, layers)?;
         let config_path = dir.join("config.json");
         spec.save(&config_path)
@@ -202,20 +226,24 @@ impl Runtime {
     }
 
     pub fn meta(&self, id: &str) -> Result<ContainerMeta, RuntimeError> {
-        read_json(&self.dir(id).join(META_FILE))?.ok_or_else(|| RuntimeError::NotFound(id.into()))
+        self.indexed()
+            .get(id)
+            .cloned()
+            .ok_or_else(|| RuntimeError::NotFound(id.into()))
     }
 
     /// Every container with a bundle, in no particular order.
-    pub fn list(&self) -> Result<Vec<ContainerMeta>, RuntimeError> {
-        let dir = &self.config.containers_dir;
-        let mut out = Vec::new();
-        for entry in fs::read_dir(dir).map_err(io_err("listing", dir))? {
-            let entry = entry.map_err(io_err("listing", dir))?;
-            if let Ok(Some(meta)) = read_json::<ContainerMeta>(&entry.path().join(META_FILE)) {
-                out.push(meta);
-            }
-        }
-        Ok(out)
+    pub fn list(&self) -> Vec<ContainerMeta> {
+        self.indexed().values().cloned().collect()
+    }
+
+    /// The containers of one pod, in no particular order.
+    pub fn list_pod(&self, pod_uid: &str) -> Vec<ContainerMeta> {
+        self.indexed()
+            .values()
+            .filter(|m| m.pod_uid == pod_uid)
+            .cloned()
+            .collect()
     }
 
     pub fn state(&self, id: &str) -> Result<ContainerState, RuntimeError> {
@@ -284,12 +312,15 @@ impl Runtime {
                             let _ = async_fd.readable().await;
                         }
                     }
-                    // The shim writes the record after the last output is drained.
-                    for _ in 0..100 {
-                        if self.dir(id).join(EXIT_FILE).exists() {
-                            break;
-                        }
-                        tokio::time::sleep(Duration::from_millis(20)).await;
+                    // The shim writes the record after the last output is drained: usually within a
+                    // millisecond, so the first looks come quickly.
+                    let mut pause = Duration::from_millis(1);
+                    let deadline = std::time::Instant::now() + Duration::from_secs(2);
+                    while !self.dir(id).join(EXIT_FILE).exists()
+                        && std::time::Instant::now() < deadline
+                    {
+                        tokio::time::sleep(pause).await;
+                        pause = (pause * 2).min(Duration::from_millis(50));
                     }
                 }
                 ContainerState::Created => tokio::time::sleep(Duration::from_millis(50)).await,
@@ -316,6 +347,7 @@ impl Runtime {
     pub fn remove(&self, id: &str) -> Result<(), RuntimeError> {
         let dir = self.dir(id);
         if !dir.exists() {
+            self.indexed().remove(id);
             return Ok(());
         }
         if let ContainerState::Running(_) = self.state(id)? {
@@ -343,7 +375,9 @@ impl Runtime {
                 })
             }
         }
-        fs::remove_dir_all(&dir).map_err(io_err("removing", &dir))
+        fs::remove_dir_all(&dir).map_err(io_err("removing", &dir))?;
+        self.indexed().remove(id);
+        Ok(())
     }
 
     /// Runs `command` inside the running container (through `orch shim-exec`) and returns its exit code
