@@ -22,7 +22,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncBufReadExt, BufReader};
 
-pub use spec::{ContainerConfig, MountKind, MountSpec, Resources};
+pub use spec::{ContainerConfig, MountKind, MountSpec, Resources, SharedNamespace};
 
 use crate::shim::{self, ExitRecord, InitProcess, EXIT_FILE, PID_FILE, SHIM_FILE};
 
