@@ -89,7 +89,10 @@ fn is_ready(pod: &serde_json::Value) -> bool {
 /// watch sees it: polling each pod would compete with the node for the same two cores.
 async fn create_and_wait(client: &Client, names: &[String]) -> Vec<Duration> {
     let list = client.get("/api/v1/namespaces/default/pods").await.unwrap();
-    let rv = list["metadata"]["resourceVersion"].as_str().unwrap().to_string();
+    let rv = list["metadata"]["resourceVersion"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let mut watch = client
         .watch(&format!(
             "/api/v1/namespaces/default/pods?watch=1&resourceVersion={rv}"
@@ -118,7 +121,9 @@ async fn create_and_wait(client: &Client, names: &[String]) -> Vec<Duration> {
             .unwrap_or_else(|_| panic!("only {} of {} pods became Ready", ready.len(), names.len()))
             .expect("the pod watch ended")
             .unwrap();
-        let name = event.object["metadata"]["name"].as_str().unwrap_or_default();
+        let name = event.object["metadata"]["name"]
+            .as_str()
+            .unwrap_or_default();
         let started = created.lock().unwrap().get(name).copied();
         if let Some(started) = started {
             if is_ready(&event.object) && !ready.contains_key(name) {
@@ -222,7 +227,11 @@ fn bundle(dir: &Path, layer: &Path, name: &str, args: &[&str]) -> PathBuf {
         .arg(bundle.join("rootfs"))
         .status()
         .unwrap();
-    assert!(status.success(), "copying the layer into {}", bundle.display());
+    assert!(
+        status.success(),
+        "copying the layer into {}",
+        bundle.display()
+    );
     orch::agent::runtime::spec::build(&bench_config(args, &format!("/orch-bench/{name}")))
         .unwrap()
         .save(bundle.join("config.json"))
@@ -257,7 +266,8 @@ fn shim_run(bundle: &Path, state: &Path, id: &str) -> Duration {
     let report = String::from_utf8_lossy(&out.stdout);
     assert!(report.starts_with("started "), "orch shim: {report}");
     let shim: orch::shim::InitProcess =
-        serde_json::from_slice(&std::fs::read(bundle.join(orch::shim::SHIM_FILE)).unwrap()).unwrap();
+        serde_json::from_slice(&std::fs::read(bundle.join(orch::shim::SHIM_FILE)).unwrap())
+            .unwrap();
     if let Ok(fd) = orch::shim::pidfd_open(shim.pid) {
         let mut fds = [nix::poll::PollFd::new(
             std::os::fd::AsFd::as_fd(&fd),
@@ -270,7 +280,11 @@ fn shim_run(bundle: &Path, state: &Path, id: &str) -> Duration {
         bundle.join(orch::shim::EXIT_FILE).exists(),
         "the shim recorded no exit"
     );
-    for file in [orch::shim::EXIT_FILE, orch::shim::PID_FILE, orch::shim::SHIM_FILE] {
+    for file in [
+        orch::shim::EXIT_FILE,
+        orch::shim::PID_FILE,
+        orch::shim::SHIM_FILE,
+    ] {
         let _ = std::fs::remove_file(bundle.join(file));
     }
     elapsed
@@ -287,7 +301,12 @@ fn runc_run(bundle: &Path, state: &Path, id: &str, detach: bool) -> Duration {
         .arg(id)
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
+        // A detached container keeps runc's stdio: a pipe would stay open as long as it runs.
+        .stderr(if detach {
+            std::process::Stdio::null()
+        } else {
+            std::process::Stdio::piped()
+        })
         .output()
         .unwrap();
     assert!(
@@ -362,11 +381,30 @@ async fn start_costs(dir: &Path, layer: &Path) -> (Duration, Duration, Duration)
 /// The floor under "50 pods at once": 50 `runc run --detach` of `sleep` started together on this machine,
 /// each measured from the common start to its container running. Returns (p50, p99).
 fn runc_at_once(dir: &Path, layer: &Path) -> (Duration, Duration) {
-    let bundle = bundle(dir, layer, "sleep-bundle", &["sleep", "100000"]);
+    let shared = bundle(dir, layer, "sleep-bundle", &["sleep", "100000"]);
     let state = dir.join("runc-state");
-    let starts: Vec<_> = (0..LATENCY_PODS)
+    // Each container needs a cgroup of its own, so a config of its own; the root is shared.
+    let bundles: Vec<PathBuf> = (0..LATENCY_PODS)
         .map(|i| {
-            let (bundle, state) = (bundle.clone(), state.clone());
+            let own = dir.join(format!("sleep-{i}"));
+            std::fs::create_dir_all(&own).unwrap();
+            let mut spec = orch::agent::runtime::spec::build(&bench_config(
+                &["sleep", "100000"],
+                &format!("/orch-bench/sleep-{i}"),
+            ))
+            .unwrap();
+            let mut root = spec.root().clone().unwrap();
+            root.set_path(shared.join("rootfs"));
+            spec.set_root(Some(root));
+            spec.save(own.join("config.json")).unwrap();
+            own
+        })
+        .collect();
+    let starts: Vec<_> = bundles
+        .into_iter()
+        .enumerate()
+        .map(|(i, bundle)| {
+            let state = state.clone();
             std::thread::spawn(move || runc_run(&bundle, &state, &format!("sleep-{i}"), true))
         })
         .collect();
@@ -464,7 +502,10 @@ fn main() {
         println!(
             "{:<44} {:>16}",
             "  ratio p99 / runc's 50 at once p99",
-            format!("{:.2}×", percentile(&sorted, 0.99).as_secs_f64() / runc_p99.as_secs_f64())
+            format!(
+                "{:.2}×",
+                percentile(&sorted, 0.99).as_secs_f64() / runc_p99.as_secs_f64()
+            )
         );
         latency_report("50 at once", at_once);
         tokio::time::sleep(Duration::from_secs(2)).await;

@@ -87,10 +87,13 @@ pub async fn run(
     }
     let mut tasks = Vec::new();
     for identity in &identities {
+        // Hollow nodes have no resources to run short of.
+        let (_, no_pressure) = watch::channel(node::NodePressure::default());
         tasks.push(tokio::spawn(node::heartbeat(
             client.clone(),
             identity.clone(),
             clock.clone(),
+            no_pressure,
             shutdown.clone(),
         )));
     }

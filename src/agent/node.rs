@@ -1,6 +1,7 @@
 //! A node's presence in the cluster: the Node object (labels, taints, capacity, addresses, nodeInfo and
 //! conditions) created or refreshed at start, and the heartbeat — the Lease in `kube-node-lease` renewed
-//! every 10 s, and the Ready condition's heartbeat refreshed every minute.
+//! every 10 s, and the conditions' heartbeat refreshed every minute, or at once when the kubelet's pressure
+//! evaluation changes.
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -61,6 +62,49 @@ pub fn parse_label(text: &str) -> Result<(String, String), AgentError> {
     }
 }
 
+/// Which of the node's resources run short, as the kubelet's eviction thresholds judge them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct NodePressure {
+    pub memory: bool,
+    pub disk: bool,
+    pub pid: bool,
+}
+
+/// When each pressure condition last changed status, so that heartbeats keep `lastTransitionTime`.
+#[derive(Debug, Clone, Copy)]
+struct Transitions {
+    pressure: NodePressure,
+    memory: jiff::Timestamp,
+    disk: jiff::Timestamp,
+    pid: jiff::Timestamp,
+    ready: jiff::Timestamp,
+}
+
+impl Transitions {
+    fn new(now: jiff::Timestamp) -> Self {
+        Transitions {
+            pressure: NodePressure::default(),
+            memory: now,
+            disk: now,
+            pid: now,
+            ready: now,
+        }
+    }
+
+    fn observe(&mut self, pressure: NodePressure, now: jiff::Timestamp) {
+        if pressure.memory != self.pressure.memory {
+            self.memory = now;
+        }
+        if pressure.disk != self.pressure.disk {
+            self.disk = now;
+        }
+        if pressure.pid != self.pressure.pid {
+            self.pid = now;
+        }
+        self.pressure = pressure;
+    }
+}
+
 /// Everything the agent states about its node.
 #[derive(Debug, Clone)]
 pub struct NodeIdentity {
@@ -96,12 +140,15 @@ impl NodeIdentity {
         Value::Object(labels)
     }
 
-    fn status(&self, now: jiff::Timestamp) -> Value {
-        let now = format_time(now);
-        let condition = |kind: &str, status: &str, reason: &str, message: &str| {
-            json!({"type": kind, "status": status, "reason": reason, "message": message,
-                   "lastHeartbeatTime": now, "lastTransitionTime": now})
-        };
+    fn status(&self, now: jiff::Timestamp, transitions: &Transitions) -> Value {
+        let condition =
+            |kind: &str, pressed: bool, since: jiff::Timestamp, texts: [(&str, &str); 2]| {
+                let (reason, message) = texts[usize::from(pressed)];
+                json!({"type": kind, "status": if pressed { "True" } else { "False" },
+                   "reason": reason, "message": message,
+                   "lastHeartbeatTime": format_time(now), "lastTransitionTime": format_time(since)})
+            };
+        let p = transitions.pressure;
         let arch = std::env::consts::ARCH
             .replace("x86_64", "amd64")
             .replace("aarch64", "arm64");
@@ -109,10 +156,21 @@ impl NodeIdentity {
             "capacity": self.capacity,
             "allocatable": self.capacity,
             "conditions": [
-                condition("MemoryPressure", "False", "KubeletHasSufficientMemory", "kubelet has sufficient memory available"),
-                condition("DiskPressure", "False", "KubeletHasNoDiskPressure", "kubelet has no disk pressure"),
-                condition("PIDPressure", "False", "KubeletHasSufficientPID", "kubelet has sufficient PID available"),
-                condition("Ready", "True", "KubeletReady", "kubelet is posting ready status"),
+                condition("MemoryPressure", p.memory, transitions.memory, [
+                    ("KubeletHasSufficientMemory", "kubelet has sufficient memory available"),
+                    ("KubeletHasInsufficientMemory", "kubelet has insufficient memory available"),
+                ]),
+                condition("DiskPressure", p.disk, transitions.disk, [
+                    ("KubeletHasNoDiskPressure", "kubelet has no disk pressure"),
+                    ("KubeletHasDiskPressure", "kubelet has disk pressure"),
+                ]),
+                condition("PIDPressure", p.pid, transitions.pid, [
+                    ("KubeletHasSufficientPID", "kubelet has sufficient PID available"),
+                    ("KubeletHasInsufficientPID", "kubelet has insufficient PID available"),
+                ]),
+                {"type": "Ready", "status": "True", "reason": "KubeletReady",
+                 "message": "kubelet is posting ready status", "lastHeartbeatTime": format_time(now),
+                 "lastTransitionTime": format_time(transitions.ready)},
             ],
             "addresses": [
                 {"type": "InternalIP", "address": self.ip.to_string()},
@@ -181,36 +239,53 @@ pub async fn register(
     client
         .merge_patch(
             &format!("{path}/status"),
-            &json!({"status": identity.status(clock.now())}),
+            &json!({"status": identity.status(clock.now(), &Transitions::new(clock.now()))}),
         )
         .await?;
     Ok(())
 }
 
-/// Renews the node's Lease every 10 s and refreshes its Ready heartbeat every minute, until `shutdown`.
+/// Renews the node's Lease every 10 s and refreshes its conditions every minute and whenever `pressure`
+/// changes, until `shutdown`.
 pub async fn heartbeat(
     client: Client,
     identity: NodeIdentity,
     clock: Arc<dyn Clock>,
+    mut pressure: watch::Receiver<NodePressure>,
     mut shutdown: watch::Receiver<bool>,
 ) {
+    let mut transitions = Transitions::new(clock.now());
     let mut last_status = tokio::time::Instant::now();
+    let mut lease_due = tokio::time::Instant::now();
     loop {
-        if let Err(e) = renew_lease(&client, &identity.name, clock.as_ref()).await {
-            tracing::warn!(node = %identity.name, error = %e, "lease renewal failed");
+        if tokio::time::Instant::now() >= lease_due {
+            lease_due = tokio::time::Instant::now() + LEASE_RENEW_INTERVAL;
+            if let Err(e) = renew_lease(&client, &identity.name, clock.as_ref()).await {
+                tracing::warn!(node = %identity.name, error = %e, "lease renewal failed");
+            }
         }
-        if last_status.elapsed() >= STATUS_REPORT_INTERVAL {
+        let current = *pressure.borrow_and_update();
+        if current != transitions.pressure || last_status.elapsed() >= STATUS_REPORT_INTERVAL {
             last_status = tokio::time::Instant::now();
+            transitions.observe(current, clock.now());
             let path = format!("/api/v1/nodes/{}/status", identity.name);
-            let status = json!({"status": identity.status(clock.now())});
+            let status = json!({"status": identity.status(clock.now(), &transitions)});
             if let Err(e) = client.merge_patch(&path, &status).await {
                 tracing::warn!(node = %identity.name, error = %e, "node status update failed");
             }
         }
         tokio::select! {
-            _ = tokio::time::sleep(LEASE_RENEW_INTERVAL) => {}
+            _ = tokio::time::sleep_until(lease_due) => {}
+            _ = pressure_changed(&mut pressure) => {}
             _ = shutdown.wait_for(|stop| *stop) => return,
         }
+    }
+}
+
+/// Resolves when the pressure changes; never, once nobody evaluates it any more (hollow nodes).
+async fn pressure_changed(pressure: &mut watch::Receiver<NodePressure>) {
+    if pressure.changed().await.is_err() {
+        std::future::pending::<()>().await;
     }
 }
 

@@ -39,6 +39,11 @@ pub struct NodeArgs {
     /// Runtime state that a reboot clears: container state and pod network namespaces.
     #[arg(long, env = "ORCH_RUN_DIR", default_value = "/run/orch")]
     pub run_dir: PathBuf,
+    /// kubelet's hard eviction thresholds: below them the node reports MemoryPressure, DiskPressure or
+    /// PIDPressure (and is tainted so that no new pod lands on it).
+    #[arg(long, env = "ORCH_EVICTION_HARD",
+          default_value = crate::agent::kubelet::housekeeping::DEFAULT_EVICTION_HARD)]
+    pub eviction_hard: String,
 }
 
 pub fn host_name() -> String {
@@ -120,6 +125,7 @@ impl NodeArgs {
             registries,
             shim_executable: std::env::current_exe()
                 .context("locating the orch executable for the shims")?,
+            eviction_hard: self.eviction_hard.clone(),
         })
     }
 }

@@ -25,7 +25,10 @@ use serde_json::json;
 
 use super::expectations::Expectations;
 use super::history::{self, CONTROLLER_REVISION_HASH_LABEL};
-use super::node_lifecycle::{NOT_READY_TAINT, UNREACHABLE_TAINT, UNSCHEDULABLE_TAINT};
+use super::node_lifecycle::{
+    DISK_PRESSURE_TAINT, MEMORY_PRESSURE_TAINT, NOT_READY_TAINT, PID_PRESSURE_TAINT,
+    UNREACHABLE_TAINT, UNSCHEDULABLE_TAINT,
+};
 use super::rollout::{
     controller_ref, is_pod_available, is_pod_ready, pod_template_hash, scaled_value,
     slow_start_batches, BURST_REPLICAS, SLOW_START_INITIAL_BATCH_SIZE,
@@ -40,9 +43,6 @@ use crate::scheduler::plugins::{
 
 const WORKERS: usize = 2;
 const KIND: &str = "DaemonSet";
-const DISK_PRESSURE_TAINT: &str = "node.kubernetes.io/disk-pressure";
-const MEMORY_PRESSURE_TAINT: &str = "node.kubernetes.io/memory-pressure";
-const PID_PRESSURE_TAINT: &str = "node.kubernetes.io/pid-pressure";
 const NETWORK_UNAVAILABLE_TAINT: &str = "node.kubernetes.io/network-unavailable";
 const FAILED_POD_BACKOFF_INITIAL: Duration = Duration::from_secs(1);
 const FAILED_POD_BACKOFF_MAX: Duration = Duration::from_secs(15 * 60);

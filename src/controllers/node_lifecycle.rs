@@ -3,7 +3,8 @@
 //!   Unknown ("Kubelet stopped posting node status.") and its pods marked not Ready;
 //! - node conditions become taints: Ready=Unknown → `node.kubernetes.io/unreachable`, Ready=False →
 //!   `node.kubernetes.io/not-ready` (NoSchedule and NoExecute), `spec.unschedulable` →
-//!   `node.kubernetes.io/unschedulable:NoSchedule`;
+//!   `node.kubernetes.io/unschedulable:NoSchedule`, MemoryPressure/DiskPressure/PIDPressure=True →
+//!   `node.kubernetes.io/{memory,disk,pid}-pressure:NoSchedule`;
 //! - pods on a node with NoExecute taints are deleted when they do not tolerate them, or once their
 //!   `tolerationSeconds` have passed since the taint was added;
 //! - pods bound to a node that no longer exists are deleted at once (pod GC).
@@ -22,6 +23,9 @@ const MONITOR_PERIOD: Duration = Duration::from_secs(5);
 pub const UNREACHABLE_TAINT: &str = "node.kubernetes.io/unreachable";
 pub const NOT_READY_TAINT: &str = "node.kubernetes.io/not-ready";
 pub const UNSCHEDULABLE_TAINT: &str = "node.kubernetes.io/unschedulable";
+pub const MEMORY_PRESSURE_TAINT: &str = "node.kubernetes.io/memory-pressure";
+pub const DISK_PRESSURE_TAINT: &str = "node.kubernetes.io/disk-pressure";
+pub const PID_PRESSURE_TAINT: &str = "node.kubernetes.io/pid-pressure";
 const LEASE_NAMESPACE: &str = "kube-node-lease";
 
 pub fn start(ctx: &Context) -> Vec<tokio::task::JoinHandle<()>> {
@@ -176,7 +180,15 @@ async fn sync_node(
         _ => (false, false),
     };
     let unschedulable = node.spec.as_ref().and_then(|s| s.unschedulable) == Some(true);
+    let pressed = |kind: &str| condition(&node, kind).is_some_and(|c| c.status == "True");
     for (key, effect, wanted) in [
+        (
+            MEMORY_PRESSURE_TAINT,
+            "NoSchedule",
+            pressed("MemoryPressure"),
+        ),
+        (DISK_PRESSURE_TAINT, "NoSchedule", pressed("DiskPressure")),
+        (PID_PRESSURE_TAINT, "NoSchedule", pressed("PIDPressure")),
         (UNREACHABLE_TAINT, "NoExecute", unreachable),
         (UNREACHABLE_TAINT, "NoSchedule", unreachable),
         (NOT_READY_TAINT, "NoExecute", not_ready),

@@ -512,3 +512,154 @@ spec:
         "the preStop hook ran before the container stopped"
     );
 }
+
+#[test]
+fn a_pods_containers_share_ipc_uts_and_shm_and_node_pressure_taints_the_node() {
+    require_root();
+    let _node = node_lock();
+    // Less than 100Ti of memory available: this node is always under memory pressure.
+    let s = Server::with_agent("", &["--eviction-hard", "memory.available<100Ti"]);
+    ready_node(&s);
+    import_busybox(&s);
+    let condition = |field: &str| {
+        let out = s.kubectl(&[
+            "get",
+            "node",
+            "node",
+            "-o",
+            &format!("jsonpath={{.status.conditions[?(@.type==\"MemoryPressure\")].{field}}}"),
+        ]);
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    s.eventually("MemoryPressure=True", Duration::from_secs(30), || {
+        condition("status") == "True"
+    });
+    assert_eq!(condition("reason"), "KubeletHasInsufficientMemory");
+    s.eventually("the memory-pressure taint", Duration::from_secs(30), || {
+        s.ok(&["get", "node", "node", "-o", "jsonpath={.spec.taints}"])
+            .contains(r#""effect":"NoSchedule","key":"node.kubernetes.io/memory-pressure""#)
+    });
+
+    let manifest = r#"apiVersion: v1
+kind: Pod
+metadata: {name: blocked}
+spec:
+  containers: [{name: app, image: busybox:latest, imagePullPolicy: Never}]
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: pair}
+spec:
+  terminationGracePeriodSeconds: 1
+  tolerations: [{key: node.kubernetes.io/memory-pressure, operator: Exists, effect: NoSchedule}]
+  containers:
+  - name: a
+    image: busybox:latest
+    imagePullPolicy: Never
+    command: [sh, -c, "echo from-a > /dev/shm/token; readlink /proc/self/ns/ipc; readlink /proc/self/ns/uts; hostname; sleep 1000"]
+  - name: b
+    image: busybox:latest
+    imagePullPolicy: Never
+    command: [sh, -c, "until cat /dev/shm/token; do sleep 0.1; done; readlink /proc/self/ns/ipc; readlink /proc/self/ns/uts; hostname; sleep 1000"]
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: hostnet}
+spec:
+  hostNetwork: true
+  terminationGracePeriodSeconds: 1
+  tolerations: [{operator: Exists}]
+  containers:
+  - name: app
+    image: busybox:latest
+    imagePullPolicy: Never
+    command: [sh, -c, "readlink /proc/self/ns/net; readlink /proc/self/ns/uts; hostname; sleep 1000"]
+"#;
+    let file = s.write("pair.yaml", manifest);
+    s.ok(&["apply", "-f", file.to_str().unwrap()]);
+    s.eventually("pair is Ready", Duration::from_secs(60), || {
+        jsonpath(
+            &s,
+            "pair",
+            "{.status.conditions[?(@.type==\"Ready\")].status}",
+        ) == "True"
+    });
+    let logs = |container: &str| {
+        let mut text = String::new();
+        s.eventually(
+            &format!("{container} printed its namespaces"),
+            Duration::from_secs(20),
+            || {
+                text = s.ok(&["logs", "pair", "-c", container]);
+                text.lines().count() >= 3
+            },
+        );
+        text
+    };
+    let (a, b) = (logs("a"), logs("b"));
+    let a_lines: Vec<&str> = a.lines().collect();
+    let b_lines: Vec<&str> = b.lines().collect();
+    assert_eq!(
+        b_lines[0], "from-a",
+        "b reads what a wrote to the pod's /dev/shm"
+    );
+    assert_eq!(
+        a_lines[..3],
+        b_lines[1..4],
+        "same IPC and UTS namespaces, same hostname"
+    );
+    assert!(
+        a_lines[0].starts_with("ipc:[") && a_lines[1].starts_with("uts:["),
+        "{a}"
+    );
+    assert_eq!(a_lines[2], "pair");
+    let host_ipc = std::fs::read_link("/proc/self/ns/ipc").unwrap();
+    assert_ne!(
+        a_lines[0],
+        host_ipc.to_string_lossy(),
+        "not the host's IPC namespace"
+    );
+
+    // A hostNetwork pod has the node's network and UTS namespaces, hostname and address.
+    s.eventually(
+        "hostnet printed its namespaces",
+        Duration::from_secs(60),
+        || s.ok(&["logs", "hostnet"]).lines().count() >= 3,
+    );
+    let host = |ns: &str| std::fs::read_link(format!("/proc/self/ns/{ns}")).unwrap();
+    let expected = format!(
+        "{}\n{}\n{}\n",
+        host("net").display(),
+        host("uts").display(),
+        nix::unistd::gethostname().unwrap().to_string_lossy()
+    );
+    assert_eq!(s.ok(&["logs", "hostnet"]), expected);
+    assert_eq!(jsonpath(&s, "hostnet", "{.status.podIP}"), "127.0.0.1");
+
+    // The pod without the toleration stays Pending, for the reason kubectl shows.
+    s.eventually("blocked is unschedulable", Duration::from_secs(30), || {
+        s.ok(&[
+            "get",
+            "events",
+            "--field-selector",
+            "involvedObject.name=blocked",
+        ])
+        .contains("untolerated taint {node.kubernetes.io/memory-pressure: }")
+    });
+    assert_eq!(jsonpath(&s, "blocked", "{.status.phase}"), "Pending");
+
+    // Deleting the pod releases its namespaces and /dev/shm.
+    let uid = jsonpath(&s, "pair", "{.metadata.uid}");
+    s.ok(&["delete", "pod", "pair", "--wait=true"]);
+    let run_dir = s.dir.path().join("run");
+    s.eventually(
+        "the pod's namespace files are gone",
+        Duration::from_secs(30),
+        || !run_dir.join("ipcns").join(&uid).exists() && !run_dir.join("utsns").join(&uid).exists(),
+    );
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    assert!(
+        !mounts.contains(&uid),
+        "a mount of the deleted pod is left: {mounts}"
+    );
+}

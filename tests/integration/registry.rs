@@ -19,7 +19,7 @@ pub const INSTALL_HINT: &str =
 /// Applets linked to busybox in the test image.
 const APPLETS: &[&str] = &[
     "sh", "sleep", "echo", "cat", "true", "false", "ls", "wget", "nc", "env", "id", "hostname",
-    "mkdir", "rm", "touch", "ps", "kill", "grep", "test", "printf", "head", "date",
+    "mkdir", "rm", "touch", "ps", "kill", "grep", "test", "printf", "head", "date", "readlink",
 ];
 
 /// The path of `tool` on PATH (plus the sbin directories), or a test failure naming how to install it.
@@ -148,7 +148,7 @@ impl Drop for Registry {
 }
 
 /// An OCI image layout holding `busybox` at tag `latest`: one layer with /bin/busybox and applet links,
-/// `CMD ["sh"]`. Built once per test process (and reused across runs while /bin/busybox is unchanged).
+/// `CMD ["sh"]`. Built once per test process (and reused across runs while /bin/busybox and the applets are unchanged).
 pub fn busybox_layout() -> &'static Path {
     static LAYOUT: OnceLock<PathBuf> = OnceLock::new();
     LAYOUT.get_or_init(build_busybox_layout)
@@ -165,7 +165,13 @@ fn build_busybox_layout() -> PathBuf {
         .unwrap()
         .as_secs();
     let base = Path::new(env!("CARGO_TARGET_TMPDIR"));
-    let layout = base.join(format!("busybox-oci-{}-{mtime}", meta.len()));
+    let applets = {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::hash::DefaultHasher::new();
+        APPLETS.hash(&mut h);
+        h.finish()
+    };
+    let layout = base.join(format!("busybox-oci-{}-{mtime}-{applets:x}", meta.len()));
     if layout.join("index.json").is_file() {
         return layout;
     }

@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use k8s_openapi::api::core::v1::{Container, Pod, SecurityContext};
 use oci_spec::image::ImageConfiguration;
 
-use crate::agent::runtime::{ContainerConfig, MountSpec, Resources};
+use crate::agent::runtime::{ContainerConfig, MountSpec, Resources, SharedNamespace};
 use crate::api::quantity;
 
 const DEFAULT_PATH: &str = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
@@ -29,8 +29,17 @@ pub struct Inputs<'a> {
     pub layers: &'a [PathBuf],
     pub env: Vec<(String, String)>,
     pub mounts: Vec<MountSpec>,
-    pub netns: Option<PathBuf>,
+    pub namespaces: PodNamespaces,
     pub cgroup_path: String,
+}
+
+/// The namespaces the containers of a pod share.
+#[derive(Debug, Clone, Default)]
+pub struct PodNamespaces {
+    /// None: the host's (hostNetwork).
+    pub netns: Option<PathBuf>,
+    pub ipc: SharedNamespace,
+    pub uts: SharedNamespace,
 }
 
 /// Kubernetes' rule: `command` replaces ENTRYPOINT and drops CMD; `args` alone replaces CMD.
@@ -191,7 +200,7 @@ pub fn build(inputs: Inputs) -> Result<ContainerConfig, String> {
         layers,
         env,
         mounts,
-        netns,
+        namespaces,
         cgroup_path,
     } = inputs;
     let image_config = image.config().clone().unwrap_or_default();
@@ -229,19 +238,7 @@ pub fn build(inputs: Inputs) -> Result<ContainerConfig, String> {
         additional_gids.push(fs_group as u32);
     }
 
-    let hostname = pod.metadata.name.clone().unwrap_or_default();
-    let host_network = pod
-        .spec
-        .as_ref()
-        .and_then(|s| s.host_network)
-        .unwrap_or(false);
-    let hostname = if host_network {
-        std::fs::read_to_string("/proc/sys/kernel/hostname")
-            .map(|h| h.trim().to_string())
-            .unwrap_or(hostname)
-    } else {
-        hostname
-    };
+    let hostname = super::sandbox::hostname(pod);
 
     // Image env first, then the container's; a later name replaces an earlier one in place.
     let mut merged: Vec<(String, String)> = image_config
@@ -301,7 +298,9 @@ pub fn build(inputs: Inputs) -> Result<ContainerConfig, String> {
         additional_gids,
         hostname,
         mounts,
-        netns,
+        netns: namespaces.netns,
+        ipc: namespaces.ipc,
+        uts: namespaces.uts,
         cgroup_path,
         resources: resources(container),
         privileged,
@@ -465,7 +464,10 @@ mod tests {
                 ("EXTRA".into(), "1".into()),
             ],
             mounts: vec![],
-            netns: Some("/run/orch/netns/x".into()),
+            namespaces: PodNamespaces {
+                netns: Some("/run/orch/netns/x".into()),
+                ..Default::default()
+            },
             cgroup_path: "/orch/podx/c".into(),
         })
         .unwrap();
@@ -496,7 +498,7 @@ mod tests {
             layers: &[],
             env: vec![],
             mounts: vec![],
-            netns: None,
+            namespaces: PodNamespaces::default(),
             cgroup_path: String::new(),
         })
         .unwrap_err();

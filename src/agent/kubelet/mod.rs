@@ -7,6 +7,7 @@
 pub mod backoff;
 pub mod container;
 pub mod env;
+pub mod housekeeping;
 pub mod logs;
 pub mod plan;
 pub mod probes;
@@ -58,6 +59,8 @@ pub struct KubeletConfig {
     pub registries: Registries,
     /// The `orch` executable the container shims run as.
     pub shim_executable: PathBuf,
+    /// kubelet's `--eviction-hard`: the thresholds below which the node reports pressure.
+    pub eviction_hard: String,
 }
 
 pub(crate) struct Kubelet {
@@ -106,11 +109,14 @@ pub async fn run(
         config.max_pods,
         &config.data_dir,
     );
+    let thresholds = housekeeping::parse_thresholds(&config.eviction_hard)?;
     node::register(&client, &identity, clock.as_ref()).await?;
+    let (pressure, pressure_changes) = watch::channel(node::NodePressure::default());
     let mut tasks = vec![tokio::spawn(node::heartbeat(
         client.clone(),
         identity.clone(),
         clock.clone(),
+        pressure_changes,
         shutdown.clone(),
     ))];
 
@@ -137,6 +143,7 @@ pub async fn run(
     })
     .await
     .map_err(|e| AgentError::Config(format!("setting up the pod network: {e}")))?;
+    sandbox::prepare_namespace_dirs(&config.run_dir).map_err(AgentError::Config)?;
     let images = ImageService::open(&agent_dir.join("store"), config.registries.clone())
         .map_err(|e| AgentError::Config(format!("opening the image store: {e}")))?;
     let import_dir = agent_dir.join("images");
@@ -185,6 +192,12 @@ pub async fn run(
     kubelet.pods.wait_synced().await;
     kubelet.clean_up_orphans().await;
     tracing::info!(node = %kubelet.config.node_name, pod_cidr = %pod_cidr, "kubelet is ready");
+    tasks.push(tokio::spawn(housekeeping::run(
+        kubelet.clone(),
+        thresholds,
+        pressure,
+        shutdown.clone(),
+    )));
 
     for _ in 0..WORKERS {
         let kubelet = kubelet.clone();

@@ -1,14 +1,22 @@
 //! What a pod has on the node besides its containers: its directory `<data-dir>/agent/pods/<uid>` with the
-//! generated /etc/hosts, /etc/resolv.conf and /etc/hostname its containers mount, its log directory
+//! generated /etc/hosts, /etc/resolv.conf and /etc/hostname its containers mount and the tmpfs they share
+//! as /dev/shm; the IPC and UTS namespaces they share (`<run-dir>/{ipcns,utsns}/<uid>`, named after the
+//! pod: what Kubernetes keeps in a pod's pause container); its log directory
 //! `<data-dir>/agent/logs/<namespace>_<name>_<uid>/<container>/<restart>.log` (kubelet's /var/log/pods
 //! layout), and its cgroup `/orch/pod<uid>` with one child per container.
 
 use std::net::IpAddr;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use k8s_openapi::api::core::v1::Pod;
+use nix::sched::CloneFlags;
 
-use crate::agent::runtime::{MountKind, MountSpec};
+use crate::agent::network::netns;
+use crate::agent::runtime::{MountKind, MountSpec, SharedNamespace};
+
+/// The size of a pod's /dev/shm, as containerd and Docker make it.
+const SHM_SIZE: &str = "size=65536k";
 
 pub fn pod_dir(data_dir: &Path, uid: &str) -> PathBuf {
     data_dir.join("agent/pods").join(uid)
@@ -157,15 +165,131 @@ fn resolv_conf(pod: &Pod, net: &Network) -> String {
     text
 }
 
-/// Writes the pod's etc files and returns the mounts every container of the pod gets.
-pub fn prepare(pod_dir: &Path, pod: &Pod, net: &Network) -> Result<Vec<MountSpec>, String> {
-    std::fs::create_dir_all(pod_dir).map_err(|e| format!("creating {}: {e}", pod_dir.display()))?;
-    let hostname = pod
-        .spec
-        .as_ref()
+/// The pod's hostname as kubelet derives it: spec.hostname or the pod's name, cut to 63 characters
+/// without a trailing '-' or '.'; the node's own for hostNetwork pods, which share its UTS namespace.
+pub fn hostname(pod: &Pod) -> String {
+    let spec = pod.spec.as_ref();
+    if spec.and_then(|s| s.host_network).unwrap_or(false) {
+        return nix::unistd::gethostname()
+            .map(|h| h.to_string_lossy().into_owned())
+            .unwrap_or_default();
+    }
+    let name = spec
         .and_then(|s| s.hostname.clone())
+        .filter(|h| !h.is_empty())
         .or_else(|| pod.metadata.name.clone())
         .unwrap_or_default();
+    let cut: String = name.chars().take(63).collect();
+    cut.trim_end_matches(['-', '.']).to_string()
+}
+
+fn namespace_file(run_dir: &Path, kind: &str, uid: &str) -> PathBuf {
+    run_dir.join(format!("{kind}ns")).join(uid)
+}
+
+/// Makes the directories of the pods' IPC and UTS namespace files shared mount points (see
+/// `netns::prepare_dir`); once, when the kubelet starts.
+pub fn prepare_namespace_dirs(run_dir: &Path) -> Result<(), String> {
+    for kind in ["ipc", "uts"] {
+        let dir = run_dir.join(format!("{kind}ns"));
+        netns::prepare_dir(&dir).map_err(|e| e.to_string())?;
+    }
+    Ok(())
+}
+
+/// The pod's IPC namespace (the host's with hostIPC) and UTS namespace named after the pod (the host's
+/// with hostNetwork), created on the pod's first sync and kept until it is released.
+pub async fn ensure_namespaces(
+    run_dir: &Path,
+    uid: &str,
+    pod: &Pod,
+) -> Result<(SharedNamespace, SharedNamespace), String> {
+    let spec = pod.spec.as_ref();
+    let ipc = if spec.and_then(|s| s.host_ipc).unwrap_or(false) {
+        SharedNamespace::Host
+    } else {
+        let path = namespace_file(run_dir, "ipc", uid);
+        netns::ensure_namespace(&path, CloneFlags::CLONE_NEWIPC, || Ok(()))
+            .await
+            .map_err(|e| e.to_string())?;
+        SharedNamespace::Pod(path)
+    };
+    let uts = if spec.and_then(|s| s.host_network).unwrap_or(false) {
+        SharedNamespace::Host
+    } else {
+        let path = namespace_file(run_dir, "uts", uid);
+        let name = hostname(pod);
+        netns::ensure_namespace(&path, CloneFlags::CLONE_NEWUTS, move || {
+            nix::unistd::sethostname(&name)
+        })
+        .await
+        .map_err(|e| e.to_string())?;
+        SharedNamespace::Pod(path)
+    };
+    Ok((ipc, uts))
+}
+
+/// Pods that still have namespace files here (to find what a pod that vanished left behind).
+pub fn namespace_owners(run_dir: &Path) -> Vec<String> {
+    ["ipc", "uts"]
+        .iter()
+        .filter_map(|kind| std::fs::read_dir(run_dir.join(format!("{kind}ns"))).ok())
+        .flat_map(|entries| entries.flatten())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect()
+}
+
+/// Undoes what the pod's sandbox holds outside its containers: the namespace files and the /dev/shm
+/// tmpfs (the pod directory itself is removed with its volumes).
+pub fn release(run_dir: &Path, pod_dir: &Path, uid: &str) {
+    for kind in ["ipc", "uts"] {
+        let path = namespace_file(run_dir, kind, uid);
+        if let Err(e) = netns::remove(&path) {
+            tracing::warn!(pod = %uid, error = %e, "removing a pod namespace");
+        }
+    }
+    let _ = nix::mount::umount2(&pod_dir.join("shm"), nix::mount::MntFlags::MNT_DETACH);
+}
+
+/// Whether `path` is the root of a mount other than its parent's.
+fn is_mount_point(path: &Path) -> bool {
+    match (
+        std::fs::metadata(path),
+        path.parent().map(std::fs::metadata),
+    ) {
+        (Ok(own), Some(Ok(parent))) => own.dev() != parent.dev(),
+        _ => false,
+    }
+}
+
+/// The pod's /dev/shm: a tmpfs in the pod directory that all its containers mount, or the host's with
+/// hostIPC.
+fn shm(pod_dir: &Path, host_ipc: bool) -> Result<PathBuf, String> {
+    if host_ipc {
+        return Ok(PathBuf::from("/dev/shm"));
+    }
+    let dir = pod_dir.join("shm");
+    std::fs::create_dir_all(&dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
+    if !is_mount_point(&dir) {
+        nix::mount::mount(
+            Some("shm"),
+            &dir,
+            Some("tmpfs"),
+            nix::mount::MsFlags::MS_NOSUID
+                | nix::mount::MsFlags::MS_NODEV
+                | nix::mount::MsFlags::MS_NOEXEC,
+            Some(format!("mode=1777,{SHM_SIZE}").as_str()),
+        )
+        .map_err(|e| format!("mounting the pod's /dev/shm on {}: {e}", dir.display()))?;
+    }
+    Ok(dir)
+}
+
+/// Writes the pod's etc files, mounts its /dev/shm and returns the mounts every container of the pod
+/// gets.
+pub fn prepare(pod_dir: &Path, pod: &Pod, net: &Network) -> Result<Vec<MountSpec>, String> {
+    std::fs::create_dir_all(pod_dir).map_err(|e| format!("creating {}: {e}", pod_dir.display()))?;
+    let hostname = hostname(pod);
     let host_network = pod
         .spec
         .as_ref()
@@ -196,6 +320,14 @@ pub fn prepare(pod_dir: &Path, pod: &Pod, net: &Network) -> Result<Vec<MountSpec
             },
         });
     }
+    let host_ipc = pod.spec.as_ref().and_then(|s| s.host_ipc).unwrap_or(false);
+    mounts.push(MountSpec {
+        destination: "/dev/shm".into(),
+        kind: MountKind::Bind {
+            source: shm(pod_dir, host_ipc)?,
+            readonly: false,
+        },
+    });
     Ok(mounts)
 }
 
@@ -254,6 +386,31 @@ mod tests {
     }
 
     #[test]
+    fn hostnames_as_kubelet_derives_them() {
+        assert_eq!(hostname(&pod(PodSpec::default())), "web-0");
+        let named = pod(PodSpec {
+            hostname: Some("db".into()),
+            ..Default::default()
+        });
+        assert_eq!(hostname(&named), "db");
+        let mut long = pod(PodSpec::default());
+        long.metadata.name = Some(format!("{}-x", "a".repeat(62)));
+        assert_eq!(
+            hostname(&long),
+            "a".repeat(62),
+            "cut to 63, without the trailing '-'"
+        );
+        let host = pod(PodSpec {
+            host_network: Some(true),
+            ..Default::default()
+        });
+        assert_eq!(
+            hostname(&host),
+            nix::unistd::gethostname().unwrap().to_string_lossy()
+        );
+    }
+
+    #[test]
     fn prepare_writes_the_files_containers_mount() {
         let dir = tempfile::tempdir().unwrap();
         let p = pod(PodSpec::default());
@@ -261,8 +418,21 @@ mod tests {
         let destinations: Vec<&str> = mounts.iter().map(|m| m.destination.as_str()).collect();
         assert_eq!(
             destinations,
-            ["/etc/hosts", "/etc/resolv.conf", "/etc/hostname"]
+            [
+                "/etc/hosts",
+                "/etc/resolv.conf",
+                "/etc/hostname",
+                "/dev/shm"
+            ]
         );
+        assert!(
+            is_mount_point(&dir.path().join("shm")),
+            "the pod's /dev/shm is a tmpfs of its own"
+        );
+        // A second sync finds it mounted.
+        prepare(dir.path(), &p, &net()).unwrap();
+        release(dir.path(), dir.path(), "u-1");
+        assert!(!is_mount_point(&dir.path().join("shm")));
         assert_eq!(
             std::fs::read_to_string(dir.path().join("hostname")).unwrap(),
             "web-0\n"

@@ -215,7 +215,9 @@ impl Kubelet {
         if let Err(e) = self.network.remove_sandbox(uid).await {
             tracing::warn!(pod = %uid, error = %e, "removing the pod network");
         }
-        volumes::tear_down(&sandbox::pod_dir(&self.config.data_dir, uid));
+        let pod_dir = sandbox::pod_dir(&self.config.data_dir, uid);
+        sandbox::release(&self.config.run_dir, &pod_dir, uid);
+        volumes::tear_down(&pod_dir);
         sandbox::remove_cgroups(uid);
         self.backoff.forget_pod(uid);
         self.image_backoff.forget_pod(uid);
@@ -249,7 +251,11 @@ impl Kubelet {
                 let _ = self.runtime.remove(&meta.id);
             }
         }
-        for uid in self.network.sandboxes().unwrap_or_default() {
+        let sandboxes = self.network.sandboxes().unwrap_or_default();
+        for uid in sandboxes
+            .into_iter()
+            .chain(sandbox::namespace_owners(&self.config.run_dir))
+        {
             if !live.contains(&uid) {
                 orphans.insert(uid);
             }
@@ -436,6 +442,21 @@ impl Kubelet {
                 }
             }
         };
+        let namespaces = match sandbox::ensure_namespaces(&self.config.run_dir, uid, pod).await {
+            Ok((ipc, uts)) => container::PodNamespaces { netns, ipc, uts },
+            Err(e) => {
+                self.events
+                    .warning(
+                        self.clock.as_ref(),
+                        &involved(pod),
+                        "FailedCreatePodSandBox",
+                        &format!("Failed to create pod sandbox: {e}"),
+                    )
+                    .await;
+                self.write_status(pod, &observed, now).await?;
+                return Ok(Some(Duration::from_secs(5)));
+            }
+        };
         let pod_dir = sandbox::pod_dir(&self.config.data_dir, uid);
         let net = sandbox::Network {
             pod_ip: observed.pod_ip.as_deref().and_then(|ip| ip.parse().ok()),
@@ -568,7 +589,7 @@ impl Kubelet {
                         container: &spec_container,
                         init,
                         attempt,
-                        netns: netns.clone(),
+                        namespaces: namespaces.clone(),
                         etc_mounts: &etc_mounts,
                         volumes: &prepared,
                         sources: &sources,
@@ -938,7 +959,7 @@ impl Kubelet {
             container: c,
             init,
             attempt,
-            netns,
+            namespaces,
             etc_mounts,
             volumes: prepared,
             sources,
@@ -992,7 +1013,7 @@ impl Kubelet {
             layers: &image.layers,
             env,
             mounts,
-            netns,
+            namespaces,
             cgroup_path: format!("{}/{id}", sandbox::cgroup_parent(uid)),
         }) {
             Ok(config) => config,
@@ -1061,7 +1082,7 @@ struct StartRequest<'a> {
     container: &'a Container,
     init: bool,
     attempt: u32,
-    netns: Option<PathBuf>,
+    namespaces: container::PodNamespaces,
     etc_mounts: &'a [crate::agent::runtime::MountSpec],
     volumes: &'a HashMap<String, volumes::Prepared>,
     sources: &'a Sources,

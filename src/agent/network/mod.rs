@@ -10,7 +10,7 @@
 mod cidr;
 mod ipam;
 mod netlink;
-mod netns;
+pub mod netns;
 
 use std::fmt;
 use std::net::Ipv4Addr;

@@ -1,5 +1,6 @@
-//! Named network namespaces as `ip netns` keeps them: a namespace stays alive because it is bind-mounted on
-//! a file, `<netns_dir>/<id>`. Everything here runs on dedicated threads, because namespace membership is
+//! Named namespaces as `ip netns` keeps them: a namespace stays alive because it is bind-mounted on a file,
+//! `<netns_dir>/<id>` for a pod's network namespace (and, through the same functions, the kubelet's files
+//! for a pod's IPC and UTS namespaces). Everything here runs on dedicated threads, because namespace membership is
 //! per thread and the agent is a multi-threaded tokio process that must never fork: a thread that
 //! `unshare`s or `setns`es ends when its work is done, so no runtime worker ever changes namespace.
 
@@ -19,7 +20,7 @@ use super::NetworkError;
 /// are copies of the agent's; with a shared (or, inside them, slave) mount, unmounting a pod's namespace
 /// file here also unmounts the copies, so the namespace is really freed instead of lingering in every
 /// mount namespace created while it existed.
-pub(super) fn prepare_dir(dir: &Path) -> Result<(), NetworkError> {
+pub fn prepare_dir(dir: &Path) -> Result<(), NetworkError> {
     fs::create_dir_all(dir).map_err(NetworkError::io("creating", dir))?;
     let make_shared = || {
         mount(
@@ -62,9 +63,30 @@ pub(super) fn exists(path: &Path) -> Result<bool, NetworkError> {
 
 /// Creates a new network namespace bound at `path`, unless one is already there.
 pub(super) async fn ensure(path: &Path) -> Result<(), NetworkError> {
+    ensure_namespace(path, CloneFlags::CLONE_NEWNET, || Ok(())).await
+}
+
+/// Creates a new namespace of `kind` (CLONE_NEWNET, CLONE_NEWIPC or CLONE_NEWUTS) bound at `path`, unless
+/// one is already there; `inside` runs in the new namespace before it is bound (a UTS namespace's
+/// hostname).
+pub async fn ensure_namespace<F>(
+    path: &Path,
+    kind: CloneFlags,
+    inside: F,
+) -> Result<(), NetworkError>
+where
+    F: FnOnce() -> nix::Result<()> + Send + 'static,
+{
     if exists(path)? {
         return Ok(());
     }
+    let proc_name = if kind == CloneFlags::CLONE_NEWIPC {
+        "ipc"
+    } else if kind == CloneFlags::CLONE_NEWUTS {
+        "uts"
+    } else {
+        "net"
+    };
     fs::OpenOptions::new()
         .write(true)
         .create(true)
@@ -75,17 +97,20 @@ pub(super) async fn ensure(path: &Path) -> Result<(), NetworkError> {
     let target = path.to_path_buf();
     on_thread(path, move || {
         // Affects this thread only, which ends right after.
-        unshare(CloneFlags::CLONE_NEWNET)
-            .map_err(NetworkError::sys("unshare(CLONE_NEWNET) for", &target))?;
+        unshare(kind).map_err(NetworkError::sys("unshare for", &target))?;
+        inside().map_err(NetworkError::sys(
+            "setting up the new namespace for",
+            &target,
+        ))?;
         mount(
-            Some("/proc/thread-self/ns/net"),
+            Some(format!("/proc/thread-self/ns/{proc_name}").as_str()),
             &target,
             None::<&str>,
             MsFlags::MS_BIND,
             None::<&str>,
         )
         .map_err(NetworkError::sys(
-            "bind-mounting the new network namespace on",
+            "bind-mounting the new namespace on",
             &target,
         ))
     })
@@ -94,7 +119,7 @@ pub(super) async fn ensure(path: &Path) -> Result<(), NetworkError> {
 
 /// Unmounts and deletes the namespace file; a missing one is not an error. The namespace itself lives on
 /// while processes are still in it.
-pub(super) fn remove(path: &Path) -> Result<(), NetworkError> {
+pub fn remove(path: &Path) -> Result<(), NetworkError> {
     // MNT_DETACH: an open fd on the file (a concurrent setns) must not make removal fail.
     match umount2(path, MntFlags::MNT_DETACH) {
         Ok(()) | Err(Errno::EINVAL) | Err(Errno::ENOENT) => {}

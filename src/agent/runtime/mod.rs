@@ -22,7 +22,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncBufReadExt, BufReader};
 
-pub use spec::{ContainerConfig, MountKind, MountSpec, Resources};
+pub use spec::{ContainerConfig, MountKind, MountSpec, Resources, SharedNamespace};
 
 use crate::shim::{self, ExitRecord, InitProcess, EXIT_FILE, PID_FILE, SHIM_FILE};
 
@@ -354,7 +354,8 @@ impl Runtime {
             return Err(RuntimeError::StillRunning(id.into()));
         }
         let state = self.config.state_root.join(id);
-        if state.exists() {
+        // A live shim has recorded the exit and is deleting the container itself; a dead one left it.
+        if state.exists() && !self.shim_alive(id) {
             // Only a state file means there is a container to delete; without one the shim already did.
             let loaded = state
                 .join("state.json")

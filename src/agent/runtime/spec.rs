@@ -67,10 +67,13 @@ pub struct ContainerConfig {
     pub uid: u32,
     pub gid: u32,
     pub additional_gids: Vec<u32>,
+    /// Set in the container's own UTS namespace only: a pod's is named when it is created.
     pub hostname: String,
     pub mounts: Vec<MountSpec>,
     /// The pod's network namespace to join; None shares the host's (hostNetwork).
     pub netns: Option<PathBuf>,
+    pub ipc: SharedNamespace,
+    pub uts: SharedNamespace,
     /// Absolute cgroup path, under the pod's cgroup.
     pub cgroup_path: String,
     pub resources: Resources,
@@ -84,6 +87,18 @@ pub struct ContainerConfig {
     pub readonly_rootfs: bool,
     /// The RuntimeDefault seccomp profile; false means Unconfined.
     pub seccomp: bool,
+}
+
+/// Where a container gets a namespace that the containers of a pod share.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub enum SharedNamespace {
+    /// A namespace of its own (a container outside any pod: tests, benchmarks).
+    #[default]
+    Own,
+    /// The pod's, bind-mounted at this path.
+    Pod(PathBuf),
+    /// The host's (hostIPC, hostNetwork).
+    Host,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -294,10 +309,18 @@ pub fn build(config: &ContainerConfig) -> Result<Spec, RuntimeError> {
 
     let mut namespaces = vec![
         namespace(LinuxNamespaceType::Pid, None)?,
-        namespace(LinuxNamespaceType::Ipc, None)?,
-        namespace(LinuxNamespaceType::Uts, None)?,
         namespace(LinuxNamespaceType::Mount, None)?,
     ];
+    for (kind, shared) in [
+        (LinuxNamespaceType::Ipc, &config.ipc),
+        (LinuxNamespaceType::Uts, &config.uts),
+    ] {
+        match shared {
+            SharedNamespace::Own => namespaces.push(namespace(kind, None)?),
+            SharedNamespace::Pod(path) => namespaces.push(namespace(kind, Some(path))?),
+            SharedNamespace::Host => {}
+        }
+    }
     if let Some(netns) = &config.netns {
         namespaces.push(namespace(LinuxNamespaceType::Network, Some(netns))?);
     }
@@ -356,7 +379,8 @@ pub fn build(config: &ContainerConfig) -> Result<Spec, RuntimeError> {
 
     let mut spec = Spec::default();
     spec.set_process(Some(process));
-    spec.set_hostname(Some(config.hostname.clone()));
+    // libcontainer names only a UTS namespace it creates, and refuses a hostname without one.
+    spec.set_hostname((config.uts == SharedNamespace::Own).then(|| config.hostname.clone()));
     spec.set_root(Some(
         RootBuilder::default()
             .path("rootfs")
@@ -415,6 +439,49 @@ mod tests {
             ..Default::default()
         };
         assert!(capabilities(&bad).unwrap_err().to_string().contains("FLY"));
+    }
+
+    #[test]
+    fn pod_namespaces_are_joined_host_ones_left_out_and_only_an_own_uts_is_named() {
+        let types = |config: &ContainerConfig| -> Vec<(String, Option<String>)> {
+            let json = serde_json::to_value(build(config).unwrap()).unwrap();
+            json["linux"]["namespaces"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|n| {
+                    let path = n.get("path").and_then(|p| p.as_str()).map(str::to_string);
+                    (n["type"].as_str().unwrap().to_string(), path)
+                })
+                .collect()
+        };
+        let in_pod = ContainerConfig {
+            hostname: "web-0".into(),
+            ipc: SharedNamespace::Pod("/run/orch/ipcns/u1".into()),
+            uts: SharedNamespace::Pod("/run/orch/utsns/u1".into()),
+            ..Default::default()
+        };
+        let joined = types(&in_pod);
+        assert!(joined.contains(&("ipc".into(), Some("/run/orch/ipcns/u1".into()))));
+        assert!(joined.contains(&("uts".into(), Some("/run/orch/utsns/u1".into()))));
+        assert!(build(&in_pod).unwrap().hostname().is_none());
+
+        let host = ContainerConfig {
+            hostname: "node".into(),
+            ipc: SharedNamespace::Host,
+            uts: SharedNamespace::Host,
+            ..Default::default()
+        };
+        let kinds: Vec<String> = types(&host).into_iter().map(|(k, _)| k).collect();
+        assert_eq!(kinds, ["pid", "mount"]);
+        assert!(build(&host).unwrap().hostname().is_none());
+
+        let own = ContainerConfig {
+            hostname: "solo".into(),
+            ..Default::default()
+        };
+        assert!(types(&own).contains(&("uts".into(), None)));
+        assert_eq!(build(&own).unwrap().hostname().as_deref(), Some("solo"));
     }
 
     #[test]

@@ -1,0 +1,322 @@
+//! What the kubelet does on a timer rather than per pod: the node's pressure conditions from kubelet's hard
+//! eviction thresholds (`--eviction-hard`, same syntax and defaults as kubelet's) and image garbage
+//! collection when the image filesystem fills up (kubelet's 85 % / 80 % thresholds).
+
+use std::collections::HashSet;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
+
+use super::Kubelet;
+use crate::agent::node::NodePressure;
+use crate::agent::AgentError;
+
+/// kubelet's default `--eviction-hard` on Linux.
+pub const DEFAULT_EVICTION_HARD: &str =
+    "memory.available<100Mi,nodefs.available<10%,nodefs.inodesFree<5%,imagefs.available<15%";
+/// How often the thresholds are compared with the machine (kubelet's eviction monitoring interval).
+const PRESSURE_PERIOD: Duration = Duration::from_secs(10);
+/// How often images are considered for removal (kubelet's ImageGCPeriod).
+const IMAGE_GC_PERIOD: Duration = Duration::from_secs(300);
+const IMAGE_GC_HIGH_PERCENT: u8 = 85;
+const IMAGE_GC_LOW_PERCENT: u8 = 80;
+
+/// What the node has left of one resource, as kubelet's eviction signals name it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Signal {
+    MemoryAvailable,
+    NodefsAvailable,
+    NodefsInodesFree,
+    ImagefsAvailable,
+    ImagefsInodesFree,
+    PidAvailable,
+}
+
+impl Signal {
+    fn parse(name: &str) -> Option<Signal> {
+        Some(match name {
+            "memory.available" => Signal::MemoryAvailable,
+            "nodefs.available" => Signal::NodefsAvailable,
+            "nodefs.inodesFree" => Signal::NodefsInodesFree,
+            "imagefs.available" => Signal::ImagefsAvailable,
+            "imagefs.inodesFree" => Signal::ImagefsInodesFree,
+            "pid.available" => Signal::PidAvailable,
+            _ => return None,
+        })
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Limit {
+    Absolute(u64),
+    /// A fraction of the capacity, 0..=1.
+    Fraction(f64),
+}
+
+/// One `signal<quantity|percent>` of `--eviction-hard`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Threshold {
+    signal: Signal,
+    limit: Limit,
+}
+
+/// Parses kubelet's `--eviction-hard` (`memory.available<100Mi,nodefs.available<10%`); an empty text sets
+/// no threshold.
+pub fn parse_thresholds(text: &str) -> Result<Vec<Threshold>, AgentError> {
+    let mut out = Vec::new();
+    for item in text.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        let bad = |why: &str| AgentError::Config(format!("--eviction-hard {item:?}: {why}"));
+        let (name, value) = item
+            .split_once('<')
+            .ok_or_else(|| bad("expected <signal><<quantity>, e.g. memory.available<100Mi"))?;
+        let signal = Signal::parse(name.trim()).ok_or_else(|| {
+            bad(
+                "unknown signal (memory.available, nodefs.available, nodefs.inodesFree, \
+                 imagefs.available, imagefs.inodesFree, pid.available)",
+            )
+        })?;
+        let value = value.trim();
+        let limit = if let Some(percent) = value.strip_suffix('%') {
+            let p: f64 = percent
+                .parse()
+                .map_err(|_| bad("the percentage is not a number"))?;
+            if !(0.0..=100.0).contains(&p) {
+                return Err(bad("the percentage must be between 0% and 100%"));
+            }
+            Limit::Fraction(p / 100.0)
+        } else {
+            let bytes = crate::api::quantity::parse_quantity(value)
+                .map_err(|e| bad(&e.to_string()))?
+                .to_bytes();
+            Limit::Absolute(
+                u64::try_from(bytes).map_err(|_| bad("the quantity must not be negative"))?,
+            )
+        };
+        out.push(Threshold { signal, limit });
+    }
+    Ok(out)
+}
+
+/// How much of a resource there is and how much is left.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Reading {
+    pub capacity: u64,
+    pub available: u64,
+}
+
+/// What the thresholds say about the node, given `read` for each signal (None: not measurable here).
+pub fn evaluate(
+    thresholds: &[Threshold],
+    read: impl Fn(Signal) -> Option<Reading>,
+) -> NodePressure {
+    let mut pressure = NodePressure::default();
+    for t in thresholds {
+        let Some(r) = read(t.signal) else { continue };
+        let limit = match t.limit {
+            Limit::Absolute(n) => n,
+            Limit::Fraction(f) => (r.capacity as f64 * f) as u64,
+        };
+        if r.available < limit {
+            match t.signal {
+                Signal::MemoryAvailable => pressure.memory = true,
+                Signal::PidAvailable => pressure.pid = true,
+                _ => pressure.disk = true,
+            }
+        }
+    }
+    pressure
+}
+
+/// Reads the machine: memory from /proc/meminfo, the node and image filesystems from statvfs of the data
+/// directory and the image store, pids from pid_max and the processes that exist.
+fn read_machine(signal: Signal, data_dir: &Path, image_dir: &Path) -> Option<Reading> {
+    let statvfs = |path: &Path| nix::sys::statvfs::statvfs(path).ok();
+    match signal {
+        Signal::MemoryAvailable => {
+            let meminfo = std::fs::read_to_string("/proc/meminfo").ok()?;
+            let field = |name: &str| -> Option<u64> {
+                let line = meminfo.lines().find(|l| l.starts_with(name))?;
+                let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+                Some(kib * 1024)
+            };
+            Some(Reading {
+                capacity: field("MemTotal:")?,
+                available: field("MemAvailable:")?,
+            })
+        }
+        Signal::NodefsAvailable | Signal::ImagefsAvailable => {
+            let dir = if signal == Signal::NodefsAvailable {
+                data_dir
+            } else {
+                image_dir
+            };
+            let s = statvfs(dir)?;
+            let block = s.fragment_size();
+            Some(Reading {
+                capacity: s.blocks() * block,
+                available: s.blocks_available() * block,
+            })
+        }
+        Signal::NodefsInodesFree | Signal::ImagefsInodesFree => {
+            let dir = if signal == Signal::NodefsInodesFree {
+                data_dir
+            } else {
+                image_dir
+            };
+            let s = statvfs(dir)?;
+            // Filesystems without an inode table (btrfs) report none: nothing to run out of.
+            (s.files() > 0).then(|| Reading {
+                capacity: s.files(),
+                available: s.files_available(),
+            })
+        }
+        Signal::PidAvailable => {
+            let max: u64 = std::fs::read_to_string("/proc/sys/kernel/pid_max")
+                .ok()?
+                .trim()
+                .parse()
+                .ok()?;
+            let used = std::fs::read_dir("/proc")
+                .ok()?
+                .filter_map(Result::ok)
+                .filter(|e| {
+                    e.file_name()
+                        .to_string_lossy()
+                        .bytes()
+                        .all(|b| b.is_ascii_digit())
+                })
+                .count() as u64;
+            Some(Reading {
+                capacity: max,
+                available: max.saturating_sub(used),
+            })
+        }
+    }
+}
+
+/// Compares the machine with the thresholds every 10 s, publishing the node's pressure through `pressure`
+/// (the node heartbeat posts it at once when it changes), and collects unused images every 5 minutes or
+/// sooner under disk pressure.
+pub(super) async fn run(
+    kubelet: Arc<Kubelet>,
+    thresholds: Vec<Threshold>,
+    pressure: watch::Sender<NodePressure>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let data_dir = kubelet.config.data_dir.clone();
+    let image_dir = data_dir.join("agent/store");
+    let mut last_gc = tokio::time::Instant::now();
+    loop {
+        let now = evaluate(&thresholds, |s| read_machine(s, &data_dir, &image_dir));
+        pressure.send_if_modified(|current| {
+            let changed = *current != now;
+            if changed {
+                tracing::info!(
+                    memory = now.memory,
+                    disk = now.disk,
+                    pid = now.pid,
+                    "node pressure changed"
+                );
+            }
+            *current = now;
+            changed
+        });
+        if now.disk || last_gc.elapsed() >= IMAGE_GC_PERIOD {
+            last_gc = tokio::time::Instant::now();
+            collect_images(&kubelet);
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(PRESSURE_PERIOD) => {}
+            _ = shutdown.wait_for(|s| *s) => return,
+        }
+    }
+}
+
+/// kubelet's image GC: images no container on the node uses, least recently used first.
+fn collect_images(kubelet: &Kubelet) {
+    let in_use: HashSet<String> = kubelet
+        .runtime
+        .list()
+        .into_iter()
+        .flat_map(|m| [m.image_id, m.image])
+        .collect();
+    match kubelet
+        .images
+        .garbage_collect(&in_use, IMAGE_GC_HIGH_PERCENT, IMAGE_GC_LOW_PERCENT)
+    {
+        Ok(report) if !report.removed.is_empty() => tracing::info!(
+            removed = ?report.removed,
+            usage_percent = report.usage_percent,
+            "image garbage collection"
+        ),
+        Ok(_) => {}
+        Err(e) => tracing::warn!(error = %e, "image garbage collection"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_kubelet_syntax_and_rejects_bad_thresholds() {
+        let t = parse_thresholds(DEFAULT_EVICTION_HARD).unwrap();
+        assert_eq!(t.len(), 4);
+        assert_eq!(
+            t[0],
+            Threshold {
+                signal: Signal::MemoryAvailable,
+                limit: Limit::Absolute(100 << 20)
+            }
+        );
+        assert_eq!(t[1].limit, Limit::Fraction(0.10));
+        assert!(parse_thresholds("").unwrap().is_empty());
+        for bad in [
+            "memory.available>1Gi",
+            "swap.available<1Gi",
+            "nodefs.available<150%",
+            "memory.available<lots",
+        ] {
+            let e = parse_thresholds(bad).unwrap_err().to_string();
+            assert!(e.contains(bad), "{e}");
+        }
+    }
+
+    #[test]
+    fn pressure_follows_the_signal_that_crossed_its_threshold() {
+        let t = parse_thresholds("memory.available<1Gi,nodefs.available<10%,pid.available<100")
+            .unwrap();
+        let machine = |memory: u64, disk_free: u64, pids_free: u64| {
+            move |s: Signal| match s {
+                Signal::MemoryAvailable => Some(Reading {
+                    capacity: 8 << 30,
+                    available: memory,
+                }),
+                Signal::NodefsAvailable => Some(Reading {
+                    capacity: 1000,
+                    available: disk_free,
+                }),
+                Signal::PidAvailable => Some(Reading {
+                    capacity: 4096,
+                    available: pids_free,
+                }),
+                _ => None,
+            }
+        };
+        assert_eq!(
+            evaluate(&t, machine(2 << 30, 500, 4000)),
+            NodePressure::default()
+        );
+        let low_memory = evaluate(&t, machine(512 << 20, 500, 4000));
+        assert!(low_memory.memory && !low_memory.disk && !low_memory.pid);
+        let full_disk = evaluate(&t, machine(2 << 30, 99, 4000));
+        assert!(full_disk.disk && !full_disk.memory);
+        // Exactly at the threshold is not below it.
+        assert!(!evaluate(&t, machine(2 << 30, 100, 4000)).disk);
+        assert!(evaluate(&t, machine(2 << 30, 500, 50)).pid);
+        // A signal the machine cannot measure never reports pressure.
+        assert_eq!(evaluate(&t, |_| None), NodePressure::default());
+    }
+}
