@@ -412,38 +412,14 @@ impl Kubelet {
             host_ip: self.config.node_ip.to_string(),
             ..Default::default()
         };
-        let host_network = spec.host_network.unwrap_or(false);
         let mut requeue: Option<Duration> = None;
         let soon = |d: Duration, requeue: &mut Option<Duration>| {
             *requeue = Some(requeue.map_or(d, |r| r.min(d)));
         };
 
-        // The sandbox: network namespace and address, etc files, volumes.
-        let netns = if host_network {
-            observed.pod_ip = Some(self.config.node_ip.to_string());
-            None
-        } else {
-            match self.network.create_sandbox(uid).await {
-                Ok(sb) => {
-                    observed.pod_ip = Some(sb.ip.to_string());
-                    Some(sb.netns_path)
-                }
-                Err(e) => {
-                    self.events
-                        .warning(
-                            self.clock.as_ref(),
-                            &involved(pod),
-                            "FailedCreatePodSandBox",
-                            &format!("Failed to create pod sandbox: {e}"),
-                        )
-                        .await;
-                    self.write_status(pod, &observed, now).await?;
-                    return Ok(Some(Duration::from_secs(5)));
-                }
-            }
-        };
-        let namespaces = match sandbox::ensure_namespaces(&self.config.run_dir, uid, pod).await {
-            Ok((ipc, uts)) => container::PodNamespaces { netns, ipc, uts },
+        // The sandbox: namespaces and address, etc files, volumes.
+        let namespaces = match self.create_sandbox(pod, uid, &mut observed).await {
+            Ok(namespaces) => namespaces,
             Err(e) => {
                 self.events
                     .warning(
@@ -643,6 +619,31 @@ impl Kubelet {
         self.watch_exits(pod, &observed);
         self.write_status(pod, &observed, now).await?;
         Ok(requeue)
+    }
+
+    /// The namespaces the pod's containers share: its network namespace with the pod's address (into
+    /// `observed`; the node's for hostNetwork), and its IPC and UTS namespaces.
+    async fn create_sandbox(
+        &self,
+        pod: &Pod,
+        uid: &str,
+        observed: &mut Observed,
+    ) -> Result<container::PodNamespaces, String> {
+        let host_network = pod.spec.as_ref().and_then(|s| s.host_network) == Some(true);
+        let netns = if host_network {
+            observed.pod_ip = Some(self.config.node_ip.to_string());
+            None
+        } else {
+            let sandbox = self
+                .network
+                .create_sandbox(uid)
+                .await
+                .map_err(|e| e.to_string())?;
+            observed.pod_ip = Some(sandbox.ip.to_string());
+            Some(sandbox.netns_path)
+        };
+        let (ipc, uts) = sandbox::ensure_namespaces(&self.config.run_dir, uid, pod).await?;
+        Ok(container::PodNamespaces { netns, ipc, uts })
     }
 
     /// postStart hooks of the containers just started; a failed hook kills its container, as kubelet does.
