@@ -254,19 +254,16 @@ pub async fn run(
     Ok(())
 }
 
-/// The node's containers, opened once and shared by the kubelet and the log server.
+/// The node's containers (`<data-dir>/agent/containers`, state under `<run-dir>/containers`), opened
+/// once and shared by the kubelet and the log server.
 pub fn open_runtime(config: &KubeletConfig) -> Result<Runtime, AgentError> {
-    Runtime::new(runtime_config(config)).map_err(|e| AgentError::Config(e.to_string()))
-}
-
-/// Where this node's containers live.
-pub fn runtime_config(config: &KubeletConfig) -> RuntimeConfig {
-    RuntimeConfig {
+    Runtime::new(RuntimeConfig {
         containers_dir: config.data_dir.join("agent/containers"),
         state_root: config.run_dir.join("containers"),
         shim_executable: config.shim_executable.clone(),
         log_max_bytes: 10 << 20,
-    }
+    })
+    .map_err(|e| AgentError::Config(e.to_string()))
 }
 
 /// The container logs of this node, for the API server's `pods/log`.
