@@ -58,6 +58,7 @@ impl HollowConfig {
             capacity,
             runtime_version: format!("hollow://{}", env!("CARGO_PKG_VERSION")),
             kernel_version: "hollow".into(),
+            kubelet_port: None,
             os_image: "orch hollow node".into(),
         }
     }

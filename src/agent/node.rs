@@ -117,6 +117,8 @@ pub struct NodeIdentity {
     pub runtime_version: String,
     pub kernel_version: String,
     pub os_image: String,
+    /// The port of the node's kubelet endpoint, published for the API server, when it serves one.
+    pub kubelet_port: Option<u16>,
 }
 
 impl NodeIdentity {
@@ -176,7 +178,10 @@ impl NodeIdentity {
                 {"type": "InternalIP", "address": self.ip.to_string()},
                 {"type": "Hostname", "address": self.name},
             ],
-            "daemonEndpoints": {"kubeletEndpoint": {"Port": 10250}},
+            "daemonEndpoints": match self.kubelet_port {
+                Some(port) => json!({"kubeletEndpoint": {"Port": port}}),
+                None => json!({}),
+            },
             "nodeInfo": {
                 "machineID": "", "systemUUID": "", "bootID": "",
                 "kernelVersion": self.kernel_version,
@@ -329,6 +334,7 @@ pub fn detect_identity(
     taints: Vec<Taint>,
     max_pods: u32,
     data_dir: &std::path::Path,
+    kubelet_port: Option<u16>,
 ) -> NodeIdentity {
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
     let memory_kib = std::fs::read_to_string("/proc/meminfo")
@@ -370,6 +376,7 @@ pub fn detect_identity(
         runtime_version: format!("orch://{}", env!("CARGO_PKG_VERSION")),
         kernel_version,
         os_image,
+        kubelet_port,
     }
 }
 

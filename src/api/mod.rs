@@ -4,6 +4,7 @@
 pub mod conversion;
 pub mod defaults;
 pub mod fieldset;
+pub mod kubelet;
 pub mod logs;
 pub mod meta;
 pub mod quantity;

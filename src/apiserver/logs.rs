@@ -1,7 +1,7 @@
 //! `GET /api/v1/namespaces/{ns}/pods/{name}/log`: picks the container and the run (current or
-//! `previous`) from the pod, as kubelet's log endpoint does, and streams the text the node's log source
-//! gives (`follow`, `tailLines`, `timestamps`, `sinceSeconds`, `limitBytes`). The node agent registers the
-//! log source for its node; pods on nodes without one get a clear error.
+//! `previous`) from the pod, as kubelet's log endpoint does, and streams the text the node gives
+//! (`follow`, `tailLines`, `timestamps`, `sinceSeconds`, `limitBytes`). The embedded agent's pods are read
+//! in-process; a joined node's come from its kubelet endpoint, which gets the same query.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -12,84 +12,28 @@ use http_body_util::{BodyExt, StreamBody};
 use hyper::body::Frame;
 use k8s_openapi::api::core::v1::Pod;
 
+use crate::api::kubelet::container_logs_path;
 pub use crate::api::logs::{LogOptions, LogStream, PodLogs};
 
 use super::status::ApiError;
 use super::{ApiServer, Body, Query};
 
-fn number<T: std::str::FromStr>(q: &Query, key: &str) -> Result<Option<T>, ApiError> {
-    q.get(key)
-        .map(|v| {
-            v.parse()
-                .map_err(|_| ApiError::BadRequest(format!("invalid {key} {v:?}")))
-        })
-        .transpose()
-}
-
-/// The options for `pod` from the query, with kubelet's errors for a missing or unknown container.
-pub fn options(pod: &Pod, q: &Query) -> Result<LogOptions, ApiError> {
-    let name = pod.metadata.name.as_deref().unwrap_or_default();
-    let spec = pod.spec.clone().unwrap_or_default();
-    let names: Vec<&str> = spec.containers.iter().map(|c| c.name.as_str()).collect();
-    let default = pod
-        .metadata
-        .annotations
-        .as_ref()
-        .and_then(|a| a.get("kubectl.kubernetes.io/default-container"))
-        .cloned();
-    let container = match q.get("container").filter(|c| !c.is_empty()) {
-        Some(c) => c.to_string(),
-        None => match (default, names.as_slice()) {
-            (Some(d), _) => d,
-            (None, [only]) => only.to_string(),
-            _ => {
-                return Err(ApiError::BadRequest(format!(
-                    "a container name must be specified for pod {name}, choose one of: [{}]",
-                    names.join(" ")
-                )))
-            }
-        },
-    };
-    let status = pod.status.clone().unwrap_or_default();
-    let all_statuses = status
-        .init_container_statuses
-        .iter()
-        .flatten()
-        .chain(status.container_statuses.iter().flatten());
-    let known = spec
-        .init_containers
-        .iter()
-        .flatten()
-        .chain(&spec.containers)
-        .any(|c| c.name == container);
-    if !known {
-        return Err(ApiError::BadRequest(format!(
-            "container {container} is not valid for pod {name}"
-        )));
+/// The `pods/log` options a node's kubelet endpoint takes, as the client sent them.
+fn forwarded_query(q: &Query) -> String {
+    let mut forwarded = form_urlencoded::Serializer::new(String::new());
+    for key in [
+        "follow",
+        "previous",
+        "timestamps",
+        "tailLines",
+        "sinceSeconds",
+        "limitBytes",
+    ] {
+        if let Some(value) = q.get(key) {
+            forwarded.append_pair(key, value);
+        }
     }
-    let restarts = all_statuses
-        .clone()
-        .find(|s| s.name == container)
-        .map_or(0, |s| s.restart_count.max(0) as u32);
-    let previous = q.get("previous") == Some("true");
-    let attempt = if previous {
-        restarts.checked_sub(1).ok_or_else(|| {
-            ApiError::BadRequest(format!(
-                "previous terminated container \"{container}\" in pod \"{name}\" not found"
-            ))
-        })?
-    } else {
-        restarts
-    };
-    Ok(LogOptions {
-        container,
-        attempt,
-        follow: q.get("follow") == Some("true"),
-        timestamps: q.get("timestamps") == Some("true"),
-        tail_lines: number(q, "tailLines")?,
-        since_seconds: number(q, "sinceSeconds")?,
-        limit_bytes: number(q, "limitBytes")?,
-    })
+    forwarded.finish()
 }
 
 pub(super) async fn serve(
@@ -101,27 +45,32 @@ pub(super) async fn serve(
     let info = crate::api::resources::find("", "v1", "pods").expect("pods are served");
     let obj = server.registry().get(info, Some(namespace), name).await?;
     let pod: Pod = serde_json::from_value(obj).map_err(|e| ApiError::Internal(e.to_string()))?;
-    let options = options(&pod, q)?;
+    let options =
+        LogOptions::resolve(&pod, None, |key| q.get(key)).map_err(ApiError::BadRequest)?;
     let node = pod
         .spec
         .as_ref()
         .and_then(|s| s.node_name.clone())
         .unwrap_or_default();
-    let source = server
-        .pod_logs
-        .get()
-        .filter(|s| s.node_name() == node)
-        .ok_or_else(|| {
-            ApiError::BadRequest(if node.is_empty() {
-                format!("pod {name} is not scheduled to a node yet")
-            } else {
-                format!("logs of pods on node {node:?} are not served by this server yet")
-            })
-        })?;
-    let stream = source
-        .stream(&pod, options)
-        .map_err(ApiError::BadRequest)?
-        .map(|bytes| Ok::<_, Infallible>(Frame::data(bytes)));
+    if node.is_empty() {
+        return Err(ApiError::BadRequest(format!(
+            "pod {name} is not scheduled to a node yet"
+        )));
+    }
+    let local = server.pod_logs.get().filter(|s| s.node_name() == node);
+    let stream = match local {
+        Some(source) => source.stream(&pod, options).map_err(ApiError::BadRequest)?,
+        None => {
+            let path = format!(
+                "{}?{}",
+                container_logs_path(namespace, name, &options.container),
+                forwarded_query(q)
+            );
+            // Boxed: the dial (TLS, HTTP handshake) would otherwise swell every request's future.
+            Box::pin(super::kubelet::get(server, &node, &path)).await?
+        }
+    };
+    let stream = stream.map(|bytes| Ok::<_, Infallible>(Frame::data(bytes)));
     let mut resp = Response::new(StreamBody::new(stream).boxed_unsync());
     *resp.status_mut() = StatusCode::OK;
     resp.headers_mut()

@@ -7,6 +7,7 @@ pub mod auth;
 pub mod body;
 pub mod discovery;
 mod handlers;
+pub mod kubelet;
 pub mod listener;
 pub mod logs;
 pub mod openapi;
@@ -49,6 +50,7 @@ pub struct ApiServer {
     ca_bundle: Option<String>,
     /// The embedded node agent's container logs, once it runs.
     pod_logs: std::sync::OnceLock<Arc<dyn logs::PodLogs>>,
+    kubelet_credentials: Option<Arc<dyn kubelet::KubeletCredentials>>,
 }
 
 /// Parsed query parameters; Go clients encode spaces as `+`.
@@ -92,6 +94,7 @@ impl ApiServer {
             server_address,
             ca_bundle: None,
             pod_logs: std::sync::OnceLock::new(),
+            kubelet_credentials: None,
         }
     }
 
@@ -103,6 +106,15 @@ impl ApiServer {
     /// The CA certificate served unauthenticated at `/cacerts`, which joining agents pin by its hash.
     pub fn with_ca_bundle(mut self, pem: String) -> Self {
         self.ca_bundle = Some(pem);
+        self
+    }
+
+    /// Issues joining agents their kubelet serving certificates and dials their kubelet endpoints.
+    pub fn with_kubelet_credentials(
+        mut self,
+        credentials: Arc<dyn kubelet::KubeletCredentials>,
+    ) -> Self {
+        self.kubelet_credentials = Some(credentials);
         self
     }
 
@@ -181,6 +193,10 @@ impl ApiServer {
             user,
         };
         let query = Query::parse(req.uri().query());
+        if path == crate::api::kubelet::SERVING_CERTIFICATE_PATH && req.method() == Method::POST {
+            let body = read_body(req.into_body()).await?;
+            return kubelet::issue(self, &body);
+        }
         if path == "/openapi/v3" || path.starts_with("/openapi/v3/") {
             return self.serve_openapi(&path, &query);
         }

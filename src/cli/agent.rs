@@ -67,6 +67,7 @@ pub fn run(args: AgentArgs) -> anyhow::Result<()> {
         let remote = RemoteConfig::from_token(&args.server, &token)
             .await
             .with_context(|| format!("joining {}", args.server))?;
+        let ca_pem = remote.ca_pem.clone();
         let client = Client::remote(remote)
             .await?
             .with_user_agent("orch-agent/v1");
@@ -77,6 +78,18 @@ pub fn run(args: AgentArgs) -> anyhow::Result<()> {
             Some(config) => {
                 tracing::info!(node = %config.node_name, "agent joining");
                 let containers = crate::agent::kubelet::open_runtime(&config)?;
+                if let Some(port) = config.endpoint_port {
+                    crate::agent::kubelet::endpoint::start(
+                        client.clone(),
+                        crate::agent::kubelet::pod_logs(&config, containers.clone()),
+                        config.node_ip,
+                        port,
+                        &ca_pem,
+                        shutdown_rx.clone(),
+                    )
+                    .await
+                    .context("starting the kubelet endpoint")?;
+                }
                 crate::agent::kubelet::run(client, config, containers, clock, shutdown_rx)
                     .await?;
             }

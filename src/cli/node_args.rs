@@ -44,6 +44,48 @@ pub struct NodeArgs {
     #[arg(long, env = "ORCH_EVICTION_HARD",
           default_value = crate::agent::kubelet::housekeeping::DEFAULT_EVICTION_HARD)]
     pub eviction_hard: String,
+    /// Flags for the kubelet as k3s passes them, `name=value` (e.g. `--kubelet-arg=max-pods=250`);
+    /// repeatable. orch's kubelet takes `port`, `max-pods` and `eviction-hard`, over the flags above.
+    #[arg(
+        long = "kubelet-arg",
+        env = "ORCH_KUBELET_ARG",
+        allow_hyphen_values = true
+    )]
+    pub kubelet_arg: Vec<String>,
+}
+
+/// The kubelet flags `--kubelet-arg` may set.
+const KUBELET_ARGS: &[&str] = &["port", "max-pods", "eviction-hard"];
+
+/// `--kubelet-arg` values applied over `config`; an unknown flag or a bad value is an error naming it.
+fn apply_kubelet_args(args: &[String], config: &mut KubeletConfig) -> anyhow::Result<()> {
+    for arg in args {
+        let (name, value) = arg
+            .trim_start_matches("--")
+            .split_once('=')
+            .with_context(|| format!("--kubelet-arg {arg:?}: expected name=value"))?;
+        let number = |what: &str| {
+            anyhow::anyhow!("--kubelet-arg {arg:?}: {what} must be a number, not {value:?}")
+        };
+        match name {
+            "port" => {
+                let port: u16 = value.parse().map_err(|_| number("port"))?;
+                anyhow::ensure!(port != 0, "--kubelet-arg {arg:?}: port must not be 0");
+                config.endpoint_port = Some(port);
+            }
+            "max-pods" => config.max_pods = value.parse().map_err(|_| number("max-pods"))?,
+            "eviction-hard" => {
+                crate::agent::kubelet::housekeeping::parse_thresholds(value)
+                    .with_context(|| format!("--kubelet-arg {arg:?}"))?;
+                config.eviction_hard = value.to_string();
+            }
+            _ => anyhow::bail!(
+                "--kubelet-arg {arg:?}: orch's kubelet does not take {name:?} (it takes {})",
+                KUBELET_ARGS.join(", ")
+            ),
+        }
+    }
+    Ok(())
 }
 
 pub fn host_name() -> String {
@@ -107,7 +149,7 @@ impl NodeArgs {
         let (labels, taints) = self.labels_and_taints()?;
         let registries = Registries::load(&self.private_registry)
             .with_context(|| format!("--private-registry {}", self.private_registry.display()))?;
-        Ok(KubeletConfig {
+        let mut config = KubeletConfig {
             node_name: self.name(),
             node_ip: self
                 .node_ip
@@ -126,6 +168,77 @@ impl NodeArgs {
             shim_executable: std::env::current_exe()
                 .context("locating the orch executable for the shims")?,
             eviction_hard: self.eviction_hard.clone(),
-        })
+            endpoint_port: Some(crate::api::kubelet::DEFAULT_PORT),
+        };
+        apply_kubelet_args(&self.kubelet_arg, &mut config)?;
+        Ok(config)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Parser)]
+    struct Flags {
+        #[command(flatten)]
+        node: NodeArgs,
+        #[command(flatten)]
+        network: ClusterNetworkArgs,
+    }
+
+    fn config(args: &[&str]) -> anyhow::Result<KubeletConfig> {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("registries.yaml");
+        let mut argv = vec!["orch", "--private-registry", missing.to_str().unwrap()];
+        argv.extend_from_slice(args);
+        let flags = Flags::try_parse_from(argv).unwrap();
+        flags.node.kubelet_config(dir.path(), &flags.network)
+    }
+
+    #[test]
+    fn kubelet_args_override_the_flags_as_k3s_passes_them() {
+        let plain = config(&["--max-pods", "50"]).unwrap();
+        assert_eq!(plain.endpoint_port, Some(10250));
+        assert_eq!(plain.max_pods, 50);
+        let set = config(&[
+            "--max-pods",
+            "50",
+            "--kubelet-arg=max-pods=250",
+            "--kubelet-arg",
+            "--port=10251",
+            "--kubelet-arg=eviction-hard=memory.available<1Gi,nodefs.available<5%",
+        ])
+        .unwrap();
+        assert_eq!(set.max_pods, 250);
+        assert_eq!(set.endpoint_port, Some(10251));
+        assert_eq!(
+            set.eviction_hard,
+            "memory.available<1Gi,nodefs.available<5%"
+        );
+    }
+
+    #[test]
+    fn bad_kubelet_args_name_the_problem() {
+        let unknown = config(&["--kubelet-arg=cgroup-driver=systemd"]).unwrap_err();
+        assert_eq!(
+            unknown.to_string(),
+            "--kubelet-arg \"cgroup-driver=systemd\": orch's kubelet does not take \"cgroup-driver\" \
+             (it takes port, max-pods, eviction-hard)"
+        );
+        let port = config(&["--kubelet-arg=port=http"]).unwrap_err();
+        assert_eq!(
+            port.to_string(),
+            "--kubelet-arg \"port=http\": port must be a number, not \"http\""
+        );
+        let threshold = config(&["--kubelet-arg=eviction-hard=memory.available>1Gi"]).unwrap_err();
+        assert!(
+            format!("{threshold:#}")
+                .starts_with("--kubelet-arg \"eviction-hard=memory.available>1Gi\": "),
+            "{threshold:#}"
+        );
+        assert!(config(&["--kubelet-arg=max-pods"]).is_err());
     }
 }

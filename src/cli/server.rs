@@ -172,7 +172,10 @@ pub fn run(args: ServerArgs) -> anyhow::Result<()> {
     let kubelet = if args.disable_agent {
         None
     } else {
-        Some(args.node.kubelet_config(&args.data_dir, &args.network)?)
+        let mut config = args.node.kubelet_config(&args.data_dir, &args.network)?;
+        // The API server reads the embedded agent's logs in-process: no endpoint to serve or publish.
+        config.endpoint_port = None;
+        Some(config)
     };
     runtime.block_on(async move {
         let started = std::time::Instant::now();

@@ -152,7 +152,10 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
         .unwrap_or(address);
     let api = Arc::new(
         ApiServer::new(registry.clone(), auth, advertised.to_string())
-            .with_ca_bundle(pki.ca_cert_pem.clone()),
+            .with_ca_bundle(pki.ca_cert_pem.clone())
+            .with_kubelet_credentials(Arc::new(
+                pki.kubelet_credentials().map_err(ServerError::Tls)?,
+            )),
     );
     let listener = TcpListener::bind(address)
         .await

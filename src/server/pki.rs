@@ -1,6 +1,7 @@
 //! The cluster's certificates and token under `<data-dir>/server/tls` and `<data-dir>/server/token`: a CA
-//! made on first start, a serving certificate (re-issued when its names change or it nears expiry) and an
-//! admin client certificate for the kubeconfig. Restarts reuse what exists.
+//! made on first start, a serving certificate (re-issued when its names change or it nears expiry), an
+//! admin client certificate for the kubeconfig and the client certificate the API server dials kubelets
+//! with. Restarts reuse what exists. Joining agents get their kubelet serving certificates from here.
 
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
@@ -10,6 +11,9 @@ use rcgen::{
     Issuer, KeyPair, KeyUsagePurpose, SanType,
 };
 use sha2::{Digest, Sha256};
+
+use crate::api::kubelet::ServingCertificate;
+use crate::apiserver::kubelet::KubeletCredentials;
 
 #[derive(Debug, thiserror::Error)]
 pub enum PkiError {
@@ -37,6 +41,10 @@ pub struct Pki {
     pub serving_key_pem: String,
     pub admin_cert_pem: String,
     pub admin_key_pem: String,
+    /// What the API server presents to kubelet endpoints (`system:kube-apiserver`, group system:masters).
+    pub kubelet_client_cert_pem: String,
+    pub kubelet_client_key_pem: String,
+    ca_key_pem: String,
     /// The full token, `K10<sha256 of CA PEM>::server:<secret>`.
     pub token: String,
 }
@@ -132,6 +140,34 @@ fn san(name: &str) -> Result<SanType, PkiError> {
     })
 }
 
+/// A client certificate `<tls>/<file>.crt` for `user` in group system:masters, re-issued near expiry.
+fn client_certificate(
+    tls: &Path,
+    file: &str,
+    user: &str,
+    issuer: &Issuer<'_, KeyPair>,
+) -> Result<(String, String), PkiError> {
+    let (cert_path, key_path) = (
+        tls.join(format!("{file}.crt")),
+        tls.join(format!("{file}.key")),
+    );
+    match (read(&cert_path)?, read(&key_path)?) {
+        (Some(c), Some(k)) if leaf_is_current(Some(&c), &[]) => Ok((c, k)),
+        _ => {
+            let key = KeyPair::generate()?;
+            let mut params = CertificateParams::new(Vec::<String>::new())?;
+            params.distinguished_name = dn(user, Some("system:masters"));
+            params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+            let (y, m, d) = date_in_days(LEAF_DAYS);
+            params.not_after = rcgen::date_time_ymd(y, m, d);
+            let cert = params.signed_by(&key, issuer)?;
+            write(&key_path, &key.serialize_pem(), 0o600)?;
+            write(&cert_path, &cert.pem(), 0o644)?;
+            Ok((cert.pem(), key.serialize_pem()))
+        }
+    }
+}
+
 impl Pki {
     /// Loads or creates everything under `server_dir` (`<data-dir>/server`). `sans` are the serving
     /// certificate's names; `token` overrides the generated secret.
@@ -188,24 +224,14 @@ impl Pki {
             }
         };
 
-        let (admin_cert_path, admin_key_path) =
-            (tls.join("client-admin.crt"), tls.join("client-admin.key"));
         let (admin_cert_pem, admin_key_pem) =
-            match (read(&admin_cert_path)?, read(&admin_key_path)?) {
-                (Some(c), Some(k)) if leaf_is_current(Some(&c), &[]) => (c, k),
-                _ => {
-                    let key = KeyPair::generate()?;
-                    let mut params = CertificateParams::new(Vec::<String>::new())?;
-                    params.distinguished_name = dn("system:admin", Some("system:masters"));
-                    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
-                    let (y, m, d) = date_in_days(LEAF_DAYS);
-                    params.not_after = rcgen::date_time_ymd(y, m, d);
-                    let cert = params.signed_by(&key, &issuer)?;
-                    write(&admin_key_path, &key.serialize_pem(), 0o600)?;
-                    write(&admin_cert_path, &cert.pem(), 0o644)?;
-                    (cert.pem(), key.serialize_pem())
-                }
-            };
+            client_certificate(&tls, "client-admin", "system:admin", &issuer)?;
+        let (kubelet_client_cert_pem, kubelet_client_key_pem) = client_certificate(
+            &tls,
+            "client-kube-apiserver",
+            "system:kube-apiserver",
+            &issuer,
+        )?;
 
         let token_path = server_dir.join("token");
         let ca_hash = hex::encode(Sha256::digest(ca_cert_pem.as_bytes()));
@@ -230,8 +256,53 @@ impl Pki {
             serving_key_pem,
             admin_cert_pem,
             admin_key_pem,
+            kubelet_client_cert_pem,
+            kubelet_client_key_pem,
+            ca_key_pem,
             token: full,
         })
+    }
+
+    /// What the API server needs for joined nodes' kubelet endpoints.
+    pub fn kubelet_credentials(&self) -> Result<KubeletCa, String> {
+        Ok(KubeletCa {
+            ca_cert_pem: self.ca_cert_pem.clone(),
+            ca_key_pem: self.ca_key_pem.clone(),
+            client: std::sync::Arc::new(self.kubelet_client_tls()?),
+        })
+    }
+
+    /// TLS for dialing kubelet endpoints: only the cluster CA is trusted, and the API server presents its
+    /// kubelet client certificate.
+    fn kubelet_client_tls(&self) -> Result<rustls::ClientConfig, String> {
+        use rustls_pki_types::pem::PemObject;
+        use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+        let roots = self.ca_roots()?;
+        let chain: Vec<CertificateDer<'static>> =
+            CertificateDer::pem_slice_iter(self.kubelet_client_cert_pem.as_bytes())
+                .collect::<Result<_, _>>()
+                .map_err(|e| format!("kubelet client certificate: {e}"))?;
+        let key = PrivateKeyDer::from_pem_slice(self.kubelet_client_key_pem.as_bytes())
+            .map_err(|e| format!("kubelet client key: {e}"))?;
+        rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .map_err(|e| format!("TLS: {e}"))?
+        .with_root_certificates(roots)
+        .with_client_auth_cert(chain, key)
+        .map_err(|e| format!("kubelet client TLS: {e}"))
+    }
+
+    fn ca_roots(&self) -> Result<rustls::RootCertStore, String> {
+        use rustls_pki_types::pem::PemObject;
+        let mut roots = rustls::RootCertStore::empty();
+        for ca in rustls_pki_types::CertificateDer::pem_slice_iter(self.ca_cert_pem.as_bytes()) {
+            roots
+                .add(ca.map_err(|e| format!("CA certificate: {e}"))?)
+                .map_err(|e| format!("CA certificate: {e}"))?;
+        }
+        Ok(roots)
     }
 
     /// The secret part of the token, which also authenticates as a bearer token.
@@ -248,12 +319,7 @@ impl Pki {
                 .map_err(|e| format!("serving certificate: {e}"))?;
         let key = PrivateKeyDer::from_pem_slice(self.serving_key_pem.as_bytes())
             .map_err(|e| format!("serving key: {e}"))?;
-        let mut roots = rustls::RootCertStore::empty();
-        for ca in CertificateDer::pem_slice_iter(self.ca_cert_pem.as_bytes()) {
-            roots
-                .add(ca.map_err(|e| format!("CA certificate: {e}"))?)
-                .map_err(|e| format!("CA certificate: {e}"))?;
-        }
+        let roots = self.ca_roots()?;
         let verifier = rustls::server::WebPkiClientVerifier::builder(std::sync::Arc::new(roots))
             .allow_unauthenticated()
             .build()
@@ -264,6 +330,55 @@ impl Pki {
             .map_err(|e| format!("TLS configuration: {e}"))?;
         config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
         Ok(config)
+    }
+}
+
+/// The cluster CA as the API server uses it for kubelet endpoints.
+pub struct KubeletCa {
+    ca_cert_pem: String,
+    ca_key_pem: String,
+    client: std::sync::Arc<rustls::ClientConfig>,
+}
+
+impl KubeletCa {
+    /// A serving certificate for a joined node's kubelet endpoint: its name and addresses as SANs,
+    /// `system:node:<name>` in group system:nodes, as Kubernetes names kubelet serving certificates. Not
+    /// stored: the agent asks again on every start.
+    fn issue_serving(
+        &self,
+        node: &str,
+        addresses: &[IpAddr],
+    ) -> Result<(String, String), PkiError> {
+        let issuer =
+            Issuer::from_ca_cert_pem(&self.ca_cert_pem, KeyPair::from_pem(&self.ca_key_pem)?)?;
+        let key = KeyPair::generate()?;
+        let mut params = CertificateParams::new(Vec::<String>::new())?;
+        params.subject_alt_names = std::iter::once(san(node))
+            .chain(addresses.iter().map(|ip| Ok(SanType::IpAddress(*ip))))
+            .collect::<Result<_, _>>()?;
+        params.distinguished_name = dn(&format!("system:node:{node}"), Some("system:nodes"));
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        let (y, m, d) = date_in_days(LEAF_DAYS);
+        params.not_after = rcgen::date_time_ymd(y, m, d);
+        let cert = params.signed_by(&key, &issuer)?;
+        Ok((cert.pem(), key.serialize_pem()))
+    }
+}
+
+impl KubeletCredentials for KubeletCa {
+    fn issue_serving_certificate(
+        &self,
+        node: &str,
+        addresses: &[IpAddr],
+    ) -> Result<ServingCertificate, String> {
+        let (certificate, key) = self
+            .issue_serving(node, addresses)
+            .map_err(|e| e.to_string())?;
+        Ok(ServingCertificate { certificate, key })
+    }
+
+    fn client_config(&self) -> std::sync::Arc<rustls::ClientConfig> {
+        self.client.clone()
     }
 }
 

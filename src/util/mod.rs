@@ -1,7 +1,9 @@
-//! Leaf helpers shared by every layer: an injectable clock, CIDR arithmetic and random names.
+//! Leaf helpers shared by every layer: an injectable clock, CIDR arithmetic, random names and the HTTPS
+//! accept loop.
 
 pub mod cidr;
 pub mod clock;
+pub mod https;
 
 pub use clock::{Clock, SystemClock};
 

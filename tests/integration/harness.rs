@@ -34,7 +34,22 @@ impl Drop for HollowAgent {
     }
 }
 
-fn free_port() -> u16 {
+/// A real `orch agent` joined to a server, with its own data and run directories under the server's test
+/// directory; killed when dropped, and its containers with it.
+pub struct JoinedAgent {
+    child: Child,
+    pub data_dir: PathBuf,
+}
+
+impl Drop for JoinedAgent {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        clean_up_containers(&self.data_dir);
+    }
+}
+
+pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -180,6 +195,35 @@ impl Server {
             .spawn()
             .expect("orch binary runs");
         HollowAgent { child }
+    }
+
+    /// Joins a real node agent named `name` (needs root), reaching the server on loopback with the token.
+    pub fn join_agent(&self, name: &str, extra: &[&str]) -> JoinedAgent {
+        let dir = self.dir.path().join(name);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("registries.yaml"), "").unwrap();
+        let log = std::fs::File::create(self.dir.path().join(format!("agent-{name}.log"))).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_orch"))
+            .args(["agent", "--node-name", name, "--node-ip", "127.0.0.1"])
+            .args(["--server", &format!("https://127.0.0.1:{}", self.port)])
+            .arg("--token-file")
+            .arg(self.data_dir().join("server/token"))
+            .arg("--data-dir")
+            .arg(dir.join("data"))
+            .arg("--run-dir")
+            .arg(dir.join("run"))
+            .arg("--private-registry")
+            .arg(dir.join("registries.yaml"))
+            .args(extra)
+            .env("ORCH_CONFIG_FILE", self.dir.path().join("no-config.yaml"))
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("orch binary runs");
+        JoinedAgent {
+            child,
+            data_dir: dir.join("data"),
+        }
     }
 
     /// A client of the library speaking HTTP/2 to the server with the admin kubeconfig.

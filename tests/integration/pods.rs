@@ -7,7 +7,7 @@
 use std::sync::Mutex;
 use std::time::Duration;
 
-use crate::harness::Server;
+use crate::harness::{free_port, ready_nodes, Server};
 use crate::registry::{busybox_archive, push_busybox, Registry};
 use crate::runtime::require_root;
 
@@ -381,13 +381,17 @@ spec:
 }
 
 fn import_busybox(s: &Server) {
+    import_busybox_into(s, &s.data_dir());
+}
+
+fn import_busybox_into(s: &Server, data_dir: &std::path::Path) {
     let archive = s.dir.path().join("busybox.tar");
     busybox_archive(&archive);
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_orch"))
         .args(["images", "import"])
         .arg(&archive)
         .arg("--data-dir")
-        .arg(s.data_dir())
+        .arg(data_dir)
         .output()
         .unwrap();
     assert!(
@@ -662,4 +666,104 @@ spec:
         !mounts.contains(&uid),
         "a mount of the deleted pod is left: {mounts}"
     );
+}
+
+#[test]
+fn a_joined_agent_serves_its_pods_logs_to_kubectl_through_the_server() {
+    require_root();
+    let _node = node_lock();
+    let s = Server::start();
+    let port = free_port().to_string();
+    let agent = s.join_agent("worker", &["--kubelet-arg", &format!("port={port}")]);
+    import_busybox_into(&s, &agent.data_dir);
+    s.eventually("the joined node is Ready", Duration::from_secs(60), || {
+        ready_nodes(&s) == 1
+    });
+    assert_eq!(
+        s.ok(&[
+            "get",
+            "node",
+            "worker",
+            "-o",
+            "jsonpath={.status.daemonEndpoints.kubeletEndpoint.Port}"
+        ]),
+        port
+    );
+    let manifest = r#"apiVersion: v1
+kind: Pod
+metadata: {name: talker}
+spec:
+  terminationGracePeriodSeconds: 1
+  containers:
+  - {name: app, image: busybox:latest, imagePullPolicy: Never,
+     command: [sh, -c, "for i in 1 2 3; do echo line-$i; done; sleep 1000"]}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: slow}
+spec:
+  restartPolicy: Never
+  containers:
+  - {name: app, image: busybox:latest, imagePullPolicy: Never,
+     command: [sh, -c, "echo first; sleep 3; echo last"]}
+"#;
+    s.ok(&[
+        "apply",
+        "-f",
+        s.write("logs.yaml", manifest).to_str().unwrap(),
+    ]);
+    s.eventually("talker is Running", Duration::from_secs(60), || {
+        jsonpath(&s, "talker", "{.status.phase}") == "Running"
+    });
+    s.eventually("talker's output", Duration::from_secs(20), || {
+        s.kubectl(&["logs", "talker"]).stdout == b"line-1\nline-2\nline-3\n"
+    });
+    assert_eq!(s.ok(&["logs", "talker", "--tail=1"]), "line-3\n");
+    assert!(s.ok(&["logs", "talker", "--timestamps"]).lines().all(|l| l
+        .split_once(' ')
+        .is_some_and(|(ts, _)| ts.parse::<jiff::Timestamp>().is_ok())));
+    // Errors the node's kubelet answers come back as kubectl prints the API server's.
+    let previous = s.fails(&["logs", "talker", "--previous"]);
+    assert!(
+        previous.contains(r#"previous terminated container "app" in pod "talker" not found"#),
+        "{previous}"
+    );
+    // Follow streams through the proxy until the container exits.
+    s.eventually("slow is Running", Duration::from_secs(60), || {
+        jsonpath(&s, "slow", "{.status.phase}") == "Running"
+    });
+    let followed = s.ok(&["logs", "-f", "slow"]);
+    assert_eq!(followed, "first\nlast\n");
+
+    // The endpoint itself: the cluster CA vouches for its certificate (issued for the node's IP), and it
+    // lets in only callers with a client certificate from that CA, like the admin's.
+    let endpoint = format!("https://127.0.0.1:{port}");
+    let direct = s.ok(&[
+        "--server",
+        &endpoint,
+        "get",
+        "--raw",
+        "/containerLogs/default/talker/app?tailLines=2",
+    ]);
+    assert_eq!(direct, "line-2\nline-3\n");
+    let anonymous = s.write("anonymous.kubeconfig", "apiVersion: v1\nkind: Config\n");
+    let refused = s.kubectl(&[
+        "--kubeconfig",
+        anonymous.to_str().unwrap(),
+        "--server",
+        &endpoint,
+        "--insecure-skip-tls-verify",
+        "--token",
+        "not-a-certificate",
+        "get",
+        "--raw",
+        "/healthz",
+    ]);
+    // The handshake fails (Go reports the closed connection as EOF): nothing is served.
+    assert!(
+        !refused.status.success() && refused.stdout.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&refused.stdout)
+    );
+    s.ok(&["delete", "pod", "talker", "slow", "--wait=false"]);
 }

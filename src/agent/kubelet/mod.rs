@@ -6,6 +6,7 @@
 
 pub mod backoff;
 pub mod container;
+pub mod endpoint;
 pub mod env;
 pub mod housekeeping;
 pub mod logs;
@@ -61,6 +62,9 @@ pub struct KubeletConfig {
     pub shim_executable: PathBuf,
     /// kubelet's `--eviction-hard`: the thresholds below which the node reports pressure.
     pub eviction_hard: String,
+    /// kubelet's `--port`: where the node's HTTPS endpoint listens, when it serves one (a joined agent;
+    /// the server's embedded agent answers the API server in-process).
+    pub endpoint_port: Option<u16>,
 }
 
 pub(crate) struct Kubelet {
@@ -108,6 +112,7 @@ pub async fn run(
         config.taints.clone(),
         config.max_pods,
         &config.data_dir,
+        config.endpoint_port,
     );
     let thresholds = housekeeping::parse_thresholds(&config.eviction_hard)?;
     node::register(&client, &identity, clock.as_ref()).await?;
