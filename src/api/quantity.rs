@@ -219,6 +219,14 @@ impl Quantity {
         self.nanos == 0
     }
 
+    /// `count` whole units (bytes, processes) in `format` (`resource.NewQuantity` upstream).
+    pub fn from_units(count: i128, format: QuantityFormat) -> Quantity {
+        Quantity {
+            nanos: count * NANOS_PER_UNIT,
+            format,
+        }
+    }
+
     /// Zero in the given format, the start of a sum.
     pub fn zero(format: QuantityFormat) -> Quantity {
         Quantity { nanos: 0, format }

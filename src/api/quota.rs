@@ -77,6 +77,12 @@ fn pod_resource(spec: &Value, field: &str, resource: &str) -> Option<Quantity> {
     )
 }
 
+/// A pod's request for `resource` (its `spec` as JSON), init containers counted as Kubernetes does; None
+/// when no container states one.
+pub fn pod_request(spec: &Value, resource: &str) -> Option<Quantity> {
+    pod_resource(spec, "requests", resource)
+}
+
 fn is_terminal_pod(pod: &Value) -> bool {
     matches!(
         pod["status"]["phase"].as_str(),

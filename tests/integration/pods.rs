@@ -518,44 +518,17 @@ spec:
 }
 
 #[test]
-fn a_pods_containers_share_ipc_uts_and_shm_and_node_pressure_taints_the_node() {
+fn a_pods_containers_share_ipc_uts_and_shm() {
     require_root();
     let _node = node_lock();
-    // Less than 100Ti of memory available: this node is always under memory pressure.
-    let s = Server::with_agent("", &["--eviction-hard", "memory.available<100Ti"]);
+    let s = Server::with_agent("", &[]);
     ready_node(&s);
     import_busybox(&s);
-    let condition = |field: &str| {
-        let out = s.kubectl(&[
-            "get",
-            "node",
-            "node",
-            "-o",
-            &format!("jsonpath={{.status.conditions[?(@.type==\"MemoryPressure\")].{field}}}"),
-        ]);
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    };
-    s.eventually("MemoryPressure=True", Duration::from_secs(30), || {
-        condition("status") == "True"
-    });
-    assert_eq!(condition("reason"), "KubeletHasInsufficientMemory");
-    s.eventually("the memory-pressure taint", Duration::from_secs(30), || {
-        s.ok(&["get", "node", "node", "-o", "jsonpath={.spec.taints}"])
-            .contains(r#""effect":"NoSchedule","key":"node.kubernetes.io/memory-pressure""#)
-    });
-
     let manifest = r#"apiVersion: v1
-kind: Pod
-metadata: {name: blocked}
-spec:
-  containers: [{name: app, image: busybox:latest, imagePullPolicy: Never}]
----
-apiVersion: v1
 kind: Pod
 metadata: {name: pair}
 spec:
   terminationGracePeriodSeconds: 1
-  tolerations: [{key: node.kubernetes.io/memory-pressure, operator: Exists, effect: NoSchedule}]
   containers:
   - name: a
     image: busybox:latest
@@ -572,7 +545,6 @@ metadata: {name: hostnet}
 spec:
   hostNetwork: true
   terminationGracePeriodSeconds: 1
-  tolerations: [{operator: Exists}]
   containers:
   - name: app
     image: busybox:latest
@@ -640,18 +612,6 @@ spec:
     assert_eq!(s.ok(&["logs", "hostnet"]), expected);
     assert_eq!(jsonpath(&s, "hostnet", "{.status.podIP}"), "127.0.0.1");
 
-    // The pod without the toleration stays Pending, for the reason kubectl shows.
-    s.eventually("blocked is unschedulable", Duration::from_secs(30), || {
-        s.ok(&[
-            "get",
-            "events",
-            "--field-selector",
-            "involvedObject.name=blocked",
-        ])
-        .contains("untolerated taint {node.kubernetes.io/memory-pressure: }")
-    });
-    assert_eq!(jsonpath(&s, "blocked", "{.status.phase}"), "Pending");
-
     // Deleting the pod releases its namespaces and /dev/shm.
     let uid = jsonpath(&s, "pair", "{.metadata.uid}");
     s.ok(&["delete", "pod", "pair", "--wait=true"]);
@@ -666,6 +626,135 @@ spec:
         !mounts.contains(&uid),
         "a mount of the deleted pod is left: {mounts}"
     );
+}
+
+#[test]
+fn node_pressure_taints_the_node_and_evicts_its_pods_but_not_critical_ones() {
+    require_root();
+    let _node = node_lock();
+    // Less than 100Ti of memory available: this node is always under memory pressure. The threshold
+    // comes as k3s users pass kubelet flags.
+    let s = Server::with_agent(
+        "",
+        &["--kubelet-arg", "eviction-hard=memory.available<100Ti"],
+    );
+    ready_node(&s);
+    import_busybox(&s);
+    let condition = |field: &str| {
+        let out = s.kubectl(&[
+            "get",
+            "node",
+            "node",
+            "-o",
+            &format!("jsonpath={{.status.conditions[?(@.type==\"MemoryPressure\")].{field}}}"),
+        ]);
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    s.eventually("MemoryPressure=True", Duration::from_secs(30), || {
+        condition("status") == "True"
+    });
+    assert_eq!(condition("reason"), "KubeletHasInsufficientMemory");
+    s.eventually("the memory-pressure taint", Duration::from_secs(30), || {
+        s.ok(&["get", "node", "node", "-o", "jsonpath={.spec.taints}"])
+            .contains(r#""effect":"NoSchedule","key":"node.kubernetes.io/memory-pressure""#)
+    });
+
+    let manifest = r#"apiVersion: v1
+kind: Pod
+metadata: {name: blocked}
+spec:
+  containers: [{name: app, image: busybox:latest, imagePullPolicy: Never}]
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: victim}
+spec:
+  tolerations: [{key: node.kubernetes.io/memory-pressure, operator: Exists, effect: NoSchedule}]
+  containers:
+  - {name: app, image: busybox:latest, imagePullPolicy: Never, command: [sleep, "1000"]}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: critical}
+spec:
+  priority: 2000001000
+  terminationGracePeriodSeconds: 1
+  tolerations: [{key: node.kubernetes.io/memory-pressure, operator: Exists, effect: NoSchedule}]
+  containers:
+  - {name: app, image: busybox:latest, imagePullPolicy: Never, command: [sleep, "1000"]}
+"#;
+    s.ok(&[
+        "apply",
+        "-f",
+        s.write("pressure.yaml", manifest).to_str().unwrap(),
+    ]);
+    // The pod without the toleration stays Pending, for the reason kubectl shows.
+    s.eventually("blocked is unschedulable", Duration::from_secs(30), || {
+        s.ok(&[
+            "get",
+            "events",
+            "--field-selector",
+            "involvedObject.name=blocked",
+        ])
+        .contains("untolerated taint {node.kubernetes.io/memory-pressure: }")
+    });
+    assert_eq!(jsonpath(&s, "blocked", "{.status.phase}"), "Pending");
+
+    // The pod that tolerated the taint is evicted: killed at once and failed as kubelet fails it.
+    s.eventually("victim is evicted", Duration::from_secs(60), || {
+        jsonpath(&s, "victim", "{.status.reason}") == "Evicted"
+    });
+    assert_eq!(jsonpath(&s, "victim", "{.status.phase}"), "Failed");
+    let message = jsonpath(&s, "victim", "{.status.message}");
+    assert!(
+        message.starts_with(
+            "The node was low on resource: memory. Threshold quantity: 100Ti, available: "
+        ),
+        "{message}"
+    );
+    assert_eq!(
+        jsonpath(
+            &s,
+            "victim",
+            "{.status.conditions[?(@.type==\"DisruptionTarget\")].reason}"
+        ),
+        "TerminationByKubelet"
+    );
+    s.eventually(
+        "victim's container was killed",
+        Duration::from_secs(30),
+        || {
+            jsonpath(
+                &s,
+                "victim",
+                "{.status.containerStatuses[0].state.terminated.exitCode}",
+            ) == "137"
+        },
+    );
+    let described = s.ok(&["describe", "pod", "victim"]);
+    assert!(
+        described.contains("Status:       Failed") && described.contains("Reason:       Evicted"),
+        "{described}"
+    );
+    assert!(s
+        .ok(&[
+            "get",
+            "events",
+            "--field-selector",
+            "involvedObject.name=victim,reason=Evicted"
+        ])
+        .contains("The node was low on resource: memory."));
+    // A critical pod is never chosen while the pressure lasts (at least one more eviction round).
+    std::thread::sleep(Duration::from_secs(11));
+    assert_eq!(jsonpath(&s, "critical", "{.status.phase}"), "Running");
+    s.ok(&[
+        "delete",
+        "pod",
+        "critical",
+        "victim",
+        "blocked",
+        "--wait=false",
+    ]);
 }
 
 #[test]

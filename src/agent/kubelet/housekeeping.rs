@@ -1,6 +1,7 @@
 //! What the kubelet does on a timer rather than per pod: the node's pressure conditions from kubelet's hard
-//! eviction thresholds (`--eviction-hard`, same syntax and defaults as kubelet's) and image garbage
-//! collection when the image filesystem fills up (kubelet's 85 % / 80 % thresholds).
+//! eviction thresholds (`--eviction-hard`, same syntax and defaults as kubelet's), image garbage
+//! collection when the image filesystem fills up (kubelet's 85 % / 80 % thresholds), and, when a threshold
+//! stays crossed after that, the eviction of one pod per round (`eviction.rs`).
 
 use std::collections::HashSet;
 use std::path::Path;
@@ -9,7 +10,7 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
-use super::Kubelet;
+use super::{eviction, Kubelet};
 use crate::agent::node::NodePressure;
 use crate::agent::AgentError;
 
@@ -106,24 +107,44 @@ pub struct Reading {
     pub available: u64,
 }
 
-/// What the thresholds say about the node, given `read` for each signal (None: not measurable here).
+/// A threshold the node is below: the signal, the threshold as a quantity, and what is available.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Crossed {
+    pub signal: Signal,
+    pub threshold: u64,
+    pub available: u64,
+}
+
+/// The thresholds the node is below, given `read` for each signal (None: not measurable here).
 pub fn evaluate(
     thresholds: &[Threshold],
     read: impl Fn(Signal) -> Option<Reading>,
-) -> NodePressure {
+) -> Vec<Crossed> {
+    thresholds
+        .iter()
+        .filter_map(|t| {
+            let r = read(t.signal)?;
+            let threshold = match t.limit {
+                Limit::Absolute(n) => n,
+                Limit::Fraction(f) => (r.capacity as f64 * f) as u64,
+            };
+            (r.available < threshold).then_some(Crossed {
+                signal: t.signal,
+                threshold,
+                available: r.available,
+            })
+        })
+        .collect()
+}
+
+/// The node conditions the crossed thresholds set.
+pub fn pressure_of(crossed: &[Crossed]) -> NodePressure {
     let mut pressure = NodePressure::default();
-    for t in thresholds {
-        let Some(r) = read(t.signal) else { continue };
-        let limit = match t.limit {
-            Limit::Absolute(n) => n,
-            Limit::Fraction(f) => (r.capacity as f64 * f) as u64,
-        };
-        if r.available < limit {
-            match t.signal {
-                Signal::MemoryAvailable => pressure.memory = true,
-                Signal::PidAvailable => pressure.pid = true,
-                _ => pressure.disk = true,
-            }
+    for c in crossed {
+        match c.signal {
+            Signal::MemoryAvailable => pressure.memory = true,
+            Signal::PidAvailable => pressure.pid = true,
+            _ => pressure.disk = true,
         }
     }
     pressure
@@ -209,7 +230,18 @@ pub(super) async fn run(
     let image_dir = data_dir.join("agent/store");
     let mut last_gc = tokio::time::Instant::now();
     loop {
-        let now = evaluate(&thresholds, |s| read_machine(s, &data_dir, &image_dir));
+        let read = |s| read_machine(s, &data_dir, &image_dir);
+        let mut crossed = evaluate(&thresholds, read);
+        let disk = pressure_of(&crossed).disk;
+        if disk || last_gc.elapsed() >= IMAGE_GC_PERIOD {
+            last_gc = tokio::time::Instant::now();
+            collect_images(&kubelet);
+            // Reclaiming node-level resources comes first: no pod is evicted for what GC freed.
+            if disk {
+                crossed = evaluate(&thresholds, read);
+            }
+        }
+        let now = pressure_of(&crossed);
         pressure.send_if_modified(|current| {
             let changed = *current != now;
             if changed {
@@ -223,10 +255,7 @@ pub(super) async fn run(
             *current = now;
             changed
         });
-        if now.disk || last_gc.elapsed() >= IMAGE_GC_PERIOD {
-            last_gc = tokio::time::Instant::now();
-            collect_images(&kubelet);
-        }
+        eviction::evict_one(&kubelet, &crossed);
         tokio::select! {
             _ = tokio::time::sleep(PRESSURE_PERIOD) => {}
             _ = shutdown.wait_for(|s| *s) => return,
@@ -306,17 +335,25 @@ mod tests {
             }
         };
         assert_eq!(
-            evaluate(&t, machine(2 << 30, 500, 4000)),
+            pressure_of(&evaluate(&t, machine(2 << 30, 500, 4000))),
             NodePressure::default()
         );
-        let low_memory = evaluate(&t, machine(512 << 20, 500, 4000));
+        let low_memory = pressure_of(&evaluate(&t, machine(512 << 20, 500, 4000)));
         assert!(low_memory.memory && !low_memory.disk && !low_memory.pid);
-        let full_disk = evaluate(&t, machine(2 << 30, 99, 4000));
+        let full_disk = pressure_of(&evaluate(&t, machine(2 << 30, 99, 4000)));
         assert!(full_disk.disk && !full_disk.memory);
+        assert_eq!(
+            evaluate(&t, machine(2 << 30, 99, 4000)),
+            vec![Crossed {
+                signal: Signal::NodefsAvailable,
+                threshold: 100,
+                available: 99
+            }]
+        );
         // Exactly at the threshold is not below it.
-        assert!(!evaluate(&t, machine(2 << 30, 100, 4000)).disk);
-        assert!(evaluate(&t, machine(2 << 30, 500, 50)).pid);
+        assert!(evaluate(&t, machine(2 << 30, 100, 4000)).is_empty());
+        assert!(pressure_of(&evaluate(&t, machine(2 << 30, 500, 50))).pid);
         // A signal the machine cannot measure never reports pressure.
-        assert_eq!(evaluate(&t, |_| None), NodePressure::default());
+        assert!(evaluate(&t, |_| None).is_empty());
     }
 }

@@ -8,6 +8,7 @@ pub mod backoff;
 pub mod container;
 pub mod endpoint;
 pub mod env;
+pub mod eviction;
 pub mod housekeeping;
 pub mod logs;
 pub mod plan;
@@ -92,6 +93,8 @@ pub(crate) struct Kubelet {
     pub probes: probes::ProbeResults,
     /// Containers with a task waiting for their exit.
     pub watched: Mutex<HashSet<String>>,
+    /// Pods the eviction manager chose, by uid, while they exist.
+    pub evictions: Mutex<HashMap<String, eviction::Eviction>>,
 }
 
 /// Runs the kubelet until `shutdown`, on the node's runtime (see [`open_runtime`]).
@@ -185,6 +188,7 @@ pub async fn run(
         known: Default::default(),
         terminating: Default::default(),
         watched: Default::default(),
+        evictions: Default::default(),
         probes: Default::default(),
     });
     {

@@ -37,6 +37,8 @@ pub struct Observed {
     pub pod_ip: Option<String>,
     pub host_ip: String,
     pub failed_init: bool,
+    /// The eviction manager's message when it evicted the pod.
+    pub evicted: Option<String>,
 }
 
 fn time(rfc3339: &str) -> Option<Time> {
@@ -259,7 +261,10 @@ pub fn pod_status(pod: &Pod, observed: &Observed, now: jiff::Timestamp) -> PodSt
             )
         })
         .collect();
-    let phase = phase(pod, init_done, &statuses, observed.failed_init);
+    let phase = match observed.evicted {
+        Some(_) => "Failed",
+        None => phase(pod, init_done, &statuses, observed.failed_init),
+    };
 
     let pending_init: Vec<&str> = init_statuses
         .iter()
@@ -306,6 +311,16 @@ pub fn pod_status(pod: &Pod, observed: &Observed, now: jiff::Timestamp) -> PodSt
         )
     };
     conditions.push(initialized);
+    if let Some(message) = &observed.evicted {
+        conditions.retain(|c| c.type_ != "DisruptionTarget");
+        conditions.push(PodCondition {
+            type_: "DisruptionTarget".into(),
+            status: "True".into(),
+            reason: Some("TerminationByKubelet".into()),
+            message: Some(message.clone()),
+            ..Default::default()
+        });
+    }
     conditions.push(condition(
         "ContainersReady",
         all_ready,
@@ -349,6 +364,8 @@ pub fn pod_status(pod: &Pod, observed: &Observed, now: jiff::Timestamp) -> PodSt
         },
         container_statuses: Some(statuses),
         qos_class: old.qos_class,
+        reason: observed.evicted.as_ref().map(|_| "Evicted".to_string()),
+        message: observed.evicted.clone(),
         ..Default::default()
     }
 }
@@ -504,6 +521,26 @@ mod tests {
         let last = cs.last_state.as_ref().unwrap().terminated.as_ref().unwrap();
         assert_eq!((last.exit_code, last.reason.as_deref()), (1, Some("Error")));
         assert_eq!(s.phase.as_deref(), Some("Running"));
+    }
+
+    #[test]
+    fn an_evicted_pod_fails_with_kubelets_reason_and_a_disruption_target() {
+        let now = jiff::Timestamp::now();
+        let mut killed = observed(&[("a", Some(run(0, exited(137, false))), None)]);
+        killed.evicted = Some("The node was low on resource: memory. ".into());
+        let s = pod_status(&pod("Always", &[], &["a"]), &killed, now);
+        assert_eq!(s.phase.as_deref(), Some("Failed"));
+        assert_eq!(s.reason.as_deref(), Some("Evicted"));
+        assert_eq!(
+            s.message.as_deref(),
+            Some("The node was low on resource: memory. ")
+        );
+        let target = cond(&s, "DisruptionTarget");
+        assert_eq!(
+            (target.status.as_str(), target.reason.as_deref()),
+            ("True", Some("TerminationByKubelet"))
+        );
+        assert_eq!(cond(&s, "Ready").reason.as_deref(), Some("PodCompleted"));
     }
 
     #[test]

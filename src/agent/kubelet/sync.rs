@@ -73,8 +73,18 @@ impl Kubelet {
         if pod.metadata.deletion_timestamp.is_some() {
             return self.sync_terminating(key, &pod, &uid).await;
         }
+        let eviction = self
+            .evictions
+            .lock()
+            .expect("evictions lock")
+            .get(&uid)
+            .cloned();
+        if let Some(eviction) = eviction.as_ref().filter(|e| !e.failed) {
+            return self.sync_evicted(&pod, &uid, &eviction.message).await;
+        }
         let phase = pod.status.as_ref().and_then(|s| s.phase.as_deref());
-        if matches!(phase, Some("Succeeded" | "Failed")) {
+        // An evicted pod is finished even before its Failed status comes back through the watch.
+        if matches!(phase, Some("Succeeded" | "Failed")) || eviction.is_some() {
             // Finished pods keep their containers (for logs) but not their network.
             if let Err(e) = self.network.remove_sandbox(&uid).await {
                 tracing::warn!(pod = %key, error = %e, "releasing the network of a finished pod");
@@ -268,7 +278,10 @@ impl Kubelet {
     }
 
     /// The runs of the pod's containers by name; older runs than the previous one are removed.
-    fn runs(&self, uid: &str) -> (HashMap<String, Runs>, HashMap<String, ContainerMeta>) {
+    pub(super) fn runs(
+        &self,
+        uid: &str,
+    ) -> (HashMap<String, Runs>, HashMap<String, ContainerMeta>) {
         let mut by_name: HashMap<String, Vec<(ContainerMeta, ContainerState)>> = HashMap::new();
         for meta in self.runtime.list_pod(uid) {
             if let Ok(state) = self.runtime.state(&meta.id) {
@@ -765,7 +778,7 @@ impl Kubelet {
         }
     }
 
-    async fn write_status(
+    pub(super) async fn write_status(
         &self,
         pod: &Pod,
         observed: &Observed,

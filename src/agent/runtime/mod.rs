@@ -139,7 +139,8 @@ impl Runtime {
         self.index.lock().expect("container index lock")
     }
 
-    fn dir(&self, id: &str) -> PathBuf {
+    /// Where the container's bundle, overlay layers and records live.
+    pub fn dir(&self, id: &str) -> PathBuf {
         self.config.containers_dir.join(id)
     }
 
