@@ -33,7 +33,10 @@ use super::rollout::{
     controller_ref, is_pod_available, is_pod_ready, pod_template_hash, scaled_value,
     slow_start_batches, BURST_REPLICAS, SLOW_START_INITIAL_BATCH_SIZE,
 };
-use super::{controller_key, controller_of, run_workers, Context, ControllerError};
+use super::{
+    claim_pods_and_revisions, controller_key, controller_of, has_controller, run_workers,
+    selecting_owners, Context, ControllerError, ADOPTION_RECHECK,
+};
 use crate::client::events::{Involved, Recorder};
 use crate::client::informer::key_of;
 use crate::client::{Api, Change, WorkQueue};
@@ -703,7 +706,23 @@ pub fn start(ctx: &Context) -> Vec<tokio::task::JoinHandle<()>> {
     {
         let queue = queue.clone();
         let controller = controller.clone();
+        let daemon_sets = ctx.informers.daemon_sets.clone();
         ctx.informers.pods.on_change(move |change| {
+            let pod = change.object();
+            if !has_controller(&pod.metadata) && !matches!(change, Change::Deleted(_)) {
+                // An orphan: the DaemonSets that select it may adopt it.
+                let namespace = pod.metadata.namespace.as_deref().unwrap_or_default();
+                let candidates = daemon_sets.list_in(namespace);
+                for key in selecting_owners(
+                    pod,
+                    &candidates,
+                    |d| d.spec.as_ref().map(|s| &s.selector),
+                    |d| &d.metadata,
+                ) {
+                    queue.add(&key);
+                }
+                return;
+            }
             for key in controller.expectations.observe_pod(change, KIND) {
                 queue.add(&key);
             }
@@ -772,6 +791,12 @@ impl Controller {
                 )
                 .await;
             return Ok(None);
+        }
+        let selector = ds.spec.as_ref().map(|s| &s.selector);
+        let claimed =
+            claim_pods_and_revisions(&self.ctx, KIND, &ds.metadata, selector, |_| true).await?;
+        if claimed > 0 {
+            return Ok(Some(ADOPTION_RECHECK));
         }
         // Its pods and revisions may be going away with it: no status can be trusted.
         if ds.metadata.deletion_timestamp.is_some() {

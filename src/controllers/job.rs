@@ -13,8 +13,10 @@
 //! `FailureTarget` condition first, then `Complete` or `Failed` once no pod is left uncounted or
 //! terminating.
 //!
-//! Not implemented: podFailurePolicy rules, backoffLimitPerIndex, successPolicy, and adopting or
-//! releasing pods by selector (a Job's pods are the ones it controls).
+//! Orphan pods its selector matches are adopted (with the tracking finalizer), and pods it controls that
+//! the selector no longer matches are released, as Kubernetes' ControllerRefManager does.
+//!
+//! Not implemented: podFailurePolicy rules, backoffLimitPerIndex and successPolicy.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::fmt::Write as _;
@@ -32,10 +34,14 @@ use serde_json::json;
 use super::cron_schedule::is_job_finished;
 use super::expectations::Expectations;
 use super::pod_ranking::rank_for_deletion;
+use super::rollout::controller_ref;
 use super::rollout::{
     filter_active_pods, is_pod_ready, slow_start_batches, SLOW_START_INITIAL_BATCH_SIZE,
 };
-use super::{controller_key, controller_of, run_workers, Context, ControllerError};
+use super::{
+    claim, controller_key, controller_of, run_workers, selecting_owners, Context, ControllerError,
+    ADOPTION_RECHECK,
+};
 use crate::client::events::{Involved, Recorder};
 use crate::client::informer::{key_of, split_key};
 use crate::client::{Api, Change, WorkQueue};
@@ -982,12 +988,22 @@ impl Controller {
             }
         }
         let Some(job) = controller_key(&pod.metadata, "Job") else {
-            // Released by its Job (orphan deletion): no Job will count it any more.
-            if !is_controlled(pod)
-                && has_tracking_finalizer(pod)
-                && !matches!(change, Change::Deleted(_))
-            {
-                queue.add(&format!("{ORPHAN_POD}{}", key_of(&pod.metadata)));
+            if !is_controlled(pod) && !matches!(change, Change::Deleted(_)) {
+                // Released by its Job (orphan deletion): no Job will count it any more, unless one
+                // that selects it adopts it.
+                if has_tracking_finalizer(pod) {
+                    queue.add(&format!("{ORPHAN_POD}{}", key_of(&pod.metadata)));
+                }
+                let namespace = pod.metadata.namespace.as_deref().unwrap_or_default();
+                let jobs = self.ctx.informers.jobs.list_in(namespace);
+                for key in selecting_owners(
+                    pod,
+                    &jobs,
+                    |j| j.spec.as_ref()?.selector.as_ref(),
+                    |j| &j.metadata,
+                ) {
+                    queue.add(&key);
+                }
             }
             return;
         };
@@ -1099,6 +1115,21 @@ impl Controller {
         if self.is_stale(key, &shared) {
             // The informer brings the newer Job, and with it another sync.
             return Ok(None);
+        }
+        let pods: Vec<&ObjectMeta> = namespace_pods.iter().map(|p| &p.metadata).collect();
+        let claimed = claim(
+            &self.ctx.client,
+            &format!("/api/v1/namespaces/{namespace}/pods"),
+            &controller_ref("batch/v1", "Job", &shared.metadata),
+            shared.metadata.deletion_timestamp.is_some(),
+            shared.spec.as_ref().and_then(|s| s.selector.as_ref()),
+            &pods,
+            |_| true,
+            &[JOB_TRACKING_FINALIZER],
+        )
+        .await?;
+        if claimed > 0 {
+            return Ok(Some(ADOPTION_RECHECK));
         }
         self.sync_job((*shared).clone(), key, mine, removing).await
     }

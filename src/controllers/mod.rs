@@ -221,6 +221,124 @@ pub async fn adopt(
     Ok(adopted)
 }
 
+/// How soon a controller that adopted or released objects looks again, once its informer shows them.
+pub const ADOPTION_RECHECK: Duration = Duration::from_millis(200);
+
+/// Kubernetes' ControllerRefManager claim over the objects (pods, ControllerRevisions) of `owner`'s
+/// namespace under `collection`: orphans its selector matches (and `member` accepts) are adopted, with
+/// `finalizers` added, unless the owner is being deleted; objects it controls that the selector no
+/// longer matches are released. Both patches are guarded by the resourceVersion the object was seen at.
+/// Returns how many objects changed hands: the caller looks again once the informer shows them, rather
+/// than acting on the old picture.
+#[allow(clippy::too_many_arguments)]
+pub async fn claim(
+    client: &Client,
+    collection: &str,
+    owner: &k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference,
+    owner_deleting: bool,
+    selector: Option<&k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector>,
+    objects: &[&k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta],
+    member: impl Fn(&k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) -> bool,
+    finalizers: &[&str],
+) -> Result<usize, ControllerError> {
+    let mut changed = 0;
+    for meta in objects {
+        let matches = selector_matches(selector, meta.labels.as_ref());
+        let refs = meta.owner_references.clone().unwrap_or_default();
+        let ours = refs
+            .iter()
+            .any(|r| r.controller == Some(true) && r.uid == owner.uid);
+        let patch = if ours && !matches {
+            let kept: Vec<_> = refs.into_iter().filter(|r| r.uid != owner.uid).collect();
+            serde_json::json!({"metadata": {"resourceVersion": meta.resource_version, "ownerReferences": kept}})
+        } else if !ours
+            && matches
+            && !owner_deleting
+            && !has_controller(meta)
+            && meta.deletion_timestamp.is_none()
+            && member(meta)
+        {
+            let mut adopted = refs;
+            adopted.push(owner.clone());
+            let mut with_finalizers = meta.finalizers.clone().unwrap_or_default();
+            for f in finalizers {
+                if !with_finalizers.iter().any(|have| have == f) {
+                    with_finalizers.push(f.to_string());
+                }
+            }
+            serde_json::json!({"metadata": {"resourceVersion": meta.resource_version,
+                "ownerReferences": adopted, "finalizers": with_finalizers}})
+        } else {
+            continue;
+        };
+        let path = format!("{collection}/{}", meta.name.as_deref().unwrap_or_default());
+        match client.merge_patch(&path, &patch).await {
+            Ok(_) => changed += 1,
+            Err(e) if e.is_not_found() || e.is_conflict() => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(changed)
+}
+
+/// [`claim`] for an apps/v1 workload with history (DaemonSet, StatefulSet): its pods (those `member`
+/// accepts) and its ControllerRevisions, so that a workload deleted with `--cascade=orphan` and created
+/// again takes both back and rolls nothing out.
+pub async fn claim_pods_and_revisions(
+    ctx: &Context,
+    kind: &str,
+    owner: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
+    selector: Option<&k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector>,
+    member: impl Fn(&k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) -> bool,
+) -> Result<usize, ControllerError> {
+    let namespace = owner.namespace.as_deref().unwrap_or_default();
+    let reference = rollout::controller_ref("apps/v1", kind, owner);
+    let deleting = owner.deletion_timestamp.is_some();
+    let pods = ctx.informers.pods.list_in(namespace);
+    let revisions = ctx.informers.controller_revisions.list_in(namespace);
+    let pods: Vec<_> = pods.iter().map(|p| &p.metadata).collect();
+    let revisions: Vec<_> = revisions.iter().map(|r| &r.metadata).collect();
+    let collection =
+        |plural: &str, prefix: &str| format!("{prefix}/namespaces/{namespace}/{plural}");
+    let pods_changed = claim(
+        &ctx.client,
+        &collection("pods", "/api/v1"),
+        &reference,
+        deleting,
+        selector,
+        &pods,
+        member,
+        &[],
+    )
+    .await?;
+    let revisions_changed = claim(
+        &ctx.client,
+        &collection("controllerrevisions", "/apis/apps/v1"),
+        &reference,
+        deleting,
+        selector,
+        &revisions,
+        |_| true,
+        &[],
+    )
+    .await?;
+    Ok(pods_changed + revisions_changed)
+}
+
+/// The owners in `candidates` whose selector matches an orphan pod's labels: who may adopt it.
+pub fn selecting_owners<'a, K: 'a>(
+    pod: &k8s_openapi::api::core::v1::Pod,
+    candidates: impl IntoIterator<Item = &'a std::sync::Arc<K>>,
+    selector: impl Fn(&K) -> Option<&k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector>,
+    meta: impl Fn(&K) -> &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
+) -> Vec<String> {
+    candidates
+        .into_iter()
+        .filter(|owner| selector_matches(selector(owner), pod.metadata.labels.as_ref()))
+        .map(|owner| crate::client::informer::key_of(meta(owner)))
+        .collect()
+}
+
 /// The controlling owner reference of the given kind.
 pub fn controller_of<'a>(
     meta: &'a k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
@@ -230,4 +348,127 @@ pub fn controller_of<'a>(
         .iter()
         .flatten()
         .find(|r| r.controller == Some(true) && r.kind == kind)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use k8s_openapi::api::core::v1::Pod;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::{
+        LabelSelector, ObjectMeta, OwnerReference,
+    };
+    use serde_json::json;
+
+    use super::*;
+    use crate::client::Api;
+    use crate::util::SystemClock;
+
+    fn owner(uid: &str) -> OwnerReference {
+        OwnerReference {
+            api_version: "apps/v1".into(),
+            kind: "StatefulSet".into(),
+            name: "web".into(),
+            uid: uid.into(),
+            controller: Some(true),
+            block_owner_deletion: Some(true),
+        }
+    }
+
+    async fn create(pods: &Api<Pod>, name: &str, app: &str, owners: Vec<OwnerReference>) {
+        let pod: Pod = serde_json::from_value(json!({
+            "metadata": {"name": name, "labels": {"app": app}, "ownerReferences": owners},
+            "spec": {"containers": [{"name": "c", "image": "busybox"}]},
+        }))
+        .unwrap();
+        pods.create(&pod).await.unwrap();
+    }
+
+    async fn all(pods: &Api<Pod>) -> Vec<Arc<Pod>> {
+        pods.list("")
+            .await
+            .unwrap()
+            .0
+            .into_iter()
+            .map(Arc::new)
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn claiming_adopts_matching_orphans_and_releases_what_no_longer_matches() {
+        let (_dir, client) = crate::server::testing::in_process(Arc::new(SystemClock)).await;
+        let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+        let web = owner("web-uid");
+        let other = OwnerReference {
+            uid: "other-uid".into(),
+            ..owner("other-uid")
+        };
+        create(&pods, "web-0", "web", vec![]).await;
+        create(&pods, "stranger", "web", vec![]).await;
+        create(&pods, "web-1", "db", vec![web.clone()]).await;
+        create(&pods, "web-2", "web", vec![other.clone()]).await;
+        let selector = LabelSelector {
+            match_labels: Some([("app".to_string(), "web".to_string())].into()),
+            ..Default::default()
+        };
+        let member = |m: &ObjectMeta| m.name.as_deref().unwrap().starts_with("web-");
+        let collection = "/api/v1/namespaces/default/pods";
+        let claim_pods =
+            |snapshot: Vec<Arc<Pod>>, deleting: bool, finalizers: &'static [&'static str]| {
+                let client = client.clone();
+                let web = web.clone();
+                let selector = selector.clone();
+                async move {
+                    let metas: Vec<&ObjectMeta> = snapshot.iter().map(|p| &p.metadata).collect();
+                    claim(
+                        &client,
+                        collection,
+                        &web,
+                        deleting,
+                        Some(&selector),
+                        &metas,
+                        member,
+                        finalizers,
+                    )
+                    .await
+                    .unwrap()
+                }
+            };
+        let snapshot = all(&pods).await;
+        let changed = claim_pods(snapshot.clone(), false, &["example.com/hold"]).await;
+        assert_eq!(changed, 2, "web-0 adopted, web-1 released");
+        let get = |name: &'static str| {
+            let pods = pods.clone();
+            async move { pods.get(name).await.unwrap() }
+        };
+        let adopted = get("web-0").await;
+        assert_eq!(
+            controller_of(&adopted.metadata, "StatefulSet").unwrap().uid,
+            "web-uid"
+        );
+        assert_eq!(
+            adopted.metadata.finalizers,
+            Some(vec!["example.com/hold".to_string()])
+        );
+        assert!(
+            !has_controller(&get("stranger").await.metadata),
+            "not a member"
+        );
+        assert!(!has_controller(&get("web-1").await.metadata), "released");
+        assert_eq!(
+            controller_of(&get("web-2").await.metadata, "StatefulSet")
+                .unwrap()
+                .uid,
+            "other-uid",
+            "another controller's pod is left alone"
+        );
+
+        // A claim from a stale picture changes nothing; an owner being deleted adopts nothing.
+        let changed = claim_pods(snapshot.clone(), false, &[]).await;
+        assert_eq!(changed, 0);
+        create(&pods, "web-3", "web", vec![]).await;
+        let changed = claim_pods(all(&pods).await, true, &[]).await;
+        assert_eq!(changed, 0);
+        assert!(!has_controller(&get("web-3").await.metadata));
+    }
 }

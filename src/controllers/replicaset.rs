@@ -18,15 +18,13 @@ use super::rollout::{
 };
 use super::{
     adopt, controller_of, has_controller, pod_ranking, run_workers, selector_matches, Context,
-    ControllerError,
+    ControllerError, ADOPTION_RECHECK,
 };
 use crate::client::events::{Involved, Recorder};
 use crate::client::informer::{key_of, split_key};
 use crate::client::{Api, Change, WorkQueue};
 
 const WORKERS: usize = 4;
-const ADOPTION_RECHECK: Duration = Duration::from_millis(200);
-
 struct Controller {
     ctx: Context,
     expectations: Expectations,

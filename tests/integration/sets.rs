@@ -190,6 +190,38 @@ fn daemonset_follows_nodes_taints_and_rolls_out() {
         "undo renumbers revision 1 as 3: {history}"
     );
 
+    // Deleted with --cascade=orphan, its daemons stay; the same DaemonSet created again adopts them
+    // instead of starting new ones.
+    let names = |s: &Server| {
+        jsonpath(s, &["pods", "-l", "app=agent"], "{.items[*].metadata.name}")
+            .split_whitespace()
+            .map(str::to_string)
+            .collect::<BTreeSet<_>>()
+    };
+    let before = names(&s);
+    s.ok(&["delete", "ds", "agent", "--cascade=orphan"]);
+    s.eventually("the daemons are orphans", WAIT, || {
+        jsonpath(
+            &s,
+            &["pods", "-l", "app=agent"],
+            "{.items[*].metadata.ownerReferences}",
+        )
+        .is_empty()
+    });
+    s.ok(&["apply", "-f", path.to_str().unwrap()]);
+    let uid = jsonpath(&s, &["ds", "agent"], "{.metadata.uid}");
+    s.eventually("the new DaemonSet adopted them", WAIT, || {
+        let owners = jsonpath(
+            &s,
+            &["pods", "-l", "app=agent"],
+            "{.items[*].metadata.ownerReferences[0].uid}",
+        );
+        owners.split_whitespace().collect::<Vec<_>>() == vec![uid.as_str(); 3]
+    });
+    let status = s.ok(&["rollout", "status", "ds/agent", "--timeout=60s"]);
+    assert!(status.contains("successfully rolled out"), "{status}");
+    assert_eq!(names(&s), before, "no daemon was replaced");
+
     s.ok(&["delete", "ds", "agent"]);
     s.eventually("daemons and revisions gone", WAIT, || {
         s.ok(&[
@@ -484,4 +516,33 @@ fn statefulset_orders_pods_keeps_claims_and_rolls_out() {
         history.contains("\n2 ") && history.contains("\n3 ") && !history.contains("\n1 "),
         "undo renumbers revision 1 as 3: {history}"
     );
+
+    // Orphaned pods keep their identity: a StatefulSet created again adopts web-0 and web-1
+    // rather than replacing them.
+    let uids = || jsonpath(&s, &["pods", "-l", "app=web"], "{.items[*].metadata.uid}");
+    let before = uids();
+    s.ok(&["delete", "sts", "web", "--cascade=orphan"]);
+    s.eventually("the pods are orphans", WAIT, || {
+        jsonpath(
+            &s,
+            &["pods", "-l", "app=web"],
+            "{.items[*].metadata.ownerReferences}",
+        )
+        .is_empty()
+    });
+    let two = s.write(
+        "sts-2.yaml",
+        &STATEFUL_SET.replace("replicas: 3", "replicas: 2"),
+    );
+    s.ok(&["apply", "-f", two.to_str().unwrap()]);
+    let uid = jsonpath(&s, &["sts", "web"], "{.metadata.uid}");
+    s.eventually("the new StatefulSet adopted them", WAIT, || {
+        jsonpath(
+            &s,
+            &["pods", "-l", "app=web"],
+            "{.items[*].metadata.ownerReferences[0].uid}",
+        ) == format!("{uid} {uid}")
+    });
+    s.ok(&["rollout", "status", "sts/web", "--timeout=60s"]);
+    assert_eq!(uids(), before, "no pod was replaced");
 }
