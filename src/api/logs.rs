@@ -35,39 +35,8 @@ impl LogOptions {
         query: impl Fn(&str) -> Option<&'q str>,
     ) -> Result<LogOptions, String> {
         let name = pod.metadata.name.as_deref().unwrap_or_default();
-        let spec = pod.spec.clone().unwrap_or_default();
-        let names: Vec<&str> = spec.containers.iter().map(|c| c.name.as_str()).collect();
-        let default = pod
-            .metadata
-            .annotations
-            .as_ref()
-            .and_then(|a| a.get("kubectl.kubernetes.io/default-container"))
-            .cloned();
-        let requested = container
-            .or_else(|| query("container"))
-            .filter(|c| !c.is_empty());
-        let container = match requested {
-            Some(c) => c.to_string(),
-            None => match (default, names.as_slice()) {
-                (Some(d), _) => d,
-                (None, [only]) => only.to_string(),
-                _ => {
-                    return Err(format!(
-                        "a container name must be specified for pod {name}, choose one of: [{}]",
-                        names.join(" ")
-                    ))
-                }
-            },
-        };
-        let known = spec
-            .init_containers
-            .iter()
-            .flatten()
-            .chain(&spec.containers)
-            .any(|c| c.name == container);
-        if !known {
-            return Err(format!("container {container} is not valid for pod {name}"));
-        }
+        let requested = container.or_else(|| query("container"));
+        let container = crate::api::kubelet::resolve_container(pod, requested)?;
         let status = pod.status.clone().unwrap_or_default();
         let restarts = status
             .init_container_statuses

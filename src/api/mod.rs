@@ -3,6 +3,7 @@
 
 pub mod conversion;
 pub mod defaults;
+pub mod exec;
 pub mod fieldset;
 pub mod kubelet;
 pub mod logs;

@@ -199,6 +199,13 @@ pub static RESOURCES: &[ResourceInfo] = &[
                 kind: "Pod",
                 verbs: &["get"],
             },
+            Subresource {
+                name: "exec",
+                group: "",
+                version: "v1",
+                kind: "PodExecOptions",
+                verbs: &["create", "get"],
+            },
         ],
     ),
     res(

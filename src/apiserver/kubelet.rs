@@ -1,7 +1,7 @@
 //! The API server's side of joined node agents: it issues each agent the certificate its kubelet endpoint
 //! serves with (at join, to an authenticated caller), and dials that endpoint with mutual TLS for what only
-//! the node can answer — today the container logs of its pods. The certificates themselves come from the
-//! server's PKI through [`KubeletCredentials`].
+//! the node can answer: the container logs of its pods, and exec sessions in them. The certificates
+//! themselves come from the server's PKI through [`KubeletCredentials`].
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -14,6 +14,8 @@ use http_body_util::{BodyExt, BodyStream, Empty};
 use hyper_util::rt::TokioIo;
 use k8s_openapi::api::core::v1::Node;
 use rustls_pki_types::ServerName;
+use tokio_tungstenite::tungstenite::{self, client::ClientRequestBuilder};
+use tokio_tungstenite::WebSocketStream;
 
 use super::status::ApiError;
 use super::{json_response, ApiServer, Body};
@@ -89,13 +91,10 @@ fn endpoint(node: &Node) -> Result<SocketAddr, String> {
     Ok(SocketAddr::new(ip, port))
 }
 
-/// `GET path_and_query` on `node`'s kubelet; a 200 answer's body as it streams, anything else as the error
-/// the kubelet wrote.
-pub(super) async fn get(
-    server: &ApiServer,
-    node: &str,
-    path_and_query: &str,
-) -> Result<LogStream, ApiError> {
+type KubeletStream = tokio_rustls::client::TlsStream<tokio::net::TcpStream>;
+
+/// A mutual-TLS connection to `node`'s kubelet endpoint, and its address.
+async fn dial(server: &ApiServer, node: &str) -> Result<(SocketAddr, KubeletStream), ApiError> {
     let credentials = server.kubelet_credentials.as_ref().ok_or_else(|| {
         ApiError::BadRequest(format!(
             "node {node:?} cannot be reached: this server has no kubelet credentials"
@@ -105,8 +104,7 @@ pub(super) async fn get(
     let node: Node = serde_json::from_value(server.registry().get(info, None, node).await?)
         .map_err(|e| ApiError::Internal(e.to_string()))?;
     let address = endpoint(&node).map_err(ApiError::BadRequest)?;
-    let url = format!("https://{address}{path_and_query}");
-    let failed = |e: &dyn std::fmt::Display| ApiError::Internal(format!("Get {url:?}: {e}"));
+    let failed = |e: &dyn std::fmt::Display| ApiError::Internal(format!("dial {address}: {e}"));
     let tcp = tokio::time::timeout(DIAL_TIMEOUT, tokio::net::TcpStream::connect(address))
         .await
         .map_err(|_| failed(&"dial timeout"))?
@@ -116,6 +114,30 @@ pub(super) async fn get(
         .connect(ServerName::IpAddress(address.ip().into()), tcp)
         .await
         .map_err(|e| failed(&e))?;
+    Ok((address, tls))
+}
+
+/// The kubelet's refusal: its text, as a client error when it blamed the request.
+fn refusal(code: StatusCode, text: &[u8]) -> ApiError {
+    let text = String::from_utf8_lossy(text).trim().to_string();
+    if code.is_client_error() {
+        ApiError::BadRequest(text)
+    } else {
+        ApiError::Internal(text)
+    }
+}
+
+/// `GET path_and_query` on `node`'s kubelet; a 200 answer's body as it streams, anything else as the error
+/// the kubelet wrote.
+pub(super) async fn get(
+    server: &ApiServer,
+    node: &str,
+    path_and_query: &str,
+) -> Result<LogStream, ApiError> {
+    let (address, tls) = dial(server, node).await?;
+    let failed = |e: &dyn std::fmt::Display| {
+        ApiError::Internal(format!("Get \"https://{address}{path_and_query}\": {e}"))
+    };
     let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
         .await
         .map_err(|e| failed(&e))?;
@@ -131,19 +153,38 @@ pub(super) async fn get(
             .into_body()
             .collect()
             .await
-            .map(|b| String::from_utf8_lossy(&b.to_bytes()).trim().to_string())
+            .map(|b| b.to_bytes())
             .unwrap_or_default();
-        return Err(if code.is_client_error() {
-            ApiError::BadRequest(text)
-        } else {
-            ApiError::Internal(text)
-        });
+        return Err(refusal(code, &text));
     }
     // An error mid-stream (the node went away) ends the answer: the caller already has a 200.
     let stream = BodyStream::new(response.into_body())
         .take_while(|frame| std::future::ready(frame.is_ok()))
         .filter_map(|frame| std::future::ready(frame.ok().and_then(|f| f.into_data().ok())));
     Ok(Box::pin(stream))
+}
+
+/// A WebSocket to `path_and_query` on `node`'s kubelet, speaking `protocol`; the kubelet's refusal as
+/// the error it wrote.
+pub(super) async fn websocket(
+    server: &ApiServer,
+    node: &str,
+    path_and_query: &str,
+    protocol: &str,
+) -> Result<WebSocketStream<KubeletStream>, ApiError> {
+    let (address, tls) = dial(server, node).await?;
+    let url = format!("wss://{address}{path_and_query}");
+    let failed = |e: &dyn std::fmt::Display| ApiError::Internal(format!("Get {url:?}: {e}"));
+    let uri: http::Uri = url.parse().map_err(|e| failed(&e))?;
+    let request = ClientRequestBuilder::new(uri).with_sub_protocol(protocol);
+    match tokio_tungstenite::client_async(request, tls).await {
+        Ok((socket, _)) => Ok(socket),
+        Err(tungstenite::Error::Http(response)) => Err(refusal(
+            response.status(),
+            response.body().as_deref().unwrap_or_default(),
+        )),
+        Err(e) => Err(failed(&e)),
+    }
 }
 
 #[cfg(test)]

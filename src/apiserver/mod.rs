@@ -6,6 +6,7 @@
 pub mod auth;
 pub mod body;
 pub mod discovery;
+mod exec;
 mod handlers;
 pub mod kubelet;
 pub mod listener;
@@ -50,6 +51,7 @@ pub struct ApiServer {
     ca_bundle: Option<String>,
     /// The embedded node agent's container logs, once it runs.
     pod_logs: std::sync::OnceLock<Arc<dyn logs::PodLogs>>,
+    pod_exec: std::sync::OnceLock<Arc<dyn crate::api::exec::PodExec>>,
     kubelet_credentials: Option<Arc<dyn kubelet::KubeletCredentials>>,
 }
 
@@ -73,6 +75,15 @@ impl Query {
             .map(|(_, v)| v.as_str())
     }
 
+    /// Every value of a repeated key, in order.
+    pub fn get_all(&self, key: &str) -> Vec<&str> {
+        self.0
+            .iter()
+            .filter(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+            .collect()
+    }
+
     pub fn flag(&self, key: &str) -> bool {
         matches!(self.get(key), Some("true") | Some("1"))
     }
@@ -94,6 +105,7 @@ impl ApiServer {
             server_address,
             ca_bundle: None,
             pod_logs: std::sync::OnceLock::new(),
+            pod_exec: std::sync::OnceLock::new(),
             kubelet_credentials: None,
         }
     }
@@ -101,6 +113,11 @@ impl ApiServer {
     /// Serves `pods/log` for the pods of the node `logs` belongs to.
     pub fn set_pod_logs(&self, logs: Arc<dyn logs::PodLogs>) {
         let _ = self.pod_logs.set(logs);
+    }
+
+    /// Serves `pods/exec` for the pods of the node `exec` belongs to.
+    pub fn set_pod_exec(&self, exec: Arc<dyn crate::api::exec::PodExec>) {
+        let _ = self.pod_exec.set(exec);
     }
 
     /// The CA certificate served unauthenticated at `/cacerts`, which joining agents pin by its hash.
@@ -216,6 +233,11 @@ impl ApiServer {
                             ApiError::MethodNotAllowed(e.to_string())
                         }
                     })?;
+                if resource.subresource.as_deref() == Some("exec") {
+                    let namespace = resource.namespace.clone().unwrap_or_default();
+                    let name = resource.name.clone().unwrap_or_default();
+                    return exec::serve(self, &namespace, &name, &query, req).await;
+                }
                 let content_type = req
                     .headers()
                     .get(header::CONTENT_TYPE)

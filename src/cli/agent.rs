@@ -82,6 +82,7 @@ pub fn run(args: AgentArgs) -> anyhow::Result<()> {
                     crate::agent::kubelet::endpoint::start(
                         client.clone(),
                         crate::agent::kubelet::pod_logs(&config, containers.clone()),
+                        crate::agent::kubelet::pod_exec(&config, containers.clone()),
                         config.node_ip,
                         port,
                         &ca_pem,

@@ -1,14 +1,21 @@
-//! `orch shim-exec`: runs a command inside a running container (exec probes and lifecycle hooks, later
+//! `orch shim-exec`: runs a command inside a running container (exec probes, lifecycle hooks and
 //! `kubectl exec`) through libcontainer's tenant builder, which joins the container's namespaces, cgroup,
 //! user, capabilities and seccomp profile. Like the shim it is its own single-threaded process, because
 //! libcontainer's build forks without exec. Its exit code is the command's.
+//!
+//! The command's stdout and stderr are this process's; its stdin is /dev/null unless `--stdin`. With
+//! `--console-socket` it gets a terminal instead: the container's own process settings (user, env,
+//! capabilities) with `terminal: true`, whose master end libcontainer sends to that socket.
 
 use std::fs::File;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use libcontainer::container::builder::ContainerBuilder;
+use libcontainer::container::Container;
 use libcontainer::syscall::syscall::SyscallType;
 use nix::sys::wait::{waitpid, WaitStatus};
+use nix::unistd::Pid;
+use oci_spec::runtime::Spec;
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct ShimExecArgs {
@@ -18,6 +25,12 @@ pub struct ShimExecArgs {
     /// libcontainer's state root, as given to the container's shim.
     #[arg(long)]
     pub state_root: PathBuf,
+    /// Give the command this process's stdin rather than /dev/null.
+    #[arg(long)]
+    pub stdin: bool,
+    /// Run the command on a new terminal and send its master end to this Unix socket.
+    #[arg(long)]
+    pub console_socket: Option<PathBuf>,
     /// The command and its arguments.
     #[arg(trailing_var_arg = true, required = true)]
     pub command: Vec<String>,
@@ -30,22 +43,10 @@ pub fn run(args: ShimExecArgs) -> i32 {
         eprintln!("PR_SET_CHILD_SUBREAPER: {e}");
         return 126;
     }
-    let stdin = match File::open("/dev/null") {
-        Ok(f) => f,
-        Err(e) => {
-            eprintln!("opening /dev/null: {e}");
-            return 126;
-        }
+    let built = match &args.console_socket {
+        Some(socket) => build_with_terminal(&args, socket),
+        None => build(&args),
     };
-    let built = ContainerBuilder::new(args.id.clone(), SyscallType::default())
-        .with_root_path(&args.state_root)
-        .map(|b| b.with_stdin(stdin))
-        .and_then(|b| {
-            b.as_tenant()
-                .with_container_args(args.command.clone())
-                .with_detach(false)
-                .build()
-        });
     let pid = match built {
         Ok(pid) => pid,
         Err(e) => {
@@ -64,4 +65,54 @@ pub fn run(args: ShimExecArgs) -> i32 {
             }
         }
     }
+}
+
+fn build(args: &ShimExecArgs) -> Result<Pid, String> {
+    let mut builder = ContainerBuilder::new(args.id.clone(), SyscallType::default())
+        .with_root_path(&args.state_root)
+        .map_err(|e| e.to_string())?;
+    if !args.stdin {
+        let null = File::open("/dev/null").map_err(|e| format!("opening /dev/null: {e}"))?;
+        builder = builder.with_stdin(null);
+    }
+    builder
+        .as_tenant()
+        .with_container_args(args.command.clone())
+        .with_detach(false)
+        .build()
+        .map_err(|e| e.to_string())
+}
+
+/// The container's process settings with this command and a terminal, in a file for the tenant builder.
+fn build_with_terminal(args: &ShimExecArgs, socket: &Path) -> Result<Pid, String> {
+    let container_dir = args.state_root.join(&args.id);
+    let container = Container::load(container_dir.clone()).map_err(|e| e.to_string())?;
+    let config = container.bundle().join("config.json");
+    let spec = Spec::load(&config).map_err(|e| format!("{}: {e}", config.display()))?;
+    let mut process = spec.process().clone().unwrap_or_default();
+    process.set_args(Some(args.command.clone()));
+    process.set_terminal(Some(true));
+    process.set_console_size(None);
+    let process_file = container_dir.join(format!("exec-{}.json", std::process::id()));
+    let written = serde_json::to_vec(&process)
+        .map_err(|e| e.to_string())
+        .and_then(|json| {
+            std::fs::write(&process_file, json)
+                .map_err(|e| format!("{}: {e}", process_file.display()))
+        });
+    let built = written.and_then(|()| {
+        ContainerBuilder::new(args.id.clone(), SyscallType::default())
+            .with_root_path(&args.state_root)
+            .map_err(|e| e.to_string())?
+            .with_console_socket(Some(socket))
+            .as_tenant()
+            .with_process(Some(&process_file))
+            // libcontainer takes a terminal only for a detached process; as this process is its
+            // subreaper, it is still waited for below.
+            .with_detach(true)
+            .build()
+            .map_err(|e| e.to_string())
+    });
+    let _ = std::fs::remove_file(&process_file);
+    built
 }

@@ -5,6 +5,12 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+/// Test nodes' hard eviction thresholds: kubelet's memory default, and disk thresholds low enough that a
+/// build machine's nearly full disk does not put every test node under DiskPressure (kubelet's 10 % and
+/// 15 % would). Tests of pressure pass their own `--kubelet-arg eviction-hard`, which wins.
+const TEST_EVICTION_HARD: &str =
+    "memory.available<100Mi,nodefs.available<1%,nodefs.inodesFree<1%,imagefs.available<1%";
+
 pub struct Server {
     pub dir: tempfile::TempDir,
     pub port: u16,
@@ -104,6 +110,8 @@ impl Server {
             dir.path().join("run").display().to_string(),
             "--private-registry".into(),
             dir.path().join("registries.yaml").display().to_string(),
+            "--eviction-hard".into(),
+            TEST_EVICTION_HARD.into(),
         ];
         args.extend(extra_args.iter().map(|a| a.to_string()));
         let mut server = Server {
@@ -214,6 +222,7 @@ impl Server {
             .arg(dir.join("run"))
             .arg("--private-registry")
             .arg(dir.join("registries.yaml"))
+            .args(["--eviction-hard", TEST_EVICTION_HARD])
             .args(extra)
             .env("ORCH_CONFIG_FILE", self.dir.path().join("no-config.yaml"))
             .stdout(Stdio::null())
@@ -253,18 +262,24 @@ impl Server {
         self.kubectl_with(args, &[], None)
     }
 
-    pub fn kubectl_with(
-        &self,
-        args: &[&str],
-        env: &[(&str, &str)],
-        stdin: Option<&Path>,
-    ) -> Output {
+    /// kubectl with `args`, this cluster's kubeconfig and a HOME of its own, to be run by the caller.
+    pub fn kubectl_command(&self, args: &[&str]) -> Command {
         let home = self.dir.path().join("home");
         std::fs::create_dir_all(&home).unwrap();
         let mut cmd = Command::new("kubectl");
         cmd.args(args)
             .env("KUBECONFIG", self.kubeconfig())
             .env("HOME", &home);
+        cmd
+    }
+
+    pub fn kubectl_with(
+        &self,
+        args: &[&str],
+        env: &[(&str, &str)],
+        stdin: Option<&Path>,
+    ) -> Output {
+        let mut cmd = self.kubectl_command(args);
         for (k, v) in env {
             cmd.env(k, v);
         }

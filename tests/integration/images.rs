@@ -9,7 +9,8 @@ use orch::agent::image::ImageService;
 
 use crate::registry::{busybox_archive, busybox_oci_archive, push_busybox, Registry};
 
-/// A node's data dir for `orch images`, with no registries.yaml so the machine's never leaks in.
+/// A node's data dir for `orch images`, with a registries.yaml of its own (none until a test writes one) so
+/// the machine's never leaks in.
 struct Node {
     dir: tempfile::TempDir,
 }
@@ -32,9 +33,13 @@ impl Node {
             .arg("--data-dir")
             .arg(self.data_dir())
             .arg("--private-registry")
-            .arg(self.dir.path().join("no-registries.yaml"))
+            .arg(self.dir.path().join("registries.yaml"))
             .output()
             .expect("orch runs")
+    }
+
+    fn write_registries(&self, yaml: &str) {
+        std::fs::write(self.dir.path().join("registries.yaml"), yaml).unwrap();
     }
 
     fn ok(&self, args: &[&str]) -> String {
@@ -130,14 +135,10 @@ fn images_pull_from_htpasswd_registry() {
 
     // registries.yaml credentials, with no --creds: a second node pulls with them.
     let other = Node::new();
-    std::fs::write(
-        other.dir.path().join("no-registries.yaml"),
-        format!(
-            "configs:\n  \"{}\":\n    auth:\n      username: tester\n      password: s3cret\n",
-            registry.host()
-        ),
-    )
-    .unwrap();
+    other.write_registries(&format!(
+        "configs:\n  \"{}\":\n    auth:\n      username: tester\n      password: s3cret\n",
+        registry.host()
+    ));
     other.ok(&["pull", &image]);
     assert_eq!(other.listed(), vec![image.clone()]);
 
@@ -154,6 +155,41 @@ fn images_pull_from_htpasswd_registry() {
         )),
         "{missing}"
     );
+}
+
+/// A registries.yaml mirror with a rewrite and credentials of its own: the reference names a registry that
+/// does not answer (a closed loopback port), and the image exists only under the rewritten repository on
+/// the mirror.
+#[test]
+fn images_pull_through_a_registries_yaml_mirror_with_rewrite() {
+    let mirror = Registry::start(Some(("tester", "s3cret")));
+    push_busybox(&mirror, "mirrored/busybox:latest");
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let image = format!("{closed}/library/busybox:latest");
+    let registries = |password: &str| {
+        format!(
+            "mirrors:\n  \"{closed}\":\n    endpoint:\n      - \"http://{mirror}\"\n    rewrite:\n      \"^library/(.*)\": \"mirrored/$1\"\n\
+             configs:\n  \"{mirror}\":\n    auth:\n      username: tester\n      password: {password}\n",
+            mirror = mirror.host()
+        )
+    };
+
+    let node = Node::new();
+    node.write_registries(&registries("wrong"));
+    let refused = node.fails(&["pull", &image]);
+    assert!(
+        refused.contains("401 Unauthorized"),
+        "the mirror's answer, not the closed port's: {refused}"
+    );
+
+    node.write_registries(&registries("s3cret"));
+    let out = node.ok(&["pull", &image]);
+    assert!(out.contains(&format!("pulled {image}")), "{out}");
+    assert_eq!(node.listed(), vec![image.clone()]);
+    assert_busybox_unpacked(&node, &image);
 }
 
 #[test]

@@ -4,8 +4,11 @@
 //! OOMKilled — while container output lands in CRI log files. Killing the server with `kill -9` leaves
 //! the containers running, and the restarted agent adopts them.
 
+use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::Duration;
+
+use orch::agent::kubelet::pod_cgroup::{self, controller_dir, ROOT};
 
 use crate::harness::{free_port, ready_nodes, Server};
 use crate::registry::{busybox_archive, push_busybox, Registry};
@@ -518,7 +521,7 @@ spec:
 }
 
 #[test]
-fn a_pods_containers_share_ipc_uts_and_shm() {
+fn a_pods_containers_share_namespaces_shm_and_cgroup_limits() {
     require_root();
     let _node = node_lock();
     let s = Server::with_agent("", &[]);
@@ -534,10 +537,12 @@ spec:
     image: busybox:latest
     imagePullPolicy: Never
     command: [sh, -c, "echo from-a > /dev/shm/token; readlink /proc/self/ns/ipc; readlink /proc/self/ns/uts; hostname; sleep 1000"]
+    resources: {requests: {cpu: 50m}, limits: {cpu: 100m, memory: 20Mi}}
   - name: b
     image: busybox:latest
     imagePullPolicy: Never
     command: [sh, -c, "until cat /dev/shm/token; do sleep 0.1; done; readlink /proc/self/ns/ipc; readlink /proc/self/ns/uts; hostname; sleep 1000"]
+    resources: {requests: {cpu: 100m}, limits: {cpu: 200m, memory: 12Mi}}
 ---
 apiVersion: v1
 kind: Pod
@@ -596,6 +601,31 @@ spec:
         "not the host's IPC namespace"
     );
 
+    // The pod cgroup holds the sum of its containers' limits, as kubelet sets it.
+    let uid = jsonpath(&s, "pair", "{.metadata.uid}");
+    let pod_cgroup =
+        |controller: &str| controller_dir(Path::new(ROOT), controller, &pod_cgroup::path(&uid));
+    let read = |dir: PathBuf, file: &str| {
+        std::fs::read_to_string(dir.join(file))
+            .unwrap_or_else(|e| panic!("{}/{file}: {e}", dir.display()))
+            .trim()
+            .to_string()
+    };
+    if Path::new(ROOT).join("memory").is_dir() {
+        assert_eq!(
+            read(pod_cgroup("memory"), "memory.limit_in_bytes"),
+            (32 << 20).to_string()
+        );
+        assert_eq!(read(pod_cgroup("cpu"), "cpu.cfs_quota_us"), "30000");
+        assert_eq!(read(pod_cgroup("cpu"), "cpu.shares"), "153");
+    } else {
+        assert_eq!(
+            read(pod_cgroup("memory"), "memory.max"),
+            (32 << 20).to_string()
+        );
+        assert_eq!(read(pod_cgroup("cpu"), "cpu.max"), "30000 100000");
+    }
+
     // A hostNetwork pod has the node's network and UTS namespaces, hostname and address.
     s.eventually(
         "hostnet printed its namespaces",
@@ -612,8 +642,7 @@ spec:
     assert_eq!(s.ok(&["logs", "hostnet"]), expected);
     assert_eq!(jsonpath(&s, "hostnet", "{.status.podIP}"), "127.0.0.1");
 
-    // Deleting the pod releases its namespaces and /dev/shm.
-    let uid = jsonpath(&s, "pair", "{.metadata.uid}");
+    // Deleting the pod releases its namespaces, /dev/shm and cgroup.
     s.ok(&["delete", "pod", "pair", "--wait=true"]);
     let run_dir = s.dir.path().join("run");
     s.eventually(
@@ -626,6 +655,7 @@ spec:
         !mounts.contains(&uid),
         "a mount of the deleted pod is left: {mounts}"
     );
+    assert!(!pod_cgroup("memory").exists());
 }
 
 #[test]
@@ -758,7 +788,7 @@ spec:
 }
 
 #[test]
-fn a_joined_agent_serves_its_pods_logs_to_kubectl_through_the_server() {
+fn a_joined_agent_serves_logs_and_exec_of_its_pods_to_kubectl_through_the_server() {
     require_root();
     let _node = node_lock();
     let s = Server::start();
@@ -824,6 +854,30 @@ spec:
     let followed = s.ok(&["logs", "-f", "slow"]);
     assert_eq!(followed, "first\nlast\n");
 
+    // exec: the server relays the session to the node's kubelet endpoint.
+    let input = s.write("exec-input.txt", "piped\n");
+    let out = s.kubectl_with(
+        &[
+            "exec",
+            "-i",
+            "talker",
+            "--",
+            "sh",
+            "-c",
+            "cat; echo err >&2; exit 4",
+        ],
+        &[],
+        Some(&input),
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "piped\n");
+    assert!(stderr.starts_with("err\n"), "{stderr}");
+    assert!(
+        stderr.contains("command terminated with exit code 4"),
+        "{stderr}"
+    );
+    assert_eq!(out.status.code(), Some(4));
+
     // The endpoint itself: the cluster CA vouches for its certificate (issued for the node's IP), and it
     // lets in only callers with a client certificate from that CA, like the admin's.
     let endpoint = format!("https://127.0.0.1:{port}");
@@ -855,4 +909,158 @@ spec:
         String::from_utf8_lossy(&refused.stdout)
     );
     s.ok(&["delete", "pod", "talker", "slow", "--wait=false"]);
+}
+
+/// Runs kubectl on a terminal of `rows`×`cols`, as a user at a shell would; what it showed there.
+fn kubectl_on_terminal(s: &Server, args: &[&str], rows: u16, cols: u16) -> (Option<i32>, String) {
+    use std::io::Read;
+    let size = nix::pty::Winsize {
+        ws_row: rows,
+        ws_col: cols,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    let pty = nix::pty::openpty(Some(&size), None).expect("a pseudo-terminal");
+    let slave = |fd: &std::os::fd::OwnedFd| std::process::Stdio::from(fd.try_clone().unwrap());
+    let mut child = s
+        .kubectl_command(args)
+        .stdin(slave(&pty.slave))
+        .stdout(slave(&pty.slave))
+        .stderr(slave(&pty.slave))
+        .spawn()
+        .expect("kubectl runs");
+    drop(pty.slave);
+    let mut master = std::fs::File::from(pty.master);
+    let reader = std::thread::spawn(move || {
+        let mut shown = Vec::new();
+        let mut buf = [0u8; 4096];
+        // EIO once kubectl, the last holder of the terminal, has gone.
+        while let Ok(n) = master.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            shown.extend_from_slice(&buf[..n]);
+        }
+        String::from_utf8_lossy(&shown).into_owned()
+    });
+    let status = child.wait().unwrap();
+    (status.code(), reader.join().unwrap())
+}
+
+#[test]
+fn kubectl_exec_runs_commands_with_stdin_exit_codes_and_a_terminal() {
+    require_root();
+    let _node = node_lock();
+    let s = Server::with_agent("", &[]);
+    ready_node(&s);
+    import_busybox(&s);
+    let manifest = r#"apiVersion: v1
+kind: Pod
+metadata: {name: shell}
+spec:
+  terminationGracePeriodSeconds: 1
+  containers:
+  - {name: app, image: busybox:latest, imagePullPolicy: Never, command: [sleep, "1000"],
+     env: [{name: GREETING, value: hello}]}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: done}
+spec:
+  restartPolicy: Never
+  containers:
+  - {name: app, image: busybox:latest, imagePullPolicy: Never, command: ["true"]}
+"#;
+    s.ok(&[
+        "apply",
+        "-f",
+        s.write("exec.yaml", manifest).to_str().unwrap(),
+    ]);
+    s.eventually("shell is Running", Duration::from_secs(60), || {
+        jsonpath(&s, "shell", "{.status.phase}") == "Running"
+    });
+
+    // Both output streams, and the command's exit code as kubectl's.
+    let out = s.kubectl(&[
+        "exec",
+        "shell",
+        "--",
+        "sh",
+        "-c",
+        "echo out $GREETING $(hostname); echo err >&2; exit 3",
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "out hello shell\n");
+    assert!(stderr.starts_with("err\n"), "{stderr}");
+    assert!(
+        stderr.contains("command terminated with exit code 3"),
+        "{stderr}"
+    );
+    assert_eq!(out.status.code(), Some(3));
+
+    // stdin until its end, and output larger than one message.
+    let input = s.write("input.txt", "line one\nline two\n");
+    let out = s.kubectl_with(
+        &["exec", "-i", "shell", "--", "wc", "-l"],
+        &[],
+        Some(&input),
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "2");
+    let big = s.ok(&[
+        "exec",
+        "shell",
+        "--",
+        "sh",
+        "-c",
+        "head -c 200000 /dev/zero | tr '\\0' x",
+    ]);
+    assert_eq!(big.len(), 200_000);
+    assert!(big.bytes().all(|b| b == b'x'));
+
+    // A terminal: the command's controlling one, sized as the user's.
+    let (code, shown) = kubectl_on_terminal(
+        &s,
+        &[
+            "exec",
+            "-it",
+            "shell",
+            "--",
+            "sh",
+            "-c",
+            "tty; stty size; exit 5",
+        ],
+        30,
+        100,
+    );
+    assert!(shown.contains("/dev/pts/"), "{shown}");
+    assert!(shown.contains("30 100"), "{shown}");
+    assert_eq!(code, Some(5), "{shown}");
+
+    // What cannot run.
+    let missing = s.kubectl(&["exec", "shell", "--", "no-such-command"]);
+    assert_ne!(missing.status.code(), Some(0));
+    assert!(
+        String::from_utf8_lossy(&missing.stderr).contains("no-such-command"),
+        "{}",
+        String::from_utf8_lossy(&missing.stderr)
+    );
+    s.eventually("done has Succeeded", Duration::from_secs(60), || {
+        jsonpath(&s, "done", "{.status.phase}") == "Succeeded"
+    });
+    let completed = s.fails(&["exec", "done", "--", "true"]);
+    assert!(
+        completed.contains("cannot exec into a container in a completed pod"),
+        "{completed}"
+    );
+    let spdy = s.kubectl_with(
+        &["exec", "shell", "--", "true"],
+        &[("KUBECTL_REMOTE_COMMAND_WEBSOCKETS", "false")],
+        None,
+    );
+    assert!(
+        String::from_utf8_lossy(&spdy.stderr).contains("SPDY is not supported"),
+        "{}",
+        String::from_utf8_lossy(&spdy.stderr)
+    );
+    s.ok(&["delete", "pod", "shell", "done", "--wait=false"]);
 }

@@ -181,6 +181,76 @@ pub fn resources(container: &Container) -> Resources {
     }
 }
 
+/// The pod cgroup's limits, as kubelet's ResourceConfigForPod sets them: shares from the pod's CPU request,
+/// and a CPU quota or memory limit only when every container (init ones too) declares that limit, so that
+/// the pod as a whole can use no more than its containers together. Requests and limits of the pod are
+/// the larger of the app containers' sum and any one init container's (init containers run alone), plus
+/// `spec.overhead`; a restartable init container (a sidecar) runs beside the app containers and counts in
+/// the sum.
+pub fn pod_resources(pod: &Pod) -> Resources {
+    let Some(spec) = pod.spec.as_ref() else {
+        return Resources::default();
+    };
+    let init = spec.init_containers.as_deref().unwrap_or_default();
+    let is_sidecar = |c: &&Container| c.restart_policy.as_deref() == Some("Always");
+    let together: Vec<&Container> = spec
+        .containers
+        .iter()
+        .chain(init.iter().filter(is_sidecar))
+        .collect();
+    let alone: Vec<&Container> = init.iter().filter(|c| !is_sidecar(c)).collect();
+    // The pod's amount of one resource; None when `declared_by_all` and some container lacks it.
+    let pod_amount =
+        |amount: fn(&Container) -> Option<i128>, overhead: Option<i128>, declared_by_all: bool| {
+            let of = |c: &&Container| amount(c).or((!declared_by_all).then_some(0));
+            let sum = together.iter().map(of).sum::<Option<i128>>()?;
+            let largest_init = alone
+                .iter()
+                .map(of)
+                .try_fold(0, |max: i128, v| v.map(|v| max.max(v)))?;
+            Some(sum.max(largest_init) + overhead.unwrap_or(0))
+        };
+    let overhead = |name| quantity_of(&spec.overhead, name);
+    let cpu_request = pod_amount(
+        |c| {
+            let r = c.resources.as_ref()?;
+            quantity_of(&r.requests, "cpu")
+                .or_else(|| quantity_of(&r.limits, "cpu"))
+                .map(|q| q.to_millis())
+        },
+        overhead("cpu").map(|q| q.to_millis()),
+        false,
+    )
+    .unwrap_or(0);
+    let cpu_limit = pod_amount(
+        |c| {
+            let r = c.resources.as_ref()?;
+            quantity_of(&r.limits, "cpu")
+                .map(|q| q.to_millis())
+                .filter(|m| *m > 0)
+        },
+        overhead("cpu").map(|q| q.to_millis()),
+        true,
+    );
+    let memory_limit = pod_amount(
+        |c| {
+            let r = c.resources.as_ref()?;
+            quantity_of(&r.limits, "memory")
+                .map(|q| q.to_bytes())
+                .filter(|b| *b > 0)
+        },
+        overhead("memory").map(|q| q.to_bytes()),
+        true,
+    );
+    Resources {
+        memory_limit: memory_limit.map(|b| b as i64),
+        cpu_shares: Some((cpu_request.max(0) as u64 * 1024 / 1000).max(MIN_SHARES)),
+        cpu_quota: cpu_limit.map(|m| (m as i64 * CPU_PERIOD as i64 / 1000).max(MIN_QUOTA)),
+        cpu_period: cpu_limit.map(|_| CPU_PERIOD),
+        pids_limit: None,
+    }
+}
+
 /// The effective security context: the container's fields over the pod's.
 fn effective_user(pod: &Pod, sc: Option<&SecurityContext>) -> (Option<i64>, Option<i64>) {
     let pod_sc = pod.spec.as_ref().and_then(|s| s.security_context.as_ref());
@@ -421,6 +491,89 @@ mod tests {
         assert_eq!(r.cpu_period, Some(100_000));
         assert_eq!(r.cpu_shares, Some(256));
         assert_eq!(resources(&Container::default()).cpu_shares, Some(2));
+    }
+
+    fn limited(name: &str, request_cpu: Option<&str>, limits: &[(&str, &str)]) -> Container {
+        Container {
+            name: name.into(),
+            resources: Some(ResourceRequirements {
+                requests: request_cpu.map(|cpu| [("cpu".to_string(), Quantity(cpu.into()))].into()),
+                limits: Some(
+                    limits
+                        .iter()
+                        .map(|(k, v)| (k.to_string(), Quantity(v.to_string())))
+                        .collect(),
+                ),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    fn pod_of(containers: Vec<Container>, init: Vec<Container>) -> Pod {
+        Pod {
+            spec: Some(PodSpec {
+                containers,
+                init_containers: Some(init),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn pod_limits_add_up_containers_and_cover_the_largest_init_container() {
+        let a = limited("a", Some("50m"), &[("cpu", "100m"), ("memory", "20Mi")]);
+        let b = limited("b", Some("100m"), &[("cpu", "200m"), ("memory", "12Mi")]);
+        let r = pod_resources(&pod_of(vec![a.clone(), b.clone()], vec![]));
+        assert_eq!(r.memory_limit, Some(32 << 20));
+        assert_eq!((r.cpu_quota, r.cpu_period), (Some(30_000), Some(100_000)));
+        assert_eq!(r.cpu_shares, Some(153), "150m of requests");
+
+        // An init container runs alone: the pod needs the larger of it and the app containers' sum. Its
+        // request defaults to its limit.
+        let init = limited("init", None, &[("cpu", "500m"), ("memory", "8Mi")]);
+        let r = pod_resources(&pod_of(vec![a.clone(), b.clone()], vec![init.clone()]));
+        assert_eq!(r.memory_limit, Some(32 << 20));
+        assert_eq!(r.cpu_quota, Some(50_000));
+        assert_eq!(r.cpu_shares, Some(512));
+
+        // A sidecar runs beside them, so it adds up.
+        let mut sidecar = init;
+        sidecar.restart_policy = Some("Always".into());
+        let r = pod_resources(&pod_of(vec![a.clone(), b.clone()], vec![sidecar]));
+        assert_eq!(r.memory_limit, Some(40 << 20));
+        assert_eq!(r.cpu_quota, Some(80_000));
+
+        // Burstable: one container without a memory limit lifts the pod's; its CPU limit still holds.
+        let no_memory = limited("c", Some("100m"), &[("cpu", "100m")]);
+        let r = pod_resources(&pod_of(vec![a.clone(), no_memory], vec![]));
+        assert_eq!(r.memory_limit, None);
+        assert_eq!(r.cpu_quota, Some(20_000));
+
+        // Overhead (from the RuntimeClass) is added on top.
+        let mut pod = pod_of(vec![a, b], vec![]);
+        pod.spec.as_mut().unwrap().overhead = Some(
+            [
+                ("cpu".to_string(), Quantity("10m".into())),
+                ("memory".to_string(), Quantity("1Mi".into())),
+            ]
+            .into(),
+        );
+        let r = pod_resources(&pod);
+        assert_eq!(r.memory_limit, Some(33 << 20));
+        assert_eq!(r.cpu_quota, Some(31_000));
+        assert_eq!(r.cpu_shares, Some(163));
+
+        // BestEffort: the minimum shares and nothing else.
+        let r = pod_resources(&pod_of(vec![Container::default()], vec![]));
+        assert_eq!(
+            r,
+            Resources {
+                cpu_shares: Some(2),
+                ..Default::default()
+            }
+        );
     }
 
     #[test]

@@ -2,8 +2,9 @@
 //! only get from the node itself. It serves with a certificate the server issues at join, and accepts only
 //! callers holding a client certificate from the cluster CA, as the API server does when it dials it. It
 //! answers kubelet's `GET /containerLogs/{namespace}/{pod}/{container}` (`kubectl logs` for pods here,
-//! with `pods/log`'s query) and `GET /healthz`. The server's embedded agent needs none of this: the API
-//! server reads its logs in-process.
+//! with `pods/log`'s query), `GET /exec/{namespace}/{pod}/{container}` (a WebSocket exec session, which the
+//! API server relays from `pods/exec`) and `GET /healthz`. The server's embedded agent needs none of this:
+//! the API server reads its logs and runs its exec sessions in-process.
 
 use std::convert::Infallible;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -20,13 +21,16 @@ use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use tokio::sync::watch;
 
+use super::exec::NodeExec;
 use super::logs::NodeLogs;
 use crate::agent::AgentError;
+use crate::api::exec::{self, ExecOptions, PodExec};
 use crate::api::kubelet::{
     ServingCertificate, ServingCertificateRequest, SERVING_CERTIFICATE_PATH,
 };
 use crate::api::logs::{LogOptions, PodLogs};
 use crate::client::{Api, Client};
+use crate::util::websocket;
 
 type Body = UnsyncBoxBody<Bytes, Infallible>;
 
@@ -46,6 +50,7 @@ fn text(code: StatusCode, message: impl Into<Bytes>) -> Response<Body> {
 pub async fn start(
     client: Client,
     logs: NodeLogs,
+    exec: NodeExec,
     node_ip: IpAddr,
     port: u16,
     ca_pem: &str,
@@ -71,7 +76,11 @@ pub async fn start(
         AgentError::Config(format!("binding the kubelet endpoint on {address}: {e}"))
     })?;
     tracing::info!(%address, "kubelet endpoint is serving");
-    let endpoint = Arc::new(Endpoint { client, logs });
+    let endpoint = Arc::new(Endpoint {
+        client,
+        logs,
+        exec: Arc::new(exec),
+    });
     let handle = move |req, _certificate| {
         let endpoint = endpoint.clone();
         async move { endpoint.handle(req).await }
@@ -118,39 +127,37 @@ fn tls_config(issued: &ServingCertificate, ca_pem: &str) -> Result<rustls::Serve
 struct Endpoint {
     client: Client,
     logs: NodeLogs,
+    exec: Arc<dyn PodExec>,
 }
 
 impl Endpoint {
-    async fn handle<B>(&self, req: Request<B>) -> Response<Body> {
+    async fn handle<B>(&self, mut req: Request<B>) -> Response<Body> {
         if req.method() != Method::GET {
             return text(StatusCode::METHOD_NOT_ALLOWED, "405 method not allowed");
         }
-        let path = req.uri().path();
+        let path = req.uri().path().to_string();
         if path == "/healthz" {
             return text(StatusCode::OK, "ok");
         }
+        let query: Vec<(String, String)> =
+            form_urlencoded::parse(req.uri().query().unwrap_or("").as_bytes())
+                .into_owned()
+                .collect();
         let parts: Vec<&str> = path.trim_start_matches('/').split('/').collect();
-        match parts.as_slice() {
+        let answer = match parts.as_slice() {
             ["containerLogs", namespace, pod, container] => {
-                let query: Vec<(String, String)> =
-                    form_urlencoded::parse(req.uri().query().unwrap_or("").as_bytes())
-                        .into_owned()
-                        .collect();
-                self.container_logs(namespace, pod, container, &query)
-                    .await
-                    .unwrap_or_else(|(code, message)| text(code, message))
+                self.container_logs(namespace, pod, container, &query).await
             }
-            _ => text(StatusCode::NOT_FOUND, "404 page not found"),
-        }
+            ["exec", namespace, pod, container] => {
+                self.exec(namespace, pod, container, &query, &mut req).await
+            }
+            _ => Err((StatusCode::NOT_FOUND, "404 page not found".to_string())),
+        };
+        answer.unwrap_or_else(|(code, message)| text(code, message))
     }
 
-    async fn container_logs(
-        &self,
-        namespace: &str,
-        name: &str,
-        container: &str,
-        query: &[(String, String)],
-    ) -> Result<Response<Body>, (StatusCode, String)> {
+    /// The pod, if it is on this node.
+    async fn pod_here(&self, namespace: &str, name: &str) -> Result<Pod, (StatusCode, String)> {
         let pod: Pod = match Api::namespaced(self.client.clone(), namespace)
             .get_opt(name)
             .await
@@ -174,6 +181,41 @@ impl Endpoint {
                 ),
             ));
         }
+        Ok(pod)
+    }
+
+    async fn exec<B>(
+        &self,
+        namespace: &str,
+        name: &str,
+        container: &str,
+        query: &[(String, String)],
+        req: &mut Request<B>,
+    ) -> Result<Response<Body>, (StatusCode, String)> {
+        let pod = self.pod_here(namespace, name).await?;
+        let values = |key: &str| {
+            query
+                .iter()
+                .filter(|(k, _)| k == key)
+                .map(|(_, v)| v.as_str())
+                .collect()
+        };
+        let options = ExecOptions::resolve(&pod, Some(container), values)
+            .map_err(|e| (StatusCode::BAD_REQUEST, e))?;
+        let handshake =
+            websocket::handshake(req, exec::negotiate).map_err(|e| (StatusCode::BAD_REQUEST, e))?;
+        exec::start(self.exec.clone(), &pod, options, handshake)
+            .map_err(|e| (StatusCode::BAD_REQUEST, e))
+    }
+
+    async fn container_logs(
+        &self,
+        namespace: &str,
+        name: &str,
+        container: &str,
+        query: &[(String, String)],
+    ) -> Result<Response<Body>, (StatusCode, String)> {
+        let pod = self.pod_here(namespace, name).await?;
         let lookup = |key: &str| {
             query
                 .iter()

@@ -16,7 +16,7 @@ use k8s_openapi::api::core::v1::Pod;
 
 use super::housekeeping::{Crossed, Signal};
 use super::status::Observed;
-use super::{sandbox, Kubelet};
+use super::{pod_cgroup, sandbox, Kubelet};
 use crate::agent::runtime::ContainerState;
 use crate::agent::AgentError;
 use crate::api::quantity::{Quantity, QuantityFormat};
@@ -136,16 +136,8 @@ pub fn message(starved: Starved, crossed: &Crossed, candidate: &Candidate) -> St
     message
 }
 
-/// The cgroup directory `relative` in the hierarchy of `controller`: the v1 one on hybrid machines,
-/// else the unified one.
 fn cgroup_dir(controller: &str, relative: &str) -> PathBuf {
-    let relative = relative.trim_start_matches('/');
-    let v1 = Path::new("/sys/fs/cgroup").join(controller).join(relative);
-    if v1.is_dir() {
-        v1
-    } else {
-        Path::new("/sys/fs/cgroup").join(relative)
-    }
+    pod_cgroup::controller_dir(Path::new(pod_cgroup::ROOT), controller, relative)
 }
 
 fn read_number(path: &Path) -> Option<u64> {
@@ -208,7 +200,7 @@ impl Kubelet {
     /// What `pod` uses of `starved` now.
     fn usage(&self, pod: &Pod, starved: Starved) -> Usage {
         let uid = pod.metadata.uid.as_deref().unwrap_or_default();
-        let pod_cgroup = sandbox::cgroup_parent(uid);
+        let pod_cgroup = pod_cgroup::path(uid);
         let running: Vec<_> = self
             .runtime
             .list_pod(uid)

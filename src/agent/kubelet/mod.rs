@@ -9,9 +9,11 @@ pub mod container;
 pub mod endpoint;
 pub mod env;
 pub mod eviction;
+pub mod exec;
 pub mod housekeeping;
 pub mod logs;
 pub mod plan;
+pub mod pod_cgroup;
 pub mod probes;
 pub mod sandbox;
 pub mod status;
@@ -280,6 +282,14 @@ pub fn pod_logs(config: &KubeletConfig, runtime: Runtime) -> logs::NodeLogs {
     logs::NodeLogs {
         node_name: config.node_name.clone(),
         data_dir: config.data_dir.clone(),
+        runtime,
+    }
+}
+
+/// Exec sessions in the containers of this node, for the API server's `pods/exec`.
+pub fn pod_exec(config: &KubeletConfig, runtime: Runtime) -> exec::NodeExec {
+    exec::NodeExec {
+        node_name: config.node_name.clone(),
         runtime,
     }
 }

@@ -3,7 +3,7 @@
 //! as /dev/shm; the IPC and UTS namespaces they share (`<run-dir>/{ipcns,utsns}/<uid>`, named after the
 //! pod: what Kubernetes keeps in a pod's pause container); its log directory
 //! `<data-dir>/agent/logs/<namespace>_<name>_<uid>/<container>/<restart>.log` (kubelet's /var/log/pods
-//! layout), and its cgroup `/orch/pod<uid>` with one child per container.
+//! layout). Its cgroup is `pod_cgroup`'s.
 
 use std::net::IpAddr;
 use std::os::unix::fs::MetadataExt;
@@ -36,35 +36,6 @@ pub fn log_path(data_dir: &Path, pod: &Pod, container: &str, attempt: u32) -> Pa
     log_dir(data_dir, pod)
         .join(container)
         .join(format!("{attempt}.log"))
-}
-
-/// The cgroup parent of every container of the pod.
-pub fn cgroup_parent(uid: &str) -> String {
-    format!("/orch/pod{}", uid.replace('-', "_"))
-}
-
-/// Removes the pod's cgroup directories (libcontainer removes the containers' own on delete), under the
-/// v1 hierarchies and the unified one.
-pub fn remove_cgroups(uid: &str) {
-    let relative = cgroup_parent(uid);
-    let relative = relative.trim_start_matches('/');
-    let Ok(hierarchies) = std::fs::read_dir("/sys/fs/cgroup") else {
-        return;
-    };
-    let mut candidates = vec![PathBuf::from("/sys/fs/cgroup").join(relative)];
-    for h in hierarchies.flatten() {
-        candidates.push(h.path().join(relative));
-    }
-    for dir in candidates {
-        if let Ok(children) = std::fs::read_dir(&dir) {
-            for child in children.flatten() {
-                if child.path().is_dir() {
-                    let _ = std::fs::remove_dir(child.path());
-                }
-            }
-        }
-        let _ = std::fs::remove_dir(&dir);
-    }
 }
 
 pub struct Network<'a> {
@@ -437,7 +408,6 @@ mod tests {
             std::fs::read_to_string(dir.path().join("hostname")).unwrap(),
             "web-0\n"
         );
-        assert_eq!(cgroup_parent("a-b"), "/orch/poda_b");
         assert!(
             log_path(Path::new("/d"), &p, "c", 2).ends_with("agent/logs/shop_web-0_u-1/c/2.log")
         );

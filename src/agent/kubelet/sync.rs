@@ -5,7 +5,7 @@
 //! says), and its status written back when it changed.
 
 use std::collections::{BTreeMap, HashMap};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -20,7 +20,7 @@ use super::backoff::{self, Decision};
 use super::env::Sources;
 use super::plan::{self, Action, Run, Runs};
 use super::status::{self, Observed, Waiting};
-use super::{container, env, probes, sandbox, volumes, Kubelet};
+use super::{container, env, pod_cgroup, probes, sandbox, volumes, Kubelet};
 use crate::agent::image::reference::PullPolicy;
 use crate::agent::image::{Credentials, Image};
 use crate::agent::runtime::{new_container_id, ContainerMeta, ContainerState};
@@ -228,7 +228,7 @@ impl Kubelet {
         let pod_dir = sandbox::pod_dir(&self.config.data_dir, uid);
         sandbox::release(&self.config.run_dir, &pod_dir, uid);
         volumes::tear_down(&pod_dir);
-        sandbox::remove_cgroups(uid);
+        pod_cgroup::remove(Path::new(pod_cgroup::ROOT), uid);
         self.backoff.forget_pod(uid);
         self.image_backoff.forget_pod(uid);
         let prefix = format!("{uid}/");
@@ -656,6 +656,12 @@ impl Kubelet {
             Some(sandbox.netns_path)
         };
         let (ipc, uts) = sandbox::ensure_namespaces(&self.config.run_dir, uid, pod).await?;
+        pod_cgroup::create(
+            Path::new(pod_cgroup::ROOT),
+            uid,
+            &container::pod_resources(pod),
+        )
+        .map_err(|e| e.to_string())?;
         Ok(container::PodNamespaces { netns, ipc, uts })
     }
 
@@ -1028,7 +1034,7 @@ impl Kubelet {
             env,
             mounts,
             namespaces,
-            cgroup_path: format!("{}/{id}", sandbox::cgroup_parent(uid)),
+            cgroup_path: format!("{}/{id}", pod_cgroup::path(uid)),
         }) {
             Ok(config) => config,
             Err(message) => return Err(self.failed(pod, config_error(message)).await),

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 
 use nix::errno::Errno;
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
-use nix::sched::{setns, unshare, CloneFlags};
+use nix::sched::{setns, CloneFlags};
 
 use super::NetworkError;
 
@@ -147,6 +147,17 @@ where
         f()
     })
     .await
+}
+
+/// unshare(2) with its flags zero-extended. The kernel reads them as an unsigned long, but glibc's
+/// wrapper (which nix calls) takes an int and hands the register on as it is, and optimized code may leave
+/// the upper half dirty: release builds got EINVAL for a plain CLONE_NEWUTS (strace showed
+/// `CLONE_NEWUTS|0x27800000000`).
+pub(super) fn unshare(flags: CloneFlags) -> nix::Result<()> {
+    let flags = flags.bits() as u32 as libc::c_ulong;
+    // SAFETY: unshare takes no pointers; the flags are a plain integer.
+    let result = unsafe { libc::syscall(libc::SYS_unshare, flags) };
+    Errno::result(result).map(drop)
 }
 
 async fn on_thread<T, F>(path: &Path, f: F) -> Result<T, NetworkError>

@@ -11,10 +11,12 @@ use std::time::{Duration, Instant};
 use futures_util::TryStreamExt;
 use nix::errno::Errno;
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
-use nix::sched::{unshare, CloneFlags};
+use nix::sched::CloneFlags;
 use rtnetlink::packet_route::link::{LinkAttribute, LinkFlags, LinkMessage};
 use rtnetlink::packet_route::route::{RouteAddress, RouteAttribute, RouteMessage, RouteType};
 use rtnetlink::{Handle, LinkBridge, RouteMessageBuilder};
+
+use super::netns::unshare;
 
 use super::*;
 

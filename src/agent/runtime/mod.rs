@@ -9,6 +9,7 @@
 //! beside the files: a pod's sync must not read every container of the node. Clones share that index, so
 //! one node opens its runtime once.
 
+mod exec;
 pub mod seccomp;
 pub mod spec;
 
@@ -22,6 +23,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncBufReadExt, BufReader};
 
+pub use exec::{ExecProcess, ExecStreams};
 pub use spec::{ContainerConfig, MountKind, MountSpec, Resources, SharedNamespace};
 
 use crate::shim::{self, ExitRecord, InitProcess, EXIT_FILE, PID_FILE, SHIM_FILE};
@@ -380,39 +382,6 @@ impl Runtime {
         fs::remove_dir_all(&dir).map_err(io_err("removing", &dir))?;
         self.indexed().remove(id);
         Ok(())
-    }
-
-    /// Runs `command` inside the running container (through `orch shim-exec`) and returns its exit code
-    /// and combined output; None when it did not finish within `timeout` (it is then killed).
-    pub async fn exec(
-        &self,
-        id: &str,
-        command: &[String],
-        timeout: Duration,
-    ) -> Result<Option<(i32, String)>, RuntimeError> {
-        let child = tokio::process::Command::new(&self.config.shim_executable)
-            .arg("shim-exec")
-            .arg("--id")
-            .arg(id)
-            .arg("--state-root")
-            .arg(&self.config.state_root)
-            .arg("--")
-            .args(command)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .map_err(io_err("running", &self.config.shim_executable))?;
-        match tokio::time::timeout(timeout, child.wait_with_output()).await {
-            Err(_) => Ok(None),
-            Ok(Err(e)) => Err(io_err("running", &self.config.shim_executable)(e)),
-            Ok(Ok(out)) => {
-                let mut text = String::from_utf8_lossy(&out.stdout).into_owned();
-                text.push_str(&String::from_utf8_lossy(&out.stderr));
-                Ok(Some((out.status.code().unwrap_or(126), text)))
-            }
-        }
     }
 
     /// Whether the container's shim is still running.

@@ -1,0 +1,272 @@
+//! The pod's cgroup, `/orch/pod<uid>`: the parent of its containers' cgroups (libcontainer creates those
+//! below it), holding the pod-level limits kubelet sets, so that a pod's containers together stay within
+//! what they declared, and where eviction reads a pod's usage. On the hybrid layout each v1 hierarchy
+//! (memory, cpu, pids, …) has its own copy of the directory; on cgroup v2 there is one.
+
+use std::io::ErrorKind;
+use std::path::{Path, PathBuf};
+
+use crate::agent::runtime::Resources;
+
+/// Where the cgroup hierarchies are mounted.
+pub const ROOT: &str = "/sys/fs/cgroup";
+
+/// Controllers a pod cgroup needs on cgroup v2, enabled for its ancestors as libcontainer does for its
+/// own cgroups.
+const V2_CONTROLLERS: [&str; 3] = ["cpu", "memory", "pids"];
+
+#[derive(Debug, thiserror::Error)]
+#[error("{action} {}: {source}", path.display())]
+pub struct CgroupError {
+    action: &'static str,
+    path: PathBuf,
+    source: std::io::Error,
+}
+
+fn io_error(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> CgroupError {
+    let path = path.to_path_buf();
+    move |source| CgroupError {
+        action,
+        path,
+        source,
+    }
+}
+
+/// The pod's cgroup, relative to a hierarchy's root.
+pub fn path(uid: &str) -> String {
+    format!("/orch/pod{}", uid.replace('-', "_"))
+}
+
+/// The directory of `relative` in the hierarchy of `controller`: the v1 one where the controller has its
+/// own (the hybrid layout), else the unified one.
+pub fn controller_dir(root: &Path, controller: &str, relative: &str) -> PathBuf {
+    let relative = relative.trim_start_matches('/');
+    let v1 = root.join(controller);
+    if v1.is_dir() {
+        v1.join(relative)
+    } else {
+        root.join(relative)
+    }
+}
+
+/// Creates the pod's cgroup with `limits` (from `container::pod_resources`) unless it exists: it is
+/// created before the pod's first container, and a pod's limits do not change.
+pub fn create(root: &Path, uid: &str, limits: &Resources) -> Result<(), CgroupError> {
+    let relative = path(uid);
+    if root.join("memory").is_dir() || root.join("cpu").is_dir() {
+        let mut memory = Vec::new();
+        if let Some(bytes) = limits.memory_limit {
+            memory.push(("memory.limit_in_bytes", bytes.to_string()));
+        }
+        let mut cpu = Vec::new();
+        if let Some(shares) = limits.cpu_shares {
+            cpu.push(("cpu.shares", shares.to_string()));
+        }
+        if let (Some(quota), Some(period)) = (limits.cpu_quota, limits.cpu_period) {
+            cpu.push(("cpu.cfs_period_us", period.to_string()));
+            cpu.push(("cpu.cfs_quota_us", quota.to_string()));
+        }
+        for (controller, files) in [("memory", memory), ("cpu", cpu)] {
+            // A kernel without the controller has no hierarchy for it: nothing to limit there.
+            if !root.join(controller).is_dir() {
+                continue;
+            }
+            let dir = controller_dir(root, controller, &relative);
+            if create_dir(&dir)? {
+                for (file, value) in files {
+                    write(&dir, file, &value)?;
+                }
+            }
+        }
+        return Ok(());
+    }
+    let relative = Path::new(relative.trim_start_matches('/'));
+    let dir = root.join(relative);
+    let mut ancestor = root.to_path_buf();
+    for component in relative.parent().into_iter().flat_map(|p| p.iter()) {
+        enable_v2_controllers(&ancestor)?;
+        ancestor = ancestor.join(component);
+        create_dir(&ancestor)?;
+    }
+    enable_v2_controllers(&ancestor)?;
+    if create_dir(&dir)? {
+        if let Some(bytes) = limits.memory_limit {
+            write(&dir, "memory.max", &bytes.to_string())?;
+        }
+        if let Some(shares) = limits.cpu_shares {
+            write(&dir, "cpu.weight", &cpu_weight(shares).to_string())?;
+        }
+        if let (Some(quota), Some(period)) = (limits.cpu_quota, limits.cpu_period) {
+            write(&dir, "cpu.max", &format!("{quota} {period}"))?;
+        }
+    }
+    Ok(())
+}
+
+/// cgroup v1 shares (2..262144) as a v2 weight (1..10000), the conversion runc and kubelet use.
+fn cpu_weight(shares: u64) -> u64 {
+    1 + (shares.clamp(2, 262_144) - 2) * 9999 / 262_142
+}
+
+/// Lets the children of `dir` use the controllers a pod cgroup needs, of those `dir` has.
+fn enable_v2_controllers(dir: &Path) -> Result<(), CgroupError> {
+    let available_file = dir.join("cgroup.controllers");
+    let available =
+        std::fs::read_to_string(&available_file).map_err(io_error("reading", &available_file))?;
+    let enabled = std::fs::read_to_string(dir.join("cgroup.subtree_control")).unwrap_or_default();
+    let missing: Vec<String> = V2_CONTROLLERS
+        .iter()
+        .filter(|c| available.split_whitespace().any(|a| a == **c))
+        .filter(|c| !enabled.split_whitespace().any(|e| e == **c))
+        .map(|c| format!("+{c}"))
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    write(dir, "cgroup.subtree_control", &missing.join(" "))
+}
+
+/// Whether `dir` was created now (its parents are created as needed).
+fn create_dir(dir: &Path) -> Result<bool, CgroupError> {
+    if let Some(parent) = dir.parent() {
+        std::fs::create_dir_all(parent).map_err(io_error("creating", parent))?;
+    }
+    match std::fs::create_dir(dir) {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == ErrorKind::AlreadyExists => Ok(false),
+        Err(e) => Err(io_error("creating", dir)(e)),
+    }
+}
+
+fn write(dir: &Path, file: &str, value: &str) -> Result<(), CgroupError> {
+    let path = dir.join(file);
+    std::fs::write(&path, value).map_err(io_error("writing", &path))
+}
+
+/// Removes the pod's cgroup directories (libcontainer removes the containers' own on delete) under the v1
+/// hierarchies and the unified one. What is still in use stays.
+pub fn remove(root: &Path, uid: &str) {
+    let relative = path(uid);
+    let relative = relative.trim_start_matches('/');
+    let Ok(hierarchies) = std::fs::read_dir(root) else {
+        return;
+    };
+    let mut candidates = vec![root.join(relative)];
+    for h in hierarchies.flatten() {
+        candidates.push(h.path().join(relative));
+    }
+    for dir in candidates {
+        if let Ok(children) = std::fs::read_dir(&dir) {
+            for child in children.flatten() {
+                if child.path().is_dir() {
+                    let _ = std::fs::remove_dir(child.path());
+                }
+            }
+        }
+        let _ = std::fs::remove_dir(&dir);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn read(path: PathBuf) -> String {
+        std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+    }
+
+    fn guaranteed() -> Resources {
+        Resources {
+            memory_limit: Some(32 << 20),
+            cpu_shares: Some(512),
+            cpu_quota: Some(50_000),
+            cpu_period: Some(100_000),
+            pids_limit: None,
+        }
+    }
+
+    #[test]
+    fn v1_hierarchies_get_the_limits_once() {
+        let root = tempfile::tempdir().unwrap();
+        for h in ["memory", "cpu", "pids"] {
+            std::fs::create_dir(root.path().join(h)).unwrap();
+        }
+        create(root.path(), "a-b", &guaranteed()).unwrap();
+        let memory = root.path().join("memory/orch/poda_b");
+        let cpu = root.path().join("cpu/orch/poda_b");
+        assert_eq!(read(memory.join("memory.limit_in_bytes")), "33554432");
+        assert_eq!(read(cpu.join("cpu.shares")), "512");
+        assert_eq!(read(cpu.join("cpu.cfs_period_us")), "100000");
+        assert_eq!(read(cpu.join("cpu.cfs_quota_us")), "50000");
+        assert_eq!(
+            controller_dir(root.path(), "memory", &path("a-b")),
+            memory,
+            "eviction reads the same directory"
+        );
+
+        // An existing pod cgroup (the agent restarted) is left as it is.
+        std::fs::write(memory.join("memory.limit_in_bytes"), "1").unwrap();
+        create(root.path(), "a-b", &guaranteed()).unwrap();
+        assert_eq!(read(memory.join("memory.limit_in_bytes")), "1");
+
+        // Burstable without limits: shares only.
+        create(
+            root.path(),
+            "c",
+            &Resources {
+                cpu_shares: Some(2),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        assert!(!root
+            .path()
+            .join("memory/orch/podc/memory.limit_in_bytes")
+            .exists());
+        assert!(!root.path().join("cpu/orch/podc/cpu.cfs_quota_us").exists());
+        assert_eq!(read(root.path().join("cpu/orch/podc/cpu.shares")), "2");
+
+        remove(root.path(), "a-b");
+        std::fs::remove_file(memory.join("memory.limit_in_bytes")).unwrap();
+        remove(root.path(), "a-b");
+        assert!(!memory.exists());
+    }
+
+    #[test]
+    fn v2_enables_controllers_down_to_the_pod_and_converts_shares_to_weight() {
+        let root = tempfile::tempdir().unwrap();
+        std::fs::write(
+            root.path().join("cgroup.controllers"),
+            "cpuset cpu io memory pids",
+        )
+        .unwrap();
+        std::fs::write(root.path().join("cgroup.subtree_control"), "memory").unwrap();
+        // A real kernel fills these in for a new cgroup; the fake needs /orch to exist with them.
+        std::fs::create_dir(root.path().join("orch")).unwrap();
+        std::fs::write(
+            root.path().join("orch/cgroup.controllers"),
+            "cpu memory pids",
+        )
+        .unwrap();
+        create(root.path(), "p", &guaranteed()).unwrap();
+
+        assert_eq!(
+            read(root.path().join("cgroup.subtree_control")),
+            "+cpu +pids",
+            "only what is missing, and only what the parent has"
+        );
+        assert_eq!(
+            read(root.path().join("orch/cgroup.subtree_control")),
+            "+cpu +memory +pids"
+        );
+        let pod = root.path().join("orch/podp");
+        assert_eq!(read(pod.join("memory.max")), "33554432");
+        assert_eq!(read(pod.join("cpu.max")), "50000 100000");
+        assert_eq!(read(pod.join("cpu.weight")), "20");
+        assert_eq!(controller_dir(root.path(), "memory", &path("p")), pod);
+
+        assert_eq!(cpu_weight(2), 1);
+        assert_eq!(cpu_weight(1024), 39);
+        assert_eq!(cpu_weight(262_144), 10_000);
+    }
+}

@@ -1,0 +1,216 @@
+//! Commands run inside a running container through `orch shim-exec`: to completion with their output
+//! (exec probes and hooks), or as a session whose streams the caller drives (`kubectl exec`). A session
+//! with a terminal gets it the way runc's callers do: the agent listens on a console socket, libcontainer
+//! creates the pseudo-terminal inside the container (so it is the command's controlling terminal) and
+//! sends its master end over that socket.
+
+use std::io::IoSliceMut;
+use std::os::fd::{FromRawFd, OwnedFd, RawFd};
+use std::process::Stdio;
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, Interest};
+use tokio::net::{UnixListener, UnixStream};
+use tokio::process::{Child, ChildStderr, ChildStdin, ChildStdout, Command};
+
+use super::{io_err, Runtime, RuntimeError};
+
+/// How long a session may take to hand over its terminal.
+const CONSOLE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A command running in a container. Waiting on `child` gives the command's exit code; the streams are
+/// those asked for (a terminal replaces all three).
+pub struct ExecProcess {
+    pub child: Child,
+    pub stdin: Option<ChildStdin>,
+    pub stdout: Option<ChildStdout>,
+    pub stderr: Option<ChildStderr>,
+    /// The master end of the command's terminal.
+    pub terminal: Option<OwnedFd>,
+}
+
+/// The streams a session wants.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ExecStreams {
+    pub stdin: bool,
+    pub stdout: bool,
+    pub stderr: bool,
+    pub tty: bool,
+}
+
+impl Runtime {
+    fn shim_exec(&self, id: &str) -> Command {
+        let mut command = Command::new(&self.config.shim_executable);
+        command
+            .arg("shim-exec")
+            .arg("--id")
+            .arg(id)
+            .arg("--state-root")
+            .arg(&self.config.state_root)
+            .kill_on_drop(true);
+        command
+    }
+
+    /// Runs `command` inside the running container and returns its exit code and combined output; None
+    /// when it did not finish within `timeout` (it is then killed).
+    pub async fn exec(
+        &self,
+        id: &str,
+        command: &[String],
+        timeout: Duration,
+    ) -> Result<Option<(i32, String)>, RuntimeError> {
+        let child = self
+            .shim_exec(id)
+            .arg("--")
+            .args(command)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(io_err("running", &self.config.shim_executable))?;
+        match tokio::time::timeout(timeout, child.wait_with_output()).await {
+            Err(_) => Ok(None),
+            Ok(Err(e)) => Err(io_err("running", &self.config.shim_executable)(e)),
+            Ok(Ok(out)) => {
+                let mut text = String::from_utf8_lossy(&out.stdout).into_owned();
+                text.push_str(&String::from_utf8_lossy(&out.stderr));
+                Ok(Some((out.status.code().unwrap_or(126), text)))
+            }
+        }
+    }
+
+    /// Starts `command` inside the running container with the streams asked for.
+    pub async fn exec_session(
+        &self,
+        id: &str,
+        command: &[String],
+        streams: ExecStreams,
+    ) -> Result<ExecProcess, RuntimeError> {
+        let piped = |on: bool| if on { Stdio::piped() } else { Stdio::null() };
+        if !streams.tty {
+            let mut shim = self.shim_exec(id);
+            if streams.stdin {
+                shim.arg("--stdin");
+            }
+            let mut child = shim
+                .arg("--")
+                .args(command)
+                .stdin(piped(streams.stdin))
+                .stdout(piped(streams.stdout))
+                .stderr(piped(streams.stderr))
+                .spawn()
+                .map_err(io_err("running", &self.config.shim_executable))?;
+            return Ok(ExecProcess {
+                stdin: child.stdin.take(),
+                stdout: child.stdout.take(),
+                stderr: child.stderr.take(),
+                child,
+                terminal: None,
+            });
+        }
+        let socket = self
+            .config
+            .state_root
+            .join(format!("console-{}.sock", super::new_container_id()));
+        let listener = UnixListener::bind(&socket).map_err(io_err("listening on", &socket))?;
+        let spawned = self
+            .shim_exec(id)
+            .arg("--console-socket")
+            .arg(&socket)
+            .arg("--")
+            .args(command)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(io_err("running", &self.config.shim_executable));
+        let result = match spawned {
+            Ok(child) => receive_terminal(id, &listener, child).await,
+            Err(e) => Err(e),
+        };
+        let _ = std::fs::remove_file(&socket);
+        let (child, terminal) = result?;
+        Ok(ExecProcess {
+            child,
+            stdin: None,
+            stdout: None,
+            stderr: None,
+            terminal: Some(terminal),
+        })
+    }
+}
+
+/// The terminal master libcontainer sends over the console socket, unless `child` fails first (its
+/// stderr says why).
+async fn receive_terminal(
+    id: &str,
+    listener: &UnixListener,
+    mut child: Child,
+) -> Result<(Child, OwnedFd), RuntimeError> {
+    let failed = |message: String| RuntimeError::Start {
+        id: id.to_string(),
+        message,
+    };
+    let accepted = tokio::select! {
+        accepted = tokio::time::timeout(CONSOLE_TIMEOUT, listener.accept()) => accepted,
+        _ = child.wait() => {
+            let mut why = String::new();
+            if let Some(mut stderr) = child.stderr.take() {
+                let _ = stderr.read_to_string(&mut why).await;
+            }
+            return Err(failed(format!("exec with a terminal: {}", why.trim())));
+        }
+    };
+    let (stream, _) = accepted
+        .map_err(|_| failed("no terminal from the container in time".into()))?
+        .map_err(|e| failed(format!("console socket: {e}")))?;
+    let fd = receive_fd(&stream)
+        .await
+        .map_err(|e| failed(format!("receiving the terminal: {e}")))?;
+    Ok((child, fd))
+}
+
+/// One file descriptor sent with SCM_RIGHTS.
+async fn receive_fd(stream: &UnixStream) -> std::io::Result<OwnedFd> {
+    use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
+    use std::os::fd::AsRawFd;
+    loop {
+        stream.readable().await?;
+        let received = stream.try_io(Interest::READABLE, || {
+            // libcontainer sends the terminal's name as the payload.
+            let mut name = [0u8; 4096];
+            let mut iov = [IoSliceMut::new(&mut name)];
+            let mut space = nix::cmsg_space!([RawFd; 1]);
+            let msg = recvmsg::<()>(
+                stream.as_raw_fd(),
+                &mut iov,
+                Some(&mut space),
+                MsgFlags::MSG_CMSG_CLOEXEC,
+            )
+            .map_err(std::io::Error::from)?;
+            let fds: Vec<RawFd> = msg
+                .cmsgs()
+                .map_err(std::io::Error::from)?
+                .filter_map(|c| match c {
+                    ControlMessageOwned::ScmRights(fds) => Some(fds),
+                    _ => None,
+                })
+                .flatten()
+                .collect();
+            Ok(fds)
+        });
+        match received {
+            Ok(fds) => {
+                let mut owned = fds
+                    .into_iter()
+                    // SAFETY: the kernel just installed these descriptors in this process for us.
+                    .map(|fd| unsafe { OwnedFd::from_raw_fd(fd) });
+                return owned.next().ok_or_else(|| {
+                    std::io::Error::new(std::io::ErrorKind::InvalidData, "no descriptor sent")
+                });
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+            Err(e) => return Err(e),
+        }
+    }
+}

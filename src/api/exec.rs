@@ -1,0 +1,321 @@
+//! The contract between the API server's `pods/exec` and a node: which command in which container with
+//! which streams (the query, checked by kubelet's rules), the remote-command channel protocol both sides
+//! speak over WebSocket (`v5.channel.k8s.io`: each binary message starts with the byte of its stream), the
+//! Status that ends a session, and the trait a node agent implements to run the command ([`start`] puts
+//! it on an upgraded connection). The API server
+//! runs the embedded agent's sessions in-process and relays a joined node's to its kubelet endpoint,
+//! which serves the same protocol at `/exec/{namespace}/{pod}/{container}`.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use k8s_openapi::api::core::v1::Pod;
+use serde_json::{json, Value};
+
+use crate::util::websocket::Handshake;
+
+/// The subprotocol kubectl 1.30+ offers (with stdin close); v4 is the same without it.
+pub const V5_PROTOCOL: &str = "v5.channel.k8s.io";
+pub const V4_PROTOCOL: &str = "v4.channel.k8s.io";
+
+/// Stream ids, the first byte of every message.
+pub const STDIN: u8 = 0;
+pub const STDOUT: u8 = 1;
+pub const STDERR: u8 = 2;
+/// The server's last word: a Status saying how the command ended.
+pub const ERROR: u8 = 3;
+/// `{"Width":…,"Height":…}` from a client with a terminal.
+pub const RESIZE: u8 = 4;
+/// v5: `[CLOSE, stream]` closes that stream (the client's stdin at EOF).
+pub const CLOSE: u8 = 255;
+
+pub type ExecSocket = crate::util::websocket::ServerSocket;
+
+/// What `kubectl exec` asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExecOptions {
+    pub container: String,
+    pub command: Vec<String>,
+    pub stdin: bool,
+    pub stdout: bool,
+    pub stderr: bool,
+    pub tty: bool,
+}
+
+impl ExecOptions {
+    /// The options for `pod` from a `pods/exec` (or kubelet `exec`) query, with the API server's errors.
+    /// `container` is the one the path names, if any; `query` gives every value of a key (`command`
+    /// repeats).
+    pub fn resolve<'q>(
+        pod: &Pod,
+        container: Option<&str>,
+        query: impl Fn(&str) -> Vec<&'q str>,
+    ) -> Result<ExecOptions, String> {
+        let flag = |key: &str| {
+            query(key)
+                .first()
+                .is_some_and(|v| *v == "true" || *v == "1")
+        };
+        let requested = container.or_else(|| query("container").first().copied());
+        let container = crate::api::kubelet::resolve_container(pod, requested)?;
+        let command: Vec<String> = query("command").into_iter().map(str::to_string).collect();
+        if command.is_empty() {
+            return Err("you must specify at least 1 command".into());
+        }
+        let options = ExecOptions {
+            container,
+            command,
+            stdin: flag("stdin"),
+            stdout: flag("stdout"),
+            stderr: flag("stderr"),
+            tty: flag("tty"),
+        };
+        if !(options.stdin || options.stdout || options.stderr) {
+            return Err("you must specify at least one of stdin, stdout, stderr".into());
+        }
+        if options.tty && options.stderr {
+            // A terminal has one output: what the process writes to stderr arrives on stdout.
+            return Err("stdout and stderr cannot both be requested when tty is true".into());
+        }
+        Ok(options)
+    }
+
+    /// The query a kubelet endpoint takes for these options.
+    pub fn to_query(&self) -> String {
+        let mut query = form_urlencoded::Serializer::new(String::new());
+        for arg in &self.command {
+            query.append_pair("command", arg);
+        }
+        for (key, on) in [
+            ("stdin", self.stdin),
+            ("stdout", self.stdout),
+            ("stderr", self.stderr),
+            ("tty", self.tty),
+        ] {
+            if on {
+                query.append_pair(key, "true");
+            }
+        }
+        query.finish()
+    }
+}
+
+/// kubelet's path for exec in one container; the query carries [`ExecOptions::to_query`].
+pub fn exec_path(namespace: &str, pod: &str, container: &str) -> String {
+    format!("/exec/{namespace}/{pod}/{container}")
+}
+
+/// The subprotocol to answer a WebSocket handshake with, from the client's `Sec-WebSocket-Protocol`.
+pub fn negotiate(offered: &str) -> Option<&'static str> {
+    let offered: Vec<&str> = offered.split(',').map(str::trim).collect();
+    [V5_PROTOCOL, V4_PROTOCOL]
+        .into_iter()
+        .find(|p| offered.contains(p))
+}
+
+/// The Status that ends a session: Success for exit code 0, else kubelet's NonZeroExitCode, from which
+/// kubectl takes its own exit code.
+pub fn exit_status(code: i32) -> Value {
+    if code == 0 {
+        return json!({"metadata": {}, "status": "Success"});
+    }
+    json!({
+        "metadata": {},
+        "status": "Failure",
+        "message": format!("command terminated with non-zero exit code: error executing command [exit {code}]"),
+        "reason": "NonZeroExitCode",
+        "details": {"causes": [{"reason": "ExitCode", "message": code.to_string()}]},
+    })
+}
+
+/// The Status for a session that failed for another reason than the command's exit.
+pub fn failure_status(message: &str) -> Value {
+    json!({"metadata": {}, "status": "Failure", "message": message})
+}
+
+/// A message from the client, by its stream byte.
+#[derive(Debug, PartialEq, Eq)]
+pub enum ClientMessage {
+    Stdin(Bytes),
+    StdinClosed,
+    Resize {
+        width: u16,
+        height: u16,
+    },
+    /// Anything else (an unknown stream, a malformed resize): ignored, as kubelet does.
+    Other,
+}
+
+pub fn decode(message: &[u8]) -> ClientMessage {
+    match message {
+        [STDIN, data @ ..] => ClientMessage::Stdin(Bytes::copy_from_slice(data)),
+        [CLOSE, STDIN] => ClientMessage::StdinClosed,
+        [RESIZE, size @ ..] => {
+            #[derive(serde::Deserialize)]
+            #[serde(rename_all = "PascalCase")]
+            struct Size {
+                width: u16,
+                height: u16,
+            }
+            match serde_json::from_slice::<Size>(size) {
+                Ok(s) => ClientMessage::Resize {
+                    width: s.width,
+                    height: s.height,
+                },
+                Err(_) => ClientMessage::Other,
+            }
+        }
+        _ => ClientMessage::Other,
+    }
+}
+
+/// `data` as a message on `stream`.
+pub fn encode(stream: u8, data: &[u8]) -> Vec<u8> {
+    let mut message = Vec::with_capacity(data.len() + 1);
+    message.push(stream);
+    message.extend_from_slice(data);
+    message
+}
+
+pub type Session = Pin<Box<dyn Future<Output = ()> + Send>>;
+
+/// Starts the session `options` ask for in the container `exec` locates, once `handshake`'s connection is
+/// upgraded; the `101` answer for it, or why there is no such running container.
+pub fn start<T: Default>(
+    exec: Arc<dyn PodExec>,
+    pod: &Pod,
+    options: ExecOptions,
+    handshake: Handshake,
+) -> Result<http::Response<T>, String> {
+    let id = exec.locate(pod, &options)?;
+    let response = handshake.response();
+    tokio::spawn(async move {
+        match handshake.socket().await {
+            Ok(socket) => exec.run(id, options, socket).await,
+            Err(e) => tracing::debug!(error = %e, "the exec connection was not upgraded"),
+        }
+    });
+    Ok(response)
+}
+
+/// Running commands in the containers of one node.
+pub trait PodExec: Send + Sync {
+    fn node_name(&self) -> &str;
+    /// The running container the options name, checked before the connection is upgraded so that a
+    /// refusal is an HTTP error kubectl prints; the id goes to [`PodExec::run`].
+    fn locate(&self, pod: &Pod, options: &ExecOptions) -> Result<String, String>;
+    /// Runs the command in container `id`, speaking the channel protocol on `socket` until it exits.
+    fn run(&self, id: String, options: ExecOptions, socket: ExecSocket) -> Session;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pod() -> Pod {
+        serde_json::from_value(json!({
+            "metadata": {"name": "p"},
+            "spec": {"containers": [{"name": "app"}, {"name": "side"}]},
+        }))
+        .unwrap()
+    }
+
+    fn query<'q>(pairs: &'q [(&'q str, &'q str)]) -> impl Fn(&str) -> Vec<&'q str> {
+        move |key| {
+            pairs
+                .iter()
+                .filter(|(k, _)| *k == key)
+                .map(|(_, v)| *v)
+                .collect()
+        }
+    }
+
+    #[test]
+    fn options_follow_kubectls_query_and_the_servers_rules() {
+        let q = [
+            ("command", "echo"),
+            ("command", "hello world"),
+            ("container", "side"),
+            ("stdout", "true"),
+            ("stderr", "true"),
+        ];
+        let options = ExecOptions::resolve(&pod(), None, query(&q)).unwrap();
+        assert_eq!(options.command, ["echo", "hello world"]);
+        assert_eq!(options.container, "side");
+        assert!(options.stdout && options.stderr && !options.stdin && !options.tty);
+        assert_eq!(
+            options.to_query(),
+            "command=echo&command=hello+world&stdout=true&stderr=true"
+        );
+        let path_wins = ExecOptions::resolve(&pod(), Some("app"), query(&q)).unwrap();
+        assert_eq!(path_wins.container, "app");
+
+        let err =
+            |q: &[(&str, &str)]| ExecOptions::resolve(&pod(), Some("app"), query(q)).unwrap_err();
+        assert_eq!(
+            err(&[("stdout", "true")]),
+            "you must specify at least 1 command"
+        );
+        assert_eq!(
+            err(&[("command", "sh")]),
+            "you must specify at least one of stdin, stdout, stderr"
+        );
+        assert_eq!(
+            err(&[
+                ("command", "sh"),
+                ("tty", "true"),
+                ("stdout", "true"),
+                ("stderr", "true")
+            ]),
+            "stdout and stderr cannot both be requested when tty is true"
+        );
+        assert_eq!(
+            ExecOptions::resolve(
+                &pod(),
+                None,
+                query(&[("command", "sh"), ("stdout", "true")])
+            )
+            .unwrap_err(),
+            "a container name must be specified for pod p, choose one of: [app side]"
+        );
+        assert_eq!(
+            ExecOptions::resolve(&pod(), Some("nope"), query(&[("command", "sh")])).unwrap_err(),
+            "container nope is not valid for pod p"
+        );
+    }
+
+    #[test]
+    fn messages_carry_their_stream_in_the_first_byte() {
+        assert_eq!(
+            decode(b"\x00hi"),
+            ClientMessage::Stdin(Bytes::from_static(b"hi"))
+        );
+        assert_eq!(decode(&[CLOSE, STDIN]), ClientMessage::StdinClosed);
+        assert_eq!(
+            decode(b"\x04{\"Width\":100,\"Height\":30}\n"),
+            ClientMessage::Resize {
+                width: 100,
+                height: 30
+            }
+        );
+        assert_eq!(decode(b"\x04junk"), ClientMessage::Other);
+        assert_eq!(decode(b""), ClientMessage::Other);
+        assert_eq!(encode(STDOUT, b"out"), b"\x01out");
+        assert_eq!(
+            negotiate("v4.channel.k8s.io, v5.channel.k8s.io"),
+            Some(V5_PROTOCOL)
+        );
+        assert_eq!(negotiate("channel.k8s.io"), None);
+    }
+
+    #[test]
+    fn the_exit_code_travels_in_the_status_causes() {
+        assert_eq!(exit_status(0)["status"], "Success");
+        let failed = exit_status(3);
+        assert_eq!(failed["reason"], "NonZeroExitCode");
+        assert_eq!(failed["details"]["causes"][0]["reason"], "ExitCode");
+        assert_eq!(failed["details"]["causes"][0]["message"], "3");
+    }
+}
