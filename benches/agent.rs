@@ -460,8 +460,16 @@ fn main() {
 
         let (server, _) = BenchServer::start_with_agent(
             work.path(),
-            // A /24 podCIDR holds 253 pods: 1,000 need a /21.
-            &["--max-pods", "1100", "--node-cidr-mask-size", "21"],
+            // A /24 podCIDR holds 253 pods: 1,000 need a /21. Disk thresholds of 1 %: kubelet's
+            // 10/15 % would put a build machine's nearly full disk under DiskPressure.
+            &[
+                "--max-pods",
+                "1100",
+                "--node-cidr-mask-size",
+                "21",
+                "--eviction-hard",
+                "memory.available<100Mi,nodefs.available<1%,nodefs.inodesFree<1%,imagefs.available<1%",
+            ],
         )
         .await;
         let client = server.client().await;
