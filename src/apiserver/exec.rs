@@ -9,7 +9,6 @@ use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
 use http::{Method, Request, Response};
-use k8s_openapi::api::core::v1::Pod;
 use tokio_tungstenite::tungstenite::Message;
 
 use super::status::ApiError;
@@ -33,19 +32,7 @@ pub(super) async fn serve<B>(
                 .into(),
         ));
     }
-    let info = crate::api::resources::find("", "v1", "pods").expect("pods are served");
-    let obj = server.registry().get(info, Some(namespace), name).await?;
-    let pod: Pod = serde_json::from_value(obj).map_err(|e| ApiError::Internal(e.to_string()))?;
-    let node = pod
-        .spec
-        .as_ref()
-        .and_then(|s| s.node_name.clone())
-        .unwrap_or_default();
-    if node.is_empty() {
-        return Err(ApiError::BadRequest(format!(
-            "pod {name} does not have a host assigned"
-        )));
-    }
+    let (pod, node) = super::logs::scheduled_pod(server, namespace, name).await?;
     let phase = pod.status.as_ref().and_then(|s| s.phase.as_deref());
     if let Some(phase @ ("Succeeded" | "Failed")) = phase {
         return Err(ApiError::BadRequest(format!(

@@ -36,17 +36,15 @@ fn forwarded_query(q: &Query) -> String {
     forwarded.finish()
 }
 
-pub(super) async fn serve(
-    server: &Arc<ApiServer>,
+/// The pod and the node it is on, which answers for it.
+pub(super) async fn scheduled_pod(
+    server: &ApiServer,
     namespace: &str,
     name: &str,
-    q: &Query,
-) -> Result<Response<Body>, ApiError> {
+) -> Result<(Pod, String), ApiError> {
     let info = crate::api::resources::find("", "v1", "pods").expect("pods are served");
     let obj = server.registry().get(info, Some(namespace), name).await?;
     let pod: Pod = serde_json::from_value(obj).map_err(|e| ApiError::Internal(e.to_string()))?;
-    let options =
-        LogOptions::resolve(&pod, None, |key| q.get(key)).map_err(ApiError::BadRequest)?;
     let node = pod
         .spec
         .as_ref()
@@ -54,9 +52,21 @@ pub(super) async fn serve(
         .unwrap_or_default();
     if node.is_empty() {
         return Err(ApiError::BadRequest(format!(
-            "pod {name} is not scheduled to a node yet"
+            "pod {name} does not have a host assigned"
         )));
     }
+    Ok((pod, node))
+}
+
+pub(super) async fn serve(
+    server: &Arc<ApiServer>,
+    namespace: &str,
+    name: &str,
+    q: &Query,
+) -> Result<Response<Body>, ApiError> {
+    let (pod, node) = scheduled_pod(server, namespace, name).await?;
+    let options =
+        LogOptions::resolve(&pod, None, |key| q.get(key)).map_err(ApiError::BadRequest)?;
     let local = server.pod_logs.get().filter(|s| s.node_name() == node);
     let stream = match local {
         Some(source) => source.stream(&pod, options).map_err(ApiError::BadRequest)?,

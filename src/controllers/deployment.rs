@@ -22,7 +22,7 @@ use super::rollout::{
     ProgressRequeue, ScaleStep, REVISION_ANNOTATION,
 };
 use super::{
-    adopt, controller_of, has_controller, run_workers, selector_matches, Context, ControllerError,
+    claim, controller_of, has_controller, run_workers, selector_matches, Context, ControllerError,
     ADOPTION_RECHECK,
 };
 use crate::client::events::{Involved, Recorder};
@@ -164,24 +164,24 @@ impl Controller {
                 .await;
             return Ok(None);
         }
-        if d.metadata.deletion_timestamp.is_none() {
-            let replica_sets = self.ctx.informers.replica_sets.list_in(namespace);
-            let selector = d.spec.as_ref().map(|s| &s.selector);
-            let orphans: Vec<_> = replica_sets
-                .iter()
-                .filter(|rs| {
-                    !has_controller(&rs.metadata)
-                        && rs.metadata.deletion_timestamp.is_none()
-                        && selector_matches(selector, rs.metadata.labels.as_ref())
-                })
-                .map(|rs| &rs.metadata)
-                .collect();
-            let owner = rollout::controller_ref("apps/v1", "Deployment", &d.metadata);
-            let collection = format!("/apis/apps/v1/namespaces/{namespace}/replicasets");
-            if adopt(&self.ctx.client, &collection, &orphans, &owner).await? > 0 {
-                // Roll out with the adopted ReplicaSets once the informer shows them owned.
-                return Ok(Some(ADOPTION_RECHECK));
-            }
+        let replica_sets = self.ctx.informers.replica_sets.list_in(namespace);
+        let metas: Vec<_> = replica_sets.iter().map(|rs| &rs.metadata).collect();
+        let owner = rollout::controller_ref("apps/v1", "Deployment", &d.metadata);
+        let collection = format!("/apis/apps/v1/namespaces/{namespace}/replicasets");
+        let changed = claim(
+            &self.ctx.client,
+            &collection,
+            &owner,
+            d.metadata.deletion_timestamp.is_some(),
+            d.spec.as_ref().map(|s| &s.selector),
+            &metas,
+            |_| true,
+            &[],
+        )
+        .await?;
+        if changed > 0 {
+            // Roll out with the adopted ReplicaSets once the informer shows them owned.
+            return Ok(Some(ADOPTION_RECHECK));
         }
         let owned: Vec<ReplicaSet> = self
             .ctx

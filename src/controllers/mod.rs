@@ -195,32 +195,6 @@ pub fn has_controller(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::Obj
         .any(|r| r.controller == Some(true))
 }
 
-/// Adopts orphans as Kubernetes' ControllerRefManager does: each object under `collection` gets `owner`
-/// as its controller, guarded by the resourceVersion it was seen at (an object that changed meanwhile is
-/// looked at again on the next sync). Returns how many were adopted.
-pub async fn adopt(
-    client: &Client,
-    collection: &str,
-    orphans: &[&k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta],
-    owner: &k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference,
-) -> Result<usize, ControllerError> {
-    let mut adopted = 0;
-    for meta in orphans {
-        let mut refs = meta.owner_references.clone().unwrap_or_default();
-        refs.push(owner.clone());
-        let patch = serde_json::json!({"metadata": {
-            "resourceVersion": meta.resource_version, "ownerReferences": refs,
-        }});
-        let path = format!("{collection}/{}", meta.name.as_deref().unwrap_or_default());
-        match client.merge_patch(&path, &patch).await {
-            Ok(_) => adopted += 1,
-            Err(e) if e.is_not_found() || e.is_conflict() => {}
-            Err(e) => return Err(e.into()),
-        }
-    }
-    Ok(adopted)
-}
-
 /// How soon a controller that adopted or released objects looks again, once its informer shows them.
 pub const ADOPTION_RECHECK: Duration = Duration::from_millis(200);
 

@@ -17,7 +17,7 @@ use super::rollout::{
     SLOW_START_INITIAL_BATCH_SIZE,
 };
 use super::{
-    adopt, controller_of, has_controller, pod_ranking, run_workers, selector_matches, Context,
+    claim, controller_of, has_controller, pod_ranking, run_workers, selector_matches, Context,
     ControllerError, ADOPTION_RECHECK,
 };
 use crate::client::events::{Involved, Recorder};
@@ -94,25 +94,29 @@ impl Controller {
         let (namespace, _) = split_key(key);
         let uid = rs.metadata.uid.as_deref().unwrap_or_default();
         let pods = self.ctx.informers.pods.list_in(namespace);
-        if rs.metadata.deletion_timestamp.is_none() {
-            let selector = rs.spec.as_ref().map(|s| &s.selector);
-            let orphans: Vec<_> = pods
-                .iter()
-                .filter(|p| {
-                    !has_controller(&p.metadata)
-                        && p.metadata.deletion_timestamp.is_none()
-                        && is_pod_active(p)
-                        && selector_matches(selector, p.metadata.labels.as_ref())
-                })
-                .map(|p| &p.metadata)
-                .collect();
-            let owner = controller_ref("apps/v1", "ReplicaSet", &rs.metadata);
-            let collection = format!("/api/v1/namespaces/{namespace}/pods");
-            let adopted = adopt(&self.ctx.client, &collection, &orphans, &owner).await?;
-            if adopted > 0 {
-                // Count the adopted pods once the informer shows them owned, not create more now.
-                return Ok(Some(ADOPTION_RECHECK));
-            }
+        let selector = rs.spec.as_ref().map(|s| &s.selector);
+        let active: Vec<_> = pods
+            .iter()
+            .filter(|p| is_pod_active(p))
+            .map(|p| &p.metadata)
+            .collect();
+        let owner = controller_ref("apps/v1", "ReplicaSet", &rs.metadata);
+        let collection = format!("/api/v1/namespaces/{namespace}/pods");
+        let deleting = rs.metadata.deletion_timestamp.is_some();
+        let changed = claim(
+            &self.ctx.client,
+            &collection,
+            &owner,
+            deleting,
+            selector,
+            &active,
+            |_| true,
+            &[],
+        )
+        .await?;
+        if changed > 0 {
+            // Count the adopted pods once the informer shows them owned, not create more now.
+            return Ok(Some(ADOPTION_RECHECK));
         }
         let owned: Vec<&Pod> = pods
             .iter()

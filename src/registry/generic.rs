@@ -19,6 +19,7 @@ pub fn prepare_for_create(info: &ResourceInfo, obj: &mut Value) {
         }
     }
     crate::api::defaults::apply_defaults(info.kind, obj);
+    drop_empty_metadata(obj);
     if obj.get("spec").is_some() {
         crate::api::meta::set_meta(obj, "generation", 1);
     }
@@ -37,7 +38,26 @@ pub fn prepare_for_update(info: &ResourceInfo, new: &mut Value, old: &Value) {
         }
     }
     crate::api::defaults::apply_defaults(info.kind, new);
+    drop_empty_metadata(new);
     bump_generation(new, old);
+}
+
+/// Empty labels, annotations, owner references and finalizers are not stored: Kubernetes' ObjectMeta
+/// omits them (`omitempty`), so a patch that empties `ownerReferences` leaves no field behind.
+fn drop_empty_metadata(obj: &mut Value) {
+    if let Some(meta) = obj.get_mut("metadata").and_then(Value::as_object_mut) {
+        for field in ["labels", "annotations", "ownerReferences", "finalizers"] {
+            let empty = match meta.get(field) {
+                Some(Value::Array(a)) => a.is_empty(),
+                Some(Value::Object(o)) => o.is_empty(),
+                Some(Value::Null) => true,
+                _ => false,
+            };
+            if empty {
+                meta.remove(field);
+            }
+        }
+    }
 }
 
 pub fn prepare_for_status_update(new: &mut Value, old: &Value) {
@@ -99,6 +119,15 @@ mod tests {
         prepare_for_update(deployments(), &mut changed, &old);
         assert_eq!(changed["metadata"]["generation"], 4);
         assert_eq!(changed["status"], json!({"replicas":2}));
+    }
+
+    #[test]
+    fn empty_metadata_lists_and_maps_are_not_stored() {
+        let old = json!({"metadata":{"name":"d"},"spec":{"replicas":2}});
+        let mut new = json!({"metadata":{"name":"d","ownerReferences":[],"finalizers":[],"labels":{},
+            "annotations":{"a":"b"}},"spec":{"replicas":2}});
+        prepare_for_update(deployments(), &mut new, &old);
+        assert_eq!(new["metadata"], json!({"name":"d","annotations":{"a":"b"}}));
     }
 
     #[test]

@@ -473,7 +473,10 @@ impl Registry {
         }
         strategy.prepare_for_create(storage_info, &mut obj);
         match (storage_info.group, storage_info.plural) {
-            ("", "pods") => super::admission::limit_ranger::admit_pod(self, info, &mut obj).await?,
+            ("", "pods") => {
+                super::admission::limit_ranger::admit_pod(self, info, &mut obj).await?;
+                super::admission::priority::admit_pod(self, info, &mut obj).await?;
+            }
             ("", "persistentvolumeclaims") => {
                 super::admission::default_storage_class::admit_claim(self, &mut obj).await?
             }

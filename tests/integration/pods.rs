@@ -707,7 +707,7 @@ apiVersion: v1
 kind: Pod
 metadata: {name: critical}
 spec:
-  priority: 2000001000
+  priorityClassName: system-node-critical
   terminationGracePeriodSeconds: 1
   tolerations: [{key: node.kubernetes.io/memory-pressure, operator: Exists, effect: NoSchedule}]
   containers:

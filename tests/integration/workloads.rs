@@ -293,7 +293,7 @@ fn deployment_rolls_out_records_history_undoes_and_cleans_up() {
 }
 
 #[test]
-fn quota_and_limit_range_rejections_read_as_kubectl_prints_them() {
+fn quota_limit_range_and_priority_admission_read_as_kubectl_prints_them() {
     let s = Server::start();
     s.ok(&["create", "quota", "compute", "--hard=pods=2,requests.cpu=1"]);
     let limits = s.write(
@@ -361,6 +361,41 @@ fn quota_and_limit_range_rejections_read_as_kubectl_prints_them() {
     assert!(s
         .ok(&["get", "serviceaccount", "default", "-o", "name"])
         .contains("serviceaccount/default"));
+
+    // Priority admission: a pod's class, else the global default, becomes its priority.
+    s.ok(&["create", "namespace", "prio"]);
+    let classes = s.write(
+        "classes.yaml",
+        "apiVersion: scheduling.k8s.io/v1\nkind: PriorityClass\nmetadata: {name: high}\nvalue: 1000\n---\napiVersion: scheduling.k8s.io/v1\nkind: PriorityClass\nmetadata: {name: fallback}\nvalue: 10\nglobalDefault: true\npreemptionPolicy: Never\n",
+    );
+    s.ok(&["apply", "-f", classes.to_str().unwrap()]);
+    let pods = s.write(
+        "prioritized.yaml",
+        "apiVersion: v1\nkind: Pod\nmetadata: {name: urgent, namespace: prio}\nspec:\n  priorityClassName: high\n  containers: [{name: main, image: busybox:1.36}]\n---\napiVersion: v1\nkind: Pod\nmetadata: {name: plain, namespace: prio}\nspec:\n  containers: [{name: main, image: busybox:1.36}]\n",
+    );
+    s.ok(&["apply", "-f", pods.to_str().unwrap()]);
+    let priority = |pod: &str| {
+        s.ok(&[
+            "-n",
+            "prio",
+            "get",
+            "pod",
+            pod,
+            "-o",
+            "jsonpath={.spec.priorityClassName}/{.spec.priority}/{.spec.preemptionPolicy}",
+        ])
+    };
+    assert_eq!(priority("urgent"), "high/1000/PreemptLowerPriority");
+    assert_eq!(priority("plain"), "fallback/10/Never");
+    let ghost = s.write(
+        "ghost.yaml",
+        "apiVersion: v1\nkind: Pod\nmetadata: {name: ghost, namespace: prio}\nspec:\n  priorityClassName: nope\n  containers: [{name: main, image: busybox:1.36}]\n",
+    );
+    let err = s.fails(&["create", "-f", ghost.to_str().unwrap()]);
+    assert!(
+        err.contains("pods \"ghost\" is forbidden: no PriorityClass with name nope was found"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -433,7 +468,7 @@ fn claims_are_provisioned_on_first_use_or_bound_to_matching_volumes() {
 }
 
 #[test]
-fn orphans_are_adopted_by_a_recreated_owner() {
+fn orphans_are_adopted_by_a_recreated_owner_and_unselected_pods_released() {
     let (s, _agent) = Server::with_hollow_nodes(2);
     s.ok(&[
         "create",
@@ -514,4 +549,20 @@ fn orphans_are_adopted_by_a_recreated_owner() {
             && owners.split_whitespace().filter(|o| *o == uid).count() == 2
     });
     assert_eq!(names(&s), before, "no pod was replaced");
+
+    // A pod relabelled out of the selector is released, and a replacement takes its place.
+    let released = before[0].clone();
+    s.ok(&["label", "pod", &released, "app=debug", "--overwrite"]);
+    s.eventually("the pod released and replaced", WAIT, || {
+        s.ok(&[
+            "get",
+            "pod",
+            &released,
+            "-o",
+            "jsonpath={.metadata.ownerReferences}",
+        ])
+        .is_empty()
+            && pods(&s, "app=web").len() == 2
+            && !names(&s).contains(&released)
+    });
 }

@@ -1,7 +1,8 @@
 //! What the kubelet does on a timer rather than per pod: the node's pressure conditions from kubelet's hard
 //! eviction thresholds (`--eviction-hard`, same syntax and defaults as kubelet's), image garbage
 //! collection when the image filesystem fills up (kubelet's 85 % / 80 % thresholds), and, when a threshold
-//! stays crossed after that, the eviction of one pod per round (`eviction.rs`).
+//! stays crossed after that, the eviction of one pod per round (`eviction.rs`); and the removal of pod
+//! cgroups that were still in use when their pod was released.
 
 use std::collections::HashSet;
 use std::path::Path;
@@ -10,7 +11,7 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
-use super::{eviction, Kubelet};
+use super::{eviction, pod_cgroup, Kubelet};
 use crate::agent::node::NodePressure;
 use crate::agent::AgentError;
 
@@ -256,6 +257,11 @@ pub(super) async fn run(
             changed
         });
         eviction::evict_one(&kubelet, &crossed);
+        kubelet
+            .leftover_cgroups
+            .lock()
+            .expect("lock")
+            .retain(|uid| !pod_cgroup::remove(Path::new(pod_cgroup::ROOT), uid));
         tokio::select! {
             _ = tokio::time::sleep(PRESSURE_PERIOD) => {}
             _ = shutdown.wait_for(|s| *s) => return,

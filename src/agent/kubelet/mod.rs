@@ -97,6 +97,8 @@ pub(crate) struct Kubelet {
     pub watched: Mutex<HashSet<String>>,
     /// Pods the eviction manager chose, by uid, while they exist.
     pub evictions: Mutex<HashMap<String, eviction::Eviction>>,
+    /// Uids of released pods whose cgroup was still in use, for housekeeping to remove later.
+    pub leftover_cgroups: Mutex<HashSet<String>>,
 }
 
 /// Runs the kubelet until `shutdown`, on the node's runtime (see [`open_runtime`]).
@@ -191,6 +193,7 @@ pub async fn run(
         terminating: Default::default(),
         watched: Default::default(),
         evictions: Default::default(),
+        leftover_cgroups: Default::default(),
         probes: Default::default(),
     });
     {

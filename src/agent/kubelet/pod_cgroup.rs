@@ -143,18 +143,20 @@ fn write(dir: &Path, file: &str, value: &str) -> Result<(), CgroupError> {
     std::fs::write(&path, value).map_err(io_error("writing", &path))
 }
 
-/// Removes the pod's cgroup directories (libcontainer removes the containers' own on delete) under the v1
-/// hierarchies and the unified one. What is still in use stays.
-pub fn remove(root: &Path, uid: &str) {
+/// Removes the pod's cgroup directories, with the containers' own that are empty, under the v1
+/// hierarchies and the unified one; whether none is left. What still holds a process stays: a shim
+/// deletes its container (and that container's cgroup) in its own time, so the kubelet tries again.
+pub fn remove(root: &Path, uid: &str) -> bool {
     let relative = path(uid);
     let relative = relative.trim_start_matches('/');
     let Ok(hierarchies) = std::fs::read_dir(root) else {
-        return;
+        return true;
     };
     let mut candidates = vec![root.join(relative)];
     for h in hierarchies.flatten() {
         candidates.push(h.path().join(relative));
     }
+    let mut gone = true;
     for dir in candidates {
         if let Ok(children) = std::fs::read_dir(&dir) {
             for child in children.flatten() {
@@ -163,8 +165,12 @@ pub fn remove(root: &Path, uid: &str) {
                 }
             }
         }
-        let _ = std::fs::remove_dir(&dir);
+        match std::fs::remove_dir(&dir) {
+            Err(e) if e.kind() != ErrorKind::NotFound => gone = false,
+            _ => {}
+        }
     }
+    gone
 }
 
 #[cfg(test)]
@@ -226,10 +232,18 @@ mod tests {
         assert!(!root.path().join("cpu/orch/podc/cpu.cfs_quota_us").exists());
         assert_eq!(read(root.path().join("cpu/orch/podc/cpu.shares")), "2");
 
-        remove(root.path(), "a-b");
-        std::fs::remove_file(memory.join("memory.limit_in_bytes")).unwrap();
-        remove(root.path(), "a-b");
-        assert!(!memory.exists());
+        // A real cgroup directory holds only kernel files, which rmdir ignores; the fake's are real.
+        assert!(
+            !remove(root.path(), "a-b"),
+            "a directory with contents stays"
+        );
+        for dir in [&memory, &cpu] {
+            for file in std::fs::read_dir(dir).unwrap() {
+                std::fs::remove_file(file.unwrap().path()).unwrap();
+            }
+        }
+        assert!(remove(root.path(), "a-b"));
+        assert!(!memory.exists() && !cpu.exists());
     }
 
     #[test]

@@ -228,7 +228,12 @@ impl Kubelet {
         let pod_dir = sandbox::pod_dir(&self.config.data_dir, uid);
         sandbox::release(&self.config.run_dir, &pod_dir, uid);
         volumes::tear_down(&pod_dir);
-        pod_cgroup::remove(Path::new(pod_cgroup::ROOT), uid);
+        if !pod_cgroup::remove(Path::new(pod_cgroup::ROOT), uid) {
+            self.leftover_cgroups
+                .lock()
+                .expect("lock")
+                .insert(uid.to_string());
+        }
         self.backoff.forget_pod(uid);
         self.image_backoff.forget_pod(uid);
         let prefix = format!("{uid}/");

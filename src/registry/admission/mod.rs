@@ -2,10 +2,11 @@
 //! where defaults are applied (Kubernetes defaults before admitting): LimitRanger fills in and bounds
 //! container resources from the namespace's LimitRanges; ResourceQuota refuses a create that would exceed
 //! a quota and charges the quota's `status.used` for it; DefaultStorageClass gives claims the default
-//! StorageClass.
+//! StorageClass; Priority turns a pod's PriorityClass into its priority.
 
 pub mod default_storage_class;
 pub mod limit_ranger;
+pub mod priority;
 pub mod resource_quota;
 
 use serde_json::Value;
