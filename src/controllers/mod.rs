@@ -200,8 +200,9 @@ pub const ADOPTION_RECHECK: Duration = Duration::from_millis(200);
 
 /// Kubernetes' ControllerRefManager claim over the objects (pods, ControllerRevisions) of `owner`'s
 /// namespace under `collection`: orphans its selector matches (and `member` accepts) are adopted, with
-/// `finalizers` added, unless the owner is being deleted; objects it controls that the selector no
-/// longer matches are released. Both patches are guarded by the resourceVersion the object was seen at.
+/// `finalizers` added, and objects it controls that the selector no longer matches are released, both
+/// only while the owner is not being deleted (its dependents then stay its own until the garbage
+/// collector is done with them). Both patches are guarded by the resourceVersion the object was seen at.
 /// Returns how many objects changed hands: the caller looks again once the informer shows them, rather
 /// than acting on the old picture.
 #[allow(clippy::too_many_arguments)]
@@ -222,7 +223,7 @@ pub async fn claim(
         let ours = refs
             .iter()
             .any(|r| r.controller == Some(true) && r.uid == owner.uid);
-        let patch = if ours && !matches {
+        let patch = if ours && !matches && !owner_deleting {
             let kept: Vec<_> = refs.into_iter().filter(|r| r.uid != owner.uid).collect();
             serde_json::json!({"metadata": {"resourceVersion": meta.resource_version, "ownerReferences": kept}})
         } else if !ours
@@ -437,12 +438,15 @@ mod tests {
             "another controller's pod is left alone"
         );
 
-        // A claim from a stale picture changes nothing; an owner being deleted adopts nothing.
+        // A claim from a stale picture changes nothing; an owner being deleted adopts and releases
+        // nothing: its dependents stay its own for the garbage collector.
         let changed = claim_pods(snapshot.clone(), false, &[]).await;
         assert_eq!(changed, 0);
         create(&pods, "web-3", "web", vec![]).await;
+        create(&pods, "web-4", "db", vec![web.clone()]).await;
         let changed = claim_pods(all(&pods).await, true, &[]).await;
         assert_eq!(changed, 0);
         assert!(!has_controller(&get("web-3").await.metadata));
+        assert!(has_controller(&get("web-4").await.metadata));
     }
 }

@@ -359,8 +359,8 @@ impl Drop for Server {
 }
 
 /// Containers outlive their agent by design; a finished test kills them, deletes its pods' network
-/// interfaces and unmounts what the agent mounted under its directories (overlay roots, tmpfs volumes,
-/// network namespaces) so the temporary directory can go.
+/// interfaces, unmounts what the agent mounted under its directories (overlay roots, tmpfs volumes,
+/// network namespaces) so the temporary directory can go, and removes its pods' cgroups.
 pub fn clean_up_containers(data_dir: &Path) {
     let containers = data_dir.join("agent/containers");
     // Twice: a shim that was starting when the server died reports its container a moment later.
@@ -410,5 +410,23 @@ pub fn clean_up_containers(data_dir: &Path) {
     targets.sort_by_key(|t| std::cmp::Reverse(t.len()));
     for t in targets {
         let _ = nix::mount::umount2(t, nix::mount::MntFlags::MNT_DETACH);
+    }
+    // The pods' cgroups, empty once their processes are gone (the kernel may take a moment).
+    let uids: std::collections::BTreeSet<String> = std::fs::read_dir(&containers)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| std::fs::read_to_string(e.path().join("meta.json")).ok())
+        .filter_map(|text| serde_json::from_str::<serde_json::Value>(&text).ok())
+        .filter_map(|meta| meta["pod_uid"].as_str().map(str::to_string))
+        .collect();
+    let root = Path::new(orch::agent::kubelet::pod_cgroup::ROOT);
+    for uid in uids {
+        for _ in 0..10 {
+            if orch::agent::kubelet::pod_cgroup::remove(root, &uid) {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
     }
 }

@@ -335,7 +335,7 @@ fn label_annotate_scale_patch_edit() {
 fn owned_replicaset(s: &Server, owner: &str, name: &str) {
     let uid = s.ok(&["get", "deploy", owner, "-o", "jsonpath={.metadata.uid}"]);
     let rs = format!(
-        r#"{{"apiVersion":"apps/v1","kind":"ReplicaSet","metadata":{{"name":"{name}","ownerReferences":[{{"apiVersion":"apps/v1","kind":"Deployment","name":"{owner}","uid":"{uid}","controller":true,"blockOwnerDeletion":true}}]}},
+        r#"{{"apiVersion":"apps/v1","kind":"ReplicaSet","metadata":{{"name":"{name}","labels":{{"app":"{owner}"}},"ownerReferences":[{{"apiVersion":"apps/v1","kind":"Deployment","name":"{owner}","uid":"{uid}","controller":true,"blockOwnerDeletion":true}}]}},
            "spec":{{"replicas":0,"selector":{{"matchLabels":{{"app":"{owner}"}}}},"template":{{"metadata":{{"labels":{{"app":"{owner}"}}}},"spec":{{"containers":[{{"name":"c","image":"busybox"}}]}}}}}}}}"#
     );
     let path = s.write(&format!("{name}.json"), &rs);

@@ -18,6 +18,8 @@ use crate::agent::AgentError;
 /// kubelet's default `--eviction-hard` on Linux.
 pub const DEFAULT_EVICTION_HARD: &str =
     "memory.available<100Mi,nodefs.available<10%,nodefs.inodesFree<5%,imagefs.available<15%";
+/// How long a stopping kubelet waits before its last try at removing pod cgroups still in use.
+const LAST_CGROUP_TRY: Duration = Duration::from_millis(500);
 /// How often the thresholds are compared with the machine (kubelet's eviction monitoring interval).
 const PRESSURE_PERIOD: Duration = Duration::from_secs(10);
 /// How often images are considered for removal (kubelet's ImageGCPeriod).
@@ -257,16 +259,26 @@ pub(super) async fn run(
             changed
         });
         eviction::evict_one(&kubelet, &crossed);
-        kubelet
-            .leftover_cgroups
-            .lock()
-            .expect("lock")
-            .retain(|uid| !pod_cgroup::remove(Path::new(pod_cgroup::ROOT), uid));
-        tokio::select! {
-            _ = tokio::time::sleep(PRESSURE_PERIOD) => {}
-            _ = shutdown.wait_for(|s| *s) => return,
+        remove_leftover_cgroups(&kubelet);
+        let stopping = tokio::select! {
+            _ = tokio::time::sleep(PRESSURE_PERIOD) => false,
+            _ = shutdown.wait_for(|s| *s) => true,
+        };
+        if stopping {
+            // Shims finish deleting their containers within moments: a last try before leaving.
+            tokio::time::sleep(LAST_CGROUP_TRY).await;
+            remove_leftover_cgroups(&kubelet);
+            return;
         }
     }
+}
+
+fn remove_leftover_cgroups(kubelet: &Kubelet) {
+    kubelet
+        .leftover_cgroups
+        .lock()
+        .expect("lock")
+        .retain(|uid| !pod_cgroup::remove(Path::new(pod_cgroup::ROOT), uid));
 }
 
 /// kubelet's image GC: images no container on the node uses, least recently used first.
