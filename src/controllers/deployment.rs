@@ -22,7 +22,7 @@ use super::rollout::{
     ProgressRequeue, ScaleStep, REVISION_ANNOTATION,
 };
 use super::{
-    claim, controller_of, has_controller, run_workers, selector_matches, Context, ControllerError,
+    controller_of, has_controller, run_workers, selector_matches, Claim, Context, ControllerError,
     ADOPTION_RECHECK,
 };
 use crate::client::events::{Involved, Recorder};
@@ -168,16 +168,13 @@ impl Controller {
         let metas: Vec<_> = replica_sets.iter().map(|rs| &rs.metadata).collect();
         let owner = rollout::controller_ref("apps/v1", "Deployment", &d.metadata);
         let collection = format!("/apis/apps/v1/namespaces/{namespace}/replicasets");
-        let changed = claim(
-            &self.ctx.client,
-            &collection,
-            &owner,
-            d.metadata.deletion_timestamp.is_some(),
-            d.spec.as_ref().map(|s| &s.selector),
-            &metas,
-            |_| true,
-            &[],
-        )
+        let changed = Claim {
+            client: &self.ctx.client,
+            owner: &owner,
+            owner_deleting: d.metadata.deletion_timestamp.is_some(),
+            selector: d.spec.as_ref().map(|s| &s.selector),
+        }
+        .over(&collection, &metas, |_| true, &[])
         .await?;
         if changed > 0 {
             // Roll out with the adopted ReplicaSets once the informer shows them owned.

@@ -39,7 +39,7 @@ use super::rollout::{
     filter_active_pods, is_pod_ready, slow_start_batches, SLOW_START_INITIAL_BATCH_SIZE,
 };
 use super::{
-    claim, controller_key, controller_of, run_workers, selecting_owners, Context, ControllerError,
+    controller_key, controller_of, run_workers, selecting_owners, Claim, Context, ControllerError,
     ADOPTION_RECHECK,
 };
 use crate::client::events::{Involved, Recorder};
@@ -1117,12 +1117,14 @@ impl Controller {
             return Ok(None);
         }
         let pods: Vec<&ObjectMeta> = namespace_pods.iter().map(|p| &p.metadata).collect();
-        let claimed = claim(
-            &self.ctx.client,
+        let claimed = Claim {
+            client: &self.ctx.client,
+            owner: &controller_ref("batch/v1", "Job", &shared.metadata),
+            owner_deleting: shared.metadata.deletion_timestamp.is_some(),
+            selector: shared.spec.as_ref().and_then(|s| s.selector.as_ref()),
+        }
+        .over(
             &format!("/api/v1/namespaces/{namespace}/pods"),
-            &controller_ref("batch/v1", "Job", &shared.metadata),
-            shared.metadata.deletion_timestamp.is_some(),
-            shared.spec.as_ref().and_then(|s| s.selector.as_ref()),
             &pods,
             |_| true,
             &[JOB_TRACKING_FINALIZER],

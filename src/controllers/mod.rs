@@ -198,65 +198,78 @@ pub fn has_controller(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::Obj
 /// How soon a controller that adopted or released objects looks again, once its informer shows them.
 pub const ADOPTION_RECHECK: Duration = Duration::from_millis(200);
 
-/// Kubernetes' ControllerRefManager claim over the objects (pods, ControllerRevisions) of `owner`'s
-/// namespace under `collection`: orphans its selector matches (and `member` accepts) are adopted, with
-/// `finalizers` added, and objects it controls that the selector no longer matches are released, both
+/// Kubernetes' ControllerRefManager: `owner` claims objects of its namespace. Orphans its selector
+/// matches are adopted, and objects it controls that the selector no longer matches are released, both
 /// only while the owner is not being deleted (its dependents then stay its own until the garbage
-/// collector is done with them). Both patches are guarded by the resourceVersion the object was seen at.
-/// Returns how many objects changed hands: the caller looks again once the informer shows them, rather
-/// than acting on the old picture.
-#[allow(clippy::too_many_arguments)]
-pub async fn claim(
-    client: &Client,
-    collection: &str,
-    owner: &k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference,
-    owner_deleting: bool,
-    selector: Option<&k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector>,
-    objects: &[&k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta],
-    member: impl Fn(&k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) -> bool,
-    finalizers: &[&str],
-) -> Result<usize, ControllerError> {
-    let mut changed = 0;
-    for meta in objects {
-        let matches = selector_matches(selector, meta.labels.as_ref());
-        let refs = meta.owner_references.clone().unwrap_or_default();
-        let ours = refs
-            .iter()
-            .any(|r| r.controller == Some(true) && r.uid == owner.uid);
-        let patch = if ours && !matches && !owner_deleting {
-            let kept: Vec<_> = refs.into_iter().filter(|r| r.uid != owner.uid).collect();
-            serde_json::json!({"metadata": {"resourceVersion": meta.resource_version, "ownerReferences": kept}})
-        } else if !ours
-            && matches
-            && !owner_deleting
-            && !has_controller(meta)
-            && meta.deletion_timestamp.is_none()
-            && member(meta)
-        {
-            let mut adopted = refs;
-            adopted.push(owner.clone());
-            let mut with_finalizers = meta.finalizers.clone().unwrap_or_default();
-            for f in finalizers {
-                if !with_finalizers.iter().any(|have| have == f) {
-                    with_finalizers.push(f.to_string());
-                }
-            }
-            serde_json::json!({"metadata": {"resourceVersion": meta.resource_version,
-                "ownerReferences": adopted, "finalizers": with_finalizers}})
-        } else {
-            continue;
-        };
-        let path = format!("{collection}/{}", meta.name.as_deref().unwrap_or_default());
-        match client.merge_patch(&path, &patch).await {
-            Ok(_) => changed += 1,
-            Err(e) if e.is_not_found() || e.is_conflict() => {}
-            Err(e) => return Err(e.into()),
-        }
-    }
-    Ok(changed)
+/// collector is done with them).
+#[derive(Clone, Copy)]
+pub struct Claim<'a> {
+    pub client: &'a Client,
+    pub owner: &'a k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference,
+    pub owner_deleting: bool,
+    pub selector: Option<&'a k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector>,
 }
 
-/// [`claim`] for an apps/v1 workload with history (DaemonSet, StatefulSet): its pods (those `member`
+impl Claim<'_> {
+    /// Claims `objects` (pods, ReplicaSets, ControllerRevisions) under `collection`: of the orphans, only
+    /// those `member` accepts, adopted with `finalizers` added. Both patches are guarded by the
+    /// resourceVersion the object was seen at. Returns how many objects changed hands: the caller looks
+    /// again once the informer shows them, rather than acting on the old picture.
+    pub async fn over(
+        &self,
+        collection: &str,
+        objects: &[&k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta],
+        member: impl Fn(&k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) -> bool,
+        finalizers: &[&str],
+    ) -> Result<usize, ControllerError> {
+        let Claim {
+            client,
+            owner,
+            owner_deleting,
+            selector,
+        } = *self;
+        let mut changed = 0;
+        for meta in objects {
+            let matches = selector_matches(selector, meta.labels.as_ref());
+            let refs = meta.owner_references.clone().unwrap_or_default();
+            let ours = refs
+                .iter()
+                .any(|r| r.controller == Some(true) && r.uid == owner.uid);
+            let patch = if ours && !matches && !owner_deleting {
+                let kept: Vec<_> = refs.into_iter().filter(|r| r.uid != owner.uid).collect();
+                serde_json::json!({"metadata": {"resourceVersion": meta.resource_version, "ownerReferences": kept}})
+            } else if !ours
+                && matches
+                && !owner_deleting
+                && !has_controller(meta)
+                && meta.deletion_timestamp.is_none()
+                && member(meta)
+            {
+                let mut adopted = refs;
+                adopted.push(owner.clone());
+                let mut with_finalizers = meta.finalizers.clone().unwrap_or_default();
+                for f in finalizers {
+                    if !with_finalizers.iter().any(|have| have == f) {
+                        with_finalizers.push(f.to_string());
+                    }
+                }
+                serde_json::json!({"metadata": {"resourceVersion": meta.resource_version,
+                    "ownerReferences": adopted, "finalizers": with_finalizers}})
+            } else {
+                continue;
+            };
+            let path = format!("{collection}/{}", meta.name.as_deref().unwrap_or_default());
+            match client.merge_patch(&path, &patch).await {
+                Ok(_) => changed += 1,
+                Err(e) if e.is_not_found() || e.is_conflict() => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(changed)
+    }
+}
+
+/// A [`Claim`] for an apps/v1 workload with history (DaemonSet, StatefulSet): its pods (those `member`
 /// accepts) and its ControllerRevisions, so that a workload deleted with `--cascade=orphan` and created
 /// again takes both back and rolls nothing out.
 pub async fn claim_pods_and_revisions(
@@ -275,28 +288,23 @@ pub async fn claim_pods_and_revisions(
     let revisions: Vec<_> = revisions.iter().map(|r| &r.metadata).collect();
     let collection =
         |plural: &str, prefix: &str| format!("{prefix}/namespaces/{namespace}/{plural}");
-    let pods_changed = claim(
-        &ctx.client,
-        &collection("pods", "/api/v1"),
-        &reference,
-        deleting,
+    let claim = Claim {
+        client: &ctx.client,
+        owner: &reference,
+        owner_deleting: deleting,
         selector,
-        &pods,
-        member,
-        &[],
-    )
-    .await?;
-    let revisions_changed = claim(
-        &ctx.client,
-        &collection("controllerrevisions", "/apis/apps/v1"),
-        &reference,
-        deleting,
-        selector,
-        &revisions,
-        |_| true,
-        &[],
-    )
-    .await?;
+    };
+    let pods_changed = claim
+        .over(&collection("pods", "/api/v1"), &pods, member, &[])
+        .await?;
+    let revisions_changed = claim
+        .over(
+            &collection("controllerrevisions", "/apis/apps/v1"),
+            &revisions,
+            |_| true,
+            &[],
+        )
+        .await?;
     Ok(pods_changed + revisions_changed)
 }
 
@@ -395,16 +403,13 @@ mod tests {
                 let selector = selector.clone();
                 async move {
                     let metas: Vec<&ObjectMeta> = snapshot.iter().map(|p| &p.metadata).collect();
-                    claim(
-                        &client,
-                        collection,
-                        &web,
-                        deleting,
-                        Some(&selector),
-                        &metas,
-                        member,
-                        finalizers,
-                    )
+                    Claim {
+                        client: &client,
+                        owner: &web,
+                        owner_deleting: deleting,
+                        selector: Some(&selector),
+                    }
+                    .over(collection, &metas, member, finalizers)
                     .await
                     .unwrap()
                 }

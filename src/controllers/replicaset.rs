@@ -17,7 +17,7 @@ use super::rollout::{
     SLOW_START_INITIAL_BATCH_SIZE,
 };
 use super::{
-    claim, controller_of, has_controller, pod_ranking, run_workers, selector_matches, Context,
+    controller_of, has_controller, pod_ranking, run_workers, selector_matches, Claim, Context,
     ControllerError, ADOPTION_RECHECK,
 };
 use crate::client::events::{Involved, Recorder};
@@ -102,17 +102,13 @@ impl Controller {
             .collect();
         let owner = controller_ref("apps/v1", "ReplicaSet", &rs.metadata);
         let collection = format!("/api/v1/namespaces/{namespace}/pods");
-        let deleting = rs.metadata.deletion_timestamp.is_some();
-        let changed = claim(
-            &self.ctx.client,
-            &collection,
-            &owner,
-            deleting,
+        let changed = Claim {
+            client: &self.ctx.client,
+            owner: &owner,
+            owner_deleting: rs.metadata.deletion_timestamp.is_some(),
             selector,
-            &active,
-            |_| true,
-            &[],
-        )
+        }
+        .over(&collection, &active, |_| true, &[])
         .await?;
         if changed > 0 {
             // Count the adopted pods once the informer shows them owned, not create more now.
