@@ -156,6 +156,20 @@ async fn delete_all(client: &Client) {
     }
 }
 
+/// Waits until the node has removed every container (pods leave the API before their teardown ends).
+async fn wait_for_no_containers(data_dir: &Path) {
+    let containers = data_dir.join("agent/containers");
+    let started = Instant::now();
+    while std::fs::read_dir(&containers).is_ok_and(|mut d| d.next().is_some()) {
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "containers left on the node: {}",
+            containers.display()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 /// Time from creating a Deployment of `replicas` sleep pods to all of them available.
 async fn deployment_available(client: &Client, replicas: u32) -> Duration {
     let deployment = json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web"},
@@ -533,6 +547,8 @@ fn main() {
             per_pod <= 1024.0,
         );
         delete_all(&client).await;
+        // The Deployment is timed on a quiet node, not beside the teardown of the pods above.
+        wait_for_no_containers(&server.data_dir()).await;
 
         let took = deployment_available(&client, 100).await;
         report(
@@ -569,6 +585,8 @@ fn main() {
             target >= 1000,
         );
         delete_all(&client).await;
+        // The kubelet releases what the pods had (network, cgroups) before the server goes.
+        wait_for_no_containers(&server.data_dir()).await;
         server.stop();
         clean_up(work.path());
     });
