@@ -155,7 +155,7 @@ fn main() {
             "(hollow nodes)",
             true,
         );
-        println!("  on a real node: needs the container runtime (agent issue), not measured");
+        println!("  on a real node: measured by the agent benchmark (benches/agent.rs, as root)");
         let _ = agent.kill();
         let _ = agent.wait();
         server.stop();
