@@ -21,6 +21,16 @@ fn node_lock() -> std::sync::MutexGuard<'static, ()> {
     NODE.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+/// The real node to this test alone, Ready, with busybox imported: where most pod tests start.
+fn busybox_node() -> (std::sync::MutexGuard<'static, ()>, Server) {
+    require_root();
+    let lock = node_lock();
+    let s = Server::with_agent("", &[]);
+    ready_node(&s);
+    import_busybox(&s);
+    (lock, s)
+}
+
 fn jsonpath(s: &Server, pod: &str, path: &str) -> String {
     let out = s.kubectl(&["get", "pod", pod, "-o", &format!("jsonpath={path}")]);
     String::from_utf8_lossy(&out.stdout).into_owned()
@@ -406,11 +416,7 @@ fn import_busybox_into(s: &Server, data_dir: &std::path::Path) {
 
 #[test]
 fn probes_decide_readiness_and_restarts_and_hooks_run() {
-    require_root();
-    let _node = node_lock();
-    let s = Server::with_agent("", &[]);
-    ready_node(&s);
-    import_busybox(&s);
+    let (_node, s) = busybox_node();
     let host_dir = s.dir.path().join("hostdir");
     std::fs::create_dir_all(&host_dir).unwrap();
     let manifest = format!(
@@ -522,11 +528,7 @@ spec:
 
 #[test]
 fn a_pods_containers_share_namespaces_shm_and_cgroup_limits() {
-    require_root();
-    let _node = node_lock();
-    let s = Server::with_agent("", &[]);
-    ready_node(&s);
-    import_busybox(&s);
+    let (_node, s) = busybox_node();
     let manifest = r#"apiVersion: v1
 kind: Pod
 metadata: {name: pair}
@@ -949,11 +951,7 @@ fn kubectl_on_terminal(s: &Server, args: &[&str], rows: u16, cols: u16) -> (Opti
 
 #[test]
 fn kubectl_exec_runs_commands_with_stdin_exit_codes_and_a_terminal() {
-    require_root();
-    let _node = node_lock();
-    let s = Server::with_agent("", &[]);
-    ready_node(&s);
-    import_busybox(&s);
+    let (_node, s) = busybox_node();
     let manifest = r#"apiVersion: v1
 kind: Pod
 metadata: {name: shell}
