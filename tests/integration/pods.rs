@@ -1015,6 +1015,31 @@ spec:
     assert_eq!(big.len(), 200_000);
     assert!(big.bytes().all(|b| b == b'x'));
 
+    // A background process that keeps the output open does not keep the session open.
+    let mut detached = s
+        .kubectl_command(&[
+            "exec",
+            "shell",
+            "--",
+            "sh",
+            "-c",
+            "sleep 1000 & echo started",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while detached.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = detached.kill();
+            panic!("kubectl exec waited for the background process");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let mut started = String::new();
+    std::io::Read::read_to_string(&mut detached.stdout.take().unwrap(), &mut started).unwrap();
+    assert_eq!(started, "started\n");
+
     // A terminal: the command's controlling one, sized as the user's.
     let (code, shown) = kubectl_on_terminal(
         &s,

@@ -211,6 +211,10 @@ async fn run(
     loop {
         tokio::select! {
             status = &mut exited => {
+                // What a background process still holds open is not waited for.
+                for output in &aborts {
+                    output.abort();
+                }
                 return match status {
                     Ok(status) => exec::exit_status(status.code().unwrap_or(126)),
                     Err(e) => exec::failure_status(&format!("waiting for the command: {e}")),
