@@ -34,8 +34,8 @@ use super::rollout::{
     slow_start_batches, BURST_REPLICAS, SLOW_START_INITIAL_BATCH_SIZE,
 };
 use super::{
-    claim_pods_and_revisions, controller_key, controller_of, has_controller, run_workers,
-    selecting_owners, Context, ControllerError, ADOPTION_RECHECK,
+    claim_pods_and_revisions, controller_key, controller_of, queue_adopters, run_workers, Context,
+    ControllerError, ADOPTION_RECHECK,
 };
 use crate::client::events::{Involved, Recorder};
 use crate::client::informer::key_of;
@@ -708,19 +708,12 @@ pub fn start(ctx: &Context) -> Vec<tokio::task::JoinHandle<()>> {
         let controller = controller.clone();
         let daemon_sets = ctx.informers.daemon_sets.clone();
         ctx.informers.pods.on_change(move |change| {
-            let pod = change.object();
-            if !has_controller(&pod.metadata) && !matches!(change, Change::Deleted(_)) {
-                // An orphan: the DaemonSets that select it may adopt it.
-                let namespace = pod.metadata.namespace.as_deref().unwrap_or_default();
-                let candidates = daemon_sets.list_in(namespace);
-                for key in selecting_owners(
-                    pod,
-                    &candidates,
-                    |d| d.spec.as_ref().map(|s| &s.selector),
-                    |d| &d.metadata,
-                ) {
-                    queue.add(&key);
-                }
+            if queue_adopters(
+                change,
+                &daemon_sets,
+                |d| d.spec.as_ref().map(|s| &s.selector),
+                &queue,
+            ) {
                 return;
             }
             for key in controller.expectations.observe_pod(change, KIND) {

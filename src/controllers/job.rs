@@ -39,8 +39,8 @@ use super::rollout::{
     filter_active_pods, is_pod_ready, slow_start_batches, SLOW_START_INITIAL_BATCH_SIZE,
 };
 use super::{
-    controller_key, controller_of, run_workers, selecting_owners, Claim, Context, ControllerError,
-    ADOPTION_RECHECK,
+    controller_key, controller_of, has_controller, queue_adopters, run_workers, Claim, Context,
+    ControllerError, ADOPTION_RECHECK,
 };
 use crate::client::events::{Involved, Recorder};
 use crate::client::informer::{key_of, split_key};
@@ -969,14 +969,6 @@ struct Managed {
 /// Work queue keys of pods that lost their controller, next to the Jobs' `namespace/name` keys.
 const ORPHAN_POD: &str = "orphan-pod:";
 
-fn is_controlled(pod: &Pod) -> bool {
-    pod.metadata
-        .owner_references
-        .iter()
-        .flatten()
-        .any(|r| r.controller == Some(true))
-}
-
 impl Controller {
     fn pod_changed(&self, change: &Change<Pod>, queue: &WorkQueue) {
         let pod = change.object();
@@ -988,22 +980,13 @@ impl Controller {
             }
         }
         let Some(job) = controller_key(&pod.metadata, "Job") else {
-            if !is_controlled(pod) && !matches!(change, Change::Deleted(_)) {
+            let jobs = &self.ctx.informers.jobs;
+            let orphan =
+                queue_adopters(change, jobs, |j| j.spec.as_ref()?.selector.as_ref(), queue);
+            if orphan && has_tracking_finalizer(pod) {
                 // Released by its Job (orphan deletion): no Job will count it any more, unless one
                 // that selects it adopts it.
-                if has_tracking_finalizer(pod) {
-                    queue.add(&format!("{ORPHAN_POD}{}", key_of(&pod.metadata)));
-                }
-                let namespace = pod.metadata.namespace.as_deref().unwrap_or_default();
-                let jobs = self.ctx.informers.jobs.list_in(namespace);
-                for key in selecting_owners(
-                    pod,
-                    &jobs,
-                    |j| j.spec.as_ref()?.selector.as_ref(),
-                    |j| &j.metadata,
-                ) {
-                    queue.add(&key);
-                }
+                queue.add(&format!("{ORPHAN_POD}{}", key_of(&pod.metadata)));
             }
             return;
         };
@@ -1031,7 +1014,7 @@ impl Controller {
         let Some(pod) = self.ctx.informers.pods.get(key) else {
             return Ok(());
         };
-        if is_controlled(&pod) || !has_tracking_finalizer(&pod) {
+        if has_controller(&pod.metadata) || !has_tracking_finalizer(&pod) {
             return Ok(());
         }
         Ok(self.remove_finalizer(&pod).await?)

@@ -150,28 +150,32 @@ where
     tasks
 }
 
+/// A metav1.LabelSelector parsed once, to match many label sets; a missing selector matches nothing, as
+/// for workloads (an unparsable one too).
+pub fn label_matcher(
+    selector: Option<&k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector>,
+) -> impl Fn(Option<&std::collections::BTreeMap<String, String>>) -> bool {
+    let parsed = selector
+        .and_then(|s| serde_json::to_value(s).ok())
+        .and_then(|v| crate::api::selector::LabelSelector::from_json(&v).ok());
+    move |labels| {
+        parsed.as_ref().is_some_and(|parsed| {
+            let labels: serde_json::Map<String, serde_json::Value> = labels
+                .into_iter()
+                .flatten()
+                .map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone())))
+                .collect();
+            parsed.matches(&labels)
+        })
+    }
+}
+
 /// Whether labels match a metav1.LabelSelector; a missing selector matches nothing, as for workloads.
 pub fn selector_matches(
     selector: Option<&k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector>,
     labels: Option<&std::collections::BTreeMap<String, String>>,
 ) -> bool {
-    let Some(selector) = selector else {
-        return false;
-    };
-    let Ok(parsed) = serde_json::to_value(selector)
-        .map_err(|e| e.to_string())
-        .and_then(|v| {
-            crate::api::selector::LabelSelector::from_json(&v).map_err(|e| e.to_string())
-        })
-    else {
-        return false;
-    };
-    let labels: serde_json::Map<String, serde_json::Value> = labels
-        .into_iter()
-        .flatten()
-        .map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone())))
-        .collect();
-    parsed.matches(&labels)
+    label_matcher(selector)(labels)
 }
 
 /// The cache key (`namespace/name`) of the object of `kind` controlling `meta`'s object.
@@ -228,22 +232,24 @@ impl Claim<'_> {
             owner_deleting,
             selector,
         } = *self;
+        if owner_deleting {
+            return Ok(0);
+        }
+        let selects = label_matcher(selector);
         let mut changed = 0;
         for meta in objects {
-            let matches = selector_matches(selector, meta.labels.as_ref());
             let refs = meta.owner_references.clone().unwrap_or_default();
             let ours = refs
                 .iter()
                 .any(|r| r.controller == Some(true) && r.uid == owner.uid);
-            let patch = if ours && !matches && !owner_deleting {
+            let patch = if ours && !selects(meta.labels.as_ref()) {
                 let kept: Vec<_> = refs.into_iter().filter(|r| r.uid != owner.uid).collect();
                 serde_json::json!({"metadata": {"resourceVersion": meta.resource_version, "ownerReferences": kept}})
             } else if !ours
-                && matches
-                && !owner_deleting
                 && !has_controller(meta)
                 && meta.deletion_timestamp.is_none()
                 && member(meta)
+                && selects(meta.labels.as_ref())
             {
                 let mut adopted = refs;
                 adopted.push(owner.clone());
@@ -308,18 +314,34 @@ pub async fn claim_pods_and_revisions(
     Ok(pods_changed + revisions_changed)
 }
 
-/// The owners in `candidates` whose selector matches an orphan pod's labels: who may adopt it.
-pub fn selecting_owners<'a, K: 'a>(
-    pod: &k8s_openapi::api::core::v1::Pod,
-    candidates: impl IntoIterator<Item = &'a std::sync::Arc<K>>,
+/// Queues the owners (ReplicaSets, DaemonSets, …) that may adopt the pod of `change`: when it exists and
+/// has no controller, every owner in its namespace whose selector matches its labels. Whether it was such
+/// an orphan.
+pub fn queue_adopters<K>(
+    change: &crate::client::Change<k8s_openapi::api::core::v1::Pod>,
+    owners: &crate::client::Informer<K>,
     selector: impl Fn(&K) -> Option<&k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector>,
-    meta: impl Fn(&K) -> &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
-) -> Vec<String> {
-    candidates
-        .into_iter()
-        .filter(|owner| selector_matches(selector(owner), pod.metadata.labels.as_ref()))
-        .map(|owner| crate::client::informer::key_of(meta(owner)))
-        .collect()
+    queue: &WorkQueue,
+) -> bool
+where
+    K: k8s_openapi::Resource
+        + k8s_openapi::Metadata<Ty = k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta>
+        + serde::de::DeserializeOwned
+        + Send
+        + Sync
+        + 'static,
+{
+    let pod = change.object();
+    if has_controller(&pod.metadata) || matches!(change, crate::client::Change::Deleted(_)) {
+        return false;
+    }
+    let namespace = pod.metadata.namespace.as_deref().unwrap_or_default();
+    for owner in owners.list_in(namespace) {
+        if selector_matches(selector(&owner), pod.metadata.labels.as_ref()) {
+            queue.add(&crate::client::informer::key_of(owner.metadata()));
+        }
+    }
+    true
 }
 
 /// The controlling owner reference of the given kind.

@@ -17,7 +17,7 @@ use super::rollout::{
     SLOW_START_INITIAL_BATCH_SIZE,
 };
 use super::{
-    controller_of, has_controller, pod_ranking, run_workers, selector_matches, Claim, Context,
+    controller_of, pod_ranking, queue_adopters, run_workers, selector_matches, Claim, Context,
     ControllerError, ADOPTION_RECHECK,
 };
 use crate::client::events::{Involved, Recorder};
@@ -54,18 +54,12 @@ pub fn start(ctx: &Context) -> Vec<tokio::task::JoinHandle<()>> {
         let controller = controller.clone();
         let replica_sets = ctx.informers.replica_sets.clone();
         ctx.informers.pods.on_change(move |change| {
-            let pod = change.object();
-            if !has_controller(&pod.metadata) && !matches!(change, Change::Deleted(_)) {
-                // An orphan: the ReplicaSets that select it may adopt it.
-                let ns = pod.metadata.namespace.as_deref().unwrap_or_default();
-                for rs in replica_sets.list_in(ns) {
-                    if selector_matches(
-                        rs.spec.as_ref().map(|s| &s.selector),
-                        pod.metadata.labels.as_ref(),
-                    ) {
-                        queue.add(&key_of(&rs.metadata));
-                    }
-                }
+            if queue_adopters(
+                change,
+                &replica_sets,
+                |rs| rs.spec.as_ref().map(|s| &s.selector),
+                &queue,
+            ) {
                 return;
             }
             for key in controller.expectations.observe_pod(change, "ReplicaSet") {

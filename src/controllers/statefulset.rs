@@ -25,8 +25,8 @@ use serde_json::json;
 use super::history::{self, CONTROLLER_REVISION_HASH_LABEL, HISTORY_HASH_LABEL};
 use super::rollout::{controller_ref, is_pod_available, is_pod_ready};
 use super::{
-    claim_pods_and_revisions, controller_key, controller_of, has_controller, run_workers,
-    selecting_owners, Context, ControllerError, ADOPTION_RECHECK,
+    claim_pods_and_revisions, controller_key, controller_of, queue_adopters, run_workers, Context,
+    ControllerError, ADOPTION_RECHECK,
 };
 use crate::client::events::{Involved, Recorder};
 use crate::client::informer::key_of;
@@ -799,20 +799,12 @@ pub fn start(ctx: &Context) -> Vec<tokio::task::JoinHandle<()>> {
         let queue = queue.clone();
         let stateful_sets = ctx.informers.stateful_sets.clone();
         ctx.informers.pods.on_change(move |change| {
-            let pod = change.object();
-            if !has_controller(&pod.metadata) && !matches!(change, Change::Deleted(_)) {
-                // An orphan: the StatefulSets that select it may adopt it.
-                let namespace = pod.metadata.namespace.as_deref().unwrap_or_default();
-                let candidates = stateful_sets.list_in(namespace);
-                for key in selecting_owners(
-                    pod,
-                    &candidates,
-                    |s| s.spec.as_ref().map(|s| &s.selector),
-                    |s| &s.metadata,
-                ) {
-                    queue.add(&key);
-                }
-            }
+            queue_adopters(
+                change,
+                &stateful_sets,
+                |s| s.spec.as_ref().map(|s| &s.selector),
+                &queue,
+            );
             if let Change::Modified { old, new } = change {
                 if let Some(previous) = controller_key(&old.metadata, KIND)
                     .filter(|k| Some(k) != controller_key(&new.metadata, KIND).as_ref())

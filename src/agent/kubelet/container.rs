@@ -156,29 +156,54 @@ fn quantity_of(
         .and_then(|q| quantity::parse_quantity(&q.0).ok())
 }
 
-/// Limits and requests as cgroup settings, as kubelet converts them.
-pub fn resources(container: &Container) -> Resources {
+/// What a container declares, in millicores and bytes: its CPU request (its CPU limit when it states
+/// none) and its limits. A zero limit is no limit.
+struct Declared {
+    cpu_request: Option<i128>,
+    cpu_limit: Option<i128>,
+    memory_limit: Option<i128>,
+}
+
+fn declared(container: &Container) -> Declared {
     let r = container.resources.clone().unwrap_or_default();
-    let memory_limit = quantity_of(&r.limits, "memory")
-        .map(|q| q.to_bytes() as i64)
-        .filter(|b| *b > 0);
-    let cpu_limit = quantity_of(&r.limits, "cpu").map(|q| q.to_millis() as i64);
-    let cpu_request = quantity_of(&r.requests, "cpu")
-        .map(|q| q.to_millis() as u64)
-        .or(cpu_limit.map(|l| l as u64));
+    let cpu_limit = quantity_of(&r.limits, "cpu")
+        .map(|q| q.to_millis())
+        .filter(|m| *m > 0);
+    Declared {
+        cpu_request: quantity_of(&r.requests, "cpu")
+            .map(|q| q.to_millis())
+            .or(cpu_limit),
+        cpu_limit,
+        memory_limit: quantity_of(&r.limits, "memory")
+            .map(|q| q.to_bytes())
+            .filter(|b| *b > 0),
+    }
+}
+
+/// Millicores and bytes as cgroup settings, as kubelet converts them (MilliCPUToShares,
+/// MilliCPUToQuota).
+fn cgroup_settings(
+    cpu_request: Option<i128>,
+    cpu_limit: Option<i128>,
+    memory_limit: Option<i128>,
+) -> Resources {
     Resources {
-        memory_limit,
+        memory_limit: memory_limit.map(|b| b as i64),
         cpu_shares: Some(
             cpu_request
-                .map(|m| (m * 1024 / 1000).max(MIN_SHARES))
+                .map(|m| (m.max(0) as u64 * 1024 / 1000).max(MIN_SHARES))
                 .unwrap_or(MIN_SHARES),
         ),
-        cpu_quota: cpu_limit
-            .filter(|m| *m > 0)
-            .map(|m| (m * CPU_PERIOD as i64 / 1000).max(MIN_QUOTA)),
-        cpu_period: cpu_limit.filter(|m| *m > 0).map(|_| CPU_PERIOD),
+        cpu_quota: cpu_limit.map(|m| (m as i64 * CPU_PERIOD as i64 / 1000).max(MIN_QUOTA)),
+        cpu_period: cpu_limit.map(|_| CPU_PERIOD),
         pids_limit: None,
     }
+}
+
+/// Limits and requests as cgroup settings, as kubelet converts them.
+pub fn resources(container: &Container) -> Resources {
+    let d = declared(container);
+    cgroup_settings(d.cpu_request, d.cpu_limit, d.memory_limit)
 }
 
 /// The pod cgroup's limits, as kubelet's ResourceConfigForPod sets them: shares from the pod's CPU request,
@@ -193,62 +218,35 @@ pub fn pod_resources(pod: &Pod) -> Resources {
     };
     let init = spec.init_containers.as_deref().unwrap_or_default();
     let is_sidecar = |c: &&Container| c.restart_policy.as_deref() == Some("Always");
-    let together: Vec<&Container> = spec
+    let together: Vec<Declared> = spec
         .containers
         .iter()
         .chain(init.iter().filter(is_sidecar))
+        .map(declared)
         .collect();
-    let alone: Vec<&Container> = init.iter().filter(|c| !is_sidecar(c)).collect();
+    let alone: Vec<Declared> = init
+        .iter()
+        .filter(|c| !is_sidecar(c))
+        .map(declared)
+        .collect();
     // The pod's amount of one resource; None when `declared_by_all` and some container lacks it.
     let pod_amount =
-        |amount: fn(&Container) -> Option<i128>, overhead: Option<i128>, declared_by_all: bool| {
-            let of = |c: &&Container| amount(c).or((!declared_by_all).then_some(0));
+        |amount: fn(&Declared) -> Option<i128>, overhead: i128, declared_by_all: bool| {
+            let of = |d: &Declared| amount(d).or((!declared_by_all).then_some(0));
             let sum = together.iter().map(of).sum::<Option<i128>>()?;
             let largest_init = alone
                 .iter()
                 .map(of)
                 .try_fold(0, |max: i128, v| v.map(|v| max.max(v)))?;
-            Some(sum.max(largest_init) + overhead.unwrap_or(0))
+            Some(sum.max(largest_init) + overhead)
         };
-    let overhead = |name| quantity_of(&spec.overhead, name);
-    let cpu_request = pod_amount(
-        |c| {
-            let r = c.resources.as_ref()?;
-            quantity_of(&r.requests, "cpu")
-                .or_else(|| quantity_of(&r.limits, "cpu"))
-                .map(|q| q.to_millis())
-        },
-        overhead("cpu").map(|q| q.to_millis()),
-        false,
+    let overhead_cpu = quantity_of(&spec.overhead, "cpu").map_or(0, |q| q.to_millis());
+    let overhead_memory = quantity_of(&spec.overhead, "memory").map_or(0, |q| q.to_bytes());
+    cgroup_settings(
+        pod_amount(|d| d.cpu_request, overhead_cpu, false),
+        pod_amount(|d| d.cpu_limit, overhead_cpu, true),
+        pod_amount(|d| d.memory_limit, overhead_memory, true),
     )
-    .unwrap_or(0);
-    let cpu_limit = pod_amount(
-        |c| {
-            let r = c.resources.as_ref()?;
-            quantity_of(&r.limits, "cpu")
-                .map(|q| q.to_millis())
-                .filter(|m| *m > 0)
-        },
-        overhead("cpu").map(|q| q.to_millis()),
-        true,
-    );
-    let memory_limit = pod_amount(
-        |c| {
-            let r = c.resources.as_ref()?;
-            quantity_of(&r.limits, "memory")
-                .map(|q| q.to_bytes())
-                .filter(|b| *b > 0)
-        },
-        overhead("memory").map(|q| q.to_bytes()),
-        true,
-    );
-    Resources {
-        memory_limit: memory_limit.map(|b| b as i64),
-        cpu_shares: Some((cpu_request.max(0) as u64 * 1024 / 1000).max(MIN_SHARES)),
-        cpu_quota: cpu_limit.map(|m| (m as i64 * CPU_PERIOD as i64 / 1000).max(MIN_QUOTA)),
-        cpu_period: cpu_limit.map(|_| CPU_PERIOD),
-        pids_limit: None,
-    }
 }
 
 /// The effective security context: the container's fields over the pod's.
