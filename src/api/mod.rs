@@ -8,6 +8,7 @@ pub mod fieldset;
 pub mod kubelet;
 pub mod logs;
 pub mod meta;
+pub mod portforward;
 pub mod quantity;
 pub mod quota;
 pub mod resources;

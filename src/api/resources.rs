@@ -206,6 +206,13 @@ pub static RESOURCES: &[ResourceInfo] = &[
                 kind: "PodExecOptions",
                 verbs: &["create", "get"],
             },
+            Subresource {
+                name: "portforward",
+                group: "",
+                version: "v1",
+                kind: "PodPortForwardOptions",
+                verbs: &["create", "get"],
+            },
         ],
     ),
     res(

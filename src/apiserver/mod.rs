@@ -13,6 +13,7 @@ pub mod listener;
 pub mod logs;
 pub mod openapi;
 pub mod patch;
+mod portforward;
 pub mod protobuf;
 pub mod request;
 pub mod status;
@@ -52,6 +53,7 @@ pub struct ApiServer {
     /// The embedded node agent's container logs, once it runs.
     pod_logs: std::sync::OnceLock<Arc<dyn logs::PodLogs>>,
     pod_exec: std::sync::OnceLock<Arc<dyn crate::api::exec::PodExec>>,
+    pod_port_forward: std::sync::OnceLock<Arc<dyn crate::api::portforward::PodPortForward>>,
     kubelet_credentials: Option<Arc<dyn kubelet::KubeletCredentials>>,
 }
 
@@ -106,6 +108,7 @@ impl ApiServer {
             ca_bundle: None,
             pod_logs: std::sync::OnceLock::new(),
             pod_exec: std::sync::OnceLock::new(),
+            pod_port_forward: std::sync::OnceLock::new(),
             kubelet_credentials: None,
         }
     }
@@ -118,6 +121,11 @@ impl ApiServer {
     /// Serves `pods/exec` for the pods of the node `exec` belongs to.
     pub fn set_pod_exec(&self, exec: Arc<dyn crate::api::exec::PodExec>) {
         let _ = self.pod_exec.set(exec);
+    }
+
+    /// Serves `pods/portforward` for the pods of the node `forward` belongs to.
+    pub fn set_pod_port_forward(&self, forward: Arc<dyn crate::api::portforward::PodPortForward>) {
+        let _ = self.pod_port_forward.set(forward);
     }
 
     /// The CA certificate served unauthenticated at `/cacerts`, which joining agents pin by its hash.
@@ -233,10 +241,14 @@ impl ApiServer {
                             ApiError::MethodNotAllowed(e.to_string())
                         }
                     })?;
-                if resource.subresource.as_deref() == Some("exec") {
-                    let namespace = resource.namespace.clone().unwrap_or_default();
-                    let name = resource.name.clone().unwrap_or_default();
-                    return exec::serve(self, &namespace, &name, &query, req).await;
+                let namespace = resource.namespace.clone().unwrap_or_default();
+                let name = resource.name.clone().unwrap_or_default();
+                match resource.subresource.as_deref() {
+                    Some("exec") => return exec::serve(self, &namespace, &name, &query, req).await,
+                    Some("portforward") => {
+                        return portforward::serve(self, &namespace, &name, req).await
+                    }
+                    _ => {}
                 }
                 let content_type = req
                     .headers()

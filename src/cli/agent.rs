@@ -81,8 +81,11 @@ pub fn run(args: AgentArgs) -> anyhow::Result<()> {
                 if let Some(port) = config.endpoint_port {
                     crate::agent::kubelet::endpoint::start(
                         client.clone(),
-                        crate::agent::kubelet::pod_logs(&config, containers.clone()),
-                        crate::agent::kubelet::pod_exec(&config, containers.clone()),
+                        crate::agent::kubelet::endpoint::NodeStreams {
+                            logs: crate::agent::kubelet::pod_logs(&config, containers.clone()),
+                            exec: crate::agent::kubelet::pod_exec(&config, containers.clone()),
+                            port_forward: crate::agent::kubelet::pod_port_forward(&config),
+                        },
                         config.node_ip,
                         port,
                         &ca_pem,

@@ -173,8 +173,8 @@ pub fn run(args: ServerArgs) -> anyhow::Result<()> {
         None
     } else {
         let mut config = args.node.kubelet_config(&args.data_dir, &args.network)?;
-        // The API server reads the embedded agent's logs and runs its exec sessions in-process: no
-        // endpoint to serve or publish.
+        // The API server reads the embedded agent's logs and runs its exec and port-forward sessions
+        // in-process: no endpoint to serve or publish.
         config.endpoint_port = None;
         Some(config)
     };
@@ -191,6 +191,9 @@ pub fn run(args: ServerArgs) -> anyhow::Result<()> {
             ));
             running.api.set_pod_exec(std::sync::Arc::new(
                 crate::agent::kubelet::pod_exec(&kubelet, containers.clone()),
+            ));
+            running.api.set_pod_port_forward(std::sync::Arc::new(
+                crate::agent::kubelet::pod_port_forward(&kubelet),
             ));
             let client = running.local_client();
             let stop = shutdown.subscribe();

@@ -790,7 +790,7 @@ spec:
 }
 
 #[test]
-fn a_joined_agent_serves_logs_and_exec_of_its_pods_to_kubectl_through_the_server() {
+fn a_joined_agent_serves_logs_exec_and_port_forward_of_its_pods_to_kubectl_through_the_server() {
     require_root();
     let _node = node_lock();
     let s = Server::start();
@@ -817,7 +817,8 @@ spec:
   terminationGracePeriodSeconds: 1
   containers:
   - {name: app, image: busybox:latest, imagePullPolicy: Never,
-     command: [sh, -c, "for i in 1 2 3; do echo line-$i; done; sleep 1000"]}
+     command: [sh, -c, "mkdir /www && echo hello from $(hostname) > /www/index.html &&
+       httpd -p 127.0.0.1:8080 -h /www && for i in 1 2 3; do echo line-$i; done; sleep 1000"]}
 ---
 apiVersion: v1
 kind: Pod
@@ -879,6 +880,12 @@ spec:
         "{stderr}"
     );
     assert_eq!(out.status.code(), Some(4));
+
+    // port-forward: the server relays the tunneled SPDY session to the node's kubelet endpoint.
+    let forward = PortForward::start(&s, "talker", &[8080], &[]);
+    let index = forward.get(8080, "/");
+    assert!(index.ends_with("\r\n\r\nhello from talker\n"), "{index}");
+    drop(forward);
 
     // The endpoint itself: the cluster CA vouches for its certificate (issued for the node's IP), and it
     // lets in only callers with a client certificate from that CA, like the admin's.
@@ -1086,4 +1093,153 @@ spec:
         String::from_utf8_lossy(&spdy.stderr)
     );
     s.ok(&["delete", "pod", "shell", "done", "--wait=false"]);
+}
+
+/// `kubectl port-forward` while it runs: the local port it listens on for each pod port.
+struct PortForward {
+    child: std::process::Child,
+    local: std::collections::HashMap<u16, u16>,
+}
+
+impl PortForward {
+    /// Starts `kubectl port-forward pod/<pod> :<port>…` and waits until it listens on every port.
+    fn start(s: &Server, pod: &str, ports: &[u16], env: &[(&str, &str)]) -> PortForward {
+        use std::io::BufRead;
+        let target = format!("pod/{pod}");
+        let specs: Vec<String> = ports.iter().map(|p| format!(":{p}")).collect();
+        let mut args = vec!["port-forward", target.as_str()];
+        args.extend(specs.iter().map(String::as_str));
+        let mut cmd = s.kubectl_command(&args);
+        cmd.envs(env.iter().copied())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        let mut child = cmd.spawn().expect("kubectl starts");
+        let stdout = child.stdout.take().unwrap();
+        let (lines, listening) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stdout)
+                .lines()
+                .map_while(Result::ok)
+            {
+                let _ = lines.send(line);
+            }
+        });
+        let mut local = std::collections::HashMap::new();
+        while local.len() < ports.len() {
+            let Ok(line) = listening.recv_timeout(Duration::from_secs(30)) else {
+                let _ = child.kill();
+                let out = child.wait_with_output().unwrap();
+                panic!(
+                    "kubectl port-forward never listened: {}",
+                    String::from_utf8_lossy(&out.stderr)
+                )
+            };
+            // "Forwarding from 127.0.0.1:43527 -> 8080"
+            if let Some((from, to)) = line
+                .strip_prefix("Forwarding from 127.0.0.1:")
+                .and_then(|rest| rest.split_once(" -> "))
+            {
+                local.insert(to.parse().unwrap(), from.parse().unwrap());
+            }
+        }
+        PortForward { child, local }
+    }
+
+    /// An HTTP/1.0 GET of `path` through the forward of pod port `port`: the whole answer.
+    fn get(&self, port: u16, path: &str) -> String {
+        use std::io::{Read, Write};
+        let mut conn = std::net::TcpStream::connect(("127.0.0.1", self.local[&port])).unwrap();
+        conn.set_read_timeout(Some(Duration::from_secs(30)))
+            .unwrap();
+        write!(conn, "GET {path} HTTP/1.0\r\n\r\n").unwrap();
+        let mut answer = String::new();
+        conn.read_to_string(&mut answer)
+            .expect("the answer ends with the connection");
+        answer
+    }
+
+    /// How kubectl ended by itself within 30 s, with what it printed on stderr.
+    fn exit(mut self) -> (Option<i32>, String) {
+        use std::io::Read;
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while self.child.try_wait().unwrap().is_none() && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let status = self.child.try_wait().unwrap();
+        let _ = self.child.kill();
+        let mut stderr = String::new();
+        if let Some(mut err) = self.child.stderr.take() {
+            let _ = err.read_to_string(&mut stderr);
+        }
+        (status.and_then(|s| s.code()), stderr)
+    }
+}
+
+impl Drop for PortForward {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// busybox's httpd serving `index.html` and 200,000 numbered lines as `/big`, on the pod's loopback only.
+const LOOPBACK_HTTPD: &str = "mkdir /www && echo hello from $(hostname) > /www/index.html && \
+    seq 1 200000 > /www/big && exec httpd -f -p 127.0.0.1:8080 -h /www";
+
+fn numbered_lines() -> String {
+    (1..=200_000).map(|i| format!("{i}\n")).collect()
+}
+
+#[test]
+fn kubectl_port_forward_reaches_a_port_on_the_pods_loopback() {
+    let (_node, s) = busybox_node();
+    let manifest = format!(
+        r#"apiVersion: v1
+kind: Pod
+metadata: {{name: web}}
+spec:
+  terminationGracePeriodSeconds: 1
+  containers:
+  - {{name: app, image: busybox:latest, imagePullPolicy: Never, command: [sh, -c, "{LOOPBACK_HTTPD}"]}}
+"#
+    );
+    s.ok(&[
+        "apply",
+        "-f",
+        s.write("web.yaml", &manifest).to_str().unwrap(),
+    ]);
+    s.eventually("web is Running", Duration::from_secs(60), || {
+        jsonpath(&s, "web", "{.status.phase}") == "Running"
+    });
+    // The SPDY session tunneled in a WebSocket (kubectl's default), then on a connection upgraded to
+    // SPDY itself (its fallback).
+    for websockets in ["true", "false"] {
+        let forward = PortForward::start(
+            &s,
+            "web",
+            &[8080, 9999],
+            &[("KUBECTL_PORT_FORWARD_WEBSOCKETS", websockets)],
+        );
+        let index = forward.get(8080, "/");
+        assert!(index.starts_with("HTTP/1.1 200 OK"), "{index}");
+        assert!(index.ends_with("\r\n\r\nhello from web\n"), "{index}");
+        // An answer of many frames, on a second connection of the same session.
+        let big = forward.get(8080, "/big");
+        let body = big
+            .split_once("\r\n\r\n")
+            .map(|(_, b)| b)
+            .unwrap_or_default();
+        assert!(body == numbered_lines(), "{} bytes", body.len());
+        // Nothing listens on 9999: the node's error ends kubectl's session, as kubelet's does.
+        let refused = std::net::TcpStream::connect(("127.0.0.1", forward.local[&9999]));
+        let (code, stderr) = forward.exit();
+        drop(refused);
+        assert_eq!(code, Some(1), "{stderr}");
+        assert!(
+            stderr.contains("error forwarding port 9999 to pod default/web")
+                && stderr.to_lowercase().contains("connection refused"),
+            "websockets={websockets}: {stderr}"
+        );
+    }
+    s.ok(&["delete", "pod", "web", "--wait=false"]);
 }

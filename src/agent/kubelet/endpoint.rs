@@ -3,8 +3,9 @@
 //! callers holding a client certificate from the cluster CA, as the API server does when it dials it. It
 //! answers kubelet's `GET /containerLogs/{namespace}/{pod}/{container}` (`kubectl logs` for pods here,
 //! with `pods/log`'s query), `GET /exec/{namespace}/{pod}/{container}` (a WebSocket exec session, which the
-//! API server relays from `pods/exec`) and `GET /healthz`. The server's embedded agent needs none of this:
-//! the API server reads its logs and runs its exec sessions in-process.
+//! API server relays from `pods/exec`), `GET /portForward/{namespace}/{pod}` (a port-forward session
+//! tunneled in a WebSocket, relayed from `pods/portforward`) and `GET /healthz`. The server's embedded agent needs none of this:
+//! the API server reads its logs and runs its exec and port-forward sessions in-process.
 
 use std::convert::Infallible;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -23,12 +24,14 @@ use tokio::sync::watch;
 
 use super::exec::NodeExec;
 use super::logs::NodeLogs;
+use super::portforward::NodePortForward;
 use crate::agent::AgentError;
 use crate::api::exec::{self, ExecOptions, PodExec};
 use crate::api::kubelet::{
     ServingCertificate, ServingCertificateRequest, SERVING_CERTIFICATE_PATH,
 };
 use crate::api::logs::{LogOptions, PodLogs};
+use crate::api::portforward::{self, Pipe, PodPortForward};
 use crate::client::{Api, Client};
 use crate::util::websocket;
 
@@ -44,20 +47,26 @@ fn text(code: StatusCode, message: impl Into<Bytes>) -> Response<Body> {
     resp
 }
 
+/// What the endpoint answers from: the node's container logs, exec sessions and port-forwarding.
+pub struct NodeStreams {
+    pub logs: NodeLogs,
+    pub exec: NodeExec,
+    pub port_forward: NodePortForward,
+}
+
 /// Gets this node's serving certificate from the server, binds `port` on every address (as kubelet's
 /// default `--address` does) and serves until `shutdown`. `ca_pem` is the cluster CA the agent pinned at
 /// join; only client certificates it signed are let in.
 pub async fn start(
     client: Client,
-    logs: NodeLogs,
-    exec: NodeExec,
+    streams: NodeStreams,
     node_ip: IpAddr,
     port: u16,
     ca_pem: &str,
     shutdown: watch::Receiver<bool>,
 ) -> Result<tokio::task::JoinHandle<()>, AgentError> {
     let request = ServingCertificateRequest {
-        node_name: logs.node_name.clone(),
+        node_name: streams.logs.node_name.clone(),
         addresses: vec![node_ip],
     };
     let answer = client
@@ -78,8 +87,9 @@ pub async fn start(
     tracing::info!(%address, "kubelet endpoint is serving");
     let endpoint = Arc::new(Endpoint {
         client,
-        logs,
-        exec: Arc::new(exec),
+        logs: streams.logs,
+        exec: Arc::new(streams.exec),
+        port_forward: streams.port_forward,
     });
     let handle = move |req, _certificate| {
         let endpoint = endpoint.clone();
@@ -128,6 +138,7 @@ struct Endpoint {
     client: Client,
     logs: NodeLogs,
     exec: Arc<dyn PodExec>,
+    port_forward: NodePortForward,
 }
 
 impl Endpoint {
@@ -151,6 +162,7 @@ impl Endpoint {
             ["exec", namespace, pod, container] => {
                 self.exec(namespace, pod, container, &query, &mut req).await
             }
+            ["portForward", namespace, pod] => self.port_forward(namespace, pod, &mut req).await,
             _ => Err((StatusCode::NOT_FOUND, "404 page not found".to_string())),
         };
         answer.unwrap_or_else(|(code, message)| text(code, message))
@@ -206,6 +218,29 @@ impl Endpoint {
             websocket::handshake(req, exec::negotiate).map_err(|e| (StatusCode::BAD_REQUEST, e))?;
         exec::start(self.exec.clone(), &pod, options, handshake)
             .map_err(|e| (StatusCode::BAD_REQUEST, e))
+    }
+
+    async fn port_forward<B>(
+        &self,
+        namespace: &str,
+        name: &str,
+        req: &mut Request<B>,
+    ) -> Result<Response<Body>, (StatusCode, String)> {
+        let pod = self.pod_here(namespace, name).await?;
+        let dial = self
+            .port_forward
+            .locate(&pod)
+            .map_err(|e| (StatusCode::BAD_REQUEST, e))?;
+        let handshake = websocket::handshake(req, portforward::negotiate)
+            .map_err(|e| (StatusCode::BAD_REQUEST, e))?;
+        let response = handshake.response();
+        let pod = format!("{namespace}/{name}");
+        tokio::spawn(async move {
+            if let Ok(socket) = handshake.socket().await {
+                portforward::serve(dial, pod, Pipe::websocket(socket)).await;
+            }
+        });
+        Ok(response)
     }
 
     async fn container_logs(

@@ -14,6 +14,7 @@ pub mod housekeeping;
 pub mod logs;
 pub mod plan;
 pub mod pod_cgroup;
+pub mod portforward;
 pub mod probes;
 pub mod sandbox;
 pub mod status;
@@ -153,7 +154,7 @@ pub async fn run(
         cluster_cidr: parse("--cluster-cidr", &config.cluster_cidr)?,
         service_cidr: parse("--service-cidr", &config.service_cidr)?,
         state_dir: agent_dir.join("network"),
-        netns_dir: config.run_dir.join("netns"),
+        netns_dir: netns_dir(&config),
     })
     .await
     .map_err(|e| AgentError::Config(format!("setting up the pod network: {e}")))?;
@@ -297,6 +298,19 @@ pub fn pod_exec(config: &KubeletConfig, runtime: Runtime) -> exec::NodeExec {
         node_name: config.node_name.clone(),
         runtime,
     }
+}
+
+/// Port-forwarding to the pods of this node, for the API server's `pods/portforward`.
+pub fn pod_port_forward(config: &KubeletConfig) -> portforward::NodePortForward {
+    portforward::NodePortForward {
+        node_name: config.node_name.clone(),
+        netns_dir: netns_dir(config),
+    }
+}
+
+/// Where the pods' network namespaces are bound.
+fn netns_dir(config: &KubeletConfig) -> std::path::PathBuf {
+    config.run_dir.join("netns")
 }
 
 /// The node's podCIDR, once the IPAM controller assigned it; None if shut down first.

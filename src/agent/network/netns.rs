@@ -149,6 +149,27 @@ where
     .await
 }
 
+/// An unconnected TCP socket of the network namespace at `path`, to reach what listens on that namespace's
+/// own loopback (port-forward). A socket belongs to the namespace it was created in, so it is created on a
+/// thread inside it and connected from anywhere.
+pub async fn tcp_socket(path: &Path) -> Result<tokio::net::TcpSocket, NetworkError> {
+    use nix::sys::socket::{socket, AddressFamily, SockFlag, SockType};
+    let target = path.to_path_buf();
+    let fd = run_in(path, move || {
+        socket(
+            AddressFamily::Inet,
+            SockType::Stream,
+            SockFlag::SOCK_CLOEXEC | SockFlag::SOCK_NONBLOCK,
+            None,
+        )
+        .map_err(NetworkError::sys("creating a socket in", &target))
+    })
+    .await?;
+    Ok(tokio::net::TcpSocket::from_std_stream(
+        std::net::TcpStream::from(fd),
+    ))
+}
+
 /// unshare(2) with its flags zero-extended. The kernel reads them as an unsigned long, but glibc's
 /// wrapper (which nix calls) takes an int and hands the register on as it is, and optimized code may leave
 /// the upper half dirty: release builds got EINVAL for a plain CLONE_NEWUTS (strace showed
