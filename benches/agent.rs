@@ -368,6 +368,8 @@ async fn start_costs(dir: &Path, layer: &Path) -> (Duration, Duration, Duration)
             log_path: dir.join(format!("{id}.log")),
             created_at: String::new(),
             spec_hash: String::new(),
+            stdin: false,
+            stdin_once: false,
         };
         let started = Instant::now();
         runtime

@@ -1,10 +1,12 @@
-//! The contract between the API server's `pods/exec` and a node: which command in which container with
-//! which streams (the query, checked by kubelet's rules), the remote-command channel protocol both sides
-//! speak over WebSocket (`v5.channel.k8s.io`: each binary message starts with the byte of its stream), the
-//! Status that ends a session, and the trait a node agent implements to run the command ([`start`] puts
-//! it on an upgraded connection). The API server
-//! runs the embedded agent's sessions in-process and relays a joined node's to its kubelet endpoint,
-//! which serves the same protocol at `/exec/{namespace}/{pod}/{container}`.
+//! The contract between the API server's `pods/exec` and `pods/attach` and a node: which command in which
+//! container with which streams (the query, checked by kubelet's rules), the remote-command channel
+//! protocol both sides speak over WebSocket (`v5.channel.k8s.io`: each binary message starts with the
+//! byte of its stream), the Status that ends a session, and the trait a node agent implements to run the
+//! command ([`start`] puts it on an upgraded connection). The API server runs the embedded agent's
+//! sessions in-process and relays a joined node's to its kubelet endpoint,
+//! which serves the same protocol at `/exec/{namespace}/{pod}/{container}` and
+//! `/attach/{namespace}/{pod}/{container}`. An attach session has no command: it joins the container's
+//! own process through the container's shim.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -82,6 +84,50 @@ impl ExecOptions {
         Ok(options)
     }
 
+    /// The options for `pods/attach` (and kubelet's `attach`): no command, and a terminal exactly when the
+    /// container runs on one, as kubelet decides, since that cannot change once the process started.
+    pub fn resolve_attach<'q>(
+        pod: &Pod,
+        container: Option<&str>,
+        query: impl Fn(&str) -> Vec<&'q str>,
+    ) -> Result<ExecOptions, String> {
+        let flag = |key: &str| {
+            query(key)
+                .first()
+                .is_some_and(|v| *v == "true" || *v == "1")
+        };
+        let requested = container.or_else(|| query("container").first().copied());
+        let container = crate::api::kubelet::resolve_container(pod, requested)?;
+        let spec = pod.spec.as_ref();
+        let tty = spec
+            .into_iter()
+            .flat_map(|s| {
+                s.containers
+                    .iter()
+                    .chain(s.init_containers.iter().flatten())
+            })
+            .find(|c| c.name == container)
+            .and_then(|c| c.tty)
+            .unwrap_or(false);
+        let options = ExecOptions {
+            container,
+            command: Vec::new(),
+            stdin: flag("stdin"),
+            stdout: flag("stdout"),
+            stderr: flag("stderr") && !tty,
+            tty,
+        };
+        if !(options.stdin || options.stdout || options.stderr) {
+            return Err("you must specify at least one of stdin, stdout, stderr".into());
+        }
+        Ok(options)
+    }
+
+    /// Attaching to the container's own process rather than running a command.
+    pub fn is_attach(&self) -> bool {
+        self.command.is_empty()
+    }
+
     /// The query a kubelet endpoint takes for these options.
     pub fn to_query(&self) -> String {
         let mut query = form_urlencoded::Serializer::new(String::new());
@@ -102,9 +148,15 @@ impl ExecOptions {
     }
 }
 
-/// kubelet's path for exec in one container; the query carries [`ExecOptions::to_query`].
-pub fn exec_path(namespace: &str, pod: &str, container: &str) -> String {
-    format!("/exec/{namespace}/{pod}/{container}")
+/// kubelet's path for exec in (or attach to) one container; the query carries
+/// [`ExecOptions::to_query`].
+pub fn exec_path(options: &ExecOptions, namespace: &str, pod: &str) -> String {
+    let verb = if options.is_attach() {
+        "attach"
+    } else {
+        "exec"
+    };
+    format!("/{verb}/{namespace}/{pod}/{}", options.container)
 }
 
 /// The subprotocol to answer a WebSocket handshake with, from the client's `Sec-WebSocket-Protocol`.

@@ -207,6 +207,13 @@ pub static RESOURCES: &[ResourceInfo] = &[
                 verbs: &["create", "get"],
             },
             Subresource {
+                name: "attach",
+                group: "",
+                version: "v1",
+                kind: "PodAttachOptions",
+                verbs: &["create", "get"],
+            },
+            Subresource {
                 name: "portforward",
                 group: "",
                 version: "v1",

@@ -1,4 +1,5 @@
-//! `pods/exec`: `kubectl exec` over WebSocket (`v5.channel.k8s.io`). The pod, its node and the options are
+//! `pods/exec` and `pods/attach`: `kubectl exec` and `kubectl attach` over WebSocket (`v5.channel.k8s.io`).
+//! The pod, its node and the options are
 //! checked first, so that a refusal is an HTTP error kubectl prints; then the connection is upgraded and
 //! the session runs in the embedded agent, or is relayed message by message to the kubelet endpoint of
 //! the pod's node. kubectl falls back to SPDY (a POST) only when the WebSocket upgrade is refused; this
@@ -23,24 +24,31 @@ pub(super) async fn serve<B>(
     namespace: &str,
     name: &str,
     q: &Query,
+    attach: bool,
     mut req: Request<B>,
 ) -> Result<Response<Body>, ApiError> {
+    let verb = if attach { "attach" } else { "exec" };
     if req.method() == Method::POST || !websocket::is_websocket(&req) {
-        return Err(ApiError::BadRequest(
-            "exec is served over WebSocket (v5.channel.k8s.io) only; SPDY is not supported: \
+        return Err(ApiError::BadRequest(format!(
+            "{verb} is served over WebSocket (v5.channel.k8s.io) only; SPDY is not supported: \
              unset KUBECTL_REMOTE_COMMAND_WEBSOCKETS=false"
-                .into(),
-        ));
+        )));
     }
     let (pod, node) = super::logs::scheduled_pod(server, namespace, name).await?;
     let phase = pod.status.as_ref().and_then(|s| s.phase.as_deref());
     if let Some(phase @ ("Succeeded" | "Failed")) = phase {
+        let what = if attach { "attach to" } else { "exec into" };
         return Err(ApiError::BadRequest(format!(
-            "cannot exec into a container in a completed pod; current phase is {phase}"
+            "cannot {what} a container in a completed pod; current phase is {phase}"
         )));
     }
-    let options =
-        ExecOptions::resolve(&pod, None, |key| q.get_all(key)).map_err(ApiError::BadRequest)?;
+    let values = |key: &str| q.get_all(key);
+    let options = if attach {
+        ExecOptions::resolve_attach(&pod, None, values)
+    } else {
+        ExecOptions::resolve(&pod, None, values)
+    }
+    .map_err(ApiError::BadRequest)?;
     let handshake =
         websocket::handshake(&mut req, exec::negotiate).map_err(ApiError::BadRequest)?;
     if let Some(local) = server.pod_exec.get().filter(|e| e.node_name() == node) {
@@ -48,7 +56,7 @@ pub(super) async fn serve<B>(
     }
     let path = format!(
         "{}?{}",
-        exec::exec_path(namespace, name, &options.container),
+        exec::exec_path(&options, namespace, name),
         options.to_query()
     );
     // Boxed: the dial (TLS, WebSocket handshake) would otherwise swell every request's future.

@@ -244,7 +244,10 @@ impl ApiServer {
                 let namespace = resource.namespace.clone().unwrap_or_default();
                 let name = resource.name.clone().unwrap_or_default();
                 match resource.subresource.as_deref() {
-                    Some("exec") => return exec::serve(self, &namespace, &name, &query, req).await,
+                    Some(verb @ ("exec" | "attach")) => {
+                        let attach = verb == "attach";
+                        return exec::serve(self, &namespace, &name, &query, attach, req).await;
+                    }
                     Some("portforward") => {
                         return portforward::serve(self, &namespace, &name, req).await
                     }

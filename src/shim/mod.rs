@@ -1,17 +1,20 @@
 //! `orch shim`: the one process per container that owns it. It is the only caller of libcontainer's
 //! build/start (RUNTIME_NOTES.md: inside the multi-threaded agent they race and deadlock), so it runs
 //! single-threaded with no async runtime. It detaches from the agent (setsid + fork), becomes the child
-//! subreaper so the container's init is its child, starts the container with stdout/stderr on pipes, tells
-//! the agent `started <pid>` (or `error <message>`) on its stdout, then copies the container's output into a
-//! CRI-format log file until the init exits, and writes the exit record atomically into the container
-//! directory before deleting the container. The agent may die and restart meanwhile: nothing here needs it.
+//! subreaper so the container's init is its child, starts the container with stdout/stderr on pipes (or on
+//! a terminal, when config.json asks for one), tells the agent `started <pid>` (or `error <message>`) on its
+//! stdout, then copies the container's output into a CRI-format log file, and to attach sessions, until the
+//! init exits, and writes the exit record atomically into the container directory before deleting the
+//! container. The agent may die and restart meanwhile: nothing here needs it.
 
+pub mod attach;
 pub mod exec;
 mod log;
 
 use std::fs::{self, File};
 use std::io::Write;
-use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
 
 use libcontainer::container::builder::ContainerBuilder;
@@ -114,6 +117,26 @@ pub struct ShimArgs {
     /// Rotate the log file when it grows past this many bytes.
     #[arg(long, default_value_t = 10 * 1024 * 1024)]
     pub log_max_bytes: u64,
+    /// Serve attach sessions on this Unix socket while the container runs.
+    #[arg(long)]
+    pub attach_socket: Option<PathBuf>,
+    /// Keep the container's stdin open for attach sessions (the container's `stdin: true`) instead of
+    /// giving it /dev/null.
+    #[arg(long)]
+    pub stdin: bool,
+    /// Close the container's stdin when the first attach session that wrote to it ends.
+    #[arg(long)]
+    pub stdin_once: bool,
+}
+
+/// The container's stdio as the shim holds it once the container started.
+struct Stdio {
+    /// What to copy into the log: stdout and stderr, or the terminal.
+    outputs: [Option<(OwnedFd, Stream)>; 2],
+    /// The shim's end of the container's stdin, when it is kept open.
+    stdin: Option<OwnedFd>,
+    /// The terminal's master end.
+    terminal: Option<OwnedFd>,
 }
 
 /// Runs the shim. Returns the process exit code for the first (reporting) process; the detached shim
@@ -167,12 +190,8 @@ fn supervise(args: &ShimArgs) -> Result<(), ShimError> {
         &serde_json::to_vec(&shim).expect("serialisable"),
     )?;
     nix::sys::prctl::set_child_subreaper(true).map_err(sys_err("PR_SET_CHILD_SUBREAPER"))?;
-    let (out_r, out_w) = pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(sys_err("pipe"))?;
-    let (err_r, err_w) = pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(sys_err("pipe"))?;
-    let devnull = File::open("/dev/null").map_err(io_err("opening /dev/null"))?;
-
-    let started = match start_container(args, devnull, out_w, err_w) {
-        Ok(pid) => pid,
+    let (started, stdio) = match start(args) {
+        Ok(started) => started,
         Err(e) => {
             report(&format!("error {}", one_line(&e.to_string())));
             return Err(e);
@@ -191,7 +210,25 @@ fn supervise(args: &ShimArgs) -> Result<(), ShimError> {
     report(&format!("started {}", init.pid));
 
     let mut log = CriLogWriter::open(&args.log, args.log_max_bytes)?;
-    let status = copy_output_until_exit(started, out_r, err_r, &mut log)?;
+    let stdin = stdio.stdin.map(|fd| attach::Stdin {
+        fd,
+        once: args.stdin_once,
+    });
+    let mut hub = match &args.attach_socket {
+        Some(path) => Some(attach::Hub::listen(
+            path,
+            stdin,
+            stdio
+                .terminal
+                .as_ref()
+                .map(OwnedFd::try_clone)
+                .transpose()
+                .map_err(io_err("dup of the terminal"))?,
+        )?),
+        None => None,
+    };
+    let status = copy_output_until_exit(started, stdio.outputs, hub.as_mut(), &mut log)?;
+    drop(hub);
     let exit_code = match status {
         WaitStatus::Exited(_, code) => code,
         WaitStatus::Signaled(_, signal, _) => 128 + signal as i32,
@@ -213,18 +250,123 @@ fn supervise(args: &ShimArgs) -> Result<(), ShimError> {
     Ok(())
 }
 
-fn start_container(
-    args: &ShimArgs,
-    stdin: File,
-    stdout: OwnedFd,
-    stderr: OwnedFd,
-) -> Result<Pid, ShimError> {
-    let mut container = ContainerBuilder::new(args.id.clone(), SyscallType::default())
+/// Starts the container on pipes, or on a terminal when its config.json asks for one.
+fn start(args: &ShimArgs) -> Result<(Pid, Stdio), ShimError> {
+    if wants_terminal(&args.bundle) {
+        return start_on_terminal(args);
+    }
+    let (out_r, out_w) = pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(sys_err("pipe"))?;
+    let (err_r, err_w) = pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(sys_err("pipe"))?;
+    let (container_stdin, stdin) = if args.stdin {
+        let (r, w) = pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(sys_err("pipe"))?;
+        (r, Some(w))
+    } else {
+        let devnull = File::open("/dev/null").map_err(io_err("opening /dev/null"))?;
+        (OwnedFd::from(devnull), None)
+    };
+    let builder = ContainerBuilder::new(args.id.clone(), SyscallType::default())
         .with_root_path(&args.state_root)?
         .validate_id()?
-        .with_stdin(stdin)
-        .with_stdout(stdout)
-        .with_stderr(stderr)
+        .with_stdin(container_stdin)
+        .with_stdout(out_w)
+        .with_stderr(err_w);
+    let pid = start_container(args, builder)?;
+    let stdio = Stdio {
+        outputs: [Some((out_r, Stream::Stdout)), Some((err_r, Stream::Stderr))],
+        stdin,
+        terminal: None,
+    };
+    Ok((pid, stdio))
+}
+
+/// libcontainer creates the terminal inside the container (so it is the init's controlling terminal) and
+/// sends its master end over a console socket; what the terminal shows is the container's stdout.
+fn start_on_terminal(args: &ShimArgs) -> Result<(Pid, Stdio), ShimError> {
+    let socket = args.state_root.join(format!("{}.console", args.id));
+    let _ = fs::remove_file(&socket);
+    let listener = UnixListener::bind(&socket)
+        .map_err(io_err(format!("listening on {}", socket.display())))?;
+    let started = ContainerBuilder::new(args.id.clone(), SyscallType::default())
+        .with_root_path(&args.state_root)
+        .map_err(ShimError::from)
+        .map(|builder| builder.with_console_socket(Some(&socket)))
+        .and_then(|builder| start_container(args, builder))
+        .and_then(|pid| Ok((pid, receive_terminal(&listener)?)));
+    let _ = fs::remove_file(&socket);
+    let (pid, master) = started?;
+    let reader = master.try_clone().map_err(io_err("dup of the terminal"))?;
+    let stdin = if args.stdin {
+        Some(master.try_clone().map_err(io_err("dup of the terminal"))?)
+    } else {
+        None
+    };
+    let stdio = Stdio {
+        outputs: [Some((reader, Stream::Stdout)), None],
+        stdin,
+        terminal: Some(master),
+    };
+    Ok((pid, stdio))
+}
+
+/// Whether the container's config.json asks for a terminal (`process.terminal`).
+fn wants_terminal(bundle: &Path) -> bool {
+    let Ok(text) = fs::read(bundle.join("config.json")) else {
+        return false;
+    };
+    serde_json::from_slice::<serde_json::Value>(&text)
+        .ok()
+        .and_then(|spec| spec["process"]["terminal"].as_bool())
+        .unwrap_or(false)
+}
+
+/// The terminal master libcontainer sent to the console socket.
+fn receive_terminal(listener: &UnixListener) -> Result<OwnedFd, ShimError> {
+    let mut fds = [PollFd::new(listener.as_fd(), PollFlags::POLLIN)];
+    let ready = poll(&mut fds, PollTimeout::from(30_000u16)).map_err(sys_err("poll"))?;
+    if ready == 0 {
+        return Err(io_err("receiving the terminal")(std::io::Error::other(
+            "the container sent no terminal within 30s",
+        )));
+    }
+    let (stream, _) = listener
+        .accept()
+        .map_err(io_err("accepting on the console socket"))?;
+    let fds = receive_fds(stream.as_raw_fd()).map_err(io_err("receiving the terminal"))?;
+    fds.into_iter().next().ok_or_else(|| {
+        io_err("receiving the terminal")(std::io::Error::other("no descriptor sent"))
+    })
+}
+
+/// The descriptors sent with SCM_RIGHTS in one message on the Unix socket `socket` (libcontainer sends the
+/// terminal's name as the payload).
+pub fn receive_fds(socket: RawFd) -> std::io::Result<Vec<OwnedFd>> {
+    use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
+    let mut name = [0u8; 4096];
+    let mut iov = [std::io::IoSliceMut::new(&mut name)];
+    let mut space = nix::cmsg_space!([RawFd; 1]);
+    let msg = recvmsg::<()>(
+        socket,
+        &mut iov,
+        Some(&mut space),
+        MsgFlags::MSG_CMSG_CLOEXEC,
+    )
+    .map_err(std::io::Error::from)?;
+    let fds = msg
+        .cmsgs()
+        .map_err(std::io::Error::from)?
+        .filter_map(|c| match c {
+            ControlMessageOwned::ScmRights(fds) => Some(fds),
+            _ => None,
+        })
+        .flatten()
+        // SAFETY: the kernel just installed these descriptors in this process for us.
+        .map(|fd| unsafe { OwnedFd::from_raw_fd(fd) })
+        .collect();
+    Ok(fds)
+}
+
+fn start_container(args: &ShimArgs, builder: ContainerBuilder) -> Result<Pid, ShimError> {
+    let mut container = builder
         .as_init(&args.bundle)
         .with_systemd(false)
         .with_detach(true)
@@ -240,19 +382,16 @@ fn start_container(
     })
 }
 
-/// Copies the container's stdout and stderr into the log until the init has exited and both pipes are
-/// closed (or [`DRAIN_AFTER_EXIT_MS`] passed), reaping the init and any orphan reparented to the shim.
+/// Copies the container's output into the log (and to attach sessions, while serving them) until the init
+/// has exited and its output is closed (or [`DRAIN_AFTER_EXIT_MS`] passed), reaping the init and any
+/// orphan reparented to the shim.
 fn copy_output_until_exit(
     init: Pid,
-    stdout: OwnedFd,
-    stderr: OwnedFd,
+    mut pipes: [Option<(OwnedFd, Stream)>; 2],
+    mut hub: Option<&mut attach::Hub>,
     log: &mut CriLogWriter,
 ) -> Result<WaitStatus, ShimError> {
     let pidfd = pidfd_open(init.as_raw()).map_err(io_err("pidfd_open"))?;
-    let mut pipes = [
-        Some((stdout, Stream::Stdout)),
-        Some((stderr, Stream::Stderr)),
-    ];
     let mut exit: Option<WaitStatus> = None;
     let mut buf = vec![0u8; 32 * 1024];
     loop {
@@ -269,6 +408,14 @@ fn copy_output_until_exit(
         }
         if exit.is_none() {
             fds.push(PollFd::new(pidfd.as_fd(), PollFlags::POLLIN));
+        }
+        let hub_from = fds.len();
+        if let Some(hub) = hub.as_deref_mut() {
+            fds.extend(
+                hub.poll_fds()
+                    .into_iter()
+                    .map(|(fd, flags)| PollFd::new(fd, flags)),
+            );
         }
         let timeout = if exit.is_some() {
             PollTimeout::from(DRAIN_AFTER_EXIT_MS)
@@ -288,22 +435,31 @@ fn copy_output_until_exit(
             .map(|f| f.revents().unwrap_or(PollFlags::empty()))
             .collect();
         drop(fds);
+        if let Some(hub) = hub.as_deref_mut() {
+            hub.ready(&revents[hub_from..]);
+        }
         for (slot, i) in which.iter().enumerate() {
             if revents[slot].is_empty() {
                 continue;
             }
             let (fd, stream) = pipes[*i].as_ref().expect("polled pipe");
             match nix::unistd::read(fd.as_raw_fd(), &mut buf) {
-                Ok(0) => {
+                // A terminal whose processes are all gone reads EIO.
+                Ok(0) | Err(nix::errno::Errno::EIO) => {
                     log.finish(*stream)?;
                     pipes[*i] = None;
                 }
-                Ok(n) => log.write(*stream, &buf[..n])?,
+                Ok(n) => {
+                    log.write(*stream, &buf[..n])?;
+                    if let Some(hub) = hub.as_deref_mut() {
+                        hub.broadcast(*stream, &buf[..n]);
+                    }
+                }
                 Err(nix::errno::Errno::EINTR | nix::errno::Errno::EAGAIN) => {}
                 Err(e) => return Err(sys_err("reading container output")(e)),
             }
         }
-        if exit.is_none() && revents.len() > which.len() && !revents[which.len()].is_empty() {
+        if exit.is_none() && hub_from > which.len() && !revents[which.len()].is_empty() {
             exit = Some(reap(init)?);
         }
     }

@@ -790,7 +790,8 @@ spec:
 }
 
 #[test]
-fn a_joined_agent_serves_logs_exec_and_port_forward_of_its_pods_to_kubectl_through_the_server() {
+fn a_joined_agent_serves_logs_exec_attach_and_port_forward_of_its_pods_to_kubectl_through_the_server(
+) {
     require_root();
     let _node = node_lock();
     let s = Server::start();
@@ -880,6 +881,31 @@ spec:
         "{stderr}"
     );
     assert_eq!(out.status.code(), Some(4));
+
+    // attach: relayed like exec (`kubectl run -i` attaches to the new pod's stdin and output).
+    let out = s.kubectl_with(
+        &[
+            "run",
+            "reader",
+            "-i",
+            "--rm",
+            "--restart=Never",
+            "--image=busybox:latest",
+            "--image-pull-policy=Never",
+            "--",
+            "sh",
+            "-c",
+            "cat; echo stdin ended",
+        ],
+        &[],
+        Some(&input),
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("piped\nstdin ended\n"),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
 
     // port-forward: the server relays the tunneled SPDY session to the node's kubelet endpoint.
     let forward = PortForward::start(&s, "talker", &[8080], &[]);
@@ -1242,4 +1268,97 @@ spec:
         );
     }
     s.ok(&["delete", "pod", "web", "--wait=false"]);
+}
+
+#[test]
+fn kubectl_run_and_attach_join_the_containers_own_process() {
+    let (_node, s) = busybox_node();
+    let run = |name: &str| {
+        vec![
+            "run".to_string(),
+            name.to_string(),
+            "--rm".into(),
+            "--restart=Never".into(),
+            "--image=busybox:latest".into(),
+            "--image-pull-policy=Never".into(),
+        ]
+    };
+    // `kubectl run -i`: the container's stdin (stdinOnce) gets what kubectl reads, then its end.
+    let input = s.write("attach-input.txt", "hello\nworld\n");
+    let mut args = run("reader");
+    args.extend(["-i", "--", "sh", "-c", "cat; echo stdin ended"].map(String::from));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = s.kubectl_with(&args, &[], Some(&input));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("hello\nworld\nstdin ended\n"),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    s.eventually("--rm deleted the pod", Duration::from_secs(30), || {
+        !s.kubectl(&["get", "pod", "reader"]).status.success()
+    });
+
+    // `kubectl run -it`: the container runs on its own terminal, which takes the user's size.
+    let mut args = run("terminal");
+    args.extend(
+        [
+            "-it",
+            "--",
+            "sh",
+            "-c",
+            "for i in $(seq 100); do [ \"$(stty size)\" = '30 100' ] && break; sleep 0.1; done; \
+             tty; stty size",
+        ]
+        .map(String::from),
+    );
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let (code, shown) = kubectl_on_terminal(&s, &args, 30, 100);
+    assert!(shown.contains("/dev/pts/0"), "{shown}");
+    assert!(shown.contains("30 100"), "{shown}");
+    assert_eq!(code, Some(0), "{shown}");
+
+    // `kubectl attach` to a running container: its output from then on, stdout and stderr apart.
+    let manifest = r#"apiVersion: v1
+kind: Pod
+metadata: {name: ticker}
+spec:
+  terminationGracePeriodSeconds: 1
+  containers:
+  - {name: app, image: busybox:latest, imagePullPolicy: Never,
+     command: [sh, -c, "i=0; while true; i=$((i+1)); do echo tick $i; echo tock $i >&2; sleep 0.2; done"]}
+"#;
+    s.ok(&[
+        "apply",
+        "-f",
+        s.write("ticker.yaml", manifest).to_str().unwrap(),
+    ]);
+    s.eventually("ticker is Running", Duration::from_secs(60), || {
+        jsonpath(&s, "ticker", "{.status.phase}") == "Running"
+    });
+    let mut attached = s
+        .kubectl_command(&["attach", "ticker"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = std::io::BufReader::new(attached.stdout.take().unwrap());
+    let mut stderr = std::io::BufReader::new(attached.stderr.take().unwrap());
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut stdout, &mut line).unwrap();
+    assert!(line.starts_with("tick "), "{line}");
+    // kubectl may say first that the prompt is not shown; the container's stderr follows.
+    let mut err_line = String::new();
+    while !err_line.starts_with("tock ") {
+        err_line.clear();
+        assert!(std::io::BufRead::read_line(&mut stderr, &mut err_line).unwrap() > 0);
+    }
+    let _ = attached.kill();
+    let _ = attached.wait();
+    s.ok(&["delete", "pod", "ticker", "--wait=false"]);
 }

@@ -82,6 +82,8 @@ impl Fixture {
             log_path: self.logs.join(format!("{id}.log")),
             created_at: String::new(),
             spec_hash: String::new(),
+            stdin: false,
+            stdin_once: false,
         };
         let config = ContainerConfig {
             args: args.iter().map(|s| s.to_string()).collect(),

@@ -381,6 +381,7 @@ pub fn build(inputs: Inputs) -> Result<ContainerConfig, String> {
         // Unconfined only when asked for: orch applies RuntimeDefault to every other container, as
         // kubelet's --seccomp-default does.
         seccomp: seccomp_type != Some("Unconfined"),
+        terminal: container.tty.unwrap_or(false),
     })
 }
 

@@ -2,10 +2,11 @@
 //! only get from the node itself. It serves with a certificate the server issues at join, and accepts only
 //! callers holding a client certificate from the cluster CA, as the API server does when it dials it. It
 //! answers kubelet's `GET /containerLogs/{namespace}/{pod}/{container}` (`kubectl logs` for pods here,
-//! with `pods/log`'s query), `GET /exec/{namespace}/{pod}/{container}` (a WebSocket exec session, which the
-//! API server relays from `pods/exec`), `GET /portForward/{namespace}/{pod}` (a port-forward session
-//! tunneled in a WebSocket, relayed from `pods/portforward`) and `GET /healthz`. The server's embedded agent needs none of this:
-//! the API server reads its logs and runs its exec and port-forward sessions in-process.
+//! with `pods/log`'s query), `GET /exec/{namespace}/{pod}/{container}` and `/attach/…` (WebSocket exec
+//! and attach sessions, which the API server relays from `pods/exec` and `pods/attach`),
+//! `GET /portForward/{namespace}/{pod}` (a port-forward session tunneled in a WebSocket, relayed from
+//! `pods/portforward`) and `GET /healthz`. The server's embedded agent needs none of this: the API server
+//! reads its logs and runs its exec, attach and port-forward sessions in-process.
 
 use std::convert::Infallible;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -159,8 +160,10 @@ impl Endpoint {
             ["containerLogs", namespace, pod, container] => {
                 self.container_logs(namespace, pod, container, &query).await
             }
-            ["exec", namespace, pod, container] => {
-                self.exec(namespace, pod, container, &query, &mut req).await
+            [verb @ ("exec" | "attach"), namespace, pod, container] => {
+                let attach = *verb == "attach";
+                self.exec(namespace, pod, container, &query, attach, &mut req)
+                    .await
             }
             ["portForward", namespace, pod] => self.port_forward(namespace, pod, &mut req).await,
             _ => Err((StatusCode::NOT_FOUND, "404 page not found".to_string())),
@@ -202,6 +205,7 @@ impl Endpoint {
         name: &str,
         container: &str,
         query: &[(String, String)],
+        attach: bool,
         req: &mut Request<B>,
     ) -> Result<Response<Body>, (StatusCode, String)> {
         let pod = self.pod_here(namespace, name).await?;
@@ -212,8 +216,12 @@ impl Endpoint {
                 .map(|(_, v)| v.as_str())
                 .collect()
         };
-        let options = ExecOptions::resolve(&pod, Some(container), values)
-            .map_err(|e| (StatusCode::BAD_REQUEST, e))?;
+        let options = if attach {
+            ExecOptions::resolve_attach(&pod, Some(container), values)
+        } else {
+            ExecOptions::resolve(&pod, Some(container), values)
+        }
+        .map_err(|e| (StatusCode::BAD_REQUEST, e))?;
         let handshake =
             websocket::handshake(req, exec::negotiate).map_err(|e| (StatusCode::BAD_REQUEST, e))?;
         exec::start(self.exec.clone(), &pod, options, handshake)

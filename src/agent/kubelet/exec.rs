@@ -1,4 +1,4 @@
-//! The node's side of `kubectl exec`: finds the running container, starts the command in it (with a
+//! The node's side of `kubectl exec` (and the session around `kubectl attach`, see `attach.rs`): finds the running container, starts the command in it (with a
 //! terminal when asked) and speaks the remote-command channel protocol until the command has exited and
 //! its output is out: stdin and terminal resizes in, stdout and stderr out, then the Status with the exit
 //! code and a normal close, which is what kubectl waits for.
@@ -141,9 +141,14 @@ async fn session(runtime: Runtime, id: String, options: ExecOptions, socket: Exe
         stderr: options.stderr,
         tty: options.tty,
     };
-    let status = match runtime.exec_session(&id, &options.command, streams).await {
-        Ok(process) => run(process, &mut source, &out).await,
-        Err(e) => exec::failure_status(&e.to_string()),
+    let status = if options.is_attach() {
+        let socket = runtime.attach_socket(&id);
+        super::attach::run(&socket, &options, &mut source, &out).await
+    } else {
+        match runtime.exec_session(&id, &options.command, streams).await {
+            Ok(process) => run(process, &mut source, &out).await,
+            Err(e) => exec::failure_status(&e.to_string()),
+        }
     };
     let _ = out
         .send(Message::binary(exec::encode(
@@ -167,7 +172,7 @@ async fn session(runtime: Runtime, id: String, options: ExecOptions, socket: Exe
     .await;
 }
 
-type Source = futures_util::stream::SplitStream<ExecSocket>;
+pub(super) type Source = futures_util::stream::SplitStream<ExecSocket>;
 
 /// Pumps the streams of `process` until it exits; the Status to end the session with.
 async fn run(

@@ -4,6 +4,7 @@
 //! containers in the runtime and acts; container exits, pod changes and a periodic relist re-queue it.
 //! Everything it knows is on disk or in the API, so a restarted agent picks up where it left off.
 
+pub mod attach;
 pub mod backoff;
 pub mod container;
 pub mod endpoint;

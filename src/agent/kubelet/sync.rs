@@ -1058,6 +1058,8 @@ impl Kubelet {
             log_path: sandbox::log_path(&self.config.data_dir, pod, &c.name, attempt),
             created_at: jiff::Timestamp::now().to_string(),
             spec_hash: hash,
+            stdin: c.stdin.unwrap_or(false),
+            stdin_once: c.stdin_once.unwrap_or(false),
         };
         let run_error = |message: String| {
             StartFailure::Waiting(

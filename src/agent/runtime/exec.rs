@@ -4,8 +4,7 @@
 //! creates the pseudo-terminal inside the container (so it is the command's controlling terminal) and
 //! sends its master end over that socket.
 
-use std::io::IoSliceMut;
-use std::os::fd::{FromRawFd, OwnedFd, RawFd};
+use std::os::fd::OwnedFd;
 use std::process::Stdio;
 use std::time::Duration;
 
@@ -172,42 +171,16 @@ async fn receive_terminal(
 
 /// One file descriptor sent with SCM_RIGHTS.
 async fn receive_fd(stream: &UnixStream) -> std::io::Result<OwnedFd> {
-    use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
     use std::os::fd::AsRawFd;
     loop {
         stream.readable().await?;
-        let received = stream.try_io(Interest::READABLE, || {
-            // libcontainer sends the terminal's name as the payload.
-            let mut name = [0u8; 4096];
-            let mut iov = [IoSliceMut::new(&mut name)];
-            let mut space = nix::cmsg_space!([RawFd; 1]);
-            let msg = recvmsg::<()>(
-                stream.as_raw_fd(),
-                &mut iov,
-                Some(&mut space),
-                MsgFlags::MSG_CMSG_CLOEXEC,
-            )
-            .map_err(std::io::Error::from)?;
-            let fds: Vec<RawFd> = msg
-                .cmsgs()
-                .map_err(std::io::Error::from)?
-                .filter_map(|c| match c {
-                    ControlMessageOwned::ScmRights(fds) => Some(fds),
-                    _ => None,
-                })
-                .flatten()
-                .collect();
-            Ok(fds)
-        });
-        match received {
+        match stream.try_io(Interest::READABLE, || {
+            crate::shim::receive_fds(stream.as_raw_fd())
+        }) {
             Ok(fds) => {
-                let mut owned = fds
-                    .into_iter()
-                    // SAFETY: the kernel just installed these descriptors in this process for us.
-                    .map(|fd| unsafe { OwnedFd::from_raw_fd(fd) });
-                return owned.next().ok_or_else(|| {
+                return fds.into_iter().next().ok_or_else(|| {
                     std::io::Error::new(std::io::ErrorKind::InvalidData, "no descriptor sent")
-                });
+                })
             }
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
             Err(e) => return Err(e),

@@ -101,6 +101,12 @@ pub struct ContainerMeta {
     pub created_at: String,
     /// A hash of the container's spec, to notice a changed spec (e.g. a new image) of a running container.
     pub spec_hash: String,
+    /// The container's stdin stays open for attach sessions (`stdin: true`).
+    #[serde(default)]
+    pub stdin: bool,
+    /// ... and is closed when the first attach session that wrote to it ends (`stdinOnce: true`).
+    #[serde(default)]
+    pub stdin_once: bool,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -144,6 +150,12 @@ impl Runtime {
     /// Where the container's bundle, overlay layers and records live.
     pub fn dir(&self, id: &str) -> PathBuf {
         self.config.containers_dir.join(id)
+    }
+
+    /// Where the container's shim serves attach sessions while the container runs (on tmpfs, and short
+    /// enough for a socket path).
+    pub fn attach_socket(&self, id: &str) -> PathBuf {
+        self.config.state_root.join(format!("{id}.attach"))
     }
 
     /// Writes the bundle of a new container: its metadata, an overlay root over `layers` (lowest first) and
@@ -193,6 +205,10 @@ impl Runtime {
             .arg(&meta.log_path)
             .arg("--log-max-bytes")
             .arg(self.config.log_max_bytes.to_string())
+            .arg("--attach-socket")
+            .arg(self.attach_socket(id))
+            .args(meta.stdin.then_some("--stdin"))
+            .args(meta.stdin_once.then_some("--stdin-once"))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(shim_log)

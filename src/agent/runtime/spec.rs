@@ -87,6 +87,8 @@ pub struct ContainerConfig {
     pub readonly_rootfs: bool,
     /// The RuntimeDefault seccomp profile; false means Unconfined.
     pub seccomp: bool,
+    /// The container runs on a terminal (`tty: true`), which its shim holds.
+    pub terminal: bool,
 }
 
 /// Where a container gets a namespace that the containers of a pod share.
@@ -276,7 +278,7 @@ fn mounts(config: &ContainerConfig) -> Result<Vec<Mount>, RuntimeError> {
 pub fn build(config: &ContainerConfig) -> Result<Spec, RuntimeError> {
     let caps = capabilities(config)?;
     let mut process = ProcessBuilder::default()
-        .terminal(false)
+        .terminal(config.terminal)
         .args(config.args.clone())
         .env(config.env.clone())
         .cwd(if config.cwd.is_empty() {
