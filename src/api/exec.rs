@@ -55,33 +55,16 @@ impl ExecOptions {
         container: Option<&str>,
         query: impl Fn(&str) -> Vec<&'q str>,
     ) -> Result<ExecOptions, String> {
-        let flag = |key: &str| {
-            query(key)
-                .first()
-                .is_some_and(|v| *v == "true" || *v == "1")
-        };
-        let requested = container.or_else(|| query("container").first().copied());
-        let container = crate::api::kubelet::resolve_container(pod, requested)?;
         let command: Vec<String> = query("command").into_iter().map(str::to_string).collect();
+        let options = Self::requested(pod, container, &query)?;
         if command.is_empty() {
             return Err("you must specify at least 1 command".into());
-        }
-        let options = ExecOptions {
-            container,
-            command,
-            stdin: flag("stdin"),
-            stdout: flag("stdout"),
-            stderr: flag("stderr"),
-            tty: flag("tty"),
-        };
-        if !(options.stdin || options.stdout || options.stderr) {
-            return Err("you must specify at least one of stdin, stdout, stderr".into());
         }
         if options.tty && options.stderr {
             // A terminal has one output: what the process writes to stderr arrives on stdout.
             return Err("stdout and stderr cannot both be requested when tty is true".into());
         }
-        Ok(options)
+        Ok(ExecOptions { command, ..options })
     }
 
     /// The options for `pods/attach` (and kubelet's `attach`): no command, and a terminal exactly when the
@@ -91,6 +74,31 @@ impl ExecOptions {
         container: Option<&str>,
         query: impl Fn(&str) -> Vec<&'q str>,
     ) -> Result<ExecOptions, String> {
+        let options = Self::requested(pod, container, &query)?;
+        let tty = pod
+            .spec
+            .iter()
+            .flat_map(|s| {
+                s.containers
+                    .iter()
+                    .chain(s.init_containers.iter().flatten())
+            })
+            .find(|c| c.name == options.container)
+            .and_then(|c| c.tty)
+            .unwrap_or(false);
+        Ok(ExecOptions {
+            stderr: options.stderr && !tty,
+            tty,
+            ..options
+        })
+    }
+
+    /// The container and streams the query asks for, with no command.
+    fn requested<'q>(
+        pod: &Pod,
+        container: Option<&str>,
+        query: &impl Fn(&str) -> Vec<&'q str>,
+    ) -> Result<ExecOptions, String> {
         let flag = |key: &str| {
             query(key)
                 .first()
@@ -98,24 +106,13 @@ impl ExecOptions {
         };
         let requested = container.or_else(|| query("container").first().copied());
         let container = crate::api::kubelet::resolve_container(pod, requested)?;
-        let spec = pod.spec.as_ref();
-        let tty = spec
-            .into_iter()
-            .flat_map(|s| {
-                s.containers
-                    .iter()
-                    .chain(s.init_containers.iter().flatten())
-            })
-            .find(|c| c.name == container)
-            .and_then(|c| c.tty)
-            .unwrap_or(false);
         let options = ExecOptions {
             container,
             command: Vec::new(),
             stdin: flag("stdin"),
             stdout: flag("stdout"),
-            stderr: flag("stderr") && !tty,
-            tty,
+            stderr: flag("stderr"),
+            tty: flag("tty"),
         };
         if !(options.stdin || options.stdout || options.stderr) {
             return Err("you must specify at least one of stdin, stdout, stderr".into());
@@ -335,6 +332,26 @@ mod tests {
         assert_eq!(
             ExecOptions::resolve(&pod(), Some("nope"), query(&[("command", "sh")])).unwrap_err(),
             "container nope is not valid for pod p"
+        );
+    }
+
+    #[test]
+    fn attach_takes_the_terminal_from_the_container_not_the_query() {
+        let mut with_tty = pod();
+        with_tty.spec.as_mut().unwrap().containers[1].tty = Some(true);
+        let q = [("stdin", "true"), ("stdout", "true"), ("stderr", "true")];
+        let on_terminal = ExecOptions::resolve_attach(&with_tty, Some("side"), query(&q)).unwrap();
+        assert!(on_terminal.is_attach() && on_terminal.tty && !on_terminal.stderr);
+        assert_eq!(
+            exec_path(&on_terminal, "default", "p"),
+            "/attach/default/p/side"
+        );
+        let asked = [("stdout", "true"), ("tty", "true")];
+        let on_pipes = ExecOptions::resolve_attach(&with_tty, Some("app"), query(&asked)).unwrap();
+        assert!(!on_pipes.tty);
+        assert_eq!(
+            ExecOptions::resolve_attach(&with_tty, Some("app"), query(&[])).unwrap_err(),
+            "you must specify at least one of stdin, stdout, stderr"
         );
     }
 

@@ -264,9 +264,7 @@ fn start(args: &ShimArgs) -> Result<(Pid, Stdio), ShimError> {
         let devnull = File::open("/dev/null").map_err(io_err("opening /dev/null"))?;
         (OwnedFd::from(devnull), None)
     };
-    let builder = ContainerBuilder::new(args.id.clone(), SyscallType::default())
-        .with_root_path(&args.state_root)?
-        .validate_id()?
+    let builder = builder(args)?
         .with_stdin(container_stdin)
         .with_stdout(out_w)
         .with_stderr(err_w);
@@ -286,12 +284,19 @@ fn start_on_terminal(args: &ShimArgs) -> Result<(Pid, Stdio), ShimError> {
     let _ = fs::remove_file(&socket);
     let listener = UnixListener::bind(&socket)
         .map_err(io_err(format!("listening on {}", socket.display())))?;
-    let started = ContainerBuilder::new(args.id.clone(), SyscallType::default())
-        .with_root_path(&args.state_root)
-        .map_err(ShimError::from)
+    let started = builder(args)
         .map(|builder| builder.with_console_socket(Some(&socket)))
         .and_then(|builder| start_container(args, builder))
-        .and_then(|pid| Ok((pid, receive_terminal(&listener)?)));
+        .and_then(|pid| match receive_terminal(&listener) {
+            Ok(master) => Ok((pid, master)),
+            Err(e) => {
+                // A container whose terminal nobody holds is of no use: do not leave it running.
+                if let Ok(mut container) = Container::load(args.state_root.join(&args.id)) {
+                    let _ = container.delete(true);
+                }
+                Err(e)
+            }
+        });
     let _ = fs::remove_file(&socket);
     let (pid, master) = started?;
     let reader = master.try_clone().map_err(io_err("dup of the terminal"))?;
@@ -306,6 +311,14 @@ fn start_on_terminal(args: &ShimArgs) -> Result<(Pid, Stdio), ShimError> {
         terminal: Some(master),
     };
     Ok((pid, stdio))
+}
+
+fn builder(args: &ShimArgs) -> Result<ContainerBuilder, ShimError> {
+    Ok(
+        ContainerBuilder::new(args.id.clone(), SyscallType::default())
+            .with_root_path(&args.state_root)?
+            .validate_id()?,
+    )
 }
 
 /// Whether the container's config.json asks for a terminal (`process.terminal`).
