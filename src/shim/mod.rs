@@ -190,7 +190,8 @@ fn supervise(args: &ShimArgs) -> Result<(), ShimError> {
         &serde_json::to_vec(&shim).expect("serialisable"),
     )?;
     nix::sys::prctl::set_child_subreaper(true).map_err(sys_err("PR_SET_CHILD_SUBREAPER"))?;
-    let (started, stdio) = match start(args) {
+    let bundle_config = BundleConfig::read(&args.bundle);
+    let (started, stdio) = match start(args, bundle_config.terminal) {
         Ok(started) => started,
         Err(e) => {
             report(&format!("error {}", one_line(&e.to_string())));
@@ -215,16 +216,7 @@ fn supervise(args: &ShimArgs) -> Result<(), ShimError> {
         once: args.stdin_once,
     });
     let mut hub = match &args.attach_socket {
-        Some(path) => Some(attach::Hub::listen(
-            path,
-            stdin,
-            stdio
-                .terminal
-                .as_ref()
-                .map(OwnedFd::try_clone)
-                .transpose()
-                .map_err(io_err("dup of the terminal"))?,
-        )?),
+        Some(path) => Some(attach::Hub::listen(path, stdin, stdio.terminal)?),
         None => None,
     };
     let status = copy_output_until_exit(started, stdio.outputs, hub.as_mut(), &mut log)?;
@@ -234,7 +226,7 @@ fn supervise(args: &ShimArgs) -> Result<(), ShimError> {
         WaitStatus::Signaled(_, signal, _) => 128 + signal as i32,
         _ => 255,
     };
-    let oom_killed = cgroup_path(&args.bundle).is_some_and(|p| oom_kills(&p) > 0);
+    let oom_killed = bundle_config.cgroup_path.is_some_and(|p| oom_kills(&p) > 0);
     let record = ExitRecord {
         exit_code,
         oom_killed,
@@ -251,8 +243,8 @@ fn supervise(args: &ShimArgs) -> Result<(), ShimError> {
 }
 
 /// Starts the container on pipes, or on a terminal when its config.json asks for one.
-fn start(args: &ShimArgs) -> Result<(Pid, Stdio), ShimError> {
-    if wants_terminal(&args.bundle) {
+fn start(args: &ShimArgs, terminal: bool) -> Result<(Pid, Stdio), ShimError> {
+    if terminal {
         return start_on_terminal(args);
     }
     let (out_r, out_w) = pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(sys_err("pipe"))?;
@@ -321,15 +313,25 @@ fn builder(args: &ShimArgs) -> Result<ContainerBuilder, ShimError> {
     )
 }
 
-/// Whether the container's config.json asks for a terminal (`process.terminal`).
-fn wants_terminal(bundle: &Path) -> bool {
-    let Ok(text) = fs::read(bundle.join("config.json")) else {
-        return false;
-    };
-    serde_json::from_slice::<serde_json::Value>(&text)
-        .ok()
-        .and_then(|spec| spec["process"]["terminal"].as_bool())
-        .unwrap_or(false)
+/// What the shim needs from the container's config.json.
+struct BundleConfig {
+    /// `process.terminal`: the container runs on a terminal.
+    terminal: bool,
+    /// `linux.cgroupsPath`, where the kernel counts OOM kills.
+    cgroup_path: Option<String>,
+}
+
+impl BundleConfig {
+    fn read(bundle: &Path) -> BundleConfig {
+        let spec: serde_json::Value = fs::read(bundle.join("config.json"))
+            .ok()
+            .and_then(|text| serde_json::from_slice(&text).ok())
+            .unwrap_or_default();
+        BundleConfig {
+            terminal: spec["process"]["terminal"].as_bool().unwrap_or(false),
+            cgroup_path: spec["linux"]["cgroupsPath"].as_str().map(str::to_string),
+        }
+    }
 }
 
 /// The terminal master libcontainer sent to the console socket.
@@ -507,13 +509,6 @@ pub fn pidfd_open(pid: i32) -> std::io::Result<OwnedFd> {
     }
     // SAFETY: the kernel just returned this fd to us and nothing else owns it.
     Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
-}
-
-/// The container's cgroup path from its config.json.
-fn cgroup_path(bundle: &Path) -> Option<String> {
-    let text = fs::read(bundle.join("config.json")).ok()?;
-    let value: serde_json::Value = serde_json::from_slice(&text).ok()?;
-    value["linux"]["cgroupsPath"].as_str().map(str::to_string)
 }
 
 /// OOM kills the kernel counted in the cgroup: `oom_kill` in memory.events (v2) or memory.oom_control (v1).

@@ -978,6 +978,14 @@ fn kubectl_on_terminal(s: &Server, args: &[&str], rows: u16, cols: u16) -> (Opti
         }
         String::from_utf8_lossy(&shown).into_owned()
     });
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while child.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("kubectl {args:?} did not end within 60 s");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
     let status = child.wait().unwrap();
     (status.code(), reader.join().unwrap())
 }
@@ -1347,16 +1355,32 @@ spec:
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    let mut stdout = std::io::BufReader::new(attached.stdout.take().unwrap());
-    let mut stderr = std::io::BufReader::new(attached.stderr.take().unwrap());
-    let mut line = String::new();
-    std::io::BufRead::read_line(&mut stdout, &mut line).unwrap();
-    assert!(line.starts_with("tick "), "{line}");
-    // kubectl may say first that the prompt is not shown; the container's stderr follows.
-    let mut err_line = String::new();
-    while !err_line.starts_with("tock ") {
-        err_line.clear();
-        assert!(std::io::BufRead::read_line(&mut stderr, &mut err_line).unwrap() > 0);
+    let (lines, shown) = std::sync::mpsc::channel();
+    for (output, name) in [
+        (
+            Box::new(attached.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>,
+            "stdout",
+        ),
+        (Box::new(attached.stderr.take().unwrap()), "stderr"),
+    ] {
+        let lines = lines.clone();
+        std::thread::spawn(move || {
+            for line in
+                std::io::BufRead::lines(std::io::BufReader::new(output)).map_while(Result::ok)
+            {
+                let _ = lines.send((name, line));
+            }
+        });
+    }
+    // The container's stdout and stderr arrive apart (kubectl may first say the prompt is not shown).
+    let (mut ticks, mut tocks) = (false, false);
+    while !(ticks && tocks) {
+        let (name, line) = shown
+            .recv_timeout(Duration::from_secs(30))
+            .expect("kubectl attach shows the container's output");
+        ticks |= name == "stdout" && line.starts_with("tick ");
+        tocks |= name == "stderr" && line.starts_with("tock ");
+        assert!(!(name == "stdout" && line.starts_with("tock ")), "{line}");
     }
     let _ = attached.kill();
     let _ = attached.wait();
