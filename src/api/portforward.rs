@@ -13,19 +13,18 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use futures_util::stream::BoxStream;
-use futures_util::{SinkExt, StreamExt};
+use futures_util::StreamExt;
 use k8s_openapi::api::core::v1::Pod;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tokio::sync::Notify;
 use tokio::task::JoinSet;
-use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::WebSocketStream;
 
-use crate::util::spdy::{self, Decoder, Encoder, Frame, Headers};
+use crate::util::spdy::{self, Frame, Headers, SpdyError};
+use crate::util::upgrade::{Pipe, Protocols};
 
 /// The WebSocket subprotocol kubectl 1.30+ offers: SPDY/3.1 bytes in binary messages.
 pub const WEBSOCKET_PROTOCOL: &str = "SPDY/3.1+portforward.k8s.io";
@@ -44,13 +43,11 @@ pub fn portforward_path(namespace: &str, pod: &str) -> String {
     format!("/portForward/{namespace}/{pod}")
 }
 
-/// The subprotocol to answer a WebSocket handshake with, from the client's `Sec-WebSocket-Protocol`.
-pub fn negotiate(offered: &str) -> Option<&'static str> {
-    offered
-        .split(',')
-        .any(|p| p.trim() == WEBSOCKET_PROTOCOL)
-        .then_some(WEBSOCKET_PROTOCOL)
-}
+/// What a port-forward endpoint speaks.
+pub const PROTOCOLS: Protocols = Protocols {
+    websocket: &[WEBSOCKET_PROTOCOL],
+    spdy: &[STREAM_PROTOCOL],
+};
 
 pub type Dial = Pin<Box<dyn Future<Output = Result<TcpStream, String>> + Send>>;
 /// Connects to a port of one pod as the pod itself sees it (its own loopback); the error says why not.
@@ -64,86 +61,11 @@ pub trait PodPortForward: Send + Sync {
     fn locate(&self, pod: &Pod) -> Result<Dialer, String>;
 }
 
-/// A client connection as bytes in and bytes out, whatever carries them.
-pub struct Pipe {
-    pub incoming: BoxStream<'static, Bytes>,
-    /// Closing it (dropping every sender) closes the connection.
-    pub outgoing: mpsc::Sender<Bytes>,
-}
-
-impl Pipe {
-    /// Bytes in the binary messages of a WebSocket (either role).
-    pub fn websocket<S>(socket: WebSocketStream<S>) -> Pipe
-    where
-        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-    {
-        let (mut sink, stream) = socket.split();
-        let (outgoing, mut queued) = mpsc::channel::<Bytes>(QUEUED_FRAMES);
-        tokio::spawn(async move {
-            while let Some(bytes) = queued.recv().await {
-                if sink.send(Message::Binary(bytes)).await.is_err() {
-                    return;
-                }
-            }
-            let _ = sink.close().await;
-        });
-        let incoming = stream
-            .take_while(|m| std::future::ready(matches!(m, Ok(m) if !m.is_close())))
-            .filter_map(|m| {
-                std::future::ready(match m {
-                    Ok(Message::Binary(bytes)) => Some(bytes),
-                    _ => None,
-                })
-            })
-            .boxed();
-        Pipe { incoming, outgoing }
-    }
-
-    /// The bytes of a connection upgraded to SPDY/3.1 itself.
-    pub fn raw<S>(io: S) -> Pipe
-    where
-        S: AsyncRead + AsyncWrite + Send + 'static,
-    {
-        let (reader, mut writer) = tokio::io::split(io);
-        let (outgoing, mut queued) = mpsc::channel::<Bytes>(QUEUED_FRAMES);
-        tokio::spawn(async move {
-            while let Some(bytes) = queued.recv().await {
-                if writer.write_all(&bytes).await.is_err() {
-                    return;
-                }
-            }
-            let _ = writer.shutdown().await;
-        });
-        let incoming = futures_util::stream::unfold(reader, |mut reader| async move {
-            let mut buf = BytesMut::with_capacity(spdy::MAX_DATA);
-            match reader.read_buf(&mut buf).await {
-                Ok(0) | Err(_) => None,
-                Ok(_) => Some((buf.freeze(), reader)),
-            }
-        })
-        .boxed();
-        Pipe { incoming, outgoing }
-    }
-}
-
 /// Serves one port-forward session on `pipe` until the client closes it, reaching the pod (`pod` names
 /// it in error messages) through `dial`.
 pub async fn serve(dial: Dialer, pod: String, pipe: Pipe) {
     let Pipe { incoming, outgoing } = pipe;
-    let (frames, mut queued) = mpsc::channel::<Frame>(QUEUED_FRAMES);
-    let writer = async move {
-        let mut encoder = Encoder::default();
-        while let Some(frame) = queued.recv().await {
-            let mut buf = BytesMut::new();
-            if let Err(e) = encoder.encode(&frame, &mut buf) {
-                tracing::debug!(error = %e, "port-forward: encoding a frame");
-                return;
-            }
-            if outgoing.send(buf.freeze()).await.is_err() {
-                return;
-            }
-        }
-    };
+    let (frames, writer) = spdy::frame_writer(outgoing, QUEUED_FRAMES);
     let session = Session {
         dial,
         pod: pod.into(),
@@ -154,7 +76,7 @@ pub async fn serve(dial: Dialer, pod: String, pipe: Pipe) {
         resets: HashMap::new(),
     };
     // The writer ends once the session and every forward it started have dropped their senders.
-    tokio::join!(session.run(incoming), writer);
+    tokio::join!(session.run(spdy::read_frames(incoming)), writer);
 }
 
 /// The streams of one forwarded connection, as they arrive.
@@ -178,21 +100,15 @@ struct Session {
 }
 
 impl Session {
-    async fn run(mut self, mut incoming: BoxStream<'static, Bytes>) {
-        let mut decoder = Decoder::default();
-        let mut buf = BytesMut::new();
-        while let Some(chunk) = incoming.next().await {
-            buf.extend_from_slice(&chunk);
-            loop {
-                match decoder.decode(&mut buf) {
-                    Ok(Some(Frame::GoAway { .. })) => return,
-                    Ok(Some(frame)) => self.handle(frame).await,
-                    Ok(None) => break,
-                    Err(e) => {
-                        tracing::debug!(error = %e, "port-forward: ending a session on a bad frame");
-                        let _ = self.frames.send(Frame::GoAway { last_good: 0 }).await;
-                        return;
-                    }
+    async fn run(mut self, mut frames: BoxStream<'static, Result<Frame, SpdyError>>) {
+        while let Some(frame) = frames.next().await {
+            match frame {
+                Ok(Frame::GoAway { .. }) => return,
+                Ok(frame) => self.handle(frame).await,
+                Err(e) => {
+                    tracing::debug!(error = %e, "port-forward: ending a session on a bad frame");
+                    let _ = self.frames.send(Frame::GoAway { last_good: 0 }).await;
+                    return;
                 }
             }
         }
@@ -389,6 +305,8 @@ impl Forward {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::util::spdy::{Decoder, Encoder};
+    use bytes::BytesMut;
     use tokio::net::TcpListener;
 
     /// The client's side of a session: frames in, frames out.

@@ -1,10 +1,11 @@
 //! Leaf helpers shared by every layer: an injectable clock, CIDR arithmetic, random names, the HTTPS
-//! accept loop, the server side of WebSocket upgrades and SPDY/3.1 framing.
+//! accept loop, the server side of WebSocket and SPDY upgrades and SPDY/3.1 framing.
 
 pub mod cidr;
 pub mod clock;
 pub mod https;
 pub mod spdy;
+pub mod upgrade;
 pub mod websocket;
 
 pub use clock::{Clock, SystemClock};

@@ -1,11 +1,17 @@
 //! SPDY/3.1 framing as moby/spdystream (kubectl's side) speaks it: the transport of `kubectl
-//! port-forward`, tunneled through a WebSocket or on an upgraded connection. Frames are parsed from and
+//! port-forward` (tunneled through a WebSocket or on an upgraded connection) and of exec and attach on
+//! kubectl's SPDY fallback. Frames are parsed from and
 //! written to byte buffers. Header blocks go through one zlib stream per direction, shared by every frame
 //! of the connection and primed with SPDY/3's dictionary, each block ending with a sync flush. Flow control
 //! is neither sent nor enforced, as spdystream does neither.
 
+use std::future::Future;
+
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use flate2::{Compress, Compression, Decompress, FlushCompress, FlushDecompress};
+use futures_util::stream::BoxStream;
+use futures_util::StreamExt;
+use tokio::sync::mpsc;
 
 /// SPDY/3's header compression dictionary (the spec's §2.6.10.1; spdystream's `spdy/dictionary.go`).
 const DICTIONARY: &[u8] = include_bytes!("spdy_dictionary.bin");
@@ -346,6 +352,49 @@ impl Encoder {
             out.reserve(out.capacity().max(64));
         }
     }
+}
+
+/// The frames arriving on `incoming`, decoded in order; the stream ends with the connection, or after
+/// yielding the error of the first malformed frame.
+pub fn read_frames(
+    incoming: BoxStream<'static, Bytes>,
+) -> BoxStream<'static, Result<Frame, SpdyError>> {
+    let state = (incoming, Decoder::default(), BytesMut::new());
+    futures_util::stream::unfold(Some(state), |state| async move {
+        let (mut incoming, mut decoder, mut buf) = state?;
+        loop {
+            match decoder.decode(&mut buf) {
+                Ok(Some(frame)) => return Some((Ok(frame), Some((incoming, decoder, buf)))),
+                Err(e) => return Some((Err(e), None)),
+                Ok(None) => buf.extend_from_slice(&incoming.next().await?),
+            }
+        }
+    })
+    .boxed()
+}
+
+/// A queue of frames for `outgoing`, and the writer that encodes them in order through one encoder (the
+/// header compression spans the connection). The writer ends once every sender is dropped, or when the
+/// connection is gone.
+pub fn frame_writer(
+    outgoing: mpsc::Sender<Bytes>,
+    queued: usize,
+) -> (mpsc::Sender<Frame>, impl Future<Output = ()> + Send) {
+    let (frames, mut queue) = mpsc::channel::<Frame>(queued);
+    let writer = async move {
+        let mut encoder = Encoder::default();
+        while let Some(frame) = queue.recv().await {
+            let mut buf = BytesMut::new();
+            if let Err(e) = encoder.encode(&frame, &mut buf) {
+                tracing::debug!(error = %e, "SPDY: encoding a frame");
+                return;
+            }
+            if outgoing.send(buf.freeze()).await.is_err() {
+                return;
+            }
+        }
+    };
+    (frames, writer)
 }
 
 fn fin_flag(fin: bool) -> u8 {

@@ -858,29 +858,39 @@ spec:
     let followed = s.ok(&["logs", "-f", "slow"]);
     assert_eq!(followed, "first\nlast\n");
 
-    // exec: the server relays the session to the node's kubelet endpoint.
+    // exec: the server relays the session to the node's kubelet endpoint, from either of kubectl's
+    // transports.
     let input = s.write("exec-input.txt", "piped\n");
-    let out = s.kubectl_with(
-        &[
-            "exec",
-            "-i",
-            "talker",
-            "--",
-            "sh",
-            "-c",
-            "cat; echo err >&2; exit 4",
-        ],
-        &[],
-        Some(&input),
-    );
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(String::from_utf8_lossy(&out.stdout), "piped\n");
-    assert!(stderr.starts_with("err\n"), "{stderr}");
-    assert!(
-        stderr.contains("command terminated with exit code 4"),
-        "{stderr}"
-    );
-    assert_eq!(out.status.code(), Some(4));
+    for websockets in ["true", "false"] {
+        let out = s.kubectl_with(
+            &[
+                "exec",
+                "-i",
+                "talker",
+                "--",
+                "sh",
+                "-c",
+                "cat; echo err >&2; exit 4",
+            ],
+            &[("KUBECTL_REMOTE_COMMAND_WEBSOCKETS", websockets)],
+            Some(&input),
+        );
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout),
+            "piped\n",
+            "websockets={websockets}: {stderr}"
+        );
+        assert!(
+            stderr.starts_with("err\n"),
+            "websockets={websockets}: {stderr}"
+        );
+        assert!(
+            stderr.contains("command terminated with exit code 4"),
+            "websockets={websockets}: {stderr}"
+        );
+        assert_eq!(out.status.code(), Some(4), "websockets={websockets}");
+    }
 
     // attach: relayed like exec (`kubectl run -i` attaches to the new pod's stdin and output).
     let out = s.kubectl_with(
@@ -947,7 +957,13 @@ spec:
 }
 
 /// Runs kubectl on a terminal of `rows`×`cols`, as a user at a shell would; what it showed there.
-fn kubectl_on_terminal(s: &Server, args: &[&str], rows: u16, cols: u16) -> (Option<i32>, String) {
+fn kubectl_on_terminal(
+    s: &Server,
+    args: &[&str],
+    env: &[(&str, &str)],
+    rows: u16,
+    cols: u16,
+) -> (Option<i32>, String) {
     use std::io::Read;
     let size = nix::pty::Winsize {
         ws_row: rows,
@@ -959,6 +975,7 @@ fn kubectl_on_terminal(s: &Server, args: &[&str], rows: u16, cols: u16) -> (Opti
     let slave = |fd: &std::os::fd::OwnedFd| std::process::Stdio::from(fd.try_clone().unwrap());
     let mut child = s
         .kubectl_command(args)
+        .envs(env.iter().copied())
         .stdin(slave(&pty.slave))
         .stdout(slave(&pty.slave))
         .stderr(slave(&pty.slave))
@@ -1019,42 +1036,80 @@ spec:
         jsonpath(&s, "shell", "{.status.phase}") == "Running"
     });
 
-    // Both output streams, and the command's exit code as kubectl's.
-    let out = s.kubectl(&[
-        "exec",
-        "shell",
-        "--",
-        "sh",
-        "-c",
-        "echo out $GREETING $(hostname); echo err >&2; exit 3",
-    ]);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(String::from_utf8_lossy(&out.stdout), "out hello shell\n");
-    assert!(stderr.starts_with("err\n"), "{stderr}");
-    assert!(
-        stderr.contains("command terminated with exit code 3"),
-        "{stderr}"
-    );
-    assert_eq!(out.status.code(), Some(3));
+    // kubectl's own transport (WebSocket), then its fallback, which older kubectls always use (SPDY).
+    for websockets in ["true", "false"] {
+        let env = [("KUBECTL_REMOTE_COMMAND_WEBSOCKETS", websockets)];
+        let transport = format!("KUBECTL_REMOTE_COMMAND_WEBSOCKETS={websockets}");
+        let exec = |args: &[&str], stdin: Option<&Path>| s.kubectl_with(args, &env, stdin);
 
-    // stdin until its end, and output larger than one message.
-    let input = s.write("input.txt", "line one\nline two\n");
-    let out = s.kubectl_with(
-        &["exec", "-i", "shell", "--", "wc", "-l"],
-        &[],
-        Some(&input),
-    );
-    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "2");
-    let big = s.ok(&[
-        "exec",
-        "shell",
-        "--",
-        "sh",
-        "-c",
-        "head -c 200000 /dev/zero | tr '\\0' x",
-    ]);
-    assert_eq!(big.len(), 200_000);
-    assert!(big.bytes().all(|b| b == b'x'));
+        // Both output streams, and the command's exit code as kubectl's.
+        let out = exec(
+            &[
+                "exec",
+                "shell",
+                "--",
+                "sh",
+                "-c",
+                "echo out $GREETING $(hostname); echo err >&2; exit 3",
+            ],
+            None,
+        );
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout),
+            "out hello shell\n",
+            "{transport}: {stderr}"
+        );
+        assert!(stderr.starts_with("err\n"), "{transport}: {stderr}");
+        assert!(
+            stderr.contains("command terminated with exit code 3"),
+            "{transport}: {stderr}"
+        );
+        assert_eq!(out.status.code(), Some(3), "{transport}");
+
+        // stdin until its end, and output larger than one message.
+        let input = s.write("input.txt", "line one\nline two\n");
+        let out = exec(&["exec", "-i", "shell", "--", "wc", "-l"], Some(&input));
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout).trim(),
+            "2",
+            "{transport}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let big = exec(
+            &[
+                "exec",
+                "shell",
+                "--",
+                "sh",
+                "-c",
+                "head -c 200000 /dev/zero | tr '\\0' x",
+            ],
+            None,
+        );
+        assert_eq!(big.stdout.len(), 200_000, "{transport}");
+        assert!(big.stdout.iter().all(|b| *b == b'x'), "{transport}");
+
+        // A terminal: the command's controlling one, sized as the user's.
+        let (code, shown) = kubectl_on_terminal(
+            &s,
+            &[
+                "exec",
+                "-it",
+                "shell",
+                "--",
+                "sh",
+                "-c",
+                "tty; stty size; exit 5",
+            ],
+            &env,
+            30,
+            100,
+        );
+        assert!(shown.contains("/dev/pts/"), "{transport}: {shown}");
+        assert!(shown.contains("30 100"), "{transport}: {shown}");
+        assert_eq!(code, Some(5), "{transport}: {shown}");
+    }
 
     // A background process that keeps the output open does not keep the session open.
     let mut detached = s
@@ -1081,25 +1136,6 @@ spec:
     std::io::Read::read_to_string(&mut detached.stdout.take().unwrap(), &mut started).unwrap();
     assert_eq!(started, "started\n");
 
-    // A terminal: the command's controlling one, sized as the user's.
-    let (code, shown) = kubectl_on_terminal(
-        &s,
-        &[
-            "exec",
-            "-it",
-            "shell",
-            "--",
-            "sh",
-            "-c",
-            "tty; stty size; exit 5",
-        ],
-        30,
-        100,
-    );
-    assert!(shown.contains("/dev/pts/"), "{shown}");
-    assert!(shown.contains("30 100"), "{shown}");
-    assert_eq!(code, Some(5), "{shown}");
-
     // What cannot run.
     let missing = s.kubectl(&["exec", "shell", "--", "no-such-command"]);
     assert_ne!(missing.status.code(), Some(0));
@@ -1115,16 +1151,6 @@ spec:
     assert!(
         completed.contains("cannot exec into a container in a completed pod"),
         "{completed}"
-    );
-    let spdy = s.kubectl_with(
-        &["exec", "shell", "--", "true"],
-        &[("KUBECTL_REMOTE_COMMAND_WEBSOCKETS", "false")],
-        None,
-    );
-    assert!(
-        String::from_utf8_lossy(&spdy.stderr).contains("SPDY is not supported"),
-        "{}",
-        String::from_utf8_lossy(&spdy.stderr)
     );
     s.ok(&["delete", "pod", "shell", "done", "--wait=false"]);
 }
@@ -1291,26 +1317,30 @@ fn kubectl_run_and_attach_join_the_containers_own_process() {
             "--image-pull-policy=Never".into(),
         ]
     };
-    // `kubectl run -i`: the container's stdin (stdinOnce) gets what kubectl reads, then its end.
+    // `kubectl run -i`: the container's stdin (stdinOnce) gets what kubectl reads, then its end, over
+    // both of kubectl's transports.
     let input = s.write("attach-input.txt", "hello\nworld\n");
-    let mut args = run("reader");
-    args.extend(["-i", "--", "sh", "-c", "cat; echo stdin ended"].map(String::from));
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let out = s.kubectl_with(&args, &[], Some(&input));
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        stdout.contains("hello\nworld\nstdin ended\n"),
-        "{stdout}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    s.eventually("--rm deleted the pod", Duration::from_secs(30), || {
-        !s.kubectl(&["get", "pod", "reader"]).status.success()
-    });
+    for (name, websockets) in [("reader-websocket", "true"), ("reader-spdy", "false")] {
+        let mut args = run(name);
+        args.extend(["-i", "--", "sh", "-c", "cat; echo stdin ended"].map(String::from));
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let env = [("KUBECTL_REMOTE_COMMAND_WEBSOCKETS", websockets)];
+        let out = s.kubectl_with(&args, &env, Some(&input));
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            stdout.contains("hello\nworld\nstdin ended\n"),
+            "{name}: {stdout}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            out.status.success(),
+            "{name}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        s.eventually("--rm deleted the pod", Duration::from_secs(30), || {
+            !s.kubectl(&["get", "pod", name]).status.success()
+        });
+    }
 
     // `kubectl run -it`: the container runs on its own terminal, which takes the user's size.
     let mut args = run("terminal");
@@ -1326,7 +1356,7 @@ fn kubectl_run_and_attach_join_the_containers_own_process() {
         .map(String::from),
     );
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let (code, shown) = kubectl_on_terminal(&s, &args, 30, 100);
+    let (code, shown) = kubectl_on_terminal(&s, &args, &[], 30, 100);
     assert!(shown.contains("/dev/pts/0"), "{shown}");
     assert!(shown.contains("30 100"), "{shown}");
     assert_eq!(code, Some(0), "{shown}");

@@ -4,13 +4,11 @@
 
 use std::path::Path;
 
-use futures_util::StreamExt;
+use bytes::Bytes;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::UnixStream;
 use tokio::sync::mpsc;
-use tokio_tungstenite::tungstenite::Message;
 
-use super::exec::Source;
 use crate::api::exec::{self, ClientMessage, ExecOptions};
 use crate::shim::attach;
 
@@ -18,8 +16,8 @@ use crate::shim::attach;
 pub(super) async fn run(
     socket: &Path,
     options: &ExecOptions,
-    source: &mut Source,
-    out: &mpsc::Sender<Message>,
+    incoming: &mut mpsc::Receiver<Bytes>,
+    out: &mpsc::Sender<Bytes>,
 ) -> serde_json::Value {
     let connection = match UnixStream::connect(socket).await {
         Ok(connection) => connection,
@@ -47,15 +45,15 @@ pub(super) async fn run(
                             attach::STDERR if options.stderr => exec::STDERR,
                             _ => continue,
                         };
-                        if out.send(Message::binary(exec::encode(stream, &payload))).await.is_err() {
+                        if out.send(Bytes::from(exec::encode(stream, &payload))).await.is_err() {
                             return exec::failure_status("the client went away");
                         }
                     }
                 }
             },
-            message = source.next() => {
+            message = incoming.recv() => {
                 let to_send = match message {
-                    Some(Ok(Message::Binary(data))) => match exec::decode(&data) {
+                    Some(data) => match exec::decode(&data) {
                         ClientMessage::Stdin(bytes) if stdin_open => attach::encode(attach::STDIN, &bytes),
                         ClientMessage::StdinClosed if stdin_open => {
                             stdin_open = false;
@@ -67,9 +65,8 @@ pub(super) async fn run(
                         }
                         _ => continue,
                     },
-                    Some(Ok(_)) => continue,
                     // The session that had stdin is over: a `stdinOnce` container's stdin closes.
-                    Some(Err(_)) | None => {
+                    None => {
                         if stdin_open {
                             let _ = to_shim.write_all(&attach::encode(attach::CLOSE, &[])).await;
                         }

@@ -2,10 +2,11 @@
 //! only get from the node itself. It serves with a certificate the server issues at join, and accepts only
 //! callers holding a client certificate from the cluster CA, as the API server does when it dials it. It
 //! answers kubelet's `GET /containerLogs/{namespace}/{pod}/{container}` (`kubectl logs` for pods here,
-//! with `pods/log`'s query), `GET /exec/{namespace}/{pod}/{container}` and `/attach/…` (WebSocket exec
-//! and attach sessions, which the API server relays from `pods/exec` and `pods/attach`),
-//! `GET /portForward/{namespace}/{pod}` (a port-forward session tunneled in a WebSocket, relayed from
-//! `pods/portforward`) and `GET /healthz`. The server's embedded agent needs none of this: the API server
+//! with `pods/log`'s query), `/exec/{namespace}/{pod}/{container}` and `/attach/…` (exec and attach
+//! sessions, which the API server relays from `pods/exec` and `pods/attach`),
+//! `/portForward/{namespace}/{pod}` (port-forward sessions, relayed from `pods/portforward`) and
+//! `GET /healthz`. Sessions come as a GET upgraded to a WebSocket, as the API server sends them, or as a
+//! POST upgraded to SPDY/3.1, as kubelet also takes them. The server's embedded agent needs none of this: the API server
 //! reads its logs and runs its exec, attach and port-forward sessions in-process.
 
 use std::convert::Infallible;
@@ -32,9 +33,9 @@ use crate::api::kubelet::{
     ServingCertificate, ServingCertificateRequest, SERVING_CERTIFICATE_PATH,
 };
 use crate::api::logs::{LogOptions, PodLogs};
-use crate::api::portforward::{self, Pipe, PodPortForward};
+use crate::api::portforward::{self, PodPortForward};
 use crate::client::{Api, Client};
-use crate::util::websocket;
+use crate::util::upgrade::Upgrade;
 
 type Body = UnsyncBoxBody<Bytes, Infallible>;
 
@@ -144,10 +145,14 @@ struct Endpoint {
 
 impl Endpoint {
     async fn handle<B>(&self, mut req: Request<B>) -> Response<Body> {
-        if req.method() != Method::GET {
+        let path = req.uri().path().to_string();
+        // Streaming sessions come as a GET upgraded to a WebSocket, or as a POST upgraded to SPDY.
+        let streaming = ["/exec/", "/attach/", "/portForward/"]
+            .iter()
+            .any(|prefix| path.starts_with(prefix));
+        if !(req.method() == Method::GET || streaming && req.method() == Method::POST) {
             return text(StatusCode::METHOD_NOT_ALLOWED, "405 method not allowed");
         }
-        let path = req.uri().path().to_string();
         if path == "/healthz" {
             return text(StatusCode::OK, "ok");
         }
@@ -222,9 +227,9 @@ impl Endpoint {
             ExecOptions::resolve(&pod, Some(container), values)
         }
         .map_err(|e| (StatusCode::BAD_REQUEST, e))?;
-        let handshake =
-            websocket::handshake(req, exec::negotiate).map_err(|e| (StatusCode::BAD_REQUEST, e))?;
-        exec::start(self.exec.clone(), &pod, options, handshake)
+        let upgrade =
+            Upgrade::accept(req, exec::PROTOCOLS).map_err(|e| (StatusCode::BAD_REQUEST, e))?;
+        exec::start(self.exec.clone(), &pod, options, upgrade)
             .map_err(|e| (StatusCode::BAD_REQUEST, e))
     }
 
@@ -239,13 +244,13 @@ impl Endpoint {
             .port_forward
             .locate(&pod)
             .map_err(|e| (StatusCode::BAD_REQUEST, e))?;
-        let handshake = websocket::handshake(req, portforward::negotiate)
+        let upgrade = Upgrade::accept(req, portforward::PROTOCOLS)
             .map_err(|e| (StatusCode::BAD_REQUEST, e))?;
-        let response = handshake.response();
+        let response = upgrade.response();
         let pod = format!("{namespace}/{name}");
         tokio::spawn(async move {
-            if let Ok(socket) = handshake.socket().await {
-                portforward::serve(dial, pod, Pipe::websocket(socket)).await;
+            if let Some(connection) = upgrade.connection().await {
+                portforward::serve(dial, pod, connection.into_pipe()).await;
             }
         });
         Ok(response)

@@ -6,24 +6,19 @@
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::time::Duration;
 
-use futures_util::{SinkExt, StreamExt};
+use bytes::Bytes;
 use k8s_openapi::api::core::v1::Pod;
 use tokio::io::unix::AsyncFd;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::sync::mpsc;
-use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
-use tokio_tungstenite::tungstenite::protocol::CloseFrame;
-use tokio_tungstenite::tungstenite::Message;
 
 use crate::agent::runtime::{ContainerState, ExecProcess, ExecStreams, Runtime};
 use crate::api::exec::{
-    self, ClientMessage, ExecOptions, ExecSocket, PodExec, Session, ERROR, STDERR, STDOUT,
+    self, Channel, ClientMessage, ExecOptions, PodExec, Session, ERROR, STDERR, STDOUT,
 };
 
 /// How long output may still arrive after the command exited (a background process can hold the pipes).
 const DRAIN_AFTER_EXIT: Duration = Duration::from_secs(2);
-/// How long the client has to answer the close.
-const CLOSE_WAIT: Duration = Duration::from_secs(2);
 
 pub struct NodeExec {
     pub node_name: String,
@@ -52,9 +47,9 @@ impl PodExec for NodeExec {
             })
     }
 
-    fn run(&self, id: String, options: ExecOptions, socket: ExecSocket) -> Session {
+    fn run(&self, id: String, options: ExecOptions, channel: Channel) -> Session {
         let runtime = self.runtime.clone();
-        Box::pin(async move { session(runtime, id, options, socket).await })
+        Box::pin(async move { session(runtime, id, options, channel).await })
     }
 }
 
@@ -109,12 +104,12 @@ impl Terminal {
 }
 
 /// Forwards what `reader` yields as messages on `stream` until it ends or the client is gone.
-async fn forward(mut reader: impl AsyncRead + Unpin, stream: u8, out: mpsc::Sender<Message>) {
+async fn forward(mut reader: impl AsyncRead + Unpin, stream: u8, out: mpsc::Sender<Bytes>) {
     let mut buf = vec![0u8; 32 << 10];
     while let Ok(n) = reader.read(&mut buf).await {
         if n == 0
             || out
-                .send(Message::binary(exec::encode(stream, &buf[..n])))
+                .send(Bytes::from(exec::encode(stream, &buf[..n])))
                 .await
                 .is_err()
         {
@@ -123,18 +118,11 @@ async fn forward(mut reader: impl AsyncRead + Unpin, stream: u8, out: mpsc::Send
     }
 }
 
-async fn session(runtime: Runtime, id: String, options: ExecOptions, socket: ExecSocket) {
-    let (mut sink, mut source) = socket.split();
-    let (out, mut outgoing) = mpsc::channel::<Message>(16);
-    let writer = tokio::spawn(async move {
-        while let Some(message) = outgoing.recv().await {
-            if sink.send(message).await.is_err() {
-                return;
-            }
-        }
-        let _ = sink.close().await;
-    });
-
+async fn session(runtime: Runtime, id: String, options: ExecOptions, channel: Channel) {
+    let Channel {
+        mut incoming,
+        outgoing,
+    } = channel;
     let streams = ExecStreams {
         stdin: options.stdin,
         stdout: options.stdout,
@@ -143,42 +131,27 @@ async fn session(runtime: Runtime, id: String, options: ExecOptions, socket: Exe
     };
     let status = if options.is_attach() {
         let socket = runtime.attach_socket(&id);
-        super::attach::run(&socket, &options, &mut source, &out).await
+        super::attach::run(&socket, &options, &mut incoming, &outgoing).await
     } else {
         match runtime.exec_session(&id, &options.command, streams).await {
-            Ok(process) => run(process, &mut source, &out).await,
+            Ok(process) => run(process, &mut incoming, &outgoing).await,
             Err(e) => exec::failure_status(&e.to_string()),
         }
     };
-    let _ = out
-        .send(Message::binary(exec::encode(
+    // The channel closes normally once this last message is out.
+    let _ = outgoing
+        .send(Bytes::from(exec::encode(
             ERROR,
             status.to_string().as_bytes(),
         )))
         .await;
-    let _ = out
-        .send(Message::Close(Some(CloseFrame {
-            code: CloseCode::Normal,
-            reason: "".into(),
-        })))
-        .await;
-    drop(out);
-    let _ = writer.await;
-    // Read until the client's close (or its end) so that nothing it sent is left unread when the
-    // connection is dropped: that would reset it and could lose the Status on its way out.
-    let _ = tokio::time::timeout(CLOSE_WAIT, async {
-        while let Some(Ok(_)) = source.next().await {}
-    })
-    .await;
 }
-
-pub(super) type Source = futures_util::stream::SplitStream<ExecSocket>;
 
 /// Pumps the streams of `process` until it exits; the Status to end the session with.
 async fn run(
     mut process: ExecProcess,
-    source: &mut Source,
-    out: &mpsc::Sender<Message>,
+    incoming: &mut mpsc::Receiver<Bytes>,
+    out: &mpsc::Sender<Bytes>,
 ) -> serde_json::Value {
     let terminal = match process.terminal.take().map(Terminal::new).transpose() {
         Ok(terminal) => terminal.map(std::sync::Arc::new),
@@ -196,7 +169,7 @@ async fn run(
         outputs.push(tokio::spawn(async move {
             let mut buf = vec![0u8; 32 << 10];
             while let Some(n) = terminal.read(&mut buf).await {
-                let message = Message::binary(exec::encode(STDOUT, &buf[..n]));
+                let message = Bytes::from(exec::encode(STDOUT, &buf[..n]));
                 if out.send(message).await.is_err() {
                     return;
                 }
@@ -225,8 +198,8 @@ async fn run(
                     Err(e) => exec::failure_status(&format!("waiting for the command: {e}")),
                 };
             }
-            message = source.next() => match message {
-                Some(Ok(Message::Binary(data))) => match exec::decode(&data) {
+            message = incoming.recv() => match message {
+                Some(data) => match exec::decode(&data) {
                     ClientMessage::Stdin(bytes) => {
                         if let Some(terminal) = &terminal {
                             let _ = terminal.write_all(&bytes).await;
@@ -245,10 +218,9 @@ async fn run(
                     }
                     ClientMessage::Other => {}
                 },
-                Some(Ok(_)) => {}
                 // The client is gone. As with containerd, a command on pipes goes on with its stdin
                 // closed; one on a terminal gets the hangup of the terminal closing.
-                Some(Err(_)) | None => {
+                None => {
                     for output in &aborts {
                         output.abort();
                     }
