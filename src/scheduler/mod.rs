@@ -3,8 +3,10 @@
 //! it), and the binding is written in the background. Pods that fit nowhere get PodScheduled=False and a
 //! `FailedScheduling` event, and wait until the cluster changes.
 //!
-//! `framework`, `node_info` and `plugins` hold the decisions; `cache` and `queue` the state around them.
+//! `framework`, `node_info` and `plugins` hold the decisions; `cache` and `queue` the state around them;
+//! `admission` the checks the kubelet repeats when a pod reaches its node.
 
+pub mod admission;
 pub mod cache;
 pub mod framework;
 pub mod node_info;

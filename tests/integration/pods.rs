@@ -720,6 +720,29 @@ spec:
         "-f",
         s.write("pressure.yaml", manifest).to_str().unwrap(),
     ]);
+    // A BestEffort pod bound to the node without the scheduler is refused by the kubelet itself.
+    let bypass = r#"apiVersion: v1
+kind: Pod
+metadata: {name: bypass}
+spec:
+  nodeName: node
+  containers: [{name: app, image: busybox:latest, imagePullPolicy: Never, command: [sleep, "1000"]}]
+"#;
+    s.ok(&[
+        "apply",
+        "-f",
+        s.write("bypass.yaml", bypass).to_str().unwrap(),
+    ]);
+    s.eventually("bypass is rejected", Duration::from_secs(30), || {
+        jsonpath(&s, "bypass", "{.status.phase}") == "Failed"
+    });
+    assert_eq!(jsonpath(&s, "bypass", "{.status.reason}"), "Evicted");
+    assert_eq!(
+        jsonpath(&s, "bypass", "{.status.message}"),
+        "Pod was rejected: The node had condition: [MemoryPressure]. "
+    );
+    assert_eq!(jsonpath(&s, "bypass", "{.status.containerStatuses}"), "");
+
     // The pod without the toleration stays Pending, for the reason kubectl shows.
     s.eventually("blocked is unschedulable", Duration::from_secs(30), || {
         s.ok(&[
@@ -785,6 +808,129 @@ spec:
         "critical",
         "victim",
         "blocked",
+        "bypass",
+        "--wait=false",
+    ]);
+}
+
+#[test]
+fn the_kubelet_admits_pods_bound_past_the_scheduler_only_when_they_fit() {
+    require_root();
+    let _node = node_lock();
+    let s = Server::with_agent("", &["--max-pods", "3"]);
+    ready_node(&s);
+    import_busybox(&s);
+    let bound = |name: &str, extra: &str| {
+        format!(
+            "apiVersion: v1\nkind: Pod\nmetadata: {{name: {name}}}\nspec:\n  nodeName: node\n  \
+             terminationGracePeriodSeconds: 1\n{extra}  containers:\n  - {{name: app, image: \
+             busybox:latest, imagePullPolicy: Never, command: [sleep, \"1000\"], \
+             resources: {{requests: {{cpu: 10m}}}}}}\n"
+        )
+    };
+    let apply = |name: &str, manifest: String| {
+        let file = s.write(&format!("{name}.yaml"), &manifest);
+        s.ok(&["apply", "-f", file.to_str().unwrap()]);
+    };
+    let rejected = |name: &str| {
+        s.eventually(
+            &format!("{name} is rejected"),
+            Duration::from_secs(30),
+            || jsonpath(&s, name, "{.status.phase}") == "Failed",
+        );
+        (
+            jsonpath(&s, name, "{.status.reason}"),
+            jsonpath(&s, name, "{.status.message}"),
+        )
+    };
+    let capacity = s.ok(&[
+        "get",
+        "node",
+        "node",
+        "-o",
+        "jsonpath={.status.allocatable.cpu}",
+    ]);
+    let millicores: i64 = match capacity.strip_suffix('m') {
+        Some(m) => m.parse().unwrap(),
+        None => capacity.parse::<i64>().unwrap() * 1000,
+    };
+
+    // More CPU than the node has: refused with kubelet's numbers, shown by kubectl as the status.
+    apply(
+        "greedy",
+        bound("greedy", "").replace("cpu: 10m", "cpu: \"64\""),
+    );
+    assert_eq!(
+        rejected("greedy"),
+        (
+            "OutOfcpu".to_string(),
+            format!(
+                "Pod was rejected: Node didn't have enough resource: cpu, requested: 64000, \
+                 used: 0, capacity: {millicores}"
+            )
+        )
+    );
+    assert!(s.ok(&["get", "pod", "greedy"]).contains("OutOfcpu"));
+    assert!(s
+        .ok(&[
+            "get",
+            "events",
+            "--field-selector",
+            "involvedObject.name=greedy,reason=OutOfcpu,type=Warning"
+        ])
+        .contains("Node didn't have enough resource: cpu"));
+
+    // A node selector the node does not match.
+    apply(
+        "elsewhere",
+        bound("elsewhere", "  nodeSelector: {disk: ssd}\n"),
+    );
+    assert_eq!(
+        rejected("elsewhere"),
+        (
+            "NodeAffinity".to_string(),
+            "Pod was rejected: Predicate NodeAffinity failed: node(s) didn't match Pod's node \
+             affinity/selector"
+                .to_string()
+        )
+    );
+
+    // --max-pods 3: three pods run (the failed ones hold nothing), the fourth is refused.
+    for name in ["first", "second", "third"] {
+        apply(name, bound(name, ""));
+    }
+    for name in ["first", "second", "third"] {
+        s.eventually(
+            &format!("{name} is Running"),
+            Duration::from_secs(60),
+            || jsonpath(&s, name, "{.status.phase}") == "Running",
+        );
+    }
+    apply("fourth", bound("fourth", ""));
+    assert_eq!(
+        rejected("fourth"),
+        (
+            "OutOfpods".to_string(),
+            "Pod was rejected: Node didn't have enough resource: pods, requested: 1, used: 3, \
+             capacity: 3"
+                .to_string()
+        )
+    );
+    // Room is made once a pod is gone.
+    s.ok(&["delete", "pod", "first"]);
+    apply("fifth", bound("fifth", ""));
+    s.eventually("fifth is Running", Duration::from_secs(60), || {
+        jsonpath(&s, "fifth", "{.status.phase}") == "Running"
+    });
+    s.ok(&[
+        "delete",
+        "pod",
+        "greedy",
+        "elsewhere",
+        "second",
+        "third",
+        "fourth",
+        "fifth",
         "--wait=false",
     ]);
 }

@@ -90,6 +90,11 @@ fn priority(pod: &Pod) -> i32 {
     pod.spec.as_ref().and_then(|s| s.priority).unwrap_or(0)
 }
 
+/// Pods the node needs to stay healthy (`IsCriticalPod`): never evicted, and admitted under pressure.
+pub fn is_critical(pod: &Pod) -> bool {
+    priority(pod) >= SYSTEM_CRITICAL_PRIORITY
+}
+
 /// Orders `candidates` so that the first is the one kubelet would evict for `starved`.
 pub fn rank(candidates: &mut [Candidate], starved: Starved) {
     let exceeds = |c: &Candidate| c.usage.total > c.request;
@@ -256,7 +261,7 @@ impl Kubelet {
                 let phase = pod.status.as_ref().and_then(|s| s.phase.as_deref());
                 pod.metadata.deletion_timestamp.is_none()
                     && !matches!(phase, Some("Succeeded" | "Failed"))
-                    && priority(pod) < SYSTEM_CRITICAL_PRIORITY
+                    && !is_critical(pod)
             })
             .filter_map(|pod| {
                 let uid = pod.metadata.uid.as_deref().unwrap_or_default();

@@ -1,9 +1,10 @@
 //! The kubelet role of the agent: registers this machine as a Node, waits for its podCIDR, sets up the
 //! pod network, and makes the pods bound to the node real. Pods come from a watch of `spec.nodeName=<node>`;
-//! a work queue gives each pod to one worker at a time (`sync.rs`), which compares the pod with its
-//! containers in the runtime and acts; container exits, pod changes and a periodic relist re-queue it.
+//! a work queue gives each pod to one worker at a time (`sync.rs`), which admits a pod it has not seen
+//! before (`admission.rs`), compares the pod with its containers in the runtime and acts; container exits, pod changes and a periodic relist re-queue it.
 //! Everything it knows is on disk or in the API, so a restarted agent picks up where it left off.
 
+pub mod admission;
 pub mod attach;
 pub mod backoff;
 pub mod container;
@@ -103,6 +104,10 @@ pub(crate) struct Kubelet {
     pub evictions: Mutex<HashMap<String, eviction::Eviction>>,
     /// Uids of released pods whose cgroup was still in use, for housekeeping to remove later.
     pub leftover_cgroups: Mutex<HashSet<String>>,
+    /// What admission decided for each pod, by uid, while it exists.
+    pub admissions: Mutex<HashMap<String, admission::Admission>>,
+    /// The node's pressure conditions as housekeeping last evaluated them.
+    pub pressure: watch::Receiver<node::NodePressure>,
 }
 
 /// Runs the kubelet until `shutdown`, on the node's runtime (see [`open_runtime`]).
@@ -198,6 +203,8 @@ pub async fn run(
         watched: Default::default(),
         evictions: Default::default(),
         leftover_cgroups: Default::default(),
+        admissions: Default::default(),
+        pressure: pressure.subscribe(),
         probes: Default::default(),
     });
     {

@@ -91,6 +91,9 @@ impl Kubelet {
             }
             return Ok(None);
         }
+        if !self.admit(&pod, &uid).await? {
+            return Ok(None);
+        }
         self.sync_running(&pod, &uid).await
     }
 
@@ -236,6 +239,7 @@ impl Kubelet {
         }
         self.backoff.forget_pod(uid);
         self.image_backoff.forget_pod(uid);
+        self.admissions.lock().expect("lock").remove(uid);
         let prefix = format!("{uid}/");
         self.start_failures
             .lock()

@@ -26,38 +26,66 @@ impl Plugin for NodeResourcesFit {
     }
 }
 
-/// The reasons a pod does not fit a node, in kube-scheduler's order (`fitsRequest`).
-pub fn insufficient_resources(pod: &PodInfo, node: &NodeInfo) -> Vec<String> {
-    let mut reasons = Vec::new();
-    if node.pods.len() as i64 + 1 > node.allocatable.allowed_pod_number {
-        reasons.push("Too many pods".to_string());
-    }
-    let want = &pod.requests;
-    let (alloc, used) = (&node.allocatable, &node.requested);
-    if want.milli_cpu > 0 && want.milli_cpu > alloc.milli_cpu - used.milli_cpu {
-        reasons.push("Insufficient cpu".to_string());
-    }
-    if want.memory > 0 && want.memory > alloc.memory - used.memory {
-        reasons.push("Insufficient memory".to_string());
-    }
-    if want.ephemeral_storage > 0
-        && want.ephemeral_storage > alloc.ephemeral_storage - used.ephemeral_storage
-    {
-        reasons.push("Insufficient ephemeral-storage".to_string());
-    }
-    for (name, &quantity) in &want.scalar {
-        let free = alloc.scalar.get(name).copied().unwrap_or(0)
-            - used.scalar.get(name).copied().unwrap_or(0);
-        if quantity > 0 && quantity > free {
-            reasons.push(format!("Insufficient {name}"));
+/// One resource the node lacks for a pod (`InsufficientResource`): CPU in millicores, the rest in units.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Shortage {
+    pub resource: String,
+    pub requested: i64,
+    pub used: i64,
+    pub capacity: i64,
+}
+
+impl Shortage {
+    /// The scheduler's reason: `Too many pods`, or `Insufficient <resource>`.
+    pub fn reason(&self) -> String {
+        if self.resource == "pods" {
+            "Too many pods".to_string()
+        } else {
+            format!("Insufficient {}", self.resource)
         }
     }
-    reasons
+}
+
+/// What the node lacks for the pod, in kube-scheduler's order (`fitsRequest`).
+pub fn shortages(pod: &PodInfo, node: &NodeInfo) -> Vec<Shortage> {
+    let mut shortages = Vec::new();
+    let mut check = |resource: &str, requested: i64, used: i64, capacity: i64| {
+        if requested > 0 && requested > capacity - used {
+            shortages.push(Shortage {
+                resource: resource.to_string(),
+                requested,
+                used,
+                capacity,
+            });
+        }
+    };
+    let pods = node.pods.len() as i64;
+    check("pods", 1, pods, node.allocatable.allowed_pod_number);
+    let want = &pod.requests;
+    let (alloc, used) = (&node.allocatable, &node.requested);
+    check("cpu", want.milli_cpu, used.milli_cpu, alloc.milli_cpu);
+    check("memory", want.memory, used.memory, alloc.memory);
+    check(
+        "ephemeral-storage",
+        want.ephemeral_storage,
+        used.ephemeral_storage,
+        alloc.ephemeral_storage,
+    );
+    for (name, &quantity) in &want.scalar {
+        let capacity = alloc.scalar.get(name).copied().unwrap_or(0);
+        check(
+            name,
+            quantity,
+            used.scalar.get(name).copied().unwrap_or(0),
+            capacity,
+        );
+    }
+    shortages
 }
 
 impl FilterPlugin for NodeResourcesFit {
     fn filter(&self, _state: &CycleState, pod: &PodInfo, node: &NodeInfo) -> Status {
-        let reasons = insufficient_resources(pod, node);
+        let reasons: Vec<String> = shortages(pod, node).iter().map(Shortage::reason).collect();
         if reasons.is_empty() {
             return Status::success();
         }

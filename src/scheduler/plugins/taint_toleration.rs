@@ -11,6 +11,8 @@ use crate::scheduler::framework::{CycleState, FilterPlugin, Plugin, ScorePlugin,
 use crate::scheduler::node_info::{NodeInfo, PodInfo, Snapshot};
 
 pub const NAME: &str = "TaintToleration";
+/// The reason kubelet's admission gives for an untolerated NoExecute taint.
+pub const ERR_REASON_NOT_MATCH: &str = "node(s) had taints that the pod didn't tolerate";
 const PRE_SCORE_KEY: &str = "PreScoreTaintToleration";
 
 pub struct TaintToleration;
