@@ -599,7 +599,7 @@ fn clean_up(dir: &Path) {
     let _ = Command::new("sh")
         .arg("-c")
         .arg(format!(
-            "for f in {0}/data/agent/containers/*/pid; do kill -9 $(sed 's/.*\"pid\":\\([0-9]*\\).*/\\1/' $f) 2>/dev/null; done; sleep 1; \
+            "for f in {0}/data/agent/containers/*/pid; do [ -e \"$f\" ] || continue; kill -9 $(sed 's/.*\"pid\":\\([0-9]*\\).*/\\1/' $f) 2>/dev/null; done; sleep 1; \
              grep -o ' {0}[^ ]*' /proc/mounts | sort -r | xargs -r -n1 umount -l",
             dir.display()
         ))

@@ -1447,7 +1447,38 @@ spec:
             "websockets={websockets}: {stderr}"
         );
     }
-    s.ok(&["delete", "pod", "web", "--wait=false"]);
+
+    // A hostNetwork pod shares the node's loopback: its port is dialed there.
+    let port = free_port();
+    let manifest = format!(
+        r#"apiVersion: v1
+kind: Pod
+metadata: {{name: hostweb}}
+spec:
+  hostNetwork: true
+  terminationGracePeriodSeconds: 1
+  containers:
+  - {{name: app, image: busybox:latest, imagePullPolicy: Never, command: [sh, -c,
+     "mkdir /www && echo hello from the node > /www/index.html && exec httpd -f -p 127.0.0.1:{port} -h /www"]}}
+"#
+    );
+    s.ok(&[
+        "apply",
+        "-f",
+        s.write("hostweb.yaml", &manifest).to_str().unwrap(),
+    ]);
+    s.eventually("hostweb is Running", Duration::from_secs(60), || {
+        jsonpath(&s, "hostweb", "{.status.phase}") == "Running"
+    });
+    // httpd may still be binding when the pod turns Running; a refused port would end kubectl's session.
+    s.eventually("hostweb listens", Duration::from_secs(30), || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+    });
+    let forward = PortForward::start(&s, "hostweb", &[port], &[]);
+    let index = forward.get(port, "/");
+    assert!(index.ends_with("\r\n\r\nhello from the node\n"), "{index}");
+    drop(forward);
+    s.ok(&["delete", "pod", "web", "hostweb", "--wait=false"]);
 }
 
 #[test]
