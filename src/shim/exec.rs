@@ -43,6 +43,16 @@ pub fn run(args: ShimExecArgs) -> i32 {
         eprintln!("PR_SET_CHILD_SUBREAPER: {e}");
         return 126;
     }
+    // The command gets the container's seccomp profile, compiled once by the agent.
+    if let Ok(container) = Container::load(args.state_root.join(&args.id)) {
+        let bundle = container.bundle();
+        let seccomp = Spec::load(bundle.join("config.json"))
+            .ok()
+            .and_then(|spec| spec.linux().as_ref()?.seccomp().clone());
+        if let Some(profile) = seccomp {
+            super::register_seccomp_program(bundle, profile);
+        }
+    }
     let built = match &args.console_socket {
         Some(socket) => build_with_terminal(&args, socket),
         None => build(&args),

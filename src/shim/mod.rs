@@ -34,6 +34,9 @@ pub const PID_FILE: &str = "pid";
 pub const SHIM_FILE: &str = "shim";
 /// The file in the container directory holding the [`ExitRecord`] once the container has exited.
 pub const EXIT_FILE: &str = "exit";
+/// The file in the container directory holding the BPF program the agent compiled from config.json's
+/// seccomp profile, which the container's init loads instead of compiling the profile itself.
+pub const SECCOMP_PROGRAM_FILE: &str = "seccomp.bpf";
 /// How long output is still drained after the init exited: the pid namespace is gone by then, but a
 /// process outside it could hold a pipe (e.g. one the container passed on); never wait for it forever.
 const DRAIN_AFTER_EXIT_MS: u16 = 2000;
@@ -191,6 +194,9 @@ fn supervise(args: &ShimArgs) -> Result<(), ShimError> {
     )?;
     nix::sys::prctl::set_child_subreaper(true).map_err(sys_err("PR_SET_CHILD_SUBREAPER"))?;
     let bundle_config = BundleConfig::read(&args.bundle);
+    if let Some(profile) = bundle_config.seccomp {
+        register_seccomp_program(&args.bundle, profile);
+    }
     let (started, stdio) = match start(args, bundle_config.terminal) {
         Ok(started) => started,
         Err(e) => {
@@ -319,6 +325,8 @@ struct BundleConfig {
     terminal: bool,
     /// `linux.cgroupsPath`, where the kernel counts OOM kills.
     cgroup_path: Option<String>,
+    /// `linux.seccomp`, the profile the container's init loads.
+    seccomp: Option<oci_spec::runtime::LinuxSeccomp>,
 }
 
 impl BundleConfig {
@@ -330,7 +338,17 @@ impl BundleConfig {
         BundleConfig {
             terminal: spec["process"]["terminal"].as_bool().unwrap_or(false),
             cgroup_path: spec["linux"]["cgroupsPath"].as_str().map(str::to_string),
+            seccomp: serde_json::from_value(spec["linux"]["seccomp"].clone()).ok(),
         }
+    }
+}
+
+/// Hands libcontainer the program the agent compiled from `profile` (the bundle's
+/// [`SECCOMP_PROGRAM_FILE`]), so that the container's init loads it rather than compiling the profile
+/// again; without the file, libcontainer compiles it as usual.
+pub fn register_seccomp_program(bundle: &Path, profile: oci_spec::runtime::LinuxSeccomp) {
+    if let Ok(program) = fs::read(bundle.join(SECCOMP_PROGRAM_FILE)) {
+        libcontainer::seccomp::register_precompiled(profile, program);
     }
 }
 

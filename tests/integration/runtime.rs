@@ -136,6 +136,42 @@ async fn a_container_runs_logs_in_cri_format_and_reports_its_exit_code() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_seccomp_profile_compiled_once_by_the_runtime_is_loaded_in_every_container() {
+    let f = fixture();
+    let ids: Vec<String> = (0..2)
+        .map(|_| {
+            f.create(
+                &[
+                    "sh",
+                    "-c",
+                    "grep -E '^Seccomp(_filters)?:' /proc/self/status",
+                ],
+                Resources::default(),
+            )
+        })
+        .collect();
+    let programs: Vec<Vec<u8>> = ids
+        .iter()
+        .map(|id| std::fs::read(f.runtime.dir(id).join(orch::shim::SECCOMP_PROGRAM_FILE)).unwrap())
+        .collect();
+    assert!(!programs[0].is_empty() && programs[0].len() % 8 == 0);
+    assert_eq!(programs[0], programs[1]);
+    for id in &ids {
+        f.runtime.start(id).await.unwrap();
+        let exit = tokio::time::timeout(Duration::from_secs(20), f.runtime.wait(id))
+            .await
+            .expect("container exits")
+            .unwrap();
+        assert_eq!(exit.exit_code, 0, "{}", f.log(id));
+        // Mode 2 is a filter; one filter, the container's own (the shim runs unfiltered).
+        let log = f.log(id);
+        assert!(log.contains("stdout F Seccomp:\t2"), "{log}");
+        assert!(log.contains("stdout F Seccomp_filters:\t1"), "{log}");
+        f.runtime.remove(id).unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stop_escalates_to_sigkill_when_sigterm_is_ignored() {
     let f = fixture();
     // pid 1 of a pid namespace ignores signals it has no handler for: SIGTERM does nothing to `sleep`.

@@ -20,6 +20,7 @@ use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use oci_spec::runtime::LinuxSeccomp;
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncBufReadExt, BufReader};
 
@@ -122,6 +123,9 @@ pub struct Runtime {
     config: RuntimeConfig,
     /// The metadata of every container with a bundle, by id.
     index: Arc<Mutex<HashMap<String, ContainerMeta>>>,
+    /// Seccomp programs compiled from the profiles containers were given, by the profile's JSON: a
+    /// node's containers share a few profiles, and compiling one takes milliseconds.
+    seccomp_programs: Arc<Mutex<HashMap<String, Arc<Vec<u8>>>>>,
 }
 
 impl Runtime {
@@ -140,6 +144,7 @@ impl Runtime {
         Ok(Runtime {
             config,
             index: Arc::new(Mutex::new(index)),
+            seccomp_programs: Default::default(),
         })
     }
 
@@ -181,7 +186,25 @@ impl Runtime {
         let config_path = dir.join("config.json");
         spec.save(&config_path)
             .map_err(|e| RuntimeError::Spec(format!("writing {}: {e}", config_path.display())))?;
+        if let Some(profile) = spec.linux().as_ref().and_then(|l| l.seccomp().as_ref()) {
+            let program = self.seccomp_program(profile)?;
+            shim::write_atomic(&dir.join(shim::SECCOMP_PROGRAM_FILE), &program)?;
+        }
         Ok(())
+    }
+
+    /// The BPF program `profile` compiles to, compiled once per profile.
+    fn seccomp_program(&self, profile: &LinuxSeccomp) -> Result<Arc<Vec<u8>>, RuntimeError> {
+        let key = serde_json::to_string(profile).expect("a profile serializes");
+        let mut programs = self.seccomp_programs.lock().expect("seccomp programs lock");
+        if let Some(program) = programs.get(&key) {
+            return Ok(program.clone());
+        }
+        let program = libcontainer::seccomp::compile_seccomp(profile)
+            .map(Arc::new)
+            .map_err(|e| RuntimeError::Spec(format!("compiling the seccomp profile: {e}")))?;
+        programs.insert(key, program.clone());
+        Ok(program)
     }
 
     /// Starts the container's shim and waits for it to report the container's process.

@@ -560,6 +560,7 @@ mod tests {
     fn kernel_enforces_the_profile() {
         run_filtered_child("unprivileged");
         run_filtered_child("sys_admin");
+        run_filtered_child("precompiled_sys_admin");
     }
 
     /// The errno of a raw syscall's result, or `None` if it succeeded.
@@ -583,7 +584,18 @@ mod tests {
             unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) },
             0
         );
-        libcontainer::seccomp::initialize_seccomp(&runtime_default(&capabilities)).unwrap();
+        let profile = runtime_default(&capabilities);
+        if mode == "precompiled_sys_admin" {
+            // A program registered for the profile is loaded instead of compiling the profile. Here it is
+            // the program of the CAP_SYS_ADMIN profile, so the calls below get that profile's answers.
+            let sys_admin = runtime_default(&caps(&[Capability::SysAdmin]));
+            let program = libcontainer::seccomp::compile_seccomp(&sys_admin).unwrap();
+            assert!(libcontainer::seccomp::register_precompiled(
+                profile.clone(),
+                program
+            ));
+        }
+        libcontainer::seccomp::initialize_seccomp(&profile).unwrap();
 
         // Every call below is harmless if allowed; each is chosen so the kernel's own answer differs from
         // the filter's EPERM (invalid flags, bad fds), whatever privileges the test runs with.
@@ -608,7 +620,7 @@ mod tests {
             let umount = errno(libc::syscall(libc::SYS_umount2, path, bad_umount_flags));
             let unshare_nothing = errno(libc::syscall(libc::SYS_unshare, 0));
 
-            if mode == "sys_admin" {
+            if mode.ends_with("sys_admin") {
                 assert_eq!(errno(clone), Some(libc::EINVAL));
                 assert_eq!(clone3, Some(libc::EINVAL));
                 assert_eq!(setns, Some(libc::EBADF));
