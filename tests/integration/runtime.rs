@@ -154,7 +154,7 @@ async fn the_seccomp_profile_compiled_once_by_the_runtime_is_loaded_in_every_con
         .iter()
         .map(|id| std::fs::read(f.runtime.dir(id).join(orch::shim::SECCOMP_PROGRAM_FILE)).unwrap())
         .collect();
-    assert!(!programs[0].is_empty() && programs[0].len() % 8 == 0);
+    assert!(!programs[0].is_empty() && programs[0].len().is_multiple_of(8));
     assert_eq!(programs[0], programs[1]);
     for id in &ids {
         f.runtime.start(id).await.unwrap();

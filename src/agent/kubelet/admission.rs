@@ -183,16 +183,21 @@ impl Kubelet {
         }
     }
 
+    /// At start: the pods that have containers were admitted by the agent that started them, and hold
+    /// their place before any new pod is judged.
+    pub(super) fn admit_existing(&self) {
+        let mut admissions = self.admissions.lock().expect("admissions lock");
+        for container in self.runtime.list() {
+            admissions.insert(container.pod_uid, Admission::Admitted);
+        }
+    }
+
     fn decide(
         &self,
         pod: &Pod,
         uid: &str,
         admissions: &HashMap<String, Admission>,
     ) -> Option<Rejection> {
-        // Started before this agent did (it restarted): already running, not to be judged again.
-        if !self.runtime.list_pod(uid).is_empty() {
-            return None;
-        }
         if let Some(rejection) = pressure_rejection(*self.pressure.borrow(), pod) {
             return Some(rejection);
         }

@@ -216,6 +216,7 @@ pub async fn run(
     tasks.push(kubelet.pods.run(shutdown.clone()));
     kubelet.pods.wait_synced().await;
     kubelet.clean_up_orphans().await;
+    kubelet.admit_existing();
     tracing::info!(node = %kubelet.config.node_name, pod_cidr = %pod_cidr, "kubelet is ready");
     tasks.push(tokio::spawn(housekeeping::run(
         kubelet.clone(),
