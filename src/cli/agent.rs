@@ -89,6 +89,7 @@ pub fn run(args: AgentArgs) -> anyhow::Result<()> {
                         config.node_ip,
                         port,
                         &ca_pem,
+                        config.data_dir.join("agent/tls"),
                         shutdown_rx.clone(),
                     )
                     .await

@@ -14,6 +14,7 @@ use sha2::{Digest, Sha256};
 
 use crate::api::kubelet::ServingCertificate;
 use crate::apiserver::kubelet::KubeletCredentials;
+use crate::util::certificate::is_current;
 
 #[derive(Debug, thiserror::Error)]
 pub enum PkiError {
@@ -30,8 +31,6 @@ pub enum PkiError {
     BadToken(PathBuf),
 }
 
-/// Re-issue a leaf certificate when less than this many days remain.
-const RENEW_BEFORE_DAYS: i64 = 90;
 const LEAF_DAYS: i64 = 365;
 const CA_DAYS: i64 = 3650;
 
@@ -102,37 +101,6 @@ fn dn(common_name: &str, organization: Option<&str>) -> DistinguishedName {
     dn
 }
 
-/// Days until the certificate expires, and its DNS/IP names.
-fn inspect(pem: &str) -> Option<(i64, Vec<String>)> {
-    let der = rustls_pki_types::pem::PemObject::from_pem_slice(pem.as_bytes()).ok()?;
-    let der: rustls_pki_types::CertificateDer<'_> = der;
-    let (_, cert) = x509_parser::parse_x509_certificate(der.as_ref()).ok()?;
-    let expires = cert.validity().not_after.timestamp();
-    let days = (expires - jiff::Timestamp::now().as_second()) / 86_400;
-    let mut names = Vec::new();
-    if let Ok(Some(san)) = cert.subject_alternative_name() {
-        for name in &san.value.general_names {
-            match name {
-                x509_parser::extensions::GeneralName::DNSName(d) => names.push(d.to_string()),
-                x509_parser::extensions::GeneralName::IPAddress(ip) => match ip.len() {
-                    4 => names.push(IpAddr::from(<[u8; 4]>::try_from(*ip).ok()?).to_string()),
-                    16 => names.push(IpAddr::from(<[u8; 16]>::try_from(*ip).ok()?).to_string()),
-                    _ => {}
-                },
-                _ => {}
-            }
-        }
-    }
-    Some((days, names))
-}
-
-fn leaf_is_current(pem: Option<&str>, wanted: &[String]) -> bool {
-    let Some((days, names)) = pem.and_then(inspect) else {
-        return false;
-    };
-    days > RENEW_BEFORE_DAYS && wanted.iter().all(|w| names.contains(w))
-}
-
 fn san(name: &str) -> Result<SanType, PkiError> {
     Ok(match name.parse::<IpAddr>() {
         Ok(ip) => SanType::IpAddress(ip),
@@ -152,7 +120,7 @@ fn client_certificate(
         tls.join(format!("{file}.key")),
     );
     match (read(&cert_path)?, read(&key_path)?) {
-        (Some(c), Some(k)) if leaf_is_current(Some(&c), &[]) => Ok((c, k)),
+        (Some(c), Some(k)) if is_current(Some(&c), &[]) => Ok((c, k)),
         _ => {
             let key = KeyPair::generate()?;
             let mut params = CertificateParams::new(Vec::<String>::new())?;
@@ -208,7 +176,7 @@ impl Pki {
             (tls.join("serving.crt"), tls.join("serving.key"));
         let existing = read(&serving_cert_path)?;
         let (serving_cert_pem, serving_key_pem) = match (existing, read(&serving_key_path)?) {
-            (Some(c), Some(k)) if leaf_is_current(Some(&c), sans) => (c, k),
+            (Some(c), Some(k)) if is_current(Some(&c), sans) => (c, k),
             _ => {
                 let key = KeyPair::generate()?;
                 let mut params = CertificateParams::new(Vec::<String>::new())?;
@@ -412,6 +380,7 @@ pub fn ca_hash_of(token: &str) -> Option<&str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::util::certificate::inspect;
 
     #[test]
     fn token_forms() {

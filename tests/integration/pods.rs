@@ -947,6 +947,17 @@ fn a_joined_agent_serves_logs_exec_attach_and_port_forward_of_its_pods_to_kubect
     s.eventually("the joined node is Ready", Duration::from_secs(60), || {
         ready_nodes(&s) == 1
     });
+    // The endpoint's certificate is kept for the agent's next start, its key for root only.
+    let tls = agent.data_dir.join("agent/tls");
+    assert!(tls.join("kubelet-serving.crt").is_file());
+    assert_eq!(
+        std::os::unix::fs::PermissionsExt::mode(
+            &std::fs::metadata(tls.join("kubelet-serving.key"))
+                .unwrap()
+                .permissions()
+        ) & 0o777,
+        0o600
+    );
     assert_eq!(
         s.ok(&[
             "get",

@@ -1,5 +1,6 @@
 //! kubelet's HTTPS endpoint on a joined node (kubelet's `--port`, 10250 by default): what the API server can
-//! only get from the node itself. It serves with a certificate the server issues at join, and accepts only
+//! only get from the node itself. It serves with a certificate the server issues (kept under
+//! `<data-dir>/agent/tls` across restarts and renewed in place 90 days before it expires), and accepts only
 //! callers holding a client certificate from the cluster CA, as the API server does when it dials it. It
 //! answers kubelet's `GET /containerLogs/{namespace}/{pod}/{container}` (`kubectl logs` for pods here,
 //! with `pods/log`'s query), `/exec/{namespace}/{pod}/{container}` and `/attach/…` (exec and attach
@@ -11,7 +12,9 @@
 
 use std::convert::Infallible;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::sync::Arc;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::StreamExt;
@@ -20,6 +23,8 @@ use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyExt, Full, StreamBody};
 use hyper::body::Frame;
 use k8s_openapi::api::core::v1::Pod;
+use rustls::server::{ClientHello, ResolvesServerCert};
+use rustls::sign::CertifiedKey;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use tokio::sync::watch;
@@ -35,6 +40,7 @@ use crate::api::kubelet::{
 use crate::api::logs::{LogOptions, PodLogs};
 use crate::api::portforward::{self, PodPortForward};
 use crate::client::{Api, Client};
+use crate::util::certificate;
 use crate::util::upgrade::Upgrade;
 
 type Body = UnsyncBoxBody<Bytes, Infallible>;
@@ -56,37 +62,47 @@ pub struct NodeStreams {
     pub port_forward: NodePortForward,
 }
 
-/// Gets this node's serving certificate from the server, binds `port` on every address (as kubelet's
-/// default `--address` does) and serves until `shutdown`. `ca_pem` is the cluster CA the agent pinned at
-/// join; only client certificates it signed are let in.
+/// The endpoint's certificate and key between starts, under `<data-dir>/agent/tls`.
+const CERTIFICATE_FILE: &str = "kubelet-serving.crt";
+const KEY_FILE: &str = "kubelet-serving.key";
+/// How often the certificate's remaining validity is looked at while the endpoint serves.
+const RENEWAL_CHECK: Duration = Duration::from_secs(6 * 3600);
+
+/// Serves with this node's certificate (kept from an earlier start while it is current for the node's
+/// name and address, else issued by the server), binds `port` on every address (as kubelet's default
+/// `--address` does) and serves until `shutdown`, renewing the certificate in place before it expires.
+/// `ca_pem` is the cluster CA the agent pinned at join; only client certificates it signed are let in.
 pub async fn start(
     client: Client,
     streams: NodeStreams,
     node_ip: IpAddr,
     port: u16,
     ca_pem: &str,
+    certificate_dir: PathBuf,
     shutdown: watch::Receiver<bool>,
 ) -> Result<tokio::task::JoinHandle<()>, AgentError> {
-    let request = ServingCertificateRequest {
-        node_name: streams.logs.node_name.clone(),
-        addresses: vec![node_ip],
+    let certificates = Certificates {
+        client: client.clone(),
+        request: ServingCertificateRequest {
+            node_name: streams.logs.node_name.clone(),
+            addresses: vec![node_ip],
+        },
+        dir: certificate_dir,
     };
-    let answer = client
-        .request(
-            Method::POST,
-            SERVING_CERTIFICATE_PATH,
-            Some(&serde_json::to_value(&request).expect("a request serializes")),
-            "application/json",
-        )
-        .await?;
-    let issued: ServingCertificate = serde_json::from_value(answer)
-        .map_err(|e| AgentError::Config(format!("the server's serving certificate: {e}")))?;
-    let tls = tls_config(&issued, ca_pem).map_err(AgentError::Config)?;
+    let issued = match certificates.stored() {
+        Some(stored) => stored,
+        None => certificates.renew().await?,
+    };
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let key = certified_key(&issued, &provider).map_err(AgentError::Config)?;
+    let serving = Arc::new(ServingKey(RwLock::new(Arc::new(key))));
+    let tls = tls_config(serving.clone(), ca_pem, provider.clone()).map_err(AgentError::Config)?;
     let address = SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), port);
     let listener = tokio::net::TcpListener::bind(address).await.map_err(|e| {
         AgentError::Config(format!("binding the kubelet endpoint on {address}: {e}"))
     })?;
     tracing::info!(%address, "kubelet endpoint is serving");
+    tokio::spawn(certificates.keep_current(serving, provider, shutdown.clone()));
     let endpoint = Arc::new(Endpoint {
         client,
         logs: streams.logs,
@@ -105,21 +121,152 @@ pub async fn start(
     )))
 }
 
-/// The issued certificate, and a verifier that demands a client certificate from the cluster CA.
-fn tls_config(issued: &ServingCertificate, ca_pem: &str) -> Result<rustls::ServerConfig, String> {
+/// Where the endpoint's certificate comes from and is kept.
+struct Certificates {
+    client: Client,
+    request: ServingCertificateRequest,
+    dir: PathBuf,
+}
+
+impl Certificates {
+    /// The names the certificate must carry.
+    fn wanted(&self) -> Vec<String> {
+        let addresses = self.request.addresses.iter().map(IpAddr::to_string);
+        std::iter::once(self.request.node_name.clone())
+            .chain(addresses)
+            .collect()
+    }
+
+    /// The kept certificate, if it is still current for this node.
+    fn stored(&self) -> Option<ServingCertificate> {
+        stored_certificate(&self.dir, &self.wanted())
+    }
+
+    /// A new certificate from the server, kept for the next start.
+    async fn renew(&self) -> Result<ServingCertificate, AgentError> {
+        let answer = self
+            .client
+            .request(
+                Method::POST,
+                SERVING_CERTIFICATE_PATH,
+                Some(&serde_json::to_value(&self.request).expect("a request serializes")),
+                "application/json",
+            )
+            .await?;
+        let issued: ServingCertificate = serde_json::from_value(answer)
+            .map_err(|e| AgentError::Config(format!("the server's serving certificate: {e}")))?;
+        keep_certificate(&self.dir, &issued).map_err(|e| {
+            AgentError::Config(format!(
+                "keeping the serving certificate in {}: {e}",
+                self.dir.display()
+            ))
+        })?;
+        Ok(issued)
+    }
+
+    /// Renews the certificate the endpoint serves with once it nears expiry, until `shutdown`. Failures
+    /// are retried at the next check, while the current certificate is still valid.
+    async fn keep_current(
+        self,
+        serving: Arc<ServingKey>,
+        provider: Arc<rustls::crypto::CryptoProvider>,
+        mut shutdown: watch::Receiver<bool>,
+    ) {
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(RENEWAL_CHECK) => {}
+                _ = shutdown.wait_for(|stop| *stop) => return,
+            }
+            if self.stored().is_some() {
+                continue;
+            }
+            let renewed = self
+                .renew()
+                .await
+                .and_then(|issued| certified_key(&issued, &provider).map_err(AgentError::Config));
+            match renewed {
+                Ok(key) => {
+                    *serving.0.write().expect("serving key lock") = Arc::new(key);
+                    tracing::info!("renewed the kubelet endpoint's serving certificate");
+                }
+                Err(e) => tracing::warn!(error = %e, "renewing the kubelet serving certificate"),
+            }
+        }
+    }
+}
+
+/// The certificate kept in `dir`, if it is far from expiry and carries every one of `wanted`.
+fn stored_certificate(dir: &Path, wanted: &[String]) -> Option<ServingCertificate> {
+    let certificate = std::fs::read_to_string(dir.join(CERTIFICATE_FILE)).ok()?;
+    let key = std::fs::read_to_string(dir.join(KEY_FILE)).ok()?;
+    certificate::is_current(Some(&certificate), wanted)
+        .then_some(ServingCertificate { certificate, key })
+}
+
+/// Keeps `issued` in `dir`, the key readable by root only; each file is replaced whole.
+fn keep_certificate(dir: &Path, issued: &ServingCertificate) -> std::io::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)?;
+    for (name, text, mode) in [
+        (KEY_FILE, &issued.key, 0o600),
+        (CERTIFICATE_FILE, &issued.certificate, 0o644),
+    ] {
+        let partial = dir.join(format!(".{name}.tmp"));
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(mode)
+            .open(&partial)?;
+        std::io::Write::write_all(&mut file, text.as_bytes())?;
+        file.sync_all()?;
+        std::fs::rename(&partial, dir.join(name))?;
+    }
+    Ok(())
+}
+
+/// The certificate the endpoint presents, replaced in place when it is renewed.
+#[derive(Debug)]
+struct ServingKey(RwLock<Arc<CertifiedKey>>);
+
+impl ResolvesServerCert for ServingKey {
+    fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        Some(self.0.read().expect("serving key lock").clone())
+    }
+}
+
+fn certified_key(
+    issued: &ServingCertificate,
+    provider: &rustls::crypto::CryptoProvider,
+) -> Result<CertifiedKey, String> {
     let chain: Vec<CertificateDer<'static>> =
         CertificateDer::pem_slice_iter(issued.certificate.as_bytes())
             .collect::<Result<_, _>>()
             .map_err(|e| format!("serving certificate: {e}"))?;
     let key = PrivateKeyDer::from_pem_slice(issued.key.as_bytes())
         .map_err(|e| format!("serving key: {e}"))?;
+    let signing = provider
+        .key_provider
+        .load_private_key(key)
+        .map_err(|e| format!("serving key: {e}"))?;
+    Ok(CertifiedKey::new(chain, signing))
+}
+
+/// TLS that presents `serving` and demands a client certificate from the cluster CA.
+fn tls_config(
+    serving: Arc<ServingKey>,
+    ca_pem: &str,
+    provider: Arc<rustls::crypto::CryptoProvider>,
+) -> Result<rustls::ServerConfig, String> {
     let mut roots = rustls::RootCertStore::empty();
     for ca in CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
         roots
             .add(ca.map_err(|e| format!("cluster CA: {e}"))?)
             .map_err(|e| format!("cluster CA: {e}"))?;
     }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
     let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
         Arc::new(roots),
         provider.clone(),
@@ -130,8 +277,7 @@ fn tls_config(issued: &ServingCertificate, ca_pem: &str) -> Result<rustls::Serve
         .with_safe_default_protocol_versions()
         .map_err(|e| format!("TLS: {e}"))?
         .with_client_cert_verifier(verifier)
-        .with_single_cert(chain, key)
-        .map_err(|e| format!("TLS configuration: {e}"))?;
+        .with_cert_resolver(serving);
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(config)
 }
@@ -281,5 +427,60 @@ impl Endpoint {
         resp.headers_mut()
             .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
         Ok(resp)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn issue(names: &[&str], days: i64) -> ServingCertificate {
+        let mut params =
+            rcgen::CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
+                .unwrap();
+        let end = jiff::Zoned::now()
+            .checked_add(jiff::Span::new().days(days))
+            .unwrap();
+        params.not_after =
+            rcgen::date_time_ymd(end.year().into(), end.month() as u8, end.day() as u8);
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = params.self_signed(&key).unwrap();
+        ServingCertificate {
+            certificate: cert.pem(),
+            key: key.serialize_pem(),
+        }
+    }
+
+    #[test]
+    fn a_kept_certificate_is_reused_only_while_current_for_the_nodes_names() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let tls = dir.path().join("agent/tls");
+        let wanted = ["worker".to_string(), "10.0.0.7".to_string()];
+        assert_eq!(stored_certificate(&tls, &wanted), None);
+
+        let issued = issue(&["worker", "10.0.0.7"], 365);
+        keep_certificate(&tls, &issued).unwrap();
+        assert_eq!(stored_certificate(&tls, &wanted), Some(issued.clone()));
+        let mode = |name| {
+            std::fs::metadata(tls.join(name))
+                .unwrap()
+                .permissions()
+                .mode()
+                & 0o777
+        };
+        assert_eq!(mode(KEY_FILE), 0o600);
+        assert_eq!(mode(CERTIFICATE_FILE), 0o644);
+        // The node's address changed: the certificate no longer names it.
+        assert_eq!(
+            stored_certificate(&tls, &["worker".to_string(), "10.0.0.8".to_string()]),
+            None
+        );
+        // Close to expiry: renewed, not reused.
+        keep_certificate(&tls, &issue(&["worker", "10.0.0.7"], 30)).unwrap();
+        assert_eq!(stored_certificate(&tls, &wanted), None);
+        // What is kept serves as a TLS certificate.
+        let provider = rustls::crypto::ring::default_provider();
+        assert!(certified_key(&issued, &provider).is_ok());
     }
 }
