@@ -305,75 +305,19 @@ impl Forward {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::util::spdy::{Decoder, Encoder};
-    use bytes::BytesMut;
+    use crate::util::spdy::testing::Client;
     use tokio::net::TcpListener;
 
-    /// The client's side of a session: frames in, frames out.
-    struct Client {
-        encoder: Encoder,
-        decoder: Decoder,
-        to_server: mpsc::Sender<Bytes>,
-        from_server: mpsc::Receiver<Bytes>,
-        buf: BytesMut,
+    fn start(dial: Dialer) -> Client {
+        let (client, pipe) = Client::connect();
+        tokio::spawn(serve(dial, "default/web".into(), pipe));
+        client
     }
 
     impl Client {
-        fn start(dial: Dialer) -> Client {
-            let (to_server, server_in) = mpsc::channel::<Bytes>(64);
-            let (server_out, from_server) = mpsc::channel::<Bytes>(64);
-            let incoming = futures_util::stream::unfold(server_in, |mut rx| async move {
-                rx.recv().await.map(|b| (b, rx))
-            })
-            .boxed();
-            tokio::spawn(serve(
-                dial,
-                "default/web".into(),
-                Pipe {
-                    incoming,
-                    outgoing: server_out,
-                },
-            ));
-            Client {
-                encoder: Encoder::default(),
-                decoder: Decoder::default(),
-                to_server,
-                from_server,
-                buf: BytesMut::new(),
-            }
-        }
-
-        async fn send(&mut self, frame: Frame) {
-            let mut buf = BytesMut::new();
-            self.encoder.encode(&frame, &mut buf).unwrap();
-            self.to_server.send(buf.freeze()).await.unwrap();
-        }
-
-        async fn open(&mut self, stream: u32, kind: &str, port: &str, request: &str) {
-            let headers = vec![
-                ("streamtype".to_string(), kind.to_string()),
-                ("port".to_string(), port.to_string()),
-                ("requestid".to_string(), request.to_string()),
-            ];
-            self.send(Frame::SynStream {
-                stream,
-                headers,
-                fin: false,
-            })
-            .await;
-        }
-
-        async fn next(&mut self) -> Frame {
-            loop {
-                if let Some(frame) = self.decoder.decode(&mut self.buf).unwrap() {
-                    return frame;
-                }
-                let more = tokio::time::timeout(Duration::from_secs(5), self.from_server.recv())
-                    .await
-                    .expect("the server answers")
-                    .expect("the session is open");
-                self.buf.extend_from_slice(&more);
-            }
+        async fn open_pair_stream(&mut self, stream: u32, kind: &str, port: &str, request: &str) {
+            let headers = [("streamtype", kind), ("port", port), ("requestid", request)];
+            self.open(stream, &headers).await;
         }
 
         /// What arrives on `stream` until its FIN, with the other frames seen meanwhile.
@@ -424,12 +368,12 @@ mod tests {
                 });
             }
         });
-        let mut client = Client::start(loopback_dialer(HashMap::from([(80, real)])));
+        let mut client = start(loopback_dialer(HashMap::from([(80, real)])));
         client.send(Frame::Ping { id: 1 }).await;
         assert_eq!(client.next().await, Frame::Ping { id: 1 });
         for (request, error, data) in [("0", 1, 3), ("1", 5, 7)] {
-            client.open(error, "error", "80", request).await;
-            client.open(data, "data", "80", request).await;
+            client.open_pair_stream(error, "error", "80", request).await;
+            client.open_pair_stream(data, "data", "80", request).await;
             let payload = format!("hello {request} ").repeat(10_000);
             client
                 .send(Frame::Data {
@@ -464,22 +408,22 @@ mod tests {
 
     #[tokio::test]
     async fn a_failure_is_reported_on_the_error_stream() {
-        let mut client = Client::start(loopback_dialer(HashMap::new()));
-        client.open(1, "error", "9999", "0").await;
-        client.open(3, "data", "9999", "0").await;
+        let mut client = start(loopback_dialer(HashMap::new()));
+        client.open_pair_stream(1, "error", "9999", "0").await;
+        client.open_pair_stream(3, "data", "9999", "0").await;
         let (report, _) = client.read_stream(1).await;
         assert_eq!(
             String::from_utf8(report).unwrap(),
             "error forwarding port 9999 to pod default/web: connection refused"
         );
-        client.open(5, "error", "http", "1").await;
-        client.open(7, "data", "http", "1").await;
+        client.open_pair_stream(5, "error", "http", "1").await;
+        client.open_pair_stream(7, "data", "http", "1").await;
         let (report, _) = client.read_stream(5).await;
         assert_eq!(
             String::from_utf8(report).unwrap(),
             "invalid port \"http\": want 1 to 65535"
         );
-        client.open(9, "bogus", "80", "2").await;
+        client.open_pair_stream(9, "bogus", "80", "2").await;
         assert!(matches!(
             client.next().await,
             Frame::RstStream {

@@ -411,6 +411,85 @@ fn put_flags_and_length(out: &mut BytesMut, flags: u8, length: usize) {
     out.put_slice(&length.to_be_bytes()[1..]);
 }
 
+/// kubectl's side of a SPDY connection for unit tests of what serves one.
+#[cfg(test)]
+pub mod testing {
+    use std::time::Duration;
+
+    use bytes::{Bytes, BytesMut};
+    use futures_util::StreamExt;
+    use tokio::sync::mpsc;
+
+    use super::{Decoder, Encoder, Frame, Headers};
+    use crate::util::upgrade::Pipe;
+
+    pub struct Client {
+        encoder: Encoder,
+        decoder: Decoder,
+        to_server: mpsc::Sender<Bytes>,
+        from_server: mpsc::Receiver<Bytes>,
+        buf: BytesMut,
+    }
+
+    impl Client {
+        /// A client, and the connection the code under test serves.
+        pub fn connect() -> (Client, Pipe) {
+            let (to_server, server_in) = mpsc::channel::<Bytes>(64);
+            let (server_out, from_server) = mpsc::channel::<Bytes>(64);
+            let incoming = futures_util::stream::unfold(server_in, |mut rx| async move {
+                rx.recv().await.map(|b| (b, rx))
+            })
+            .boxed();
+            let client = Client {
+                encoder: Encoder::default(),
+                decoder: Decoder::default(),
+                to_server,
+                from_server,
+                buf: BytesMut::new(),
+            };
+            let pipe = Pipe {
+                incoming,
+                outgoing: server_out,
+            };
+            (client, pipe)
+        }
+
+        pub async fn send(&mut self, frame: Frame) {
+            let mut buf = BytesMut::new();
+            self.encoder.encode(&frame, &mut buf).unwrap();
+            self.to_server.send(buf.freeze()).await.unwrap();
+        }
+
+        /// Opens `stream` with `headers`.
+        pub async fn open(&mut self, stream: u32, headers: &[(&str, &str)]) {
+            let headers: Headers = headers
+                .iter()
+                .map(|(n, v)| (n.to_string(), v.to_string()))
+                .collect();
+            self.send(Frame::SynStream {
+                stream,
+                headers,
+                fin: false,
+            })
+            .await;
+        }
+
+        /// The server's next frame; panics if none comes within 5 s.
+        pub async fn next(&mut self) -> Frame {
+            loop {
+                if let Some(frame) = self.decoder.decode(&mut self.buf).unwrap() {
+                    return frame;
+                }
+                let more = tokio::time::timeout(Duration::from_secs(5), self.from_server.recv())
+                    .await
+                    .expect("the server answers")
+                    .expect("the connection is open");
+                self.buf.extend_from_slice(&more);
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

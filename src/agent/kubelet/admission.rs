@@ -11,8 +11,10 @@
 //! admitted, and decides again for the others.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
-use k8s_openapi::api::core::v1::{Pod, PodStatus, Taint};
+use k8s_openapi::api::core::v1::{Node, Pod, PodStatus, Taint};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use serde_json::json;
 
 use super::{eviction, Kubelet};
@@ -83,11 +85,7 @@ pub fn pressure_rejection(pressure: NodePressure, pod: &Pod) -> Option<Rejection
 }
 
 /// The predicate admission: the OS the pod asks for, then the first reason the scheduler's check gives.
-pub fn predicate_rejection(
-    pod: &Pod,
-    node: &std::sync::Arc<k8s_openapi::api::core::v1::Node>,
-    others: &[std::sync::Arc<Pod>],
-) -> Option<Rejection> {
+pub fn predicate_rejection(pod: &Pod, node: &Arc<Node>, others: &[Arc<Pod>]) -> Option<Rejection> {
     let wanted_os = pod.metadata.labels.as_ref().and_then(|l| l.get(OS_LABEL));
     if wanted_os.is_some_and(|os| os != NODE_OS) {
         return Some(Rejection::new(
@@ -142,8 +140,9 @@ impl Kubelet {
         let Some(rejection) = rejection else {
             return Ok(true);
         };
-        tracing::info!(pod = %crate::client::informer::key_of(&pod.metadata), reason = %rejection.reason,
-            message = %rejection.message, "rejecting a pod");
+        let key = crate::client::informer::key_of(&pod.metadata);
+        tracing::info!(pod = %key, reason = %rejection.reason, message = %rejection.message,
+            "rejecting a pod");
         self.events
             .warning(
                 self.clock.as_ref(),
@@ -158,11 +157,7 @@ impl Kubelet {
             reason: Some(rejection.reason),
             message: Some(format!("Pod was rejected: {}", rejection.message)),
             qos_class: old.qos_class,
-            start_time: old.start_time.or_else(|| {
-                Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
-                    self.clock.now(),
-                ))
-            }),
+            start_time: old.start_time.or(Some(Time(self.clock.now()))),
             conditions: old.conditions,
             ..Default::default()
         };
@@ -226,7 +221,6 @@ impl Kubelet {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::Arc;
 
     fn pod(value: serde_json::Value) -> Pod {
         serde_json::from_value(value).unwrap()

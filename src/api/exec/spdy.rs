@@ -265,53 +265,16 @@ impl Output {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::util::spdy::{Decoder, Encoder};
+    use crate::util::spdy::testing::Client;
 
-    /// kubectl's side of the connection: frames in, frames out.
-    struct Client {
-        encoder: Encoder,
-        decoder: Decoder,
-        to_server: mpsc::Sender<Bytes>,
-        from_server: mpsc::Receiver<Bytes>,
-        buf: BytesMut,
+    fn connect() -> (Client, Channel) {
+        let (client, pipe) = Client::connect();
+        (client, channel(pipe))
     }
 
     impl Client {
-        fn connect() -> (Client, Channel) {
-            let (to_server, server_in) = mpsc::channel::<Bytes>(64);
-            let (server_out, from_server) = mpsc::channel::<Bytes>(64);
-            let incoming = futures_util::stream::unfold(server_in, |mut rx| async move {
-                rx.recv().await.map(|b| (b, rx))
-            })
-            .boxed();
-            let channel = channel(Pipe {
-                incoming,
-                outgoing: server_out,
-            });
-            let client = Client {
-                encoder: Encoder::default(),
-                decoder: Decoder::default(),
-                to_server,
-                from_server,
-                buf: BytesMut::new(),
-            };
-            (client, channel)
-        }
-
-        async fn send(&mut self, frame: Frame) {
-            let mut buf = BytesMut::new();
-            self.encoder.encode(&frame, &mut buf).unwrap();
-            self.to_server.send(buf.freeze()).await.unwrap();
-        }
-
-        async fn open(&mut self, stream: u32, stream_type: &str) {
-            let headers = vec![("streamtype".to_string(), stream_type.to_string())];
-            self.send(Frame::SynStream {
-                stream,
-                headers,
-                fin: false,
-            })
-            .await;
+        async fn open_channel(&mut self, stream: u32, stream_type: &str) {
+            self.open(stream, &[("streamtype", stream_type)]).await;
         }
 
         async fn data(&mut self, stream: u32, data: &[u8], fin: bool) {
@@ -327,18 +290,12 @@ mod tests {
         async fn until_goaway(&mut self) -> Vec<Frame> {
             let mut frames = Vec::new();
             loop {
-                while let Some(frame) = self.decoder.decode(&mut self.buf).unwrap() {
-                    let done = matches!(frame, Frame::GoAway { .. });
-                    frames.push(frame);
-                    if done {
-                        return frames;
-                    }
+                let frame = self.next().await;
+                let done = matches!(frame, Frame::GoAway { .. });
+                frames.push(frame);
+                if done {
+                    return frames;
                 }
-                let more = tokio::time::timeout(Duration::from_secs(5), self.from_server.recv())
-                    .await
-                    .expect("the server answers")
-                    .expect("the connection is open");
-                self.buf.extend_from_slice(&more);
             }
         }
     }
@@ -372,17 +329,17 @@ mod tests {
 
     #[tokio::test]
     async fn streams_carry_the_channels_and_the_session_ends_with_the_status() {
-        let (mut client, mut session) = Client::connect();
+        let (mut client, mut session) = connect();
         // Output written before the client opened its stream waits for it.
         session
             .outgoing
             .send(Bytes::from(super::super::encode(STDOUT, b"early ")))
             .await
             .unwrap();
-        client.open(1, "error").await;
-        client.open(3, "stdin").await;
-        client.open(5, "stdout").await;
-        client.open(7, "resize").await;
+        client.open_channel(1, "error").await;
+        client.open_channel(3, "stdin").await;
+        client.open_channel(5, "stdout").await;
+        client.open_channel(7, "resize").await;
         client.send(Frame::Ping { id: 1 }).await;
         client.data(3, b"typed", false).await;
         assert_eq!(next(&mut session).await, &b"\x00typed"[..]);
@@ -434,9 +391,9 @@ mod tests {
 
     #[tokio::test]
     async fn the_session_learns_when_the_client_is_gone() {
-        let (mut client, mut session) = Client::connect();
-        client.open(1, "error").await;
-        client.open(3, "bogus").await;
+        let (mut client, mut session) = connect();
+        client.open_channel(1, "error").await;
+        client.open_channel(3, "bogus").await;
         client.send(Frame::GoAway { last_good: 0 }).await;
         let ended = tokio::time::timeout(Duration::from_secs(5), session.incoming.recv()).await;
         assert_eq!(ended.expect("the channel ends"), None);
