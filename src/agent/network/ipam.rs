@@ -52,8 +52,9 @@ impl Ipam {
         let result = self.claim_free(&tmp);
         let _ = fs::remove_file(&tmp);
         let ip = result?;
-        // Only a hint for where the next search starts; losing it costs nothing but an early reuse.
-        let _ = write_synced(&self.last_reserved, &ip.to_string());
+        // Only a hint for where the next search starts; losing it costs nothing but an early reuse, so
+        // it is not worth an fsync while every sandbox creation waits.
+        let _ = fs::write(&self.last_reserved, ip.to_string());
         Ok(ip)
     }
 
