@@ -1,15 +1,22 @@
 //! Pod IP allocation in the style of CNI's host-local plugin: one file per allocated address,
 //! `<state_dir>/ips/<ip>`, holding the id of the sandbox that owns it. The directory is the only state, so
 //! allocations survive agent restarts and two allocators (even in two processes) can never hand out the
-//! same address: the file for an address is created exclusively.
+//! same address: the file for an address is created exclusively. Each allocator also keeps who holds which
+//! address in memory (read from the directory once, checked against the address's file on use), so that
+//! finding a sandbox's address reads one file, not every allocation of the node.
 
+use std::collections::HashMap;
 use std::fs;
 use std::io::{ErrorKind, Write};
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 use super::cidr::Ipv4Cidr;
 use super::NetworkError;
+
+/// The addresses each owner holds.
+type Owners = HashMap<String, Vec<Ipv4Addr>>;
 
 #[derive(Clone, Debug)]
 pub(super) struct Ipam {
@@ -17,6 +24,8 @@ pub(super) struct Ipam {
     last_reserved: PathBuf,
     range: Ipv4Cidr,
     gateway: Ipv4Addr,
+    /// The addresses each owner holds, once read from the directory.
+    owners: Arc<Mutex<Option<Owners>>>,
 }
 
 impl Ipam {
@@ -33,6 +42,7 @@ impl Ipam {
             last_reserved: state_dir.join("last_reserved_ip"),
             range,
             gateway,
+            owners: Arc::default(),
         })
     }
 
@@ -43,7 +53,7 @@ impl Ipam {
                 return Ok(ip);
             }
             // Allocated from an earlier podCIDR: the pod cannot keep it on this bridge.
-            self.remove(ip)?;
+            self.remove(id, ip)?;
         }
         // The owner is written before the address file appears: link(2) publishes a complete file and fails
         // with EEXIST exactly like O_EXCL, so a crash never leaves an address without its owner.
@@ -52,6 +62,7 @@ impl Ipam {
         let result = self.claim_free(&tmp);
         let _ = fs::remove_file(&tmp);
         let ip = result?;
+        self.with_owners(|owners| owners.entry(id.to_string()).or_default().push(ip))?;
         // Only a hint for where the next search starts; losing it costs nothing but an early reuse, so
         // it is not worth an fsync while every sandbox creation waits.
         let _ = fs::write(&self.last_reserved, ip.to_string());
@@ -94,32 +105,55 @@ impl Ipam {
             && ip != self.gateway
     }
 
+    /// Runs `f` on the owners' addresses, read from the directory the first time.
+    fn with_owners<T>(&self, f: impl FnOnce(&mut Owners) -> T) -> Result<T, NetworkError> {
+        let mut owners = self.owners.lock().expect("ipam owners lock");
+        if owners.is_none() {
+            let mut read = Owners::new();
+            for (ip, owner) in self.allocations()? {
+                read.entry(owner).or_default().push(ip);
+            }
+            *owners = Some(read);
+        }
+        Ok(f(owners.as_mut().expect("read above")))
+    }
+
+    /// The addresses `id` holds, lowest first, each confirmed by its file.
+    fn held(&self, id: &str) -> Result<Vec<Ipv4Addr>, NetworkError> {
+        let mut ips = self.with_owners(|owners| owners.get(id).cloned().unwrap_or_default())?;
+        ips.retain(|ip| {
+            fs::read_to_string(self.dir.join(ip.to_string())).is_ok_and(|owner| owner.trim() == id)
+        });
+        ips.sort();
+        Ok(ips)
+    }
+
     pub(super) fn lookup(&self, id: &str) -> Result<Option<Ipv4Addr>, NetworkError> {
-        Ok(self
-            .allocations()?
-            .into_iter()
-            .find(|(_, owner)| owner == id)
-            .map(|(ip, _)| ip))
+        Ok(self.held(id)?.first().copied())
     }
 
     /// Frees every address `id` holds; nothing to free is not an error.
     pub(super) fn release(&self, id: &str) -> Result<(), NetworkError> {
-        for (ip, owner) in self.allocations()? {
-            if owner == id {
-                self.remove(ip)?;
-            }
+        for ip in self.held(id)? {
+            self.remove(id, ip)?;
         }
+        self.with_owners(|owners| owners.remove(id))?;
         Ok(())
     }
 
-    fn remove(&self, ip: Ipv4Addr) -> Result<(), NetworkError> {
+    fn remove(&self, id: &str, ip: Ipv4Addr) -> Result<(), NetworkError> {
         let path = self.dir.join(ip.to_string());
         match fs::remove_file(&path) {
             Err(e) if e.kind() != ErrorKind::NotFound => {
-                Err(NetworkError::io("releasing", &path)(e))
+                return Err(NetworkError::io("releasing", &path)(e))
             }
-            _ => Ok(()),
+            _ => {}
         }
+        self.with_owners(|owners| {
+            if let Some(ips) = owners.get_mut(id) {
+                ips.retain(|held| *held != ip);
+            }
+        })
     }
 
     /// Every allocated address with its owner.
@@ -232,6 +266,21 @@ mod tests {
         assert_eq!(ip, Ipv4Addr::new(10, 42, 1, 2));
         assert_ne!(ip, old);
         assert_eq!(new.allocations().unwrap(), vec![(ip, "a".to_string())]);
+    }
+
+    #[test]
+    fn an_address_is_held_only_while_its_file_names_the_owner() {
+        let dir = tempfile::tempdir().unwrap();
+        let ipam = ipam(dir.path(), "10.42.0.0/24");
+        let a = ipam.allocate("a").unwrap();
+        assert_eq!(ipam.lookup("a").unwrap(), Some(a));
+        // Removed behind the allocator's back: it no longer hands the address out as a's.
+        fs::remove_file(dir.path().join("ips").join(a.to_string())).unwrap();
+        assert_eq!(ipam.lookup("a").unwrap(), None);
+        let again = ipam.allocate("a").unwrap();
+        assert_eq!(ipam.allocations().unwrap(), vec![(again, "a".to_string())]);
+        ipam.release("a").unwrap();
+        assert!(ipam.allocations().unwrap().is_empty());
     }
 
     #[test]
