@@ -222,10 +222,11 @@ fn load_precompiled(seccomp: &LinuxSeccomp, program: &[u8]) -> Result<()> {
     }
     // SAFETY: prog points at `filter`, which outlives the call; the kernel copies the program.
     let rc = unsafe {
+        // syscall(2) reads every argument as a long.
         libc::syscall(
             libc::SYS_seccomp,
-            libc::SECCOMP_SET_MODE_FILTER,
-            flags,
+            libc::SECCOMP_SET_MODE_FILTER as libc::c_long,
+            flags as libc::c_long,
             &prog as *const libc::sock_fprog,
         )
     };
