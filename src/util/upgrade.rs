@@ -249,19 +249,27 @@ mod tests {
             ]),
             "this connection cannot be upgraded"
         );
-        let mut req = request(&[
-            ("upgrade", "spdy/3.1"),
-            (
-                STREAM_PROTOCOL_HEADER,
-                "v3.channel.k8s.io, v4.channel.k8s.io",
-            ),
-        ]);
-        req.extensions_mut()
-            .insert(hyper::upgrade::on(Request::new(())));
-        let accepted = Upgrade::accept(&mut req, EXEC).expect("accepted");
-        let resp: Response<()> = accepted.response();
-        assert_eq!(resp.status(), StatusCode::SWITCHING_PROTOCOLS);
-        assert_eq!(resp.headers()[header::UPGRADE], "SPDY/3.1");
-        assert_eq!(resp.headers()[STREAM_PROTOCOL_HEADER], "v4.channel.k8s.io");
+        let accept = |offered: &[&str]| {
+            let mut headers = vec![("upgrade", "spdy/3.1")];
+            headers.extend(offered.iter().map(|p| (STREAM_PROTOCOL_HEADER, *p)));
+            let mut req = request(&headers);
+            req.extensions_mut()
+                .insert(hyper::upgrade::on(Request::new(())));
+            let resp: Response<()> = Upgrade::accept(&mut req, EXEC)
+                .expect("accepted")
+                .response();
+            assert_eq!(resp.status(), StatusCode::SWITCHING_PROTOCOLS);
+            assert_eq!(resp.headers()[header::UPGRADE], "SPDY/3.1");
+            resp.headers()[STREAM_PROTOCOL_HEADER].clone()
+        };
+        // kubectl sends one header per protocol, older clients one comma-separated list.
+        assert_eq!(
+            accept(&["v4.channel.k8s.io", "v5.channel.k8s.io"]),
+            "v5.channel.k8s.io"
+        );
+        assert_eq!(
+            accept(&["v3.channel.k8s.io, v4.channel.k8s.io"]),
+            "v4.channel.k8s.io"
+        );
     }
 }
