@@ -43,20 +43,10 @@ pub fn run(args: ShimExecArgs) -> i32 {
         eprintln!("PR_SET_CHILD_SUBREAPER: {e}");
         return 126;
     }
-    // The command gets the container's seccomp profile, compiled once by the agent.
-    if let Ok(container) = Container::load(args.state_root.join(&args.id)) {
-        let bundle = container.bundle();
-        let seccomp = Spec::load(bundle.join("config.json"))
-            .ok()
-            .and_then(|spec| spec.linux().as_ref()?.seccomp().clone());
-        if let Some(profile) = seccomp {
-            super::register_seccomp_program(bundle, profile);
-        }
-    }
-    let built = match &args.console_socket {
-        Some(socket) => build_with_terminal(&args, socket),
+    let built = container_spec(&args).and_then(|spec| match &args.console_socket {
+        Some(socket) => build_with_terminal(&args, &spec, socket),
         None => build(&args),
-    };
+    });
     let pid = match built {
         Ok(pid) => pid,
         Err(e) => {
@@ -93,12 +83,22 @@ fn build(args: &ShimExecArgs) -> Result<Pid, String> {
         .map_err(|e| e.to_string())
 }
 
-/// The container's process settings with this command and a terminal, in a file for the tenant builder.
-fn build_with_terminal(args: &ShimExecArgs, socket: &Path) -> Result<Pid, String> {
-    let container_dir = args.state_root.join(&args.id);
-    let container = Container::load(container_dir.clone()).map_err(|e| e.to_string())?;
-    let config = container.bundle().join("config.json");
+/// The running container's config.json, after handing its seccomp program (compiled once by the agent)
+/// to libcontainer for the command.
+fn container_spec(args: &ShimExecArgs) -> Result<Spec, String> {
+    let container = Container::load(args.state_root.join(&args.id)).map_err(|e| e.to_string())?;
+    let bundle = container.bundle();
+    let config = bundle.join("config.json");
     let spec = Spec::load(&config).map_err(|e| format!("{}: {e}", config.display()))?;
+    if let Some(profile) = spec.linux().as_ref().and_then(|l| l.seccomp().clone()) {
+        super::register_seccomp_program(bundle, profile);
+    }
+    Ok(spec)
+}
+
+/// The container's process settings with this command and a terminal, in a file for the tenant builder.
+fn build_with_terminal(args: &ShimExecArgs, spec: &Spec, socket: &Path) -> Result<Pid, String> {
+    let container_dir = args.state_root.join(&args.id);
     let mut process = spec.process().clone().unwrap_or_default();
     process.set_args(Some(args.command.clone()));
     process.set_terminal(Some(true));

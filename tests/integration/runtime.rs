@@ -169,6 +169,39 @@ async fn the_seccomp_profile_compiled_once_by_the_runtime_is_loaded_in_every_con
         assert!(log.contains("stdout F Seccomp_filters:\t1"), "{log}");
         f.runtime.remove(id).unwrap();
     }
+
+    // The init loads the program the runtime wrote, not its own compilation of config.json's profile:
+    // a program compiled without mkdir allowed makes mkdir fail although config.json allows it.
+    let id = f.create(
+        &["sh", "-c", "mkdir /tmp/made && echo made || echo refused"],
+        Resources::default(),
+    );
+    let dir = f.runtime.dir(&id);
+    let spec = oci_spec::runtime::Spec::load(dir.join("config.json")).unwrap();
+    let mut profile = spec.linux().as_ref().unwrap().seccomp().clone().unwrap();
+    let syscalls = profile
+        .syscalls()
+        .clone()
+        .unwrap()
+        .into_iter()
+        .map(|mut rule| {
+            let names = rule.names().iter().filter(|n| !n.starts_with("mkdir"));
+            rule.set_names(names.cloned().collect());
+            rule
+        })
+        .filter(|rule| !rule.names().is_empty())
+        .collect();
+    profile.set_syscalls(Some(syscalls));
+    let program = libcontainer::seccomp::compile_seccomp(&profile).unwrap();
+    std::fs::write(dir.join(orch::shim::SECCOMP_PROGRAM_FILE), program).unwrap();
+    f.runtime.start(&id).await.unwrap();
+    tokio::time::timeout(Duration::from_secs(20), f.runtime.wait(&id))
+        .await
+        .expect("container exits")
+        .unwrap();
+    let log = f.log(&id);
+    assert!(log.contains("stdout F refused"), "{log}");
+    f.runtime.remove(&id).unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

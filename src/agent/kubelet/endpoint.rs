@@ -7,8 +7,8 @@
 //! sessions, which the API server relays from `pods/exec` and `pods/attach`),
 //! `/portForward/{namespace}/{pod}` (port-forward sessions, relayed from `pods/portforward`) and
 //! `GET /healthz`. Sessions come as a GET upgraded to a WebSocket, as the API server sends them, or as a
-//! POST upgraded to SPDY/3.1, as kubelet also takes them. The server's embedded agent needs none of this: the API server
-//! reads its logs and runs its exec, attach and port-forward sessions in-process.
+//! POST upgraded to SPDY/3.1, as kubelet also takes them. The server's embedded agent needs none of this:
+//! the API server reads its logs and runs its exec, attach and port-forward sessions in-process.
 
 use std::convert::Infallible;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};

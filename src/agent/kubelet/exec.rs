@@ -1,7 +1,8 @@
-//! The node's side of `kubectl exec` (and the session around `kubectl attach`, see `attach.rs`): finds the running container, starts the command in it (with a
-//! terminal when asked) and speaks the remote-command channel protocol until the command has exited and
-//! its output is out: stdin and terminal resizes in, stdout and stderr out, then the Status with the exit
-//! code and a normal close, which is what kubectl waits for.
+//! The node's side of `kubectl exec` (and the session around `kubectl attach`, see `attach.rs`): finds
+//! the running container, starts the command in it (with a terminal when asked) and speaks the
+//! remote-command channel protocol, on whichever transport carries the [`Channel`], until the command has
+//! exited and its output is out: stdin and terminal resizes in, stdout and stderr out, then the Status
+//! with the exit code and a normal close, which is what kubectl waits for.
 
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::time::Duration;
