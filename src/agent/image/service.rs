@@ -35,6 +35,9 @@ const HUB_API_HOST: &str = "registry-1.docker.io";
 /// (kubelet's `ImageMinimumGCAge` default).
 const GC_MIN_AGE: Duration = Duration::from_secs(120);
 const META_FILE: &str = "images-meta.json";
+/// A use recorded this recently is not recorded again: pods started together from one image rewrite the
+/// metadata file once, not once each. Far below `GC_MIN_AGE`, which is what the record is for.
+const USE_RESOLUTION: Duration = Duration::from_secs(10);
 /// How many downloaded chunks may wait for the blocking writer.
 const CHUNK_QUEUE: usize = 16;
 
@@ -185,8 +188,7 @@ impl ImageService {
         match self.inner.build_image(&reference.to_string(), &top) {
             Ok(img) if img.layers.iter().all(|l| l.is_dir()) => {
                 let _state = self.inner.lock_state();
-                self.inner
-                    .update_meta(|m| m.touch(&img.reference, now_secs()))?;
+                self.inner.record_use(&img.reference)?;
                 Ok(Some(img))
             }
             Ok(_) | Err(ImageError::NotFound(_)) => Ok(None),
@@ -632,6 +634,17 @@ impl Inner {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Meta::default()),
             Err(e) => Err(ImageError::io("reading", path)(e)),
         }
+    }
+
+    /// Records that `reference` is used now, unless a use within `USE_RESOLUTION` is recorded; the caller
+    /// holds the state lock.
+    fn record_use(&self, reference: &str) -> Result<(), ImageError> {
+        let now = now_secs();
+        let recorded = self.read_meta()?.last_used.get(reference).copied();
+        if recorded.is_some_and(|t| t <= now && now - t < USE_RESOLUTION.as_secs()) {
+            return Ok(());
+        }
+        self.update_meta(|m| m.touch(reference, now))
     }
 
     /// Read-modify-write of the metadata file; the caller holds the state lock.
@@ -1105,6 +1118,31 @@ mod tests {
         let path = dir.join(name);
         fs::write(&path, docker_archive(tag, Compression::Gzip)).unwrap();
         path
+    }
+
+    #[test]
+    fn uses_close_together_rewrite_the_metadata_once() {
+        use std::os::unix::fs::MetadataExt;
+        let (dir, s) = service();
+        s.import(&write_archive(dir.path(), "app.tar.gz", "example.com/app:v1"))
+            .unwrap();
+        let inode = || fs::metadata(s.inner.meta_path()).unwrap().ino();
+        let last_used = || s.inner.read_meta().unwrap().last_used["example.com/app:v1"];
+
+        s.local("example.com/app:v1").unwrap().unwrap();
+        let written = inode();
+        s.local("example.com/app:v1").unwrap().unwrap();
+        assert_eq!(inode(), written, "a use just recorded is not written again");
+
+        let long_ago = now_secs() - GC_MIN_AGE.as_secs();
+        s.inner
+            .update_meta(|m| m.touch("example.com/app:v1", long_ago))
+            .unwrap();
+        s.local("example.com/app:v1").unwrap().unwrap();
+        assert!(
+            last_used() + USE_RESOLUTION.as_secs() > now_secs(),
+            "an old record is brought up to date"
+        );
     }
 
     #[test]
