@@ -3,13 +3,15 @@
 //! and an owner deleted with Orphan propagation releases its dependents first.
 //!
 //! A collection pass reads every stored resource and acts on the whole ownership graph. Passes run when a
-//! watch shows something that can orphan or release dependents — an object deleted or marked for
-//! deletion — and otherwise every 30 s (which also catches objects created with an owner that does not
-//! exist); so a busy cluster that deletes nothing costs nothing.
+//! watch shows a change a pass would act on ([`Triggers`]): an owner deleted, an owner marked for
+//! deletion with the `orphan` or `foregroundDeletion` finalizer, a dependent of such an owner deleted,
+//! or an object naming an owner just deleted; and otherwise every 30 s (which also catches objects
+//! created with an owner that never existed). Deleting objects that own nothing, such as bare pods,
+//! costs no pass.
 
-use std::collections::{HashMap, HashSet};
-use std::sync::Arc;
-use std::time::Duration;
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 use tokio::sync::{watch, Notify};
@@ -23,15 +25,31 @@ const RESYNC: Duration = Duration::from_secs(30);
 /// Deletions that come in a burst are collected in one pass.
 const COALESCE: Duration = Duration::from_millis(200);
 const RETRY: Duration = Duration::from_secs(1);
+/// How long a deleted uid is remembered: the watches of different resources deliver independently, so a
+/// dependent may arrive after its owner's deletion.
+const DELETED_MEMORY: Duration = Duration::from_secs(60);
+
+const ORPHAN: &str = "orphan";
+const FOREGROUND: &str = "foregroundDeletion";
 
 pub async fn run(client: Client, mut shutdown: watch::Receiver<bool>) {
     let dirty = Arc::new(Notify::new());
+    let triggers = Arc::new(Mutex::new(Triggers::default()));
     let watchers: Vec<_> = resources::storage_resources()
-        .map(|info| tokio::spawn(watch_deletions(client.clone(), info, dirty.clone())))
+        .map(|info| {
+            tokio::spawn(watch_changes(
+                client.clone(),
+                info,
+                triggers.clone(),
+                dirty.clone(),
+            ))
+        })
         .collect();
     loop {
-        if let Err(e) = sync(&client).await {
-            tracing::warn!(error = %e, "garbage collector sync failed");
+        let pass = triggers.lock().expect("lock").pass_begins();
+        match sync(&client).await {
+            Ok(found) => triggers.lock().expect("lock").pass_found(pass, found),
+            Err(e) => tracing::warn!(error = %e, "garbage collector sync failed"),
         }
         tokio::select! {
             _ = dirty.notified() => tokio::time::sleep(COALESCE).await,
@@ -44,8 +62,13 @@ pub async fn run(client: Client, mut shutdown: watch::Receiver<bool>) {
     }
 }
 
-/// Signals `dirty` whenever an object of `info` is deleted or gets a deletion timestamp.
-async fn watch_deletions(client: Client, info: &'static ResourceInfo, dirty: Arc<Notify>) {
+/// Feeds the events of `info` to `triggers`, signalling `dirty` when one calls for a pass.
+async fn watch_changes(
+    client: Client,
+    info: &'static ResourceInfo,
+    triggers: Arc<Mutex<Triggers>>,
+    dirty: Arc<Notify>,
+) {
     let collection = info.path(None, None);
     loop {
         let rv = match client.get(&format!("{collection}?limit=1")).await {
@@ -70,14 +93,106 @@ async fn watch_deletions(client: Client, info: &'static ResourceInfo, dirty: Arc
         // Anything may have happened while the watch was down.
         dirty.notify_one();
         while let Some(Ok(event)) = stream.next().await {
-            let deleting = event.kind == WatchEventKind::Deleted
-                || (event.kind == WatchEventKind::Modified
-                    && event.object["metadata"]["deletionTimestamp"].is_string());
-            if deleting {
+            let due =
+                triggers
+                    .lock()
+                    .expect("lock")
+                    .observe(event.kind, &event.object, Instant::now());
+            if due {
                 dirty.notify_one();
             }
         }
     }
+}
+
+/// What a pass found that decides which later changes call for another one.
+#[derive(Debug, Default, PartialEq)]
+pub struct Found {
+    /// Uids named as owner by some object.
+    owners: HashSet<String>,
+    /// Uids of owners waiting, under `foregroundDeletion`, for their dependents to go.
+    waiting: HashSet<String>,
+}
+
+/// Decides from watch events whether a collection pass has work to do, so that deletions which cannot
+/// affect any ownership (most of them) do not cost a read of every resource. What it knows comes from
+/// the last pass plus the events since that pass began; a uid it wrongly keeps costs at most an idle
+/// pass.
+#[derive(Debug, Default)]
+pub struct Triggers {
+    pass: u64,
+    /// Uid named as owner → the pass during (or after) which it was last seen named.
+    owners: HashMap<String, u64>,
+    /// Uid of an owner in foreground deletion → likewise.
+    waiting: HashMap<String, u64>,
+    deleted: VecDeque<(Instant, String)>,
+    deleted_uids: HashSet<String>,
+}
+
+impl Triggers {
+    /// Marks the start of a pass; its number goes to [`Triggers::pass_found`].
+    pub fn pass_begins(&mut self) -> u64 {
+        self.pass += 1;
+        self.pass
+    }
+
+    /// Replaces what is known with what pass `pass` read, keeping what events showed while it ran.
+    pub fn pass_found(&mut self, pass: u64, found: Found) {
+        self.owners.retain(|_, seen| *seen >= pass);
+        self.waiting.retain(|_, seen| *seen >= pass);
+        self.owners
+            .extend(found.owners.into_iter().map(|uid| (uid, pass)));
+        self.waiting
+            .extend(found.waiting.into_iter().map(|uid| (uid, pass)));
+    }
+
+    /// Takes in one watch event; true when a pass may now have something to do.
+    pub fn observe(&mut self, kind: WatchEventKind, obj: &Value, now: Instant) -> bool {
+        while let Some((at, uid)) = self.deleted.front() {
+            if now.duration_since(*at) < DELETED_MEMORY {
+                break;
+            }
+            self.deleted_uids.remove(uid);
+            self.deleted.pop_front();
+        }
+        let uid = meta::uid(obj).unwrap_or_default();
+        let owners = owner_uids(obj);
+        match kind {
+            WatchEventKind::Added | WatchEventKind::Modified => {
+                for owner in &owners {
+                    self.owners.insert(owner.clone(), self.pass);
+                }
+                let finalizers = meta::finalizers(obj);
+                let deleting = meta::is_deleting(obj);
+                if deleting && finalizers.iter().any(|f| f == FOREGROUND) {
+                    self.waiting.insert(uid.to_string(), self.pass);
+                }
+                let releasing =
+                    deleting && finalizers.iter().any(|f| f == ORPHAN || f == FOREGROUND);
+                // A dependent already on its way out needs nothing more.
+                let orphaned = !deleting && owners.iter().any(|o| self.deleted_uids.contains(o));
+                releasing || orphaned
+            }
+            WatchEventKind::Deleted => {
+                if self.deleted_uids.insert(uid.to_string()) {
+                    self.deleted.push_back((now, uid.to_string()));
+                }
+                let waited = self.waiting.remove(uid).is_some();
+                let owned_something = self.owners.remove(uid).is_some();
+                waited || owned_something || owners.iter().any(|o| self.waiting.contains_key(o))
+            }
+            WatchEventKind::Bookmark | WatchEventKind::Error => false,
+        }
+    }
+}
+
+fn owner_uids(obj: &Value) -> Vec<String> {
+    obj["metadata"]["ownerReferences"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|r| r["uid"].as_str().map(str::to_string))
+        .collect()
 }
 
 struct Node {
@@ -92,16 +207,12 @@ impl Node {
     }
 
     fn owner_uids(&self) -> Vec<String> {
-        self.obj["metadata"]["ownerReferences"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|r| r["uid"].as_str().map(str::to_string))
-            .collect()
+        owner_uids(&self.obj)
     }
 }
 
-pub async fn sync(client: &Client) -> Result<(), ClientError> {
+/// One collection pass over every stored object.
+async fn sync(client: &Client) -> Result<Found, ClientError> {
     let mut nodes = Vec::new();
     for info in resources::storage_resources() {
         let list = client.get(&info.path(None, None)).await?;
@@ -119,21 +230,25 @@ pub async fn sync(client: &Client) -> Result<(), ClientError> {
             dependents.entry(owner).or_default().push(i);
         }
     }
+    let mut found = Found {
+        owners: dependents.keys().cloned().collect(),
+        waiting: HashSet::new(),
+    };
     for node in &nodes {
         let uid = meta::uid(&node.obj).unwrap_or_default().to_string();
         let finalizers = meta::finalizers(&node.obj);
         let mine = dependents.get(&uid).cloned().unwrap_or_default();
-        if meta::is_deleting(&node.obj) && finalizers.iter().any(|f| f == "orphan") {
+        if meta::is_deleting(&node.obj) && finalizers.iter().any(|f| f == ORPHAN) {
             for &d in &mine {
                 release(client, &nodes[d], &uid).await?;
             }
-            remove_finalizer(client, node, "orphan").await?;
-        } else if meta::is_deleting(&node.obj)
-            && finalizers.iter().any(|f| f == "foregroundDeletion")
-        {
+            remove_finalizer(client, node, ORPHAN).await?;
+        } else if meta::is_deleting(&node.obj) && finalizers.iter().any(|f| f == FOREGROUND) {
             // The owner goes only after every dependent is gone, not merely marked for deletion.
             if mine.is_empty() {
-                remove_finalizer(client, node, "foregroundDeletion").await?;
+                remove_finalizer(client, node, FOREGROUND).await?;
+            } else {
+                found.waiting.insert(uid.clone());
             }
             for &d in mine.iter().filter(|&&d| !meta::is_deleting(&nodes[d].obj)) {
                 delete(client, &nodes[d], "Foreground").await?;
@@ -147,7 +262,7 @@ pub async fn sync(client: &Client) -> Result<(), ClientError> {
             delete(client, node, "Background").await?;
         }
     }
-    Ok(())
+    Ok(found)
 }
 
 fn tolerate(result: Result<Value, ClientError>) -> Result<(), ClientError> {
@@ -189,4 +304,127 @@ async fn remove_finalizer(
     let patch = json!({"metadata": {"resourceVersion": meta::resource_version(&node.obj),
         "finalizers": if kept.is_empty() { Value::Null } else { json!(kept) }}});
     tolerate(client.merge_patch(&node.path(), &patch).await)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn object(uid: &str, owners: &[&str]) -> Value {
+        let refs: Vec<Value> = owners.iter().map(|o| json!({"uid": o})).collect();
+        json!({"metadata": {"uid": uid, "ownerReferences": refs}})
+    }
+
+    fn deleting(uid: &str, owners: &[&str], finalizers: &[&str]) -> Value {
+        let mut obj = object(uid, owners);
+        obj["metadata"]["deletionTimestamp"] = json!("2026-11-23T00:00:00Z");
+        obj["metadata"]["finalizers"] = json!(finalizers);
+        obj
+    }
+
+    /// Triggers after a pass that found `found`.
+    fn after_pass(owners: &[&str], waiting: &[&str]) -> Triggers {
+        let mut t = Triggers::default();
+        let pass = t.pass_begins();
+        let set = |uids: &[&str]| uids.iter().map(|u| u.to_string()).collect();
+        t.pass_found(
+            pass,
+            Found {
+                owners: set(owners),
+                waiting: set(waiting),
+            },
+        );
+        t
+    }
+
+    #[test]
+    fn deleting_what_owns_nothing_calls_for_no_pass() {
+        let mut t = after_pass(&["rs"], &[]);
+        let now = Instant::now();
+        let pod = object("pod", &[]);
+        assert!(!t.observe(WatchEventKind::Added, &pod, now));
+        assert!(!t.observe(WatchEventKind::Modified, &deleting("pod", &[], &[]), now));
+        assert!(!t.observe(WatchEventKind::Deleted, &pod, now));
+        // An owned pod going away leaves its owner in place: nothing to collect.
+        assert!(!t.observe(WatchEventKind::Deleted, &object("p2", &["rs"]), now));
+    }
+
+    #[test]
+    fn deleting_an_owner_calls_for_a_pass_whether_a_pass_or_an_event_showed_it_owning() {
+        let now = Instant::now();
+        let mut t = after_pass(&["rs"], &[]);
+        assert!(t.observe(WatchEventKind::Deleted, &object("rs", &["deploy"]), now));
+
+        let mut t = Triggers::default();
+        assert!(!t.observe(WatchEventKind::Added, &object("pod", &["job"]), now));
+        assert!(t.observe(WatchEventKind::Deleted, &object("job", &[]), now));
+    }
+
+    #[test]
+    fn orphan_and_foreground_finalizers_call_for_a_pass() {
+        let now = Instant::now();
+        let mut t = Triggers::default();
+        for finalizer in [ORPHAN, FOREGROUND] {
+            let owner = deleting("rs", &[], &[finalizer]);
+            assert!(
+                t.observe(WatchEventKind::Modified, &owner, now),
+                "{finalizer}"
+            );
+        }
+        assert!(!t.observe(
+            WatchEventKind::Modified,
+            &deleting("rs", &[], &["example.com/other"]),
+            now
+        ));
+    }
+
+    #[test]
+    fn a_dependent_gone_calls_for_a_pass_while_its_owner_waits_in_the_foreground() {
+        let now = Instant::now();
+        let mut t = after_pass(&[], &["deploy"]);
+        assert!(t.observe(WatchEventKind::Deleted, &object("rs", &["deploy"]), now));
+
+        let mut t = Triggers::default();
+        t.observe(
+            WatchEventKind::Modified,
+            &deleting("rs", &[], &[FOREGROUND]),
+            now,
+        );
+        assert!(t.observe(WatchEventKind::Deleted, &object("pod", &["rs"]), now));
+        assert!(t.observe(WatchEventKind::Deleted, &object("rs", &[]), now));
+        assert!(
+            !t.observe(WatchEventKind::Deleted, &object("pod2", &["rs"]), now),
+            "the owner is gone, so it no longer waits"
+        );
+    }
+
+    #[test]
+    fn an_object_naming_an_owner_just_deleted_calls_for_a_pass_for_a_while() {
+        let now = Instant::now();
+        let mut t = Triggers::default();
+        assert!(!t.observe(WatchEventKind::Deleted, &object("rs", &[]), now));
+        // Its dependent's watch delivers after the owner's deletion.
+        assert!(t.observe(WatchEventKind::Added, &object("pod", &["rs"]), now));
+        assert!(
+            !t.observe(
+                WatchEventKind::Modified,
+                &deleting("pod", &["rs"], &[]),
+                now
+            ),
+            "a dependent already being deleted needs nothing"
+        );
+        let later = now + DELETED_MEMORY;
+        assert!(!t.observe(WatchEventKind::Added, &object("pod2", &["rs"]), later));
+    }
+
+    #[test]
+    fn a_pass_keeps_owners_named_while_it_ran_and_forgets_the_rest() {
+        let now = Instant::now();
+        let mut t = after_pass(&["old"], &[]);
+        let pass = t.pass_begins();
+        t.observe(WatchEventKind::Added, &object("pod", &["new"]), now);
+        t.pass_found(pass, Found::default());
+        assert!(t.observe(WatchEventKind::Deleted, &object("new", &[]), now));
+        assert!(!t.observe(WatchEventKind::Deleted, &object("old", &[]), now));
+    }
 }
