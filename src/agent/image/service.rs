@@ -1124,8 +1124,12 @@ mod tests {
     fn uses_close_together_rewrite_the_metadata_once() {
         use std::os::unix::fs::MetadataExt;
         let (dir, s) = service();
-        s.import(&write_archive(dir.path(), "app.tar.gz", "example.com/app:v1"))
-            .unwrap();
+        s.import(&write_archive(
+            dir.path(),
+            "app.tar.gz",
+            "example.com/app:v1",
+        ))
+        .unwrap();
         let inode = || fs::metadata(s.inner.meta_path()).unwrap().ino();
         let last_used = || s.inner.read_meta().unwrap().last_used["example.com/app:v1"];
 

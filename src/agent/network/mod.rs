@@ -12,9 +12,11 @@ mod ipam;
 mod netlink;
 pub mod netns;
 
+use std::collections::HashMap;
 use std::fmt;
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
 
@@ -110,9 +112,11 @@ pub struct PodNetwork {
     gateway: Ipv4Addr,
     handle: rtnetlink::Handle,
     ipam: Ipam,
-    // Serialises sandbox changes: each takes a few milliseconds, and one at a time lets "what exists" be
-    // answered by looking at the kernel and the state directory, with no bookkeeping of operations in flight.
-    changes: tokio::sync::Mutex<()>,
+    /// The bridge's index when the node part was last converged, which the next sandbox checks it against.
+    node: tokio::sync::Mutex<Option<u32>>,
+    // Serialise the changes to one sandbox, so that "what exists" of it can be answered by looking at the
+    // kernel and the state directory; different sandboxes are made side by side.
+    sandbox_locks: SandboxLocks,
 }
 
 // The pod workers share one PodNetwork.
@@ -145,7 +149,8 @@ impl PodNetwork {
             gateway,
             handle,
             ipam,
-            changes: tokio::sync::Mutex::new(()),
+            node: tokio::sync::Mutex::new(None),
+            sandbox_locks: SandboxLocks::default(),
         };
         network.ensure_node().await?;
         Ok(network)
@@ -159,10 +164,18 @@ impl PodNetwork {
         self.gateway
     }
 
-    /// Converges the node part, returning the bridge's index; repeated before every sandbox so that a bridge
-    /// deleted by hand comes back.
+    /// The node part, converged when the bridge is not the one converged last (at start, or deleted by
+    /// hand since), returning the bridge's index; checked before every sandbox.
     async fn ensure_node(&self) -> Result<u32, NetworkError> {
+        let mut converged = self.node.lock().await;
         let c = &self.config;
+        if let Some(index) = *converged {
+            let current = netlink::link_by_name(&self.handle, &c.bridge).await?;
+            if current.is_some_and(|link| link.header.index == index) {
+                return Ok(index);
+            }
+        }
+        *converged = None;
         let bridge = netlink::ensure_bridge(&self.handle, &c.bridge, bridge_mac(&c.bridge)).await?;
         netlink::ensure_only_address(&self.handle, bridge, self.gateway, c.pod_cidr.prefix_len())
             .await?;
@@ -174,6 +187,7 @@ impl PodNetwork {
             let what = format!("the unreachable route for {what} {cidr}");
             netlink::replace_route(&self.handle, netlink::unreachable_route(cidr), &what).await?;
         }
+        *converged = Some(bridge);
         Ok(bridge)
     }
 
@@ -181,55 +195,25 @@ impl PodNetwork {
     /// failure can leave parts behind; calling this again or [`PodNetwork::remove_sandbox`] cleans up.
     pub async fn create_sandbox(&self, id: &str) -> Result<Sandbox, NetworkError> {
         validate_id(id)?;
-        let _change = self.changes.lock().await;
+        let _change = self.sandbox_locks.lock(id).await;
         let bridge = self.ensure_node().await?;
         let ip = self.ipam.allocate(id)?;
         let netns_path = self.config.netns_dir.join(id);
         netns::ensure(&netns_path).await?;
-
-        let host_name = veth_name(id);
-        let host = netlink::link_by_name(&self.handle, &host_name).await?;
-        let pod = netlink::in_netns(&netns_path, |h| async move {
-            netlink::link_by_name(&h, POD_INTERFACE).await
-        })
-        .await?;
-        let paired = match (&host, &pod) {
-            (Some(host), Some(pod)) => {
-                netlink::peer_index(host) == Some(pod.header.index)
-                    && netlink::peer_index(pod) == Some(host.header.index)
-            }
-            _ => false,
-        };
-        if !paired {
-            // Half a pair (or ends of two different pairs) after a crash: start over.
-            if let Some(host) = &host {
-                netlink::delete_link(&self.handle, host.header.index).await?;
-            }
-            if let Some(pod) = pod {
-                let index = pod.header.index;
-                netlink::in_netns(&netns_path, move |h| async move {
-                    netlink::delete_link(&h, index).await
-                })
-                .await?;
-            }
-            netlink::create_veth(&self.handle, &host_name, bridge, &netns_path, POD_INTERFACE)
-                .await?;
-        }
-        let host = netlink::link_by_name(&self.handle, &host_name)
-            .await?
-            .ok_or_else(|| NetworkError::LinkVanished(host_name.clone()))?;
-        // A pair that survived a bridge re-creation is no longer attached.
-        netlink::set_up(&self.handle, host.header.index, Some(bridge)).await?;
-
         let sandbox = Sandbox {
             netns_path,
             ip,
             prefix_len: self.config.pod_cidr.prefix_len(),
             gateway: self.gateway,
         };
+        // One thread in the pod's namespace does the work of both sides: the node's handle is served by
+        // the connection task on the agent's runtime, wherever it is awaited.
+        let node = self.handle.clone();
+        let host_name = veth_name(id);
         let s = sandbox.clone();
-        netlink::in_netns(&sandbox.netns_path, move |h| async move {
-            configure_pod(&h, &s).await
+        netlink::in_netns(&sandbox.netns_path, move |pod| async move {
+            connect_pod(&node, &pod, &host_name, bridge, &s).await?;
+            configure_pod(&pod, &s).await
         })
         .await?;
         Ok(sandbox)
@@ -238,7 +222,7 @@ impl PodNetwork {
     /// Idempotent teardown: the veth pair gone, the namespace unmounted and its file removed, the IP released.
     pub async fn remove_sandbox(&self, id: &str) -> Result<(), NetworkError> {
         validate_id(id)?;
-        let _change = self.changes.lock().await;
+        let _change = self.sandbox_locks.lock(id).await;
         let host_name = veth_name(id);
         if let Some(host) = netlink::link_by_name(&self.handle, &host_name).await? {
             netlink::delete_link(&self.handle, host.header.index).await?;
@@ -274,6 +258,41 @@ impl PodNetwork {
     pub fn netns_path(&self, id: &str) -> PathBuf {
         self.config.netns_dir.join(id)
     }
+}
+
+/// The veth pair of the sandbox: `host_name` on the node (`node`), attached to the bridge and up, and
+/// `eth0` in the pod's namespace (`pod`). A pair left half made, or the ends of two different pairs,
+/// after a crash, is made again.
+async fn connect_pod(
+    node: &rtnetlink::Handle,
+    pod: &rtnetlink::Handle,
+    host_name: &str,
+    bridge: u32,
+    sandbox: &Sandbox,
+) -> Result<(), NetworkError> {
+    let host = netlink::link_by_name(node, host_name).await?;
+    let inside = netlink::link_by_name(pod, POD_INTERFACE).await?;
+    let paired = match (&host, &inside) {
+        (Some(host), Some(inside)) => {
+            netlink::peer_index(host) == Some(inside.header.index)
+                && netlink::peer_index(inside) == Some(host.header.index)
+        }
+        _ => false,
+    };
+    if !paired {
+        if let Some(host) = &host {
+            netlink::delete_link(node, host.header.index).await?;
+        }
+        if let Some(inside) = &inside {
+            netlink::delete_link(pod, inside.header.index).await?;
+        }
+        netlink::create_veth(node, host_name, bridge, &sandbox.netns_path, POD_INTERFACE).await?;
+    }
+    let host = netlink::link_by_name(node, host_name)
+        .await?
+        .ok_or_else(|| NetworkError::LinkVanished(host_name.to_string()))?;
+    // A pair that survived a bridge re-creation is no longer attached.
+    netlink::set_up(node, host.header.index, Some(bridge)).await
 }
 
 /// Inside the pod's namespace: `lo` up, the address on `eth0`, `eth0` up, default route via the gateway.
@@ -353,6 +372,47 @@ fn bridge_mac(bridge: &str) -> [u8; 6] {
     mac.copy_from_slice(&digest[..6]);
     mac[0] = (mac[0] & 0xfe) | 0x02;
     mac
+}
+
+/// One lock per sandbox id, kept while someone holds or waits for it.
+#[derive(Default)]
+struct SandboxLocks(std::sync::Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>);
+
+struct SandboxGuard<'a> {
+    locks: &'a SandboxLocks,
+    id: String,
+    guard: Option<tokio::sync::OwnedMutexGuard<()>>,
+}
+
+impl SandboxLocks {
+    async fn lock(&self, id: &str) -> SandboxGuard<'_> {
+        let lock = self
+            .0
+            .lock()
+            .expect("sandbox locks")
+            .entry(id.to_string())
+            .or_default()
+            .clone();
+        SandboxGuard {
+            locks: self,
+            id: id.to_string(),
+            guard: Some(lock.lock_owned().await),
+        }
+    }
+}
+
+impl Drop for SandboxGuard<'_> {
+    fn drop(&mut self) {
+        let mut locks = self.locks.0.lock().expect("sandbox locks");
+        self.guard = None;
+        // Clones are only taken under the map's lock: one held by the map alone has no other user.
+        if locks
+            .get(&self.id)
+            .is_some_and(|lock| Arc::strong_count(lock) == 1)
+        {
+            locks.remove(&self.id);
+        }
+    }
 }
 
 #[cfg(test)]

@@ -440,6 +440,60 @@ fn create_sandbox_is_idempotent_and_repairs_a_lost_veth() {
 }
 
 #[test]
+fn sandboxes_made_side_by_side_are_each_complete() {
+    in_scratch_namespaces(|config| async move {
+        let network = PodNetwork::setup(config.clone()).await.unwrap();
+        let ids: Vec<String> = (0..8).map(|i| format!("pod-{i}")).collect();
+        let made =
+            futures_util::future::try_join_all(ids.iter().map(|id| network.create_sandbox(id)))
+                .await
+                .unwrap();
+        let ips: std::collections::HashSet<Ipv4Addr> = made.iter().map(|s| s.ip).collect();
+        assert_eq!(ips.len(), ids.len(), "distinct addresses: {made:?}");
+        for sandbox in &made {
+            assert_eq!(
+                pod_view(&sandbox.netns_path).await,
+                (vec![(sandbox.ip, 24)], Some(sandbox.gateway))
+            );
+        }
+        let on_node = TcpListener::bind((made[0].gateway, 0)).unwrap();
+        for sandbox in &made {
+            assert_eq!(
+                exchange(&on_node, &sandbox.netns_path).await,
+                IpAddr::V4(sandbox.ip)
+            );
+        }
+        assert!(
+            network.sandbox_locks.0.lock().unwrap().is_empty(),
+            "no lock outlives its sandbox's change"
+        );
+    });
+}
+
+#[test]
+fn a_bridge_deleted_by_hand_is_made_again_for_the_next_sandbox() {
+    in_scratch_namespaces(|config| async move {
+        let h = handle();
+        let network = PodNetwork::setup(config.clone()).await.unwrap();
+        network.create_sandbox("pod-a").await.unwrap();
+        let bridge = link(&h, "orch0").await.unwrap().header.index;
+        netlink::delete_link(&h, bridge).await.unwrap();
+
+        let b = network.create_sandbox("pod-b").await.unwrap();
+        let again = link(&h, "orch0").await.expect("the bridge is back");
+        assert_eq!(
+            ipv4_addrs(&h, again.header.index).await.unwrap(),
+            vec![(b.gateway, 24)]
+        );
+        let on_node = TcpListener::bind((b.gateway, 0)).unwrap();
+        assert_eq!(exchange(&on_node, &b.netns_path).await, IpAddr::V4(b.ip));
+        // The earlier pod's pair lost its bridge with it and is attached again when asked for.
+        let a = network.create_sandbox("pod-a").await.unwrap();
+        assert_eq!(exchange(&on_node, &a.netns_path).await, IpAddr::V4(a.ip));
+    });
+}
+
+#[test]
 fn allocations_survive_a_restart_and_are_not_handed_out_again() {
     in_scratch_namespaces(|config| async move {
         let network = PodNetwork::setup(config.clone()).await.unwrap();
