@@ -11,4 +11,5 @@ pub mod scheduler;
 pub mod server;
 pub mod shim;
 pub mod store;
+pub mod streaming;
 pub mod util;

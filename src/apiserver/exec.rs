@@ -10,7 +10,8 @@ use http::{Request, Response};
 
 use super::status::ApiError;
 use super::{ApiServer, Body, Query};
-use crate::api::exec::{self, Channel, ExecOptions};
+use crate::api::exec::{self, ExecOptions};
+use crate::streaming::exec::{self as session, Channel};
 use crate::util::upgrade::Upgrade;
 
 pub(super) async fn serve<B>(
@@ -38,7 +39,7 @@ pub(super) async fn serve<B>(
     .map_err(ApiError::BadRequest)?;
     let upgrade = Upgrade::accept(&mut req, exec::PROTOCOLS).map_err(ApiError::BadRequest)?;
     if let Some(local) = server.pod_exec.get().filter(|e| e.node_name() == node) {
-        return exec::start(local.clone(), &pod, options, upgrade).map_err(ApiError::BadRequest);
+        return session::start(local.clone(), &pod, options, upgrade).map_err(ApiError::BadRequest);
     }
     let path = format!(
         "{}?{}",

@@ -52,8 +52,8 @@ pub struct ApiServer {
     ca_bundle: Option<String>,
     /// The embedded node agent's container logs, once it runs.
     pod_logs: std::sync::OnceLock<Arc<dyn logs::PodLogs>>,
-    pod_exec: std::sync::OnceLock<Arc<dyn crate::api::exec::PodExec>>,
-    pod_port_forward: std::sync::OnceLock<Arc<dyn crate::api::portforward::PodPortForward>>,
+    pod_exec: std::sync::OnceLock<Arc<dyn crate::streaming::exec::PodExec>>,
+    pod_port_forward: std::sync::OnceLock<Arc<dyn crate::streaming::portforward::PodPortForward>>,
     kubelet_credentials: Option<Arc<dyn kubelet::KubeletCredentials>>,
 }
 
@@ -119,12 +119,15 @@ impl ApiServer {
     }
 
     /// Serves `pods/exec` for the pods of the node `exec` belongs to.
-    pub fn set_pod_exec(&self, exec: Arc<dyn crate::api::exec::PodExec>) {
+    pub fn set_pod_exec(&self, exec: Arc<dyn crate::streaming::exec::PodExec>) {
         let _ = self.pod_exec.set(exec);
     }
 
     /// Serves `pods/portforward` for the pods of the node `forward` belongs to.
-    pub fn set_pod_port_forward(&self, forward: Arc<dyn crate::api::portforward::PodPortForward>) {
+    pub fn set_pod_port_forward(
+        &self,
+        forward: Arc<dyn crate::streaming::portforward::PodPortForward>,
+    ) {
         let _ = self.pod_port_forward.set(forward);
     }
 

@@ -12,6 +12,7 @@ use http::{Request, Response};
 use super::status::ApiError;
 use super::{ApiServer, Body};
 use crate::api::portforward::{self, WEBSOCKET_PROTOCOL};
+use crate::streaming;
 use crate::util::upgrade::{Pipe, Upgrade};
 
 pub(super) async fn serve<B>(
@@ -33,7 +34,7 @@ pub(super) async fn serve<B>(
         let response = upgrade.response();
         tokio::spawn(async move {
             if let Some(client) = upgrade.connection().await {
-                portforward::serve(dial, pod, client.into_pipe()).await;
+                streaming::portforward::serve(dial, pod, client.into_pipe()).await;
             }
         });
         return Ok(response);

@@ -33,13 +33,14 @@ use super::exec::NodeExec;
 use super::logs::NodeLogs;
 use super::portforward::NodePortForward;
 use crate::agent::AgentError;
-use crate::api::exec::{self, ExecOptions, PodExec};
+use crate::api::exec::{self, ExecOptions};
 use crate::api::kubelet::{
     ServingCertificate, ServingCertificateRequest, SERVING_CERTIFICATE_PATH,
 };
 use crate::api::logs::{LogOptions, PodLogs};
-use crate::api::portforward::{self, PodPortForward};
+use crate::api::portforward;
 use crate::client::{Api, Client};
+use crate::streaming::{self, exec::PodExec, portforward::PodPortForward};
 use crate::util::certificate;
 use crate::util::upgrade::Upgrade;
 
@@ -375,7 +376,7 @@ impl Endpoint {
         .map_err(|e| (StatusCode::BAD_REQUEST, e))?;
         let upgrade =
             Upgrade::accept(req, exec::PROTOCOLS).map_err(|e| (StatusCode::BAD_REQUEST, e))?;
-        exec::start(self.exec.clone(), &pod, options, upgrade)
+        streaming::exec::start(self.exec.clone(), &pod, options, upgrade)
             .map_err(|e| (StatusCode::BAD_REQUEST, e))
     }
 
@@ -396,7 +397,7 @@ impl Endpoint {
         let pod = format!("{namespace}/{name}");
         tokio::spawn(async move {
             if let Some(connection) = upgrade.connection().await {
-                portforward::serve(dial, pod, connection.into_pipe()).await;
+                streaming::portforward::serve(dial, pod, connection.into_pipe()).await;
             }
         });
         Ok(response)

@@ -14,9 +14,8 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::sync::mpsc;
 
 use crate::agent::runtime::{ContainerState, ExecProcess, ExecStreams, Runtime};
-use crate::api::exec::{
-    self, Channel, ClientMessage, ExecOptions, PodExec, Session, ERROR, STDERR, STDOUT,
-};
+use crate::api::exec::{self, ClientMessage, ExecOptions, ERROR, STDERR, STDOUT};
+use crate::streaming::exec::{Channel, PodExec, Session};
 
 /// How long output may still arrive after the command exited (a background process can hold the pipes).
 const DRAIN_AFTER_EXIT: Duration = Duration::from_secs(2);

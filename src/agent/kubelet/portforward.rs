@@ -10,7 +10,7 @@ use k8s_openapi::api::core::v1::Pod;
 use tokio::net::TcpStream;
 
 use crate::agent::network::netns;
-use crate::api::portforward::{Dialer, PodPortForward};
+use crate::streaming::portforward::{Dialer, PodPortForward};
 
 pub struct NodePortForward {
     pub node_name: String,

@@ -14,7 +14,8 @@ use futures_util::stream::BoxStream;
 use futures_util::StreamExt;
 use tokio::sync::mpsc;
 
-use super::{Channel, CLOSE, CLOSE_WAIT, ERROR, QUEUED_MESSAGES, RESIZE, STDERR, STDIN, STDOUT};
+use super::{Channel, CLOSE_WAIT, QUEUED_MESSAGES};
+use crate::api::exec::{self, CLOSE, ERROR, RESIZE, STDERR, STDIN, STDOUT};
 use crate::util::spdy::{self, Frame, SpdyError};
 use crate::util::upgrade::Pipe;
 
@@ -132,7 +133,7 @@ async fn read(
             Frame::Data { stream, data, fin } => match kinds.get(&stream) {
                 Some(&STDIN) => {
                     if !data.is_empty() {
-                        deliver(super::encode(STDIN, &data)).await;
+                        deliver(exec::encode(STDIN, &data)).await;
                     }
                     if fin {
                         kinds.remove(&stream);
@@ -144,7 +145,7 @@ async fn read(
                     resizes.extend_from_slice(&data);
                     while let Some(end) = resizes.iter().position(|b| *b == b'\n') {
                         let line = resizes.split_to(end + 1);
-                        deliver(super::encode(RESIZE, &line[..end])).await;
+                        deliver(exec::encode(RESIZE, &line[..end])).await;
                     }
                 }
                 _ => {}
@@ -333,7 +334,7 @@ mod tests {
         // Output written before the client opened its stream waits for it.
         session
             .outgoing
-            .send(Bytes::from(super::super::encode(STDOUT, b"early ")))
+            .send(Bytes::from(super::exec::encode(STDOUT, b"early ")))
             .await
             .unwrap();
         client.open_channel(1, "error").await;
@@ -358,10 +359,10 @@ mod tests {
         client.data(3, b"", true).await;
         assert_eq!(next(&mut session).await, &[CLOSE, STDIN][..]);
 
-        let output = Bytes::from(super::super::encode(STDOUT, &vec![b'x'; 100_000]));
+        let output = Bytes::from(super::exec::encode(STDOUT, &vec![b'x'; 100_000]));
         session.outgoing.send(output).await.unwrap();
-        let status = super::super::exit_status(3).to_string();
-        let status_message = super::super::encode(ERROR, status.as_bytes());
+        let status = exec::exit_status(3).to_string();
+        let status_message = super::exec::encode(ERROR, status.as_bytes());
         session
             .outgoing
             .send(Bytes::from(status_message))
