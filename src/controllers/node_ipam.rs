@@ -8,10 +8,10 @@ use serde_json::json;
 
 use super::{run_workers, Context, ControllerError};
 use crate::client::WorkQueue;
-use crate::util::cidr::Ipv4Net;
+use crate::util::cidr::Ipv4Cidr;
 
 pub fn start(ctx: &Context) -> Vec<tokio::task::JoinHandle<()>> {
-    let cluster: Ipv4Net = match ctx.config.cluster_cidr.parse() {
+    let cluster: Ipv4Cidr = match ctx.config.cluster_cidr.parse() {
         Ok(net) => net,
         Err(e) => {
             tracing::error!(error = %e, "node IPAM disabled: bad cluster CIDR");
@@ -53,7 +53,7 @@ pub fn start(ctx: &Context) -> Vec<tokio::task::JoinHandle<()>> {
 
 async fn sync(
     ctx: &Context,
-    cluster: Ipv4Net,
+    cluster: Ipv4Cidr,
     allocated: &Mutex<HashMap<String, String>>,
     name: &str,
 ) -> Result<(), ControllerError> {

@@ -10,7 +10,7 @@ use tokio::sync::{Mutex, MutexGuard};
 
 use crate::api::resources;
 use crate::api::validation::{ErrorType, FieldError};
-use crate::util::cidr::Ipv4Net;
+use crate::util::cidr::Ipv4Cidr;
 
 use super::store::{ListOptions, Registry};
 use super::strategy::Strategy;
@@ -20,13 +20,13 @@ pub struct ServiceStrategy;
 impl Strategy for ServiceStrategy {}
 
 pub struct ServiceAllocator {
-    cidr: Ipv4Net,
+    cidr: Ipv4Cidr,
     node_ports: (u16, u16),
     lock: Mutex<()>,
 }
 
 impl ServiceAllocator {
-    pub fn new(cidr: Ipv4Net, node_ports: (u16, u16)) -> Self {
+    pub fn new(cidr: Ipv4Cidr, node_ports: (u16, u16)) -> Self {
         ServiceAllocator {
             cidr,
             node_ports,
@@ -201,18 +201,21 @@ impl ServiceAllocator {
 
     fn free_ip(&self, used: &HashSet<Ipv4Addr>) -> Option<Ipv4Addr> {
         use rand::Rng;
-        let size = self.cidr.usable();
+        // Neither the network nor the broadcast address.
+        let size = self.cidr.size().saturating_sub(2);
+        if size == 0 {
+            return None;
+        }
         // The first addresses are reserved for the kubernetes and DNS services; start at a random offset so
         // concurrent clusters sharing a range rarely collide, then scan.
         let start = rand::rng().random_range(0..size);
         (0..size)
-            .map(|i| self.cidr.nth(1 + (start + i) % size))
+            .filter_map(|i| self.cidr.nth(1 + (start + i) % size))
             .find(|ip| !used.contains(ip) && !self.reserved(*ip))
     }
 
     fn reserved(&self, ip: Ipv4Addr) -> bool {
-        let offset = u32::from(ip) - u32::from(self.cidr.base);
-        offset <= 10
+        self.cidr.offset_of(ip).is_none_or(|offset| offset <= 10)
     }
 
     fn free_port(&self, used: &HashSet<u64>, taken: &HashSet<u64>) -> Option<u64> {
@@ -241,12 +244,12 @@ mod tests {
 
     #[test]
     fn cidr_parsing_and_membership() {
-        let net: Ipv4Net = "10.43.7.9/16".parse().unwrap();
+        let net: Ipv4Cidr = "10.43.7.9/16".parse().unwrap();
         assert_eq!(net.to_string(), "10.43.0.0/16");
         assert!(net.contains("10.43.255.1".parse().unwrap()));
         assert!(!net.contains("10.44.0.1".parse().unwrap()));
-        assert_eq!(net.nth(1), "10.43.0.1".parse::<Ipv4Addr>().unwrap());
-        assert!("10.0.0.0".parse::<Ipv4Net>().is_err());
+        assert_eq!(net.nth(1), Some("10.43.0.1".parse::<Ipv4Addr>().unwrap()));
+        assert!("10.0.0.0".parse::<Ipv4Cidr>().is_err());
     }
 
     #[test]
@@ -263,5 +266,13 @@ mod tests {
             alloc.free_port(&ports, &[30001].into_iter().collect()),
             None
         );
+    }
+
+    #[test]
+    fn a_range_without_room_has_no_free_ip() {
+        for cidr in ["10.43.0.0/31", "10.43.0.0/32", "10.43.0.0/29"] {
+            let alloc = ServiceAllocator::new(cidr.parse().unwrap(), (30000, 30001));
+            assert_eq!(alloc.free_ip(&HashSet::new()), None, "{cidr}");
+        }
     }
 }

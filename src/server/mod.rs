@@ -17,7 +17,7 @@ use crate::apiserver::{ApiServer, Authenticator, User};
 use crate::client::Client;
 use crate::registry::{Registry, ServiceAllocator};
 use crate::store::{Backend, SqliteBackend, SqliteOptions};
-use crate::util::cidr::{CidrError, Ipv4Net};
+use crate::util::cidr::{CidrError, Ipv4Cidr};
 use crate::util::SystemClock;
 
 #[derive(Debug, thiserror::Error)]
@@ -126,11 +126,18 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
     if !config.bind_address.is_unspecified() {
         sans.push(config.bind_address.to_string());
     }
-    let service_cidr: Ipv4Net = config
+    let service_cidr: Ipv4Cidr = config
         .service_cidr
         .parse()
-        .map_err(|e: CidrError| ServerError::Config(e.to_string()))?;
-    let kubernetes_ip = service_cidr.nth(1);
+        .map_err(|e: CidrError| ServerError::Config(format!("--service-cidr: {e}")))?;
+    let kubernetes_ip = service_cidr
+        .nth(1)
+        .filter(|_| service_cidr.prefix_len() <= 30);
+    let Some(kubernetes_ip) = kubernetes_ip else {
+        return Err(ServerError::Config(format!(
+            "--service-cidr {service_cidr} leaves no address for services: want /30 or larger"
+        )));
+    };
     sans.push(kubernetes_ip.to_string());
     sans.extend(config.tls_san.iter().cloned());
     sans.dedup();

@@ -12,7 +12,7 @@ use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use super::cidr::Ipv4Cidr;
+use super::Ipv4Cidr;
 use super::NetworkError;
 
 /// The addresses each owner holds.

@@ -3,11 +3,10 @@
 //! a sandbox — a network namespace bound at `<netns_dir>/<id>`, a veth pair whose pod end is `eth0`, an IP
 //! from the podCIDR and a default route via the gateway. Cross-node routing and Services are not here.
 //!
-//! `cidr.rs` is the IPv4 network type, `ipam.rs` the persistent address allocator, `netns.rs` creates and
+//! `ipam.rs` is the persistent address allocator, `netns.rs` creates and
 //! enters namespaces (on dedicated threads, never by forking), `netlink.rs` the link, address and route
 //! requests.
 
-mod cidr;
 mod ipam;
 mod netlink;
 pub mod netns;
@@ -20,7 +19,8 @@ use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
 
-pub use cidr::Ipv4Cidr;
+use crate::util::cidr::CidrError;
+pub use crate::util::cidr::Ipv4Cidr;
 use ipam::Ipam;
 
 pub const DEFAULT_BRIDGE: &str = "orch0";
@@ -30,8 +30,8 @@ pub const POD_INTERFACE: &str = "eth0";
 
 #[derive(Debug, thiserror::Error)]
 pub enum NetworkError {
-    #[error("invalid CIDR {0:?}: {1}")]
-    InvalidCidr(String, &'static str),
+    #[error(transparent)]
+    InvalidCidr(#[from] CidrError),
     #[error("invalid pod network configuration: {0}")]
     Config(String),
     #[error(

@@ -16,8 +16,7 @@ use rtnetlink::{
     Handle, LinkBridge, LinkMessageBuilder, LinkUnspec, LinkVeth, RouteMessageBuilder,
 };
 
-use super::cidr::Ipv4Cidr;
-use super::{netns, NetworkError};
+use super::{netns, Ipv4Cidr, NetworkError};
 
 /// Metric of the unreachable routes. Not 0, so that they can never replace the kernel's connected route of
 /// the bridge even when the podCIDR equals the cluster CIDR (a route replace matches on prefix and metric);
