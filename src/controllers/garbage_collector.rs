@@ -106,8 +106,8 @@ async fn watch_changes(
 }
 
 /// What a pass found that decides which later changes call for another one.
-#[derive(Debug, Default, PartialEq)]
-pub struct Found {
+#[derive(Debug, Default)]
+struct Found {
     /// Uids named as owner by some object.
     owners: HashSet<String>,
     /// Uids of owners waiting, under `foregroundDeletion`, for their dependents to go.
@@ -119,7 +119,7 @@ pub struct Found {
 /// the last pass plus the events since that pass began; a uid it wrongly keeps costs at most an idle
 /// pass.
 #[derive(Debug, Default)]
-pub struct Triggers {
+struct Triggers {
     pass: u64,
     /// Uid named as owner → the pass during (or after) which it was last seen named.
     owners: HashMap<String, u64>,
@@ -131,13 +131,13 @@ pub struct Triggers {
 
 impl Triggers {
     /// Marks the start of a pass; its number goes to [`Triggers::pass_found`].
-    pub fn pass_begins(&mut self) -> u64 {
+    fn pass_begins(&mut self) -> u64 {
         self.pass += 1;
         self.pass
     }
 
     /// Replaces what is known with what pass `pass` read, keeping what events showed while it ran.
-    pub fn pass_found(&mut self, pass: u64, found: Found) {
+    fn pass_found(&mut self, pass: u64, found: Found) {
         self.owners.retain(|_, seen| *seen >= pass);
         self.waiting.retain(|_, seen| *seen >= pass);
         self.owners
@@ -147,7 +147,7 @@ impl Triggers {
     }
 
     /// Takes in one watch event; true when a pass may now have something to do.
-    pub fn observe(&mut self, kind: WatchEventKind, obj: &Value, now: Instant) -> bool {
+    fn observe(&mut self, kind: WatchEventKind, obj: &Value, now: Instant) -> bool {
         while let Some((at, uid)) = self.deleted.front() {
             if now.duration_since(*at) < DELETED_MEMORY {
                 break;

@@ -374,44 +374,20 @@ fn bridge_mac(bridge: &str) -> [u8; 6] {
     mac
 }
 
-/// One lock per sandbox id, kept while someone holds or waits for it.
+/// One lock per sandbox id. The map keeps those someone holds or waits for; the rest are dropped on the
+/// next call, which keeps this correct when a wait is cancelled.
 #[derive(Default)]
 struct SandboxLocks(std::sync::Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>);
 
-struct SandboxGuard<'a> {
-    locks: &'a SandboxLocks,
-    id: String,
-    guard: Option<tokio::sync::OwnedMutexGuard<()>>,
-}
-
 impl SandboxLocks {
-    async fn lock(&self, id: &str) -> SandboxGuard<'_> {
-        let lock = self
-            .0
-            .lock()
-            .expect("sandbox locks")
-            .entry(id.to_string())
-            .or_default()
-            .clone();
-        SandboxGuard {
-            locks: self,
-            id: id.to_string(),
-            guard: Some(lock.lock_owned().await),
-        }
-    }
-}
-
-impl Drop for SandboxGuard<'_> {
-    fn drop(&mut self) {
-        let mut locks = self.locks.0.lock().expect("sandbox locks");
-        self.guard = None;
-        // Clones are only taken under the map's lock: one held by the map alone has no other user.
-        if locks
-            .get(&self.id)
-            .is_some_and(|lock| Arc::strong_count(lock) == 1)
-        {
-            locks.remove(&self.id);
-        }
+    async fn lock(&self, id: &str) -> tokio::sync::OwnedMutexGuard<()> {
+        let lock = {
+            let mut locks = self.0.lock().expect("sandbox locks");
+            // Clones are only taken here, under the map's lock: one the map alone holds is unused.
+            locks.retain(|_, lock| Arc::strong_count(lock) > 1);
+            locks.entry(id.to_string()).or_default().clone()
+        };
+        lock.lock_owned().await
     }
 }
 
