@@ -361,6 +361,16 @@ spec:
         nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_ok(),
         "the container outlived its agent"
     );
+    // The runtime state is on the tmpfs the agent mounted on its run dir (on disk here), which the
+    // restarted agent must take as it is rather than cover with a new one.
+    let run_dir = s.dir.path().join("run");
+    assert_eq!(
+        nix::sys::statfs::statfs(&run_dir)
+            .unwrap()
+            .filesystem_type(),
+        nix::sys::statfs::TMPFS_MAGIC
+    );
+    assert!(run_dir.join("containers").join(&id).is_dir());
     s.spawn();
     s.eventually(
         "finisher's exit is reported",

@@ -19,6 +19,7 @@ pub mod plan;
 pub mod pod_cgroup;
 pub mod portforward;
 pub mod probes;
+pub mod run_dir;
 pub mod sandbox;
 pub mod status;
 mod sync;
@@ -282,8 +283,19 @@ pub async fn run(
 }
 
 /// The node's containers (`<data-dir>/agent/containers`, state under `<run-dir>/containers`), opened
-/// once and shared by the kubelet and the log server.
+/// once and shared by the kubelet and the log server. The run dir is made volatile first (`run_dir.rs`):
+/// this is the first use of it.
 pub fn open_runtime(config: &KubeletConfig) -> Result<Runtime, AgentError> {
+    match run_dir::ensure_volatile(&config.run_dir)? {
+        run_dir::RunDir::Mounted => {
+            tracing::info!(dir = %config.run_dir.display(), "mounted a tmpfs on the run dir")
+        }
+        run_dir::RunDir::KeptOnDisk => tracing::warn!(
+            dir = %config.run_dir.display(),
+            "the run dir is on disk and holds state: left on disk until it is empty"
+        ),
+        run_dir::RunDir::Volatile => {}
+    }
     Runtime::new(RuntimeConfig {
         containers_dir: config.data_dir.join("agent/containers"),
         state_root: config.run_dir.join("containers"),

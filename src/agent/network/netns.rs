@@ -174,7 +174,7 @@ pub async fn tcp_socket(path: &Path) -> Result<tokio::net::TcpSocket, NetworkErr
 /// wrapper (which nix calls) takes an int and hands the register on as it is, and optimized code may leave
 /// the upper half dirty: release builds got EINVAL for a plain CLONE_NEWUTS (strace showed
 /// `CLONE_NEWUTS|0x27800000000`).
-pub(super) fn unshare(flags: CloneFlags) -> nix::Result<()> {
+pub(crate) fn unshare(flags: CloneFlags) -> nix::Result<()> {
     let flags = flags.bits() as u32 as libc::c_ulong;
     // SAFETY: unshare takes no pointers; the flags are a plain integer.
     let result = unsafe { libc::syscall(libc::SYS_unshare, flags) };
