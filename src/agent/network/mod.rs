@@ -3,9 +3,9 @@
 //! a sandbox — a network namespace bound at `<netns_dir>/<id>`, a veth pair whose pod end is `eth0`, an IP
 //! from the podCIDR and a default route via the gateway. Cross-node routing and Services are not here.
 //!
-//! `ipam.rs` is the persistent address allocator, `netns.rs` creates and
-//! enters namespaces (on dedicated threads, never by forking), `netlink.rs` the link, address and route
-//! requests.
+//! `ipam.rs` is the persistent address allocator, `netns.rs` creates and enters namespaces (on dedicated
+//! threads, never by forking), `netlink.rs` the link, address and route requests. Sandboxes of different
+//! pods are made side by side; changes to one sandbox are serialised.
 
 mod ipam;
 mod netlink;
