@@ -553,7 +553,7 @@ spec:
   - name: b
     image: busybox:latest
     imagePullPolicy: Never
-    command: [sh, -c, "until cat /dev/shm/token; do sleep 0.1; done; readlink /proc/self/ns/ipc; readlink /proc/self/ns/uts; hostname; sleep 1000"]
+    command: [sh, -c, "until cat /dev/shm/token 2>/dev/null; do sleep 0.1; done; readlink /proc/self/ns/ipc; readlink /proc/self/ns/uts; hostname; sleep 1000"]
     resources: {requests: {cpu: 100m}, limits: {cpu: 200m, memory: 12Mi}}
 ---
 apiVersion: v1
