@@ -53,24 +53,14 @@ pub fn ensure_volatile(dir: &Path) -> Result<RunDir, AgentError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::agent::network::netns::unshare;
+    use crate::agent::network::netns::enter_scratch_namespaces;
     use nix::sched::CloneFlags;
 
     /// Runs `test` on a thread of its own in a private mount namespace, so that its mounts never reach the
     /// host and vanish with the thread.
     fn in_private_mounts(test: impl FnOnce() + Send + 'static) {
         let outcome = std::thread::spawn(move || {
-            unshare(CloneFlags::CLONE_NEWNS).expect(
-                "unshare(CLONE_NEWNS): the run dir tests need root; run `cargo test` as root",
-            );
-            mount(
-                None::<&str>,
-                "/",
-                None::<&str>,
-                MsFlags::MS_REC | MsFlags::MS_PRIVATE,
-                None::<&str>,
-            )
-            .expect("making / private in the test's mount namespace");
+            enter_scratch_namespaces(CloneFlags::empty());
             std::panic::catch_unwind(std::panic::AssertUnwindSafe(test))
         })
         .join()

@@ -174,7 +174,7 @@ pub async fn tcp_socket(path: &Path) -> Result<tokio::net::TcpSocket, NetworkErr
 /// wrapper (which nix calls) takes an int and hands the register on as it is, and optimized code may leave
 /// the upper half dirty: release builds got EINVAL for a plain CLONE_NEWUTS (strace showed
 /// `CLONE_NEWUTS|0x27800000000`).
-pub(crate) fn unshare(flags: CloneFlags) -> nix::Result<()> {
+fn unshare(flags: CloneFlags) -> nix::Result<()> {
     let flags = flags.bits() as u32 as libc::c_ulong;
     // SAFETY: unshare takes no pointers; the flags are a plain integer.
     let result = unsafe { libc::syscall(libc::SYS_unshare, flags) };
@@ -195,4 +195,25 @@ where
         .map_err(NetworkError::io("spawning a namespace thread for", path))?;
     rx.await
         .map_err(|_| NetworkError::ThreadPanicked(PathBuf::from(path)))?
+}
+
+/// Moves the calling thread (a test's own) into new namespaces of `flags` plus a mount namespace whose
+/// mounts do not propagate to the host, so that what the test mounts and links stays out of the host and
+/// ends with the thread.
+#[cfg(test)]
+pub(crate) fn enter_scratch_namespaces(flags: CloneFlags) {
+    unshare(flags | CloneFlags::CLONE_NEWNS).unwrap_or_else(|e| {
+        panic!(
+            "unshare({flags:?} | CLONE_NEWNS) failed ({e}): these tests need root (CAP_SYS_ADMIN); run \
+             `cargo test` as root"
+        )
+    });
+    mount(
+        None::<&str>,
+        "/",
+        None::<&str>,
+        MsFlags::MS_REC | MsFlags::MS_PRIVATE,
+        None::<&str>,
+    )
+    .expect("making / private in the test's mount namespace");
 }

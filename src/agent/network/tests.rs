@@ -10,13 +10,11 @@ use std::time::{Duration, Instant};
 
 use futures_util::TryStreamExt;
 use nix::errno::Errno;
-use nix::mount::{mount, umount2, MntFlags, MsFlags};
+use nix::mount::{umount2, MntFlags};
 use nix::sched::CloneFlags;
 use rtnetlink::packet_route::link::{LinkAttribute, LinkFlags, LinkMessage};
 use rtnetlink::packet_route::route::{RouteAddress, RouteAttribute, RouteMessage, RouteType};
 use rtnetlink::{Handle, LinkBridge, RouteMessageBuilder};
-
-use super::netns::unshare;
 
 use super::*;
 
@@ -31,21 +29,7 @@ where
     Fut: Future<Output = ()>,
 {
     let outcome = std::thread::spawn(move || {
-        unshare(CloneFlags::CLONE_NEWNET | CloneFlags::CLONE_NEWNS).unwrap_or_else(|e| {
-            panic!(
-                "unshare(CLONE_NEWNET|CLONE_NEWNS) failed ({e}): the pod network tests need root \
-                 (CAP_SYS_ADMIN); run `cargo test` as root"
-            )
-        });
-        // Otherwise mounts made here would propagate to the host through its shared mounts.
-        mount(
-            None::<&str>,
-            "/",
-            None::<&str>,
-            MsFlags::MS_REC | MsFlags::MS_PRIVATE,
-            None::<&str>,
-        )
-        .expect("making / private in the test's mount namespace");
+        netns::enter_scratch_namespaces(CloneFlags::CLONE_NEWNET);
         let dir = tempfile::tempdir().unwrap();
         let config = test_config(dir.path());
         let netns_dir = config.netns_dir.clone();
