@@ -205,10 +205,6 @@ impl Node {
         self.info
             .path(meta::namespace(&self.obj), meta::name(&self.obj))
     }
-
-    fn owner_uids(&self) -> Vec<String> {
-        owner_uids(&self.obj)
-    }
 }
 
 /// One collection pass over every stored object.
@@ -226,7 +222,7 @@ async fn sync(client: &Client) -> Result<Found, ClientError> {
         .collect();
     let mut dependents: HashMap<String, Vec<usize>> = HashMap::new();
     for (i, n) in nodes.iter().enumerate() {
-        for owner in n.owner_uids() {
+        for owner in owner_uids(&n.obj) {
             dependents.entry(owner).or_default().push(i);
         }
     }
@@ -254,7 +250,7 @@ async fn sync(client: &Client) -> Result<Found, ClientError> {
                 delete(client, &nodes[d], "Foreground").await?;
             }
         }
-        let owners = node.owner_uids();
+        let owners = owner_uids(&node.obj);
         if !owners.is_empty()
             && owners.iter().all(|o| !uids.contains(o))
             && !meta::is_deleting(&node.obj)

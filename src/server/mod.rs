@@ -130,14 +130,14 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
         .service_cidr
         .parse()
         .map_err(|e: CidrError| ServerError::Config(format!("--service-cidr: {e}")))?;
-    let kubernetes_ip = service_cidr
-        .nth(1)
-        .filter(|_| service_cidr.prefix_len() <= 30);
-    let Some(kubernetes_ip) = kubernetes_ip else {
+    if service_cidr.prefix_len() > 30 {
         return Err(ServerError::Config(format!(
             "--service-cidr {service_cidr} leaves no address for services: want /30 or larger"
         )));
-    };
+    }
+    let kubernetes_ip = service_cidr
+        .nth(1)
+        .expect("a /30 or larger has a first address");
     sans.push(kubernetes_ip.to_string());
     sans.extend(config.tls_san.iter().cloned());
     sans.dedup();

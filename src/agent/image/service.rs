@@ -640,20 +640,27 @@ impl Inner {
     /// holds the state lock.
     fn record_use(&self, reference: &str) -> Result<(), ImageError> {
         let now = now_secs();
-        let recorded = self.read_meta()?.last_used.get(reference).copied();
+        let mut meta = self.read_meta()?;
+        let recorded = meta.last_used.get(reference).copied();
         if recorded.is_some_and(|t| t <= now && now - t < USE_RESOLUTION.as_secs()) {
             return Ok(());
         }
-        self.update_meta(|m| m.touch(reference, now))
+        meta.touch(reference, now);
+        self.write_meta(&meta)
     }
 
     /// Read-modify-write of the metadata file; the caller holds the state lock.
     fn update_meta(&self, f: impl FnOnce(&mut Meta)) -> Result<(), ImageError> {
         let mut meta = self.read_meta()?;
         f(&mut meta);
+        self.write_meta(&meta)
+    }
+
+    /// Replaces the metadata file whole; the caller holds the state lock.
+    fn write_meta(&self, meta: &Meta) -> Result<(), ImageError> {
         let path = self.meta_path();
         let tmp = self.root.join(format!(".{META_FILE}.tmp"));
-        let bytes = serde_json::to_vec_pretty(&meta).map_err(|source| ImageError::Index {
+        let bytes = serde_json::to_vec_pretty(meta).map_err(|source| ImageError::Index {
             path: path.clone(),
             source,
         })?;

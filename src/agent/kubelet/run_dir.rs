@@ -4,7 +4,6 @@
 //! on disk, and spares the disk the few files every container start creates and every stop deletes
 //! (measured costly on an ext4 without a journal, which scans recently freed inodes on every creation).
 
-use std::io::ErrorKind;
 use std::path::Path;
 
 use nix::mount::{mount, MsFlags};
@@ -33,11 +32,12 @@ pub fn ensure_volatile(dir: &Path) -> Result<RunDir, AgentError> {
     if fs.filesystem_type() == nix::sys::statfs::TMPFS_MAGIC {
         return Ok(RunDir::Volatile);
     }
-    match std::fs::read_dir(dir).map(|mut entries| entries.next().is_some()) {
-        Ok(true) => return Ok(RunDir::KeptOnDisk),
-        Ok(false) => {}
-        Err(e) if e.kind() == ErrorKind::NotFound => {}
-        Err(e) => return Err(failed("listing", &e)),
+    let holds_something = std::fs::read_dir(dir)
+        .map_err(|e| failed("listing", &e))?
+        .next()
+        .is_some();
+    if holds_something {
+        return Ok(RunDir::KeptOnDisk);
     }
     mount(
         Some("tmpfs"),
