@@ -3,12 +3,14 @@ use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::sync::OnceLock;
 
+use nix::sys::statfs::{CGROUP_SUPER_MAGIC, statfs};
 use pathrs::flags::OpenFlags;
 use pathrs::procfs::{ProcfsBase, ProcfsHandle};
 use procfs::ProcError;
 use procfs::process::MountInfo;
 
 use super::ControllerType;
+use crate::common::DEFAULT_CGROUP_ROOT;
 use super::controller_type::CONTROLLERS;
 
 #[derive(thiserror::Error, Debug)]
@@ -23,18 +25,41 @@ pub enum V1MountPointError {
     Pathrs(#[from] pathrs::error::Error),
 }
 
-/// The cgroup v1 mounts of this process, read from mountinfo once per process.
+/// The mount points of this process's cgroup v1 hierarchies, found once per process.
 ///
 /// orch patch: upstream reads `/proc/self/mountinfo` again for every controller, and to the end of the
 /// file for a controller the kernel lacks. Each read makes the kernel format every mount on the host, and on
-/// a node with hundreds of container mounts that dominated container start. Cgroup hierarchies are mounted
-/// at boot and do not move while a runtime process lives, so one read is enough (runc made the same change:
-/// opencontainers/runc#2599).
-fn cgroup_mounts() -> Result<&'static [MountInfo], V1MountPointError> {
-    static MOUNTS: OnceLock<Vec<MountInfo>> = OnceLock::new();
+/// a node with hundreds of container mounts that dominated container start. The hierarchies are looked up
+/// once per process (runc made the same change: opencontainers/runc#2599), and without mountinfo where the
+/// cgroup root holds them: its directories that are cgroup v1 mounts are the hierarchies, one `statfs`
+/// each. Controllers are matched to mount points by name below, as upstream does, so this finds what
+/// upstream finds under the cgroup root. Mountinfo is read only when the root holds no v1 hierarchy.
+fn cgroup_mounts() -> Result<&'static [PathBuf], V1MountPointError> {
+    static MOUNTS: OnceLock<Vec<PathBuf>> = OnceLock::new();
     if let Some(mounts) = MOUNTS.get() {
         return Ok(mounts);
     }
+    let mut mounts = mounts_under_cgroup_root();
+    if mounts.is_empty() {
+        mounts = mounts_from_mountinfo()?;
+    }
+    Ok(MOUNTS.get_or_init(|| mounts))
+}
+
+fn mounts_under_cgroup_root() -> Vec<PathBuf> {
+    let Ok(entries) = std::fs::read_dir(DEFAULT_CGROUP_ROOT) else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        // Comounted controllers also appear as symlinks (`cpu` -> `cpu,cpuacct`): the directory is enough.
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+        .map(|e| e.path())
+        .filter(|path| statfs(path).is_ok_and(|s| s.filesystem_type() == CGROUP_SUPER_MAGIC))
+        .collect()
+}
+
+fn mounts_from_mountinfo() -> Result<Vec<PathBuf>, V1MountPointError> {
     let reader = BufReader::new(ProcfsHandle::new()?.open(
         ProcfsBase::ProcSelf,
         "mountinfo",
@@ -44,19 +69,16 @@ fn cgroup_mounts() -> Result<&'static [MountInfo], V1MountPointError> {
     for line in reader.lines() {
         let mount = MountInfo::from_line(&line?).map_err(V1MountPointError::MountInfo)?;
         if mount.fs_type == "cgroup" {
-            mounts.push(mount);
+            mounts.push(mount.mount_point);
         }
     }
-    Ok(MOUNTS.get_or_init(|| mounts))
+    Ok(mounts)
 }
 
 /// List all cgroup v1 subsystem mount points on the system. This can include unsupported
 /// subsystems, comounted controllers and named hierarchies.
 pub fn list_subsystem_mount_points() -> Result<Vec<PathBuf>, V1MountPointError> {
-    Ok(cgroup_mounts()?
-        .iter()
-        .map(|m| m.mount_point.clone())
-        .collect())
+    Ok(cgroup_mounts()?.to_vec())
 }
 
 /// List the mount points of all currently supported cgroup subsystems.
@@ -84,20 +106,20 @@ pub fn get_subsystem_mount_point(subsystem: &ControllerType) -> Result<PathBuf, 
             match subsystem_name.as_str() {
                 "net_cls" => ["net_cls,net_prio", "net_prio,net_cls", "net_cls"]
                     .iter()
-                    .any(|s| m.mount_point.ends_with(s)),
+                    .any(|s| m.ends_with(s)),
                 "net_prio" => ["net_cls,net_prio", "net_prio,net_cls", "net_prio"]
                     .iter()
-                    .any(|s| m.mount_point.ends_with(s)),
+                    .any(|s| m.ends_with(s)),
                 "cpu" => ["cpu,cpuacct", "cpu"]
                     .iter()
-                    .any(|s| m.mount_point.ends_with(s)),
+                    .any(|s| m.ends_with(s)),
                 "cpuacct" => ["cpu,cpuacct", "cpuacct"]
                     .iter()
-                    .any(|s| m.mount_point.ends_with(s)),
-                _ => m.mount_point.ends_with(&subsystem_name),
+                    .any(|s| m.ends_with(s)),
+                _ => m.ends_with(&subsystem_name),
             }
         })
-        .map(|m| m.mount_point.clone())
+        .cloned()
         .ok_or(V1MountPointError::NotFound {
             subsystem: *subsystem,
         })

@@ -1,5 +1,5 @@
 use std::fs::{Permissions, canonicalize};
-use std::io::{BufRead, BufReader, ErrorKind};
+use std::io::ErrorKind;
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -11,7 +11,6 @@ use std::{fs, mem};
 use libcgroups::common::CgroupSetup::{Hybrid, Legacy, Unified};
 #[cfg(feature = "v1")]
 use libcgroups::common::DEFAULT_CGROUP_ROOT;
-use nix::NixPath;
 use nix::errno::Errno;
 use nix::mount::MsFlags;
 use nix::sys::statfs::{PROC_SUPER_MAGIC, statfs};
@@ -21,7 +20,6 @@ use pathrs::flags::OpenFlags;
 use pathrs::procfs::{ProcfsBase, ProcfsHandle};
 #[cfg(feature = "v1")]
 use procfs::process::Process;
-use procfs::process::{MountInfo, MountOptFields};
 use procfs::{FromRead, ProcessCGroups};
 
 #[cfg(feature = "v1")]
@@ -70,38 +68,6 @@ pub enum MountError {
 
 type Result<T> = std::result::Result<T, MountError>;
 
-pub trait MountInfoProvider {
-    fn mountinfo(&self) -> Result<Vec<MountInfo>>;
-}
-
-/// Default provider that reads mountinfo from /proc via procfs.
-pub struct ProcMountInfoProvider;
-
-impl ProcMountInfoProvider {
-    pub fn new() -> Self {
-        ProcMountInfoProvider
-    }
-}
-
-impl MountInfoProvider for ProcMountInfoProvider {
-    fn mountinfo(&self) -> Result<Vec<MountInfo>> {
-        let reader = BufReader::new(ProcfsHandle::new()?.open(
-            ProcfsBase::ProcSelf,
-            "mountinfo",
-            OpenFlags::O_RDONLY | OpenFlags::O_CLOEXEC,
-        )?);
-
-        let mount_infos: Vec<MountInfo> = reader
-            .lines()
-            .map(|lr| {
-                lr.map_err(MountError::from)
-                    .and_then(|s| MountInfo::from_line(&s).map_err(MountError::from))
-            })
-            .collect::<Result<_>>()?;
-        Ok(mount_infos)
-    }
-}
-
 #[derive(Debug)]
 pub struct MountOptions<'a> {
     pub root: &'a Path,
@@ -112,7 +78,6 @@ pub struct MountOptions<'a> {
 
 pub struct Mount {
     syscall: Box<dyn Syscall>,
-    mountinfo_provider: Box<dyn MountInfoProvider>,
 }
 
 impl Default for Mount {
@@ -125,13 +90,7 @@ impl Mount {
     pub fn new() -> Mount {
         Mount {
             syscall: create_syscall(),
-            mountinfo_provider: Box::new(ProcMountInfoProvider::new()),
         }
-    }
-
-    pub fn with_mountinfo_provider<P: MountInfoProvider + 'static>(mut self, provider: P) -> Self {
-        self.mountinfo_provider = Box::new(provider);
-        self
     }
 
     pub fn setup_mount(&self, mount: &SpecMount, options: &MountOptions) -> Result<()> {
@@ -542,27 +501,29 @@ impl Mount {
         Ok(())
     }
 
-    /// Make parent mount of rootfs private if it was shared, which is required by pivot_root.
-    /// It also makes sure following bind mount does not propagate in other namespaces.
-    pub fn make_parent_mount_private(&self, rootfs: &Path) -> Result<MountInfo> {
-        let mount_infos = self.mountinfo_provider.mountinfo()?;
-        let parent_mount = find_parent_mount(rootfs, mount_infos)?;
-
-        // check parent mount has 'shared' propagation type
-        if parent_mount
-            .opt_fields
-            .iter()
-            .any(|field| matches!(field, MountOptFields::Shared(_)))
-        {
-            self.syscall.mount(
-                None,
-                &parent_mount.mount_point,
-                None,
-                MsFlags::MS_PRIVATE,
-                None,
-            )?;
+    /// Make the mount holding rootfs private, which pivot_root requires. It also makes sure the
+    /// following bind mount does not propagate into other namespaces.
+    ///
+    /// orch patch: upstream reads all of `/proc/self/mountinfo` to find that mount and makes it private
+    /// only when it is shared. The kernel formats every mount of the host for that read, in every
+    /// container's init, so container start grew with the mounts on the node. As runc does
+    /// (`rootfsParentMountPrivate`), this makes `rootfs` private and, where it is not a mount point
+    /// (`EINVAL`), tries its parents up to `/`. Making a mount that is not shared private changes nothing
+    /// pivot_root cares about.
+    pub fn make_parent_mount_private(&self, rootfs: &Path) -> Result<()> {
+        let mut path = rootfs;
+        loop {
+            match self
+                .syscall
+                .mount(None, path, None, MsFlags::MS_PRIVATE, None)
+            {
+                Ok(()) => return Ok(()),
+                Err(SyscallError::Nix(Errno::EINVAL)) if path.parent().is_some() => {
+                    path = path.parent().expect("checked");
+                }
+                Err(err) => return Err(err.into()),
+            }
         }
-        Ok(parent_mount)
     }
 
     fn mount_into_container(
@@ -998,22 +959,6 @@ impl Mount {
     }
 }
 
-/// Find parent mount of rootfs in given mount infos
-pub fn find_parent_mount(
-    rootfs: &Path,
-    mount_infos: Vec<MountInfo>,
-) -> std::result::Result<MountInfo, MountError> {
-    // find the longest mount point
-    let parent_mount_info = mount_infos
-        .into_iter()
-        .filter(|mi| rootfs.starts_with(&mi.mount_point))
-        .max_by(|mi1, mi2| mi1.mount_point.len().cmp(&mi2.mount_point.len()))
-        .ok_or_else(|| {
-            MountError::Custom(format!("can't find the parent mount of {:?}", rootfs))
-        })?;
-    Ok(parent_mount_info)
-}
-
 #[cfg(test)]
 mod tests {
     #[cfg(feature = "v1")]
@@ -1307,37 +1252,11 @@ mod tests {
         Ok(())
     }
 
-    struct FakeMountInfo {
-        entries: Vec<MountInfo>,
-    }
-    impl MountInfoProvider for FakeMountInfo {
-        fn mountinfo(&self) -> std::result::Result<Vec<MountInfo>, MountError> {
-            std::result::Result::Ok(self.entries.clone())
-        }
-    }
-
     #[test]
     fn test_make_parent_mount_private() -> Result<()> {
-        let tmp_dir = PathBuf::from_str("/tmp/mydir")?;
-
-        let parent = tmp_dir.as_path().parent().unwrap().to_path_buf();
-        let fake = FakeMountInfo {
-            entries: vec![MountInfo {
-                mnt_id: 1,
-                pid: 0,
-                majmin: "".to_string(),
-                root: "/".to_string(),
-                mount_point: parent.clone(),
-                mount_options: Default::default(),
-                opt_fields: vec![MountOptFields::Shared(1)],
-                fs_type: "tmpfs".to_string(),
-                mount_source: None,
-                super_options: Default::default(),
-            }],
-        };
-
-        let m = Mount::new().with_mountinfo_provider(fake);
-        m.make_parent_mount_private(tmp_dir.as_path())?;
+        let rootfs = PathBuf::from_str("/tmp/mydir")?;
+        let m = Mount::new();
+        m.make_parent_mount_private(rootfs.as_path())?;
 
         let set = m
             .syscall
@@ -1347,49 +1266,12 @@ mod tests {
             .get_mount_args();
 
         assert_eq!(set.len(), 1);
-
         let got = &set[0];
         assert_eq!(got.source, None);
         assert_eq!(got.fstype, None);
         assert_eq!(got.flags, MsFlags::MS_PRIVATE);
         assert_eq!(got.data, None);
-
-        assert_eq!(got.target, parent);
-
-        Ok(())
-    }
-
-    #[test]
-    fn test_not_make_parent_mount_private_if_already_private() -> Result<()> {
-        let tmp_dir = PathBuf::from_str("/tmp/mydir")?;
-
-        let parent = tmp_dir.as_path().parent().unwrap().to_path_buf();
-        let fake = FakeMountInfo {
-            entries: vec![MountInfo {
-                mnt_id: 1,
-                pid: 0,
-                majmin: "".to_string(),
-                root: "/".to_string(),
-                mount_point: parent.clone(),
-                mount_options: Default::default(),
-                opt_fields: vec![],
-                fs_type: "tmpfs".to_string(),
-                mount_source: None,
-                super_options: Default::default(),
-            }],
-        };
-
-        let m = Mount::new().with_mountinfo_provider(fake);
-        m.make_parent_mount_private(tmp_dir.as_path())?;
-
-        let set = m
-            .syscall
-            .as_any()
-            .downcast_ref::<TestHelperSyscall>()
-            .unwrap()
-            .get_mount_args();
-
-        assert_eq!(set.len(), 0);
+        assert_eq!(got.target, rootfs);
 
         Ok(())
     }
@@ -1459,48 +1341,6 @@ mod tests {
         );
 
         Ok(())
-    }
-
-    #[test]
-    fn test_find_parent_mount() -> anyhow::Result<()> {
-        let mount_infos = vec![
-            MountInfo {
-                mnt_id: 11,
-                pid: 10,
-                majmin: "".to_string(),
-                root: "/".to_string(),
-                mount_point: PathBuf::from("/"),
-                mount_options: Default::default(),
-                opt_fields: vec![],
-                fs_type: "ext4".to_string(),
-                mount_source: Some("/dev/sda1".to_string()),
-                super_options: Default::default(),
-            },
-            MountInfo {
-                mnt_id: 12,
-                pid: 11,
-                majmin: "".to_string(),
-                root: "/".to_string(),
-                mount_point: PathBuf::from("/proc"),
-                mount_options: Default::default(),
-                opt_fields: vec![],
-                fs_type: "proc".to_string(),
-                mount_source: Some("proc".to_string()),
-                super_options: Default::default(),
-            },
-        ];
-
-        let res = find_parent_mount(Path::new("/path/to/rootfs"), mount_infos)
-            .context("failed to get parent mount")?;
-        assert_eq!(res.mnt_id, 11);
-        Ok(())
-    }
-
-    #[test]
-    fn test_find_parent_mount_with_empty_mount_infos() {
-        let mount_infos = vec![];
-        let res = find_parent_mount(Path::new("/path/to/rootfs"), mount_infos);
-        assert!(res.is_err());
     }
 
     #[test]
