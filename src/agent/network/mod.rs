@@ -1,7 +1,8 @@
 //! The pod network of one node: the bridge (`orch0`) holding the gateway address of the node's podCIDR, the
 //! unreachable routes that keep packets for unknown pod and service IPs off the default route, and per pod
 //! a sandbox — a network namespace bound at `<netns_dir>/<id>`, a veth pair whose pod end is `eth0`, an IP
-//! from the podCIDR and a default route via the gateway. Cross-node routing and Services are not here.
+//! from the podCIDR and a default route via the gateway. The network is IPv4: neither end of a veth gets an
+//! IPv6 link-local address. Cross-node routing and Services are not here.
 //!
 //! `ipam.rs` is the persistent address allocator, `netns.rs` creates and enters namespaces (on dedicated
 //! threads, never by forking), `netlink.rs` the link, address and route requests. Sandboxes of different
@@ -291,11 +292,13 @@ async fn connect_pod(
     let host = netlink::link_by_name(node, host_name)
         .await?
         .ok_or_else(|| NetworkError::LinkVanished(host_name.to_string()))?;
+    netlink::without_link_local(node, host.header.index).await?;
     // A pair that survived a bridge re-creation is no longer attached.
     netlink::set_up(node, host.header.index, Some(bridge)).await
 }
 
-/// Inside the pod's namespace: `lo` up, the address on `eth0`, `eth0` up, default route via the gateway.
+/// Inside the pod's namespace: `lo` up, the address on `eth0` (and no IPv6 link-local one), `eth0` up,
+/// default route via the gateway.
 async fn configure_pod(h: &rtnetlink::Handle, sandbox: &Sandbox) -> Result<(), NetworkError> {
     let lo = netlink::link_by_name(h, "lo")
         .await?
@@ -307,6 +310,7 @@ async fn configure_pod(h: &rtnetlink::Handle, sandbox: &Sandbox) -> Result<(), N
         .header
         .index;
     netlink::ensure_only_address(h, eth0, sandbox.ip, sandbox.prefix_len).await?;
+    netlink::without_link_local(h, eth0).await?;
     netlink::set_up(h, eth0, None).await?;
     netlink::replace_route(
         h,

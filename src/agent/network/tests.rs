@@ -14,6 +14,7 @@ use nix::mount::{umount2, MntFlags};
 use nix::sched::CloneFlags;
 use rtnetlink::packet_route::link::{LinkAttribute, LinkFlags, LinkMessage};
 use rtnetlink::packet_route::route::{RouteAddress, RouteAttribute, RouteMessage, RouteType};
+use rtnetlink::packet_route::AddressFamily;
 use rtnetlink::{Handle, LinkBridge, RouteMessageBuilder};
 
 use super::*;
@@ -159,6 +160,19 @@ async fn listen_in(ns: &Path, ip: Ipv4Addr) -> TcpListener {
     })
     .await
     .unwrap()
+}
+
+/// How many IPv6 addresses the link has.
+async fn ipv6_addr_count(h: &Handle, index: u32) -> usize {
+    h.address()
+        .get()
+        .set_link_index_filter(index)
+        .execute()
+        .try_filter(|a| futures_util::future::ready(a.header.family == AddressFamily::Inet6))
+        .try_collect::<Vec<_>>()
+        .await
+        .unwrap()
+        .len()
 }
 
 /// The IPv4 addresses of `eth0` and the default route's gateway, as seen inside the pod.
@@ -354,6 +368,23 @@ fn sandboxes_get_distinct_ips_and_reach_each_other_and_the_gateway() {
                 "{name} on the bridge"
             );
             assert!(host.header.flags.contains(LinkFlags::Up), "{name} up");
+            assert_eq!(
+                ipv6_addr_count(&h, host.header.index).await,
+                0,
+                "{name} has no IPv6 link-local address"
+            );
+        }
+        for s in [&a, &b] {
+            let eth0_ipv6 = netlink::in_netns(&s.netns_path, |h| async move {
+                let eth0 = netlink::link_by_name(&h, POD_INTERFACE).await?.unwrap();
+                Ok(ipv6_addr_count(&h, eth0.header.index).await)
+            })
+            .await
+            .unwrap();
+            assert_eq!(
+                eth0_ipv6, 0,
+                "the pod's eth0 has no IPv6 link-local address"
+            );
         }
         // Nothing but the bridge address and the pods' interfaces was added to the node.
         assert!(
