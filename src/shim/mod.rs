@@ -191,6 +191,7 @@ fn supervise(args: &ShimArgs) -> Result<(), ShimError> {
     write_atomic(
         &args.bundle.join(SHIM_FILE),
         &serde_json::to_vec(&shim).expect("serialisable"),
+        Durability::Unsynced,
     )?;
     nix::sys::prctl::set_child_subreaper(true).map_err(sys_err("PR_SET_CHILD_SUBREAPER"))?;
     let bundle_config = BundleConfig::read(&args.bundle);
@@ -213,6 +214,7 @@ fn supervise(args: &ShimArgs) -> Result<(), ShimError> {
     write_atomic(
         &args.bundle.join(PID_FILE),
         &serde_json::to_vec(&init).expect("serialisable"),
+        Durability::Unsynced,
     )?;
     report(&format!("started {}", init.pid));
 
@@ -242,6 +244,7 @@ fn supervise(args: &ShimArgs) -> Result<(), ShimError> {
     write_atomic(
         &args.bundle.join(EXIT_FILE),
         &serde_json::to_vec(&record).expect("serialisable"),
+        Durability::Synced,
     )?;
     let mut container = Container::load(args.state_root.join(&args.id))?;
     container.delete(true)?;
@@ -549,12 +552,25 @@ pub fn oom_kills(cgroup: &str) -> u64 {
         .unwrap_or(0)
 }
 
+/// Whether a record written by [`write_atomic`] must survive a power loss.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Durability {
+    /// Flushed to disk before it replaces the old file: an exit code, a container's metadata.
+    Synced,
+    /// Only all or nothing: records of running processes, which a power loss ends anyway. Not waiting for
+    /// the disk keeps them off the path of every container start.
+    Unsynced,
+}
+
 /// Writes `bytes` to `path` through a temporary file and a rename, so readers see all or nothing.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), ShimError> {
+pub fn write_atomic(path: &Path, bytes: &[u8], durability: Durability) -> Result<(), ShimError> {
     let tmp = path.with_extension("tmp");
     let mut file = File::create(&tmp).map_err(io_err(format!("creating {}", tmp.display())))?;
     file.write_all(bytes)
-        .and_then(|()| file.sync_all())
+        .and_then(|()| match durability {
+            Durability::Synced => file.sync_all(),
+            Durability::Unsynced => Ok(()),
+        })
         .map_err(io_err(format!("writing {}", tmp.display())))?;
     fs::rename(&tmp, path).map_err(io_err(format!("renaming to {}", path.display())))
 }
@@ -592,8 +608,8 @@ mod tests {
     fn write_atomic_replaces_the_whole_file() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("exit");
-        write_atomic(&path, b"first version, longer").unwrap();
-        write_atomic(&path, b"second").unwrap();
+        write_atomic(&path, b"first version, longer", Durability::Synced).unwrap();
+        write_atomic(&path, b"second", Durability::Unsynced).unwrap();
         assert_eq!(fs::read(&path).unwrap(), b"second");
         assert!(!path.with_extension("tmp").exists());
     }

@@ -23,7 +23,7 @@ use super::status::{self, Observed, Waiting};
 use super::{container, env, pod_cgroup, probes, sandbox, volumes, Kubelet};
 use crate::agent::image::reference::PullPolicy;
 use crate::agent::image::{Credentials, Image};
-use crate::agent::runtime::{new_container_id, ContainerMeta, ContainerState};
+use crate::agent::runtime::{new_container_id, ContainerMeta, ContainerState, RuntimeError};
 use crate::agent::AgentError;
 use crate::client::events::Involved;
 use crate::client::informer::split_key;
@@ -1074,7 +1074,18 @@ impl Kubelet {
                 Duration::from_secs(5),
             )
         };
-        if let Err(e) = self.runtime.create(&meta, &config, &image.layers) {
+        // Directories, files flushed to disk and a mount: off the async workers, which the API server shares.
+        let runtime = self.runtime.clone();
+        let layers = image.layers.clone();
+        let created = tokio::task::spawn_blocking(move || runtime.create(&meta, &config, &layers))
+            .await
+            .unwrap_or_else(|e| {
+                Err(RuntimeError::Start {
+                    id: id.clone(),
+                    message: format!("creating the bundle: {e}"),
+                })
+            });
+        if let Err(e) = created {
             let _ = self.runtime.remove(&id);
             return Err(self.failed(pod, run_error(e.to_string())).await);
         }

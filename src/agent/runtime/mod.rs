@@ -27,7 +27,7 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 pub use exec::{ExecProcess, ExecStreams};
 pub use spec::{ContainerConfig, MountKind, MountSpec, Resources, SharedNamespace};
 
-use crate::shim::{self, ExitRecord, InitProcess, EXIT_FILE, PID_FILE, SHIM_FILE};
+use crate::shim::{self, Durability, ExitRecord, InitProcess, EXIT_FILE, PID_FILE, SHIM_FILE};
 
 const META_FILE: &str = "meta.json";
 const SHIM_LOG: &str = "shim.log";
@@ -180,6 +180,7 @@ impl Runtime {
         shim::write_atomic(
             &dir.join(META_FILE),
             &serde_json::to_vec_pretty(meta).expect("serialisable"),
+            Durability::Synced,
         )?;
         self.indexed().insert(meta.id.clone(), meta.clone());
         mount_overlay(&meta.id, &dir, layers)?;
@@ -188,7 +189,10 @@ impl Runtime {
             .map_err(|e| RuntimeError::Spec(format!("writing {}: {e}", config_path.display())))?;
         if let Some(profile) = spec.linux().as_ref().and_then(|l| l.seccomp().as_ref()) {
             let program = self.seccomp_program(profile)?;
-            shim::write_atomic(&dir.join(shim::SECCOMP_PROGRAM_FILE), &program)?;
+            // Read only by this container's shim, started after this returns: nothing to flush, and no
+            // reader that could see part of it.
+            let path = dir.join(shim::SECCOMP_PROGRAM_FILE);
+            fs::write(&path, program.as_slice()).map_err(io_err("writing", &path))?;
         }
         Ok(())
     }
