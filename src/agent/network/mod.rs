@@ -262,8 +262,8 @@ impl PodNetwork {
 }
 
 /// The veth pair of the sandbox: `host_name` on the node (`node`), attached to the bridge and up, and
-/// `eth0` in the pod's namespace (`pod`). A pair left half made, or the ends of two different pairs,
-/// after a crash, is made again.
+/// `eth0` in the pod's namespace (`pod`), neither with an IPv6 link-local address. A pair left half made,
+/// or the ends of two different pairs, after a crash, is made again.
 async fn connect_pod(
     node: &rtnetlink::Handle,
     pod: &rtnetlink::Handle,
@@ -288,17 +288,22 @@ async fn connect_pod(
             netlink::delete_link(pod, inside.header.index).await?;
         }
         netlink::create_veth(node, host_name, bridge, &sandbox.netns_path, POD_INTERFACE).await?;
+        // Both ends are still down, so neither has made an IPv6 link-local address yet.
+        for (h, name) in [(node, host_name), (pod, POD_INTERFACE)] {
+            let link = netlink::link_by_name(h, name)
+                .await?
+                .ok_or_else(|| NetworkError::LinkVanished(name.to_string()))?;
+            netlink::without_link_local(h, link.header.index).await?;
+        }
     }
     let host = netlink::link_by_name(node, host_name)
         .await?
         .ok_or_else(|| NetworkError::LinkVanished(host_name.to_string()))?;
-    netlink::without_link_local(node, host.header.index).await?;
     // A pair that survived a bridge re-creation is no longer attached.
     netlink::set_up(node, host.header.index, Some(bridge)).await
 }
 
-/// Inside the pod's namespace: `lo` up, the address on `eth0` (and no IPv6 link-local one), `eth0` up,
-/// default route via the gateway.
+/// Inside the pod's namespace: `lo` up, the address on `eth0`, `eth0` up, default route via the gateway.
 async fn configure_pod(h: &rtnetlink::Handle, sandbox: &Sandbox) -> Result<(), NetworkError> {
     let lo = netlink::link_by_name(h, "lo")
         .await?
@@ -310,7 +315,6 @@ async fn configure_pod(h: &rtnetlink::Handle, sandbox: &Sandbox) -> Result<(), N
         .header
         .index;
     netlink::ensure_only_address(h, eth0, sandbox.ip, sandbox.prefix_len).await?;
-    netlink::without_link_local(h, eth0).await?;
     netlink::set_up(h, eth0, None).await?;
     netlink::replace_route(
         h,
