@@ -28,9 +28,9 @@ pub enum Command {
     Server(Box<server::ServerArgs>),
     /// Join a server as a node and run its pods (or hollow nodes, with --hollow).
     Agent(Box<agent::AgentArgs>),
-    /// The per-container supervisor the agent starts (internal).
+    /// Forks the per-container supervisors the agent asks for on its stdin (internal).
     #[command(hide = true)]
-    Shim(crate::shim::ShimArgs),
+    ShimLauncher,
     /// Runs a command inside a running container (internal: probes and hooks).
     #[command(hide = true)]
     ShimExec(crate::shim::exec::ShimExecArgs),
@@ -81,10 +81,13 @@ pub fn main() -> anyhow::Result<()> {
     if invoked_as == "kubectl" {
         return kubectl::run(args.split_off(1));
     }
-    if matches!(args.get(1).map(String::as_str), Some("shim" | "shim-exec")) {
-        // Shims start once per container or probe: no config file, nothing but their own flags.
+    if matches!(
+        args.get(1).map(String::as_str),
+        Some("shim-launcher" | "shim-exec")
+    ) {
+        // Shims start once per node or probe: no config file, nothing but their own flags.
         match Cli::parse_from(&args).command {
-            Command::Shim(a) => std::process::exit(crate::shim::run(a)),
+            Command::ShimLauncher => std::process::exit(crate::shim::launcher::run()),
             Command::ShimExec(a) => std::process::exit(crate::shim::exec::run(a)),
             _ => {}
         }
@@ -96,7 +99,7 @@ pub fn main() -> anyhow::Result<()> {
         Command::Agent(a) => agent::run(*a),
         Command::Images(a) => images::run(*a),
         Command::Kubectl { args } => kubectl::run(args),
-        Command::Shim(a) => std::process::exit(crate::shim::run(a)),
+        Command::ShimLauncher => std::process::exit(crate::shim::launcher::run()),
         Command::ShimExec(a) => std::process::exit(crate::shim::exec::run(a)),
     }
 }

@@ -1,14 +1,16 @@
-//! `orch shim`: the one process per container that owns it. It is the only caller of libcontainer's
-//! build/start (RUNTIME_NOTES.md: inside the multi-threaded agent they race and deadlock), so it runs
-//! single-threaded with no async runtime. It detaches from the agent (setsid + fork), becomes the child
-//! subreaper so the container's init is its child, starts the container with stdout/stderr on pipes (or on
-//! a terminal, when config.json asks for one), tells the agent `started <pid>` (or `error <message>`) on its
-//! stdout, then copies the container's output into a CRI-format log file, and to attach sessions, until the
+//! The shim: the one process per container that owns it, forked by the node's shim launcher
+//! ([`launcher`]). It is the only caller of libcontainer's build/start (RUNTIME_NOTES.md: inside the
+//! multi-threaded agent they race and deadlock), so it runs single-threaded with no async runtime. It
+//! detaches from the launcher and the agent (setsid + fork), becomes the child subreaper so the
+//! container's init is its child, starts the container with stdout/stderr on pipes (or on a terminal,
+//! when config.json asks for one), tells the agent `started <pid>` (or `error <message>`) on its stdout,
+//! then copies the container's output into a CRI-format log file, and to attach sessions, until the
 //! init exits, and writes the exit record atomically into the container directory before deleting the
 //! container. The agent may die and restart meanwhile: nothing here needs it.
 
 pub mod attach;
 pub mod exec;
+pub mod launcher;
 mod log;
 
 use std::fs::{self, File};
@@ -103,32 +105,25 @@ pub fn start_ticks(pid: i32) -> Option<u64> {
     rest.split_whitespace().nth(19)?.parse().ok()
 }
 
-#[derive(Debug, Clone, clap::Args)]
+/// What the shim is told about its container: the launcher receives it from the agent (src/shim/launcher.rs).
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ShimArgs {
     /// The container id (libcontainer's id, also the container directory's name).
-    #[arg(long)]
     pub id: String,
     /// The container directory: the OCI bundle (config.json, rootfs/) and the pid and exit files.
-    #[arg(long)]
     pub bundle: PathBuf,
     /// libcontainer's state root (on tmpfs: a reboot removes every container).
-    #[arg(long)]
     pub state_root: PathBuf,
     /// The CRI-format log file for the container's stdout and stderr.
-    #[arg(long)]
     pub log: PathBuf,
     /// Rotate the log file when it grows past this many bytes.
-    #[arg(long, default_value_t = 10 * 1024 * 1024)]
     pub log_max_bytes: u64,
     /// Serve attach sessions on this Unix socket while the container runs.
-    #[arg(long)]
     pub attach_socket: Option<PathBuf>,
     /// Keep the container's stdin open for attach sessions (the container's `stdin: true`) instead of
     /// giving it /dev/null.
-    #[arg(long)]
     pub stdin: bool,
     /// Close the container's stdin when the first attach session that wrote to it ends.
-    #[arg(long)]
     pub stdin_once: bool,
 }
 
@@ -150,8 +145,8 @@ pub fn run(args: ShimArgs) -> i32 {
         report(&format!("error setsid: {e}"));
         return 1;
     }
-    // Fork so the agent's child exits at once and the shim is reparented away from the agent: then the
-    // agent never has to reap it, and killing the agent's process group cannot reach it.
+    // Fork so the launcher's child exits at once and the shim is reparented away from it: then the
+    // launcher never waits for a container, and killing the agent's process group cannot reach it.
     match unsafe { fork() } {
         Ok(ForkResult::Parent { .. }) => return 0,
         Ok(ForkResult::Child) => {}
@@ -376,10 +371,19 @@ fn receive_terminal(listener: &UnixListener) -> Result<OwnedFd, ShimError> {
 /// The descriptors sent with SCM_RIGHTS in one message on the Unix socket `socket` (libcontainer sends the
 /// terminal's name as the payload).
 pub fn receive_fds(socket: RawFd) -> std::io::Result<Vec<OwnedFd>> {
-    use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
     let mut name = [0u8; 4096];
-    let mut iov = [std::io::IoSliceMut::new(&mut name)];
-    let mut space = nix::cmsg_space!([RawFd; 1]);
+    receive_with_fds(socket, &mut name).map(|(_, fds)| fds)
+}
+
+/// One message on the Unix socket `socket`: its payload, written into `payload`, and the descriptors sent
+/// with it (at most two). A payload of 0 bytes on a SOCK_SEQPACKET socket means the peer closed its end.
+pub fn receive_with_fds(
+    socket: RawFd,
+    payload: &mut [u8],
+) -> std::io::Result<(usize, Vec<OwnedFd>)> {
+    use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
+    let mut iov = [std::io::IoSliceMut::new(payload)];
+    let mut space = nix::cmsg_space!([RawFd; 2]);
     let msg = recvmsg::<()>(
         socket,
         &mut iov,
@@ -387,7 +391,7 @@ pub fn receive_fds(socket: RawFd) -> std::io::Result<Vec<OwnedFd>> {
         MsgFlags::MSG_CMSG_CLOEXEC,
     )
     .map_err(std::io::Error::from)?;
-    let fds = msg
+    let fds: Vec<OwnedFd> = msg
         .cmsgs()
         .map_err(std::io::Error::from)?
         .filter_map(|c| match c {
@@ -398,7 +402,15 @@ pub fn receive_fds(socket: RawFd) -> std::io::Result<Vec<OwnedFd>> {
         // SAFETY: the kernel just installed these descriptors in this process for us.
         .map(|fd| unsafe { OwnedFd::from_raw_fd(fd) })
         .collect();
-    Ok(fds)
+    if msg
+        .flags
+        .intersects(MsgFlags::MSG_TRUNC | MsgFlags::MSG_CTRUNC)
+    {
+        return Err(std::io::Error::other(
+            "a message or its descriptors did not fit",
+        ));
+    }
+    Ok((msg.bytes, fds))
 }
 
 fn start_container(args: &ShimArgs, builder: ContainerBuilder) -> Result<Pid, ShimError> {

@@ -354,12 +354,18 @@ spec:
     let pid: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&pid_file).unwrap()).unwrap();
     let pid = pid["pid"].as_i64().unwrap() as i32;
+    let launchers = shim_launchers_of(s.pid());
+    assert_eq!(launchers.len(), 1, "one shim launcher per agent");
 
     s.kill(); // SIGKILL: server and embedded agent gone at once
     std::thread::sleep(Duration::from_secs(7));
     assert!(
         nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_ok(),
         "the container outlived its agent"
+    );
+    assert!(
+        !std::path::Path::new(&format!("/proc/{}", launchers[0])).exists(),
+        "the shim launcher ended with its agent"
     );
     // The runtime state is on the tmpfs the agent mounted on its run dir (on disk here), which the
     // restarted agent must take as it is rather than cover with a new one.
@@ -401,6 +407,27 @@ spec:
     );
     assert_eq!(jsonpath(&s, "survivor", "{.status.phase}"), "Running");
     assert!(nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_ok());
+}
+
+/// The pids of the `orch shim-launcher` children of process `parent`.
+fn shim_launchers_of(parent: u32) -> Vec<u32> {
+    // Each thread lists the children it started.
+    let tasks = std::fs::read_dir(format!("/proc/{parent}/task")).unwrap();
+    let children: Vec<String> = tasks
+        .filter_map(|task| std::fs::read_to_string(task.ok()?.path().join("children")).ok())
+        .collect();
+    children
+        .iter()
+        .flat_map(|list| list.split_whitespace())
+        .filter_map(|pid| pid.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|cmdline| {
+                cmdline
+                    .split(|b| *b == 0)
+                    .any(|arg| arg == b"shim-launcher")
+            })
+        })
+        .collect()
 }
 
 fn import_busybox(s: &Server) {

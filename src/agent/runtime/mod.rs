@@ -1,8 +1,8 @@
 //! The container runtime of one node: containers as directories under `<data-dir>/agent/containers/<id>`
 //! (the OCI bundle — config.json and an overlay `rootfs/` over the image's snapshots — plus the agent's
-//! `meta.json` and the shim's `pid` and `exit` files), each run by its own `orch shim` process
-//! (src/shim). The agent never calls libcontainer's build/start itself; it starts shims, reads their files
-//! and signals container inits. Because the files and the shims outlive the agent, a restarted agent finds
+//! `meta.json` and the shim's `pid` and `exit` files), each run by its own shim process (src/shim),
+//! forked by the node's shim launcher. The agent never calls libcontainer's build/start itself; it has
+//! shims started, reads their files and signals container inits. Because the files and the shims outlive the agent, a restarted agent finds
 //! every container as it left it: [`Runtime::list`] and [`Runtime::state`] are all it needs.
 //!
 //! The metadata of every container is read from disk once, when the runtime is opened, and kept in memory
@@ -10,13 +10,13 @@
 //! one node opens its runtime once.
 
 mod exec;
+mod launcher;
 pub mod seccomp;
 pub mod spec;
 
 use std::collections::HashMap;
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -25,6 +25,7 @@ use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncBufReadExt, BufReader};
 
 pub use exec::{ExecProcess, ExecStreams};
+use launcher::ShimLauncher;
 pub use spec::{ContainerConfig, MountKind, MountSpec, Resources, SharedNamespace};
 
 use crate::shim::{self, Durability, ExitRecord, InitProcess, EXIT_FILE, PID_FILE, SHIM_FILE};
@@ -78,7 +79,8 @@ pub struct RuntimeConfig {
     pub containers_dir: PathBuf,
     /// libcontainer's state root, on tmpfs (`/run/orch/containers`): a reboot ends every container.
     pub state_root: PathBuf,
-    /// The `orch` executable the shims run as (`orch shim …`).
+    /// The `orch` executable the shim launcher (`orch shim-launcher`) and exec sessions (`orch shim-exec`)
+    /// run as.
     pub shim_executable: PathBuf,
     pub log_max_bytes: u64,
 }
@@ -126,6 +128,8 @@ pub struct Runtime {
     /// Seccomp programs compiled from the profiles containers were given, by the profile's JSON: a
     /// node's containers share a few profiles, and compiling one takes milliseconds.
     seccomp_programs: Arc<Mutex<HashMap<String, Arc<Vec<u8>>>>>,
+    /// Forks the containers' shims.
+    launcher: Arc<ShimLauncher>,
 }
 
 impl Runtime {
@@ -142,6 +146,7 @@ impl Runtime {
             }
         }
         Ok(Runtime {
+            launcher: Arc::new(ShimLauncher::new(config.shim_executable.clone())),
             config,
             index: Arc::new(Mutex::new(index)),
             seccomp_programs: Default::default(),
@@ -220,33 +225,27 @@ impl Runtime {
             .append(true)
             .open(dir.join(SHIM_LOG))
             .map_err(io_err("opening", dir.join(SHIM_LOG)))?;
-        let mut child = tokio::process::Command::new(&self.config.shim_executable)
-            .arg("shim")
-            .arg("--id")
-            .arg(id)
-            .arg("--bundle")
-            .arg(&dir)
-            .arg("--state-root")
-            .arg(&self.config.state_root)
-            .arg("--log")
-            .arg(&meta.log_path)
-            .arg("--log-max-bytes")
-            .arg(self.config.log_max_bytes.to_string())
-            .arg("--attach-socket")
-            .arg(self.attach_socket(id))
-            .args(meta.stdin.then_some("--stdin"))
-            .args(meta.stdin_once.then_some("--stdin-once"))
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(shim_log)
-            .spawn()
-            .map_err(io_err("running", &self.config.shim_executable))?;
-        let stdout = child.stdout.take().expect("piped stdout");
+        let (report_w, report) =
+            tokio::net::unix::pipe::pipe().map_err(io_err("creating", "a pipe"))?;
+        let report_w = report_w
+            .into_blocking_fd()
+            .map_err(io_err("creating", "a pipe"))?;
+        let args = shim::ShimArgs {
+            id: id.to_string(),
+            bundle: dir.clone(),
+            state_root: self.config.state_root.clone(),
+            log: meta.log_path.clone(),
+            log_max_bytes: self.config.log_max_bytes,
+            attach_socket: Some(self.attach_socket(id)),
+            stdin: meta.stdin,
+            stdin_once: meta.stdin_once,
+        };
+        self.launcher.launch(&args, &report_w, &shim_log)?;
+        // Only the shim holds the write end now: its report, or its end, ends the read.
+        drop((report_w, shim_log));
         let mut line = String::new();
         let read =
-            tokio::time::timeout(START_TIMEOUT, BufReader::new(stdout).read_line(&mut line)).await;
-        // The first shim process exits right after forking the real one.
-        let _ = child.wait().await;
+            tokio::time::timeout(START_TIMEOUT, BufReader::new(report).read_line(&mut line)).await;
         let start_error = |message: String| RuntimeError::Start {
             id: id.to_string(),
             message,
