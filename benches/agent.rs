@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use common::{ms, percentile, report, BenchServer};
 use orch::agent::runtime::{
     new_container_id, ContainerConfig, ContainerMeta, Resources, Runtime, RuntimeConfig,
+    ShimLauncher,
 };
 use orch::client::Client;
 use serde_json::json;
@@ -283,21 +284,30 @@ fn require_runc() {
     );
 }
 
-/// One `orch shim` run of the bundle, from spawning the shim to the shim's exit after it recorded the
-/// container's exit and deleted it: what `runc run` does for the same bundle.
-fn shim_run(bundle: &Path, state: &Path, id: &str) -> Duration {
+/// One run of the bundle by an orch shim, from asking the node's shim launcher for it to the shim's exit
+/// after it recorded the container's exit and deleted it: what `runc run` does for the same bundle.
+fn shim_run(launcher: &ShimLauncher, bundle: &Path, state: &Path, id: &str) -> Duration {
     let started = Instant::now();
-    let out = Command::new(env!("CARGO_BIN_EXE_orch"))
-        .args(["shim", "--id", id, "--bundle"])
-        .arg(bundle)
-        .arg("--state-root")
-        .arg(state)
-        .arg("--log")
-        .arg(state.join(format!("{id}.log")))
-        .args(["--log-max-bytes", "1048576"])
-        .output()
-        .unwrap();
-    let report = String::from_utf8_lossy(&out.stdout);
+    let (report_r, report_w) = nix::unistd::pipe().unwrap();
+    let log = std::fs::File::create(state.join(format!("{id}.shim.log"))).unwrap();
+    let args = orch::shim::ShimArgs {
+        id: id.into(),
+        bundle: bundle.into(),
+        state_root: state.into(),
+        log: state.join(format!("{id}.log")),
+        log_max_bytes: 1 << 20,
+        attach_socket: None,
+        stdin: false,
+        stdin_once: false,
+    };
+    launcher.launch(&args, &report_w, &log).unwrap();
+    drop((report_w, log));
+    let mut report = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(std::fs::File::from(report_r)),
+        &mut report,
+    )
+    .unwrap();
     assert!(report.starts_with("started "), "orch shim: {report}");
     let shim: orch::shim::InitProcess =
         serde_json::from_slice(&std::fs::read(bundle.join(orch::shim::SHIM_FILE)).unwrap())
@@ -351,16 +361,23 @@ fn runc_run(bundle: &Path, state: &Path, id: &str, detach: bool) -> Duration {
     started.elapsed()
 }
 
-/// Medians of `/bin/true` run START_RUNS times on the same bundle through `orch shim` and `runc run`,
+/// Medians of `/bin/true` run START_RUNS times on the same bundle through an orch shim and `runc run`,
 /// alternating so that both see the same machine; and of the whole lifecycle through orch's Runtime
 /// (overlay root over the layer, config.json, shim, exit record, removal).
 async fn start_costs(dir: &Path, layer: &Path) -> (Duration, Duration, Duration) {
     require_runc();
     let bundle = bundle(dir, layer, "true-bundle", &["true"]);
     let (shim_state, runc_state) = (dir.join("shim-state"), dir.join("runc-state"));
+    std::fs::create_dir_all(&shim_state).unwrap();
+    let launcher = ShimLauncher::new(env!("CARGO_BIN_EXE_orch").into());
     let (mut shim_runs, mut runc_runs) = (Vec::new(), Vec::new());
     for i in 0..START_RUNS {
-        shim_runs.push(shim_run(&bundle, &shim_state, &format!("shim-{i}")));
+        shim_runs.push(shim_run(
+            &launcher,
+            &bundle,
+            &shim_state,
+            &format!("shim-{i}"),
+        ));
         runc_runs.push(runc_run(&bundle, &runc_state, &format!("runc-{i}"), false));
     }
 

@@ -10,7 +10,7 @@
 //! one node opens its runtime once.
 
 mod exec;
-mod launcher;
+pub mod launcher;
 pub mod seccomp;
 pub mod spec;
 
@@ -25,7 +25,7 @@ use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncBufReadExt, BufReader};
 
 pub use exec::{ExecProcess, ExecStreams};
-use launcher::ShimLauncher;
+pub use launcher::ShimLauncher;
 pub use spec::{ContainerConfig, MountKind, MountSpec, Resources, SharedNamespace};
 
 use crate::shim::{self, Durability, ExitRecord, InitProcess, EXIT_FILE, PID_FILE, SHIM_FILE};
