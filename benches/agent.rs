@@ -293,6 +293,7 @@ fn shim_run(launcher: &ShimLauncher, bundle: &Path, state: &Path, id: &str) -> D
     let args = orch::shim::ShimArgs {
         id: id.into(),
         bundle: bundle.into(),
+        records: bundle.into(),
         state_root: state.into(),
         log: state.join(format!("{id}.log")),
         log_max_bytes: 1 << 20,
@@ -384,6 +385,7 @@ async fn start_costs(dir: &Path, layer: &Path) -> (Duration, Duration, Duration)
     let runtime = Runtime::new(RuntimeConfig {
         containers_dir: dir.join("containers"),
         state_root: dir.join("state"),
+        bundles_dir: dir.join("bundles"),
         shim_executable: env!("CARGO_BIN_EXE_orch").into(),
         log_max_bytes: 1 << 20,
     })

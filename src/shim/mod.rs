@@ -5,7 +5,7 @@
 //! container's init is its child, starts the container with stdout/stderr on pipes (or on a terminal,
 //! when config.json asks for one), tells the agent `started <pid>` (or `error <message>`) on its stdout,
 //! then copies the container's output into a CRI-format log file, and to attach sessions, until the
-//! init exits, and writes the exit record atomically into the container directory before deleting the
+//! init exits, and writes the exit record atomically into the container's records before deleting the
 //! container. The agent may die and restart meanwhile: nothing here needs it.
 
 pub mod attach;
@@ -29,14 +29,15 @@ use serde::{Deserialize, Serialize};
 
 pub use log::{rotated_path, CriLogWriter, Stream};
 
-/// The file in the container directory the shim writes the init's pid and start time to.
+/// The file in the container's records directory the shim writes the init's pid and start time to.
 pub const PID_FILE: &str = "pid";
-/// The file in the container directory the shim writes its own pid and start time to, first thing: a
-/// container whose shim is gone will never start or record an exit.
+/// The file in the bundle the shim writes its own pid and start time to, first thing: a container whose
+/// shim is gone will never start or record an exit.
 pub const SHIM_FILE: &str = "shim";
-/// The file in the container directory holding the [`ExitRecord`] once the container has exited.
+/// The file in the container's records directory holding the [`ExitRecord`] once the container has
+/// exited.
 pub const EXIT_FILE: &str = "exit";
-/// The file in the container directory holding the BPF program the agent compiled from config.json's
+/// The file in the bundle holding the BPF program the agent compiled from config.json's
 /// seccomp profile, which the container's init loads instead of compiling the profile itself.
 pub const SECCOMP_PROGRAM_FILE: &str = "seccomp.bpf";
 /// How long output is still drained after the init exited: the pid namespace is gone by then, but a
@@ -108,10 +109,14 @@ pub fn start_ticks(pid: i32) -> Option<u64> {
 /// What the shim is told about its container: the launcher receives it from the agent (src/shim/launcher.rs).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ShimArgs {
-    /// The container id (libcontainer's id, also the container directory's name).
+    /// The container id (libcontainer's id, also the name of its bundle and records directories).
     pub id: String,
-    /// The container directory: the OCI bundle (config.json, rootfs/) and the pid and exit files.
+    /// The OCI bundle (config.json, rootfs/), where the shim also records itself: on tmpfs, like
+    /// everything a reboot ends.
     pub bundle: PathBuf,
+    /// The container's directory on disk, where the shim records the init's pid and its exit: what the
+    /// agent reports about the container after a reboot.
+    pub records: PathBuf,
     /// libcontainer's state root (on tmpfs: a reboot removes every container).
     pub state_root: PathBuf,
     /// The CRI-format log file for the container's stdout and stderr.
@@ -207,7 +212,7 @@ fn supervise(args: &ShimArgs) -> Result<(), ShimError> {
     };
     let started_at = jiff::Timestamp::now().to_string();
     write_atomic(
-        &args.bundle.join(PID_FILE),
+        &args.records.join(PID_FILE),
         &serde_json::to_vec(&init).expect("serialisable"),
         Durability::Unsynced,
     )?;
@@ -237,7 +242,7 @@ fn supervise(args: &ShimArgs) -> Result<(), ShimError> {
         finished_at: jiff::Timestamp::now().to_string(),
     };
     write_atomic(
-        &args.bundle.join(EXIT_FILE),
+        &args.records.join(EXIT_FILE),
         &serde_json::to_vec(&record).expect("serialisable"),
         Durability::Synced,
     )?;

@@ -1,4 +1,4 @@
-//! The container runtime on its own, as root: real containers under `orch shim` from a busybox root
+//! The container runtime on its own, as root: real containers under orch shims from a busybox root
 //! filesystem, their CRI logs, exit codes, stop escalation, OOM kills, and removal.
 
 use std::path::{Path, PathBuf};
@@ -52,6 +52,7 @@ fn fixture() -> Fixture {
     let runtime = Runtime::new(RuntimeConfig {
         containers_dir: dir.path().join("containers"),
         state_root: dir.path().join("run"),
+        bundles_dir: dir.path().join("bundles"),
         shim_executable: env!("CARGO_BIN_EXE_orch").into(),
         log_max_bytes: 1 << 20,
     })
@@ -152,7 +153,9 @@ async fn the_seccomp_profile_compiled_once_by_the_runtime_is_loaded_in_every_con
         .collect();
     let programs: Vec<Vec<u8>> = ids
         .iter()
-        .map(|id| std::fs::read(f.runtime.dir(id).join(orch::shim::SECCOMP_PROGRAM_FILE)).unwrap())
+        .map(|id| {
+            std::fs::read(f.runtime.bundle(id).join(orch::shim::SECCOMP_PROGRAM_FILE)).unwrap()
+        })
         .collect();
     assert!(!programs[0].is_empty() && programs[0].len().is_multiple_of(8));
     assert_eq!(programs[0], programs[1]);
@@ -176,8 +179,8 @@ async fn the_seccomp_profile_compiled_once_by_the_runtime_is_loaded_in_every_con
         &["sh", "-c", "mkdir /tmp/made && echo made || echo refused"],
         Resources::default(),
     );
-    let dir = f.runtime.dir(&id);
-    let spec = oci_spec::runtime::Spec::load(dir.join("config.json")).unwrap();
+    let bundle = f.runtime.bundle(&id);
+    let spec = oci_spec::runtime::Spec::load(bundle.join("config.json")).unwrap();
     let mut profile = spec.linux().as_ref().unwrap().seccomp().clone().unwrap();
     let syscalls = profile
         .syscalls()
@@ -193,7 +196,7 @@ async fn the_seccomp_profile_compiled_once_by_the_runtime_is_loaded_in_every_con
         .collect();
     profile.set_syscalls(Some(syscalls));
     let program = libcontainer::seccomp::compile_seccomp(&profile).unwrap();
-    std::fs::write(dir.join(orch::shim::SECCOMP_PROGRAM_FILE), program).unwrap();
+    std::fs::write(bundle.join(orch::shim::SECCOMP_PROGRAM_FILE), program).unwrap();
     f.runtime.start(&id).await.unwrap();
     tokio::time::timeout(Duration::from_secs(20), f.runtime.wait(&id))
         .await
@@ -303,9 +306,10 @@ async fn a_container_whose_shim_died_reports_an_unknown_exit() {
     let id = f.create(&["sleep", "1000"], Resources::default());
     let init = f.runtime.start(&id).await.unwrap();
     assert!(!f.runtime.is_abandoned(&id), "its shim supervises it");
-    let dir = f._dir.path().join("containers").join(&id);
-    let shim: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(dir.join("shim")).unwrap()).unwrap();
+    let shim: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(f.runtime.bundle(&id).join(orch::shim::SHIM_FILE)).unwrap(),
+    )
+    .unwrap();
     let kill = |pid: i64| {
         nix::sys::signal::kill(
             nix::unistd::Pid::from_raw(pid as i32),
@@ -322,4 +326,83 @@ async fn a_container_whose_shim_died_reports_an_unknown_exit() {
     assert_eq!(exit.exit_code, 255);
     assert!(f.runtime.is_abandoned(&id));
     f.runtime.remove(&id).unwrap();
+}
+
+/// A reboot takes the run dir's tmpfs (bundles and libcontainer's state) and every process; the records on
+/// disk still tell how each container ended, and the container can be removed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_records_on_disk_outlive_the_bundles_on_the_run_dir() {
+    let f = fixture();
+    let exited = f.create(&["sh", "-c", "exit 7"], Resources::default());
+    f.runtime.start(&exited).await.unwrap();
+    tokio::time::timeout(Duration::from_secs(20), f.runtime.wait(&exited))
+        .await
+        .expect("container exits")
+        .unwrap();
+    let running = f.create(&["sleep", "1000"], Resources::default());
+    let init = f.runtime.start(&running).await.unwrap();
+
+    let (bundle, records) = (f.runtime.bundle(&exited), f.runtime.dir(&exited));
+    for file in [
+        "config.json",
+        orch::shim::SECCOMP_PROGRAM_FILE,
+        orch::shim::SHIM_FILE,
+    ] {
+        assert!(bundle.join(file).exists(), "{file} is in the bundle");
+        assert!(!records.join(file).exists(), "{file} is not on disk");
+    }
+    for file in ["meta.json", orch::shim::PID_FILE, orch::shim::EXIT_FILE] {
+        assert!(records.join(file).exists(), "{file} is on disk");
+    }
+
+    // The reboot: every process of the running container ends, and the tmpfs with it.
+    let shim: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(f.runtime.bundle(&running).join(orch::shim::SHIM_FILE)).unwrap(),
+    )
+    .unwrap();
+    for pid in [shim["pid"].as_i64().unwrap() as i32, init.pid] {
+        let pid = nix::unistd::Pid::from_raw(pid);
+        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL).unwrap();
+    }
+    while init.is_alive() {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    for id in [&exited, &running] {
+        let rootfs = f.runtime.bundle(id).join("rootfs");
+        nix::mount::umount2(&rootfs, nix::mount::MntFlags::MNT_DETACH).unwrap();
+    }
+    for run_side in ["bundles", "run"] {
+        std::fs::remove_dir_all(f._dir.path().join(run_side)).unwrap();
+    }
+    // ... and its cgroups, which its shim never deleted.
+    for hierarchy in std::fs::read_dir("/sys/fs/cgroup").unwrap().flatten() {
+        let _ = std::fs::remove_dir(hierarchy.path().join("orch-test").join(&running));
+    }
+
+    let after_reboot = Runtime::new(RuntimeConfig {
+        containers_dir: f._dir.path().join("containers"),
+        state_root: f._dir.path().join("run"),
+        bundles_dir: f._dir.path().join("bundles"),
+        shim_executable: env!("CARGO_BIN_EXE_orch").into(),
+        log_max_bytes: 1 << 20,
+    })
+    .unwrap();
+    let mut listed: Vec<String> = after_reboot.list().into_iter().map(|m| m.id).collect();
+    listed.sort();
+    let mut expected = vec![exited.clone(), running.clone()];
+    expected.sort();
+    assert_eq!(listed, expected);
+    match after_reboot.state(&exited).unwrap() {
+        ContainerState::Exited(exit) => assert_eq!(exit.exit_code, 7),
+        other => panic!("the exited container is {other:?}"),
+    }
+    match after_reboot.state(&running).unwrap() {
+        ContainerState::Exited(exit) => assert_eq!(exit.exit_code, 255, "an unknown exit"),
+        other => panic!("the container running at the reboot is {other:?}"),
+    }
+    for id in [&exited, &running] {
+        after_reboot.remove(id).unwrap();
+        assert!(!after_reboot.dir(id).exists());
+    }
+    assert!(after_reboot.list().is_empty());
 }

@@ -299,6 +299,7 @@ pub fn open_runtime(config: &KubeletConfig) -> Result<Runtime, AgentError> {
     Runtime::new(RuntimeConfig {
         containers_dir: config.data_dir.join("agent/containers"),
         state_root: config.run_dir.join("containers"),
+        bundles_dir: config.run_dir.join("bundles"),
         shim_executable: config.shim_executable.clone(),
         log_max_bytes: 10 << 20,
     })

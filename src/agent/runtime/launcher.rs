@@ -122,6 +122,7 @@ mod tests {
         ShimArgs {
             id: "c1".into(),
             bundle: "/nonexistent/c1".into(),
+            records: "/nonexistent/c1".into(),
             state_root: "/nonexistent/state".into(),
             log: "/nonexistent/c1.log".into(),
             log_max_bytes: 1024,

@@ -1,7 +1,10 @@
-//! The container runtime of one node: containers as directories under `<data-dir>/agent/containers/<id>`
-//! (the OCI bundle — config.json and an overlay `rootfs/` over the image's snapshots — plus the agent's
-//! `meta.json` and the shim's `pid` and `exit` files), each run by its own shim process (src/shim),
-//! forked by the node's shim launcher. The agent never calls libcontainer's build/start itself; it has
+//! The container runtime of one node. A container is two directories: its records on disk under
+//! `<data-dir>/agent/containers/<id>` (the agent's `meta.json`, the shim's `pid` and `exit` files, and
+//! the overlay's `upper/` and `work/`), and its OCI bundle on the run dir's tmpfs under
+//! `<run-dir>/bundles/<id>` (config.json, the seccomp program, the overlay `rootfs/` mount point, the
+//! shim's own record and log) — as containerd keeps bundles in /run: a reboot ends every container, and
+//! the files only a running container needs cost no disk writes. Each container is run by its own shim
+//! process (src/shim), forked by the node's shim launcher. The agent never calls libcontainer's build/start itself; it has
 //! shims started, reads their files and signals container inits. Because the files and the shims outlive the agent, a restarted agent finds
 //! every container as it left it: [`Runtime::list`] and [`Runtime::state`] are all it needs.
 //!
@@ -79,6 +82,8 @@ pub struct RuntimeConfig {
     pub containers_dir: PathBuf,
     /// libcontainer's state root, on tmpfs (`/run/orch/containers`): a reboot ends every container.
     pub state_root: PathBuf,
+    /// The containers' OCI bundles, on tmpfs (`/run/orch/bundles`).
+    pub bundles_dir: PathBuf,
     /// The `orch` executable the shim launcher (`orch shim-launcher`) and exec sessions (`orch shim-exec`)
     /// run as.
     pub shim_executable: PathBuf,
@@ -134,7 +139,11 @@ pub struct Runtime {
 
 impl Runtime {
     pub fn new(config: RuntimeConfig) -> Result<Self, RuntimeError> {
-        for dir in [&config.containers_dir, &config.state_root] {
+        for dir in [
+            &config.containers_dir,
+            &config.state_root,
+            &config.bundles_dir,
+        ] {
             fs::create_dir_all(dir).map_err(io_err("creating", dir))?;
         }
         let dir = &config.containers_dir;
@@ -157,9 +166,14 @@ impl Runtime {
         self.index.lock().expect("container index lock")
     }
 
-    /// Where the container's bundle, overlay layers and records live.
+    /// Where the container's records and overlay layers live.
     pub fn dir(&self, id: &str) -> PathBuf {
         self.config.containers_dir.join(id)
+    }
+
+    /// Where the container's OCI bundle lives.
+    pub fn bundle(&self, id: &str) -> PathBuf {
+        self.config.bundles_dir.join(id)
     }
 
     /// Where the container's shim serves attach sessions while the container runs (on tmpfs, and short
@@ -168,7 +182,7 @@ impl Runtime {
         self.config.state_root.join(format!("{id}.attach"))
     }
 
-    /// Writes the bundle of a new container: its metadata, an overlay root over `layers` (lowest first) and
+    /// Writes a new container's metadata and bundle: an overlay root over `layers` (lowest first) and
     /// config.json. Nothing runs yet.
     pub fn create(
         &self,
@@ -177,9 +191,9 @@ impl Runtime {
         layers: &[PathBuf],
     ) -> Result<(), RuntimeError> {
         let dir = self.dir(&meta.id);
+        let bundle = self.bundle(&meta.id);
         let spec = spec::build(config)?;
-        for sub in ["rootfs", "upper", "work"] {
-            let path = dir.join(sub);
+        for path in [dir.join("upper"), dir.join("work"), bundle.join("rootfs")] {
             fs::create_dir_all(&path).map_err(io_err("creating", &path))?;
         }
         shim::write_atomic(
@@ -188,15 +202,15 @@ impl Runtime {
             Durability::Synced,
         )?;
         self.indexed().insert(meta.id.clone(), meta.clone());
-        mount_overlay(&meta.id, &dir, layers)?;
-        let config_path = dir.join("config.json");
+        mount_overlay(&meta.id, &dir, &bundle, layers)?;
+        let config_path = bundle.join("config.json");
         spec.save(&config_path)
             .map_err(|e| RuntimeError::Spec(format!("writing {}: {e}", config_path.display())))?;
         if let Some(profile) = spec.linux().as_ref().and_then(|l| l.seccomp().as_ref()) {
             let program = self.seccomp_program(profile)?;
             // Read only by this container's shim, started after this returns: nothing to flush, and no
             // reader that could see part of it.
-            let path = dir.join(shim::SECCOMP_PROGRAM_FILE);
+            let path = bundle.join(shim::SECCOMP_PROGRAM_FILE);
             fs::write(&path, program.as_slice()).map_err(io_err("writing", &path))?;
         }
         Ok(())
@@ -218,13 +232,13 @@ impl Runtime {
 
     /// Starts the container's shim and waits for it to report the container's process.
     pub async fn start(&self, id: &str) -> Result<InitProcess, RuntimeError> {
-        let dir = self.dir(id);
+        let (dir, bundle) = (self.dir(id), self.bundle(id));
         let meta = self.meta(id)?;
         let shim_log = fs::OpenOptions::new()
             .create(true)
             .append(true)
-            .open(dir.join(SHIM_LOG))
-            .map_err(io_err("opening", dir.join(SHIM_LOG)))?;
+            .open(bundle.join(SHIM_LOG))
+            .map_err(io_err("opening", bundle.join(SHIM_LOG)))?;
         let (report_w, report) =
             tokio::net::unix::pipe::pipe().map_err(io_err("creating", "a pipe"))?;
         let report_w = report_w
@@ -232,7 +246,8 @@ impl Runtime {
             .map_err(io_err("creating", "a pipe"))?;
         let args = shim::ShimArgs {
             id: id.to_string(),
-            bundle: dir.clone(),
+            bundle: bundle.clone(),
+            records: dir.clone(),
             state_root: self.config.state_root.clone(),
             log: meta.log_path.clone(),
             log_max_bytes: self.config.log_max_bytes,
@@ -260,7 +275,7 @@ impl Runtime {
             return Err(start_error(message.to_string()));
         }
         if !line.starts_with("started ") {
-            let log = fs::read_to_string(dir.join(SHIM_LOG)).unwrap_or_default();
+            let log = fs::read_to_string(bundle.join(SHIM_LOG)).unwrap_or_default();
             return Err(start_error(format!(
                 "the shim exited without a report: {}",
                 log.lines().last().unwrap_or("no output")
@@ -388,15 +403,13 @@ impl Runtime {
     }
 
     /// Removes a container that is not running: unmounts its root, deletes what libcontainer left (a
-    /// container stuck in `created` whose shim died), and the bundle.
+    /// container stuck in `created` whose shim died), the bundle and the records.
     pub fn remove(&self, id: &str) -> Result<(), RuntimeError> {
-        let dir = self.dir(id);
-        if !dir.exists() {
-            self.indexed().remove(id);
-            return Ok(());
-        }
-        if let ContainerState::Running(_) = self.state(id)? {
-            return Err(RuntimeError::StillRunning(id.into()));
+        let (dir, bundle) = (self.dir(id), self.bundle(id));
+        if dir.exists() {
+            if let ContainerState::Running(_) = self.state(id)? {
+                return Err(RuntimeError::StillRunning(id.into()));
+            }
         }
         let state = self.config.state_root.join(id);
         // A live shim has recorded the exit and is deleting the container itself; a dead one left it.
@@ -411,7 +424,7 @@ impl Runtime {
             }
             let _ = fs::remove_dir_all(&state);
         }
-        let rootfs = dir.join("rootfs");
+        let rootfs = bundle.join("rootfs");
         match nix::mount::umount2(&rootfs, nix::mount::MntFlags::MNT_DETACH) {
             Ok(()) | Err(nix::errno::Errno::EINVAL | nix::errno::Errno::ENOENT) => {}
             Err(source) => {
@@ -421,14 +434,21 @@ impl Runtime {
                 })
             }
         }
-        fs::remove_dir_all(&dir).map_err(io_err("removing", &dir))?;
+        for path in [&bundle, &dir] {
+            match fs::remove_dir_all(path) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    return Err(io_err("removing", path)(e))
+                }
+                _ => {}
+            }
+        }
         self.indexed().remove(id);
         Ok(())
     }
 
     /// Whether the container's shim is still running.
     fn shim_alive(&self, id: &str) -> bool {
-        read_json::<InitProcess>(&self.dir(id).join(SHIM_FILE))
+        read_json::<InitProcess>(&self.bundle(id).join(SHIM_FILE))
             .ok()
             .flatten()
             .is_some_and(|shim| shim.is_alive())
@@ -441,8 +461,15 @@ impl Runtime {
     }
 }
 
-fn mount_overlay(id: &str, dir: &Path, layers: &[PathBuf]) -> Result<(), RuntimeError> {
-    let rootfs = dir.join("rootfs");
+/// Mounts the container's root on the bundle's `rootfs/`: `layers` under the upper and work directories
+/// in `dir`.
+fn mount_overlay(
+    id: &str,
+    dir: &Path,
+    bundle: &Path,
+    layers: &[PathBuf],
+) -> Result<(), RuntimeError> {
+    let rootfs = bundle.join("rootfs");
     if is_mount_point(&rootfs) {
         return Ok(());
     }
