@@ -1,6 +1,6 @@
 //! The node agent: what every agent does for its Node — registration, status and the Lease heartbeat
 //! (`node.rs`); the kubelet that runs the node's pods (`kubelet/`) on the container runtime (`runtime/`,
-//! one `orch shim` per container), the pod network (`network/`) and images (`image/`); and the hollow mode
+//! one shim per container, forked by `orch shim-launcher`), the pod network (`network/`) and images (`image/`); and the hollow mode
 //! that registers many nodes and pretends to run their pods, like Kubernetes' kubemark (`hollow.rs`).
 
 pub mod hollow;

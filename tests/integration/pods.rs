@@ -1,5 +1,5 @@
 //! Real pods on a real node, as root: `orch server` with its embedded agent pulls from a loopback
-//! `docker-registry` with an imagePullSecret, runs init and app containers under `orch shim`, and reports
+//! `docker-registry` with an imagePullSecret, runs init and app containers under orch shims, and reports
 //! what kubectl shows — Running/Ready, CrashLoopBackOff, ImagePullBackOff with the registry's message,
 //! OOMKilled — while container output lands in CRI log files. Killing the server with `kill -9` leaves
 //! the containers running, and the restarted agent adopts them.
