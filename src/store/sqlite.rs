@@ -157,13 +157,7 @@ impl SqliteBackend {
         make: impl FnOnce(oneshot::Sender<Result<T, StoreError>>) -> WriteOp,
     ) -> Result<T, StoreError> {
         let (reply, rx) = oneshot::channel();
-        let sender = self.writes.clone();
-        let op = make(reply);
-        // A full queue blocks; do that off the async workers.
-        tokio::task::spawn_blocking(move || sender.send(op))
-            .await
-            .map_err(|_| StoreError::Closed)?
-            .map_err(|_| StoreError::Closed)?;
+        enqueue(&self.writes, make(reply)).await?;
         rx.await.map_err(|_| StoreError::Closed)?
     }
 
@@ -175,6 +169,25 @@ impl SqliteBackend {
         tokio::task::spawn_blocking(move || with_reader(&shared, f))
             .await
             .map_err(|_| StoreError::Closed)?
+    }
+}
+
+/// Puts `item` on the writer's queue. Only a full queue blocks, and that wait happens off the async
+/// workers; a hop to the blocking pool for every write cost two thread switches each.
+async fn enqueue<T: Send + 'static>(
+    queue: &std::sync::mpsc::SyncSender<T>,
+    item: T,
+) -> Result<(), StoreError> {
+    match queue.try_send(item) {
+        Ok(()) => Ok(()),
+        Err(std::sync::mpsc::TrySendError::Disconnected(_)) => Err(StoreError::Closed),
+        Err(std::sync::mpsc::TrySendError::Full(item)) => {
+            let queue = queue.clone();
+            tokio::task::spawn_blocking(move || queue.send(item))
+                .await
+                .map_err(|_| StoreError::Closed)?
+                .map_err(|_| StoreError::Closed)
+        }
     }
 }
 
@@ -684,6 +697,23 @@ mod tests {
             s.update("/a/x", b"4".to_vec(), r2).await,
             Err(StoreError::NotFound("/a/x".into()))
         );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_write_waits_for_room_in_a_full_queue_and_fails_on_a_closed_one() {
+        let (queue, writer) = std::sync::mpsc::sync_channel(1);
+        enqueue(&queue, 1).await.unwrap();
+        let waiting = tokio::spawn({
+            let queue = queue.clone();
+            async move { enqueue(&queue, 2).await }
+        });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(!waiting.is_finished(), "queued although the queue was full");
+        assert_eq!(writer.recv().unwrap(), 1);
+        waiting.await.unwrap().unwrap();
+        assert_eq!(writer.recv().unwrap(), 2);
+        drop(writer);
+        assert_eq!(enqueue(&queue, 3).await, Err(StoreError::Closed));
     }
 
     #[tokio::test]
