@@ -58,6 +58,8 @@ pub enum NetworkError {
     LinkVanished(String),
     #[error("the thread working in network namespace {0} panicked")]
     ThreadPanicked(PathBuf),
+    #[error("the thread allocating a pod IP address panicked")]
+    AllocatorPanicked,
 }
 
 impl NetworkError {
@@ -198,7 +200,11 @@ impl PodNetwork {
         validate_id(id)?;
         let _change = self.sandbox_locks.lock(id).await;
         let bridge = self.ensure_node().await?;
-        let ip = self.ipam.allocate(id)?;
+        // The allocation flushes its owner file: a disk wait for a blocking thread, not an async worker.
+        let (ipam, owner) = (self.ipam.clone(), id.to_string());
+        let ip = tokio::task::spawn_blocking(move || ipam.allocate(&owner))
+            .await
+            .map_err(|_| NetworkError::AllocatorPanicked)??;
         let netns_path = self.config.netns_dir.join(id);
         netns::ensure(&netns_path).await?;
         let sandbox = Sandbox {
