@@ -20,19 +20,30 @@ use nix::unistd::{dup2, fork, ForkResult};
 
 use super::{receive_with_fds, ShimArgs};
 
-/// The descriptor the launcher receives launches on.
+/// The descriptor the launcher receives launches on: its stdin.
 const REQUESTS: RawFd = 0;
 /// Far more than a launch's JSON (a few paths) takes.
 const MAX_REQUEST: usize = 64 * 1024;
 
 /// Serves launches until the agent closes its end. Returns the process exit code.
 pub fn run() -> i32 {
+    serve(REQUESTS)
+}
+
+/// Serves the launches that arrive on `socket`.
+fn serve(socket: RawFd) -> i32 {
     let mut payload = vec![0u8; MAX_REQUEST];
     loop {
-        let (len, fds) = match receive_with_fds(REQUESTS, &mut payload) {
+        let (len, fds) = match receive_with_fds(socket, &mut payload) {
             Ok((0, _)) => return 0,
             Ok(message) => message,
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            // Cut short (e.g. no descriptor left for what it carried): the agent sees its report pipe
+            // close without a report, and the launcher serves the next one.
+            Err(e) if e.kind() == std::io::ErrorKind::InvalidData => {
+                eprintln!("shim launcher: dropped a launch: {e}");
+                continue;
+            }
             Err(e) => {
                 eprintln!("shim launcher: receiving a launch: {e}");
                 return 1;
@@ -43,7 +54,7 @@ pub fn run() -> i32 {
             continue;
         };
         match serde_json::from_slice::<ShimArgs>(&payload[..len]) {
-            Ok(args) => launch(args, report, log),
+            Ok(args) => launch(socket, args, report, log),
             Err(e) => {
                 let _ = writeln!(std::fs::File::from(report), "error invalid launch: {e}");
             }
@@ -52,11 +63,11 @@ pub fn run() -> i32 {
 }
 
 /// Forks the shim for one container and reaps the fork, which exits as soon as the shim has detached.
-fn launch(args: ShimArgs, report: OwnedFd, log: OwnedFd) {
+fn launch(socket: RawFd, args: ShimArgs, report: OwnedFd, log: OwnedFd) {
     // SAFETY: this process is single-threaded, so the child may run any code.
     match unsafe { fork() } {
         Ok(ForkResult::Child) => {
-            let code = match take_stdio(&report, &log) {
+            let code = match take_stdio(socket, &report, &log) {
                 Ok(()) => {
                     drop((report, log));
                     super::run(args)
@@ -78,17 +89,82 @@ fn launch(args: ShimArgs, report: OwnedFd, log: OwnedFd) {
     }
 }
 
-/// The shim's stdin is /dev/null (which also closes the launcher's socket in it), its stdout the report
-/// pipe and its stderr the log.
-fn take_stdio(report: &OwnedFd, log: &OwnedFd) -> nix::Result<()> {
+/// The shim's stdin is /dev/null, its stdout the report pipe and its stderr the log; the launcher's socket
+/// is not passed on.
+fn take_stdio(socket: RawFd, report: &OwnedFd, log: &OwnedFd) -> nix::Result<()> {
     let null = nix::fcntl::open(
         "/dev/null",
         nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_CLOEXEC,
         nix::sys::stat::Mode::empty(),
     )?;
-    dup2(null, REQUESTS)?;
+    if socket != 0 {
+        nix::unistd::close(socket)?;
+    }
+    dup2(null, 0)?;
     nix::unistd::close(null)?;
     dup2(report.as_raw_fd(), 1)?;
     dup2(log.as_raw_fd(), 2)?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{IoSlice, Read};
+    use std::os::fd::AsRawFd;
+
+    use nix::sys::socket::{sendmsg, socketpair, AddressFamily, ControlMessage, MsgFlags};
+    use nix::sys::socket::{SockFlag, SockType};
+
+    fn send(socket: &OwnedFd, payload: &[u8], fds: &[RawFd]) {
+        let rights = [ControlMessage::ScmRights(fds)];
+        let cmsgs: &[ControlMessage] = if fds.is_empty() { &[] } else { &rights };
+        sendmsg::<()>(
+            socket.as_raw_fd(),
+            &[IoSlice::new(payload)],
+            cmsgs,
+            MsgFlags::empty(),
+            None,
+        )
+        .unwrap();
+    }
+
+    /// Sends a launch that is not valid JSON and returns what the launcher reported on its pipe.
+    fn invalid_launch(agent: &OwnedFd) -> String {
+        let (report_r, report_w) = nix::unistd::pipe().unwrap();
+        let log = tempfile::tempfile().unwrap();
+        send(
+            agent,
+            b"{not json",
+            &[report_w.as_raw_fd(), log.as_raw_fd()],
+        );
+        drop(report_w);
+        let mut report = String::new();
+        std::fs::File::from(report_r)
+            .read_to_string(&mut report)
+            .unwrap();
+        report
+    }
+
+    #[test]
+    fn bad_launches_are_answered_or_dropped_and_the_launcher_ends_with_the_agent() {
+        let (agent, launcher) = socketpair(
+            AddressFamily::Unix,
+            SockType::SeqPacket,
+            None,
+            SockFlag::SOCK_CLOEXEC,
+        )
+        .unwrap();
+        let serving = std::thread::spawn(move || serve(launcher.as_raw_fd()));
+
+        let report = invalid_launch(&agent);
+        assert!(report.starts_with("error invalid launch: "), "{report}");
+        // Without its descriptors a launch has nowhere to report: it is dropped, and the next is served.
+        send(&agent, b"{}", &[]);
+        let report = invalid_launch(&agent);
+        assert!(report.starts_with("error invalid launch: "), "{report}");
+
+        drop(agent);
+        assert_eq!(serving.join().unwrap(), 0);
+    }
 }

@@ -411,7 +411,8 @@ pub fn receive_with_fds(
         .flags
         .intersects(MsgFlags::MSG_TRUNC | MsgFlags::MSG_CTRUNC)
     {
-        return Err(std::io::Error::other(
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
             "a message or its descriptors did not fit",
         ));
     }
