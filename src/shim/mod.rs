@@ -227,6 +227,10 @@ fn supervise(args: &ShimArgs) -> Result<(), ShimError> {
         Some(path) => Some(attach::Hub::listen(path, stdin, stdio.terminal)?),
         None => None,
     };
+    // Starting the container (config.json, libcontainer's state) took a few hundred KB that the allocator
+    // would otherwise keep, dirty and private, for as long as the container runs: once per container.
+    // SAFETY: mi_collect only returns free memory to the OS.
+    unsafe { libmimalloc_sys::mi_collect(true) };
     let status = copy_output_until_exit(started, stdio.outputs, hub.as_mut(), &mut log)?;
     drop(hub);
     let exit_code = match status {
