@@ -198,6 +198,33 @@ async fn deployment_available(client: &Client, replicas: u32) -> Duration {
     }
 }
 
+/// How many container shims run on this machine, and their proportional set size together: what they
+/// cost beyond the memory they share with each other and the shim launcher.
+fn shims_pss_kib() -> (usize, u64) {
+    let mut count = 0;
+    let mut pss = 0;
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let proc_dir = entry.path();
+        let Ok(comm) = std::fs::read_to_string(proc_dir.join("comm")) else {
+            continue;
+        };
+        if comm.trim_end().as_bytes() != orch::shim::launcher::SHIM_PROCESS_NAME.to_bytes() {
+            continue;
+        }
+        let Ok(rollup) = std::fs::read_to_string(proc_dir.join("smaps_rollup")) else {
+            continue;
+        };
+        count += 1;
+        pss += rollup
+            .lines()
+            .find_map(|l| l.strip_prefix("Pss:"))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0);
+    }
+    (count, pss)
+}
+
 /// CPU time the whole machine has spent busy so far (every process and the kernel's own threads, from
 /// /proc/stat): what a phase costs, which its latency on two cores follows from.
 fn machine_busy() -> Duration {
@@ -581,7 +608,11 @@ fn main() {
         tokio::time::sleep(Duration::from_secs(2)).await;
         let with_pods = server.rss_kib();
         let running = 2 * LATENCY_PODS;
-        let per_pod = (with_pods.saturating_sub(idle)) as f64 / running as f64;
+        let server_per_pod = (with_pods.saturating_sub(idle)) as f64 / running as f64;
+        let (shims, shims_pss) = shims_pss_kib();
+        assert!(shims >= running, "{shims} shims for {running} containers");
+        let shim_per_pod = shims_pss as f64 / running as f64;
+        let per_pod = server_per_pod + shim_per_pod;
         report(
             "server + agent RSS idle",
             format!("{:.1} MB", idle as f64 / 1024.0),
@@ -589,10 +620,20 @@ fn main() {
             true,
         );
         report(
-            &format!("RSS per extra running pod ({running} pods)"),
+            &format!("memory per extra running pod ({running} pods)"),
             format!("{:.0} KB", per_pod),
             "≤ 1 MB",
             per_pod <= 1024.0,
+        );
+        println!(
+            "{:<44} {:>16}",
+            "  server + agent RSS per pod",
+            format!("{:.0} KB", server_per_pod)
+        );
+        println!(
+            "{:<44} {:>16}",
+            "  its container's shim (PSS)",
+            format!("{:.0} KB", shim_per_pod)
         );
         delete_all(&client).await;
         // The Deployment is timed on a quiet node, not beside the teardown of the pods above.

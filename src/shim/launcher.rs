@@ -70,6 +70,7 @@ fn launch(socket: RawFd, args: ShimArgs, report: OwnedFd, log: OwnedFd) {
             let code = match take_stdio(socket, &report, &log) {
                 Ok(()) => {
                     drop((report, log));
+                    let _ = nix::sys::prctl::set_name(SHIM_PROCESS_NAME);
                     super::run(args)
                 }
                 Err(e) => {
@@ -88,6 +89,10 @@ fn launch(socket: RawFd, args: ShimArgs, report: OwnedFd, log: OwnedFd) {
         }
     }
 }
+
+/// The process name `ps -e`, `top` and `pgrep` show for a shim, rather than the launcher's. (Its command
+/// line stays the launcher's: moving it takes CAP_SYS_RESOURCE, which not every root has.)
+pub const SHIM_PROCESS_NAME: &std::ffi::CStr = c"orch-shim";
 
 /// The shim's stdin is /dev/null, its stdout the report pipe and its stderr the log; the launcher's socket
 /// is not passed on.

@@ -310,6 +310,10 @@ async fn a_container_whose_shim_died_reports_an_unknown_exit() {
         &std::fs::read_to_string(f.runtime.bundle(&id).join(orch::shim::SHIM_FILE)).unwrap(),
     )
     .unwrap();
+    // `ps -e` and `top` show a shim as one, not as the launcher it was forked from.
+    let shim_pid = shim["pid"].as_i64().unwrap();
+    let comm = std::fs::read_to_string(format!("/proc/{shim_pid}/comm")).unwrap();
+    assert_eq!(comm, "orch-shim\n");
     let kill = |pid: i64| {
         nix::sys::signal::kill(
             nix::unistd::Pid::from_raw(pid as i32),
@@ -317,7 +321,7 @@ async fn a_container_whose_shim_died_reports_an_unknown_exit() {
         )
         .unwrap()
     };
-    kill(shim["pid"].as_i64().unwrap());
+    kill(shim_pid);
     kill(init.pid as i64);
     let exit = tokio::time::timeout(Duration::from_secs(10), f.runtime.wait(&id))
         .await
