@@ -59,8 +59,8 @@ fn start_runtime(log: &str) -> anyhow::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         // A burst of blocking work (a pod start writes bundles, the API server reads the store) starts
-        // tens of pool threads. The longest idle one is woken for the next task, so at tokio's
-        // default 10 s every thread of a burst kept getting work in turn and none ever ended: 25 idle threads
+        // tens of pool threads. The longest idle one is woken for the next task, so at tokio's default
+        // 10 s every thread of a burst kept getting work in turn and none ever ended: 25 idle threads
         // after start-up, 80 more after 50 pods started, each with its stack and allocator pages.
         .thread_keep_alive(BLOCKING_THREAD_KEEP_ALIVE)
         .build()
@@ -93,7 +93,8 @@ pub fn main() -> anyhow::Result<()> {
         args.get(1).map(String::as_str),
         Some("shim-launcher" | "shim-exec")
     ) {
-        // Shims start once per node or probe: no config file, nothing but their own flags.
+        // The shim launcher (once per node) and exec shims (once per probe) read no config file, only
+        // their own flags.
         match Cli::parse_from(&args).command {
             Command::ShimLauncher => std::process::exit(crate::shim::launcher::run()),
             Command::ShimExec(a) => std::process::exit(crate::shim::exec::run(a)),

@@ -36,8 +36,8 @@ pub struct NodeArgs {
     /// Pods this node accepts.
     #[arg(long, env = "ORCH_MAX_PODS", default_value_t = 110)]
     pub max_pods: u32,
-    /// Runtime state that a reboot clears: container bundles and state, and pod network namespaces. Where it is on
-    /// disk and empty, the agent mounts a tmpfs on it.
+    /// Runtime state that a reboot clears: container bundles and state, and pod network namespaces. Where
+    /// it is on disk and empty, the agent mounts a tmpfs on it.
     #[arg(long, env = "ORCH_RUN_DIR", default_value = "/run/orch")]
     pub run_dir: PathBuf,
     /// kubelet's hard eviction thresholds: below them the node reports MemoryPressure, DiskPressure or

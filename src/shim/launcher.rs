@@ -1,8 +1,7 @@
 //! `orch shim-launcher`: the process that forks a shim for every container, so that starting a container
-//! costs a fork of this small single-threaded process instead of an exec of the whole `orch` binary (its
-//! dynamic relocations, allocator start-up and page faults were a fifth of the CPU a pod start took) and
-//! a fork of the multi-threaded agent. Each forked shim shares this process's already-relocated pages,
-//! so it also holds less private memory than an exec'd one.
+//! costs a fork of this small single-threaded process instead of a fork of the multi-threaded agent and
+//! an exec of the whole `orch` binary, whose dynamic relocations, allocator start-up and page faults were
+//! a fifth of the CPU a pod start took. Each forked shim shares this process's already-relocated pages.
 //!
 //! The agent starts one launcher and keeps the other end of a SOCK_SEQPACKET socket pair that is the
 //! launcher's stdin. Each message is one launch: the JSON of [`ShimArgs`] as payload and two descriptors,
@@ -24,6 +23,9 @@ use super::{receive_with_fds, ShimArgs};
 const REQUESTS: RawFd = 0;
 /// Far more than a launch's JSON (a few paths) takes.
 const MAX_REQUEST: usize = 64 * 1024;
+/// The process name `ps -e`, `top` and `pgrep` show for a shim, rather than the launcher's. (Its command
+/// line stays the launcher's: moving it takes CAP_SYS_RESOURCE, which not every root has.)
+pub const SHIM_PROCESS_NAME: &std::ffi::CStr = c"orch-shim";
 
 /// Serves launches until the agent closes its end. Returns the process exit code.
 pub fn run() -> i32 {
@@ -89,10 +91,6 @@ fn launch(socket: RawFd, args: ShimArgs, report: OwnedFd, log: OwnedFd) {
         }
     }
 }
-
-/// The process name `ps -e`, `top` and `pgrep` show for a shim, rather than the launcher's. (Its command
-/// line stays the launcher's: moving it takes CAP_SYS_RESOURCE, which not every root has.)
-pub const SHIM_PROCESS_NAME: &std::ffi::CStr = c"orch-shim";
 
 /// The shim's stdin is /dev/null, its stdout the report pipe and its stderr the log; the launcher's socket
 /// is not passed on.

@@ -4,9 +4,10 @@
 //! `<run-dir>/bundles/<id>` (config.json, the seccomp program, the overlay `rootfs/` mount point, the
 //! shim's own record and log) — as containerd keeps bundles in /run: a reboot ends every container, and
 //! the files only a running container needs cost no disk writes. Each container is run by its own shim
-//! process (src/shim), forked by the node's shim launcher. The agent never calls libcontainer's build/start itself; it has
-//! shims started, reads their files and signals container inits. Because the files and the shims outlive the agent, a restarted agent finds
-//! every container as it left it: [`Runtime::list`] and [`Runtime::state`] are all it needs.
+//! process (src/shim), forked by the node's shim launcher. The agent never calls libcontainer's
+//! build/start itself; it has shims started, reads their files and signals container inits. Because the
+//! files and the shims outlive the agent, a restarted agent finds every container as it left it:
+//! [`Runtime::list`] and [`Runtime::state`] are all it needs.
 //!
 //! The metadata of every container is read from disk once, when the runtime is opened, and kept in memory
 //! beside the files: a pod's sync must not read every container of the node. Clones share that index, so
@@ -256,7 +257,8 @@ impl Runtime {
             stdin_once: meta.stdin_once,
         };
         self.launcher.launch(&args, &report_w, &shim_log)?;
-        // Only the shim holds the write end now: its report, or its end, ends the read.
+        // The write end is the launcher's and then the shim's alone now: the shim's report, or the end of
+        // both, ends the read.
         drop((report_w, shim_log));
         let mut line = String::new();
         let read =
