@@ -69,6 +69,7 @@ pub fn run(args: ShimExecArgs) -> i32 {
 
 fn build(args: &ShimExecArgs) -> Result<Pid, String> {
     let mut builder = ContainerBuilder::new(args.id.clone(), SyscallType::default())
+        .with_executor(super::workload::DefaultSignalsExecutor)
         .with_root_path(&args.state_root)
         .map_err(|e| e.to_string())?;
     if !args.stdin {
@@ -112,6 +113,7 @@ fn build_with_terminal(args: &ShimExecArgs, spec: &Spec, socket: &Path) -> Resul
         });
     let built = written.and_then(|()| {
         ContainerBuilder::new(args.id.clone(), SyscallType::default())
+            .with_executor(super::workload::DefaultSignalsExecutor)
             .with_root_path(&args.state_root)
             .map_err(|e| e.to_string())?
             .with_console_socket(Some(socket))

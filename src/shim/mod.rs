@@ -12,6 +12,7 @@ pub mod attach;
 pub mod exec;
 pub mod launcher;
 mod log;
+mod workload;
 
 use std::fs::{self, File};
 use std::io::Write;
@@ -321,6 +322,7 @@ fn start_on_terminal(args: &ShimArgs) -> Result<(Pid, Stdio), ShimError> {
 fn builder(args: &ShimArgs) -> Result<ContainerBuilder, ShimError> {
     Ok(
         ContainerBuilder::new(args.id.clone(), SyscallType::default())
+            .with_executor(workload::DefaultSignalsExecutor)
             .with_root_path(&args.state_root)?
             .validate_id()?,
     )

@@ -410,3 +410,55 @@ async fn the_records_on_disk_outlive_the_bundles_on_the_run_dir() {
     }
     assert!(after_reboot.list().is_empty());
 }
+
+/// A container's processes start with no signal ignored, as runc's do, although the shim that starts them
+/// ignores SIGPIPE: a loop writing into a pipe whose reader is gone ends by SIGPIPE instead of spinning.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn container_processes_start_with_no_signal_ignored() {
+    // Only the two signals below SIGRTMIN that the C library keeps for itself may be ignored.
+    fn assert_none_ignored(status: &str) {
+        let ignored = status
+            .lines()
+            .find_map(|l| l.split("SigIgn:\t").nth(1))
+            .map(|mask| u64::from_str_radix(mask.trim(), 16).unwrap())
+            .unwrap_or_else(|| panic!("no SigIgn in {status}"));
+        assert_eq!(ignored & !(0b11 << 31), 0, "ignored signals {ignored:#x}");
+    }
+    let f = fixture();
+    let pipeline = "while true; do echo y; done | head -n 1";
+    for command in [&["sh", "-c", pipeline][..], &["cat", "/proc/self/status"]] {
+        let id = f.create(command, Resources::default());
+        f.runtime.start(&id).await.unwrap();
+        let exit = tokio::time::timeout(Duration::from_secs(20), f.runtime.wait(&id))
+            .await
+            .unwrap_or_else(|_| panic!("{command:?} did not end"))
+            .unwrap();
+        assert_eq!(exit.exit_code, 0, "{}", f.log(&id));
+        if command[0] == "cat" {
+            assert_none_ignored(&f.log(&id));
+        }
+        f.runtime.remove(&id).unwrap();
+    }
+
+    let id = f.create(&["sleep", "1000"], Resources::default());
+    f.runtime.start(&id).await.unwrap();
+    let exec = |command: &[&str]| {
+        let command: Vec<String> = command.iter().map(|s| s.to_string()).collect();
+        let runtime = f.runtime.clone();
+        let id = id.clone();
+        async move {
+            runtime
+                .exec(&id, &command, Duration::from_secs(20))
+                .await
+                .unwrap()
+                .unwrap_or_else(|| panic!("{command:?} did not end"))
+        }
+    };
+    let (code, output) = exec(&["sh", "-c", pipeline]).await;
+    assert_eq!((code, output.as_str()), (0, "y\n"));
+    let (code, status) = exec(&["cat", "/proc/self/status"]).await;
+    assert_eq!(code, 0, "{status}");
+    assert_none_ignored(&status);
+    f.runtime.stop(&id, Duration::ZERO).await.unwrap();
+    f.runtime.remove(&id).unwrap();
+}
