@@ -9,6 +9,7 @@ use clap::Args;
 
 use super::node_args::{host_name, ClusterNetworkArgs, NodeArgs};
 use crate::agent::hollow::{self, HollowConfig};
+use crate::agent::kubelet::KubeletConfig;
 use crate::client::{Client, RemoteConfig};
 use crate::util::{Clock, SystemClock};
 
@@ -62,7 +63,11 @@ pub fn run(args: AgentArgs) -> anyhow::Result<()> {
     } else {
         Some(args.node.kubelet_config(&args.data_dir, &args.network)?)
     };
-    let runtime = super::start_runtime(&args.log)?;
+    let (runtime, open_files) = super::start_runtime(&args.log)?;
+    let kubelet = kubelet.map(|config| KubeletConfig {
+        container_open_files: open_files,
+        ..config
+    });
     runtime.block_on(async move {
         let remote = RemoteConfig::from_token(&args.server, &token)
             .await

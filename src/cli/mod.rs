@@ -10,6 +10,8 @@ pub mod server;
 
 use clap::{Parser, Subcommand};
 
+use crate::util::rlimit::{raise_open_files_limit, OpenFilesLimit};
+
 #[derive(Parser, Debug)]
 #[command(
     name = "orch",
@@ -47,16 +49,20 @@ pub enum Command {
 /// How long an idle thread of the blocking pool waits for work before it ends.
 const BLOCKING_THREAD_KEEP_ALIVE: std::time::Duration = std::time::Duration::from_secs(1);
 
-/// Logging to stderr with a tracing EnvFilter (`--log`), and the async runtime a long-running command
-/// needs.
-fn start_runtime(log: &str) -> anyhow::Result<tokio::runtime::Runtime> {
+/// What a long-running command needs: logging to stderr with a tracing EnvFilter (`--log`), the open-files
+/// limit raised (see util/rlimit.rs) and the async runtime. Also returns the open-files limit the process
+/// started with, which its containers get.
+fn start_runtime(log: &str) -> anyhow::Result<(tokio::runtime::Runtime, Option<OpenFilesLimit>)> {
     use anyhow::Context;
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_new(log).context("--log")?)
         .with_writer(std::io::stderr)
         .init();
+    let open_files = raise_open_files_limit()
+        .inspect_err(|e| tracing::warn!("raising the open-files limit: {e}"))
+        .ok();
     let _ = rustls::crypto::ring::default_provider().install_default();
-    tokio::runtime::Builder::new_multi_thread()
+    let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         // A burst of blocking work (a pod start writes bundles, the API server reads the store) starts
         // tens of pool threads. The longest idle one is woken for the next task, so at tokio's default
@@ -64,7 +70,8 @@ fn start_runtime(log: &str) -> anyhow::Result<tokio::runtime::Runtime> {
         // after start-up, 80 more after 50 pods started, each with its stack and allocator pages.
         .thread_keep_alive(BLOCKING_THREAD_KEEP_ALIVE)
         .build()
-        .context("starting the async runtime")
+        .context("starting the async runtime")?;
+    Ok((runtime, open_files))
 }
 
 /// Turns `shutdown` true on SIGINT or SIGTERM.

@@ -170,6 +170,7 @@ impl NodeArgs {
                 .context("locating the orch executable for the shims")?,
             eviction_hard: self.eviction_hard.clone(),
             endpoint_port: Some(crate::api::kubelet::DEFAULT_PORT),
+            container_open_files: None,
         };
         apply_kubelet_args(&self.kubelet_arg, &mut config)?;
         Ok(config)

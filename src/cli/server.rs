@@ -167,7 +167,7 @@ impl ServerArgs {
 }
 
 pub fn run(args: ServerArgs) -> anyhow::Result<()> {
-    let runtime = super::start_runtime(&args.log)?;
+    let (runtime, open_files) = super::start_runtime(&args.log)?;
     let config = args.to_config()?;
     let kubelet = if args.disable_agent {
         None
@@ -176,6 +176,7 @@ pub fn run(args: ServerArgs) -> anyhow::Result<()> {
         // The API server reads the embedded agent's logs and runs its exec and port-forward sessions
         // in-process: no endpoint to serve or publish.
         config.endpoint_port = None;
+        config.container_open_files = open_files;
         Some(config)
     };
     runtime.block_on(async move {

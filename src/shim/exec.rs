@@ -1,11 +1,11 @@
 //! `orch shim-exec`: runs a command inside a running container (exec probes, lifecycle hooks and
-//! `kubectl exec`) through libcontainer's tenant builder, which joins the container's namespaces, cgroup,
-//! user, capabilities and seccomp profile. Like the shim it is its own single-threaded process, because
-//! libcontainer's build forks without exec. Its exit code is the command's.
+//! `kubectl exec`) through libcontainer's tenant builder, which joins the container's namespaces, cgroup
+//! and seccomp profile, with the container's own process settings (user, working directory, env,
+//! capabilities, rlimits) as runc's exec does. Like the shim it is its own single-threaded process,
+//! because libcontainer's build forks without exec. Its exit code is the command's.
 //!
 //! The command's stdout and stderr are this process's; its stdin is /dev/null unless `--stdin`. With
-//! `--console-socket` it gets a terminal instead: the container's own process settings (user, env,
-//! capabilities) with `terminal: true`, whose master end libcontainer sends to that socket.
+//! `--console-socket` it gets a terminal instead, whose master end libcontainer sends to that socket.
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -45,7 +45,7 @@ pub fn run(args: ShimExecArgs) -> i32 {
     }
     let built = container_spec(&args).and_then(|spec| match &args.console_socket {
         Some(socket) => build_with_terminal(&args, &spec, socket),
-        None => build(&args),
+        None => build(&args, &spec),
     });
     let pid = match built {
         Ok(pid) => pid,
@@ -67,21 +67,23 @@ pub fn run(args: ShimExecArgs) -> i32 {
     }
 }
 
-fn build(args: &ShimExecArgs) -> Result<Pid, String> {
-    let mut builder = ContainerBuilder::new(args.id.clone(), SyscallType::default())
-        .with_executor(super::workload::DefaultSignalsExecutor)
-        .with_root_path(&args.state_root)
-        .map_err(|e| e.to_string())?;
-    if !args.stdin {
-        let null = File::open("/dev/null").map_err(|e| format!("opening /dev/null: {e}"))?;
-        builder = builder.with_stdin(null);
-    }
-    builder
-        .as_tenant()
-        .with_container_args(args.command.clone())
-        .with_detach(false)
-        .build()
-        .map_err(|e| e.to_string())
+fn build(args: &ShimExecArgs, spec: &Spec) -> Result<Pid, String> {
+    with_process_file(args, spec, false, |process_file| {
+        let mut builder = ContainerBuilder::new(args.id.clone(), SyscallType::default())
+            .with_executor(super::workload::DefaultSignalsExecutor)
+            .with_root_path(&args.state_root)
+            .map_err(|e| e.to_string())?;
+        if !args.stdin {
+            let null = File::open("/dev/null").map_err(|e| format!("opening /dev/null: {e}"))?;
+            builder = builder.with_stdin(null);
+        }
+        builder
+            .as_tenant()
+            .with_process(Some(process_file))
+            .with_detach(false)
+            .build()
+            .map_err(|e| e.to_string())
+    })
 }
 
 /// The running container's config.json, after handing its seccomp program (compiled once by the agent)
@@ -97,12 +99,38 @@ fn container_spec(args: &ShimExecArgs) -> Result<Spec, String> {
     Ok(spec)
 }
 
-/// The container's process settings with this command and a terminal, in a file for the tenant builder.
+/// The command on a terminal, whose master end libcontainer sends to `socket`.
 fn build_with_terminal(args: &ShimExecArgs, spec: &Spec, socket: &Path) -> Result<Pid, String> {
+    with_process_file(args, spec, true, |process_file| {
+        ContainerBuilder::new(args.id.clone(), SyscallType::default())
+            .with_executor(super::workload::DefaultSignalsExecutor)
+            .with_root_path(&args.state_root)
+            .map_err(|e| e.to_string())?
+            .with_console_socket(Some(socket))
+            .as_tenant()
+            .with_process(Some(process_file))
+            // libcontainer takes a terminal only for a detached process; as this process is its
+            // subreaper, it is still waited for below.
+            .with_detach(true)
+            .build()
+            .map_err(|e| e.to_string())
+    })
+}
+
+/// Runs `build` with the container's own process settings (user, working directory, environment,
+/// capabilities, rlimits), the command and `terminal` in a file for the tenant builder: runc's exec takes
+/// them from the container's config too. libcontainer's own settings for a bare command are root in `/`
+/// with 1,024 open files.
+fn with_process_file(
+    args: &ShimExecArgs,
+    spec: &Spec,
+    terminal: bool,
+    build: impl FnOnce(&Path) -> Result<Pid, String>,
+) -> Result<Pid, String> {
     let container_dir = args.state_root.join(&args.id);
     let mut process = spec.process().clone().unwrap_or_default();
     process.set_args(Some(args.command.clone()));
-    process.set_terminal(Some(true));
+    process.set_terminal(Some(terminal));
     process.set_console_size(None);
     let process_file = container_dir.join(format!("exec-{}.json", std::process::id()));
     let written = serde_json::to_vec(&process)
@@ -111,20 +139,7 @@ fn build_with_terminal(args: &ShimExecArgs, spec: &Spec, socket: &Path) -> Resul
             std::fs::write(&process_file, json)
                 .map_err(|e| format!("{}: {e}", process_file.display()))
         });
-    let built = written.and_then(|()| {
-        ContainerBuilder::new(args.id.clone(), SyscallType::default())
-            .with_executor(super::workload::DefaultSignalsExecutor)
-            .with_root_path(&args.state_root)
-            .map_err(|e| e.to_string())?
-            .with_console_socket(Some(socket))
-            .as_tenant()
-            .with_process(Some(&process_file))
-            // libcontainer takes a terminal only for a detached process; as this process is its
-            // subreaper, it is still waited for below.
-            .with_detach(true)
-            .build()
-            .map_err(|e| e.to_string())
-    });
+    let built = written.and_then(|()| build(&process_file));
     let _ = std::fs::remove_file(&process_file);
     built
 }

@@ -8,6 +8,7 @@ use orch::agent::runtime::{
     new_container_id, ContainerConfig, ContainerMeta, ContainerState, Resources, Runtime,
     RuntimeConfig,
 };
+use orch::util::rlimit::OpenFilesLimit;
 
 pub fn require_root() {
     assert!(
@@ -68,6 +69,11 @@ fn fixture() -> Fixture {
 
 impl Fixture {
     fn create(&self, args: &[&str], resources: Resources) -> String {
+        self.create_with(args, |config| config.resources = resources)
+    }
+
+    /// A container of `args`, with its config changed by `adjust`.
+    fn create_with(&self, args: &[&str], adjust: impl FnOnce(&mut ContainerConfig)) -> String {
         let id = new_container_id();
         let meta = ContainerMeta {
             id: id.clone(),
@@ -86,15 +92,15 @@ impl Fixture {
             stdin: false,
             stdin_once: false,
         };
-        let config = ContainerConfig {
+        let mut config = ContainerConfig {
             args: args.iter().map(|s| s.to_string()).collect(),
             env: vec!["PATH=/bin".into(), "HOME=/root".into()],
             hostname: "p".into(),
             cgroup_path: format!("/orch-test/{id}"),
-            resources,
             seccomp: true,
             ..Default::default()
         };
+        adjust(&mut config);
         self.runtime
             .create(&meta, &config, std::slice::from_ref(&self.layer))
             .unwrap();
@@ -459,6 +465,58 @@ async fn container_processes_start_with_no_signal_ignored() {
     let (code, status) = exec(&["cat", "/proc/self/status"]).await;
     assert_eq!(code, 0, "{status}");
     assert_none_ignored(&status);
+    f.runtime.stop(&id, Duration::ZERO).await.unwrap();
+    f.runtime.remove(&id).unwrap();
+}
+
+/// The container's processes get the open-files limit they are given (the one orch started with), not
+/// the raised one of the shim that starts them; and a command exec'd in the container runs with the
+/// container's process settings (limits, user, working directory), as runc's exec does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn container_and_exec_processes_get_the_containers_limits_user_and_directory() {
+    let f = fixture();
+    let given = OpenFilesLimit {
+        soft: 1000,
+        hard: 2000,
+    };
+    let id = f.create_with(&["sleep", "1000"], |config| {
+        config.open_files = Some(given);
+        (config.uid, config.gid) = (1000, 1000);
+        config.cwd = "/tmp".into();
+    });
+    f.runtime.start(&id).await.unwrap();
+    let limits = |pid: i32| {
+        let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).unwrap();
+        let line = limits
+            .lines()
+            .find(|l| l.starts_with("Max open files"))
+            .unwrap()
+            .to_string();
+        line.split_whitespace()
+            .skip(3)
+            .take(2)
+            .map(|n| n.parse::<u64>().unwrap())
+            .collect::<Vec<_>>()
+    };
+    let ContainerState::Running(init) = f.runtime.state(&id).unwrap() else {
+        panic!("not running");
+    };
+    assert_eq!(limits(init.pid), [1000, 2000]);
+    let (code, output) = f
+        .runtime
+        .exec(
+            &id,
+            &[
+                "sh".into(),
+                "-c".into(),
+                "ulimit -n; ulimit -Hn; id -u; pwd".into(),
+            ],
+            Duration::from_secs(20),
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((code, output.as_str()), (0, "1000\n2000\n1000\n/tmp\n"));
     f.runtime.stop(&id, Duration::ZERO).await.unwrap();
     f.runtime.remove(&id).unwrap();
 }

@@ -11,6 +11,7 @@ use oci_spec::image::ImageConfiguration;
 
 use crate::agent::runtime::{ContainerConfig, MountSpec, Resources, SharedNamespace};
 use crate::api::quantity;
+use crate::util::rlimit::OpenFilesLimit;
 
 const DEFAULT_PATH: &str = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 /// The CFS period kubelet uses with quotas.
@@ -31,6 +32,7 @@ pub struct Inputs<'a> {
     pub mounts: Vec<MountSpec>,
     pub namespaces: PodNamespaces,
     pub cgroup_path: String,
+    pub open_files: Option<OpenFilesLimit>,
 }
 
 /// The namespaces the containers of a pod share.
@@ -270,6 +272,7 @@ pub fn build(inputs: Inputs) -> Result<ContainerConfig, String> {
         mounts,
         namespaces,
         cgroup_path,
+        open_files,
     } = inputs;
     let image_config = image.config().clone().unwrap_or_default();
     let sc = container.security_context.as_ref();
@@ -382,6 +385,7 @@ pub fn build(inputs: Inputs) -> Result<ContainerConfig, String> {
         // kubelet's --seccomp-default does.
         seccomp: seccomp_type != Some("Unconfined"),
         terminal: container.tty.unwrap_or(false),
+        open_files,
     })
 }
 
@@ -621,9 +625,20 @@ mod tests {
                 ..Default::default()
             },
             cgroup_path: "/orch/podx/c".into(),
+            open_files: Some(OpenFilesLimit {
+                soft: 1024,
+                hard: 4096,
+            }),
         })
         .unwrap();
         assert_eq!((config.uid, config.gid), (1000, 3000));
+        assert_eq!(
+            config.open_files,
+            Some(OpenFilesLimit {
+                soft: 1024,
+                hard: 4096
+            })
+        );
         assert_eq!(config.additional_gids, [5]);
         assert!(config.no_new_privileges);
         assert_eq!(config.capabilities_drop, ["ALL"]);
@@ -652,6 +667,7 @@ mod tests {
             mounts: vec![],
             namespaces: PodNamespaces::default(),
             cgroup_path: String::new(),
+            open_files: None,
         })
         .unwrap_err();
         assert!(err.contains("runAsNonRoot"));

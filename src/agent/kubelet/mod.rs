@@ -44,6 +44,7 @@ use super::AgentError;
 use crate::client::events::Recorder;
 use crate::client::informer::key_of;
 use crate::client::{Client, Informer, WorkQueue};
+use crate::util::rlimit::OpenFilesLimit;
 use crate::util::Clock;
 
 /// Pods synced at once. A sync spends much of its time waiting for a shim to start its container, so
@@ -75,6 +76,8 @@ pub struct KubeletConfig {
     /// kubelet's `--port`: where the node's HTTPS endpoint listens, when it serves one (a joined agent;
     /// the server's embedded agent answers the API server in-process).
     pub endpoint_port: Option<u16>,
+    /// The open-files limit containers get: the one orch started with, before it raised its own.
+    pub container_open_files: Option<OpenFilesLimit>,
 }
 
 pub(crate) struct Kubelet {

@@ -1044,6 +1044,7 @@ impl Kubelet {
             mounts,
             namespaces,
             cgroup_path: format!("{}/{id}", pod_cgroup::path(uid)),
+            open_files: self.config.container_open_files,
         }) {
             Ok(config) => config,
             Err(message) => return Err(self.failed(pod, config_error(message)).await),

@@ -10,11 +10,12 @@ use std::path::PathBuf;
 use oci_spec::runtime::{
     Capabilities, Capability, LinuxBuilder, LinuxCapabilitiesBuilder, LinuxCpuBuilder,
     LinuxMemoryBuilder, LinuxNamespace, LinuxNamespaceBuilder, LinuxNamespaceType,
-    LinuxPidsBuilder, LinuxResourcesBuilder, Mount, MountBuilder, ProcessBuilder, RootBuilder,
-    Spec, UserBuilder,
+    LinuxPidsBuilder, LinuxResourcesBuilder, Mount, MountBuilder, PosixRlimitBuilder,
+    PosixRlimitType, ProcessBuilder, RootBuilder, Spec, UserBuilder,
 };
 
 use super::RuntimeError;
+use crate::util::rlimit::OpenFilesLimit;
 
 /// containerd's default capability set for unprivileged containers.
 pub const DEFAULT_CAPABILITIES: &[&str] = &[
@@ -89,6 +90,8 @@ pub struct ContainerConfig {
     pub seccomp: bool,
     /// The container runs on a terminal (`tty: true`), which its shim holds.
     pub terminal: bool,
+    /// RLIMIT_NOFILE of the container's processes; None: the shim's.
+    pub open_files: Option<OpenFilesLimit>,
 }
 
 /// Where a container gets a namespace that the containers of a pod share.
@@ -302,7 +305,21 @@ pub fn build(config: &ContainerConfig) -> Result<Spec, RuntimeError> {
                 .build()
                 .map_err(spec_err)?,
         )
-        .rlimits(vec![])
+        .rlimits(
+            config
+                .open_files
+                .map(|limit| {
+                    PosixRlimitBuilder::default()
+                        .typ(PosixRlimitType::RlimitNofile)
+                        .soft(limit.soft)
+                        .hard(limit.hard)
+                        .build()
+                })
+                .transpose()
+                .map_err(spec_err)?
+                .into_iter()
+                .collect::<Vec<_>>(),
+        )
         .build()
         .map_err(spec_err)?;
     // libcontainer loads seccomp before dropping capabilities only when noNewPrivileges is absent, not
@@ -510,10 +527,18 @@ mod tests {
             }],
             seccomp: true,
             readonly_rootfs: true,
+            open_files: Some(OpenFilesLimit {
+                soft: 1024,
+                hard: 4096,
+            }),
             ..Default::default()
         };
         let spec = build(&config).unwrap();
         let json = serde_json::to_value(&spec).unwrap();
+        assert_eq!(
+            json["process"]["rlimits"],
+            serde_json::json!([{"type": "RLIMIT_NOFILE", "soft": 1024, "hard": 4096}])
+        );
         let namespaces = json["linux"]["namespaces"].as_array().unwrap();
         assert!(namespaces
             .iter()
