@@ -1211,7 +1211,8 @@ spec:
   terminationGracePeriodSeconds: 1
   containers:
   - {name: app, image: busybox:latest, imagePullPolicy: Never, command: [sleep, "1000"],
-     env: [{name: GREETING, value: hello}]}
+     env: [{name: GREETING, value: hello}], workingDir: /work,
+     securityContext: {runAsUser: 1000, runAsGroup: 1000}}
 ---
 apiVersion: v1
 kind: Pod
@@ -1236,7 +1237,8 @@ spec:
         let transport = format!("KUBECTL_REMOTE_COMMAND_WEBSOCKETS={websockets}");
         let exec = |args: &[&str], stdin: Option<&Path>| s.kubectl_with(args, &env, stdin);
 
-        // Both output streams, and the command's exit code as kubectl's.
+        // Both output streams, and the command's exit code as kubectl's; the command runs as the
+        // container's user in its working directory (which the image lacks: it is made, as runc does).
         let out = exec(
             &[
                 "exec",
@@ -1244,14 +1246,14 @@ spec:
                 "--",
                 "sh",
                 "-c",
-                "echo out $GREETING $(hostname); echo err >&2; exit 3",
+                "echo out $GREETING $(hostname) $(id -u) $(pwd); echo err >&2; exit 3",
             ],
             None,
         );
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(
             String::from_utf8_lossy(&out.stdout),
-            "out hello shell\n",
+            "out hello shell 1000 /work\n",
             "{transport}: {stderr}"
         );
         assert!(stderr.starts_with("err\n"), "{transport}: {stderr}");

@@ -123,6 +123,17 @@ pub fn container_init_process(
         // in the host mount namespace...
         do_pivot_root(ctx.syscall.as_ref(), &ctx.ns, args.no_pivot, ctx.rootfs)?;
 
+        // orch: a working directory the image lacks is made, as runc's setupRootfs makes it: here,
+        // inside the jail, where no symlink of the image can lead it out of the rootfs, and before the
+        // root may be made read-only.
+        let cwd = ctx.process.cwd();
+        if cwd.is_absolute() {
+            fs::create_dir_all(cwd).map_err(|err| {
+                tracing::error!(?err, ?cwd, "failed to create the working directory");
+                InitProcessError::Io(err)
+            })?;
+        }
+
         // As we have changed the root mount, from here on
         // logs are no longer visible in journalctl
         // so make sure that you bubble up any errors
