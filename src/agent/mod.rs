@@ -1,7 +1,8 @@
 //! The node agent: what every agent does for its Node — registration, status and the Lease heartbeat
 //! (`node.rs`); the kubelet that runs the node's pods (`kubelet/`) on the container runtime (`runtime/`,
-//! one shim per container, forked by `orch shim-launcher`), the pod network (`network/`) and images (`image/`); and the hollow mode
-//! that registers many nodes and pretends to run their pods, like Kubernetes' kubemark (`hollow.rs`).
+//! one shim per container, forked by `orch shim-launcher`), the pod network (`network/`) and images
+//! (`image/`); and the hollow mode that registers many nodes and pretends to run their pods, like
+//! Kubernetes' kubemark (`hollow.rs`).
 
 pub mod hollow;
 pub mod image;

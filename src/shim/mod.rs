@@ -38,8 +38,8 @@ pub const SHIM_FILE: &str = "shim";
 /// The file in the container's records directory holding the [`ExitRecord`] once the container has
 /// exited.
 pub const EXIT_FILE: &str = "exit";
-/// The file in the bundle holding the BPF program the agent compiled from config.json's
-/// seccomp profile, which the container's init loads instead of compiling the profile itself.
+/// The file in the bundle holding the BPF program the agent compiled from config.json's seccomp profile,
+/// which the container's init loads instead of compiling the profile itself.
 pub const SECCOMP_PROGRAM_FILE: &str = "seccomp.bpf";
 /// How long output is still drained after the init exited: the pid namespace is gone by then, but a
 /// process outside it could hold a pipe (e.g. one the container passed on); never wait for it forever.
@@ -107,7 +107,7 @@ pub fn start_ticks(pid: i32) -> Option<u64> {
     rest.split_whitespace().nth(19)?.parse().ok()
 }
 
-/// What the shim is told about its container: the launcher receives it from the agent (src/shim/launcher.rs).
+/// What the shim is told about its container: the launcher receives it from the agent ([`launcher`]).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ShimArgs {
     /// The container id (libcontainer's id, also the name of its bundle and records directories).

@@ -46,18 +46,22 @@ struct Fixture {
     logs: PathBuf,
 }
 
+/// A runtime's directories under `dir`: the records, and the run side a reboot clears (`run`, `bundles`).
+fn runtime_config(dir: &Path) -> RuntimeConfig {
+    RuntimeConfig {
+        containers_dir: dir.join("containers"),
+        state_root: dir.join("run"),
+        bundles_dir: dir.join("bundles"),
+        shim_executable: env!("CARGO_BIN_EXE_orch").into(),
+        log_max_bytes: 1 << 20,
+    }
+}
+
 fn fixture() -> Fixture {
     require_root();
     let dir = tempfile::tempdir().unwrap();
     let layer = busybox_layer(dir.path());
-    let runtime = Runtime::new(RuntimeConfig {
-        containers_dir: dir.path().join("containers"),
-        state_root: dir.path().join("run"),
-        bundles_dir: dir.path().join("bundles"),
-        shim_executable: env!("CARGO_BIN_EXE_orch").into(),
-        log_max_bytes: 1 << 20,
-    })
-    .unwrap();
+    let runtime = Runtime::new(runtime_config(dir.path())).unwrap();
     let logs = dir.path().join("logs");
     Fixture {
         _dir: dir,
@@ -389,14 +393,7 @@ async fn the_records_on_disk_outlive_the_bundles_on_the_run_dir() {
         let _ = std::fs::remove_dir(hierarchy.path().join("orch-test").join(&running));
     }
 
-    let after_reboot = Runtime::new(RuntimeConfig {
-        containers_dir: f._dir.path().join("containers"),
-        state_root: f._dir.path().join("run"),
-        bundles_dir: f._dir.path().join("bundles"),
-        shim_executable: env!("CARGO_BIN_EXE_orch").into(),
-        log_max_bytes: 1 << 20,
-    })
-    .unwrap();
+    let after_reboot = Runtime::new(runtime_config(f._dir.path())).unwrap();
     let mut listed: Vec<String> = after_reboot.list().into_iter().map(|m| m.id).collect();
     listed.sort();
     let mut expected = vec![exited.clone(), running.clone()];
@@ -410,6 +407,14 @@ async fn the_records_on_disk_outlive_the_bundles_on_the_run_dir() {
         ContainerState::Exited(exit) => assert_eq!(exit.exit_code, 255, "an unknown exit"),
         other => panic!("the container running at the reboot is {other:?}"),
     }
+    // The pid record is written without a flush: a power loss can leave it empty. The container then
+    // never started as far as anyone can tell, and nothing will start it now.
+    std::fs::write(after_reboot.dir(&running).join(orch::shim::PID_FILE), b"").unwrap();
+    assert_eq!(
+        after_reboot.state(&running).unwrap(),
+        ContainerState::Created
+    );
+    assert!(after_reboot.is_abandoned(&running));
     for id in [&exited, &running] {
         after_reboot.remove(id).unwrap();
         assert!(!after_reboot.dir(id).exists());

@@ -1,8 +1,9 @@
 //! `--run-dir` holds what a reboot must clear: the pods' namespace files, the containers' bundles and
-//! runtime state, and the shims' sockets. It is on tmpfs where `/run` is (as on systemd hosts); where it is on disk, the agent
-//! mounts a tmpfs on it before anything is created there. That keeps the promise on hosts that keep `/run`
-//! on disk, and spares the disk the few files every container start creates and every stop deletes
-//! (measured costly on an ext4 without a journal, which scans recently freed inodes on every creation).
+//! runtime state, and the shims' sockets. It is on tmpfs where `/run` is (as on systemd hosts); where it
+//! is on disk, the agent mounts a tmpfs on it before anything is created there. That keeps the promise on
+//! hosts that keep `/run` on disk, and spares the disk the files every container start creates and every
+//! stop deletes (measured costly on an ext4 without a journal, which scans recently freed inodes on every
+//! creation).
 
 use std::path::Path;
 

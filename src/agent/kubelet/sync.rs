@@ -1075,7 +1075,8 @@ impl Kubelet {
                 Duration::from_secs(5),
             )
         };
-        // Directories, files flushed to disk and a mount: off the async workers, which the API server shares.
+        // Directories, files flushed to disk and a mount: off the async workers, which the API server
+        // shares.
         let runtime = self.runtime.clone();
         let layers = image.layers.clone();
         let created = tokio::task::spawn_blocking(move || runtime.create(&meta, &config, &layers))

@@ -316,7 +316,7 @@ impl Runtime {
         if let Some(exit) = read_json::<ExitRecord>(&dir.join(EXIT_FILE))? {
             return Ok(ContainerState::Exited(exit));
         }
-        match read_json::<InitProcess>(&dir.join(PID_FILE))? {
+        match read_unflushed::<InitProcess>(&dir.join(PID_FILE))? {
             None => Ok(ContainerState::Created),
             Some(init) if init.is_alive() => Ok(ContainerState::Running(init)),
             // The init is gone and its shim is draining the last output before it records the exit.
@@ -450,7 +450,7 @@ impl Runtime {
 
     /// Whether the container's shim is still running.
     fn shim_alive(&self, id: &str) -> bool {
-        read_json::<InitProcess>(&self.bundle(id).join(SHIM_FILE))
+        read_unflushed::<InitProcess>(&self.bundle(id).join(SHIM_FILE))
             .ok()
             .flatten()
             .is_some_and(|shim| shim.is_alive())
@@ -523,6 +523,16 @@ fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<Option<T>, R
                 path: path.into(),
                 source: e.into(),
             }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(io_err("reading", path)(e)),
+    }
+}
+
+/// A record the shim writes without a flush: after a power loss it may be empty or cut short, and the
+/// process it named is gone then, so such a record counts as none.
+fn read_unflushed<T: serde::de::DeserializeOwned>(path: &Path) -> Result<Option<T>, RuntimeError> {
+    match fs::read(path) {
+        Ok(bytes) => Ok(serde_json::from_slice(&bytes).ok()),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(io_err("reading", path)(e)),
     }
