@@ -5,8 +5,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use orch::agent::runtime::{
-    new_container_id, ContainerConfig, ContainerMeta, ContainerState, Resources, Runtime,
-    RuntimeConfig,
+    new_container_id, ContainerConfig, ContainerMeta, ContainerState, MountKind, MountSpec,
+    Resources, Runtime, RuntimeConfig,
 };
 use orch::util::rlimit::OpenFilesLimit;
 
@@ -523,5 +523,49 @@ async fn container_and_exec_processes_get_the_containers_limits_user_and_directo
         .unwrap();
     assert_eq!((code, output.as_str()), (0, "1000\n2000\n1000\n/tmp\n"));
     f.runtime.stop(&id, Duration::ZERO).await.unwrap();
+    f.runtime.remove(&id).unwrap();
+}
+
+/// The image's symlinks lead a mount's target inside the container's root, never out to the host: here
+/// the image's `/etc` is an absolute symlink to a path that also exists on the host.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mount_targets_resolve_through_the_images_symlinks_inside_its_root() {
+    let f = fixture();
+    let host = tempfile::tempdir().unwrap();
+    let image_etc = f.layer.join(host.path().strip_prefix("/").unwrap());
+    std::fs::create_dir_all(&image_etc).unwrap();
+    std::fs::remove_dir(f.layer.join("etc")).unwrap();
+    std::os::unix::fs::symlink(host.path(), f.layer.join("etc")).unwrap();
+    let sources = tempfile::tempdir().unwrap();
+    let hosts = sources.path().join("hosts");
+    std::fs::write(&hosts, "mounted hosts\n").unwrap();
+    let config_dir = sources.path().join("config");
+    std::fs::create_dir(&config_dir).unwrap();
+    std::fs::write(config_dir.join("key"), "mounted key\n").unwrap();
+
+    let id = f.create_with(&["cat", "/etc/hosts", "/etc/app/config/key"], |config| {
+        let bind = |source: &Path, destination: &str| MountSpec {
+            destination: destination.into(),
+            kind: MountKind::Bind {
+                source: source.into(),
+                readonly: true,
+            },
+        };
+        config.mounts = vec![
+            bind(&hosts, "/etc/hosts"),
+            bind(&config_dir, "/etc/app/config"),
+        ];
+    });
+    f.runtime.start(&id).await.unwrap();
+    let exit = tokio::time::timeout(Duration::from_secs(20), f.runtime.wait(&id))
+        .await
+        .expect("container exits")
+        .unwrap();
+    let log = f.log(&id);
+    assert_eq!(exit.exit_code, 0, "{log}");
+    assert!(log.contains(" stdout F mounted hosts"), "{log}");
+    assert!(log.contains(" stdout F mounted key"), "{log}");
+    let on_host: Vec<_> = std::fs::read_dir(host.path()).unwrap().collect();
+    assert!(on_host.is_empty(), "created on the host: {on_host:?}");
     f.runtime.remove(&id).unwrap();
 }

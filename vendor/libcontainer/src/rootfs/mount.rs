@@ -1,7 +1,7 @@
-use std::fs::{Permissions, canonicalize};
+use std::fs::canonicalize;
 use std::io::ErrorKind;
 use std::os::fd::{AsFd, OwnedFd};
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 #[cfg(feature = "v1")]
@@ -13,9 +13,9 @@ use libcgroups::common::CgroupSetup::{Hybrid, Legacy, Unified};
 use libcgroups::common::DEFAULT_CGROUP_ROOT;
 use nix::errno::Errno;
 use nix::mount::MsFlags;
+use nix::sys::stat::Mode;
 use nix::sys::statfs::{PROC_SUPER_MAGIC, statfs};
 use oci_spec::runtime::{Mount as SpecMount, MountBuilder as SpecMountBuilder};
-use pathrs::Root;
 use pathrs::flags::OpenFlags;
 use pathrs::procfs::{ProcfsBase, ProcfsHandle};
 #[cfg(feature = "v1")]
@@ -23,6 +23,7 @@ use procfs::process::Process;
 use procfs::{FromRead, ProcessCGroups};
 
 #[cfg(feature = "v1")]
+use super::in_root::InRoot;
 use super::symlink::Symlink;
 use super::symlink::SymlinkError;
 use super::utils::{MountOptionConfig, parse_mount};
@@ -546,11 +547,11 @@ impl Mount {
             }
         }
 
-        let root = Root::open(rootfs)?;
+        let root = InRoot::open(rootfs)?;
         let container_dest = m.destination();
 
         let source = m.source().as_ref().ok_or(MountError::NoSource)?;
-        let dir_perm = Permissions::from_mode(0o755);
+        let dir_mode = Mode::from_bits_truncate(0o755);
         let src = if is_bind(m) {
             let src = canonicalize(source).map_err(|err| {
                 tracing::error!("failed to canonicalize {:?}: {}", source, err);
@@ -558,37 +559,18 @@ impl Mount {
             })?;
 
             if src.is_dir() {
-                root.mkdir_all(container_dest, &dir_perm)?;
+                root.mkdir_all(container_dest, dir_mode)?;
             } else {
-                let parent = container_dest
-                    .parent()
-                    .ok_or(MountError::Custom("destination has no parent".to_string()))?;
-                root.mkdir_all(parent, &dir_perm)?;
-
-                match root.create_file(
-                    container_dest,
-                    OpenFlags::O_EXCL
-                        | OpenFlags::O_CREAT
-                        | OpenFlags::O_NOFOLLOW
-                        | OpenFlags::O_CLOEXEC,
-                    &Permissions::from_mode(0o644),
-                ) {
-                    Ok(_) => Ok(()),
-                    // If we get here, the file is already present, so continue.
-                    Err(create_err) => root
-                        .resolve(container_dest)
-                        .map(|_| ())
-                        .map_err(|_| create_err),
-                }?;
+                root.create_file(container_dest, Mode::from_bits_truncate(0o644))?;
             };
 
             src
         } else {
-            root.mkdir_all(container_dest, &dir_perm)?;
+            root.mkdir_all(container_dest, dir_mode)?;
             PathBuf::from(source)
         };
 
-        let dest: OwnedFd = root.resolve(container_dest)?.into();
+        let dest: OwnedFd = root.resolve(container_dest)?;
         let dest_fd = dest.as_fd();
 
         // fd-based mount flow:
