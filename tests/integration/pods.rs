@@ -157,6 +157,26 @@ spec:
     image: {image}
     command: [sh, -c, "tail /dev/zero"]
     resources: {{limits: {{memory: 16Mi}}}}
+---
+apiVersion: v1
+kind: Pod
+metadata: {{name: farewell}}
+spec:
+  restartPolicy: Never
+  imagePullSecrets: [{{name: regcred}}]
+  containers:
+  - name: default-path
+    image: {image}
+    command: [sh, -c, "echo done well > /dev/termination-log"]
+  - name: own-path
+    image: {image}
+    command: [sh, -c, "echo failed on purpose > /tmp/reason; exit 3"]
+    terminationMessagePath: /tmp/reason
+    securityContext: {{runAsUser: 1000}}
+  - name: from-log
+    image: {image}
+    command: [sh, -c, "echo last words; exit 2"]
+    terminationMessagePolicy: FallbackToLogsOnError
 "#
     );
     let file = s.write("pods.yaml", &manifest);
@@ -281,6 +301,28 @@ spec:
             "{.status.containerStatuses[0].state.terminated.exitCode}"
         ),
         "137"
+    );
+
+    // Termination messages: from the default file, from a file of the container's choosing written by
+    // a user other than root, and from the log's end when the file is empty and the container failed.
+    s.eventually("farewell's containers end", Duration::from_secs(60), || {
+        jsonpath(&s, "farewell", "{.status.phase}") == "Failed"
+    });
+    let message = |container: &str| {
+        jsonpath(
+            &s,
+            "farewell",
+            &format!(
+                "{{.status.containerStatuses[?(@.name==\"{container}\")].state.terminated.message}}"
+            ),
+        )
+    };
+    assert_eq!(message("default-path"), "done well\n");
+    assert_eq!(message("own-path"), "failed on purpose\n");
+    assert!(
+        message("from-log").contains("last words"),
+        "{}",
+        message("from-log")
     );
 
     // Deleting a pod stops its container (sleep ignores SIGTERM as pid 1: the grace period ends it).

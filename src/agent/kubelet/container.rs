@@ -386,6 +386,12 @@ pub fn build(inputs: Inputs) -> Result<ContainerConfig, String> {
         seccomp: seccomp_type != Some("Unconfined"),
         terminal: container.tty.unwrap_or(false),
         open_files,
+        termination_log: Some(
+            container
+                .termination_message_path
+                .clone()
+                .unwrap_or_else(|| "/dev/termination-log".into()),
+        ),
     })
 }
 

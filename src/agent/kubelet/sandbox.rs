@@ -1,9 +1,13 @@
-//! What a pod has on the node besides its containers: its directory `<data-dir>/agent/pods/<uid>` with the
-//! generated /etc/hosts, /etc/resolv.conf and /etc/hostname its containers mount and the tmpfs they share
-//! as /dev/shm; the IPC and UTS namespaces they share (`<run-dir>/{ipcns,utsns}/<uid>`, named after the
-//! pod: what Kubernetes keeps in a pod's pause container); its log directory
+//! What a pod has on the node besides its containers: on the run dir's tmpfs, `<run-dir>/pods/<uid>` with
+//! the generated /etc/hosts, /etc/resolv.conf and /etc/hostname its containers mount and the tmpfs they
+//! share as /dev/shm, and the IPC and UTS namespaces they share (`<run-dir>/{ipcns,utsns}/<uid>`, named
+//! after the pod: what Kubernetes keeps in a pod's pause container); on disk, its directory
+//! `<data-dir>/agent/pods/<uid>` (made for volumes only) and its log directory
 //! `<data-dir>/agent/logs/<namespace>_<name>_<uid>/<container>/<restart>.log` (kubelet's /var/log/pods
 //! layout). Its cgroup is `pod_cgroup`'s.
+//!
+//! The etc files are on the tmpfs because a reboot ends every container that mounts them, and the pod's
+//! next sync writes them again; on disk, each file cost an inode allocation per pod.
 
 use std::net::IpAddr;
 use std::os::unix::fs::MetadataExt;
@@ -20,6 +24,11 @@ const SHM_SIZE: &str = "size=65536k";
 
 pub fn pod_dir(data_dir: &Path, uid: &str) -> PathBuf {
     data_dir.join("agent/pods").join(uid)
+}
+
+/// The pod's directory on the run dir's tmpfs: its etc files and /dev/shm.
+pub fn run_pod_dir(run_dir: &Path, uid: &str) -> PathBuf {
+    run_dir.join("pods").join(uid)
 }
 
 pub fn log_dir(data_dir: &Path, pod: &Pod) -> PathBuf {
@@ -200,26 +209,40 @@ pub async fn ensure_namespaces(
     Ok((ipc, uts))
 }
 
-/// Pods that still have namespace files here (to find what a pod that vanished left behind).
-pub fn namespace_owners(run_dir: &Path) -> Vec<String> {
-    ["ipc", "uts"]
+/// Pods that still have namespace files or a pod directory here (to find what a pod that vanished left
+/// behind).
+pub fn sandbox_owners(run_dir: &Path) -> Vec<String> {
+    ["ipcns", "utsns", "pods"]
         .iter()
-        .filter_map(|kind| std::fs::read_dir(run_dir.join(format!("{kind}ns"))).ok())
+        .filter_map(|dir| std::fs::read_dir(run_dir.join(dir)).ok())
         .flat_map(|entries| entries.flatten())
         .map(|e| e.file_name().to_string_lossy().into_owned())
         .collect()
 }
 
-/// Undoes what the pod's sandbox holds outside its containers: the namespace files and the /dev/shm
-/// tmpfs (the pod directory itself is removed with its volumes).
-pub fn release(run_dir: &Path, pod_dir: &Path, uid: &str) {
+/// Undoes what the pod's sandbox holds outside its containers: the namespace files, the /dev/shm tmpfs
+/// and the etc files (the pod directory on disk is removed with its volumes).
+pub fn release(run_dir: &Path, uid: &str) {
     for kind in ["ipc", "uts"] {
         let path = namespace_file(run_dir, kind, uid);
         if let Err(e) = netns::remove(&path) {
             tracing::warn!(pod = %uid, error = %e, "removing a pod namespace");
         }
     }
-    let _ = nix::mount::umount2(&pod_dir.join("shm"), nix::mount::MntFlags::MNT_DETACH);
+    let dir = run_pod_dir(run_dir, uid);
+    let shm = dir.join("shm");
+    if is_mount_point(&shm) {
+        if let Err(e) = nix::mount::umount2(&shm, nix::mount::MntFlags::MNT_DETACH) {
+            // Removing the directory now would empty the pod's /dev/shm under its containers.
+            tracing::warn!(pod = %uid, error = %e, "unmounting the pod's /dev/shm");
+            return;
+        }
+    }
+    if let Err(e) = std::fs::remove_dir_all(&dir) {
+        if e.kind() != std::io::ErrorKind::NotFound {
+            tracing::warn!(pod = %uid, error = %e, "removing the pod's run directory");
+        }
+    }
 }
 
 /// Whether `path` is the root of a mount other than its parent's.
@@ -233,13 +256,13 @@ fn is_mount_point(path: &Path) -> bool {
     }
 }
 
-/// The pod's /dev/shm: a tmpfs in the pod directory that all its containers mount, or the host's with
-/// hostIPC.
-fn shm(pod_dir: &Path, host_ipc: bool) -> Result<PathBuf, String> {
+/// The pod's /dev/shm: a tmpfs in the pod's run directory that all its containers mount, or the host's
+/// with hostIPC.
+fn shm(run_pod_dir: &Path, host_ipc: bool) -> Result<PathBuf, String> {
     if host_ipc {
         return Ok(PathBuf::from("/dev/shm"));
     }
-    let dir = pod_dir.join("shm");
+    let dir = run_pod_dir.join("shm");
     std::fs::create_dir_all(&dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
     if !is_mount_point(&dir) {
         nix::mount::mount(
@@ -256,10 +279,11 @@ fn shm(pod_dir: &Path, host_ipc: bool) -> Result<PathBuf, String> {
     Ok(dir)
 }
 
-/// Writes the pod's etc files, mounts its /dev/shm and returns the mounts every container of the pod
-/// gets.
-pub fn prepare(pod_dir: &Path, pod: &Pod, net: &Network) -> Result<Vec<MountSpec>, String> {
-    std::fs::create_dir_all(pod_dir).map_err(|e| format!("creating {}: {e}", pod_dir.display()))?;
+/// Writes the pod's etc files and mounts its /dev/shm in `run_pod_dir` ([`run_pod_dir`]), and returns
+/// the mounts every container of the pod gets.
+pub fn prepare(run_pod_dir: &Path, pod: &Pod, net: &Network) -> Result<Vec<MountSpec>, String> {
+    std::fs::create_dir_all(run_pod_dir)
+        .map_err(|e| format!("creating {}: {e}", run_pod_dir.display()))?;
     let hostname = hostname(pod);
     let host_network = pod
         .spec
@@ -278,7 +302,7 @@ pub fn prepare(pod_dir: &Path, pod: &Pod, net: &Network) -> Result<Vec<MountSpec
     ];
     let mut mounts = Vec::new();
     for (file, destination, content) in files {
-        let path = pod_dir.join(file);
+        let path = run_pod_dir.join(file);
         if std::fs::read_to_string(&path).ok().as_deref() != Some(content.as_str()) {
             std::fs::write(&path, content)
                 .map_err(|e| format!("writing {}: {e}", path.display()))?;
@@ -295,7 +319,7 @@ pub fn prepare(pod_dir: &Path, pod: &Pod, net: &Network) -> Result<Vec<MountSpec
     mounts.push(MountSpec {
         destination: "/dev/shm".into(),
         kind: MountKind::Bind {
-            source: shm(pod_dir, host_ipc)?,
+            source: shm(run_pod_dir, host_ipc)?,
             readonly: false,
         },
     });
@@ -382,10 +406,11 @@ mod tests {
     }
 
     #[test]
-    fn prepare_writes_the_files_containers_mount() {
-        let dir = tempfile::tempdir().unwrap();
+    fn prepare_writes_the_files_containers_mount_and_release_removes_them() {
+        let run_dir = tempfile::tempdir().unwrap();
+        let dir = run_pod_dir(run_dir.path(), "u-1");
         let p = pod(PodSpec::default());
-        let mounts = prepare(dir.path(), &p, &net()).unwrap();
+        let mounts = prepare(&dir, &p, &net()).unwrap();
         let destinations: Vec<&str> = mounts.iter().map(|m| m.destination.as_str()).collect();
         assert_eq!(
             destinations,
@@ -397,17 +422,21 @@ mod tests {
             ]
         );
         assert!(
-            is_mount_point(&dir.path().join("shm")),
+            is_mount_point(&dir.join("shm")),
             "the pod's /dev/shm is a tmpfs of its own"
         );
         // A second sync finds it mounted.
-        prepare(dir.path(), &p, &net()).unwrap();
-        release(dir.path(), dir.path(), "u-1");
-        assert!(!is_mount_point(&dir.path().join("shm")));
+        prepare(&dir, &p, &net()).unwrap();
         assert_eq!(
-            std::fs::read_to_string(dir.path().join("hostname")).unwrap(),
+            std::fs::read_to_string(dir.join("hostname")).unwrap(),
             "web-0\n"
         );
+        assert_eq!(sandbox_owners(run_dir.path()), ["u-1"]);
+        let shm = dir.join("shm");
+        release(run_dir.path(), "u-1");
+        assert!(!is_mount_point(&shm));
+        assert!(!dir.exists());
+        assert!(sandbox_owners(run_dir.path()).is_empty());
         assert!(
             log_path(Path::new("/d"), &p, "c", 2).ends_with("agent/logs/shop_web-0_u-1/c/2.log")
         );

@@ -228,9 +228,8 @@ impl Kubelet {
         if let Err(e) = self.network.remove_sandbox(uid).await {
             tracing::warn!(pod = %uid, error = %e, "removing the pod network");
         }
-        let pod_dir = sandbox::pod_dir(&self.config.data_dir, uid);
-        sandbox::release(&self.config.run_dir, &pod_dir, uid);
-        volumes::tear_down(&pod_dir);
+        sandbox::release(&self.config.run_dir, uid);
+        volumes::tear_down(&sandbox::pod_dir(&self.config.data_dir, uid));
         if !pod_cgroup::remove(Path::new(pod_cgroup::ROOT), uid) {
             self.leftover_cgroups
                 .lock()
@@ -273,7 +272,7 @@ impl Kubelet {
         let sandboxes = self.network.sandboxes().unwrap_or_default();
         for uid in sandboxes
             .into_iter()
-            .chain(sandbox::namespace_owners(&self.config.run_dir))
+            .chain(sandbox::sandbox_owners(&self.config.run_dir))
         {
             if !live.contains(&uid) {
                 orphans.insert(uid);
@@ -461,7 +460,8 @@ impl Kubelet {
             cluster_dns: self.config.cluster_dns,
             cluster_domain: &self.config.cluster_domain,
         };
-        let etc_mounts = sandbox::prepare(&pod_dir, pod, &net).map_err(AgentError::Config)?;
+        let run_pod_dir = sandbox::run_pod_dir(&self.config.run_dir, uid);
+        let etc_mounts = sandbox::prepare(&run_pod_dir, pod, &net).map_err(AgentError::Config)?;
         let sources = self.fetch_sources(pod).await;
         let claims = self.claim_paths(pod).await;
         let allocatable = self.allocatable();
@@ -637,7 +637,7 @@ impl Kubelet {
         self.run_post_start_hooks(&addressed, &started_now, &observed)
             .await;
         self.apply_probes(&addressed, &mut observed);
-        self.collect_termination_messages(pod, uid, &mut observed);
+        self.collect_termination_messages(pod, &mut observed);
         self.watch_exits(pod, &observed);
         self.write_status(pod, &observed, now).await?;
         Ok(requeue)
@@ -754,7 +754,7 @@ impl Kubelet {
         }
     }
 
-    fn collect_termination_messages(&self, pod: &Pod, uid: &str, observed: &mut Observed) {
+    fn collect_termination_messages(&self, pod: &Pod, observed: &mut Observed) {
         let spec = pod.spec.as_ref().expect("pods have a spec");
         for c in spec
             .init_containers
@@ -768,11 +768,7 @@ impl Kubelet {
             let ContainerState::Exited(exit) = &run.state else {
                 continue;
             };
-            let file = termination_file(
-                &sandbox::pod_dir(&self.config.data_dir, uid),
-                &c.name,
-                &run.id,
-            );
+            let file = self.runtime.termination_log(&run.id);
             let mut message = std::fs::read(&file)
                 .map(|b| {
                     String::from_utf8_lossy(&b[..b.len().min(MAX_TERMINATION_MESSAGE)]).into_owned()
@@ -1015,26 +1011,6 @@ impl Kubelet {
             Ok(m) => mounts.extend(m),
             Err(message) => return Err(config_error(message)),
         }
-        let pod_dir = sandbox::pod_dir(&self.config.data_dir, uid);
-        let termination = termination_file(&pod_dir, &c.name, &id);
-        if let Some(parent) = termination.parent() {
-            let _ = std::fs::create_dir_all(parent);
-        }
-        let _ = std::fs::write(&termination, b"");
-        {
-            use std::os::unix::fs::PermissionsExt;
-            let _ = std::fs::set_permissions(&termination, std::fs::Permissions::from_mode(0o666));
-        }
-        mounts.push(crate::agent::runtime::MountSpec {
-            destination: c
-                .termination_message_path
-                .clone()
-                .unwrap_or_else(|| "/dev/termination-log".into()),
-            kind: crate::agent::runtime::MountKind::Bind {
-                source: termination,
-                readonly: false,
-            },
-        });
         let config = match container::build(container::Inputs {
             pod,
             container: c,
@@ -1137,10 +1113,6 @@ struct StartRequest<'a> {
 enum StartFailure {
     /// The container waits with this reason; retry after the duration.
     Waiting(Waiting, Duration),
-}
-
-fn termination_file(pod_dir: &std::path::Path, container: &str, id: &str) -> PathBuf {
-    pod_dir.join("containers").join(container).join(id)
 }
 
 /// The end of a CRI log as plain text: the last lines' messages, at most [`MAX_FALLBACK_LOG`] bytes.

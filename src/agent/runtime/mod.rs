@@ -20,6 +20,7 @@ pub mod spec;
 
 use std::collections::HashMap;
 use std::fs;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -36,6 +37,7 @@ use crate::shim::{self, Durability, ExitRecord, InitProcess, EXIT_FILE, PID_FILE
 
 const META_FILE: &str = "meta.json";
 const SHIM_LOG: &str = "shim.log";
+const TERMINATION_LOG: &str = "termination-log";
 /// How long a shim may take to report that its container started.
 const START_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -193,9 +195,31 @@ impl Runtime {
     ) -> Result<(), RuntimeError> {
         let dir = self.dir(&meta.id);
         let bundle = self.bundle(&meta.id);
-        let spec = spec::build(config)?;
+        let termination_log = dir.join(TERMINATION_LOG);
+        let spec = match &config.termination_log {
+            Some(destination) => {
+                let mut config = config.clone();
+                config.mounts.push(MountSpec {
+                    destination: destination.clone(),
+                    kind: MountKind::Bind {
+                        source: termination_log.clone(),
+                        readonly: false,
+                    },
+                });
+                spec::build(&config)?
+            }
+            None => spec::build(config)?,
+        };
         for path in [dir.join("upper"), dir.join("work"), bundle.join("rootfs")] {
             fs::create_dir_all(&path).map_err(io_err("creating", &path))?;
+        }
+        if config.termination_log.is_some() {
+            // Any user of the container may write its message; the umask would take that away.
+            fs::write(&termination_log, b"")
+                .and_then(|()| {
+                    fs::set_permissions(&termination_log, fs::Permissions::from_mode(0o666))
+                })
+                .map_err(io_err("creating", &termination_log))?;
         }
         shim::write_atomic(
             &dir.join(META_FILE),
@@ -229,6 +253,12 @@ impl Runtime {
             .map_err(|e| RuntimeError::Spec(format!("compiling the seccomp profile: {e}")))?;
         programs.insert(key, program.clone());
         Ok(program)
+    }
+
+    /// The file the container's termination message is written to (see
+    /// [`ContainerConfig::termination_log`]); it goes with the container.
+    pub fn termination_log(&self, id: &str) -> PathBuf {
+        self.dir(id).join(TERMINATION_LOG)
     }
 
     /// Starts the container's shim and waits for it to report the container's process.

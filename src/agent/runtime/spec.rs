@@ -92,6 +92,9 @@ pub struct ContainerConfig {
     pub terminal: bool,
     /// RLIMIT_NOFILE of the container's processes; None: the shim's.
     pub open_files: Option<OpenFilesLimit>,
+    /// Where the container finds its termination message file (terminationMessagePath). The runtime
+    /// keeps the file with the container's records: [`super::Runtime::termination_log`].
+    pub termination_log: Option<String>,
 }
 
 /// Where a container gets a namespace that the containers of a pod share.

@@ -1,4 +1,3 @@
-use std::fs::canonicalize;
 use std::io::ErrorKind;
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::fs::MetadataExt;
@@ -553,18 +552,21 @@ impl Mount {
         let source = m.source().as_ref().ok_or(MountError::NoSource)?;
         let dir_mode = Mode::from_bits_truncate(0o755);
         let src = if is_bind(m) {
-            let src = canonicalize(source).map_err(|err| {
-                tracing::error!("failed to canonicalize {:?}: {}", source, err);
-                err
-            })?;
-
-            if src.is_dir() {
+            // orch: open_tree below follows the source's symlinks itself; upstream canonicalized it
+            // first, a readlink for every component of every bind mount's source (see ORCH_PATCH.md).
+            let source_is_dir = fs::metadata(source)
+                .map_err(|err| {
+                    tracing::error!("failed to stat bind mount source {:?}: {}", source, err);
+                    err
+                })?
+                .is_dir();
+            if source_is_dir {
                 root.mkdir_all(container_dest, dir_mode)?;
             } else {
                 root.create_file(container_dest, Mode::from_bits_truncate(0o644))?;
             };
 
-            src
+            PathBuf::from(source)
         } else {
             root.mkdir_all(container_dest, dir_mode)?;
             PathBuf::from(source)
