@@ -7,7 +7,7 @@
 //! recorded, so a removal or GC sweeping unreferenced content at the same time leaves it alone. Changes to
 //! `index.json` and `images-meta.json` (read-modify-write) and sweeps are serialised by one lock.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::fs;
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -114,6 +114,10 @@ struct Meta {
     /// Auto-imported file → its size and mtime when imported.
     #[serde(default)]
     imported: BTreeMap<String, FileStamp>,
+    /// References imported from the agent's image directory: image GC never removes them, as k3s pins
+    /// its airgap images, since an air-gapped node has nowhere to pull them from again.
+    #[serde(default)]
+    pinned: BTreeSet<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -454,6 +458,8 @@ impl ImageService {
                 Ok(images) => {
                     self.inner.update_meta(|m| {
                         m.imported.insert(key, stamp);
+                        m.pinned
+                            .extend(images.iter().map(|image| image.reference.clone()));
                     })?;
                     report.imported.extend(images);
                 }
@@ -494,6 +500,7 @@ impl ImageService {
         self.inner.update_meta(|m| {
             for r in &references {
                 m.last_used.remove(r);
+                m.pinned.remove(r);
             }
         })?;
         let freed_bytes = self.inner.sweep()?;
@@ -504,8 +511,9 @@ impl ImageService {
     }
 
     /// Image GC: when the filesystem holding the store is at least `high_percent` full, removes the least
-    /// recently used images whose id is not in `in_use` (and not used in the last two minutes) until the
-    /// usage is expected to be below `low_percent`, as kubelet's image GC does.
+    /// recently used images whose id is not in `in_use` (and not used in the last two minutes, nor pinned
+    /// by an import from the agent's image directory) until the usage is expected to be below
+    /// `low_percent`, as kubelet's image GC does.
     pub fn garbage_collect(
         &self,
         in_use: &HashSet<String>,
@@ -559,7 +567,9 @@ impl ImageService {
                     references: Vec::new(),
                     last_used: 0,
                     size: image.size,
+                    pinned: false,
                 });
+            c.pinned |= meta.pinned.contains(&image.reference);
             c.references.push(image.reference);
             c.last_used = c.last_used.max(used);
         }
@@ -587,10 +597,12 @@ struct GcCandidate {
     references: Vec<String>,
     last_used: u64,
     size: u64,
+    /// One of its references came from the agent's image directory.
+    pinned: bool,
 }
 
-/// Least recently used first, skipping images in use (by id or reference) or used within `GC_MIN_AGE`,
-/// until the chosen images' sizes add up to `bytes_to_free`.
+/// Least recently used first, skipping pinned images and images in use (by id or reference) or used
+/// within `GC_MIN_AGE`, until the chosen images' sizes add up to `bytes_to_free`.
 fn plan_gc<'a>(
     candidates: &'a [GcCandidate],
     in_use: &HashSet<String>,
@@ -599,6 +611,7 @@ fn plan_gc<'a>(
 ) -> Vec<&'a GcCandidate> {
     let mut order: Vec<&GcCandidate> = candidates
         .iter()
+        .filter(|c| !c.pinned)
         .filter(|c| !in_use.contains(&c.id) && !c.references.iter().any(|r| in_use.contains(r)))
         .filter(|c| c.last_used + GC_MIN_AGE.as_secs() <= now)
         .collect();
@@ -1234,12 +1247,47 @@ mod tests {
             .is_empty());
     }
 
+    #[test]
+    fn gc_spares_images_from_the_agents_image_directory_until_removed_by_hand() {
+        let (dir, s) = service();
+        let images = dir.path().join("images");
+        fs::create_dir(&images).unwrap();
+        write_archive(&images, "airgap.tar", "a.example/airgap:1");
+        s.import_dir(&images).unwrap();
+        let (layer, config) = layer_and_config("bin/other", b"different");
+        let manifest = br#"[{"Config":"c.json","RepoTags":["b.example/b:1"],"Layers":["l.tar"]}]"#;
+        let path = dir.path().join("b.tar");
+        fs::write(
+            &path,
+            tarball(
+                &[
+                    ("l.tar", &layer),
+                    ("c.json", &config),
+                    ("manifest.json", manifest),
+                ],
+                Compression::None,
+            ),
+        )
+        .unwrap();
+        s.import(&path).unwrap();
+        let now = now_secs() + 3_600;
+        // 95% used, everything must go: only the image imported by hand does.
+        let r = s.collect(&HashSet::new(), 80, 0, 1000, 50, now).unwrap();
+        assert_eq!(r.removed, ["b.example/b:1"]);
+        assert!(s.local("a.example/airgap:1").unwrap().is_some());
+        // Removing it by hand works, and unpins it.
+        s.remove("a.example/airgap:1").unwrap();
+        let _l = s.inner.lock_state();
+        assert!(s.inner.read_meta().unwrap().pinned.is_empty());
+    }
+
     fn candidate(id: &str, last_used: u64, size: u64) -> GcCandidate {
         GcCandidate {
             id: id.into(),
             references: vec![format!("r/{id}:latest")],
             last_used,
             size,
+            pinned: false,
         }
     }
 
@@ -1262,6 +1310,13 @@ mod tests {
             "never in use, never younger than the minimum age"
         );
         assert!(plan_gc(&c, &in_use, 0, now).is_empty());
+        let mut with_pinned = c.clone();
+        with_pinned[2].pinned = true;
+        assert_eq!(
+            ids(plan_gc(&with_pinned, &in_use, 150, now)),
+            ["old", "mid"],
+            "a pinned image is never chosen"
+        );
         let by_ref = HashSet::from(["r/older:latest".to_string()]);
         assert_eq!(ids(plan_gc(&c, &by_ref, 1, now)), ["oldest-in-use"]);
     }
