@@ -169,6 +169,14 @@ async fn the_seccomp_profile_compiled_once_by_the_runtime_is_loaded_in_every_con
         .collect();
     assert!(!programs[0].is_empty() && programs[0].len().is_multiple_of(8));
     assert_eq!(programs[0], programs[1]);
+    // One copy on the node: the bundles link the same file.
+    let inode = |id: &String| {
+        use std::os::unix::fs::MetadataExt;
+        std::fs::metadata(f.runtime.bundle(id).join(orch::shim::SECCOMP_PROGRAM_FILE))
+            .unwrap()
+            .ino()
+    };
+    assert_eq!(inode(&ids[0]), inode(&ids[1]));
     for id in &ids {
         f.runtime.start(id).await.unwrap();
         let exit = tokio::time::timeout(Duration::from_secs(20), f.runtime.wait(id))
@@ -206,7 +214,10 @@ async fn the_seccomp_profile_compiled_once_by_the_runtime_is_loaded_in_every_con
         .collect();
     profile.set_syscalls(Some(syscalls));
     let program = libcontainer::seccomp::compile_seccomp(&profile).unwrap();
-    std::fs::write(bundle.join(orch::shim::SECCOMP_PROGRAM_FILE), program).unwrap();
+    // Replaced, not written through the link, which would change the program of every container.
+    let path = bundle.join(orch::shim::SECCOMP_PROGRAM_FILE);
+    std::fs::remove_file(&path).unwrap();
+    std::fs::write(&path, program).unwrap();
     f.runtime.start(&id).await.unwrap();
     tokio::time::timeout(Duration::from_secs(20), f.runtime.wait(&id))
         .await
@@ -420,6 +431,16 @@ async fn the_records_on_disk_outlive_the_bundles_on_the_run_dir() {
         assert!(!after_reboot.dir(id).exists());
     }
     assert!(after_reboot.list().is_empty());
+
+    // A runtime that outlived the clearing of its run side writes its seccomp program there again.
+    let id = f.create(&["true"], Resources::default());
+    f.runtime.start(&id).await.unwrap();
+    let exit = tokio::time::timeout(Duration::from_secs(20), f.runtime.wait(&id))
+        .await
+        .expect("container exits")
+        .unwrap();
+    assert_eq!(exit.exit_code, 0, "{}", f.log(&id));
+    f.runtime.remove(&id).unwrap();
 }
 
 /// A container's processes start with no signal ignored, as runc's do, although the shim that starts them

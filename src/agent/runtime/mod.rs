@@ -133,9 +133,9 @@ pub struct Runtime {
     config: RuntimeConfig,
     /// The metadata of every container with a bundle, by id.
     index: Arc<Mutex<HashMap<String, ContainerMeta>>>,
-    /// Seccomp programs compiled from the profiles containers were given, by the profile's JSON: a
-    /// node's containers share a few profiles, and compiling one takes milliseconds.
-    seccomp_programs: Arc<Mutex<HashMap<String, Arc<Vec<u8>>>>>,
+    /// The files of the seccomp programs compiled from the profiles containers were given, by the
+    /// profile's JSON: a node's containers share a few profiles, and compiling one takes milliseconds.
+    seccomp_programs: Arc<Mutex<HashMap<String, PathBuf>>>,
     /// Forks the containers' shims.
     launcher: Arc<ShimLauncher>,
 }
@@ -232,27 +232,33 @@ impl Runtime {
         spec.save(&config_path)
             .map_err(|e| RuntimeError::Spec(format!("writing {}: {e}", config_path.display())))?;
         if let Some(profile) = spec.linux().as_ref().and_then(|l| l.seccomp().as_ref()) {
+            // A link to the node's copy of the program: its 10 KB stay in the tmpfs's memory once.
             let program = self.seccomp_program(profile)?;
-            // Read only by this container's shim, started after this returns: nothing to flush, and no
-            // reader that could see part of it.
             let path = bundle.join(shim::SECCOMP_PROGRAM_FILE);
-            fs::write(&path, program.as_slice()).map_err(io_err("writing", &path))?;
+            fs::hard_link(&program, &path).map_err(io_err("linking", &path))?;
         }
         Ok(())
     }
 
-    /// The BPF program `profile` compiles to, compiled once per profile.
-    fn seccomp_program(&self, profile: &LinuxSeccomp) -> Result<Arc<Vec<u8>>, RuntimeError> {
+    /// The file of the BPF program `profile` compiles to (`<bundles-dir>/.seccomp-<hash>.bpf`), compiled
+    /// and written once per profile and agent.
+    fn seccomp_program(&self, profile: &LinuxSeccomp) -> Result<PathBuf, RuntimeError> {
+        use sha2::Digest;
         let key = serde_json::to_string(profile).expect("a profile serializes");
         let mut programs = self.seccomp_programs.lock().expect("seccomp programs lock");
-        if let Some(program) = programs.get(&key) {
-            return Ok(program.clone());
+        // Gone only if the run dir was cleared under a running agent; it is written again then.
+        if let Some(path) = programs.get(&key).filter(|path| path.exists()) {
+            return Ok(path.clone());
         }
         let program = libcontainer::seccomp::compile_seccomp(profile)
-            .map(Arc::new)
             .map_err(|e| RuntimeError::Spec(format!("compiling the seccomp profile: {e}")))?;
-        programs.insert(key, program.clone());
-        Ok(program)
+        let hash = hex::encode(&sha2::Sha256::digest(&program)[..8]);
+        let path = self.config.bundles_dir.join(format!(".seccomp-{hash}.bpf"));
+        // Through a rename, so that no bundle ever links a program cut short; on the run dir's tmpfs,
+        // which a reboot clears, there is nothing to flush.
+        shim::write_atomic(&path, &program, Durability::Unsynced)?;
+        programs.insert(key, path.clone());
+        Ok(path)
     }
 
     /// The file the container's termination message is written to (see
