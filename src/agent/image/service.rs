@@ -1247,16 +1247,11 @@ mod tests {
             .is_empty());
     }
 
-    #[test]
-    fn gc_spares_images_from_the_agents_image_directory_until_removed_by_hand() {
-        let (dir, s) = service();
-        let images = dir.path().join("images");
-        fs::create_dir(&images).unwrap();
-        write_archive(&images, "airgap.tar", "a.example/airgap:1");
-        s.import_dir(&images).unwrap();
+    /// A docker-archive of `b.example/b:1`, whose layer differs from [`write_archive`]'s.
+    fn write_other_archive(dir: &Path) -> PathBuf {
         let (layer, config) = layer_and_config("bin/other", b"different");
         let manifest = br#"[{"Config":"c.json","RepoTags":["b.example/b:1"],"Layers":["l.tar"]}]"#;
-        let path = dir.path().join("b.tar");
+        let path = dir.join("b.tar");
         fs::write(
             &path,
             tarball(
@@ -1269,7 +1264,17 @@ mod tests {
             ),
         )
         .unwrap();
-        s.import(&path).unwrap();
+        path
+    }
+
+    #[test]
+    fn gc_spares_images_from_the_agents_image_directory_until_removed_by_hand() {
+        let (dir, s) = service();
+        let images = dir.path().join("images");
+        fs::create_dir(&images).unwrap();
+        write_archive(&images, "airgap.tar", "a.example/airgap:1");
+        s.import_dir(&images).unwrap();
+        s.import(&write_other_archive(dir.path())).unwrap();
         let now = now_secs() + 3_600;
         // 95% used, everything must go: only the image imported by hand does.
         let r = s.collect(&HashSet::new(), 80, 0, 1000, 50, now).unwrap();
@@ -1327,22 +1332,7 @@ mod tests {
         let a = s
             .import(&write_archive(dir.path(), "a.tar", "a.example/a:1"))
             .unwrap();
-        let (layer, config) = layer_and_config("bin/other", b"different");
-        let manifest = br#"[{"Config":"c.json","RepoTags":["b.example/b:1"],"Layers":["l.tar"]}]"#;
-        let path = dir.path().join("b.tar");
-        fs::write(
-            &path,
-            tarball(
-                &[
-                    ("l.tar", &layer),
-                    ("c.json", &config),
-                    ("manifest.json", manifest),
-                ],
-                Compression::None,
-            ),
-        )
-        .unwrap();
-        s.import(&path).unwrap();
+        s.import(&write_other_archive(dir.path())).unwrap();
         let now = now_secs() + 3_600;
         {
             let _l = s.inner.lock_state();
