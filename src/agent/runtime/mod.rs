@@ -1,12 +1,13 @@
 //! The container runtime of one node. A container is two directories: its records on disk under
-//! `<data-dir>/agent/containers/<id>` (the agent's `meta.json`, the shim's `pid` and `exit` files, and
-//! the overlay's `upper/` and `work/`), and its OCI bundle on the run dir's tmpfs under
-//! `<run-dir>/bundles/<id>` (config.json, the seccomp program, the overlay `rootfs/` mount point, the
-//! shim's own record and log) — as containerd keeps bundles in /run: a reboot ends every container, and
-//! the files only a running container needs cost no disk writes. Each container is run by its own shim
-//! process (src/shim), forked by the node's shim launcher. The agent never calls libcontainer's
-//! build/start itself; it has shims started, reads their files and signals container inits. Because the
-//! files and the shims outlive the agent, a restarted agent finds every container as it left it:
+//! `<data-dir>/agent/containers/<id>` (the agent's `meta.json`, the shim's `pid` and `exit` files, the
+//! container's `termination-log`, and the overlay's `upper/` and `work/`), and its OCI bundle on the run
+//! dir's tmpfs under `<run-dir>/bundles/<id>` (config.json, a link to the node's copy of the seccomp
+//! program, the overlay `rootfs/` mount point, the shim's own record and log) — as containerd keeps
+//! bundles in /run: a reboot ends every container, and the files only a running container needs cost no
+//! disk writes. Each container is run by its own shim process (src/shim), forked by the node's shim
+//! launcher. The agent never calls libcontainer's build/start itself; it has shims started, reads their
+//! files and signals container inits. Because the files and the shims outlive the agent, a restarted
+//! agent finds every container as it left it:
 //! [`Runtime::list`] and [`Runtime::state`] are all it needs.
 //!
 //! The metadata of every container is read from disk once, when the runtime is opened, and kept in memory
@@ -196,20 +197,17 @@ impl Runtime {
         let dir = self.dir(&meta.id);
         let bundle = self.bundle(&meta.id);
         let termination_log = dir.join(TERMINATION_LOG);
-        let spec = match &config.termination_log {
-            Some(destination) => {
-                let mut config = config.clone();
-                config.mounts.push(MountSpec {
-                    destination: destination.clone(),
-                    kind: MountKind::Bind {
-                        source: termination_log.clone(),
-                        readonly: false,
-                    },
-                });
-                spec::build(&config)?
-            }
-            None => spec::build(config)?,
-        };
+        let mut config = std::borrow::Cow::Borrowed(config);
+        if let Some(destination) = config.termination_log.clone() {
+            config.to_mut().mounts.push(MountSpec {
+                destination,
+                kind: MountKind::Bind {
+                    source: termination_log.clone(),
+                    readonly: false,
+                },
+            });
+        }
+        let spec = spec::build(&config)?;
         for path in [dir.join("upper"), dir.join("work"), bundle.join("rootfs")] {
             fs::create_dir_all(&path).map_err(io_err("creating", &path))?;
         }
