@@ -195,11 +195,11 @@ fn supervise(args: &ShimArgs) -> Result<(), ShimError> {
         Durability::Unsynced,
     )?;
     nix::sys::prctl::set_child_subreaper(true).map_err(sys_err("PR_SET_CHILD_SUBREAPER"))?;
-    let bundle_config = BundleConfig::read(&args.bundle);
-    if let Some(profile) = bundle_config.seccomp {
+    let BundleConfig { process, linux } = BundleConfig::read(&args.bundle);
+    if let Some(profile) = linux.seccomp {
         register_seccomp_program(&args.bundle, profile);
     }
-    let (started, stdio) = match start(args, bundle_config.terminal) {
+    let (started, stdio) = match start(args, process.terminal) {
         Ok(started) => started,
         Err(e) => {
             report(&format!("error {}", one_line(&e.to_string())));
@@ -239,7 +239,7 @@ fn supervise(args: &ShimArgs) -> Result<(), ShimError> {
         WaitStatus::Signaled(_, signal, _) => 128 + signal as i32,
         _ => 255,
     };
-    let oom_killed = bundle_config.cgroup_path.is_some_and(|p| oom_kills(&p) > 0);
+    let oom_killed = linux.cgroups_path.is_some_and(|p| oom_kills(&p) > 0);
     let record = ExitRecord {
         exit_code,
         oom_killed,
@@ -328,27 +328,37 @@ fn builder(args: &ShimArgs) -> Result<ContainerBuilder, ShimError> {
     )
 }
 
-/// What the shim needs from the container's config.json.
+/// What the shim needs from the container's config.json. Only these fields are built; serde skips the rest
+/// unparsed, which libcontainer reads in full itself.
+#[derive(Default, Deserialize)]
+#[serde(default)]
 struct BundleConfig {
-    /// `process.terminal`: the container runs on a terminal.
+    process: BundleProcess,
+    linux: BundleLinux,
+}
+
+#[derive(Default, Deserialize)]
+#[serde(default)]
+struct BundleProcess {
+    /// The container runs on a terminal.
     terminal: bool,
-    /// `linux.cgroupsPath`, where the kernel counts OOM kills.
-    cgroup_path: Option<String>,
-    /// `linux.seccomp`, the profile the container's init loads.
+}
+
+#[derive(Default, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+struct BundleLinux {
+    /// Where the kernel counts OOM kills.
+    cgroups_path: Option<String>,
+    /// The profile the container's init loads.
     seccomp: Option<oci_spec::runtime::LinuxSeccomp>,
 }
 
 impl BundleConfig {
     fn read(bundle: &Path) -> BundleConfig {
-        let spec: serde_json::Value = fs::read(bundle.join("config.json"))
+        fs::read(bundle.join("config.json"))
             .ok()
             .and_then(|text| serde_json::from_slice(&text).ok())
-            .unwrap_or_default();
-        BundleConfig {
-            terminal: spec["process"]["terminal"].as_bool().unwrap_or(false),
-            cgroup_path: spec["linux"]["cgroupsPath"].as_str().map(str::to_string),
-            seccomp: serde_json::from_value(spec["linux"]["seccomp"].clone()).ok(),
-        }
+            .unwrap_or_default()
     }
 }
 
@@ -606,6 +616,43 @@ fn one_line(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn bundle_config_takes_terminal_cgroup_and_seccomp_from_config_json() {
+        let bundle = tempfile::tempdir().unwrap();
+        let spec = serde_json::json!({
+            "ociVersion": "1.0.2",
+            "process": {"terminal": true, "args": ["sh"], "cwd": "/", "user": {"uid": 0, "gid": 0}},
+            "root": {"path": "rootfs"},
+            "mounts": [{"destination": "/proc", "type": "proc", "source": "proc"}],
+            "linux": {
+                "cgroupsPath": "/orch/pod1/c1",
+                "namespaces": [{"type": "mount"}],
+                "seccomp": {"defaultAction": "SCMP_ACT_ERRNO", "defaultErrnoRet": 1,
+                            "syscalls": [{"names": ["read", "write"], "action": "SCMP_ACT_ALLOW"}]},
+            },
+        });
+        fs::write(
+            bundle.path().join("config.json"),
+            serde_json::to_vec(&spec).unwrap(),
+        )
+        .unwrap();
+        let BundleConfig { process, linux } = BundleConfig::read(bundle.path());
+        assert!(process.terminal);
+        assert_eq!(linux.cgroups_path.as_deref(), Some("/orch/pod1/c1"));
+        let seccomp = linux.seccomp.expect("the seccomp profile");
+        assert_eq!(
+            seccomp.default_action(),
+            oci_spec::runtime::LinuxSeccompAction::ScmpActErrno
+        );
+        assert_eq!(
+            seccomp.syscalls().as_ref().unwrap()[0].names(),
+            &["read".to_string(), "write".to_string()]
+        );
+
+        let BundleConfig { process, linux } = BundleConfig::read(&bundle.path().join("gone"));
+        assert!(!process.terminal && linux.cgroups_path.is_none() && linux.seccomp.is_none());
+    }
 
     #[test]
     fn start_ticks_reads_field_22_of_our_own_stat() {
