@@ -205,11 +205,8 @@ async fn enqueue<T: Send + 'static>(
 /// The newest revision ever written; AUTOINCREMENT's sequence keeps it even when compaction removed that row.
 fn snapshot_revision(conn: &Connection) -> Result<i64, StoreError> {
     Ok(conn
-        .query_row(
-            "SELECT seq FROM sqlite_sequence WHERE name = 'log'",
-            [],
-            |r| r.get(0),
-        )
+        .prepare_cached("SELECT seq FROM sqlite_sequence WHERE name = 'log'")?
+        .query_row([], |r| r.get(0))
         .optional()?
         .unwrap_or(0))
 }
