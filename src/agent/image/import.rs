@@ -378,6 +378,21 @@ pub(crate) mod tests {
         (layer, config.into_bytes())
     }
 
+    /// An uncompressed docker-archive of one one-file layer; `repo_tags` is the manifest's JSON for it.
+    pub(crate) fn one_layer_archive(file: &str, content: &[u8], repo_tags: &str) -> Vec<u8> {
+        let (layer, config) = layer_and_config(file, content);
+        let manifest =
+            format!(r#"[{{"Config":"c.json","RepoTags":{repo_tags},"Layers":["l.tar"]}}]"#);
+        tarball(
+            &[
+                ("l.tar", &layer),
+                ("c.json", &config),
+                ("manifest.json", manifest.as_bytes()),
+            ],
+            Compression::None,
+        )
+    }
+
     fn store() -> (tempfile::TempDir, ContentStore) {
         let dir = tempfile::tempdir().unwrap();
         let s = ContentStore::open(dir.path().join("content")).unwrap();
@@ -503,20 +518,7 @@ pub(crate) mod tests {
         std::fs::write(&path, b"garbage that is not a tarball at all").unwrap();
         assert!(import_tarball(&s, &path).is_err());
         let path = dir.path().join("untagged.tar");
-        let (layer, config) = layer_and_config("a", b"b");
-        let manifest = br#"[{"Config":"c.json","RepoTags":null,"Layers":["l.tar"]}]"#;
-        std::fs::write(
-            &path,
-            tarball(
-                &[
-                    ("l.tar", &layer),
-                    ("c.json", &config),
-                    ("manifest.json", manifest),
-                ],
-                Compression::None,
-            ),
-        )
-        .unwrap();
+        std::fs::write(&path, one_layer_archive("a", b"b", "null")).unwrap();
         let e = import_tarball(&s, &path).unwrap_err().to_string();
         assert!(e.contains("RepoTags"), "{e}");
     }

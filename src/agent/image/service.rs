@@ -1117,7 +1117,9 @@ fn disk_bytes(path: &Path) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::agent::image::import::tests::{docker_archive, layer_and_config, tarball};
+    use crate::agent::image::import::tests::{
+        docker_archive, layer_and_config, one_layer_archive, tarball,
+    };
     use crate::agent::image::store::sha256_digest;
     use crate::agent::image::unpack::Compression;
     use std::sync::atomic::{AtomicUsize, Ordering};
@@ -1249,19 +1251,10 @@ mod tests {
 
     /// A docker-archive of `b.example/b:1`, whose layer differs from [`write_archive`]'s.
     fn write_other_archive(dir: &Path) -> PathBuf {
-        let (layer, config) = layer_and_config("bin/other", b"different");
-        let manifest = br#"[{"Config":"c.json","RepoTags":["b.example/b:1"],"Layers":["l.tar"]}]"#;
         let path = dir.join("b.tar");
         fs::write(
             &path,
-            tarball(
-                &[
-                    ("l.tar", &layer),
-                    ("c.json", &config),
-                    ("manifest.json", manifest),
-                ],
-                Compression::None,
-            ),
+            one_layer_archive("bin/other", b"different", r#"["b.example/b:1"]"#),
         )
         .unwrap();
         path
