@@ -171,6 +171,18 @@ async fn wait_for_no_containers(data_dir: &Path) {
     }
 }
 
+/// How many memory cgroups the kernel holds, removed ones it has not freed yet included (/proc/cgroups).
+fn memory_cgroups() -> i64 {
+    let table = std::fs::read_to_string("/proc/cgroups").unwrap();
+    table
+        .lines()
+        .find_map(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            (fields.first() == Some(&"memory")).then(|| fields[2].parse().unwrap())
+        })
+        .expect("a memory controller in /proc/cgroups")
+}
+
 /// Time from creating a Deployment of `replicas` sleep pods to all of them available.
 async fn deployment_available(client: &Client, replicas: u32) -> Duration {
     let deployment = json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web"},
@@ -579,6 +591,7 @@ fn main() {
         delete_all(&client).await;
         tokio::time::sleep(Duration::from_secs(2)).await;
         let idle = server.rss_kib();
+        let idle_memory_cgroups = memory_cgroups();
 
         let mut one_by_one = Vec::new();
         for i in 0..LATENCY_PODS {
@@ -638,6 +651,13 @@ fn main() {
         delete_all(&client).await;
         // The Deployment is timed on a quiet node, not beside the teardown of the pods above.
         wait_for_no_containers(&server.data_dir()).await;
+        // The kernel frees a removed cgroup in the background once nothing is charged to it any more.
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        println!(
+            "{:<44} {:>16}",
+            format!("  memory cgroups kept after {running} pods removed"),
+            memory_cgroups() - idle_memory_cgroups
+        );
 
         let took = deployment_available(&client, 100).await;
         report(

@@ -16,6 +16,7 @@
 
 mod exec;
 pub mod launcher;
+mod mount_targets;
 pub mod seccomp;
 pub mod spec;
 
@@ -226,6 +227,11 @@ impl Runtime {
         )?;
         self.indexed().insert(meta.id.clone(), meta.clone());
         mount_overlay(&meta.id, &dir, &bundle, layers)?;
+        mount_targets::prepare(
+            &bundle.join("rootfs"),
+            spec.mounts().as_deref().unwrap_or_default(),
+            spec.process().as_ref().map_or(Path::new("/"), |p| p.cwd()),
+        );
         let config_path = bundle.join("config.json");
         spec.save(&config_path)
             .map_err(|e| RuntimeError::Spec(format!("writing {}: {e}", config_path.display())))?;

@@ -15,10 +15,10 @@ use nix::fcntl::{OFlag, OpenHow, ResolveFlag, openat, openat2};
 use nix::sys::stat::{Mode, mkdirat};
 
 /// An open rootfs directory.
-pub(crate) struct InRoot(OwnedFd);
+pub struct InRoot(OwnedFd);
 
 impl InRoot {
-    pub(crate) fn open(rootfs: &Path) -> nix::Result<Self> {
+    pub fn open(rootfs: &Path) -> nix::Result<Self> {
         let fd = nix::fcntl::open(
             rootfs,
             OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
@@ -29,13 +29,13 @@ impl InRoot {
     }
 
     /// An `O_PATH` handle on `path`, its trailing symlink followed.
-    pub(crate) fn resolve(&self, path: &Path) -> nix::Result<OwnedFd> {
+    pub fn resolve(&self, path: &Path) -> nix::Result<OwnedFd> {
         self.open_in_root(path, OFlag::empty())
     }
 
     /// Makes the directory `path` and its missing parents (mode `mode`, less the umask) and returns an
     /// `O_PATH` handle on it. Fails if a component is not a directory, or not one yet to be made is `..`.
-    pub(crate) fn mkdir_all(&self, path: &Path, mode: Mode) -> nix::Result<OwnedFd> {
+    pub fn mkdir_all(&self, path: &Path, mode: Mode) -> nix::Result<OwnedFd> {
         let components: Vec<&OsStr> = path
             .components()
             .filter_map(|c| match c {
@@ -76,7 +76,7 @@ impl InRoot {
 
     /// Creates the file `path` (mode `mode`, less the umask) if it does not exist, with its missing
     /// parent directories (mode 0755). An existing file, or a symlink to one, is left as it is.
-    pub(crate) fn create_file(&self, path: &Path, mode: Mode) -> nix::Result<()> {
+    pub fn create_file(&self, path: &Path, mode: Mode) -> nix::Result<()> {
         if self.resolve(path).is_ok() {
             return Ok(());
         }

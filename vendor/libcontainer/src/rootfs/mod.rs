@@ -8,7 +8,7 @@ pub use rootfs::RootFS;
 pub mod device;
 pub use device::Device;
 
-pub(super) mod in_root;
+pub mod in_root;
 pub(super) mod mount;
 pub use mount::Mount;
 
