@@ -117,8 +117,13 @@ fn clone3(cb: &mut CloneCb, flags: u64, exit_signal: Option<u64>) -> Result<Pid,
         -1 => Err(CloneError::Clone(nix::Error::last())),
         0 => {
             // Inside the cloned process, we execute the callback and exit with
-            // the return code.
-            std::process::exit(cb());
+            // the return code. orch: through _exit, as the libc clone wrapper
+            // below does, not exit: the parent's exit handlers (the allocator's
+            // teardown, library destructors) only wrote to pages this copy
+            // shares with its parent (see ORCH_PATCH.md).
+            let code = cb();
+            // SAFETY: _exit ends this process without touching its memory.
+            unsafe { libc::_exit(code) }
         }
         ret if ret >= 0 => Ok(Pid::from_raw(ret as i32)),
         ret => Err(CloneError::UnknownErrno(ret as i32)),
