@@ -187,8 +187,8 @@ impl Runtime {
         self.config.state_root.join(format!("{id}.attach"))
     }
 
-    /// Writes a new container's metadata and bundle: an overlay root over `layers` (lowest first) and
-    /// config.json. Nothing runs yet.
+    /// Writes a new container's metadata and bundle: an overlay root over `layers` (lowest first), with
+    /// the targets of the container's mounts made in it, and config.json. Nothing runs yet.
     pub fn create(
         &self,
         meta: &ContainerMeta,
