@@ -77,21 +77,20 @@ pub(super) async fn serve(
                 _ = &mut deadline => return,
                 _ = tx.closed() => return,
                 _ = bookmark.tick(), if bookmarks => {
-                    json!({"type": "BOOKMARK", "object": {"kind": info.kind, "apiVersion": info.api_version(),
-                        "metadata": {"resourceVersion": last_revision.to_string()}}})
+                    line_bytes(&json!({"type": "BOOKMARK", "object": {"kind": info.kind, "apiVersion": info.api_version(),
+                        "metadata": {"resourceVersion": last_revision.to_string()}}}))
                 }
                 next = events.recv() => match next {
                     None => return,
                     Some(Ok(event)) => {
                         last_revision = last_revision.max(event.revision);
-                        let object = if as_table {
-                            let t = table(info, std::slice::from_ref(&event.object), event.revision, None, &query, jiff::Timestamp::now(), first);
+                        if as_table {
+                            let t = table(info, std::slice::from_ref(event.object.value()), event.revision, None, &query, jiff::Timestamp::now(), first);
                             first = false;
-                            t
+                            line_bytes(&json!({"type": event.event_type.as_str(), "object": t}))
                         } else {
-                            event.object
-                        };
-                        json!({"type": event.event_type.as_str(), "object": object})
+                            event_line(event.event_type.as_str(), event.object.json())
+                        }
                     }
                     Some(Err(e)) => {
                         let status = ApiError::from(e).status();
@@ -100,7 +99,7 @@ pub(super) async fn serve(
                     }
                 },
             };
-            if tx.send(line_bytes(&line)).await.is_err() {
+            if tx.send(line).await.is_err() {
                 return;
             }
         }
@@ -122,8 +121,38 @@ pub(super) async fn serve(
     Ok(resp)
 }
 
+/// `{"type":…,"object":…}` and a newline around an object already serialized (once for all watches).
+fn event_line(event_type: &str, object: &[u8]) -> Bytes {
+    let mut line = Vec::with_capacity(object.len() + event_type.len() + 24);
+    line.extend_from_slice(b"{\"type\":\"");
+    line.extend_from_slice(event_type.as_bytes());
+    line.extend_from_slice(b"\",\"object\":");
+    line.extend_from_slice(object);
+    line.extend_from_slice(b"}\n");
+    Bytes::from(line)
+}
+
 fn line_bytes(value: &Value) -> Bytes {
     let mut bytes = serde_json::to_vec(value).unwrap_or_default();
     bytes.push(b'\n');
     Bytes::from(bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_event_around_a_serialized_object_is_the_line_of_the_whole_event() {
+        let object = json!({"kind": "Pod", "metadata": {"name": "a \"quoted\" name"}});
+        let line = event_line("MODIFIED", &serde_json::to_vec(&object).unwrap());
+        assert_eq!(line.last(), Some(&b'\n'));
+        let parsed: Value = serde_json::from_slice(&line).unwrap();
+        assert_eq!(parsed, json!({"type": "MODIFIED", "object": object}));
+        assert_eq!(
+            line,
+            line_bytes(&parsed),
+            "the same bytes as serializing it whole"
+        );
+    }
 }

@@ -12,6 +12,7 @@ mod secrets;
 mod services;
 mod store;
 mod strategy;
+mod watch_objects;
 
 pub use errors::RegistryError;
 pub use pods::bind as bind_pod;
@@ -22,3 +23,4 @@ pub use store::{
     WatchEvent, WatchEventType, WatchOptions,
 };
 pub use strategy::Strategy;
+pub use watch_objects::WatchObject;

@@ -16,6 +16,7 @@ use crate::util::Clock;
 use super::errors::RegistryError;
 use super::services::ServiceAllocator;
 use super::strategy::{GenericStrategy, Strategy};
+use super::watch_objects::{RecentObjects, WatchObject};
 use super::{jobs, namespaces, pods, secrets, services};
 
 /// How many times an update re-reads and retries after losing a compare-and-swap race.
@@ -90,7 +91,8 @@ impl WatchEventType {
 #[derive(Debug, Clone)]
 pub struct WatchEvent {
     pub event_type: WatchEventType,
-    pub object: Value,
+    /// Shared with the other watches that deliver the same change.
+    pub object: Arc<WatchObject>,
     pub revision: i64,
 }
 
@@ -106,6 +108,7 @@ pub struct Registry {
     backend: Arc<dyn Backend>,
     clock: Arc<dyn Clock>,
     services: ServiceAllocator,
+    recent_watch_objects: RecentObjects,
 }
 
 fn strategy(info: &ResourceInfo) -> &'static dyn Strategy {
@@ -129,6 +132,7 @@ impl Registry {
             backend,
             clock,
             services,
+            recent_watch_objects: RecentObjects::default(),
         }
     }
 
@@ -325,7 +329,7 @@ impl Registry {
                     let revision = resource_version_of(&obj);
                     let _ = tx.try_send(Ok(WatchEvent {
                         event_type: WatchEventType::Added,
-                        object: obj,
+                        object: Arc::new(WatchObject::new(obj)),
                         revision,
                     }));
                 }
@@ -371,18 +375,24 @@ impl Registry {
                         return;
                     }
                 };
-                let obj = match registry.decode(info, &event.kv.value, event.kv.mod_revision) {
-                    Ok(obj) => obj,
+                let revision = event.kv.mod_revision;
+                let shared = registry
+                    .recent_watch_objects
+                    .get_or_decode(info, revision, || {
+                        registry.decode(info, &event.kv.value, revision)
+                    });
+                let shared = match shared {
+                    Ok(shared) => shared,
                     Err(e) => {
                         let _ = tx.send(Err(e)).await;
                         return;
                     }
                 };
-                let id = meta::name(&obj).unwrap_or_default().to_string()
+                let obj = shared.value();
+                let id = meta::name(obj).unwrap_or_default().to_string()
                     + "/"
-                    + meta::namespace(&obj).unwrap_or("");
-                let matched =
-                    object_matches(&obj, &options.label_selector, &options.field_selector);
+                    + meta::namespace(obj).unwrap_or("");
+                let matched = object_matches(obj, &options.label_selector, &options.field_selector);
                 let event_type = match event.kind {
                     EventKind::Created if matched => Some(WatchEventType::Added),
                     EventKind::Updated if matched && (!filtering || seen.contains(&id)) => {
@@ -409,8 +419,8 @@ impl Registry {
                 if let Some(event_type) = event_type {
                     let out = WatchEvent {
                         event_type,
-                        object: obj,
-                        revision: event.kv.mod_revision,
+                        object: shared,
+                        revision,
                     };
                     if tx.send(Ok(out)).await.is_err() {
                         return;

@@ -1,0 +1,144 @@
+//! The objects of recent watch events, shared by every watch of the same resource and version: a stored
+//! change is decoded once rather than once per watcher, and serialized once for the watchers that send
+//! it on as JSON. A node starting pods has four watches on pods (the shared informers, the kubelet, the
+//! garbage collector, a client), each of which decoded and serialized every change on its own.
+//!
+//! Only the most recent changes are kept, so a watcher that falls behind decodes for itself, and a
+//! kept object costs memory only until newer changes push it out.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex, OnceLock};
+
+use bytes::Bytes;
+use serde_json::Value;
+
+use crate::api::resources::ResourceInfo;
+
+/// How many decoded changes are kept: enough for watchers that read a burst of changes together.
+const KEPT: usize = 64;
+
+/// An object as a watch delivers it, with its JSON made on first use.
+#[derive(Debug)]
+pub struct WatchObject {
+    value: Value,
+    json: OnceLock<Bytes>,
+}
+
+impl WatchObject {
+    pub fn new(value: Value) -> Self {
+        WatchObject {
+            value,
+            json: OnceLock::new(),
+        }
+    }
+
+    pub fn value(&self) -> &Value {
+        &self.value
+    }
+
+    /// The object serialized as JSON, once for every watcher that sends it.
+    pub fn json(&self) -> &Bytes {
+        self.json
+            .get_or_init(|| Bytes::from(serde_json::to_vec(&self.value).unwrap_or_default()))
+    }
+}
+
+/// A change (its revision) as the version of the resource it is watched in.
+type Key = (i64, &'static str, &'static str);
+
+/// The decoded objects of the last [`KEPT`] changes watched.
+#[derive(Default)]
+pub(super) struct RecentObjects {
+    kept: Mutex<Kept>,
+}
+
+#[derive(Default)]
+struct Kept {
+    objects: HashMap<Key, Arc<WatchObject>>,
+    order: VecDeque<Key>,
+}
+
+impl RecentObjects {
+    /// The object of the change at `revision` in `info`'s version: the one kept, or `decode`d now and kept.
+    pub(super) fn get_or_decode<E>(
+        &self,
+        info: &'static ResourceInfo,
+        revision: i64,
+        decode: impl FnOnce() -> Result<Value, E>,
+    ) -> Result<Arc<WatchObject>, E> {
+        let key = (revision, info.group, info.version);
+        if let Some(found) = self.lock().objects.get(&key) {
+            return Ok(Arc::clone(found));
+        }
+        // Decoded outside the lock: two watchers racing for the same change both decode it, and
+        // the first kept wins.
+        let decoded = Arc::new(WatchObject::new(decode()?));
+        let mut kept = self.lock();
+        if let Some(found) = kept.objects.get(&key) {
+            return Ok(Arc::clone(found));
+        }
+        if kept.order.len() == KEPT {
+            if let Some(oldest) = kept.order.pop_front() {
+                kept.objects.remove(&oldest);
+            }
+        }
+        kept.order.push_back(key);
+        kept.objects.insert(key, Arc::clone(&decoded));
+        Ok(decoded)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Kept> {
+        self.kept.lock().expect("recent watch objects lock")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::resources;
+
+    fn info(plural: &str, group: &str) -> &'static ResourceInfo {
+        resources::RESOURCES
+            .iter()
+            .find(|r| r.plural == plural && r.group == group)
+            .expect("a known resource")
+    }
+
+    #[test]
+    fn a_change_is_decoded_once_per_version_and_only_recent_ones_are_kept() {
+        let recent = RecentObjects::default();
+        let pods = info("pods", "");
+        let decodes = std::cell::Cell::new(0);
+        let decode = |n: i64| {
+            decodes.set(decodes.get() + 1);
+            Ok::<_, ()>(serde_json::json!({"kind": "Pod", "n": n}))
+        };
+
+        let first = recent.get_or_decode(pods, 7, || decode(7)).unwrap();
+        let second = recent.get_or_decode(pods, 7, || decode(7)).unwrap();
+        assert!(Arc::ptr_eq(&first, &second), "the second watcher shares it");
+        assert_eq!(decodes.get(), 1);
+        assert_eq!(&first.json()[..], br#"{"kind":"Pod","n":7}"#);
+
+        // The same revision watched as another resource version is its own object.
+        recent
+            .get_or_decode(info("events", "events.k8s.io"), 7, || decode(7))
+            .unwrap();
+        assert_eq!(decodes.get(), 2);
+
+        // A failed decode keeps nothing.
+        assert!(recent.get_or_decode(pods, 8, || Err(())).is_err());
+        recent.get_or_decode(pods, 8, || decode(8)).unwrap();
+        assert_eq!(decodes.get(), 3);
+
+        for revision in 100..100 + KEPT as i64 {
+            recent
+                .get_or_decode(pods, revision, || decode(revision))
+                .unwrap();
+        }
+        let before = decodes.get();
+        recent.get_or_decode(pods, 7, || decode(7)).unwrap();
+        assert_eq!(decodes.get(), before + 1, "pushed out by newer changes");
+        assert!(recent.lock().objects.len() <= KEPT);
+    }
+}
