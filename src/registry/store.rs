@@ -376,11 +376,12 @@ impl Registry {
                     }
                 };
                 let revision = event.kv.mod_revision;
-                let shared = registry
-                    .recent_watch_objects
-                    .get_or_decode(info, revision, || {
-                        registry.decode(info, &event.kv.value, revision)
-                    });
+                let shared = registry.recent_watch_objects.get_or_decode(
+                    info,
+                    revision,
+                    event.kv.value.len(),
+                    || registry.decode(info, &event.kv.value, revision),
+                );
                 let shared = match shared {
                     Ok(shared) => shared,
                     Err(e) => {

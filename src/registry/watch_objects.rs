@@ -3,8 +3,8 @@
 //! it on as JSON. A node starting pods has four watches on pods (the shared informers, the kubelet, the
 //! garbage collector, a client), each of which decoded and serialized every change on its own.
 //!
-//! Only the most recent changes are kept, so a watcher that falls behind decodes for itself, and a
-//! kept object costs memory only until newer changes push it out.
+//! Only the most recent changes are kept, up to a number and a size, so a watcher that falls behind
+//! decodes for itself, and kept objects cost memory only until newer changes push them out.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -16,6 +16,10 @@ use crate::api::resources::ResourceInfo;
 
 /// How many decoded changes are kept: enough for watchers that read a burst of changes together.
 const KEPT: usize = 64;
+
+/// How large the kept changes may be together, as stored: a few large ConfigMaps must not stay in
+/// memory for nobody. Decoded, an object takes a few times its stored size.
+const KEPT_BYTES: usize = 1 << 20;
 
 /// An object as a watch delivers it, with its JSON made on first use.
 #[derive(Debug)]
@@ -55,15 +59,19 @@ pub(super) struct RecentObjects {
 #[derive(Default)]
 struct Kept {
     objects: HashMap<Key, Arc<WatchObject>>,
-    order: VecDeque<Key>,
+    /// Oldest first, with their stored sizes.
+    order: VecDeque<(Key, usize)>,
+    bytes: usize,
 }
 
 impl RecentObjects {
-    /// The object of the change at `revision` in `info`'s version: the one kept, or `decode`d now and kept.
+    /// The object of the change at `revision` in `info`'s version, `stored_size` bytes as stored: the one
+    /// kept, or `decode`d now and kept.
     pub(super) fn get_or_decode<E>(
         &self,
         info: &'static ResourceInfo,
         revision: i64,
+        stored_size: usize,
         decode: impl FnOnce() -> Result<Value, E>,
     ) -> Result<Arc<WatchObject>, E> {
         let key = (revision, info.group, info.version);
@@ -77,12 +85,18 @@ impl RecentObjects {
         if let Some(found) = kept.objects.get(&key) {
             return Ok(Arc::clone(found));
         }
-        if kept.order.len() == KEPT {
-            if let Some(oldest) = kept.order.pop_front() {
-                kept.objects.remove(&oldest);
-            }
+        if stored_size > KEPT_BYTES {
+            return Ok(decoded);
         }
-        kept.order.push_back(key);
+        while kept.order.len() == KEPT || kept.bytes + stored_size > KEPT_BYTES {
+            let Some((oldest, size)) = kept.order.pop_front() else {
+                break;
+            };
+            kept.objects.remove(&oldest);
+            kept.bytes -= size;
+        }
+        kept.order.push_back((key, stored_size));
+        kept.bytes += stored_size;
         kept.objects.insert(key, Arc::clone(&decoded));
         Ok(decoded)
     }
@@ -114,31 +128,57 @@ mod tests {
             Ok::<_, ()>(serde_json::json!({"kind": "Pod", "n": n}))
         };
 
-        let first = recent.get_or_decode(pods, 7, || decode(7)).unwrap();
-        let second = recent.get_or_decode(pods, 7, || decode(7)).unwrap();
+        let first = recent.get_or_decode(pods, 7, 100, || decode(7)).unwrap();
+        let second = recent.get_or_decode(pods, 7, 100, || decode(7)).unwrap();
         assert!(Arc::ptr_eq(&first, &second), "the second watcher shares it");
         assert_eq!(decodes.get(), 1);
         assert_eq!(&first.json()[..], br#"{"kind":"Pod","n":7}"#);
 
         // The same revision watched as another resource version is its own object.
         recent
-            .get_or_decode(info("events", "events.k8s.io"), 7, || decode(7))
+            .get_or_decode(info("events", "events.k8s.io"), 7, 100, || decode(7))
             .unwrap();
         assert_eq!(decodes.get(), 2);
 
         // A failed decode keeps nothing.
-        assert!(recent.get_or_decode(pods, 8, || Err(())).is_err());
-        recent.get_or_decode(pods, 8, || decode(8)).unwrap();
+        assert!(recent.get_or_decode(pods, 8, 100, || Err(())).is_err());
+        recent.get_or_decode(pods, 8, 100, || decode(8)).unwrap();
         assert_eq!(decodes.get(), 3);
 
         for revision in 100..100 + KEPT as i64 {
             recent
-                .get_or_decode(pods, revision, || decode(revision))
+                .get_or_decode(pods, revision, 100, || decode(revision))
                 .unwrap();
         }
         let before = decodes.get();
-        recent.get_or_decode(pods, 7, || decode(7)).unwrap();
+        recent.get_or_decode(pods, 7, 100, || decode(7)).unwrap();
         assert_eq!(decodes.get(), before + 1, "pushed out by newer changes");
         assert!(recent.lock().objects.len() <= KEPT);
+
+        // Large objects push out as many as their size needs, and one too large is not kept.
+        recent
+            .get_or_decode(pods, 500, KEPT_BYTES / 2 + 1, || decode(500))
+            .unwrap();
+        recent
+            .get_or_decode(pods, 501, KEPT_BYTES / 2 + 1, || decode(501))
+            .unwrap();
+        assert!(recent.lock().bytes <= KEPT_BYTES);
+        let before = decodes.get();
+        recent
+            .get_or_decode(pods, 500, KEPT_BYTES / 2 + 1, || decode(500))
+            .unwrap();
+        assert_eq!(
+            decodes.get(),
+            before + 1,
+            "pushed out by the next large one"
+        );
+        recent
+            .get_or_decode(pods, 600, KEPT_BYTES + 1, || decode(600))
+            .unwrap();
+        recent
+            .get_or_decode(pods, 600, KEPT_BYTES + 1, || decode(600))
+            .unwrap();
+        assert_eq!(decodes.get(), before + 3, "too large to keep");
+        assert_eq!(recent.lock().objects.len(), 1, "and pushed out nothing");
     }
 }
