@@ -549,6 +549,16 @@ async fn container_and_exec_processes_get_the_containers_limits_user_and_directo
 
 /// The image's symlinks lead a mount's target inside the container's root, never out to the host: here
 /// the image's `/etc` is an absolute symlink to a path that also exists on the host.
+fn read_only_bind(source: &Path, destination: &str) -> MountSpec {
+    MountSpec {
+        destination: destination.into(),
+        kind: MountKind::Bind {
+            source: source.into(),
+            readonly: true,
+        },
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mount_targets_resolve_through_the_images_symlinks_inside_its_root() {
     let f = fixture();
@@ -565,16 +575,9 @@ async fn mount_targets_resolve_through_the_images_symlinks_inside_its_root() {
     std::fs::write(config_dir.join("key"), "mounted key\n").unwrap();
 
     let id = f.create_with(&["cat", "/etc/hosts", "/etc/app/config/key"], |config| {
-        let bind = |source: &Path, destination: &str| MountSpec {
-            destination: destination.into(),
-            kind: MountKind::Bind {
-                source: source.into(),
-                readonly: true,
-            },
-        };
         config.mounts = vec![
-            bind(&hosts, "/etc/hosts"),
-            bind(&config_dir, "/etc/app/config"),
+            read_only_bind(&hosts, "/etc/hosts"),
+            read_only_bind(&config_dir, "/etc/app/config"),
         ];
     });
     f.runtime.start(&id).await.unwrap();
@@ -622,16 +625,9 @@ async fn mount_targets_are_made_outside_the_containers_memory_cgroup() {
     let hosts = sources.path().join("hosts");
     std::fs::write(&hosts, "127.0.0.1 localhost\n").unwrap();
     let id = f.create_with(&["sleep", "60"], |config| {
-        let bind = |source: &Path, destination: &str| MountSpec {
-            destination: destination.into(),
-            kind: MountKind::Bind {
-                source: source.into(),
-                readonly: false,
-            },
-        };
         config.mounts = vec![
-            bind(&hosts, "/etc/hosts"),
-            bind(sources.path(), "/data/volume"),
+            read_only_bind(&hosts, "/etc/hosts"),
+            read_only_bind(sources.path(), "/data/volume"),
         ];
         config.cwd = "/work/dir".into();
     });
