@@ -6,7 +6,7 @@
 //! Only the most recent changes are kept, up to a number and a size, so a watcher that falls behind
 //! decodes for itself, and kept objects cost memory only until newer changes push them out.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, OnceLock};
 
 use bytes::Bytes;
@@ -58,10 +58,20 @@ pub(super) struct RecentObjects {
 
 #[derive(Default)]
 struct Kept {
-    objects: HashMap<Key, Arc<WatchObject>>,
-    /// Oldest first, with their stored sizes.
-    order: VecDeque<(Key, usize)>,
+    /// Oldest first, with their stored sizes. A few dozen: looked through rather than indexed.
+    objects: VecDeque<(Key, usize, Arc<WatchObject>)>,
     bytes: usize,
+}
+
+impl Kept {
+    fn find(&self, key: &Key) -> Option<Arc<WatchObject>> {
+        // Watchers ask for the newest changes: searched from there.
+        self.objects
+            .iter()
+            .rev()
+            .find(|(kept, _, _)| kept == key)
+            .map(|(_, _, object)| Arc::clone(object))
+    }
 }
 
 impl RecentObjects {
@@ -75,29 +85,28 @@ impl RecentObjects {
         decode: impl FnOnce() -> Result<Value, E>,
     ) -> Result<Arc<WatchObject>, E> {
         let key = (revision, info.group, info.version);
-        if let Some(found) = self.lock().objects.get(&key) {
-            return Ok(Arc::clone(found));
+        if let Some(found) = self.lock().find(&key) {
+            return Ok(found);
         }
         // Decoded outside the lock: two watchers racing for the same change both decode it, and
         // the first kept wins.
         let decoded = Arc::new(WatchObject::new(decode()?));
         let mut kept = self.lock();
-        if let Some(found) = kept.objects.get(&key) {
-            return Ok(Arc::clone(found));
+        if let Some(found) = kept.find(&key) {
+            return Ok(found);
         }
         if stored_size > KEPT_BYTES {
             return Ok(decoded);
         }
-        while kept.order.len() == KEPT || kept.bytes + stored_size > KEPT_BYTES {
-            let Some((oldest, size)) = kept.order.pop_front() else {
+        while kept.objects.len() == KEPT || kept.bytes + stored_size > KEPT_BYTES {
+            let Some((_, size, _)) = kept.objects.pop_front() else {
                 break;
             };
-            kept.objects.remove(&oldest);
             kept.bytes -= size;
         }
-        kept.order.push_back((key, stored_size));
+        kept.objects
+            .push_back((key, stored_size, Arc::clone(&decoded)));
         kept.bytes += stored_size;
-        kept.objects.insert(key, Arc::clone(&decoded));
         Ok(decoded)
     }
 

@@ -547,8 +547,6 @@ async fn container_and_exec_processes_get_the_containers_limits_user_and_directo
     f.runtime.remove(&id).unwrap();
 }
 
-/// The image's symlinks lead a mount's target inside the container's root, never out to the host: here
-/// the image's `/etc` is an absolute symlink to a path that also exists on the host.
 fn read_only_bind(source: &Path, destination: &str) -> MountSpec {
     MountSpec {
         destination: destination.into(),
@@ -559,6 +557,8 @@ fn read_only_bind(source: &Path, destination: &str) -> MountSpec {
     }
 }
 
+/// The image's symlinks lead a mount's target inside the container's root, never out to the host: here
+/// the image's `/etc` is an absolute symlink to a path that also exists on the host.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mount_targets_resolve_through_the_images_symlinks_inside_its_root() {
     let f = fixture();
@@ -613,13 +613,13 @@ fn memory_stat(id: &str) -> std::collections::HashMap<String, u64> {
         .collect()
 }
 
+/// Filesystem metadata the init wrote while making targets in the overlay's upper directory was charged
+/// to the container's memory cgroup, and, cached after the container was removed, kept that cgroup alive
+/// in the kernel. The runtime makes them before the container starts. Made by the init, they showed as
+/// `dirty 4096` in 7 of 10 runs here: a new directory block is charged to whoever brings its page into
+/// the cache, unless the page is still cached from the block's earlier use.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mount_targets_are_made_outside_the_containers_memory_cgroup() {
-    // Filesystem metadata the init wrote while making targets in the overlay's upper directory was
-    // charged to the container's memory cgroup, and, cached after the container was removed, kept that
-    // cgroup alive in the kernel. The runtime makes them before the container starts. Made by the init,
-    // they showed as `dirty 4096` in 7 of 10 runs here: a new directory block is charged to whoever
-    // brings its page into the cache, unless the page is still cached from the block's earlier use.
     let f = fixture();
     let sources = tempfile::tempdir().unwrap();
     let hosts = sources.path().join("hosts");
