@@ -103,6 +103,7 @@ pub(crate) struct Kubelet {
     /// Pod uids whose containers are being stopped in the background.
     pub terminating: Mutex<HashSet<String>>,
     pub probes: probes::ProbeResults,
+    pub http_prober: probes::HttpProber,
     /// Containers with a task waiting for their exit.
     pub watched: Mutex<HashSet<String>>,
     /// Pods the eviction manager chose, by uid, while they exist.
@@ -211,6 +212,8 @@ pub async fn run(
         admissions: Default::default(),
         pressure: pressure.subscribe(),
         probes: Default::default(),
+        http_prober: probes::HttpProber::new()
+            .map_err(|e| AgentError::Config(format!("building the HTTP probe client: {e}")))?,
     });
     {
         let queue = kubelet.queue.clone();

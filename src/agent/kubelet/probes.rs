@@ -3,7 +3,8 @@
 //! with initialDelaySeconds, periodSeconds, timeoutSeconds, successThreshold and failureThreshold. Results
 //! land in a table the pod status reads; a change re-queues the pod, and a failed liveness or startup probe
 //! stops the container so that its restart policy takes over. Handlers: exec (in the container, through
-//! `orch shim-exec`), httpGet and tcpSocket against the pod IP; hooks also `sleep`.
+//! `orch shim-exec`), httpGet (HTTPS without certificate checks, as kubelet) and tcpSocket against the pod
+//! IP; hooks also `sleep`.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -55,6 +56,61 @@ pub struct Target {
     pub ports: HashMap<String, i32>,
 }
 
+/// The client of httpGet probes and hooks, shared by all of them. Like kubelet's prober it does not verify
+/// certificates (a probe asks whether the server answers, not who it is: pods serve self-signed ones, for
+/// their pod IP), takes no proxy from the environment, and keeps no connection between probes.
+pub struct HttpProber {
+    client: reqwest::Client,
+}
+
+impl HttpProber {
+    pub fn new() -> Result<Self, reqwest::Error> {
+        let client = reqwest::Client::builder()
+            .danger_accept_invalid_certs(true)
+            .no_proxy()
+            .pool_max_idle_per_host(0)
+            .redirect(reqwest::redirect::Policy::limited(10))
+            .user_agent("kube-probe/1.34")
+            .build()?;
+        Ok(HttpProber { client })
+    }
+
+    /// One GET: Ok for a status from 200 to 399, Err(kubelet's message) otherwise.
+    async fn get(
+        &self,
+        http: &k8s_openapi::api::core::v1::HTTPGetAction,
+        target: &Target,
+        timeout: Duration,
+    ) -> Result<String, String> {
+        let port = port_of(&http.port, target)?;
+        let host = http
+            .host
+            .clone()
+            .filter(|h| !h.is_empty())
+            .unwrap_or_else(|| target.pod_ip.clone());
+        let scheme = http.scheme.as_deref().unwrap_or("HTTP").to_lowercase();
+        let path = http.path.clone().unwrap_or_else(|| "/".into());
+        let path = if path.starts_with('/') {
+            path
+        } else {
+            format!("/{path}")
+        };
+        let url = format!("{scheme}://{host}:{port}{path}");
+        let mut request = self.client.get(&url).timeout(timeout);
+        for h in http.http_headers.iter().flatten() {
+            request = request.header(h.name.as_str(), h.value.as_str());
+        }
+        match request.send().await {
+            Ok(resp) if (200..400).contains(&resp.status().as_u16()) => Ok(String::new()),
+            Ok(resp) => Err(format!(
+                "HTTP probe failed with statuscode: {}",
+                resp.status().as_u16()
+            )),
+            Err(e) => Err(format!("Get \"{url}\": {e}")),
+        }
+    }
+}
+
 /// The fields shared by probe and hook handlers.
 struct Handler<'a> {
     exec: Option<&'a Vec<String>>,
@@ -98,37 +154,7 @@ async fn run_handler(
         };
     }
     if let Some(http) = handler.http {
-        let port = port_of(&http.port, target)?;
-        let host = http
-            .host
-            .clone()
-            .filter(|h| !h.is_empty())
-            .unwrap_or_else(|| target.pod_ip.clone());
-        let scheme = http.scheme.as_deref().unwrap_or("HTTP").to_lowercase();
-        let path = http.path.clone().unwrap_or_else(|| "/".into());
-        let path = if path.starts_with('/') {
-            path
-        } else {
-            format!("/{path}")
-        };
-        let url = format!("{scheme}://{host}:{port}{path}");
-        let client = reqwest::Client::builder()
-            .timeout(timeout)
-            .redirect(reqwest::redirect::Policy::limited(10))
-            .build()
-            .map_err(|e| e.to_string())?;
-        let mut request = client.get(&url).header("User-Agent", "kube-probe/1.34");
-        for h in http.http_headers.iter().flatten() {
-            request = request.header(h.name.as_str(), h.value.as_str());
-        }
-        return match request.send().await {
-            Ok(resp) if (200..400).contains(&resp.status().as_u16()) => Ok(String::new()),
-            Ok(resp) => Err(format!(
-                "HTTP probe failed with statuscode: {}",
-                resp.status().as_u16()
-            )),
-            Err(e) => Err(format!("Get \"{url}\": {e}")),
-        };
+        return kubelet.http_prober.get(http, target, timeout).await;
     }
     if let Some(tcp) = handler.tcp {
         let port = port_of(&tcp.port, target)?;
@@ -352,4 +378,85 @@ pub(crate) fn spawn(kubelet: Arc<Kubelet>, pod: &Pod, container: &Container, id:
             .await;
         }
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use bytes::Bytes;
+    use http_body_util::BodyExt;
+    use k8s_openapi::api::core::v1::HTTPGetAction;
+
+    use super::*;
+
+    /// An HTTPS server on loopback whose self-signed certificate names another host; `/broken` answers 500.
+    async fn self_signed_server() -> (u16, tokio::sync::watch::Sender<bool>) {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = rcgen::CertificateParams::new(vec!["example.invalid".into()])
+            .unwrap()
+            .self_signed(&key)
+            .unwrap();
+        let tls = rustls::ServerConfig::builder()
+            .with_no_client_auth()
+            .with_single_cert(
+                vec![cert.der().clone()],
+                rustls_pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into()),
+            )
+            .unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let (stop, shutdown) = tokio::sync::watch::channel(false);
+        tokio::spawn(crate::util::https::serve(
+            listener,
+            Arc::new(tls),
+            |req: http::Request<hyper::body::Incoming>, _| async move {
+                let status = if req.uri().path() == "/broken" {
+                    http::StatusCode::INTERNAL_SERVER_ERROR
+                } else {
+                    http::StatusCode::OK
+                };
+                let mut resp = http::Response::new(
+                    http_body_util::Full::new(Bytes::from_static(b"ok"))
+                        .map_err(|never| match never {})
+                        .boxed_unsync(),
+                );
+                *resp.status_mut() = status;
+                resp
+            },
+            shutdown,
+        ));
+        (port, stop)
+    }
+
+    #[tokio::test]
+    async fn https_probes_succeed_against_a_certificate_that_names_another_host() {
+        let (port, _stop) = self_signed_server().await;
+        let prober = HttpProber::new().unwrap();
+        let target = Target {
+            container_id: "c".into(),
+            pod_ip: "127.0.0.1".into(),
+            ports: [("https".to_string(), i32::from(port))].into(),
+        };
+        let healthy = HTTPGetAction {
+            scheme: Some("HTTPS".into()),
+            port: IntOrString::String("https".into()),
+            path: Some("healthz".into()),
+            ..Default::default()
+        };
+        let timeout = Duration::from_secs(5);
+        assert_eq!(
+            prober.get(&healthy, &target, timeout).await,
+            Ok(String::new())
+        );
+        let broken = HTTPGetAction {
+            path: Some("/broken".into()),
+            ..healthy
+        };
+        assert_eq!(
+            prober.get(&broken, &target, timeout).await,
+            Err("HTTP probe failed with statuscode: 500".to_string())
+        );
+    }
 }
