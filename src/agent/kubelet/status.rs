@@ -1,6 +1,7 @@
 //! The pod's status as kubelet reports it, computed from the runs of its containers: each container's
 //! state, lastState, restartCount, ready and started; the phase by kubelet's `getPhase` rules; the
-//! Initialized, ContainersReady and Ready conditions (PodScheduled is the scheduler's and is kept).
+//! Initialized, ContainersReady and Ready conditions, Ready also waiting for the pod's readiness gates
+//! (PodScheduled and the gates' conditions are other components' and are kept).
 
 use std::collections::HashMap;
 
@@ -31,8 +32,9 @@ pub struct Observed {
     pub readiness: HashMap<String, bool>,
     /// Per container: the startup probe has succeeded (absent = no startup probe).
     pub started: HashMap<String, bool>,
-    /// Per container: imageID (repo digest) and the termination message of the latest run.
+    /// Per container: imageID (repo digest).
     pub image_ids: HashMap<String, String>,
+    /// Per exited run (by container id): its termination message.
     pub termination_messages: HashMap<String, String>,
     pub pod_ip: Option<String>,
     pub host_ip: String,
@@ -95,11 +97,11 @@ fn container_status(
         started: Some(false),
         ..Default::default()
     };
-    let message = observed.termination_messages.get(name);
+    let message = |run: &Run| observed.termination_messages.get(&run.id);
     if let Some(prev) = &runs.previous {
         if let ContainerState::Exited(exit) = &prev.state {
             status.last_state = Some(ApiState {
-                terminated: Some(terminated(prev, exit, None)),
+                terminated: Some(terminated(prev, exit, message(prev))),
                 ..Default::default()
             });
         }
@@ -133,7 +135,7 @@ fn container_status(
                     // run becomes lastState.
                     Some(w) => {
                         status.last_state = Some(ApiState {
-                            terminated: Some(terminated(run, exit, message)),
+                            terminated: Some(terminated(run, exit, message(run))),
                             ..Default::default()
                         });
                         waiting(&w.reason, Some(&w.message))
@@ -142,7 +144,7 @@ fn container_status(
                         // A finished init container counts as ready, as kubelet reports it.
                         status.ready = init && exit.exit_code == 0;
                         ApiState {
-                            terminated: Some(terminated(run, exit, message)),
+                            terminated: Some(terminated(run, exit, message(run))),
                             ..Default::default()
                         }
                     }
@@ -219,6 +221,30 @@ fn phase(
     "Pending"
 }
 
+/// kubelet's message for each readiness gate whose condition (set by another controller) is not True.
+fn unmet_readiness_gates(
+    spec: &k8s_openapi::api::core::v1::PodSpec,
+    conditions: &[PodCondition],
+) -> Vec<String> {
+    spec.readiness_gates
+        .iter()
+        .flatten()
+        .filter_map(|gate| {
+            let kind = &gate.condition_type;
+            match conditions.iter().find(|c| &c.type_ == kind) {
+                None => Some(format!(
+                    "corresponding condition of pod readiness gate \"{kind}\" does not exist."
+                )),
+                Some(c) if c.status != "True" => Some(format!(
+                    "the status of pod readiness gate \"{kind}\" is not \"True\", but {}",
+                    c.status
+                )),
+                Some(_) => None,
+            }
+        })
+        .collect()
+}
+
 /// The complete status to write for `pod`; `now` stamps conditions that change.
 pub fn pod_status(pod: &Pod, observed: &Observed, now: jiff::Timestamp) -> PodStatus {
     let spec = pod.spec.as_ref().expect("pods have a spec");
@@ -243,7 +269,9 @@ pub fn pod_status(pod: &Pod, observed: &Observed, now: jiff::Timestamp) -> PodSt
             .and_then(|st| st.terminated.as_ref())
             .is_some_and(|t| t.exit_code == 0)
     });
-    let app_reason = if init_done {
+    // kubelet: an app container not yet created waits with PodInitializing whenever the pod has init
+    // containers, even once they are done.
+    let app_reason = if init_statuses.is_empty() {
         "ContainerCreating"
     } else {
         "PodInitializing"
@@ -277,18 +305,18 @@ pub fn pod_status(pod: &Pod, observed: &Observed, now: jiff::Timestamp) -> PodSt
         .map(|s| s.name.as_str())
         .collect();
     // Finished pods are not ready, whatever their containers were.
-    let terminal = phase == "Succeeded" || phase == "Failed";
-    let (ready_reason, ready_message) = if terminal {
-        ("PodCompleted".to_string(), None)
-    } else {
-        (
+    let (ready_reason, ready_message) = match phase {
+        "Succeeded" => ("PodCompleted".to_string(), None),
+        "Failed" => ("PodFailed".to_string(), None),
+        _ => (
             "ContainersNotReady".to_string(),
             Some(format!(
                 "containers with unready status: [{}]",
                 unready.join(" ")
             )),
-        )
+        ),
     };
+    let terminal = phase == "Succeeded" || phase == "Failed";
     let all_ready = !terminal && unready.is_empty();
     let mut conditions: Vec<PodCondition> = old
         .conditions
@@ -298,7 +326,10 @@ pub fn pod_status(pod: &Pod, observed: &Observed, now: jiff::Timestamp) -> PodSt
         .filter(|c| !["Initialized", "ContainersReady", "Ready"].contains(&c.type_.as_str()))
         .collect();
     let initialized = if terminal && init_done {
-        condition("Initialized", true, None, None)
+        PodCondition {
+            reason: (phase == "Succeeded").then(|| "PodCompleted".into()),
+            ..condition("Initialized", true, None, None)
+        }
     } else {
         condition(
             "Initialized",
@@ -327,12 +358,17 @@ pub fn pod_status(pod: &Pod, observed: &Observed, now: jiff::Timestamp) -> PodSt
         Some(ready_reason.clone()),
         ready_message.clone(),
     ));
-    conditions.push(condition(
-        "Ready",
-        all_ready,
-        Some(ready_reason),
-        ready_message,
-    ));
+    let unmet_gates = unmet_readiness_gates(spec, &conditions);
+    conditions.push(if all_ready && !unmet_gates.is_empty() {
+        condition(
+            "Ready",
+            false,
+            Some("ReadinessGatesNotReady".into()),
+            Some(unmet_gates.join(", ")),
+        )
+    } else {
+        condition("Ready", all_ready, Some(ready_reason), ready_message)
+    });
     // A condition keeps its transition time until its status changes.
     let old_conditions = old.conditions.unwrap_or_default();
     for c in &mut conditions {
@@ -489,6 +525,107 @@ mod tests {
     }
 
     #[test]
+    fn ready_waits_for_every_readiness_gate_condition_to_be_true() {
+        let now = jiff::Timestamp::now();
+        let mut p = pod("Always", &[], &["a"]);
+        p.spec.as_mut().unwrap().readiness_gates = Some(
+            ["example.com/lb", "example.com/dns"]
+                .map(|kind| k8s_openapi::api::core::v1::PodReadinessGate {
+                    condition_type: kind.into(),
+                })
+                .into(),
+        );
+        let gate = |status: &str| PodCondition {
+            type_: "example.com/lb".into(),
+            status: status.into(),
+            ..Default::default()
+        };
+        p.status = Some(PodStatus {
+            conditions: Some(vec![gate("False")]),
+            ..Default::default()
+        });
+        let o = observed(&[("a", Some(run(0, running())), None)]);
+        let s = pod_status(&p, &o, now);
+        assert_eq!(cond(&s, "ContainersReady").status, "True");
+        let ready = cond(&s, "Ready");
+        assert_eq!(
+            (ready.status.as_str(), ready.reason.as_deref()),
+            ("False", Some("ReadinessGatesNotReady"))
+        );
+        assert_eq!(
+            ready.message.as_deref(),
+            Some(
+                "the status of pod readiness gate \"example.com/lb\" is not \"True\", but False, \
+                 corresponding condition of pod readiness gate \"example.com/dns\" does not exist."
+            )
+        );
+        assert_eq!(cond(&s, "example.com/lb").status, "False", "kept as set");
+
+        let mut conditions = vec![gate("True")];
+        conditions.push(PodCondition {
+            type_: "example.com/dns".into(),
+            ..gate("True")
+        });
+        p.status = Some(PodStatus {
+            conditions: Some(conditions),
+            ..Default::default()
+        });
+        assert_eq!(cond(&pod_status(&p, &o, now), "Ready").status, "True");
+    }
+
+    #[test]
+    fn a_failed_pod_is_unready_because_it_failed_and_a_succeeded_one_because_it_completed() {
+        let now = jiff::Timestamp::now();
+        let o = |code| observed(&[("a", Some(run(0, exited(code, false))), None)]);
+        let failed = pod_status(&pod("Never", &[], &["a"]), &o(2), now);
+        assert_eq!(failed.phase.as_deref(), Some("Failed"));
+        for kind in ["ContainersReady", "Ready"] {
+            assert_eq!(cond(&failed, kind).reason.as_deref(), Some("PodFailed"));
+        }
+        assert_eq!(cond(&failed, "Initialized").reason, None);
+        let succeeded = pod_status(&pod("Never", &[], &["a"]), &o(0), now);
+        assert_eq!(succeeded.phase.as_deref(), Some("Succeeded"));
+        for kind in ["Initialized", "ContainersReady", "Ready"] {
+            assert_eq!(
+                cond(&succeeded, kind).reason.as_deref(),
+                Some("PodCompleted")
+            );
+        }
+        assert_eq!(cond(&succeeded, "Initialized").status, "True");
+    }
+
+    #[test]
+    fn the_previous_runs_termination_message_stays_with_it_in_last_state() {
+        let now = jiff::Timestamp::now();
+        let p = pod("Always", &[], &["a"]);
+        let mut o = observed(&[("a", Some(run(1, running())), Some(run(0, exited(3, false))))]);
+        o.termination_messages
+            .insert("id0".into(), "config missing".into());
+        let s = pod_status(&p, &o, now);
+        let cs = &s.container_statuses.as_ref().unwrap()[0];
+        let last = cs.last_state.as_ref().unwrap().terminated.as_ref().unwrap();
+        assert_eq!(last.message.as_deref(), Some("config missing"));
+    }
+
+    #[test]
+    fn app_containers_wait_with_pod_initializing_in_a_pod_with_init_containers() {
+        let now = jiff::Timestamp::now();
+        let p = pod("Always", &["i"], &["a"]);
+        let s = pod_status(
+            &p,
+            &observed(&[("i", Some(run(0, exited(0, false))), None)]),
+            now,
+        );
+        let app = &s.container_statuses.as_ref().unwrap()[0];
+        let waiting = app.state.as_ref().unwrap().waiting.as_ref().unwrap();
+        assert_eq!(waiting.reason.as_deref(), Some("PodInitializing"));
+        let s = pod_status(&pod("Always", &[], &["a"]), &observed(&[]), now);
+        let app = &s.container_statuses.as_ref().unwrap()[0];
+        let waiting = app.state.as_ref().unwrap().waiting.as_ref().unwrap();
+        assert_eq!(waiting.reason.as_deref(), Some("ContainerCreating"));
+    }
+
+    #[test]
     fn crash_loop_shows_waiting_with_the_last_termination() {
         let now = jiff::Timestamp::now();
         let p = pod("Always", &[], &["a"]);
@@ -540,7 +677,7 @@ mod tests {
             (target.status.as_str(), target.reason.as_deref()),
             ("True", Some("TerminationByKubelet"))
         );
-        assert_eq!(cond(&s, "Ready").reason.as_deref(), Some("PodCompleted"));
+        assert_eq!(cond(&s, "Ready").reason.as_deref(), Some("PodFailed"));
     }
 
     #[test]

@@ -34,6 +34,8 @@ const DEFAULT_GRACE: i64 = 30;
 const MAX_TERMINATION_MESSAGE: usize = 4096;
 /// FallbackToLogsOnError takes at most this many bytes of the log's end.
 const MAX_FALLBACK_LOG: usize = 2048;
+/// kubelet's MaxContainerTerminationMessageLogLines.
+const MAX_FALLBACK_LINES: usize = 80;
 
 fn spec_hash(c: &Container) -> String {
     let bytes = serde_json::to_vec(c).unwrap_or_default();
@@ -754,6 +756,7 @@ impl Kubelet {
         }
     }
 
+    /// The termination message of every exited run kept (the latest and the one before, for lastState).
     fn collect_termination_messages(&self, pod: &Pod, observed: &mut Observed) {
         let spec = pod.spec.as_ref().expect("pods have a spec");
         for c in spec
@@ -762,31 +765,45 @@ impl Kubelet {
             .flatten()
             .chain(&spec.containers)
         {
-            let Some(run) = observed.runs.get(&c.name).and_then(|r| r.latest.clone()) else {
+            let Some(runs) = observed.runs.get(&c.name) else {
                 continue;
             };
-            let ContainerState::Exited(exit) = &run.state else {
-                continue;
-            };
-            let file = self.runtime.termination_log(&run.id);
-            let mut message = std::fs::read(&file)
-                .map(|b| {
-                    String::from_utf8_lossy(&b[..b.len().min(MAX_TERMINATION_MESSAGE)]).into_owned()
+            let messages: Vec<(String, String)> = [&runs.latest, &runs.previous]
+                .into_iter()
+                .flatten()
+                .filter_map(|run| {
+                    let ContainerState::Exited(exit) = &run.state else {
+                        return None;
+                    };
+                    let message = self.termination_message(pod, c, run, exit.exit_code);
+                    (!message.is_empty()).then(|| (run.id.clone(), message))
                 })
-                .unwrap_or_default();
-            if message.is_empty()
-                && exit.exit_code != 0
-                && c.termination_message_policy.as_deref() == Some("FallbackToLogsOnError")
-            {
-                let log = sandbox::log_path(&self.config.data_dir, pod, &c.name, run.attempt);
-                message = log_tail(&log);
-            }
-            if !message.is_empty() {
-                observed
-                    .termination_messages
-                    .insert(c.name.clone(), message);
-            }
+                .collect();
+            observed.termination_messages.extend(messages);
         }
+    }
+
+    /// kubelet's message for an exited run: the end of its terminationMessagePath file, or with
+    /// FallbackToLogsOnError and a failure, the end of its log when that file is empty.
+    fn termination_message(&self, pod: &Pod, c: &Container, run: &Run, exit_code: i32) -> String {
+        let message = std::fs::read(self.runtime.termination_log(&run.id))
+            .map(|b| {
+                String::from_utf8_lossy(&b[b.len().saturating_sub(MAX_TERMINATION_MESSAGE)..])
+                    .into_owned()
+            })
+            .unwrap_or_default();
+        if message.is_empty()
+            && exit_code != 0
+            && c.termination_message_policy.as_deref() == Some("FallbackToLogsOnError")
+        {
+            return log_tail(&sandbox::log_path(
+                &self.config.data_dir,
+                pod,
+                &c.name,
+                run.attempt,
+            ));
+        }
+        message
     }
 
     pub(super) async fn write_status(
@@ -1115,20 +1132,61 @@ enum StartFailure {
     Waiting(Waiting, Duration),
 }
 
-/// The end of a CRI log as plain text: the last lines' messages, at most [`MAX_FALLBACK_LOG`] bytes.
+/// The end of a CRI log as `kubectl logs --tail` shows it (partial lines joined, each line ending in a
+/// newline): its last [`MAX_FALLBACK_LINES`] lines, at most their last [`MAX_FALLBACK_LOG`] bytes.
 fn log_tail(path: &std::path::Path) -> String {
     let text = std::fs::read_to_string(path).unwrap_or_default();
-    let messages: Vec<&str> = text
-        .lines()
-        .filter_map(|l| l.splitn(4, ' ').nth(3))
-        .collect();
-    let mut out = messages.join("\n");
-    if out.len() > MAX_FALLBACK_LOG {
-        let mut cut = out.len() - MAX_FALLBACK_LOG;
-        while !out.is_char_boundary(cut) {
-            cut += 1;
+    let mut lines: Vec<String> = Vec::new();
+    let mut partial = String::new();
+    for entry in text.lines() {
+        let mut fields = entry.splitn(4, ' ');
+        let tag = fields.nth(2);
+        partial.push_str(fields.next().unwrap_or_default());
+        if tag != Some("P") {
+            partial.push('\n');
+            lines.push(std::mem::take(&mut partial));
         }
-        out = out[cut..].to_string();
     }
-    out
+    if !partial.is_empty() {
+        lines.push(partial);
+    }
+    let out = lines[lines.len().saturating_sub(MAX_FALLBACK_LINES)..].concat();
+    let mut cut = out.len().saturating_sub(MAX_FALLBACK_LOG);
+    while !out.is_char_boundary(cut) {
+        cut += 1;
+    }
+    out[cut..].to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_log_fallback_message_is_the_last_80_lines_with_partial_lines_joined() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("0.log");
+        let mut text = String::new();
+        for i in 0..99 {
+            text.push_str(&format!(
+                "2026-11-24T10:00:00.000000000Z stdout F line {i}\n"
+            ));
+        }
+        text.push_str("2026-11-24T10:00:00.000000000Z stderr P fatal: \n");
+        text.push_str("2026-11-24T10:00:00.000000000Z stderr F no config\n");
+        std::fs::write(&log, text).unwrap();
+        let tail = log_tail(&log);
+        assert!(tail.starts_with("line 20\nline 21\n"), "{tail:?}");
+        assert!(tail.ends_with("line 98\nfatal: no config\n"), "{tail:?}");
+        assert_eq!(tail.lines().count(), 80);
+
+        let long = format!(
+            "2026-11-24T10:00:00.000000000Z stdout F {}é\n",
+            "x".repeat(4000)
+        );
+        std::fs::write(&log, long).unwrap();
+        let tail = log_tail(&log);
+        assert!(tail.len() <= MAX_FALLBACK_LOG && tail.len() > MAX_FALLBACK_LOG - 4);
+        assert!(tail.ends_with("xé\n"));
+    }
 }
