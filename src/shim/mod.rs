@@ -80,6 +80,9 @@ pub struct ExitRecord {
     /// RFC 3339 times.
     pub started_at: String,
     pub finished_at: String,
+    /// Why the process never ran, when starting it failed (kubelet's StartError).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_error: Option<String>,
 }
 
 /// A process (the container's init, or its shim) by pid and start time in clock ticks since boot (field
@@ -245,6 +248,7 @@ fn supervise(args: &ShimArgs) -> Result<(), ShimError> {
         oom_killed,
         started_at,
         finished_at: jiff::Timestamp::now().to_string(),
+        start_error: None,
     };
     write_atomic(
         &args.records.join(EXIT_FILE),

@@ -357,7 +357,11 @@ kind: Pod
 metadata: {name: survivor}
 spec:
   containers:
-  - {name: app, image: busybox:latest, imagePullPolicy: Never, command: [sleep, "1000"]}
+  - name: app
+    image: busybox:latest
+    imagePullPolicy: Never
+    command: [sleep, "1000"]
+    readinessProbe: {exec: {command: ["true"]}, initialDelaySeconds: 4, periodSeconds: 1}
 ---
 apiVersion: v1
 kind: Pod
@@ -390,6 +394,11 @@ spec:
         jsonpath(&s, "counter", "{.status.phase}") == "Running"
     });
     assert_eq!(s.ok(&["logs", "-f", "counter"]), "line 1\nline 2\nline 3\n");
+    let ready_since = r#"{.status.conditions[?(@.type=="Ready")].lastTransitionTime}"#;
+    s.eventually("survivor is ready", Duration::from_secs(30), || {
+        jsonpath(&s, "survivor", "{.status.containerStatuses[0].ready}") == "true"
+    });
+    let survivor_ready_since = jsonpath(&s, "survivor", ready_since);
     let survivor_id = jsonpath(&s, "survivor", "{.status.containerStatuses[0].containerID}");
     let id = survivor_id.trim_start_matches("orch://").to_string();
     let pid_file = s.data_dir().join("agent/containers").join(&id).join("pid");
@@ -448,6 +457,13 @@ spec:
         "0"
     );
     assert_eq!(jsonpath(&s, "survivor", "{.status.phase}"), "Running");
+    // Its readiness probe's initial delay counts from the container's start, not the agent's, and it
+    // stays ready meanwhile: the Ready condition never changed (not even False for a moment).
+    assert_eq!(
+        jsonpath(&s, "survivor", "{.status.containerStatuses[0].ready}"),
+        "true"
+    );
+    assert_eq!(jsonpath(&s, "survivor", ready_since), survivor_ready_since);
     assert!(nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_ok());
 }
 
@@ -1684,4 +1700,135 @@ spec:
     let _ = attached.kill();
     let _ = attached.wait();
     s.ok(&["delete", "pod", "ticker", "--wait=false"]);
+}
+
+/// A container whose program cannot be started is a run that ended (reason StartError, code 128, the
+/// runtime's message) as with containerd, so the restart policy applies: Never fails the pod, Always
+/// restarts it with back-off. Nothing of the failed start stays mounted.
+#[test]
+fn a_container_that_cannot_start_ends_its_run_with_start_error() {
+    let (_node, s) = busybox_node();
+    let manifest = r#"apiVersion: v1
+kind: Pod
+metadata: {name: once}
+spec:
+  restartPolicy: Never
+  containers:
+  - {name: app, image: busybox:latest, imagePullPolicy: Never, command: [/no/such/program]}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: again}
+spec:
+  containers:
+  - {name: app, image: busybox:latest, imagePullPolicy: Never, command: [/no/such/program]}
+"#;
+    let file = s.write("start-error.yaml", manifest);
+    s.ok(&["apply", "-f", file.to_str().unwrap()]);
+    s.eventually("once fails", Duration::from_secs(60), || {
+        jsonpath(&s, "once", "{.status.phase}") == "Failed"
+    });
+    let terminated = |pod: &str, state: &str, field: &str| {
+        jsonpath(
+            &s,
+            pod,
+            &format!("{{.status.containerStatuses[0].{state}.terminated.{field}}}"),
+        )
+    };
+    assert_eq!(terminated("once", "state", "reason"), "StartError");
+    assert_eq!(terminated("once", "state", "exitCode"), "128");
+    let message = terminated("once", "state", "message");
+    assert!(message.contains("/no/such/program"), "{message}");
+    s.eventually("again restarts", Duration::from_secs(60), || {
+        jsonpath(&s, "again", "{.status.containerStatuses[0].restartCount}")
+            .parse::<u32>()
+            .is_ok_and(|n| n >= 1)
+    });
+    s.eventually("again backs off", Duration::from_secs(60), || {
+        jsonpath(
+            &s,
+            "again",
+            "{.status.containerStatuses[0].state.waiting.reason}",
+        ) == "CrashLoopBackOff"
+    });
+    assert_eq!(terminated("again", "lastState", "reason"), "StartError");
+    let events = s.ok(&[
+        "get",
+        "events",
+        "--field-selector",
+        "involvedObject.name=once",
+    ]);
+    assert!(events.contains("/no/such/program"), "{events}");
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    let data_dir = s.data_dir().display().to_string();
+    let run_dir = s.dir.path().join("run").display().to_string();
+    let roots = mounts
+        .lines()
+        .filter(|l| l.contains("/rootfs ") && (l.contains(&data_dir) || l.contains(&run_dir)))
+        .count();
+    assert_eq!(
+        roots, 0,
+        "root mounts of containers that never ran:\n{mounts}"
+    );
+}
+
+/// A pod ends as kubelet ends it: past its activeDeadlineSeconds it fails (DeadlineExceeded) and its
+/// container is stopped; a deleted pod that a finalizer keeps shows a final phase and its container's
+/// end instead of Running.
+#[test]
+fn pods_fail_past_their_deadline_and_deleted_ones_report_how_they_ended() {
+    let (_node, s) = busybox_node();
+    let manifest = r#"apiVersion: v1
+kind: Pod
+metadata: {name: limited}
+spec:
+  activeDeadlineSeconds: 3
+  terminationGracePeriodSeconds: 1
+  containers:
+  - {name: app, image: busybox:latest, imagePullPolicy: Never, command: [sleep, "1000"]}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: kept, finalizers: [example.com/keep]}
+spec:
+  terminationGracePeriodSeconds: 1
+  containers:
+  - {name: app, image: busybox:latest, imagePullPolicy: Never, command: [sleep, "1000"]}
+"#;
+    let file = s.write("endings.yaml", manifest);
+    s.ok(&["apply", "-f", file.to_str().unwrap()]);
+    let exit_code = "{.status.containerStatuses[0].state.terminated.exitCode}";
+    s.eventually("limited fails", Duration::from_secs(60), || {
+        jsonpath(&s, "limited", "{.status.phase}") == "Failed"
+    });
+    assert_eq!(
+        jsonpath(&s, "limited", "{.status.reason}"),
+        "DeadlineExceeded"
+    );
+    // sleep, the container's pid 1, ignores SIGTERM: the grace period ends in SIGKILL.
+    s.eventually("limited's container is stopped", Duration::from_secs(30), || {
+        jsonpath(&s, "limited", exit_code) == "137"
+    });
+    let events = s.ok(&["get", "events", "--field-selector", "involvedObject.name=limited"]);
+    assert!(events.contains("DeadlineExceeded"), "{events}");
+
+    s.eventually("kept runs", Duration::from_secs(60), || {
+        jsonpath(&s, "kept", "{.status.phase}") == "Running"
+    });
+    s.ok(&["delete", "pod", "kept", "--wait=false"]);
+    s.eventually("kept reports its end", Duration::from_secs(30), || {
+        jsonpath(&s, "kept", exit_code) == "137"
+    });
+    assert_eq!(jsonpath(&s, "kept", "{.status.phase}"), "Failed");
+    s.ok(&[
+        "patch",
+        "pod",
+        "kept",
+        "--type=merge",
+        "-p",
+        r#"{"metadata":{"finalizers":null}}"#,
+    ]);
+    s.eventually("kept is gone", Duration::from_secs(30), || {
+        !s.kubectl(&["get", "pod", "kept"]).status.success()
+    });
 }

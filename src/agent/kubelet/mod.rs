@@ -5,6 +5,7 @@
 //! pod changes and a periodic relist re-queue it.
 //! Everything it knows is on disk or in the API, so a restarted agent picks up where it left off.
 
+pub mod active_deadline;
 pub mod admission;
 pub mod attach;
 pub mod backoff;

@@ -227,6 +227,7 @@ mod tests {
             oom_killed: false,
             started_at: (finished - jiff::SignedDuration::from_secs(1)).to_string(),
             finished_at: finished.to_string(),
+            start_error: None,
         })
     }
 

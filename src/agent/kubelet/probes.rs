@@ -236,14 +236,30 @@ struct Counters {
     failures: i32,
 }
 
-/// Probes one running container until it exits: started by the pod worker after a start.
-pub(crate) fn spawn(kubelet: Arc<Kubelet>, pod: &Pod, container: &Container, id: &str) {
+/// Probes one running container until it exits: started by the pod worker after a start, or for a
+/// container the agent adopted after its restart (`started_at_unix` is when the container started).
+pub(crate) fn spawn(
+    kubelet: Arc<Kubelet>,
+    pod: &Pod,
+    container: &Container,
+    id: &str,
+    started_at_unix: i64,
+) {
     let startup = container.startup_probe.clone();
     let readiness = container.readiness_probe.clone();
     let liveness = container.liveness_probe.clone();
+    // An adopted container keeps what this node last reported for it, so that restarting the agent does
+    // not turn ready pods unready (and take them out of their Services) until probes run again.
+    let reported = pod
+        .status
+        .as_ref()
+        .and_then(|s| s.container_statuses.as_ref())
+        .into_iter()
+        .flatten()
+        .find(|s| s.container_id.as_deref() == Some(&super::status::container_id(id)));
     let initial = ProbeState {
-        started: startup.is_none(),
-        ready: readiness.is_none(),
+        started: startup.is_none() || reported.is_some_and(|s| s.started == Some(true)),
+        ready: readiness.is_none() || reported.is_some_and(|s| s.ready),
     };
     kubelet.probes.set(id, initial);
     if startup.is_none() && readiness.is_none() && liveness.is_none() {
@@ -255,7 +271,13 @@ pub(crate) fn spawn(kubelet: Arc<Kubelet>, pod: &Pod, container: &Container, id:
     tokio::spawn(async move {
         let key = crate::client::informer::key_of(&pod.metadata);
         let mut state = initial;
-        let started_at = tokio::time::Instant::now();
+        // initialDelaySeconds count from the container's start, as kubelet counts them.
+        let age = Duration::from_secs(
+            (jiff::Timestamp::now().as_second() - started_at_unix).max(0) as u64,
+        );
+        let started_at = tokio::time::Instant::now()
+            .checked_sub(age)
+            .unwrap_or_else(tokio::time::Instant::now);
         let mut counters: HashMap<&str, Counters> = HashMap::new();
         let mut next_run: HashMap<&str, tokio::time::Instant> = HashMap::new();
         let probes: Vec<(&str, Probe)> = [

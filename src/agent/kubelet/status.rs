@@ -41,6 +41,11 @@ pub struct Observed {
     pub failed_init: bool,
     /// The eviction manager's message when it evicted the pod.
     pub evicted: Option<String>,
+    /// The pod ran past its activeDeadlineSeconds.
+    pub deadline_exceeded: bool,
+    /// The pod is being deleted and its containers have stopped: this status is its last, with a
+    /// final phase whatever the restart policy.
+    pub terminal: bool,
 }
 
 fn time(rfc3339: &str) -> Option<Time> {
@@ -48,6 +53,18 @@ fn time(rfc3339: &str) -> Option<Time> {
 }
 
 fn terminated(run: &Run, exit: &ExitRecord, message: Option<&String>) -> ContainerStateTerminated {
+    // containerd's reason and message for a process that never ran.
+    if let Some(error) = &exit.start_error {
+        return ContainerStateTerminated {
+            exit_code: exit.exit_code,
+            reason: Some("StartError".into()),
+            message: Some(error.clone()),
+            started_at: time(&exit.started_at),
+            finished_at: time(&exit.finished_at),
+            container_id: Some(container_id(&run.id)),
+            signal: None,
+        };
+    }
     let reason = if exit.oom_killed {
         "OOMKilled"
     } else if exit.exit_code == 0 {
@@ -221,6 +238,40 @@ fn phase(
     "Pending"
 }
 
+/// A container still waiting in a pod that is over will never run: kubelet's status manager reports it
+/// terminated, as a container it could not find.
+fn never_to_run(status: &mut ContainerStatus) {
+    if status.state.as_ref().is_some_and(|s| s.waiting.is_some()) {
+        status.state = Some(ApiState {
+            terminated: Some(ContainerStateTerminated {
+                exit_code: 137,
+                reason: Some("ContainerStatusUnknown".into()),
+                message: Some(
+                    "The container could not be located when the pod was terminated".into(),
+                ),
+                ..Default::default()
+            }),
+            ..Default::default()
+        });
+        status.ready = false;
+    }
+}
+
+/// kubelet's getPhase for a pod that is over: Succeeded when every app container succeeded, else Failed.
+fn final_phase(statuses: &[ContainerStatus]) -> &'static str {
+    let succeeded = statuses.iter().all(|s| {
+        s.state
+            .as_ref()
+            .and_then(|st| st.terminated.as_ref())
+            .is_some_and(|t| t.exit_code == 0)
+    });
+    if succeeded {
+        "Succeeded"
+    } else {
+        "Failed"
+    }
+}
+
 /// kubelet's message for each readiness gate whose condition (set by another controller) is not True.
 fn unmet_readiness_gates(
     spec: &k8s_openapi::api::core::v1::PodSpec,
@@ -249,7 +300,7 @@ fn unmet_readiness_gates(
 pub fn pod_status(pod: &Pod, observed: &Observed, now: jiff::Timestamp) -> PodStatus {
     let spec = pod.spec.as_ref().expect("pods have a spec");
     let old = pod.status.clone().unwrap_or_default();
-    let init_statuses: Vec<ContainerStatus> = spec
+    let mut init_statuses: Vec<ContainerStatus> = spec
         .init_containers
         .iter()
         .flatten()
@@ -276,7 +327,7 @@ pub fn pod_status(pod: &Pod, observed: &Observed, now: jiff::Timestamp) -> PodSt
     } else {
         "PodInitializing"
     };
-    let statuses: Vec<ContainerStatus> = spec
+    let mut statuses: Vec<ContainerStatus> = spec
         .containers
         .iter()
         .map(|c| {
@@ -289,8 +340,15 @@ pub fn pod_status(pod: &Pod, observed: &Observed, now: jiff::Timestamp) -> PodSt
             )
         })
         .collect();
+    if observed.terminal {
+        for status in init_statuses.iter_mut().chain(statuses.iter_mut()) {
+            never_to_run(status);
+        }
+    }
     let phase = match observed.evicted {
         Some(_) => "Failed",
+        None if observed.deadline_exceeded => "Failed",
+        None if observed.terminal => final_phase(&statuses),
         None => phase(pod, init_done, &statuses, observed.failed_init),
     };
 
@@ -400,8 +458,18 @@ pub fn pod_status(pod: &Pod, observed: &Observed, now: jiff::Timestamp) -> PodSt
         },
         container_statuses: Some(statuses),
         qos_class: old.qos_class,
-        reason: observed.evicted.as_ref().map(|_| "Evicted".to_string()),
-        message: observed.evicted.clone(),
+        reason: match &observed.evicted {
+            Some(_) => Some("Evicted".into()),
+            None => observed
+                .deadline_exceeded
+                .then(|| super::active_deadline::REASON.into()),
+        },
+        message: match &observed.evicted {
+            Some(message) => Some(message.clone()),
+            None => observed
+                .deadline_exceeded
+                .then(|| super::active_deadline::MESSAGE.into()),
+        },
         ..Default::default()
     }
 }
@@ -452,6 +520,7 @@ mod tests {
             oom_killed: oom,
             started_at: "2026-01-01T00:00:00Z".into(),
             finished_at: "2026-01-01T00:00:05Z".into(),
+            start_error: None,
         })
     }
 
@@ -623,6 +692,33 @@ mod tests {
         let app = &s.container_statuses.as_ref().unwrap()[0];
         let waiting = app.state.as_ref().unwrap().waiting.as_ref().unwrap();
         assert_eq!(waiting.reason.as_deref(), Some("ContainerCreating"));
+    }
+
+    #[test]
+    fn a_deleted_pods_last_status_has_a_final_phase_whatever_its_restart_policy() {
+        let now = jiff::Timestamp::now();
+        let p = pod("Always", &[], &["a", "b"]);
+        let mut o = observed(&[
+            ("a", Some(run(0, exited(0, false))), None),
+            ("b", Some(run(0, exited(0, false))), None),
+        ]);
+        o.terminal = true;
+        assert_eq!(pod_status(&p, &o, now).phase.as_deref(), Some("Succeeded"));
+        o.runs.get_mut("b").unwrap().latest = Some(run(0, exited(143, false)));
+        let s = pod_status(&p, &o, now);
+        assert_eq!(s.phase.as_deref(), Some("Failed"));
+        assert_eq!(cond(&s, "Ready").reason.as_deref(), Some("PodFailed"));
+        o.runs.get_mut("b").unwrap().latest = Some(run(0, ContainerState::Created));
+        let s = pod_status(&p, &o, now);
+        assert_eq!(s.phase.as_deref(), Some("Failed"));
+        let b = &s.container_statuses.as_ref().unwrap()[1];
+        let terminated = b.state.as_ref().unwrap().terminated.as_ref().unwrap();
+        assert_eq!(
+            (terminated.exit_code, terminated.reason.as_deref()),
+            (137, Some("ContainerStatusUnknown"))
+        );
+        o.terminal = false;
+        assert_eq!(pod_status(&p, &o, now).phase.as_deref(), Some("Pending"));
     }
 
     #[test]

@@ -20,7 +20,7 @@ use super::backoff::{self, Decision};
 use super::env::Sources;
 use super::plan::{self, Action, Run, Runs};
 use super::status::{self, Observed, Waiting};
-use super::{container, env, pod_cgroup, probes, sandbox, volumes, Kubelet};
+use super::{active_deadline, container, env, pod_cgroup, probes, sandbox, volumes, Kubelet};
 use crate::agent::image::reference::PullPolicy;
 use crate::agent::image::{Credentials, Image};
 use crate::agent::runtime::{new_container_id, ContainerMeta, ContainerState, RuntimeError};
@@ -29,7 +29,7 @@ use crate::client::events::Involved;
 use crate::client::informer::split_key;
 
 /// Default `terminationGracePeriodSeconds`.
-const DEFAULT_GRACE: i64 = 30;
+pub(super) const DEFAULT_GRACE: i64 = 30;
 /// How much of a termination message file is read, as kubelet.
 const MAX_TERMINATION_MESSAGE: usize = 4096;
 /// FallbackToLogsOnError takes at most this many bytes of the log's end.
@@ -84,6 +84,10 @@ impl Kubelet {
         if let Some(eviction) = eviction.as_ref().filter(|e| !e.failed) {
             return self.sync_evicted(&pod, &uid, &eviction.message).await;
         }
+        let now = self.clock.now();
+        if active_deadline::exceeded(&pod, now) {
+            return self.sync_deadline_exceeded(key, &pod, &uid).await;
+        }
         let phase = pod.status.as_ref().and_then(|s| s.phase.as_deref());
         // An evicted pod is finished even before its Failed status comes back through the watch.
         if matches!(phase, Some("Succeeded" | "Failed")) || eviction.is_some() {
@@ -96,7 +100,12 @@ impl Kubelet {
         if !self.admit(&pod, &uid).await? {
             return Ok(None);
         }
-        self.sync_running(&pod, &uid).await
+        let requeue = self.sync_running(&pod, &uid).await?;
+        // Back in time to enforce the pod's deadline.
+        Ok(match active_deadline::remaining(&pod, now) {
+            Some(left) => Some(requeue.map_or(left, |r| r.min(left))),
+            None => requeue,
+        })
     }
 
     async fn sync_terminating(
@@ -142,6 +151,7 @@ impl Kubelet {
             }
             return Ok(None);
         }
+        self.write_final_status(key, pod, uid).await;
         self.release_pod(uid).await;
         let (namespace, name) = split_key(key);
         let options = json!({"gracePeriodSeconds": 0, "preconditions": {"uid": uid}});
@@ -159,8 +169,30 @@ impl Kubelet {
         }
     }
 
+    /// kubelet's last status for a deleted pod whose containers stopped: a final phase (Failed unless every
+    /// container succeeded), so that whoever keeps the object past the node's delete (a finalizer, a Job
+    /// counting failed pods) sees how it ended rather than Running. A pod already over keeps its status.
+    async fn write_final_status(&self, key: &str, pod: &Pod, uid: &str) {
+        let phase = pod.status.as_ref().and_then(|s| s.phase.as_deref());
+        if matches!(phase, Some("Succeeded" | "Failed")) {
+            return;
+        }
+        let (runs, _) = self.runs(uid);
+        let mut observed = Observed {
+            runs,
+            host_ip: self.config.node_ip.to_string(),
+            pod_ip: pod.status.as_ref().and_then(|s| s.pod_ip.clone()),
+            terminal: true,
+            ..Default::default()
+        };
+        self.collect_termination_messages(pod, &mut observed);
+        if let Err(e) = self.write_status(pod, &observed, self.clock.now()).await {
+            tracing::debug!(pod = %key, error = %e, "the final status of a deleted pod");
+        }
+    }
+
     /// (id, container name) of the pod's containers that have a process.
-    fn running_containers(&self, uid: &str) -> Vec<(String, String)> {
+    pub(super) fn running_containers(&self, uid: &str) -> Vec<(String, String)> {
         self.runtime
             .list_pod(uid)
             .into_iter()
@@ -614,6 +646,10 @@ impl Kubelet {
                                 .insert(container.clone(), image.repo_digest);
                             started_any = true;
                         }
+                        Err(StartFailure::Terminated) => {
+                            started_any = true;
+                            soon(Duration::ZERO, &mut requeue);
+                        }
                         Err(StartFailure::Waiting(w, retry)) => {
                             // Pull failures have their own back-off in ensure_image.
                             if !matches!(w.reason.as_str(), "ErrImagePull" | "ImagePullBackOff") {
@@ -718,11 +754,11 @@ impl Kubelet {
             let Some(run) = observed.runs.get(&c.name).and_then(|r| r.latest.clone()) else {
                 continue;
             };
-            if !matches!(run.state, ContainerState::Running(_)) {
+            let ContainerState::Running(process) = &run.state else {
                 continue;
-            }
+            };
             if self.probes.get(&run.id).is_none() {
-                probes::spawn(self.clone(), pod, c, &run.id);
+                probes::spawn(self.clone(), pod, c, &run.id, process.started_at_unix);
             }
             if let Some(state) = self.probes.get(&run.id) {
                 observed.readiness.insert(c.name.clone(), state.ready);
@@ -757,7 +793,7 @@ impl Kubelet {
     }
 
     /// The termination message of every exited run kept (the latest and the one before, for lastState).
-    fn collect_termination_messages(&self, pod: &Pod, observed: &mut Observed) {
+    pub(super) fn collect_termination_messages(&self, pod: &Pod, observed: &mut Observed) {
         let spec = pod.spec.as_ref().expect("pods have a spec");
         for c in spec
             .init_containers
@@ -978,16 +1014,21 @@ impl Kubelet {
 
     /// Records kubelet's `Failed` event ("Error: <message>") for a container that could not start.
     async fn failed(&self, pod: &Pod, failure: StartFailure) -> StartFailure {
-        let StartFailure::Waiting(waiting, _) = &failure;
+        if let StartFailure::Waiting(waiting, _) = &failure {
+            self.failed_event(pod, &waiting.message).await;
+        }
+        failure
+    }
+
+    async fn failed_event(&self, pod: &Pod, message: &str) {
         self.events
             .warning(
                 self.clock.as_ref(),
                 &involved(pod),
                 "Failed",
-                &format!("Error: {}", waiting.message),
+                &format!("Error: {message}"),
             )
             .await;
-        failure
     }
 
     fn last_pull_failure(&self, key: &str) -> Option<std::time::Instant> {
@@ -1059,10 +1100,10 @@ impl Kubelet {
             stdin: c.stdin.unwrap_or(false),
             stdin_once: c.stdin_once.unwrap_or(false),
         };
-        let run_error = |message: String| {
+        let create_error = |message: String| {
             StartFailure::Waiting(
                 Waiting {
-                    reason: "RunContainerError".into(),
+                    reason: "CreateContainerError".into(),
                     message,
                 },
                 Duration::from_secs(5),
@@ -1082,7 +1123,7 @@ impl Kubelet {
             });
         if let Err(e) = created {
             let _ = self.runtime.remove(&id);
-            return Err(self.failed(pod, run_error(e.to_string())).await);
+            return Err(self.failed(pod, create_error(e.to_string())).await);
         }
         self.events
             .normal(
@@ -1105,9 +1146,17 @@ impl Kubelet {
                 Ok(image)
             }
             Err(e) => {
-                let _ = self.runtime.remove(&id);
                 let message = format!("failed to start container \"{}\": {e}", c.name);
-                Err(self.failed(pod, run_error(message)).await)
+                self.failed_event(pod, &message).await;
+                match self.runtime.record_start_failure(&id, &message) {
+                    Ok(()) => Err(StartFailure::Terminated),
+                    Err(record) => {
+                        let _ = self.runtime.remove(&id);
+                        Err(create_error(format!(
+                            "{message} (and recording it: {record})"
+                        )))
+                    }
+                }
             }
         }
     }
@@ -1130,6 +1179,9 @@ struct StartRequest<'a> {
 enum StartFailure {
     /// The container waits with this reason; retry after the duration.
     Waiting(Waiting, Duration),
+    /// Its process could not be started: the run is recorded as exited (StartError), and the restart
+    /// policy decides what follows, as for any exit.
+    Terminated,
 }
 
 /// The end of a CRI log as `kubectl logs --tail` shows it (partial lines joined, each line ending in a

@@ -375,6 +375,7 @@ impl Runtime {
                         .map(|t| t.to_string())
                         .unwrap_or_default(),
                     finished_at: jiff::Timestamp::now().to_string(),
+                    start_error: None,
                 }))
             }
         }
@@ -447,12 +448,48 @@ impl Runtime {
     /// Removes a container that is not running: unmounts its root, deletes what libcontainer left (a
     /// container stuck in `created` whose shim died), the bundle and the records.
     pub fn remove(&self, id: &str) -> Result<(), RuntimeError> {
-        let (dir, bundle) = (self.dir(id), self.bundle(id));
+        let dir = self.dir(id);
         if dir.exists() {
             if let ContainerState::Running(_) = self.state(id)? {
                 return Err(RuntimeError::StillRunning(id.into()));
             }
         }
+        self.discard_bundle(id)?;
+        match fs::remove_dir_all(&dir) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(io_err("removing", &dir)(e))
+            }
+            _ => {}
+        }
+        self.indexed().remove(id);
+        Ok(())
+    }
+
+    /// Records that the container's process could not be started, as an exit with containerd's code for
+    /// it (128), so that the pod's restart policy applies as to any other exit. What the attempt left
+    /// (libcontainer's state, the root mount, the bundle) goes; the records and the log stay with the run.
+    pub fn record_start_failure(&self, id: &str, message: &str) -> Result<(), RuntimeError> {
+        self.discard_bundle(id)?;
+        let now = jiff::Timestamp::now().to_string();
+        let record = ExitRecord {
+            exit_code: 128,
+            oom_killed: false,
+            started_at: now.clone(),
+            finished_at: now,
+            start_error: Some(message.to_string()),
+        };
+        shim::write_atomic(
+            &self.dir(id).join(EXIT_FILE),
+            &serde_json::to_vec(&record).expect("serialisable"),
+            Durability::Synced,
+        )?;
+        Ok(())
+    }
+
+    /// Deletes what a container's start made besides its records: libcontainer's state (when no live
+    /// shim is deleting it), the root mount and the bundle.
+    fn discard_bundle(&self, id: &str) -> Result<(), RuntimeError> {
+        let bundle = self.bundle(id);
         let state = self.config.state_root.join(id);
         // A live shim has recorded the exit and is deleting the container itself; a dead one left it.
         if state.exists() && !self.shim_alive(id) {
@@ -476,16 +513,12 @@ impl Runtime {
                 })
             }
         }
-        for path in [&bundle, &dir] {
-            match fs::remove_dir_all(path) {
-                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                    return Err(io_err("removing", path)(e))
-                }
-                _ => {}
+        match fs::remove_dir_all(&bundle) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                Err(io_err("removing", &bundle)(e))
             }
+            _ => Ok(()),
         }
-        self.indexed().remove(id);
-        Ok(())
     }
 
     /// Whether the container's shim is still running.
