@@ -557,7 +557,7 @@ impl ProtoRegistry {
                     nanos = read_varint(wire, reader, path)? as i64;
                     Ok(true)
                 })?;
-                Ok(Some(Value::String(go_duration(nanos))))
+                Ok(Some(Value::String(crate::util::go_duration(nanos))))
             }
             WellKnown::Quantity => {
                 // A Quantity with no string is Go's zero Quantity, which marshals as "0".
@@ -724,43 +724,6 @@ fn format_time(
     } else {
         format!("{whole}Z")
     })
-}
-
-/// Go's `time.Duration.String`, which is how `metav1.Duration` appears in JSON ("1m30s").
-fn go_duration(nanos: i64) -> String {
-    /// The digits of `value` below `10^precision`, without trailing zeros, after a dot.
-    fn fraction(value: u64, precision: u32) -> (String, u64) {
-        let scale = 10_u64.pow(precision);
-        let digits = value % scale;
-        let text = if digits == 0 {
-            String::new()
-        } else {
-            let padded = format!("{digits:0width$}", width = precision as usize);
-            format!(".{}", padded.trim_end_matches('0'))
-        };
-        (text, value / scale)
-    }
-    if nanos == 0 {
-        return "0s".to_owned();
-    }
-    let sign = if nanos < 0 { "-" } else { "" };
-    let magnitude = nanos.unsigned_abs();
-    if magnitude < 1_000_000_000 {
-        let (precision, unit) = match magnitude {
-            0..=999 => (0, "ns"),
-            1_000..=999_999 => (3, "µs"),
-            _ => (6, "ms"),
-        };
-        let (frac, whole) = fraction(magnitude, precision);
-        return format!("{sign}{whole}{frac}{unit}");
-    }
-    let (frac, total_seconds) = fraction(magnitude, 9);
-    let (seconds, minutes) = (total_seconds % 60, total_seconds / 60);
-    match (minutes % 60, minutes / 60) {
-        (0, 0) => format!("{sign}{seconds}{frac}s"),
-        (minutes, 0) => format!("{sign}{minutes}m{seconds}{frac}s"),
-        (minutes, hours) => format!("{sign}{hours}h{minutes}m{seconds}{frac}s"),
-    }
 }
 
 /// go-to-protobuf derives a field name by lower-casing only the first letter of the Go name, so a
@@ -1884,12 +1847,6 @@ mod tests {
             decoded,
             Some(json!({"timeout": "1m30s", "verbs": ["get", "list"], "deltas": [-2, 2]}))
         );
-        assert_eq!(go_duration(0), "0s");
-        assert_eq!(go_duration(3_600_000_000_000), "1h0m0s");
-        assert_eq!(go_duration(1_500_000_000), "1.5s");
-        assert_eq!(go_duration(1_500_000), "1.5ms");
-        assert_eq!(go_duration(-2_000), "-2µs");
-        assert_eq!(go_duration(999), "999ns");
     }
 
     #[test]

@@ -1806,10 +1806,17 @@ spec:
         "DeadlineExceeded"
     );
     // sleep, the container's pid 1, ignores SIGTERM: the grace period ends in SIGKILL.
-    s.eventually("limited's container is stopped", Duration::from_secs(30), || {
-        jsonpath(&s, "limited", exit_code) == "137"
-    });
-    let events = s.ok(&["get", "events", "--field-selector", "involvedObject.name=limited"]);
+    s.eventually(
+        "limited's container is stopped",
+        Duration::from_secs(30),
+        || jsonpath(&s, "limited", exit_code) == "137",
+    );
+    let events = s.ok(&[
+        "get",
+        "events",
+        "--field-selector",
+        "involvedObject.name=limited",
+    ]);
     assert!(events.contains("DeadlineExceeded"), "{events}");
 
     s.eventually("kept runs", Duration::from_secs(60), || {

@@ -553,8 +553,8 @@ impl Kubelet {
                 Waiting {
                     reason: "CrashLoopBackOff".into(),
                     message: format!(
-                        "back-off {}s restarting failed container={name} pod={}",
-                        delay.as_secs(),
+                        "back-off {} restarting failed container={name} pod={}",
+                        crate::util::go_duration(delay.as_nanos() as i64),
                         pod_ref(pod)
                     ),
                 },
