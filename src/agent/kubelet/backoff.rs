@@ -71,6 +71,12 @@ pub fn key(pod_uid: &str, container: &str) -> String {
     format!("{pod_uid}/{container}")
 }
 
+/// A container's crash-loop back-off is per version of its spec, as kubelet keys it: a fixed spec starts
+/// at once instead of waiting out the broken one's delay.
+pub fn crash_key(pod_uid: &str, container: &str, spec_hash: &str) -> String {
+    key(pod_uid, &format!("{container}@{spec_hash}"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -104,6 +104,9 @@ pub(crate) struct Kubelet {
     /// Pod uids whose containers are being stopped in the background.
     pub terminating: Mutex<HashSet<String>>,
     pub probes: probes::ProbeResults,
+    /// Containers the kubelet stopped in order to run them again (a changed spec, a failed liveness or
+    /// startup probe): their exit restarts them whatever the restart policy says of it.
+    pub killed_for_restart: Mutex<HashSet<String>>,
     pub http_prober: probes::HttpProber,
     /// Containers with a task waiting for their exit.
     pub watched: Mutex<HashSet<String>>,
@@ -213,6 +216,7 @@ pub async fn run(
         admissions: Default::default(),
         pressure: pressure.subscribe(),
         probes: Default::default(),
+        killed_for_restart: Default::default(),
         http_prober: probes::HttpProber::new()
             .map_err(|e| AgentError::Config(format!("building the HTTP probe client: {e}")))?,
     });

@@ -3,7 +3,7 @@
 //! exited containers restarted as the restart policy says, behind the crash-loop back-off. Pure: the pod
 //! worker carries the plan out.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{Container, PodSpec};
@@ -35,7 +35,7 @@ pub enum Action {
         init: bool,
         attempt: u32,
     },
-    /// Stop a running container whose spec changed; it is then restarted like a crash.
+    /// Stop a running container whose spec changed; it is then restarted whatever the restart policy.
     Kill { id: String, container: String },
 }
 
@@ -71,6 +71,7 @@ fn elapsed(from: &str, to: jiff::Timestamp) -> Duration {
 
 struct Context<'a> {
     pod_uid: &'a str,
+    spec_hashes: &'a HashMap<String, String>,
     backoff: &'a Backoff,
     now: jiff::Timestamp,
 }
@@ -90,8 +91,12 @@ fn restart_or_wait(
         .parse::<jiff::Timestamp>()
         .map(|end| elapsed(&exit.started_at, end))
         .unwrap_or_default();
+    let hash = cx
+        .spec_hashes
+        .get(&container.name)
+        .map_or("", String::as_str);
     match cx.backoff.decide(
-        &backoff::key(cx.pod_uid, &container.name),
+        &backoff::crash_key(cx.pod_uid, &container.name, hash),
         since_finish,
         ran_for,
     ) {
@@ -108,18 +113,22 @@ fn restart_or_wait(
 }
 
 /// The plan for a pod that is not being deleted. `spec_hashes` holds the current hash of each container's
-/// spec, to notice one that changed under a running container.
+/// spec, to notice one that changed under a running container. `killed_for_restart` holds the runs the
+/// kubelet stopped itself to run again (a changed spec, a failed liveness or startup probe when the pod
+/// restarts anything): they restart whatever their exit code, as kubelet restarts them.
 pub fn plan(
     pod_uid: &str,
     spec: &PodSpec,
     runs: &HashMap<String, Runs>,
     spec_hashes: &HashMap<String, String>,
+    killed_for_restart: &HashSet<String>,
     backoff: &Backoff,
     now: jiff::Timestamp,
 ) -> Plan {
     let mut plan = Plan::default();
     let cx = Context {
         pod_uid,
+        spec_hashes,
         backoff,
         now,
     };
@@ -189,7 +198,7 @@ pub fn plan(
                     ..
                 },
             ) => {
-                if wants_restart(policy, exit) {
+                if killed_for_restart.contains(&run.id) || wants_restart(policy, exit) {
                     restart_or_wait(&mut plan, &cx, container, false, run, exit);
                 }
             }
@@ -278,13 +287,14 @@ mod tests {
         let b = Backoff::default();
         let s = spec("Always", &["i1", "i2"], &["a", "b"]);
         let none = HashMap::new();
-        let p = plan("u", &s, &none, &none_hashes(), &b, now);
+        let p = plan("u", &s, &none, &none_hashes(), &HashSet::new(), &b, now);
         assert_eq!(starts(&p), [("i1".into(), true, 0)]);
         let p = plan(
             "u",
             &s,
             &runs(&[("i1", 0, running())]),
             &none_hashes(),
+            &HashSet::new(),
             &b,
             now,
         );
@@ -294,12 +304,13 @@ mod tests {
             &s,
             &runs(&[("i1", 0, exited(0, 1, now))]),
             &none_hashes(),
+            &HashSet::new(),
             &b,
             now,
         );
         assert_eq!(starts(&p), [("i2".into(), true, 0)]);
         let done = runs(&[("i1", 0, exited(0, 1, now)), ("i2", 0, exited(0, 1, now))]);
-        let p = plan("u", &s, &done, &none_hashes(), &b, now);
+        let p = plan("u", &s, &done, &none_hashes(), &HashSet::new(), &b, now);
         assert_eq!(starts(&p), [("a".into(), false, 0), ("b".into(), false, 0)]);
         let _ = none;
     }
@@ -318,6 +329,7 @@ mod tests {
             &spec("Never", &["i1"], &["a"]),
             &failed,
             &none_hashes(),
+            &HashSet::new(),
             &b,
             now,
         );
@@ -327,6 +339,7 @@ mod tests {
             &spec("OnFailure", &["i1"], &["a"]),
             &failed,
             &none_hashes(),
+            &HashSet::new(),
             &b,
             now,
         );
@@ -344,6 +357,7 @@ mod tests {
             &spec("Never", &[], &["a"]),
             &bad,
             &none_hashes(),
+            &HashSet::new(),
             &b,
             now
         )
@@ -354,6 +368,7 @@ mod tests {
             &spec("OnFailure", &[], &["a"]),
             &ok,
             &none_hashes(),
+            &HashSet::new(),
             &b,
             now
         )
@@ -365,6 +380,7 @@ mod tests {
                 &spec("OnFailure", &[], &["a"]),
                 &bad,
                 &none_hashes(),
+                &HashSet::new(),
                 &b,
                 now
             )),
@@ -377,6 +393,7 @@ mod tests {
             &spec("Always", &[], &["a"]),
             &again,
             &none_hashes(),
+            &HashSet::new(),
             &b,
             now,
         );
@@ -389,6 +406,7 @@ mod tests {
             &spec("Always", &[], &["a"]),
             &later,
             &none_hashes(),
+            &HashSet::new(),
             &b,
             now,
         );
@@ -401,16 +419,60 @@ mod tests {
         let b = Backoff::default();
         let r = runs(&[("a", 0, running())]);
         let same: HashMap<String, String> = [("a".to_string(), "h".to_string())].into();
-        assert!(plan("u", &spec("Always", &[], &["a"]), &r, &same, &b, now)
-            .actions
-            .is_empty());
+        assert!(plan(
+            "u",
+            &spec("Always", &[], &["a"]),
+            &r,
+            &same,
+            &HashSet::new(),
+            &b,
+            now
+        )
+        .actions
+        .is_empty());
         let changed: HashMap<String, String> = [("a".to_string(), "other".to_string())].into();
         assert_eq!(
-            plan("u", &spec("Always", &[], &["a"]), &r, &changed, &b, now).actions,
+            plan(
+                "u",
+                &spec("Always", &[], &["a"]),
+                &r,
+                &changed,
+                &HashSet::new(),
+                &b,
+                now
+            )
+            .actions,
             [Action::Kill {
                 id: "a-0".into(),
                 container: "a".into()
             }]
         );
+    }
+
+    #[test]
+    fn a_run_the_kubelet_stopped_to_restart_restarts_whatever_the_policy_with_a_back_off_per_spec()
+    {
+        let now = jiff::Timestamp::now();
+        let b = Backoff::default();
+        // Stopped for a new spec (or a failed liveness probe) and exited 0 on SIGTERM: OnFailure alone
+        // would leave it.
+        let r = runs(&[("a", 0, exited(0, 1, now))]);
+        let killed: HashSet<String> = ["a-0".to_string()].into();
+        let hashes: HashMap<String, String> = [("a".to_string(), "v1".to_string())].into();
+        let on_failure = spec("OnFailure", &[], &["a"]);
+        assert!(
+            plan("u", &on_failure, &r, &hashes, &HashSet::new(), &b, now)
+                .actions
+                .is_empty()
+        );
+        let p = plan("u", &on_failure, &r, &hashes, &killed, &b, now);
+        assert_eq!(starts(&p), [("a".into(), false, 1)]);
+        // Its next crash waits out a back-off, but a new spec starts afresh.
+        let r = runs(&[("a", 1, exited(2, 1, now))]);
+        let p = plan("u", &on_failure, &r, &hashes, &HashSet::new(), &b, now);
+        assert!(p.actions.is_empty() && p.backing_off.contains_key("a"));
+        let fixed: HashMap<String, String> = [("a".to_string(), "v2".to_string())].into();
+        let p = plan("u", &on_failure, &r, &fixed, &HashSet::new(), &b, now);
+        assert_eq!(starts(&p), [("a".into(), false, 2)]);
     }
 }

@@ -351,6 +351,16 @@ pub(crate) fn spawn(
                     "Readiness" if c.successes >= success_threshold => state.ready = true,
                     "Readiness" if c.failures >= failure_threshold => state.ready = false,
                     "Startup" | "Liveness" if c.failures >= failure_threshold => {
+                        let spec = pod.spec.as_ref();
+                        let restarts =
+                            spec.is_some_and(|s| super::plan::restart_policy(s) != "Never");
+                        if restarts {
+                            kubelet
+                                .killed_for_restart
+                                .lock()
+                                .expect("lock")
+                                .insert(target.container_id.clone());
+                        }
                         kubelet
                             .events
                             .normal(
@@ -358,17 +368,15 @@ pub(crate) fn spawn(
                                 &Involved::new("v1", "Pod", &pod.metadata),
                                 "Killing",
                                 &format!(
-                                    "Container {name} failed {} probe, will be restarted",
-                                    kind.to_lowercase()
+                                    "Container {name} failed {} probe{}",
+                                    kind.to_lowercase(),
+                                    if restarts { ", will be restarted" } else { "" }
                                 ),
                             )
                             .await;
                         let grace = probe
                             .termination_grace_period_seconds
-                            .or(pod
-                                .spec
-                                .as_ref()
-                                .and_then(|s| s.termination_grace_period_seconds))
+                            .or(spec.and_then(|s| s.termination_grace_period_seconds))
                             .unwrap_or(30)
                             .max(0) as u64;
                         kubelet

@@ -255,6 +255,10 @@ impl Kubelet {
     pub(super) async fn release_pod(&self, uid: &str) {
         for meta in self.runtime.list_pod(uid) {
             self.probes.forget(&meta.id);
+            self.killed_for_restart
+                .lock()
+                .expect("lock")
+                .remove(&meta.id);
             if let Err(e) = self.runtime.remove(&meta.id) {
                 tracing::warn!(container = %meta.id, error = %e, "removing a container");
             }
@@ -338,6 +342,10 @@ impl Kubelet {
         for (name, mut list) in by_name {
             list.sort_by_key(|(m, _)| std::cmp::Reverse(m.attempt));
             for (old, _) in list.iter().skip(2) {
+                self.killed_for_restart
+                    .lock()
+                    .expect("lock")
+                    .remove(&old.id);
                 let _ = self.runtime.remove(&old.id);
             }
             let to_run = |(m, s): &(ContainerMeta, ContainerState)| Run {
@@ -545,7 +553,16 @@ impl Kubelet {
             .chain(&spec.containers)
             .map(|c| (c.name.clone(), spec_hash(c)))
             .collect();
-        let plan = plan::plan(uid, &spec, &runs, &hashes, &self.backoff, now);
+        let killed_for_restart = self.killed_for_restart.lock().expect("lock").clone();
+        let plan = plan::plan(
+            uid,
+            &spec,
+            &runs,
+            &hashes,
+            &killed_for_restart,
+            &self.backoff,
+            now,
+        );
         observed.failed_init = plan.failed_init;
         for (name, delay) in &plan.backing_off {
             observed.waiting.insert(
@@ -581,6 +598,10 @@ impl Kubelet {
         for action in plan.actions {
             match action {
                 Action::Kill { id, container } => {
+                    self.killed_for_restart
+                        .lock()
+                        .expect("lock")
+                        .insert(id.clone());
                     self.events
                         .normal(
                             self.clock.as_ref(),
