@@ -1839,3 +1839,76 @@ spec:
         !s.kubectl(&["get", "pod", "kept"]).status.success()
     });
 }
+
+/// A native sidecar (an init container with `restartPolicy: Always`) starts before the app container,
+/// runs beside it, and is stopped once the app is done, so that a run-to-completion pod completes.
+#[test]
+fn a_sidecar_runs_beside_the_app_and_stops_when_it_is_done() {
+    let (_node, s) = busybox_node();
+    let manifest = r#"apiVersion: v1
+kind: Pod
+metadata: {name: with-sidecar}
+spec:
+  restartPolicy: Never
+  terminationGracePeriodSeconds: 1
+  initContainers:
+  - name: side
+    image: busybox:latest
+    imagePullPolicy: Never
+    restartPolicy: Always
+    command: [sh, -c, "echo side started > /shared/side; exec sleep 1000"]
+    volumeMounts: [{name: shared, mountPath: /shared}]
+    readinessProbe: {exec: {command: ["true"]}, periodSeconds: 1}
+  containers:
+  - name: app
+    image: busybox:latest
+    imagePullPolicy: Never
+    command: [sh, -c, "cat /shared/side; sleep 3"]
+    volumeMounts: [{name: shared, mountPath: /shared}]
+  volumes: [{name: shared, emptyDir: {}}]
+"#;
+    let file = s.write("sidecar.yaml", manifest);
+    s.ok(&["apply", "-f", file.to_str().unwrap()]);
+    s.eventually(
+        "the app runs beside its ready sidecar",
+        Duration::from_secs(60),
+        || {
+            jsonpath(&s, "with-sidecar", "{.status.phase}") == "Running"
+                && jsonpath(
+                    &s,
+                    "with-sidecar",
+                    "{.status.initContainerStatuses[0].ready}",
+                ) == "true"
+                && jsonpath(
+                    &s,
+                    "with-sidecar",
+                    "{.status.containerStatuses[0].state.running}",
+                ) != ""
+        },
+    );
+    assert_eq!(
+        jsonpath(
+            &s,
+            "with-sidecar",
+            "{.status.conditions[?(@.type==\"Ready\")].status}"
+        ),
+        "True"
+    );
+    s.eventually("the pod completes", Duration::from_secs(60), || {
+        jsonpath(&s, "with-sidecar", "{.status.phase}") == "Succeeded"
+    });
+    assert_eq!(
+        jsonpath(
+            &s,
+            "with-sidecar",
+            "{.status.initContainerStatuses[0].state.terminated.exitCode}"
+        ),
+        "137",
+        "the sidecar was stopped (sleep ignores SIGTERM as pid 1)"
+    );
+    assert_eq!(
+        s.ok(&["logs", "with-sidecar", "-c", "app"]),
+        "side started\n",
+        "the app started after its sidecar"
+    );
+}

@@ -107,6 +107,8 @@ pub(crate) struct Kubelet {
     /// Containers the kubelet stopped in order to run them again (a changed spec, a failed liveness or
     /// startup probe): their exit restarts them whatever the restart policy says of it.
     pub killed_for_restart: Mutex<HashSet<String>>,
+    /// Containers being stopped in the background while their pod lives on.
+    pub stopping: Mutex<HashSet<String>>,
     pub http_prober: probes::HttpProber,
     /// Containers with a task waiting for their exit.
     pub watched: Mutex<HashSet<String>>,
@@ -217,6 +219,7 @@ pub async fn run(
         pressure: pressure.subscribe(),
         probes: Default::default(),
         killed_for_restart: Default::default(),
+        stopping: Default::default(),
         http_prober: probes::HttpProber::new()
             .map_err(|e| AgentError::Config(format!("building the HTTP probe client: {e}")))?,
     });

@@ -1,5 +1,6 @@
 //! What to do next for a pod, from its spec and the runs of its containers — kubelet's
-//! `computePodActions`: init containers one at a time in order, each to success; then every app container;
+//! `computePodActions`: init containers one at a time in order, each to success (a sidecar, to its start,
+//! then restarted beside the app containers until they are done); then every app container;
 //! exited containers restarted as the restart policy says, behind the crash-loop back-off. Pure: the pod
 //! worker carries the plan out.
 
@@ -37,6 +38,8 @@ pub enum Action {
     },
     /// Stop a running container whose spec changed; it is then restarted whatever the restart policy.
     Kill { id: String, container: String },
+    /// Stop a sidecar for good: the app containers it ran beside are done.
+    Stop { id: String, container: String },
 }
 
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -112,16 +115,31 @@ fn restart_or_wait(
     }
 }
 
+/// A restartable init container (`restartPolicy: Always`): a sidecar that starts in the init order and
+/// then runs beside the app containers for the pod's life.
+pub fn is_sidecar(c: &Container) -> bool {
+    c.restart_policy.as_deref() == Some("Always")
+}
+
+/// What the kubelet knows of the runs beyond the runtime's records.
+#[derive(Debug, Clone, Default)]
+pub struct RunNotes {
+    /// Runs the kubelet stopped itself to run them again (a changed spec, a failed liveness or startup
+    /// probe when the pod restarts anything): they restart whatever their exit code, as kubelet's do.
+    pub killed_for_restart: HashSet<String>,
+    /// Running runs whose startup probe has not succeeded yet: a sidecar among them holds back the init
+    /// containers after it.
+    pub not_started: HashSet<String>,
+}
+
 /// The plan for a pod that is not being deleted. `spec_hashes` holds the current hash of each container's
-/// spec, to notice one that changed under a running container. `killed_for_restart` holds the runs the
-/// kubelet stopped itself to run again (a changed spec, a failed liveness or startup probe when the pod
-/// restarts anything): they restart whatever their exit code, as kubelet restarts them.
+/// spec, to notice one that changed under a running container.
 pub fn plan(
     pod_uid: &str,
     spec: &PodSpec,
     runs: &HashMap<String, Runs>,
     spec_hashes: &HashMap<String, String>,
-    killed_for_restart: &HashSet<String>,
+    notes: &RunNotes,
     backoff: &Backoff,
     now: jiff::Timestamp,
 ) -> Plan {
@@ -133,9 +151,62 @@ pub fn plan(
         now,
     };
     let policy = restart_policy(spec);
+    let latest = |name: &str| runs.get(name).and_then(|r| r.latest.as_ref());
+    // kubelet's sign that initialization is over: an app container was created.
+    let initialized = spec.containers.iter().any(|c| latest(&c.name).is_some());
+    // Every app container ended for good: the sidecars are stopped, and not restarted, so the pod ends.
+    let app_done = policy != "Always"
+        && spec.containers.iter().all(|c| match latest(&c.name) {
+            Some(
+                run @ Run {
+                    state: ContainerState::Exited(exit),
+                    ..
+                },
+            ) => !notes.killed_for_restart.contains(&run.id) && !wants_restart(policy, exit),
+            _ => false,
+        });
     for init in spec.init_containers.iter().flatten() {
-        let latest = runs.get(&init.name).and_then(|r| r.latest.as_ref());
-        match latest {
+        if is_sidecar(init) {
+            match latest(&init.name) {
+                _ if app_done => {}
+                None => {
+                    plan.actions.push(Action::Start {
+                        container: init.name.clone(),
+                        init: true,
+                        attempt: 0,
+                    });
+                    if !initialized {
+                        return plan;
+                    }
+                }
+                Some(
+                    run @ Run {
+                        state: ContainerState::Running(_) | ContainerState::Created,
+                        ..
+                    },
+                ) => {
+                    kill_if_changed(&mut plan, spec_hashes, init, run);
+                    let starting = matches!(run.state, ContainerState::Created)
+                        || notes.not_started.contains(&run.id);
+                    if starting && !initialized {
+                        return plan;
+                    }
+                }
+                Some(
+                    run @ Run {
+                        state: ContainerState::Exited(exit),
+                        ..
+                    },
+                ) => {
+                    restart_or_wait(&mut plan, &cx, init, true, run, exit);
+                    if !initialized {
+                        return plan;
+                    }
+                }
+            }
+            continue;
+        }
+        match latest(&init.name) {
             None => {
                 plan.actions.push(Action::Start {
                     container: init.name.clone(),
@@ -168,9 +239,29 @@ pub fn plan(
             }
         }
     }
+    if app_done {
+        for sidecar in spec
+            .init_containers
+            .iter()
+            .flatten()
+            .filter(|c| is_sidecar(c))
+        {
+            if let Some(Run {
+                id,
+                state: ContainerState::Running(_) | ContainerState::Created,
+                ..
+            }) = latest(&sidecar.name)
+            {
+                plan.actions.push(Action::Stop {
+                    id: id.clone(),
+                    container: sidecar.name.clone(),
+                });
+            }
+        }
+        return plan;
+    }
     for container in &spec.containers {
-        let latest = runs.get(&container.name).and_then(|r| r.latest.as_ref());
-        match latest {
+        match latest(&container.name) {
             None => plan.actions.push(Action::Start {
                 container: container.name.clone(),
                 init: false,
@@ -181,30 +272,38 @@ pub fn plan(
                     state: ContainerState::Running(_) | ContainerState::Created,
                     ..
                 },
-            ) => {
-                let changed = spec_hashes
-                    .get(&container.name)
-                    .is_some_and(|h| *h != run.spec_hash);
-                if changed {
-                    plan.actions.push(Action::Kill {
-                        id: run.id.clone(),
-                        container: container.name.clone(),
-                    });
-                }
-            }
+            ) => kill_if_changed(&mut plan, spec_hashes, container, run),
             Some(
                 run @ Run {
                     state: ContainerState::Exited(exit),
                     ..
                 },
             ) => {
-                if killed_for_restart.contains(&run.id) || wants_restart(policy, exit) {
+                if notes.killed_for_restart.contains(&run.id) || wants_restart(policy, exit) {
                     restart_or_wait(&mut plan, &cx, container, false, run, exit);
                 }
             }
         }
     }
     plan
+}
+
+/// Stops a container whose spec changed under it (it is then started again with the new one).
+fn kill_if_changed(
+    plan: &mut Plan,
+    spec_hashes: &HashMap<String, String>,
+    container: &Container,
+    run: &Run,
+) {
+    if spec_hashes
+        .get(&container.name)
+        .is_some_and(|h| *h != run.spec_hash)
+    {
+        plan.actions.push(Action::Kill {
+            id: run.id.clone(),
+            container: container.name.clone(),
+        });
+    }
 }
 
 #[cfg(test)]
@@ -287,14 +386,22 @@ mod tests {
         let b = Backoff::default();
         let s = spec("Always", &["i1", "i2"], &["a", "b"]);
         let none = HashMap::new();
-        let p = plan("u", &s, &none, &none_hashes(), &HashSet::new(), &b, now);
+        let p = plan(
+            "u",
+            &s,
+            &none,
+            &none_hashes(),
+            &RunNotes::default(),
+            &b,
+            now,
+        );
         assert_eq!(starts(&p), [("i1".into(), true, 0)]);
         let p = plan(
             "u",
             &s,
             &runs(&[("i1", 0, running())]),
             &none_hashes(),
-            &HashSet::new(),
+            &RunNotes::default(),
             &b,
             now,
         );
@@ -304,13 +411,21 @@ mod tests {
             &s,
             &runs(&[("i1", 0, exited(0, 1, now))]),
             &none_hashes(),
-            &HashSet::new(),
+            &RunNotes::default(),
             &b,
             now,
         );
         assert_eq!(starts(&p), [("i2".into(), true, 0)]);
         let done = runs(&[("i1", 0, exited(0, 1, now)), ("i2", 0, exited(0, 1, now))]);
-        let p = plan("u", &s, &done, &none_hashes(), &HashSet::new(), &b, now);
+        let p = plan(
+            "u",
+            &s,
+            &done,
+            &none_hashes(),
+            &RunNotes::default(),
+            &b,
+            now,
+        );
         assert_eq!(starts(&p), [("a".into(), false, 0), ("b".into(), false, 0)]);
         let _ = none;
     }
@@ -329,7 +444,7 @@ mod tests {
             &spec("Never", &["i1"], &["a"]),
             &failed,
             &none_hashes(),
-            &HashSet::new(),
+            &RunNotes::default(),
             &b,
             now,
         );
@@ -339,7 +454,7 @@ mod tests {
             &spec("OnFailure", &["i1"], &["a"]),
             &failed,
             &none_hashes(),
-            &HashSet::new(),
+            &RunNotes::default(),
             &b,
             now,
         );
@@ -357,7 +472,7 @@ mod tests {
             &spec("Never", &[], &["a"]),
             &bad,
             &none_hashes(),
-            &HashSet::new(),
+            &RunNotes::default(),
             &b,
             now
         )
@@ -368,7 +483,7 @@ mod tests {
             &spec("OnFailure", &[], &["a"]),
             &ok,
             &none_hashes(),
-            &HashSet::new(),
+            &RunNotes::default(),
             &b,
             now
         )
@@ -380,7 +495,7 @@ mod tests {
                 &spec("OnFailure", &[], &["a"]),
                 &bad,
                 &none_hashes(),
-                &HashSet::new(),
+                &RunNotes::default(),
                 &b,
                 now
             )),
@@ -393,7 +508,7 @@ mod tests {
             &spec("Always", &[], &["a"]),
             &again,
             &none_hashes(),
-            &HashSet::new(),
+            &RunNotes::default(),
             &b,
             now,
         );
@@ -406,7 +521,7 @@ mod tests {
             &spec("Always", &[], &["a"]),
             &later,
             &none_hashes(),
-            &HashSet::new(),
+            &RunNotes::default(),
             &b,
             now,
         );
@@ -424,7 +539,7 @@ mod tests {
             &spec("Always", &[], &["a"]),
             &r,
             &same,
-            &HashSet::new(),
+            &RunNotes::default(),
             &b,
             now
         )
@@ -437,7 +552,7 @@ mod tests {
                 &spec("Always", &[], &["a"]),
                 &r,
                 &changed,
-                &HashSet::new(),
+                &RunNotes::default(),
                 &b,
                 now
             )
@@ -461,18 +576,89 @@ mod tests {
         let hashes: HashMap<String, String> = [("a".to_string(), "v1".to_string())].into();
         let on_failure = spec("OnFailure", &[], &["a"]);
         assert!(
-            plan("u", &on_failure, &r, &hashes, &HashSet::new(), &b, now)
+            plan("u", &on_failure, &r, &hashes, &RunNotes::default(), &b, now)
                 .actions
                 .is_empty()
         );
+        let killed = RunNotes {
+            killed_for_restart: killed,
+            ..Default::default()
+        };
         let p = plan("u", &on_failure, &r, &hashes, &killed, &b, now);
         assert_eq!(starts(&p), [("a".into(), false, 1)]);
         // Its next crash waits out a back-off, but a new spec starts afresh.
         let r = runs(&[("a", 1, exited(2, 1, now))]);
-        let p = plan("u", &on_failure, &r, &hashes, &HashSet::new(), &b, now);
+        let p = plan("u", &on_failure, &r, &hashes, &RunNotes::default(), &b, now);
         assert!(p.actions.is_empty() && p.backing_off.contains_key("a"));
         let fixed: HashMap<String, String> = [("a".to_string(), "v2".to_string())].into();
-        let p = plan("u", &on_failure, &r, &fixed, &HashSet::new(), &b, now);
+        let p = plan("u", &on_failure, &r, &fixed, &RunNotes::default(), &b, now);
         assert_eq!(starts(&p), [("a".into(), false, 2)]);
+    }
+
+    fn with_sidecar(mut s: PodSpec, name: &str) -> PodSpec {
+        let inits = s.init_containers.get_or_insert_with(Vec::new);
+        inits.insert(
+            0,
+            Container {
+                name: name.into(),
+                restart_policy: Some("Always".into()),
+                ..Default::default()
+            },
+        );
+        s
+    }
+
+    #[test]
+    fn a_sidecar_starts_in_the_init_order_then_restarts_beside_the_app_until_it_is_done() {
+        let now = jiff::Timestamp::now();
+        let b = Backoff::default();
+        let s = with_sidecar(spec("Never", &["i"], &["a"]), "side");
+        let notes = RunNotes::default();
+        let p = plan("u", &s, &HashMap::new(), &none_hashes(), &notes, &b, now);
+        assert_eq!(starts(&p), [("side".into(), true, 0)]);
+        // Running, but its startup probe has not succeeded: the next init container waits.
+        let r = runs(&[("side", 0, running())]);
+        let starting = RunNotes {
+            not_started: ["side-0".to_string()].into(),
+            ..Default::default()
+        };
+        assert!(plan("u", &s, &r, &none_hashes(), &starting, &b, now)
+            .actions
+            .is_empty());
+        let p = plan("u", &s, &r, &none_hashes(), &notes, &b, now);
+        assert_eq!(starts(&p), [("i".into(), true, 0)]);
+        let r = runs(&[("side", 0, running()), ("i", 0, exited(0, 1, now))]);
+        let p = plan("u", &s, &r, &none_hashes(), &notes, &b, now);
+        assert_eq!(starts(&p), [("a".into(), false, 0)]);
+        // Beside the app a sidecar that exits is restarted, even in a Never pod.
+        let r = runs(&[
+            ("side", 0, exited(0, 1, now)),
+            ("i", 0, exited(0, 1, now)),
+            ("a", 0, running()),
+        ]);
+        let p = plan("u", &s, &r, &none_hashes(), &notes, &b, now);
+        assert_eq!(starts(&p), [("side".into(), true, 1)]);
+        // The app is done: the sidecar is stopped, and not restarted once it has exited.
+        let r = runs(&[
+            ("side", 1, running()),
+            ("i", 0, exited(0, 1, now)),
+            ("a", 0, exited(0, 1, now)),
+        ]);
+        let p = plan("u", &s, &r, &none_hashes(), &notes, &b, now);
+        assert_eq!(
+            p.actions,
+            [Action::Stop {
+                id: "side-1".into(),
+                container: "side".into()
+            }]
+        );
+        let r = runs(&[
+            ("side", 1, exited(143, 1, now)),
+            ("i", 0, exited(0, 1, now)),
+            ("a", 0, exited(0, 1, now)),
+        ]);
+        assert!(plan("u", &s, &r, &none_hashes(), &notes, &b, now)
+            .actions
+            .is_empty());
     }
 }

@@ -11,7 +11,7 @@ use k8s_openapi::api::core::v1::{
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
-use super::plan::{restart_policy, Run, Runs};
+use super::plan::{is_sidecar, restart_policy, Run, Runs};
 use crate::agent::runtime::ContainerState;
 use crate::shim::ExitRecord;
 
@@ -187,11 +187,13 @@ fn condition(
     }
 }
 
-/// kubelet's getPhase over the container statuses.
+/// kubelet's getPhase over the container statuses. A running sidecar keeps the pod Running; one that
+/// never ran yet keeps it Pending; one that ended counts for nothing.
 fn phase(
     pod: &Pod,
     init_done: bool,
     statuses: &[ContainerStatus],
+    sidecars: &[&ContainerStatus],
     failed_init: bool,
 ) -> &'static str {
     let spec = pod.spec.as_ref().expect("pods have a spec");
@@ -202,6 +204,16 @@ fn phase(
         return "Pending";
     }
     let (mut waiting, mut running, mut stopped, mut succeeded) = (0, 0, 0, 0);
+    for s in sidecars {
+        let state = s.state.as_ref();
+        if state.is_some_and(|st| st.running.is_some()) {
+            running += 1;
+        } else if state.is_some_and(|st| st.waiting.is_some())
+            && s.last_state.as_ref().is_none_or(|l| l.terminated.is_none())
+        {
+            waiting += 1;
+        }
+    }
     for s in statuses {
         let state = s.state.as_ref();
         if state.is_some_and(|st| st.running.is_some()) {
@@ -308,18 +320,13 @@ pub fn pod_status(pod: &Pod, observed: &Observed, now: jiff::Timestamp) -> PodSt
             container_status(
                 &c.name,
                 c.image.as_deref().unwrap_or(""),
-                true,
+                // A sidecar is ready as its readiness probe says, as an app container.
+                !is_sidecar(c),
                 observed,
                 "PodInitializing",
             )
         })
         .collect();
-    let init_done = init_statuses.iter().all(|s| {
-        s.state
-            .as_ref()
-            .and_then(|st| st.terminated.as_ref())
-            .is_some_and(|t| t.exit_code == 0)
-    });
     // kubelet: an app container not yet created waits with PodInitializing whenever the pod has init
     // containers, even once they are done.
     let app_reason = if init_statuses.is_empty() {
@@ -345,20 +352,47 @@ pub fn pod_status(pod: &Pod, observed: &Observed, now: jiff::Timestamp) -> PodSt
             never_to_run(status);
         }
     }
+    let inits: Vec<(bool, &ContainerStatus)> = spec
+        .init_containers
+        .iter()
+        .flatten()
+        .map(is_sidecar)
+        .zip(&init_statuses)
+        .collect();
+    // kubelet: once an app container was created the pod stays initialized, though sidecars restart.
+    let app_created = statuses.iter().any(|s| s.container_id.is_some());
+    let init_complete = |&(sidecar, s): &(bool, &ContainerStatus)| {
+        if sidecar {
+            app_created || s.started == Some(true)
+        } else {
+            s.state
+                .as_ref()
+                .and_then(|st| st.terminated.as_ref())
+                .is_some_and(|t| t.exit_code == 0)
+        }
+    };
+    let init_done = inits.iter().all(init_complete);
+    let sidecars: Vec<&ContainerStatus> = inits
+        .iter()
+        .filter(|(sidecar, _)| *sidecar)
+        .map(|(_, s)| *s)
+        .collect();
     let phase = match observed.evicted {
         Some(_) => "Failed",
         None if observed.deadline_exceeded => "Failed",
         None if observed.terminal => final_phase(&statuses),
-        None => phase(pod, init_done, &statuses, observed.failed_init),
+        None => phase(pod, init_done, &statuses, &sidecars, observed.failed_init),
     };
 
-    let pending_init: Vec<&str> = init_statuses
+    let pending_init: Vec<&str> = inits
         .iter()
-        .filter(|s| !s.ready)
-        .map(|s| s.name.as_str())
+        .filter(|init| !init_complete(init))
+        .map(|(_, s)| s.name.as_str())
         .collect();
-    let unready: Vec<&str> = statuses
+    let unready: Vec<&str> = sidecars
         .iter()
+        .copied()
+        .chain(&statuses)
         .filter(|s| !s.ready)
         .map(|s| s.name.as_str())
         .collect();
@@ -719,6 +753,45 @@ mod tests {
         );
         o.terminal = false;
         assert_eq!(pod_status(&p, &o, now).phase.as_deref(), Some("Pending"));
+    }
+
+    #[test]
+    fn a_running_sidecar_keeps_the_pod_running_and_counts_in_its_readiness() {
+        let now = jiff::Timestamp::now();
+        let mut p = pod("Never", &["side"], &["a"]);
+        p.spec.as_mut().unwrap().init_containers.as_mut().unwrap()[0].restart_policy =
+            Some("Always".into());
+        let mut o = observed(&[("side", Some(run(0, running())), None)]);
+        o.started.insert("side".into(), false);
+        let s = pod_status(&p, &o, now);
+        assert_eq!(s.phase.as_deref(), Some("Pending"));
+        assert_eq!(
+            cond(&s, "Initialized").message.as_deref(),
+            Some("containers with incomplete status: [side]")
+        );
+        o.started.insert("side".into(), true);
+        o.readiness.insert("side".into(), false);
+        o.runs = observed(&[
+            ("side", Some(run(0, running())), None),
+            ("a", Some(run(0, running())), None),
+        ])
+        .runs;
+        let s = pod_status(&p, &o, now);
+        assert_eq!(cond(&s, "Initialized").status, "True");
+        assert_eq!(
+            cond(&s, "ContainersReady").message.as_deref(),
+            Some("containers with unready status: [side]")
+        );
+        o.readiness.insert("side".into(), true);
+        let s = pod_status(&p, &o, now);
+        assert_eq!(cond(&s, "Ready").status, "True");
+        let side = &s.init_container_statuses.as_ref().unwrap()[0];
+        assert!(side.ready && side.state.as_ref().unwrap().running.is_some());
+        // The app is done; the sidecar still runs, then is stopped: only then is the pod over.
+        o.runs.get_mut("a").unwrap().latest = Some(run(0, exited(0, false)));
+        assert_eq!(pod_status(&p, &o, now).phase.as_deref(), Some("Running"));
+        o.runs.get_mut("side").unwrap().latest = Some(run(0, exited(143, false)));
+        assert_eq!(pod_status(&p, &o, now).phase.as_deref(), Some("Succeeded"));
     }
 
     #[test]

@@ -26,7 +26,7 @@ use crate::agent::image::{Credentials, Image};
 use crate::agent::runtime::{new_container_id, ContainerMeta, ContainerState, RuntimeError};
 use crate::agent::AgentError;
 use crate::client::events::Involved;
-use crate::client::informer::split_key;
+use crate::client::informer::{key_of, split_key};
 
 /// Default `terminationGracePeriodSeconds`.
 pub(super) const DEFAULT_GRACE: i64 = 30;
@@ -189,6 +189,36 @@ impl Kubelet {
         if let Err(e) = self.write_status(pod, &observed, self.clock.now()).await {
             tracing::debug!(pod = %key, error = %e, "the final status of a deleted pod");
         }
+    }
+
+    /// Stops a container within the pod's grace period, once however many syncs ask for it meanwhile, and
+    /// looks at the pod again when it has stopped.
+    async fn stop_in_background(
+        self: &Arc<Self>,
+        pod: &Pod,
+        container: String,
+        id: String,
+        why: &str,
+    ) {
+        if !self.stopping.lock().expect("lock").insert(id.clone()) {
+            return;
+        }
+        self.events
+            .normal(self.clock.as_ref(), &involved(pod), "Killing", why)
+            .await;
+        let grace = pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.termination_grace_period_seconds)
+            .unwrap_or(DEFAULT_GRACE)
+            .max(0) as u64;
+        let (me, key, pod) = (self.clone(), key_of(&pod.metadata), pod.clone());
+        tokio::spawn(async move {
+            me.stop_container(&pod, &container, &id, Duration::from_secs(grace))
+                .await;
+            me.stopping.lock().expect("lock").remove(&id);
+            me.queue.add(&key);
+        });
     }
 
     /// (id, container name) of the pod's containers that have a process.
@@ -553,16 +583,17 @@ impl Kubelet {
             .chain(&spec.containers)
             .map(|c| (c.name.clone(), spec_hash(c)))
             .collect();
-        let killed_for_restart = self.killed_for_restart.lock().expect("lock").clone();
-        let plan = plan::plan(
-            uid,
-            &spec,
-            &runs,
-            &hashes,
-            &killed_for_restart,
-            &self.backoff,
-            now,
-        );
+        let notes = plan::RunNotes {
+            killed_for_restart: self.killed_for_restart.lock().expect("lock").clone(),
+            not_started: runs
+                .values()
+                .filter_map(|r| r.latest.as_ref())
+                .filter(|run| matches!(run.state, ContainerState::Running(_)))
+                .filter(|run| self.probes.get(&run.id).is_none_or(|p| !p.started))
+                .map(|run| run.id.clone())
+                .collect(),
+        };
+        let plan = plan::plan(uid, &spec, &runs, &hashes, &notes, &self.backoff, now);
         observed.failed_init = plan.failed_init;
         for (name, delay) in &plan.backing_off {
             observed.waiting.insert(
@@ -602,26 +633,13 @@ impl Kubelet {
                         .lock()
                         .expect("lock")
                         .insert(id.clone());
-                    self.events
-                        .normal(
-                            self.clock.as_ref(),
-                            &involved(pod),
-                            "Killing",
-                            &format!("Container {container} definition changed, will be restarted"),
-                        )
-                        .await;
-                    let me = self.clone();
-                    let key = crate::client::informer::key_of(&pod.metadata);
-                    let grace = spec
-                        .termination_grace_period_seconds
-                        .unwrap_or(DEFAULT_GRACE)
-                        .max(0) as u64;
-                    let pod = pod.clone();
-                    tokio::spawn(async move {
-                        me.stop_container(&pod, &container, &id, Duration::from_secs(grace))
-                            .await;
-                        me.queue.add(&key);
-                    });
+                    let why =
+                        format!("Container {container} definition changed, will be restarted");
+                    self.stop_in_background(pod, container, id, &why).await;
+                }
+                Action::Stop { id, container } => {
+                    let why = format!("Stopping container {container}");
+                    self.stop_in_background(pod, container, id, &why).await;
                 }
                 Action::Start {
                     container,
@@ -737,7 +755,12 @@ impl Kubelet {
     async fn run_post_start_hooks(&self, pod: &Pod, started: &[String], observed: &Observed) {
         let spec = pod.spec.as_ref().expect("pods have a spec");
         for name in started {
-            let Some(c) = spec.containers.iter().find(|c| &c.name == name) else {
+            let sidecars = spec
+                .init_containers
+                .iter()
+                .flatten()
+                .filter(|c| plan::is_sidecar(c));
+            let Some(c) = sidecars.chain(&spec.containers).find(|c| &c.name == name) else {
                 continue;
             };
             let Some(hook) = c.lifecycle.as_ref().and_then(|l| l.post_start.as_ref()) else {
@@ -771,7 +794,12 @@ impl Kubelet {
     /// agent restart) and reads what the probes found into the status.
     fn apply_probes(self: &Arc<Self>, pod: &Pod, observed: &mut Observed) {
         let spec = pod.spec.as_ref().expect("pods have a spec");
-        for c in &spec.containers {
+        let sidecars = spec
+            .init_containers
+            .iter()
+            .flatten()
+            .filter(|c| plan::is_sidecar(c));
+        for c in sidecars.chain(&spec.containers) {
             let Some(run) = observed.runs.get(&c.name).and_then(|r| r.latest.clone()) else {
                 continue;
             };
