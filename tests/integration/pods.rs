@@ -1879,11 +1879,12 @@ spec:
                     "with-sidecar",
                     "{.status.initContainerStatuses[0].ready}",
                 ) == "true"
-                && jsonpath(
+                && !jsonpath(
                     &s,
                     "with-sidecar",
                     "{.status.containerStatuses[0].state.running}",
-                ) != ""
+                )
+                .is_empty()
         },
     );
     assert_eq!(
