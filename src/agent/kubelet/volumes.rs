@@ -302,9 +302,18 @@ pub fn prepare(cx: &Context, volume: &Volume) -> Result<Prepared, String> {
         };
         use std::os::unix::fs::FileTypeExt;
         match kind {
-            "DirectoryOrCreate" => {
-                std::fs::create_dir_all(&path).map_err(|e| format!("creating {}: {e}", h.path))?;
-                let _ = std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755));
+            // Made when missing, as kubelet makes it (0755); a directory that exists is the host's and
+            // is left as it is.
+            "DirectoryOrCreate" if meta.is_err() => {
+                use std::os::unix::fs::DirBuilderExt;
+                std::fs::DirBuilder::new()
+                    .recursive(true)
+                    .mode(0o755)
+                    .create(&path)
+                    .map_err(|e| format!("creating {}: {e}", h.path))?;
+            }
+            "DirectoryOrCreate" if !meta.as_ref().is_ok_and(|m| m.is_dir()) => {
+                return fail("directory")
             }
             "FileOrCreate" => {
                 if let Some(parent) = path.parent() {
@@ -636,7 +645,17 @@ mod tests {
         });
         assert!(prepare(&cx, &h).unwrap_err().contains("is not a directory"));
         h.host_path.as_mut().unwrap().type_ = Some("DirectoryOrCreate".into());
-        assert!(prepare(&cx, &h).unwrap().path.is_dir());
+        let made = prepare(&cx, &h).unwrap().path;
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o7777;
+        assert_eq!(mode(&made), 0o755);
+        // One that exists is the host's: its mode stays (a sticky world-writable /tmp stays so).
+        std::fs::set_permissions(&made, std::fs::Permissions::from_mode(0o1777)).unwrap();
+        prepare(&cx, &h).unwrap();
+        assert_eq!(mode(&made), 0o1777);
+        let file = dir.path().join("a-file");
+        std::fs::write(&file, "").unwrap();
+        h.host_path.as_mut().unwrap().path = file.display().to_string();
+        assert!(prepare(&cx, &h).unwrap_err().contains("is not a directory"));
 
         let mut e = volume("scratch");
         e.empty_dir = Some(EmptyDirVolumeSource::default());

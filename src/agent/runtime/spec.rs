@@ -134,16 +134,15 @@ fn spec_err(e: impl std::fmt::Display) -> RuntimeError {
     RuntimeError::Spec(e.to_string())
 }
 
-/// Resolves the capability set: defaults (or everything, privileged), minus drops, plus adds.
+/// Resolves the capability set: defaults (or all the agent holds, privileged), minus drops, plus adds.
 pub fn capabilities(config: &ContainerConfig) -> Result<Capabilities, RuntimeError> {
     let parse = |name: &str| -> Result<Capability, RuntimeError> {
         let full = format!("CAP_{}", name.trim_start_matches("CAP_").to_uppercase());
         serde_json::from_value(serde_json::Value::String(full.clone()))
             .map_err(|_| RuntimeError::Spec(format!("unknown capability {name:?}")))
     };
-    let all = || -> HashSet<Capability> { all_capabilities().collect() };
     let mut set: HashSet<Capability> = if config.privileged {
-        all()
+        held_capabilities()
     } else {
         DEFAULT_CAPABILITIES
             .iter()
@@ -161,7 +160,7 @@ pub fn capabilities(config: &ContainerConfig) -> Result<Capabilities, RuntimeErr
     }
     for add in &config.capabilities_add {
         if add.eq_ignore_ascii_case("ALL") {
-            set.extend(all());
+            set.extend(held_capabilities());
         } else {
             set.insert(parse(add)?);
         }
@@ -169,53 +168,68 @@ pub fn capabilities(config: &ContainerConfig) -> Result<Capabilities, RuntimeErr
     Ok(set)
 }
 
-fn all_capabilities() -> impl Iterator<Item = Capability> {
-    const NAMES: &[&str] = &[
-        "CHOWN",
-        "DAC_OVERRIDE",
-        "DAC_READ_SEARCH",
-        "FOWNER",
-        "FSETID",
-        "KILL",
-        "SETGID",
-        "SETUID",
-        "SETPCAP",
-        "LINUX_IMMUTABLE",
-        "NET_BIND_SERVICE",
-        "NET_BROADCAST",
-        "NET_ADMIN",
-        "NET_RAW",
-        "IPC_LOCK",
-        "IPC_OWNER",
-        "SYS_MODULE",
-        "SYS_RAWIO",
-        "SYS_CHROOT",
-        "SYS_PTRACE",
-        "SYS_PACCT",
-        "SYS_ADMIN",
-        "SYS_BOOT",
-        "SYS_NICE",
-        "SYS_RESOURCE",
-        "SYS_TIME",
-        "SYS_TTY_CONFIG",
-        "MKNOD",
-        "LEASE",
-        "AUDIT_WRITE",
-        "AUDIT_CONTROL",
-        "SETFCAP",
-        "MAC_OVERRIDE",
-        "MAC_ADMIN",
-        "SYSLOG",
-        "WAKE_ALARM",
-        "BLOCK_SUSPEND",
-        "AUDIT_READ",
-        "PERFMON",
-        "BPF",
-        "CHECKPOINT_RESTORE",
-    ];
-    NAMES
+/// Every capability the kernel has had, in the order of their numbers.
+const CAPABILITY_NAMES: &[&str] = &[
+    "CHOWN",
+    "DAC_OVERRIDE",
+    "DAC_READ_SEARCH",
+    "FOWNER",
+    "FSETID",
+    "KILL",
+    "SETGID",
+    "SETUID",
+    "SETPCAP",
+    "LINUX_IMMUTABLE",
+    "NET_BIND_SERVICE",
+    "NET_BROADCAST",
+    "NET_ADMIN",
+    "NET_RAW",
+    "IPC_LOCK",
+    "IPC_OWNER",
+    "SYS_MODULE",
+    "SYS_RAWIO",
+    "SYS_CHROOT",
+    "SYS_PTRACE",
+    "SYS_PACCT",
+    "SYS_ADMIN",
+    "SYS_BOOT",
+    "SYS_NICE",
+    "SYS_RESOURCE",
+    "SYS_TIME",
+    "SYS_TTY_CONFIG",
+    "MKNOD",
+    "LEASE",
+    "AUDIT_WRITE",
+    "AUDIT_CONTROL",
+    "SETFCAP",
+    "MAC_OVERRIDE",
+    "MAC_ADMIN",
+    "SYSLOG",
+    "WAKE_ALARM",
+    "BLOCK_SUSPEND",
+    "AUDIT_READ",
+    "PERFMON",
+    "BPF",
+    "CHECKPOINT_RESTORE",
+];
+
+/// The capabilities this process holds (its effective set): what a privileged container gets, as
+/// containerd gives it, since asking for more fails the container's start.
+fn held_capabilities() -> HashSet<Capability> {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let held = status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapEff:"))
+        .and_then(|mask| u64::from_str_radix(mask.trim(), 16).ok())
+        .unwrap_or(u64::MAX);
+    CAPABILITY_NAMES
         .iter()
-        .filter_map(|n| serde_json::from_value(serde_json::Value::String(format!("CAP_{n}"))).ok())
+        .enumerate()
+        .filter(|(bit, _)| held & (1 << bit) != 0)
+        .filter_map(|(_, n)| {
+            serde_json::from_value(serde_json::Value::String(format!("CAP_{n}"))).ok()
+        })
+        .collect()
 }
 
 fn namespace(
@@ -305,6 +319,10 @@ pub fn build(config: &ContainerConfig) -> Result<Spec, RuntimeError> {
                 .bounding(caps.clone())
                 .effective(caps.clone())
                 .permitted(caps.clone())
+                // Empty, as containerd leaves them: oci-spec's defaults would keep three capabilities
+                // in every non-root process and fail the start of a container that drops them.
+                .inheritable(Capabilities::new())
+                .ambient(Capabilities::new())
                 .build()
                 .map_err(spec_err)?,
         )
@@ -452,9 +470,9 @@ mod tests {
             capabilities_drop: vec!["ALL".into()],
             ..Default::default()
         };
-        assert!(capabilities(&privileged)
-            .unwrap()
-            .contains(&cap("SYS_ADMIN")));
+        let all_held = capabilities(&privileged).unwrap();
+        assert!(all_held.contains(&cap("SYS_ADMIN")));
+        assert_eq!(all_held, held_capabilities());
 
         let bad = ContainerConfig {
             capabilities_add: vec!["FLY".into()],
