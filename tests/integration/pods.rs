@@ -1913,3 +1913,61 @@ spec:
         "the app started after its sidecar"
     );
 }
+
+/// Capabilities as containerd sets them: a non-root process has none, dropping ALL starts, and a
+/// privileged container gets what the node itself holds. The first container already sees the pod's and
+/// the node's addresses through the downward API.
+#[test]
+fn capabilities_follow_the_security_context_and_env_sees_the_pods_addresses() {
+    let (_node, s) = busybox_node();
+    let manifest = r#"apiVersion: v1
+kind: Pod
+metadata: {name: dropped}
+spec:
+  securityContext: {runAsUser: 1000}
+  containers:
+  - name: app
+    image: busybox:latest
+    imagePullPolicy: Never
+    command: [sh, -c, "grep CapEff /proc/self/status; echo pod=$POD_IP host=$HOST_IP; sleep 1000"]
+    securityContext: {capabilities: {drop: [ALL]}}
+    env:
+    - {name: POD_IP, valueFrom: {fieldRef: {fieldPath: status.podIP}}}
+    - {name: HOST_IP, valueFrom: {fieldRef: {fieldPath: status.hostIP}}}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: privileged}
+spec:
+  containers:
+  - name: app
+    image: busybox:latest
+    imagePullPolicy: Never
+    command: [sh, -c, "grep CapEff /proc/self/status; sleep 1000"]
+    securityContext: {privileged: true}
+"#;
+    let file = s.write("capabilities.yaml", manifest);
+    s.ok(&["apply", "-f", file.to_str().unwrap()]);
+    for pod in ["dropped", "privileged"] {
+        s.eventually(&format!("{pod} runs"), Duration::from_secs(60), || {
+            jsonpath(&s, pod, "{.status.phase}") == "Running"
+                && s.ok(&["logs", pod]).contains("CapEff")
+        });
+    }
+    let dropped = s.ok(&["logs", "dropped"]);
+    assert!(dropped.contains("CapEff:\t0000000000000000"), "{dropped}");
+    let pod_ip = jsonpath(&s, "dropped", "{.status.podIP}");
+    let host_ip = jsonpath(&s, "dropped", "{.status.hostIP}");
+    assert!(
+        dropped.contains(&format!("pod={pod_ip} host={host_ip}")) && pod_ip.starts_with("10.42."),
+        "{dropped}"
+    );
+    let own = std::fs::read_to_string("/proc/self/status").unwrap();
+    let held = own.lines().find(|l| l.starts_with("CapEff")).unwrap();
+    let privileged = s.ok(&["logs", "privileged"]);
+    assert_eq!(
+        privileged.lines().next(),
+        Some(held),
+        "the node's own capabilities"
+    );
+}

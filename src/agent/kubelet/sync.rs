@@ -526,6 +526,9 @@ impl Kubelet {
                 return Ok(Some(Duration::from_secs(5)));
             }
         };
+        // The addresses kubelet knows before the status shows them: for the env (status.podIP,
+        // status.hostIP) of the first containers, and for hooks and probes.
+        let addressed = with_addresses(pod, &observed);
         let pod_dir = sandbox::pod_dir(&self.config.data_dir, uid);
         let net = sandbox::Network {
             pod_ip: observed.pod_ip.as_deref().and_then(|ip| ip.parse().ok()),
@@ -655,7 +658,7 @@ impl Kubelet {
                         .cloned()
                         .expect("planned containers are in the spec");
                     let start = StartRequest {
-                        pod,
+                        pod: &addressed,
                         uid,
                         container: &spec_container,
                         init,
@@ -708,9 +711,6 @@ impl Kubelet {
             let (runs, _) = self.runs(uid);
             observed.runs = runs;
         }
-        // Hooks and probes reach the pod at the address this sync found, which its status may not show yet.
-        let mut addressed = pod.clone();
-        addressed.status.get_or_insert_with(Default::default).pod_ip = observed.pod_ip.clone();
         self.run_post_start_hooks(&addressed, &started_now, &observed)
             .await;
         self.apply_probes(&addressed, &mut observed);
@@ -1209,6 +1209,22 @@ impl Kubelet {
             }
         }
     }
+}
+
+/// The pod with the addresses this sync found in its status.
+fn with_addresses(pod: &Pod, observed: &Observed) -> Pod {
+    let mut addressed = pod.clone();
+    let status = addressed.status.get_or_insert_with(Default::default);
+    status.pod_ip = observed.pod_ip.clone();
+    status.pod_ips = observed
+        .pod_ip
+        .as_ref()
+        .map(|ip| vec![k8s_openapi::api::core::v1::PodIP { ip: ip.clone() }]);
+    status.host_ip = Some(observed.host_ip.clone());
+    status.host_ips = Some(vec![k8s_openapi::api::core::v1::HostIP {
+        ip: observed.host_ip.clone(),
+    }]);
+    addressed
 }
 
 struct StartRequest<'a> {
