@@ -1915,8 +1915,9 @@ spec:
 }
 
 /// Capabilities as containerd sets them: a non-root process has none, dropping ALL starts, and a
-/// privileged container gets what the node itself holds. The first container already sees the pod's and
-/// the node's addresses through the downward API.
+/// privileged container gets what the node itself holds. The cgroup filesystem is read-only inside an
+/// unprivileged container, even to root (it could lift its own limits). The first container already sees
+/// the pod's and the node's addresses through the downward API.
 #[test]
 fn capabilities_follow_the_security_context_and_env_sees_the_pods_addresses() {
     let (_node, s) = busybox_node();
@@ -1945,10 +1946,27 @@ spec:
     imagePullPolicy: Never
     command: [sh, -c, "grep CapEff /proc/self/status; sleep 1000"]
     securityContext: {privileged: true}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: limited}
+spec:
+  containers:
+  - name: app
+    image: busybox:latest
+    imagePullPolicy: Never
+    command:
+    - sh
+    - -c
+    - |
+      echo -1 > /sys/fs/cgroup/cpu/cpu.cfs_quota_us && echo CapEff lifted its limit
+      mkdir /sys/fs/cgroup/mine && echo CapEff wrote the cgroup tmpfs
+      echo CapEff done; sleep 1000
+    resources: {limits: {cpu: 100m}}
 "#;
     let file = s.write("capabilities.yaml", manifest);
     s.ok(&["apply", "-f", file.to_str().unwrap()]);
-    for pod in ["dropped", "privileged"] {
+    for pod in ["dropped", "privileged", "limited"] {
         s.eventually(&format!("{pod} runs"), Duration::from_secs(60), || {
             jsonpath(&s, pod, "{.status.phase}") == "Running"
                 && s.ok(&["logs", pod]).contains("CapEff")
@@ -1969,5 +1987,18 @@ spec:
         privileged.lines().next(),
         Some(held),
         "the node's own capabilities"
+    );
+    s.eventually("limited tried its cgroups", Duration::from_secs(30), || {
+        s.ok(&["logs", "limited"]).contains("CapEff done")
+    });
+    let limited = s.ok(&["logs", "limited"]);
+    assert!(
+        !limited.contains("lifted") && !limited.contains("wrote"),
+        "{limited}"
+    );
+    assert_eq!(
+        limited.matches("Read-only file system").count(),
+        2,
+        "{limited}"
     );
 }

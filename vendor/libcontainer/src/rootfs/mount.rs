@@ -203,6 +203,9 @@ impl Mount {
     #[cfg(feature = "v1")]
     fn mount_cgroup_v1(&self, cgroup_mount: &SpecMount, options: &MountOptions) -> Result<()> {
         tracing::debug!("mounting cgroup v1 filesystem");
+        // orch: read-only when the spec asks for it (containerd's default), as runc makes it: the
+        // subsystems' mounts, and the tmpfs under them once they are in place.
+        let read_only = cgroup_mount.options().iter().flatten().any(|o| o == "ro");
         // create tmpfs into which the cgroup subsystems will be mounted
         let tmpfs = SpecMountBuilder::default()
             .source("tmpfs")
@@ -290,6 +293,7 @@ impl Mount {
                         options,
                         subsystem_name,
                         subsystem_name == "systemd",
+                        read_only,
                     )?;
                 } else {
                     self.setup_emulated_subsystem(
@@ -299,6 +303,7 @@ impl Mount {
                         subsystem_name == "systemd",
                         host_mount,
                         &process_cgroups,
+                        read_only,
                     )?;
                 }
 
@@ -306,6 +311,20 @@ impl Mount {
             } else {
                 tracing::warn!("could not get subsystem name from {:?}", host_mount);
             }
+        }
+
+        if read_only {
+            nix::mount::mount(
+                None::<&str>,
+                &cgroup_root,
+                None::<&str>,
+                MsFlags::MS_REMOUNT
+                    | MsFlags::MS_RDONLY
+                    | MsFlags::MS_NOEXEC
+                    | MsFlags::MS_NOSUID
+                    | MsFlags::MS_NODEV,
+                None::<&str>,
+            )?;
         }
 
         Ok(())
@@ -320,6 +339,7 @@ impl Mount {
         options: &MountOptions,
         subsystem_name: &str,
         named: bool,
+        read_only: bool,
     ) -> Result<()> {
         tracing::debug!(
             "Mounting (namespaced) {:?} cgroup subsystem",
@@ -347,8 +367,13 @@ impl Mount {
             subsystem_name.into()
         };
 
+        let read_only_flag = if read_only {
+            MsFlags::MS_RDONLY
+        } else {
+            MsFlags::empty()
+        };
         let mount_options_config = MountOptionConfig {
-            flags: MsFlags::MS_NOEXEC | MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+            flags: MsFlags::MS_NOEXEC | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | read_only_flag,
             data: vec![data.into_owned()],
             rec_attr: None,
         };
@@ -374,6 +399,7 @@ impl Mount {
         named: bool,
         host_mount: &Path,
         process_cgroups: &HashMap<String, String>,
+        read_only: bool,
     ) -> Result<()> {
         tracing::debug!("Mounting (emulated) {:?} cgroup subsystem", subsystem_name);
         let named_hierarchy: Cow<str> = if named {
@@ -409,7 +435,7 @@ impl Mount {
                 )
                 .typ("bind")
                 .options(
-                    ["rw", "rbind"]
+                    [if read_only { "ro" } else { "rw" }, "rbind"]
                         .iter()
                         .map(|o| o.to_string())
                         .collect::<Vec<String>>(),
