@@ -20,7 +20,8 @@ pub struct LogOptions {
     pub follow: bool,
     pub timestamps: bool,
     pub tail_lines: Option<usize>,
-    pub since_seconds: Option<i64>,
+    /// Where the output starts: `sinceSeconds` ago, or at `sinceTime`.
+    pub since: Option<jiff::Timestamp>,
     pub limit_bytes: Option<usize>,
 }
 
@@ -60,13 +61,26 @@ impl LogOptions {
                 .map(|v| v.parse().map_err(|_| format!("invalid {key} {v:?}")))
                 .transpose()
         }
+        let since = match (number::<i64>(&query, "sinceSeconds")?, query("sinceTime")) {
+            (Some(_), Some(_)) => {
+                return Err("at most one of sinceTime or sinceSeconds may be specified".into())
+            }
+            (Some(seconds), None) => {
+                Some(jiff::Timestamp::now() - jiff::SignedDuration::from_secs(seconds))
+            }
+            (None, Some(time)) => Some(
+                time.parse::<jiff::Timestamp>()
+                    .map_err(|_| format!("invalid sinceTime {time:?}"))?,
+            ),
+            (None, None) => None,
+        };
         Ok(LogOptions {
             container,
             attempt,
             follow: query("follow") == Some("true"),
             timestamps: query("timestamps") == Some("true"),
             tail_lines: number(&query, "tailLines")?,
-            since_seconds: number(&query, "sinceSeconds")?,
+            since,
             limit_bytes: number(&query, "limitBytes")?,
         })
     }
@@ -163,5 +177,20 @@ mod tests {
             LogOptions::resolve(&p, Some("app"), query(&[("sinceSeconds", "soon")])).unwrap_err(),
             "invalid sinceSeconds \"soon\""
         );
+        let since = |pairs| LogOptions::resolve(&p, Some("app"), query(pairs)).map(|o| o.since);
+        assert_eq!(
+            since(&[("sinceTime", "2026-11-24T10:00:00Z")]),
+            Ok(Some("2026-11-24T10:00:00Z".parse().unwrap()))
+        );
+        let ago = since(&[("sinceSeconds", "60")]).unwrap().unwrap();
+        assert!((jiff::Timestamp::now() - ago).get_seconds() >= 60);
+        assert_eq!(
+            since(&[
+                ("sinceSeconds", "60"),
+                ("sinceTime", "2026-11-24T10:00:00Z")
+            ]),
+            Err("at most one of sinceTime or sinceSeconds may be specified".into())
+        );
+        assert!(since(&[("sinceTime", "yesterday")]).is_err());
     }
 }

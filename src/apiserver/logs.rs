@@ -1,6 +1,6 @@
 //! `GET /api/v1/namespaces/{ns}/pods/{name}/log`: picks the container and the run (current or
 //! `previous`) from the pod, as kubelet's log endpoint does, and streams the text the node gives
-//! (`follow`, `tailLines`, `timestamps`, `sinceSeconds`, `limitBytes`). The embedded agent's pods are read
+//! (`follow`, `tailLines`, `timestamps`, `sinceSeconds`, `sinceTime`, `limitBytes`). The embedded agent's pods are read
 //! in-process; a joined node's come from its kubelet endpoint, which gets the same query.
 
 use std::convert::Infallible;
@@ -27,6 +27,7 @@ fn forwarded_query(q: &Query) -> String {
         "timestamps",
         "tailLines",
         "sinceSeconds",
+        "sinceTime",
         "limitBytes",
     ] {
         if let Some(value) = q.get(key) {

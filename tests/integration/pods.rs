@@ -1109,6 +1109,16 @@ spec:
     });
     let followed = s.ok(&["logs", "-f", "slow"]);
     assert_eq!(followed, "first\nlast\n");
+    // --since-time: from the time the last line was written, three seconds after the first.
+    let stamped = s.ok(&["logs", "slow", "--timestamps"]);
+    let last = stamped
+        .lines()
+        .last()
+        .and_then(|l| l.split_once(' '))
+        .unwrap()
+        .0;
+    let since = format!("--since-time={last}");
+    assert_eq!(s.ok(&["logs", "slow", &since]), "last\n", "{stamped}");
 
     // exec: the server relays the session to the node's kubelet endpoint, from either of kubectl's
     // transports.

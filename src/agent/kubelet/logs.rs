@@ -1,6 +1,7 @@
 //! The node's side of `kubectl logs`: reads a container run's CRI log file (the rotated part first),
-//! turns its records back into the container's output — with timestamps if asked, from `sinceSeconds`, the
-//! last `tailLines`, at most `limitBytes` — and with `follow` keeps reading until that run has exited.
+//! turns its records back into the container's output — with timestamps if asked, from `sinceSeconds` or
+//! `sinceTime`, the last `tailLines`, at most `limitBytes` — and with `follow` keeps reading until that
+//! run has exited.
 
 use std::io::{Read, Seek, SeekFrom};
 use std::path::PathBuf;
@@ -57,10 +58,7 @@ fn render(records: &str, options: &LogOptions, since: Option<jiff::Timestamp>) -
 
 /// The first answer: what the files hold now, cut to tailLines and limitBytes.
 fn initial(text: &str, options: &LogOptions) -> String {
-    let since = options
-        .since_seconds
-        .map(|s| jiff::Timestamp::now() - jiff::SignedDuration::from_secs(s));
-    let mut lines = render(text, options, since);
+    let mut lines = render(text, options, options.since);
     if let Some(tail) = options.tail_lines {
         let skip = lines.len().saturating_sub(tail);
         lines.drain(..skip);
