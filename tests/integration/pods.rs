@@ -1926,10 +1926,11 @@ spec:
 
 /// Capabilities as containerd sets them: a non-root process has none, dropping ALL starts, and a
 /// privileged container gets what the node itself holds. The cgroup filesystem is read-only inside an
-/// unprivileged container, even to root (it could lift its own limits). The first container already sees
-/// the pod's and the node's addresses through the downward API.
+/// unprivileged container, even to root (it could lift its own limits). hostPID shares the node's process
+/// namespace. The first container already sees the pod's and the node's addresses through the downward
+/// API.
 #[test]
-fn capabilities_follow_the_security_context_and_env_sees_the_pods_addresses() {
+fn the_security_context_and_host_pid_take_effect_and_env_sees_the_pods_addresses() {
     let (_node, s) = busybox_node();
     let manifest = r#"apiVersion: v1
 kind: Pod
@@ -1973,10 +1974,21 @@ spec:
       mkdir /sys/fs/cgroup/mine && echo CapEff wrote the cgroup tmpfs
       echo CapEff done; sleep 1000
     resources: {limits: {cpu: 100m}}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: host-pid}
+spec:
+  hostPID: true
+  containers:
+  - name: app
+    image: busybox:latest
+    imagePullPolicy: Never
+    command: [sh, -c, "echo CapEff $(readlink /proc/self/ns/pid); sleep 1000"]
 "#;
     let file = s.write("capabilities.yaml", manifest);
     s.ok(&["apply", "-f", file.to_str().unwrap()]);
-    for pod in ["dropped", "privileged", "limited"] {
+    for pod in ["dropped", "privileged", "limited", "host-pid"] {
         s.eventually(&format!("{pod} runs"), Duration::from_secs(60), || {
             jsonpath(&s, pod, "{.status.phase}") == "Running"
                 && s.ok(&["logs", pod]).contains("CapEff")
@@ -2010,5 +2022,10 @@ spec:
         limited.matches("Read-only file system").count(),
         2,
         "{limited}"
+    );
+    let host_pid = std::fs::read_link("/proc/self/ns/pid").unwrap();
+    assert_eq!(
+        s.ok(&["logs", "host-pid"]),
+        format!("CapEff {}\n", host_pid.display())
     );
 }

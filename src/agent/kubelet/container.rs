@@ -40,6 +40,8 @@ pub struct Inputs<'a> {
 pub struct PodNamespaces {
     /// None: the host's (hostNetwork).
     pub netns: Option<PathBuf>,
+    /// Each container's own, or the host's (hostPID).
+    pub pid: SharedNamespace,
     pub ipc: SharedNamespace,
     pub uts: SharedNamespace,
 }
@@ -370,6 +372,7 @@ pub fn build(inputs: Inputs) -> Result<ContainerConfig, String> {
         hostname,
         mounts,
         netns: namespaces.netns,
+        pid: namespaces.pid,
         ipc: namespaces.ipc,
         uts: namespaces.uts,
         cgroup_path,

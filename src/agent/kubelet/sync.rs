@@ -23,7 +23,9 @@ use super::status::{self, Observed, Waiting};
 use super::{active_deadline, container, env, pod_cgroup, probes, sandbox, volumes, Kubelet};
 use crate::agent::image::reference::PullPolicy;
 use crate::agent::image::{Credentials, Image};
-use crate::agent::runtime::{new_container_id, ContainerMeta, ContainerState, RuntimeError};
+use crate::agent::runtime::{
+    new_container_id, ContainerMeta, ContainerState, RuntimeError, SharedNamespace,
+};
 use crate::agent::AgentError;
 use crate::client::events::Involved;
 use crate::client::informer::{key_of, split_key};
@@ -748,7 +750,17 @@ impl Kubelet {
             &container::pod_resources(pod),
         )
         .map_err(|e| e.to_string())?;
-        Ok(container::PodNamespaces { netns, ipc, uts })
+        let pid = if pod.spec.as_ref().and_then(|s| s.host_pid) == Some(true) {
+            SharedNamespace::Host
+        } else {
+            SharedNamespace::Own
+        };
+        Ok(container::PodNamespaces {
+            netns,
+            pid,
+            ipc,
+            uts,
+        })
     }
 
     /// postStart hooks of the containers just started; a failed hook kills its container, as kubelet does.

@@ -73,6 +73,7 @@ pub struct ContainerConfig {
     pub mounts: Vec<MountSpec>,
     /// The pod's network namespace to join; None shares the host's (hostNetwork).
     pub netns: Option<PathBuf>,
+    pub pid: SharedNamespace,
     pub ipc: SharedNamespace,
     pub uts: SharedNamespace,
     /// Absolute cgroup path, under the pod's cgroup.
@@ -100,12 +101,13 @@ pub struct ContainerConfig {
 /// Where a container gets a namespace that the containers of a pod share.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub enum SharedNamespace {
-    /// A namespace of its own (a container outside any pod: tests, benchmarks).
+    /// A namespace of its own (each container's PID namespace; a container outside any pod: tests,
+    /// benchmarks).
     #[default]
     Own,
     /// The pod's, bind-mounted at this path.
     Pod(PathBuf),
-    /// The host's (hostIPC, hostNetwork).
+    /// The host's (hostPID, hostIPC, hostNetwork).
     Host,
 }
 
@@ -347,11 +349,9 @@ pub fn build(config: &ContainerConfig) -> Result<Spec, RuntimeError> {
     // when it is false: absent is how "allowed to escalate" must be written.
     process.set_no_new_privileges(config.no_new_privileges.then_some(true));
 
-    let mut namespaces = vec![
-        namespace(LinuxNamespaceType::Pid, None)?,
-        namespace(LinuxNamespaceType::Mount, None)?,
-    ];
+    let mut namespaces = vec![namespace(LinuxNamespaceType::Mount, None)?];
     for (kind, shared) in [
+        (LinuxNamespaceType::Pid, &config.pid),
         (LinuxNamespaceType::Ipc, &config.ipc),
         (LinuxNamespaceType::Uts, &config.uts),
     ] {
@@ -513,7 +513,13 @@ mod tests {
             ..Default::default()
         };
         let kinds: Vec<String> = types(&host).into_iter().map(|(k, _)| k).collect();
-        assert_eq!(kinds, ["pid", "mount"]);
+        assert_eq!(kinds, ["mount", "pid"]);
+        let host_pid = ContainerConfig {
+            pid: SharedNamespace::Host,
+            ..host.clone()
+        };
+        let kinds: Vec<String> = types(&host_pid).into_iter().map(|(k, _)| k).collect();
+        assert_eq!(kinds, ["mount"]);
         assert!(build(&host).unwrap().hostname().is_none());
 
         let own = ContainerConfig {
