@@ -3,6 +3,11 @@
 
 use serde_json::{Map, Value};
 
+/// The annotation a provisioner sets on the PersistentVolumes it makes, and the value of k3s's local-path
+/// provisioner (orch's, for the `local-path` StorageClass).
+pub const PROVISIONED_BY: &str = "pv.kubernetes.io/provisioned-by";
+pub const LOCAL_PATH_PROVISIONER: &str = "rancher.io/local-path";
+
 pub fn metadata(obj: &Value) -> Option<&Map<String, Value>> {
     obj.get("metadata").and_then(Value::as_object)
 }

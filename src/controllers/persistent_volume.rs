@@ -14,14 +14,13 @@ use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim};
 use serde_json::{json, Value};
 
 use super::{run_workers, Context, ControllerError};
+use crate::api::meta::{LOCAL_PATH_PROVISIONER, PROVISIONED_BY};
 use crate::api::quantity::Quantity;
 use crate::client::events::{Involved, Recorder};
 use crate::client::informer::{key_of, split_key};
 use crate::client::{Api, Change, WorkQueue};
 
 pub const LOCAL_PATH_CLASS: &str = "local-path";
-pub const LOCAL_PATH_PROVISIONER: &str = "rancher.io/local-path";
-const PROVISIONED_BY: &str = "pv.kubernetes.io/provisioned-by";
 const CLAIM_PREFIX: &str = "claim:";
 const VOLUME_PREFIX: &str = "volume:";
 

@@ -258,7 +258,7 @@ async fn bootstrap(client: &Client, kubernetes_ip: String, port: u16) -> Result<
             "/apis/storage.k8s.io/v1/storageclasses",
             &json!({"metadata": {"name": crate::controllers::persistent_volume::LOCAL_PATH_CLASS,
                                  "annotations": {"storageclass.kubernetes.io/is-default-class": "true"}},
-                    "provisioner": crate::controllers::persistent_volume::LOCAL_PATH_PROVISIONER,
+                    "provisioner": crate::api::meta::LOCAL_PATH_PROVISIONER,
                     "reclaimPolicy": "Delete", "volumeBindingMode": "WaitForFirstConsumer"}),
         )
         .await?;

@@ -2029,3 +2029,56 @@ spec:
         format!("CapEff {}\n", host_pid.display())
     );
 }
+
+/// A pod that runs as a user other than root can use its volumes as on Kubernetes: its fsGroup owns the
+/// secret's files (readable through the group) and the emptyDir (new files take the group), and a
+/// local-path volume's directory is writable by anyone, as k3s's provisioner makes it.
+#[test]
+fn a_pod_not_running_as_root_uses_its_volumes_through_its_fs_group() {
+    let (_node, s) = busybox_node();
+    let manifest = r#"apiVersion: v1
+kind: Secret
+metadata: {name: creds}
+stringData: {PASS: s3cret}
+---
+apiVersion: v1
+kind: PersistentVolumeClaim
+metadata: {name: data}
+spec: {accessModes: [ReadWriteOnce], resources: {requests: {storage: 1Mi}}}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: grouped}
+spec:
+  securityContext: {runAsUser: 1000, runAsGroup: 3000, fsGroup: 2000}
+  containers:
+  - name: app
+    image: busybox:latest
+    imagePullPolicy: Never
+    command:
+    - sh
+    - -c
+    - |
+      cat /s/PASS; echo
+      echo x > /e/made && ls -ln /e/made
+      echo y > /p/made && echo claim written
+      id -G; echo done; sleep 1000
+    volumeMounts: [{name: s, mountPath: /s}, {name: e, mountPath: /e}, {name: p, mountPath: /p}]
+  volumes:
+  - {name: s, secret: {secretName: creds, defaultMode: 0400}}
+  - {name: e, emptyDir: {}}
+  - {name: p, persistentVolumeClaim: {claimName: data}}
+"#;
+    let file = s.write("fs-group.yaml", manifest);
+    s.ok(&["apply", "-f", file.to_str().unwrap()]);
+    s.eventually("grouped ran its checks", Duration::from_secs(60), || {
+        s.kubectl(&["logs", "grouped"]).stdout.ends_with(b"done\n")
+    });
+    let log = s.ok(&["logs", "grouped"]);
+    let lines: Vec<&str> = log.lines().collect();
+    assert_eq!(lines[0], "s3cret", "{log}");
+    let made: Vec<&str> = lines[1].split_whitespace().collect();
+    assert_eq!((made[2], made[3]), ("1000", "2000"), "{log}");
+    assert_eq!(lines[2], "claim written", "{log}");
+    assert_eq!(lines[3], "3000 2000", "{log}");
+}

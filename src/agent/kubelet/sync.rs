@@ -449,8 +449,8 @@ impl Kubelet {
         serde_json::from_value(value).ok()
     }
 
-    /// Claim name → host path of its bound local or hostPath volume.
-    async fn claim_paths(&self, pod: &Pod) -> HashMap<String, PathBuf> {
+    /// Claim name → its bound local or hostPath volume (made when missing).
+    async fn claimed_volumes(&self, pod: &Pod) -> HashMap<String, volumes::Claimed> {
         let namespace = pod.metadata.namespace.as_deref().unwrap_or("default");
         let mut out = HashMap::new();
         for claim in volumes::claims(pod) {
@@ -475,16 +475,32 @@ impl Kubelet {
             else {
                 continue;
             };
+            let provisioner = pv
+                .metadata
+                .annotations
+                .as_ref()
+                .and_then(|a| a.get(crate::api::meta::PROVISIONED_BY));
+            let local_path =
+                provisioner.map(String::as_str) == Some(crate::api::meta::LOCAL_PATH_PROVISIONER);
             let spec = pv.spec.unwrap_or_default();
-            let path = spec
-                .host_path
-                .map(|h| h.path)
-                .or(spec.local.map(|l| l.path));
-            if let Some(path) = path {
-                let path = PathBuf::from(path);
-                let _ = std::fs::create_dir_all(&path);
-                out.insert(claim, path);
+            let claimed = match (spec.host_path, spec.local) {
+                (Some(h), _) => volumes::Claimed {
+                    path: PathBuf::from(h.path),
+                    owned_by_pod: false,
+                },
+                (None, Some(l)) => volumes::Claimed {
+                    path: PathBuf::from(l.path),
+                    owned_by_pod: true,
+                },
+                (None, None) => continue,
+            };
+            if !claimed.path.exists() {
+                // k3s's local-path provisioner makes a volume's directory world-writable (its helper
+                // runs `mkdir -m 0777`), so that pods that do not run as root can use it.
+                let mode = if local_path { 0o777 } else { 0o755 };
+                volumes::make_dir(&claimed.path, mode);
             }
+            out.insert(claim, claimed);
         }
         out
     }
@@ -540,7 +556,7 @@ impl Kubelet {
         let run_pod_dir = sandbox::run_pod_dir(&self.config.run_dir, uid);
         let etc_mounts = sandbox::prepare(&run_pod_dir, pod, &net).map_err(AgentError::Config)?;
         let sources = self.fetch_sources(pod).await;
-        let claims = self.claim_paths(pod).await;
+        let claims = self.claimed_volumes(pod).await;
         let allocatable = self.allocatable();
         let vcx = volumes::Context {
             pod,

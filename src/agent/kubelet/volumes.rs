@@ -1,8 +1,8 @@
 //! A pod's volumes on the node, under `<pods-dir>/<uid>/volumes/<plugin>/<name>` as kubelet lays them
 //! out: emptyDir (a directory, or tmpfs for medium Memory with its sizeLimit), hostPath with its type
 //! check, configMap, secret (on tmpfs, never on disk), downwardAPI and projected files written from their
-//! sources, and persistentVolumeClaims resolved to their bound PV's path. Then each container's
-//! volumeMounts (with subPath) become bind mounts.
+//! sources, and persistentVolumeClaims resolved to their bound PV's path; the pod's fsGroup owns what
+//! kubelet would give it. Then each container's volumeMounts (with subPath) become bind mounts.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::os::unix::fs::PermissionsExt;
@@ -62,9 +62,74 @@ pub struct Context<'a> {
     pub pod: &'a Pod,
     pub pod_dir: &'a Path,
     pub sources: &'a Sources,
-    /// Claim name → the host path of its bound volume.
-    pub claims: &'a HashMap<String, PathBuf>,
+    /// Claim name → its bound volume.
+    pub claims: &'a HashMap<String, Claimed>,
     pub allocatable: &'a BTreeMap<String, Quantity>,
+}
+
+/// The volume a claim is bound to, on this node.
+#[derive(Debug, Clone)]
+pub struct Claimed {
+    pub path: PathBuf,
+    /// A `local` volume, whose files the pod's fsGroup owns as kubelet sets it; a hostPath one stays as
+    /// the host has it.
+    pub owned_by_pod: bool,
+}
+
+/// Makes `path` and missing parents with `mode` (whatever the umask).
+pub fn make_dir(path: &Path, mode: u32) {
+    use std::os::unix::fs::DirBuilderExt;
+    if std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(mode)
+        .create(path)
+        .is_ok()
+    {
+        let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode));
+    }
+}
+
+/// The pod's fsGroup: the group kubelet gives the files of the volumes it manages.
+fn fs_group(cx: &Context) -> Option<u32> {
+    let group = cx.pod.spec.as_ref()?.security_context.as_ref()?.fs_group?;
+    u32::try_from(group).ok()
+}
+
+/// kubelet's SetVolumeOwnership: everything under `root` gets `group`, with group read permission (and
+/// write, unless `readonly`), and directories setgid so that new files inherit the group. Unless `always`,
+/// a volume whose root already has the group and setgid is left alone (fsGroupChangePolicy
+/// OnRootMismatch), so that a sync does not walk a large volume again.
+fn set_volume_ownership(
+    root: &Path,
+    group: u32,
+    readonly: bool,
+    always: bool,
+) -> Result<(), String> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::metadata(root).map_err(|e| format!("reading {}: {e}", root.display()))?;
+    if !always && meta.gid() == group && meta.mode() & 0o2000 != 0 {
+        return Ok(());
+    }
+    let mut pending = vec![root.to_path_buf()];
+    while let Some(path) = pending.pop() {
+        let meta = std::fs::symlink_metadata(&path)
+            .map_err(|e| format!("reading {}: {e}", path.display()))?;
+        std::os::unix::fs::lchown(&path, None, Some(group))
+            .map_err(|e| format!("setting the group of {}: {e}", path.display()))?;
+        if meta.file_type().is_symlink() {
+            continue;
+        }
+        let mut mask = if readonly { 0o440 } else { 0o660 };
+        if meta.is_dir() {
+            mask |= 0o2110;
+            let entries =
+                std::fs::read_dir(&path).map_err(|e| format!("reading {}: {e}", path.display()))?;
+            pending.extend(entries.flatten().map(|e| e.path()));
+        }
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(meta.mode() | mask))
+            .map_err(|e| format!("setting the mode of {}: {e}", path.display()))?;
+    }
+    Ok(())
 }
 
 fn plugin_dir(cx: &Context, plugin: &str, name: &str) -> PathBuf {
@@ -270,8 +335,34 @@ fn downward_files(
 
 const DEFAULT_MODE: u32 = 0o644;
 
-/// Prepares one volume; errors read like kubelet's MountVolume.SetUp failures.
+/// Prepares one volume, owned by the pod's fsGroup where kubelet gives it one; errors read like kubelet's
+/// MountVolume.SetUp failures.
 pub fn prepare(cx: &Context, volume: &Volume) -> Result<Prepared, String> {
+    let prepared = prepare_files(cx, volume)?;
+    let Some(group) = fs_group(cx) else {
+        return Ok(prepared);
+    };
+    // As kubelet: the volumes it makes and fills, and local persistent volumes; never the host's paths.
+    let owned = volume.empty_dir.is_some()
+        || volume.config_map.is_some()
+        || volume.secret.is_some()
+        || volume.downward_api.is_some()
+        || volume.projected.is_some()
+        || volume
+            .persistent_volume_claim
+            .as_ref()
+            .and_then(|c| cx.claims.get(&c.claim_name))
+            .is_some_and(|c| c.owned_by_pod);
+    if owned {
+        // The files kubelet writes itself change with their sources: walked every time (they are few).
+        let written = volume.empty_dir.is_none() && volume.persistent_volume_claim.is_none();
+        set_volume_ownership(&prepared.path, group, written, written)?;
+    }
+    Ok(prepared)
+}
+
+/// The volume's directory, made and filled as its type says.
+fn prepare_files(cx: &Context, volume: &Volume) -> Result<Prepared, String> {
     let name = &volume.name;
     let ok = |path: PathBuf, readonly: bool| Ok(Prepared { path, readonly });
     if let Some(e) = &volume.empty_dir {
@@ -433,7 +524,7 @@ pub fn prepare(cx: &Context, volume: &Volume) -> Result<Prepared, String> {
     }
     if let Some(c) = &volume.persistent_volume_claim {
         return match cx.claims.get(&c.claim_name) {
-            Some(path) => ok(path.clone(), c.read_only == Some(true)),
+            Some(claimed) => ok(claimed.path.clone(), c.read_only == Some(true)),
             None => Err(format!(
                 "persistentvolumeclaim \"{}\" is not bound to a local or hostPath volume",
                 c.claim_name
@@ -503,7 +594,8 @@ mod tests {
     use super::*;
     use k8s_openapi::api::core::v1::{
         ConfigMap, ConfigMapVolumeSource, DownwardAPIVolumeFile, DownwardAPIVolumeSource,
-        EmptyDirVolumeSource, HostPathVolumeSource, ObjectFieldSelector, PodSpec, VolumeMount,
+        EmptyDirVolumeSource, HostPathVolumeSource, ObjectFieldSelector,
+        PersistentVolumeClaimVolumeSource, PodSecurityContext, PodSpec, VolumeMount,
     };
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
@@ -684,5 +776,81 @@ mod tests {
         assert!(mounts(&escape, &prepared)
             .unwrap_err()
             .contains("may not contain '..'"));
+    }
+
+    #[test]
+    fn the_pods_fs_group_owns_the_volumes_kubelet_manages_but_not_the_hosts() {
+        use std::os::unix::fs::MetadataExt;
+        let dir = tempfile::tempdir().unwrap();
+        let mut sources = Sources::default();
+        sources.config_maps.insert(
+            "cfg".into(),
+            Some(ConfigMap {
+                data: Some([("key".to_string(), "value".to_string())].into()),
+                ..Default::default()
+            }),
+        );
+        let mut p = pod();
+        p.spec.as_mut().unwrap().security_context = Some(PodSecurityContext {
+            fs_group: Some(2000),
+            ..Default::default()
+        });
+        let local = dir.path().join("local-pv");
+        std::fs::create_dir(&local).unwrap();
+        std::fs::write(local.join("old"), "").unwrap();
+        let claims: HashMap<String, Claimed> = [(
+            "data".to_string(),
+            Claimed {
+                path: local.clone(),
+                owned_by_pod: true,
+            },
+        )]
+        .into();
+        let alloc = BTreeMap::new();
+        let cx = Context {
+            pod: &p,
+            pod_dir: dir.path(),
+            sources: &sources,
+            claims: &claims,
+            allocatable: &alloc,
+        };
+        let stat = |p: &Path| {
+            let m = std::fs::metadata(p).unwrap();
+            (m.gid(), m.mode() & 0o7777)
+        };
+
+        let mut config = volume("config");
+        config.config_map = Some(ConfigMapVolumeSource {
+            name: "cfg".into(),
+            default_mode: Some(0o400),
+            ..Default::default()
+        });
+        let files = prepare(&cx, &config).unwrap().path;
+        assert_eq!(stat(&files.join("key")), (2000, 0o440));
+        assert_eq!(stat(&files).0, 2000);
+
+        let mut scratch = volume("scratch");
+        scratch.empty_dir = Some(EmptyDirVolumeSource::default());
+        let scratch = prepare(&cx, &scratch).unwrap().path;
+        assert_eq!(stat(&scratch), (2000, 0o2777));
+
+        let mut claim = volume("data");
+        claim.persistent_volume_claim = Some(PersistentVolumeClaimVolumeSource {
+            claim_name: "data".into(),
+            ..Default::default()
+        });
+        prepare(&cx, &claim).unwrap();
+        assert_eq!(stat(&local.join("old")), (2000, 0o664));
+        assert_eq!(stat(&local).0, 2000);
+
+        let host = dir.path().join("host");
+        std::fs::create_dir(&host).unwrap();
+        let mut host_path = volume("host");
+        host_path.host_path = Some(HostPathVolumeSource {
+            path: host.display().to_string(),
+            type_: Some("Directory".into()),
+        });
+        prepare(&cx, &host_path).unwrap();
+        assert_eq!(stat(&host).0, 0, "the host's directory keeps its group");
     }
 }
