@@ -1927,8 +1927,8 @@ spec:
 /// Capabilities as containerd sets them: a non-root process has none, dropping ALL starts, and a
 /// privileged container gets what the node itself holds. The cgroup filesystem is read-only inside an
 /// unprivileged container, even to root (it could lift its own limits). hostPID shares the node's process
-/// namespace. The first container already sees the pod's and the node's addresses through the downward
-/// API.
+/// namespace. A BestEffort container is the OOM killer's first choice. The first container already sees
+/// the pod's and the node's addresses through the downward API.
 #[test]
 fn the_security_context_and_host_pid_take_effect_and_env_sees_the_pods_addresses() {
     let (_node, s) = busybox_node();
@@ -1941,7 +1941,7 @@ spec:
   - name: app
     image: busybox:latest
     imagePullPolicy: Never
-    command: [sh, -c, "grep CapEff /proc/self/status; echo pod=$POD_IP host=$HOST_IP; sleep 1000"]
+    command: [sh, -c, "grep CapEff /proc/self/status; echo pod=$POD_IP host=$HOST_IP; echo oom=$(cat /proc/self/oom_score_adj); sleep 1000"]
     securityContext: {capabilities: {drop: [ALL]}}
     env:
     - {name: POD_IP, valueFrom: {fieldRef: {fieldPath: status.podIP}}}
@@ -2001,6 +2001,10 @@ spec:
     assert!(
         dropped.contains(&format!("pod={pod_ip} host={host_ip}")) && pod_ip.starts_with("10.42."),
         "{dropped}"
+    );
+    assert!(
+        dropped.contains("oom=1000\n"),
+        "BestEffort goes first: {dropped}"
     );
     let own = std::fs::read_to_string("/proc/self/status").unwrap();
     let held = own.lines().find(|l| l.starts_with("CapEff")).unwrap();

@@ -33,6 +33,8 @@ pub struct Inputs<'a> {
     pub namespaces: PodNamespaces,
     pub cgroup_path: String,
     pub open_files: Option<OpenFilesLimit>,
+    /// The node's memory, for the oom_score_adj of Burstable containers.
+    pub node_memory: i64,
 }
 
 /// The namespaces the containers of a pod share.
@@ -264,6 +266,37 @@ fn effective_user(pod: &Pod, sc: Option<&SecurityContext>) -> (Option<i64>, Opti
     )
 }
 
+/// The priority from which a pod is critical to the node (system-cluster-critical and above).
+const SYSTEM_CRITICAL_PRIORITY: i32 = 2_000_000_000;
+
+/// kubelet's GetContainerOOMScoreAdjust: Guaranteed (and critical) containers are killed last, BestEffort
+/// first, and a Burstable one in between, less likely the more memory it requests of the node's.
+pub fn oom_score_adj(pod: &Pod, container: &Container, node_memory: i64) -> i32 {
+    const GUARANTEED: i32 = -997;
+    const BEST_EFFORT: i32 = 1000;
+    let spec = pod.spec.as_ref();
+    if spec.and_then(|s| s.priority).unwrap_or(0) >= SYSTEM_CRITICAL_PRIORITY {
+        return GUARANTEED;
+    }
+    match pod.status.as_ref().and_then(|s| s.qos_class.as_deref()) {
+        Some("Guaranteed") => return GUARANTEED,
+        Some("BestEffort") => return BEST_EFFORT,
+        _ => {}
+    }
+    let request = container
+        .resources
+        .as_ref()
+        .and_then(|r| r.requests.as_ref()?.get("memory"))
+        .and_then(|q| quantity::parse_quantity(&q.0).ok())
+        .map_or(0, |q| q.to_bytes() as i64);
+    let adj = 1000 - (1000 * i128::from(request) / i128::from(node_memory.max(1))) as i64;
+    match adj {
+        a if a < i64::from(1000 + GUARANTEED) => 1000 + GUARANTEED,
+        a if a == i64::from(BEST_EFFORT) => BEST_EFFORT - 1,
+        a => a as i32,
+    }
+}
+
 pub fn build(inputs: Inputs) -> Result<ContainerConfig, String> {
     let Inputs {
         pod,
@@ -275,6 +308,7 @@ pub fn build(inputs: Inputs) -> Result<ContainerConfig, String> {
         namespaces,
         cgroup_path,
         open_files,
+        node_memory,
     } = inputs;
     let image_config = image.config().clone().unwrap_or_default();
     let sc = container.security_context.as_ref();
@@ -389,6 +423,7 @@ pub fn build(inputs: Inputs) -> Result<ContainerConfig, String> {
         seccomp: seccomp_type != Some("Unconfined"),
         terminal: container.tty.unwrap_or(false),
         open_files,
+        oom_score_adj: Some(oom_score_adj(pod, container, node_memory)),
         termination_log: Some(
             container
                 .termination_message_path
@@ -638,6 +673,7 @@ mod tests {
                 soft: 1024,
                 hard: 4096,
             }),
+            node_memory: 8 << 30,
         })
         .unwrap();
         assert_eq!((config.uid, config.gid), (1000, 3000));
@@ -677,8 +713,43 @@ mod tests {
             namespaces: PodNamespaces::default(),
             cgroup_path: String::new(),
             open_files: None,
+            node_memory: 8 << 30,
         })
         .unwrap_err();
         assert!(err.contains("runAsNonRoot"));
+    }
+
+    #[test]
+    fn oom_score_adj_follows_kubelets_qos_policy() {
+        let with = |qos: &str, priority: Option<i32>, memory_request: Option<&str>| {
+            let pod = Pod {
+                spec: Some(k8s_openapi::api::core::v1::PodSpec {
+                    priority,
+                    ..Default::default()
+                }),
+                status: Some(k8s_openapi::api::core::v1::PodStatus {
+                    qos_class: Some(qos.into()),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            };
+            let container = Container {
+                resources: memory_request.map(|m| {
+                    k8s_openapi::api::core::v1::ResourceRequirements {
+                        requests: Some([("memory".to_string(), Quantity(m.into()))].into()),
+                        ..Default::default()
+                    }
+                }),
+                ..Default::default()
+            };
+            oom_score_adj(&pod, &container, 10 << 30)
+        };
+        assert_eq!(with("Guaranteed", None, Some("1Gi")), -997);
+        assert_eq!(with("BestEffort", None, None), 1000);
+        assert_eq!(with("BestEffort", Some(2_000_001_000), None), -997);
+        // A tenth of the node's memory: 900; none requested: 999, below BestEffort; all of it: 3.
+        assert_eq!(with("Burstable", None, Some("1Gi")), 900);
+        assert_eq!(with("Burstable", None, None), 999);
+        assert_eq!(with("Burstable", None, Some("20Gi")), 3);
     }
 }

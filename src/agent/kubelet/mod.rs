@@ -130,6 +130,11 @@ pub async fn run(
     clock: Arc<dyn Clock>,
     shutdown: watch::Receiver<bool>,
 ) -> Result<(), AgentError> {
+    // As kubelet protects itself: the OOM killer takes any container before the node agent (its shims
+    // inherit this; containers get their QoS's value).
+    if let Err(e) = std::fs::write("/proc/self/oom_score_adj", "-999") {
+        tracing::warn!(error = %e, "lowering the agent's oom_score_adj");
+    }
     let agent_dir = config.data_dir.join("agent");
     std::fs::create_dir_all(&agent_dir)
         .map_err(|e| AgentError::Config(format!("creating {}: {e}", agent_dir.display())))?;

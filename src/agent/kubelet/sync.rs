@@ -505,6 +505,17 @@ impl Kubelet {
         out
     }
 
+    /// The node's memory capacity in bytes, as its status reports it.
+    fn node_memory(&self) -> i64 {
+        self.node
+            .get(&self.config.node_name)
+            .and_then(|n| {
+                let memory = n.status.as_ref()?.capacity.as_ref()?.get("memory")?;
+                crate::api::quantity::parse_quantity(&memory.0).ok()
+            })
+            .map_or(0, |q| q.to_bytes() as i64)
+    }
+
     fn allocatable(&self) -> BTreeMap<String, Quantity> {
         self.node
             .get(&self.config.node_name)
@@ -1156,6 +1167,7 @@ impl Kubelet {
             namespaces,
             cgroup_path: format!("{}/{id}", pod_cgroup::path(uid)),
             open_files: self.config.container_open_files,
+            node_memory: self.node_memory(),
         }) {
             Ok(config) => config,
             Err(message) => return Err(self.failed(pod, config_error(message)).await),

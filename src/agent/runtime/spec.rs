@@ -96,6 +96,8 @@ pub struct ContainerConfig {
     /// Where the container finds its termination message file (terminationMessagePath). The runtime
     /// keeps the file with the container's records: [`super::Runtime::termination_log`].
     pub termination_log: Option<String>,
+    /// The processes' oom_score_adj (None: the shim's).
+    pub oom_score_adj: Option<i32>,
 }
 
 /// Where a container gets a namespace that the containers of a pod share.
@@ -348,6 +350,7 @@ pub fn build(config: &ContainerConfig) -> Result<Spec, RuntimeError> {
     // libcontainer loads seccomp before dropping capabilities only when noNewPrivileges is absent, not
     // when it is false: absent is how "allowed to escalate" must be written.
     process.set_no_new_privileges(config.no_new_privileges.then_some(true));
+    process.set_oom_score_adj(config.oom_score_adj);
 
     let mut namespaces = vec![namespace(LinuxNamespaceType::Mount, None)?];
     for (kind, shared) in [
