@@ -60,6 +60,9 @@ impl HollowConfig {
             kernel_version: "hollow".into(),
             kubelet_port: None,
             os_image: "orch hollow node".into(),
+            machine_id: String::new(),
+            system_uuid: String::new(),
+            boot_id: String::new(),
         }
     }
 }

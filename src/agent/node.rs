@@ -117,6 +117,10 @@ pub struct NodeIdentity {
     pub runtime_version: String,
     pub kernel_version: String,
     pub os_image: String,
+    /// nodeInfo's machineID, systemUUID and bootID, read as kubelet (cAdvisor) reads them.
+    pub machine_id: String,
+    pub system_uuid: String,
+    pub boot_id: String,
     /// The port of the node's kubelet endpoint, published for the API server, when it serves one.
     pub kubelet_port: Option<u16>,
 }
@@ -183,7 +187,7 @@ impl NodeIdentity {
                 None => json!({}),
             },
             "nodeInfo": {
-                "machineID": "", "systemUUID": "", "bootID": "",
+                "machineID": self.machine_id, "systemUUID": self.system_uuid, "bootID": self.boot_id,
                 "kernelVersion": self.kernel_version,
                 "osImage": self.os_image,
                 "containerRuntimeVersion": self.runtime_version,
@@ -367,6 +371,13 @@ pub fn detect_identity(
                 .map(|v| v.trim_matches('"').to_string())
         })
         .unwrap_or_else(|| "Linux".into());
+    let first_line = |paths: &[&str]| {
+        paths
+            .iter()
+            .find_map(|p| std::fs::read_to_string(p).ok())
+            .map(|text| text.trim().to_string())
+            .unwrap_or_default()
+    };
     NodeIdentity {
         name: name.into(),
         ip,
@@ -376,6 +387,9 @@ pub fn detect_identity(
         runtime_version: format!("orch://{}", env!("CARGO_PKG_VERSION")),
         kernel_version,
         os_image,
+        machine_id: first_line(&["/etc/machine-id", "/var/lib/dbus/machine-id"]),
+        system_uuid: first_line(&["/sys/class/dmi/id/product_uuid"]).to_lowercase(),
+        boot_id: first_line(&["/proc/sys/kernel/random/boot_id"]),
         kubelet_port,
     }
 }
@@ -405,5 +419,25 @@ mod tests {
             ("zone".to_string(), "a".to_string())
         );
         assert!(parse_label("zone").is_err());
+    }
+
+    #[test]
+    fn node_info_names_the_machine_and_its_boot() {
+        let dir = tempfile::tempdir().unwrap();
+        let identity = detect_identity(
+            "n",
+            "127.0.0.1".parse().unwrap(),
+            BTreeMap::new(),
+            Vec::new(),
+            110,
+            dir.path(),
+            None,
+        );
+        let boot_id = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap();
+        assert_eq!(identity.boot_id, boot_id.trim());
+        assert_eq!(identity.boot_id.len(), 36);
+        if let Ok(machine_id) = std::fs::read_to_string("/etc/machine-id") {
+            assert_eq!(identity.machine_id, machine_id.trim());
+        }
     }
 }

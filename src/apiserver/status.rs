@@ -106,11 +106,9 @@ impl ApiError {
                 "name": name, "group": group, "kind": kind,
                 "causes": causes.iter().map(|c| json!({"reason": c.reason(), "message": cause_message(c), "field": c.field})).collect::<Vec<_>>(),
             })),
-            ApiError::NotFound { details, .. }
-                if details.as_object().is_some_and(|d| !d.is_empty()) =>
-            {
-                Some(details.clone())
-            }
+            // Even empty, as the API server sends it: kubectl reads `details` of every NotFound
+            // (`kubectl debug` crashed on a 404 for an unknown subresource without it).
+            ApiError::NotFound { details, .. } => Some(details.clone()),
             _ => None,
         }
     }
@@ -192,6 +190,12 @@ mod tests {
             e.status(),
             json!({"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure","message":"pods \"nope\" not found",
                    "reason":"NotFound","code":404,"details":{"name":"nope","group":"","kind":"pods"}})
+        );
+        assert_eq!(
+            ApiError::not_found_path().status(),
+            json!({"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure",
+                   "message":"the server could not find the requested resource","reason":"NotFound",
+                   "code":404,"details":{}})
         );
     }
 

@@ -684,8 +684,14 @@ impl Registry {
             if options.dry_run {
                 return Ok(self.in_request_version(info, new)?);
             }
-            // An object being deleted whose last finalizer just went is removed, not updated.
+            // An object being deleted whose last finalizer this update takes away is removed, not
+            // updated (the API server's shouldDeleteDuringUpdate). Any other update of an object being
+            // deleted is an update: a terminating pod's kubelet writes its status until it deletes the
+            // pod itself.
+            let had_finalizers = !meta::finalizers(&current_storage).is_empty()
+                || namespaces::blocks_delete(storage_info, &current_storage);
             if meta::is_deleting(&new)
+                && had_finalizers
                 && meta::finalizers(&new).is_empty()
                 && !namespaces::blocks_delete(storage_info, &new)
             {
@@ -1061,4 +1067,61 @@ fn decode_continue(token: &str, prefix: &str) -> Result<String, RegistryError> {
         return Err(bad());
     }
     Ok(format!("{prefix}{start}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use serde_json::json;
+
+    use crate::util::clock::FakeClock;
+
+    #[tokio::test]
+    async fn an_update_removes_an_object_being_deleted_only_when_it_takes_its_last_finalizer() {
+        let clock = Arc::new(FakeClock::new("2026-11-24T10:00:00Z".parse().unwrap()));
+        let (_dir, client) = crate::server::testing::in_process(clock).await;
+        // A pod in its grace period takes its kubelet's status writes and stays.
+        let pods = "/api/v1/namespaces/default/pods";
+        let pod = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"},
+            "spec": {"nodeName": "n", "containers": [{"name": "c", "image": "i"}]}});
+        client.create(pods, &pod).await.unwrap();
+        client
+            .delete(&format!("{pods}/p"), &json!({}))
+            .await
+            .unwrap();
+        client
+            .merge_patch(
+                &format!("{pods}/p/status"),
+                &json!({"status": {"phase": "Failed"}}),
+            )
+            .await
+            .unwrap();
+        let kept = client.get(&format!("{pods}/p")).await.unwrap();
+        assert_eq!(kept["status"]["phase"], "Failed");
+        assert!(kept["metadata"]["deletionTimestamp"].is_string());
+
+        // An object a finalizer keeps goes with the update that takes the finalizer, not before.
+        let maps = "/api/v1/namespaces/default/configmaps";
+        let map = json!({"apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": "c", "finalizers": ["example.com/keep"]}});
+        client.create(maps, &map).await.unwrap();
+        client
+            .delete(&format!("{maps}/c"), &json!({}))
+            .await
+            .unwrap();
+        let labelled = json!({"metadata": {"labels": {"a": "b"}}});
+        client
+            .merge_patch(&format!("{maps}/c"), &labelled)
+            .await
+            .unwrap();
+        assert!(client.get(&format!("{maps}/c")).await.is_ok());
+        let released = json!({"metadata": {"finalizers": null}});
+        client
+            .merge_patch(&format!("{maps}/c"), &released)
+            .await
+            .unwrap();
+        let gone = client.get(&format!("{maps}/c")).await.unwrap_err();
+        assert!(gone.is_not_found(), "{gone}");
+    }
 }

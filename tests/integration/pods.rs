@@ -1714,7 +1714,8 @@ spec:
 
 /// A container whose program cannot be started is a run that ended (reason StartError, code 128, the
 /// runtime's message) as with containerd, so the restart policy applies: Never fails the pod, Always
-/// restarts it with back-off. Nothing of the failed start stays mounted.
+/// restarts it with back-off. Nothing of the failed start stays mounted. An image name that does not
+/// parse waits as InvalidImageName.
 #[test]
 fn a_container_that_cannot_start_ends_its_run_with_start_error() {
     let (_node, s) = busybox_node();
@@ -1732,6 +1733,13 @@ metadata: {name: again}
 spec:
   containers:
   - {name: app, image: busybox:latest, imagePullPolicy: Never, command: [/no/such/program]}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: misnamed}
+spec:
+  containers:
+  - {name: app, image: "Bad Image::x"}
 "#;
     let file = s.write("start-error.yaml", manifest);
     s.ok(&["apply", "-f", file.to_str().unwrap()]);
@@ -1762,6 +1770,11 @@ spec:
         ) == "CrashLoopBackOff"
     });
     assert_eq!(terminated("again", "lastState", "reason"), "StartError");
+    // An image name that does not parse is reported as such, not pulled over and over.
+    let waiting = "{.status.containerStatuses[0].state.waiting.reason}";
+    s.eventually("misnamed waits", Duration::from_secs(30), || {
+        jsonpath(&s, "misnamed", waiting) == "InvalidImageName"
+    });
     let events = s.ok(&[
         "get",
         "events",

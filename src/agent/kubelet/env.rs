@@ -131,7 +131,8 @@ pub fn field_value(pod: &Pod, path: &str) -> Result<String, String> {
     let join = |m: &Option<BTreeMap<String, String>>| {
         m.iter()
             .flatten()
-            .map(|(k, v)| format!("{k}=\"{v}\""))
+            // kubelet's FormatMap: `key=%q`, so quotes and newlines in a value stay on its line.
+            .map(|(k, v)| format!("{k}={}", crate::api::selector::go_quote(v)))
             .collect::<Vec<_>>()
             .join("\n")
     };
@@ -508,5 +509,22 @@ mod tests {
     fn expansion_rules() {
         let vars: HashMap<String, String> = [("A".to_string(), "1".to_string())].into();
         assert_eq!(expand("$(A)-$(B)-$$(A)-$-$(", &vars), "1-$(B)-$(A)-$-$(");
+    }
+
+    #[test]
+    fn labels_and_annotations_are_written_as_kubelet_quotes_them() {
+        let mut p = pod();
+        p.metadata.annotations = Some(
+            [
+                ("note".to_string(), "say \"hi\"\nbye".to_string()),
+                ("plain".to_string(), "v".to_string()),
+            ]
+            .into(),
+        );
+        assert_eq!(
+            field_value(&p, "metadata.annotations").unwrap(),
+            "note=\"say \\\"hi\\\"\\nbye\"\nplain=\"v\""
+        );
+        assert_eq!(field_value(&p, "metadata.labels").unwrap(), "app=\"web\"");
     }
 }

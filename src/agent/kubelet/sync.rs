@@ -970,7 +970,6 @@ impl Kubelet {
             .as_deref()
             .and_then(PullPolicy::from_api)
             .unwrap_or_else(|| PullPolicy::default_for(&image));
-        let local = self.images.local(&image).ok().flatten();
         let wait = |reason: &str, message: String, retry: Duration| {
             StartFailure::Waiting(
                 Waiting {
@@ -980,6 +979,23 @@ impl Kubelet {
                 retry,
             )
         };
+        // Not worth a pull or its back-off: kubelet reports the name and waits for a new spec.
+        if crate::agent::image::reference::Reference::parse(&image).is_err() {
+            let message = format!(
+                "Failed to apply default image tag \"{image}\": couldn't parse image name \"{image}\": \
+                 invalid reference format"
+            );
+            self.events
+                .warning(
+                    self.clock.as_ref(),
+                    &involved(pod),
+                    "InspectFailed",
+                    &message,
+                )
+                .await;
+            return Err(wait("InvalidImageName", message, Duration::from_secs(10)));
+        }
+        let local = self.images.local(&image).ok().flatten();
         match (policy, local) {
             (PullPolicy::IfNotPresent | PullPolicy::Never, Some(img)) => {
                 self.events
