@@ -36,6 +36,9 @@ pub enum Command {
     /// Runs a command inside a running container (internal: probes and hooks).
     #[command(hide = true)]
     ShimExec(crate::shim::exec::ShimExecArgs),
+    /// Holds the PID namespace a pod's containers share (internal).
+    #[command(hide = true)]
+    Pause,
     /// Manage this node's images: import tarballs, list, pull, remove.
     Images(Box<images::ImagesArgs>),
     /// Run kubectl against this machine's cluster (KUBECONFIG defaults to the server's kubeconfig).
@@ -98,13 +101,14 @@ pub fn main() -> anyhow::Result<()> {
     }
     if matches!(
         args.get(1).map(String::as_str),
-        Some("shim-launcher" | "shim-exec")
+        Some("shim-launcher" | "shim-exec" | "pause")
     ) {
-        // The shim launcher (once per node) and exec shims (once per probe) read no config file, only
-        // their own flags.
+        // The shim launcher (once per node), exec shims (once per probe) and pause processes (once per
+        // pod sharing its PID namespace) read no config file, only their own flags.
         match Cli::parse_from(&args).command {
             Command::ShimLauncher => std::process::exit(crate::shim::launcher::run()),
             Command::ShimExec(a) => std::process::exit(crate::shim::exec::run(a)),
+            Command::Pause => std::process::exit(crate::shim::pause::run()),
             _ => {}
         }
     }
@@ -117,5 +121,6 @@ pub fn main() -> anyhow::Result<()> {
         Command::Kubectl { args } => kubectl::run(args),
         Command::ShimLauncher => std::process::exit(crate::shim::launcher::run()),
         Command::ShimExec(a) => std::process::exit(crate::shim::exec::run(a)),
+        Command::Pause => std::process::exit(crate::shim::pause::run()),
     }
 }

@@ -12,6 +12,7 @@ pub mod attach;
 pub mod exec;
 pub mod launcher;
 mod log;
+pub mod pause;
 mod workload;
 
 use std::fs::{self, File};

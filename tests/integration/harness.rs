@@ -358,7 +358,7 @@ impl Drop for Server {
     }
 }
 
-/// Containers outlive their agent by design; a finished test kills them, deletes its pods' network
+/// Containers (and pause processes) outlive their agent by design; a finished test kills them, deletes its pods' network
 /// interfaces, unmounts what the agent mounted under its directories (overlay roots, tmpfs volumes,
 /// network namespaces) so the temporary directory can go, and removes its pods' cgroups.
 pub fn clean_up_containers(data_dir: &Path) {
@@ -385,6 +385,18 @@ pub fn clean_up_containers(data_dir: &Path) {
             }
         }
         std::thread::sleep(Duration::from_millis(500));
+    }
+    // The pause processes of pods that share their PID namespace outlive their agent too.
+    let pods = data_dir.parent().map(|p| p.join("run/pods"));
+    for pod in pods.iter().flat_map(std::fs::read_dir).flatten().flatten() {
+        let record = std::fs::read_to_string(pod.path().join("pause.json")).unwrap_or_default();
+        let pid = serde_json::from_str::<serde_json::Value>(&record).map(|v| v["pid"].as_i64());
+        if let Ok(Some(pid)) = pid {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid as i32),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
     }
     let run_dir = data_dir.parent().map(|p| p.join("run/netns"));
     for netns in run_dir

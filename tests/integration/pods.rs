@@ -1997,7 +1997,8 @@ spec:
   - name: app
     image: busybox:latest
     imagePullPolicy: Never
-    command: [sh, -c, "echo CapEff $(readlink /proc/self/ns/pid); sleep 1000"]
+    command: [sh, -c, "echo CapEff $(readlink /proc/self/ns/pid) $(cat /proc/self/oom_score_adj); sleep 1000"]
+    resources: {limits: {cpu: 100m, memory: 64Mi}}
 "#;
     let file = s.write("capabilities.yaml", manifest);
     s.ok(&["apply", "-f", file.to_str().unwrap()]);
@@ -2040,10 +2041,19 @@ spec:
         2,
         "{limited}"
     );
+    // Guaranteed goes last: kubelet's -997, unless the node may not go below its own value (without
+    // CAP_SYS_RESOURCE, as on some hosts; the agent has the test's then).
+    let may_lower = held
+        .split_whitespace()
+        .nth(1)
+        .and_then(|mask| u64::from_str_radix(mask, 16).ok())
+        .is_some_and(|mask| mask & (1 << 24) != 0);
+    let own_adj = std::fs::read_to_string("/proc/self/oom_score_adj").unwrap();
+    let guaranteed = if may_lower { "-997" } else { own_adj.trim() };
     let host_pid = std::fs::read_link("/proc/self/ns/pid").unwrap();
     assert_eq!(
         s.ok(&["logs", "host-pid"]),
-        format!("CapEff {}\n", host_pid.display())
+        format!("CapEff {} {guaranteed}\n", host_pid.display())
     );
 }
 
@@ -2098,4 +2108,67 @@ spec:
     assert_eq!((made[2], made[3]), ("1000", "2000"), "{log}");
     assert_eq!(lines[2], "claim written", "{log}");
     assert_eq!(lines[3], "3000 2000", "{log}");
+}
+
+/// With shareProcessNamespace the pod's containers see each other's processes, under the pod's pause
+/// process as PID 1, which goes with the pod.
+#[test]
+fn containers_of_a_pod_that_shares_its_process_namespace_see_each_other() {
+    let (_node, s) = busybox_node();
+    let manifest = r#"apiVersion: v1
+kind: Pod
+metadata: {name: shared-pids}
+spec:
+  shareProcessNamespace: true
+  terminationGracePeriodSeconds: 1
+  containers:
+  - {name: a, image: busybox:latest, imagePullPolicy: Never, command: [sleep, "1000"]}
+  - name: b
+    image: busybox:latest
+    imagePullPolicy: Never
+    command:
+    - sh
+    - -c
+    - |
+      sleep 2
+      for p in /proc/[0-9]*; do read -r name < $p/comm; echo "$p $name"; done
+      echo listed; sleep 1000
+"#;
+    let file = s.write("shared-pids.yaml", manifest);
+    s.ok(&["apply", "-f", file.to_str().unwrap()]);
+    s.eventually("b listed the processes", Duration::from_secs(60), || {
+        String::from_utf8_lossy(&s.kubectl(&["logs", "shared-pids", "-c", "b"]).stdout)
+            .contains("listed")
+    });
+    let listed = s.ok(&["logs", "shared-pids", "-c", "b"]);
+    assert!(listed.lines().any(|l| l == "/proc/1 orch"), "{listed}");
+    assert!(
+        listed.lines().any(|l| l.ends_with(" sleep")),
+        "a's sleep: {listed}"
+    );
+    let pause = || {
+        std::fs::read_dir("/proc")
+            .unwrap()
+            .flatten()
+            .filter(|e| {
+                std::fs::read(e.path().join("cmdline")).is_ok_and(|c| {
+                    c.split(|b| *b == 0).nth(1) == Some(b"pause".as_slice())
+                        && c.starts_with(env!("CARGO_BIN_EXE_orch").as_bytes())
+                })
+            })
+            .count()
+    };
+    assert_eq!(pause(), 1, "the pod's pause process");
+    s.ok(&[
+        "delete",
+        "pod",
+        "shared-pids",
+        "--wait=true",
+        "--timeout=60s",
+    ]);
+    s.eventually(
+        "the pause process ends with its pod",
+        Duration::from_secs(30),
+        || pause() == 0,
+    );
 }

@@ -35,6 +35,8 @@ pub struct Inputs<'a> {
     pub open_files: Option<OpenFilesLimit>,
     /// The node's memory, for the oom_score_adj of Burstable containers.
     pub node_memory: i64,
+    /// The lowest oom_score_adj the runtime can give (its own, when it may not lower it).
+    pub min_oom_score_adj: i32,
 }
 
 /// The namespaces the containers of a pod share.
@@ -309,6 +311,7 @@ pub fn build(inputs: Inputs) -> Result<ContainerConfig, String> {
         cgroup_path,
         open_files,
         node_memory,
+        min_oom_score_adj,
     } = inputs;
     let image_config = image.config().clone().unwrap_or_default();
     let sc = container.security_context.as_ref();
@@ -423,7 +426,7 @@ pub fn build(inputs: Inputs) -> Result<ContainerConfig, String> {
         seccomp: seccomp_type != Some("Unconfined"),
         terminal: container.tty.unwrap_or(false),
         open_files,
-        oom_score_adj: Some(oom_score_adj(pod, container, node_memory)),
+        oom_score_adj: Some(oom_score_adj(pod, container, node_memory).max(min_oom_score_adj)),
         termination_log: Some(
             container
                 .termination_message_path
@@ -674,6 +677,7 @@ mod tests {
                 hard: 4096,
             }),
             node_memory: 8 << 30,
+            min_oom_score_adj: -999,
         })
         .unwrap();
         assert_eq!((config.uid, config.gid), (1000, 3000));
@@ -714,6 +718,7 @@ mod tests {
             cgroup_path: String::new(),
             open_files: None,
             node_memory: 8 << 30,
+            min_oom_score_adj: -999,
         })
         .unwrap_err();
         assert!(err.contains("runAsNonRoot"));

@@ -110,6 +110,8 @@ pub(crate) struct Kubelet {
     /// Containers being stopped in the background while their pod lives on.
     pub stopping: Mutex<HashSet<String>>,
     pub http_prober: probes::HttpProber,
+    /// The agent's own oom_score_adj: the lowest a container can be given without CAP_SYS_RESOURCE.
+    pub min_oom_score_adj: i32,
     /// Containers with a task waiting for their exit.
     pub watched: Mutex<HashSet<String>>,
     /// Pods the eviction manager chose, by uid, while they exist.
@@ -131,10 +133,14 @@ pub async fn run(
     shutdown: watch::Receiver<bool>,
 ) -> Result<(), AgentError> {
     // As kubelet protects itself: the OOM killer takes any container before the node agent (its shims
-    // inherit this; containers get their QoS's value).
+    // inherit this; containers get their QoS's value, which is never below it).
     if let Err(e) = std::fs::write("/proc/self/oom_score_adj", "-999") {
-        tracing::warn!(error = %e, "lowering the agent's oom_score_adj");
+        tracing::info!(error = %e, "the agent keeps its oom_score_adj (lowering it takes CAP_SYS_RESOURCE)");
     }
+    let min_oom_score_adj = std::fs::read_to_string("/proc/self/oom_score_adj")
+        .ok()
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0);
     let agent_dir = config.data_dir.join("agent");
     std::fs::create_dir_all(&agent_dir)
         .map_err(|e| AgentError::Config(format!("creating {}: {e}", agent_dir.display())))?;
@@ -225,6 +231,7 @@ pub async fn run(
         probes: Default::default(),
         killed_for_restart: Default::default(),
         stopping: Default::default(),
+        min_oom_score_adj,
         http_prober: probes::HttpProber::new()
             .map_err(|e| AgentError::Config(format!("building the HTTP probe client: {e}")))?,
     });

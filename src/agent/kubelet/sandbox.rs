@@ -1,7 +1,8 @@
 //! What a pod has on the node besides its containers: on the run dir's tmpfs, `<run-dir>/pods/<uid>` with
 //! the generated /etc/hosts, /etc/resolv.conf and /etc/hostname its containers mount and the tmpfs they
 //! share as /dev/shm, and the IPC and UTS namespaces they share (`<run-dir>/{ipcns,utsns}/<uid>`, named
-//! after the pod: what Kubernetes keeps in a pod's pause container); on disk, its directory
+//! after the pod: what Kubernetes keeps in a pod's pause container), and with shareProcessNamespace their
+//! PID namespace (`<run-dir>/pidns/<uid>`, held by an `orch pause` process); on disk, its directory
 //! `<data-dir>/agent/pods/<uid>` (made for volumes only) and its log directory
 //! `<data-dir>/agent/logs/<namespace>_<name>_<uid>/<container>/<restart>.log` (kubelet's /var/log/pods
 //! layout). Its cgroup is `pod_cgroup`'s.
@@ -18,6 +19,7 @@ use nix::sched::CloneFlags;
 
 use crate::agent::network::netns;
 use crate::agent::runtime::{MountKind, MountSpec, SharedNamespace};
+use crate::shim::InitProcess;
 
 /// The size of a pod's /dev/shm, as containerd and Docker make it.
 const SHM_SIZE: &str = "size=65536k";
@@ -167,10 +169,10 @@ fn namespace_file(run_dir: &Path, kind: &str, uid: &str) -> PathBuf {
     run_dir.join(format!("{kind}ns")).join(uid)
 }
 
-/// Makes the directories of the pods' IPC and UTS namespace files shared mount points (see
+/// Makes the directories of the pods' IPC, UTS and PID namespace files shared mount points (see
 /// `netns::prepare_dir`); once, when the kubelet starts.
 pub fn prepare_namespace_dirs(run_dir: &Path) -> Result<(), String> {
-    for kind in ["ipc", "uts"] {
+    for kind in ["ipc", "uts", "pid"] {
         let dir = run_dir.join(format!("{kind}ns"));
         netns::prepare_dir(&dir).map_err(|e| e.to_string())?;
     }
@@ -209,10 +211,75 @@ pub async fn ensure_namespaces(
     Ok((ipc, uts))
 }
 
+/// Where the pod's pause process is recorded: in its run directory, which goes with the pod.
+const PAUSE_RECORD: &str = "pause.json";
+
+fn pause_holder(run_dir: &Path, uid: &str) -> Option<InitProcess> {
+    let bytes = std::fs::read(run_pod_dir(run_dir, uid).join(PAUSE_RECORD)).ok()?;
+    serde_json::from_slice(&bytes).ok()
+}
+
+/// The PID namespace the pod's containers share (shareProcessNamespace), bound at `<run-dir>/pidns/<uid>`.
+/// An `orch pause` process (`orch` is the executable) holds it as its PID 1, as the pause container does
+/// on Kubernetes; a namespace whose holder ended is dead (no process can enter it) and is made again.
+pub async fn ensure_pid_namespace(
+    run_dir: &Path,
+    uid: &str,
+    orch: &Path,
+) -> Result<PathBuf, String> {
+    let path = namespace_file(run_dir, "pid", uid);
+    let held = pause_holder(run_dir, uid).is_some_and(|h| h.is_alive());
+    if held && netns::exists(&path).map_err(|e| e.to_string())? {
+        return Ok(path);
+    }
+    netns::remove(&path).map_err(|e| e.to_string())?;
+    let output = tokio::process::Command::new(orch)
+        .arg("pause")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .await
+        .map_err(|e| format!("starting {} pause: {e}", orch.display()))?;
+    let pid: i32 = String::from_utf8_lossy(&output.stdout)
+        .trim()
+        .parse()
+        .map_err(|_| {
+            format!(
+                "the pod's pause process did not start: {}",
+                String::from_utf8_lossy(&output.stderr).trim()
+            )
+        })?;
+    let holder = InitProcess {
+        pid,
+        start_ticks: crate::shim::start_ticks(pid)
+            .ok_or_else(|| format!("the pod's pause process {pid} ended at once"))?,
+        started_at_unix: jiff::Timestamp::now().as_second(),
+    };
+    let dir = run_pod_dir(run_dir, uid);
+    std::fs::create_dir_all(&dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
+    let record = serde_json::to_vec(&holder).expect("serialisable");
+    std::fs::write(dir.join(PAUSE_RECORD), record)
+        .map_err(|e| format!("recording the pod's pause process: {e}"))?;
+    std::fs::File::create(&path).map_err(|e| format!("creating {}: {e}", path.display()))?;
+    nix::mount::mount(
+        Some(format!("/proc/{pid}/ns/pid").as_str()),
+        &path,
+        None::<&str>,
+        nix::mount::MsFlags::MS_BIND,
+        None::<&str>,
+    )
+    .map_err(|e| {
+        format!(
+            "bind-mounting the pod's PID namespace on {}: {e}",
+            path.display()
+        )
+    })?;
+    Ok(path)
+}
+
 /// Pods that still have namespace files or a pod directory here (to find what a pod that vanished left
 /// behind).
 pub fn sandbox_owners(run_dir: &Path) -> Vec<String> {
-    ["ipcns", "utsns", "pods"]
+    ["ipcns", "utsns", "pidns", "pods"]
         .iter()
         .filter_map(|dir| std::fs::read_dir(run_dir.join(dir)).ok())
         .flat_map(|entries| entries.flatten())
@@ -223,7 +290,14 @@ pub fn sandbox_owners(run_dir: &Path) -> Vec<String> {
 /// Undoes what the pod's sandbox holds outside its containers: the namespace files, the /dev/shm tmpfs
 /// and the etc files (the pod directory on disk is removed with its volumes).
 pub fn release(run_dir: &Path, uid: &str) {
-    for kind in ["ipc", "uts"] {
+    // The PID namespace ends with its holder, and every process still in it with them.
+    if let Some(holder) = pause_holder(run_dir, uid).filter(|h| h.is_alive()) {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(holder.pid),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+    }
+    for kind in ["ipc", "uts", "pid"] {
         let path = namespace_file(run_dir, kind, uid);
         if let Err(e) = netns::remove(&path) {
             tracing::warn!(pod = %uid, error = %e, "removing a pod namespace");

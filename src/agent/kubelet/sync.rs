@@ -777,8 +777,18 @@ impl Kubelet {
             &container::pod_resources(pod),
         )
         .map_err(|e| e.to_string())?;
-        let pid = if pod.spec.as_ref().and_then(|s| s.host_pid) == Some(true) {
+        let spec = pod.spec.as_ref();
+        let pid = if spec.and_then(|s| s.host_pid) == Some(true) {
             SharedNamespace::Host
+        } else if spec.and_then(|s| s.share_process_namespace) == Some(true) {
+            SharedNamespace::Pod(
+                sandbox::ensure_pid_namespace(
+                    &self.config.run_dir,
+                    uid,
+                    &self.config.shim_executable,
+                )
+                .await?,
+            )
         } else {
             SharedNamespace::Own
         };
@@ -1184,6 +1194,7 @@ impl Kubelet {
             cgroup_path: format!("{}/{id}", pod_cgroup::path(uid)),
             open_files: self.config.container_open_files,
             node_memory: self.node_memory(),
+            min_oom_score_adj: self.min_oom_score_adj,
         }) {
             Ok(config) => config,
             Err(message) => return Err(self.failed(pod, config_error(message)).await),

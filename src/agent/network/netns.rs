@@ -50,7 +50,7 @@ pub fn prepare_dir(dir: &Path) -> Result<(), NetworkError> {
 }
 
 /// Whether `path` is a network namespace mount (the file alone is left behind by a crash before the mount).
-pub(super) fn exists(path: &Path) -> Result<bool, NetworkError> {
+pub fn exists(path: &Path) -> Result<bool, NetworkError> {
     let file = match fs::File::open(path) {
         Ok(f) => f,
         Err(e) if e.kind() == ErrorKind::NotFound => return Ok(false),
