@@ -3,8 +3,8 @@
 //! with initialDelaySeconds, periodSeconds, timeoutSeconds, successThreshold and failureThreshold. Results
 //! land in a table the pod status reads; a change re-queues the pod, and a failed liveness or startup probe
 //! stops the container so that its restart policy takes over. Handlers: exec (in the container, through
-//! `orch shim-exec`), httpGet (HTTPS without certificate checks, as kubelet) and tcpSocket against the pod
-//! IP; hooks also `sleep`.
+//! `orch shim-exec`), httpGet (HTTPS without certificate checks, as kubelet), tcpSocket and grpc (the
+//! gRPC health checking protocol) against the pod IP; hooks also `sleep`.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -116,6 +116,7 @@ struct Handler<'a> {
     exec: Option<&'a Vec<String>>,
     http: Option<&'a k8s_openapi::api::core::v1::HTTPGetAction>,
     tcp: Option<&'a k8s_openapi::api::core::v1::TCPSocketAction>,
+    grpc: Option<&'a k8s_openapi::api::core::v1::GRPCAction>,
     sleep_seconds: Option<i64>,
 }
 
@@ -170,6 +171,10 @@ async fn run_handler(
             Err(_) => Err(format!("dial tcp {address}: i/o timeout")),
         };
     }
+    if let Some(grpc) = handler.grpc {
+        let service = grpc.service.as_deref().unwrap_or_default();
+        return grpc_health_check(&target.pod_ip, grpc.port, service, timeout).await;
+    }
     if let Some(seconds) = handler.sleep_seconds {
         tokio::time::sleep(Duration::from_secs(seconds.max(0) as u64)).await;
         return Ok(String::new());
@@ -177,11 +182,109 @@ async fn run_handler(
     Err("no handler".into())
 }
 
+/// The names of grpc.health.v1's ServingStatus values.
+const SERVING_STATUS: [&str; 4] = ["UNKNOWN", "SERVING", "NOT_SERVING", "SERVICE_UNKNOWN"];
+
+/// kubelet's grpc probe: gRPC's health checking protocol (`grpc.health.v1.Health/Check` for `service`)
+/// over plaintext HTTP/2 to the pod; Ok when the server answers SERVING.
+async fn grpc_health_check(
+    host: &str,
+    port: i32,
+    service: &str,
+    timeout: Duration,
+) -> Result<String, String> {
+    use http_body_util::BodyExt;
+    let address = format!("{host}:{port}");
+    let check = async {
+        let connect_failed = |e: &dyn std::fmt::Display| {
+            format!(
+                "timeout: failed to connect service \"{address}\" within {}s: {e}",
+                timeout.as_secs()
+            )
+        };
+        let tcp = tokio::net::TcpStream::connect(&address)
+            .await
+            .map_err(|e| connect_failed(&e))?;
+        let (mut sender, connection) = hyper::client::conn::http2::handshake(
+            hyper_util::rt::TokioExecutor::new(),
+            hyper_util::rt::TokioIo::new(tcp),
+        )
+        .await
+        .map_err(|e| connect_failed(&e))?;
+        tokio::spawn(connection);
+        // HealthCheckRequest { string service = 1; } in a gRPC frame: uncompressed, length-prefixed.
+        let mut message = Vec::new();
+        if !service.is_empty() {
+            message.push(0x0a);
+            let mut len = service.len();
+            while len >= 0x80 {
+                message.push((len as u8 & 0x7f) | 0x80);
+                len >>= 7;
+            }
+            message.push(len as u8);
+            message.extend_from_slice(service.as_bytes());
+        }
+        let mut frame = vec![0];
+        frame.extend_from_slice(&(message.len() as u32).to_be_bytes());
+        frame.extend_from_slice(&message);
+        let failed = |e: &dyn std::fmt::Display| format!("error: health rpc probe failed: {e}");
+        let request = http::Request::post(format!("http://{address}/grpc.health.v1.Health/Check"))
+            .header("content-type", "application/grpc")
+            .header("te", "trailers")
+            .header("user-agent", "kube-probe/1.34")
+            .body(http_body_util::Full::new(bytes::Bytes::from(frame)))
+            .map_err(|e| failed(&e))?;
+        let response = sender.send_request(request).await.map_err(|e| failed(&e))?;
+        let headers = response.headers().clone();
+        let body = response
+            .into_body()
+            .collect()
+            .await
+            .map_err(|e| failed(&e))?;
+        let trailers = body.trailers().cloned().unwrap_or_default();
+        let field = |name: &str| {
+            trailers
+                .get(name)
+                .or_else(|| headers.get(name))
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string)
+        };
+        let code = field("grpc-status").unwrap_or_else(|| "2".into());
+        if code != "0" {
+            let message = field("grpc-message").unwrap_or_default();
+            return Err(failed(&format!(
+                "rpc error: code = {code} desc = {message}"
+            )));
+        }
+        // HealthCheckResponse { ServingStatus status = 1; } after the frame's 5 bytes.
+        let bytes = body.to_bytes();
+        let status = match bytes.get(5..) {
+            Some([0x08, status, ..]) => usize::from(*status),
+            _ => 0,
+        };
+        if status == 1 {
+            Ok(String::new())
+        } else {
+            let name = SERVING_STATUS.get(status).copied().unwrap_or("UNKNOWN");
+            Err(format!("service unhealthy (responded with \"{name}\")"))
+        }
+    };
+    tokio::time::timeout(timeout, check)
+        .await
+        .unwrap_or_else(|_| {
+            Err(format!(
+                "timeout: health rpc did not complete within {}s",
+                timeout.as_secs()
+            ))
+        })
+}
+
 fn probe_handler(p: &Probe) -> Handler<'_> {
     Handler {
         exec: p.exec.as_ref().and_then(|e| e.command.as_ref()),
         http: p.http_get.as_ref(),
         tcp: p.tcp_socket.as_ref(),
+        grpc: p.grpc.as_ref(),
         sleep_seconds: None,
     }
 }
@@ -191,6 +294,7 @@ fn hook_handler(h: &LifecycleHandler) -> Handler<'_> {
         exec: h.exec.as_ref().and_then(|e| e.command.as_ref()),
         http: h.http_get.as_ref(),
         tcp: h.tcp_socket.as_ref(),
+        grpc: None,
         sleep_seconds: h.sleep.as_ref().map(|s| s.seconds),
     }
 }
@@ -487,6 +591,81 @@ mod tests {
         assert_eq!(
             prober.get(&broken, &target, timeout).await,
             Err("HTTP probe failed with statuscode: 500".to_string())
+        );
+    }
+
+    /// A gRPC health server on loopback (HTTP/2 without TLS): the service "" is SERVING, "down" is
+    /// NOT_SERVING, and any other is unknown to it (status NOT_FOUND, in trailers only).
+    async fn grpc_health_server() -> u16 {
+        use http_body_util::StreamBody;
+        use hyper::body::Frame;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            while let Ok((tcp, _)) = listener.accept().await {
+                let service = hyper::service::service_fn(
+                    |req: http::Request<hyper::body::Incoming>| async move {
+                        assert_eq!(req.uri().path(), "/grpc.health.v1.Health/Check");
+                        let body = req.into_body().collect().await.unwrap().to_bytes();
+                        let name =
+                            String::from_utf8_lossy(body.get(7..).unwrap_or_default()).into_owned();
+                        let mut trailers = http::HeaderMap::new();
+                        let mut frames = Vec::new();
+                        match name.as_str() {
+                            "" | "down" => {
+                                let status = if name.is_empty() { 1 } else { 2 };
+                                let message = [0, 0, 0, 0, 2, 0x08, status];
+                                frames.push(Frame::data(Bytes::copy_from_slice(&message)));
+                                trailers.insert("grpc-status", "0".parse().unwrap());
+                            }
+                            _ => {
+                                trailers.insert("grpc-status", "5".parse().unwrap());
+                                trailers.insert("grpc-message", "unknown service".parse().unwrap());
+                            }
+                        }
+                        frames.push(Frame::trailers(trailers));
+                        let stream = futures_util::stream::iter(
+                            frames.into_iter().map(Ok::<_, std::convert::Infallible>),
+                        );
+                        Ok::<_, std::convert::Infallible>(http::Response::new(StreamBody::new(
+                            stream,
+                        )))
+                    },
+                );
+                tokio::spawn(
+                    hyper::server::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
+                        .serve_connection(hyper_util::rt::TokioIo::new(tcp), service),
+                );
+            }
+        });
+        port
+    }
+
+    #[tokio::test]
+    async fn grpc_probes_ask_the_pods_health_service() {
+        let port = i32::from(grpc_health_server().await);
+        let timeout = Duration::from_secs(5);
+        assert_eq!(
+            grpc_health_check("127.0.0.1", port, "", timeout).await,
+            Ok(String::new())
+        );
+        assert_eq!(
+            grpc_health_check("127.0.0.1", port, "down", timeout).await,
+            Err("service unhealthy (responded with \"NOT_SERVING\")".to_string())
+        );
+        let unknown = grpc_health_check("127.0.0.1", port, "other", timeout)
+            .await
+            .unwrap_err();
+        assert!(unknown.contains("code = 5"), "{unknown}");
+        let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let closed_port = i32::from(closed.local_addr().unwrap().port());
+        drop(closed);
+        let refused = grpc_health_check("127.0.0.1", closed_port, "", timeout)
+            .await
+            .unwrap_err();
+        assert!(
+            refused.starts_with("timeout: failed to connect service"),
+            "{refused}"
         );
     }
 }
