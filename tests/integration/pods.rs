@@ -1797,7 +1797,7 @@ spec:
 
 /// A pod ends as kubelet ends it: past its activeDeadlineSeconds it fails (DeadlineExceeded) and its
 /// container is stopped; a deleted pod that a finalizer keeps shows a final phase and its container's
-/// end instead of Running.
+/// end instead of Running; a second delete with a shorter grace period shortens the stop.
 #[test]
 fn pods_fail_past_their_deadline_and_deleted_ones_report_how_they_ended() {
     let (_node, s) = busybox_node();
@@ -1861,6 +1861,36 @@ spec:
     s.eventually("kept is gone", Duration::from_secs(30), || {
         !s.kubectl(&["get", "pod", "kept"]).status.success()
     });
+
+    // A second delete with a shorter grace period cuts the first one's short.
+    let slow = r#"apiVersion: v1
+kind: Pod
+metadata: {name: slow-stop}
+spec:
+  terminationGracePeriodSeconds: 120
+  containers:
+  - {name: app, image: busybox:latest, imagePullPolicy: Never, command: [sleep, "1000"]}
+"#;
+    s.ok(&["apply", "-f", s.write("slow.yaml", slow).to_str().unwrap()]);
+    s.eventually("slow-stop runs", Duration::from_secs(60), || {
+        jsonpath(&s, "slow-stop", "{.status.phase}") == "Running"
+    });
+    s.ok(&["delete", "pod", "slow-stop", "--wait=false"]);
+    std::thread::sleep(Duration::from_secs(1));
+    let started = std::time::Instant::now();
+    s.ok(&[
+        "delete",
+        "pod",
+        "slow-stop",
+        "--grace-period=1",
+        "--wait=true",
+        "--timeout=60s",
+    ]);
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "the shorter grace period was not honoured: {:?}",
+        started.elapsed()
+    );
 }
 
 /// A native sidecar (an init container with `restartPolicy: Always`) starts before the app container,

@@ -53,12 +53,19 @@ impl Kubelet {
         uid: &str,
     ) -> Result<Option<Duration>, AgentError> {
         let running = self.running_containers(uid);
+        let grace = pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.termination_grace_period_seconds)
+            .unwrap_or(DEFAULT_GRACE)
+            .max(0) as u64;
         if !running.is_empty()
             && self
                 .terminating
                 .lock()
                 .expect("lock")
-                .insert(uid.to_string())
+                .insert(uid.to_string(), grace)
+                .is_none()
         {
             self.events
                 .normal(
@@ -68,19 +75,7 @@ impl Kubelet {
                     MESSAGE,
                 )
                 .await;
-            let grace = pod
-                .spec
-                .as_ref()
-                .and_then(|s| s.termination_grace_period_seconds)
-                .unwrap_or(DEFAULT_GRACE)
-                .max(0) as u64;
-            let (me, uid, key, pod) = (self.clone(), uid.to_string(), key.to_string(), pod.clone());
-            tokio::spawn(async move {
-                me.kill_pod(&uid, Some(&pod), Duration::from_secs(grace))
-                    .await;
-                me.terminating.lock().expect("lock").remove(&uid);
-                me.queue.add(&key);
-            });
+            self.kill_in_background(key, uid, Some(pod.clone()), grace);
         }
         let (runs, _) = self.runs(uid);
         let mut observed = Observed {

@@ -101,8 +101,9 @@ pub(crate) struct Kubelet {
     pub start_failures: Mutex<HashMap<String, (std::time::Instant, status::Waiting, Duration)>>,
     /// Pod key → uid of every pod seen, to clean up after pods that vanished from the API.
     pub known: Mutex<HashMap<String, String>>,
-    /// Pod uids whose containers are being stopped in the background.
-    pub terminating: Mutex<HashSet<String>>,
+    /// Pod uids whose containers are being stopped in the background, with the grace period (seconds)
+    /// their stop was given.
+    pub terminating: Mutex<HashMap<String, u64>>,
     pub probes: probes::ProbeResults,
     /// Containers the kubelet stopped in order to run them again (a changed spec, a failed liveness or
     /// startup probe): their exit restarts them whatever the restart policy says of it.

@@ -118,38 +118,41 @@ impl Kubelet {
     ) -> Result<Option<Duration>, AgentError> {
         let running = self.running_containers(uid);
         if !running.is_empty() {
-            let first = self
+            let grace = pod
+                .metadata
+                .deletion_grace_period_seconds
+                .or_else(|| pod.spec.as_ref()?.termination_grace_period_seconds)
+                .unwrap_or(DEFAULT_GRACE)
+                .max(0) as u64;
+            let under_way = self
                 .terminating
                 .lock()
                 .expect("lock")
-                .insert(uid.to_string());
-            if first {
-                let grace = pod
-                    .metadata
-                    .deletion_grace_period_seconds
-                    .or_else(|| pod.spec.as_ref()?.termination_grace_period_seconds)
-                    .unwrap_or(DEFAULT_GRACE)
-                    .max(0);
-                for (_, name) in &running {
-                    self.events
-                        .normal(
-                            self.clock.as_ref(),
-                            &involved(pod),
-                            "Killing",
-                            &format!("Stopping container {name}"),
-                        )
-                        .await;
+                .insert(uid.to_string(), grace);
+            match under_way {
+                None => {
+                    for (_, name) in &running {
+                        self.events
+                            .normal(
+                                self.clock.as_ref(),
+                                &involved(pod),
+                                "Killing",
+                                &format!("Stopping container {name}"),
+                            )
+                            .await;
+                    }
+                    self.kill_in_background(key, uid, Some(pod.clone()), grace);
                 }
-                let me = self.clone();
-                let uid = uid.to_string();
-                let key = key.to_string();
-                let pod = pod.clone();
-                tokio::spawn(async move {
-                    me.kill_pod(&uid, Some(&pod), Duration::from_secs(grace as u64))
-                        .await;
-                    me.terminating.lock().expect("lock").remove(&uid);
-                    me.queue.add(&key);
-                });
+                // A second delete with a shorter grace period (`kubectl delete --grace-period=1` after
+                // the default) cuts the stop under way short, as kubelet's pod workers do; its preStop
+                // hooks have run already.
+                Some(earlier) if grace < earlier => self.kill_in_background(key, uid, None, grace),
+                Some(earlier) => {
+                    self.terminating
+                        .lock()
+                        .expect("lock")
+                        .insert(uid.to_string(), earlier);
+                }
             }
             return Ok(None);
         }
@@ -169,6 +172,24 @@ impl Kubelet {
             Err(e) if e.is_not_found() || e.is_conflict() => Ok(None),
             Err(e) => Err(e.into()),
         }
+    }
+
+    /// Stops the pod's containers within `grace` seconds (with their preStop hooks when `pod` is given),
+    /// then looks at the pod again.
+    pub(super) fn kill_in_background(
+        self: &Arc<Self>,
+        key: &str,
+        uid: &str,
+        pod: Option<Pod>,
+        grace: u64,
+    ) {
+        let (me, key, uid) = (self.clone(), key.to_string(), uid.to_string());
+        tokio::spawn(async move {
+            me.kill_pod(&uid, pod.as_ref(), Duration::from_secs(grace))
+                .await;
+            me.terminating.lock().expect("lock").remove(&uid);
+            me.queue.add(&key);
+        });
     }
 
     /// kubelet's last status for a deleted pod whose containers stopped: a final phase (Failed unless every
