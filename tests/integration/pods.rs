@@ -2202,3 +2202,61 @@ spec:
         || pause() == 0,
     );
 }
+
+/// A volume whose ConfigMap is missing fails its set-up (FailedMount) and is retried with a growing
+/// delay, as kubelet retries it, not at every sync; the pod starts once the ConfigMap exists.
+#[test]
+fn a_volume_that_cannot_be_set_up_is_retried_with_back_off_until_it_can() {
+    let (_node, s) = busybox_node();
+    let manifest = r#"apiVersion: v1
+kind: Pod
+metadata: {name: late-volume}
+spec:
+  containers:
+  - name: app
+    image: busybox:latest
+    imagePullPolicy: Never
+    command: [sh, -c, "echo $(cat /config/greeting); sleep 1000"]
+    volumeMounts: [{name: config, mountPath: /config}]
+  volumes: [{name: config, configMap: {name: late}}]
+"#;
+    s.ok(&[
+        "apply",
+        "-f",
+        s.write("late.yaml", manifest).to_str().unwrap(),
+    ]);
+    let failures = || -> u64 {
+        s.ok(&[
+            "get",
+            "events",
+            "--field-selector",
+            "reason=FailedMount,involvedObject.name=late-volume",
+            "-o",
+            "jsonpath={.items[*].count}",
+        ])
+        .split_whitespace()
+        .filter_map(|c| c.parse::<u64>().ok())
+        .sum()
+    };
+    s.eventually("the set-up fails", Duration::from_secs(30), || {
+        failures() > 0
+    });
+    std::thread::sleep(Duration::from_secs(6));
+    let failed = failures();
+    assert!(
+        (2..=6).contains(&failed),
+        "{failed} attempts in about 6 s: retries are not spaced out"
+    );
+    s.ok(&[
+        "create",
+        "configmap",
+        "late",
+        "--from-literal=greeting=hello",
+    ]);
+    s.eventually("the pod starts", Duration::from_secs(60), || {
+        jsonpath(&s, "late-volume", "{.status.phase}") == "Running"
+    });
+    s.eventually("it read its volume", Duration::from_secs(30), || {
+        s.kubectl(&["logs", "late-volume"]).stdout == b"hello\n"
+    });
+}

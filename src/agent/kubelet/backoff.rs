@@ -67,6 +67,50 @@ impl Backoff {
     }
 }
 
+/// Retries of an operation that fails (a volume's set-up), as kubelet's operation executor spaces them: the
+/// first retry after 500 ms, each next one after twice as long, up to 2 min 2 s; a success forgets it.
+#[derive(Default)]
+pub struct RetryBackoff {
+    entries: Mutex<HashMap<String, (std::time::Instant, Duration)>>,
+}
+
+const RETRY_INITIAL: Duration = Duration::from_millis(500);
+const RETRY_MAX: Duration = Duration::from_secs(122);
+
+impl RetryBackoff {
+    /// How long until `key` may be tried again, when it failed too recently.
+    pub fn remaining(&self, key: &str, now: std::time::Instant) -> Option<Duration> {
+        let entries = self.entries.lock().expect("backoff lock");
+        let (at, delay) = entries.get(key)?;
+        (*at + *delay)
+            .checked_duration_since(now)
+            .filter(|r| !r.is_zero())
+    }
+
+    /// Records a failure of `key` at `now`; returns how long until its retry.
+    pub fn failed(&self, key: &str, now: std::time::Instant) -> Duration {
+        let mut entries = self.entries.lock().expect("backoff lock");
+        let delay = entries
+            .get(key)
+            .map_or(RETRY_INITIAL, |(_, d)| (*d * 2).min(RETRY_MAX));
+        entries.insert(key.to_string(), (now, delay));
+        delay
+    }
+
+    pub fn succeeded(&self, key: &str) {
+        self.entries.lock().expect("backoff lock").remove(key);
+    }
+
+    /// Forgets every operation of a pod that is gone.
+    pub fn forget_pod(&self, pod_uid: &str) {
+        let prefix = format!("{pod_uid}/");
+        self.entries
+            .lock()
+            .expect("backoff lock")
+            .retain(|k, _| !k.starts_with(&prefix));
+    }
+}
+
 pub fn key(pod_uid: &str, container: &str) -> String {
     format!("{pod_uid}/{container}")
 }
@@ -126,5 +170,28 @@ mod tests {
         );
         b.forget_pod("uid");
         assert_eq!(b.decide(&k, Duration::ZERO, SHORT_RUN), Decision::Restart);
+    }
+
+    #[test]
+    fn failed_operations_are_retried_after_doubling_delays_until_one_succeeds() {
+        let b = RetryBackoff::default();
+        let start = std::time::Instant::now();
+        let at = |ms: u64| start + Duration::from_millis(ms);
+        assert_eq!(b.remaining("u/v", start), None);
+        assert_eq!(b.failed("u/v", start), Duration::from_millis(500));
+        assert_eq!(
+            b.remaining("u/v", at(200)),
+            Some(Duration::from_millis(300))
+        );
+        assert_eq!(b.remaining("u/v", at(500)), None);
+        assert_eq!(b.failed("u/v", at(500)), Duration::from_secs(1));
+        for _ in 0..10 {
+            b.failed("u/v", at(500));
+        }
+        assert_eq!(b.failed("u/v", at(500)), Duration::from_secs(122));
+        b.succeeded("u/v");
+        assert_eq!(b.failed("u/v", at(600)), Duration::from_millis(500));
+        b.forget_pod("u");
+        assert_eq!(b.remaining("u/v", at(600)), None);
     }
 }

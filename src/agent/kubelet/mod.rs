@@ -94,6 +94,8 @@ pub(crate) struct Kubelet {
     pub events: Recorder,
     pub backoff: backoff::Backoff,
     pub image_backoff: backoff::Backoff,
+    /// Volume set-ups that failed, by pod uid and volume name.
+    pub mount_backoff: backoff::RetryBackoff,
     /// When each (pod, image) pull last failed, the start of its ImagePullBackOff.
     pub pull_failures: Mutex<HashMap<String, std::time::Instant>>,
     /// Containers that failed to be created or started: when, what they wait with, and for how long,
@@ -220,6 +222,7 @@ pub async fn run(
         network,
         backoff: Default::default(),
         image_backoff: Default::default(),
+        mount_backoff: Default::default(),
         pull_failures: Default::default(),
         start_failures: Default::default(),
         known: Default::default(),

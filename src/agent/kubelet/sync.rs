@@ -329,6 +329,7 @@ impl Kubelet {
         }
         self.backoff.forget_pod(uid);
         self.image_backoff.forget_pod(uid);
+        self.mount_backoff.forget_pod(uid);
         self.admissions.lock().expect("lock").remove(uid);
         let prefix = format!("{uid}/");
         self.start_failures
@@ -599,28 +600,37 @@ impl Kubelet {
         };
         let mut prepared = HashMap::new();
         for volume in spec.volumes.iter().flatten() {
-            match volumes::prepare(&vcx, volume) {
-                Ok(p) => {
-                    prepared.insert(volume.name.clone(), p);
-                }
-                Err(e) => {
-                    self.events
-                        .warning(
-                            self.clock.as_ref(),
-                            &involved(pod),
-                            "FailedMount",
-                            &format!(
-                                "MountVolume.SetUp failed for volume \"{}\" : {e}",
-                                volume.name
-                            ),
-                        )
-                        .await;
-                    let (runs, _) = self.runs(uid);
-                    observed.runs = runs;
-                    self.write_status(pod, &observed, now).await?;
-                    return Ok(Some(Duration::from_secs(2)));
-                }
-            }
+            let retry_key = backoff::key(uid, &format!("volume:{}", volume.name));
+            let started = std::time::Instant::now();
+            // A volume that failed is tried again once its back-off is over, not at every sync.
+            let retry = match self.mount_backoff.remaining(&retry_key, started) {
+                Some(remaining) => remaining,
+                None => match volumes::prepare(&vcx, volume) {
+                    Ok(p) => {
+                        self.mount_backoff.succeeded(&retry_key);
+                        prepared.insert(volume.name.clone(), p);
+                        continue;
+                    }
+                    Err(e) => {
+                        self.events
+                            .warning(
+                                self.clock.as_ref(),
+                                &involved(pod),
+                                "FailedMount",
+                                &format!(
+                                    "MountVolume.SetUp failed for volume \"{}\" : {e}",
+                                    volume.name
+                                ),
+                            )
+                            .await;
+                        self.mount_backoff.failed(&retry_key, started)
+                    }
+                },
+            };
+            let (runs, _) = self.runs(uid);
+            observed.runs = runs;
+            self.write_status(pod, &observed, now).await?;
+            return Ok(Some(retry));
         }
 
         let (runs, metas) = self.runs(uid);
