@@ -93,6 +93,24 @@ impl Kubelet {
         let phase = pod.status.as_ref().and_then(|s| s.phase.as_deref());
         // An evicted pod is finished even before its Failed status comes back through the watch.
         if matches!(phase, Some("Succeeded" | "Failed")) || eviction.is_some() {
+            // Nothing of a finished pod runs on: a sidecar of a pod whose init container failed is
+            // stopped as kubelet stops what is left of a terminal pod.
+            if !self.running_containers(&uid).is_empty()
+                && !self.terminating.lock().expect("lock").contains_key(&uid)
+            {
+                let grace = pod
+                    .spec
+                    .as_ref()
+                    .and_then(|s| s.termination_grace_period_seconds)
+                    .unwrap_or(DEFAULT_GRACE)
+                    .max(0) as u64;
+                self.terminating
+                    .lock()
+                    .expect("lock")
+                    .insert(uid.clone(), grace);
+                self.kill_in_background(key, &uid, Some((*pod).clone()), grace);
+                return Ok(None);
+            }
             // Finished pods keep their containers (for logs) but not their network.
             if let Err(e) = self.network.remove_sandbox(&uid).await {
                 tracing::warn!(pod = %key, error = %e, "releasing the network of a finished pod");
