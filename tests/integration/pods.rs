@@ -2080,6 +2080,15 @@ spec:
         .is_some_and(|mask| mask & (1 << 24) != 0);
     let own_adj = std::fs::read_to_string("/proc/self/oom_score_adj").unwrap();
     let guaranteed = if may_lower { "-997" } else { own_adj.trim() };
+    // The containers' values are theirs alone: their shims keep the node's.
+    let own: i32 = own_adj.trim().parse().unwrap();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let comm = std::fs::read_to_string(entry.path().join("comm")).unwrap_or_default();
+        if comm.trim() == "orch-shim" {
+            let adj = std::fs::read_to_string(entry.path().join("oom_score_adj")).unwrap();
+            assert!(adj.trim().parse::<i32>().unwrap() <= own, "a shim at {adj}");
+        }
+    }
     let host_pid = std::fs::read_link("/proc/self/ns/pid").unwrap();
     assert_eq!(
         s.ok(&["logs", "host-pid"]),

@@ -1,5 +1,4 @@
 use std::fs;
-use std::io::Write;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::PathBuf;
 use std::rc::Rc;
@@ -115,8 +114,7 @@ impl ContainerBuilderImpl {
             systemd_cgroup: self.use_systemd || self.user_ns_config.is_some(),
             container_name: self.container_id.to_owned(),
         };
-        let process = self
-            .spec
+        self.spec
             .process()
             .as_ref()
             .ok_or(MissingSpecError::Process)?;
@@ -129,27 +127,9 @@ impl ContainerBuilderImpl {
         // root can access.
         let notify_listener = NotifyListener::new(&self.notify_path)?;
 
-        // If Out-of-memory score adjustment is set in specification.  set the score
-        // value for the current process check
-        // https://dev.to/rrampage/surviving-the-linux-oom-killer-2ki9 for some more
-        // information.
-        //
-        // This has to be done before !dumpable because /proc/self/oom_score_adj
-        // is not writeable unless you're an privileged user (if !dumpable is
-        // set). All children inherit their parent's oom_score_adj value on
-        // fork(2) so this will always be propagated properly.
-        if let Some(oom_score_adj) = process.oom_score_adj() {
-            tracing::debug!("Set OOM score to {}", oom_score_adj);
-            let mut f = fs::File::create("/proc/self/oom_score_adj").map_err(|err| {
-                tracing::error!("failed to open /proc/self/oom_score_adj: {}", err);
-                LibcontainerError::OtherIO(err)
-            })?;
-            f.write_all(oom_score_adj.to_string().as_bytes())
-                .map_err(|err| {
-                    tracing::error!("failed to write to /proc/self/oom_score_adj: {}", err);
-                    LibcontainerError::OtherIO(err)
-                })?;
-        }
+        // orch: the process's oom_score_adj is set by the container's init (process/init/process.rs),
+        // not here: this process is orch's shim, which would keep the container's value for as long as
+        // the container runs.
 
         // Make the process non-dumpable, to avoid various race conditions that
         // could cause processes in namespaces we're joining to access host

@@ -53,6 +53,15 @@ pub fn container_init_process(
 
     set_io_priority(ctx.syscall.as_ref(), ctx.process.io_priority())?;
 
+    // orch: the container's processes' own oom_score_adj, set before capabilities are dropped (lowering it
+    // takes CAP_SYS_RESOURCE); every process of the container inherits it.
+    if let Some(oom_score_adj) = ctx.process.oom_score_adj() {
+        std::fs::write("/proc/self/oom_score_adj", oom_score_adj.to_string()).map_err(|err| {
+            tracing::error!(?err, "failed to write /proc/self/oom_score_adj");
+            InitProcessError::Io(err)
+        })?;
+    }
+
     setup_scheduler(ctx.process.scheduler())?;
 
     memory_policy::setup_memory_policy(ctx.linux.memory_policy(), ctx.syscall.as_ref())?;
