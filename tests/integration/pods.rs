@@ -2165,12 +2165,14 @@ spec:
   - name: b
     image: busybox:latest
     imagePullPolicy: Never
+    securityContext: {capabilities: {add: [SYS_PTRACE]}}
     command:
     - sh
     - -c
     - |
       sleep 2
       for p in /proc/[0-9]*; do read -r name < $p/comm; echo "$p $name"; done
+      echo "pause root: $(ls /proc/1/root)"
       echo listed; sleep 1000
 "#;
     let file = s.write("shared-pids.yaml", manifest);
@@ -2181,6 +2183,8 @@ spec:
     });
     let listed = s.ok(&["logs", "shared-pids", "-c", "b"]);
     assert!(listed.lines().any(|l| l == "/proc/1 orch"), "{listed}");
+    // Even with CAP_SYS_PTRACE, PID 1 leads nowhere on the node: its root is empty.
+    assert!(listed.lines().any(|l| l == "pause root: "), "{listed}");
     assert!(
         listed.lines().any(|l| l.ends_with(" sleep")),
         "a's sleep: {listed}"

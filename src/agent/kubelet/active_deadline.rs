@@ -88,10 +88,11 @@ impl Kubelet {
         self.collect_termination_messages(pod, &mut observed);
         self.write_status(pod, &observed, self.clock.now()).await?;
         if running.is_empty() {
-            // Finished pods keep their containers (for logs) but not their network.
+            // Finished pods keep their containers (for logs) but not their network or pause process.
             if let Err(e) = self.network.remove_sandbox(uid).await {
                 tracing::warn!(pod = %key, error = %e, "releasing the network of a failed pod");
             }
+            super::sandbox::end_pid_namespace(&self.config.run_dir, uid);
         }
         Ok(None)
     }

@@ -232,37 +232,50 @@ pub async fn ensure_pid_namespace(
     if held && netns::exists(&path).map_err(|e| e.to_string())? {
         return Ok(path);
     }
-    netns::remove(&path).map_err(|e| e.to_string())?;
+    end_pid_namespace(run_dir, uid);
+    // Nothing of the agent's: no environment, and the root as working directory.
     let output = tokio::process::Command::new(orch)
         .arg("pause")
+        .env_clear()
+        .current_dir("/")
         .stdin(std::process::Stdio::null())
         .output()
         .await
         .map_err(|e| format!("starting {} pause: {e}", orch.display()))?;
+    let said = String::from_utf8_lossy(&output.stderr);
     let pid: i32 = String::from_utf8_lossy(&output.stdout)
         .trim()
         .parse()
-        .map_err(|_| {
-            format!(
-                "the pod's pause process did not start: {}",
-                String::from_utf8_lossy(&output.stderr).trim()
-            )
-        })?;
+        .map_err(|_| format!("the pod's pause process did not start: {}", said.trim()))?;
     let holder = InitProcess {
         pid,
         start_ticks: crate::shim::start_ticks(pid)
-            .ok_or_else(|| format!("the pod's pause process {pid} ended at once"))?,
+            .ok_or_else(|| format!("the pod's pause process ended at once: {}", said.trim()))?,
         started_at_unix: jiff::Timestamp::now().as_second(),
     };
+    let held = record_and_bind(run_dir, uid, &holder, &path);
+    if held.is_err() {
+        kill(&holder);
+    }
+    held.map(|()| path)
+}
+
+/// Records the pod's pause process and binds its PID namespace at `path`.
+fn record_and_bind(
+    run_dir: &Path,
+    uid: &str,
+    holder: &InitProcess,
+    path: &Path,
+) -> Result<(), String> {
     let dir = run_pod_dir(run_dir, uid);
     std::fs::create_dir_all(&dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
-    let record = serde_json::to_vec(&holder).expect("serialisable");
+    let record = serde_json::to_vec(holder).expect("serialisable");
     std::fs::write(dir.join(PAUSE_RECORD), record)
         .map_err(|e| format!("recording the pod's pause process: {e}"))?;
-    std::fs::File::create(&path).map_err(|e| format!("creating {}: {e}", path.display()))?;
+    std::fs::File::create(path).map_err(|e| format!("creating {}: {e}", path.display()))?;
     nix::mount::mount(
-        Some(format!("/proc/{pid}/ns/pid").as_str()),
-        &path,
+        Some(format!("/proc/{}/ns/pid", holder.pid).as_str()),
+        path,
         None::<&str>,
         nix::mount::MsFlags::MS_BIND,
         None::<&str>,
@@ -272,8 +285,28 @@ pub async fn ensure_pid_namespace(
             "bind-mounting the pod's PID namespace on {}: {e}",
             path.display()
         )
-    })?;
-    Ok(path)
+    })
+}
+
+fn kill(holder: &InitProcess) {
+    if holder.is_alive() {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(holder.pid),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+    }
+}
+
+/// Ends the pod's shared PID namespace, if it has one: its pause process (and with it every process
+/// still in the namespace) and its namespace file.
+pub fn end_pid_namespace(run_dir: &Path, uid: &str) {
+    if let Some(holder) = pause_holder(run_dir, uid) {
+        kill(&holder);
+        let _ = std::fs::remove_file(run_pod_dir(run_dir, uid).join(PAUSE_RECORD));
+    }
+    if let Err(e) = netns::remove(&namespace_file(run_dir, "pid", uid)) {
+        tracing::warn!(pod = %uid, error = %e, "removing the pod's PID namespace");
+    }
 }
 
 /// Pods that still have namespace files or a pod directory here (to find what a pod that vanished left
@@ -290,14 +323,8 @@ pub fn sandbox_owners(run_dir: &Path) -> Vec<String> {
 /// Undoes what the pod's sandbox holds outside its containers: the namespace files, the /dev/shm tmpfs
 /// and the etc files (the pod directory on disk is removed with its volumes).
 pub fn release(run_dir: &Path, uid: &str) {
-    // The PID namespace ends with its holder, and every process still in it with them.
-    if let Some(holder) = pause_holder(run_dir, uid).filter(|h| h.is_alive()) {
-        let _ = nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(holder.pid),
-            nix::sys::signal::Signal::SIGKILL,
-        );
-    }
-    for kind in ["ipc", "uts", "pid"] {
+    end_pid_namespace(run_dir, uid);
+    for kind in ["ipc", "uts"] {
         let path = namespace_file(run_dir, kind, uid);
         if let Err(e) = netns::remove(&path) {
             tracing::warn!(pod = %uid, error = %e, "removing a pod namespace");

@@ -111,10 +111,11 @@ impl Kubelet {
                 self.kill_in_background(key, &uid, Some((*pod).clone()), grace);
                 return Ok(None);
             }
-            // Finished pods keep their containers (for logs) but not their network.
+            // Finished pods keep their containers (for logs) but not their network or pause process.
             if let Err(e) = self.network.remove_sandbox(&uid).await {
                 tracing::warn!(pod = %key, error = %e, "releasing the network of a finished pod");
             }
+            sandbox::end_pid_namespace(&self.config.run_dir, &uid);
             return Ok(None);
         }
         if !self.admit(&pod, &uid).await? {
