@@ -685,13 +685,17 @@ impl Registry {
                 return Ok(self.in_request_version(info, new)?);
             }
             // An object being deleted whose last finalizer this update takes away is removed, not
-            // updated (the API server's shouldDeleteDuringUpdate). Any other update of an object being
-            // deleted is an update: a terminating pod's kubelet writes its status until it deletes the
-            // pod itself.
+            // updated, once no grace period is pending (the API server's shouldDeleteDuringUpdate).
+            // Any other update of an object being deleted is an update: a terminating pod's kubelet
+            // writes its status until it deletes the pod itself.
             let had_finalizers = !meta::finalizers(&current_storage).is_empty()
                 || namespaces::blocks_delete(storage_info, &current_storage);
+            let no_grace_pending = current_storage["metadata"]["deletionGracePeriodSeconds"]
+                .as_i64()
+                .is_none_or(|g| g == 0);
             if meta::is_deleting(&new)
                 && had_finalizers
+                && no_grace_pending
                 && meta::finalizers(&new).is_empty()
                 && !namespaces::blocks_delete(storage_info, &new)
             {
@@ -791,10 +795,18 @@ impl Registry {
             let pending = grace.is_some()
                 || !finalizers.is_empty()
                 || namespaces::blocks_delete(storage_info, &current);
+            // A delete with no grace period left (the kubelet's, once a pod's containers stopped) of an
+            // object a finalizer keeps records that none is left, so that the finalizer's removal ends it.
+            let ends_grace = options.grace_period_seconds == Some(0)
+                && meta::metadata(&current)
+                    .and_then(|m| m.get("deletionGracePeriodSeconds"))
+                    .and_then(Value::as_i64)
+                    .is_some_and(|g| g > 0);
             if pending {
                 if already_deleting
                     && grace.unwrap_or(0) == 0
                     && finalizers == meta::finalizers(&current)
+                    && !ends_grace
                 {
                     // Nothing to shorten or add.
                     if !(grace == Some(0) && finalizers.is_empty()) {
@@ -803,7 +815,7 @@ impl Registry {
                         ));
                     }
                 } else {
-                    if !already_deleting || grace.is_some() {
+                    if !already_deleting || grace.is_some() || ends_grace {
                         let seconds = grace.unwrap_or(0);
                         let at = now
                             .checked_add(jiff::SignedDuration::from_secs(seconds))
@@ -1123,5 +1135,46 @@ mod tests {
             .unwrap();
         let gone = client.get(&format!("{maps}/c")).await.unwrap_err();
         assert!(gone.is_not_found(), "{gone}");
+
+        // A pod's finalizer that goes during its grace period leaves it to its kubelet, whose delete
+        // with no grace left ends it; a finalizer still there then keeps it until it goes.
+        let kept = |name: &str| {
+            json!({"apiVersion": "v1", "kind": "Pod",
+                "metadata": {"name": name, "finalizers": ["example.com/keep"]},
+                "spec": {"nodeName": "n", "containers": [{"name": "c", "image": "i"}]}})
+        };
+        let now_gone = json!({"gracePeriodSeconds": 0});
+        client.create(pods, &kept("early")).await.unwrap();
+        client
+            .delete(&format!("{pods}/early"), &json!({}))
+            .await
+            .unwrap();
+        client
+            .merge_patch(&format!("{pods}/early"), &released)
+            .await
+            .unwrap();
+        assert!(client.get(&format!("{pods}/early")).await.is_ok());
+        client
+            .delete(&format!("{pods}/early"), &now_gone)
+            .await
+            .unwrap();
+        assert!(client.get(&format!("{pods}/early")).await.is_err());
+
+        client.create(pods, &kept("late")).await.unwrap();
+        client
+            .delete(&format!("{pods}/late"), &json!({}))
+            .await
+            .unwrap();
+        client
+            .delete(&format!("{pods}/late"), &now_gone)
+            .await
+            .unwrap();
+        let waiting = client.get(&format!("{pods}/late")).await.unwrap();
+        assert_eq!(waiting["metadata"]["deletionGracePeriodSeconds"], 0);
+        client
+            .merge_patch(&format!("{pods}/late"), &released)
+            .await
+            .unwrap();
+        assert!(client.get(&format!("{pods}/late")).await.is_err());
     }
 }

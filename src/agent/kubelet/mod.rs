@@ -53,7 +53,7 @@ use crate::util::Clock;
 /// pod).
 const WORKERS: usize = 8;
 /// Every pod is looked at this often even when nothing was heard of it (kubelet's relist).
-const RESYNC: Duration = Duration::from_secs(10);
+pub(super) const RESYNC: Duration = Duration::from_secs(10);
 
 #[derive(Debug, Clone)]
 pub struct KubeletConfig {

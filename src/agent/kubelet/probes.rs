@@ -354,11 +354,11 @@ pub(crate) fn spawn(
     let liveness = container.liveness_probe.clone();
     // An adopted container keeps what this node last reported for it, so that restarting the agent does
     // not turn ready pods unready (and take them out of their Services) until probes run again.
-    let reported = pod
-        .status
-        .as_ref()
+    let status = pod.status.as_ref();
+    let reported = status
         .and_then(|s| s.container_statuses.as_ref())
         .into_iter()
+        .chain(status.and_then(|s| s.init_container_statuses.as_ref()))
         .flatten()
         .find(|s| s.container_id.as_deref() == Some(&super::status::container_id(id)));
     let initial = ProbeState {
@@ -456,8 +456,13 @@ pub(crate) fn spawn(
                     "Readiness" if c.failures >= failure_threshold => state.ready = false,
                     "Startup" | "Liveness" if c.failures >= failure_threshold => {
                         let spec = pod.spec.as_ref();
-                        let restarts =
-                            spec.is_some_and(|s| super::plan::restart_policy(s) != "Never");
+                        // A sidecar restarts whatever the pod's policy says.
+                        let sidecar = spec
+                            .and_then(|s| s.init_containers.as_ref())
+                            .and_then(|inits| inits.iter().find(|c| c.name == name))
+                            .is_some_and(super::plan::is_sidecar);
+                        let restarts = sidecar
+                            || spec.is_some_and(|s| super::plan::restart_policy(s) != "Never");
                         if restarts {
                             kubelet
                                 .killed_for_restart

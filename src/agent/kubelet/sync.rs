@@ -122,10 +122,10 @@ impl Kubelet {
             return Ok(None);
         }
         let requeue = self.sync_running(&pod, &uid).await?;
-        // Back in time to enforce the pod's deadline.
+        // Back in time to enforce the pod's deadline, when the periodic resync would come too late.
         Ok(match active_deadline::remaining(&pod, now) {
-            Some(left) => Some(requeue.map_or(left, |r| r.min(left))),
-            None => requeue,
+            Some(left) if left < super::RESYNC => Some(requeue.map_or(left, |r| r.min(left))),
+            _ => requeue,
         })
     }
 
@@ -546,15 +546,16 @@ impl Kubelet {
         out
     }
 
-    /// The node's memory capacity in bytes, as its status reports it.
+    /// The node's memory capacity in bytes, as its status reports it (the machine's before it does).
     fn node_memory(&self) -> i64 {
-        self.node
-            .get(&self.config.node_name)
-            .and_then(|n| {
-                let memory = n.status.as_ref()?.capacity.as_ref()?.get("memory")?;
-                crate::api::quantity::parse_quantity(&memory.0).ok()
-            })
-            .map_or(0, |q| q.to_bytes() as i64)
+        let reported = self.node.get(&self.config.node_name).and_then(|n| {
+            let memory = n.status.as_ref()?.capacity.as_ref()?.get("memory")?;
+            crate::api::quantity::parse_quantity(&memory.0).ok()
+        });
+        match reported {
+            Some(q) => q.to_bytes() as i64,
+            None => nix::sys::sysinfo::sysinfo().map_or(0, |i| i.ram_total() as i64),
+        }
     }
 
     fn allocatable(&self) -> BTreeMap<String, Quantity> {
@@ -646,6 +647,12 @@ impl Kubelet {
                     }
                 },
             };
+            // A pod whose containers ran goes on without it (what mounts it fails to start), as kubelet
+            // does not hold a running pod's sync for a volume; a new pod waits for all its volumes.
+            if !self.runtime.list_pod(uid).is_empty() {
+                soon(retry, &mut requeue);
+                continue;
+            }
             let (runs, _) = self.runs(uid);
             observed.runs = runs;
             self.write_status(pod, &observed, now).await?;

@@ -469,6 +469,16 @@ impl Runtime {
     /// it (128), so that the pod's restart policy applies as to any other exit. What the attempt left
     /// (libcontainer's state, the root mount, the bundle) goes; the records and the log stay with the run.
     pub fn record_start_failure(&self, id: &str, message: &str) -> Result<(), RuntimeError> {
+        // A shim that did not report in time may still start the container: it goes first, so that
+        // what it built is deleted below rather than left running beside the next attempt.
+        if let Ok(Some(shim)) = read_unflushed::<InitProcess>(&self.bundle(id).join(SHIM_FILE)) {
+            if shim.is_alive() {
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(shim.pid),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
+            }
+        }
         self.discard_bundle(id)?;
         let now = jiff::Timestamp::now().to_string();
         let record = ExitRecord {
