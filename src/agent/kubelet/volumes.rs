@@ -98,38 +98,97 @@ fn fs_group(cx: &Context) -> Option<u32> {
 /// kubelet's SetVolumeOwnership: everything under `root` gets `group`, with group read permission (and
 /// write, unless `readonly`), and directories setgid so that new files inherit the group. Unless `always`,
 /// a volume whose root already has the group and setgid is left alone (fsGroupChangePolicy
-/// OnRootMismatch), so that a sync does not walk a large volume again.
+/// OnRootMismatch). The walk goes from descriptor to descriptor and never follows a symlink: a pod that
+/// swaps a file for a link while it runs cannot lead it to the node's files.
 fn set_volume_ownership(
     root: &Path,
     group: u32,
     readonly: bool,
     always: bool,
 ) -> Result<(), String> {
-    use std::os::unix::fs::MetadataExt;
-    let meta = std::fs::metadata(root).map_err(|e| format!("reading {}: {e}", root.display()))?;
-    if !always && meta.gid() == group && meta.mode() & 0o2000 != 0 {
+    use nix::fcntl::{open, OFlag};
+    use nix::sys::stat::Mode;
+    use std::os::fd::{FromRawFd, OwnedFd};
+    let directory = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
+    let fd = open(root, directory, Mode::empty())
+        .map_err(|e| format!("opening {}: {e}", root.display()))?;
+    // SAFETY: `open` returned a new descriptor that nothing else owns.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    let stat = nix::sys::stat::fstat(std::os::fd::AsRawFd::as_raw_fd(&fd))
+        .map_err(|e| format!("reading {}: {e}", root.display()))?;
+    if !always && stat.st_gid == group && stat.st_mode & 0o2000 != 0 {
         return Ok(());
     }
-    let mut pending = vec![root.to_path_buf()];
-    while let Some(path) = pending.pop() {
-        let meta = std::fs::symlink_metadata(&path)
-            .map_err(|e| format!("reading {}: {e}", path.display()))?;
-        std::os::unix::fs::lchown(&path, None, Some(group))
-            .map_err(|e| format!("setting the group of {}: {e}", path.display()))?;
-        if meta.file_type().is_symlink() {
-            continue;
-        }
-        let mut mask = if readonly { 0o440 } else { 0o660 };
-        if meta.is_dir() {
-            mask |= 0o2110;
-            let entries =
-                std::fs::read_dir(&path).map_err(|e| format!("reading {}: {e}", path.display()))?;
-            pending.extend(entries.flatten().map(|e| e.path()));
-        }
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(meta.mode() | mask))
-            .map_err(|e| format!("setting the mode of {}: {e}", path.display()))?;
+    let mut pending = vec![fd];
+    while let Some(dir) = pending.pop() {
+        pending.extend(
+            own_directory(&dir, group, readonly)
+                .map_err(|e| format!("setting the group of {}: {e}", root.display()))?,
+        );
     }
     Ok(())
+}
+
+/// Gives the directory open at `dir` and its files to `group`; returns its subdirectories, opened.
+fn own_directory(
+    dir: &std::os::fd::OwnedFd,
+    group: u32,
+    readonly: bool,
+) -> nix::Result<Vec<std::os::fd::OwnedFd>> {
+    use nix::fcntl::{openat, AtFlags, OFlag};
+    use nix::sys::stat::{fstatat, Mode, SFlag};
+    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+    let gid = Some(nix::unistd::Gid::from_raw(group));
+    let mask = if readonly { 0o440 } else { 0o660 };
+    let own = |fd: &OwnedFd, directory: bool| -> nix::Result<()> {
+        let mode = nix::sys::stat::fstat(fd.as_raw_fd())?.st_mode & 0o7777;
+        nix::unistd::fchown(fd.as_raw_fd(), None, gid)?;
+        let extra = if directory { 0o2110 } else { 0 };
+        nix::sys::stat::fchmod(
+            fd.as_raw_fd(),
+            Mode::from_bits_truncate(mode | mask | extra),
+        )
+    };
+    own(dir, true)?;
+    // The descriptor's own directory, whatever path led to it.
+    let listing = std::fs::read_dir(format!("/proc/self/fd/{}", dir.as_raw_fd()))
+        .map_err(|e| nix::Error::from_raw(e.raw_os_error().unwrap_or(libc::EIO)))?;
+    let mut subdirectories = Vec::new();
+    for entry in listing.flatten() {
+        let name = entry.file_name();
+        let Ok(stat) = fstatat(
+            Some(dir.as_raw_fd()),
+            name.as_os_str(),
+            AtFlags::AT_SYMLINK_NOFOLLOW,
+        ) else {
+            continue;
+        };
+        let kind = SFlag::from_bits_truncate(stat.st_mode) & SFlag::S_IFMT;
+        let opened = match kind {
+            SFlag::S_IFDIR => OFlag::O_DIRECTORY,
+            SFlag::S_IFREG => OFlag::O_NONBLOCK,
+            // Links, devices, FIFOs and sockets keep theirs: nothing is opened through them.
+            _ => continue,
+        };
+        let flags = OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC | opened;
+        // Gone or swapped for a link since it was listed: skipped.
+        let Ok(fd) = openat(
+            Some(dir.as_raw_fd()),
+            name.as_os_str(),
+            flags,
+            Mode::empty(),
+        ) else {
+            continue;
+        };
+        // SAFETY: `openat` returned a new descriptor that nothing else owns.
+        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        if kind == SFlag::S_IFDIR {
+            subdirectories.push(fd);
+        } else {
+            own(&fd, false)?;
+        }
+    }
+    Ok(subdirectories)
 }
 
 fn plugin_dir(cx: &Context, plugin: &str, name: &str) -> PathBuf {
@@ -798,6 +857,11 @@ mod tests {
         let local = dir.path().join("local-pv");
         std::fs::create_dir(&local).unwrap();
         std::fs::write(local.join("old"), "").unwrap();
+        // A link a pod left to a file of the node's: the walk must not follow it.
+        let outside = dir.path().join("node-file");
+        std::fs::write(&outside, "").unwrap();
+        std::fs::set_permissions(&outside, std::fs::Permissions::from_mode(0o600)).unwrap();
+        std::os::unix::fs::symlink(&outside, local.join("link")).unwrap();
         let claims: HashMap<String, Claimed> = [(
             "data".to_string(),
             Claimed {
@@ -841,6 +905,11 @@ mod tests {
         });
         prepare(&cx, &claim).unwrap();
         assert_eq!(stat(&local.join("old")), (2000, 0o664));
+        assert_eq!(
+            stat(&outside),
+            (0, 0o600),
+            "followed a link out of the volume"
+        );
         assert_eq!(stat(&local).0, 2000);
 
         let host = dir.path().join("host");
