@@ -77,15 +77,10 @@ impl Kubelet {
                 .await;
             self.kill_in_background(key, uid, Some(pod.clone()), grace);
         }
-        let (runs, _) = self.runs(uid);
-        let mut observed = Observed {
-            runs,
-            host_ip: self.config.node_ip.to_string(),
-            pod_ip: pod.status.as_ref().and_then(|s| s.pod_ip.clone()),
+        let observed = Observed {
             deadline_exceeded: true,
-            ..Default::default()
+            ..self.observed_runs(pod, uid)
         };
-        self.collect_termination_messages(pod, &mut observed);
         self.write_status(pod, &observed, self.clock.now()).await?;
         if running.is_empty() {
             // Finished pods keep their containers (for logs) but not their network or pause process.

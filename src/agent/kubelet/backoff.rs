@@ -59,11 +59,7 @@ impl Backoff {
 
     /// Forgets every container of a pod that is gone.
     pub fn forget_pod(&self, pod_uid: &str) {
-        let prefix = format!("{pod_uid}/");
-        self.entries
-            .lock()
-            .expect("backoff lock")
-            .retain(|k, _| !k.starts_with(&prefix));
+        forget_pod(&self.entries, pod_uid);
     }
 }
 
@@ -103,12 +99,17 @@ impl RetryBackoff {
 
     /// Forgets every operation of a pod that is gone.
     pub fn forget_pod(&self, pod_uid: &str) {
-        let prefix = format!("{pod_uid}/");
-        self.entries
-            .lock()
-            .expect("backoff lock")
-            .retain(|k, _| !k.starts_with(&prefix));
+        forget_pod(&self.entries, pod_uid);
     }
+}
+
+/// Drops the entries of a pod: their keys start with its uid (see [`key`]).
+fn forget_pod<V>(entries: &Mutex<HashMap<String, V>>, pod_uid: &str) {
+    let prefix = format!("{pod_uid}/");
+    entries
+        .lock()
+        .expect("backoff lock")
+        .retain(|k, _| !k.starts_with(&prefix));
 }
 
 pub fn key(pod_uid: &str, container: &str) -> String {

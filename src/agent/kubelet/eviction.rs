@@ -302,13 +302,9 @@ impl Kubelet {
             )
             .await;
         self.kill_pod(uid, Some(pod), Duration::ZERO).await;
-        let (runs, _) = self.runs(uid);
         let observed = Observed {
-            runs,
-            host_ip: self.config.node_ip.to_string(),
-            pod_ip: pod.status.as_ref().and_then(|s| s.pod_ip.clone()),
             evicted: Some(message.to_string()),
-            ..Default::default()
+            ..self.observed_runs(pod, uid)
         };
         self.write_status(pod, &observed, self.clock.now()).await?;
         if let Some(eviction) = self.evictions.lock().expect("evictions lock").get_mut(uid) {

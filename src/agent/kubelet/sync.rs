@@ -193,6 +193,20 @@ impl Kubelet {
         }
     }
 
+    /// What the runtime holds of the pod's runs (with their termination messages) and its addresses: the
+    /// status of a pod that is not synced as running (ended by the kubelet, or deleted).
+    pub(super) fn observed_runs(&self, pod: &Pod, uid: &str) -> Observed {
+        let (runs, _) = self.runs(uid);
+        let mut observed = Observed {
+            runs,
+            host_ip: self.config.node_ip.to_string(),
+            pod_ip: pod.status.as_ref().and_then(|s| s.pod_ip.clone()),
+            ..Default::default()
+        };
+        self.collect_termination_messages(pod, &mut observed);
+        observed
+    }
+
     /// Stops the pod's containers within `grace` seconds (with their preStop hooks when `pod` is given),
     /// then looks at the pod again.
     pub(super) fn kill_in_background(
@@ -219,15 +233,10 @@ impl Kubelet {
         if matches!(phase, Some("Succeeded" | "Failed")) {
             return;
         }
-        let (runs, _) = self.runs(uid);
-        let mut observed = Observed {
-            runs,
-            host_ip: self.config.node_ip.to_string(),
-            pod_ip: pod.status.as_ref().and_then(|s| s.pod_ip.clone()),
+        let observed = Observed {
             terminal: true,
-            ..Default::default()
+            ..self.observed_runs(pod, uid)
         };
-        self.collect_termination_messages(pod, &mut observed);
         if let Err(e) = self.write_status(pod, &observed, self.clock.now()).await {
             tracing::debug!(pod = %key, error = %e, "the final status of a deleted pod");
         }
