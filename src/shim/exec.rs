@@ -132,6 +132,12 @@ fn with_process_file(
     process.set_args(Some(args.command.clone()));
     process.set_terminal(Some(terminal));
     process.set_console_size(None);
+    // As containerd's exec on a terminal: programs that draw on it need to know what it is.
+    let mut env = process.env().clone().unwrap_or_default();
+    if terminal && !env.iter().any(|e| e.starts_with("TERM=")) {
+        env.push("TERM=xterm".into());
+        process.set_env(Some(env));
+    }
     let process_file = container_dir.join(format!("exec-{}.json", std::process::id()));
     let written = serde_json::to_vec(&process)
         .map_err(|e| e.to_string())

@@ -1354,7 +1354,8 @@ spec:
         assert_eq!(big.stdout.len(), 200_000, "{transport}");
         assert!(big.stdout.iter().all(|b| *b == b'x'), "{transport}");
 
-        // A terminal: the command's controlling one, sized as the user's.
+        // A terminal: the command's controlling one, sized as the user's, named in TERM as containerd
+        // names it.
         let (code, shown) = kubectl_on_terminal(
             &s,
             &[
@@ -1364,13 +1365,14 @@ spec:
                 "--",
                 "sh",
                 "-c",
-                "tty; stty size; exit 5",
+                "tty; stty size; echo term=$TERM; exit 5",
             ],
             &env,
             30,
             100,
         );
         assert!(shown.contains("/dev/pts/"), "{transport}: {shown}");
+        assert!(shown.contains("term=xterm"), "{transport}: {shown}");
         assert!(shown.contains("30 100"), "{transport}: {shown}");
         assert_eq!(code, Some(5), "{transport}: {shown}");
     }

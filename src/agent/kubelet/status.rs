@@ -107,7 +107,9 @@ fn container_status(
     let runs = observed.runs.get(name).cloned().unwrap_or_default();
     let mut status = ContainerStatus {
         name: name.into(),
-        image: image.into(),
+        // The image as the runtime names it (docker.io/library/busybox:latest), as kubelet reports it.
+        image: crate::agent::image::reference::Reference::parse(image)
+            .map_or_else(|_| image.to_string(), |r| r.to_string()),
         image_id: observed.image_ids.get(name).cloned().unwrap_or_default(),
         restart_count: runs.latest.as_ref().map_or(0, |r| r.attempt as i32),
         ready: false,
@@ -598,6 +600,7 @@ mod tests {
         let cs = &s.container_statuses.as_ref().unwrap()[0];
         assert!(cs.ready);
         assert_eq!(cs.container_id.as_deref(), Some("orch://id0"));
+        assert_eq!(cs.image, "docker.io/library/busybox:latest");
         assert!(cs.state.as_ref().unwrap().running.is_some());
     }
 
