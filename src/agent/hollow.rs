@@ -55,6 +55,7 @@ impl HollowConfig {
             )),
             labels: self.labels.clone(),
             taints: self.taints.clone(),
+            allocatable: capacity.clone(),
             capacity,
             runtime_version: format!("hollow://{}", env!("CARGO_PKG_VERSION")),
             kernel_version: "hollow".into(),

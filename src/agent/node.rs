@@ -114,6 +114,8 @@ pub struct NodeIdentity {
     pub taints: Vec<Taint>,
     /// cpu, memory, pods, ephemeral-storage as Kubernetes quantities.
     pub capacity: BTreeMap<String, String>,
+    /// What of the capacity pods may request (less what eviction keeps back).
+    pub allocatable: BTreeMap<String, String>,
     pub runtime_version: String,
     pub kernel_version: String,
     pub os_image: String,
@@ -160,7 +162,7 @@ impl NodeIdentity {
             .replace("aarch64", "arm64");
         json!({
             "capacity": self.capacity,
-            "allocatable": self.capacity,
+            "allocatable": self.allocatable,
             "conditions": [
                 condition("MemoryPressure", p.memory, transitions.memory, [
                     ("KubeletHasSufficientMemory", "kubelet has sufficient memory available"),
@@ -383,6 +385,7 @@ pub fn detect_identity(
         ip,
         labels,
         taints,
+        allocatable: capacity.clone(),
         capacity,
         runtime_version: format!("orch://{}", env!("CARGO_PKG_VERSION")),
         kernel_version,

@@ -4,7 +4,7 @@
 //! stays crossed after that, the eviction of one pod per round (`eviction.rs`); and the removal of pod
 //! cgroups that were still in use when their pod was released.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -101,6 +101,42 @@ pub fn parse_thresholds(text: &str) -> Result<Vec<Threshold>, AgentError> {
         out.push(Threshold { signal, limit });
     }
     Ok(out)
+}
+
+/// kubelet's node allocatable: the capacity less what the hard eviction thresholds keep back, for memory
+/// (memory.available) and ephemeral-storage (nodefs.available), so that the scheduler does not fill the
+/// node past the point where it starts evicting.
+pub fn allocatable(
+    capacity: &BTreeMap<String, String>,
+    thresholds: &[Threshold],
+) -> BTreeMap<String, String> {
+    let mut out = capacity.clone();
+    for (resource, signal) in [
+        ("memory", Signal::MemoryAvailable),
+        ("ephemeral-storage", Signal::NodefsAvailable),
+    ] {
+        let Some(total) = capacity
+            .get(resource)
+            .and_then(|q| crate::api::quantity::parse_quantity(q).ok())
+            .and_then(|q| u64::try_from(q.to_bytes()).ok())
+        else {
+            continue;
+        };
+        let kept: u64 = thresholds
+            .iter()
+            .filter(|t| t.signal == signal)
+            .map(|t| match t.limit {
+                Limit::Absolute(bytes) => bytes,
+                Limit::Fraction(f) => (total as f64 * f) as u64,
+            })
+            .max()
+            .unwrap_or(0);
+        out.insert(
+            resource.to_string(),
+            format!("{}Ki", total.saturating_sub(kept) / 1024),
+        );
+    }
+    out
 }
 
 /// How much of a resource there is and how much is left.
@@ -306,6 +342,27 @@ fn collect_images(kubelet: &Kubelet) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn allocatable_keeps_back_what_eviction_would_reclaim() {
+        let capacity: BTreeMap<String, String> = [
+            ("cpu", "2"),
+            ("memory", "8Gi"),
+            ("ephemeral-storage", "100Gi"),
+            ("pods", "110"),
+        ]
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .into();
+        let thresholds = parse_thresholds("memory.available<100Mi,nodefs.available<10%").unwrap();
+        let left = allocatable(&capacity, &thresholds);
+        assert_eq!(left["memory"], format!("{}Ki", (8 << 20) - 100 * 1024));
+        assert_eq!(left["ephemeral-storage"], format!("{}Ki", 90 << 20));
+        assert_eq!((left["cpu"].as_str(), left["pods"].as_str()), ("2", "110"));
+        assert_eq!(
+            allocatable(&capacity, &[])["memory"],
+            format!("{}Ki", 8 << 20)
+        );
+    }
 
     #[test]
     fn parses_kubelet_syntax_and_rejects_bad_thresholds() {

@@ -147,7 +147,8 @@ pub async fn run(
     let agent_dir = config.data_dir.join("agent");
     std::fs::create_dir_all(&agent_dir)
         .map_err(|e| AgentError::Config(format!("creating {}: {e}", agent_dir.display())))?;
-    let identity = node::detect_identity(
+    let thresholds = housekeeping::parse_thresholds(&config.eviction_hard)?;
+    let mut identity = node::detect_identity(
         &config.node_name,
         config.node_ip,
         config.labels.clone(),
@@ -156,7 +157,7 @@ pub async fn run(
         &config.data_dir,
         config.endpoint_port,
     );
-    let thresholds = housekeeping::parse_thresholds(&config.eviction_hard)?;
+    identity.allocatable = housekeeping::allocatable(&identity.capacity, &thresholds);
     node::register(&client, &identity, clock.as_ref()).await?;
     let (pressure, pressure_changes) = watch::channel(node::NodePressure::default());
     let mut tasks = vec![tokio::spawn(node::heartbeat(
