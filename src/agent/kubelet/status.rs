@@ -1,7 +1,7 @@
 //! The pod's status as kubelet reports it, computed from the runs of its containers: each container's
 //! state, lastState, restartCount, ready and started; the phase by kubelet's `getPhase` rules; the
-//! Initialized, ContainersReady and Ready conditions, Ready also waiting for the pod's readiness gates
-//! (PodScheduled and the gates' conditions are other components' and are kept).
+//! PodReadyToStartContainers, Initialized, ContainersReady and Ready conditions, Ready also waiting for
+//! the pod's readiness gates (PodScheduled and the gates' conditions are other components' and are kept).
 
 use std::collections::HashMap;
 
@@ -417,8 +417,24 @@ pub fn pod_status(pod: &Pod, observed: &Observed, now: jiff::Timestamp) -> PodSt
         .clone()
         .unwrap_or_default()
         .into_iter()
-        .filter(|c| !["Initialized", "ContainersReady", "Ready"].contains(&c.type_.as_str()))
+        .filter(|c| {
+            ![
+                "PodReadyToStartContainers",
+                "Initialized",
+                "ContainersReady",
+                "Ready",
+            ]
+            .contains(&c.type_.as_str())
+        })
         .collect();
+    // kubelet's: the sandbox (namespaces and address) is there, until the pod is over.
+    let sandbox_ready = observed.pod_ip.is_some() && !terminal;
+    conditions.push(condition(
+        "PodReadyToStartContainers",
+        sandbox_ready,
+        None,
+        None,
+    ));
     let initialized = if terminal && init_done {
         PodCondition {
             reason: (phase == "Succeeded").then(|| "PodCompleted".into()),
@@ -601,6 +617,19 @@ mod tests {
         assert!(cs.ready);
         assert_eq!(cs.container_id.as_deref(), Some("orch://id0"));
         assert_eq!(cs.image, "docker.io/library/busybox:latest");
+        assert_eq!(cond(&s, "PodReadyToStartContainers").status, "True");
+        let no_sandbox = pod_status(
+            &p,
+            &Observed {
+                pod_ip: None,
+                ..observed(&[])
+            },
+            now,
+        );
+        assert_eq!(
+            cond(&no_sandbox, "PodReadyToStartContainers").status,
+            "False"
+        );
         assert!(cs.state.as_ref().unwrap().running.is_some());
     }
 
