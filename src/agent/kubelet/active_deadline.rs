@@ -8,7 +8,6 @@ use std::time::Duration;
 use k8s_openapi::api::core::v1::Pod;
 
 use super::status::Observed;
-use super::sync::DEFAULT_GRACE;
 use super::Kubelet;
 use crate::agent::AgentError;
 use crate::client::events::Involved;
@@ -53,12 +52,7 @@ impl Kubelet {
         uid: &str,
     ) -> Result<Option<Duration>, AgentError> {
         let running = self.running_containers(uid);
-        let grace = pod
-            .spec
-            .as_ref()
-            .and_then(|s| s.termination_grace_period_seconds)
-            .unwrap_or(DEFAULT_GRACE)
-            .max(0) as u64;
+        let grace = super::sync::pod_grace(pod);
         if !running.is_empty()
             && self
                 .terminating

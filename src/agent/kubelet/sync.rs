@@ -31,7 +31,7 @@ use crate::client::events::Involved;
 use crate::client::informer::{key_of, split_key};
 
 /// Default `terminationGracePeriodSeconds`.
-pub(super) const DEFAULT_GRACE: i64 = 30;
+const DEFAULT_GRACE: i64 = 30;
 /// How much of a termination message file is read, as kubelet.
 const MAX_TERMINATION_MESSAGE: usize = 4096;
 /// FallbackToLogsOnError takes at most this many bytes of the log's end.
@@ -98,12 +98,7 @@ impl Kubelet {
             if !self.running_containers(&uid).is_empty()
                 && !self.terminating.lock().expect("lock").contains_key(&uid)
             {
-                let grace = pod
-                    .spec
-                    .as_ref()
-                    .and_then(|s| s.termination_grace_period_seconds)
-                    .unwrap_or(DEFAULT_GRACE)
-                    .max(0) as u64;
+                let grace = pod_grace(&pod);
                 self.terminating
                     .lock()
                     .expect("lock")
@@ -257,12 +252,7 @@ impl Kubelet {
         self.events
             .normal(self.clock.as_ref(), &involved(pod), "Killing", why)
             .await;
-        let grace = pod
-            .spec
-            .as_ref()
-            .and_then(|s| s.termination_grace_period_seconds)
-            .unwrap_or(DEFAULT_GRACE)
-            .max(0) as u64;
+        let grace = pod_grace(pod);
         let (me, key, pod) = (self.clone(), key_of(&pod.metadata), pod.clone());
         tokio::spawn(async move {
             me.stop_container(&pod, &container, &id, Duration::from_secs(grace))
@@ -895,10 +885,7 @@ impl Kubelet {
                         &format!("PostStartHook failed: {why}"),
                     )
                     .await;
-                let grace = spec
-                    .termination_grace_period_seconds
-                    .unwrap_or(DEFAULT_GRACE)
-                    .max(0) as u64;
+                let grace = pod_grace(pod);
                 self.stop_container(pod, name, &run.id, Duration::from_secs(grace))
                     .await;
             }
@@ -1342,6 +1329,15 @@ impl Kubelet {
             }
         }
     }
+}
+
+/// The pod's terminationGracePeriodSeconds (kubelet's default when unset), in seconds.
+pub(super) fn pod_grace(pod: &Pod) -> u64 {
+    pod.spec
+        .as_ref()
+        .and_then(|s| s.termination_grace_period_seconds)
+        .unwrap_or(DEFAULT_GRACE)
+        .max(0) as u64
 }
 
 /// The pod with the addresses this sync found in its status.
