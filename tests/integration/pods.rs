@@ -2275,3 +2275,35 @@ spec:
         s.kubectl(&["logs", "late-volume"]).stdout == b"hello\n"
     });
 }
+
+/// A pod that writes more to its disk emptyDir than its sizeLimit is evicted with kubelet's message, as
+/// local-storage limits are enforced on Kubernetes.
+#[test]
+fn a_pod_past_its_empty_dir_size_limit_is_evicted() {
+    let (_node, s) = busybox_node();
+    let manifest = r#"apiVersion: v1
+kind: Pod
+metadata: {name: filler}
+spec:
+  containers:
+  - name: app
+    image: busybox:latest
+    imagePullPolicy: Never
+    command: [sh, -c, "dd if=/dev/zero of=/scratch/fill bs=1M count=3; sleep 1000"]
+    volumeMounts: [{name: scratch, mountPath: /scratch}]
+  volumes: [{name: scratch, emptyDir: {sizeLimit: 1Mi}}]
+"#;
+    s.ok(&[
+        "apply",
+        "-f",
+        s.write("filler.yaml", manifest).to_str().unwrap(),
+    ]);
+    s.eventually("filler is evicted", Duration::from_secs(60), || {
+        jsonpath(&s, "filler", "{.status.phase}") == "Failed"
+    });
+    assert_eq!(jsonpath(&s, "filler", "{.status.reason}"), "Evicted");
+    assert_eq!(
+        jsonpath(&s, "filler", "{.status.message}"),
+        "Usage of EmptyDir volume \"scratch\" exceeds the limit \"1Mi\". "
+    );
+}

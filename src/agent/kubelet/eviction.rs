@@ -173,7 +173,7 @@ fn working_set(relative: &str) -> u64 {
 
 /// Bytes (or inodes) under `path` on its own filesystem, like `du -x`: an overlay root or a tmpfs
 /// mounted inside is not counted.
-fn disk_usage(path: &Path, inodes: bool) -> u64 {
+pub(super) fn disk_usage(path: &Path, inodes: bool) -> u64 {
     let Ok(top) = std::fs::symlink_metadata(path) else {
         return 0;
     };

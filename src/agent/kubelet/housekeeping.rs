@@ -295,6 +295,7 @@ pub(super) async fn run(
             changed
         });
         eviction::evict_one(&kubelet, &crossed);
+        kubelet.evict_past_storage_limits();
         remove_leftover_cgroups(&kubelet);
         let stopping = tokio::select! {
             _ = tokio::time::sleep(PRESSURE_PERIOD) => false,

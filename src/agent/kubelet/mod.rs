@@ -15,6 +15,7 @@ pub mod env;
 pub mod eviction;
 pub mod exec;
 pub mod housekeeping;
+pub mod local_storage;
 pub mod logs;
 pub mod plan;
 pub mod pod_cgroup;

@@ -191,11 +191,20 @@ fn own_directory(
     Ok(subdirectories)
 }
 
-fn plugin_dir(cx: &Context, plugin: &str, name: &str) -> PathBuf {
-    cx.pod_dir
+/// Where the pod's emptyDir `name` is (under the pod's directory `pod_dir`).
+pub fn empty_dir_path(pod_dir: &Path, name: &str) -> PathBuf {
+    plugin_path(pod_dir, "empty-dir", name)
+}
+
+fn plugin_path(pod_dir: &Path, plugin: &str, name: &str) -> PathBuf {
+    pod_dir
         .join("volumes")
         .join(format!("kubernetes.io~{plugin}"))
         .join(name)
+}
+
+fn plugin_dir(cx: &Context, plugin: &str, name: &str) -> PathBuf {
+    plugin_path(cx.pod_dir, plugin, name)
 }
 
 fn is_mount_point(path: &Path) -> bool {

@@ -1,0 +1,218 @@
+//! kubelet's local-storage limits: a pod whose disk emptyDir holds more than its `sizeLimit`, a container
+//! that writes more than its `ephemeral-storage` limit (its root filesystem's changes and its logs), or a
+//! pod whose use passes the sum of its containers' limits is evicted, with kubelet's messages. Checked with
+//! the node's pressure, every housekeeping round; a memory emptyDir is bounded by its tmpfs instead.
+
+use k8s_openapi::api::core::v1::Pod;
+
+use super::eviction::{disk_usage, Eviction};
+use super::{sandbox, volumes, Kubelet};
+use crate::agent::runtime::ContainerState;
+use crate::api::quantity::{parse_quantity, Quantity};
+use crate::client::informer::key_of;
+
+/// kubelet's eviction message for the first limit the pod passes, if any. `volume_usage` and
+/// `container_usage` give the bytes an emptyDir (by volume name) and a container (by name) use.
+pub fn violation(
+    pod: &Pod,
+    volume_usage: impl Fn(&str) -> u64,
+    container_usage: impl Fn(&str) -> u64,
+) -> Option<String> {
+    let spec = pod.spec.as_ref()?;
+    let limit = |q: &k8s_openapi::apimachinery::pkg::api::resource::Quantity| {
+        parse_quantity(&q.0)
+            .ok()
+            .map(|parsed| (q.0.clone(), parsed.to_bytes()))
+    };
+    for volume in spec.volumes.iter().flatten() {
+        let Some(dir) = on_disk_empty_dir(volume) else {
+            continue;
+        };
+        if let Some((text, bytes)) = dir.size_limit.as_ref().and_then(limit) {
+            if i128::from(volume_usage(&volume.name)) > bytes {
+                return Some(format!(
+                    "Usage of EmptyDir volume \"{}\" exceeds the limit \"{text}\". ",
+                    volume.name
+                ));
+            }
+        }
+    }
+    // The pod's limit is the sum of its containers', when each has one.
+    let mut total_limit: Option<Option<Quantity>> = Some(None);
+    let mut total_used: u64 = 0;
+    for container in &spec.containers {
+        let used = container_usage(&container.name);
+        total_used += used;
+        let own = container
+            .resources
+            .as_ref()
+            .and_then(|r| r.limits.as_ref()?.get("ephemeral-storage"))
+            .and_then(|q| {
+                parse_quantity(&q.0)
+                    .ok()
+                    .map(|parsed| (q.0.clone(), parsed))
+            });
+        match own {
+            Some((text, quantity)) => {
+                if i128::from(used) > quantity.to_bytes() {
+                    return Some(format!(
+                        "Container {} exceeded its local ephemeral storage limit \"{text}\". ",
+                        container.name
+                    ));
+                }
+                total_limit = total_limit
+                    .map(|sum| Some(sum.map_or(quantity, |s: Quantity| s.plus(&quantity))));
+            }
+            None => total_limit = None,
+        }
+    }
+    let volumes_used: u64 = spec
+        .volumes
+        .iter()
+        .flatten()
+        .filter(|v| on_disk_empty_dir(v).is_some())
+        .map(|v| volume_usage(&v.name))
+        .sum();
+    let total = total_limit.flatten()?;
+    (i128::from(total_used + volumes_used) > total.to_bytes()).then(|| {
+        format!("Pod ephemeral local storage usage exceeds the total limit of containers {total}. ")
+    })
+}
+
+/// The volume's emptyDir when it is on the node's disk (a memory one is bounded by its tmpfs).
+fn on_disk_empty_dir(
+    volume: &k8s_openapi::api::core::v1::Volume,
+) -> Option<&k8s_openapi::api::core::v1::EmptyDirVolumeSource> {
+    volume
+        .empty_dir
+        .as_ref()
+        .filter(|d| d.medium.as_deref() != Some("Memory"))
+}
+
+impl Kubelet {
+    /// Evicts every running pod past one of its local-storage limits (pods without such limits cost
+    /// nothing here).
+    pub(super) fn evict_past_storage_limits(&self) {
+        for pod in self.pods.list() {
+            let Some(uid) = pod.metadata.uid.as_deref() else {
+                continue;
+            };
+            if pod.metadata.deletion_timestamp.is_some()
+                || !has_storage_limits(&pod)
+                || self
+                    .evictions
+                    .lock()
+                    .expect("evictions lock")
+                    .contains_key(uid)
+            {
+                continue;
+            }
+            let pod_dir = sandbox::pod_dir(&self.config.data_dir, uid);
+            let logs = sandbox::log_dir(&self.config.data_dir, &pod);
+            let running: Vec<_> = self
+                .runtime
+                .list_pod(uid)
+                .into_iter()
+                .filter(|m| matches!(self.runtime.state(&m.id), Ok(ContainerState::Running(_))))
+                .collect();
+            if running.is_empty() {
+                continue;
+            }
+            let volume_usage =
+                |name: &str| disk_usage(&volumes::empty_dir_path(&pod_dir, name), false);
+            let container_usage = |name: &str| {
+                running
+                    .iter()
+                    .filter(|m| m.container == name)
+                    .map(|m| disk_usage(&self.runtime.dir(&m.id), false))
+                    .sum::<u64>()
+                    + disk_usage(&logs.join(name), false)
+            };
+            if let Some(message) = violation(&pod, volume_usage, container_usage) {
+                let key = key_of(&pod.metadata);
+                tracing::warn!(pod = %key, %message, "evicting a pod past its local storage limits");
+                self.evictions.lock().expect("evictions lock").insert(
+                    uid.to_string(),
+                    Eviction {
+                        message,
+                        failed: false,
+                    },
+                );
+                self.queue.add(&key);
+            }
+        }
+    }
+}
+
+fn has_storage_limits(pod: &Pod) -> bool {
+    let Some(spec) = pod.spec.as_ref() else {
+        return false;
+    };
+    spec.volumes
+        .iter()
+        .flatten()
+        .any(|v| on_disk_empty_dir(v).is_some_and(|d| d.size_limit.is_some()))
+        || spec.containers.iter().any(|c| {
+            c.resources
+                .as_ref()
+                .and_then(|r| r.limits.as_ref())
+                .is_some_and(|l| l.contains_key("ephemeral-storage"))
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pod(volume_limit: Option<&str>, container_limits: &[Option<&str>]) -> Pod {
+        let containers: Vec<serde_json::Value> = container_limits
+            .iter()
+            .enumerate()
+            .map(|(i, limit)| match limit {
+                Some(l) => serde_json::json!({"name": format!("c{i}"),
+                    "resources": {"limits": {"ephemeral-storage": l}}}),
+                None => serde_json::json!({"name": format!("c{i}")}),
+            })
+            .collect();
+        let mut empty_dir = serde_json::json!({});
+        if let Some(l) = volume_limit {
+            empty_dir["sizeLimit"] = serde_json::json!(l);
+        }
+        serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "p"},
+            "spec": {"containers": containers,
+                     "volumes": [{"name": "scratch", "emptyDir": empty_dir},
+                                 {"name": "ram", "emptyDir": {"medium": "Memory", "sizeLimit": "1Ki"}}]},
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn a_pod_past_a_limit_gets_kubelets_message_for_it() {
+        let mib = |n: u64| move |_: &str| n << 20;
+        let none = |_: &str| 0;
+        let with_volume = pod(Some("5Mi"), &[None]);
+        assert_eq!(violation(&with_volume, mib(4), none), None);
+        assert_eq!(
+            violation(&with_volume, mib(6), none).as_deref(),
+            Some("Usage of EmptyDir volume \"scratch\" exceeds the limit \"5Mi\". ")
+        );
+        let limited = pod(None, &[Some("10Mi"), Some("10Mi")]);
+        assert_eq!(
+            violation(&limited, none, mib(11)).as_deref(),
+            Some("Container c0 exceeded its local ephemeral storage limit \"10Mi\". ")
+        );
+        // Each container under its own limit, the pod over their sum with its emptyDir.
+        assert_eq!(
+            violation(&limited, mib(5), mib(8)).as_deref(),
+            Some("Pod ephemeral local storage usage exceeds the total limit of containers 20Mi. ")
+        );
+        // No pod-level limit when a container has none.
+        assert_eq!(
+            violation(&pod(None, &[Some("10Mi"), None]), mib(50), none),
+            None
+        );
+        assert!(!has_storage_limits(&pod(None, &[None])));
+        assert!(has_storage_limits(&pod(Some("1Mi"), &[None])));
+    }
+}
