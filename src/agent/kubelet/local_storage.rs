@@ -66,6 +66,7 @@ pub fn violation(
             None => total_limit = None,
         }
     }
+    let total = total_limit.flatten()?;
     let volumes_used: u64 = spec
         .volumes
         .iter()
@@ -73,7 +74,6 @@ pub fn violation(
         .filter(|v| on_disk_empty_dir(v).is_some())
         .map(|v| volume_usage(&v.name))
         .sum();
-    let total = total_limit.flatten()?;
     (i128::from(total_used + volumes_used) > total.to_bytes()).then(|| {
         format!("Pod ephemeral local storage usage exceeds the total limit of containers {total}. ")
     })
