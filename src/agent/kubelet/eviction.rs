@@ -17,7 +17,7 @@ use k8s_openapi::api::core::v1::Pod;
 use super::housekeeping::{Crossed, Signal};
 use super::status::Observed;
 use super::{pod_cgroup, sandbox, Kubelet};
-use crate::agent::runtime::ContainerState;
+use crate::agent::runtime::ContainerMeta;
 use crate::agent::AgentError;
 use crate::api::quantity::{Quantity, QuantityFormat};
 use crate::client::events::Involved;
@@ -202,16 +202,23 @@ pub(super) fn disk_usage(path: &Path, inodes: bool) -> u64 {
 }
 
 impl Kubelet {
+    /// What a container keeps on the node's disk (bytes, or inodes): its root filesystem's changes and
+    /// its logs under the pod's log directory `logs`.
+    pub(super) fn container_disk_usage(
+        &self,
+        meta: &ContainerMeta,
+        logs: &Path,
+        inodes: bool,
+    ) -> u64 {
+        disk_usage(&self.runtime.dir(&meta.id), inodes)
+            + disk_usage(&logs.join(&meta.container), inodes)
+    }
+
     /// What `pod` uses of `starved` now.
     fn usage(&self, pod: &Pod, starved: Starved) -> Usage {
         let uid = pod.metadata.uid.as_deref().unwrap_or_default();
         let pod_cgroup = pod_cgroup::path(uid);
-        let running: Vec<_> = self
-            .runtime
-            .list_pod(uid)
-            .into_iter()
-            .filter(|m| matches!(self.runtime.state(&m.id), Ok(ContainerState::Running(_))))
-            .collect();
+        let running = self.running_metas(uid);
         match starved {
             Starved::Memory => Usage {
                 total: working_set(&pod_cgroup),
@@ -238,9 +245,10 @@ impl Kubelet {
                     .iter()
                     .filter(|m| !m.init_container)
                     .map(|m| {
-                        let used = disk_usage(&self.runtime.dir(&m.id), inodes)
-                            + disk_usage(&logs.join(&m.container), inodes);
-                        (m.container.clone(), used)
+                        (
+                            m.container.clone(),
+                            self.container_disk_usage(m, &logs, inodes),
+                        )
                     })
                     .collect();
                 let volumes = disk_usage(&sandbox::pod_dir(&self.config.data_dir, uid), inodes);

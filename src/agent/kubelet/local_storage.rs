@@ -7,7 +7,6 @@ use k8s_openapi::api::core::v1::Pod;
 
 use super::eviction::{disk_usage, Eviction};
 use super::{sandbox, volumes, Kubelet};
-use crate::agent::runtime::ContainerState;
 use crate::api::quantity::{parse_quantity, Quantity};
 use crate::client::informer::key_of;
 
@@ -109,12 +108,7 @@ impl Kubelet {
             }
             let pod_dir = sandbox::pod_dir(&self.config.data_dir, uid);
             let logs = sandbox::log_dir(&self.config.data_dir, &pod);
-            let running: Vec<_> = self
-                .runtime
-                .list_pod(uid)
-                .into_iter()
-                .filter(|m| matches!(self.runtime.state(&m.id), Ok(ContainerState::Running(_))))
-                .collect();
+            let running = self.running_metas(uid);
             if running.is_empty() {
                 continue;
             }
@@ -123,10 +117,8 @@ impl Kubelet {
             let container_usage = |name: &str| {
                 running
                     .iter()
-                    .filter(|m| m.container == name)
-                    .map(|m| disk_usage(&self.runtime.dir(&m.id), false))
-                    .sum::<u64>()
-                    + disk_usage(&logs.join(name), false)
+                    .find(|m| m.container == name)
+                    .map_or(0, |m| self.container_disk_usage(m, &logs, false))
             };
             if let Some(message) = violation(&pod, volume_usage, container_usage) {
                 let key = key_of(&pod.metadata);

@@ -264,11 +264,18 @@ impl Kubelet {
 
     /// (id, container name) of the pod's containers that have a process.
     pub(super) fn running_containers(&self, uid: &str) -> Vec<(String, String)> {
+        self.running_metas(uid)
+            .into_iter()
+            .map(|m| (m.id, m.container))
+            .collect()
+    }
+
+    /// The records of the pod's containers that have a process.
+    pub(super) fn running_metas(&self, uid: &str) -> Vec<ContainerMeta> {
         self.runtime
             .list_pod(uid)
             .into_iter()
             .filter(|m| matches!(self.runtime.state(&m.id), Ok(ContainerState::Running(_))))
-            .map(|m| (m.id, m.container))
             .collect()
     }
 
