@@ -1,8 +1,19 @@
-//! Events that controllers and the scheduler record about objects, as `kubectl describe` shows them
-//! (core/v1 Events with a source component, first/last timestamps and a count; a repeat within ten
-//! minutes raises the count of the recorded event; `controllers::event_ttl` expires them after an hour).
+//! Events that controllers, the scheduler and the kubelet record about objects, as `kubectl describe`
+//! shows them (core/v1 Events with a source component, first/last timestamps and a count; a repeat within
+//! ten minutes raises the count of the recorded event; `controllers::event_ttl` expires them after an hour).
+//!
+//! Recording never waits for the API server, as with client-go's broadcaster: the event is stamped and
+//! queued, and one task per recorder writes the queue out in order. A sync loop that started a container
+//! does not hold its next step for a round trip per event, which under a burst of pods was most of a
+//! pod's wait for Ready. The queue holds at most [`QUEUED`] events; past that, new events are dropped
+//! (client-go's `DropIfChannelFull`), so a down API server costs bounded memory.
 
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use jiff::Timestamp;
 use serde_json::json;
+use tokio::sync::mpsc;
 
 use super::Client;
 use crate::api::meta::format_time;
@@ -34,128 +45,190 @@ impl<'a> Involved<'a> {
 }
 
 /// A repeat of the same event within this window raises the count of the recorded one.
-const AGGREGATION_WINDOW: std::time::Duration = std::time::Duration::from_secs(600);
+const AGGREGATION_WINDOW: Duration = Duration::from_secs(600);
 /// How many distinct events are remembered for aggregation.
 const REMEMBERED: usize = 4096;
+/// client-go's `maxQueuedEvents`: events waiting to be written, past which new ones are dropped.
+const QUEUED: usize = 1000;
 
-struct Seen {
-    path: String,
-    count: i64,
-    at: std::time::Instant,
-}
-
+/// Records events; clones share one queue and one writer.
 #[derive(Clone)]
 pub struct Recorder {
-    client: Client,
-    component: &'static str,
-    seen: std::sync::Arc<std::sync::Mutex<std::collections::HashMap<String, Seen>>>,
+    queue: mpsc::Sender<Queued>,
+}
+
+enum Queued {
+    Event(Event),
+    /// Answered once everything queued before it is written.
+    #[cfg(test)]
+    Flush(tokio::sync::oneshot::Sender<()>),
+}
+
+/// An event as recorded, before it is written.
+struct Event {
+    at: Timestamp,
+    api_version: String,
+    kind: String,
+    namespace: String,
+    name: String,
+    uid: String,
+    severity: &'static str,
+    reason: String,
+    message: String,
 }
 
 impl Recorder {
+    /// A recorder for `component`, whose writer runs on the current tokio runtime until the last clone
+    /// of the recorder is dropped.
     pub fn new(client: Client, component: &'static str) -> Self {
-        Recorder {
+        let (queue, pending) = mpsc::channel(QUEUED);
+        let writer = Writer {
             client,
             component,
-            seen: Default::default(),
+            seen: HashMap::new(),
+        };
+        tokio::spawn(writer.run(pending));
+        Recorder { queue }
+    }
+
+    /// Records a Normal event. Failures are logged, never returned: an event is not worth failing a sync.
+    pub fn normal(&self, clock: &dyn Clock, about: &Involved<'_>, reason: &str, message: &str) {
+        self.record(clock, about, "Normal", reason, message)
+    }
+
+    pub fn warning(&self, clock: &dyn Clock, about: &Involved<'_>, reason: &str, message: &str) {
+        self.record(clock, about, "Warning", reason, message)
+    }
+
+    fn record(
+        &self,
+        clock: &dyn Clock,
+        about: &Involved<'_>,
+        severity: &'static str,
+        reason: &str,
+        message: &str,
+    ) {
+        let event = Event {
+            at: clock.now(),
+            api_version: about.api_version.to_string(),
+            kind: about.kind.to_string(),
+            namespace: about.namespace.to_string(),
+            name: about.name.to_string(),
+            uid: about.uid.to_string(),
+            severity,
+            reason: reason.to_string(),
+            message: message.to_string(),
+        };
+        if let Err(e) = self.queue.try_send(Queued::Event(event)) {
+            tracing::debug!(reason, error = %e, "event not recorded");
         }
     }
 
-    /// Records a Normal event; failures are logged, never returned: an event is not worth failing a sync.
-    pub async fn normal(
-        &self,
-        clock: &dyn Clock,
-        about: &Involved<'_>,
-        reason: &str,
-        message: &str,
-    ) {
-        self.record(clock, about, "Normal", reason, message).await
+    /// Waits until every event recorded so far is written (or failed to be).
+    #[cfg(test)]
+    pub async fn flush(&self) {
+        let (done, written) = tokio::sync::oneshot::channel();
+        if self.queue.send(Queued::Flush(done)).await.is_ok() {
+            let _ = written.await;
+        }
+    }
+}
+
+/// Remembered for aggregation: where an event was written and its count there.
+struct Seen {
+    path: String,
+    count: i64,
+    at: Instant,
+}
+
+/// Writes one recorder's queue, in order.
+struct Writer {
+    client: Client,
+    component: &'static str,
+    seen: HashMap<String, Seen>,
+}
+
+impl Writer {
+    async fn run(mut self, mut pending: mpsc::Receiver<Queued>) {
+        while let Some(queued) = pending.recv().await {
+            match queued {
+                Queued::Event(event) => self.write(event).await,
+                #[cfg(test)]
+                Queued::Flush(done) => {
+                    let _ = done.send(());
+                }
+            }
+        }
     }
 
-    pub async fn warning(
-        &self,
-        clock: &dyn Clock,
-        about: &Involved<'_>,
-        reason: &str,
-        message: &str,
-    ) {
-        self.record(clock, about, "Warning", reason, message).await
-    }
-
-    async fn record(
-        &self,
-        clock: &dyn Clock,
-        about: &Involved<'_>,
-        kind: &str,
-        reason: &str,
-        message: &str,
-    ) {
-        let now = clock.now();
-        // Events live in the object's namespace; cluster-scoped objects' events go to default.
-        let namespace = if about.namespace.is_empty() {
-            "default"
-        } else {
-            about.namespace
-        };
-        let event = json!({
-            "apiVersion": "v1", "kind": "Event",
-            "metadata": {
-                "name": format!("{}.{:x}", about.name, now.as_nanosecond()),
-                "namespace": namespace,
-            },
-            "involvedObject": {
-                "apiVersion": about.api_version, "kind": about.kind, "namespace": about.namespace,
-                "name": about.name, "uid": about.uid,
-            },
-            "reason": reason,
-            "message": message,
-            "type": kind,
-            "source": {"component": self.component},
-            "reportingComponent": self.component,
-            "reportingInstance": "",
-            "firstTimestamp": format_time(now),
-            "lastTimestamp": format_time(now),
-            "eventTime": null,
-            "count": 1,
-        });
+    async fn write(&mut self, event: Event) {
         // Like client-go's event correlator: the same event again raises the count instead of adding one.
-        let identity = format!("{}\0{}\0{kind}\0{reason}\0{message}", about.uid, about.name);
-        let repeat = {
-            let seen = self.seen.lock().expect("events lock");
-            seen.get(&identity)
-                .filter(|s| s.at.elapsed() < AGGREGATION_WINDOW)
-                .map(|s| (s.path.clone(), s.count + 1))
-        };
+        let identity = format!(
+            "{}\0{}\0{}\0{}\0{}",
+            event.uid, event.name, event.severity, event.reason, event.message
+        );
+        let repeat = self
+            .seen
+            .get(&identity)
+            .filter(|s| s.at.elapsed() < AGGREGATION_WINDOW)
+            .map(|s| (s.path.clone(), s.count + 1));
         if let Some((path, count)) = repeat {
-            let bump = json!({"count": count, "lastTimestamp": format_time(now)});
+            let bump = json!({"count": count, "lastTimestamp": format_time(event.at)});
             if self.client.merge_patch(&path, &bump).await.is_ok() {
                 self.remember(identity, path, count);
                 return;
             }
         }
+        // Events live in the object's namespace; cluster-scoped objects' events go to default.
+        let namespace = if event.namespace.is_empty() {
+            "default"
+        } else {
+            &event.namespace
+        };
+        let body = json!({
+            "apiVersion": "v1", "kind": "Event",
+            "metadata": {
+                "name": format!("{}.{:x}", event.name, event.at.as_nanosecond()),
+                "namespace": namespace,
+            },
+            "involvedObject": {
+                "apiVersion": event.api_version, "kind": event.kind, "namespace": event.namespace,
+                "name": event.name, "uid": event.uid,
+            },
+            "reason": event.reason,
+            "message": event.message,
+            "type": event.severity,
+            "source": {"component": self.component},
+            "reportingComponent": self.component,
+            "reportingInstance": "",
+            "firstTimestamp": format_time(event.at),
+            "lastTimestamp": format_time(event.at),
+            "eventTime": null,
+            "count": 1,
+        });
         let collection = format!("/api/v1/namespaces/{namespace}/events");
-        match self.client.create(&collection, &event).await {
+        match self.client.create(&collection, &body).await {
             Ok(created) => {
                 let name = created["metadata"]["name"].as_str().unwrap_or_default();
                 self.remember(identity, format!("{collection}/{name}"), 1);
             }
-            Err(e) => tracing::debug!(reason, error = %e, "event not recorded"),
+            Err(e) => tracing::debug!(reason = event.reason, error = %e, "event not recorded"),
         }
     }
 
-    fn remember(&self, identity: String, path: String, count: i64) {
-        let mut seen = self.seen.lock().expect("events lock");
-        if seen.len() >= REMEMBERED && !seen.contains_key(&identity) {
-            seen.retain(|_, s| s.at.elapsed() < AGGREGATION_WINDOW);
-            if seen.len() >= REMEMBERED {
-                seen.clear();
+    fn remember(&mut self, identity: String, path: String, count: i64) {
+        if self.seen.len() >= REMEMBERED && !self.seen.contains_key(&identity) {
+            self.seen.retain(|_, s| s.at.elapsed() < AGGREGATION_WINDOW);
+            if self.seen.len() >= REMEMBERED {
+                self.seen.clear();
             }
         }
-        seen.insert(
+        self.seen.insert(
             identity,
             Seen {
                 path,
                 count,
-                at: std::time::Instant::now(),
+                at: Instant::now(),
             },
         );
     }
@@ -180,16 +253,11 @@ mod tests {
             name: "web",
             uid: "u1",
         };
-        recorder
-            .warning(clock.as_ref(), &about, "FailedScheduling", "0/1 nodes")
-            .await;
+        recorder.warning(clock.as_ref(), &about, "FailedScheduling", "0/1 nodes");
         clock.advance(jiff::SignedDuration::from_secs(30));
-        recorder
-            .warning(clock.as_ref(), &about, "FailedScheduling", "0/1 nodes")
-            .await;
-        recorder
-            .normal(clock.as_ref(), &about, "Scheduled", "assigned")
-            .await;
+        recorder.warning(clock.as_ref(), &about, "FailedScheduling", "0/1 nodes");
+        recorder.normal(clock.as_ref(), &about, "Scheduled", "assigned");
+        recorder.flush().await;
         let events = client
             .get("/api/v1/namespaces/default/events")
             .await

@@ -330,7 +330,7 @@ fn already_exists(e: &ClientError) -> bool {
 }
 
 impl Controller {
-    async fn note(&self, cj: &CronJob, note: &Note) {
+    fn note(&self, cj: &CronJob, note: &Note) {
         let about = Involved {
             api_version: "batch/v1",
             kind: "CronJob",
@@ -341,12 +341,10 @@ impl Controller {
         let clock = self.ctx.clock.as_ref();
         if note.warning {
             self.recorder
-                .warning(clock, &about, note.reason, &note.message)
-                .await;
+                .warning(clock, &about, note.reason, &note.message);
         } else {
             self.recorder
-                .normal(clock, &about, note.reason, &note.message)
-                .await;
+                .normal(clock, &about, note.reason, &note.message);
         }
     }
 
@@ -424,12 +422,11 @@ impl Controller {
             Ok(()) => {
                 remove_active(cj, job.metadata.uid.as_deref());
                 let note = normal("SuccessfulDelete", format!("Deleted job {name}"));
-                self.note(cj, &note).await;
+                self.note(cj, &note);
                 true
             }
             Err(e) => {
-                self.note(cj, &warning("FailedDelete", format!("Deleted job: {e}")))
-                    .await;
+                self.note(cj, &warning("FailedDelete", format!("Deleted job: {e}")));
                 false
             }
         }
@@ -447,7 +444,7 @@ impl Controller {
         let reconciled = reconcile_active(cj, jobs);
         let mut changed = reconciled.changed;
         for note in &reconciled.notes {
-            self.note(cj, note).await;
+            self.note(cj, note);
         }
         if !reconciled.unexpected.is_empty() {
             let name = cj.metadata.name.clone().unwrap_or_default();
@@ -470,7 +467,7 @@ impl Controller {
                     "Saw a job that the controller did not create or forgot: {}",
                     job.metadata.name.as_deref().unwrap_or_default()
                 );
-                self.note(cj, &warning("UnexpectedJob", message)).await;
+                self.note(cj, &warning("UnexpectedJob", message));
             }
         }
         for missing in &reconciled.unseen {
@@ -480,7 +477,7 @@ impl Controller {
                 Ok(Some(_)) => {}
                 Ok(None) => {
                     let note = normal("MissingJob", format!("Active job went missing: {name}"));
-                    self.note(cj, &note).await;
+                    self.note(cj, &note);
                     remove_active(cj, missing.uid.as_deref());
                     changed = true;
                 }
@@ -490,7 +487,7 @@ impl Controller {
         let now = self.ctx.clock.now().to_zoned(self.zone.clone());
         let (notes, step) = decide(cj, &now);
         for note in &notes {
-            self.note(cj, note).await;
+            self.note(cj, note);
         }
         let (scheduled, replace, requeue) = match step {
             Step::Wait(requeue) => return (requeue, changed, Ok(())),
@@ -505,8 +502,7 @@ impl Controller {
             let job = match job_api.get(name).await {
                 Ok(job) => job,
                 Err(e) => {
-                    self.note(cj, &warning("FailedGet", format!("Get job: {e}")))
-                        .await;
+                    self.note(cj, &warning("FailedGet", format!("Get job: {e}")));
                     return (None, changed, Err(e.into()));
                 }
             };
@@ -526,8 +522,7 @@ impl Controller {
                 self.note(
                     cj,
                     &normal("SuccessfulCreate", format!("Created job {name}")),
-                )
-                .await;
+                );
                 job
             }
             Err(e) if already_exists(&e) => {
@@ -554,8 +549,7 @@ impl Controller {
                 self.note(
                     cj,
                     &warning("FailedCreate", format!("Error creating job: {e}")),
-                )
-                .await;
+                );
                 return (None, changed, Err(e.into()));
             }
         };
@@ -916,6 +910,7 @@ mod tests {
             }
 
             async fn events(&self, reason: &str) -> Vec<String> {
+                self.controller.recorder.flush().await;
                 let list = self
                     .client
                     .get("/api/v1/namespaces/default/events")

@@ -775,14 +775,12 @@ impl Controller {
             .map(|s| &s.selector)
             .is_none_or(|s| s.match_labels.is_none() && s.match_expressions.is_none());
         if selects_all {
-            self.recorder
-                .warning(
-                    self.ctx.clock.as_ref(),
-                    &Involved::new("apps/v1", KIND, &ds.metadata),
-                    "SelectingAll",
-                    "This daemon set is selecting all pods. A non-empty selector is required.",
-                )
-                .await;
+            self.recorder.warning(
+                self.ctx.clock.as_ref(),
+                &Involved::new("apps/v1", KIND, &ds.metadata),
+                "SelectingAll",
+                "This daemon set is selecting all pods. A non-empty selector is required.",
+            );
             return Ok(None);
         }
         let selector = ds.spec.as_ref().map(|s| &s.selector);
@@ -871,8 +869,7 @@ impl Controller {
                                     "Found failed daemon pod {key_pod} on node {node_name}, will try to kill it",
                                     key_pod = key_of(&pod.metadata)
                                 ),
-                            )
-                            .await;
+                            );
                         delete.push(pod);
                     }
                     Err(wait) => requeue = earliest(requeue, Some(wait)),
@@ -934,26 +931,22 @@ impl Controller {
                 match result {
                     Ok(pod) => {
                         let name = pod.metadata.name.unwrap_or_default();
-                        self.recorder
-                            .normal(
-                                clock,
-                                &Involved::new("apps/v1", KIND, &ds.metadata),
-                                "SuccessfulCreate",
-                                &format!("Created pod: {name}"),
-                            )
-                            .await;
+                        self.recorder.normal(
+                            clock,
+                            &Involved::new("apps/v1", KIND, &ds.metadata),
+                            "SuccessfulCreate",
+                            &format!("Created pod: {name}"),
+                        );
                     }
                     Err(e) => {
                         // The pod will never show up: stop waiting for it.
                         self.expectations.creation_observed(key);
-                        self.recorder
-                            .warning(
-                                clock,
-                                &Involved::new("apps/v1", KIND, &ds.metadata),
-                                "FailedCreate",
-                                &format!("Error creating: {e}"),
-                            )
-                            .await;
+                        self.recorder.warning(
+                            clock,
+                            &Involved::new("apps/v1", KIND, &ds.metadata),
+                            "FailedCreate",
+                            &format!("Error creating: {e}"),
+                        );
                         failed = true;
                         first_error.get_or_insert(e.into());
                     }
@@ -979,27 +972,21 @@ impl Controller {
         .await;
         for (name, result) in results {
             match result {
-                Ok(()) => {
-                    self.recorder
-                        .normal(
-                            clock,
-                            &Involved::new("apps/v1", KIND, &ds.metadata),
-                            "SuccessfulDelete",
-                            &format!("Deleted pod: {name}"),
-                        )
-                        .await
-                }
+                Ok(()) => self.recorder.normal(
+                    clock,
+                    &Involved::new("apps/v1", KIND, &ds.metadata),
+                    "SuccessfulDelete",
+                    &format!("Deleted pod: {name}"),
+                ),
                 Err(e) => {
                     self.expectations
                         .deletion_observed(key, &format!("{namespace}/{name}"));
-                    self.recorder
-                        .warning(
-                            clock,
-                            &Involved::new("apps/v1", KIND, &ds.metadata),
-                            "FailedDelete",
-                            &format!("Error deleting: {e}"),
-                        )
-                        .await;
+                    self.recorder.warning(
+                        clock,
+                        &Involved::new("apps/v1", KIND, &ds.metadata),
+                        "FailedDelete",
+                        &format!("Error deleting: {e}"),
+                    );
                     first_error.get_or_insert(e.into());
                 }
             }

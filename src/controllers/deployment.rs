@@ -154,14 +154,12 @@ impl Controller {
             .map(|s| &s.selector)
             .is_none_or(|s| s.match_labels.is_none() && s.match_expressions.is_none());
         if everything {
-            self.recorder
-                .warning(
-                    self.ctx.clock.as_ref(),
-                    &Involved::new("apps/v1", "Deployment", &d.metadata),
-                    "SelectingAll",
-                    "This deployment is selecting all pods. A non-empty selector is required.",
-                )
-                .await;
+            self.recorder.warning(
+                self.ctx.clock.as_ref(),
+                &Involved::new("apps/v1", "Deployment", &d.metadata),
+                "SelectingAll",
+                "This deployment is selecting all pods. A non-empty selector is required.",
+            );
             return Ok(None);
         }
         let replica_sets = self.ctx.informers.replica_sets.list_in(namespace);
@@ -251,14 +249,12 @@ impl Controller {
                 match rs_api.create(&wanted).await {
                     Ok(created) => {
                         if replicas_of(&created) > 0 {
-                            self.recorder
-                                .normal(
-                                    self.ctx.clock.as_ref(),
-                                    &Involved::new("apps/v1", "Deployment", &d.metadata),
-                                    "ScalingReplicaSet",
-                                    &scaling_event_message(&name, 0, replicas_of(&created)),
-                                )
-                                .await;
+                            self.recorder.normal(
+                                self.ctx.clock.as_ref(),
+                                &Involved::new("apps/v1", "Deployment", &d.metadata),
+                                "ScalingReplicaSet",
+                                &scaling_event_message(&name, 0, replicas_of(&created)),
+                            );
                         }
                         note_created_replica_set(&mut noted, &name, &revision, false, now);
                         Some(created)
@@ -279,14 +275,12 @@ impl Controller {
                     Err(e) => {
                         let message =
                             note_replica_set_create_failure(&mut noted, &name, &e.to_string(), now);
-                        self.recorder
-                            .warning(
-                                self.ctx.clock.as_ref(),
-                                &Involved::new("apps/v1", "Deployment", &d.metadata),
-                                rollout::FAILED_RS_CREATE_REASON,
-                                &message,
-                            )
-                            .await;
+                        self.recorder.warning(
+                            self.ctx.clock.as_ref(),
+                            &Involved::new("apps/v1", "Deployment", &d.metadata),
+                            rollout::FAILED_RS_CREATE_REASON,
+                            &message,
+                        );
                         if let Some(status) = noted.status.clone() {
                             self.write_status(d, status).await?;
                         }
@@ -344,14 +338,12 @@ impl Controller {
             let (before, after) = (replicas_of(&rs), replicas_of(&written));
             if before != after {
                 scaled = true;
-                self.recorder
-                    .normal(
-                        self.ctx.clock.as_ref(),
-                        &Involved::new("apps/v1", "Deployment", &d.metadata),
-                        "ScalingReplicaSet",
-                        &scaling_event_message(&step.name, before, after),
-                    )
-                    .await;
+                self.recorder.normal(
+                    self.ctx.clock.as_ref(),
+                    &Involved::new("apps/v1", "Deployment", &d.metadata),
+                    "ScalingReplicaSet",
+                    &scaling_event_message(&step.name, before, after),
+                );
             }
             family.replace(written);
         }

@@ -1218,7 +1218,7 @@ impl Controller {
                     now,
                 );
                 if suspend_changed {
-                    self.event(&job, false, "Suspended", "Job suspended").await;
+                    self.event(&job, false, "Suspended", "Job suspended");
                 }
             } else if managed {
                 suspend_changed =
@@ -1226,7 +1226,7 @@ impl Controller {
                 if suspend_changed {
                     // activeDeadlineSeconds counts the time a Job is continuously active.
                     status.start_time = Some(stamp(now));
-                    self.event(&job, false, "Resumed", "Job resumed").await;
+                    self.event(&job, false, "Resumed", "Job resumed");
                 }
             }
         }
@@ -1355,13 +1355,13 @@ impl Controller {
                     Ok(pod) => {
                         created += 1;
                         let message = format!("Created pod: {}", name_of(&pod.metadata));
-                        self.event(job, false, "SuccessfulCreate", &message).await;
+                        self.event(job, false, "SuccessfulCreate", &message);
                     }
                     Err(e) => {
                         // The pod will never show up: stop waiting for it.
                         self.expectations.creation_observed(key);
                         let message = format!("Error creating: {e}");
-                        self.event(job, true, "FailedCreate", &message).await;
+                        self.event(job, true, "FailedCreate", &message);
                         first_error.get_or_insert(e);
                     }
                 }
@@ -1410,15 +1410,13 @@ impl Controller {
                         false,
                         "SuccessfulDelete",
                         &format!("Deleted pod: {name}"),
-                    )
-                    .await;
+                    );
                 }
                 Err(e) => {
                     // The deletion will never show up: stop waiting for it.
                     self.expectations
                         .deletion_observed(&key, &key_of(&pod.metadata));
-                    self.event(job, true, "FailedDelete", &format!("Error deleting: {e}"))
-                        .await;
+                    self.event(job, true, "FailedDelete", &format!("Error deleting: {e}"));
                     error.get_or_insert(e.into());
                 }
             }
@@ -1556,7 +1554,7 @@ impl Controller {
         if finishing || needs_flush {
             let written = self.write_status(key, &job).await?;
             if let Some(finished) = plan.finished.as_ref().filter(|_| finishing) {
-                self.record_finished(&written, finished).await;
+                self.record_finished(&written, finished);
             }
         }
         Ok(())
@@ -1581,41 +1579,37 @@ impl Controller {
         Ok(written)
     }
 
-    async fn record_finished(&self, job: &Job, finished: &JobCondition) {
+    fn record_finished(&self, job: &Job, finished: &JobCondition) {
         if finished.type_ == COMPLETE {
             let succeeded = count(job.status.as_ref().and_then(|s| s.succeeded));
             if completions(job).is_some_and(|c| succeeded > c) {
                 let message = "Too many succeeded pods running after completion count reached";
-                self.event(job, true, "TooManySucceededPods", message).await;
+                self.event(job, true, "TooManySucceededPods", message);
             }
-            self.event(job, false, "Completed", "Job completed").await;
+            self.event(job, false, "Completed", "Job completed");
         } else {
             let reason = finished.reason.as_deref().unwrap_or_default();
             let message = finished.message.as_deref().unwrap_or_default();
-            self.event(job, true, reason, message).await;
+            self.event(job, true, reason, message);
         }
     }
 
-    async fn event(&self, job: &Job, warning: bool, reason: &str, message: &str) {
+    fn event(&self, job: &Job, warning: bool, reason: &str, message: &str) {
         let clock = self.ctx.clock.as_ref();
         if warning {
-            self.recorder
-                .warning(
-                    clock,
-                    &Involved::new("batch/v1", "Job", &job.metadata),
-                    reason,
-                    message,
-                )
-                .await;
+            self.recorder.warning(
+                clock,
+                &Involved::new("batch/v1", "Job", &job.metadata),
+                reason,
+                message,
+            );
         } else {
-            self.recorder
-                .normal(
-                    clock,
-                    &Involved::new("batch/v1", "Job", &job.metadata),
-                    reason,
-                    message,
-                )
-                .await;
+            self.recorder.normal(
+                clock,
+                &Involved::new("batch/v1", "Job", &job.metadata),
+                reason,
+                message,
+            );
         }
     }
 }

@@ -275,14 +275,12 @@ impl Controller {
             }
             Err(e) => return Err(e.into()),
         };
-        self.recorder
-            .normal(
-                self.ctx.clock.as_ref(),
-                &Involved::new("v1", "PersistentVolumeClaim", &pvc.metadata),
-                "ProvisioningSucceeded",
-                &format!("Successfully provisioned volume {pv_name}"),
-            )
-            .await;
+        self.recorder.normal(
+            self.ctx.clock.as_ref(),
+            &Involved::new("v1", "PersistentVolumeClaim", &pvc.metadata),
+            "ProvisioningSucceeded",
+            &format!("Successfully provisioned volume {pv_name}"),
+        );
         self.bind(pvc, &created).await.map(|_| None)
     }
 

@@ -167,14 +167,12 @@ impl Controller {
                         match result {
                             Ok(pod) => {
                                 let created = pod.metadata.name.unwrap_or_default();
-                                self.recorder
-                                    .normal(
-                                        self.ctx.clock.as_ref(),
-                                        &about,
-                                        "SuccessfulCreate",
-                                        &format!("Created pod: {created}"),
-                                    )
-                                    .await;
+                                self.recorder.normal(
+                                    self.ctx.clock.as_ref(),
+                                    &about,
+                                    "SuccessfulCreate",
+                                    &format!("Created pod: {created}"),
+                                );
                             }
                             Err(e) => {
                                 // The pod will never show up: stop waiting for it.
@@ -187,14 +185,12 @@ impl Controller {
                         for _ in 0..remaining {
                             self.expectations.creation_observed(key);
                         }
-                        self.recorder
-                            .warning(
-                                self.ctx.clock.as_ref(),
-                                &about,
-                                "FailedCreate",
-                                &format!("Error creating: {e}"),
-                            )
-                            .await;
+                        self.recorder.warning(
+                            self.ctx.clock.as_ref(),
+                            &about,
+                            "FailedCreate",
+                            &format!("Error creating: {e}"),
+                        );
                         return Err(e.into());
                     }
                 }
@@ -230,16 +226,12 @@ impl Controller {
                 let mut first_error = None;
                 for (pod, result) in results {
                     match result {
-                        Ok(()) => {
-                            self.recorder
-                                .normal(
-                                    self.ctx.clock.as_ref(),
-                                    &about,
-                                    "SuccessfulDelete",
-                                    &format!("Deleted pod: {pod}"),
-                                )
-                                .await
-                        }
+                        Ok(()) => self.recorder.normal(
+                            self.ctx.clock.as_ref(),
+                            &about,
+                            "SuccessfulDelete",
+                            &format!("Deleted pod: {pod}"),
+                        ),
                         Err(e) => {
                             self.expectations
                                 .deletion_observed(key, &format!("{namespace}/{pod}"));

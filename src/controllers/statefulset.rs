@@ -1029,13 +1029,11 @@ impl Controller {
                 if failed {
                     let message = message("failed");
                     self.recorder
-                        .warning(clock, &about, "RecreatingFailedPod", &message)
-                        .await;
+                        .warning(clock, &about, "RecreatingFailedPod", &message);
                 } else {
                     let message = message("terminated");
                     self.recorder
-                        .normal(clock, &about, "RecreatingTerminatedPod", &message)
-                        .await;
+                        .normal(clock, &about, "RecreatingTerminatedPod", &message);
                 }
                 self.delete_pod(set, &pod).await
             }
@@ -1047,34 +1045,30 @@ impl Controller {
         }
     }
 
-    async fn pod_event(&self, set: &StatefulSet, verb: &str, pod: &Pod, error: Option<&str>) {
+    fn pod_event(&self, set: &StatefulSet, verb: &str, pod: &Pod, error: Option<&str>) {
         let (set_name, pod_name) = (name_of(&set.metadata), name_of(&pod.metadata));
         let clock = self.ctx.clock.as_ref();
         match error {
             None => {
                 let message = format!("{verb} Pod {pod_name} in StatefulSet {set_name} successful");
                 let reason = format!("Successful{}", title(verb));
-                self.recorder
-                    .normal(
-                        clock,
-                        &Involved::new("apps/v1", KIND, &set.metadata),
-                        &reason,
-                        &message,
-                    )
-                    .await
+                self.recorder.normal(
+                    clock,
+                    &Involved::new("apps/v1", KIND, &set.metadata),
+                    &reason,
+                    &message,
+                )
             }
             Some(e) => {
                 let message =
                     format!("{verb} Pod {pod_name} in StatefulSet {set_name} failed error: {e}");
                 let reason = format!("Failed{}", title(verb));
-                self.recorder
-                    .warning(
-                        clock,
-                        &Involved::new("apps/v1", KIND, &set.metadata),
-                        &reason,
-                        &message,
-                    )
-                    .await
+                self.recorder.warning(
+                    clock,
+                    &Involved::new("apps/v1", KIND, &set.metadata),
+                    &reason,
+                    &message,
+                )
             }
         }
     }
@@ -1082,8 +1076,7 @@ impl Controller {
     /// `CreateStatefulPod`: the claims, then the pod, then the claims' owners (which may name the pod).
     async fn create_pod(&self, set: &StatefulSet, pod: Pod) -> Result<(), ControllerError> {
         if let Err(e) = self.create_claims(set, &pod).await {
-            self.pod_event(set, "create", &pod, Some(&e.to_string()))
-                .await;
+            self.pod_event(set, "create", &pod, Some(&e.to_string()));
             return Err(e);
         }
         let namespace = set.metadata.namespace.as_deref().unwrap_or_default();
@@ -1092,14 +1085,13 @@ impl Controller {
             .await
         {
             Ok(created) => {
-                self.pod_event(set, "create", &created, None).await;
+                self.pod_event(set, "create", &created, None);
                 self.update_claim_owners(set, &created).await
             }
             // The informer has not shown it yet; the next sync sees it.
             Err(e) if e.is_conflict() => Err(e.into()),
             Err(e) => {
-                self.pod_event(set, "create", &pod, Some(&e.to_string()))
-                    .await;
+                self.pod_event(set, "create", &pod, Some(&e.to_string()));
                 Err(e.into())
             }
         }
@@ -1132,14 +1124,12 @@ impl Controller {
                     let message = format!(
                         "create Claim {name} Pod {pod_name} in StatefulSet {set_name} success"
                     );
-                    self.recorder
-                        .normal(
-                            clock,
-                            &Involved::new("apps/v1", KIND, &set.metadata),
-                            "SuccessfulCreate",
-                            &message,
-                        )
-                        .await;
+                    self.recorder.normal(
+                        clock,
+                        &Involved::new("apps/v1", KIND, &set.metadata),
+                        "SuccessfulCreate",
+                        &message,
+                    );
                 }
                 // Created meanwhile: it exists, which is all the pod needs.
                 Err(e) if e.is_conflict() => {}
@@ -1147,14 +1137,12 @@ impl Controller {
                     let message = format!(
                         "create Claim {name} for Pod {pod_name} in StatefulSet {set_name} failed error: {e}"
                     );
-                    self.recorder
-                        .warning(
-                            clock,
-                            &Involved::new("apps/v1", KIND, &set.metadata),
-                            "FailedCreate",
-                            &message,
-                        )
-                        .await;
+                    self.recorder.warning(
+                        clock,
+                        &Involved::new("apps/v1", KIND, &set.metadata),
+                        "FailedCreate",
+                        &message,
+                    );
                     first_error.get_or_insert(ControllerError::Invalid(format!(
                         "failed to create PVC {name}: {e}"
                     )));
@@ -1181,7 +1169,7 @@ impl Controller {
                 )
                 .await;
             let error = result.as_ref().err().map(ToString::to_string);
-            self.pod_event(set, "update", pod, error.as_deref()).await;
+            self.pod_event(set, "update", pod, error.as_deref());
             result?;
         }
         if !storage_matches(set, pod) {
@@ -1213,14 +1201,12 @@ impl Controller {
                 let message = format!(
                     "PersistentVolumeClaim {name} has a conflicting OwnerReference that acts as a manging controller, the retention policy is ignored for this claim"
                 );
-                self.recorder
-                    .warning(
-                        self.ctx.clock.as_ref(),
-                        &Involved::new("apps/v1", KIND, &set.metadata),
-                        "ConflictingController",
-                        &message,
-                    )
-                    .await;
+                self.recorder.warning(
+                    self.ctx.clock.as_ref(),
+                    &Involved::new("apps/v1", KIND, &set.metadata),
+                    "ConflictingController",
+                    &message,
+                );
             }
             if claim_owner_up_to_date(&claim, set, pod) {
                 continue;
@@ -1246,7 +1232,7 @@ impl Controller {
             )
             .await;
         let error = result.as_ref().err().map(ToString::to_string);
-        self.pod_event(set, "delete", pod, error.as_deref()).await;
+        self.pod_event(set, "delete", pod, error.as_deref());
         result.map_err(Into::into)
     }
 

@@ -186,14 +186,12 @@ impl Scheduler {
         let path = format!("/api/v1/namespaces/{namespace}/pods/{name}/binding");
         match self.client.create(&path, &binding).await {
             Ok(_) => {
-                self.recorder
-                    .normal(
-                        self.clock.as_ref(),
-                        &Involved::new("v1", "Pod", &pod.metadata),
-                        "Scheduled",
-                        &format!("Successfully assigned {namespace}/{name} to {node}"),
-                    )
-                    .await;
+                self.recorder.normal(
+                    self.clock.as_ref(),
+                    &Involved::new("v1", "Pod", &pod.metadata),
+                    "Scheduled",
+                    &format!("Successfully assigned {namespace}/{name} to {node}"),
+                );
             }
             Err(e) => {
                 tracing::warn!(pod = %format!("{namespace}/{name}"), node, error = %e, "binding failed");
@@ -209,14 +207,12 @@ impl Scheduler {
         let message = error.to_string();
         tracing::debug!(pod = key, %message, "pod unschedulable");
         self.queue.unschedulable(key);
-        self.recorder
-            .warning(
-                self.clock.as_ref(),
-                &Involved::new("v1", "Pod", &pod.metadata),
-                "FailedScheduling",
-                &message,
-            )
-            .await;
+        self.recorder.warning(
+            self.clock.as_ref(),
+            &Involved::new("v1", "Pod", &pod.metadata),
+            "FailedScheduling",
+            &message,
+        );
         let already = pod
             .status
             .as_ref()

@@ -48,13 +48,20 @@ fn jsonpath(s: &Server, args: &[&str], path: &str) -> String {
     s.ok(&all)
 }
 
+/// The events about `object` with `reason`, once there is one: events are written after what they
+/// report, as client-go's recorder writes them.
 fn events(s: &Server, object: &str, reason: &str) -> String {
     let selector = format!("involvedObject.name={object},reason={reason}");
-    jsonpath(
-        s,
-        &["get", "events", "--field-selector", &selector],
-        r#"{range .items[*]}{.type} {.message}{"\n"}{end}"#,
-    )
+    let mut found = String::new();
+    s.eventually(&format!("a {reason} event about {object}"), WAIT, || {
+        found = jsonpath(
+            s,
+            &["get", "events", "--field-selector", &selector],
+            r#"{range .items[*]}{.type} {.message}{"\n"}{end}"#,
+        );
+        !found.is_empty()
+    });
+    found
 }
 
 /// Follows the pods matching `selector` through a watch that starts before they exist, and

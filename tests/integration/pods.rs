@@ -1777,13 +1777,15 @@ spec:
     s.eventually("misnamed waits", Duration::from_secs(30), || {
         jsonpath(&s, "misnamed", waiting) == "InvalidImageName"
     });
-    let events = s.ok(&[
-        "get",
-        "events",
-        "--field-selector",
-        "involvedObject.name=once",
-    ]);
-    assert!(events.contains("/no/such/program"), "{events}");
+    s.eventually("the once pod's event", Duration::from_secs(30), || {
+        s.ok(&[
+            "get",
+            "events",
+            "--field-selector",
+            "involvedObject.name=once",
+        ])
+        .contains("/no/such/program")
+    });
     let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
     let data_dir = s.data_dir().display().to_string();
     let run_dir = s.dir.path().join("run").display().to_string();
@@ -1836,13 +1838,15 @@ spec:
         Duration::from_secs(30),
         || jsonpath(&s, "limited", exit_code) == "137",
     );
-    let events = s.ok(&[
-        "get",
-        "events",
-        "--field-selector",
-        "involvedObject.name=limited",
-    ]);
-    assert!(events.contains("DeadlineExceeded"), "{events}");
+    s.eventually("the limited pod's event", Duration::from_secs(30), || {
+        s.ok(&[
+            "get",
+            "events",
+            "--field-selector",
+            "involvedObject.name=limited",
+        ])
+        .contains("DeadlineExceeded")
+    });
 
     s.eventually("kept runs", Duration::from_secs(60), || {
         jsonpath(&s, "kept", "{.status.phase}") == "Running"

@@ -61,14 +61,12 @@ impl Kubelet {
                 .insert(uid.to_string(), grace)
                 .is_none()
         {
-            self.events
-                .normal(
-                    self.clock.as_ref(),
-                    &Involved::new("v1", "Pod", &pod.metadata),
-                    REASON,
-                    MESSAGE,
-                )
-                .await;
+            self.events.normal(
+                self.clock.as_ref(),
+                &Involved::new("v1", "Pod", &pod.metadata),
+                REASON,
+                MESSAGE,
+            );
             self.kill_in_background(key, uid, Some(pod.clone()), grace);
         }
         let observed = Observed {

@@ -143,14 +143,12 @@ impl Kubelet {
         let key = crate::client::informer::key_of(&pod.metadata);
         tracing::info!(pod = %key, reason = %rejection.reason, message = %rejection.message,
             "rejecting a pod");
-        self.events
-            .warning(
-                self.clock.as_ref(),
-                &Involved::new("v1", "Pod", &pod.metadata),
-                &rejection.reason,
-                &rejection.message,
-            )
-            .await;
+        self.events.warning(
+            self.clock.as_ref(),
+            &Involved::new("v1", "Pod", &pod.metadata),
+            &rejection.reason,
+            &rejection.message,
+        );
         let old = pod.status.clone().unwrap_or_default();
         let status = PodStatus {
             phase: Some("Failed".into()),

@@ -301,14 +301,12 @@ impl Kubelet {
         uid: &str,
         message: &str,
     ) -> Result<Option<Duration>, AgentError> {
-        self.events
-            .warning(
-                self.clock.as_ref(),
-                &Involved::new("v1", "Pod", &pod.metadata),
-                "Evicted",
-                message,
-            )
-            .await;
+        self.events.warning(
+            self.clock.as_ref(),
+            &Involved::new("v1", "Pod", &pod.metadata),
+            "Evicted",
+            message,
+        );
         self.kill_pod(uid, Some(pod), Duration::ZERO).await;
         let observed = Observed {
             evicted: Some(message.to_string()),

@@ -440,15 +440,12 @@ pub(crate) fn spawn(
                 let success_threshold = probe.success_threshold.unwrap_or(1).max(1);
                 let failure_threshold = probe.failure_threshold.unwrap_or(3).max(1);
                 if let Err(why) = &result {
-                    kubelet
-                        .events
-                        .warning(
-                            kubelet.clock.as_ref(),
-                            &Involved::new("v1", "Pod", &pod.metadata),
-                            "Unhealthy",
-                            &format!("{kind} probe failed: {why}"),
-                        )
-                        .await;
+                    kubelet.events.warning(
+                        kubelet.clock.as_ref(),
+                        &Involved::new("v1", "Pod", &pod.metadata),
+                        "Unhealthy",
+                        &format!("{kind} probe failed: {why}"),
+                    );
                 }
                 match *kind {
                     "Startup" if c.successes >= success_threshold => state.started = true,
@@ -470,19 +467,16 @@ pub(crate) fn spawn(
                                 .expect("lock")
                                 .insert(target.container_id.clone());
                         }
-                        kubelet
-                            .events
-                            .normal(
-                                kubelet.clock.as_ref(),
-                                &Involved::new("v1", "Pod", &pod.metadata),
-                                "Killing",
-                                &format!(
-                                    "Container {name} failed {} probe{}",
-                                    kind.to_lowercase(),
-                                    if restarts { ", will be restarted" } else { "" }
-                                ),
-                            )
-                            .await;
+                        kubelet.events.normal(
+                            kubelet.clock.as_ref(),
+                            &Involved::new("v1", "Pod", &pod.metadata),
+                            "Killing",
+                            &format!(
+                                "Container {name} failed {} probe{}",
+                                kind.to_lowercase(),
+                                if restarts { ", will be restarted" } else { "" }
+                            ),
+                        );
                         let grace = probe
                             .termination_grace_period_seconds
                             .or(spec.and_then(|s| s.termination_grace_period_seconds))

@@ -146,14 +146,12 @@ impl Kubelet {
             match under_way {
                 None => {
                     for (_, name) in &running {
-                        self.events
-                            .normal(
-                                self.clock.as_ref(),
-                                &involved(pod),
-                                "Killing",
-                                &format!("Stopping container {name}"),
-                            )
-                            .await;
+                        self.events.normal(
+                            self.clock.as_ref(),
+                            &involved(pod),
+                            "Killing",
+                            &format!("Stopping container {name}"),
+                        );
                     }
                     self.kill_in_background(key, uid, Some(pod.clone()), grace);
                 }
@@ -239,19 +237,12 @@ impl Kubelet {
 
     /// Stops a container within the pod's grace period, once however many syncs ask for it meanwhile, and
     /// looks at the pod again when it has stopped.
-    async fn stop_in_background(
-        self: &Arc<Self>,
-        pod: &Pod,
-        container: String,
-        id: String,
-        why: &str,
-    ) {
+    fn stop_in_background(self: &Arc<Self>, pod: &Pod, container: String, id: String, why: &str) {
         if !self.stopping.lock().expect("lock").insert(id.clone()) {
             return;
         }
         self.events
-            .normal(self.clock.as_ref(), &involved(pod), "Killing", why)
-            .await;
+            .normal(self.clock.as_ref(), &involved(pod), "Killing", why);
         let grace = pod_grace(pod);
         let (me, key, pod) = (self.clone(), key_of(&pod.metadata), pod.clone());
         tokio::spawn(async move {
@@ -313,14 +304,12 @@ impl Kubelet {
         if let (Some(hook), Some(c)) = (pre_stop, container) {
             let target = probes::target(pod, c, id);
             if let Err(why) = probes::run_hook(self, hook, &target, grace).await {
-                self.events
-                    .warning(
-                        self.clock.as_ref(),
-                        &involved(pod),
-                        "FailedPreStopHook",
-                        &format!("PreStopHook failed: {why}"),
-                    )
-                    .await;
+                self.events.warning(
+                    self.clock.as_ref(),
+                    &involved(pod),
+                    "FailedPreStopHook",
+                    &format!("PreStopHook failed: {why}"),
+                );
             }
         }
         let remaining = grace.saturating_sub(started.elapsed());
@@ -591,14 +580,12 @@ impl Kubelet {
         let namespaces = match self.create_sandbox(pod, uid, &mut observed).await {
             Ok(namespaces) => namespaces,
             Err(e) => {
-                self.events
-                    .warning(
-                        self.clock.as_ref(),
-                        &involved(pod),
-                        "FailedCreatePodSandBox",
-                        &format!("Failed to create pod sandbox: {e}"),
-                    )
-                    .await;
+                self.events.warning(
+                    self.clock.as_ref(),
+                    &involved(pod),
+                    "FailedCreatePodSandBox",
+                    &format!("Failed to create pod sandbox: {e}"),
+                );
                 self.write_status(pod, &observed, now).await?;
                 return Ok(Some(Duration::from_secs(5)));
             }
@@ -638,17 +625,15 @@ impl Kubelet {
                         continue;
                     }
                     Err(e) => {
-                        self.events
-                            .warning(
-                                self.clock.as_ref(),
-                                &involved(pod),
-                                "FailedMount",
-                                &format!(
-                                    "MountVolume.SetUp failed for volume \"{}\" : {e}",
-                                    volume.name
-                                ),
-                            )
-                            .await;
+                        self.events.warning(
+                            self.clock.as_ref(),
+                            &involved(pod),
+                            "FailedMount",
+                            &format!(
+                                "MountVolume.SetUp failed for volume \"{}\" : {e}",
+                                volume.name
+                            ),
+                        );
                         self.mount_backoff.failed(&retry_key, started)
                     }
                 },
@@ -702,17 +687,15 @@ impl Kubelet {
                     ),
                 },
             );
-            self.events
-                .warning(
-                    self.clock.as_ref(),
-                    &involved(pod),
-                    "BackOff",
-                    &format!(
-                        "Back-off restarting failed container {name} in pod {}",
-                        pod_ref(pod)
-                    ),
-                )
-                .await;
+            self.events.warning(
+                self.clock.as_ref(),
+                &involved(pod),
+                "BackOff",
+                &format!(
+                    "Back-off restarting failed container {name} in pod {}",
+                    pod_ref(pod)
+                ),
+            );
         }
         if let Some(r) = plan.requeue {
             soon(r, &mut requeue);
@@ -730,11 +713,11 @@ impl Kubelet {
                         .insert(id.clone());
                     let why =
                         format!("Container {container} definition changed, will be restarted");
-                    self.stop_in_background(pod, container, id, &why).await;
+                    self.stop_in_background(pod, container, id, &why);
                 }
                 Action::Stop { id, container } => {
                     let why = format!("Stopping container {container}");
-                    self.stop_in_background(pod, container, id, &why).await;
+                    self.stop_in_background(pod, container, id, &why);
                 }
                 Action::Start {
                     container,
@@ -884,14 +867,12 @@ impl Kubelet {
             let target = probes::target(pod, c, &run.id);
             if let Err(why) = probes::run_hook(self, hook, &target, Duration::from_secs(120)).await
             {
-                self.events
-                    .warning(
-                        self.clock.as_ref(),
-                        &involved(pod),
-                        "FailedPostStartHook",
-                        &format!("PostStartHook failed: {why}"),
-                    )
-                    .await;
+                self.events.warning(
+                    self.clock.as_ref(),
+                    &involved(pod),
+                    "FailedPostStartHook",
+                    &format!("PostStartHook failed: {why}"),
+                );
                 let grace = pod_grace(pod);
                 self.stop_container(pod, name, &run.id, Duration::from_secs(grace))
                     .await;
@@ -1055,40 +1036,34 @@ impl Kubelet {
                 "Failed to apply default image tag \"{image}\": couldn't parse image name \"{image}\": \
                  invalid reference format"
             );
-            self.events
-                .warning(
-                    self.clock.as_ref(),
-                    &involved(pod),
-                    "InspectFailed",
-                    &message,
-                )
-                .await;
+            self.events.warning(
+                self.clock.as_ref(),
+                &involved(pod),
+                "InspectFailed",
+                &message,
+            );
             return Err(wait("InvalidImageName", message, Duration::from_secs(10)));
         }
         let local = self.images.local(&image).ok().flatten();
         match (policy, local) {
             (PullPolicy::IfNotPresent | PullPolicy::Never, Some(img)) => {
-                self.events
-                    .normal(
-                        self.clock.as_ref(),
-                        &involved(pod),
-                        "Pulled",
-                        &format!("Container image \"{image}\" already present on machine"),
-                    )
-                    .await;
+                self.events.normal(
+                    self.clock.as_ref(),
+                    &involved(pod),
+                    "Pulled",
+                    &format!("Container image \"{image}\" already present on machine"),
+                );
                 return Ok(img);
             }
             (PullPolicy::Never, None) => {
                 let message =
                     format!("Container image \"{image}\" is not present with pull policy of Never");
-                self.events
-                    .warning(
-                        self.clock.as_ref(),
-                        &involved(pod),
-                        "ErrImageNeverPull",
-                        &message,
-                    )
-                    .await;
+                self.events.warning(
+                    self.clock.as_ref(),
+                    &involved(pod),
+                    "ErrImageNeverPull",
+                    &message,
+                );
                 return Err(wait("ErrImageNeverPull", message, Duration::from_secs(10)));
             }
             _ => {}
@@ -1107,14 +1082,12 @@ impl Kubelet {
                 ));
             }
         }
-        self.events
-            .normal(
-                self.clock.as_ref(),
-                &involved(pod),
-                "Pulling",
-                &format!("Pulling image \"{image}\""),
-            )
-            .await;
+        self.events.normal(
+            self.clock.as_ref(),
+            &involved(pod),
+            "Pulling",
+            &format!("Pulling image \"{image}\""),
+        );
         let secrets = pod
             .spec
             .as_ref()
@@ -1140,33 +1113,28 @@ impl Kubelet {
         match self.images.pull(&image, &creds, &|_| {}).await {
             Ok(img) => {
                 self.pull_failures.lock().expect("lock").remove(&key);
-                self.events
-                    .normal(
-                        self.clock.as_ref(),
-                        &involved(pod),
-                        "Pulled",
-                        &format!(
-                            "Successfully pulled image \"{image}\" in {:.3}s. Image size: {} bytes.",
-                            started.elapsed().as_secs_f64(),
-                            img.size
-                        ),
-                    )
-                    .await;
+                self.events.normal(
+                    self.clock.as_ref(),
+                    &involved(pod),
+                    "Pulled",
+                    &format!(
+                        "Successfully pulled image \"{image}\" in {:.3}s. Image size: {} bytes.",
+                        started.elapsed().as_secs_f64(),
+                        img.size
+                    ),
+                );
                 Ok(img)
             }
             Err(e) => {
                 let message = format!("Failed to pull image \"{image}\": {e}");
                 self.events
-                    .warning(self.clock.as_ref(), &involved(pod), "Failed", &message)
-                    .await;
-                self.events
-                    .warning(
-                        self.clock.as_ref(),
-                        &involved(pod),
-                        "Failed",
-                        "Error: ErrImagePull",
-                    )
-                    .await;
+                    .warning(self.clock.as_ref(), &involved(pod), "Failed", &message);
+                self.events.warning(
+                    self.clock.as_ref(),
+                    &involved(pod),
+                    "Failed",
+                    "Error: ErrImagePull",
+                );
                 self.pull_failures
                     .lock()
                     .expect("lock")
@@ -1187,22 +1155,20 @@ impl Kubelet {
     }
 
     /// Records kubelet's `Failed` event ("Error: <message>") for a container that could not start.
-    async fn failed(&self, pod: &Pod, failure: StartFailure) -> StartFailure {
+    fn failed(&self, pod: &Pod, failure: StartFailure) -> StartFailure {
         if let StartFailure::Waiting(waiting, _) = &failure {
-            self.failed_event(pod, &waiting.message).await;
+            self.failed_event(pod, &waiting.message);
         }
         failure
     }
 
-    async fn failed_event(&self, pod: &Pod, message: &str) {
-        self.events
-            .warning(
-                self.clock.as_ref(),
-                &involved(pod),
-                "Failed",
-                &format!("Error: {message}"),
-            )
-            .await;
+    fn failed_event(&self, pod: &Pod, message: &str) {
+        self.events.warning(
+            self.clock.as_ref(),
+            &involved(pod),
+            "Failed",
+            &format!("Error: {message}"),
+        );
     }
 
     fn last_pull_failure(&self, key: &str) -> Option<std::time::Instant> {
@@ -1235,7 +1201,7 @@ impl Kubelet {
         };
         let env = match env::environment(pod, c, sources, allocatable) {
             Ok(env) => env,
-            Err(message) => return Err(self.failed(pod, config_error(message)).await),
+            Err(message) => return Err(self.failed(pod, config_error(message))),
         };
         let id = new_container_id();
         let mut mounts = etc_mounts.to_vec();
@@ -1257,7 +1223,7 @@ impl Kubelet {
             min_oom_score_adj: self.min_oom_score_adj,
         }) {
             Ok(config) => config,
-            Err(message) => return Err(self.failed(pod, config_error(message)).await),
+            Err(message) => return Err(self.failed(pod, config_error(message))),
         };
         let meta = ContainerMeta {
             id: id.clone(),
@@ -1299,31 +1265,27 @@ impl Kubelet {
             });
         if let Err(e) = created {
             let _ = self.runtime.remove(&id);
-            return Err(self.failed(pod, create_error(e.to_string())).await);
+            return Err(self.failed(pod, create_error(e.to_string())));
         }
-        self.events
-            .normal(
-                self.clock.as_ref(),
-                &involved(pod),
-                "Created",
-                &format!("Created container {}", c.name),
-            )
-            .await;
+        self.events.normal(
+            self.clock.as_ref(),
+            &involved(pod),
+            "Created",
+            &format!("Created container {}", c.name),
+        );
         match self.runtime.start(&id).await {
             Ok(_) => {
-                self.events
-                    .normal(
-                        self.clock.as_ref(),
-                        &involved(pod),
-                        "Started",
-                        &format!("Started container {}", c.name),
-                    )
-                    .await;
+                self.events.normal(
+                    self.clock.as_ref(),
+                    &involved(pod),
+                    "Started",
+                    &format!("Started container {}", c.name),
+                );
                 Ok(image)
             }
             Err(e) => {
                 let message = format!("failed to start container \"{}\": {e}", c.name);
-                self.failed_event(pod, &message).await;
+                self.failed_event(pod, &message);
                 match self.runtime.record_start_failure(&id, &message) {
                     Ok(()) => Err(StartFailure::Terminated),
                     Err(record) => {
