@@ -642,3 +642,56 @@ async fn mount_targets_are_made_outside_the_containers_memory_cgroup() {
     f.runtime.stop(&id, Duration::from_secs(0)).await.unwrap();
     f.runtime.remove(&id).unwrap();
 }
+
+/// What every container mounts over (`/etc/hosts`, `/etc/resolv.conf`, `/proc`, `/sys`, `/dev`) comes from
+/// the node's init layer below the image, so an image without them runs, and nothing is made for them in
+/// the container's upper directory on the data dir's disk.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mount_points_an_image_lacks_come_from_the_init_layer_not_the_containers_upper_directory() {
+    let f = fixture();
+    for bare in ["etc", "proc", "sys", "dev"] {
+        std::fs::remove_dir(f.layer.join(bare)).unwrap();
+    }
+    let sources = tempfile::tempdir().unwrap();
+    let (hosts, resolv) = (
+        sources.path().join("hosts"),
+        sources.path().join("resolv.conf"),
+    );
+    std::fs::write(&hosts, "mounted hosts\n").unwrap();
+    std::fs::write(&resolv, "nameserver 10.43.0.10\n").unwrap();
+    let id = f.create_with(
+        &[
+            "sh",
+            "-c",
+            "cat /etc/hosts /etc/resolv.conf; ls -d /proc/self /sys/fs; ls -ld /etc",
+        ],
+        |config| {
+            config.mounts.push(read_only_bind(&hosts, "/etc/hosts"));
+            config
+                .mounts
+                .push(read_only_bind(&resolv, "/etc/resolv.conf"));
+        },
+    );
+    f.runtime.start(&id).await.unwrap();
+    let exit = tokio::time::timeout(Duration::from_secs(20), f.runtime.wait(&id))
+        .await
+        .expect("container exits")
+        .unwrap();
+    let log = f.log(&id);
+    assert_eq!(exit.exit_code, 0, "{log}");
+    for line in [
+        "mounted hosts",
+        "nameserver 10.43.0.10",
+        "/proc/self",
+        "/sys/fs",
+    ] {
+        assert!(log.contains(&format!(" stdout F {line}")), "{log}");
+    }
+    assert!(log.contains(" stdout F drwxr-xr-x "), "{log}");
+    let upper: Vec<_> = std::fs::read_dir(f.runtime.dir(&id).join("upper"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert!(upper.is_empty(), "made in the upper directory: {upper:?}");
+    f.runtime.remove(&id).unwrap();
+}

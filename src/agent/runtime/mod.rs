@@ -2,7 +2,8 @@
 //! `<data-dir>/agent/containers/<id>` (the agent's `meta.json`, the shim's `pid` and `exit` files, the
 //! container's `termination-log`, and the overlay's `upper/` and `work/`), and its OCI bundle on the run
 //! dir's tmpfs under `<run-dir>/bundles/<id>` (config.json, a link to the node's copy of the seccomp
-//! program, the overlay `rootfs/` mount point, the shim's own record and log) — as containerd keeps
+//! program, the overlay `rootfs/` mount point over the image's layers and the node's init layer, the
+//! shim's own record and log) — as containerd keeps
 //! bundles in /run: a reboot ends every container, and the files only a running container needs cost no
 //! disk writes. Each container is run by its own shim process (src/shim), forked by the node's shim
 //! launcher. The agent never calls libcontainer's build/start itself; it has shims started, reads their
@@ -38,6 +39,11 @@ pub use spec::{ContainerConfig, MountKind, MountSpec, Resources, SharedNamespace
 use crate::shim::{self, Durability, ExitRecord, InitProcess, EXIT_FILE, PID_FILE, SHIM_FILE};
 
 const META_FILE: &str = "meta.json";
+/// The node's init layer, below every image in every container's root (see [`make_init_layer`]).
+const INIT_LAYER: &str = ".init-layer";
+/// What every container's spec mounts over, as empty files and directories in the init layer.
+const INIT_LAYER_DIRECTORIES: [&str; 4] = ["dev", "proc", "sys", "etc"];
+const INIT_LAYER_FILES: [&str; 3] = ["etc/hosts", "etc/hostname", "etc/resolv.conf"];
 const SHIM_LOG: &str = "shim.log";
 const TERMINATION_LOG: &str = "termination-log";
 /// How long a shim may take to report that its container started.
@@ -151,6 +157,7 @@ impl Runtime {
         ] {
             fs::create_dir_all(dir).map_err(io_err("creating", dir))?;
         }
+        make_init_layer(&config.bundles_dir.join(INIT_LAYER))?;
         let dir = &config.containers_dir;
         let mut index = HashMap::new();
         for entry in fs::read_dir(dir).map_err(io_err("listing", dir))? {
@@ -558,19 +565,14 @@ fn mount_overlay(
     if is_mount_point(&rootfs) {
         return Ok(());
     }
+    let init_layer = bundle.with_file_name(INIT_LAYER);
     let lower: Vec<String> = layers
         .iter()
         .rev()
+        .chain([&init_layer])
         .map(|p| p.display().to_string())
         .collect();
-    let lower = if lower.is_empty() {
-        // overlay needs a lower layer; an image without layers gets an empty one.
-        let empty = dir.join("empty");
-        fs::create_dir_all(&empty).map_err(io_err("creating", &empty))?;
-        empty.display().to_string()
-    } else {
-        lower.join(":")
-    };
+    let lower = lower.join(":");
     let options = format!(
         "lowerdir={lower},upperdir={},workdir={}",
         dir.join("upper").display(),
@@ -587,6 +589,34 @@ fn mount_overlay(
         id: id.into(),
         source,
     })
+}
+
+/// Makes the node's init layer where it is missing: the lowest layer of every container's root, with empty
+/// mount points for what every container mounts (`/etc/hosts`, `/etc/hostname`, `/etc/resolv.conf`,
+/// `/dev`, `/proc`, `/sys`), as Docker's init layer holds them. An image that has them hides them; one
+/// that lacks them (busybox has no /etc/hosts) would otherwise have them made in each container's upper
+/// directory: new inodes, and a copy-up of /etc, on the data dir's disk for every container started.
+/// It lives on the run dir's tmpfs and is only ever added to, never changed under a mounted root.
+fn make_init_layer(layer: &Path) -> Result<(), RuntimeError> {
+    // Modes set outright: they are what an image without these paths shows, whatever the agent's umask.
+    let directories = std::iter::once(layer.to_path_buf())
+        .chain(INIT_LAYER_DIRECTORIES.iter().map(|d| layer.join(d)));
+    for path in directories {
+        fs::create_dir_all(&path)
+            .and_then(|()| fs::set_permissions(&path, fs::Permissions::from_mode(0o755)))
+            .map_err(io_err("creating", &path))?;
+    }
+    for file in INIT_LAYER_FILES {
+        let path = layer.join(file);
+        fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .and_then(|_| fs::set_permissions(&path, fs::Permissions::from_mode(0o644)))
+            .map_err(io_err("creating", &path))?;
+    }
+    Ok(())
 }
 
 fn is_mount_point(path: &Path) -> bool {
