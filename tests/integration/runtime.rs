@@ -111,6 +111,15 @@ impl Fixture {
         id
     }
 
+    /// Starts the container and waits for it to exit.
+    async fn run_to_exit(&self, id: &str) -> orch::shim::ExitRecord {
+        self.runtime.start(id).await.unwrap();
+        tokio::time::timeout(Duration::from_secs(20), self.runtime.wait(id))
+            .await
+            .unwrap_or_else(|_| panic!("container {id} did not exit: {}", self.log(id)))
+            .unwrap()
+    }
+
     fn log(&self, id: &str) -> String {
         std::fs::read_to_string(self.logs.join(format!("{id}.log"))).unwrap_or_default()
     }
@@ -128,11 +137,7 @@ async fn a_container_runs_logs_in_cri_format_and_reports_its_exit_code() {
         Resources::default(),
     );
     assert_eq!(f.runtime.state(&id).unwrap(), ContainerState::Created);
-    f.runtime.start(&id).await.unwrap();
-    let exit = tokio::time::timeout(Duration::from_secs(20), f.runtime.wait(&id))
-        .await
-        .expect("container exits")
-        .unwrap();
+    let exit = f.run_to_exit(&id).await;
     assert_eq!(exit.exit_code, 3);
     assert!(!exit.oom_killed);
     let log = f.log(&id);
@@ -178,11 +183,7 @@ async fn the_seccomp_profile_compiled_once_by_the_runtime_is_loaded_in_every_con
     };
     assert_eq!(inode(&ids[0]), inode(&ids[1]));
     for id in &ids {
-        f.runtime.start(id).await.unwrap();
-        let exit = tokio::time::timeout(Duration::from_secs(20), f.runtime.wait(id))
-            .await
-            .expect("container exits")
-            .unwrap();
+        let exit = f.run_to_exit(id).await;
         assert_eq!(exit.exit_code, 0, "{}", f.log(id));
         // Mode 2 is a filter; one filter, the container's own (the shim runs unfiltered).
         let log = f.log(id);
@@ -218,11 +219,7 @@ async fn the_seccomp_profile_compiled_once_by_the_runtime_is_loaded_in_every_con
     let path = bundle.join(orch::shim::SECCOMP_PROGRAM_FILE);
     std::fs::remove_file(&path).unwrap();
     std::fs::write(&path, program).unwrap();
-    f.runtime.start(&id).await.unwrap();
-    tokio::time::timeout(Duration::from_secs(20), f.runtime.wait(&id))
-        .await
-        .expect("container exits")
-        .unwrap();
+    f.run_to_exit(&id).await;
     let log = f.log(&id);
     assert!(log.contains("stdout F refused"), "{log}");
     f.runtime.remove(&id).unwrap();
@@ -359,11 +356,7 @@ async fn a_container_whose_shim_died_reports_an_unknown_exit() {
 async fn the_records_on_disk_outlive_the_bundles_on_the_run_dir() {
     let f = fixture();
     let exited = f.create(&["sh", "-c", "exit 7"], Resources::default());
-    f.runtime.start(&exited).await.unwrap();
-    tokio::time::timeout(Duration::from_secs(20), f.runtime.wait(&exited))
-        .await
-        .expect("container exits")
-        .unwrap();
+    f.run_to_exit(&exited).await;
     let running = f.create(&["sleep", "1000"], Resources::default());
     let init = f.runtime.start(&running).await.unwrap();
 
@@ -434,11 +427,7 @@ async fn the_records_on_disk_outlive_the_bundles_on_the_run_dir() {
 
     // A runtime that outlived the clearing of its run side writes its seccomp program there again.
     let id = f.create(&["true"], Resources::default());
-    f.runtime.start(&id).await.unwrap();
-    let exit = tokio::time::timeout(Duration::from_secs(20), f.runtime.wait(&id))
-        .await
-        .expect("container exits")
-        .unwrap();
+    let exit = f.run_to_exit(&id).await;
     assert_eq!(exit.exit_code, 0, "{}", f.log(&id));
     f.runtime.remove(&id).unwrap();
 }
@@ -460,11 +449,7 @@ async fn container_processes_start_with_no_signal_ignored() {
     let pipeline = "while true; do echo y; done | head -n 1";
     for command in [&["sh", "-c", pipeline][..], &["cat", "/proc/self/status"]] {
         let id = f.create(command, Resources::default());
-        f.runtime.start(&id).await.unwrap();
-        let exit = tokio::time::timeout(Duration::from_secs(20), f.runtime.wait(&id))
-            .await
-            .unwrap_or_else(|_| panic!("{command:?} did not end"))
-            .unwrap();
+        let exit = f.run_to_exit(&id).await;
         assert_eq!(exit.exit_code, 0, "{}", f.log(&id));
         if command[0] == "cat" {
             assert_none_ignored(&f.log(&id));
@@ -580,11 +565,7 @@ async fn mount_targets_resolve_through_the_images_symlinks_inside_its_root() {
             read_only_bind(&config_dir, "/etc/app/config"),
         ];
     });
-    f.runtime.start(&id).await.unwrap();
-    let exit = tokio::time::timeout(Duration::from_secs(20), f.runtime.wait(&id))
-        .await
-        .expect("container exits")
-        .unwrap();
+    let exit = f.run_to_exit(&id).await;
     let log = f.log(&id);
     assert_eq!(exit.exit_code, 0, "{log}");
     assert!(log.contains(" stdout F mounted hosts"), "{log}");
@@ -672,11 +653,7 @@ async fn mount_points_an_image_lacks_come_from_the_init_layer_not_the_containers
                 .push(read_only_bind(&resolv, "/etc/resolv.conf"));
         },
     );
-    f.runtime.start(&id).await.unwrap();
-    let exit = tokio::time::timeout(Duration::from_secs(20), f.runtime.wait(&id))
-        .await
-        .expect("container exits")
-        .unwrap();
+    let exit = f.run_to_exit(&id).await;
     let log = f.log(&id);
     assert_eq!(exit.exit_code, 0, "{log}");
     for line in [
