@@ -157,7 +157,6 @@ impl Runtime {
         ] {
             fs::create_dir_all(dir).map_err(io_err("creating", dir))?;
         }
-        make_init_layer(&config.bundles_dir.join(INIT_LAYER))?;
         let dir = &config.containers_dir;
         let mut index = HashMap::new();
         for entry in fs::read_dir(dir).map_err(io_err("listing", dir))? {
@@ -566,6 +565,10 @@ fn mount_overlay(
         return Ok(());
     }
     let init_layer = bundle.with_file_name(INIT_LAYER);
+    // Made on first use, and again if the run dir was cleared under a running agent.
+    if !init_layer.exists() {
+        make_init_layer(&init_layer)?;
+    }
     let lower: Vec<String> = layers
         .iter()
         .rev()
