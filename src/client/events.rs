@@ -3,10 +3,10 @@
 //! ten minutes raises the count of the recorded event; `controllers::event_ttl` expires them after an hour).
 //!
 //! Recording never waits for the API server, as with client-go's broadcaster: the event is stamped and
-//! queued, and one task per recorder writes the queue out in order. A sync loop that started a container
-//! does not hold its next step for a round trip per event, which under a burst of pods was most of a
-//! pod's wait for Ready. The queue holds at most [`QUEUED`] events; past that, new events are dropped
-//! (client-go's `DropIfChannelFull`), so a down API server costs bounded memory.
+//! queued, and one task per recorder writes the queue out in order. A sync loop does not hold its next
+//! step for a round trip per event, nor stall on a slow or unreachable API server. The queue holds at
+//! most [`QUEUED`] events; past that, new events are dropped (client-go's `DropIfChannelFull`), so a
+//! down API server costs bounded memory.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
