@@ -1899,6 +1899,90 @@ spec:
     );
 }
 
+/// kubelet's least grace periods: a container always has 2 s between SIGTERM and SIGKILL, even when its
+/// pod asks for no grace period at all; and a force-deleted pod, gone from the API at once, still gets its
+/// preStop hook and its SIGTERM on the node.
+#[test]
+fn containers_get_kubelets_least_grace_period_even_when_force_deleted() {
+    let (_node, s) = busybox_node();
+    let host_dir = s.dir.path().join("hostdir");
+    std::fs::create_dir_all(&host_dir).unwrap();
+    // The handler ends the container with its own code, a little after SIGTERM: 137 would mean SIGKILL
+    // came first.
+    let manifest = format!(
+        r#"apiVersion: v1
+kind: Pod
+metadata: {{name: no-grace, finalizers: [example.com/keep]}}
+spec:
+  terminationGracePeriodSeconds: 0
+  containers:
+  - name: app
+    image: busybox:latest
+    imagePullPolicy: Never
+    command: [sh, -c, "trap 'sleep 1; exit 3' TERM; while :; do sleep 0.2; done"]
+---
+apiVersion: v1
+kind: Pod
+metadata: {{name: forced}}
+spec:
+  containers:
+  - name: app
+    image: busybox:latest
+    imagePullPolicy: Never
+    command: [sh, -c, "trap 'echo term > /host/term; exit 0' TERM; while :; do sleep 0.2; done"]
+    volumeMounts: [{{name: host, mountPath: /host}}]
+    lifecycle:
+      preStop: {{exec: {{command: [sh, -c, "echo stopping > /host/prestop"]}}}}
+  volumes: [{{name: host, hostPath: {{path: {host}, type: Directory}}}}]
+"#,
+        host = host_dir.display()
+    );
+    s.ok(&[
+        "apply",
+        "-f",
+        s.write("grace.yaml", &manifest).to_str().unwrap(),
+    ]);
+    for pod in ["no-grace", "forced"] {
+        s.eventually(&format!("{pod} runs"), Duration::from_secs(60), || {
+            jsonpath(&s, pod, "{.status.phase}") == "Running"
+        });
+    }
+
+    s.ok(&["delete", "pod", "no-grace", "--wait=false"]);
+    s.eventually("no-grace reports its end", Duration::from_secs(30), || {
+        !jsonpath(
+            &s,
+            "no-grace",
+            "{.status.containerStatuses[0].state.terminated.exitCode}",
+        )
+        .is_empty()
+    });
+    assert_eq!(
+        jsonpath(
+            &s,
+            "no-grace",
+            "{.status.containerStatuses[0].state.terminated.exitCode}"
+        ),
+        "3",
+        "SIGKILL came before the container's SIGTERM handler could end it"
+    );
+    s.ok(&[
+        "patch",
+        "pod",
+        "no-grace",
+        "--type=merge",
+        "-p",
+        r#"{"metadata":{"finalizers":null}}"#,
+    ]);
+
+    s.ok(&["delete", "pod", "forced", "--grace-period=0", "--force"]);
+    s.eventually(
+        "the force-deleted pod's preStop hook and SIGTERM handler ran",
+        Duration::from_secs(30),
+        || host_dir.join("prestop").exists() && host_dir.join("term").exists(),
+    );
+}
+
 /// A native sidecar (an init container with `restartPolicy: Always`) starts before the app container,
 /// runs beside it, and is stopped once the app is done, so that a run-to-completion pod completes.
 #[test]

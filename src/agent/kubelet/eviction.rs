@@ -2,8 +2,9 @@
 //! (housekeeping reads the machine every 10 s), one pod is chosen, ranked as kubelet ranks them for the
 //! starved resource: pods using more than they request first, then lower priority, then the larger
 //! consumer above its request (for pids: priority, then the larger number of processes). Critical pods
-//! (priority of system-cluster-critical and above) are never chosen. The pod's worker then kills it at
-//! once (hard thresholds allow no grace period) and fails it: phase Failed, reason Evicted, kubelet's
+//! (priority of system-cluster-critical and above) are never chosen. The pod's worker then kills it with
+//! kubelet's least grace period (hard thresholds allow none: 1 s for preStop hooks, SIGKILL 2 s after
+//! SIGTERM) and fails it: phase Failed, reason Evicted, kubelet's
 //! message, a DisruptionTarget condition and an Evicted event. The next pod is chosen only after that.
 
 use std::cmp::Ordering;
@@ -16,6 +17,7 @@ use k8s_openapi::api::core::v1::Pod;
 
 use super::housekeeping::{Crossed, Signal};
 use super::status::Observed;
+use super::sync::MIN_POD_GRACE;
 use super::{pod_cgroup, sandbox, Kubelet};
 use crate::agent::runtime::ContainerMeta;
 use crate::agent::AgentError;
@@ -293,8 +295,8 @@ impl Kubelet {
             .collect()
     }
 
-    /// Fails `pod`, which the eviction manager chose: kills its containers at once and writes phase
-    /// Failed with reason Evicted.
+    /// Fails `pod`, which the eviction manager chose: kills its containers with the least grace period
+    /// and writes phase Failed with reason Evicted.
     pub(super) async fn sync_evicted(
         &self,
         pod: &Pod,
@@ -307,7 +309,8 @@ impl Kubelet {
             "Evicted",
             message,
         );
-        self.kill_pod(uid, Some(pod), Duration::ZERO).await;
+        self.kill_pod(uid, Some(pod), Duration::from_secs(MIN_POD_GRACE))
+            .await;
         let observed = Observed {
             evicted: Some(message.to_string()),
             ..self.observed_runs(pod, uid)

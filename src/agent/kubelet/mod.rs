@@ -102,8 +102,9 @@ pub(crate) struct Kubelet {
     /// Containers that failed to be created or started: when, what they wait with, and for how long,
     /// so that pod updates (our own status writes among them) do not retry them in a tight loop.
     pub start_failures: Mutex<HashMap<String, (std::time::Instant, status::Waiting, Duration)>>,
-    /// Pod key → uid of every pod seen, to clean up after pods that vanished from the API.
-    pub known: Mutex<HashMap<String, String>>,
+    /// Pod key → the pod as last seen, of every pod seen: to stop (with its preStop hooks) and clean up
+    /// after pods that vanished from the API.
+    pub known: Mutex<HashMap<String, Arc<Pod>>>,
     /// Pod uids whose containers are being stopped in the background, with the grace period (seconds)
     /// their stop was given.
     pub terminating: Mutex<HashMap<String, u64>>,

@@ -13,7 +13,7 @@ use std::time::Duration;
 use k8s_openapi::api::core::v1::{Container, LifecycleHandler, Pod, Probe};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
-use super::Kubelet;
+use super::{sync, Kubelet};
 use crate::client::events::Involved;
 
 /// What the probes of one container found so far.
@@ -477,18 +477,10 @@ pub(crate) fn spawn(
                                 if restarts { ", will be restarted" } else { "" }
                             ),
                         );
-                        let grace = probe
-                            .termination_grace_period_seconds
-                            .or(spec.and_then(|s| s.termination_grace_period_seconds))
-                            .unwrap_or(30)
-                            .max(0) as u64;
+                        let grace =
+                            sync::container_grace(&pod, probe.termination_grace_period_seconds);
                         kubelet
-                            .stop_container(
-                                &pod,
-                                &name,
-                                &target.container_id,
-                                Duration::from_secs(grace),
-                            )
+                            .stop_container(&pod, &name, &target.container_id, grace)
                             .await;
                         kubelet.queue.add(&key);
                         return;

@@ -1,5 +1,6 @@
 //! One pass over one pod (kubelet's SyncPod / SyncTerminatingPod / SyncTerminatedPod): a pod that is gone
-//! from the API has its containers killed and everything removed; a pod being deleted has its containers
+//! from the API has its containers stopped within kubelet's least grace period and everything removed;
+//! a pod being deleted has its containers
 //! stopped within its grace period, then its resources released and its API object finalized; any other
 //! pod gets its sandbox and volumes, the containers its plan asks for (pulling images as the pull policy
 //! says), and its status written back when it changed.
@@ -32,6 +33,12 @@ use crate::client::informer::{key_of, split_key};
 
 /// Default `terminationGracePeriodSeconds`.
 const DEFAULT_GRACE: i64 = 30;
+/// kubelet's least grace period for a pod it terminates, in seconds: what a force-deleted pod, an
+/// orphan and a hard eviction get.
+pub(super) const MIN_POD_GRACE: u64 = 1;
+/// kubelet's minimumGracePeriodInSeconds: the least time between SIGTERM and SIGKILL, "to avoid
+/// unnecessary SIGKILLs", whatever the grace period left after the preStop hook.
+const MIN_STOP_WINDOW: Duration = Duration::from_secs(2);
 /// How much of a termination message file is read, as kubelet.
 const MAX_TERMINATION_MESSAGE: usize = 4096;
 /// FallbackToLogsOnError takes at most this many bytes of the log's end.
@@ -62,9 +69,15 @@ impl Kubelet {
     /// Syncs the pod `key`; returns when to look again (besides events that re-queue it).
     pub(super) async fn sync(self: &Arc<Self>, key: &str) -> Result<Option<Duration>, AgentError> {
         let Some(pod) = self.pods.get(key) else {
-            let uid = self.known.lock().expect("known lock").remove(key);
-            if let Some(uid) = uid {
-                self.kill_pod(&uid, None, Duration::ZERO).await;
+            let last = self.known.lock().expect("known lock").remove(key);
+            if let Some(last) = last {
+                let uid = last.metadata.uid.clone().unwrap_or_default();
+                // kubelet stops a pod that vanished (force-deleted: deletionGracePeriodSeconds 0) within
+                // the minimum grace period, with its preStop hooks unless a stop under way ran them.
+                let hooks_ran = self.terminating.lock().expect("lock").contains_key(&uid);
+                let pod = (!hooks_ran).then_some(last.as_ref());
+                self.kill_pod(&uid, pod, Duration::from_secs(MIN_POD_GRACE))
+                    .await;
                 self.release_pod(&uid).await;
             }
             return Ok(None);
@@ -73,7 +86,7 @@ impl Kubelet {
         self.known
             .lock()
             .expect("known lock")
-            .insert(key.to_string(), uid.clone());
+            .insert(key.to_string(), pod.clone());
         if pod.metadata.deletion_timestamp.is_some() {
             return self.sync_terminating(key, &pod, &uid).await;
         }
@@ -132,12 +145,7 @@ impl Kubelet {
     ) -> Result<Option<Duration>, AgentError> {
         let running = self.running_containers(uid);
         if !running.is_empty() {
-            let grace = pod
-                .metadata
-                .deletion_grace_period_seconds
-                .or_else(|| pod.spec.as_ref()?.termination_grace_period_seconds)
-                .unwrap_or(DEFAULT_GRACE)
-                .max(0) as u64;
+            let grace = pod_grace(pod);
             let under_way = self
                 .terminating
                 .lock()
@@ -243,11 +251,10 @@ impl Kubelet {
         }
         self.events
             .normal(self.clock.as_ref(), &involved(pod), "Killing", why);
-        let grace = pod_grace(pod);
+        let grace = container_grace(pod, None);
         let (me, key, pod) = (self.clone(), key_of(&pod.metadata), pod.clone());
         tokio::spawn(async move {
-            me.stop_container(&pod, &container, &id, Duration::from_secs(grace))
-                .await;
+            me.stop_container(&pod, &container, &id, grace).await;
             me.stopping.lock().expect("lock").remove(&id);
             me.queue.add(&key);
         });
@@ -280,7 +287,7 @@ impl Kubelet {
                 match pod {
                     Some(pod) => self.stop_container(pod, &name, &id, grace).await,
                     None => {
-                        if let Err(e) = self.runtime.stop(&id, grace).await {
+                        if let Err(e) = self.runtime.stop(&id, grace.max(MIN_STOP_WINDOW)).await {
                             tracing::warn!(container = %id, error = %e, "stopping a container");
                         }
                     }
@@ -289,8 +296,9 @@ impl Kubelet {
         futures_util::future::join_all(stops).await;
     }
 
-    /// kubelet's killContainer: the preStop hook within the grace period, then SIGTERM and, when the rest
-    /// of the grace period is over, SIGKILL.
+    /// kubelet's killContainer: the preStop hook within the grace period (none when that is 0), then
+    /// SIGTERM and, when the rest of the grace period is over but never sooner than [`MIN_STOP_WINDOW`]
+    /// after it, SIGKILL.
     pub(super) async fn stop_container(&self, pod: &Pod, name: &str, id: &str, grace: Duration) {
         let started = std::time::Instant::now();
         let container = pod.spec.as_ref().and_then(|s| {
@@ -301,7 +309,7 @@ impl Kubelet {
                 .find(|c| c.name == name)
         });
         let pre_stop = container.and_then(|c| c.lifecycle.as_ref()?.pre_stop.as_ref());
-        if let (Some(hook), Some(c)) = (pre_stop, container) {
+        if let (Some(hook), Some(c), false) = (pre_stop, container, grace.is_zero()) {
             let target = probes::target(pod, c, id);
             if let Err(why) = probes::run_hook(self, hook, &target, grace).await {
                 self.events.warning(
@@ -312,7 +320,7 @@ impl Kubelet {
                 );
             }
         }
-        let remaining = grace.saturating_sub(started.elapsed());
+        let remaining = grace.saturating_sub(started.elapsed()).max(MIN_STOP_WINDOW);
         if let Err(e) = self.runtime.stop(id, remaining).await {
             tracing::warn!(container = %id, error = %e, "stopping a container");
         }
@@ -386,7 +394,8 @@ impl Kubelet {
         }
         for uid in orphans {
             tracing::info!(pod = %uid, "removing what is left of a pod that is gone");
-            self.kill_pod(&uid, None, Duration::ZERO).await;
+            self.kill_pod(&uid, None, Duration::from_secs(MIN_POD_GRACE))
+                .await;
             self.release_pod(&uid).await;
         }
     }
@@ -873,8 +882,7 @@ impl Kubelet {
                     "FailedPostStartHook",
                     &format!("PostStartHook failed: {why}"),
                 );
-                let grace = pod_grace(pod);
-                self.stop_container(pod, name, &run.id, Duration::from_secs(grace))
+                self.stop_container(pod, name, &run.id, container_grace(pod, None))
                     .await;
             }
         }
@@ -1300,13 +1308,29 @@ impl Kubelet {
     }
 }
 
-/// The pod's terminationGracePeriodSeconds (kubelet's default when unset), in seconds.
+/// kubelet's calculateEffectiveGracePeriod for a pod it terminates (deleted, past its deadline, or
+/// finished with containers left): the deletion's grace period, else the pod's
+/// terminationGracePeriodSeconds (default 30), and never under [`MIN_POD_GRACE`]; in seconds.
 pub(super) fn pod_grace(pod: &Pod) -> u64 {
-    pod.spec
-        .as_ref()
-        .and_then(|s| s.termination_grace_period_seconds)
+    pod.metadata
+        .deletion_grace_period_seconds
+        .or_else(|| pod.spec.as_ref()?.termination_grace_period_seconds)
         .unwrap_or(DEFAULT_GRACE)
-        .max(0) as u64
+        .max(MIN_POD_GRACE as i64) as u64
+}
+
+/// kubelet's setTerminationGracePeriod for a container it stops while its pod lives on (a changed spec,
+/// a failed postStart hook, a failed liveness or startup probe, whose own terminationGracePeriodSeconds
+/// is `probe_grace`): the deletion's grace period, else the probe's, else the pod's. It may be 0: then
+/// the preStop hook is skipped, and SIGKILL still waits [`MIN_STOP_WINDOW`].
+pub(super) fn container_grace(pod: &Pod, probe_grace: Option<i64>) -> Duration {
+    let seconds = pod
+        .metadata
+        .deletion_grace_period_seconds
+        .or(probe_grace)
+        .or_else(|| pod.spec.as_ref()?.termination_grace_period_seconds)
+        .unwrap_or(DEFAULT_GRACE);
+    Duration::from_secs(seconds.max(0) as u64)
 }
 
 /// The pod with the addresses this sync found in its status.
@@ -1376,6 +1400,44 @@ fn log_tail(path: &std::path::Path) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn pod_with(deletion_grace: Option<i64>, spec_grace: Option<i64>) -> Pod {
+        Pod {
+            metadata: k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta {
+                deletion_grace_period_seconds: deletion_grace,
+                ..Default::default()
+            },
+            spec: Some(k8s_openapi::api::core::v1::PodSpec {
+                termination_grace_period_seconds: spec_grace,
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_terminated_pod_gets_the_deletions_grace_else_its_own_and_at_least_a_second() {
+        assert_eq!(pod_grace(&pod_with(Some(5), Some(60))), 5);
+        assert_eq!(pod_grace(&pod_with(None, Some(60))), 60);
+        assert_eq!(pod_grace(&pod_with(None, None)), 30);
+        // Force-deleted, or a pod that asks for none: kubelet still gives it a second.
+        assert_eq!(pod_grace(&pod_with(Some(0), Some(60))), 1);
+        assert_eq!(pod_grace(&pod_with(None, Some(0))), 1);
+    }
+
+    #[test]
+    fn a_container_stopped_in_a_live_pod_gets_the_probes_grace_over_the_pods() {
+        let secs = Duration::from_secs;
+        assert_eq!(container_grace(&pod_with(None, Some(60)), Some(7)), secs(7));
+        assert_eq!(container_grace(&pod_with(None, Some(60)), None), secs(60));
+        assert_eq!(
+            container_grace(&pod_with(Some(3), Some(60)), Some(7)),
+            secs(3)
+        );
+        // No floor here: a grace of 0 skips the preStop hook, and SIGKILL still waits MIN_STOP_WINDOW.
+        assert_eq!(container_grace(&pod_with(None, Some(0)), None), secs(0));
+        assert_eq!(container_grace(&pod_with(None, None), None), secs(30));
+    }
 
     #[test]
     fn the_log_fallback_message_is_the_last_80_lines_with_partial_lines_joined() {
