@@ -1,9 +1,8 @@
 //! One pass over one pod (kubelet's SyncPod / SyncTerminatingPod / SyncTerminatedPod): a pod that is gone
 //! from the API has its containers stopped within kubelet's least grace period and everything removed;
-//! a pod being deleted has its containers
-//! stopped within its grace period, then its resources released and its API object finalized; any other
-//! pod gets its sandbox and volumes, the containers its plan asks for (pulling images as the pull policy
-//! says), and its status written back when it changed.
+//! a pod being deleted has its containers stopped within its grace period, then its resources released
+//! and its API object finalized; any other pod gets its sandbox and volumes, the containers its plan
+//! asks for (pulling images as the pull policy says), and its status written back when it changed.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -73,12 +72,16 @@ impl Kubelet {
             if let Some(last) = last {
                 let uid = last.metadata.uid.clone().unwrap_or_default();
                 // kubelet stops a pod that vanished (force-deleted: deletionGracePeriodSeconds 0) within
-                // the minimum grace period, with its preStop hooks unless a stop under way ran them.
+                // the least grace period, with its preStop hooks unless a stop under way ran them. In the
+                // background: that takes seconds, which the workers owe to other pods.
                 let hooks_ran = self.terminating.lock().expect("lock").contains_key(&uid);
-                let pod = (!hooks_ran).then_some(last.as_ref());
-                self.kill_pod(&uid, pod, Duration::from_secs(MIN_POD_GRACE))
-                    .await;
-                self.release_pod(&uid).await;
+                let pod = (!hooks_ran).then_some(last);
+                let me = self.clone();
+                tokio::spawn(async move {
+                    me.kill_pod(&uid, pod.as_deref(), Duration::from_secs(MIN_POD_GRACE))
+                        .await;
+                    me.release_pod(&uid).await;
+                });
             }
             return Ok(None);
         };
@@ -392,12 +395,14 @@ impl Kubelet {
                 orphans.insert(uid);
             }
         }
-        for uid in orphans {
+        // All at once: each takes the least grace period when its containers ignore SIGTERM.
+        let removals = orphans.into_iter().map(|uid| async move {
             tracing::info!(pod = %uid, "removing what is left of a pod that is gone");
             self.kill_pod(&uid, None, Duration::from_secs(MIN_POD_GRACE))
                 .await;
             self.release_pod(&uid).await;
-        }
+        });
+        futures_util::future::join_all(removals).await;
     }
 
     /// The runs of the pod's containers by name; older runs than the previous one are removed.
