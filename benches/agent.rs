@@ -157,18 +157,35 @@ async fn delete_all(client: &Client) {
     }
 }
 
-/// Waits until the node has removed every container (pods leave the API before their teardown ends).
-async fn wait_for_no_containers(data_dir: &Path) {
+/// Waits until the node has released every pod: pods leave the API before their teardown ends, which
+/// removes the containers first and the pod cgroups last.
+async fn wait_for_released_pods(data_dir: &Path) {
     let containers = data_dir.join("agent/containers");
     let started = Instant::now();
-    while std::fs::read_dir(&containers).is_ok_and(|mut d| d.next().is_some()) {
+    while std::fs::read_dir(&containers).is_ok_and(|mut d| d.next().is_some()) || pod_cgroups() > 0
+    {
         assert!(
             started.elapsed() < Duration::from_secs(120),
-            "containers left on the node: {}",
-            containers.display()
+            "pods left on the node: containers in {}, {} pod cgroups",
+            containers.display(),
+            pod_cgroups()
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+/// Pod cgroups the node holds, in the v1 memory hierarchy (hybrid layout) or the unified one.
+fn pod_cgroups() -> usize {
+    ["/sys/fs/cgroup/memory/orch", "/sys/fs/cgroup/orch"]
+        .iter()
+        .filter_map(|dir| std::fs::read_dir(dir).ok())
+        .flatten()
+        .filter(|entry| {
+            entry
+                .as_ref()
+                .is_ok_and(|e| e.file_name().to_string_lossy().starts_with("pod"))
+        })
+        .count()
 }
 
 /// How many memory cgroups the kernel holds, removed ones it has not freed yet included (/proc/cgroups).
@@ -650,7 +667,7 @@ fn main() {
         );
         delete_all(&client).await;
         // The Deployment is timed on a quiet node, not beside the teardown of the pods above.
-        wait_for_no_containers(&server.data_dir()).await;
+        wait_for_released_pods(&server.data_dir()).await;
         // The kernel frees a removed cgroup in the background once nothing is charged to it any more.
         tokio::time::sleep(Duration::from_secs(1)).await;
         println!(
@@ -695,7 +712,7 @@ fn main() {
         );
         delete_all(&client).await;
         // The kubelet releases what the pods had (network, cgroups) before the server goes.
-        wait_for_no_containers(&server.data_dir()).await;
+        wait_for_released_pods(&server.data_dir()).await;
         server.stop();
         clean_up(work.path());
     });

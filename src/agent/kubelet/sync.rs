@@ -64,6 +64,15 @@ fn pod_ref(pod: &Pod) -> String {
     )
 }
 
+/// A container removed while it was being stopped (by another stop of its pod that finished first) is
+/// as stopped as the caller wanted.
+fn warn_unless_stopped(id: &str, stopped: Result<crate::shim::ExitRecord, RuntimeError>) {
+    match stopped {
+        Ok(_) | Err(RuntimeError::NotFound(_)) => {}
+        Err(e) => tracing::warn!(container = %id, error = %e, "stopping a container"),
+    }
+}
+
 impl Kubelet {
     /// Syncs the pod `key`; returns when to look again (besides events that re-queue it).
     pub(super) async fn sync(self: &Arc<Self>, key: &str) -> Result<Option<Duration>, AgentError> {
@@ -290,9 +299,8 @@ impl Kubelet {
                 match pod {
                     Some(pod) => self.stop_container(pod, &name, &id, grace).await,
                     None => {
-                        if let Err(e) = self.runtime.stop(&id, grace.max(MIN_STOP_WINDOW)).await {
-                            tracing::warn!(container = %id, error = %e, "stopping a container");
-                        }
+                        let stopped = self.runtime.stop(&id, grace.max(MIN_STOP_WINDOW)).await;
+                        warn_unless_stopped(&id, stopped);
                     }
                 }
             });
@@ -324,9 +332,7 @@ impl Kubelet {
             }
         }
         let remaining = grace.saturating_sub(started.elapsed()).max(MIN_STOP_WINDOW);
-        if let Err(e) = self.runtime.stop(id, remaining).await {
-            tracing::warn!(container = %id, error = %e, "stopping a container");
-        }
+        warn_unless_stopped(id, self.runtime.stop(id, remaining).await);
     }
 
     /// Removes what a pod had on the node once its containers are stopped.
