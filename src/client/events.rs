@@ -26,6 +26,8 @@ pub struct Involved<'a> {
     pub namespace: &'a str,
     pub name: &'a str,
     pub uid: &'a str,
+    /// The part of the object the event is about, e.g. `spec.containers{web}` (kubectl's SUBOBJECT).
+    pub field_path: Option<String>,
 }
 
 impl<'a> Involved<'a> {
@@ -40,6 +42,15 @@ impl<'a> Involved<'a> {
             namespace: meta.namespace.as_deref().unwrap_or_default(),
             name: meta.name.as_deref().unwrap_or_default(),
             uid: meta.uid.as_deref().unwrap_or_default(),
+            field_path: None,
+        }
+    }
+
+    /// The same object, with the event about its part at `field_path`.
+    pub fn at(self, field_path: String) -> Self {
+        Involved {
+            field_path: Some(field_path),
+            ..self
         }
     }
 }
@@ -58,7 +69,7 @@ pub struct Recorder {
 }
 
 enum Queued {
-    Event(Event),
+    Event(Box<Event>),
     /// Answered once everything queued before it is written.
     #[cfg(test)]
     Flush(tokio::sync::oneshot::Sender<()>),
@@ -72,6 +83,7 @@ struct Event {
     namespace: String,
     name: String,
     uid: String,
+    field_path: Option<String>,
     severity: &'static str,
     reason: String,
     message: String,
@@ -81,10 +93,21 @@ impl Recorder {
     /// A recorder for `component`, whose writer runs on the current tokio runtime until the last clone
     /// of the recorder is dropped.
     pub fn new(client: Client, component: &'static str) -> Self {
+        Self::start(client, component, None)
+    }
+
+    /// A recorder for a component that runs on one node (the kubelet): its events name the node as
+    /// their source host and reporting instance.
+    pub fn on_node(client: Client, component: &'static str, node: &str) -> Self {
+        Self::start(client, component, Some(node.to_string()))
+    }
+
+    fn start(client: Client, component: &'static str, host: Option<String>) -> Self {
         let (queue, pending) = mpsc::channel(QUEUED);
         let writer = Writer {
             client,
             component,
+            host,
             seen: HashMap::new(),
         };
         tokio::spawn(writer.run(pending));
@@ -115,11 +138,12 @@ impl Recorder {
             namespace: about.namespace.to_string(),
             name: about.name.to_string(),
             uid: about.uid.to_string(),
+            field_path: about.field_path.clone(),
             severity,
             reason: reason.to_string(),
             message: message.to_string(),
         };
-        if let Err(e) = self.queue.try_send(Queued::Event(event)) {
+        if let Err(e) = self.queue.try_send(Queued::Event(Box::new(event))) {
             tracing::debug!(reason, error = %e, "event not recorded");
         }
     }
@@ -145,6 +169,7 @@ struct Seen {
 struct Writer {
     client: Client,
     component: &'static str,
+    host: Option<String>,
     seen: HashMap<String, Seen>,
 }
 
@@ -152,7 +177,7 @@ impl Writer {
     async fn run(mut self, mut pending: mpsc::Receiver<Queued>) {
         while let Some(queued) = pending.recv().await {
             match queued {
-                Queued::Event(event) => self.write(event).await,
+                Queued::Event(event) => self.write(*event).await,
                 #[cfg(test)]
                 Queued::Flush(done) => {
                     let _ = done.send(());
@@ -164,8 +189,13 @@ impl Writer {
     async fn write(&mut self, event: Event) {
         // Like client-go's event correlator: the same event again raises the count instead of adding one.
         let identity = format!(
-            "{}\0{}\0{}\0{}\0{}",
-            event.uid, event.name, event.severity, event.reason, event.message
+            "{}\0{}\0{}\0{}\0{}\0{}",
+            event.uid,
+            event.name,
+            event.field_path.as_deref().unwrap_or_default(),
+            event.severity,
+            event.reason,
+            event.message
         );
         let repeat = self
             .seen
@@ -185,7 +215,7 @@ impl Writer {
         } else {
             &event.namespace
         };
-        let body = json!({
+        let mut body = json!({
             "apiVersion": "v1", "kind": "Event",
             "metadata": {
                 "name": format!("{}.{:x}", event.name, event.at.as_nanosecond()),
@@ -200,12 +230,18 @@ impl Writer {
             "type": event.severity,
             "source": {"component": self.component},
             "reportingComponent": self.component,
-            "reportingInstance": "",
+            "reportingInstance": self.host.as_deref().unwrap_or_default(),
             "firstTimestamp": format_time(event.at),
             "lastTimestamp": format_time(event.at),
             "eventTime": null,
             "count": 1,
         });
+        if let Some(host) = &self.host {
+            body["source"]["host"] = json!(host);
+        }
+        if let Some(field_path) = &event.field_path {
+            body["involvedObject"]["fieldPath"] = json!(field_path);
+        }
         let collection = format!("/api/v1/namespaces/{namespace}/events");
         match self.client.create(&collection, &body).await {
             Ok(created) => {
@@ -252,6 +288,7 @@ mod tests {
             namespace: "default",
             name: "web",
             uid: "u1",
+            field_path: None,
         };
         recorder.warning(clock.as_ref(), &about, "FailedScheduling", "0/1 nodes");
         clock.advance(jiff::SignedDuration::from_secs(30));
@@ -272,5 +309,53 @@ mod tests {
         assert_eq!(failed["firstTimestamp"], "2026-11-23T10:00:00Z");
         assert_eq!(failed["lastTimestamp"], "2026-11-23T10:00:30Z");
         assert_eq!(failed["source"]["component"], "test-controller");
+    }
+
+    #[tokio::test]
+    async fn a_nodes_events_name_the_node_and_the_container_they_are_about() {
+        let clock = Arc::new(FakeClock::new("2026-11-23T10:00:00Z".parse().unwrap()));
+        let (_dir, client) = crate::server::testing::in_process(clock.clone()).await;
+        let recorder = Recorder::on_node(client.clone(), "kubelet", "edge-1");
+        let pod = Involved {
+            api_version: "v1",
+            kind: "Pod",
+            namespace: "default",
+            name: "web",
+            uid: "u1",
+            field_path: None,
+        };
+        let about = |path: &str| Involved {
+            field_path: Some(path.to_string()),
+            ..pod
+        };
+        for path in ["spec.containers{app}", "spec.initContainers{setup}"] {
+            recorder.normal(clock.as_ref(), &about(path), "Pulled", "present");
+            // Event names are the object's and the time's.
+            clock.advance(jiff::SignedDuration::from_secs(1));
+        }
+        recorder.flush().await;
+        let events = client
+            .get("/api/v1/namespaces/default/events")
+            .await
+            .unwrap();
+        let mut paths: Vec<&str> = events["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| {
+                assert_eq!(
+                    e["source"],
+                    json!({"component": "kubelet", "host": "edge-1"})
+                );
+                assert_eq!(e["reportingInstance"], "edge-1");
+                assert_eq!(e["count"], 1, "{e}");
+                e["involvedObject"]["fieldPath"].as_str().unwrap()
+            })
+            .collect();
+        paths.sort();
+        assert_eq!(
+            paths,
+            ["spec.containers{app}", "spec.initContainers{setup}"]
+        );
     }
 }

@@ -331,13 +331,7 @@ fn already_exists(e: &ClientError) -> bool {
 
 impl Controller {
     fn note(&self, cj: &CronJob, note: &Note) {
-        let about = Involved {
-            api_version: "batch/v1",
-            kind: "CronJob",
-            namespace: cj.metadata.namespace.as_deref().unwrap_or_default(),
-            name: cj.metadata.name.as_deref().unwrap_or_default(),
-            uid: cj.metadata.uid.as_deref().unwrap_or_default(),
-        };
+        let about = Involved::new("batch/v1", "CronJob", &cj.metadata);
         let clock = self.ctx.clock.as_ref();
         if note.warning {
             self.recorder

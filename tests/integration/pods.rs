@@ -221,6 +221,29 @@ spec:
     for event in ["Pulling", "Pulled", "Created", "Started"] {
         assert!(describe.contains(event), "{event} missing in:\n{describe}");
     }
+    // As kubelet's: each names the container it is about and the node it came from.
+    let node = s.ok(&["get", "nodes", "-o", "jsonpath={.items[0].metadata.name}"]);
+    let started = s.ok(&[
+        "get",
+        "events",
+        "--field-selector",
+        "involvedObject.name=web,reason=Started",
+        "--no-headers",
+        "-o",
+        "custom-columns=SUBOBJECT:.involvedObject.fieldPath,HOST:.source.host,MESSAGE:.message",
+    ]);
+    let mut started: Vec<String> = started
+        .lines()
+        .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+        .collect();
+    started.sort();
+    assert_eq!(
+        started,
+        [
+            format!("spec.containers{{app}} {node} Started container app"),
+            format!("spec.initContainers{{prepare}} {node} Started container prepare"),
+        ]
+    );
 
     s.eventually(
         "bad-pull backs off with the registry's message",

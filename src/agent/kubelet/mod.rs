@@ -213,7 +213,7 @@ pub async fn run(
         &format!("fieldSelector=spec.nodeName%3D{}", config.node_name),
     );
     let kubelet = Arc::new(Kubelet {
-        events: Recorder::new(client.clone(), "kubelet"),
+        events: Recorder::on_node(client.clone(), "kubelet", &config.node_name),
         client,
         clock,
         config,

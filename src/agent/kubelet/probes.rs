@@ -14,7 +14,6 @@ use k8s_openapi::api::core::v1::{Container, LifecycleHandler, Pod, Probe};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use super::{sync, Kubelet};
-use crate::client::events::Involved;
 
 /// What the probes of one container found so far.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -442,7 +441,7 @@ pub(crate) fn spawn(
                 if let Err(why) = &result {
                     kubelet.events.warning(
                         kubelet.clock.as_ref(),
-                        &Involved::new("v1", "Pod", &pod.metadata),
+                        &sync::container_involved(&pod, &name),
                         "Unhealthy",
                         &format!("{kind} probe failed: {why}"),
                     );
@@ -469,7 +468,7 @@ pub(crate) fn spawn(
                         }
                         kubelet.events.normal(
                             kubelet.clock.as_ref(),
-                            &Involved::new("v1", "Pod", &pod.metadata),
+                            &sync::container_involved(&pod, &name),
                             "Killing",
                             &format!(
                                 "Container {name} failed {} probe{}",

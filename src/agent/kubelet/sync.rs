@@ -54,6 +54,17 @@ fn involved(pod: &Pod) -> Involved<'_> {
     Involved::new("v1", "Pod", &pod.metadata)
 }
 
+/// kubelet's reference to one of the pod's containers in its events: the pod, at the container's field.
+pub(super) fn container_involved<'a>(pod: &'a Pod, name: &str) -> Involved<'a> {
+    let init = pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.init_containers.as_ref())
+        .is_some_and(|inits| inits.iter().any(|c| c.name == name));
+    let field = if init { "initContainers" } else { "containers" };
+    involved(pod).at(format!("spec.{field}{{{name}}}"))
+}
+
 /// `p_ns(uid)` as kubelet names a pod in messages.
 fn pod_ref(pod: &Pod) -> String {
     format!(
@@ -168,7 +179,7 @@ impl Kubelet {
                     for (_, name) in &running {
                         self.events.normal(
                             self.clock.as_ref(),
-                            &involved(pod),
+                            &container_involved(pod, name),
                             "Killing",
                             &format!("Stopping container {name}"),
                         );
@@ -261,8 +272,12 @@ impl Kubelet {
         if !self.stopping.lock().expect("lock").insert(id.clone()) {
             return;
         }
-        self.events
-            .normal(self.clock.as_ref(), &involved(pod), "Killing", why);
+        self.events.normal(
+            self.clock.as_ref(),
+            &container_involved(pod, &container),
+            "Killing",
+            why,
+        );
         let grace = container_grace(pod, None);
         let (me, key, pod) = (self.clone(), key_of(&pod.metadata), pod.clone());
         tokio::spawn(async move {
@@ -325,7 +340,7 @@ impl Kubelet {
             if let Err(why) = probes::run_hook(self, hook, &target, grace).await {
                 self.events.warning(
                     self.clock.as_ref(),
-                    &involved(pod),
+                    &container_involved(pod, name),
                     "FailedPreStopHook",
                     &format!("PreStopHook failed: {why}"),
                 );
@@ -709,7 +724,7 @@ impl Kubelet {
             );
             self.events.warning(
                 self.clock.as_ref(),
-                &involved(pod),
+                &container_involved(pod, name),
                 "BackOff",
                 &format!(
                     "Back-off restarting failed container {name} in pod {}",
@@ -889,7 +904,7 @@ impl Kubelet {
             {
                 self.events.warning(
                     self.clock.as_ref(),
-                    &involved(pod),
+                    &container_involved(pod, name),
                     "FailedPostStartHook",
                     &format!("PostStartHook failed: {why}"),
                 );
@@ -1057,7 +1072,7 @@ impl Kubelet {
             );
             self.events.warning(
                 self.clock.as_ref(),
-                &involved(pod),
+                &container_involved(pod, &c.name),
                 "InspectFailed",
                 &message,
             );
@@ -1068,7 +1083,7 @@ impl Kubelet {
             (PullPolicy::IfNotPresent | PullPolicy::Never, Some(img)) => {
                 self.events.normal(
                     self.clock.as_ref(),
-                    &involved(pod),
+                    &container_involved(pod, &c.name),
                     "Pulled",
                     &format!("Container image \"{image}\" already present on machine"),
                 );
@@ -1079,7 +1094,7 @@ impl Kubelet {
                     format!("Container image \"{image}\" is not present with pull policy of Never");
                 self.events.warning(
                     self.clock.as_ref(),
-                    &involved(pod),
+                    &container_involved(pod, &c.name),
                     "ErrImageNeverPull",
                     &message,
                 );
@@ -1103,7 +1118,7 @@ impl Kubelet {
         }
         self.events.normal(
             self.clock.as_ref(),
-            &involved(pod),
+            &container_involved(pod, &c.name),
             "Pulling",
             &format!("Pulling image \"{image}\""),
         );
@@ -1134,7 +1149,7 @@ impl Kubelet {
                 self.pull_failures.lock().expect("lock").remove(&key);
                 self.events.normal(
                     self.clock.as_ref(),
-                    &involved(pod),
+                    &container_involved(pod, &c.name),
                     "Pulled",
                     &format!(
                         "Successfully pulled image \"{image}\" in {:.3}s. Image size: {} bytes.",
@@ -1146,11 +1161,15 @@ impl Kubelet {
             }
             Err(e) => {
                 let message = format!("Failed to pull image \"{image}\": {e}");
-                self.events
-                    .warning(self.clock.as_ref(), &involved(pod), "Failed", &message);
                 self.events.warning(
                     self.clock.as_ref(),
-                    &involved(pod),
+                    &container_involved(pod, &c.name),
+                    "Failed",
+                    &message,
+                );
+                self.events.warning(
+                    self.clock.as_ref(),
+                    &container_involved(pod, &c.name),
                     "Failed",
                     "Error: ErrImagePull",
                 );
@@ -1174,17 +1193,17 @@ impl Kubelet {
     }
 
     /// Records kubelet's `Failed` event ("Error: <message>") for a container that could not start.
-    fn failed(&self, pod: &Pod, failure: StartFailure) -> StartFailure {
+    fn failed(&self, pod: &Pod, container: &str, failure: StartFailure) -> StartFailure {
         if let StartFailure::Waiting(waiting, _) = &failure {
-            self.failed_event(pod, &waiting.message);
+            self.failed_event(pod, container, &waiting.message);
         }
         failure
     }
 
-    fn failed_event(&self, pod: &Pod, message: &str) {
+    fn failed_event(&self, pod: &Pod, container: &str, message: &str) {
         self.events.warning(
             self.clock.as_ref(),
-            &involved(pod),
+            &container_involved(pod, container),
             "Failed",
             &format!("Error: {message}"),
         );
@@ -1220,7 +1239,7 @@ impl Kubelet {
         };
         let env = match env::environment(pod, c, sources, allocatable) {
             Ok(env) => env,
-            Err(message) => return Err(self.failed(pod, config_error(message))),
+            Err(message) => return Err(self.failed(pod, &c.name, config_error(message))),
         };
         let id = new_container_id();
         let mut mounts = etc_mounts.to_vec();
@@ -1242,7 +1261,7 @@ impl Kubelet {
             min_oom_score_adj: self.min_oom_score_adj,
         }) {
             Ok(config) => config,
-            Err(message) => return Err(self.failed(pod, config_error(message))),
+            Err(message) => return Err(self.failed(pod, &c.name, config_error(message))),
         };
         let meta = ContainerMeta {
             id: id.clone(),
@@ -1284,19 +1303,19 @@ impl Kubelet {
             });
         if let Err(e) = created {
             let _ = self.runtime.remove(&id);
-            return Err(self.failed(pod, create_error(e.to_string())));
+            return Err(self.failed(pod, &c.name, create_error(e.to_string())));
         }
         self.events.normal(
             self.clock.as_ref(),
-            &involved(pod),
+            &container_involved(pod, &c.name),
             "Created",
-            &format!("Created container {}", c.name),
+            &format!("Created container: {}", c.name),
         );
         match self.runtime.start(&id).await {
             Ok(_) => {
                 self.events.normal(
                     self.clock.as_ref(),
-                    &involved(pod),
+                    &container_involved(pod, &c.name),
                     "Started",
                     &format!("Started container {}", c.name),
                 );
@@ -1304,7 +1323,7 @@ impl Kubelet {
             }
             Err(e) => {
                 let message = format!("failed to start container \"{}\": {e}", c.name);
-                self.failed_event(pod, &message);
+                self.failed_event(pod, &c.name, &message);
                 match self.runtime.record_start_failure(&id, &message) {
                     Ok(()) => Err(StartFailure::Terminated),
                     Err(record) => {
