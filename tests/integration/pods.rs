@@ -1795,6 +1795,23 @@ spec:
         ) == "CrashLoopBackOff"
     });
     assert_eq!(terminated("again", "lastState", "reason"), "StartError");
+    // The same failure again counts up one event, as kubelet's do.
+    s.eventually(
+        "again's failed starts in one event",
+        Duration::from_secs(30),
+        || {
+            let counts = s.ok(&[
+                "get",
+                "events",
+                "--field-selector",
+                "involvedObject.name=again,reason=Failed",
+                "-o",
+                "jsonpath={range .items[*]}{.count}{\"\\n\"}{end}",
+            ]);
+            let counts: Vec<&str> = counts.lines().collect();
+            counts.len() == 1 && counts[0].parse::<u32>().is_ok_and(|n| n >= 2)
+        },
+    );
     // An image name that does not parse is reported as such, not pulled over and over.
     let waiting = "{.status.containerStatuses[0].state.waiting.reason}";
     s.eventually("misnamed waits", Duration::from_secs(30), || {

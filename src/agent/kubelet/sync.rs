@@ -1322,7 +1322,12 @@ impl Kubelet {
                 Ok(image)
             }
             Err(e) => {
-                let message = format!("failed to start container \"{}\": {e}", c.name);
+                // Without the run's id, so that the same failure again counts up one event.
+                let why = match e {
+                    RuntimeError::Start { message, .. } => message,
+                    e => e.to_string(),
+                };
+                let message = format!("failed to start container \"{}\": {why}", c.name);
                 self.failed_event(pod, &c.name, &message);
                 match self.runtime.record_start_failure(&id, &message) {
                     Ok(()) => Err(StartFailure::Terminated),
