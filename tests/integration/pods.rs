@@ -2279,6 +2279,78 @@ spec:
     assert_eq!(lines[3], "3000 2000", "{log}");
 }
 
+/// ConfigMap and downwardAPI volumes follow their sources while the pod runs, laid out as kubelet's
+/// atomic writer lays them out (names linked into `..data`, which a reloader can watch); a subPath
+/// mount of a key keeps the file the container started with.
+#[test]
+fn projected_files_follow_their_sources_through_one_data_link() {
+    let (_node, s) = busybox_node();
+    let manifest = r#"apiVersion: v1
+kind: ConfigMap
+metadata: {name: conf}
+data: {greeting: v1}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: reader, labels: {app: reader}}
+spec:
+  containers:
+  - name: app
+    image: busybox:latest
+    imagePullPolicy: Never
+    command: [sleep, "1000"]
+    volumeMounts:
+    - {name: conf, mountPath: /conf}
+    - {name: conf, mountPath: /pinned/greeting, subPath: greeting}
+    - {name: info, mountPath: /info}
+  volumes:
+  - {name: conf, configMap: {name: conf}}
+  - name: info
+    downwardAPI: {items: [{path: labels, fieldRef: {fieldPath: metadata.labels}}]}
+"#;
+    let file = s.write("projected.yaml", manifest);
+    s.ok(&["apply", "-f", file.to_str().unwrap()]);
+    s.eventually("reader is Ready", Duration::from_secs(60), || {
+        jsonpath(
+            &s,
+            "reader",
+            "{.status.conditions[?(@.type==\"Ready\")].status}",
+        ) == "True"
+    });
+    let in_reader = |script: &str| s.ok(&["exec", "reader", "--", "sh", "-c", script]);
+    let layout = in_reader(
+        "busybox readlink /conf/greeting; busybox readlink /conf/..data; cat /conf/greeting",
+    );
+    let layout: Vec<&str> = layout.lines().collect();
+    assert_eq!(layout[0], "..data/greeting", "{layout:?}");
+    assert!(layout[1].starts_with("..20"), "{layout:?}");
+    assert_eq!(layout[2], "v1", "{layout:?}");
+
+    s.ok(&[
+        "patch",
+        "configmap",
+        "conf",
+        "-p",
+        r#"{"data":{"greeting":"v2"}}"#,
+    ]);
+    s.ok(&["label", "pod", "reader", "tier=web"]);
+    s.eventually(
+        "the new greeting and label in the volumes",
+        Duration::from_secs(60),
+        || {
+            let seen = in_reader("cat /conf/greeting; echo; cat /info/labels");
+            seen.starts_with("v2\n") && seen.contains("tier=\"web\"")
+        },
+    );
+    let swapped = in_reader("busybox readlink /conf/..data");
+    assert_ne!(
+        swapped.trim(),
+        layout[1],
+        "..data still points where it did"
+    );
+    assert_eq!(in_reader("cat /pinned/greeting"), "v1");
+}
+
 /// With shareProcessNamespace the pod's containers see each other's processes, under the pod's pause
 /// process as PID 1, which goes with the pod.
 #[test]

@@ -7,6 +7,7 @@
 
 pub mod active_deadline;
 pub mod admission;
+mod atomic_writer;
 pub mod attach;
 pub mod backoff;
 pub mod container;

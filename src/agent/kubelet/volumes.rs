@@ -4,13 +4,14 @@
 //! sources, and persistentVolumeClaims resolved to their bound PV's path; the pod's fsGroup owns what
 //! kubelet would give it. Then each container's volumeMounts (with subPath) become bind mounts.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Component, Path, PathBuf};
 
 use k8s_openapi::api::core::v1::{Container, KeyToPath, Pod, Volume};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 
+use super::atomic_writer;
 use super::env::{field_value, resource_value, Sources};
 use crate::agent::runtime::{MountKind, MountSpec};
 use crate::api::quantity;
@@ -245,44 +246,6 @@ fn safe_relative(path: &str) -> Result<&str, String> {
     Ok(path)
 }
 
-/// Makes `dir` hold exactly `files` (relative path → content, mode), leaving unchanged files alone.
-fn sync_files(dir: &Path, files: &BTreeMap<String, (Vec<u8>, u32)>) -> Result<(), String> {
-    std::fs::create_dir_all(dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
-    let mut keep: HashSet<PathBuf> = HashSet::new();
-    for (relative, (content, mode)) in files {
-        let path = dir.join(safe_relative(relative)?);
-        if let Some(parent) = path.parent() {
-            std::fs::create_dir_all(parent)
-                .map_err(|e| format!("creating {}: {e}", parent.display()))?;
-        }
-        keep.insert(path.clone());
-        if std::fs::read(&path).ok().as_deref() != Some(content.as_slice()) {
-            let tmp = path.with_extension("orch-tmp");
-            std::fs::write(&tmp, content)
-                .and_then(|()| std::fs::rename(&tmp, &path))
-                .map_err(|e| format!("writing {}: {e}", path.display()))?;
-        }
-        let _ = std::fs::set_permissions(&path, std::fs::Permissions::from_mode(*mode));
-    }
-    remove_stale(dir, &keep);
-    Ok(())
-}
-
-fn remove_stale(dir: &Path, keep: &HashSet<PathBuf>) {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return;
-    };
-    for entry in entries.flatten() {
-        let path = entry.path();
-        if path.is_dir() {
-            remove_stale(&path, keep);
-            let _ = std::fs::remove_dir(&path);
-        } else if !keep.contains(&path) {
-            let _ = std::fs::remove_file(&path);
-        }
-    }
-}
-
 /// Files from a key → value map, through `items` when given (only those keys, at their paths).
 fn keyed_files(
     what: &str,
@@ -513,7 +476,7 @@ fn prepare_files(cx: &Context, volume: &Volume) -> Result<Prepared, String> {
             optional,
             &mut files,
         )?;
-        sync_files(&dir, &files)?;
+        atomic_writer::write(&dir, &files)?;
         return ok(dir, true);
     }
     if let Some(s) = &volume.secret {
@@ -533,7 +496,7 @@ fn prepare_files(cx: &Context, volume: &Volume) -> Result<Prepared, String> {
         )?;
         // Secrets live in memory only.
         mount_tmpfs(&dir, None)?;
-        sync_files(&dir, &files)?;
+        atomic_writer::write(&dir, &files)?;
         return ok(dir, true);
     }
     if let Some(d) = &volume.downward_api {
@@ -545,7 +508,7 @@ fn prepare_files(cx: &Context, volume: &Volume) -> Result<Prepared, String> {
             d.default_mode.map_or(DEFAULT_MODE, |m| m as u32),
             &mut files,
         )?;
-        sync_files(&dir, &files)?;
+        atomic_writer::write(&dir, &files)?;
         return ok(dir, true);
     }
     if let Some(p) = &volume.projected {
@@ -587,7 +550,7 @@ fn prepare_files(cx: &Context, volume: &Volume) -> Result<Prepared, String> {
             }
         }
         mount_tmpfs(&dir, None)?;
-        sync_files(&dir, &files)?;
+        atomic_writer::write(&dir, &files)?;
         return ok(dir, true);
     }
     if let Some(c) = &volume.persistent_volume_claim {
@@ -630,6 +593,9 @@ pub fn mounts(
             if !real.starts_with(&root) {
                 return Err(format!("subPath {sub:?} leaves its volume"));
             }
+            // The file itself, as kubelet binds it: a configMap key's link would be followed at mount
+            // time, after the check.
+            source = real;
         }
         out.push(MountSpec {
             destination: m.mount_path.clone(),
