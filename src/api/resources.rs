@@ -193,6 +193,13 @@ pub static RESOURCES: &[ResourceInfo] = &[
                 verbs: &["create"],
             },
             Subresource {
+                name: "ephemeralcontainers",
+                group: "",
+                version: "v1",
+                kind: "Pod",
+                verbs: STATUS_VERBS,
+            },
+            Subresource {
                 name: "log",
                 group: "",
                 version: "v1",

@@ -1522,6 +1522,7 @@ fn validate_pod_spec(spec: &Value, path: &Path, ctx: PodContext, errs: &mut Errs
     let restart_policy = str_of(spec, "restartPolicy");
     validate_containers(spec, &volumes, grace, restart_policy, path, errs);
     validate_init_containers(spec, &volumes, grace, restart_policy, path, errs);
+    validate_ephemeral_containers(spec, &volumes, restart_policy, path, errs);
     if is_set(spec, "resources") {
         validate_resource_requirements(
             get(spec, "resources"),
@@ -2287,6 +2288,78 @@ fn validate_init_containers(
                     errs.push(forbidden(
                         &p.child(field),
                         "may not be set for init containers without restartPolicy=Always",
+                    ));
+                }
+            }
+        }
+    }
+}
+
+/// The container fields that would make an ephemeral container part of the workload
+/// (`allowedEphemeralContainerFields` lists the others).
+const NOT_FOR_EPHEMERAL_CONTAINERS: &[&str] = &[
+    "ports",
+    "resources",
+    "resizePolicy",
+    "restartPolicy",
+    "restartPolicyRules",
+    "lifecycle",
+    "livenessProbe",
+    "readinessProbe",
+    "startupProbe",
+];
+
+/// `validateEphemeralContainers`: names unique among all the pod's containers, a target among its
+/// regular and init containers, nothing that makes a container part of the workload, and no subPath
+/// (its bind mounts would outlive the container).
+fn validate_ephemeral_containers(
+    spec: &Value,
+    volumes: &HashMap<&str, &Value>,
+    restart_policy: &str,
+    path: &Path,
+    errs: &mut Errs,
+) {
+    let ephemeral = items(spec, "ephemeralContainers");
+    let epath = path.child("ephemeralContainers");
+    let others: HashSet<&str> = items(spec, "containers")
+        .iter()
+        .chain(items(spec, "initContainers"))
+        .map(|c| str_of(c, "name"))
+        .collect();
+    let mut names = others.clone();
+    let set = |c: &Value, field: &str| {
+        c.get(field).is_some_and(|v| match v {
+            Value::Null => false,
+            Value::Object(o) => !o.is_empty(),
+            Value::Array(a) => !a.is_empty(),
+            _ => true,
+        })
+    };
+    for (i, c) in ephemeral.iter().enumerate() {
+        let p = epath.index(i);
+        validate_container_common(c, volumes, restart_policy, &p, errs);
+        let name = str_of(c, "name");
+        if !names.insert(name) {
+            errs.push(duplicate(&p.child("name"), name));
+        }
+        let target = str_of(c, "targetContainerName");
+        if !target.is_empty() && !others.contains(target) {
+            errs.push(not_found(&p.child("targetContainerName"), target));
+        }
+        for field in NOT_FOR_EPHEMERAL_CONTAINERS {
+            if set(c, field) {
+                errs.push(forbidden(
+                    &p.child(field),
+                    "cannot be set for an Ephemeral Container",
+                ));
+            }
+        }
+        for (j, mount) in items(c, "volumeMounts").iter().enumerate() {
+            for field in ["subPath", "subPathExpr"] {
+                if !str_of(mount, field).is_empty() {
+                    errs.push(forbidden(
+                        &p.child("volumeMounts").index(j).child(field),
+                        "cannot be set for an Ephemeral Container",
                     ));
                 }
             }
@@ -7771,6 +7844,50 @@ pub fn validate_create(kind: &str, obj: &Value, namespaced: bool) -> Vec<FieldEr
     dedup(errs)
 }
 
+/// `ValidatePodEphemeralContainersUpdate`, for `pods/ephemeralcontainers`: the pod with its new spec is
+/// valid, and ephemeral containers are only added, never changed or removed, and not to static pods.
+pub fn validate_ephemeral_containers_update(new: &Value, old: &Value) -> Vec<FieldError> {
+    let mut errs = Vec::new();
+    validate_object_meta(new, true, NameRule::Subdomain, true, &mut errs);
+    validate_object_meta_update(new, old, &mut errs);
+    let spec = get(new, "spec");
+    let ctx = PodContext {
+        is_pod: true,
+        pod_name: str_of(get(new, "metadata"), "name"),
+    };
+    validate_pod_spec(spec, &Path::new("spec"), ctx, &mut errs);
+    let mirror = opt_str(
+        get(get(old, "metadata"), "annotations"),
+        "kubernetes.io/config.mirror",
+    );
+    if mirror.is_some() {
+        return vec![forbidden(
+            &Path::new(""),
+            "static pods do not support ephemeral containers",
+        )];
+    }
+    let path = Path::new("spec").child("ephemeralContainers");
+    let now: HashMap<&str, &Value> = items(spec, "ephemeralContainers")
+        .iter()
+        .map(|c| (str_of(c, "name"), c))
+        .collect();
+    for before in items(get(old, "spec"), "ephemeralContainers") {
+        let name = str_of(before, "name");
+        match now.get(name) {
+            None => errs.push(forbidden(
+                &path,
+                &format!("existing ephemeral containers {name:?} may not be removed\n"),
+            )),
+            Some(c) if !semantic_eq(c, before) => errs.push(forbidden(
+                &path,
+                &format!("existing ephemeral containers {name:?} may not be changed\n"),
+            )),
+            Some(_) => {}
+        }
+    }
+    dedup(errs)
+}
+
 pub fn validate_update(kind: &str, new: &Value, old: &Value, namespaced: bool) -> Vec<FieldError> {
     let (rule, check) = kind_rules(kind, new);
     let mut errs = Vec::new();
@@ -7906,6 +8023,76 @@ mod tests {
                 "template": template("Never")
             }}),
         )
+    }
+
+    #[test]
+    fn ephemeral_containers_are_added_only_and_kept_out_of_the_workload() {
+        let ephemeral_update = |new: &Value, old: &Value| -> Vec<String> {
+            validate_ephemeral_containers_update(new, old)
+                .iter()
+                .map(FieldError::message)
+                .collect()
+        };
+        let debugger = with(
+            container("debugger", "busybox"),
+            "/targetContainerName",
+            json!("app"),
+        );
+        let old = pod();
+        let added = with(
+            pod(),
+            "/spec/ephemeralContainers",
+            json!([debugger.clone()]),
+        );
+        assert_eq!(ephemeral_update(&added, &old), Vec::<String>::new());
+        // The main resource may not add them, nor a create carry them.
+        assert!(update("Pod", &added, &old)
+            .iter()
+            .any(|m| m.starts_with("spec: Forbidden: pod updates may not change fields")));
+        assert!(create("Pod", &added)
+            .contains(&"spec.ephemeralContainers: Forbidden: cannot be set on create".to_string()));
+
+        let changed = with(
+            added.clone(),
+            "/spec/ephemeralContainers/0/image",
+            json!("busybox:1.37"),
+        );
+        assert_eq!(
+            ephemeral_update(&changed, &added),
+            ["spec.ephemeralContainers: Forbidden: existing ephemeral containers \"debugger\" may not be changed\n"]
+        );
+        assert_eq!(
+            ephemeral_update(&old, &added),
+            ["spec.ephemeralContainers: Forbidden: existing ephemeral containers \"debugger\" may not be removed\n"]
+        );
+
+        let mut workload = with(debugger, "/name", json!("app"));
+        workload["targetContainerName"] = json!("db");
+        workload["ports"] = json!([{"containerPort": 80, "protocol": "TCP"}]);
+        workload["readinessProbe"] = json!({"tcpSocket": {"port": 80}});
+        workload["volumeMounts"] = json!([{"name": "data", "mountPath": "/d", "subPath": "x"}]);
+        let mut bad = with(pod(), "/spec/ephemeralContainers", json!([workload]));
+        bad["spec"]["volumes"] = json!([{"name": "data", "emptyDir": {}}]);
+        assert_eq!(
+            ephemeral_update(&bad, &old),
+            [
+                "spec.ephemeralContainers[0].name: Duplicate value: \"app\"",
+                "spec.ephemeralContainers[0].targetContainerName: Not found: \"db\"",
+                "spec.ephemeralContainers[0].ports: Forbidden: cannot be set for an Ephemeral Container",
+                "spec.ephemeralContainers[0].readinessProbe: Forbidden: cannot be set for an Ephemeral Container",
+                "spec.ephemeralContainers[0].volumeMounts[0].subPath: Forbidden: cannot be set for an Ephemeral Container",
+            ]
+        );
+        let mut mirrored = pod();
+        mirrored["metadata"]["annotations"] = json!({"kubernetes.io/config.mirror": "x"});
+        mirrored["spec"]["nodeName"] = json!("n1");
+        let mut mirrored_added = with(mirrored.clone(), "/spec/ephemeralContainers", json!([]));
+        mirrored_added["spec"]["ephemeralContainers"] =
+            added["spec"]["ephemeralContainers"].clone();
+        assert_eq!(
+            ephemeral_update(&mirrored_added, &mirrored),
+            [": Forbidden: static pods do not support ephemeral containers"]
+        );
     }
 
     #[test]

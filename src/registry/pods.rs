@@ -38,6 +38,32 @@ impl Strategy for PodStrategy {
     }
 }
 
+/// `pods/ephemeralcontainers` changes nothing of the pod but its ephemeral containers (upstream's
+/// `dropNonEphemeralContainerUpdates`).
+pub fn prepare_for_ephemeral_containers_update(new: &mut Value, old: &Value) {
+    let mut pod = old.clone();
+    for field in ["name", "namespace", "resourceVersion", "uid"] {
+        match new["metadata"].get(field) {
+            Some(value) => pod["metadata"][field] = value.clone(),
+            None => {
+                if let Some(meta) = pod["metadata"].as_object_mut() {
+                    meta.remove(field);
+                }
+            }
+        }
+    }
+    match new["spec"].get("ephemeralContainers") {
+        Some(containers) => pod["spec"]["ephemeralContainers"] = containers.clone(),
+        None => {
+            if let Some(spec) = pod["spec"].as_object_mut() {
+                spec.remove("ephemeralContainers");
+            }
+        }
+    }
+    crate::api::defaults::apply_defaults("Pod", &mut pod);
+    *new = pod;
+}
+
 /// The taints the DefaultTolerationSeconds admission plugin makes every pod tolerate for five minutes, so a
 /// node that stops reporting has its pods evicted after that long rather than at once.
 const DEFAULT_TOLERATED_TAINTS: [&str; 2] = [

@@ -642,6 +642,9 @@ impl Registry {
                 // The caller computed the whole object from the current one (pods::bind).
                 Some("binding") => {}
                 Some("finalize") => namespaces::prepare_for_finalize(&mut new, &current_storage),
+                Some("ephemeralcontainers") => {
+                    pods::prepare_for_ephemeral_containers_update(&mut new, &current_storage)
+                }
                 Some(other) => {
                     return Err(RegistryError::MethodNotAllowed(format!(
                         "subresource {other} cannot be updated here"
@@ -650,10 +653,15 @@ impl Registry {
                 }
             }
             preserve_system_metadata(&mut new, &current_storage);
-            let causes = if options.subresource.as_deref() == Some("binding") {
-                Vec::new()
-            } else {
-                strategy.validate_update(storage_info, &new, &current_storage)
+            let causes = match options.subresource.as_deref() {
+                Some("binding") => Vec::new(),
+                Some("ephemeralcontainers") => {
+                    crate::api::validation::validate_ephemeral_containers_update(
+                        &new,
+                        &current_storage,
+                    )
+                }
+                _ => strategy.validate_update(storage_info, &new, &current_storage),
             };
             if !causes.is_empty() {
                 return Err(invalid(info, &new, causes).into());
