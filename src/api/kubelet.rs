@@ -63,7 +63,12 @@ pub fn resolve_container(pod: &Pod, requested: Option<&str>) -> Result<String, S
         .iter()
         .flatten()
         .chain(&spec.containers)
-        .any(|c| c.name == container);
+        .any(|c| c.name == container)
+        || spec
+            .ephemeral_containers
+            .iter()
+            .flatten()
+            .any(|c| c.name == container);
     if !known {
         return Err(format!("container {container} is not valid for pod {name}"));
     }

@@ -2351,6 +2351,109 @@ spec:
     assert_eq!(in_reader("cat /pinned/greeting"), "v1");
 }
 
+/// `kubectl debug` adds an ephemeral container to a running pod: it runs once beside the others, sees
+/// the processes of the container it targets, takes stdin from `-i`, reports its own status and events
+/// and keeps its log; the API refuses to change it afterwards.
+#[test]
+fn kubectl_debug_runs_an_ephemeral_container_in_the_targets_processes() {
+    let (_node, s) = busybox_node();
+    s.ok(&[
+        "run",
+        "target",
+        "--image=busybox:latest",
+        "--image-pull-policy=Never",
+        "--",
+        "sleep",
+        "1000",
+    ]);
+    s.eventually("target is Ready", Duration::from_secs(60), || {
+        jsonpath(
+            &s,
+            "target",
+            "{.status.conditions[?(@.type==\"Ready\")].status}",
+        ) == "True"
+    });
+    let debug = |name: &str| {
+        vec![
+            "debug".to_string(),
+            "target".into(),
+            "--image=busybox:latest".into(),
+            "--image-pull-policy=Never".into(),
+            "--profile=general".into(),
+            "--target=target".into(),
+            format!("--container={name}"),
+        ]
+    };
+    let mut args = debug("look");
+    args.extend(["--", "sh", "-c", "busybox ps -o comm,args; exit 3"].map(String::from));
+    s.ok(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    let ended = "{.status.ephemeralContainerStatuses[0].state.terminated.exitCode}";
+    s.eventually("the debugger ran", Duration::from_secs(60), || {
+        jsonpath(&s, "target", ended) == "3"
+    });
+    let seen = s.ok(&["logs", "target", "-c", "look"]);
+    assert!(seen.contains("sleep 1000"), "{seen}");
+    assert_eq!(
+        jsonpath(
+            &s,
+            "target",
+            "{.status.ephemeralContainerStatuses[0].ready}"
+        ),
+        "false"
+    );
+    // Once ended it stays ended, beside a target that runs on untouched.
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(
+        jsonpath(
+            &s,
+            "target",
+            "{.status.ephemeralContainerStatuses[0].restartCount}"
+        ),
+        "0"
+    );
+    assert_eq!(
+        jsonpath(&s, "target", "{.status.containerStatuses[0].restartCount}"),
+        "0"
+    );
+    s.eventually("the debugger's events", Duration::from_secs(30), || {
+        s.ok(&[
+            "get",
+            "events",
+            "--field-selector",
+            "involvedObject.name=target,involvedObject.fieldPath=spec.ephemeralContainers{look}",
+        ])
+        .contains("Started container look")
+    });
+
+    let script = s.write("debug-stdin", "echo typed in; exit 0\n");
+    let mut args = debug("typing");
+    args.extend(["-i", "--", "sh"].map(String::from));
+    let out = s.kubectl_with(
+        &args.iter().map(String::as_str).collect::<Vec<_>>(),
+        &[],
+        Some(&script),
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("typed in"),
+        "{out:?}"
+    );
+
+    // Added once, never changed.
+    let changed = s.fails(&[
+        "patch",
+        "pod",
+        "target",
+        "--subresource=ephemeralcontainers",
+        "--type=json",
+        "-p",
+        r#"[{"op":"replace","path":"/spec/ephemeralContainers/0/image","value":"busybox:other"}]"#,
+    ]);
+    assert!(
+        changed.contains("existing ephemeral containers \"look\" may not be changed"),
+        "{changed}"
+    );
+}
+
 /// With shareProcessNamespace the pod's containers see each other's processes, under the pod's pause
 /// process as PID 1, which goes with the pod.
 #[test]

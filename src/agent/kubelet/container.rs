@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use k8s_openapi::api::core::v1::{Container, Pod, SecurityContext};
+use k8s_openapi::api::core::v1::{Container, EphemeralContainer, Pod, PodSpec, SecurityContext};
 use oci_spec::image::ImageConfiguration;
 
 use crate::agent::runtime::{ContainerConfig, MountSpec, Resources, SharedNamespace};
@@ -37,6 +37,42 @@ pub struct Inputs<'a> {
     pub node_memory: i64,
     /// The lowest oom_score_adj the runtime can give (its own, when it may not lower it).
     pub min_oom_score_adj: i32,
+}
+
+/// The pod's container `name` — init, regular or ephemeral — and for an ephemeral one, the container
+/// whose processes it is to see.
+pub fn in_spec(spec: &PodSpec, name: &str) -> Option<(Container, Option<String>)> {
+    if let Some(c) = spec
+        .init_containers
+        .iter()
+        .flatten()
+        .chain(&spec.containers)
+        .find(|c| c.name == name)
+    {
+        return Some((c.clone(), None));
+    }
+    let ephemeral = spec
+        .ephemeral_containers
+        .iter()
+        .flatten()
+        .find(|c| c.name == name)?;
+    Some((
+        as_container(ephemeral),
+        ephemeral.target_container_name.clone(),
+    ))
+}
+
+/// An ephemeral container as the container it runs as: the same fields, less its target.
+fn as_container(ephemeral: &EphemeralContainer) -> Container {
+    let mut fields = serde_json::to_value(ephemeral).unwrap_or_default();
+    if let Some(fields) = fields.as_object_mut() {
+        fields.remove("targetContainerName");
+    }
+    serde_json::from_value(fields).unwrap_or_else(|_| Container {
+        name: ephemeral.name.clone(),
+        image: ephemeral.image.clone(),
+        ..Default::default()
+    })
 }
 
 /// The namespaces the containers of a pod share.

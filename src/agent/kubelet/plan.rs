@@ -152,6 +152,16 @@ pub fn plan(
     };
     let policy = restart_policy(spec);
     let latest = |name: &str| runs.get(name).and_then(|r| r.latest.as_ref());
+    // kubelet starts an ephemeral container once, whatever the rest of the pod is doing, and never again.
+    for ephemeral in spec.ephemeral_containers.iter().flatten() {
+        if latest(&ephemeral.name).is_none() {
+            plan.actions.push(Action::Start {
+                container: ephemeral.name.clone(),
+                init: false,
+                attempt: 0,
+            });
+        }
+    }
     // kubelet's sign that initialization is over: an app container was created.
     let initialized = spec.containers.iter().any(|c| latest(&c.name).is_some());
     // Every app container ended for good: the sidecars are stopped, and not restarted, so the pod ends.
@@ -432,6 +442,39 @@ mod tests {
 
     fn none_hashes() -> HashMap<String, String> {
         HashMap::new()
+    }
+
+    #[test]
+    fn an_ephemeral_container_starts_once_even_during_initialization() {
+        let now = jiff::Timestamp::now();
+        let b = Backoff::default();
+        let mut s = spec("Always", &["i1"], &["a"]);
+        s.ephemeral_containers = Some(vec![k8s_openapi::api::core::v1::EphemeralContainer {
+            name: "debugger".into(),
+            ..Default::default()
+        }]);
+        let plan_with = |runs: &HashMap<String, Runs>| {
+            starts(&plan(
+                "u",
+                &s,
+                runs,
+                &none_hashes(),
+                &RunNotes::default(),
+                &b,
+                now,
+            ))
+        };
+        assert_eq!(
+            plan_with(&runs(&[("i1", 0, running())])),
+            [("debugger".into(), false, 0)]
+        );
+        // Ended, it is not restarted, whatever the pod's restart policy.
+        let ended = runs(&[
+            ("i1", 0, exited(0, 60, now)),
+            ("a", 0, running()),
+            ("debugger", 0, exited(1, 60, now)),
+        ]);
+        assert_eq!(plan_with(&ended), []);
     }
 
     #[test]

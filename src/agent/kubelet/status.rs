@@ -97,10 +97,21 @@ fn waiting(reason: &str, message: Option<&str>) -> ApiState {
     }
 }
 
+/// When kubelet reports a container ready.
+#[derive(Clone, Copy, PartialEq)]
+enum ReadyWhen {
+    /// Running, and its readiness probe (if any) passed: app containers and sidecars.
+    Running,
+    /// Exited with 0: init containers.
+    Completed,
+    /// Ephemeral containers, which kubelet does not probe.
+    Never,
+}
+
 fn container_status(
     name: &str,
     image: &str,
-    init: bool,
+    ready_when: ReadyWhen,
     observed: &Observed,
     not_started_reason: &str,
 ) -> ContainerStatus {
@@ -138,8 +149,9 @@ fn container_status(
                 ContainerState::Running(init_process) => {
                     let started = observed.started.get(name).copied().unwrap_or(true);
                     status.started = Some(started);
-                    status.ready =
-                        !init && started && observed.readiness.get(name).copied().unwrap_or(true);
+                    status.ready = ready_when == ReadyWhen::Running
+                        && started
+                        && observed.readiness.get(name).copied().unwrap_or(true);
                     ApiState {
                         running: Some(ContainerStateRunning {
                             started_at: jiff::Timestamp::from_second(init_process.started_at_unix)
@@ -161,7 +173,7 @@ fn container_status(
                     }
                     None => {
                         // A finished init container counts as ready, as kubelet reports it.
-                        status.ready = init && exit.exit_code == 0;
+                        status.ready = ready_when == ReadyWhen::Completed && exit.exit_code == 0;
                         ApiState {
                             terminated: Some(terminated(run, exit, message(run))),
                             ..Default::default()
@@ -323,7 +335,11 @@ pub fn pod_status(pod: &Pod, observed: &Observed, now: jiff::Timestamp) -> PodSt
                 &c.name,
                 c.image.as_deref().unwrap_or(""),
                 // A sidecar is ready as its readiness probe says, as an app container.
-                !is_sidecar(c),
+                if is_sidecar(c) {
+                    ReadyWhen::Running
+                } else {
+                    ReadyWhen::Completed
+                },
                 observed,
                 "PodInitializing",
             )
@@ -343,14 +359,32 @@ pub fn pod_status(pod: &Pod, observed: &Observed, now: jiff::Timestamp) -> PodSt
             container_status(
                 &c.name,
                 c.image.as_deref().unwrap_or(""),
-                false,
+                ReadyWhen::Running,
+                observed,
+                app_reason,
+            )
+        })
+        .collect();
+    let mut ephemeral_statuses: Vec<ContainerStatus> = spec
+        .ephemeral_containers
+        .iter()
+        .flatten()
+        .map(|c| {
+            container_status(
+                &c.name,
+                c.image.as_deref().unwrap_or(""),
+                ReadyWhen::Never,
                 observed,
                 app_reason,
             )
         })
         .collect();
     if observed.terminal {
-        for status in init_statuses.iter_mut().chain(statuses.iter_mut()) {
+        for status in init_statuses
+            .iter_mut()
+            .chain(statuses.iter_mut())
+            .chain(ephemeral_statuses.iter_mut())
+        {
             never_to_run(status);
         }
     }
@@ -509,6 +543,8 @@ pub fn pod_status(pod: &Pod, observed: &Observed, now: jiff::Timestamp) -> PodSt
             Some(init_statuses)
         },
         container_statuses: Some(statuses),
+        ephemeral_container_statuses: (!ephemeral_statuses.is_empty())
+            .then_some(ephemeral_statuses),
         qos_class: old.qos_class,
         reason: match &observed.evicted {
             Some(_) => Some("Evicted".into()),

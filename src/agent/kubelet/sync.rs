@@ -56,13 +56,28 @@ fn involved(pod: &Pod) -> Involved<'_> {
 
 /// kubelet's reference to one of the pod's containers in its events: the pod, at the container's field.
 pub(super) fn container_involved<'a>(pod: &'a Pod, name: &str) -> Involved<'a> {
-    let init = pod
-        .spec
-        .as_ref()
-        .and_then(|s| s.init_containers.as_ref())
-        .is_some_and(|inits| inits.iter().any(|c| c.name == name));
-    let field = if init { "initContainers" } else { "containers" };
+    let spec = pod.spec.as_ref();
+    let named =
+        |list: Option<&Vec<Container>>| list.is_some_and(|l| l.iter().any(|c| c.name == name));
+    let ephemeral = spec
+        .and_then(|s| s.ephemeral_containers.as_ref())
+        .is_some_and(|l| l.iter().any(|c| c.name == name));
+    let field = if named(spec.and_then(|s| s.init_containers.as_ref())) {
+        "initContainers"
+    } else if ephemeral {
+        "ephemeralContainers"
+    } else {
+        "containers"
+    };
     involved(pod).at(format!("spec.{field}{{{name}}}"))
+}
+
+/// The host PID of the running process of the pod's container `name`.
+fn running_init(runs: &HashMap<String, Runs>, name: &str) -> Option<i32> {
+    match &runs.get(name)?.latest.as_ref()?.state {
+        ContainerState::Running(init) => Some(init.pid),
+        _ => None,
+    }
 }
 
 /// `p_ns(uid)` as kubelet names a pod in messages.
@@ -759,28 +774,45 @@ impl Kubelet {
                     init,
                     attempt,
                 } => {
-                    let spec_container = spec
-                        .init_containers
-                        .iter()
-                        .flatten()
-                        .chain(&spec.containers)
-                        .find(|c| c.name == container)
-                        .cloned()
+                    let (spec_container, target) = container::in_spec(&spec, &container)
                         .expect("planned containers are in the spec");
+                    let failure_key = backoff::key(uid, &container);
+                    let mut namespaces = namespaces.clone();
+                    // An ephemeral container aimed at another shares its processes (kubectl debug
+                    // --target), as containerd gives it the target's PID namespace.
+                    if let Some(target) = target {
+                        match running_init(&observed.runs, &target) {
+                            Some(pid) => {
+                                namespaces.pid = SharedNamespace::Pod(PathBuf::from(format!(
+                                    "/proc/{pid}/ns/pid"
+                                )))
+                            }
+                            None => {
+                                let waiting = Waiting {
+                                    reason: "CreateContainerError".into(),
+                                    message: format!(
+                                        "the target container {target} is not running"
+                                    ),
+                                };
+                                observed.waiting.insert(container.clone(), waiting);
+                                soon(super::RESYNC, &mut requeue);
+                                continue;
+                            }
+                        }
+                    }
                     let start = StartRequest {
                         pod: &addressed,
                         uid,
                         container: &spec_container,
                         init,
                         attempt,
-                        namespaces: namespaces.clone(),
+                        namespaces,
                         etc_mounts: &etc_mounts,
                         volumes: &prepared,
                         sources: &sources,
                         allocatable: &allocatable,
                         hash: hashes.get(&container).cloned().unwrap_or_default(),
                     };
-                    let failure_key = backoff::key(uid, &container);
                     if let Some((waiting, remaining)) = self.recent_start_failure(&failure_key) {
                         observed.waiting.insert(container.clone(), waiting);
                         soon(remaining, &mut requeue);
