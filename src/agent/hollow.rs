@@ -16,6 +16,7 @@ use tokio::sync::watch;
 use super::node::{self, NodeIdentity, Taint};
 use super::AgentError;
 use crate::api::meta::format_time;
+use crate::client::events::Recorder;
 use crate::client::informer::{key_of, split_key};
 use crate::client::{Client, Informer, WorkQueue};
 use crate::util::Clock;
@@ -87,17 +88,21 @@ pub async fn run(
     shutdown: watch::Receiver<bool>,
 ) -> Result<(), AgentError> {
     let identities: Vec<NodeIdentity> = (0..config.count).map(|i| config.identity(i)).collect();
+    let mut recorders = Vec::new();
     for identity in &identities {
-        node::register(&client, identity, clock.as_ref()).await?;
+        let events = Recorder::on_node(client.clone(), "kubelet", &identity.name);
+        node::register(&client, identity, clock.as_ref(), &events).await?;
+        recorders.push(events);
     }
     let mut tasks = Vec::new();
-    for identity in &identities {
+    for (identity, events) in identities.iter().zip(recorders) {
         // Hollow nodes have no resources to run short of.
         let (_, no_pressure) = watch::channel(node::NodePressure::default());
         tasks.push(tokio::spawn(node::heartbeat(
             client.clone(),
             identity.clone(),
             clock.clone(),
+            events,
             no_pressure,
             shutdown.clone(),
         )));

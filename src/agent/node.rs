@@ -1,7 +1,8 @@
 //! A node's presence in the cluster: the Node object (labels, taints, capacity, addresses, nodeInfo and
 //! conditions) created or refreshed at start, and the heartbeat — the Lease in `kube-node-lease` renewed
 //! every 10 s, and the conditions' heartbeat refreshed every minute, or at once when the kubelet's pressure
-//! evaluation changes.
+//! evaluation changes. The node's events are kubelet's: `Starting` at start, and one per condition whose
+//! status is new or changed (`NodeHasSufficientMemory`, `NodeHasDiskPressure`, `NodeReady`…).
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -13,6 +14,7 @@ use tokio::sync::watch;
 
 use super::AgentError;
 use crate::api::meta::{format_micro_time, format_time};
+use crate::client::events::{Involved, Recorder};
 use crate::client::Client;
 use crate::util::Clock;
 
@@ -68,6 +70,78 @@ pub struct NodePressure {
     pub memory: bool,
     pub disk: bool,
     pub pid: bool,
+}
+
+impl NodePressure {
+    fn of(&self, condition: &str) -> bool {
+        match condition {
+            "MemoryPressure" => self.memory,
+            "DiskPressure" => self.disk,
+            "PIDPressure" => self.pid,
+            _ => false,
+        }
+    }
+}
+
+/// kubelet's event reasons for each pressure condition: (condition, when False, when True).
+const PRESSURE_EVENTS: [(&str, &str, &str); 3] = [
+    (
+        "MemoryPressure",
+        "NodeHasSufficientMemory",
+        "NodeHasInsufficientMemory",
+    ),
+    (
+        "DiskPressure",
+        "NodeHasNoDiskPressure",
+        "NodeHasDiskPressure",
+    ),
+    (
+        "PIDPressure",
+        "NodeHasSufficientPID",
+        "NodeHasInsufficientPID",
+    ),
+];
+
+/// The event reasons for the conditions this node reports whose status differs from `before` (condition
+/// → status last reported; `None` when absent or Unknown), as kubelet's status setters record them.
+fn condition_events(
+    before: impl Fn(&str) -> Option<bool>,
+    pressure: NodePressure,
+) -> Vec<&'static str> {
+    let mut reasons: Vec<&'static str> = PRESSURE_EVENTS
+        .iter()
+        .filter(|(condition, _, _)| before(condition) != Some(pressure.of(condition)))
+        .map(|&(condition, fine, pressed)| {
+            if pressure.of(condition) {
+                pressed
+            } else {
+                fine
+            }
+        })
+        .collect();
+    if before("Ready") != Some(true) {
+        reasons.push("NodeReady");
+    }
+    reasons
+}
+
+/// Records kubelet's events about its node: about the node by name, as kubelet refers to it.
+fn record_node_events(events: &Recorder, clock: &dyn Clock, node: &str, reasons: &[&str]) {
+    let about = Involved {
+        api_version: "",
+        kind: "Node",
+        namespace: "",
+        name: node,
+        uid: node,
+        field_path: None,
+    };
+    for reason in reasons {
+        let message = match *reason {
+            "Starting" => "Starting kubelet.".to_string(),
+            _ => format!("Node {node} status is now: {reason}"),
+        };
+        events.normal(clock, &about, reason, &message);
+    }
 }
 
 /// When each pressure condition last changed status, so that heartbeats keep `lastTransitionTime`.
@@ -222,10 +296,13 @@ pub async fn register(
     client: &Client,
     identity: &NodeIdentity,
     clock: &dyn Clock,
+    events: &Recorder,
 ) -> Result<(), AgentError> {
     let path = format!("/api/v1/nodes/{}", identity.name);
+    let mut reported = Value::Null;
     match client.get(&path).await {
-        Ok(_) => {
+        Ok(node) => {
+            reported = node["status"]["conditions"].clone();
             client
                 .merge_patch(
                     &path,
@@ -253,6 +330,21 @@ pub async fn register(
             &json!({"status": identity.status(clock.now(), &Transitions::new(clock.now()))}),
         )
         .await?;
+    let before = |condition: &str| {
+        let status = reported
+            .as_array()?
+            .iter()
+            .find(|c| c["type"] == condition)?["status"]
+            .as_str()?;
+        match status {
+            "True" => Some(true),
+            "False" => Some(false),
+            _ => None,
+        }
+    };
+    let mut reasons = vec!["Starting"];
+    reasons.extend(condition_events(before, NodePressure::default()));
+    record_node_events(events, clock, &identity.name, &reasons);
     Ok(())
 }
 
@@ -262,6 +354,7 @@ pub async fn heartbeat(
     client: Client,
     identity: NodeIdentity,
     clock: Arc<dyn Clock>,
+    events: Recorder,
     mut pressure: watch::Receiver<NodePressure>,
     mut shutdown: watch::Receiver<bool>,
 ) {
@@ -278,7 +371,16 @@ pub async fn heartbeat(
         let current = *pressure.borrow_and_update();
         if current != transitions.pressure || last_status.elapsed() >= STATUS_REPORT_INTERVAL {
             last_status = tokio::time::Instant::now();
+            let before = transitions.pressure;
             transitions.observe(current, clock.now());
+            let changed = condition_events(
+                |condition| match condition {
+                    "Ready" => Some(true),
+                    pressed => Some(before.of(pressed)),
+                },
+                current,
+            );
+            record_node_events(&events, clock.as_ref(), &identity.name, &changed);
             let path = format!("/api/v1/nodes/{}/status", identity.name);
             let status = json!({"status": identity.status(clock.now(), &transitions)});
             if let Err(e) = client.merge_patch(&path, &status).await {
@@ -400,6 +502,29 @@ pub fn detect_identity(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn events_name_the_conditions_that_are_new_or_changed() {
+        let fine = NodePressure::default();
+        assert_eq!(
+            condition_events(|_| None, fine),
+            [
+                "NodeHasSufficientMemory",
+                "NodeHasNoDiskPressure",
+                "NodeHasSufficientPID",
+                "NodeReady"
+            ]
+        );
+        let reported = |condition: &str| Some(condition == "Ready");
+        assert_eq!(condition_events(reported, fine), Vec::<&str>::new());
+        let short = NodePressure { disk: true, ..fine };
+        assert_eq!(condition_events(reported, short), ["NodeHasDiskPressure"]);
+        let back = |condition: &str| Some(condition == "Ready" || condition == "DiskPressure");
+        assert_eq!(condition_events(back, fine), ["NodeHasNoDiskPressure"]);
+        // Marked Unknown by the node controller while the agent was away: Ready again.
+        let unknown = |condition: &str| (condition != "Ready").then_some(false);
+        assert_eq!(condition_events(unknown, fine), ["NodeReady"]);
+    }
 
     #[test]
     fn taints_and_labels_parse_like_k3s_flags() {

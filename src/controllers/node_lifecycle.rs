@@ -7,8 +7,12 @@
 //!   `node.kubernetes.io/{memory,disk,pid}-pressure:NoSchedule`;
 //! - pods on a node with NoExecute taints are deleted when they do not tolerate them, or once their
 //!   `tolerationSeconds` have passed since the taint was added;
-//! - pods bound to a node that no longer exists are deleted at once (pod GC).
+//! - pods bound to a node that no longer exists are deleted at once (pod GC);
+//! - the node controller's events: `RegisteredNode` when it first sees a node, `NodeNotReady` when it
+//!   marks one Unknown, `RemovingNode` when one is gone.
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{Node, NodeCondition, Pod, Taint, Toleration};
@@ -16,6 +20,7 @@ use serde_json::{json, Value};
 
 use super::{run_workers, Context, ControllerError};
 use crate::api::meta::format_time;
+use crate::client::events::{Involved, Recorder};
 use crate::client::informer::key_of;
 use crate::client::{Change, WorkQueue};
 
@@ -86,6 +91,10 @@ pub fn start(ctx: &Context) -> Vec<tokio::task::JoinHandle<()>> {
     {
         let ctx = ctx.clone();
         let pods = pods.clone();
+        let monitor = Arc::new(Monitor {
+            events: Recorder::new(ctx.client.clone(), "node-controller"),
+            registered: Mutex::new(HashMap::new()),
+        });
         tasks.extend(run_workers(
             "node-lifecycle",
             nodes,
@@ -94,7 +103,8 @@ pub fn start(ctx: &Context) -> Vec<tokio::task::JoinHandle<()>> {
             move |name| {
                 let ctx = ctx.clone();
                 let pods = pods.clone();
-                async move { sync_node(&ctx, &pods, &name).await }
+                let monitor = monitor.clone();
+                async move { sync_node(&ctx, &monitor, &pods, &name).await }
             },
         ));
     }
@@ -110,6 +120,35 @@ pub fn start(ctx: &Context) -> Vec<tokio::task::JoinHandle<()>> {
         },
     ));
     tasks
+}
+
+/// What the node controller remembers between looks at nodes: the nodes it has registered (name → UID),
+/// and where it records its events.
+struct Monitor {
+    events: Recorder,
+    registered: Mutex<HashMap<String, String>>,
+}
+
+impl Monitor {
+    /// Records `reason` about the node (by its UID, as the node controller refers to it), with the
+    /// controller's "Node <name> event: …" or "Node <name> status is now: …" message.
+    fn record(&self, ctx: &Context, name: &str, uid: &str, reason: &str) {
+        let message = match reason {
+            "RegisteredNode" => format!("Node {name} event: Registered Node {name} in Controller"),
+            "RemovingNode" => format!("Node {name} event: Removing Node {name} from Controller"),
+            _ => format!("Node {name} status is now: {reason}"),
+        };
+        let about = Involved {
+            api_version: "",
+            kind: "Node",
+            namespace: "",
+            name,
+            uid,
+            field_path: None,
+        };
+        self.events
+            .normal(ctx.clock.as_ref(), &about, reason, &message);
+    }
 }
 
 fn node_name(pod: &Pod) -> Option<&str> {
@@ -143,12 +182,27 @@ fn last_heartbeat(ctx: &Context, node: &Node) -> Option<jiff::Timestamp> {
 
 async fn sync_node(
     ctx: &Context,
+    monitor: &Monitor,
     pods: &WorkQueue,
     name: &str,
 ) -> Result<Option<Duration>, ControllerError> {
     let Some(node) = ctx.informers.nodes.get(name) else {
+        let removed = monitor.registered.lock().expect("lock").remove(name);
+        if let Some(uid) = removed {
+            monitor.record(ctx, name, &uid, "RemovingNode");
+        }
         return Ok(None);
     };
+    let uid = node.metadata.uid.as_deref().unwrap_or_default();
+    let first_seen = monitor
+        .registered
+        .lock()
+        .expect("lock")
+        .insert(name.to_string(), uid.to_string())
+        .is_none();
+    if first_seen {
+        monitor.record(ctx, name, uid, "RegisteredNode");
+    }
     let now = ctx.clock.now();
     let grace = jiff::SignedDuration::try_from(ctx.config.node_monitor_grace_period)
         .unwrap_or(jiff::SignedDuration::from_secs(40));
@@ -164,6 +218,9 @@ async fn sync_node(
     let ready = condition(&node, "Ready").map(|c| c.status.as_str());
     if stale && ready != Some("Unknown") {
         mark_unknown(ctx, &node, now).await?;
+        if ready == Some("True") {
+            monitor.record(ctx, name, uid, "NodeNotReady");
+        }
         mark_pods_not_ready(ctx, name, now).await?;
         // The status change comes back through the informer and sets the taints.
         return Ok(None);

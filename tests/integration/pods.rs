@@ -804,6 +804,23 @@ fn node_pressure_taints_the_node_and_evicts_its_pods_but_not_critical_ones() {
         condition("status") == "True"
     });
     assert_eq!(condition("reason"), "KubeletHasInsufficientMemory");
+    // kubectl describe node finds the kubelet's events (about the node by name) and the node
+    // controller's (by UID), in the order they came.
+    s.eventually("the node's events", Duration::from_secs(30), || {
+        let describe = s.ok(&["describe", "node", "node"]);
+        let events = describe.split("Events:").nth(1).unwrap_or_default();
+        let at = |text: &str| events.find(text);
+        [
+            "Starting kubelet.",
+            "Node node status is now: NodeHasSufficientMemory",
+            "Node node status is now: NodeReady",
+            "Node node event: Registered Node node in Controller",
+            "Node node status is now: NodeHasInsufficientMemory",
+        ]
+        .iter()
+        .all(|text| at(text).is_some())
+            && at("NodeHasSufficientMemory") < at("NodeHasInsufficientMemory")
+    });
     s.eventually("the memory-pressure taint", Duration::from_secs(30), || {
         s.ok(&["get", "node", "node", "-o", "jsonpath={.spec.taints}"])
             .contains(r#""effect":"NoSchedule","key":"node.kubernetes.io/memory-pressure""#)

@@ -180,6 +180,16 @@ fn pods_leave_a_node_that_stops_renewing_its_lease() {
         ]);
         ready == "Unknown" && taints.contains("node.kubernetes.io/unreachable")
     });
+    s.eventually("the node controller's NodeNotReady", WAIT, || {
+        s.ok(&[
+            "get",
+            "events",
+            "--field-selector",
+            "involvedObject.name=lost-0,reason=NodeNotReady",
+            "-o",
+            "jsonpath={.items[*].source.component}: {.items[*].message}",
+        ]) == "node-controller: Node lost-0 status is now: NodeNotReady"
+    });
     s.eventually("all 3 pods running on the healthy nodes", WAIT, || {
         let nodes = running_on(&s, "app=app");
         nodes.len() == 3 && nodes.iter().all(|n| n.starts_with("stay-"))

@@ -161,12 +161,14 @@ pub async fn run(
         config.endpoint_port,
     );
     identity.allocatable = housekeeping::allocatable(&identity.capacity, &thresholds);
-    node::register(&client, &identity, clock.as_ref()).await?;
+    let events = Recorder::on_node(client.clone(), "kubelet", &config.node_name);
+    node::register(&client, &identity, clock.as_ref(), &events).await?;
     let (pressure, pressure_changes) = watch::channel(node::NodePressure::default());
     let mut tasks = vec![tokio::spawn(node::heartbeat(
         client.clone(),
         identity.clone(),
         clock.clone(),
+        events.clone(),
         pressure_changes,
         shutdown.clone(),
     ))];
@@ -214,7 +216,7 @@ pub async fn run(
         &format!("fieldSelector=spec.nodeName%3D{}", config.node_name),
     );
     let kubelet = Arc::new(Kubelet {
-        events: Recorder::on_node(client.clone(), "kubelet", &config.node_name),
+        events,
         client,
         clock,
         config,
