@@ -125,16 +125,21 @@ fn condition_events(
     reasons
 }
 
-/// Records kubelet's events about its node: about the node by name, as kubelet refers to it.
-fn record_node_events(events: &Recorder, clock: &dyn Clock, node: &str, reasons: &[&str]) {
-    let about = Involved {
+/// The node as kubelet refers to it in its events: by name, its name standing in for its UID.
+pub fn involved(node: &str) -> Involved<'_> {
+    Involved {
         api_version: "",
         kind: "Node",
         namespace: "",
         name: node,
         uid: node,
         field_path: None,
-    };
+    }
+}
+
+/// Records kubelet's events about its node's start and conditions.
+fn record_node_events(events: &Recorder, clock: &dyn Clock, node: &str, reasons: &[&str]) {
+    let about = involved(node);
     for reason in reasons {
         let message = match *reason {
             "Starting" => "Starting kubelet.".to_string(),

@@ -816,6 +816,7 @@ fn node_pressure_taints_the_node_and_evicts_its_pods_but_not_critical_ones() {
             "Node node status is now: NodeReady",
             "Node node event: Registered Node node in Controller",
             "Node node status is now: NodeHasInsufficientMemory",
+            "Attempting to reclaim memory",
         ]
         .iter()
         .all(|text| at(text).is_some())

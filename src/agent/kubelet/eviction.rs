@@ -348,6 +348,12 @@ pub(super) fn evict_one(kubelet: &Kubelet, crossed: &[Crossed]) {
         return;
     };
     let starved = Starved::of(target.signal);
+    kubelet.events.warning(
+        kubelet.clock.as_ref(),
+        &crate::agent::node::involved(&kubelet.config.node_name),
+        "EvictionThresholdMet",
+        &format!("Attempting to reclaim {}", starved.name()),
+    );
     let mut candidates = kubelet.eviction_candidates(starved);
     rank(&mut candidates, starved);
     let Some(victim) = candidates.first() else {
