@@ -221,6 +221,14 @@ spec:
     for event in ["Pulling", "Pulled", "Created", "Started"] {
         assert!(describe.contains(event), "{event} missing in:\n{describe}");
     }
+    let pulled = describe
+        .lines()
+        .find(|l| l.contains("Successfully pulled image"))
+        .unwrap_or_else(|| panic!("no pull event in:\n{describe}"));
+    assert!(
+        pulled.contains(" including waiting). Image size: ") && pulled.ends_with(" bytes."),
+        "{pulled}"
+    );
     // As kubelet's: each names the container it is about and the node it came from.
     let node = s.ok(&["get", "nodes", "-o", "jsonpath={.items[0].metadata.name}"]);
     let started = s.ok(&[

@@ -1183,11 +1183,17 @@ impl Kubelet {
                     self.clock.as_ref(),
                     &container_involved(pod, &c.name),
                     "Pulled",
-                    &format!(
-                        "Successfully pulled image \"{image}\" in {:.3}s. Image size: {} bytes.",
-                        started.elapsed().as_secs_f64(),
-                        img.size
-                    ),
+                    &{
+                        // Pulls are not queued behind each other here: no time is spent waiting.
+                        let took = crate::util::go_duration(
+                            (started.elapsed().as_millis() * 1_000_000) as i64,
+                        );
+                        format!(
+                            "Successfully pulled image \"{image}\" in {took} ({took} including \
+                             waiting). Image size: {} bytes.",
+                            img.size
+                        )
+                    },
                 );
                 Ok(img)
             }
