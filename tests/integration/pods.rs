@@ -277,6 +277,23 @@ spec:
             "{.status.containerStatuses[0].state.waiting.reason}",
         ) == "ImagePullBackOff"
     });
+    // As kubelet words it: the back-off names the pull error it waits out.
+    let backing_off = jsonpath(
+        &s,
+        "bad-pull",
+        "{.status.containerStatuses[0].state.waiting.message}",
+    );
+    assert!(
+        backing_off.starts_with(&format!(
+            "Back-off pulling image \"{image}\": ErrImagePull: "
+        )) && backing_off.contains("401 Unauthorized"),
+        "{backing_off}"
+    );
+    s.eventually("the back-off events", Duration::from_secs(30), || {
+        let describe = s.ok(&["describe", "pod", "bad-pull"]);
+        describe.contains("Error: ImagePullBackOff")
+            && describe.contains(&format!("Back-off pulling image \"{image}\""))
+    });
 
     s.eventually("crash loops", Duration::from_secs(60), || {
         let restarts: u32 = jsonpath(&s, "crash", "{.status.containerStatuses[0].restartCount}")

@@ -98,8 +98,8 @@ pub(crate) struct Kubelet {
     pub image_backoff: backoff::Backoff,
     /// Volume set-ups that failed, by pod uid and volume name.
     pub mount_backoff: backoff::RetryBackoff,
-    /// When each (pod, image) pull last failed, the start of its ImagePullBackOff.
-    pub pull_failures: Mutex<HashMap<String, std::time::Instant>>,
+    /// When each (pod, image) pull last failed, the start of its ImagePullBackOff, and why.
+    pub pull_failures: Mutex<HashMap<String, (std::time::Instant, String)>>,
     /// Containers that failed to be created or started: when, what they wait with, and for how long,
     /// so that pod updates (our own status writes among them) do not retry them in a tight loop.
     pub start_failures: Mutex<HashMap<String, (std::time::Instant, status::Waiting, Duration)>>,

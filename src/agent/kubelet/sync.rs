@@ -1136,14 +1136,20 @@ impl Kubelet {
         }
         let key = backoff::key(uid, &format!("image:{image}"));
         // A failed pull is retried behind the back-off; the last failure is what it reports meanwhile.
-        if let Some(last) = self.last_pull_failure(&key) {
+        if let Some((last, why)) = self.last_pull_failure(&key) {
             if let Decision::Wait { remaining, .. } =
                 self.image_backoff
                     .decide(&key, last.elapsed(), Duration::ZERO)
             {
+                let backing_off = format!("Back-off pulling image \"{image}\"");
+                let about = container_involved(pod, &c.name);
+                let clock = self.clock.as_ref();
+                self.events.normal(clock, &about, "BackOff", &backing_off);
+                self.events
+                    .warning(clock, &about, "Failed", "Error: ImagePullBackOff");
                 return Err(wait(
                     "ImagePullBackOff",
-                    format!("Back-off pulling image \"{image}\""),
+                    format!("{backing_off}: ErrImagePull: {why}"),
                     remaining,
                 ));
             }
@@ -1214,7 +1220,7 @@ impl Kubelet {
                 self.pull_failures
                     .lock()
                     .expect("lock")
-                    .insert(key.clone(), std::time::Instant::now());
+                    .insert(key.clone(), (std::time::Instant::now(), e.to_string()));
                 self.image_backoff
                     .decide(&key, Duration::ZERO, Duration::ZERO);
                 Err(wait("ErrImagePull", message, backoff::INITIAL))
@@ -1247,8 +1253,8 @@ impl Kubelet {
         );
     }
 
-    fn last_pull_failure(&self, key: &str) -> Option<std::time::Instant> {
-        self.pull_failures.lock().expect("lock").get(key).copied()
+    fn last_pull_failure(&self, key: &str) -> Option<(std::time::Instant, String)> {
+        self.pull_failures.lock().expect("lock").get(key).cloned()
     }
 
     async fn start_container(&self, req: StartRequest<'_>) -> Result<Image, StartFailure> {
