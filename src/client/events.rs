@@ -277,19 +277,23 @@ mod tests {
     use super::*;
     use crate::util::clock::FakeClock;
 
-    #[tokio::test]
-    async fn a_repeated_event_raises_the_count_of_the_first() {
-        let clock = Arc::new(FakeClock::new("2026-11-23T10:00:00Z".parse().unwrap()));
-        let (_dir, client) = crate::server::testing::in_process(clock.clone()).await;
-        let recorder = Recorder::new(client.clone(), "test-controller");
-        let about = Involved {
+    fn web_pod() -> Involved<'static> {
+        Involved {
             api_version: "v1",
             kind: "Pod",
             namespace: "default",
             name: "web",
             uid: "u1",
             field_path: None,
-        };
+        }
+    }
+
+    #[tokio::test]
+    async fn a_repeated_event_raises_the_count_of_the_first() {
+        let clock = Arc::new(FakeClock::new("2026-11-23T10:00:00Z".parse().unwrap()));
+        let (_dir, client) = crate::server::testing::in_process(clock.clone()).await;
+        let recorder = Recorder::new(client.clone(), "test-controller");
+        let about = web_pod();
         recorder.warning(clock.as_ref(), &about, "FailedScheduling", "0/1 nodes");
         clock.advance(jiff::SignedDuration::from_secs(30));
         recorder.warning(clock.as_ref(), &about, "FailedScheduling", "0/1 nodes");
@@ -316,18 +320,7 @@ mod tests {
         let clock = Arc::new(FakeClock::new("2026-11-23T10:00:00Z".parse().unwrap()));
         let (_dir, client) = crate::server::testing::in_process(clock.clone()).await;
         let recorder = Recorder::on_node(client.clone(), "kubelet", "edge-1");
-        let pod = Involved {
-            api_version: "v1",
-            kind: "Pod",
-            namespace: "default",
-            name: "web",
-            uid: "u1",
-            field_path: None,
-        };
-        let about = |path: &str| Involved {
-            field_path: Some(path.to_string()),
-            ..pod
-        };
+        let about = |path: &str| web_pod().at(path.to_string());
         for path in ["spec.containers{app}", "spec.initContainers{setup}"] {
             recorder.normal(clock.as_ref(), &about(path), "Pulled", "present");
             // Event names are the object's and the time's.

@@ -36,6 +36,13 @@ fn jsonpath(s: &Server, pod: &str, path: &str) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// Waits (up to a minute) for the pod's Ready condition.
+fn wait_ready(s: &Server, pod: &str) {
+    s.eventually(&format!("{pod} is Ready"), Duration::from_secs(60), || {
+        jsonpath(s, pod, "{.status.conditions[?(@.type==\"Ready\")].status}") == "True"
+    });
+}
+
 fn ready_node(s: &Server) {
     s.eventually("the node is Ready", Duration::from_secs(60), || {
         jsonpath_node(s).contains("True")
@@ -703,13 +710,7 @@ spec:
 "#;
     let file = s.write("pair.yaml", manifest);
     s.ok(&["apply", "-f", file.to_str().unwrap()]);
-    s.eventually("pair is Ready", Duration::from_secs(60), || {
-        jsonpath(
-            &s,
-            "pair",
-            "{.status.conditions[?(@.type==\"Ready\")].status}",
-        ) == "True"
-    });
+    wait_ready(&s, "pair");
     let logs = |container: &str| {
         let mut text = String::new();
         s.eventually(
@@ -2353,13 +2354,7 @@ spec:
 "#;
     let file = s.write("projected.yaml", manifest);
     s.ok(&["apply", "-f", file.to_str().unwrap()]);
-    s.eventually("reader is Ready", Duration::from_secs(60), || {
-        jsonpath(
-            &s,
-            "reader",
-            "{.status.conditions[?(@.type==\"Ready\")].status}",
-        ) == "True"
-    });
+    wait_ready(&s, "reader");
     let in_reader = |script: &str| s.ok(&["exec", "reader", "--", "sh", "-c", script]);
     let layout = in_reader(
         "busybox readlink /conf/greeting; busybox readlink /conf/..data; cat /conf/greeting",
@@ -2409,13 +2404,7 @@ fn kubectl_debug_runs_an_ephemeral_container_in_the_targets_processes() {
         "sleep",
         "1000",
     ]);
-    s.eventually("target is Ready", Duration::from_secs(60), || {
-        jsonpath(
-            &s,
-            "target",
-            "{.status.conditions[?(@.type==\"Ready\")].status}",
-        ) == "True"
-    });
+    wait_ready(&s, "target");
     let debug = |name: &str| {
         vec![
             "debug".to_string(),

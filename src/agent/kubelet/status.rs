@@ -326,23 +326,21 @@ fn unmet_readiness_gates(
 pub fn pod_status(pod: &Pod, observed: &Observed, now: jiff::Timestamp) -> PodStatus {
     let spec = pod.spec.as_ref().expect("pods have a spec");
     let old = pod.status.clone().unwrap_or_default();
+    let status = |name: &str, image: Option<&str>, ready_when: ReadyWhen, not_started: &str| {
+        container_status(name, image.unwrap_or(""), ready_when, observed, not_started)
+    };
     let mut init_statuses: Vec<ContainerStatus> = spec
         .init_containers
         .iter()
         .flatten()
         .map(|c| {
-            container_status(
-                &c.name,
-                c.image.as_deref().unwrap_or(""),
-                // A sidecar is ready as its readiness probe says, as an app container.
-                if is_sidecar(c) {
-                    ReadyWhen::Running
-                } else {
-                    ReadyWhen::Completed
-                },
-                observed,
-                "PodInitializing",
-            )
+            // A sidecar is ready as its readiness probe says, as an app container.
+            let ready_when = if is_sidecar(c) {
+                ReadyWhen::Running
+            } else {
+                ReadyWhen::Completed
+            };
+            status(&c.name, c.image.as_deref(), ready_when, "PodInitializing")
         })
         .collect();
     // kubelet: an app container not yet created waits with PodInitializing whenever the pod has init
@@ -355,29 +353,13 @@ pub fn pod_status(pod: &Pod, observed: &Observed, now: jiff::Timestamp) -> PodSt
     let mut statuses: Vec<ContainerStatus> = spec
         .containers
         .iter()
-        .map(|c| {
-            container_status(
-                &c.name,
-                c.image.as_deref().unwrap_or(""),
-                ReadyWhen::Running,
-                observed,
-                app_reason,
-            )
-        })
+        .map(|c| status(&c.name, c.image.as_deref(), ReadyWhen::Running, app_reason))
         .collect();
     let mut ephemeral_statuses: Vec<ContainerStatus> = spec
         .ephemeral_containers
         .iter()
         .flatten()
-        .map(|c| {
-            container_status(
-                &c.name,
-                c.image.as_deref().unwrap_or(""),
-                ReadyWhen::Never,
-                observed,
-                app_reason,
-            )
-        })
+        .map(|c| status(&c.name, c.image.as_deref(), ReadyWhen::Never, app_reason))
         .collect();
     if observed.terminal {
         for status in init_statuses
