@@ -194,13 +194,16 @@ async fn sync_node(
         return Ok(None);
     };
     let uid = node.metadata.uid.as_deref().unwrap_or_default();
-    let first_seen = monitor
+    let before = monitor
         .registered
         .lock()
         .expect("lock")
-        .insert(name.to_string(), uid.to_string())
-        .is_none();
-    if first_seen {
+        .insert(name.to_string(), uid.to_string());
+    // A node deleted and made again under its name before this look is another node.
+    if before.as_deref() != Some(uid) {
+        if let Some(gone) = before {
+            monitor.record(ctx, name, &gone, "RemovingNode");
+        }
         monitor.record(ctx, name, uid, "RegisteredNode");
     }
     let now = ctx.clock.now();

@@ -2470,15 +2470,36 @@ fn kubectl_debug_runs_an_ephemeral_container_in_the_targets_processes() {
         "{out:?}"
     );
 
+    // Its environment may come from a ConfigMap nothing else in the pod reads.
+    s.ok(&[
+        "create",
+        "configmap",
+        "debug-env",
+        "--from-literal=LEVEL=verbose",
+    ]);
+    s.ok(&[
+        "patch",
+        "pod",
+        "target",
+        "--subresource=ephemeralcontainers",
+        "--type=strategic",
+        "-p",
+        r#"{"spec":{"ephemeralContainers":[{"name":"env","image":"busybox:latest","imagePullPolicy":"Never",
+            "command":["sh","-c","echo level=$LEVEL"],"envFrom":[{"configMapRef":{"name":"debug-env"}}]}]}}"#,
+    ]);
+    s.eventually("the env debugger ran", Duration::from_secs(60), || {
+        s.kubectl(&["logs", "target", "-c", "env"]).stdout == b"level=verbose\n"
+    });
+
     // Added once, never changed.
     let changed = s.fails(&[
         "patch",
         "pod",
         "target",
         "--subresource=ephemeralcontainers",
-        "--type=json",
+        "--type=strategic",
         "-p",
-        r#"[{"op":"replace","path":"/spec/ephemeralContainers/0/image","value":"busybox:other"}]"#,
+        r#"{"spec":{"ephemeralContainers":[{"name":"look","image":"busybox:other"}]}}"#,
     ]);
     assert!(
         changed.contains("existing ephemeral containers \"look\" may not be changed"),

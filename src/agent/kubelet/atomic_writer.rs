@@ -17,11 +17,30 @@ const MAX_PATH_LENGTH: usize = 4096;
 const MAX_NAME_LENGTH: usize = 255;
 
 /// Makes `dir` show exactly `files` (relative path → content, mode). Nothing changes on disk when the
-/// contents are already those (a mode-only change is not written, as with kubelet).
-pub fn write(dir: &Path, files: &BTreeMap<String, (Vec<u8>, u32)>) -> Result<(), String> {
-    for path in files.keys() {
+/// contents are already those (a mode-only change is not written, as with kubelet). A change is
+/// published once `before_publish` (kubelet's setPerms: the fsGroup) has run over the directory.
+pub fn write(
+    dir: &Path,
+    files: &BTreeMap<String, (Vec<u8>, u32)>,
+    before_publish: impl FnOnce() -> Result<(), String>,
+) -> Result<(), String> {
+    let mut cleaned = BTreeMap::new();
+    for (path, file) in files {
         validate(path)?;
+        // `./a` and `a//b` are `a` and `a/b`, as `path.Clean` makes them.
+        let clean: Vec<&str> = Path::new(path)
+            .components()
+            .filter_map(|c| match c {
+                Component::Normal(name) => name.to_str(),
+                _ => None,
+            })
+            .collect();
+        if clean.is_empty() {
+            return Err(format!("invalid path {path:?}: must name a file"));
+        }
+        cleaned.insert(clean.join("/"), file.clone());
     }
+    let files = &cleaned;
     std::fs::create_dir_all(dir).map_err(io_error("creating", dir))?;
     let data = dir.join(DATA_LINK);
     let current = std::fs::read_link(&data).ok();
@@ -30,14 +49,16 @@ pub fn write(dir: &Path, files: &BTreeMap<String, (Vec<u8>, u32)>) -> Result<(),
         .is_some_and(|ts| holds(&dir.join(ts), files));
     if !up_to_date {
         let ts = new_timestamped_dir(dir)?;
-        let published = write_files(&ts, files).and_then(|()| {
-            let next = dir.join(NEW_DATA_LINK);
-            let _ = std::fs::remove_file(&next);
-            let name = ts.file_name().expect("a timestamped directory has a name");
-            std::os::unix::fs::symlink(name, &next)
-                .and_then(|()| std::fs::rename(&next, &data))
-                .map_err(io_error("publishing", &ts))
-        });
+        let published = write_files(&ts, files)
+            .and_then(|()| before_publish())
+            .and_then(|()| {
+                let next = dir.join(NEW_DATA_LINK);
+                let _ = std::fs::remove_file(&next);
+                let name = ts.file_name().expect("a timestamped directory has a name");
+                std::os::unix::fs::symlink(name, &next)
+                    .and_then(|()| std::fs::rename(&next, &data))
+                    .map_err(io_error("publishing", &ts))
+            });
         if let Err(e) = published {
             let _ = std::fs::remove_dir_all(&ts);
             return Err(e);
@@ -91,18 +112,19 @@ fn validate(path: &str) -> Result<(), String> {
             _ => {}
         }
     }
-    if top_level(path).starts_with("..") {
+    let first = p.components().find_map(|c| match c {
+        Component::Normal(name) => name.to_str(),
+        _ => None,
+    });
+    if first.is_some_and(|name| name.starts_with("..")) {
         return invalid("must not start with '..'");
     }
     Ok(())
 }
 
-/// The first name of a relative path: what the volume's directory shows of it.
+/// The first name of a clean relative path: what the volume's directory shows of it.
 fn top_level(path: &str) -> &str {
-    path.trim_start_matches("./")
-        .split('/')
-        .next()
-        .unwrap_or(path)
+    path.split('/').next().unwrap_or(path)
 }
 
 /// Whether the timestamped directory `ts` holds exactly the files, with their contents.
@@ -111,15 +133,11 @@ fn holds(ts: &Path, files: &BTreeMap<String, (Vec<u8>, u32)>) -> bool {
     if !list_files(ts, Path::new(""), &mut found) {
         return false;
     }
-    let wanted: BTreeSet<PathBuf> = files.keys().map(|k| normalized(k)).collect();
+    let wanted: BTreeSet<PathBuf> = files.keys().map(PathBuf::from).collect();
     found == wanted
         && files
             .iter()
             .all(|(path, (content, _))| std::fs::read(ts.join(path)).is_ok_and(|c| c == *content))
-}
-
-fn normalized(path: &str) -> PathBuf {
-    Path::new(path).components().collect()
 }
 
 /// Adds the regular files under `dir` (as paths relative to the walk's start) to `out`; false when
@@ -218,7 +236,7 @@ mod tests {
             ("index.html", "v1", 0o644),
             ("conf/app.yaml", "a: 1", 0o600),
         ]);
-        write(dir.path(), &files).unwrap();
+        write(dir.path(), &files, || Ok(())).unwrap();
         let ts = std::fs::read_link(dir.path().join("..data")).unwrap();
         let ts = ts.to_str().unwrap();
         assert!(
@@ -259,30 +277,34 @@ mod tests {
     #[test]
     fn a_change_swaps_the_data_directory_and_removes_what_is_gone() {
         let dir = tempfile::tempdir().unwrap();
-        write(
-            dir.path(),
-            &payload(&[("a", "1", 0o644), ("old/b", "2", 0o644)]),
-        )
-        .unwrap();
-        let first = std::fs::read_link(dir.path().join("..data")).unwrap();
+        let data = || std::fs::read_link(dir.path().join("..data")).unwrap();
+        let v1 = payload(&[("a", "1", 0o644), ("old/b", "2", 0o644)]);
+        write(dir.path(), &v1, || Ok(())).unwrap();
+        let first = data();
 
-        // The same contents again: nothing is rewritten.
-        write(
-            dir.path(),
-            &payload(&[("a", "1", 0o644), ("old/b", "2", 0o644)]),
-        )
+        // The same contents again, however the paths are spelled: nothing is rewritten.
+        let respelled = payload(&[("./a", "1", 0o644), ("old//b", "2", 0o644)]);
+        let hook_ran = std::cell::Cell::new(false);
+        write(dir.path(), &respelled, || {
+            hook_ran.set(true);
+            Ok(())
+        })
         .unwrap();
-        assert_eq!(
-            std::fs::read_link(dir.path().join("..data")).unwrap(),
-            first
-        );
+        assert_eq!(data(), first);
+        assert!(!hook_ran.get(), "nothing to publish, nothing to prepare");
 
-        write(
-            dir.path(),
-            &payload(&[("a", "changed", 0o644), ("c", "3", 0o644)]),
-        )
-        .unwrap();
-        let second = std::fs::read_link(dir.path().join("..data")).unwrap();
+        // A change is prepared before it shows, and not shown when preparing it fails.
+        let v2 = payload(&[("a", "changed", 0o644), ("c", "3", 0o644)]);
+        let refused = write(dir.path(), &v2, || {
+            assert_eq!(data(), first, "published before it was prepared");
+            Err("no group for you".into())
+        });
+        assert_eq!(refused.unwrap_err(), "no group for you");
+        assert_eq!(data(), first);
+        assert_eq!(std::fs::read_to_string(dir.path().join("a")).unwrap(), "1");
+
+        write(dir.path(), &v2, || Ok(())).unwrap();
+        let second = data();
         assert_ne!(second, first);
         assert_eq!(
             names(dir.path()),
@@ -305,7 +327,7 @@ mod tests {
         std::fs::write(dir.path().join("a"), "in place").unwrap();
         std::fs::create_dir(dir.path().join("gone")).unwrap();
         std::fs::write(dir.path().join("gone/b"), "x").unwrap();
-        write(dir.path(), &payload(&[("a", "linked", 0o644)])).unwrap();
+        write(dir.path(), &payload(&[("a", "linked", 0o644)]), || Ok(())).unwrap();
         assert!(std::fs::symlink_metadata(dir.path().join("a"))
             .unwrap()
             .is_symlink());
@@ -324,8 +346,9 @@ mod tests {
             ("/etc/passwd", "must be a relative path"),
             ("a/../../b", "must not contain '..'"),
             ("..data", "must not start with '..'"),
+            ("./..data", "must not start with '..'"),
         ] {
-            let error = write(dir.path(), &payload(&[(path, "x", 0o644)])).unwrap_err();
+            let error = write(dir.path(), &payload(&[(path, "x", 0o644)]), || Ok(())).unwrap_err();
             assert!(error.contains(why), "{path}: {error}");
         }
         assert_eq!(names(dir.path()), BTreeSet::new());

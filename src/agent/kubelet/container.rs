@@ -62,6 +62,17 @@ pub fn in_spec(spec: &PodSpec, name: &str) -> Option<(Container, Option<String>)
     ))
 }
 
+/// Every container of the pod: init, regular, then the ephemeral ones as the containers they run as.
+pub fn all(spec: &PodSpec) -> Vec<Container> {
+    spec.init_containers
+        .iter()
+        .flatten()
+        .chain(&spec.containers)
+        .cloned()
+        .chain(spec.ephemeral_containers.iter().flatten().map(as_container))
+        .collect()
+}
+
 /// An ephemeral container as the container it runs as: the same fields, less its target.
 fn as_container(ephemeral: &EphemeralContainer) -> Container {
     let mut fields = serde_json::to_value(ephemeral).unwrap_or_default();

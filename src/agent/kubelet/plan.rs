@@ -152,16 +152,6 @@ pub fn plan(
     };
     let policy = restart_policy(spec);
     let latest = |name: &str| runs.get(name).and_then(|r| r.latest.as_ref());
-    // kubelet starts an ephemeral container once, whatever the rest of the pod is doing, and never again.
-    for ephemeral in spec.ephemeral_containers.iter().flatten() {
-        if latest(&ephemeral.name).is_none() {
-            plan.actions.push(Action::Start {
-                container: ephemeral.name.clone(),
-                init: false,
-                attempt: 0,
-            });
-        }
-    }
     // kubelet's sign that initialization is over: an app container was created.
     let initialized = spec.containers.iter().any(|c| latest(&c.name).is_some());
     // Every app container ended for good: the sidecars are stopped, and not restarted, so the pod ends.
@@ -175,6 +165,17 @@ pub fn plan(
             ) => !notes.killed_for_restart.contains(&run.id) && !wants_restart(policy, exit),
             _ => false,
         });
+    // kubelet starts an ephemeral container once, even while the pod initializes, and never again;
+    // not into a pod whose app containers are done.
+    for ephemeral in spec.ephemeral_containers.iter().flatten() {
+        if !app_done && latest(&ephemeral.name).is_none() {
+            plan.actions.push(Action::Start {
+                container: ephemeral.name.clone(),
+                init: false,
+                attempt: 0,
+            });
+        }
+    }
     for init in spec.init_containers.iter().flatten() {
         if is_sidecar(init) {
             match latest(&init.name) {

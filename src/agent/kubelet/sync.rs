@@ -29,6 +29,7 @@ use crate::agent::runtime::{
 use crate::agent::AgentError;
 use crate::client::events::Involved;
 use crate::client::informer::{key_of, split_key};
+use crate::shim::InitProcess;
 
 /// Default `terminationGracePeriodSeconds`.
 const DEFAULT_GRACE: i64 = 30;
@@ -72,11 +73,19 @@ pub(super) fn container_involved<'a>(pod: &'a Pod, name: &str) -> Involved<'a> {
     involved(pod).at(format!("spec.{field}{{{name}}}"))
 }
 
-/// The host PID of the running process of the pod's container `name`.
-fn running_init(runs: &HashMap<String, Runs>, name: &str) -> Option<i32> {
+/// The running process of the pod's container `name`.
+fn running_init(runs: &HashMap<String, Runs>, name: &str) -> Option<InitProcess> {
     match &runs.get(name)?.latest.as_ref()?.state {
-        ContainerState::Running(init) => Some(init.pid),
+        ContainerState::Running(init) => Some(*init),
         _ => None,
+    }
+}
+
+/// What an ephemeral container waits with while the container it targets does not run.
+fn target_not_running(target: &str) -> Waiting {
+    Waiting {
+        reason: "CreateContainerError".into(),
+        message: format!("the target container {target} is not running"),
     }
 }
 
@@ -490,12 +499,7 @@ impl Kubelet {
         let namespace = pod.metadata.namespace.as_deref().unwrap_or("default");
         let spec = pod.spec.as_ref().expect("pods have a spec");
         let (mut cms, mut secrets) = volumes::referenced(pod);
-        for c in spec
-            .init_containers
-            .iter()
-            .flatten()
-            .chain(&spec.containers)
-        {
+        for c in &container::all(spec) {
             let (c_cms, c_secrets) = env::referenced(c);
             cms.extend(c_cms);
             secrets.extend(c_secrets);
@@ -777,36 +781,26 @@ impl Kubelet {
                     let (spec_container, target) = container::in_spec(&spec, &container)
                         .expect("planned containers are in the spec");
                     let failure_key = backoff::key(uid, &container);
-                    let mut namespaces = namespaces.clone();
-                    // An ephemeral container aimed at another shares its processes (kubectl debug
-                    // --target), as containerd gives it the target's PID namespace.
-                    if let Some(target) = target {
-                        match running_init(&observed.runs, &target) {
-                            Some(pid) => {
-                                namespaces.pid = SharedNamespace::Pod(PathBuf::from(format!(
-                                    "/proc/{pid}/ns/pid"
-                                )))
-                            }
+                    let target = match target {
+                        Some(target) => match running_init(&observed.runs, &target) {
+                            Some(process) => Some((target, process)),
                             None => {
-                                let waiting = Waiting {
-                                    reason: "CreateContainerError".into(),
-                                    message: format!(
-                                        "the target container {target} is not running"
-                                    ),
-                                };
+                                let waiting = target_not_running(&target);
                                 observed.waiting.insert(container.clone(), waiting);
                                 soon(super::RESYNC, &mut requeue);
                                 continue;
                             }
-                        }
-                    }
+                        },
+                        None => None,
+                    };
                     let start = StartRequest {
                         pod: &addressed,
                         uid,
                         container: &spec_container,
                         init,
                         attempt,
-                        namespaces,
+                        namespaces: namespaces.clone(),
+                        target,
                         etc_mounts: &etc_mounts,
                         volumes: &prepared,
                         sources: &sources,
@@ -1000,12 +994,7 @@ impl Kubelet {
     /// The termination message of every exited run kept (the latest and the one before, for lastState).
     pub(super) fn collect_termination_messages(&self, pod: &Pod, observed: &mut Observed) {
         let spec = pod.spec.as_ref().expect("pods have a spec");
-        for c in spec
-            .init_containers
-            .iter()
-            .flatten()
-            .chain(&spec.containers)
-        {
+        for c in &container::all(spec) {
             let Some(runs) = observed.runs.get(&c.name) else {
                 continue;
             };
@@ -1264,7 +1253,8 @@ impl Kubelet {
             container: c,
             init,
             attempt,
-            namespaces,
+            mut namespaces,
+            target,
             etc_mounts,
             volumes: prepared,
             sources,
@@ -1272,6 +1262,18 @@ impl Kubelet {
             hash,
         } = req;
         let image = self.ensure_image(pod, uid, c, sources).await?;
+        // Looked at again after the pull, which can take long: a target that ended meanwhile must not
+        // lend its pid to whatever process has it now.
+        if let Some((target, process)) = target {
+            if !process.is_alive() {
+                return Err(StartFailure::Waiting(
+                    target_not_running(&target),
+                    super::RESYNC,
+                ));
+            }
+            namespaces.pid =
+                SharedNamespace::Pod(PathBuf::from(format!("/proc/{}/ns/pid", process.pid)));
+        }
         let config_error = |message: String| {
             StartFailure::Waiting(
                 Waiting {
@@ -1435,6 +1437,9 @@ struct StartRequest<'a> {
     init: bool,
     attempt: u32,
     namespaces: container::PodNamespaces,
+    /// For an ephemeral container aimed at another (kubectl debug --target): that container, and the
+    /// process whose PID namespace it joins.
+    target: Option<(String, InitProcess)>,
     etc_mounts: &'a [crate::agent::runtime::MountSpec],
     volumes: &'a HashMap<String, volumes::Prepared>,
     sources: &'a Sources,

@@ -384,12 +384,25 @@ pub fn prepare(cx: &Context, volume: &Volume) -> Result<Prepared, String> {
             .as_ref()
             .and_then(|c| cx.claims.get(&c.claim_name))
             .is_some_and(|c| c.owned_by_pod);
-    if owned {
-        // The files kubelet writes itself change with their sources: walked every time (they are few).
-        let written = volume.empty_dir.is_none() && volume.persistent_volume_claim.is_none();
-        set_volume_ownership(&prepared.path, group, written, written)?;
+    // The files kubelet writes itself got the group before they were published.
+    let written = volume.empty_dir.is_none() && volume.persistent_volume_claim.is_none();
+    if owned && !written {
+        set_volume_ownership(&prepared.path, group, false, false)?;
     }
     Ok(prepared)
+}
+
+/// Writes the files of a configMap, secret, downwardAPI or projected volume (kubelet's atomic writer),
+/// owned by the pod's fsGroup, read-only, before they show.
+fn publish(
+    cx: &Context,
+    dir: &Path,
+    files: &BTreeMap<String, (Vec<u8>, u32)>,
+) -> Result<(), String> {
+    atomic_writer::write(dir, files, || match fs_group(cx) {
+        Some(group) => set_volume_ownership(dir, group, true, true),
+        None => Ok(()),
+    })
 }
 
 /// The volume's directory, made and filled as its type says.
@@ -476,7 +489,7 @@ fn prepare_files(cx: &Context, volume: &Volume) -> Result<Prepared, String> {
             optional,
             &mut files,
         )?;
-        atomic_writer::write(&dir, &files)?;
+        publish(cx, &dir, &files)?;
         return ok(dir, true);
     }
     if let Some(s) = &volume.secret {
@@ -496,7 +509,7 @@ fn prepare_files(cx: &Context, volume: &Volume) -> Result<Prepared, String> {
         )?;
         // Secrets live in memory only.
         mount_tmpfs(&dir, None)?;
-        atomic_writer::write(&dir, &files)?;
+        publish(cx, &dir, &files)?;
         return ok(dir, true);
     }
     if let Some(d) = &volume.downward_api {
@@ -508,7 +521,7 @@ fn prepare_files(cx: &Context, volume: &Volume) -> Result<Prepared, String> {
             d.default_mode.map_or(DEFAULT_MODE, |m| m as u32),
             &mut files,
         )?;
-        atomic_writer::write(&dir, &files)?;
+        publish(cx, &dir, &files)?;
         return ok(dir, true);
     }
     if let Some(p) = &volume.projected {
@@ -550,7 +563,7 @@ fn prepare_files(cx: &Context, volume: &Volume) -> Result<Prepared, String> {
             }
         }
         mount_tmpfs(&dir, None)?;
-        atomic_writer::write(&dir, &files)?;
+        publish(cx, &dir, &files)?;
         return ok(dir, true);
     }
     if let Some(c) = &volume.persistent_volume_claim {
