@@ -137,6 +137,20 @@ pub fn involved(node: &str) -> Involved<'_> {
     }
 }
 
+/// The status of `condition` among a node's reported `conditions`: `None` when absent or Unknown.
+fn reported_status(conditions: &Value, condition: &str) -> Option<bool> {
+    let status = conditions
+        .as_array()?
+        .iter()
+        .find(|c| c["type"] == condition)?["status"]
+        .as_str()?;
+    match status {
+        "True" => Some(true),
+        "False" => Some(false),
+        _ => None,
+    }
+}
+
 /// Records kubelet's events about its node's start and conditions.
 fn record_node_events(events: &Recorder, clock: &dyn Clock, node: &str, reasons: &[&str]) {
     let about = involved(node);
@@ -170,15 +184,24 @@ impl Transitions {
         }
     }
 
-    fn observe(&mut self, pressure: NodePressure, now: jiff::Timestamp) {
-        if pressure.memory != self.pressure.memory {
+    /// Takes the pressure now evaluated. A condition changes now when its status differs from the one
+    /// kept, or from the one the node shows (`reported`, its conditions when they could be read): the
+    /// node controller may have marked them Unknown meanwhile.
+    fn observe(&mut self, pressure: NodePressure, reported: Option<&Value>, now: jiff::Timestamp) {
+        let differs = |condition: &str, is: bool| {
+            reported.is_some_and(|r| reported_status(r, condition) != Some(is))
+        };
+        if self.pressure.memory != pressure.memory || differs("MemoryPressure", pressure.memory) {
             self.memory = now;
         }
-        if pressure.disk != self.pressure.disk {
+        if self.pressure.disk != pressure.disk || differs("DiskPressure", pressure.disk) {
             self.disk = now;
         }
-        if pressure.pid != self.pressure.pid {
+        if self.pressure.pid != pressure.pid || differs("PIDPressure", pressure.pid) {
             self.pid = now;
+        }
+        if differs("Ready", true) {
+            self.ready = now;
         }
         self.pressure = pressure;
     }
@@ -335,20 +358,11 @@ pub async fn register(
             &json!({"status": identity.status(clock.now(), &Transitions::new(clock.now()))}),
         )
         .await?;
-    let before = |condition: &str| {
-        let status = reported
-            .as_array()?
-            .iter()
-            .find(|c| c["type"] == condition)?["status"]
-            .as_str()?;
-        match status {
-            "True" => Some(true),
-            "False" => Some(false),
-            _ => None,
-        }
-    };
     let mut reasons = vec!["Starting"];
-    reasons.extend(condition_events(before, NodePressure::default()));
+    reasons.extend(condition_events(
+        |condition| reported_status(&reported, condition),
+        NodePressure::default(),
+    ));
     record_node_events(events, clock, &identity.name, &reasons);
     Ok(())
 }
@@ -376,16 +390,18 @@ pub async fn heartbeat(
         let current = *pressure.borrow_and_update();
         if current != transitions.pressure || last_status.elapsed() >= STATUS_REPORT_INTERVAL {
             last_status = tokio::time::Instant::now();
-            let before = transitions.pressure;
-            transitions.observe(current, clock.now());
-            let changed = condition_events(
-                |condition| match condition {
-                    "Ready" => Some(true),
-                    pressed => Some(before.of(pressed)),
-                },
-                current,
-            );
-            record_node_events(&events, clock.as_ref(), &identity.name, &changed);
+            // Against what the node shows, as kubelet compares: the node controller may have marked
+            // it Unknown while this agent could not reach the server.
+            let reported = client
+                .get(&format!("/api/v1/nodes/{}", identity.name))
+                .await
+                .ok()
+                .map(|node| node["status"]["conditions"].clone());
+            transitions.observe(current, reported.as_ref(), clock.now());
+            if let Some(reported) = &reported {
+                let changed = condition_events(|c| reported_status(reported, c), current);
+                record_node_events(&events, clock.as_ref(), &identity.name, &changed);
+            }
             let path = format!("/api/v1/nodes/{}/status", identity.name);
             let status = json!({"status": identity.status(clock.now(), &transitions)});
             if let Err(e) = client.merge_patch(&path, &status).await {
@@ -507,6 +523,32 @@ pub fn detect_identity(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_condition_the_node_controller_marked_unknown_changes_when_reported_again() {
+        let start: jiff::Timestamp = "2026-11-24T10:00:00Z".parse().unwrap();
+        let later: jiff::Timestamp = "2026-11-24T10:05:00Z".parse().unwrap();
+        let mut transitions = Transitions::new(start);
+        let as_reported = serde_json::json!([
+            {"type": "MemoryPressure", "status": "False"}, {"type": "DiskPressure", "status": "False"},
+            {"type": "PIDPressure", "status": "False"}, {"type": "Ready", "status": "True"},
+        ]);
+        transitions.observe(NodePressure::default(), Some(&as_reported), later);
+        assert_eq!((transitions.memory, transitions.ready), (start, start));
+        // Unreadable: only what this agent saw itself counts.
+        transitions.observe(NodePressure::default(), None, later);
+        assert_eq!(transitions.ready, start);
+
+        let unknown = serde_json::json!([
+            {"type": "MemoryPressure", "status": "Unknown"}, {"type": "DiskPressure", "status": "False"},
+            {"type": "PIDPressure", "status": "False"}, {"type": "Ready", "status": "Unknown"},
+        ]);
+        transitions.observe(NodePressure::default(), Some(&unknown), later);
+        assert_eq!(
+            (transitions.memory, transitions.disk, transitions.ready),
+            (later, start, later)
+        );
+    }
 
     #[test]
     fn events_name_the_conditions_that_are_new_or_changed() {
