@@ -1,5 +1,6 @@
 //! Events that controllers, the scheduler and the kubelet record about objects, as `kubectl describe`
-//! shows them (core/v1 Events with a source component, first/last timestamps and a count; a repeat within
+//! shows them (core/v1 Events with a source component — and host, for a node's components — the part of
+//! the object they are about when it is one container, first/last timestamps and a count; a repeat within
 //! ten minutes raises the count of the recorded event; `controllers::event_ttl` expires them after an hour).
 //!
 //! Recording never waits for the API server, as with client-go's broadcaster: the event is stamped and
