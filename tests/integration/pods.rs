@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use orch::agent::kubelet::pod_cgroup::{self, controller_dir, ROOT};
 
-use crate::harness::{free_port, ready_nodes, Server};
+use crate::harness::{clean_up_containers, free_port, ready_nodes, Server};
 use crate::registry::{busybox_archive, push_busybox, Registry};
 use crate::runtime::require_root;
 
@@ -2387,6 +2387,52 @@ spec:
         "..data still points where it did"
     );
     assert_eq!(in_reader("cat /pinned/greeting"), "v1");
+}
+
+/// After the node reboots — every process, mount, namespace and the bridge gone, the data disk kept —
+/// the agent gives each pod a new sandbox (SandboxChanged) and restarts what its policy restarts.
+#[test]
+fn pods_come_back_after_the_node_reboots() {
+    require_root();
+    let _node = node_lock();
+    let mut s = Server::with_agent("", &[]);
+    ready_node(&s);
+    import_busybox(&s);
+    for (pod, policy) in [("always", "Always"), ("once", "Never")] {
+        s.ok(&[
+            "run",
+            pod,
+            "--image=busybox:latest",
+            "--image-pull-policy=Never",
+            &format!("--restart={policy}"),
+            "--",
+            "sleep",
+            "1000",
+        ]);
+    }
+    wait_ready(&s, "always");
+    wait_ready(&s, "once");
+    let ip = jsonpath(&s, "always", "{.status.podIP}");
+
+    s.kill();
+    clean_up_containers(&s.data_dir());
+    let _ = std::process::Command::new("ip")
+        .args(["link", "del", "orch0"])
+        .status();
+    s.spawn();
+    ready_node(&s);
+    s.eventually("always runs again", Duration::from_secs(60), || {
+        jsonpath(&s, "always", "{.status.containerStatuses[0].restartCount}") == "1"
+            && jsonpath(&s, "always", "{.status.containerStatuses[0].ready}") == "true"
+    });
+    assert_eq!(jsonpath(&s, "always", "{.status.podIP}"), ip);
+    s.eventually("once is over", Duration::from_secs(60), || {
+        jsonpath(&s, "once", "{.status.phase}") == "Failed"
+    });
+    s.eventually("the SandboxChanged event", Duration::from_secs(30), || {
+        s.ok(&["describe", "pod", "always"])
+            .contains("Pod sandbox changed, it will be killed and re-created.")
+    });
 }
 
 /// `kubectl debug` adds an ephemeral container to a running pod: it runs once beside the others, sees

@@ -869,6 +869,16 @@ impl Kubelet {
             observed.pod_ip = Some(self.config.node_ip.to_string());
             None
         } else {
+            // Containers ran, in a network namespace that is gone (the node rebooted): kubelet's word
+            // for what the new sandbox means to them.
+            if !self.network.has_sandbox(uid) && !self.runtime.list_pod(uid).is_empty() {
+                self.events.normal(
+                    self.clock.as_ref(),
+                    &involved(pod),
+                    "SandboxChanged",
+                    "Pod sandbox changed, it will be killed and re-created.",
+                );
+            }
             let sandbox = self
                 .network
                 .create_sandbox(uid)

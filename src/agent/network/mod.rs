@@ -226,6 +226,11 @@ impl PodNetwork {
         Ok(sandbox)
     }
 
+    /// Whether the sandbox's network namespace is there (a reboot clears them).
+    pub fn has_sandbox(&self, id: &str) -> bool {
+        validate_id(id).is_ok() && self.config.netns_dir.join(id).exists()
+    }
+
     /// Idempotent teardown: the veth pair gone, the namespace unmounted and its file removed, the IP released.
     pub async fn remove_sandbox(&self, id: &str) -> Result<(), NetworkError> {
         validate_id(id)?;
