@@ -1839,6 +1839,8 @@ spec:
         ) == "CrashLoopBackOff"
     });
     assert_eq!(terminated("again", "lastState", "reason"), "StartError");
+    // A run that never started wrote nothing, and says so.
+    assert_eq!(s.ok(&["logs", "again", "--previous"]), "");
     // The same failure again counts up one event, as kubelet's do.
     s.eventually(
         "again's failed starts in one event",

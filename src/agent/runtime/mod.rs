@@ -486,6 +486,17 @@ impl Runtime {
             }
         }
         self.discard_bundle(id)?;
+        // containerd makes a container's log when it creates the container: a run that never started
+        // has an empty one, which `kubectl logs --previous` shows as such.
+        if let Ok(meta) = self.meta(id) {
+            if let Some(dir) = meta.log_path.parent() {
+                let _ = fs::create_dir_all(dir);
+            }
+            let _ = fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&meta.log_path);
+        }
         let now = jiff::Timestamp::now().to_string();
         let record = ExitRecord {
             exit_code: 128,
