@@ -194,6 +194,17 @@ fn pods_leave_a_node_that_stops_renewing_its_lease() {
         let nodes = running_on(&s, "app=app");
         nodes.len() == 3 && nodes.iter().all(|n| n.starts_with("stay-"))
     });
+    s.ok(&["delete", "node", "lost-0"]);
+    s.eventually("the node controller's RemovingNode", WAIT, || {
+        s.ok(&[
+            "get",
+            "events",
+            "--field-selector",
+            "involvedObject.name=lost-0,reason=RemovingNode",
+            "-o",
+            "jsonpath={.items[*].message}",
+        ]) == "Node lost-0 event: Removing Node lost-0 from Controller"
+    });
 }
 
 #[test]

@@ -337,10 +337,7 @@ impl Kubelet {
             .map(|(id, name)| async move {
                 match pod {
                     Some(pod) => self.stop_container(pod, &name, &id, grace).await,
-                    None => {
-                        let stopped = self.runtime.stop(&id, grace.max(MIN_STOP_WINDOW)).await;
-                        warn_unless_stopped(&id, stopped);
-                    }
+                    None => self.terminate(&id, grace).await,
                 }
             });
         futures_util::future::join_all(stops).await;
@@ -370,8 +367,14 @@ impl Kubelet {
                 );
             }
         }
-        let remaining = grace.saturating_sub(started.elapsed()).max(MIN_STOP_WINDOW);
-        warn_unless_stopped(id, self.runtime.stop(id, remaining).await);
+        self.terminate(id, grace.saturating_sub(started.elapsed()))
+            .await;
+    }
+
+    /// SIGTERM, then SIGKILL once `left` is over, but never sooner than [`MIN_STOP_WINDOW`] after it.
+    async fn terminate(&self, id: &str, left: Duration) {
+        let stopped = self.runtime.stop(id, left.max(MIN_STOP_WINDOW)).await;
+        warn_unless_stopped(id, stopped);
     }
 
     /// Removes what a pod had on the node once its containers are stopped.
