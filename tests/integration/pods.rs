@@ -596,7 +596,7 @@ spec:
   - name: app
     image: busybox:latest
     imagePullPolicy: Never
-    command: [sh, -c, "sleep 2; echo > /dead; sleep 1000"]
+    command: [sh, -c, "sleep 2; echo dead > /dead; sleep 1000"]
     livenessProbe: {{exec: {{command: [sh, -c, "! cat /dead"]}}, periodSeconds: 1, failureThreshold: 1}}
 ---
 apiVersion: v1
@@ -613,6 +613,13 @@ spec:
     lifecycle:
       postStart: {{exec: {{command: [sh, -c, "echo started > /host/post"]}}}}
       preStop: {{exec: {{command: [sh, -c, "echo stopping > /host/prestop"]}}}}
+  - name: web
+    image: busybox:latest
+    imagePullPolicy: Never
+    command: [sh, -c, "exec httpd -f -vv -p 8081 -h /host 2>>/host/web.log"]
+    volumeMounts: [{{name: host, mountPath: /host}}]
+    lifecycle:
+      preStop: {{httpGet: {{path: /missing, port: 8081}}}}
   volumes: [{{name: host, hostPath: {{path: {host}, type: Directory}}}}]
 "#,
         host = host_dir.display()
@@ -645,9 +652,14 @@ spec:
         jsonpath(&s, "probed", "{.status.containerStatuses[*].ready}"),
         "true true"
     );
-    assert!(s
-        .ok(&["describe", "pod", "probed"])
-        .contains("Readiness probe failed"));
+    // kubelet shows an exec probe's output, nothing else.
+    let described = s.ok(&["describe", "pod", "probed"]);
+    assert!(
+        described.contains(
+            "Readiness probe failed: cat: can't open '/ready': No such file or directory"
+        ),
+        "{described}"
+    );
 
     s.eventually(
         "live is restarted by its liveness probe",
@@ -659,9 +671,12 @@ spec:
                 >= 1
         },
     );
-    assert!(s
-        .ok(&["describe", "pod", "live"])
-        .contains("Container app failed liveness probe, will be restarted"));
+    let described = s.ok(&["describe", "pod", "live"]);
+    assert!(
+        described.contains("Container app failed liveness probe, will be restarted")
+            && described.contains("Liveness probe failed: dead"),
+        "{described}"
+    );
 
     s.eventually(
         "the postStart hook ran before the app read its file",
@@ -674,6 +689,21 @@ spec:
         "stopping\n",
         "the preStop hook ran before the container stopped"
     );
+    // An HTTP hook fails only when its request does; kubelet takes any answer, a 404 too.
+    let web_log = std::fs::read_to_string(host_dir.join("web.log")).unwrap_or_default();
+    assert!(
+        web_log.contains("url:/missing") && web_log.contains("response:404"),
+        "the web container's preStop GET reached it: {web_log}"
+    );
+    let failed_hooks = s.ok(&[
+        "get",
+        "events",
+        "--field-selector",
+        "involvedObject.name=hooks,reason=FailedPreStopHook",
+        "-o",
+        "name",
+    ]);
+    assert_eq!(failed_hooks.trim(), "", "no hook of the pod failed");
 }
 
 #[test]

@@ -20,7 +20,7 @@ pub const INSTALL_HINT: &str =
 const APPLETS: &[&str] = &[
     "sh", "sleep", "echo", "cat", "true", "false", "ls", "wget", "nc", "env", "id", "hostname",
     "mkdir", "rm", "touch", "ps", "kill", "grep", "test", "printf", "head", "date", "readlink",
-    "wc", "tr", "tty", "stty",
+    "wc", "tr", "tty", "stty", "httpd",
 ];
 
 /// The path of `tool` on PATH (plus the sbin directories), or a test failure naming how to install it.

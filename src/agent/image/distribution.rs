@@ -291,7 +291,11 @@ fn transport(method: &'static str, url: &str, e: &reqwest::Error) -> ImageError 
     ImageError::Transport {
         method,
         url: url.into(),
-        message: error_chain(e),
+        message: if e.is_connect() || e.is_timeout() {
+            crate::util::go_errors::request_error(e)
+        } else {
+            error_chain(e)
+        },
     }
 }
 

@@ -89,7 +89,8 @@ pub enum ImageError {
         status: reqwest::StatusCode,
         message: String,
     },
-    /// The request never got an HTTP answer (connection refused, TLS, timeout); `message` is the cause chain.
+    /// The request never got an HTTP answer (connection refused, TLS, timeout); `message` says why, in
+    /// Go's words for a failed connect or a timeout (as containerd's errors read), else as the cause chain.
     #[error("{method} {url}: {message}")]
     Transport {
         method: &'static str,

@@ -14,6 +14,7 @@ use k8s_openapi::api::core::v1::{Container, LifecycleHandler, Pod, Probe};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use super::{sync, Kubelet};
+use crate::util::go_errors;
 
 /// What the probes of one container found so far.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -74,13 +75,13 @@ impl HttpProber {
         Ok(HttpProber { client })
     }
 
-    /// One GET: Ok for a status from 200 to 399, Err(kubelet's message) otherwise.
+    /// One GET: the response's status, or Go's `Get "URL": …` error when none came.
     async fn get(
         &self,
         http: &k8s_openapi::api::core::v1::HTTPGetAction,
         target: &Target,
         timeout: Duration,
-    ) -> Result<String, String> {
+    ) -> Result<u16, String> {
         let port = port_of(&http.port, target)?;
         let host = http
             .host
@@ -100,12 +101,8 @@ impl HttpProber {
             request = request.header(h.name.as_str(), h.value.as_str());
         }
         match request.send().await {
-            Ok(resp) if (200..400).contains(&resp.status().as_u16()) => Ok(String::new()),
-            Ok(resp) => Err(format!(
-                "HTTP probe failed with statuscode: {}",
-                resp.status().as_u16()
-            )),
-            Err(e) => Err(format!("Get \"{url}\": {e}")),
+            Ok(resp) => Ok(resp.status().as_u16()),
+            Err(e) => Err(format!("Get \"{url}\": {}", go_errors::request_error(&e))),
         }
     }
 }
@@ -117,6 +114,52 @@ struct Handler<'a> {
     tcp: Option<&'a k8s_openapi::api::core::v1::TCPSocketAction>,
     grpc: Option<&'a k8s_openapi::api::core::v1::GRPCAction>,
     sleep_seconds: Option<i64>,
+    /// Whether an httpGet that got an answer succeeds whatever its status: kubelet's hooks fail only
+    /// when the request does, its probes also on a status outside 200-399.
+    any_http_status: bool,
+}
+
+/// Why a handler failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Failure {
+    /// The exec handler's command exited with `code`, having written `output` (stdout and stderr).
+    Exited {
+        command: String,
+        code: i32,
+        output: String,
+    },
+    /// The exec handler's command outlived the timeout.
+    TimedOut { command: String },
+    /// Anything else, in kubelet's words ("HTTP probe failed with statuscode: 500", "dial tcp …").
+    Other(String),
+}
+
+impl Failure {
+    /// The text after "Liveness probe failed: ": kubelet shows an exec probe's output alone.
+    fn probe_message(&self) -> String {
+        match self {
+            Failure::Exited { output, .. } => output.clone(),
+            Failure::TimedOut { command } => format!("command {command:?} timed out"),
+            Failure::Other(why) => why.clone(),
+        }
+    }
+
+    /// The error part of kubelet's hook message, as the CRI's ExecSync words a failed command.
+    fn hook_error(&self) -> String {
+        match self {
+            Failure::Exited { command, code, .. } => {
+                format!("command '{command}' exited with {code}: ")
+            }
+            Failure::TimedOut { command } => format!("command '{command}' timed out"),
+            Failure::Other(why) => why.clone(),
+        }
+    }
+}
+
+impl From<String> for Failure {
+    fn from(why: String) -> Self {
+        Failure::Other(why)
+    }
 }
 
 fn port_of(port: &IntOrString, target: &Target) -> Result<i32, String> {
@@ -131,30 +174,39 @@ fn port_of(port: &IntOrString, target: &Target) -> Result<i32, String> {
     }
 }
 
-/// Runs a handler once: Ok(output) on success, Err(why) on failure.
+/// Runs a handler once.
 async fn run_handler(
     kubelet: &Kubelet,
     handler: Handler<'_>,
     target: &Target,
     timeout: Duration,
-) -> Result<String, String> {
+) -> Result<(), Failure> {
     if let Some(command) = handler.exec {
+        let joined = command.join(" ");
         return match kubelet
             .runtime
             .exec(&target.container_id, command, timeout)
             .await
         {
-            Ok(Some((0, out))) => Ok(out),
-            Ok(Some((code, out))) => Err(format!(
-                "command {command:?} exited with {code}: {}",
-                out.trim()
-            )),
-            Ok(None) => Err(format!("command {command:?} timed out")),
-            Err(e) => Err(e.to_string()),
+            Ok(Some((0, _))) => Ok(()),
+            Ok(Some((code, output))) => Err(Failure::Exited {
+                command: joined,
+                code,
+                output,
+            }),
+            Ok(None) => Err(Failure::TimedOut { command: joined }),
+            Err(e) => Err(Failure::Other(e.to_string())),
         };
     }
     if let Some(http) = handler.http {
-        return kubelet.http_prober.get(http, target, timeout).await;
+        let status = kubelet.http_prober.get(http, target, timeout).await?;
+        return if handler.any_http_status || (200..400).contains(&status) {
+            Ok(())
+        } else {
+            Err(Failure::Other(format!(
+                "HTTP probe failed with statuscode: {status}"
+            )))
+        };
     }
     if let Some(tcp) = handler.tcp {
         let port = port_of(&tcp.port, target)?;
@@ -165,20 +217,23 @@ async fn run_handler(
             .unwrap_or_else(|| target.pod_ip.clone());
         let address = format!("{host}:{port}");
         return match tokio::time::timeout(timeout, tokio::net::TcpStream::connect(&address)).await {
-            Ok(Ok(_)) => Ok(String::new()),
-            Ok(Err(e)) => Err(format!("dial tcp {address}: {e}")),
-            Err(_) => Err(format!("dial tcp {address}: i/o timeout")),
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(e)) => Err(Failure::Other(go_errors::dial_error(&address, &e))),
+            Err(_) => Err(Failure::Other(format!("dial tcp {address}: i/o timeout"))),
         };
     }
     if let Some(grpc) = handler.grpc {
         let service = grpc.service.as_deref().unwrap_or_default();
-        return grpc_health_check(&target.pod_ip, grpc.port, service, timeout).await;
+        return grpc_health_check(&target.pod_ip, grpc.port, service, timeout)
+            .await
+            .map(drop)
+            .map_err(Failure::Other);
     }
     if let Some(seconds) = handler.sleep_seconds {
         tokio::time::sleep(Duration::from_secs(seconds.max(0) as u64)).await;
-        return Ok(String::new());
+        return Ok(());
     }
-    Err("no handler".into())
+    Err(Failure::Other("no handler".into()))
 }
 
 /// The names of grpc.health.v1's ServingStatus values.
@@ -285,6 +340,7 @@ fn probe_handler(p: &Probe) -> Handler<'_> {
         tcp: p.tcp_socket.as_ref(),
         grpc: p.grpc.as_ref(),
         sleep_seconds: None,
+        any_http_status: false,
     }
 }
 
@@ -295,6 +351,7 @@ fn hook_handler(h: &LifecycleHandler) -> Handler<'_> {
         tcp: h.tcp_socket.as_ref(),
         grpc: None,
         sleep_seconds: h.sleep.as_ref().map(|s| s.seconds),
+        any_http_status: true,
     }
 }
 
@@ -315,23 +372,54 @@ pub fn target(pod: &Pod, container: &Container, id: &str) -> Target {
     }
 }
 
-/// Runs a lifecycle hook to completion (or `limit`); Err carries kubelet's event message.
+/// Why a lifecycle hook did not succeed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum HookError {
+    /// It failed; the message is kubelet's FailedPostStartHook / FailedPreStopHook event message.
+    Failed(String),
+    /// It was still running when `limit` was over.
+    Unfinished,
+}
+
+/// Runs `container`'s lifecycle hook to completion (or `limit`).
 pub(crate) async fn run_hook(
     kubelet: &Kubelet,
+    pod: &Pod,
+    container: &Container,
     hook: &LifecycleHandler,
     target: &Target,
     limit: Duration,
-) -> Result<(), String> {
-    match tokio::time::timeout(
+) -> Result<(), HookError> {
+    let failure = match tokio::time::timeout(
         limit,
         run_handler(kubelet, hook_handler(hook), target, limit),
     )
     .await
     {
-        Ok(Ok(_)) => Ok(()),
-        Ok(Err(e)) => Err(e),
-        Err(_) => Err("the hook did not finish in time".into()),
-    }
+        Ok(Ok(())) => return Ok(()),
+        Ok(Err(failure)) => failure,
+        Err(_) => return Err(HookError::Unfinished),
+    };
+    let (name, pod) = (&container.name, sync::pod_ref(pod));
+    let error = failure.hook_error();
+    Err(HookError::Failed(match (&hook.exec, &hook.http_get) {
+        (Some(exec), _) => {
+            let output = match &failure {
+                Failure::Exited { output, .. } => output.as_str(),
+                _ => "",
+            };
+            format!(
+                "Exec lifecycle hook ([{}]) for Container {name:?} in Pod {pod:?} failed - error: \
+                 {error}, message: {output:?}",
+                exec.command.as_deref().unwrap_or_default().join(" ")
+            )
+        }
+        (None, Some(http)) => format!(
+            "HTTP lifecycle hook ({}) for Container {name:?} in Pod {pod:?} failed - error: {error}",
+            http.path.as_deref().unwrap_or_default()
+        ),
+        (None, None) => format!("Cannot run handler: {error}"),
+    }))
 }
 
 struct Counters {
@@ -443,7 +531,7 @@ pub(crate) fn spawn(
                         kubelet.clock.as_ref(),
                         &sync::container_involved(&pod, &name),
                         "Unhealthy",
-                        &format!("{kind} probe failed: {why}"),
+                        &format!("{kind} probe failed: {}", why.probe_message()),
                     );
                 }
                 match *kind {
@@ -570,18 +658,63 @@ mod tests {
             ..Default::default()
         };
         let timeout = Duration::from_secs(5);
-        assert_eq!(
-            prober.get(&healthy, &target, timeout).await,
-            Ok(String::new())
-        );
+        assert_eq!(prober.get(&healthy, &target, timeout).await, Ok(200));
         let broken = HTTPGetAction {
             path: Some("/broken".into()),
             ..healthy
         };
+        assert_eq!(prober.get(&broken, &target, timeout).await, Ok(500));
+    }
+
+    #[tokio::test]
+    async fn a_get_nobody_answers_reads_as_gos_client_error() {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        drop(listener);
+        let target = Target {
+            container_id: "c".into(),
+            pod_ip: "127.0.0.1".into(),
+            ports: HashMap::new(),
+        };
+        let action = HTTPGetAction {
+            port: IntOrString::Int(i32::from(port)),
+            path: Some("healthz".into()),
+            ..Default::default()
+        };
+        let got = HttpProber::new()
+            .unwrap()
+            .get(&action, &target, Duration::from_secs(5))
+            .await;
         assert_eq!(
-            prober.get(&broken, &target, timeout).await,
-            Err("HTTP probe failed with statuscode: 500".to_string())
+            got,
+            Err(format!(
+                "Get \"http://127.0.0.1:{port}/healthz\": dial tcp 127.0.0.1:{port}: connect: \
+                 connection refused"
+            ))
         );
+    }
+
+    #[test]
+    fn an_exec_probe_shows_its_output_and_a_hook_the_exit_too() {
+        let exited = Failure::Exited {
+            command: "cat /tmp/healthy".into(),
+            code: 1,
+            output: "cat: can't open '/tmp/healthy': No such file or directory\n".into(),
+        };
+        assert_eq!(
+            exited.probe_message(),
+            "cat: can't open '/tmp/healthy': No such file or directory\n"
+        );
+        assert_eq!(
+            exited.hook_error(),
+            "command 'cat /tmp/healthy' exited with 1: "
+        );
+        let slow = Failure::TimedOut {
+            command: "sleep 5".into(),
+        };
+        assert_eq!(slow.probe_message(), "command \"sleep 5\" timed out");
+        assert_eq!(slow.hook_error(), "command 'sleep 5' timed out");
     }
 
     /// A gRPC health server on loopback (HTTP/2 without TLS): the service "" is SERVING, "down" is

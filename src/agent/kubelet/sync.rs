@@ -39,6 +39,9 @@ pub(super) const MIN_POD_GRACE: u64 = 1;
 /// kubelet's minimumGracePeriodInSeconds: the least time between SIGTERM and SIGKILL, "to avoid
 /// unnecessary SIGKILLs", whatever the grace period left after the preStop hook.
 const MIN_STOP_WINDOW: Duration = Duration::from_secs(2);
+/// How long a postStart hook may run. kubelet waits for one forever, keeping the container from being
+/// Running; a bound lets a hung hook end in FailedPostStartHook and the restart policy instead.
+const POST_START_LIMIT: Duration = Duration::from_secs(120);
 /// How much of a termination message file is read, as kubelet.
 const MAX_TERMINATION_MESSAGE: usize = 4096;
 /// FallbackToLogsOnError takes at most this many bytes of the log's end.
@@ -90,7 +93,7 @@ fn target_not_running(target: &str) -> Waiting {
 }
 
 /// `p_ns(uid)` as kubelet names a pod in messages.
-fn pod_ref(pod: &Pod) -> String {
+pub(super) fn pod_ref(pod: &Pod) -> String {
     format!(
         "{}_{}({})",
         pod.metadata.name.as_deref().unwrap_or_default(),
@@ -358,12 +361,15 @@ impl Kubelet {
         let pre_stop = container.and_then(|c| c.lifecycle.as_ref()?.pre_stop.as_ref());
         if let (Some(hook), Some(c), false) = (pre_stop, container, grace.is_zero()) {
             let target = probes::target(pod, c, id);
-            if let Err(why) = probes::run_hook(self, hook, &target, grace).await {
+            // One still running when the grace period is over is only cut short, as kubelet does.
+            if let Err(probes::HookError::Failed(message)) =
+                probes::run_hook(self, pod, c, hook, &target, grace).await
+            {
                 self.events.warning(
                     self.clock.as_ref(),
                     &container_involved(pod, name),
                     "FailedPreStopHook",
-                    &format!("PreStopHook failed: {why}"),
+                    &message,
                 );
             }
         }
@@ -939,13 +945,19 @@ impl Kubelet {
                 continue;
             };
             let target = probes::target(pod, c, &run.id);
-            if let Err(why) = probes::run_hook(self, hook, &target, Duration::from_secs(120)).await
-            {
+            if let Err(e) = probes::run_hook(self, pod, c, hook, &target, POST_START_LIMIT).await {
+                let message = match e {
+                    probes::HookError::Failed(message) => message,
+                    probes::HookError::Unfinished => format!(
+                        "PostStart hook of container {name:?} did not finish within {}",
+                        crate::util::go_duration(POST_START_LIMIT.as_nanos() as i64)
+                    ),
+                };
                 self.events.warning(
                     self.clock.as_ref(),
                     &container_involved(pod, name),
                     "FailedPostStartHook",
-                    &format!("PostStartHook failed: {why}"),
+                    &message,
                 );
                 self.stop_container(pod, name, &run.id, container_grace(pod, None))
                     .await;
