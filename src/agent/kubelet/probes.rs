@@ -375,7 +375,8 @@ pub fn target(pod: &Pod, container: &Container, id: &str) -> Target {
 /// Why a lifecycle hook did not succeed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum HookError {
-    /// It failed; the message is kubelet's FailedPostStartHook / FailedPreStopHook event message.
+    /// It failed; why, in the words kubelet logs it with ("Exec lifecycle hook ([…]) for Container …
+    /// failed - error: …").
     Failed(String),
     /// It was still running when `limit` was over.
     Unfinished,

@@ -362,14 +362,16 @@ impl Kubelet {
         if let (Some(hook), Some(c), false) = (pre_stop, container, grace.is_zero()) {
             let target = probes::target(pod, c, id);
             // One still running when the grace period is over is only cut short, as kubelet does.
-            if let Err(probes::HookError::Failed(message)) =
+            if let Err(probes::HookError::Failed(why)) =
                 probes::run_hook(self, pod, c, hook, &target, grace).await
             {
+                tracing::warn!(error = %why, "a preStop hook failed");
+                // kubelet keeps the why out of the event: a hook's command and output can hold secrets.
                 self.events.warning(
                     self.clock.as_ref(),
                     &container_involved(pod, name),
                     "FailedPreStopHook",
-                    &message,
+                    "PreStopHook failed",
                 );
             }
         }
@@ -946,18 +948,30 @@ impl Kubelet {
             };
             let target = probes::target(pod, c, &run.id);
             if let Err(e) = probes::run_hook(self, pod, c, hook, &target, POST_START_LIMIT).await {
-                let message = match e {
-                    probes::HookError::Failed(message) => message,
-                    probes::HookError::Unfinished => format!(
-                        "PostStart hook of container {name:?} did not finish within {}",
+                match e {
+                    probes::HookError::Failed(why) => {
+                        tracing::warn!(error = %why, "a postStart hook failed")
+                    }
+                    probes::HookError::Unfinished => tracing::warn!(
+                        pod = %pod_ref(pod),
+                        container = %name,
+                        "a postStart hook did not finish within {}",
                         crate::util::go_duration(POST_START_LIMIT.as_nanos() as i64)
                     ),
-                };
+                }
+                // kubelet keeps the why out of the event: a hook's command and output can hold secrets.
                 self.events.warning(
                     self.clock.as_ref(),
                     &container_involved(pod, name),
                     "FailedPostStartHook",
-                    &message,
+                    "PostStartHook failed",
+                );
+                // kubelet's killContainer names the reason as the whole message here.
+                self.events.normal(
+                    self.clock.as_ref(),
+                    &container_involved(pod, name),
+                    "Killing",
+                    "FailedPostStartHook",
                 );
                 self.stop_container(pod, name, &run.id, container_grace(pod, None))
                     .await;
