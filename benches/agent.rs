@@ -583,7 +583,7 @@ fn main() {
             ],
         )
         .await;
-        let client = server.client().await;
+        let client = server.client();
         let archive = work.path().join("busybox.tar");
         busybox_archive(&layer, &archive);
         let out = Command::new(env!("CARGO_BIN_EXE_orch"))

@@ -46,7 +46,7 @@ fn sqlite_reference_inserts_per_second(dir: &Path) -> f64 {
 async fn creates(server: &BenchServer) -> (f64, Vec<Duration>) {
     let mut clients = Vec::new();
     for _ in 0..CLIENTS {
-        clients.push(server.client().await);
+        clients.push(server.client());
     }
     let started = Instant::now();
     let mut workers = tokio::task::JoinSet::new();
@@ -78,8 +78,8 @@ async fn creates(server: &BenchServer) -> (f64, Vec<Duration>) {
 /// Watch delivery: the time from a create's acknowledgement to its event on an open watch (an event that
 /// arrives before the acknowledgement counts as zero), and the whole create → event time.
 async fn watch_latency(server: &BenchServer) -> (Vec<Duration>, Vec<Duration>) {
-    let writer = server.client().await;
-    let watcher = server.client().await;
+    let writer = server.client();
+    let watcher = server.client();
     let list = writer
         .get("/api/v1/namespaces/kube-public/configmaps")
         .await
@@ -138,7 +138,7 @@ async fn watch_latency(server: &BenchServer) -> (Vec<Duration>, Vec<Duration>) {
 }
 
 async fn updates(server: &BenchServer, total: usize) -> Duration {
-    let client = server.client().await;
+    let client = server.client();
     for i in 0..OBJECTS {
         let body = json!({"apiVersion": "v1", "kind": "ConfigMap",
             "metadata": {"name": format!("u-{i}"), "namespace": "kube-node-lease"},
@@ -151,7 +151,7 @@ async fn updates(server: &BenchServer, total: usize) -> Duration {
     let started = Instant::now();
     let mut workers = tokio::task::JoinSet::new();
     for worker in 0..CLIENTS {
-        let client = server.client().await;
+        let client = server.client();
         workers.spawn(async move {
             let mut n = worker;
             while n < total {

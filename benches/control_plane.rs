@@ -39,7 +39,7 @@ async fn create_namespace(client: &Client, name: &str) {
 
 /// Creates PODS pods at once and returns the pods bound per second from the first create to the last bind.
 async fn scheduler_throughput(server: &BenchServer) -> f64 {
-    let client = server.client().await;
+    let client = server.client();
     create_namespace(&client, "bench").await;
     let list = client.get("/api/v1/namespaces/bench/pods").await.unwrap();
     let rv = list["metadata"]["resourceVersion"]
@@ -55,7 +55,7 @@ async fn scheduler_throughput(server: &BenchServer) -> f64 {
     let started = Instant::now();
     let mut creators = tokio::task::JoinSet::new();
     for worker in 0..CLIENTS {
-        let client = server.client().await;
+        let client = server.client();
         creators.spawn(async move {
             for i in (worker..PODS).step_by(CLIENTS) {
                 let pod = json!({"apiVersion": "v1", "kind": "Pod",
@@ -91,7 +91,7 @@ async fn scheduler_throughput(server: &BenchServer) -> f64 {
 }
 
 async fn deployment_to_available(server: &BenchServer) -> Duration {
-    let client = server.client().await;
+    let client = server.client();
     create_namespace(&client, "rollout").await;
     let deployment = json!({"apiVersion": "apps/v1", "kind": "Deployment",
         "metadata": {"name": "web"},
@@ -127,7 +127,7 @@ fn main() {
         println!("orch control-plane benchmark on {NODES} hollow nodes");
         let (server, _) = BenchServer::start(work.path(), &[]).await;
         let mut agent = server.hollow_agent(NODES);
-        let client = server.client().await;
+        let client = server.client();
         let joined = Instant::now();
         while ready_nodes(&client).await < NODES {
             assert!(

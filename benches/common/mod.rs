@@ -73,7 +73,7 @@ impl BenchServer {
             child,
         };
         loop {
-            if let Some(client) = server.try_client().await {
+            if let Some(client) = server.try_client() {
                 if let Ok(resp) = client
                     .send(Method::GET, "/readyz", Bytes::new(), "text/plain")
                     .await
@@ -91,14 +91,14 @@ impl BenchServer {
         }
     }
 
-    pub async fn try_client(&self) -> Option<Client> {
+    pub fn try_client(&self) -> Option<Client> {
         let text = std::fs::read_to_string(self.dir.join("kubeconfig.yaml")).ok()?;
         let config = RemoteConfig::from_kubeconfig(&text).ok()?;
-        Client::remote(config).await.ok()
+        Client::remote(config).ok()
     }
 
-    pub async fn client(&self) -> Client {
-        self.try_client().await.expect("client from kubeconfig")
+    pub fn client(&self) -> Client {
+        self.try_client().expect("client from kubeconfig")
     }
 
     /// `orch agent --hollow --count N` joined to this server.

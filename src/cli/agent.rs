@@ -73,8 +73,7 @@ pub fn run(args: AgentArgs) -> anyhow::Result<()> {
             .await
             .with_context(|| format!("joining {}", args.server))?;
         let ca_pem = remote.ca_pem.clone();
-        let client = Client::remote(remote)
-            .await?
+        let client = Client::remote(remote)?
             .with_user_agent("orch-agent/v1");
         let (shutdown, shutdown_rx) = tokio::sync::watch::channel(false);
         super::stop_on_signal(shutdown);

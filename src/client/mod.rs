@@ -101,7 +101,7 @@ impl Client {
         }
     }
 
-    pub async fn remote(config: RemoteConfig) -> Result<Self, ClientError> {
+    pub fn remote(config: RemoteConfig) -> Result<Self, ClientError> {
         Ok(Client {
             transport: Transport::Remote(Arc::new(remote::Remote::new(config)?)),
             user_agent: "orch/v1".into(),

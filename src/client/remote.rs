@@ -96,7 +96,7 @@ impl RemoteConfig {
             .split_once(':')
             .map(|(_, s)| s)
             .unwrap_or(credentials);
-        let unverified = Remote::dial_unverified(server).await?;
+        let unverified = Remote::dial_unverified(server)?;
         let req = Request::get("/cacerts")
             .body(Full::new(Bytes::new()))
             .map_err(|e| ClientError::Config(e.to_string()))?;
@@ -186,7 +186,7 @@ impl Remote {
 
     /// A connection that accepts any server certificate: only for fetching `/cacerts`, whose content the
     /// caller checks against the token's hash.
-    async fn dial_unverified(server: &str) -> Result<Remote, ClientError> {
+    fn dial_unverified(server: &str) -> Result<Remote, ClientError> {
         let mut tls = rustls::ClientConfig::builder_with_provider(Arc::new(
             rustls::crypto::ring::default_provider(),
         ))

@@ -75,7 +75,7 @@ pub struct Context {
 }
 
 /// Starts the informers and every controller; returns their tasks.
-pub async fn start(ctx: Context) -> Vec<tokio::task::JoinHandle<()>> {
+pub fn start(ctx: Context) -> Vec<tokio::task::JoinHandle<()>> {
     let mut tasks = ctx.informers.run(&ctx.shutdown);
     tasks.push(tokio::spawn(namespace::run(
         ctx.client.clone(),

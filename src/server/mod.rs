@@ -297,16 +297,13 @@ async fn run_control_loops(client: Client, config: ServerConfig, shutdown: watch
         config.scheduler.clone(),
         stop.clone(),
     );
-    tasks.extend(
-        crate::controllers::start(crate::controllers::Context {
-            client,
-            informers,
-            clock,
-            config: config.controllers.clone(),
-            shutdown: stop,
-        })
-        .await,
-    );
+    tasks.extend(crate::controllers::start(crate::controllers::Context {
+        client,
+        informers,
+        clock,
+        config: config.controllers.clone(),
+        shutdown: stop,
+    }));
     tokio::select! {
         _ = leading.wait_for(|l| !*l) => {}
         _ = server_shutdown.wait_for(|s| *s) => {}

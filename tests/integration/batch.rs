@@ -74,7 +74,7 @@ struct ActivePods {
 impl ActivePods {
     fn watch(s: &Server, selector: &str) -> ActivePods {
         let runtime = tokio::runtime::Runtime::new().unwrap();
-        let client = runtime.block_on(s.client());
+        let client = s.client();
         let query: String = form_urlencoded::Serializer::new(String::new())
             .append_pair("labelSelector", selector)
             .finish();

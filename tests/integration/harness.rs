@@ -236,10 +236,10 @@ impl Server {
     }
 
     /// A client of the library speaking HTTP/2 to the server with the admin kubeconfig.
-    pub async fn client(&self) -> orch::client::Client {
+    pub fn client(&self) -> orch::client::Client {
         let text = std::fs::read_to_string(self.kubeconfig()).unwrap();
         let config = orch::client::RemoteConfig::from_kubeconfig(&text).unwrap();
-        orch::client::Client::remote(config).await.unwrap()
+        orch::client::Client::remote(config).unwrap()
     }
 
     pub fn log(&self) -> String {

@@ -24,8 +24,8 @@ fn one_candidate_leads_until_it_stops_renewing() {
     let s = Server::start();
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime.block_on(async {
-        let a = candidate(s.client().await, "a");
-        let b = candidate(s.client().await, "b");
+        let a = candidate(s.client(), "a");
+        let b = candidate(s.client(), "b");
         let (first, second) = tokio::join!(
             a.try_acquire_or_renew(&SystemClock),
             b.try_acquire_or_renew(&SystemClock)

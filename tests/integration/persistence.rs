@@ -22,7 +22,7 @@ fn acknowledged_creates_survive_kill_9_and_watches_resume() {
     let acknowledged: Vec<String> = runtime.block_on(async {
         let mut clients = Vec::new();
         for _ in 0..CONNECTIONS {
-            clients.push(s.client().await);
+            clients.push(s.client());
         }
         let done = Arc::new(AtomicUsize::new(0));
         let mut creates = tokio::task::JoinSet::new();

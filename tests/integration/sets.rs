@@ -261,7 +261,7 @@ impl PodWatch {
                 let runtime = tokio::runtime::Runtime::new().unwrap();
                 runtime.block_on(async move {
                     let config = orch::client::RemoteConfig::from_kubeconfig(&kubeconfig).unwrap();
-                    let client = orch::client::Client::remote(config).await.unwrap();
+                    let client = orch::client::Client::remote(config).unwrap();
                     let mut stream = client.watch(&path).await.unwrap();
                     ready_tx.send(()).unwrap();
                     let mut seen = BTreeSet::new();
