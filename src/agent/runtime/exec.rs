@@ -16,6 +16,9 @@ use super::{io_err, Runtime, RuntimeError};
 
 /// How long a session may take to hand over its terminal.
 const CONSOLE_TIMEOUT: Duration = Duration::from_secs(30);
+/// How much of a command's output [`Runtime::exec`] keeps, stdout and stderr together: kubelet's exec
+/// prober keeps 10 KiB, which bounds a probe's memory and its event however much the command prints.
+pub const MAX_EXEC_OUTPUT: usize = 10 << 10;
 
 /// A command running in a container. Waiting on `child` gives the command's exit code; the streams are
 /// those asked for (a terminal replaces all three).
@@ -50,15 +53,16 @@ impl Runtime {
         command
     }
 
-    /// Runs `command` inside the running container and returns its exit code and combined output; None
-    /// when it did not finish within `timeout` (it is then killed).
+    /// Runs `command` inside the running container and returns its exit code and output (stdout, then
+    /// stderr, at most [`MAX_EXEC_OUTPUT`] bytes of them); None when it did not finish within `timeout`
+    /// (it is then killed).
     pub async fn exec(
         &self,
         id: &str,
         command: &[String],
         timeout: Duration,
     ) -> Result<Option<(i32, String)>, RuntimeError> {
-        let child = self
+        let mut child = self
             .shim_exec(id)
             .arg("--")
             .args(command)
@@ -67,14 +71,25 @@ impl Runtime {
             .stderr(Stdio::piped())
             .spawn()
             .map_err(io_err("running", &self.config.shim_executable))?;
-        match tokio::time::timeout(timeout, child.wait_with_output()).await {
+        let (stdout, stderr) = (child.stdout.take(), child.stderr.take());
+        let run = async {
+            let (stdout, stderr, status) = tokio::join!(
+                read_capped(stdout, MAX_EXEC_OUTPUT),
+                read_capped(stderr, MAX_EXEC_OUTPUT),
+                child.wait()
+            );
+            let mut output = stdout?;
+            output.extend_from_slice(&stderr?);
+            output.truncate(MAX_EXEC_OUTPUT);
+            Ok::<_, std::io::Error>((status?, output))
+        };
+        match tokio::time::timeout(timeout, run).await {
             Err(_) => Ok(None),
             Ok(Err(e)) => Err(io_err("running", &self.config.shim_executable)(e)),
-            Ok(Ok(out)) => {
-                let mut text = String::from_utf8_lossy(&out.stdout).into_owned();
-                text.push_str(&String::from_utf8_lossy(&out.stderr));
-                Ok(Some((out.status.code().unwrap_or(126), text)))
-            }
+            Ok(Ok((status, output))) => Ok(Some((
+                status.code().unwrap_or(126),
+                String::from_utf8_lossy(&output).into_owned(),
+            ))),
         }
     }
 
@@ -185,5 +200,43 @@ async fn receive_fd(stream: &UnixStream) -> std::io::Result<OwnedFd> {
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
             Err(e) => return Err(e),
         }
+    }
+}
+
+/// The first `cap` bytes of a stream, read to its end so that the writer never blocks on a full pipe.
+async fn read_capped(
+    stream: Option<impl tokio::io::AsyncRead + Unpin>,
+    cap: usize,
+) -> std::io::Result<Vec<u8>> {
+    let Some(mut stream) = stream else {
+        return Ok(Vec::new());
+    };
+    let mut kept = Vec::new();
+    let mut chunk = [0u8; 8192];
+    loop {
+        let n = stream.read(&mut chunk).await?;
+        if n == 0 {
+            return Ok(kept);
+        }
+        let room = cap.saturating_sub(kept.len());
+        kept.extend_from_slice(&chunk[..n.min(room)]);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn output_past_the_cap_is_read_and_dropped() {
+        let printed = vec![b'x'; 3 * MAX_EXEC_OUTPUT];
+        let mut stream = &printed[..];
+        let kept = read_capped(Some(&mut stream), MAX_EXEC_OUTPUT)
+            .await
+            .unwrap();
+        assert_eq!(kept.len(), MAX_EXEC_OUTPUT);
+        assert!(stream.is_empty(), "the writer is drained to its end");
+        let quiet: Option<&[u8]> = None;
+        assert!(read_capped(quiet, 10).await.unwrap().is_empty());
     }
 }
