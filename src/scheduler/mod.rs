@@ -142,8 +142,8 @@ pub fn start(
     tasks.push(tokio::spawn(async move {
         s.informers.pods.wait_synced().await;
         s.informers.nodes.wait_synced().await;
-        while let Some(key) = s.queue.pop().await {
-            s.schedule_one(&key).await;
+        while let Some((key, cycle)) = s.queue.pop().await {
+            s.schedule_one(&key, cycle).await;
             s.queue.done(&key);
         }
     }));
@@ -158,7 +158,7 @@ fn is_terminal(pod: &Pod) -> bool {
 }
 
 impl Scheduler {
-    async fn schedule_one(self: &Arc<Self>, key: &str) {
+    async fn schedule_one(self: &Arc<Self>, key: &str, cycle: u64) {
         let Some(pod) = self.informers.pods.get(key) else {
             return;
         };
@@ -171,7 +171,7 @@ impl Scheduler {
                 let s = self.clone();
                 tokio::spawn(async move { s.bind(&pod, &node).await });
             }
-            Err(e) => self.failed(&pod, key, &e).await,
+            Err(e) => self.failed(&pod, key, cycle, &e).await,
         }
     }
 
@@ -203,10 +203,10 @@ impl Scheduler {
         }
     }
 
-    async fn failed(&self, pod: &Pod, key: &str, error: &ScheduleError) {
+    async fn failed(&self, pod: &Pod, key: &str, cycle: u64, error: &ScheduleError) {
         let message = error.to_string();
         tracing::debug!(pod = key, %message, "pod unschedulable");
-        self.queue.unschedulable(key);
+        self.queue.unschedulable(key, cycle);
         self.recorder.warning(
             self.clock.as_ref(),
             &Involved::new("v1", "Pod", &pod.metadata),

@@ -1,6 +1,8 @@
 //! The scheduling queue: pods waiting for a decision (deduplicated, one attempt at a time), pods that fit
 //! nowhere and wait for the cluster to change, and a per-pod backoff of 1 s doubling to 10 s between
-//! attempts, as kube-scheduler's active, unschedulable and backoff queues do.
+//! attempts, as kube-scheduler's active, unschedulable and backoff queues do. Like kube-scheduler's
+//! moveRequestCycle, an attempt that fails after the cluster changed during it is retried rather than
+//! parked: it may have judged the pod against the cluster as it was before the change.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
@@ -19,6 +21,10 @@ const FLUSH_INTERVAL: Duration = Duration::from_secs(30);
 struct Waiting {
     unschedulable: HashSet<String>,
     attempts: HashMap<String, u32>,
+    /// Pods popped so far: the scheduling cycle of the latest attempt.
+    cycle: u64,
+    /// The cycle during which the cluster last changed in a way that may let parked pods fit.
+    move_request_cycle: u64,
 }
 
 #[derive(Default)]
@@ -63,11 +69,19 @@ impl SchedulingQueue {
         self.forget(key);
     }
 
-    /// Parks a pod that fits nowhere until the cluster changes.
-    pub fn unschedulable(&self, key: &str) {
+    /// Parks a pod that fit nowhere in the attempt of `cycle` until the cluster changes; retries it after
+    /// its backoff when the cluster changed during that attempt.
+    pub fn unschedulable(&self, key: &str, cycle: u64) {
         let mut waiting = self.waiting.lock().expect("queue lock");
-        *waiting.attempts.entry(key.to_string()).or_insert(0) += 1;
-        waiting.unschedulable.insert(key.to_string());
+        let attempts = waiting.attempts.entry(key.to_string()).or_insert(0);
+        *attempts += 1;
+        let attempts = *attempts;
+        if waiting.move_request_cycle >= cycle {
+            drop(waiting);
+            self.active.add_after(key, backoff(attempts));
+        } else {
+            waiting.unschedulable.insert(key.to_string());
+        }
     }
 
     /// Retries a pod after its backoff (e.g. its binding failed).
@@ -84,6 +98,7 @@ impl SchedulingQueue {
     /// Something changed that may let parked pods fit: retry them, each after its backoff.
     pub fn move_all_to_active(&self) {
         let mut waiting = self.waiting.lock().expect("queue lock");
+        waiting.move_request_cycle = waiting.cycle;
         let parked: Vec<String> = waiting.unschedulable.drain().collect();
         for key in parked {
             let attempts = waiting.attempts.get(&key).copied().unwrap_or(0);
@@ -106,8 +121,12 @@ impl SchedulingQueue {
         })
     }
 
-    pub async fn pop(&self) -> Option<String> {
-        self.active.get().await
+    /// The next pod to attempt, with the attempt's scheduling cycle.
+    pub async fn pop(&self) -> Option<(String, u64)> {
+        let key = self.active.get().await?;
+        let mut waiting = self.waiting.lock().expect("queue lock");
+        waiting.cycle += 1;
+        Some((key, waiting.cycle))
     }
 
     pub fn done(&self, key: &str) {
@@ -134,13 +153,44 @@ mod tests {
     #[tokio::test]
     async fn parked_pods_wait_for_a_real_change() {
         let q = SchedulingQueue::new();
-        q.unschedulable("ns/p");
+        q.add("ns/p");
+        let (key, cycle) = q.pop().await.unwrap();
+        q.done(&key);
+        q.unschedulable(&key, cycle);
         q.update("ns/p", false);
         assert!(
             q.active.is_empty(),
             "our own status write does not retry it"
         );
         q.update("ns/p", true);
-        assert_eq!(q.pop().await.as_deref(), Some("ns/p"));
+        assert_eq!(q.pop().await.map(|(key, _)| key).as_deref(), Some("ns/p"));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_change_during_a_failed_attempt_retries_the_pod() {
+        let q = SchedulingQueue::new();
+        q.add("ns/p");
+        let (key, cycle) = q.pop().await.unwrap();
+        // A node joins while the attempt still judges the pod against the nodes it knew.
+        q.move_all_to_active();
+        q.done(&key);
+        q.unschedulable(&key, cycle);
+        let retried = tokio::time::timeout(Duration::from_secs(5), q.pop()).await;
+        assert_eq!(
+            retried.unwrap().map(|(key, _)| key).as_deref(),
+            Some("ns/p")
+        );
+
+        // An attempt that began after the change saw it: that pod waits for the next one.
+        let (key, cycle) = (String::from("ns/p"), cycle + 1);
+        q.done(&key);
+        q.unschedulable(&key, cycle);
+        assert!(q.active.is_empty());
+        q.move_all_to_active();
+        let retried = tokio::time::timeout(Duration::from_secs(5), q.pop()).await;
+        assert_eq!(
+            retried.unwrap().map(|(key, _)| key).as_deref(),
+            Some("ns/p")
+        );
     }
 }

@@ -319,17 +319,44 @@ impl Server {
         path
     }
 
-    /// Polls until `f` returns true or fails after `timeout`.
+    /// Polls until `f` returns true or fails after `timeout`, showing the cluster as it was then.
     pub fn eventually(&self, what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
         let deadline = Instant::now() + timeout;
         while !f() {
             assert!(
                 Instant::now() < deadline,
-                "timed out waiting for {what}; server log tail:\n{}",
+                "timed out waiting for {what}; cluster:\n{}\nserver log tail:\n{}",
+                self.snapshot(),
                 tail(&self.log())
             );
             std::thread::sleep(Duration::from_millis(100));
         }
+    }
+
+    /// Nodes (with taints), pods and the latest events, for a failure message.
+    fn snapshot(&self) -> String {
+        let show = |args: &[&str]| {
+            let out = self.kubectl(&[&["--request-timeout=5s"], args].concat());
+            let text = format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+            let lines: Vec<&str> = text.lines().collect();
+            let last = &lines[lines.len().saturating_sub(40)..];
+            format!("$ kubectl {}\n{}\n", args.join(" "), last.join("\n"))
+        };
+        [
+            show(&[
+                "get",
+                "nodes",
+                "-o",
+                "custom-columns=NAME:.metadata.name,READY:.status.conditions[?(@.type==\"Ready\")].status,TAINTS:.spec.taints[*].key",
+            ]),
+            show(&["get", "pods", "-A", "-o", "wide"]),
+            show(&["get", "events", "-A", "--sort-by=.lastTimestamp"]),
+        ]
+        .join("")
     }
 }
 
