@@ -185,7 +185,8 @@ mod tests {
         let (key, cycle) = (String::from("ns/p"), cycle + 1);
         q.done(&key);
         q.unschedulable(&key, cycle);
-        assert!(q.active.is_empty());
+        let parked = tokio::time::timeout(Duration::from_secs(60), q.pop()).await;
+        assert!(parked.is_err(), "no retry before the cluster changes again");
         q.move_all_to_active();
         let retried = tokio::time::timeout(Duration::from_secs(5), q.pop()).await;
         assert_eq!(

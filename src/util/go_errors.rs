@@ -8,7 +8,7 @@ use std::io;
 
 /// An OS error as Go's `syscall.Errno` prints it: strerror's text with a lower-case first letter
 /// ("connection refused"), not Rust's "Connection refused (os error 111)".
-pub fn errno_text(e: &io::Error) -> String {
+fn errno_text(e: &io::Error) -> String {
     let Some(code) = e.raw_os_error() else {
         return e.to_string();
     };
@@ -20,35 +20,42 @@ pub fn errno_text(e: &io::Error) -> String {
     }
 }
 
-/// A failed TCP connect to `address` as Go's dialer reports it.
+/// A TCP connect to `address` that the OS refused (or found no route for), as Go's dialer reports it.
 pub fn dial_error(address: &str, e: &io::Error) -> String {
-    if e.kind() == io::ErrorKind::TimedOut && e.raw_os_error().is_none() {
-        return format!("dial tcp {address}: i/o timeout");
-    }
     format!("dial tcp {address}: connect: {}", errno_text(e))
 }
 
-/// What Go's `http.Client` says after `Get "URL": ` for a request that got no answer: the dial error for
-/// a refused or unreachable connect, the client timeout, `EOF` for a connection closed before a response,
-/// else the innermost cause.
+/// Go's dial error for a request whose connect the OS failed, when the URL names an IP address: Go
+/// prints the address it dialled, which for a host name is one this side never learns. None otherwise
+/// (a TLS handshake fails in the connect phase too, with no OS error).
+pub fn dial_failure(e: &reqwest::Error) -> Option<String> {
+    if !e.is_connect() {
+        return None;
+    }
+    let os_error = causes(e)
+        .filter_map(|c| c.downcast_ref::<io::Error>())
+        .find(|io| io.raw_os_error().is_some())?;
+    let url = e.url()?;
+    let port = url.port_or_known_default()?;
+    let ip: std::net::IpAddr = url
+        .host_str()?
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .parse()
+        .ok()?;
+    let address = std::net::SocketAddr::new(ip, port);
+    Some(dial_error(&address.to_string(), os_error))
+}
+
+/// What Go's `http.Client` with a timeout says after `Get "URL": ` for a request that got no answer:
+/// the dial error for a refused or unreachable connect, the client timeout, `EOF` for a connection
+/// closed before a response, else the innermost cause.
 pub fn request_error(e: &reqwest::Error) -> String {
     if e.is_timeout() {
         return "context deadline exceeded (Client.Timeout exceeded while awaiting headers)".into();
     }
-    let io_error = causes(e).find_map(|c| c.downcast_ref::<io::Error>());
-    // A TLS handshake fails in the connect phase too, but with no OS error: that is no dial error.
-    let os_error = io_error.filter(|io| io.raw_os_error().is_some());
-    if e.is_connect() {
-        if let (Some(io_error), Some(url)) = (os_error, e.url()) {
-            let host = url.host_str().unwrap_or_default();
-            let port = url.port_or_known_default().unwrap_or_default();
-            let address = if host.contains(':') && !host.starts_with('[') {
-                format!("[{host}]:{port}")
-            } else {
-                format!("{host}:{port}")
-            };
-            return dial_error(&address, io_error);
-        }
+    if let Some(dial) = dial_failure(e) {
+        return dial;
     }
     if causes(e)
         .filter_map(|c| c.downcast_ref::<hyper::Error>())
@@ -56,7 +63,7 @@ pub fn request_error(e: &reqwest::Error) -> String {
     {
         return "EOF".into();
     }
-    if let Some(io_error) = io_error {
+    if let Some(io_error) = causes(e).find_map(|c| c.downcast_ref::<io::Error>()) {
         return errno_text(io_error);
     }
     causes(e)
@@ -84,11 +91,6 @@ mod tests {
         );
         let unreachable = io::Error::from_raw_os_error(nix::libc::EHOSTUNREACH);
         assert_eq!(errno_text(&unreachable), "no route to host");
-        let elapsed = io::Error::new(io::ErrorKind::TimedOut, "deadline");
-        assert_eq!(
-            dial_error("10.42.0.5:80", &elapsed),
-            "dial tcp 10.42.0.5:80: i/o timeout"
-        );
     }
 
     async fn get(url: &str, timeout: Duration) -> reqwest::Error {
@@ -114,6 +116,13 @@ mod tests {
             request_error(&e),
             format!("dial tcp {address}: connect: connection refused")
         );
+        // By name, Go would print the address it resolved, which reqwest does not tell.
+        let e = get(
+            &format!("http://localhost:{}/", address.port()),
+            Duration::from_secs(5),
+        )
+        .await;
+        assert_eq!(dial_failure(&e), None);
     }
 
     #[tokio::test]
@@ -135,8 +144,14 @@ mod tests {
         let server = tokio::spawn(async move {
             use tokio::io::AsyncReadExt;
             let (mut socket, _) = listener.accept().await.unwrap();
-            let mut request = [0u8; 1024];
-            let _ = socket.read(&mut request).await.unwrap();
+            // The whole request, so that closing sends a FIN rather than a reset for unread bytes.
+            let mut request = Vec::new();
+            while !request.ends_with(b"\r\n\r\n") {
+                let mut chunk = [0u8; 1024];
+                let n = socket.read(&mut chunk).await.unwrap();
+                assert!(n > 0, "the client closed before its request ended");
+                request.extend_from_slice(&chunk[..n]);
+            }
         });
         let e = get(&format!("http://{address}/"), Duration::from_secs(5)).await;
         assert_eq!(request_error(&e), "EOF");

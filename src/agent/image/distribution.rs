@@ -291,11 +291,7 @@ fn transport(method: &'static str, url: &str, e: &reqwest::Error) -> ImageError 
     ImageError::Transport {
         method,
         url: url.into(),
-        message: if e.is_connect() || e.is_timeout() {
-            crate::util::go_errors::request_error(e)
-        } else {
-            error_chain(e)
-        },
+        message: crate::util::go_errors::dial_failure(e).unwrap_or_else(|| error_chain(e)),
     }
 }
 

@@ -89,8 +89,8 @@ pub enum ImageError {
         status: reqwest::StatusCode,
         message: String,
     },
-    /// The request never got an HTTP answer (connection refused, TLS, timeout); `message` says why, in
-    /// Go's words for a failed connect or a timeout (as containerd's errors read), else as the cause chain.
+    /// The request never got an HTTP answer (connection refused, TLS, timeout); `message` says why: a
+    /// refused connect to an IP address in Go's words, as containerd's errors read, else the cause chain.
     #[error("{method} {url}: {message}")]
     Transport {
         method: &'static str,

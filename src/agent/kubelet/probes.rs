@@ -144,7 +144,9 @@ impl Failure {
         }
     }
 
-    /// The error part of kubelet's hook message, as the CRI's ExecSync words a failed command.
+    /// The error part of kubelet's hook message, as the CRI's ExecSync words a failed command, except
+    /// that its stderr after "exited with N: " is not kept apart from stdout here: the message that
+    /// follows holds both.
     fn hook_error(&self) -> String {
         match self {
             Failure::Exited { command, code, .. } => {
@@ -391,9 +393,12 @@ pub(crate) async fn run_hook(
     target: &Target,
     limit: Duration,
 ) -> Result<(), HookError> {
+    // kubelet gives a hook no timeout of its own: `limit` alone decides, so the handler's own timer
+    // (an exec's, a GET's) is set past it and never fires first.
+    let handler_timeout = limit + Duration::from_secs(1);
     let failure = match tokio::time::timeout(
         limit,
-        run_handler(kubelet, hook_handler(hook), target, limit),
+        run_handler(kubelet, hook_handler(hook), target, handler_timeout),
     )
     .await
     {

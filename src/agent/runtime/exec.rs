@@ -18,7 +18,7 @@ use super::{io_err, Runtime, RuntimeError};
 const CONSOLE_TIMEOUT: Duration = Duration::from_secs(30);
 /// How much of a command's output [`Runtime::exec`] keeps, stdout and stderr together: kubelet's exec
 /// prober keeps 10 KiB, which bounds a probe's memory and its event however much the command prints.
-pub const MAX_EXEC_OUTPUT: usize = 10 << 10;
+const MAX_EXEC_OUTPUT: usize = 10 << 10;
 
 /// A command running in a container. Waiting on `child` gives the command's exit code; the streams are
 /// those asked for (a terminal replaces all three).
