@@ -127,14 +127,7 @@ fn condition_events(
 
 /// The node as kubelet refers to it in its events: by name, its name standing in for its UID.
 pub fn involved(node: &str) -> Involved<'_> {
-    Involved {
-        api_version: "",
-        kind: "Node",
-        namespace: "",
-        name: node,
-        uid: node,
-        field_path: None,
-    }
+    Involved::node(node, node)
 }
 
 /// The status of `condition` among a node's reported `conditions`: `None` when absent or Unknown.

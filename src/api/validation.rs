@@ -7847,15 +7847,6 @@ pub fn validate_create(kind: &str, obj: &Value, namespaced: bool) -> Vec<FieldEr
 /// `ValidatePodEphemeralContainersUpdate`, for `pods/ephemeralcontainers`: the pod with its new spec is
 /// valid, and ephemeral containers are only added, never changed or removed, and not to static pods.
 pub fn validate_ephemeral_containers_update(new: &Value, old: &Value) -> Vec<FieldError> {
-    let mut errs = Vec::new();
-    validate_object_meta(new, true, NameRule::Subdomain, true, &mut errs);
-    validate_object_meta_update(new, old, &mut errs);
-    let spec = get(new, "spec");
-    let ctx = PodContext {
-        is_pod: true,
-        pod_name: str_of(get(new, "metadata"), "name"),
-    };
-    validate_pod_spec(spec, &Path::new("spec"), ctx, &mut errs);
     let mirror = opt_str(
         get(get(old, "metadata"), "annotations"),
         "kubernetes.io/config.mirror",
@@ -7866,6 +7857,15 @@ pub fn validate_ephemeral_containers_update(new: &Value, old: &Value) -> Vec<Fie
             "static pods do not support ephemeral containers",
         )];
     }
+    let mut errs = Vec::new();
+    validate_object_meta(new, true, NameRule::Subdomain, true, &mut errs);
+    validate_object_meta_update(new, old, &mut errs);
+    let spec = get(new, "spec");
+    let ctx = PodContext {
+        is_pod: true,
+        pod_name: str_of(get(new, "metadata"), "name"),
+    };
+    validate_pod_spec(spec, &Path::new("spec"), ctx, &mut errs);
     let path = Path::new("spec").child("ephemeralContainers");
     let now: HashMap<&str, &Value> = items(spec, "ephemeralContainers")
         .iter()

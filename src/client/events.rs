@@ -47,6 +47,19 @@ impl<'a> Involved<'a> {
         }
     }
 
+    /// A Node, as the kubelet and the node controller refer to one: no API version, and `uid` the node's
+    /// UID or, for the kubelet, its name.
+    pub fn node(name: &'a str, uid: &'a str) -> Self {
+        Involved {
+            api_version: "",
+            kind: "Node",
+            namespace: "",
+            name,
+            uid,
+            field_path: None,
+        }
+    }
+
     /// The same object, with the event about its part at `field_path`.
     pub fn at(self, field_path: String) -> Self {
         Involved {

@@ -138,16 +138,12 @@ impl Monitor {
             "RemovingNode" => format!("Node {name} event: Removing Node {name} from Controller"),
             _ => format!("Node {name} status is now: {reason}"),
         };
-        let about = Involved {
-            api_version: "",
-            kind: "Node",
-            namespace: "",
-            name,
-            uid,
-            field_path: None,
-        };
-        self.events
-            .normal(ctx.clock.as_ref(), &about, reason, &message);
+        self.events.normal(
+            ctx.clock.as_ref(),
+            &Involved::node(name, uid),
+            reason,
+            &message,
+        );
     }
 }
 

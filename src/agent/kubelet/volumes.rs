@@ -1,8 +1,9 @@
 //! A pod's volumes on the node, under `<pods-dir>/<uid>/volumes/<plugin>/<name>` as kubelet lays them
 //! out: emptyDir (a directory, or tmpfs for medium Memory with its sizeLimit), hostPath with its type
 //! check, configMap, secret (on tmpfs, never on disk), downwardAPI and projected files written from their
-//! sources by kubelet's atomic writer (`atomic_writer.rs`), and persistentVolumeClaims resolved to their bound PV's path; the pod's fsGroup owns what
-//! kubelet would give it. Then each container's volumeMounts (with subPath) become bind mounts.
+//! sources by kubelet's atomic writer (`atomic_writer.rs`), and persistentVolumeClaims resolved to their
+//! bound PV's path; the pod's fsGroup owns what kubelet would give it. Then each container's
+//! volumeMounts (with subPath) become bind mounts.
 
 use std::collections::{BTreeMap, HashMap};
 use std::os::unix::fs::PermissionsExt;
