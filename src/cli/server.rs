@@ -177,6 +177,12 @@ pub fn run(args: ServerArgs) -> anyhow::Result<()> {
         // in-process: no endpoint to serve or publish.
         config.endpoint_port = None;
         config.container_open_files = open_files;
+        // As k3s labels a server's node: `kubectl get nodes` shows its ROLES as control-plane,master.
+        for role in ["control-plane", "master"] {
+            config
+                .labels
+                .insert(format!("node-role.kubernetes.io/{role}"), "true".into());
+        }
         Some(config)
     };
     runtime.block_on(async move {

@@ -82,7 +82,7 @@ fn build(args: &ShimExecArgs, spec: &Spec) -> Result<Pid, String> {
             .with_process(Some(process_file))
             .with_detach(false)
             .build()
-            .map_err(|e| e.to_string())
+            .map_err(|e| super::workload::failure_message(&e))
     })
 }
 
@@ -113,7 +113,7 @@ fn build_with_terminal(args: &ShimExecArgs, spec: &Spec, socket: &Path) -> Resul
             // subreaper, it is still waited for below.
             .with_detach(true)
             .build()
-            .map_err(|e| e.to_string())
+            .map_err(|e| super::workload::failure_message(&e))
     })
 }
 

@@ -58,7 +58,7 @@ pub enum ShimError {
         context: &'static str,
         source: nix::Error,
     },
-    #[error("{0}")]
+    #[error("{}", workload::failure_message(.0))]
     Container(#[from] libcontainer::error::LibcontainerError),
 }
 

@@ -3,10 +3,21 @@
 //! gone reader cannot kill it), libcontainer's processes inherit that from it, and an exec keeps ignored
 //! signals ignored. runc's containers start with none ignored, and programs count on it: a shell loop
 //! writing into a closed pipe ends by SIGPIPE, and with SIGPIPE ignored it writes on forever.
+//!
+//! Before that, in the container's init, the command is looked up as runc looks it up (Go's
+//! `exec.LookPath`), and a command that cannot be run is refused in runc's words: `exec: "x":
+//! executable file not found in $PATH`. libcontainer's own check wrapped its words twice and refused a
+//! program without the execute bit for others (mode 0700), which root runs under runc.
 
+use std::path::{Path, PathBuf};
+
+use libcontainer::error::LibcontainerError;
+use libcontainer::process::channel::ChannelError;
+use libcontainer::process::container_main_process::ProcessError;
 use libcontainer::workload::default::DefaultExecutor;
 use libcontainer::workload::{Executor, ExecutorError, ExecutorValidationError};
 use nix::sys::signal::{signal, SigHandler, Signal};
+use nix::unistd::{faccessat, AccessFlags};
 use oci_spec::runtime::Spec;
 
 #[derive(Clone)]
@@ -19,8 +30,88 @@ impl Executor for DefaultSignalsExecutor {
     }
 
     fn validate(&self, spec: &Spec) -> Result<(), ExecutorValidationError> {
-        DefaultExecutor {}.validate(spec)
+        let process = spec.process().as_ref();
+        let Some(command) = process.and_then(|p| p.args().as_ref()?.first()) else {
+            return Err(ExecutorValidationError::ArgValidationError(
+                "no command to run".into(),
+            ));
+        };
+        // As the init's environment, where the last of duplicate variables wins.
+        let path = process
+            .and_then(|p| p.env().as_ref())
+            .into_iter()
+            .flatten()
+            .filter_map(|e| e.strip_prefix("PATH="))
+            .next_back()
+            .unwrap_or_default();
+        look_path(command, path)
+            .map(drop)
+            .map_err(ExecutorValidationError::ArgValidationError)
     }
+}
+
+/// Where `command` is, found as Go's `exec.LookPath` finds it: as given when it holds a `/`, else in
+/// the first directory of `path` (an empty entry meaning `.`) where it is executable. Errors are
+/// worded as Go's `exec.Error`.
+fn look_path(command: &str, path: &str) -> Result<PathBuf, String> {
+    let refused = |why: String| format!("exec: {command:?}: {why}");
+    if command.contains('/') {
+        return executable(Path::new(command))
+            .map(|()| PathBuf::from(command))
+            .map_err(refused);
+    }
+    if !path.is_empty() {
+        for dir in path.split(':') {
+            let candidate = Path::new(if dir.is_empty() { "." } else { dir }).join(command);
+            if executable(&candidate).is_ok() {
+                return Ok(candidate);
+            }
+        }
+    }
+    Err(refused("executable file not found in $PATH".into()))
+}
+
+/// Go's `findExecutable`: a file (not a directory) the effective user may execute.
+fn executable(file: &Path) -> Result<(), String> {
+    let metadata = std::fs::metadata(file)
+        .map_err(|e| format!("stat {}: {}", file.display(), go_errno(&e)))?;
+    if metadata.is_dir() {
+        return Err("is a directory".into());
+    }
+    faccessat(
+        None,
+        file,
+        AccessFlags::X_OK,
+        nix::fcntl::AtFlags::AT_EACCESS,
+    )
+    .map_err(|e| go_errno(&e.into()))
+}
+
+/// An errno as Go's `syscall.Errno` prints it: the C library's text, lower-cased first letter.
+fn go_errno(e: &std::io::Error) -> String {
+    let text = e.raw_os_error().map_or_else(
+        || e.to_string(),
+        |code| nix::errno::Errno::from_raw(code).desc().to_string(),
+    );
+    let mut chars = text.chars();
+    chars.next().map_or_else(String::new, |first| {
+        first.to_lowercase().chain(chars).collect()
+    })
+}
+
+/// A failed build or start in words for the pod's status: a command that cannot be run as its executor
+/// refused it (`exec: "x": executable file not found in $PATH`), anything else as libcontainer says it.
+pub fn failure_message(e: &LibcontainerError) -> String {
+    fn refusal(e: &LibcontainerError) -> Option<&str> {
+        match e {
+            LibcontainerError::CreateContainerError(create) => refusal(create.run_error()),
+            LibcontainerError::MainProcess(ProcessError::Channel(ChannelError::ExecError(
+                words,
+            ))) => Some(words),
+            _ => None,
+        }
+    }
+    refusal(e).map_or_else(|| e.to_string(), str::to_string)
 }
 
 fn reset_signal_dispositions() {
@@ -35,5 +126,71 @@ fn reset_signal_dispositions() {
     for sig in libc::SIGRTMIN()..=libc::SIGRTMAX() {
         // SAFETY: as above.
         unsafe { libc::signal(sig, libc::SIG_DFL) };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
+    use super::*;
+
+    fn file(dir: &Path, name: &str, mode: u32) -> PathBuf {
+        let path = dir.join(name);
+        std::fs::write(&path, "#!/bin/sh\n").unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+        path
+    }
+
+    #[test]
+    fn commands_are_found_and_refused_as_runc_does() {
+        let dir = tempfile::tempdir().unwrap();
+        let (first, second) = (dir.path().join("first"), dir.path().join("second"));
+        std::fs::create_dir_all(&first).unwrap();
+        std::fs::create_dir_all(&second).unwrap();
+        file(&first, "tool", 0o644);
+        let tool = file(&second, "tool", 0o700);
+        let path = format!("{}:{}", first.display(), second.display());
+
+        // The first executable match wins; one without any execute bit is passed over.
+        assert_eq!(look_path("tool", &path), Ok(tool.clone()));
+        assert_eq!(
+            look_path("nosuch", &path),
+            Err(r#"exec: "nosuch": executable file not found in $PATH"#.into())
+        );
+        assert_eq!(
+            look_path("tool", ""),
+            Err(r#"exec: "tool": executable file not found in $PATH"#.into())
+        );
+        // With a slash, PATH plays no part.
+        let tool = tool.to_str().unwrap();
+        assert_eq!(look_path(tool, ""), Ok(PathBuf::from(tool)));
+        let missing = format!("{}/nosuch", first.display());
+        assert_eq!(
+            look_path(&missing, &path),
+            Err(format!(
+                "exec: {missing:?}: stat {missing}: no such file or directory"
+            ))
+        );
+        let plain = first.join("tool").display().to_string();
+        assert_eq!(
+            look_path(&plain, &path),
+            Err(format!("exec: {plain:?}: permission denied"))
+        );
+        let dir_name = first.display().to_string();
+        assert_eq!(
+            look_path(&dir_name, &path),
+            Err(format!("exec: {dir_name:?}: is a directory"))
+        );
+    }
+
+    #[test]
+    fn an_executor_refusal_is_reported_in_its_own_words() {
+        let words = r#"exec: "nosuch": executable file not found in $PATH"#;
+        let refused: LibcontainerError =
+            ProcessError::Channel(ChannelError::ExecError(words.into())).into();
+        assert_eq!(failure_message(&refused), words);
+        let other = LibcontainerError::InvalidInput("bad spec".into());
+        assert_eq!(failure_message(&other), other.to_string());
     }
 }

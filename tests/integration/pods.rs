@@ -238,6 +238,13 @@ spec:
     );
     // As kubelet's: each names the container it is about and the node it came from.
     let node = s.ok(&["get", "nodes", "-o", "jsonpath={.items[0].metadata.name}"]);
+    // As k3s: the server's own node has the control-plane roles.
+    let roles = s.ok(&["get", "nodes", "--no-headers", "-o", "wide"]);
+    assert_eq!(
+        roles.split_whitespace().nth(2),
+        Some("control-plane,master"),
+        "{roles}"
+    );
     let started = s.ok(&[
         "get",
         "events",
@@ -1154,6 +1161,8 @@ fn a_joined_agent_serves_logs_exec_attach_and_port_forward_of_its_pods_to_kubect
     s.eventually("the joined node is Ready", Duration::from_secs(60), || {
         ready_nodes(&s) == 1
     });
+    let nodes = s.ok(&["get", "nodes", "--no-headers"]);
+    assert_eq!(nodes.split_whitespace().nth(2), Some("<none>"), "{nodes}");
     // The endpoint's certificate is kept for the agent's next start, its key for root only.
     let tls = agent.data_dir.join("agent/tls");
     assert!(tls.join("kubelet-serving.crt").is_file());
@@ -1829,7 +1838,8 @@ spec:
 /// A container whose program cannot be started is a run that ended (reason StartError, code 128, the
 /// runtime's message) as with containerd, so the restart policy applies: Never fails the pod, Always
 /// restarts it with back-off. Nothing of the failed start stays mounted. An image name that does not
-/// parse waits as InvalidImageName.
+/// parse waits as InvalidImageName. Programs are looked up as runc looks them up, and a program only its
+/// owner may run (mode 0700) runs as root.
 #[test]
 fn a_container_that_cannot_start_ends_its_run_with_start_error() {
     let (_node, s) = busybox_node();
@@ -1840,6 +1850,27 @@ spec:
   restartPolicy: Never
   containers:
   - {name: app, image: busybox:latest, imagePullPolicy: Never, command: [/no/such/program]}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: unfound}
+spec:
+  restartPolicy: Never
+  containers:
+  - {name: app, image: busybox:latest, imagePullPolicy: Never, command: [nosuch, arg]}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: private}
+spec:
+  restartPolicy: Never
+  initContainers:
+  - {name: write, image: busybox:latest, imagePullPolicy: Never, volumeMounts: [{name: bin, mountPath: /x}],
+     command: [sh, -c, "printf '#!/bin/sh\\necho private ran\\n' > /x/p && chmod 700 /x/p"]}
+  containers:
+  - {name: app, image: busybox:latest, imagePullPolicy: Never, command: [/x/p],
+     volumeMounts: [{name: bin, mountPath: /x}]}
+  volumes: [{name: bin, emptyDir: {}}]
 ---
 apiVersion: v1
 kind: Pod
@@ -1869,8 +1900,24 @@ spec:
     };
     assert_eq!(terminated("once", "state", "reason"), "StartError");
     assert_eq!(terminated("once", "state", "exitCode"), "128");
-    let message = terminated("once", "state", "message");
-    assert!(message.contains("/no/such/program"), "{message}");
+    // In runc's words (Go's exec.LookPath), without libcontainer's wrapping.
+    assert_eq!(
+        terminated("once", "state", "message"),
+        r#"failed to start container "app": exec: "/no/such/program": stat /no/such/program: no such file or directory"#
+    );
+    s.eventually("unfound fails", Duration::from_secs(60), || {
+        jsonpath(&s, "unfound", "{.status.phase}") == "Failed"
+    });
+    assert_eq!(
+        terminated("unfound", "state", "message"),
+        r#"failed to start container "app": exec: "nosuch": executable file not found in $PATH"#
+    );
+    s.eventually("private runs", Duration::from_secs(60), || {
+        jsonpath(&s, "private", "{.status.phase}") == "Succeeded"
+    });
+    assert_eq!(s.ok(&["logs", "private"]), "private ran\n");
+    // Its container ran, so it keeps a root until deleted; the check below is for those that never ran.
+    s.ok(&["delete", "pod", "private"]);
     s.eventually("again restarts", Duration::from_secs(60), || {
         jsonpath(&s, "again", "{.status.containerStatuses[0].restartCount}")
             .parse::<u32>()

@@ -158,6 +158,11 @@ impl CreateContainerError {
     ) -> Self {
         Self(Box::new(run_error), cleanup_error.map(Box::new))
     }
+
+    /// orch: the error that stopped the container's creation (not the cleanup's).
+    pub fn run_error(&self) -> &LibcontainerError {
+        &self.0
+    }
 }
 
 impl std::fmt::Display for CreateContainerError {

@@ -264,10 +264,8 @@ impl MainReceiver {
             })?;
         match msg {
             Message::InitReady => Ok(()),
-            // this case in unique and known enough to have a special error format
-            Message::ExecFailed(err) => Err(ChannelError::ExecError(format!(
-                "error in executing process : {err}"
-            ))),
+            // orch: the executor's words as they are, so that the shim can report them alone.
+            Message::ExecFailed(err) => Err(ChannelError::ExecError(err)),
             msg => Err(ChannelError::unexpected("InitReady", msg)),
         }
     }
