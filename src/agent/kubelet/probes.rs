@@ -4,7 +4,8 @@
 //! land in a table the pod status reads; a change re-queues the pod, and a failed liveness or startup probe
 //! stops the container so that its restart policy takes over. Handlers: exec (in the container, through
 //! `orch shim-exec`), httpGet (HTTPS without certificate checks, as kubelet), tcpSocket and grpc (the
-//! gRPC health checking protocol) against the pod IP; hooks also `sleep`.
+//! gRPC health checking protocol) against the pod IP. Hooks run exec, httpGet and `sleep`; a tcpSocket
+//! hook, which the API still accepts for old manifests, fails as kubelet fails it ("Cannot run handler").
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -235,7 +236,7 @@ async fn run_handler(
         tokio::time::sleep(Duration::from_secs(seconds.max(0) as u64)).await;
         return Ok(());
     }
-    Err(Failure::Other("no handler".into()))
+    Err(Failure::Other("invalid handler".into()))
 }
 
 /// The names of grpc.health.v1's ServingStatus values.
@@ -350,7 +351,7 @@ fn hook_handler(h: &LifecycleHandler) -> Handler<'_> {
     Handler {
         exec: h.exec.as_ref().and_then(|e| e.command.as_ref()),
         http: h.http_get.as_ref(),
-        tcp: h.tcp_socket.as_ref(),
+        tcp: None,
         grpc: None,
         sleep_seconds: h.sleep.as_ref().map(|s| s.seconds),
         any_http_status: true,
