@@ -1775,7 +1775,8 @@ fn kubectl_run_and_attach_join_the_containers_own_process() {
         });
     }
 
-    // `kubectl run -it`: the container runs on its own terminal, which takes the user's size.
+    // `kubectl run -it`: the container runs on its own terminal, which takes the user's size and is
+    // named in TERM, as containerd names it.
     let mut args = run("terminal");
     args.extend(
         [
@@ -1784,7 +1785,7 @@ fn kubectl_run_and_attach_join_the_containers_own_process() {
             "sh",
             "-c",
             "for i in $(seq 100); do [ \"$(stty size)\" = '30 100' ] && break; sleep 0.1; done; \
-             tty; stty size",
+             tty; stty size; echo term=$TERM",
         ]
         .map(String::from),
     );
@@ -1792,6 +1793,7 @@ fn kubectl_run_and_attach_join_the_containers_own_process() {
     let (code, shown) = kubectl_on_terminal(&s, &args, &[], 30, 100);
     assert!(shown.contains("/dev/pts/0"), "{shown}");
     assert!(shown.contains("30 100"), "{shown}");
+    assert!(shown.contains("term=xterm"), "{shown}");
     assert_eq!(code, Some(0), "{shown}");
 
     // `kubectl attach` to a running container: its output from then on, stdout and stderr apart.

@@ -422,6 +422,10 @@ pub fn build(inputs: Inputs) -> Result<ContainerConfig, String> {
     if !merged.iter().any(|(k, _)| k == "HOME") {
         defaults.push(("HOME".into(), home.unwrap_or_else(|| "/".into())));
     }
+    // As containerd gives a container on a terminal: programs that draw on it need to know what it is.
+    if container.tty == Some(true) {
+        defaults.push(("TERM".into(), "xterm".into()));
+    }
     defaults.retain(|(k, _)| !merged.iter().any(|(m, _)| m == k));
     let mut env_list: Vec<String> = defaults
         .into_iter()
@@ -747,6 +751,36 @@ mod tests {
         assert!(config.env.contains(&"HOSTNAME=web".to_string()));
         assert!(config.env.contains(&"HOME=/".to_string()));
         assert!(!config.env.iter().any(|e| e == "LANG=C"));
+        assert!(!config.env.iter().any(|e| e.starts_with("TERM=")));
+
+        // On a terminal, TERM is xterm unless the image or the container says otherwise.
+        let on_terminal = |env: Vec<(String, String)>| {
+            let mut tty = container.clone();
+            tty.tty = Some(true);
+            build(Inputs {
+                pod: &pod,
+                container: &tty,
+                image: &img,
+                layers: &[],
+                env,
+                mounts: vec![],
+                namespaces: PodNamespaces::default(),
+                cgroup_path: String::new(),
+                open_files: None,
+                node_memory: 8 << 30,
+                min_oom_score_adj: -999,
+            })
+            .unwrap()
+            .env
+            .into_iter()
+            .filter(|e| e.starts_with("TERM="))
+            .collect::<Vec<_>>()
+        };
+        assert_eq!(on_terminal(vec![]), ["TERM=xterm"]);
+        assert_eq!(
+            on_terminal(vec![("TERM".into(), "vt100".into())]),
+            ["TERM=vt100"]
+        );
 
         let mut non_root = container.clone();
         non_root.security_context = Some(SecurityContext {
