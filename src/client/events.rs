@@ -329,6 +329,32 @@ mod tests {
         assert_eq!(failed["source"]["component"], "test-controller");
     }
 
+    /// Nothing is written while the test holds the (single-threaded) runtime, as when the API server is
+    /// unreachable: the queue fills up, and what comes past it is dropped instead of held.
+    #[tokio::test]
+    async fn events_past_a_full_queue_are_dropped() {
+        let clock = Arc::new(FakeClock::new("2026-11-23T10:00:00Z".parse().unwrap()));
+        let (_dir, client) = crate::server::testing::in_process(clock.clone()).await;
+        let recorder = Recorder::new(client.clone(), "test-controller");
+        for n in 0..QUEUED + 5 {
+            recorder.normal(clock.as_ref(), &web_pod(), "Tick", &format!("tick {n}"));
+            clock.advance(jiff::SignedDuration::from_nanos(1));
+        }
+        recorder.flush().await;
+        let events = client
+            .get("/api/v1/namespaces/default/events")
+            .await
+            .unwrap();
+        let mut written: Vec<usize> = events["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["message"].as_str().unwrap()[5..].parse().unwrap())
+            .collect();
+        written.sort_unstable();
+        assert_eq!(written, (0..QUEUED).collect::<Vec<_>>());
+    }
+
     #[tokio::test]
     async fn a_nodes_events_name_the_node_and_the_container_they_are_about() {
         let clock = Arc::new(FakeClock::new("2026-11-23T10:00:00Z".parse().unwrap()));
