@@ -2820,3 +2820,151 @@ spec:
         "Usage of EmptyDir volume \"scratch\" exceeds the limit \"1Mi\". "
     );
 }
+
+/// A network namespace standing for the world off the node, linked to the node by a veth pair (`.1/30` on
+/// the node, `.2/30` in the world, in a documentation range the host routes nowhere) and with no route
+/// back to any pod; it serves `dir` over HTTP on port 8080. Removed with its server when dropped.
+struct World {
+    name: String,
+    node_ip: String,
+    ip: String,
+    server: Option<std::process::Child>,
+}
+
+impl World {
+    fn create(dir: &Path) -> World {
+        let ip = crate::registry::require("ip");
+        let busybox = crate::registry::require("busybox");
+        let run = |args: &[&str]| {
+            let out = std::process::Command::new(&ip).args(args).output().unwrap();
+            assert!(
+                out.status.success(),
+                "ip {args:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            String::from_utf8_lossy(&out.stdout).into_owned()
+        };
+        // These machines' own network can be a documentation range (192.0.2.0/24 here): take one the
+        // host has no address or route in.
+        let routes = run(&["-4", "route", "show", "table", "all"]);
+        let prefix = ["203.0.113", "198.51.100", "192.0.2"]
+            .into_iter()
+            .find(|p| !routes.contains(&format!("{p}.")))
+            .unwrap_or_else(|| panic!("every documentation range is in use here:\n{routes}"));
+        let mut world = World {
+            name: format!("orch-test-world-{}", std::process::id()),
+            node_ip: format!("{prefix}.1"),
+            ip: format!("{prefix}.2"),
+            server: None,
+        };
+        let name = world.name.as_str();
+        // What an interrupted earlier run left.
+        let _ = std::process::Command::new(&ip)
+            .args(["link", "del", "orch-world"])
+            .output();
+        run(&["netns", "add", name]);
+        run(&[
+            "link",
+            "add",
+            "orch-world",
+            "type",
+            "veth",
+            "peer",
+            "name",
+            "world",
+            "netns",
+            name,
+        ]);
+        run(&[
+            "addr",
+            "add",
+            &format!("{}/30", world.node_ip),
+            "dev",
+            "orch-world",
+        ]);
+        run(&["link", "set", "orch-world", "up"]);
+        run(&[
+            "-n",
+            name,
+            "addr",
+            "add",
+            &format!("{}/30", world.ip),
+            "dev",
+            "world",
+        ]);
+        run(&["-n", name, "link", "set", "world", "up"]);
+        world.server = Some(
+            std::process::Command::new(&ip)
+                .args(["netns", "exec", name])
+                .arg(&busybox)
+                .args([
+                    "httpd",
+                    "-f",
+                    "-vv",
+                    "-p",
+                    &format!("{}:8080", world.ip),
+                    "-h",
+                ])
+                .arg(dir)
+                .stderr(std::fs::File::create(dir.join("access.log")).unwrap())
+                .spawn()
+                .unwrap(),
+        );
+        world
+    }
+}
+
+impl Drop for World {
+    fn drop(&mut self) {
+        if let Some(server) = &mut self.server {
+            let _ = server.kill();
+            let _ = server.wait();
+        }
+        // Deleting the namespace deletes its end of the pair, and with it the node's end.
+        let _ = std::process::Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .status();
+    }
+}
+
+/// Pods reach addresses off the cluster through the node, from the node's address (the world has no
+/// route back to pods), as k3s's pods do.
+#[test]
+fn a_pod_reaches_an_address_off_the_node_from_the_nodes_address() {
+    let (_node, s) = busybox_node();
+    let site = s.dir.path().join("world");
+    std::fs::create_dir_all(&site).unwrap();
+    std::fs::write(site.join("hello"), "hello from the world\n").unwrap();
+    let world = World::create(&site);
+    s.ok(&[
+        "run",
+        "visitor",
+        "--image=busybox:latest",
+        "--image-pull-policy=Never",
+        "--restart=Never",
+        "--",
+        // Not `-T`: this busybox's wget crashes with a timeout set.
+        "wget",
+        "-q",
+        "-O-",
+        &format!("http://{}:8080/hello", world.ip),
+    ]);
+    s.eventually("the visitor is done", Duration::from_secs(60), || {
+        matches!(
+            jsonpath(&s, "visitor", "{.status.phase}").as_str(),
+            "Succeeded" | "Failed"
+        )
+    });
+    assert_eq!(
+        s.ok(&["logs", "visitor"]),
+        "hello from the world\n",
+        "{}",
+        s.ok(&["describe", "pod", "visitor"])
+    );
+    let access = std::fs::read_to_string(site.join("access.log")).unwrap();
+    assert!(
+        access.contains(&format!("{}:", world.node_ip)) && access.contains("url:/hello"),
+        "the request came from the node's address: {access}"
+    );
+    drop(world);
+}

@@ -2,12 +2,14 @@
 //! unreachable routes that keep packets for unknown pod and service IPs off the default route, and per pod
 //! a sandbox — a network namespace bound at `<netns_dir>/<id>`, a veth pair whose pod end is `eth0`, an IP
 //! from the podCIDR and a default route via the gateway. The network is IPv4: neither end of a veth gets an
-//! IPv6 link-local address. Cross-node routing and Services are not here.
+//! IPv6 link-local address. Traffic from pods to addresses off the cluster is forwarded and masqueraded
+//! behind the node's address (`egress.rs`). Cross-node routing and Services are not here.
 //!
 //! `ipam.rs` is the persistent address allocator, `netns.rs` creates and enters namespaces (on dedicated
 //! threads, never by forking), `netlink.rs` the link, address and route requests. Sandboxes of different
 //! pods are made side by side; changes to one sandbox are serialised.
 
+mod egress;
 mod ipam;
 mod netlink;
 pub mod netns;
@@ -60,6 +62,8 @@ pub enum NetworkError {
     ThreadPanicked(PathBuf),
     #[error("the thread allocating a pod IP address panicked")]
     AllocatorPanicked,
+    #[error("masquerading pods' traffic off the cluster: {0}")]
+    Masquerade(String),
 }
 
 impl NetworkError {
@@ -137,9 +141,10 @@ impl fmt::Debug for PodNetwork {
 }
 
 impl PodNetwork {
-    /// Idempotent node setup: the bridge up with the gateway address, and unreachable routes for the cluster
-    /// and service CIDRs (the node's own podCIDR stays reachable through the more specific bridge route).
-    /// Must be called inside a tokio runtime, which then drives the node's netlink connection.
+    /// Idempotent node setup: the bridge up with the gateway address, unreachable routes for the cluster
+    /// and service CIDRs (the node's own podCIDR stays reachable through the more specific bridge route),
+    /// and forwarding with masquerade for pods' traffic off the cluster. Must be called inside a tokio
+    /// runtime, which then drives the node's netlink connection.
     pub async fn setup(config: NetworkConfig) -> Result<Self, NetworkError> {
         validate(&config)?;
         let gateway = config.pod_cidr.nth(1).expect("validated: /30 or larger");
@@ -156,6 +161,7 @@ impl PodNetwork {
             sandbox_locks: SandboxLocks::default(),
         };
         network.ensure_node().await?;
+        egress::ensure(network.config.pod_cidr, network.config.cluster_cidr).await?;
         Ok(network)
     }
 

@@ -5,6 +5,7 @@
 use std::future::Future;
 use std::io::{Read, Write};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -12,10 +13,12 @@ use futures_util::TryStreamExt;
 use nix::errno::Errno;
 use nix::mount::{umount2, MntFlags};
 use nix::sched::CloneFlags;
-use rtnetlink::packet_route::link::{LinkAttribute, LinkFlags, LinkMessage};
+use rtnetlink::packet_route::link::{InfoData, InfoVeth, LinkAttribute, LinkFlags, LinkMessage};
 use rtnetlink::packet_route::route::{RouteAddress, RouteAttribute, RouteMessage, RouteType};
 use rtnetlink::packet_route::AddressFamily;
-use rtnetlink::{Handle, LinkBridge, RouteMessageBuilder};
+use rtnetlink::{
+    Handle, LinkBridge, LinkMessageBuilder, LinkUnspec, LinkVeth, RouteMessageBuilder,
+};
 
 use super::*;
 
@@ -408,6 +411,96 @@ fn sandboxes_get_distinct_ips_and_reach_each_other_and_the_gateway() {
         );
 
         assert_eq!(network.sandboxes().unwrap(), vec!["pod-a", "pod-b"]);
+    });
+}
+
+/// A network namespace standing for the world off the node: linked to the node by a veth pair with
+/// `node_ip`/30 on the node's end and `outside_ip`/30 on its own, and no route back to any pod.
+async fn outside_world(h: &Handle, path: &Path, node_ip: Ipv4Addr, outside_ip: Ipv4Addr) {
+    netns::ensure(path).await.unwrap();
+    let ns = std::fs::File::open(path).unwrap();
+    let peer = LinkMessageBuilder::<LinkUnspec>::new()
+        .name("world")
+        .setns_by_fd(ns.as_raw_fd())
+        .build();
+    let pair = LinkMessageBuilder::<LinkVeth>::new("to-world", "world")
+        .set_info_data(InfoData::Veth(InfoVeth::Peer(peer)))
+        .build();
+    h.link().add(pair).execute().await.unwrap();
+    drop(ns);
+    for (h, name, ip) in [(h.clone(), "to-world", node_ip)] {
+        let index = link(&h, name).await.unwrap().header.index;
+        h.address()
+            .add(index, IpAddr::V4(ip), 30)
+            .execute()
+            .await
+            .unwrap();
+        netlink::set_up(&h, index, None).await.unwrap();
+    }
+    netlink::in_netns(path, move |h| async move {
+        let index = netlink::link_by_name(&h, "world")
+            .await?
+            .unwrap()
+            .header
+            .index;
+        h.address()
+            .add(index, IpAddr::V4(outside_ip), 30)
+            .execute()
+            .await
+            .map_err(NetworkError::netlink("address".into()))?;
+        netlink::set_up(&h, index, None).await
+    })
+    .await
+    .unwrap();
+}
+
+#[test]
+fn pods_reach_addresses_off_the_node_from_the_nodes_address() {
+    in_scratch_namespaces(|config| async move {
+        let h = handle();
+        let (node_ip, outside_ip) = (Ipv4Addr::new(192, 0, 2, 1), Ipv4Addr::new(192, 0, 2, 2));
+        let world = config.state_dir.parent().unwrap().join("world");
+        outside_world(&h, &world, node_ip, outside_ip).await;
+        // A fresh namespace forwards nothing; setting up the pod network turns it on.
+        assert_eq!(
+            std::fs::read_to_string("/proc/sys/net/ipv4/ip_forward").unwrap(),
+            "0\n"
+        );
+
+        let network = PodNetwork::setup(config.clone()).await.unwrap();
+        // Applied again, as by a restarted agent: still one rule.
+        PodNetwork::setup(config.clone()).await.unwrap();
+        assert_eq!(
+            std::fs::read_to_string("/proc/sys/net/ipv4/ip_forward").unwrap(),
+            "1\n"
+        );
+        let ruleset = nftables::helper::get_current_ruleset_async().await.unwrap();
+        let rules = ruleset
+            .objects
+            .iter()
+            .filter(|o| {
+                matches!(o, nftables::schema::NfObject::ListObject(nftables::schema::NfListObject::Rule(r))
+                    if r.table == egress::TABLE)
+            })
+            .count();
+        assert_eq!(rules, 1, "{ruleset:?}");
+
+        // The world has no route to pods: an answer reaches the pod only because its connection left
+        // from the node's address.
+        let pod = network.create_sandbox("pod-a").await.unwrap();
+        let in_world = listen_in(&world, outside_ip).await;
+        assert_eq!(
+            exchange(&in_world, &pod.netns_path).await,
+            IpAddr::V4(node_ip)
+        );
+        // Between pods, the source stays the pod's own.
+        let other = network.create_sandbox("pod-b").await.unwrap();
+        let in_other = listen_in(&other.netns_path, other.ip).await;
+        assert_eq!(
+            exchange(&in_other, &pod.netns_path).await,
+            IpAddr::V4(pod.ip)
+        );
+        netns::remove(&world).unwrap();
     });
 }
 
