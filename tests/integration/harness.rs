@@ -386,9 +386,13 @@ impl Drop for Server {
 }
 
 /// Containers (and pause processes) outlive their agent by design; a finished test kills them, deletes its pods' network
-/// interfaces, unmounts what the agent mounted under its directories (overlay roots, tmpfs volumes,
-/// network namespaces) so the temporary directory can go, and removes its pods' cgroups.
+/// interfaces and the node's NAT table (whose host ports would send traffic to pods that are gone),
+/// unmounts what the agent mounted under its directories (overlay roots, tmpfs volumes, network
+/// namespaces) so the temporary directory can go, and removes its pods' cgroups.
 pub fn clean_up_containers(data_dir: &Path) {
+    let _ = Command::new("nft")
+        .args(["delete", "table", "ip", "orch"])
+        .output();
     let containers = data_dir.join("agent/containers");
     // Twice: a shim that was starting when the server died reports its container a moment later.
     for _ in 0..2 {

@@ -2914,6 +2914,24 @@ impl World {
     }
 }
 
+impl World {
+    /// What `url` answers to a client in the world.
+    fn fetch(&self, url: &str) -> String {
+        let out = std::process::Command::new(crate::registry::require("ip"))
+            .args(["netns", "exec", &self.name])
+            .arg(crate::registry::require("busybox"))
+            .args(["wget", "-q", "-O-", url])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "wget {url} in the world: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+}
+
 impl Drop for World {
     fn drop(&mut self) {
         if let Some(server) = &mut self.server {
@@ -2928,26 +2946,45 @@ impl Drop for World {
 }
 
 /// Pods reach addresses off the cluster through the node, from the node's address (the world has no
-/// route back to pods), as k3s's pods do.
+/// route back to pods), and the world reaches a pod's hostPort on the node's address with its own
+/// address kept, as with k3s's flannel and portmap.
 #[test]
-fn a_pod_reaches_an_address_off_the_node_from_the_nodes_address() {
+fn pods_reach_the_world_and_the_world_reaches_their_host_ports() {
     let (_node, s) = busybox_node();
     let site = s.dir.path().join("world");
     std::fs::create_dir_all(&site).unwrap();
     std::fs::write(site.join("hello"), "hello from the world\n").unwrap();
     let world = World::create(&site);
+    let host_port = free_port();
+    let manifest = format!(
+        r#"apiVersion: v1
+kind: Pod
+metadata: {{name: visitor}}
+spec:
+  restartPolicy: Never
+  containers:
+  # Not `-T`: this busybox's wget crashes with a timeout set.
+  - {{name: app, image: busybox:latest, imagePullPolicy: Never,
+     command: [wget, -q, -O-, "http://{world_ip}:8080/hello"]}}
+---
+apiVersion: v1
+kind: Pod
+metadata: {{name: served}}
+spec:
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: app
+    image: busybox:latest
+    imagePullPolicy: Never
+    command: [sh, -c, "mkdir /www && echo hello from a pod > /www/index.html && exec httpd -f -vv -p 80 -h /www"]
+    ports: [{{containerPort: 80, hostPort: {host_port}}}]
+"#,
+        world_ip = world.ip
+    );
     s.ok(&[
-        "run",
-        "visitor",
-        "--image=busybox:latest",
-        "--image-pull-policy=Never",
-        "--restart=Never",
-        "--",
-        // Not `-T`: this busybox's wget crashes with a timeout set.
-        "wget",
-        "-q",
-        "-O-",
-        &format!("http://{}:8080/hello", world.ip),
+        "apply",
+        "-f",
+        s.write("world.yaml", &manifest).to_str().unwrap(),
     ]);
     s.eventually("the visitor is done", Duration::from_secs(60), || {
         matches!(
@@ -2966,5 +3003,20 @@ fn a_pod_reaches_an_address_off_the_node_from_the_nodes_address() {
         access.contains(&format!("{}:", world.node_ip)) && access.contains("url:/hello"),
         "the request came from the node's address: {access}"
     );
+
+    wait_ready(&s, "served");
+    let on_node = format!("http://{}:{host_port}/", world.node_ip);
+    assert_eq!(world.fetch(&on_node), "hello from a pod\n");
+    let served = s.ok(&["logs", "served"]);
+    assert!(
+        served.contains(world.ip.as_str()) && served.contains("url:/"),
+        "the pod saw the world's own address: {served}"
+    );
+    // From the node itself, too.
+    let out = std::process::Command::new(crate::registry::require("busybox"))
+        .args(["wget", "-q", "-O-", &on_node])
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "hello from a pod\n");
     drop(world);
 }

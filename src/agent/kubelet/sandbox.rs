@@ -7,6 +7,9 @@
 //! `<data-dir>/agent/logs/<namespace>_<name>_<uid>/<container>/<restart>.log` (kubelet's /var/log/pods
 //! layout). Its cgroup is `pod_cgroup`'s.
 //!
+//! Its host ports are mapped to its address by the node's NAT (`network`), from the list kubelet hands
+//! the CNI portmap plugin ([`host_ports`]).
+//!
 //! The etc files are on the tmpfs because a reboot ends every container that mounts them, and the pod's
 //! next sync writes them again; on disk, each file cost an inode allocation per pod.
 
@@ -17,12 +20,45 @@ use std::path::{Path, PathBuf};
 use k8s_openapi::api::core::v1::Pod;
 use nix::sched::CloneFlags;
 
-use crate::agent::network::netns;
+use crate::agent::network::{netns, HostPort};
 use crate::agent::runtime::{MountKind, MountSpec, SharedNamespace};
 use crate::shim::InitProcess;
 
 /// The size of a pod's /dev/shm, as containerd and Docker make it.
 const SHM_SIZE: &str = "size=65536k";
+
+/// The host ports of the pod's app containers (not init containers), as kubelet collects them for the
+/// sandbox: protocol defaulted to TCP, hostIP "" or 0.0.0.0 meaning any of the node's addresses. IPv6
+/// host IPs are left out: the pod network is IPv4.
+pub fn host_ports(pod: &Pod) -> Vec<HostPort> {
+    let containers = pod.spec.as_ref().map(|s| s.containers.as_slice());
+    let mut ports: Vec<HostPort> = containers
+        .unwrap_or_default()
+        .iter()
+        .flat_map(|c| c.ports.iter().flatten())
+        .filter_map(|p| {
+            let host_port = u16::try_from(p.host_port?).ok().filter(|&port| port > 0)?;
+            let host_ip = match p.host_ip.as_deref().unwrap_or_default() {
+                "" | "0.0.0.0" => None,
+                ip => Some(ip.parse().ok()?),
+            };
+            let protocol = match p.protocol.as_deref() {
+                Some("UDP") => "udp",
+                Some("SCTP") => "sctp",
+                _ => "tcp",
+            };
+            Some(HostPort {
+                protocol,
+                host_ip,
+                host_port,
+                container_port: u16::try_from(p.container_port).ok()?,
+            })
+        })
+        .collect();
+    ports.sort();
+    ports.dedup();
+    ports
+}
 
 pub fn pod_dir(data_dir: &Path, uid: &str) -> PathBuf {
     data_dir.join("agent/pods").join(uid)
@@ -452,6 +488,57 @@ mod tests {
             cluster_dns: "10.43.0.10".parse().unwrap(),
             cluster_domain: "cluster.local",
         }
+    }
+
+    #[test]
+    fn host_ports_are_those_of_app_containers_with_kubelets_defaults() {
+        use k8s_openapi::api::core::v1::{Container, ContainerPort};
+        let port = |container_port, host_port, protocol: Option<&str>, host_ip: Option<&str>| {
+            ContainerPort {
+                container_port,
+                host_port,
+                protocol: protocol.map(str::to_string),
+                host_ip: host_ip.map(str::to_string),
+                ..Default::default()
+            }
+        };
+        let container = |ports| Container {
+            ports: Some(ports),
+            ..Default::default()
+        };
+        let p = pod(PodSpec {
+            containers: vec![
+                container(vec![
+                    port(80, Some(8080), None, None),
+                    port(53, Some(5353), Some("UDP"), Some("192.168.1.5")),
+                    port(9090, None, None, None),
+                    port(443, Some(8443), Some("TCP"), Some("0.0.0.0")),
+                    port(444, Some(8444), None, Some("::1")),
+                ]),
+                container(vec![port(80, Some(8080), None, None)]),
+            ],
+            init_containers: Some(vec![container(vec![port(1, Some(1111), None, None)])]),
+            ..Default::default()
+        });
+        let tcp = |host_port, container_port| HostPort {
+            protocol: "tcp",
+            host_ip: None,
+            host_port,
+            container_port,
+        };
+        assert_eq!(
+            host_ports(&p),
+            [
+                tcp(8080, 80),
+                tcp(8443, 443),
+                HostPort {
+                    protocol: "udp",
+                    host_ip: Some("192.168.1.5".parse().unwrap()),
+                    host_port: 5353,
+                    container_port: 53,
+                },
+            ]
+        );
     }
 
     #[test]

@@ -895,6 +895,10 @@ impl Kubelet {
                 .create_sandbox(uid)
                 .await
                 .map_err(|e| e.to_string())?;
+            self.network
+                .set_host_ports(uid, sandbox.ip, sandbox::host_ports(pod))
+                .await
+                .map_err(|e| e.to_string())?;
             observed.pod_ip = Some(sandbox.ip.to_string());
             Some(sandbox.netns_path)
         };

@@ -2,15 +2,15 @@
 //! unreachable routes that keep packets for unknown pod and service IPs off the default route, and per pod
 //! a sandbox — a network namespace bound at `<netns_dir>/<id>`, a veth pair whose pod end is `eth0`, an IP
 //! from the podCIDR and a default route via the gateway. The network is IPv4: neither end of a veth gets an
-//! IPv6 link-local address. Traffic from pods to addresses off the cluster is forwarded and masqueraded
-//! behind the node's address (`egress.rs`). Cross-node routing and Services are not here.
+//! IPv6 link-local address. `nat.rs` is the node's NAT: pods' traffic off the cluster leaves from the
+//! node's address, and pods' host ports are mapped. Cross-node routing and Services are not here.
 //!
 //! `ipam.rs` is the persistent address allocator, `netns.rs` creates and enters namespaces (on dedicated
 //! threads, never by forking), `netlink.rs` the link, address and route requests. Sandboxes of different
 //! pods are made side by side; changes to one sandbox are serialised.
 
-mod egress;
 mod ipam;
+mod nat;
 mod netlink;
 pub mod netns;
 
@@ -25,6 +25,8 @@ use sha2::{Digest, Sha256};
 use crate::util::cidr::CidrError;
 pub use crate::util::cidr::Ipv4Cidr;
 use ipam::Ipam;
+pub use nat::HostPort;
+use nat::NodeNat;
 
 pub const DEFAULT_BRIDGE: &str = "orch0";
 pub const DEFAULT_NETNS_DIR: &str = "/run/orch/netns";
@@ -62,8 +64,8 @@ pub enum NetworkError {
     ThreadPanicked(PathBuf),
     #[error("the thread allocating a pod IP address panicked")]
     AllocatorPanicked,
-    #[error("masquerading pods' traffic off the cluster: {0}")]
-    Masquerade(String),
+    #[error("the node's NAT rules: {0}")]
+    Nat(String),
 }
 
 impl NetworkError {
@@ -121,6 +123,7 @@ pub struct PodNetwork {
     ipam: Ipam,
     /// The bridge's index when the node part was last converged, which the next sandbox checks it against.
     node: tokio::sync::Mutex<Option<u32>>,
+    nat: NodeNat,
     // Serialise the changes to one sandbox, so that "what exists" of it can be answered by looking at the
     // kernel and the state directory; different sandboxes are made side by side.
     sandbox_locks: SandboxLocks,
@@ -152,16 +155,17 @@ impl PodNetwork {
         netns::prepare_dir(&config.netns_dir)?;
         let (conn, handle, _) = rtnetlink::new_connection().map_err(NetworkError::NetlinkSocket)?;
         tokio::spawn(conn);
+        let nat = NodeNat::start(config.pod_cidr, config.cluster_cidr).await?;
         let network = PodNetwork {
             config,
             gateway,
             handle,
             ipam,
             node: tokio::sync::Mutex::new(None),
+            nat,
             sandbox_locks: SandboxLocks::default(),
         };
         network.ensure_node().await?;
-        egress::ensure(network.config.pod_cidr, network.config.cluster_cidr).await?;
         Ok(network)
     }
 
@@ -237,10 +241,25 @@ impl PodNetwork {
         validate_id(id).is_ok() && self.config.netns_dir.join(id).exists()
     }
 
-    /// Idempotent teardown: the veth pair gone, the namespace unmounted and its file removed, the IP released.
+    /// Maps the host ports of sandbox `id`'s pod (at `ip`) to it, replacing what it had; none unmaps.
+    pub async fn set_host_ports(
+        &self,
+        id: &str,
+        ip: Ipv4Addr,
+        ports: Vec<HostPort>,
+    ) -> Result<(), NetworkError> {
+        validate_id(id)?;
+        self.nat.set_host_ports(id, ip, ports).await
+    }
+
+    /// Idempotent teardown: the host ports unmapped, the veth pair gone, the namespace unmounted and its
+    /// file removed, the IP released.
     pub async fn remove_sandbox(&self, id: &str) -> Result<(), NetworkError> {
         validate_id(id)?;
         let _change = self.sandbox_locks.lock(id).await;
+        self.nat
+            .set_host_ports(id, Ipv4Addr::UNSPECIFIED, Vec::new())
+            .await?;
         let host_name = veth_name(id);
         if let Some(host) = netlink::link_by_name(&self.handle, &host_name).await? {
             netlink::delete_link(&self.handle, host.header.index).await?;

@@ -134,12 +134,28 @@ fn is_route_to(route: &RouteMessage, cidr: Ipv4Cidr) -> bool {
 /// Connects from inside the namespace at `client_ns` to `listener`, exchanges a few bytes, and returns the
 /// address the connection came from.
 async fn exchange(listener: &TcpListener, client_ns: &Path) -> IpAddr {
-    let addr = listener.local_addr().unwrap();
-    let ns = client_ns.to_path_buf();
-    let mut client = netns::run_in(client_ns, move || {
-        TcpStream::connect_timeout(&addr, TIMEOUT).map_err(NetworkError::io("connecting from", ns))
-    })
-    .await
+    exchange_through(listener, Some(client_ns), listener.local_addr().unwrap()).await
+}
+
+/// [`exchange`] with a connection to `addr` (translated to the listener's), from the namespace at
+/// `client_ns` or, when None, from the test's own (the node's).
+async fn exchange_through(
+    listener: &TcpListener,
+    client_ns: Option<&Path>,
+    addr: SocketAddr,
+) -> IpAddr {
+    let mut client = match client_ns {
+        Some(client_ns) => {
+            let ns = client_ns.to_path_buf();
+            netns::run_in(client_ns, move || {
+                TcpStream::connect_timeout(&addr, TIMEOUT)
+                    .map_err(NetworkError::io("connecting from", ns))
+            })
+            .await
+        }
+        None => TcpStream::connect_timeout(&addr, TIMEOUT)
+            .map_err(NetworkError::io("connecting from", "the node")),
+    }
     .unwrap_or_else(|e| panic!("connecting to {addr}: {e}"));
     // The connection is established, so it is already in the accept queue.
     let (mut server, peer) = listener.accept().unwrap();
@@ -455,17 +471,18 @@ async fn outside_world(h: &Handle, path: &Path, node_ip: Ipv4Addr, outside_ip: I
 }
 
 #[test]
-fn pods_reach_addresses_off_the_node_from_the_nodes_address() {
+fn pods_reach_addresses_off_the_node_from_the_nodes_address_and_host_ports_reach_pods() {
     in_scratch_namespaces(|config| async move {
         let h = handle();
         let (node_ip, outside_ip) = (Ipv4Addr::new(192, 0, 2, 1), Ipv4Addr::new(192, 0, 2, 2));
         let world = config.state_dir.parent().unwrap().join("world");
         outside_world(&h, &world, node_ip, outside_ip).await;
-        // A fresh namespace forwards nothing; setting up the pod network turns it on.
-        assert_eq!(
-            std::fs::read_to_string("/proc/sys/net/ipv4/ip_forward").unwrap(),
-            "0\n"
-        );
+        // As on a real node, where what is for the node's own addresses goes through it.
+        let lo = link(&h, "lo").await.unwrap().header.index;
+        netlink::set_up(&h, lo, None).await.unwrap();
+        // Forwarding off (a new namespace takes the host's setting): setting up the pod network turns it
+        // on.
+        std::fs::write("/proc/sys/net/ipv4/ip_forward", "0").unwrap();
 
         let network = PodNetwork::setup(config.clone()).await.unwrap();
         // Applied again, as by a restarted agent: still one rule.
@@ -480,10 +497,13 @@ fn pods_reach_addresses_off_the_node_from_the_nodes_address() {
             .iter()
             .filter(|o| {
                 matches!(o, nftables::schema::NfObject::ListObject(nftables::schema::NfListObject::Rule(r))
-                    if r.table == egress::TABLE)
+                    if r.table == nat::TABLE)
             })
             .count();
-        assert_eq!(rules, 1, "{ruleset:?}");
+        assert_eq!(
+            rules, 4,
+            "two jumps to the host ports, two masquerades: {ruleset:?}"
+        );
 
         // The world has no route to pods: an answer reaches the pod only because its connection left
         // from the node's address.
@@ -500,6 +520,54 @@ fn pods_reach_addresses_off_the_node_from_the_nodes_address() {
             exchange(&in_other, &pod.netns_path).await,
             IpAddr::V4(pod.ip)
         );
+
+        // A host port of pod-a: reached from the world with the client's own address (as Kubernetes keeps
+        // it), from the node, and from a neighbour pod masqueraded so that the answer comes back the
+        // same way.
+        let in_pod = listen_in(&pod.netns_path, pod.ip).await;
+        let host_port = HostPort {
+            protocol: "tcp",
+            host_ip: None,
+            host_port: 8080,
+            container_port: in_pod.local_addr().unwrap().port(),
+        };
+        network
+            .set_host_ports("pod-a", pod.ip, vec![host_port.clone()])
+            .await
+            .unwrap();
+        let on_node = SocketAddr::from((node_ip, 8080));
+        assert_eq!(
+            exchange_through(&in_pod, Some(&world), on_node).await,
+            IpAddr::V4(outside_ip)
+        );
+        assert_eq!(
+            exchange_through(&in_pod, None, on_node).await,
+            IpAddr::V4(node_ip)
+        );
+        assert_eq!(
+            exchange_through(&in_pod, Some(&other.netns_path), on_node).await,
+            IpAddr::V4(pod.gateway)
+        );
+        // Bound to another of the node's addresses: only there.
+        let elsewhere = HostPort {
+            host_ip: Some(pod.gateway),
+            ..host_port
+        };
+        network
+            .set_host_ports("pod-a", pod.ip, vec![elsewhere])
+            .await
+            .unwrap();
+        let refused = TcpStream::connect_timeout(&on_node, TIMEOUT).unwrap_err();
+        assert_eq!(refused.kind(), std::io::ErrorKind::ConnectionRefused);
+        let on_gateway = SocketAddr::from((pod.gateway, 8080));
+        assert_eq!(
+            exchange_through(&in_pod, None, on_gateway).await,
+            IpAddr::V4(pod.gateway)
+        );
+        // Removing the sandbox unmaps its ports.
+        network.remove_sandbox("pod-a").await.unwrap();
+        let refused = TcpStream::connect_timeout(&on_gateway, TIMEOUT).unwrap_err();
+        assert_eq!(refused.kind(), std::io::ErrorKind::ConnectionRefused);
         netns::remove(&world).unwrap();
     });
 }
