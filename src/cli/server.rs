@@ -178,10 +178,12 @@ pub fn run(args: ServerArgs) -> anyhow::Result<()> {
         config.endpoint_port = None;
         config.container_open_files = open_files;
         // As k3s labels a server's node: `kubectl get nodes` shows its ROLES as control-plane,master.
+        // A --node-label of the same key wins.
         for role in ["control-plane", "master"] {
             config
                 .labels
-                .insert(format!("node-role.kubernetes.io/{role}"), "true".into());
+                .entry(format!("node-role.kubernetes.io/{role}"))
+                .or_insert_with(|| "true".into());
         }
         Some(config)
     };

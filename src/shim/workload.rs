@@ -1,23 +1,26 @@
-//! What a container's process starts as: its command, exec'd by libcontainer's default executor, with
-//! every signal at its default disposition. The shim, like any Rust program, ignores SIGPIPE (so that a
+//! What a container's process starts as: its command, looked up and exec'd as runc does it, with every
+//! signal at its default disposition. The shim, like any Rust program, ignores SIGPIPE (so that a
 //! gone reader cannot kill it), libcontainer's processes inherit that from it, and an exec keeps ignored
 //! signals ignored. runc's containers start with none ignored, and programs count on it: a shell loop
 //! writing into a closed pipe ends by SIGPIPE, and with SIGPIPE ignored it writes on forever.
 //!
-//! Before that, in the container's init, the command is looked up as runc looks it up (Go's
-//! `exec.LookPath`), and a command that cannot be run is refused in runc's words: `exec: "x":
-//! executable file not found in $PATH`. libcontainer's own check wrapped its words twice and refused a
-//! program without the execute bit for others (mode 0700), which root runs under runc.
+//! The command is looked up as runc looks it up (Go's `exec.LookPath`), first when the container's init
+//! is ready to run it, where a command that cannot be run is refused in runc's words (`exec: "x":
+//! executable file not found in $PATH`), then to exec that very file (not the C library's `execvp`, which
+//! would run a script without `#!` through /bin/sh). libcontainer's own check wrapped its words twice and
+//! refused a program without the execute bit for others (mode 0700), which root runs under runc.
 
+use std::ffi::CString;
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 use libcontainer::error::LibcontainerError;
 use libcontainer::process::channel::ChannelError;
 use libcontainer::process::container_main_process::ProcessError;
-use libcontainer::workload::default::DefaultExecutor;
 use libcontainer::workload::{Executor, ExecutorError, ExecutorValidationError};
+use nix::errno::Errno;
 use nix::sys::signal::{signal, SigHandler, Signal};
-use nix::unistd::{faccessat, AccessFlags};
+use nix::unistd::{execv, faccessat, AccessFlags};
 use oci_spec::runtime::Spec;
 
 #[derive(Clone)]
@@ -26,33 +29,49 @@ pub struct DefaultSignalsExecutor;
 impl Executor for DefaultSignalsExecutor {
     fn exec(&self, spec: &Spec) -> Result<(), ExecutorError> {
         reset_signal_dispositions();
-        DefaultExecutor {}.exec(spec)
+        let (args, path) = command_and_path(spec).ok_or(ExecutorError::InvalidArg)?;
+        let program = look_path(&args[0], path).map_err(ExecutorError::Other)?;
+        let c_string = |bytes: &[u8]| CString::new(bytes).map_err(|_| ExecutorError::InvalidArg);
+        let argv = args
+            .iter()
+            .map(|a| c_string(a.as_bytes()))
+            .collect::<Result<Vec<_>, _>>()?;
+        let Err(errno) = execv(&c_string(program.as_os_str().as_bytes())?, &argv);
+        Err(ExecutorError::Other(format!(
+            "exec {}: {}",
+            program.display(),
+            go_errno(&errno.into())
+        )))
     }
 
     fn validate(&self, spec: &Spec) -> Result<(), ExecutorValidationError> {
-        let process = spec.process().as_ref();
-        let Some(command) = process.and_then(|p| p.args().as_ref()?.first()) else {
-            return Err(ExecutorValidationError::ArgValidationError(
-                "no command to run".into(),
-            ));
-        };
-        // As the init's environment, where the last of duplicate variables wins.
-        let path = process
-            .and_then(|p| p.env().as_ref())
-            .into_iter()
-            .flatten()
-            .filter_map(|e| e.strip_prefix("PATH="))
-            .next_back()
-            .unwrap_or_default();
-        look_path(command, path)
+        let (args, path) = command_and_path(spec).ok_or_else(|| {
+            ExecutorValidationError::ArgValidationError("no command to run".into())
+        })?;
+        look_path(&args[0], path)
             .map(drop)
             .map_err(ExecutorValidationError::ArgValidationError)
     }
 }
 
+/// The process's arguments (at least one) and its PATH, as the init's environment has it: the last of
+/// duplicate variables wins.
+fn command_and_path(spec: &Spec) -> Option<(&[String], &str)> {
+    let process = spec.process().as_ref()?;
+    let args = process.args().as_deref().filter(|a| !a.is_empty())?;
+    let path = process
+        .env()
+        .iter()
+        .flatten()
+        .filter_map(|e| e.strip_prefix("PATH="))
+        .next_back()
+        .unwrap_or_default();
+    Some((args, path))
+}
+
 /// Where `command` is, found as Go's `exec.LookPath` finds it: as given when it holds a `/`, else in
-/// the first directory of `path` (an empty entry meaning `.`) where it is executable. Errors are
-/// worded as Go's `exec.Error`.
+/// the first directory of `path` where it is executable, which must not be relative (an empty entry is
+/// `.`: Go refuses what it finds there since 1.19). Errors are worded as Go's `exec.Error`.
 fn look_path(command: &str, path: &str) -> Result<PathBuf, String> {
     let refused = |why: String| format!("exec: {command:?}: {why}");
     if command.contains('/') {
@@ -64,27 +83,39 @@ fn look_path(command: &str, path: &str) -> Result<PathBuf, String> {
         for dir in path.split(':') {
             let candidate = Path::new(if dir.is_empty() { "." } else { dir }).join(command);
             if executable(&candidate).is_ok() {
-                return Ok(candidate);
+                return if candidate.is_absolute() {
+                    Ok(candidate)
+                } else {
+                    Err(refused(
+                        "cannot run executable found relative to current directory".into(),
+                    ))
+                };
             }
         }
     }
     Err(refused("executable file not found in $PATH".into()))
 }
 
-/// Go's `findExecutable`: a file (not a directory) the effective user may execute.
+/// Go's `findExecutable`: a file (not a directory) the effective user may execute, judged by its mode
+/// bits when the kernel's check is not allowed (a seccomp profile refusing `faccessat2`) or missing.
 fn executable(file: &Path) -> Result<(), String> {
+    use std::os::unix::fs::PermissionsExt;
     let metadata = std::fs::metadata(file)
         .map_err(|e| format!("stat {}: {}", file.display(), go_errno(&e)))?;
     if metadata.is_dir() {
         return Err("is a directory".into());
     }
-    faccessat(
+    match faccessat(
         None,
         file,
         AccessFlags::X_OK,
         nix::fcntl::AtFlags::AT_EACCESS,
-    )
-    .map_err(|e| go_errno(&e.into()))
+    ) {
+        Ok(()) => Ok(()),
+        Err(Errno::EPERM | Errno::ENOSYS) if metadata.permissions().mode() & 0o111 != 0 => Ok(()),
+        Err(Errno::EPERM | Errno::ENOSYS) => Err(go_errno(&Errno::EACCES.into())),
+        Err(e) => Err(go_errno(&e.into())),
+    }
 }
 
 /// An errno as Go's `syscall.Errno` prints it: the C library's text, lower-cased first letter.
@@ -99,8 +130,10 @@ fn go_errno(e: &std::io::Error) -> String {
     })
 }
 
-/// A failed build or start in words for the pod's status: a command that cannot be run as its executor
-/// refused it (`exec: "x": executable file not found in $PATH`), anything else as libcontainer says it.
+/// A failed build or start in words for the pod's status: what the container's init reported (a command
+/// that cannot be run as the executor refused it, `exec: "x": executable file not found in $PATH`, or
+/// another failure of the init) without libcontainer's wrapping, and anything else as libcontainer says
+/// it. An error of the cleanup after a failed creation is left out: the cause is what the user needs.
 pub fn failure_message(e: &LibcontainerError) -> String {
     fn refusal(e: &LibcontainerError) -> Option<&str> {
         match e {
@@ -161,6 +194,19 @@ mod tests {
         assert_eq!(
             look_path("tool", ""),
             Err(r#"exec: "tool": executable file not found in $PATH"#.into())
+        );
+        // Found through a relative PATH entry: refused, as Go does since 1.19.
+        let up = std::env::current_dir().unwrap().components().count() - 1;
+        let relative = format!(
+            "{}{}",
+            "../".repeat(up),
+            second.strip_prefix("/").unwrap().display()
+        );
+        assert_eq!(
+            look_path("tool", &relative),
+            Err(
+                r#"exec: "tool": cannot run executable found relative to current directory"#.into()
+            )
         );
         // With a slash, PATH plays no part.
         let tool = tool.to_str().unwrap();

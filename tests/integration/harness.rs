@@ -3,6 +3,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 /// Test nodes' hard eviction thresholds: kubelet's memory default, and disk thresholds low enough that a
@@ -98,6 +99,7 @@ impl Server {
     /// lives in the test's directory and its registries.yaml is `registries_yaml`.
     pub fn with_agent(registries_yaml: &str, extra_args: &[&str]) -> Server {
         require_kubectl();
+        remember_host_forwarding();
         let dir = tempfile::tempdir().unwrap();
         let port = free_port();
         std::fs::write(dir.path().join("registries.yaml"), registries_yaml).unwrap();
@@ -207,6 +209,7 @@ impl Server {
 
     /// Joins a real node agent named `name` (needs root), reaching the server on loopback with the token.
     pub fn join_agent(&self, name: &str, extra: &[&str]) -> JoinedAgent {
+        remember_host_forwarding();
         let dir = self.dir.path().join(name);
         std::fs::create_dir_all(&dir).unwrap();
         std::fs::write(dir.join("registries.yaml"), "").unwrap();
@@ -385,14 +388,27 @@ impl Drop for Server {
     }
 }
 
+const IP_FORWARD: &str = "/proc/sys/net/ipv4/ip_forward";
+
+/// The host's IP forwarding before the first agent of this run turned it on.
+static HOST_FORWARDING: OnceLock<String> = OnceLock::new();
+
+fn remember_host_forwarding() {
+    HOST_FORWARDING.get_or_init(|| std::fs::read_to_string(IP_FORWARD).unwrap_or_default());
+}
+
 /// Containers (and pause processes) outlive their agent by design; a finished test kills them, deletes its pods' network
-/// interfaces and the node's NAT table (whose host ports would send traffic to pods that are gone),
-/// unmounts what the agent mounted under its directories (overlay roots, tmpfs volumes, network
-/// namespaces) so the temporary directory can go, and removes its pods' cgroups.
+/// interfaces and the node's NAT table (whose host ports would send traffic to pods that are gone) and
+/// sets the host's IP forwarding back, unmounts what the agent mounted under its directories (overlay
+/// roots, tmpfs volumes, network namespaces) so the temporary directory can go, and removes its pods'
+/// cgroups.
 pub fn clean_up_containers(data_dir: &Path) {
     let _ = Command::new("nft")
         .args(["delete", "table", "ip", "orch"])
         .output();
+    if let Some(before) = HOST_FORWARDING.get().filter(|b| !b.is_empty()) {
+        let _ = std::fs::write(IP_FORWARD, before.trim());
+    }
     let containers = data_dir.join("agent/containers");
     // Twice: a shim that was starting when the server died reports its container a moment later.
     for _ in 0..2 {

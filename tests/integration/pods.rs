@@ -2823,20 +2823,26 @@ spec:
 
 /// A network namespace standing for the world off the node, linked to the node by a veth pair (`.1/30` on
 /// the node, `.2/30` in the world, in a documentation range the host routes nowhere) and with no route
-/// back to any pod; it serves `dir` over HTTP on port 8080. Removed with its server when dropped.
+/// back to any pod; it serves `dir` over HTTP on port 8080. Removed with its server when dropped, and
+/// what an interrupted run left is removed before.
 struct World {
-    name: String,
+    ip_tool: PathBuf,
     node_ip: String,
     ip: String,
     server: Option<std::process::Child>,
 }
 
 impl World {
+    const NAME: &str = "orch-test-world";
+
     fn create(dir: &Path) -> World {
-        let ip = crate::registry::require("ip");
+        let ip_tool = crate::registry::require("ip");
         let busybox = crate::registry::require("busybox");
         let run = |args: &[&str]| {
-            let out = std::process::Command::new(&ip).args(args).output().unwrap();
+            let out = std::process::Command::new(&ip_tool)
+                .args(args)
+                .output()
+                .unwrap();
             assert!(
                 out.status.success(),
                 "ip {args:?}: {}",
@@ -2852,16 +2858,13 @@ impl World {
             .find(|p| !routes.contains(&format!("{p}.")))
             .unwrap_or_else(|| panic!("every documentation range is in use here:\n{routes}"));
         let mut world = World {
-            name: format!("orch-test-world-{}", std::process::id()),
+            ip_tool: ip_tool.clone(),
             node_ip: format!("{prefix}.1"),
             ip: format!("{prefix}.2"),
             server: None,
         };
-        let name = world.name.as_str();
-        // What an interrupted earlier run left.
-        let _ = std::process::Command::new(&ip)
-            .args(["link", "del", "orch-world"])
-            .output();
+        world.remove();
+        let name = Self::NAME;
         run(&["netns", "add", name]);
         run(&[
             "link",
@@ -2894,7 +2897,7 @@ impl World {
         ]);
         run(&["-n", name, "link", "set", "world", "up"]);
         world.server = Some(
-            std::process::Command::new(&ip)
+            std::process::Command::new(&ip_tool)
                 .args(["netns", "exec", name])
                 .arg(&busybox)
                 .args([
@@ -2910,15 +2913,22 @@ impl World {
                 .spawn()
                 .unwrap(),
         );
+        let address: std::net::SocketAddr = format!("{}:8080", world.ip).parse().unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect_timeout(&address, Duration::from_secs(1)).is_err() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the world's server never listened"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
         world
     }
-}
 
-impl World {
     /// What `url` answers to a client in the world.
     fn fetch(&self, url: &str) -> String {
-        let out = std::process::Command::new(crate::registry::require("ip"))
-            .args(["netns", "exec", &self.name])
+        let out = std::process::Command::new(&self.ip_tool)
+            .args(["netns", "exec", Self::NAME])
             .arg(crate::registry::require("busybox"))
             .args(["wget", "-q", "-O-", url])
             .output()
@@ -2930,18 +2940,36 @@ impl World {
         );
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
-}
 
-impl Drop for World {
-    fn drop(&mut self) {
+    /// The namespace with what runs in it, and the node's end of the pair.
+    fn remove(&mut self) {
         if let Some(server) = &mut self.server {
             let _ = server.kill();
             let _ = server.wait();
         }
-        // Deleting the namespace deletes its end of the pair, and with it the node's end.
-        let _ = std::process::Command::new("ip")
-            .args(["netns", "del", &self.name])
-            .status();
+        let ip = |args: &[&str]| {
+            std::process::Command::new(&self.ip_tool)
+                .args(args)
+                .output()
+                .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+                .unwrap_or_default()
+        };
+        for pid in ip(&["netns", "pids", Self::NAME]).split_whitespace() {
+            if let Ok(pid) = pid.parse() {
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(pid),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
+            }
+        }
+        ip(&["netns", "del", Self::NAME]);
+        ip(&["link", "del", "orch-world"]);
+    }
+}
+
+impl Drop for World {
+    fn drop(&mut self) {
+        self.remove();
     }
 }
 
@@ -3000,7 +3028,9 @@ spec:
     );
     let access = std::fs::read_to_string(site.join("access.log")).unwrap();
     assert!(
-        access.contains(&format!("{}:", world.node_ip)) && access.contains("url:/hello"),
+        access
+            .lines()
+            .any(|l| l.contains(&format!("{}:", world.node_ip)) && l.contains("url:/hello")),
         "the request came from the node's address: {access}"
     );
 

@@ -64,8 +64,14 @@ pub enum NetworkError {
     ThreadPanicked(PathBuf),
     #[error("the thread allocating a pod IP address panicked")]
     AllocatorPanicked,
-    #[error("the node's NAT rules: {0}")]
-    Nat(String),
+    #[error("the nft command is missing: install nftables (apt-get install nftables)")]
+    NftMissing,
+    #[error("nft refused the node's NAT rules: {0}")]
+    NftFailed(String),
+    #[error("running nft: {0}")]
+    Nft(#[source] nftables::helper::NftablesError),
+    #[error("sandbox {0} is gone")]
+    SandboxGone(String),
 }
 
 impl NetworkError {
@@ -242,6 +248,8 @@ impl PodNetwork {
     }
 
     /// Maps the host ports of sandbox `id`'s pod (at `ip`) to it, replacing what it had; none unmaps.
+    /// Under the sandbox's lock, and only while it exists: a mapping made after the sandbox was removed
+    /// would send traffic to an address another pod may get.
     pub async fn set_host_ports(
         &self,
         id: &str,
@@ -249,6 +257,10 @@ impl PodNetwork {
         ports: Vec<HostPort>,
     ) -> Result<(), NetworkError> {
         validate_id(id)?;
+        let _change = self.sandbox_locks.lock(id).await;
+        if !ports.is_empty() && !self.has_sandbox(id) {
+            return Err(NetworkError::SandboxGone(id.to_string()));
+        }
         self.nat.set_host_ports(id, ip, ports).await
     }
 

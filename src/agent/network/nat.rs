@@ -1,14 +1,19 @@
 //! The node's NAT, in the nftables table `ip orch`, which is replaced whole in one `nft` transaction
-//! whenever it changes (so applying it again leaves one copy of each rule, and a failure leaves the
-//! previous table):
+//! whenever it changes (so applying it again leaves one copy of each rule, a failure leaves the previous
+//! table, and a table of an older layout is replaced too):
 //! - pods' traffic to addresses off the cluster is forwarded (`net.ipv4.ip_forward`) and masqueraded
 //!   behind the address of the interface it leaves by, as flannel's ipMasq does for k3s; traffic between
 //!   pods and to the node itself keeps the pod's address;
 //! - host ports, as the CNI portmap plugin maps them: traffic to one of the node's addresses (or to the
 //!   port's hostIP) on a pod's hostPort is sent to the pod's IP and containerPort, from other machines
 //!   (prerouting) and from the node itself (output). A pod reaching a host port of a pod on this node is
-//!   masqueraded, so that the answer comes back through the node. 127.0.0.1 is not forwarded: that takes
-//!   `route_localnet` on the bridge, which would also let pods reach the node's loopback-only services.
+//!   masqueraded, so that the answer comes back through the node. 127.0.0.0/8 is left alone: forwarding
+//!   it takes `route_localnet` on the bridge, which would also let pods reach the node's loopback-only
+//!   services. Each host-port rule's comment records its mapping, so that a restarted agent keeps the
+//!   mappings of the pods it has not synced yet instead of dropping them until then.
+//!
+//! Not done: the UDP conntrack entries of a removed mapping are not deleted (kubelet has them deleted), so
+//! a UDP client that never pauses keeps reaching the old pod until it does.
 
 use std::borrow::Cow;
 use std::collections::{BTreeMap, HashSet};
@@ -19,7 +24,7 @@ use nftables::batch::Batch;
 use nftables::expr::{
     Expression, Fib, FibFlag, FibResult, NamedExpression, Payload, PayloadField, Prefix, CT,
 };
-use nftables::schema::{Chain, FlushObject, NfCmd, NfListObject, Nftables, Rule, Table};
+use nftables::schema::{Chain, NfListObject, NfObject, Nftables, Rule, Table};
 use nftables::stmt::{JumpTarget, Match, NATFamily, Operator, Statement, NAT};
 use nftables::types::{NfChainPolicy, NfChainType, NfFamily, NfHook};
 
@@ -33,6 +38,10 @@ const SRCNAT: i32 = 100;
 const HOST_PORTS: &str = "hostports";
 const IP_FORWARD: &str = "/proc/sys/net/ipv4/ip_forward";
 const MULTICAST: &str = "224.0.0.0/4";
+const LOOPBACK: &str = "127.0.0.0/8";
+
+/// Host ports by sandbox id: the pod's IP and its ports.
+type Mappings = BTreeMap<String, (Ipv4Addr, Vec<HostPort>)>;
 
 /// One `hostPort` of a pod's container.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -45,28 +54,92 @@ pub struct HostPort {
     pub container_port: u16,
 }
 
+impl HostPort {
+    /// The mapping as its rule's comment records it: `<sandbox> <pod ip> <protocol> <host ip or *>
+    /// <host port> <container port>` (at most 113 characters for a pod UID, within nft's 128).
+    fn comment(&self, id: &str, ip: Ipv4Addr) -> String {
+        let host_ip = self.host_ip.map_or("*".to_string(), |ip| ip.to_string());
+        format!(
+            "{id} {ip} {} {host_ip} {} {}",
+            self.protocol, self.host_port, self.container_port
+        )
+    }
+
+    /// The mapping a rule's comment records, or None for a comment of another form.
+    fn from_comment(comment: &str) -> Option<(String, Ipv4Addr, HostPort)> {
+        let [id, ip, protocol, host_ip, host_port, container_port]: [&str; 6] =
+            comment.split(' ').collect::<Vec<_>>().try_into().ok()?;
+        let protocol = ["tcp", "udp", "sctp"]
+            .into_iter()
+            .find(|p| *p == protocol)?;
+        let host_ip = match host_ip {
+            "*" => None,
+            ip => Some(ip.parse().ok()?),
+        };
+        let port = HostPort {
+            protocol,
+            host_ip,
+            host_port: host_port.parse().ok()?,
+            container_port: container_port.parse().ok()?,
+        };
+        Some((id.to_string(), ip.parse().ok()?, port))
+    }
+}
+
+/// The host ports the node's table maps now, from its rules' comments; none when there is no table.
+async fn mapped_host_ports() -> Result<Mappings, NetworkError> {
+    let listed = nftables::helper::get_current_ruleset_with_args_async(
+        None::<&str>,
+        ["list", "table", "ip", TABLE],
+    )
+    .await;
+    let table = match listed {
+        Ok(table) => table,
+        // No table yet (a first start, or after a reboot).
+        Err(nftables::helper::NftablesError::NftFailed { .. }) => return Ok(Mappings::new()),
+        Err(e) => return Err(NetworkError::from(e)),
+    };
+    let mut mappings = Mappings::new();
+    for object in table.objects.iter() {
+        let NfObject::ListObject(NfListObject::Rule(rule)) = object else {
+            continue;
+        };
+        if rule.chain != HOST_PORTS {
+            continue;
+        }
+        if let Some((id, ip, port)) = rule.comment.as_deref().and_then(HostPort::from_comment) {
+            let (_, ports) = mappings.entry(id).or_insert_with(|| (ip, Vec::new()));
+            ports.push(port);
+        }
+    }
+    for (_, ports) in mappings.values_mut() {
+        ports.sort();
+    }
+    Ok(mappings)
+}
+
 /// The node's NAT table and what it is made from. Changes are serialised.
 pub(super) struct NodeNat {
     pod_cidr: Ipv4Cidr,
     cluster_cidr: Ipv4Cidr,
-    /// By sandbox id: the pod's IP and its host ports.
-    host_ports: tokio::sync::Mutex<BTreeMap<String, (Ipv4Addr, Vec<HostPort>)>>,
+    host_ports: tokio::sync::Mutex<Mappings>,
 }
 
 impl NodeNat {
-    /// Turns forwarding on and writes the table, with no host ports yet, in the network namespace of the
-    /// calling thread (`nft` is started from it).
+    /// Turns forwarding on and writes the table, keeping the host ports the table already maps (an agent
+    /// restart), in the network namespace of the calling thread (`nft` is started from it).
     pub(super) async fn start(
         pod_cidr: Ipv4Cidr,
         cluster_cidr: Ipv4Cidr,
     ) -> Result<Self, NetworkError> {
         enable_forwarding(Path::new(IP_FORWARD))?;
+        let mapped = mapped_host_ports().await?;
         let nat = NodeNat {
             pod_cidr,
             cluster_cidr,
-            host_ports: tokio::sync::Mutex::default(),
+            host_ports: tokio::sync::Mutex::new(mapped.clone()),
         };
-        apply(&nat.ruleset(&BTreeMap::new())).await?;
+        apply(&nat.ruleset(&mapped)).await?;
         Ok(nat)
     }
 
@@ -94,19 +167,19 @@ impl NodeNat {
         Ok(())
     }
 
-    /// The whole table, in one batch: created if missing, emptied, then filled.
-    fn ruleset(
-        &self,
-        host_ports: &BTreeMap<String, (Ipv4Addr, Vec<HostPort>)>,
-    ) -> Nftables<'static> {
+    /// The whole table, in one batch: created if missing, deleted and made again, then filled.
+    fn ruleset(&self, host_ports: &Mappings) -> Nftables<'static> {
         let table = Table {
             family: NfFamily::IP,
             name: TABLE.into(),
             handle: None,
         };
         let mut batch = Batch::new();
+        // Added first so that deleting it cannot fail; deleted rather than flushed so that chains of an
+        // older layout (another hook or priority) go too.
         batch.add(NfListObject::Table(table.clone()));
-        batch.add_cmd(NfCmd::Flush(FlushObject::Table(table)));
+        batch.delete(NfListObject::Table(table.clone()));
+        batch.add(NfListObject::Table(table));
         for (name, hook, priority) in [
             ("prerouting", Some(NfHook::Prerouting), DSTNAT),
             ("output", Some(NfHook::Output), DSTNAT),
@@ -124,92 +197,74 @@ impl NodeNat {
                 ..Chain::default()
             }));
         }
-        let rule = |chain: &'static str, expr: Vec<Statement<'static>>| {
-            NfListObject::Rule(Rule {
-                family: NfFamily::IP,
-                table: TABLE.into(),
-                chain: chain.into(),
-                expr: Cow::Owned(expr),
-                ..Rule::default()
-            })
+        let rule = |chain: &'static str, expr: Vec<Statement<'static>>| Rule {
+            family: NfFamily::IP,
+            table: TABLE.into(),
+            chain: chain.into(),
+            expr: Cow::Owned(expr),
+            ..Rule::default()
         };
-        let jump = || {
-            Statement::Jump(JumpTarget {
+        let loopback: Ipv4Cidr = LOOPBACK.parse().expect("constant");
+        for chain in ["prerouting", "output"] {
+            let jump = Statement::Jump(JumpTarget {
                 target: HOST_PORTS.into(),
-            })
-        };
-        batch.add(rule("prerouting", vec![jump()]));
-        batch.add(rule("output", vec![jump()]));
-        for (ip, ports) in host_ports.values() {
+            });
+            let not_loopback = ip_match("daddr", Operator::NEQ, loopback);
+            batch.add(NfListObject::Rule(rule(chain, vec![not_loopback, jump])));
+        }
+        for (id, (ip, ports)) in host_ports {
             for port in ports {
-                let to_node = match port.host_ip {
-                    Some(host_ip) => ip_match("daddr", Operator::EQ, host_ip, 32),
-                    None => local_destination(),
-                };
-                batch.add(rule(
-                    HOST_PORTS,
-                    vec![
-                        to_node,
-                        Statement::Match(Match {
-                            left: payload(port.protocol, "dport"),
-                            right: Expression::Number(u32::from(port.host_port)),
-                            op: Operator::EQ,
-                        }),
-                        Statement::DNAT(Some(NAT {
-                            addr: Some(Expression::String(ip.to_string().into())),
-                            family: Some(NATFamily::IP),
-                            port: Some(Expression::Number(u32::from(port.container_port))),
-                            flags: None,
-                        })),
-                    ],
-                ));
+                // Only ever the node's own addresses: a hostIP elsewhere must not capture traffic that
+                // passes through the node.
+                let mut expr = vec![local_destination()];
+                if let Some(host_ip) = port.host_ip {
+                    expr.push(ip_match(
+                        "daddr",
+                        Operator::EQ,
+                        Ipv4Cidr::new(host_ip, 32).expect("a /32 is valid"),
+                    ));
+                }
+                expr.push(Statement::Match(Match {
+                    left: payload(port.protocol, "dport"),
+                    right: Expression::Number(u32::from(port.host_port)),
+                    op: Operator::EQ,
+                }));
+                expr.push(Statement::DNAT(Some(NAT {
+                    addr: Some(Expression::String(ip.to_string().into())),
+                    family: Some(NATFamily::IP),
+                    port: Some(Expression::Number(u32::from(port.container_port))),
+                    flags: None,
+                })));
+                batch.add(NfListObject::Rule(Rule {
+                    comment: Some(port.comment(id, *ip).into()),
+                    ..rule(HOST_PORTS, expr)
+                }));
             }
         }
-        let pods = |field| {
-            ip_match(
-                field,
-                Operator::EQ,
-                self.pod_cidr.network(),
-                self.pod_cidr.prefix_len(),
-            )
-        };
-        batch.add(rule(
-            "postrouting",
-            vec![
-                pods("saddr"),
-                pods("daddr"),
-                Statement::Match(Match {
-                    left: Expression::Named(NamedExpression::CT(CT {
-                        key: "status".into(),
-                        family: None,
-                        dir: None,
-                    })),
-                    right: Expression::String("dnat".into()),
-                    op: Operator::IN,
-                }),
-                Statement::Masquerade(None),
-            ],
-        ));
+        let from_pods = ip_match("saddr", Operator::EQ, self.pod_cidr);
+        let hairpin = vec![
+            from_pods.clone(),
+            ip_match("daddr", Operator::EQ, self.pod_cidr),
+            Statement::Match(Match {
+                left: Expression::Named(NamedExpression::CT(CT {
+                    key: "status".into(),
+                    family: None,
+                    dir: None,
+                })),
+                right: Expression::String("dnat".into()),
+                op: Operator::IN,
+            }),
+            Statement::Masquerade(None),
+        ];
+        batch.add(NfListObject::Rule(rule("postrouting", hairpin)));
         let multicast: Ipv4Cidr = MULTICAST.parse().expect("constant");
-        batch.add(rule(
-            "postrouting",
-            vec![
-                pods("saddr"),
-                ip_match(
-                    "daddr",
-                    Operator::NEQ,
-                    self.cluster_cidr.network(),
-                    self.cluster_cidr.prefix_len(),
-                ),
-                ip_match(
-                    "daddr",
-                    Operator::NEQ,
-                    multicast.network(),
-                    multicast.prefix_len(),
-                ),
-                Statement::Masquerade(None),
-            ],
-        ));
+        let off_cluster = vec![
+            from_pods,
+            ip_match("daddr", Operator::NEQ, self.cluster_cidr),
+            ip_match("daddr", Operator::NEQ, multicast),
+            Statement::Masquerade(None),
+        ];
+        batch.add(NfListObject::Rule(rule("postrouting", off_cluster)));
         batch.to_nftables()
     }
 }
@@ -223,13 +278,13 @@ fn payload(protocol: &'static str, field: &'static str) -> Expression<'static> {
     )))
 }
 
-/// `ip <field> <op> <network>/<len>`.
-fn ip_match(field: &'static str, op: Operator, network: Ipv4Addr, len: u8) -> Statement<'static> {
+/// `ip <field> <op> <cidr>`.
+fn ip_match(field: &'static str, op: Operator, cidr: Ipv4Cidr) -> Statement<'static> {
     Statement::Match(Match {
         left: payload("ip", field),
         right: Expression::Named(NamedExpression::Prefix(Prefix {
-            addr: Box::new(Expression::String(network.to_string().into())),
-            len: u32::from(len),
+            addr: Box::new(Expression::String(cidr.network().to_string().into())),
+            len: u32::from(cidr.prefix_len()),
         })),
         op,
     })
@@ -250,7 +305,7 @@ fn local_destination() -> Statement<'static> {
 async fn apply(ruleset: &Nftables<'_>) -> Result<(), NetworkError> {
     nftables::helper::apply_ruleset_async(ruleset)
         .await
-        .map_err(|e| NetworkError::Nat(nft_failure(e)))
+        .map_err(NetworkError::from)
 }
 
 /// Writes `1` unless it is there already: writing the switch resets per-interface forwarding settings.
@@ -262,18 +317,22 @@ fn enable_forwarding(switch: &Path) -> Result<(), NetworkError> {
     std::fs::write(switch, "1").map_err(NetworkError::io("turning on IP forwarding in", switch))
 }
 
-/// What went wrong, with `nft`'s own complaint (the crate's error leaves it out) and what to install
-/// when `nft` is missing.
-fn nft_failure(e: nftables::helper::NftablesError) -> String {
-    use nftables::helper::NftablesError;
-    match e {
-        NftablesError::NftExecution { inner, .. }
-            if inner.kind() == std::io::ErrorKind::NotFound =>
-        {
-            "the nft command is missing: install nftables (apt-get install nftables)".into()
+impl From<nftables::helper::NftablesError> for NetworkError {
+    /// With `nft`'s own complaint, which the crate's error leaves out, and what to install when `nft`
+    /// is missing.
+    fn from(e: nftables::helper::NftablesError) -> Self {
+        use nftables::helper::NftablesError;
+        match e {
+            NftablesError::NftExecution { inner, .. }
+                if inner.kind() == std::io::ErrorKind::NotFound =>
+            {
+                NetworkError::NftMissing
+            }
+            NftablesError::NftFailed { stderr, .. } => {
+                NetworkError::NftFailed(stderr.trim().into())
+            }
+            e => NetworkError::Nft(e),
         }
-        NftablesError::NftFailed { stderr, .. } => format!("nft failed: {}", stderr.trim()),
-        e => e.to_string(),
     }
 }
 
@@ -289,7 +348,32 @@ mod tests {
         }
     }
 
-    /// `verb kind` of each command, and each rule as `chain: statement kinds and operands`.
+    /// An operand in nft's own syntax.
+    fn operand(v: &serde_json::Value) -> String {
+        if let Some(p) = v.get("payload") {
+            return format!(
+                "{} {}",
+                p["protocol"].as_str().unwrap(),
+                p["field"].as_str().unwrap()
+            );
+        }
+        if let Some(p) = v.get("prefix") {
+            return format!("{}/{}", p["addr"].as_str().unwrap(), p["len"]);
+        }
+        if let Some(f) = v.get("fib") {
+            return format!(
+                "fib {} {}",
+                f["flags"][0].as_str().unwrap(),
+                f["result"].as_str().unwrap()
+            );
+        }
+        if let Some(c) = v.get("ct") {
+            return format!("ct {}", c["key"].as_str().unwrap());
+        }
+        v.as_str().map_or_else(|| v.to_string(), str::to_string)
+    }
+
+    /// The batch in nft's syntax, one command per line.
     fn outline(ruleset: Nftables<'_>) -> Vec<String> {
         let json = serde_json::to_value(ruleset).unwrap();
         json["nftables"]
@@ -299,25 +383,45 @@ mod tests {
             .map(|command| {
                 let (verb, object) = command.as_object().unwrap().iter().next().unwrap();
                 let (kind, body) = object.as_object().unwrap().iter().next().unwrap();
+                let head = format!(
+                    "{verb} {kind} {}",
+                    body["name"].as_str().unwrap_or_default()
+                );
                 match kind.as_str() {
-                    "rule" => format!(
-                        "{verb} rule {}: {}",
-                        body["chain"].as_str().unwrap(),
-                        body["expr"]
-                            .as_array()
-                            .unwrap()
-                            .iter()
-                            .map(|s| s.to_string())
-                            .collect::<Vec<_>>()
-                            .join(" ")
-                    ),
-                    "chain" => format!(
-                        "{verb} chain {} {}",
-                        body["name"].as_str().unwrap(),
-                        body.get("hook")
-                            .map_or("-".into(), |h| format!("{h}@{}", body["prio"]))
-                    ),
-                    _ => format!("{verb} {kind}"),
+                    "chain" => match body.get("hook") {
+                        Some(hook) => format!("{head} {} {}", hook.as_str().unwrap(), body["prio"]),
+                        None => head,
+                    },
+                    "rule" => {
+                        let statements = body["expr"].as_array().unwrap().iter().map(|s| {
+                            let (verb, args) = s.as_object().unwrap().iter().next().unwrap();
+                            match verb.as_str() {
+                                "match" => format!(
+                                    "{} {} {}",
+                                    operand(&args["left"]),
+                                    args["op"].as_str().unwrap(),
+                                    operand(&args["right"])
+                                ),
+                                "jump" => format!("jump {}", args["target"].as_str().unwrap()),
+                                "dnat" => format!(
+                                    "dnat to {}:{}",
+                                    args["addr"].as_str().unwrap(),
+                                    args["port"]
+                                ),
+                                other => other.to_string(),
+                            }
+                        });
+                        let mut line = format!(
+                            "{verb} rule {}: {}",
+                            body["chain"].as_str().unwrap(),
+                            statements.collect::<Vec<_>>().join(", ")
+                        );
+                        if let Some(comment) = body.get("comment") {
+                            line += &format!(" # {}", comment.as_str().unwrap());
+                        }
+                        line
+                    }
+                    _ => head,
                 }
             })
             .collect()
@@ -326,7 +430,7 @@ mod tests {
     #[test]
     fn the_table_is_replaced_whole_with_masquerade_and_host_ports() {
         let nat = nat();
-        let mut ports = BTreeMap::new();
+        let mut ports = Mappings::new();
         ports.insert(
             "pod-a".to_string(),
             (
@@ -347,22 +451,62 @@ mod tests {
                 ],
             ),
         );
-        let outline = outline(nat.ruleset(&ports));
-        let expected = [
-            "add table",
-            "flush table",
-            r#"add chain prerouting "prerouting"@-100"#,
-            r#"add chain output "output"@-100"#,
-            r#"add chain postrouting "postrouting"@100"#,
-            "add chain hostports -",
-            r#"add rule prerouting: {"jump":{"target":"hostports"}}"#,
-            r#"add rule output: {"jump":{"target":"hostports"}}"#,
-            r#"add rule hostports: {"match":{"left":{"fib":{"result":"type","flags":["daddr"]}},"right":"local","op":"=="}} {"match":{"left":{"payload":{"protocol":"tcp","field":"dport"}},"right":8080,"op":"=="}} {"dnat":{"addr":"10.42.3.7","family":"ip","port":80}}"#,
-            r#"add rule hostports: {"match":{"left":{"payload":{"protocol":"ip","field":"daddr"}},"right":{"prefix":{"addr":"192.168.1.5","len":32}},"op":"=="}} {"match":{"left":{"payload":{"protocol":"udp","field":"dport"}},"right":5353,"op":"=="}} {"dnat":{"addr":"10.42.3.7","family":"ip","port":53}}"#,
-            r#"add rule postrouting: {"match":{"left":{"payload":{"protocol":"ip","field":"saddr"}},"right":{"prefix":{"addr":"10.42.3.0","len":24}},"op":"=="}} {"match":{"left":{"payload":{"protocol":"ip","field":"daddr"}},"right":{"prefix":{"addr":"10.42.3.0","len":24}},"op":"=="}} {"match":{"left":{"ct":{"key":"status"}},"right":"dnat","op":"in"}} {"masquerade":null}"#,
-            r#"add rule postrouting: {"match":{"left":{"payload":{"protocol":"ip","field":"saddr"}},"right":{"prefix":{"addr":"10.42.3.0","len":24}},"op":"=="}} {"match":{"left":{"payload":{"protocol":"ip","field":"daddr"}},"right":{"prefix":{"addr":"10.42.0.0","len":16}},"op":"!="}} {"match":{"left":{"payload":{"protocol":"ip","field":"daddr"}},"right":{"prefix":{"addr":"224.0.0.0","len":4}},"op":"!="}} {"masquerade":null}"#,
-        ];
-        assert_eq!(outline, expected);
+        assert_eq!(
+            outline(nat.ruleset(&ports)),
+            [
+                "add table orch",
+                "delete table orch",
+                "add table orch",
+                "add chain prerouting prerouting -100",
+                "add chain output output -100",
+                "add chain postrouting postrouting 100",
+                "add chain hostports",
+                "add rule prerouting: ip daddr != 127.0.0.0/8, jump hostports",
+                "add rule output: ip daddr != 127.0.0.0/8, jump hostports",
+                "add rule hostports: fib daddr type == local, tcp dport == 8080, dnat to 10.42.3.7:80 \
+                 # pod-a 10.42.3.7 tcp * 8080 80",
+                "add rule hostports: fib daddr type == local, ip daddr == 192.168.1.5/32, \
+                 udp dport == 5353, dnat to 10.42.3.7:53 # pod-a 10.42.3.7 udp 192.168.1.5 5353 53",
+                "add rule postrouting: ip saddr == 10.42.3.0/24, ip daddr == 10.42.3.0/24, \
+                 ct status in dnat, masquerade",
+                "add rule postrouting: ip saddr == 10.42.3.0/24, ip daddr != 10.42.0.0/16, \
+                 ip daddr != 224.0.0.0/4, masquerade",
+            ]
+        );
+    }
+
+    #[test]
+    fn a_rule_comment_gives_back_its_mapping() {
+        let port = HostPort {
+            protocol: "udp",
+            host_ip: Some(Ipv4Addr::new(192, 168, 1, 5)),
+            host_port: 5353,
+            container_port: 53,
+        };
+        let uid = "0f3c2a8e-1b7d-4c55-9a0e-2d6f1e9b7c41";
+        let ip = Ipv4Addr::new(10, 42, 3, 7);
+        let comment = port.comment(uid, ip);
+        assert!(comment.len() <= 128, "{comment}");
+        assert_eq!(
+            HostPort::from_comment(&comment),
+            Some((uid.to_string(), ip, port.clone()))
+        );
+        let any = HostPort {
+            host_ip: None,
+            ..port
+        };
+        assert_eq!(
+            HostPort::from_comment(&any.comment(uid, ip)).map(|(_, _, p)| p),
+            Some(any)
+        );
+        for other in [
+            "",
+            "pods to addresses off the cluster",
+            "a 10.0.0.1 icmp * 1 2",
+            "a b tcp * 1 2",
+        ] {
+            assert_eq!(HostPort::from_comment(other), None, "{other}");
+        }
     }
 
     #[test]

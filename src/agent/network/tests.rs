@@ -157,8 +157,20 @@ async fn exchange_through(
             .map_err(NetworkError::io("connecting from", "the node")),
     }
     .unwrap_or_else(|e| panic!("connecting to {addr}: {e}"));
-    // The connection is established, so it is already in the accept queue.
-    let (mut server, peer) = listener.accept().unwrap();
+    // The connection is established, so it is in the accept queue of the listener it reached, which a
+    // wrong translation makes another one.
+    listener.set_nonblocking(true).unwrap();
+    let deadline = Instant::now() + TIMEOUT;
+    let (mut server, peer) = loop {
+        match listener.accept() {
+            Ok(accepted) => break accepted,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock && Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            Err(e) => panic!("the connection to {addr} did not reach {listener:?}: {e}"),
+        }
+    };
+    server.set_nonblocking(false).unwrap();
     for s in [&client, &server] {
         s.set_read_timeout(Some(TIMEOUT)).unwrap();
     }
@@ -444,15 +456,13 @@ async fn outside_world(h: &Handle, path: &Path, node_ip: Ipv4Addr, outside_ip: I
         .build();
     h.link().add(pair).execute().await.unwrap();
     drop(ns);
-    for (h, name, ip) in [(h.clone(), "to-world", node_ip)] {
-        let index = link(&h, name).await.unwrap().header.index;
-        h.address()
-            .add(index, IpAddr::V4(ip), 30)
-            .execute()
-            .await
-            .unwrap();
-        netlink::set_up(&h, index, None).await.unwrap();
-    }
+    let index = link(h, "to-world").await.unwrap().header.index;
+    h.address()
+        .add(index, IpAddr::V4(node_ip), 30)
+        .execute()
+        .await
+        .unwrap();
+    netlink::set_up(h, index, None).await.unwrap();
     netlink::in_netns(path, move |h| async move {
         let index = netlink::link_by_name(&h, "world")
             .await?
@@ -548,10 +558,42 @@ fn pods_reach_addresses_off_the_node_from_the_nodes_address_and_host_ports_reach
             exchange_through(&in_pod, Some(&other.netns_path), on_node).await,
             IpAddr::V4(pod.gateway)
         );
+        // 127.0.0.0/8 is left alone: a node service there keeps the port.
+        let on_lo = TcpListener::bind((Ipv4Addr::LOCALHOST, 8080)).unwrap();
+        assert_eq!(
+            exchange_through(&on_lo, None, SocketAddr::from((Ipv4Addr::LOCALHOST, 8080))).await,
+            IpAddr::V4(Ipv4Addr::LOCALHOST)
+        );
+        // A restarted agent keeps the mapping until it syncs the pod again.
+        drop(network);
+        let network = PodNetwork::setup(config.clone()).await.unwrap();
+        assert_eq!(
+            exchange_through(&in_pod, Some(&world), on_node).await,
+            IpAddr::V4(outside_ip)
+        );
+        // A hostIP that is not the node's captures nothing passing through the node.
+        let in_world = netns::run_in(&world, move || {
+            TcpListener::bind((outside_ip, 8080)).map_err(NetworkError::io("listening in", "world"))
+        })
+        .await
+        .unwrap();
+        let foreign = HostPort {
+            host_ip: Some(outside_ip),
+            ..host_port.clone()
+        };
+        network
+            .set_host_ports("pod-a", pod.ip, vec![foreign])
+            .await
+            .unwrap();
+        let in_the_world = SocketAddr::from((outside_ip, 8080));
+        assert_eq!(
+            exchange_through(&in_world, Some(&other.netns_path), in_the_world).await,
+            IpAddr::V4(node_ip)
+        );
         // Bound to another of the node's addresses: only there.
         let elsewhere = HostPort {
             host_ip: Some(pod.gateway),
-            ..host_port
+            ..host_port.clone()
         };
         network
             .set_host_ports("pod-a", pod.ip, vec![elsewhere])
@@ -564,10 +606,17 @@ fn pods_reach_addresses_off_the_node_from_the_nodes_address_and_host_ports_reach
             exchange_through(&in_pod, None, on_gateway).await,
             IpAddr::V4(pod.gateway)
         );
-        // Removing the sandbox unmaps its ports.
+        // Removing the sandbox unmaps its ports, and a late mapping for it is refused.
         network.remove_sandbox("pod-a").await.unwrap();
         let refused = TcpStream::connect_timeout(&on_gateway, TIMEOUT).unwrap_err();
         assert_eq!(refused.kind(), std::io::ErrorKind::ConnectionRefused);
+        let late = network
+            .set_host_ports("pod-a", pod.ip, vec![host_port])
+            .await;
+        assert!(
+            matches!(late, Err(NetworkError::SandboxGone(_))),
+            "{late:?}"
+        );
         netns::remove(&world).unwrap();
     });
 }
