@@ -2838,18 +2838,8 @@ impl World {
     fn create(dir: &Path) -> World {
         let ip_tool = crate::registry::require("ip");
         let busybox = crate::registry::require("busybox");
-        let run = |args: &[&str]| {
-            let out = std::process::Command::new(&ip_tool)
-                .args(args)
-                .output()
-                .unwrap();
-            assert!(
-                out.status.success(),
-                "ip {args:?}: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-            String::from_utf8_lossy(&out.stdout).into_owned()
-        };
+        let run =
+            |args: &[&str]| crate::registry::run(std::process::Command::new(&ip_tool).args(args));
         // These machines' own network can be a documentation range (192.0.2.0/24 here): take one the
         // host has no address or route in.
         let routes = run(&["-4", "route", "show", "table", "all"]);
@@ -2927,18 +2917,12 @@ impl World {
 
     /// What `url` answers to a client in the world.
     fn fetch(&self, url: &str) -> String {
-        let out = std::process::Command::new(&self.ip_tool)
-            .args(["netns", "exec", Self::NAME])
-            .arg(crate::registry::require("busybox"))
-            .args(["wget", "-q", "-O-", url])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "wget {url} in the world: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
+        crate::registry::run(
+            std::process::Command::new(&self.ip_tool)
+                .args(["netns", "exec", Self::NAME])
+                .arg(crate::registry::require("busybox"))
+                .args(["wget", "-q", "-O-", url]),
+        )
     }
 
     /// The namespace with what runs in it, and the node's end of the pair.

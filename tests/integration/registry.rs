@@ -35,7 +35,7 @@ pub fn require(tool: &str) -> PathBuf {
 }
 
 /// Runs a fixture command, failing the test with its output when it fails.
-fn run(cmd: &mut Command) -> String {
+pub fn run(cmd: &mut Command) -> String {
     let out = cmd
         .output()
         .unwrap_or_else(|e| panic!("running {cmd:?}: {e}"));

@@ -753,13 +753,11 @@ mod tests {
         assert!(!config.env.iter().any(|e| e == "LANG=C"));
         assert!(!config.env.iter().any(|e| e.starts_with("TERM=")));
 
-        // On a terminal, TERM is xterm unless the image or the container says otherwise.
-        let on_terminal = |env: Vec<(String, String)>| {
-            let mut tty = container.clone();
-            tty.tty = Some(true);
+        // With no mounts, namespaces or limits.
+        let build_plain = |container: &Container, env| {
             build(Inputs {
                 pod: &pod,
-                container: &tty,
+                container,
                 image: &img,
                 layers: &[],
                 env,
@@ -770,11 +768,17 @@ mod tests {
                 node_memory: 8 << 30,
                 min_oom_score_adj: -999,
             })
-            .unwrap()
-            .env
-            .into_iter()
-            .filter(|e| e.starts_with("TERM="))
-            .collect::<Vec<_>>()
+        };
+        // On a terminal, TERM is xterm unless the image or the container says otherwise.
+        let on_terminal = |env: Vec<(String, String)>| {
+            let mut tty = container.clone();
+            tty.tty = Some(true);
+            build_plain(&tty, env)
+                .unwrap()
+                .env
+                .into_iter()
+                .filter(|e| e.starts_with("TERM="))
+                .collect::<Vec<_>>()
         };
         assert_eq!(on_terminal(vec![]), ["TERM=xterm"]);
         assert_eq!(
@@ -788,20 +792,7 @@ mod tests {
             run_as_user: Some(0),
             ..Default::default()
         });
-        let err = build(Inputs {
-            pod: &pod,
-            container: &non_root,
-            image: &img,
-            layers: &[],
-            env: vec![],
-            mounts: vec![],
-            namespaces: PodNamespaces::default(),
-            cgroup_path: String::new(),
-            open_files: None,
-            node_memory: 8 << 30,
-            min_oom_score_adj: -999,
-        })
-        .unwrap_err();
+        let err = build_plain(&non_root, vec![]).unwrap_err();
         assert!(err.contains("runAsNonRoot"));
     }
 
