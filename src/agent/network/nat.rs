@@ -12,11 +12,11 @@
 //!   services. Each host-port rule's comment records its mapping, so that a restarted agent keeps the
 //!   mappings of the pods it has not synced yet instead of dropping them until then.
 //!
-//! Not done: the UDP conntrack entries of a removed mapping are not deleted (kubelet has them deleted), so
-//! a UDP client that never pauses keeps reaching the old pod until it does.
+//! When a UDP host port's translation changes, the conntrack entries of its flows are deleted (with the
+//! `conntrack` tool), as kubelet has them deleted.
 
 use std::borrow::Cow;
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::net::Ipv4Addr;
 use std::path::Path;
 
@@ -158,12 +158,16 @@ impl NodeNat {
             return Ok(());
         }
         let mut next = current.clone();
-        match wanted {
+        let previous = match wanted.clone() {
             Some(mapping) => next.insert(id.to_string(), mapping),
             None => next.remove(id),
         };
         apply(&self.ruleset(&next)).await?;
         *current = next;
+        drop(current);
+        for host_port in changed_udp_ports(previous.as_ref(), wanted.as_ref()) {
+            forget_udp_flows(host_port).await;
+        }
         Ok(())
     }
 
@@ -315,6 +319,52 @@ fn enable_forwarding(switch: &Path) -> Result<(), NetworkError> {
         return Ok(());
     }
     std::fs::write(switch, "1").map_err(NetworkError::io("turning on IP forwarding in", switch))
+}
+
+/// The UDP host ports whose translation differs between two mappings of one pod.
+fn changed_udp_ports(
+    before: Option<&(Ipv4Addr, Vec<HostPort>)>,
+    after: Option<&(Ipv4Addr, Vec<HostPort>)>,
+) -> BTreeSet<u16> {
+    let udp = |mapping: Option<&(Ipv4Addr, Vec<HostPort>)>| -> BTreeSet<(u16, Ipv4Addr, HostPort)> {
+        mapping
+            .into_iter()
+            .flat_map(|(ip, ports)| ports.iter().map(move |p| (p.host_port, *ip, p.clone())))
+            .filter(|(_, _, p)| p.protocol == "udp")
+            .collect()
+    };
+    udp(before)
+        .symmetric_difference(&udp(after))
+        .map(|(host_port, _, _)| *host_port)
+        .collect()
+}
+
+/// Deletes the conntrack entries of UDP traffic to `host_port`, as kubelet has them deleted when a UDP
+/// host port changes: a UDP flow keeps the translation of its first packet, so a client that never
+/// pauses (a VPN's keepalives) would keep reaching the pod it first reached. Done with the `conntrack`
+/// tool; without it, or when it fails, only a warning: the mapping itself is in place.
+async fn forget_udp_flows(host_port: u16) {
+    let port = host_port.to_string();
+    let deleted = tokio::process::Command::new("conntrack")
+        .args(["-D", "-p", "udp", "--orig-port-dst", &port])
+        .output()
+        .await;
+    match deleted {
+        Ok(out) if out.status.success() => {}
+        // conntrack's exit status when nothing matched.
+        Ok(out) if String::from_utf8_lossy(&out.stderr).contains(" 0 flow entries") => {}
+        Ok(out) => tracing::warn!(
+            host_port,
+            error = %String::from_utf8_lossy(&out.stderr).trim(),
+            "conntrack could not forget the UDP flows of a changed host port"
+        ),
+        Err(e) => tracing::warn!(
+            host_port,
+            error = %e,
+            "UDP flows of a changed host port keep their old pod: running conntrack failed \
+             (install conntrack)"
+        ),
+    }
 }
 
 impl From<nftables::helper::NftablesError> for NetworkError {
@@ -507,6 +557,53 @@ mod tests {
         ] {
             assert_eq!(HostPort::from_comment(other), None, "{other}");
         }
+    }
+
+    #[test]
+    fn udp_ports_count_as_changed_when_their_translation_does() {
+        let port = |protocol, host_port, container_port| HostPort {
+            protocol,
+            host_ip: None,
+            host_port,
+            container_port,
+        };
+        let a = Ipv4Addr::new(10, 42, 3, 7);
+        let before = (
+            a,
+            vec![
+                port("udp", 53, 53),
+                port("udp", 5353, 53),
+                port("tcp", 80, 80),
+            ],
+        );
+        // 5353 now reaches another container port, 6000 is new, TCP changes are not UDP's.
+        let after = (
+            a,
+            vec![
+                port("udp", 53, 53),
+                port("udp", 5353, 54),
+                port("udp", 6000, 60),
+                port("tcp", 81, 80),
+            ],
+        );
+        assert_eq!(
+            changed_udp_ports(Some(&before), Some(&after)),
+            BTreeSet::from([5353, 6000])
+        );
+        // Another pod address changes them all; removal too.
+        let moved = (Ipv4Addr::new(10, 42, 3, 8), before.1.clone());
+        assert_eq!(
+            changed_udp_ports(Some(&before), Some(&moved)),
+            BTreeSet::from([53, 5353])
+        );
+        assert_eq!(
+            changed_udp_ports(Some(&before), None),
+            BTreeSet::from([53, 5353])
+        );
+        assert_eq!(
+            changed_udp_ports(Some(&before), Some(&before)),
+            BTreeSet::new()
+        );
     }
 
     #[test]

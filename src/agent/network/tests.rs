@@ -4,7 +4,7 @@
 
 use std::future::Future;
 use std::io::{Read, Write};
-use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -617,6 +617,78 @@ fn pods_reach_addresses_off_the_node_from_the_nodes_address_and_host_ports_reach
             matches!(late, Err(NetworkError::SandboxGone(_))),
             "{late:?}"
         );
+        netns::remove(&world).unwrap();
+    });
+}
+
+async fn udp_socket_in(ns: &Path, addr: SocketAddr) -> UdpSocket {
+    let path = ns.to_path_buf();
+    let socket = netns::run_in(ns, move || {
+        UdpSocket::bind(addr).map_err(NetworkError::io("binding a UDP socket in", path))
+    })
+    .await
+    .unwrap();
+    socket.set_read_timeout(Some(TIMEOUT)).unwrap();
+    socket
+}
+
+#[test]
+fn a_udp_flow_follows_its_host_port_to_another_pod() {
+    let conntrack = ["/usr/sbin/conntrack", "/sbin/conntrack"];
+    assert!(
+        conntrack.iter().any(|p| Path::new(p).exists()),
+        "missing conntrack: run make test-deps (apt-get install conntrack)"
+    );
+    in_scratch_namespaces(|config| async move {
+        let h = handle();
+        let (node_ip, outside_ip) = (Ipv4Addr::new(192, 0, 2, 1), Ipv4Addr::new(192, 0, 2, 2));
+        let world = config.state_dir.parent().unwrap().join("world");
+        outside_world(&h, &world, node_ip, outside_ip).await;
+        let network = PodNetwork::setup(config.clone()).await.unwrap();
+        let (a, b) = (
+            network.create_sandbox("pod-a").await.unwrap(),
+            network.create_sandbox("pod-b").await.unwrap(),
+        );
+        let in_a = udp_socket_in(&a.netns_path, SocketAddr::from((a.ip, 0))).await;
+        let in_b = udp_socket_in(&b.netns_path, SocketAddr::from((b.ip, 0))).await;
+        let mapping = |socket: &UdpSocket| {
+            vec![HostPort {
+                protocol: "udp",
+                host_ip: None,
+                host_port: 5353,
+                container_port: socket.local_addr().unwrap().port(),
+            }]
+        };
+        // One client source port throughout, as a VPN's keepalives keep it.
+        let client = udp_socket_in(&world, SocketAddr::from((outside_ip, 40000))).await;
+        let on_node = SocketAddr::from((node_ip, 5353));
+        let mut buf = [0u8; 16];
+
+        network
+            .set_host_ports("pod-a", a.ip, mapping(&in_a))
+            .await
+            .unwrap();
+        client.send_to(b"one", on_node).unwrap();
+        let (n, from) = in_a.recv_from(&mut buf).unwrap();
+        assert_eq!(
+            (&buf[..n], from),
+            (&b"one"[..], SocketAddr::from((outside_ip, 40000)))
+        );
+
+        // The port moves to pod-b (pod-a replaced): the same flow follows it.
+        network
+            .set_host_ports("pod-a", a.ip, Vec::new())
+            .await
+            .unwrap();
+        network
+            .set_host_ports("pod-b", b.ip, mapping(&in_b))
+            .await
+            .unwrap();
+        client.send_to(b"two", on_node).unwrap();
+        let (n, _) = in_b.recv_from(&mut buf).unwrap_or_else(|e| {
+            panic!("pod-b got nothing ({e}): the flow kept its old translation")
+        });
+        assert_eq!(&buf[..n], b"two");
         netns::remove(&world).unwrap();
     });
 }
