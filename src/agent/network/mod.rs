@@ -152,8 +152,8 @@ impl fmt::Debug for PodNetwork {
 impl PodNetwork {
     /// Idempotent node setup: the bridge up with the gateway address, unreachable routes for the cluster
     /// and service CIDRs (the node's own podCIDR stays reachable through the more specific bridge route),
-    /// and forwarding with masquerade for pods' traffic off the cluster. Must be called inside a tokio
-    /// runtime, which then drives the node's netlink connection.
+    /// and the node's NAT (forwarding, masquerade off the cluster, and the host ports its table already
+    /// maps). Must be called inside a tokio runtime, which then drives the node's netlink connection.
     pub async fn setup(config: NetworkConfig) -> Result<Self, NetworkError> {
         validate(&config)?;
         let gateway = config.pod_cidr.nth(1).expect("validated: /30 or larger");
