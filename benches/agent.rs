@@ -537,6 +537,8 @@ fn main() {
         "the agent benchmark runs real containers: run it as root"
     );
     let _ = rustls::crypto::ring::default_provider().install_default();
+    // The agent turns IP forwarding on; the host gets its own setting back at the end.
+    let forwarding = std::fs::read_to_string(IP_FORWARD).unwrap_or_default();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -714,12 +716,21 @@ fn main() {
         // The kubelet releases what the pods had (network, cgroups) before the server goes.
         wait_for_released_pods(&server.data_dir()).await;
         server.stop();
-        clean_up(work.path());
+        clean_up(work.path(), &forwarding);
     });
 }
 
-/// Containers outlive the server by design: kill what is left and unmount under the work dir.
-fn clean_up(dir: &Path) {
+const IP_FORWARD: &str = "/proc/sys/net/ipv4/ip_forward";
+
+/// Containers outlive the server by design: kill what is left and unmount under the work dir. The
+/// node's NAT table goes too, and IP forwarding is set back to `forwarding`.
+fn clean_up(dir: &Path, forwarding: &str) {
+    let _ = Command::new("nft")
+        .args(["delete", "table", "ip", "orch"])
+        .status();
+    if !forwarding.is_empty() {
+        let _ = std::fs::write(IP_FORWARD, forwarding.trim());
+    }
     let _ = Command::new("sh")
         .arg("-c")
         .arg(format!(
