@@ -2840,6 +2840,14 @@ impl World {
         let busybox = crate::registry::require("busybox");
         let run =
             |args: &[&str]| crate::registry::run(std::process::Command::new(&ip_tool).args(args));
+        let mut world = World {
+            ip_tool: ip_tool.clone(),
+            node_ip: String::new(),
+            ip: String::new(),
+            server: None,
+        };
+        // What an interrupted run left, before its address counts as the host's.
+        world.remove();
         // These machines' own network can be a documentation range (192.0.2.0/24 here): take one the
         // host has no address or route in.
         let routes = run(&["-4", "route", "show", "table", "all"]);
@@ -2847,13 +2855,8 @@ impl World {
             .into_iter()
             .find(|p| !routes.contains(&format!("{p}.")))
             .unwrap_or_else(|| panic!("every documentation range is in use here:\n{routes}"));
-        let mut world = World {
-            ip_tool: ip_tool.clone(),
-            node_ip: format!("{prefix}.1"),
-            ip: format!("{prefix}.2"),
-            server: None,
-        };
-        world.remove();
+        world.node_ip = format!("{prefix}.1");
+        world.ip = format!("{prefix}.2");
         let name = Self::NAME;
         run(&["netns", "add", name]);
         run(&[

@@ -161,7 +161,15 @@ impl PodNetwork {
         netns::prepare_dir(&config.netns_dir)?;
         let (conn, handle, _) = rtnetlink::new_connection().map_err(NetworkError::NetlinkSocket)?;
         tokio::spawn(conn);
-        let nat = NodeNat::start(config.pod_cidr, config.cluster_cidr).await?;
+        let allocated: HashMap<String, Ipv4Addr> = ipam
+            .allocations()?
+            .into_iter()
+            .map(|(ip, id)| (id, ip))
+            .collect();
+        let nat = NodeNat::start(config.pod_cidr, config.cluster_cidr, |id, ip| {
+            allocated.get(id) == Some(&ip)
+        })
+        .await?;
         let network = PodNetwork {
             config,
             gateway,

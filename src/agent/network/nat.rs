@@ -24,7 +24,7 @@ use nftables::batch::Batch;
 use nftables::expr::{
     Expression, Fib, FibFlag, FibResult, NamedExpression, Payload, PayloadField, Prefix, CT,
 };
-use nftables::schema::{Chain, NfListObject, NfObject, Nftables, Rule, Table};
+use nftables::schema::{Chain, NfListObject, Nftables, Rule, Table};
 use nftables::stmt::{JumpTarget, Match, NATFamily, Operator, Statement, NAT};
 use nftables::types::{NfChainPolicy, NfChainType, NfFamily, NfHook};
 
@@ -86,28 +86,38 @@ impl HostPort {
     }
 }
 
-/// The host ports the node's table maps now, from its rules' comments; none when there is no table.
-async fn mapped_host_ports() -> Result<Mappings, NetworkError> {
-    let listed = nftables::helper::get_current_ruleset_with_args_async(
+/// The host ports the node's table maps now, from its rules' comments; none when there is no table or
+/// it cannot be read (a hand-made rule the crate does not model), which only costs the mappings until
+/// the pods' next sync.
+async fn mapped_host_ports() -> Mappings {
+    let listed = nftables::helper::get_current_ruleset_raw_async(
         None::<&str>,
         ["list", "table", "ip", TABLE],
     )
     .await;
-    let table = match listed {
-        Ok(table) => table,
-        // No table yet (a first start, or after a reboot).
-        Err(nftables::helper::NftablesError::NftFailed { .. }) => return Ok(Mappings::new()),
-        Err(e) => return Err(NetworkError::from(e)),
+    let json = match listed {
+        // No table yet: a first start, or after a reboot.
+        Err(nftables::helper::NftablesError::NftFailed { .. }) => return Mappings::new(),
+        Err(e) => Err(e.to_string()),
+        Ok(text) => serde_json::from_str::<serde_json::Value>(&text).map_err(|e| e.to_string()),
+    };
+    let json = match json {
+        Ok(json) => json,
+        Err(e) => {
+            tracing::warn!(error = %e, "reading the host ports the NAT table maps");
+            return Mappings::new();
+        }
     };
     let mut mappings = Mappings::new();
-    for object in table.objects.iter() {
-        let NfObject::ListObject(NfListObject::Rule(rule)) = object else {
-            continue;
-        };
-        if rule.chain != HOST_PORTS {
-            continue;
-        }
-        if let Some((id, ip, port)) = rule.comment.as_deref().and_then(HostPort::from_comment) {
+    let rules = json["nftables"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|object| object.get("rule"))
+        .filter(|rule| rule["chain"] == HOST_PORTS);
+    for rule in rules {
+        let recorded = rule["comment"].as_str().and_then(HostPort::from_comment);
+        if let Some((id, ip, port)) = recorded {
             let (_, ports) = mappings.entry(id).or_insert_with(|| (ip, Vec::new()));
             ports.push(port);
         }
@@ -115,7 +125,7 @@ async fn mapped_host_ports() -> Result<Mappings, NetworkError> {
     for (_, ports) in mappings.values_mut() {
         ports.sort();
     }
-    Ok(mappings)
+    mappings
 }
 
 /// The node's NAT table and what it is made from. Changes are serialised.
@@ -127,13 +137,17 @@ pub(super) struct NodeNat {
 
 impl NodeNat {
     /// Turns forwarding on and writes the table, keeping the host ports the table already maps (an agent
-    /// restart), in the network namespace of the calling thread (`nft` is started from it).
+    /// restart) to sandboxes that still hold the address they were mapped to (`holds`), in the network
+    /// namespace of the calling thread (`nft` is started from it). A mapping without its sandbox (another
+    /// data dir, a reset one) would otherwise stay, for an address the next pod may get.
     pub(super) async fn start(
         pod_cidr: Ipv4Cidr,
         cluster_cidr: Ipv4Cidr,
+        holds: impl Fn(&str, Ipv4Addr) -> bool,
     ) -> Result<Self, NetworkError> {
         enable_forwarding(Path::new(IP_FORWARD))?;
-        let mapped = mapped_host_ports().await?;
+        let mut mapped = mapped_host_ports().await;
+        mapped.retain(|id, (ip, _)| holds(id, *ip));
         let nat = NodeNat {
             pod_cidr,
             cluster_cidr,

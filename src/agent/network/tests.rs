@@ -606,6 +606,12 @@ fn pods_reach_addresses_off_the_node_from_the_nodes_address_and_host_ports_reach
             exchange_through(&in_pod, None, on_gateway).await,
             IpAddr::V4(pod.gateway)
         );
+        // An agent on another data dir (where pod-a has no address) drops the mapping it finds.
+        let mut other_data_dir = config.clone();
+        other_data_dir.state_dir = config.state_dir.with_file_name("other-state");
+        PodNetwork::setup(other_data_dir).await.unwrap();
+        let refused = TcpStream::connect_timeout(&on_gateway, TIMEOUT).unwrap_err();
+        assert_eq!(refused.kind(), std::io::ErrorKind::ConnectionRefused);
         // Removing the sandbox unmaps its ports, and a late mapping for it is refused.
         network.remove_sandbox("pod-a").await.unwrap();
         let refused = TcpStream::connect_timeout(&on_gateway, TIMEOUT).unwrap_err();
