@@ -23,6 +23,8 @@ use nix::sys::signal::{signal, SigHandler, Signal};
 use nix::unistd::{execv, faccessat, AccessFlags};
 use oci_spec::runtime::Spec;
 
+use crate::util::go_errors::errno_text;
+
 #[derive(Clone)]
 pub struct DefaultSignalsExecutor;
 
@@ -40,7 +42,7 @@ impl Executor for DefaultSignalsExecutor {
         Err(ExecutorError::Other(format!(
             "exec {}: {}",
             program.display(),
-            go_errno(&errno.into())
+            errno_text(&errno.into())
         )))
     }
 
@@ -101,7 +103,7 @@ fn look_path(command: &str, path: &str) -> Result<PathBuf, String> {
 fn executable(file: &Path) -> Result<(), String> {
     use std::os::unix::fs::PermissionsExt;
     let metadata = std::fs::metadata(file)
-        .map_err(|e| format!("stat {}: {}", file.display(), go_errno(&e)))?;
+        .map_err(|e| format!("stat {}: {}", file.display(), errno_text(&e)))?;
     if metadata.is_dir() {
         return Err("is a directory".into());
     }
@@ -113,21 +115,9 @@ fn executable(file: &Path) -> Result<(), String> {
     ) {
         Ok(()) => Ok(()),
         Err(Errno::EPERM | Errno::ENOSYS) if metadata.permissions().mode() & 0o111 != 0 => Ok(()),
-        Err(Errno::EPERM | Errno::ENOSYS) => Err(go_errno(&Errno::EACCES.into())),
-        Err(e) => Err(go_errno(&e.into())),
+        Err(Errno::EPERM | Errno::ENOSYS) => Err(errno_text(&Errno::EACCES.into())),
+        Err(e) => Err(errno_text(&e.into())),
     }
-}
-
-/// An errno as Go's `syscall.Errno` prints it: the C library's text, lower-cased first letter.
-fn go_errno(e: &std::io::Error) -> String {
-    let text = e.raw_os_error().map_or_else(
-        || e.to_string(),
-        |code| nix::errno::Errno::from_raw(code).desc().to_string(),
-    );
-    let mut chars = text.chars();
-    chars.next().map_or_else(String::new, |first| {
-        first.to_lowercase().chain(chars).collect()
-    })
 }
 
 /// A failed build or start in words for the pod's status: what the container's init reported (a command

@@ -1,4 +1,4 @@
-//! Network failures worded as Go's `net` and `net/http` packages word them. Kubelet's probe events and
+//! OS and network failures worded as Go's `syscall`, `net` and `net/http` packages word them. Kubelet's probe events and
 //! containerd's pull errors carry these texts ("dial tcp 10.42.0.5:8080: connect: connection refused"), and
 //! users search for them verbatim; Rust's ("Connection refused (os error 111)", "error sending request
 //! for url") say the same in words nobody has seen in a cluster.
@@ -8,7 +8,7 @@ use std::io;
 
 /// An OS error as Go's `syscall.Errno` prints it: strerror's text with a lower-case first letter
 /// ("connection refused"), not Rust's "Connection refused (os error 111)".
-fn errno_text(e: &io::Error) -> String {
+pub fn errno_text(e: &io::Error) -> String {
     let Some(code) = e.raw_os_error() else {
         return e.to_string();
     };

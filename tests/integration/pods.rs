@@ -408,12 +408,8 @@ spec:
 
 #[test]
 fn containers_survive_a_killed_agent_and_are_adopted_after_restart() {
-    require_root();
-    let _node = node_lock();
-    let mut s = Server::with_agent("", &[]);
-    ready_node(&s);
     // An image imported from a tarball runs with imagePullPolicy Never: no registry at all.
-    import_busybox(&s);
+    let (_node, mut s) = busybox_node();
     let manifest = r#"apiVersion: v1
 kind: Pod
 metadata: {name: survivor}
@@ -2504,11 +2500,7 @@ spec:
 /// the agent gives each pod a new sandbox (SandboxChanged) and restarts what its policy restarts.
 #[test]
 fn pods_come_back_after_the_node_reboots() {
-    require_root();
-    let _node = node_lock();
-    let mut s = Server::with_agent("", &[]);
-    ready_node(&s);
-    import_busybox(&s);
+    let (_node, mut s) = busybox_node();
     for (pod, policy) in [("always", "Always"), ("once", "Never")] {
         s.ok(&[
             "run",
