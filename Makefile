@@ -25,9 +25,10 @@ test-deps:
 	@command -v kubectl >/dev/null 2>&1 || { echo "kubectl is required: apt-get install kubectl" >&2; exit 1; }
 	@# The image and container tests: a local registry, image building and pushing, busybox as the image,
 	@# htpasswd for registry auth, libseccomp for libcontainer, runc as the runtime reference, nftables and
-	@# conntrack for the agent's NAT rules, iproute2 for the network namespaces the tests make.
+	@# conntrack for the agent's NAT rules, iptables for its host-firewall opening, iproute2 for the network
+	@# namespaces the tests make.
 	@missing=""; \
-	for pkg in docker-registry umoci skopeo busybox-static apache2-utils libseccomp-dev runc nftables conntrack iproute2; do \
+	for pkg in docker-registry umoci skopeo busybox-static apache2-utils libseccomp-dev runc nftables conntrack iptables iproute2; do \
 		dpkg-query -W -f='$${Status}' $$pkg 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$pkg"; \
 	done; \
 	if [ -n "$$missing" ]; then \

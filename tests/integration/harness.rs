@@ -389,6 +389,11 @@ impl Drop for Server {
 }
 
 const IP_FORWARD: &str = "/proc/sys/net/ipv4/ip_forward";
+/// Removes the agent's ORCH-FORWARD chain and the jumps to it, when there is one.
+const REMOVE_FIREWALL_OPENING: &str =
+    "iptables -t filter -S ORCH-FORWARD >/dev/null 2>&1 || exit 0; \
+     while iptables -t filter -D FORWARD -j ORCH-FORWARD 2>/dev/null; do :; done; \
+     iptables -t filter -F ORCH-FORWARD; iptables -t filter -X ORCH-FORWARD";
 
 /// The host's IP forwarding before the first agent of this run turned it on.
 static HOST_FORWARDING: OnceLock<String> = OnceLock::new();
@@ -405,6 +410,10 @@ fn remember_host_forwarding() {
 pub fn clean_up_containers(data_dir: &Path) {
     let _ = Command::new("nft")
         .args(["delete", "table", "ip", "orch"])
+        .output();
+    // The opening of a host firewall, where the host has one.
+    let _ = Command::new("sh")
+        .args(["-c", REMOVE_FIREWALL_OPENING])
         .output();
     if let Some(before) = HOST_FORWARDING.get().filter(|b| !b.is_empty()) {
         let _ = std::fs::write(IP_FORWARD, before.trim());

@@ -1,8 +1,10 @@
-//! What the kubelet does on a timer rather than per pod: the node's pressure conditions from kubelet's hard
-//! eviction thresholds (`--eviction-hard`, same syntax and defaults as kubelet's), image garbage
-//! collection when the image filesystem fills up (kubelet's 85 % / 80 % thresholds), and, when a threshold
-//! stays crossed after that, the eviction of one pod per round (`eviction.rs`); and the removal of pod
-//! cgroups that were still in use when their pod was released.
+//! What the kubelet does on a timer rather than per pod:
+//! - the node's pressure conditions from kubelet's hard eviction thresholds (`--eviction-hard`, same
+//!   syntax and defaults as kubelet's);
+//! - image garbage collection when the image filesystem fills up (kubelet's 85 % / 80 % thresholds),
+//!   and, when a threshold stays crossed after that, the eviction of one pod per round (`eviction.rs`);
+//! - the removal of pod cgroups that were still in use when their pod was released;
+//! - the node's network rules, put back when something outside changed them.
 
 use std::collections::{BTreeMap, HashSet};
 use std::path::Path;
@@ -297,6 +299,9 @@ pub(super) async fn run(
         eviction::evict_one(&kubelet, &crossed);
         kubelet.evict_past_storage_limits();
         remove_leftover_cgroups(&kubelet);
+        if let Err(e) = kubelet.network.converge_host_rules().await {
+            tracing::warn!(error = %e, "putting the node's network rules back");
+        }
         let stopping = tokio::select! {
             _ = tokio::time::sleep(PRESSURE_PERIOD) => false,
             _ = shutdown.wait_for(|s| *s) => true,

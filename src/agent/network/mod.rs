@@ -3,12 +3,14 @@
 //! a sandbox — a network namespace bound at `<netns_dir>/<id>`, a veth pair whose pod end is `eth0`, an IP
 //! from the podCIDR and a default route via the gateway. The network is IPv4: neither end of a veth gets an
 //! IPv6 link-local address. `nat.rs` is the node's NAT: pods' traffic off the cluster leaves from the
-//! node's address, and pods' host ports are mapped. Cross-node routing and Services are not here.
+//! node's address, and pods' host ports are mapped; `firewall.rs` opens a host firewall's FORWARD chain
+//! to pod traffic. Cross-node routing and Services are not here.
 //!
 //! `ipam.rs` is the persistent address allocator, `netns.rs` creates and enters namespaces (on dedicated
 //! threads, never by forking), `netlink.rs` the link, address and route requests. Sandboxes of different
 //! pods are made side by side; changes to one sandbox are serialised.
 
+mod firewall;
 mod ipam;
 mod nat;
 mod netlink;
@@ -70,6 +72,13 @@ pub enum NetworkError {
     NftFailed(String),
     #[error("running nft: {0}")]
     Nft(#[source] nftables::helper::NftablesError),
+    #[error("{command}: {message}")]
+    Iptables {
+        command: String,
+        message: String,
+        #[source]
+        source: Option<std::io::Error>,
+    },
     #[error("sandbox {0} is gone")]
     SandboxGone(String),
 }
@@ -180,7 +189,19 @@ impl PodNetwork {
             sandbox_locks: SandboxLocks::default(),
         };
         network.ensure_node().await?;
+        if let Err(e) = firewall::open_forwarding(network.config.cluster_cidr).await {
+            tracing::warn!(error = %e, "opening the host firewall's FORWARD chain to pod traffic");
+        }
         Ok(network)
+    }
+
+    /// Puts the node's rules in the host's tables back as setup made them, for what changes them from
+    /// outside: the NAT table is written again when something removed or changed it (a firewall reload
+    /// flushes the whole ruleset), and the host firewall's FORWARD chain is opened to pod traffic again
+    /// when a firewall started or reloaded since. Called periodically.
+    pub async fn converge_host_rules(&self) -> Result<(), NetworkError> {
+        self.nat.converge().await?;
+        firewall::open_forwarding(self.config.cluster_cidr).await
     }
 
     pub fn config(&self) -> &NetworkConfig {

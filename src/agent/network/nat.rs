@@ -24,7 +24,7 @@ use nftables::batch::Batch;
 use nftables::expr::{
     Expression, Fib, FibFlag, FibResult, NamedExpression, Payload, PayloadField, Prefix, CT,
 };
-use nftables::schema::{Chain, NfListObject, Nftables, Rule, Table};
+use nftables::schema::{Chain, NfCmd, NfListObject, NfObject, Nftables, Rule, Table};
 use nftables::stmt::{JumpTarget, Match, NATFamily, Operator, Statement, NAT};
 use nftables::types::{NfChainPolicy, NfChainType, NfFamily, NfHook};
 
@@ -86,35 +86,46 @@ impl HostPort {
     }
 }
 
-/// The host ports the node's table maps now, from its rules' comments; none when there is no table or
-/// it cannot be read (a hand-made rule the crate does not model), which only costs the mappings until
-/// the pods' next sync.
-async fn mapped_host_ports() -> Mappings {
+/// The node's table as `nft -j list table` gives it; None when there is none (a first start, after a
+/// reboot, or after a firewall reload flushed the whole ruleset).
+async fn listed_table() -> Result<Option<serde_json::Value>, String> {
     let listed = nftables::helper::get_current_ruleset_raw_async(
         None::<&str>,
         ["list", "table", "ip", TABLE],
     )
     .await;
-    let json = match listed {
-        // No table yet: a first start, or after a reboot.
-        Err(nftables::helper::NftablesError::NftFailed { .. }) => return Mappings::new(),
+    match listed {
+        Err(nftables::helper::NftablesError::NftFailed { .. }) => Ok(None),
         Err(e) => Err(e.to_string()),
-        Ok(text) => serde_json::from_str::<serde_json::Value>(&text).map_err(|e| e.to_string()),
-    };
-    let json = match json {
-        Ok(json) => json,
+        Ok(text) => serde_json::from_str(&text)
+            .map(Some)
+            .map_err(|e| e.to_string()),
+    }
+}
+
+/// The rules of a listed table.
+fn listed_rules(table: &serde_json::Value) -> impl Iterator<Item = &serde_json::Value> {
+    table["nftables"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|object| object.get("rule"))
+}
+
+/// The host ports the node's table maps now, from its rules' comments; none when there is no table or
+/// it cannot be read (a hand-made rule the crate does not model), which only costs the mappings until
+/// the pods' next sync.
+async fn mapped_host_ports() -> Mappings {
+    let table = match listed_table().await {
+        Ok(Some(table)) => table,
+        Ok(None) => return Mappings::new(),
         Err(e) => {
             tracing::warn!(error = %e, "reading the host ports the NAT table maps");
             return Mappings::new();
         }
     };
     let mut mappings = Mappings::new();
-    let rules = json["nftables"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|object| object.get("rule"))
-        .filter(|rule| rule["chain"] == HOST_PORTS);
+    let rules = listed_rules(&table).filter(|rule| rule["chain"] == HOST_PORTS);
     for rule in rules {
         let recorded = rule["comment"].as_str().and_then(HostPort::from_comment);
         if let Some((id, ip, port)) = recorded {
@@ -181,6 +192,33 @@ impl NodeNat {
         drop(current);
         for host_port in changed_udp_ports(previous.as_ref(), wanted.as_ref()) {
             forget_udp_flows(host_port).await;
+        }
+        Ok(())
+    }
+
+    /// Writes the table again when it is missing or holds other rules than written (a firewall reload
+    /// that flushed the whole ruleset, an edit by hand), and turns forwarding back on when something
+    /// turned it off.
+    pub(super) async fn converge(&self) -> Result<(), NetworkError> {
+        enable_forwarding(Path::new(IP_FORWARD))?;
+        let host_ports = self.host_ports.lock().await;
+        let ruleset = self.ruleset(&host_ports);
+        let written = ruleset
+            .objects
+            .iter()
+            .filter(|o| matches!(o, NfObject::CmdObject(NfCmd::Add(NfListObject::Rule(_)))))
+            .count();
+        let listed = listed_table()
+            .await
+            .map_err(NetworkError::NftFailed)?
+            .map(|table| listed_rules(&table).count());
+        if listed != Some(written) {
+            tracing::info!(
+                rules = ?listed,
+                expected = written,
+                "the node's NAT table was changed from outside: writing it again"
+            );
+            apply(&ruleset).await?;
         }
         Ok(())
     }

@@ -699,6 +699,128 @@ fn a_udp_flow_follows_its_host_port_to_another_pod() {
     });
 }
 
+/// Runs a command in the test's namespace, which must succeed; its output.
+fn run(program: &str, args: &[&str]) -> String {
+    let out = std::process::Command::new(program)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("running {program} (run make test-deps): {e}"));
+    assert!(
+        out.status.success(),
+        "{program} {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// Whether a TCP connection from the namespace at `client_ns` to `addr` gets through within a second.
+async fn connects(client_ns: &Path, addr: SocketAddr) -> bool {
+    let ns = client_ns.to_path_buf();
+    netns::run_in(client_ns, move || {
+        TcpStream::connect_timeout(&addr, Duration::from_secs(1))
+            .map_err(NetworkError::io("connecting from", ns))
+    })
+    .await
+    .is_ok()
+}
+
+#[test]
+fn a_host_firewall_that_drops_forwarded_traffic_is_opened_to_pods_and_changes_from_outside_undone()
+{
+    in_scratch_namespaces(|config| async move {
+        let h = handle();
+        let (node_ip, outside_ip) = (Ipv4Addr::new(192, 0, 2, 1), Ipv4Addr::new(192, 0, 2, 2));
+        let world = config.state_dir.parent().unwrap().join("world");
+        outside_world(&h, &world, node_ip, outside_ip).await;
+        let lo = link(&h, "lo").await.unwrap().header.index;
+        netlink::set_up(&h, lo, None).await.unwrap();
+        // Traffic between two pods on the bridge passes FORWARD only through br_netfilter, as on a host
+        // with Docker.
+        let bridge_nf = "/proc/sys/net/bridge/bridge-nf-call-iptables";
+        assert_eq!(
+            std::fs::read_to_string(bridge_nf)
+                .unwrap_or_else(|e| panic!("{bridge_nf}: {e}: modprobe br_netfilter"))
+                .trim(),
+            "1"
+        );
+
+        // Without a firewall, no iptables state is made.
+        let network = PodNetwork::setup(config.clone()).await.unwrap();
+        network.converge_host_rules().await.unwrap();
+        assert_eq!(run("nft", &["list", "tables"]).trim(), "table ip orch");
+        let (a, b) = (
+            network.create_sandbox("pod-a").await.unwrap(),
+            network.create_sandbox("pod-b").await.unwrap(),
+        );
+        let in_b = listen_in(&b.netns_path, b.ip).await;
+        let in_world = listen_in(&world, outside_ip).await;
+        let (to_b, to_world) = (in_b.local_addr().unwrap(), in_world.local_addr().unwrap());
+
+        // Docker's policy: forwarded traffic is dropped, pods reach neither each other nor the world.
+        run("iptables", &["-t", "filter", "-P", "FORWARD", "DROP"]);
+        assert!(!connects(&a.netns_path, to_b).await);
+        assert!(!connects(&a.netns_path, to_world).await);
+        network.converge_host_rules().await.unwrap();
+        assert_eq!(exchange(&in_b, &a.netns_path).await, IpAddr::V4(a.ip));
+        assert_eq!(
+            exchange(&in_world, &a.netns_path).await,
+            IpAddr::V4(node_ip)
+        );
+        let forward = || run("iptables", &["-t", "filter", "-S", "FORWARD"]);
+        assert_eq!(
+            forward(),
+            "-P FORWARD DROP\n-A FORWARD -j ORCH-FORWARD\n",
+            "{}",
+            run("iptables", &["-t", "filter", "-S"])
+        );
+
+        // A firewall reloaded puts a drop of its own first: the opening goes back on top, once.
+        run(
+            "iptables",
+            &["-t", "filter", "-I", "FORWARD", "1", "-j", "DROP"],
+        );
+        assert!(!connects(&a.netns_path, to_b).await);
+        network.converge_host_rules().await.unwrap();
+        assert_eq!(exchange(&in_b, &a.netns_path).await, IpAddr::V4(a.ip));
+        assert_eq!(
+            forward(),
+            "-P FORWARD DROP\n-A FORWARD -j ORCH-FORWARD\n-A FORWARD -j DROP\n"
+        );
+
+        // `nft flush ruleset` (what reloading nftables.conf does) takes the NAT table and the host ports
+        // with it, and something turns forwarding off: both come back.
+        let in_a = listen_in(&a.netns_path, a.ip).await;
+        let host_port = HostPort {
+            protocol: "tcp",
+            host_ip: None,
+            host_port: 8080,
+            container_port: in_a.local_addr().unwrap().port(),
+        };
+        network
+            .set_host_ports("pod-a", a.ip, vec![host_port])
+            .await
+            .unwrap();
+        run("nft", &["flush", "ruleset"]);
+        std::fs::write("/proc/sys/net/ipv4/ip_forward", "0").unwrap();
+        assert!(!connects(&a.netns_path, to_world).await);
+        network.converge_host_rules().await.unwrap();
+        assert_eq!(
+            exchange(&in_world, &a.netns_path).await,
+            IpAddr::V4(node_ip)
+        );
+        let on_node = SocketAddr::from((node_ip, 8080));
+        assert_eq!(
+            exchange_through(&in_a, Some(&world), on_node).await,
+            IpAddr::V4(outside_ip)
+        );
+        // Converged: nothing more to write.
+        let before = run("nft", &["list", "ruleset"]);
+        network.converge_host_rules().await.unwrap();
+        assert_eq!(run("nft", &["list", "ruleset"]), before);
+        netns::remove(&world).unwrap();
+    });
+}
+
 #[test]
 fn create_sandbox_is_idempotent_and_repairs_a_lost_veth() {
     in_scratch_namespaces(|config| async move {
