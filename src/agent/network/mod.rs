@@ -1,10 +1,10 @@
 //! The pod network of one node: the bridge (`orch0`) holding the gateway address of the node's podCIDR, the
 //! unreachable routes that keep packets for unknown pod and service IPs off the default route, and per pod
-//! a sandbox — a network namespace bound at `<netns_dir>/<id>`, a veth pair whose pod end is `eth0`, an IP
-//! from the podCIDR and a default route via the gateway. The network is IPv4: neither end of a veth gets an
-//! IPv6 link-local address. `nat.rs` is the node's NAT: pods' traffic off the cluster leaves from the
-//! node's address, and pods' host ports are mapped; `firewall.rs` opens a host firewall's FORWARD chain
-//! to pod traffic. Cross-node routing and Services are not here.
+//! a sandbox — a network namespace bound at `<netns_dir>/<id>`, a veth pair whose pod end is `eth0` (at the
+//! MTU of the node's uplink), an IP from the podCIDR and a default route via the gateway. The network is
+//! IPv4: neither end of a veth gets an IPv6 link-local address. `nat.rs` is the node's NAT: pods' traffic
+//! off the cluster leaves from the node's address, and pods' host ports are mapped; `firewall.rs` opens a
+//! host firewall's FORWARD chain to pod traffic. Cross-node routing and Services are not here.
 //!
 //! `ipam.rs` is the persistent address allocator, `netns.rs` creates and enters namespaces (on dedicated
 //! threads, never by forking), `netlink.rs` the link, address and route requests. Sandboxes of different
@@ -34,6 +34,8 @@ pub const DEFAULT_BRIDGE: &str = "orch0";
 pub const DEFAULT_NETNS_DIR: &str = "/run/orch/netns";
 /// The name of the pod end of its veth pair.
 pub const POD_INTERFACE: &str = "eth0";
+/// The pods' MTU on a node without a default route.
+const DEFAULT_MTU: u32 = 1500;
 
 #[derive(Debug, thiserror::Error)]
 pub enum NetworkError {
@@ -134,6 +136,10 @@ pub struct Sandbox {
 pub struct PodNetwork {
     config: NetworkConfig,
     gateway: Ipv4Addr,
+    /// The MTU of the node's uplink, which pods' veths get: a pod sending larger packets would depend on
+    /// path MTU discovery for every connection off the node, and its SYNs would promise a larger MSS
+    /// than the node's link carries.
+    pod_mtu: u32,
     handle: rtnetlink::Handle,
     ipam: Ipam,
     /// The bridge's index when the node part was last converged, which the next sandbox checks it against.
@@ -170,6 +176,7 @@ impl PodNetwork {
         netns::prepare_dir(&config.netns_dir)?;
         let (conn, handle, _) = rtnetlink::new_connection().map_err(NetworkError::NetlinkSocket)?;
         tokio::spawn(conn);
+        let pod_mtu = netlink::uplink_mtu(&handle).await?.unwrap_or(DEFAULT_MTU);
         let allocated: HashMap<String, Ipv4Addr> = ipam
             .allocations()?
             .into_iter()
@@ -182,6 +189,7 @@ impl PodNetwork {
         let network = PodNetwork {
             config,
             gateway,
+            pod_mtu,
             handle,
             ipam,
             node: tokio::sync::Mutex::new(None),
@@ -263,8 +271,9 @@ impl PodNetwork {
         let node = self.handle.clone();
         let host_name = veth_name(id);
         let s = sandbox.clone();
+        let mtu = self.pod_mtu;
         netlink::in_netns(&sandbox.netns_path, move |pod| async move {
-            connect_pod(&node, &pod, &host_name, bridge, &s).await?;
+            connect_pod(&node, &pod, &host_name, bridge, &s, mtu).await?;
             configure_pod(&pod, &s).await
         })
         .await?;
@@ -339,14 +348,15 @@ impl PodNetwork {
 }
 
 /// The veth pair of the sandbox: `host_name` on the node (`node`), attached to the bridge and up, and
-/// `eth0` in the pod's namespace (`pod`), neither with an IPv6 link-local address. A pair left half made,
-/// or the ends of two different pairs, after a crash, is made again.
+/// `eth0` in the pod's namespace (`pod`), neither with an IPv6 link-local address, both at `mtu` when
+/// made. A pair left half made, or the ends of two different pairs, after a crash, is made again.
 async fn connect_pod(
     node: &rtnetlink::Handle,
     pod: &rtnetlink::Handle,
     host_name: &str,
     bridge: u32,
     sandbox: &Sandbox,
+    mtu: u32,
 ) -> Result<(), NetworkError> {
     let host = netlink::link_by_name(node, host_name).await?;
     let inside = netlink::link_by_name(pod, POD_INTERFACE).await?;
@@ -364,7 +374,15 @@ async fn connect_pod(
         if let Some(inside) = &inside {
             netlink::delete_link(pod, inside.header.index).await?;
         }
-        netlink::create_veth(node, host_name, bridge, &sandbox.netns_path, POD_INTERFACE).await?;
+        netlink::create_veth(
+            node,
+            host_name,
+            bridge,
+            &sandbox.netns_path,
+            POD_INTERFACE,
+            mtu,
+        )
+        .await?;
         // Both ends are still down, so neither has made an IPv6 link-local address yet.
         for (h, name) in [(node, host_name), (pod, POD_INTERFACE)] {
             let link = netlink::link_by_name(h, name)

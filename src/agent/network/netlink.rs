@@ -14,7 +14,9 @@ use rtnetlink::packet_route::link::{
     AfSpecInet6, AfSpecUnspec, In6AddrGenMode, InfoData, InfoKind, InfoVeth, LinkAttribute,
     LinkMessage,
 };
-use rtnetlink::packet_route::route::{RouteMessage, RouteScope, RouteType};
+use rtnetlink::packet_route::route::{
+    RouteAttribute, RouteHeader, RouteMessage, RouteScope, RouteType,
+};
 use rtnetlink::{
     Handle, LinkBridge, LinkMessageBuilder, LinkUnspec, LinkVeth, RouteMessageBuilder,
 };
@@ -138,7 +140,7 @@ fn link_is_bridge(link: &LinkMessage) -> bool {
     })
 }
 
-/// A veth pair: `host_name` on the host, attached to `bridge` and up; its peer created directly inside the
+/// A veth pair with both ends at `mtu`: `host_name` on the host, attached to `bridge` and up; its peer created directly inside the
 /// namespace at `netns_path` under the name `pod_name`, so the pod-side name never has to be free on the host.
 pub(super) async fn create_veth(
     h: &Handle,
@@ -146,16 +148,19 @@ pub(super) async fn create_veth(
     bridge: u32,
     netns_path: &Path,
     pod_name: &str,
+    mtu: u32,
 ) -> Result<(), NetworkError> {
     let netns = std::fs::File::open(netns_path).map_err(NetworkError::io("opening", netns_path))?;
     let peer = LinkMessageBuilder::<LinkUnspec>::new()
         .name(pod_name)
         .setns_by_fd(netns.as_raw_fd())
+        .mtu(mtu)
         .build();
     // Down, so that no IPv6 link-local address is made before `without_link_local`.
     let msg = LinkMessageBuilder::<LinkVeth>::new(host_name, pod_name)
         .set_info_data(InfoData::Veth(InfoVeth::Peer(peer)))
         .controller(bridge)
+        .mtu(mtu)
         .build();
     let result = h.link().add(msg).execute().await;
     // The request carries the fd number, so the file must stay open until the kernel has answered.
@@ -230,6 +235,45 @@ pub(super) async fn ensure_only_address(
         }
     }
     Ok(())
+}
+
+/// The smallest MTU of the links the main table's IPv4 default routes leave by (the node's uplink); None
+/// without a default route through one link.
+pub(super) async fn uplink_mtu(h: &Handle) -> Result<Option<u32>, NetworkError> {
+    let routes: Vec<RouteMessage> = h
+        .route()
+        .get(RouteMessageBuilder::<Ipv4Addr>::new().build())
+        .execute()
+        .try_collect()
+        .await
+        .map_err(NetworkError::netlink("listing routes".into()))?;
+    let mut mtu = None;
+    for route in routes {
+        let header = &route.header;
+        if header.destination_prefix_length != 0
+            || header.kind != RouteType::Unicast
+            || header.table != RouteHeader::RT_TABLE_MAIN
+        {
+            continue;
+        }
+        let Some(index) = route.attributes.iter().find_map(|a| match a {
+            RouteAttribute::Oif(index) => Some(*index),
+            _ => None,
+        }) else {
+            continue;
+        };
+        let link = h.link().get().match_index(index).execute().try_next().await;
+        let link_mtu = link.ok().flatten().and_then(|link| {
+            link.attributes.iter().find_map(|a| match a {
+                LinkAttribute::Mtu(mtu) => Some(*mtu),
+                _ => None,
+            })
+        });
+        if let Some(link_mtu) = link_mtu {
+            mtu = Some(mtu.map_or(link_mtu, |m: u32| m.min(link_mtu)));
+        }
+    }
+    Ok(mtu)
 }
 
 /// An unreachable route for `cidr`: locally sent packets fail at once with EHOSTUNREACH, forwarded ones are

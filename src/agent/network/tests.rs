@@ -821,6 +821,61 @@ fn a_host_firewall_that_drops_forwarded_traffic_is_opened_to_pods_and_changes_fr
     });
 }
 
+fn mtu(link: &LinkMessage) -> Option<u32> {
+    link.attributes.iter().find_map(|a| match a {
+        LinkAttribute::Mtu(mtu) => Some(*mtu),
+        _ => None,
+    })
+}
+
+/// The MTUs of both ends of a sandbox's veth pair.
+async fn veth_mtus(h: &Handle, id: &str, sandbox: &Sandbox) -> (Option<u32>, Option<u32>) {
+    let host = mtu(&link(h, &veth_name(id)).await.unwrap());
+    let pod = netlink::in_netns(&sandbox.netns_path, |h| async move {
+        Ok(netlink::link_by_name(&h, POD_INTERFACE)
+            .await?
+            .as_ref()
+            .and_then(mtu))
+    })
+    .await
+    .unwrap();
+    (host, pod)
+}
+
+#[test]
+fn pods_get_the_mtu_of_the_nodes_uplink() {
+    in_scratch_namespaces(|config| async move {
+        let h = handle();
+        // No default route: Ethernet's.
+        let network = PodNetwork::setup(config.clone()).await.unwrap();
+        let a = network.create_sandbox("pod-a").await.unwrap();
+        assert_eq!(veth_mtus(&h, "pod-a", &a).await, (Some(1500), Some(1500)));
+
+        // An uplink of 1400, as a cloud or a tunnel gives it, with the default route: the next agent's
+        // pods get 1400 on both ends.
+        run(
+            "ip",
+            &[
+                "link", "add", "uplink", "mtu", "1400", "type", "veth", "peer", "far-end",
+            ],
+        );
+        run("ip", &["link", "set", "far-end", "up"]);
+        run("ip", &["link", "set", "uplink", "up"]);
+        run(
+            "ip",
+            &["address", "add", "198.51.100.7/24", "dev", "uplink"],
+        );
+        run("ip", &["route", "add", "default", "via", "198.51.100.1"]);
+        let network = PodNetwork::setup(config.clone()).await.unwrap();
+        let b = network.create_sandbox("pod-b").await.unwrap();
+        assert_eq!(veth_mtus(&h, "pod-b", &b).await, (Some(1400), Some(1400)));
+        // The pods still reach each other, and the bridge carries what its ports carry.
+        let in_a = listen_in(&a.netns_path, a.ip).await;
+        assert_eq!(exchange(&in_a, &b.netns_path).await, IpAddr::V4(b.ip));
+        assert_eq!(mtu(&link(&h, DEFAULT_BRIDGE).await.unwrap()), Some(1400));
+    });
+}
+
 #[test]
 fn create_sandbox_is_idempotent_and_repairs_a_lost_veth() {
     in_scratch_namespaces(|config| async move {
