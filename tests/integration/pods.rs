@@ -851,13 +851,28 @@ spec:
     assert_eq!(s.ok(&["logs", "hostnet"]), expected);
     assert_eq!(jsonpath(&s, "hostnet", "{.status.podIP}"), "127.0.0.1");
 
-    // Deleting the pod releases its namespaces, /dev/shm and cgroup.
-    s.ok(&["delete", "pod", "pair", "--wait=true"]);
+    // Deleting the pod releases its namespaces, /dev/shm and cgroup. While the directory of network
+    // namespaces is read-only, removing the pod's network fails; housekeeping tries again later.
     let run_dir = s.dir.path().join("run");
+    let netns_dir = run_dir.join("netns");
+    let remount = |flags: nix::mount::MsFlags| {
+        let flags = flags | nix::mount::MsFlags::MS_REMOUNT | nix::mount::MsFlags::MS_BIND;
+        nix::mount::mount(None::<&str>, &netns_dir, None::<&str>, flags, None::<&str>).unwrap();
+    };
+    remount(nix::mount::MsFlags::MS_RDONLY);
+    s.ok(&["delete", "pod", "pair", "--wait=true"]);
+    // The pod's other namespaces go after its network in the release of the pod.
     s.eventually(
-        "the pod's namespace files are gone",
+        "the pod's IPC and UTS namespace files are gone",
         Duration::from_secs(30),
         || !run_dir.join("ipcns").join(&uid).exists() && !run_dir.join("utsns").join(&uid).exists(),
+    );
+    assert!(netns_dir.join(&uid).exists());
+    remount(nix::mount::MsFlags::empty());
+    s.eventually(
+        "the pod's network namespace file is gone",
+        Duration::from_secs(30),
+        || !netns_dir.join(&uid).exists(),
     );
     let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
     assert!(

@@ -3,7 +3,8 @@
 //!   syntax and defaults as kubelet's);
 //! - image garbage collection when the image filesystem fills up (kubelet's 85 % / 80 % thresholds),
 //!   and, when a threshold stays crossed after that, the eviction of one pod per round (`eviction.rs`);
-//! - the removal of pod cgroups that were still in use when their pod was released;
+//! - the removal of pod cgroups that were still in use when their pod was released, and of pod networks
+//!   whose removal failed;
 //! - the node's network rules, put back when something outside changed them.
 
 use std::collections::{BTreeMap, HashSet};
@@ -299,6 +300,7 @@ pub(super) async fn run(
         eviction::evict_one(&kubelet, &crossed);
         kubelet.evict_past_storage_limits();
         remove_leftover_cgroups(&kubelet);
+        remove_leftover_sandboxes(&kubelet).await;
         if let Err(e) = kubelet.network.converge_host_rules().await {
             tracing::warn!(error = %e, "putting the node's network rules back");
         }
@@ -321,6 +323,29 @@ fn remove_leftover_cgroups(kubelet: &Kubelet) {
         .lock()
         .expect("lock")
         .retain(|uid| !pod_cgroup::remove(Path::new(pod_cgroup::ROOT), uid));
+}
+
+async fn remove_leftover_sandboxes(kubelet: &Kubelet) {
+    let leftovers: Vec<String> = kubelet
+        .leftover_sandboxes
+        .lock()
+        .expect("lock")
+        .iter()
+        .cloned()
+        .collect();
+    for uid in leftovers {
+        match kubelet.network.remove_sandbox(&uid).await {
+            Ok(()) => {
+                tracing::info!(pod = %uid, "removed the network of a released pod");
+                kubelet
+                    .leftover_sandboxes
+                    .lock()
+                    .expect("lock")
+                    .remove(&uid);
+            }
+            Err(e) => tracing::debug!(pod = %uid, error = %e, "removing the pod network"),
+        }
+    }
 }
 
 /// kubelet's image GC: images no container on the node uses, least recently used first.

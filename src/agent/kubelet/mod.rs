@@ -124,6 +124,9 @@ pub(crate) struct Kubelet {
     pub evictions: Mutex<HashMap<String, eviction::Eviction>>,
     /// Uids of released pods whose cgroup was still in use, for housekeeping to remove later.
     pub leftover_cgroups: Mutex<HashSet<String>>,
+    /// Uids of released pods whose network could not be removed, for housekeeping to try again: until
+    /// then the pod's IP and host ports stay taken.
+    pub leftover_sandboxes: Mutex<HashSet<String>>,
     /// What admission decided for each pod, by uid, while it exists.
     pub admissions: Mutex<HashMap<String, admission::Admission>>,
     /// The node's pressure conditions as housekeeping last evaluated them.
@@ -236,6 +239,7 @@ pub async fn run(
         watched: Default::default(),
         evictions: Default::default(),
         leftover_cgroups: Default::default(),
+        leftover_sandboxes: Default::default(),
         admissions: Default::default(),
         pressure: pressure.subscribe(),
         probes: Default::default(),

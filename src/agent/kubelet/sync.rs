@@ -398,7 +398,11 @@ impl Kubelet {
             }
         }
         if let Err(e) = self.network.remove_sandbox(uid).await {
-            tracing::warn!(pod = %uid, error = %e, "removing the pod network");
+            tracing::warn!(pod = %uid, error = %e, "removing the pod network (tried again later)");
+            self.leftover_sandboxes
+                .lock()
+                .expect("lock")
+                .insert(uid.to_string());
         }
         sandbox::release(&self.config.run_dir, uid);
         volumes::tear_down(&sandbox::pod_dir(&self.config.data_dir, uid));
