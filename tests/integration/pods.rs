@@ -328,7 +328,27 @@ spec:
         ),
         "1"
     );
-    assert!(log_of(&s, "crash", "app", 0).contains(" stdout F boom"));
+    // The logs of runs older than the previous one go with their containers, as kubelet removes them.
+    let uid = jsonpath(&s, "crash", "{.metadata.uid}");
+    let log_dir = s
+        .data_dir()
+        .join(format!("agent/logs/default_crash_{uid}/app"));
+    let mut logs = Vec::new();
+    s.eventually(
+        "only the last two runs keep logs",
+        Duration::from_secs(30),
+        || {
+            logs = std::fs::read_dir(&log_dir)
+                .unwrap()
+                .map(|e| e.unwrap().path())
+                .collect();
+            logs.len() == 2 && !logs.contains(&log_dir.join("0.log"))
+        },
+    );
+    for log in &logs {
+        let text = std::fs::read_to_string(log).unwrap();
+        assert!(text.contains(" stdout F boom"), "{}: {text}", log.display());
+    }
     assert_eq!(s.ok(&["logs", "crash", "--previous"]), "boom\n");
     // Following a run that has exited returns what it wrote and ends.
     assert!(s.ok(&["logs", "-f", "crash"]).starts_with("boom"));
@@ -874,6 +894,11 @@ spec:
         Duration::from_secs(30),
         || !netns_dir.join(&uid).exists(),
     );
+    // Its logs went with it.
+    assert!(!s
+        .data_dir()
+        .join(format!("agent/logs/default_pair_{uid}"))
+        .exists());
     let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
     assert!(
         !mounts.contains(&uid),

@@ -147,8 +147,10 @@ async fn a_container_runs_logs_in_cri_format_and_reports_its_exit_code() {
         "{log}"
     );
     assert!(lines.iter().any(|l| l.ends_with(" stderr F oops")), "{log}");
+    // The log goes with the container.
     f.runtime.remove(&id).unwrap();
     assert!(f.runtime.list().is_empty());
+    assert!(!f.logs.join(format!("{id}.log")).exists());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

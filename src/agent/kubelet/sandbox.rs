@@ -5,7 +5,7 @@
 //! PID namespace (`<run-dir>/pidns/<uid>`, held by an `orch pause` process); on disk, its directory
 //! `<data-dir>/agent/pods/<uid>` (made for volumes only) and its log directory
 //! `<data-dir>/agent/logs/<namespace>_<name>_<uid>/<container>/<restart>.log` (kubelet's /var/log/pods
-//! layout). Its cgroup is `pod_cgroup`'s.
+//! layout), removed with the pod. Its cgroup is `pod_cgroup`'s.
 //!
 //! Its host ports are mapped to its address by the node's NAT (`network`), from the list kubelet hands
 //! the CNI portmap plugin ([`host_ports`]).
@@ -69,14 +69,31 @@ pub fn run_pod_dir(run_dir: &Path, uid: &str) -> PathBuf {
     run_dir.join("pods").join(uid)
 }
 
+fn logs_root(data_dir: &Path) -> PathBuf {
+    data_dir.join("agent/logs")
+}
+
 pub fn log_dir(data_dir: &Path, pod: &Pod) -> PathBuf {
     let meta = &pod.metadata;
-    data_dir.join("agent/logs").join(format!(
+    logs_root(data_dir).join(format!(
         "{}_{}_{}",
         meta.namespace.as_deref().unwrap_or_default(),
         meta.name.as_deref().unwrap_or_default(),
         meta.uid.as_deref().unwrap_or_default()
     ))
+}
+
+/// The pods' log directories, by the uid that ends their names (namespaces and pod names have no `_`).
+pub fn log_dirs(data_dir: &Path) -> Vec<(String, PathBuf)> {
+    let entries = std::fs::read_dir(logs_root(data_dir)).into_iter().flatten();
+    entries
+        .flatten()
+        .filter_map(|entry| {
+            let name = entry.file_name().into_string().ok()?;
+            let (_, uid) = name.rsplit_once('_')?;
+            Some((uid.to_string(), entry.path()))
+        })
+        .collect()
 }
 
 pub fn log_path(data_dir: &Path, pod: &Pod, container: &str, attempt: u32) -> PathBuf {
@@ -627,6 +644,22 @@ mod tests {
         assert!(sandbox_owners(run_dir.path()).is_empty());
         assert!(
             log_path(Path::new("/d"), &p, "c", 2).ends_with("agent/logs/shop_web-0_u-1/c/2.log")
+        );
+    }
+
+    #[test]
+    fn log_directories_are_found_by_the_uid_ending_their_names() {
+        let data_dir = tempfile::tempdir().unwrap();
+        assert!(log_dirs(data_dir.path()).is_empty());
+        let mut pod = Pod::default();
+        pod.metadata.namespace = Some("kube-system".into());
+        pod.metadata.name = Some("web-0".into());
+        pod.metadata.uid = Some("0f3c2a8e-1b7d-4c55-9a0e-2d6f1e9b7c41".into());
+        let dir = log_dir(data_dir.path(), &pod);
+        std::fs::create_dir_all(dir.join("app")).unwrap();
+        assert_eq!(
+            log_dirs(data_dir.path()),
+            [("0f3c2a8e-1b7d-4c55-9a0e-2d6f1e9b7c41".to_string(), dir)]
         );
     }
 }

@@ -406,6 +406,15 @@ impl Kubelet {
         }
         sandbox::release(&self.config.run_dir, uid);
         volumes::tear_down(&sandbox::pod_dir(&self.config.data_dir, uid));
+        // As kubelet removes the log directories of pods that are gone.
+        for (_, dir) in sandbox::log_dirs(&self.config.data_dir)
+            .into_iter()
+            .filter(|(owner, _)| owner == uid)
+        {
+            if let Err(e) = std::fs::remove_dir_all(&dir) {
+                tracing::warn!(pod = %uid, error = %e, dir = %dir.display(), "removing the pod's logs");
+            }
+        }
         if !pod_cgroup::remove(Path::new(pod_cgroup::ROOT), uid) {
             self.leftover_cgroups
                 .lock()
@@ -427,8 +436,8 @@ impl Kubelet {
             .retain(|k, _| !k.starts_with(&prefix));
     }
 
-    /// Removes containers, sandboxes and pod directories of pods this node no longer has, and containers a
-    /// dead shim left in `created`: after an agent restart, what happened meanwhile.
+    /// Removes containers, sandboxes, pod directories and logs of pods this node no longer has, and
+    /// containers a dead shim left in `created`: after an agent restart, what happened meanwhile.
     pub(super) async fn clean_up_orphans(&self) {
         let live: std::collections::HashSet<String> = self
             .pods
@@ -447,9 +456,13 @@ impl Kubelet {
             }
         }
         let sandboxes = self.network.sandboxes().unwrap_or_default();
+        let logs = sandbox::log_dirs(&self.config.data_dir)
+            .into_iter()
+            .map(|(uid, _)| uid);
         for uid in sandboxes
             .into_iter()
             .chain(sandbox::sandbox_owners(&self.config.run_dir))
+            .chain(logs)
         {
             if !live.contains(&uid) {
                 orphans.insert(uid);

@@ -452,7 +452,8 @@ impl Runtime {
     }
 
     /// Removes a container that is not running: unmounts its root, deletes what libcontainer left (a
-    /// container stuck in `created` whose shim died), the bundle and the records.
+    /// container stuck in `created` whose shim died), the bundle, the records and, as kubelet removes a
+    /// container's log with it, the log and its rotated part.
     pub fn remove(&self, id: &str) -> Result<(), RuntimeError> {
         let dir = self.dir(id);
         if dir.exists() {
@@ -461,6 +462,16 @@ impl Runtime {
             }
         }
         self.discard_bundle(id)?;
+        if let Ok(meta) = self.meta(id) {
+            for log in [shim::rotated_path(&meta.log_path), meta.log_path] {
+                match fs::remove_file(&log) {
+                    Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                        return Err(io_err("removing", &log)(e))
+                    }
+                    _ => {}
+                }
+            }
+        }
         match fs::remove_dir_all(&dir) {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
                 return Err(io_err("removing", &dir)(e))
