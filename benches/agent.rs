@@ -461,6 +461,7 @@ async fn start_costs(dir: &Path, layer: &Path) -> (Duration, Duration, Duration)
             image_id: String::new(),
             image_ref: String::new(),
             log_path: dir.join(format!("{id}.log")),
+            log_link: None,
             created_at: String::new(),
             spec_hash: String::new(),
             stdin: false,

@@ -26,9 +26,11 @@ impl BenchServer {
         Self::start_raw(dir, &args).await
     }
 
-    /// Starts `orch server` with its embedded agent as node `bench` (needs root); runtime state under `dir`.
+    /// Starts `orch server` with its embedded agent as node `bench` (needs root); runtime state and logs
+    /// under `dir`.
     pub async fn start_with_agent(dir: &Path, extra: &[&str]) -> (BenchServer, Duration) {
         let run_dir = dir.join("run").display().to_string();
+        let log_root = dir.join("log").display().to_string();
         let registries = dir.join("no-registries.yaml").display().to_string();
         let mut args = vec![
             "--node-name",
@@ -37,6 +39,8 @@ impl BenchServer {
             "127.0.0.1",
             "--run-dir",
             run_dir.as_str(),
+            "--container-log-root",
+            log_root.as_str(),
             "--private-registry",
             registries.as_str(),
         ];

@@ -40,6 +40,11 @@ pub struct NodeArgs {
     /// it is on disk and empty, the agent mounts a tmpfs on it.
     #[arg(long, env = "ORCH_RUN_DIR", default_value = "/run/orch")]
     pub run_dir: PathBuf,
+    /// Where containers' logs are kept, as kubelet keeps them, for log collectors (Fluent Bit, Promtail,
+    /// Vector) that read them there: `<root>/pods/<namespace>_<pod>_<uid>/<container>/<restart>.log`,
+    /// linked from `<root>/containers/<pod>_<namespace>_<container>-<id>.log`.
+    #[arg(long, env = "ORCH_CONTAINER_LOG_ROOT", default_value = "/var/log")]
+    pub container_log_root: PathBuf,
     /// kubelet's hard eviction thresholds: below them the node reports MemoryPressure, DiskPressure or
     /// PIDPressure (and is tainted so that no new pod lands on it).
     #[arg(long, env = "ORCH_EVICTION_HARD",
@@ -161,6 +166,7 @@ impl NodeArgs {
             max_pods: self.max_pods,
             data_dir: data_dir.to_path_buf(),
             run_dir: self.run_dir.clone(),
+            log_root: self.container_log_root.clone(),
             cluster_cidr: network.cluster_cidr.clone(),
             service_cidr: network.service_cidr.clone(),
             cluster_dns: network.cluster_dns,

@@ -96,7 +96,7 @@ impl Server {
     }
 
     /// A server with its embedded node agent, named `node`, running real containers. Its runtime state
-    /// lives in the test's directory and its registries.yaml is `registries_yaml`.
+    /// and containers' logs live in the test's directory and its registries.yaml is `registries_yaml`.
     pub fn with_agent(registries_yaml: &str, extra_args: &[&str]) -> Server {
         require_kubectl();
         remember_host_forwarding();
@@ -110,6 +110,8 @@ impl Server {
             "127.0.0.1".into(),
             "--run-dir".into(),
             dir.path().join("run").display().to_string(),
+            "--container-log-root".into(),
+            dir.path().join("log").display().to_string(),
             "--private-registry".into(),
             dir.path().join("registries.yaml").display().to_string(),
             "--eviction-hard".into(),
@@ -223,6 +225,8 @@ impl Server {
             .arg(dir.join("data"))
             .arg("--run-dir")
             .arg(dir.join("run"))
+            .arg("--container-log-root")
+            .arg(dir.join("log"))
             .arg("--private-registry")
             .arg(dir.join("registries.yaml"))
             .args(["--eviction-hard", TEST_EVICTION_HARD])

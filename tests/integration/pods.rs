@@ -63,8 +63,9 @@ fn jsonpath_node(s: &Server) -> String {
 fn log_of(s: &Server, pod: &str, container: &str, attempt: u32) -> String {
     let uid = jsonpath(s, pod, "{.metadata.uid}");
     let path = s
-        .data_dir()
-        .join("agent/logs")
+        .dir
+        .path()
+        .join("log/pods")
         .join(format!("default_{pod}_{uid}"))
         .join(container)
         .join(format!("{attempt}.log"));
@@ -212,6 +213,17 @@ spec:
         let log = log_of(&s, "web", "app", 0);
         log.contains(" stdout F prepared") && log.contains(" stdout F hello s3cret from web")
     });
+    // Where log collectors find it, as on a kubelet node: /var/log/containers/<pod>_<ns>_<container>-<id>.log.
+    let id = jsonpath(&s, "web", "{.status.containerStatuses[0].containerID}");
+    let id = id.split_once("://").expect("runtime://id").1;
+    let link = s
+        .dir
+        .path()
+        .join(format!("log/containers/web_default_app-{id}.log"));
+    assert_eq!(
+        std::fs::read_to_string(&link).unwrap(),
+        log_of(&s, "web", "app", 0)
+    );
     // kubectl logs through the API server's pods/log.
     let logs = s.ok(&["logs", "web", "-c", "app"]);
     assert_eq!(logs, "prepared\nhello s3cret from web\n");
@@ -331,8 +343,9 @@ spec:
     // The logs of runs older than the previous one go with their containers, as kubelet removes them.
     let uid = jsonpath(&s, "crash", "{.metadata.uid}");
     let log_dir = s
-        .data_dir()
-        .join(format!("agent/logs/default_crash_{uid}/app"));
+        .dir
+        .path()
+        .join(format!("log/pods/default_crash_{uid}/app"));
     let mut logs = Vec::new();
     s.eventually(
         "only the last two runs keep logs",
@@ -894,11 +907,21 @@ spec:
         Duration::from_secs(30),
         || !netns_dir.join(&uid).exists(),
     );
-    // Its logs went with it.
+    // Its logs went with it, and their links.
     assert!(!s
-        .data_dir()
-        .join(format!("agent/logs/default_pair_{uid}"))
+        .dir
+        .path()
+        .join(format!("log/pods/default_pair_{uid}"))
         .exists());
+    let links: Vec<String> = std::fs::read_dir(s.dir.path().join("log/containers"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(links.iter().all(|l| !l.starts_with("pair_")), "{links:?}");
+    assert!(
+        links.iter().any(|l| l.starts_with("hostnet_default_app-")),
+        "{links:?}"
+    );
     let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
     assert!(
         !mounts.contains(&uid),

@@ -91,6 +91,11 @@ impl Fixture {
             image_id: "sha256:x".into(),
             image_ref: "busybox@sha256:x".into(),
             log_path: self.logs.join(format!("{id}.log")),
+            log_link: Some(
+                self.logs
+                    .join("containers")
+                    .join(format!("p_default_c-{id}.log")),
+            ),
             created_at: String::new(),
             spec_hash: String::new(),
             stdin: false,
@@ -147,10 +152,20 @@ async fn a_container_runs_logs_in_cri_format_and_reports_its_exit_code() {
         "{log}"
     );
     assert!(lines.iter().any(|l| l.ends_with(" stderr F oops")), "{log}");
-    // The log goes with the container.
+    // Reached through its link too, and both go with the container.
+    let link = f
+        .logs
+        .join("containers")
+        .join(format!("p_default_c-{id}.log"));
+    assert_eq!(std::fs::read_to_string(&link).unwrap(), log);
     f.runtime.remove(&id).unwrap();
     assert!(f.runtime.list().is_empty());
     assert!(!f.logs.join(format!("{id}.log")).exists());
+    assert!(
+        link.symlink_metadata().is_err(),
+        "{} is left",
+        link.display()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

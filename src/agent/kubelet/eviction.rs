@@ -242,7 +242,7 @@ impl Kubelet {
             },
             Starved::EphemeralStorage | Starved::Inodes => {
                 let inodes = starved == Starved::Inodes;
-                let logs = sandbox::log_dir(&self.config.data_dir, pod);
+                let logs = sandbox::log_dir(&self.config.log_root, pod);
                 let containers: Vec<(String, u64)> = running
                     .iter()
                     .filter(|m| !m.init_container)

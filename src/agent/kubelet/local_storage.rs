@@ -107,7 +107,7 @@ impl Kubelet {
                 continue;
             }
             let pod_dir = sandbox::pod_dir(&self.config.data_dir, uid);
-            let logs = sandbox::log_dir(&self.config.data_dir, &pod);
+            let logs = sandbox::log_dir(&self.config.log_root, &pod);
             let running = self.running_metas(uid);
             if running.is_empty() {
                 continue;

@@ -20,7 +20,8 @@ const FOLLOW_POLL: Duration = Duration::from_millis(200);
 
 pub struct NodeLogs {
     pub node_name: String,
-    pub data_dir: PathBuf,
+    /// The node's log root (see `sandbox.rs`).
+    pub log_root: PathBuf,
     pub runtime: Runtime,
 }
 
@@ -113,7 +114,7 @@ impl PodLogs for NodeLogs {
     }
 
     fn stream(&self, pod: &Pod, options: LogOptions) -> Result<LogStream, String> {
-        let path = sandbox::log_path(&self.data_dir, pod, &options.container, options.attempt);
+        let path = sandbox::log_path(&self.log_root, pod, &options.container, options.attempt);
         let name = pod.metadata.name.as_deref().unwrap_or_default();
         let mut text = std::fs::read_to_string(rotated_path(&path)).unwrap_or_default();
         let mut file = match std::fs::File::open(&path) {

@@ -65,6 +65,8 @@ pub struct KubeletConfig {
     pub taints: Vec<Taint>,
     pub max_pods: u32,
     pub data_dir: PathBuf,
+    /// Where containers' logs are kept, as kubelet keeps them under `/var/log` (see `sandbox.rs`).
+    pub log_root: PathBuf,
     /// Runtime state on tmpfs: libcontainer's state and the pod network namespaces (`/run/orch`).
     pub run_dir: PathBuf,
     pub cluster_cidr: String,
@@ -350,7 +352,7 @@ pub fn open_runtime(config: &KubeletConfig) -> Result<Runtime, AgentError> {
 pub fn pod_logs(config: &KubeletConfig, runtime: Runtime) -> logs::NodeLogs {
     logs::NodeLogs {
         node_name: config.node_name.clone(),
-        data_dir: config.data_dir.clone(),
+        log_root: config.log_root.clone(),
         runtime,
     }
 }

@@ -3,9 +3,10 @@
 //! share as /dev/shm, and the IPC and UTS namespaces they share (`<run-dir>/{ipcns,utsns}/<uid>`, named
 //! after the pod: what Kubernetes keeps in a pod's pause container), and with shareProcessNamespace their
 //! PID namespace (`<run-dir>/pidns/<uid>`, held by an `orch pause` process); on disk, its directory
-//! `<data-dir>/agent/pods/<uid>` (made for volumes only) and its log directory
-//! `<data-dir>/agent/logs/<namespace>_<name>_<uid>/<container>/<restart>.log` (kubelet's /var/log/pods
-//! layout), removed with the pod. Its cgroup is `pod_cgroup`'s.
+//! `<data-dir>/agent/pods/<uid>` (made for volumes only) and, under the node's log root (`/var/log`), its
+//! log directory `pods/<namespace>_<name>_<uid>/<container>/<restart>.log`, linked from
+//! `containers/<name>_<namespace>_<container>-<id>.log`: kubelet's layout, where log collectors look.
+//! The log directory is removed with the pod. Its cgroup is `pod_cgroup`'s.
 //!
 //! Its host ports are mapped to its address by the node's NAT (`network`), from the list kubelet hands
 //! the CNI portmap plugin ([`host_ports`]).
@@ -69,13 +70,9 @@ pub fn run_pod_dir(run_dir: &Path, uid: &str) -> PathBuf {
     run_dir.join("pods").join(uid)
 }
 
-fn logs_root(data_dir: &Path) -> PathBuf {
-    data_dir.join("agent/logs")
-}
-
-pub fn log_dir(data_dir: &Path, pod: &Pod) -> PathBuf {
+pub fn log_dir(log_root: &Path, pod: &Pod) -> PathBuf {
     let meta = &pod.metadata;
-    logs_root(data_dir).join(format!(
+    log_root.join("pods").join(format!(
         "{}_{}_{}",
         meta.namespace.as_deref().unwrap_or_default(),
         meta.name.as_deref().unwrap_or_default(),
@@ -84,8 +81,10 @@ pub fn log_dir(data_dir: &Path, pod: &Pod) -> PathBuf {
 }
 
 /// The pods' log directories, by the uid that ends their names (namespaces and pod names have no `_`).
-pub fn log_dirs(data_dir: &Path) -> Vec<(String, PathBuf)> {
-    let entries = std::fs::read_dir(logs_root(data_dir)).into_iter().flatten();
+pub fn log_dirs(log_root: &Path) -> Vec<(String, PathBuf)> {
+    let entries = std::fs::read_dir(log_root.join("pods"))
+        .into_iter()
+        .flatten();
     entries
         .flatten()
         .filter_map(|entry| {
@@ -96,10 +95,23 @@ pub fn log_dirs(data_dir: &Path) -> Vec<(String, PathBuf)> {
         .collect()
 }
 
-pub fn log_path(data_dir: &Path, pod: &Pod, container: &str, attempt: u32) -> PathBuf {
-    log_dir(data_dir, pod)
+pub fn log_path(log_root: &Path, pod: &Pod, container: &str, attempt: u32) -> PathBuf {
+    log_dir(log_root, pod)
         .join(container)
         .join(format!("{attempt}.log"))
+}
+
+/// kubelet's link to the log of container `id` (`/var/log/containers/…`), whose name tells collectors
+/// the pod, namespace, container and id; kept within a file name's 255 bytes as kubelet keeps it.
+pub fn log_link(log_root: &Path, pod: &Pod, container: &str, id: &str) -> PathBuf {
+    let meta = &pod.metadata;
+    let mut name = format!(
+        "{}_{}_{container}-{id}",
+        meta.name.as_deref().unwrap_or_default(),
+        meta.namespace.as_deref().unwrap_or_default(),
+    );
+    name.truncate(255 - ".log".len());
+    log_root.join("containers").join(name + ".log")
 }
 
 pub struct Network<'a> {
@@ -643,22 +655,32 @@ mod tests {
         assert!(!dir.exists());
         assert!(sandbox_owners(run_dir.path()).is_empty());
         assert!(
-            log_path(Path::new("/d"), &p, "c", 2).ends_with("agent/logs/shop_web-0_u-1/c/2.log")
+            log_path(Path::new("/var/log"), &p, "c", 2)
+                == Path::new("/var/log/pods/shop_web-0_u-1/c/2.log")
         );
+        assert_eq!(
+            log_link(Path::new("/var/log"), &p, "c", "abc"),
+            Path::new("/var/log/containers/web-0_shop_c-abc.log")
+        );
+        let long = "x".repeat(300);
+        let link = log_link(Path::new("/var/log"), &p, "c", &long);
+        let name = link.file_name().unwrap().to_str().unwrap();
+        assert_eq!(name.len(), 255);
+        assert!(name.starts_with("web-0_shop_c-xxx") && name.ends_with("x.log"));
     }
 
     #[test]
     fn log_directories_are_found_by_the_uid_ending_their_names() {
-        let data_dir = tempfile::tempdir().unwrap();
-        assert!(log_dirs(data_dir.path()).is_empty());
+        let log_root = tempfile::tempdir().unwrap();
+        assert!(log_dirs(log_root.path()).is_empty());
         let mut pod = Pod::default();
         pod.metadata.namespace = Some("kube-system".into());
         pod.metadata.name = Some("web-0".into());
         pod.metadata.uid = Some("0f3c2a8e-1b7d-4c55-9a0e-2d6f1e9b7c41".into());
-        let dir = log_dir(data_dir.path(), &pod);
+        let dir = log_dir(log_root.path(), &pod);
         std::fs::create_dir_all(dir.join("app")).unwrap();
         assert_eq!(
-            log_dirs(data_dir.path()),
+            log_dirs(log_root.path()),
             [("0f3c2a8e-1b7d-4c55-9a0e-2d6f1e9b7c41".to_string(), dir)]
         );
     }

@@ -407,7 +407,7 @@ impl Kubelet {
         sandbox::release(&self.config.run_dir, uid);
         volumes::tear_down(&sandbox::pod_dir(&self.config.data_dir, uid));
         // As kubelet removes the log directories of pods that are gone.
-        for (_, dir) in sandbox::log_dirs(&self.config.data_dir)
+        for (_, dir) in sandbox::log_dirs(&self.config.log_root)
             .into_iter()
             .filter(|(owner, _)| owner == uid)
         {
@@ -456,7 +456,7 @@ impl Kubelet {
             }
         }
         let sandboxes = self.network.sandboxes().unwrap_or_default();
-        let logs = sandbox::log_dirs(&self.config.data_dir)
+        let logs = sandbox::log_dirs(&self.config.log_root)
             .into_iter()
             .map(|(uid, _)| uid);
         for uid in sandboxes
@@ -1087,7 +1087,7 @@ impl Kubelet {
             && c.termination_message_policy.as_deref() == Some("FallbackToLogsOnError")
         {
             return log_tail(&sandbox::log_path(
-                &self.config.data_dir,
+                &self.config.log_root,
                 pod,
                 &c.name,
                 run.attempt,
@@ -1380,7 +1380,8 @@ impl Kubelet {
             image: c.image.clone().unwrap_or_default(),
             image_id: image.id.clone(),
             image_ref: image.repo_digest.clone(),
-            log_path: sandbox::log_path(&self.config.data_dir, pod, &c.name, attempt),
+            log_path: sandbox::log_path(&self.config.log_root, pod, &c.name, attempt),
+            log_link: Some(sandbox::log_link(&self.config.log_root, pod, &c.name, &id)),
             created_at: jiff::Timestamp::now().to_string(),
             spec_hash: hash,
             stdin: c.stdin.unwrap_or(false),

@@ -117,6 +117,10 @@ pub struct ContainerMeta {
     pub image_id: String,
     pub image_ref: String,
     pub log_path: PathBuf,
+    /// A symbolic link to the log, made and removed with the container (kubelet's
+    /// `/var/log/containers/…`).
+    #[serde(default)]
+    pub log_link: Option<PathBuf>,
     pub created_at: String,
     /// A hash of the container's spec, to notice a changed spec (e.g. a new image) of a running container.
     pub spec_hash: String,
@@ -232,6 +236,9 @@ impl Runtime {
             Durability::Synced,
         )?;
         self.indexed().insert(meta.id.clone(), meta.clone());
+        if let Some(link) = &meta.log_link {
+            link_log(&meta.log_path, link)?;
+        }
         mount_overlay(&meta.id, &dir, &bundle, layers)?;
         mount_targets::prepare(
             &bundle.join("rootfs"),
@@ -463,7 +470,11 @@ impl Runtime {
         }
         self.discard_bundle(id)?;
         if let Ok(meta) = self.meta(id) {
-            for log in [shim::rotated_path(&meta.log_path), meta.log_path] {
+            let logs = [
+                Some(shim::rotated_path(&meta.log_path)),
+                Some(meta.log_path),
+            ];
+            for log in logs.into_iter().chain([meta.log_link]).flatten() {
                 match fs::remove_file(&log) {
                     Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
                         return Err(io_err("removing", &log)(e))
@@ -576,6 +587,20 @@ impl Runtime {
 
 /// Mounts the container's root on the bundle's `rootfs/`: `layers` under the upper and work directories
 /// in `dir`.
+/// `link` pointing at `log` (which the shim makes later), replacing whatever a crash left there.
+fn link_log(log: &Path, link: &Path) -> Result<(), RuntimeError> {
+    if let Some(dir) = link.parent() {
+        fs::create_dir_all(dir).map_err(io_err("creating", dir))?;
+    }
+    match fs::remove_file(link) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            return Err(io_err("replacing", link)(e))
+        }
+        _ => {}
+    }
+    std::os::unix::fs::symlink(log, link).map_err(io_err("linking", link))
+}
+
 fn mount_overlay(
     id: &str,
     dir: &Path,
