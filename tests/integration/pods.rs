@@ -1976,6 +1976,10 @@ spec:
     };
     assert_eq!(terminated("once", "state", "reason"), "StartError");
     assert_eq!(terminated("once", "state", "exitCode"), "128");
+    assert_eq!(
+        terminated("once", "state", "startedAt"),
+        "1970-01-01T00:00:00Z"
+    );
     // In runc's words (Go's exec.LookPath), without libcontainer's wrapping.
     assert_eq!(
         terminated("once", "state", "message"),

@@ -53,13 +53,14 @@ fn time(rfc3339: &str) -> Option<Time> {
 }
 
 fn terminated(run: &Run, exit: &ExitRecord, message: Option<&String>) -> ContainerStateTerminated {
-    // containerd's reason and message for a process that never ran.
+    // containerd's reason and message for a process that never ran, and its start time, which is
+    // none: kubelet shows the zero Unix time.
     if let Some(error) = &exit.start_error {
         return ContainerStateTerminated {
             exit_code: exit.exit_code,
             reason: Some("StartError".into()),
             message: Some(error.clone()),
-            started_at: time(&exit.started_at),
+            started_at: Some(Time(jiff::Timestamp::UNIX_EPOCH)),
             finished_at: time(&exit.finished_at),
             container_id: Some(container_id(&run.id)),
             signal: None,
