@@ -353,6 +353,7 @@ fn shim_run(launcher: &ShimLauncher, bundle: &Path, state: &Path, id: &str) -> D
         state_root: state.into(),
         log: state.join(format!("{id}.log")),
         log_max_bytes: 1 << 20,
+        log_max_files: 2,
         attach_socket: None,
         stdin: false,
         stdin_once: false,
@@ -444,6 +445,7 @@ async fn start_costs(dir: &Path, layer: &Path) -> (Duration, Duration, Duration)
         bundles_dir: dir.join("bundles"),
         shim_executable: env!("CARGO_BIN_EXE_orch").into(),
         log_max_bytes: 1 << 20,
+        log_max_files: 2,
     })
     .unwrap();
     let mut lifecycles = Vec::new();

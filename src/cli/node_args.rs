@@ -51,7 +51,8 @@ pub struct NodeArgs {
           default_value = crate::agent::kubelet::housekeeping::DEFAULT_EVICTION_HARD)]
     pub eviction_hard: String,
     /// Flags for the kubelet as k3s passes them, `name=value` (e.g. `--kubelet-arg=max-pods=250`);
-    /// repeatable. orch's kubelet takes `port`, `max-pods` and `eviction-hard`, over the flags above.
+    /// repeatable. orch's kubelet takes `port`, `max-pods`, `eviction-hard`, `container-log-max-size` and
+    /// `container-log-max-files`, over the flags above.
     #[arg(
         long = "kubelet-arg",
         env = "ORCH_KUBELET_ARG",
@@ -61,7 +62,16 @@ pub struct NodeArgs {
 }
 
 /// The kubelet flags `--kubelet-arg` may set.
-const KUBELET_ARGS: &[&str] = &["port", "max-pods", "eviction-hard"];
+const KUBELET_ARGS: &[&str] = &[
+    "port",
+    "max-pods",
+    "eviction-hard",
+    "container-log-max-size",
+    "container-log-max-files",
+];
+/// kubelet's defaults for containerLogMaxSize and containerLogMaxFiles.
+const CONTAINER_LOG_MAX_BYTES: u64 = 10 << 20;
+const CONTAINER_LOG_MAX_FILES: u32 = 5;
 
 /// `--kubelet-arg` values applied over `config`; an unknown flag or a bad value is an error naming it.
 fn apply_kubelet_args(args: &[String], config: &mut KubeletConfig) -> anyhow::Result<()> {
@@ -84,6 +94,28 @@ fn apply_kubelet_args(args: &[String], config: &mut KubeletConfig) -> anyhow::Re
                 crate::agent::kubelet::housekeeping::parse_thresholds(value)
                     .with_context(|| format!("--kubelet-arg {arg:?}"))?;
                 config.eviction_hard = value.to_string();
+            }
+            "container-log-max-size" => {
+                let bytes = crate::api::quantity::parse_quantity(value)
+                    .map(|q| q.to_bytes())
+                    .map_err(|e| anyhow::anyhow!("--kubelet-arg {arg:?}: {e}"))?;
+                anyhow::ensure!(
+                    bytes > 0,
+                    "--kubelet-arg {arg:?}: container-log-max-size must be a positive quantity, \
+                     such as 10Mi"
+                );
+                config.container_log_max_bytes = u64::try_from(bytes).unwrap_or(u64::MAX);
+            }
+            "container-log-max-files" => {
+                let files: u32 = value
+                    .parse()
+                    .map_err(|_| number("container-log-max-files"))?;
+                anyhow::ensure!(
+                    files >= 2,
+                    "--kubelet-arg {arg:?}: container-log-max-files must be at least 2 (the log \
+                     being written and one rotated part), as kubelet requires"
+                );
+                config.container_log_max_files = files;
             }
             _ => anyhow::bail!(
                 "--kubelet-arg {arg:?}: orch's kubelet does not take {name:?} (it takes {})",
@@ -167,6 +199,8 @@ impl NodeArgs {
             data_dir: data_dir.to_path_buf(),
             run_dir: self.run_dir.clone(),
             log_root: self.container_log_root.clone(),
+            container_log_max_bytes: CONTAINER_LOG_MAX_BYTES,
+            container_log_max_files: CONTAINER_LOG_MAX_FILES,
             cluster_cidr: network.cluster_cidr.clone(),
             service_cidr: network.service_cidr.clone(),
             cluster_dns: network.cluster_dns,
@@ -226,6 +260,20 @@ mod tests {
             set.eviction_hard,
             "memory.available<1Gi,nodefs.available<5%"
         );
+        assert_eq!(
+            (plain.container_log_max_bytes, plain.container_log_max_files),
+            (10 << 20, 5)
+        );
+        // What k3s users write to keep logs small on an edge box.
+        let logs = config(&[
+            "--kubelet-arg=container-log-max-size=50Mi",
+            "--kubelet-arg=container-log-max-files=2",
+        ])
+        .unwrap();
+        assert_eq!(
+            (logs.container_log_max_bytes, logs.container_log_max_files),
+            (50 << 20, 2)
+        );
     }
 
     #[test]
@@ -234,8 +282,31 @@ mod tests {
         assert_eq!(
             unknown.to_string(),
             "--kubelet-arg \"cgroup-driver=systemd\": orch's kubelet does not take \"cgroup-driver\" \
-             (it takes port, max-pods, eviction-hard)"
+             (it takes port, max-pods, eviction-hard, container-log-max-size, container-log-max-files)"
         );
+        for (arg, want) in [
+            (
+                "container-log-max-files=1",
+                "container-log-max-files must be at least 2",
+            ),
+            (
+                "container-log-max-files=many",
+                "container-log-max-files must be a number",
+            ),
+            (
+                "container-log-max-size=0",
+                "container-log-max-size must be a positive quantity",
+            ),
+            ("container-log-max-size=ten", "quantities must match"),
+        ] {
+            let err = config(&[&format!("--kubelet-arg={arg}")]).unwrap_err();
+            assert!(
+                err.to_string()
+                    .starts_with(&format!("--kubelet-arg {arg:?}: "))
+                    && err.to_string().contains(want),
+                "{err}"
+            );
+        }
         let port = config(&["--kubelet-arg=port=http"]).unwrap_err();
         assert_eq!(
             port.to_string(),

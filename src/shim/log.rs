@@ -1,6 +1,8 @@
 //! The container log in the CRI format kubelet and `kubectl logs` expect: one record per line,
 //! `<RFC 3339 nano timestamp> <stdout|stderr> <F|P> <text>`, where `P` marks a chunk of a line longer than
-//! the buffer and `F` the line's end. The file is rotated to `<file>.1` when it passes its size limit.
+//! the buffer and `F` the line's end. The file is rotated when it passes its size limit: to `<file>.1`,
+//! older parts moving to `.2`, `.3`… up to the number of files kept (kubelet's containerLogMaxFiles,
+//! the file being written included).
 
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
@@ -38,12 +40,14 @@ pub struct CriLogWriter {
     file: File,
     written: u64,
     max_bytes: u64,
+    /// Files kept, the current one included: at least 2.
+    max_files: u32,
     /// Bytes of an unfinished line per stream.
     pending: [Vec<u8>; 2],
 }
 
 impl CriLogWriter {
-    pub fn open(path: &Path, max_bytes: u64) -> Result<Self, ShimError> {
+    pub fn open(path: &Path, max_bytes: u64, max_files: u32) -> Result<Self, ShimError> {
         if let Some(dir) = path.parent() {
             fs::create_dir_all(dir).map_err(io_err(format!("creating {}", dir.display())))?;
         }
@@ -58,6 +62,7 @@ impl CriLogWriter {
             file,
             written,
             max_bytes,
+            max_files: max_files.max(2),
             pending: [Vec::new(), Vec::new()],
         })
     }
@@ -118,22 +123,52 @@ impl CriLogWriter {
     }
 
     fn rotate(&mut self) -> Result<(), ShimError> {
-        let rotated = rotated_path(&self.path);
-        fs::rename(&self.path, &rotated)
+        // The oldest kept part is replaced by the one before it.
+        for part in (1..self.max_files - 1).rev() {
+            match fs::rename(part_path(&self.path, part), part_path(&self.path, part + 1)) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    return Err(io_err(format!("rotating {}", self.path.display()))(e))
+                }
+                _ => {}
+            }
+        }
+        fs::rename(&self.path, rotated_path(&self.path))
             .map_err(io_err(format!("rotating {}", self.path.display())))?;
         *self = CriLogWriter {
             pending: std::mem::take(&mut self.pending),
-            ..CriLogWriter::open(&self.path, self.max_bytes)?
+            ..CriLogWriter::open(&self.path, self.max_bytes, self.max_files)?
         };
         Ok(())
     }
 }
 
+fn part_path(path: &Path, part: u32) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(format!(".{part}"));
+    PathBuf::from(name)
+}
+
 /// Where the previous part of a rotated log lives.
 pub fn rotated_path(path: &Path) -> PathBuf {
-    let mut name = path.as_os_str().to_owned();
-    name.push(".1");
-    PathBuf::from(name)
+    part_path(path, 1)
+}
+
+/// Every rotated part of the log at `path` that exists.
+pub fn rotated_parts(path: &Path) -> Vec<PathBuf> {
+    let (Some(dir), Some(name)) = (path.parent(), path.file_name().and_then(|n| n.to_str())) else {
+        return Vec::new();
+    };
+    let entries = fs::read_dir(dir).into_iter().flatten().flatten();
+    entries
+        .filter(|entry| {
+            entry
+                .file_name()
+                .to_str()
+                .and_then(|n| n.strip_prefix(name)?.strip_prefix('.'))
+                .is_some_and(|part| !part.is_empty() && part.bytes().all(|b| b.is_ascii_digit()))
+        })
+        .map(|entry| entry.path())
+        .collect()
 }
 
 #[cfg(test)]
@@ -165,7 +200,7 @@ mod tests {
     fn lines_become_full_records_per_stream_and_split_writes_join() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("0.log");
-        let mut log = CriLogWriter::open(&path, u64::MAX).unwrap();
+        let mut log = CriLogWriter::open(&path, u64::MAX, 2).unwrap();
         log.write(Stream::Stdout, b"hello\nwor").unwrap();
         log.write(Stream::Stderr, b"oops\n").unwrap();
         log.write(Stream::Stdout, b"ld\n\nlast").unwrap();
@@ -188,7 +223,7 @@ mod tests {
     fn long_lines_are_split_into_partial_records() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("0.log");
-        let mut log = CriLogWriter::open(&path, u64::MAX).unwrap();
+        let mut log = CriLogWriter::open(&path, u64::MAX, 2).unwrap();
         let long = vec![b'x'; MAX_LINE * 2 + 5];
         log.write(Stream::Stdout, &long).unwrap();
         log.write(Stream::Stdout, b"\n").unwrap();
@@ -203,7 +238,7 @@ mod tests {
     fn the_file_rotates_past_its_limit_keeping_the_previous_part() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("0.log");
-        let mut log = CriLogWriter::open(&path, 200).unwrap();
+        let mut log = CriLogWriter::open(&path, 200, 2).unwrap();
         for i in 0..20 {
             log.write(Stream::Stdout, format!("line {i}\n").as_bytes())
                 .unwrap();
@@ -216,5 +251,26 @@ mod tests {
         let first_current: usize = current[0].2["line ".len()..].parse().unwrap();
         let last_previous: usize = previous.last().unwrap().2["line ".len()..].parse().unwrap();
         assert_eq!(last_previous + 1, first_current);
+    }
+
+    #[test]
+    fn rotation_keeps_as_many_files_as_asked_oldest_last() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("0.log");
+        let mut log = CriLogWriter::open(&path, 100, 3).unwrap();
+        for i in 0..40 {
+            log.write(Stream::Stdout, format!("line {i}\n").as_bytes())
+                .unwrap();
+        }
+        let first = |p: &Path| -> usize { records(p)[0].2["line ".len()..].parse().unwrap() };
+        let parts = [path.clone(), part_path(&path, 1), part_path(&path, 2)];
+        assert!(first(&parts[2]) < first(&parts[1]) && first(&parts[1]) < first(&parts[0]));
+        assert!(!part_path(&path, 3).exists());
+        // Another log's parts, and other files, are not this log's.
+        fs::write(dir.path().join("1.log.1"), "").unwrap();
+        fs::write(dir.path().join("0.log.old"), "").unwrap();
+        let mut found = rotated_parts(&path);
+        found.sort();
+        assert_eq!(found, parts[1..]);
     }
 }

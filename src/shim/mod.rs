@@ -29,7 +29,7 @@ use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::{fork, pipe2, setsid, ForkResult, Pid};
 use serde::{Deserialize, Serialize};
 
-pub use log::{rotated_path, CriLogWriter, Stream};
+pub use log::{rotated_parts, rotated_path, CriLogWriter, Stream};
 
 /// The file in the container's records directory the shim writes the init's pid and start time to.
 pub const PID_FILE: &str = "pid";
@@ -128,6 +128,8 @@ pub struct ShimArgs {
     pub log: PathBuf,
     /// Rotate the log file when it grows past this many bytes.
     pub log_max_bytes: u64,
+    /// Log files kept, the current one included.
+    pub log_max_files: u32,
     /// Serve attach sessions on this Unix socket while the container runs.
     pub attach_socket: Option<PathBuf>,
     /// Keep the container's stdin open for attach sessions (the container's `stdin: true`) instead of
@@ -223,7 +225,7 @@ fn supervise(args: &ShimArgs) -> Result<(), ShimError> {
     )?;
     report(&format!("started {}", init.pid));
 
-    let mut log = CriLogWriter::open(&args.log, args.log_max_bytes)?;
+    let mut log = CriLogWriter::open(&args.log, args.log_max_bytes, args.log_max_files)?;
     let stdin = stdio.stdin.map(|fd| attach::Stdin {
         fd,
         once: args.stdin_once,

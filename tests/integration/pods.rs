@@ -931,6 +931,65 @@ spec:
 }
 
 #[test]
+fn container_logs_rotate_at_the_size_and_count_set_by_kubelet_args() {
+    require_root();
+    let _node = node_lock();
+    // As k3s users cap logs on a small disk.
+    let s = Server::with_agent(
+        "",
+        &[
+            "--kubelet-arg",
+            "container-log-max-size=1Ki",
+            "--kubelet-arg",
+            "container-log-max-files=3",
+        ],
+    );
+    ready_node(&s);
+    import_busybox(&s);
+    let manifest = r#"apiVersion: v1
+kind: Pod
+metadata: {name: chatty}
+spec:
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: app
+    image: busybox:latest
+    imagePullPolicy: Never
+    command: [sh, -c, "i=0; while [ $i -lt 200 ]; do echo line $i; i=$((i+1)); done; sleep 1000"]
+"#;
+    let file = s.write("chatty.yaml", manifest);
+    s.ok(&["apply", "-f", file.to_str().unwrap()]);
+    wait_ready(&s, "chatty");
+    s.eventually("all lines logged", Duration::from_secs(30), || {
+        s.ok(&["logs", "chatty"]).ends_with("line 199\n")
+    });
+    let uid = jsonpath(&s, "chatty", "{.metadata.uid}");
+    let dir = s
+        .dir
+        .path()
+        .join(format!("log/pods/default_chatty_{uid}/app"));
+    let mut files: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    files.sort();
+    assert_eq!(files, ["0.log", "0.log.1", "0.log.2"]);
+    for file in &files {
+        let size = std::fs::metadata(dir.join(file)).unwrap().len();
+        assert!(size <= 1024 + 64, "{file} has {size} bytes");
+    }
+    // The oldest part kept is older than the newer one, and the first lines are gone.
+    let first_line = |file: &str| -> u32 {
+        let text = std::fs::read_to_string(dir.join(file)).unwrap();
+        let line = text.lines().next().unwrap();
+        line.rsplit(' ').next().unwrap().parse().unwrap()
+    };
+    assert!(first_line("0.log.2") < first_line("0.log.1"));
+    assert!(first_line("0.log.1") < first_line("0.log"));
+    assert!(first_line("0.log.2") > 0);
+}
+
+#[test]
 fn node_pressure_taints_the_node_and_evicts_its_pods_but_not_critical_ones() {
     require_root();
     let _node = node_lock();

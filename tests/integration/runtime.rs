@@ -54,6 +54,7 @@ fn runtime_config(dir: &Path) -> RuntimeConfig {
         bundles_dir: dir.join("bundles"),
         shim_executable: env!("CARGO_BIN_EXE_orch").into(),
         log_max_bytes: 1 << 20,
+        log_max_files: 2,
     }
 }
 

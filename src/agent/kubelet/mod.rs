@@ -67,6 +67,10 @@ pub struct KubeletConfig {
     pub data_dir: PathBuf,
     /// Where containers' logs are kept, as kubelet keeps them under `/var/log` (see `sandbox.rs`).
     pub log_root: PathBuf,
+    /// A container's log rotates past this size, and this many files of it are kept, the current one
+    /// included (kubelet's containerLogMaxSize and containerLogMaxFiles).
+    pub container_log_max_bytes: u64,
+    pub container_log_max_files: u32,
     /// Runtime state on tmpfs: libcontainer's state and the pod network namespaces (`/run/orch`).
     pub run_dir: PathBuf,
     pub cluster_cidr: String,
@@ -343,7 +347,8 @@ pub fn open_runtime(config: &KubeletConfig) -> Result<Runtime, AgentError> {
         state_root: config.run_dir.join("containers"),
         bundles_dir: config.run_dir.join("bundles"),
         shim_executable: config.shim_executable.clone(),
-        log_max_bytes: 10 << 20,
+        log_max_bytes: config.container_log_max_bytes,
+        log_max_files: config.container_log_max_files,
     })
     .map_err(|e| AgentError::Config(e.to_string()))
 }

@@ -126,6 +126,7 @@ mod tests {
             state_root: "/nonexistent/state".into(),
             log: "/nonexistent/c1.log".into(),
             log_max_bytes: 1024,
+            log_max_files: 2,
             attach_socket: None,
             stdin: false,
             stdin_once: false,

@@ -98,7 +98,10 @@ pub struct RuntimeConfig {
     /// The `orch` executable the shim launcher (`orch shim-launcher`) and exec sessions (`orch shim-exec`)
     /// run as.
     pub shim_executable: PathBuf,
+    /// Containers' logs rotate past this size, keeping this many files (kubelet's containerLogMaxSize
+    /// and containerLogMaxFiles).
     pub log_max_bytes: u64,
+    pub log_max_files: u32,
 }
 
 /// What the agent records about a container beside its bundle, so that a restarted agent knows which pod
@@ -305,6 +308,7 @@ impl Runtime {
             state_root: self.config.state_root.clone(),
             log: meta.log_path.clone(),
             log_max_bytes: self.config.log_max_bytes,
+            log_max_files: self.config.log_max_files,
             attach_socket: Some(self.attach_socket(id)),
             stdin: meta.stdin,
             stdin_once: meta.stdin_once,
@@ -470,11 +474,8 @@ impl Runtime {
         }
         self.discard_bundle(id)?;
         if let Ok(meta) = self.meta(id) {
-            let logs = [
-                Some(shim::rotated_path(&meta.log_path)),
-                Some(meta.log_path),
-            ];
-            for log in logs.into_iter().chain([meta.log_link]).flatten() {
+            let logs = shim::rotated_parts(&meta.log_path).into_iter();
+            for log in logs.chain([meta.log_path]).chain(meta.log_link) {
                 match fs::remove_file(&log) {
                     Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
                         return Err(io_err("removing", &log)(e))
