@@ -198,7 +198,10 @@ impl NodeArgs {
             max_pods: self.max_pods,
             data_dir: data_dir.to_path_buf(),
             run_dir: self.run_dir.clone(),
-            log_root: self.container_log_root.clone(),
+            // Absolute: the logs' links point at paths made from it.
+            log_root: std::path::absolute(&self.container_log_root).with_context(|| {
+                format!("--container-log-root {}", self.container_log_root.display())
+            })?,
             container_log_max_bytes: CONTAINER_LOG_MAX_BYTES,
             container_log_max_files: CONTAINER_LOG_MAX_FILES,
             cluster_cidr: network.cluster_cidr.clone(),

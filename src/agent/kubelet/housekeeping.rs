@@ -271,6 +271,7 @@ pub(super) async fn run(
     let data_dir = kubelet.config.data_dir.clone();
     let image_dir = data_dir.join("agent/store");
     let mut last_gc = tokio::time::Instant::now();
+    let mut rules_failure: Option<String> = None;
     loop {
         let read = |s| read_machine(s, &data_dir, &image_dir);
         let mut crossed = evaluate(&thresholds, read);
@@ -301,8 +302,16 @@ pub(super) async fn run(
         kubelet.evict_past_storage_limits();
         remove_leftover_cgroups(&kubelet);
         remove_leftover_sandboxes(&kubelet).await;
-        if let Err(e) = kubelet.network.converge_host_rules().await {
-            tracing::warn!(error = %e, "putting the node's network rules back");
+        // The same failure every round is warned about once.
+        match kubelet.network.converge_host_rules().await {
+            Ok(()) => rules_failure = None,
+            Err(e) => {
+                let failure = e.to_string();
+                if rules_failure.as_ref() != Some(&failure) {
+                    tracing::warn!(error = %failure, "putting the node's network rules back");
+                }
+                rules_failure = Some(failure);
+            }
         }
         let stopping = tokio::select! {
             _ = tokio::time::sleep(PRESSURE_PERIOD) => false,

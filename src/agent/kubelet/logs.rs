@@ -114,7 +114,18 @@ impl PodLogs for NodeLogs {
     }
 
     fn stream(&self, pod: &Pod, options: LogOptions) -> Result<LogStream, String> {
-        let path = sandbox::log_path(&self.log_root, pod, &options.container, options.attempt);
+        // The run's own record of its log: a container made before the log root moved writes where
+        // it was told then.
+        let uid = pod.metadata.uid.as_deref().unwrap_or_default();
+        let path = self
+            .runtime
+            .list_pod(uid)
+            .into_iter()
+            .find(|m| m.container == options.container && m.attempt == options.attempt)
+            .map(|m| m.log_path)
+            .unwrap_or_else(|| {
+                sandbox::log_path(&self.log_root, pod, &options.container, options.attempt)
+            });
         let name = pod.metadata.name.as_deref().unwrap_or_default();
         let mut text = std::fs::read_to_string(rotated_path(&path)).unwrap_or_default();
         let mut file = match std::fs::File::open(&path) {

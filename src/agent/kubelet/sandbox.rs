@@ -80,16 +80,19 @@ pub fn log_dir(log_root: &Path, pod: &Pod) -> PathBuf {
     ))
 }
 
-/// The pods' log directories, by the uid that ends their names (namespaces and pod names have no `_`).
-pub fn log_dirs(log_root: &Path) -> Vec<(String, PathBuf)> {
-    let entries = std::fs::read_dir(log_root.join("pods"))
-        .into_iter()
-        .flatten();
+/// The pods' log directories, by the uid that ends their names (namespaces and pod names have no `_`),
+/// under the log root and where orch kept them before (`<data-dir>/agent/logs`). The log root is
+/// shared with other software: a directory whose name does not end in a UUID is not a pod's.
+pub fn log_dirs(log_root: &Path, data_dir: &Path) -> Vec<(String, PathBuf)> {
+    let roots = [log_root.join("pods"), data_dir.join("agent/logs")];
+    let entries = roots
+        .iter()
+        .flat_map(|root| std::fs::read_dir(root).into_iter().flatten().flatten());
     entries
-        .flatten()
         .filter_map(|entry| {
             let name = entry.file_name().into_string().ok()?;
             let (_, uid) = name.rsplit_once('_')?;
+            uuid::Uuid::try_parse(uid).ok()?;
             Some((uid.to_string(), entry.path()))
         })
         .collect()
@@ -672,16 +675,32 @@ mod tests {
     #[test]
     fn log_directories_are_found_by_the_uid_ending_their_names() {
         let log_root = tempfile::tempdir().unwrap();
-        assert!(log_dirs(log_root.path()).is_empty());
+        let data_dir = tempfile::tempdir().unwrap();
+        assert!(log_dirs(log_root.path(), data_dir.path()).is_empty());
         let mut pod = Pod::default();
         pod.metadata.namespace = Some("kube-system".into());
         pod.metadata.name = Some("web-0".into());
         pod.metadata.uid = Some("0f3c2a8e-1b7d-4c55-9a0e-2d6f1e9b7c41".into());
         let dir = log_dir(log_root.path(), &pod);
         std::fs::create_dir_all(dir.join("app")).unwrap();
+        // Another program's directories in the shared root, which must never be taken for a pod's
+        // (an empty or `..` uid would name the directory of every pod).
+        for other in ["foo_", "x_..", "journal", "a_b_not-a-uid"] {
+            std::fs::create_dir_all(log_root.path().join("pods").join(other)).unwrap();
+        }
+        // Where orch kept logs before the log root.
+        let legacy = data_dir
+            .path()
+            .join("agent/logs/default_old_6a1b9f6e-3c2d-4e5f-8a7b-9c0d1e2f3a4b");
+        std::fs::create_dir_all(&legacy).unwrap();
+        let mut found = log_dirs(log_root.path(), data_dir.path());
+        found.sort();
         assert_eq!(
-            log_dirs(log_root.path()),
-            [("0f3c2a8e-1b7d-4c55-9a0e-2d6f1e9b7c41".to_string(), dir)]
+            found,
+            [
+                ("0f3c2a8e-1b7d-4c55-9a0e-2d6f1e9b7c41".to_string(), dir),
+                ("6a1b9f6e-3c2d-4e5f-8a7b-9c0d1e2f3a4b".to_string(), legacy)
+            ]
         );
     }
 }

@@ -387,6 +387,11 @@ impl Kubelet {
 
     /// Removes what a pod had on the node once its containers are stopped.
     pub(super) async fn release_pod(&self, uid: &str) {
+        // The uid names directories that are removed whole.
+        if uid.is_empty() || uid.starts_with('.') || uid.contains('/') {
+            tracing::warn!(pod = %uid, "not releasing a pod whose uid is no file name");
+            return;
+        }
         for meta in self.runtime.list_pod(uid) {
             self.probes.forget(&meta.id);
             self.killed_for_restart
@@ -407,7 +412,7 @@ impl Kubelet {
         sandbox::release(&self.config.run_dir, uid);
         volumes::tear_down(&sandbox::pod_dir(&self.config.data_dir, uid));
         // As kubelet removes the log directories of pods that are gone.
-        for (_, dir) in sandbox::log_dirs(&self.config.log_root)
+        for (_, dir) in sandbox::log_dirs(&self.config.log_root, &self.config.data_dir)
             .into_iter()
             .filter(|(owner, _)| owner == uid)
         {
@@ -456,7 +461,7 @@ impl Kubelet {
             }
         }
         let sandboxes = self.network.sandboxes().unwrap_or_default();
-        let logs = sandbox::log_dirs(&self.config.log_root)
+        let logs = sandbox::log_dirs(&self.config.log_root, &self.config.data_dir)
             .into_iter()
             .map(|(uid, _)| uid);
         for uid in sandboxes
@@ -1065,7 +1070,7 @@ impl Kubelet {
                     let ContainerState::Exited(exit) = &run.state else {
                         return None;
                     };
-                    let message = self.termination_message(pod, c, run, exit.exit_code);
+                    let message = self.termination_message(c, run, exit.exit_code);
                     (!message.is_empty()).then(|| (run.id.clone(), message))
                 })
                 .collect();
@@ -1075,7 +1080,7 @@ impl Kubelet {
 
     /// kubelet's message for an exited run: the end of its terminationMessagePath file, or with
     /// FallbackToLogsOnError and a failure, the end of its log when that file is empty.
-    fn termination_message(&self, pod: &Pod, c: &Container, run: &Run, exit_code: i32) -> String {
+    fn termination_message(&self, c: &Container, run: &Run, exit_code: i32) -> String {
         let message = std::fs::read(self.runtime.termination_log(&run.id))
             .map(|b| {
                 String::from_utf8_lossy(&b[b.len().saturating_sub(MAX_TERMINATION_MESSAGE)..])
@@ -1086,12 +1091,8 @@ impl Kubelet {
             && exit_code != 0
             && c.termination_message_policy.as_deref() == Some("FallbackToLogsOnError")
         {
-            return log_tail(&sandbox::log_path(
-                &self.config.log_root,
-                pod,
-                &c.name,
-                run.attempt,
-            ));
+            let log = self.runtime.meta(&run.id).map(|meta| meta.log_path);
+            return log.map(|log| log_tail(&log)).unwrap_or_default();
         }
         message
     }

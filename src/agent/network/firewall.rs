@@ -4,89 +4,101 @@
 //! orch's own nftables table cannot overrule a drop in another table's chain, so, as flannel does for k3s,
 //! the chain `ORCH-FORWARD` accepts traffic from and to the cluster CIDR and is jumped to first in the
 //! filter table's FORWARD chain. Only on a host whose FORWARD chain could drop something (a policy other
-//! than ACCEPT, or any rule): a host without a firewall is left without iptables state. The node checks
-//! it again periodically, since Docker started later, or a firewall reloaded, puts its own rules first.
+//! than ACCEPT, or any rule): a host without a firewall gets no rules. The node checks it again
+//! periodically, since Docker started later, or a firewall reloaded, puts its own rules first. A repair
+//! is one `iptables-restore` transaction, so that pods' traffic is never without its accept meanwhile.
 //!
-//! Firewalls written in nftables directly (firewalld, `/etc/nftables.conf`) cannot be opened this way.
+//! Only the backend the `iptables` command drives is opened (the one Docker and ufw use through the same
+//! command). Firewalls written in nftables directly (firewalld, `/etc/nftables.conf`) cannot be opened
+//! this way.
+
+use std::process::Stdio;
+
+use tokio::io::AsyncWriteExt;
 
 use super::{Ipv4Cidr, NetworkError};
 
 /// The chain of accept rules for pod traffic.
-pub const CHAIN: &str = "ORCH-FORWARD";
+const CHAIN: &str = "ORCH-FORWARD";
 
 /// Makes the host's FORWARD chain accept pod traffic first, when it could drop it; a host without the
 /// `iptables` command has no iptables firewall to open.
 pub(super) async fn open_forwarding(cluster_cidr: Ipv4Cidr) -> Result<(), NetworkError> {
     let forward = match iptables(&["-S", "FORWARD"]).await {
-        Err(NetworkError::Iptables {
-            source: Some(e), ..
-        }) if e.kind() == std::io::ErrorKind::NotFound => {
+        Err(NetworkError::IptablesRun { source, .. })
+            if source.kind() == std::io::ErrorKind::NotFound =>
+        {
             return Ok(());
         }
         listed => listed?,
     };
-    if !could_drop(&lines(&forward)) {
+    if !could_drop(&rules_of(&forward)) {
         return Ok(());
     }
     // Listing a chain that does not exist fails; listing FORWARD succeeded, so that is what a failure
     // means here.
     let chain = iptables(&["-S", CHAIN]).await.ok();
-    for change in changes(&forward, chain.as_deref(), cluster_cidr) {
-        let args: Vec<&str> = change.iter().map(String::as_str).collect();
-        iptables(&args).await?;
+    match repair(&forward, chain.as_deref(), cluster_cidr) {
+        Some(script) => iptables_restore(&script).await,
+        None => Ok(()),
     }
-    Ok(())
 }
 
-/// The iptables commands (without `iptables -t filter`) that make FORWARD, as `-S FORWARD` lists it,
-/// jump to [`CHAIN`] first, and the chain (listed by `-S`, None when missing) accept the cluster's
-/// traffic; none when FORWARD could not drop anything or is as wanted.
-fn changes(forward: &str, chain: Option<&str>, cluster_cidr: Ipv4Cidr) -> Vec<Vec<String>> {
-    let owned = |args: &[&str]| args.iter().map(|a| a.to_string()).collect::<Vec<_>>();
-    let forward = lines(forward);
+/// The `iptables-restore --noflush` script that makes FORWARD (as `-S FORWARD` lists it) jump to
+/// [`CHAIN`] first and once, and the chain (listed by `-S`, None when missing) accept the cluster's
+/// traffic; None when FORWARD could not drop anything or is as wanted.
+fn repair(forward: &str, chain: Option<&str>, cluster_cidr: Ipv4Cidr) -> Option<String> {
+    let forward = rules_of(forward);
     if !could_drop(&forward) {
-        return Vec::new();
+        return None;
     }
-    let rules: Vec<&String> = forward.iter().filter(|l| l.starts_with("-A ")).collect();
-    let cidr = cluster_cidr.to_string();
     let accepts = [
-        owned(&["-A", CHAIN, "-s", &cidr, "-j", "ACCEPT"]),
-        owned(&["-A", CHAIN, "-d", &cidr, "-j", "ACCEPT"]),
+        format!("-A {CHAIN} -s {cluster_cidr} -j ACCEPT"),
+        format!("-A {CHAIN} -d {cluster_cidr} -j ACCEPT"),
     ];
-    let mut wanted_chain = vec![format!("-N {CHAIN}")];
-    wanted_chain.extend(accepts.iter().map(|rule| rule.join(" ")));
-    let mut out = Vec::new();
-    match chain.map(lines) {
-        Some(listed) if listed == wanted_chain => {}
-        Some(_) => {
-            out.push(owned(&["-F", CHAIN]));
-            out.extend(accepts);
-        }
-        None => {
-            out.push(owned(&["-N", CHAIN]));
-            out.extend(accepts);
-        }
-    }
+    let chain_rules: Option<Vec<String>> = chain.map(|listed| {
+        rules_of(listed)
+            .into_iter()
+            .filter(|l| l.starts_with("-A "))
+            .collect()
+    });
     let jump = format!("-A FORWARD -j {CHAIN}");
-    let jumps = rules.iter().filter(|rule| ***rule == jump).count();
-    if rules.first().map(|rule| rule.as_str()) != Some(jump.as_str()) || jumps > 1 {
-        out.extend((0..jumps).map(|_| owned(&["-D", "FORWARD", "-j", CHAIN])));
-        out.push(owned(&["-I", "FORWARD", "1", "-j", CHAIN]));
+    let appended: Vec<&String> = forward.iter().filter(|l| l.starts_with("-A ")).collect();
+    let jumps = appended.iter().filter(|rule| ***rule == jump).count();
+    let jump_first_once = appended.first() == Some(&&jump) && jumps == 1;
+    if chain_rules.as_deref() == Some(&accepts[..]) && jump_first_once {
+        return None;
     }
-    out
+    // Declaring the chain creates it, or empties it when it exists.
+    let mut script = format!("*filter\n:{CHAIN} - [0:0]\n");
+    for rule in &accepts {
+        script += &format!("{rule}\n");
+    }
+    for _ in 0..jumps {
+        script += &format!("-D FORWARD -j {CHAIN}\n");
+    }
+    script += &format!("-I FORWARD 1 -j {CHAIN}\nCOMMIT\n");
+    Some(script)
 }
 
-/// The lines of an `iptables -S` listing.
-fn lines(listing: &str) -> Vec<String> {
+/// The policies, chains and rules of an `iptables -S` listing, without what else it may print (iptables-nft
+/// warns on stdout of legacy tables) or the counters some versions put before a rule.
+fn rules_of(listing: &str) -> Vec<String> {
     listing
         .lines()
         .map(str::trim)
-        .filter(|l| !l.is_empty())
+        .map(|line| match line.strip_prefix('[') {
+            Some(counted) => counted
+                .split_once("] ")
+                .map_or(line, |(_, rule)| rule.trim()),
+            None => line,
+        })
+        .filter(|line| ["-P ", "-N ", "-A "].iter().any(|p| line.starts_with(p)))
         .map(str::to_string)
         .collect()
 }
 
-/// Whether a chain, as `-S` lists it, has a policy other than ACCEPT or any rule (which may drop).
+/// Whether a chain, as [`rules_of`] gives it, has a policy other than ACCEPT or any rule (which may drop).
 fn could_drop(chain: &[String]) -> bool {
     chain
         .iter()
@@ -101,19 +113,44 @@ async fn iptables(args: &[&str]) -> Result<String, NetworkError> {
         .args(args)
         .output()
         .await
-        .map_err(|e| NetworkError::Iptables {
+        .map_err(|source| NetworkError::IptablesRun {
             command: command.clone(),
-            message: e.to_string(),
-            source: Some(e),
+            source,
         })?;
     if !out.status.success() {
-        return Err(NetworkError::Iptables {
+        return Err(NetworkError::IptablesFailed {
             command,
-            message: String::from_utf8_lossy(&out.stderr).trim().to_string(),
-            source: None,
+            stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
         });
     }
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// Applies `script` in one transaction, leaving what it does not name as it is.
+async fn iptables_restore(script: &str) -> Result<(), NetworkError> {
+    let command = "iptables-restore -w 5 --noflush".to_string();
+    let run = |source| NetworkError::IptablesRun {
+        command: command.clone(),
+        source,
+    };
+    let mut child = tokio::process::Command::new("iptables-restore")
+        .args(["-w", "5", "--noflush"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(run)?;
+    let mut stdin = child.stdin.take().expect("piped");
+    stdin.write_all(script.as_bytes()).await.map_err(run)?;
+    drop(stdin);
+    let out = child.wait_with_output().await.map_err(run)?;
+    if !out.status.success() {
+        return Err(NetworkError::IptablesFailed {
+            command: format!("{command} of {script:?}"),
+            stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+        });
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -124,72 +161,60 @@ mod tests {
         "10.42.0.0/16".parse().unwrap()
     }
 
-    fn commands(forward: &str, chain: Option<&str>) -> Vec<String> {
-        changes(forward, chain, cluster())
-            .into_iter()
-            .map(|c| c.join(" "))
-            .collect()
-    }
-
     const OURS: &str = "-N ORCH-FORWARD\n\
                         -A ORCH-FORWARD -s 10.42.0.0/16 -j ACCEPT\n\
                         -A ORCH-FORWARD -d 10.42.0.0/16 -j ACCEPT\n";
 
+    /// The script for `jumps` old jumps to delete.
+    fn script(jumps: usize) -> String {
+        "*filter\n\
+         :ORCH-FORWARD - [0:0]\n\
+         -A ORCH-FORWARD -s 10.42.0.0/16 -j ACCEPT\n\
+         -A ORCH-FORWARD -d 10.42.0.0/16 -j ACCEPT\n"
+            .to_string()
+            + &"-D FORWARD -j ORCH-FORWARD\n".repeat(jumps)
+            + "-I FORWARD 1 -j ORCH-FORWARD\nCOMMIT\n"
+    }
+
     #[test]
     fn a_forward_chain_that_cannot_drop_is_left_alone() {
-        assert!(commands("-P FORWARD ACCEPT\n", None).is_empty());
-        assert!(commands("", None).is_empty());
+        assert_eq!(repair("-P FORWARD ACCEPT\n", None, cluster()), None);
+        assert_eq!(repair("", None, cluster()), None);
+        // What iptables-nft prints beside the rules is not a rule.
+        let warned = "-P FORWARD ACCEPT\n# Warning: iptables-legacy tables present, use \
+                      iptables-legacy to see them\n";
+        assert_eq!(repair(warned, None, cluster()), None);
     }
 
     #[test]
     fn a_dropping_forward_chain_gets_the_accepts_first() {
         // Docker's FORWARD chain.
         let docker = "-P FORWARD DROP\n-A FORWARD -j DOCKER-USER\n-A FORWARD -j DOCKER-FORWARD\n";
-        assert_eq!(
-            commands(docker, None),
-            [
-                "-N ORCH-FORWARD",
-                "-A ORCH-FORWARD -s 10.42.0.0/16 -j ACCEPT",
-                "-A ORCH-FORWARD -d 10.42.0.0/16 -j ACCEPT",
-                "-I FORWARD 1 -j ORCH-FORWARD",
-            ]
-        );
+        assert_eq!(repair(docker, None, cluster()), Some(script(0)));
         // A policy of ACCEPT with a rule that may drop.
-        assert_eq!(
-            commands("-P FORWARD ACCEPT\n-A FORWARD -j REJECT\n", Some(OURS)),
-            ["-I FORWARD 1 -j ORCH-FORWARD"]
-        );
+        let rejecting = "-P FORWARD ACCEPT\n-A FORWARD -j REJECT\n";
+        assert_eq!(repair(rejecting, Some(OURS), cluster()), Some(script(0)));
     }
 
     #[test]
     fn a_converged_chain_needs_nothing_and_a_displaced_or_edited_one_is_repaired() {
         let converged = "-P FORWARD DROP\n-A FORWARD -j ORCH-FORWARD\n-A FORWARD -j DOCKER-USER\n";
-        assert!(commands(converged, Some(OURS)).is_empty());
+        assert_eq!(repair(converged, Some(OURS), cluster()), None);
+        // Listed with counters (iptables 1.8.0) and a warning: still converged.
+        let counted = "# Warning: iptables-legacy tables present\n-P FORWARD DROP\n\
+                       [0:0] -A FORWARD -j ORCH-FORWARD\n[5:300] -A FORWARD -j DOCKER-USER\n";
+        let counted_chain = "-N ORCH-FORWARD\n\
+                             [1:60] -A ORCH-FORWARD -s 10.42.0.0/16 -j ACCEPT\n\
+                             [0:0] -A ORCH-FORWARD -d 10.42.0.0/16 -j ACCEPT\n";
+        assert_eq!(repair(counted, Some(counted_chain), cluster()), None);
         // Another rule put before it (a firewall reloaded): moved back to the top.
         let displaced = "-P FORWARD DROP\n-A FORWARD -j DOCKER-USER\n-A FORWARD -j ORCH-FORWARD\n";
-        assert_eq!(
-            commands(displaced, Some(OURS)),
-            ["-D FORWARD -j ORCH-FORWARD", "-I FORWARD 1 -j ORCH-FORWARD"]
-        );
+        assert_eq!(repair(displaced, Some(OURS), cluster()), Some(script(1)));
         // Two jumps: one is left.
         let twice = "-P FORWARD DROP\n-A FORWARD -j ORCH-FORWARD\n-A FORWARD -j ORCH-FORWARD\n";
-        assert_eq!(
-            commands(twice, Some(OURS)),
-            [
-                "-D FORWARD -j ORCH-FORWARD",
-                "-D FORWARD -j ORCH-FORWARD",
-                "-I FORWARD 1 -j ORCH-FORWARD"
-            ]
-        );
+        assert_eq!(repair(twice, Some(OURS), cluster()), Some(script(2)));
         // The chain of another cluster CIDR (or edited by hand) is written again.
         let other = "-N ORCH-FORWARD\n-A ORCH-FORWARD -s 10.52.0.0/16 -j ACCEPT\n";
-        assert_eq!(
-            commands(converged, Some(other)),
-            [
-                "-F ORCH-FORWARD",
-                "-A ORCH-FORWARD -s 10.42.0.0/16 -j ACCEPT",
-                "-A ORCH-FORWARD -d 10.42.0.0/16 -j ACCEPT",
-            ]
-        );
+        assert_eq!(repair(converged, Some(other), cluster()), Some(script(1)));
     }
 }

@@ -74,13 +74,13 @@ pub enum NetworkError {
     NftFailed(String),
     #[error("running nft: {0}")]
     Nft(#[source] nftables::helper::NftablesError),
-    #[error("{command}: {message}")]
-    Iptables {
+    #[error("running {command}: {source}")]
+    IptablesRun {
         command: String,
-        message: String,
-        #[source]
-        source: Option<std::io::Error>,
+        source: std::io::Error,
     },
+    #[error("{command}: {stderr}")]
+    IptablesFailed { command: String, stderr: String },
     #[error("sandbox {0} is gone")]
     SandboxGone(String),
 }
@@ -208,8 +208,10 @@ impl PodNetwork {
     /// flushes the whole ruleset), and the host firewall's FORWARD chain is opened to pod traffic again
     /// when a firewall started or reloaded since. Called periodically.
     pub async fn converge_host_rules(&self) -> Result<(), NetworkError> {
-        self.nat.converge().await?;
-        firewall::open_forwarding(self.config.cluster_cidr).await
+        // Each on its own: an nft failure must not keep the firewall closed, nor the reverse.
+        let nat = self.nat.converge().await;
+        let firewall = firewall::open_forwarding(self.config.cluster_cidr).await;
+        nat.and(firewall)
     }
 
     pub fn config(&self) -> &NetworkConfig {

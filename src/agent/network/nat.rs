@@ -196,9 +196,9 @@ impl NodeNat {
         Ok(())
     }
 
-    /// Writes the table again when it is missing or holds other rules than written (a firewall reload
-    /// that flushed the whole ruleset, an edit by hand), and turns forwarding back on when something
-    /// turned it off.
+    /// Writes the table again when it is missing or holds another number of rules than written (a
+    /// firewall reload that flushed the whole ruleset, an edit by hand), and turns forwarding back on
+    /// when something turned it off.
     pub(super) async fn converge(&self) -> Result<(), NetworkError> {
         enable_forwarding(Path::new(IP_FORWARD))?;
         let host_ports = self.host_ports.lock().await;

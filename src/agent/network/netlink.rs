@@ -140,8 +140,9 @@ fn link_is_bridge(link: &LinkMessage) -> bool {
     })
 }
 
-/// A veth pair with both ends at `mtu`: `host_name` on the host, attached to `bridge` and up; its peer created directly inside the
-/// namespace at `netns_path` under the name `pod_name`, so the pod-side name never has to be free on the host.
+/// A veth pair with both ends at `mtu`: `host_name` on the host, attached to `bridge` and up; its peer
+/// created directly inside the namespace at `netns_path` under the name `pod_name`, so the pod-side name
+/// never has to be free on the host.
 pub(super) async fn create_veth(
     h: &Handle,
     host_name: &str,

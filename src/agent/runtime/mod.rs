@@ -464,7 +464,7 @@ impl Runtime {
 
     /// Removes a container that is not running: unmounts its root, deletes what libcontainer left (a
     /// container stuck in `created` whose shim died), the bundle, the records and, as kubelet removes a
-    /// container's log with it, the log and its rotated part.
+    /// container's log with it, the log, its rotated parts and its link.
     pub fn remove(&self, id: &str) -> Result<(), RuntimeError> {
         let dir = self.dir(id);
         if dir.exists() {
@@ -474,15 +474,7 @@ impl Runtime {
         }
         self.discard_bundle(id)?;
         if let Ok(meta) = self.meta(id) {
-            let logs = shim::rotated_parts(&meta.log_path).into_iter();
-            for log in logs.chain([meta.log_path]).chain(meta.log_link) {
-                match fs::remove_file(&log) {
-                    Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                        return Err(io_err("removing", &log)(e))
-                    }
-                    _ => {}
-                }
-            }
+            remove_log(&meta);
         }
         match fs::remove_dir_all(&dir) {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
@@ -586,8 +578,6 @@ impl Runtime {
     }
 }
 
-/// Mounts the container's root on the bundle's `rootfs/`: `layers` under the upper and work directories
-/// in `dir`.
 /// `link` pointing at `log` (which the shim makes later), replacing whatever a crash left there.
 fn link_log(log: &Path, link: &Path) -> Result<(), RuntimeError> {
     if let Some(dir) = link.parent() {
@@ -602,6 +592,26 @@ fn link_log(log: &Path, link: &Path) -> Result<(), RuntimeError> {
     std::os::unix::fs::symlink(log, link).map_err(io_err("linking", link))
 }
 
+/// Deletes a container's log, its rotated parts and its link (only while the link still points at this
+/// log: a name cut to 255 bytes can be another run's). What cannot be deleted is only a warning, so
+/// that it never keeps the container itself.
+fn remove_log(meta: &ContainerMeta) {
+    let link = meta
+        .log_link
+        .as_ref()
+        .filter(|link| fs::read_link(link).is_ok_and(|target| target == meta.log_path));
+    let parts = shim::rotated_parts(&meta.log_path);
+    for file in parts.iter().chain([&meta.log_path]).chain(link) {
+        if let Err(e) = fs::remove_file(file) {
+            if e.kind() != std::io::ErrorKind::NotFound {
+                tracing::warn!(container = %meta.id, file = %file.display(), error = %e, "removing a log");
+            }
+        }
+    }
+}
+
+/// Mounts the container's root on the bundle's `rootfs/`: `layers` under the upper and work directories
+/// in `dir`.
 fn mount_overlay(
     id: &str,
     dir: &Path,
