@@ -72,6 +72,16 @@ fn log_of(s: &Server, pod: &str, container: &str, attempt: u32) -> String {
     std::fs::read_to_string(path).unwrap_or_default()
 }
 
+/// The names of the files in `dir`, sorted.
+fn file_names(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
 fn registry_with_busybox() -> (Registry, String) {
     let registry = Registry::start(Some(("user", "pass")));
     push_busybox(&registry, "busybox:latest");
@@ -351,16 +361,13 @@ spec:
         "only the last two runs keep logs",
         Duration::from_secs(30),
         || {
-            logs = std::fs::read_dir(&log_dir)
-                .unwrap()
-                .map(|e| e.unwrap().path())
-                .collect();
-            logs.len() == 2 && !logs.contains(&log_dir.join("0.log"))
+            logs = file_names(&log_dir);
+            logs.len() == 2 && !logs.iter().any(|l| l == "0.log")
         },
     );
     for log in &logs {
-        let text = std::fs::read_to_string(log).unwrap();
-        assert!(text.contains(" stdout F boom"), "{}: {text}", log.display());
+        let text = std::fs::read_to_string(log_dir.join(log)).unwrap();
+        assert!(text.contains(" stdout F boom"), "{log}: {text}");
     }
     assert_eq!(s.ok(&["logs", "crash", "--previous"]), "boom\n");
     // Following a run that has exited returns what it wrote and ends.
@@ -913,10 +920,7 @@ spec:
         .path()
         .join(format!("log/pods/default_pair_{uid}"))
         .exists());
-    let links: Vec<String> = std::fs::read_dir(s.dir.path().join("log/containers"))
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .collect();
+    let links = file_names(&s.dir.path().join("log/containers"));
     assert!(links.iter().all(|l| !l.starts_with("pair_")), "{links:?}");
     assert!(
         links.iter().any(|l| l.starts_with("hostnet_default_app-")),
@@ -968,11 +972,7 @@ spec:
         .dir
         .path()
         .join(format!("log/pods/default_chatty_{uid}/app"));
-    let mut files: Vec<String> = std::fs::read_dir(&dir)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .collect();
-    files.sort();
+    let files = file_names(&dir);
     assert_eq!(files, ["0.log", "0.log.1", "0.log.2"]);
     for file in &files {
         let size = std::fs::metadata(dir.join(file)).unwrap().len();

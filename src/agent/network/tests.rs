@@ -480,6 +480,16 @@ async fn outside_world(h: &Handle, path: &Path, node_ip: Ipv4Addr, outside_ip: I
     .unwrap();
 }
 
+/// `host_port` on any of the node's addresses, to the port `listener` listens on.
+fn tcp_host_port(host_port: u16, listener: &TcpListener) -> HostPort {
+    HostPort {
+        protocol: "tcp",
+        host_ip: None,
+        host_port,
+        container_port: listener.local_addr().unwrap().port(),
+    }
+}
+
 #[test]
 fn pods_reach_addresses_off_the_node_from_the_nodes_address_and_host_ports_reach_pods() {
     in_scratch_namespaces(|config| async move {
@@ -535,12 +545,7 @@ fn pods_reach_addresses_off_the_node_from_the_nodes_address_and_host_ports_reach
         // it), from the node, and from a neighbour pod masqueraded so that the answer comes back the
         // same way.
         let in_pod = listen_in(&pod.netns_path, pod.ip).await;
-        let host_port = HostPort {
-            protocol: "tcp",
-            host_ip: None,
-            host_port: 8080,
-            container_port: in_pod.local_addr().unwrap().port(),
-        };
+        let host_port = tcp_host_port(8080, &in_pod);
         network
             .set_host_ports("pod-a", pod.ip, vec![host_port.clone()])
             .await
@@ -790,12 +795,7 @@ fn a_host_firewall_that_drops_forwarded_traffic_is_opened_to_pods_and_changes_fr
         // `nft flush ruleset` (what reloading nftables.conf does) takes the NAT table and the host ports
         // with it, and something turns forwarding off: both come back.
         let in_a = listen_in(&a.netns_path, a.ip).await;
-        let host_port = HostPort {
-            protocol: "tcp",
-            host_ip: None,
-            host_port: 8080,
-            container_port: in_a.local_addr().unwrap().port(),
-        };
+        let host_port = tcp_host_port(8080, &in_a);
         network
             .set_host_ports("pod-a", a.ip, vec![host_port])
             .await

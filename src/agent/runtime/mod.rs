@@ -239,8 +239,11 @@ impl Runtime {
             Durability::Synced,
         )?;
         self.indexed().insert(meta.id.clone(), meta.clone());
+        // As kubelet treats it: a convenience for log collectors, which no container waits for.
         if let Some(link) = &meta.log_link {
-            link_log(&meta.log_path, link)?;
+            if let Err(e) = link_log(&meta.log_path, link) {
+                tracing::warn!(container = %meta.id, error = %e, "linking the container's log");
+            }
         }
         mount_overlay(&meta.id, &dir, &bundle, layers)?;
         mount_targets::prepare(
