@@ -169,6 +169,36 @@ async fn a_container_runs_logs_in_cri_format_and_reports_its_exit_code() {
     );
 }
 
+/// `kubectl logs` reads a run's log where the run recorded it, not where the node's log root would
+/// put it now: a container made before an upgrade moved the logs keeps its own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_logs_reads_the_log_a_run_recorded() {
+    use futures_util::StreamExt;
+    use orch::api::logs::{LogOptions, PodLogs};
+
+    let f = fixture();
+    let id = f.create(&["echo", "from the old place"], Resources::default());
+    f.run_to_exit(&id).await;
+    let moved_root = tempfile::tempdir().unwrap();
+    let logs = orch::agent::kubelet::logs::NodeLogs {
+        node_name: "node".into(),
+        log_root: moved_root.path().to_path_buf(),
+        runtime: f.runtime.clone(),
+    };
+    let mut pod = k8s_openapi::api::core::v1::Pod::default();
+    pod.metadata.name = Some("p".into());
+    pod.metadata.namespace = Some("default".into());
+    pod.metadata.uid = Some("uid-1".into());
+    let options = LogOptions {
+        container: "c".into(),
+        ..LogOptions::default()
+    };
+    let stream = logs.stream(&pod, options).unwrap();
+    let chunks: Vec<_> = stream.collect().await;
+    assert_eq!(chunks.concat(), b"from the old place\n");
+    f.runtime.remove(&id).unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_seccomp_profile_compiled_once_by_the_runtime_is_loaded_in_every_container() {
     let f = fixture();
