@@ -480,6 +480,18 @@ async fn outside_world(h: &Handle, path: &Path, node_ip: Ipv4Addr, outside_ip: I
     .unwrap();
 }
 
+/// The test's namespace as a node beside [`outside_world`] (at `world` in the test's directory), with `lo`
+/// up, as on a real node, where what is for the node's own addresses goes through it: the world's path,
+/// the node's address and the world's.
+async fn node_beside_world(h: &Handle, config: &NetworkConfig) -> (PathBuf, Ipv4Addr, Ipv4Addr) {
+    let (node_ip, outside_ip) = (Ipv4Addr::new(192, 0, 2, 1), Ipv4Addr::new(192, 0, 2, 2));
+    let world = config.state_dir.parent().unwrap().join("world");
+    outside_world(h, &world, node_ip, outside_ip).await;
+    let lo = link(h, "lo").await.unwrap().header.index;
+    netlink::set_up(h, lo, None).await.unwrap();
+    (world, node_ip, outside_ip)
+}
+
 /// `host_port` on any of the node's addresses, to the port `listener` listens on.
 fn tcp_host_port(host_port: u16, listener: &TcpListener) -> HostPort {
     HostPort {
@@ -494,12 +506,7 @@ fn tcp_host_port(host_port: u16, listener: &TcpListener) -> HostPort {
 fn pods_reach_addresses_off_the_node_from_the_nodes_address_and_host_ports_reach_pods() {
     in_scratch_namespaces(|config| async move {
         let h = handle();
-        let (node_ip, outside_ip) = (Ipv4Addr::new(192, 0, 2, 1), Ipv4Addr::new(192, 0, 2, 2));
-        let world = config.state_dir.parent().unwrap().join("world");
-        outside_world(&h, &world, node_ip, outside_ip).await;
-        // As on a real node, where what is for the node's own addresses goes through it.
-        let lo = link(&h, "lo").await.unwrap().header.index;
-        netlink::set_up(&h, lo, None).await.unwrap();
+        let (world, node_ip, outside_ip) = node_beside_world(&h, &config).await;
         // Forwarding off (a new namespace takes the host's setting): setting up the pod network turns it
         // on.
         std::fs::write("/proc/sys/net/ipv4/ip_forward", "0").unwrap();
@@ -652,9 +659,7 @@ fn a_udp_flow_follows_its_host_port_to_another_pod() {
     );
     in_scratch_namespaces(|config| async move {
         let h = handle();
-        let (node_ip, outside_ip) = (Ipv4Addr::new(192, 0, 2, 1), Ipv4Addr::new(192, 0, 2, 2));
-        let world = config.state_dir.parent().unwrap().join("world");
-        outside_world(&h, &world, node_ip, outside_ip).await;
+        let (world, node_ip, outside_ip) = node_beside_world(&h, &config).await;
         let network = PodNetwork::setup(config.clone()).await.unwrap();
         let (a, b) = (
             network.create_sandbox("pod-a").await.unwrap(),
@@ -730,15 +735,10 @@ async fn connects(client_ns: &Path, addr: SocketAddr) -> bool {
 }
 
 #[test]
-fn a_host_firewall_that_drops_forwarded_traffic_is_opened_to_pods_and_changes_from_outside_undone()
-{
+fn a_dropping_host_firewall_is_opened_to_pods_and_outside_changes_are_undone() {
     in_scratch_namespaces(|config| async move {
         let h = handle();
-        let (node_ip, outside_ip) = (Ipv4Addr::new(192, 0, 2, 1), Ipv4Addr::new(192, 0, 2, 2));
-        let world = config.state_dir.parent().unwrap().join("world");
-        outside_world(&h, &world, node_ip, outside_ip).await;
-        let lo = link(&h, "lo").await.unwrap().header.index;
-        netlink::set_up(&h, lo, None).await.unwrap();
+        let (world, node_ip, outside_ip) = node_beside_world(&h, &config).await;
         // Traffic between two pods on the bridge passes FORWARD only through br_netfilter, as on a host
         // with Docker.
         let bridge_nf = "/proc/sys/net/bridge/bridge-nf-call-iptables";
