@@ -724,22 +724,11 @@ fn main() {
 }
 
 const IP_FORWARD: &str = "/proc/sys/net/ipv4/ip_forward";
-/// Removes the agent's ORCH-FORWARD chain and the jumps to it, when there is one.
-const REMOVE_FIREWALL_OPENING: &str =
-    "iptables -t filter -S ORCH-FORWARD >/dev/null 2>&1 || exit 0; \
-     while iptables -t filter -D FORWARD -j ORCH-FORWARD 2>/dev/null; do :; done; \
-     iptables -t filter -F ORCH-FORWARD; iptables -t filter -X ORCH-FORWARD";
 
 /// Containers outlive the server by design: kill what is left and unmount under the work dir. The
-/// node's NAT table goes too, and IP forwarding is set back to `forwarding`.
+/// node's host rules go too, and IP forwarding is set back to `forwarding`.
 fn clean_up(dir: &Path, forwarding: &str) {
-    let _ = Command::new("nft")
-        .args(["delete", "table", "ip", "orch"])
-        .status();
-    // The opening of a host firewall, where the host has one.
-    let _ = Command::new("sh")
-        .args(["-c", REMOVE_FIREWALL_OPENING])
-        .status();
+    orch::agent::network::remove_host_rules();
     if !forwarding.is_empty() {
         let _ = std::fs::write(IP_FORWARD, forwarding.trim());
     }

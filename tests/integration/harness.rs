@@ -393,11 +393,6 @@ impl Drop for Server {
 }
 
 const IP_FORWARD: &str = "/proc/sys/net/ipv4/ip_forward";
-/// Removes the agent's ORCH-FORWARD chain and the jumps to it, when there is one.
-const REMOVE_FIREWALL_OPENING: &str =
-    "iptables -t filter -S ORCH-FORWARD >/dev/null 2>&1 || exit 0; \
-     while iptables -t filter -D FORWARD -j ORCH-FORWARD 2>/dev/null; do :; done; \
-     iptables -t filter -F ORCH-FORWARD; iptables -t filter -X ORCH-FORWARD";
 
 /// The host's IP forwarding before the first agent of this run turned it on.
 static HOST_FORWARDING: OnceLock<String> = OnceLock::new();
@@ -407,18 +402,12 @@ fn remember_host_forwarding() {
 }
 
 /// Containers (and pause processes) outlive their agent by design; a finished test kills them, deletes its pods' network
-/// interfaces and the node's NAT table (whose host ports would send traffic to pods that are gone) and
+/// interfaces and the node's host rules (whose host ports would send traffic to pods that are gone) and
 /// sets the host's IP forwarding back, unmounts what the agent mounted under its directories (overlay
 /// roots, tmpfs volumes, network namespaces) so the temporary directory can go, and removes its pods'
 /// cgroups.
 pub fn clean_up_containers(data_dir: &Path) {
-    let _ = Command::new("nft")
-        .args(["delete", "table", "ip", "orch"])
-        .output();
-    // The opening of a host firewall, where the host has one.
-    let _ = Command::new("sh")
-        .args(["-c", REMOVE_FIREWALL_OPENING])
-        .output();
+    orch::agent::network::remove_host_rules();
     if let Some(before) = HOST_FORWARDING.get().filter(|b| !b.is_empty()) {
         let _ = std::fs::write(IP_FORWARD, before.trim());
     }

@@ -392,7 +392,14 @@ impl Kubelet {
             tracing::warn!(pod = %uid, "not releasing a pod whose uid is no file name");
             return;
         }
-        for meta in self.runtime.list_pod(uid) {
+        let metas = self.runtime.list_pod(uid);
+        // The pod's log directories, from where its runs log (`<dir>/<container>/<restart>.log`):
+        // no scan of a log root that holds every pod's.
+        let log_dirs: std::collections::BTreeSet<PathBuf> = metas
+            .iter()
+            .filter_map(|meta| Some(meta.log_path.parent()?.parent()?.to_path_buf()))
+            .collect();
+        for meta in metas {
             self.probes.forget(&meta.id);
             self.killed_for_restart
                 .lock()
@@ -412,13 +419,8 @@ impl Kubelet {
         sandbox::release(&self.config.run_dir, uid);
         volumes::tear_down(&sandbox::pod_dir(&self.config.data_dir, uid));
         // As kubelet removes the log directories of pods that are gone.
-        for (_, dir) in sandbox::log_dirs(&self.config.log_root, &self.config.data_dir)
-            .into_iter()
-            .filter(|(owner, _)| owner == uid)
-        {
-            if let Err(e) = std::fs::remove_dir_all(&dir) {
-                tracing::warn!(pod = %uid, error = %e, dir = %dir.display(), "removing the pod's logs");
-            }
+        for dir in &log_dirs {
+            remove_logs(uid, dir);
         }
         if !pod_cgroup::remove(Path::new(pod_cgroup::ROOT), uid) {
             self.leftover_cgroups
@@ -461,13 +463,9 @@ impl Kubelet {
             }
         }
         let sandboxes = self.network.sandboxes().unwrap_or_default();
-        let logs = sandbox::log_dirs(&self.config.log_root, &self.config.data_dir)
-            .into_iter()
-            .map(|(uid, _)| uid);
         for uid in sandboxes
             .into_iter()
             .chain(sandbox::sandbox_owners(&self.config.run_dir))
-            .chain(logs)
         {
             if !live.contains(&uid) {
                 orphans.insert(uid);
@@ -481,6 +479,12 @@ impl Kubelet {
             self.release_pod(&uid).await;
         });
         futures_util::future::join_all(removals).await;
+        // Logs of pods whose runs were removed before (or by an orch that did not remove logs).
+        for (uid, dir) in sandbox::log_dirs(&self.config.log_root, &self.config.data_dir) {
+            if !live.contains(&uid) {
+                remove_logs(&uid, &dir);
+            }
+        }
     }
 
     /// The runs of the pod's containers by name; older runs than the previous one are removed.
@@ -1519,6 +1523,15 @@ enum StartFailure {
 
 /// The end of a CRI log as `kubectl logs --tail` shows it (partial lines joined, each line ending in a
 /// newline): its last [`MAX_FALLBACK_LINES`] lines, at most their last [`MAX_FALLBACK_LOG`] bytes.
+/// Removes a gone pod's log directory; a failure is only a warning.
+fn remove_logs(uid: &str, dir: &Path) {
+    if let Err(e) = std::fs::remove_dir_all(dir) {
+        if e.kind() != std::io::ErrorKind::NotFound {
+            tracing::warn!(pod = %uid, error = %e, dir = %dir.display(), "removing the pod's logs");
+        }
+    }
+}
+
 fn log_tail(path: &std::path::Path) -> String {
     let text = std::fs::read_to_string(path).unwrap_or_default();
     let mut lines: Vec<String> = Vec::new();

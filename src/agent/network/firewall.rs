@@ -105,6 +105,24 @@ fn could_drop(chain: &[String]) -> bool {
         .any(|l| l.starts_with("-A ") || (l.starts_with("-P ") && !l.ends_with(" ACCEPT")))
 }
 
+/// Removes the jumps to [`CHAIN`] and the chain, if there is one.
+pub(super) fn close_forwarding() {
+    let iptables = |args: &[&str]| {
+        std::process::Command::new("iptables")
+            .args(["-w", "5", "-t", "filter"])
+            .args(args)
+            .output()
+            .ok()
+            .filter(|out| out.status.success())
+    };
+    if iptables(&["-S", CHAIN]).is_none() {
+        return;
+    }
+    while iptables(&["-D", "FORWARD", "-j", CHAIN]).is_some() {}
+    iptables(&["-F", CHAIN]);
+    iptables(&["-X", CHAIN]);
+}
+
 /// `iptables -t filter <args>`, waiting for the xtables lock; its output.
 async fn iptables(args: &[&str]) -> Result<String, NetworkError> {
     let command = format!("iptables -t filter {}", args.join(" "));

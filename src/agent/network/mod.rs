@@ -349,6 +349,14 @@ impl PodNetwork {
     }
 }
 
+/// Removes what agents leave in the host's tables — the NAT table and the opening of the host firewall
+/// — as uninstalling the node does; tests and benchmarks use it to leave the host as they found it.
+/// Best effort: what is not there, or cannot be removed, is left.
+pub fn remove_host_rules() {
+    nat::delete_table();
+    firewall::close_forwarding();
+}
+
 /// The veth pair of the sandbox: `host_name` on the node (`node`), attached to the bridge and up, and
 /// `eth0` in the pod's namespace (`pod`), neither with an IPv6 link-local address, both at `mtu` when
 /// made. A pair left half made, or the ends of two different pairs, after a crash, is made again.

@@ -358,6 +358,13 @@ fn local_destination() -> Statement<'static> {
     })
 }
 
+/// Deletes the node's table, if there is one.
+pub(super) fn delete_table() {
+    let _ = std::process::Command::new("nft")
+        .args(["delete", "table", "ip", TABLE])
+        .output();
+}
+
 async fn apply(ruleset: &Nftables<'_>) -> Result<(), NetworkError> {
     nftables::helper::apply_ruleset_async(ruleset)
         .await

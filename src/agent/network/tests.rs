@@ -817,6 +817,13 @@ fn a_dropping_host_firewall_is_opened_to_pods_and_outside_changes_are_undone() {
         let before = run("nft", &["list", "ruleset"]);
         network.converge_host_rules().await.unwrap();
         assert_eq!(run("nft", &["list", "ruleset"]), before);
+        // Uninstalling leaves the firewall as it was before the agent, and no NAT table.
+        run("iptables", &["-t", "filter", "-P", "FORWARD", "DROP"]);
+        network.converge_host_rules().await.unwrap();
+        assert_eq!(forward(), "-P FORWARD DROP\n-A FORWARD -j ORCH-FORWARD\n");
+        remove_host_rules();
+        assert_eq!(forward(), "-P FORWARD DROP\n");
+        assert!(!run("nft", &["list", "ruleset"]).contains("orch"));
         netns::remove(&world).unwrap();
     });
 }
