@@ -3080,7 +3080,7 @@ impl Drop for World {
 
 /// Pods reach addresses off the cluster through the node, from the node's address (the world has no
 /// route back to pods), and the world reaches a pod's hostPort on the node's address with its own
-/// address kept, as with k3s's flannel and portmap.
+/// address kept, as with k3s's flannel and portmap; the node reaches it on 127.0.0.1 as well.
 #[test]
 fn pods_reach_the_world_and_the_world_reaches_their_host_ports() {
     let (_node, s) = busybox_node();
@@ -3147,11 +3147,19 @@ spec:
         served.contains(world.ip.as_str()) && served.contains("url:/"),
         "the pod saw the world's own address: {served}"
     );
-    // From the node itself, too.
-    let out = std::process::Command::new(crate::registry::require("busybox"))
-        .args(["wget", "-q", "-O-", &on_node])
-        .output()
-        .unwrap();
-    assert_eq!(String::from_utf8_lossy(&out.stdout), "hello from a pod\n");
+    // From the node itself, too, on its address and on 127.0.0.1.
+    let on_loopback = format!("http://127.0.0.1:{host_port}/");
+    for url in [&on_node, &on_loopback] {
+        let out = std::process::Command::new(crate::registry::require("busybox"))
+            .args(["wget", "-q", "-O-", url])
+            .output()
+            .unwrap();
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout),
+            "hello from a pod\n",
+            "{url}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
     drop(world);
 }

@@ -182,9 +182,12 @@ impl PodNetwork {
             .into_iter()
             .map(|(ip, id)| (id, ip))
             .collect();
-        let nat = NodeNat::start(config.pod_cidr, config.cluster_cidr, |id, ip| {
-            allocated.get(id) == Some(&ip)
-        })
+        let nat = NodeNat::start(
+            &config.bridge,
+            config.pod_cidr,
+            config.cluster_cidr,
+            |id, ip| allocated.get(id) == Some(&ip),
+        )
         .await?;
         let network = PodNetwork {
             config,
@@ -238,6 +241,7 @@ impl PodNetwork {
         netlink::ensure_only_address(&self.handle, bridge, self.gateway, c.pod_cidr.prefix_len())
             .await?;
         netlink::set_up(&self.handle, bridge, None).await?;
+        nat::enable_route_localnet(&c.bridge)?;
         for (cidr, what) in [
             (c.cluster_cidr, "the cluster CIDR"),
             (c.service_cidr, "the service CIDR"),

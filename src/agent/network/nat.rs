@@ -6,10 +6,12 @@
 //!   pods and to the node itself keeps the pod's address;
 //! - host ports, as the CNI portmap plugin maps them: traffic to one of the node's addresses (or to the
 //!   port's hostIP) on a pod's hostPort is sent to the pod's IP and containerPort, from other machines
-//!   (prerouting) and from the node itself (output). A pod reaching a host port of a pod on this node is
-//!   masqueraded, so that the answer comes back through the node. 127.0.0.0/8 is left alone: forwarding
-//!   it takes `route_localnet` on the bridge, which would also let pods reach the node's loopback-only
-//!   services. Each host-port rule's comment records its mapping, so that a restarted agent keeps the
+//!   (prerouting) and from the node itself (output), 127.0.0.1 included. A pod reaching a host port of a
+//!   pod on this node is masqueraded, so that the answer comes back through the node; so is the node
+//!   reaching one from 127.0.0.0/8, which may only leave by the bridge because the bridge has
+//!   `route_localnet` on. That switch would also let pods reach the node's loopback-only services
+//!   (CVE-2020-8558), so connections from the bridge to 127.0.0.0/8 are dropped (input), as kube-proxy
+//!   drops them. Each host-port rule's comment records its mapping, so that a restarted agent keeps the
 //!   mappings of the pods it has not synced yet instead of dropping them until then.
 //!
 //! When a UDP host port's translation changes, the conntrack entries of its flows are deleted (with the
@@ -22,7 +24,8 @@ use std::path::Path;
 
 use nftables::batch::Batch;
 use nftables::expr::{
-    Expression, Fib, FibFlag, FibResult, NamedExpression, Payload, PayloadField, Prefix, CT,
+    Expression, Fib, FibFlag, FibResult, Meta, MetaKey, NamedExpression, Payload, PayloadField,
+    Prefix, SetItem, CT,
 };
 use nftables::schema::{Chain, NfCmd, NfListObject, NfObject, Nftables, Rule, Table};
 use nftables::stmt::{JumpTarget, Match, NATFamily, Operator, Statement, NAT};
@@ -32,8 +35,9 @@ use super::{Ipv4Cidr, NetworkError};
 
 /// The nftables table that holds orch's node rules.
 pub const TABLE: &str = "orch";
-/// nftables' `dstnat` and `srcnat` priorities, where NAT chains go.
+/// nftables' `dstnat`, `filter` and `srcnat` priorities.
 const DSTNAT: i32 = -100;
+const FILTER: i32 = 0;
 const SRCNAT: i32 = 100;
 const HOST_PORTS: &str = "hostports";
 const IP_FORWARD: &str = "/proc/sys/net/ipv4/ip_forward";
@@ -141,6 +145,7 @@ async fn mapped_host_ports() -> Mappings {
 
 /// The node's NAT table and what it is made from. Changes are serialised.
 pub(super) struct NodeNat {
+    bridge: String,
     pod_cidr: Ipv4Cidr,
     cluster_cidr: Ipv4Cidr,
     host_ports: tokio::sync::Mutex<Mappings>,
@@ -152,6 +157,7 @@ impl NodeNat {
     /// namespace of the calling thread (`nft` is started from it). A mapping without its sandbox (another
     /// data dir, a reset one) would otherwise stay, for an address the next pod may get.
     pub(super) async fn start(
+        bridge: &str,
         pod_cidr: Ipv4Cidr,
         cluster_cidr: Ipv4Cidr,
         holds: impl Fn(&str, Ipv4Addr) -> bool,
@@ -160,6 +166,7 @@ impl NodeNat {
         let mut mapped = mapped_host_ports().await;
         mapped.retain(|id, (ip, _)| holds(id, *ip));
         let nat = NodeNat {
+            bridge: bridge.to_string(),
             pod_cidr,
             cluster_cidr,
             host_ports: tokio::sync::Mutex::new(mapped.clone()),
@@ -236,17 +243,28 @@ impl NodeNat {
         batch.add(NfListObject::Table(table.clone()));
         batch.delete(NfListObject::Table(table.clone()));
         batch.add(NfListObject::Table(table));
-        for (name, hook, priority) in [
-            ("prerouting", Some(NfHook::Prerouting), DSTNAT),
-            ("output", Some(NfHook::Output), DSTNAT),
-            ("postrouting", Some(NfHook::Postrouting), SRCNAT),
-            (HOST_PORTS, None, 0),
+        for (name, hook, priority, kind) in [
+            (
+                "prerouting",
+                Some(NfHook::Prerouting),
+                DSTNAT,
+                NfChainType::NAT,
+            ),
+            ("output", Some(NfHook::Output), DSTNAT, NfChainType::NAT),
+            (
+                "postrouting",
+                Some(NfHook::Postrouting),
+                SRCNAT,
+                NfChainType::NAT,
+            ),
+            ("input", Some(NfHook::Input), FILTER, NfChainType::Filter),
+            (HOST_PORTS, None, 0, NfChainType::NAT),
         ] {
             batch.add(NfListObject::Chain(Chain {
                 family: NfFamily::IP,
                 table: TABLE.into(),
                 name: name.into(),
-                _type: hook.map(|_| NfChainType::NAT),
+                _type: hook.map(|_| kind),
                 hook,
                 prio: hook.map(|_| priority),
                 policy: hook.map(|_| NfChainPolicy::Accept),
@@ -261,13 +279,18 @@ impl NodeNat {
             ..Rule::default()
         };
         let loopback: Ipv4Cidr = LOOPBACK.parse().expect("constant");
-        for chain in ["prerouting", "output"] {
-            let jump = Statement::Jump(JumpTarget {
+        let jump = || {
+            Statement::Jump(JumpTarget {
                 target: HOST_PORTS.into(),
-            });
-            let not_loopback = ip_match("daddr", Operator::NEQ, loopback);
-            batch.add(NfListObject::Rule(rule(chain, vec![not_loopback, jump])));
-        }
+            })
+        };
+        // From outside, 127.0.0.0/8 is not the node's to map (the kernel drops it as martian anyway).
+        let not_loopback = ip_match("daddr", Operator::NEQ, loopback);
+        batch.add(NfListObject::Rule(rule(
+            "prerouting",
+            vec![not_loopback, jump()],
+        )));
+        batch.add(NfListObject::Rule(rule("output", vec![jump()])));
         for (id, (ip, ports)) in host_ports {
             for port in ports {
                 // Only ever the node's own addresses: a hostIP elsewhere must not capture traffic that
@@ -298,21 +321,21 @@ impl NodeNat {
             }
         }
         let from_pods = ip_match("saddr", Operator::EQ, self.pod_cidr);
-        let hairpin = vec![
-            from_pods.clone(),
-            ip_match("daddr", Operator::EQ, self.pod_cidr),
-            Statement::Match(Match {
-                left: Expression::Named(NamedExpression::CT(CT {
-                    key: "status".into(),
-                    family: None,
-                    dir: None,
-                })),
-                right: Expression::String("dnat".into()),
-                op: Operator::IN,
-            }),
-            Statement::Masquerade(None),
-        ];
-        batch.add(NfListObject::Rule(rule("postrouting", hairpin)));
+        // Pods' own connections through a host port, and the node's from 127.0.0.0/8, which a pod
+        // could not answer.
+        for from in [from_pods.clone(), ip_match("saddr", Operator::EQ, loopback)] {
+            let through_host_port = vec![
+                from,
+                ip_match("daddr", Operator::EQ, self.pod_cidr),
+                Statement::Match(Match {
+                    left: conntrack("status"),
+                    right: Expression::String("dnat".into()),
+                    op: Operator::IN,
+                }),
+                Statement::Masquerade(None),
+            ];
+            batch.add(NfListObject::Rule(rule("postrouting", through_host_port)));
+        }
         let multicast: Ipv4Cidr = MULTICAST.parse().expect("constant");
         let off_cluster = vec![
             from_pods,
@@ -321,8 +344,38 @@ impl NodeNat {
             Statement::Masquerade(None),
         ];
         batch.add(NfListObject::Rule(rule("postrouting", off_cluster)));
+        // The answers to the node's connections from 127.0.0.0/8 come in by the bridge, established.
+        let pods_to_loopback = vec![
+            Statement::Match(Match {
+                left: Expression::Named(NamedExpression::Meta(Meta {
+                    key: MetaKey::Iifname,
+                })),
+                right: Expression::String(self.bridge.clone().into()),
+                op: Operator::EQ,
+            }),
+            ip_match("daddr", Operator::EQ, loopback),
+            Statement::Match(Match {
+                left: conntrack("state"),
+                right: Expression::Named(NamedExpression::Set(vec![
+                    SetItem::Element(Expression::String("established".into())),
+                    SetItem::Element(Expression::String("related".into())),
+                ])),
+                op: Operator::NEQ,
+            }),
+            Statement::Drop(None),
+        ];
+        batch.add(NfListObject::Rule(rule("input", pods_to_loopback)));
         batch.to_nftables()
     }
+}
+
+/// `ct <key>`.
+fn conntrack(key: &'static str) -> Expression<'static> {
+    Expression::Named(NamedExpression::CT(CT {
+        key: key.into(),
+        family: None,
+        dir: None,
+    }))
 }
 
 fn payload(protocol: &'static str, field: &'static str) -> Expression<'static> {
@@ -373,11 +426,26 @@ async fn apply(ruleset: &Nftables<'_>) -> Result<(), NetworkError> {
 
 /// Writes `1` unless it is there already: writing the switch resets per-interface forwarding settings.
 fn enable_forwarding(switch: &Path) -> Result<(), NetworkError> {
+    switch_on(switch, "turning on IP forwarding in")
+}
+
+/// Lets the node's connections from 127.0.0.0/8 to a host port leave by `bridge` and their answers
+/// come back, which the kernel otherwise drops as martians; in the network namespace of the calling
+/// thread.
+pub(super) fn enable_route_localnet(bridge: &str) -> Result<(), NetworkError> {
+    let switch = Path::new("/proc/sys/net/ipv4/conf")
+        .join(bridge)
+        .join("route_localnet");
+    switch_on(&switch, "letting 127.0.0.0/8 cross the bridge in")
+}
+
+/// Writes `1` to a sysctl unless it holds it already.
+fn switch_on(switch: &Path, context: &'static str) -> Result<(), NetworkError> {
     let current = std::fs::read_to_string(switch).map_err(NetworkError::io("reading", switch))?;
     if current.trim() == "1" {
         return Ok(());
     }
-    std::fs::write(switch, "1").map_err(NetworkError::io("turning on IP forwarding in", switch))
+    std::fs::write(switch, "1").map_err(NetworkError::io(context, switch))
 }
 
 /// The UDP host ports whose translation differs between two mappings of one pod.
@@ -451,6 +519,7 @@ mod tests {
 
     fn nat() -> NodeNat {
         NodeNat {
+            bridge: "orch0".to_string(),
             pod_cidr: "10.42.3.0/24".parse().unwrap(),
             cluster_cidr: "10.42.0.0/16".parse().unwrap(),
             host_ports: tokio::sync::Mutex::default(),
@@ -478,6 +547,13 @@ mod tests {
         }
         if let Some(c) = v.get("ct") {
             return format!("ct {}", c["key"].as_str().unwrap());
+        }
+        if let Some(m) = v.get("meta") {
+            return format!("meta {}", m["key"].as_str().unwrap());
+        }
+        if let Some(set) = v.get("set") {
+            let items: Vec<String> = set.as_array().unwrap().iter().map(operand).collect();
+            return format!("{{ {} }}", items.join(", "));
         }
         v.as_str().map_or_else(|| v.to_string(), str::to_string)
     }
@@ -569,17 +645,22 @@ mod tests {
                 "add chain prerouting prerouting -100",
                 "add chain output output -100",
                 "add chain postrouting postrouting 100",
+                "add chain input input 0",
                 "add chain hostports",
                 "add rule prerouting: ip daddr != 127.0.0.0/8, jump hostports",
-                "add rule output: ip daddr != 127.0.0.0/8, jump hostports",
+                "add rule output: jump hostports",
                 "add rule hostports: fib daddr type == local, tcp dport == 8080, dnat to 10.42.3.7:80 \
                  # pod-a 10.42.3.7 tcp * 8080 80",
                 "add rule hostports: fib daddr type == local, ip daddr == 192.168.1.5/32, \
                  udp dport == 5353, dnat to 10.42.3.7:53 # pod-a 10.42.3.7 udp 192.168.1.5 5353 53",
                 "add rule postrouting: ip saddr == 10.42.3.0/24, ip daddr == 10.42.3.0/24, \
                  ct status in dnat, masquerade",
+                "add rule postrouting: ip saddr == 127.0.0.0/8, ip daddr == 10.42.3.0/24, \
+                 ct status in dnat, masquerade",
                 "add rule postrouting: ip saddr == 10.42.3.0/24, ip daddr != 10.42.0.0/16, \
                  ip daddr != 224.0.0.0/4, masquerade",
+                "add rule input: meta iifname == orch0, ip daddr == 127.0.0.0/8, \
+                 ct state != { established, related }, drop",
             ]
         );
     }

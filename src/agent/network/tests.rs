@@ -528,8 +528,9 @@ fn pods_reach_addresses_off_the_node_from_the_nodes_address_and_host_ports_reach
             })
             .count();
         assert_eq!(
-            rules, 4,
-            "two jumps to the host ports, two masquerades: {ruleset:?}"
+            rules, 6,
+            "two jumps to the host ports, three masquerades, one guard of the node's loopback: \
+             {ruleset:?}"
         );
 
         // The world has no route to pods: an answer reaches the pod only because its connection left
@@ -570,11 +571,11 @@ fn pods_reach_addresses_off_the_node_from_the_nodes_address_and_host_ports_reach
             exchange_through(&in_pod, Some(&other.netns_path), on_node).await,
             IpAddr::V4(pod.gateway)
         );
-        // 127.0.0.0/8 is left alone: a node service there keeps the port.
-        let on_lo = TcpListener::bind((Ipv4Addr::LOCALHOST, 8080)).unwrap();
+        // From the node's 127.0.0.1 too, as with portmap: masqueraded behind the gateway, since the pod
+        // could not answer 127.0.0.1.
         assert_eq!(
-            exchange_through(&on_lo, None, SocketAddr::from((Ipv4Addr::LOCALHOST, 8080))).await,
-            IpAddr::V4(Ipv4Addr::LOCALHOST)
+            exchange_through(&in_pod, None, SocketAddr::from((Ipv4Addr::LOCALHOST, 8080))).await,
+            IpAddr::V4(pod.gateway)
         );
         // A restarted agent keeps the mapping until it syncs the pod again.
         drop(network);
@@ -636,6 +637,82 @@ fn pods_reach_addresses_off_the_node_from_the_nodes_address_and_host_ports_reach
             "{late:?}"
         );
         netns::remove(&world).unwrap();
+    });
+}
+
+/// The bridge lets 127.0.0.0/8 through for host ports reached on 127.0.0.1, which must not open the
+/// node's loopback-only services to pods (CVE-2020-8558): a pod that routes 127.0.0.1 to its gateway
+/// reaches nothing.
+#[test]
+fn pods_do_not_reach_the_nodes_loopback_services() {
+    in_scratch_namespaces(|config| async move {
+        let h = handle();
+        let lo = link(&h, "lo").await.unwrap().header.index;
+        netlink::set_up(&h, lo, None).await.unwrap();
+        let network = PodNetwork::setup(config.clone()).await.unwrap();
+        let pod = network.create_sandbox("pod-a").await.unwrap();
+        let bridge_switch = format!("/proc/sys/net/ipv4/conf/{}/route_localnet", config.bridge);
+        assert_eq!(std::fs::read_to_string(bridge_switch).unwrap(), "1\n");
+        let node_service = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
+        node_service
+            .set_read_timeout(Some(Duration::from_secs(1)))
+            .unwrap();
+        let target = node_service.local_addr().unwrap();
+
+        // The pod's own 127.0.0.0/8 routes go, so that 127.0.0.1 leaves by its gateway.
+        let netns = format!("--net={}", pod.netns_path.display());
+        let gateway = pod.gateway.to_string();
+        for change in [
+            [
+                "route",
+                "del",
+                "local",
+                "127.0.0.0/8",
+                "dev",
+                "lo",
+                "table",
+                "local",
+            ],
+            [
+                "route",
+                "del",
+                "local",
+                "127.0.0.1",
+                "dev",
+                "lo",
+                "table",
+                "local",
+            ],
+            [
+                "route",
+                "add",
+                "127.0.0.1/32",
+                "via",
+                gateway.as_str(),
+                "dev",
+                POD_INTERFACE,
+                "onlink",
+            ],
+        ] {
+            let mut args = vec![netns.as_str(), "ip"];
+            args.extend(change);
+            run("nsenter", &args);
+        }
+        let sent = netns::run_in(&pod.netns_path, move || {
+            let socket = UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0))
+                .map_err(NetworkError::io("binding in", "the pod"))?;
+            socket
+                .send_to(b"from a pod", target)
+                .map_err(NetworkError::io("sending from", "the pod"))
+        })
+        .await;
+        assert_eq!(sent.unwrap(), 10);
+        let mut buf = [0; 16];
+        let received = node_service.recv_from(&mut buf);
+        assert!(
+            received.is_err(),
+            "a pod reached the node's {target}: {received:?}"
+        );
     });
 }
 
