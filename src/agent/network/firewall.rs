@@ -8,10 +8,13 @@
 //! periodically, since Docker started later, or a firewall reloaded, puts its own rules first. A repair
 //! is one `iptables-restore` transaction, so that pods' traffic is never without its accept meanwhile.
 //!
-//! Only the backend the `iptables` command drives is opened (the one Docker and ufw use through the same
-//! command). Firewalls written in nftables directly (firewalld, `/etc/nftables.conf`) cannot be opened
+//! Both iptables backends are opened, since a packet must pass each: the nf_tables one, and the legacy
+//! one when its filter table is in use (a Docker or a ufw that runs `iptables-legacy`, whichever one
+//! the host's `iptables` names). A host whose iptables has no `-nft`/`-legacy` twins is opened through
+//! `iptables`. Firewalls written in nftables directly (firewalld, `/etc/nftables.conf`) cannot be opened
 //! this way.
 
+use std::path::Path;
 use std::process::Stdio;
 
 use tokio::io::AsyncWriteExt;
@@ -20,28 +23,96 @@ use super::{Ipv4Cidr, NetworkError};
 
 /// The chain of accept rules for pod traffic.
 const CHAIN: &str = "ORCH-FORWARD";
+/// The legacy backend's tables in use in the calling thread's network namespace, one name per line;
+/// missing while the kernel has no legacy iptables loaded.
+const LEGACY_TABLES: &str = "/proc/net/ip_tables_names";
 
-/// Makes the host's FORWARD chain accept pod traffic first, when it could drop it; a host without the
-/// `iptables` command has no iptables firewall to open.
+/// An iptables backend, by its commands.
+#[derive(Clone, Copy)]
+struct Backend {
+    iptables: &'static str,
+    restore: &'static str,
+}
+
+const NFT: Backend = Backend {
+    iptables: "iptables-nft",
+    restore: "iptables-nft-restore",
+};
+const LEGACY: Backend = Backend {
+    iptables: "iptables-legacy",
+    restore: "iptables-legacy-restore",
+};
+/// Whichever backend the host's `iptables` is, where it has no twins.
+const DEFAULT: Backend = Backend {
+    iptables: "iptables",
+    restore: "iptables-restore",
+};
+
+/// Whether the legacy backend has a filter table here: when it has none, nothing of it can drop, and
+/// listing it would load it.
+fn legacy_filter_in_use() -> bool {
+    std::fs::read_to_string(LEGACY_TABLES).is_ok_and(|names| names.lines().any(|n| n == "filter"))
+}
+
+/// The backends that could drop pod traffic here: the nf_tables one, the legacy one when its filter
+/// table is in use, or, on a host without the twin commands, the one `iptables` is.
+fn backends_in_use() -> Vec<Backend> {
+    let (nft, legacy) = (
+        command_exists(NFT.iptables),
+        command_exists(LEGACY.iptables),
+    );
+    if !nft && !legacy {
+        return vec![DEFAULT];
+    }
+    let legacy = legacy && legacy_filter_in_use();
+    [(NFT, nft), (LEGACY, legacy)]
+        .into_iter()
+        .filter_map(|(backend, in_use)| in_use.then_some(backend))
+        .collect()
+}
+
+/// Makes the host's FORWARD chains accept pod traffic first, where they could drop it; a host without
+/// iptables has no iptables firewall to open. Every backend is tried; the first failure is returned.
 pub(super) async fn open_forwarding(cluster_cidr: Ipv4Cidr) -> Result<(), NetworkError> {
-    let forward = match iptables(&["-S", "FORWARD"]).await {
-        Err(NetworkError::IptablesRun { source, .. })
-            if source.kind() == std::io::ErrorKind::NotFound =>
-        {
-            return Ok(());
+    let mut outcome = Ok(());
+    for backend in backends_in_use() {
+        match open_in(backend, cluster_cidr).await {
+            Err(e) if is_missing(&e) => {}
+            opened => outcome = outcome.and(opened),
         }
-        listed => listed?,
-    };
+    }
+    outcome
+}
+
+/// [`open_forwarding`] in one backend.
+async fn open_in(backend: Backend, cluster_cidr: Ipv4Cidr) -> Result<(), NetworkError> {
+    let forward = iptables(backend, &["-S", "FORWARD"]).await?;
     if !could_drop(&rules_of(&forward)) {
         return Ok(());
     }
     // Listing a chain that does not exist fails; listing FORWARD succeeded, so that is what a failure
     // means here.
-    let chain = iptables(&["-S", CHAIN]).await.ok();
+    let chain = iptables(backend, &["-S", CHAIN]).await.ok();
     match repair(&forward, chain.as_deref(), cluster_cidr) {
-        Some(script) => iptables_restore(&script).await,
+        Some(script) => iptables_restore(backend, &script).await,
         None => Ok(()),
     }
+}
+
+/// Whether running a command failed because it is not installed.
+fn is_missing(e: &NetworkError) -> bool {
+    matches!(e, NetworkError::IptablesRun { source, .. } if source.kind() == std::io::ErrorKind::NotFound)
+}
+
+/// Whether `program` is an executable file in a directory of `PATH`.
+fn command_exists(program: &str) -> bool {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path).any(|dir| is_executable(&dir.join(program)))
+}
+
+fn is_executable(file: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(file).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
 }
 
 /// The `iptables-restore --noflush` script that makes FORWARD (as `-S FORWARD` lists it) jump to
@@ -105,28 +176,30 @@ fn could_drop(chain: &[String]) -> bool {
         .any(|l| l.starts_with("-A ") || (l.starts_with("-P ") && !l.ends_with(" ACCEPT")))
 }
 
-/// Removes the jumps to [`CHAIN`] and the chain, if there is one.
+/// Removes the jumps to [`CHAIN`] and the chain, if there is one, from every backend.
 pub(super) fn close_forwarding() {
-    let iptables = |args: &[&str]| {
-        std::process::Command::new("iptables")
-            .args(["-w", "5", "-t", "filter"])
-            .args(args)
-            .output()
-            .ok()
-            .filter(|out| out.status.success())
-    };
-    if iptables(&["-S", CHAIN]).is_none() {
-        return;
+    for backend in backends_in_use() {
+        let iptables = |args: &[&str]| {
+            std::process::Command::new(backend.iptables)
+                .args(["-w", "5", "-t", "filter"])
+                .args(args)
+                .output()
+                .ok()
+                .filter(|out| out.status.success())
+        };
+        if iptables(&["-S", CHAIN]).is_none() {
+            continue;
+        }
+        while iptables(&["-D", "FORWARD", "-j", CHAIN]).is_some() {}
+        iptables(&["-F", CHAIN]);
+        iptables(&["-X", CHAIN]);
     }
-    while iptables(&["-D", "FORWARD", "-j", CHAIN]).is_some() {}
-    iptables(&["-F", CHAIN]);
-    iptables(&["-X", CHAIN]);
 }
 
-/// `iptables -t filter <args>`, waiting for the xtables lock; its output.
-async fn iptables(args: &[&str]) -> Result<String, NetworkError> {
-    let command = format!("iptables -t filter {}", args.join(" "));
-    let out = tokio::process::Command::new("iptables")
+/// `<backend's iptables> -t filter <args>`, waiting for the xtables lock; its output.
+async fn iptables(backend: Backend, args: &[&str]) -> Result<String, NetworkError> {
+    let command = format!("{} -t filter {}", backend.iptables, args.join(" "));
+    let out = tokio::process::Command::new(backend.iptables)
         .args(["-w", "5", "-t", "filter"])
         .args(args)
         .output()
@@ -144,14 +217,14 @@ async fn iptables(args: &[&str]) -> Result<String, NetworkError> {
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
-/// Applies `script` in one transaction, leaving what it does not name as it is.
-async fn iptables_restore(script: &str) -> Result<(), NetworkError> {
-    let command = "iptables-restore -w 5 --noflush".to_string();
+/// Applies `script` in one transaction of the backend, leaving what it does not name as it is.
+async fn iptables_restore(backend: Backend, script: &str) -> Result<(), NetworkError> {
+    let command = format!("{} -w 5 --noflush", backend.restore);
     let run = |source| NetworkError::IptablesRun {
         command: command.clone(),
         source,
     };
-    let mut child = tokio::process::Command::new("iptables-restore")
+    let mut child = tokio::process::Command::new(backend.restore)
         .args(["-w", "5", "--noflush"])
         .stdin(Stdio::piped())
         .stdout(Stdio::null())

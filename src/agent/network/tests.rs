@@ -905,6 +905,38 @@ fn a_dropping_host_firewall_is_opened_to_pods_and_outside_changes_are_undone() {
     });
 }
 
+/// A packet passes both iptables backends: a firewall that drops in the legacy one (a Docker that runs
+/// `iptables-legacy`) is opened there, and the nf_tables one, which drops nothing, is left alone.
+#[test]
+fn a_dropping_firewall_in_legacy_iptables_is_opened_too() {
+    in_scratch_namespaces(|config| async move {
+        let network = PodNetwork::setup(config.clone()).await.unwrap();
+        let (a, b) = (
+            network.create_sandbox("pod-a").await.unwrap(),
+            network.create_sandbox("pod-b").await.unwrap(),
+        );
+        let in_b = listen_in(&b.netns_path, b.ip).await;
+        let to_b = in_b.local_addr().unwrap();
+
+        run("iptables-legacy", &["-t", "filter", "-P", "FORWARD", "DROP"]);
+        assert!(!connects(&a.netns_path, to_b).await);
+        network.converge_host_rules().await.unwrap();
+        assert_eq!(exchange(&in_b, &a.netns_path).await, IpAddr::V4(a.ip));
+        let forward = |iptables| run(iptables, &["-t", "filter", "-S", "FORWARD"]);
+        assert_eq!(
+            forward("iptables-legacy"),
+            "-P FORWARD DROP\n-A FORWARD -j ORCH-FORWARD\n"
+        );
+        assert!(
+            !run("nft", &["list", "ruleset"]).contains("ORCH-FORWARD"),
+            "{}",
+            run("nft", &["list", "ruleset"])
+        );
+        remove_host_rules();
+        assert_eq!(forward("iptables-legacy"), "-P FORWARD DROP\n");
+    });
+}
+
 fn mtu(link: &LinkMessage) -> Option<u32> {
     link.attributes.iter().find_map(|a| match a {
         LinkAttribute::Mtu(mtu) => Some(*mtu),
