@@ -142,7 +142,8 @@ impl CriLogWriter {
     }
 }
 
-fn part_path(path: &Path, part: u32) -> PathBuf {
+/// The path of rotated part `part` (1 the newest) of the log at `path`.
+pub fn part_path(path: &Path, part: u32) -> PathBuf {
     let mut name = path.as_os_str().to_owned();
     name.push(format!(".{part}"));
     PathBuf::from(name)

@@ -936,6 +936,7 @@ spec:
 
 #[test]
 fn container_logs_rotate_at_the_size_and_count_set_by_kubelet_args() {
+    use std::io::{BufRead, Read};
     require_root();
     let _node = node_lock();
     // As k3s users cap logs on a small disk.
@@ -950,23 +951,52 @@ fn container_logs_rotate_at_the_size_and_count_set_by_kubelet_args() {
     );
     ready_node(&s);
     import_busybox(&s);
+    // The last line is not UTF-8 (Latin-1 "café"): a program may print any bytes.
     let manifest = r#"apiVersion: v1
 kind: Pod
 metadata: {name: chatty}
 spec:
-  terminationGracePeriodSeconds: 1
+  restartPolicy: Never
   containers:
   - name: app
     image: busybox:latest
     imagePullPolicy: Never
-    command: [sh, -c, "i=0; while [ $i -lt 200 ]; do echo line $i; i=$((i+1)); done; sleep 1000"]
+    command: [sh, -c, "echo waiting; until test -e /go; do sleep 0.1; done; i=0; while [ $i -lt 100 ]; do echo line $i; i=$((i+1)); sleep 0.05; done; printf 'caf\\351\\n'"]
 "#;
     let file = s.write("chatty.yaml", manifest);
     s.ok(&["apply", "-f", file.to_str().unwrap()]);
     wait_ready(&s, "chatty");
-    s.eventually("all lines logged", Duration::from_secs(30), || {
-        s.ok(&["logs", "chatty"]).ends_with("line 199\n")
-    });
+    let mut expected: Vec<u8> = (0..100)
+        .flat_map(|i| format!("line {i}\n").into_bytes())
+        .collect();
+    expected.extend_from_slice(b"caf\xe9\n");
+    // Followed from before the first rotation to the container's end, through every rotation (a
+    // part is rotated away about every second, while the follower reads five times a second).
+    let mut follow = s
+        .kubectl_command(&["logs", "-f", "chatty"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut followed = std::io::BufReader::new(follow.stdout.take().unwrap());
+    let mut first = Vec::new();
+    followed.read_until(b'\n', &mut first).unwrap();
+    assert_eq!(first, b"waiting\n");
+    s.ok(&["exec", "chatty", "--", "touch", "/go"]);
+    let mut rest = Vec::new();
+    followed.read_to_end(&mut rest).unwrap();
+    follow.wait().unwrap();
+    assert!(
+        rest == expected,
+        "followed: {}",
+        String::from_utf8_lossy(&rest)
+    );
+    let logs = s.kubectl(&["logs", "chatty"]);
+    assert!(logs.status.success(), "{logs:?}");
+    assert!(
+        logs.stdout.ends_with(b"line 99\ncaf\xe9\n"),
+        "{}",
+        String::from_utf8_lossy(&logs.stdout)
+    );
     let uid = jsonpath(&s, "chatty", "{.metadata.uid}");
     let dir = s
         .dir
@@ -980,7 +1010,7 @@ spec:
     }
     // The oldest part kept is older than the newer one, and the first lines are gone.
     let first_line = |file: &str| -> u32 {
-        let text = std::fs::read_to_string(dir.join(file)).unwrap();
+        let text = String::from_utf8_lossy(&std::fs::read(dir.join(file)).unwrap()).into_owned();
         let line = text.lines().next().unwrap();
         line.rsplit(' ').next().unwrap().parse().unwrap()
     };

@@ -4,7 +4,7 @@
 //! run has exited.
 
 use std::io::{Read, Seek, SeekFrom};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -14,7 +14,7 @@ use k8s_openapi::api::core::v1::Pod;
 use super::sandbox;
 use crate::agent::runtime::{ContainerState, Runtime};
 use crate::api::logs::{LogOptions, LogStream, PodLogs};
-use crate::shim::rotated_path;
+use crate::shim::{self, rotated_path};
 
 const FOLLOW_POLL: Duration = Duration::from_millis(200);
 
@@ -25,29 +25,35 @@ pub struct NodeLogs {
     pub runtime: Runtime,
 }
 
-/// Turns CRI records into output text; `since` drops records before it.
-fn render(records: &str, options: &LogOptions, since: Option<jiff::Timestamp>) -> Vec<String> {
-    let mut lines: Vec<String> = Vec::new();
-    let mut partial = String::new();
-    for record in records.lines() {
-        let mut parts = record.splitn(4, ' ');
+/// Turns CRI records into the container's output, line by line, byte for byte (a program may print
+/// anything); `since` drops records before it.
+pub(super) fn render(
+    records: &[u8],
+    options: &LogOptions,
+    since: Option<jiff::Timestamp>,
+) -> Vec<Vec<u8>> {
+    let mut lines = Vec::new();
+    let mut partial = Vec::new();
+    for record in records.split(|b| *b == b'\n').filter(|r| !r.is_empty()) {
+        let mut parts = record.splitn(4, |b| *b == b' ');
         let (Some(ts), Some(_stream), Some(tag)) = (parts.next(), parts.next(), parts.next())
         else {
             continue;
         };
-        let message = parts.next().unwrap_or("");
+        let message = parts.next().unwrap_or_default();
+        let ts = std::str::from_utf8(ts).unwrap_or_default();
         if let Some(since) = since {
             if ts.parse::<jiff::Timestamp>().is_ok_and(|t| t < since) {
                 continue;
             }
         }
         if partial.is_empty() && options.timestamps {
-            partial.push_str(ts);
-            partial.push(' ');
+            partial.extend_from_slice(ts.as_bytes());
+            partial.push(b' ');
         }
-        partial.push_str(message);
-        if tag == "F" {
-            partial.push('\n');
+        partial.extend_from_slice(message);
+        if tag == b"F" {
+            partial.push(b'\n');
             lines.push(std::mem::take(&mut partial));
         }
     }
@@ -58,27 +64,17 @@ fn render(records: &str, options: &LogOptions, since: Option<jiff::Timestamp>) -
 }
 
 /// The first answer: what the files hold now, cut to tailLines and limitBytes.
-fn initial(text: &str, options: &LogOptions) -> String {
-    let mut lines = render(text, options, options.since);
+fn initial(records: &[u8], options: &LogOptions) -> Vec<u8> {
+    let mut lines = render(records, options, options.since);
     if let Some(tail) = options.tail_lines {
         let skip = lines.len().saturating_sub(tail);
         lines.drain(..skip);
     }
     let mut out = lines.concat();
     if let Some(limit) = options.limit_bytes {
-        out.truncate(floor_char_boundary(&out, limit));
+        out.truncate(limit);
     }
     out
-}
-
-fn floor_char_boundary(s: &str, mut at: usize) -> usize {
-    if at >= s.len() {
-        return s.len();
-    }
-    while !s.is_char_boundary(at) {
-        at -= 1;
-    }
-    at
 }
 
 /// Whether the run `attempt` of the container has exited (or is gone).
@@ -99,13 +95,57 @@ fn exited(runtime: &Runtime, uid: &str, container: &str, attempt: u32) -> bool {
 }
 
 struct Follow {
+    path: PathBuf,
     file: std::fs::File,
     offset: u64,
-    pending: String,
+    /// Records read but not finished yet.
+    pending: Vec<u8>,
     options: LogOptions,
     sent: usize,
     uid: String,
     runtime: Runtime,
+}
+
+impl Follow {
+    /// Adds what the file got since the last read to `pending`.
+    fn read_more(&mut self) {
+        let mut chunk = Vec::new();
+        let _ = self.file.seek(SeekFrom::Start(self.offset));
+        let _ = self.file.read_to_end(&mut chunk);
+        self.offset += chunk.len() as u64;
+        self.pending.extend_from_slice(&chunk);
+    }
+
+    /// Moves on to the next newer file when the log was rotated since the file being followed was
+    /// opened (the shim renamed it to a part and writes a new file at the path), as kubelet follows
+    /// rotations; whether it moved. What the followed file got after the last read is read first. A
+    /// burst may rotate several times between two reads, so the next file is the part just newer
+    /// than the followed one, or the oldest part kept when that one is gone already.
+    fn follow_rotation(&mut self) -> bool {
+        use std::os::unix::fs::MetadataExt;
+        let identity = |path: &Path| std::fs::metadata(path).ok().map(|m| (m.dev(), m.ino()));
+        let followed = self.file.metadata().ok().map(|m| (m.dev(), m.ino()));
+        // Newest first: the file written now, then its parts from `.1`.
+        let files: Vec<PathBuf> = std::iter::once(self.path.clone())
+            .chain((1..).map(|part| shim::part_path(&self.path, part)))
+            .take_while(|file| file.exists())
+            .collect();
+        let next = match files.iter().position(|file| identity(file) == followed) {
+            Some(0) => return false,
+            Some(i) => &files[i - 1],
+            None => match files.last() {
+                Some(oldest) => oldest,
+                None => return false,
+            },
+        };
+        let Ok(next) = std::fs::File::open(next) else {
+            return false;
+        };
+        self.read_more();
+        self.file = next;
+        self.offset = 0;
+        true
+    }
 }
 
 impl PodLogs for NodeLogs {
@@ -127,7 +167,7 @@ impl PodLogs for NodeLogs {
                 sandbox::log_path(&self.log_root, pod, &options.container, options.attempt)
             });
         let name = pod.metadata.name.as_deref().unwrap_or_default();
-        let mut text = std::fs::read_to_string(rotated_path(&path)).unwrap_or_default();
+        let mut records = std::fs::read(rotated_path(&path)).unwrap_or_default();
         let mut file = match std::fs::File::open(&path) {
             Ok(f) => f,
             Err(_) if !options.follow => {
@@ -138,18 +178,19 @@ impl PodLogs for NodeLogs {
             }
             Err(e) => return Err(format!("opening the log of {}: {e}", options.container)),
         };
-        file.read_to_string(&mut text)
+        file.read_to_end(&mut records)
             .map_err(|e| format!("reading the log of {}: {e}", options.container))?;
         let offset = file.stream_position().unwrap_or(0);
-        let first = initial(&text, &options);
+        let first = initial(&records, &options);
         if !options.follow {
             return Ok(Box::pin(futures_util::stream::iter([Bytes::from(first)])));
         }
         let uid = pod.metadata.uid.clone().unwrap_or_default();
         let state = Follow {
+            path,
             file,
             offset,
-            pending: String::new(),
+            pending: Vec::new(),
             sent: first.len(),
             options,
             uid,
@@ -159,24 +200,26 @@ impl PodLogs for NodeLogs {
         let tail = futures_util::stream::unfold(Some(state), |state| async move {
             let mut state = state?;
             loop {
-                let mut chunk = String::new();
-                let _ = state.file.seek(SeekFrom::Start(state.offset));
-                let _ = state.file.read_to_string(&mut chunk);
-                state.offset += chunk.len() as u64;
-                state.pending.push_str(&chunk);
-                let complete = state.pending.rfind('\n').map(|i| i + 1).unwrap_or(0);
+                state.read_more();
+                let complete = state
+                    .pending
+                    .iter()
+                    .rposition(|b| *b == b'\n')
+                    .map_or(0, |i| i + 1);
                 if complete > 0 {
-                    let records: String = state.pending.drain(..complete).collect();
+                    let records: Vec<u8> = state.pending.drain(..complete).collect();
                     let mut out = render(&records, &state.options, None).concat();
                     if let Some(limit) = state.options.limit_bytes {
-                        let room = limit.saturating_sub(state.sent);
-                        out.truncate(floor_char_boundary(&out, room));
+                        out.truncate(limit.saturating_sub(state.sent));
                     }
                     state.sent += out.len();
                     let finished = state.options.limit_bytes.is_some_and(|l| state.sent >= l);
                     if !out.is_empty() {
                         return Some((Bytes::from(out), (!finished).then_some(state)));
                     }
+                }
+                if state.follow_rotation() {
+                    continue;
                 }
                 if exited(
                     &state.runtime,
@@ -185,11 +228,11 @@ impl PodLogs for NodeLogs {
                     state.options.attempt,
                 ) {
                     // One more read: the shim drains the last output before it records the exit.
-                    let mut rest = String::new();
-                    let _ = state.file.seek(SeekFrom::Start(state.offset));
-                    let _ = state.file.read_to_string(&mut rest);
-                    state.pending.push_str(&rest);
-                    let out = render(&state.pending, &state.options, None).concat();
+                    state.read_more();
+                    let mut out = render(&state.pending, &state.options, None).concat();
+                    if let Some(limit) = state.options.limit_bytes {
+                        out.truncate(limit.saturating_sub(state.sent));
+                    }
                     return (!out.is_empty()).then(|| (Bytes::from(out), None));
                 }
                 tokio::time::sleep(FOLLOW_POLL).await;
@@ -203,7 +246,7 @@ impl PodLogs for NodeLogs {
 mod tests {
     use super::*;
 
-    const RECORDS: &str = "2026-01-01T00:00:01.000000000Z stdout F one\n\
+    const RECORDS: &[u8] = b"2026-01-01T00:00:01.000000000Z stdout F one\n\
 2026-01-01T00:00:02.000000000Z stderr F two\n\
 2026-01-01T00:00:03.000000000Z stdout P thr\n\
 2026-01-01T00:00:03.000000001Z stdout F ee\n";
@@ -211,12 +254,12 @@ mod tests {
     #[test]
     fn records_become_output_with_tail_timestamps_and_limits() {
         let plain = LogOptions::default();
-        assert_eq!(initial(RECORDS, &plain), "one\ntwo\nthree\n");
+        assert_eq!(initial(RECORDS, &plain), b"one\ntwo\nthree\n");
         let tail = LogOptions {
             tail_lines: Some(2),
             ..Default::default()
         };
-        assert_eq!(initial(RECORDS, &tail), "two\nthree\n");
+        assert_eq!(initial(RECORDS, &tail), b"two\nthree\n");
         let stamped = LogOptions {
             timestamps: true,
             tail_lines: Some(1),
@@ -224,18 +267,41 @@ mod tests {
         };
         assert_eq!(
             initial(RECORDS, &stamped),
-            "2026-01-01T00:00:03.000000000Z three\n"
+            b"2026-01-01T00:00:03.000000000Z three\n"
         );
         let limited = LogOptions {
             limit_bytes: Some(6),
             ..Default::default()
         };
-        assert_eq!(initial(RECORDS, &limited), "one\ntw");
+        assert_eq!(initial(RECORDS, &limited), b"one\ntw");
         let since = render(
             RECORDS,
             &plain,
             Some("2026-01-01T00:00:02Z".parse().unwrap()),
         );
-        assert_eq!(since.concat(), "two\nthree\n");
+        assert_eq!(since.concat(), b"two\nthree\n");
+    }
+
+    #[test]
+    fn output_that_is_not_utf8_comes_back_byte_for_byte() {
+        let records = b"2026-01-01T00:00:01.000000000Z stdout F caf\xe9\n\
+2026-01-01T00:00:02.000000000Z stdout P \xff\xfe\n\
+2026-01-01T00:00:02.000000001Z stdout F \x00end\n";
+        assert_eq!(
+            initial(records, &LogOptions::default()),
+            b"caf\xe9\n\xff\xfe\x00end\n"
+        );
+        // A limit may cut inside what would be a character: kubelet counts bytes.
+        let limited = LogOptions {
+            limit_bytes: Some(4),
+            ..Default::default()
+        };
+        assert_eq!(
+            initial(
+                "2026-01-01T00:00:01Z stdout F \u{e9}t\u{e9}\n".as_bytes(),
+                &limited
+            ),
+            b"\xc3\xa9t\xc3"
+        );
     }
 }

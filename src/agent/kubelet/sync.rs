@@ -1533,22 +1533,10 @@ fn remove_logs(uid: &str, dir: &Path) {
 }
 
 fn log_tail(path: &std::path::Path) -> String {
-    let text = std::fs::read_to_string(path).unwrap_or_default();
-    let mut lines: Vec<String> = Vec::new();
-    let mut partial = String::new();
-    for entry in text.lines() {
-        let mut fields = entry.splitn(4, ' ');
-        let tag = fields.nth(2);
-        partial.push_str(fields.next().unwrap_or_default());
-        if tag != Some("P") {
-            partial.push('\n');
-            lines.push(std::mem::take(&mut partial));
-        }
-    }
-    if !partial.is_empty() {
-        lines.push(partial);
-    }
-    let out = lines[lines.len().saturating_sub(MAX_FALLBACK_LINES)..].concat();
+    let records = std::fs::read(path).unwrap_or_default();
+    let lines = super::logs::render(&records, &Default::default(), None);
+    let tail = lines[lines.len().saturating_sub(MAX_FALLBACK_LINES)..].concat();
+    let out = String::from_utf8_lossy(&tail);
     let mut cut = out.len().saturating_sub(MAX_FALLBACK_LOG);
     while !out.is_char_boundary(cut) {
         cut += 1;

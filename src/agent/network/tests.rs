@@ -918,7 +918,10 @@ fn a_dropping_firewall_in_legacy_iptables_is_opened_too() {
         let in_b = listen_in(&b.netns_path, b.ip).await;
         let to_b = in_b.local_addr().unwrap();
 
-        run("iptables-legacy", &["-t", "filter", "-P", "FORWARD", "DROP"]);
+        run(
+            "iptables-legacy",
+            &["-t", "filter", "-P", "FORWARD", "DROP"],
+        );
         assert!(!connects(&a.netns_path, to_b).await);
         network.converge_host_rules().await.unwrap();
         assert_eq!(exchange(&in_b, &a.netns_path).await, IpAddr::V4(a.ip));
