@@ -1612,5 +1612,13 @@ mod tests {
         let tail = log_tail(&log);
         assert!(tail.len() <= MAX_FALLBACK_LOG && tail.len() > MAX_FALLBACK_LOG - 4);
         assert!(tail.ends_with("xé\n"));
+
+        // Bytes that are not UTF-8 (Latin-1 "café") are replaced, not a reason to give no message.
+        std::fs::write(
+            &log,
+            b"2026-11-24T10:00:00.000000000Z stderr F caf\xe9: no config\n",
+        )
+        .unwrap();
+        assert_eq!(log_tail(&log), "caf\u{fffd}: no config\n");
     }
 }
