@@ -728,7 +728,7 @@ const IP_FORWARD: &str = "/proc/sys/net/ipv4/ip_forward";
 /// Containers outlive the server by design: kill what is left and unmount under the work dir. The
 /// node's host rules go too, and IP forwarding is set back to `forwarding`.
 fn clean_up(dir: &Path, forwarding: &str) {
-    orch::agent::network::remove_host_rules();
+    orch::agent::network::remove_host_rules(orch::agent::network::DEFAULT_BRIDGE);
     if !forwarding.is_empty() {
         let _ = std::fs::write(IP_FORWARD, forwarding.trim());
     }

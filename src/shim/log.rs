@@ -142,8 +142,7 @@ impl CriLogWriter {
     }
 }
 
-/// The path of rotated part `part` (1 the newest) of the log at `path`.
-pub fn part_path(path: &Path, part: u32) -> PathBuf {
+fn part_path(path: &Path, part: u32) -> PathBuf {
     let mut name = path.as_os_str().to_owned();
     name.push(format!(".{part}"));
     PathBuf::from(name)
@@ -154,22 +153,23 @@ pub fn rotated_path(path: &Path) -> PathBuf {
     part_path(path, 1)
 }
 
-/// Every rotated part of the log at `path` that exists.
+/// Every rotated part of the log at `path` that exists, newest (`.1`) first; a rotation in progress
+/// may leave a number out.
 pub fn rotated_parts(path: &Path) -> Vec<PathBuf> {
     let (Some(dir), Some(name)) = (path.parent(), path.file_name().and_then(|n| n.to_str())) else {
         return Vec::new();
     };
     let entries = fs::read_dir(dir).into_iter().flatten().flatten();
-    entries
-        .filter(|entry| {
-            entry
-                .file_name()
-                .to_str()
-                .and_then(|n| n.strip_prefix(name)?.strip_prefix('.'))
-                .is_some_and(|part| !part.is_empty() && part.bytes().all(|b| b.is_ascii_digit()))
+    let mut parts: Vec<(u32, PathBuf)> = entries
+        .filter_map(|entry| {
+            let file_name = entry.file_name();
+            let part = file_name.to_str()?.strip_prefix(name)?.strip_prefix('.')?;
+            let all_digits = !part.is_empty() && part.bytes().all(|b| b.is_ascii_digit());
+            Some((part.parse().ok().filter(|_| all_digits)?, entry.path()))
         })
-        .map(|entry| entry.path())
-        .collect()
+        .collect();
+    parts.sort();
+    parts.into_iter().map(|(_, path)| path).collect()
 }
 
 #[cfg(test)]

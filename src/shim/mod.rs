@@ -29,7 +29,7 @@ use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::{fork, pipe2, setsid, ForkResult, Pid};
 use serde::{Deserialize, Serialize};
 
-pub use log::{part_path, rotated_parts, rotated_path, CriLogWriter, Stream};
+pub use log::{rotated_parts, rotated_path, CriLogWriter, Stream};
 
 /// The file in the container's records directory the shim writes the init's pid and start time to.
 pub const PID_FILE: &str = "pid";

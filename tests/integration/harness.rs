@@ -407,7 +407,7 @@ fn remember_host_forwarding() {
 /// roots, tmpfs volumes, network namespaces) so the temporary directory can go, and removes its pods'
 /// cgroups.
 pub fn clean_up_containers(data_dir: &Path) {
-    orch::agent::network::remove_host_rules();
+    orch::agent::network::remove_host_rules(orch::agent::network::DEFAULT_BRIDGE);
     if let Some(before) = HOST_FORWARDING.get().filter(|b| !b.is_empty()) {
         let _ = std::fs::write(IP_FORWARD, before.trim());
     }

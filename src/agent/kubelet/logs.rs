@@ -1,10 +1,10 @@
 //! The node's side of `kubectl logs`: reads a container run's CRI log file (the rotated part first),
-//! turns its records back into the container's output — with timestamps if asked, from `sinceSeconds` or
-//! `sinceTime`, the last `tailLines`, at most `limitBytes` — and with `follow` keeps reading until that
-//! run has exited.
+//! turns its records back into the container's output byte for byte — with timestamps if asked, from
+//! `sinceSeconds` or `sinceTime`, the last `tailLines`, at most `limitBytes` — and with `follow` keeps
+//! reading, through the file's rotations, until that run has exited.
 
 use std::io::{Read, Seek, SeekFrom};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -94,58 +94,78 @@ fn exited(runtime: &Runtime, uid: &str, container: &str, attempt: u32) -> bool {
     }
 }
 
-struct Follow {
+/// The file of a log a follower reads, moving through the log's rotations.
+struct FollowedLog {
     path: PathBuf,
     file: std::fs::File,
     offset: u64,
+}
+
+/// A file as the kernel knows it, whatever its name.
+type FileId = (u64, u64);
+
+fn file_id(metadata: std::io::Result<std::fs::Metadata>) -> Option<FileId> {
+    use std::os::unix::fs::MetadataExt;
+    metadata.ok().map(|m| (m.dev(), m.ino()))
+}
+
+impl FollowedLog {
+    /// Adds what the file got since the last read to `into`.
+    fn read_more(&mut self, into: &mut Vec<u8>) {
+        let start = into.len();
+        let _ = self.file.seek(SeekFrom::Start(self.offset));
+        let _ = self.file.read_to_end(into);
+        self.offset += (into.len() - start) as u64;
+    }
+
+    /// Moves on to the next newer file when the log was rotated since the followed file was opened
+    /// (the shim renamed it to a part and writes a new file at the path), as kubelet follows
+    /// rotations; whether it moved. What the followed file got after the last read goes to `into`
+    /// first. A burst may rotate several times between two reads, so the next file is the part just
+    /// newer than the followed one, or the oldest part kept when the followed one is gone already.
+    fn follow_rotation(&mut self, into: &mut Vec<u8>) -> bool {
+        let followed = file_id(self.file.metadata());
+        // A rotation while the files are looked at can put another file at the chosen name: the file
+        // opened must be the one chosen, or the files are looked at again.
+        for _ in 0..3 {
+            let files: Vec<PathBuf> = std::iter::once(self.path.clone())
+                .chain(shim::rotated_parts(&self.path))
+                .collect();
+            let ids: Vec<Option<FileId>> = files
+                .iter()
+                .map(|file| file_id(std::fs::metadata(file)))
+                .collect();
+            let next = match ids.iter().position(|id| *id == followed) {
+                Some(0) => return false,
+                Some(newer) => newer - 1,
+                None => match ids.iter().rposition(Option::is_some) {
+                    Some(oldest) => oldest,
+                    None => return false,
+                },
+            };
+            let Ok(file) = std::fs::File::open(&files[next]) else {
+                continue;
+            };
+            if file_id(file.metadata()) != ids[next] {
+                continue;
+            }
+            self.read_more(into);
+            self.file = file;
+            self.offset = 0;
+            return true;
+        }
+        false
+    }
+}
+
+struct Follow {
+    log: FollowedLog,
     /// Records read but not finished yet.
     pending: Vec<u8>,
     options: LogOptions,
     sent: usize,
     uid: String,
     runtime: Runtime,
-}
-
-impl Follow {
-    /// Adds what the file got since the last read to `pending`.
-    fn read_more(&mut self) {
-        let mut chunk = Vec::new();
-        let _ = self.file.seek(SeekFrom::Start(self.offset));
-        let _ = self.file.read_to_end(&mut chunk);
-        self.offset += chunk.len() as u64;
-        self.pending.extend_from_slice(&chunk);
-    }
-
-    /// Moves on to the next newer file when the log was rotated since the file being followed was
-    /// opened (the shim renamed it to a part and writes a new file at the path), as kubelet follows
-    /// rotations; whether it moved. What the followed file got after the last read is read first. A
-    /// burst may rotate several times between two reads, so the next file is the part just newer
-    /// than the followed one, or the oldest part kept when that one is gone already.
-    fn follow_rotation(&mut self) -> bool {
-        use std::os::unix::fs::MetadataExt;
-        let identity = |path: &Path| std::fs::metadata(path).ok().map(|m| (m.dev(), m.ino()));
-        let followed = self.file.metadata().ok().map(|m| (m.dev(), m.ino()));
-        // Newest first: the file written now, then its parts from `.1`.
-        let files: Vec<PathBuf> = std::iter::once(self.path.clone())
-            .chain((1..).map(|part| shim::part_path(&self.path, part)))
-            .take_while(|file| file.exists())
-            .collect();
-        let next = match files.iter().position(|file| identity(file) == followed) {
-            Some(0) => return false,
-            Some(i) => &files[i - 1],
-            None => match files.last() {
-                Some(oldest) => oldest,
-                None => return false,
-            },
-        };
-        let Ok(next) = std::fs::File::open(next) else {
-            return false;
-        };
-        self.read_more();
-        self.file = next;
-        self.offset = 0;
-        true
-    }
 }
 
 impl PodLogs for NodeLogs {
@@ -187,9 +207,7 @@ impl PodLogs for NodeLogs {
         }
         let uid = pod.metadata.uid.clone().unwrap_or_default();
         let state = Follow {
-            path,
-            file,
-            offset,
+            log: FollowedLog { path, file, offset },
             pending: Vec::new(),
             sent: first.len(),
             options,
@@ -200,7 +218,7 @@ impl PodLogs for NodeLogs {
         let tail = futures_util::stream::unfold(Some(state), |state| async move {
             let mut state = state?;
             loop {
-                state.read_more();
+                state.log.read_more(&mut state.pending);
                 let complete = state
                     .pending
                     .iter()
@@ -218,7 +236,7 @@ impl PodLogs for NodeLogs {
                         return Some((Bytes::from(out), (!finished).then_some(state)));
                     }
                 }
-                if state.follow_rotation() {
+                if state.log.follow_rotation(&mut state.pending) {
                     continue;
                 }
                 if exited(
@@ -227,8 +245,10 @@ impl PodLogs for NodeLogs {
                     &state.options.container,
                     state.options.attempt,
                 ) {
-                    // One more read: the shim drains the last output before it records the exit.
-                    state.read_more();
+                    // One more read: the shim drains the last output, in whichever files it
+                    // rotated to, before it records the exit.
+                    while state.log.follow_rotation(&mut state.pending) {}
+                    state.log.read_more(&mut state.pending);
                     let mut out = render(&state.pending, &state.options, None).concat();
                     if let Some(limit) = state.options.limit_bytes {
                         out.truncate(limit.saturating_sub(state.sent));
@@ -303,5 +323,56 @@ mod tests {
             ),
             b"\xc3\xa9t\xc3"
         );
+    }
+
+    #[test]
+    fn a_follower_reads_through_rotations_in_order() {
+        use crate::shim::{CriLogWriter, Stream};
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("0.log");
+        // About four records a file, five files kept.
+        let mut writer = CriLogWriter::open(&path, 200, 5).unwrap();
+        let mut write = |lines: std::ops::Range<u32>| {
+            for i in lines {
+                writer
+                    .write(Stream::Stdout, format!("line {i}\n").as_bytes())
+                    .unwrap();
+            }
+        };
+        let mut log = FollowedLog {
+            path: path.clone(),
+            file: std::fs::File::open(&path).unwrap(),
+            offset: 0,
+        };
+        let mut records = Vec::new();
+        let mut follow = |log: &mut FollowedLog| {
+            log.read_more(&mut records);
+            while log.follow_rotation(&mut records) {
+                log.read_more(&mut records);
+            }
+            let lines = render(&records, &LogOptions::default(), None).concat();
+            String::from_utf8(lines)
+                .unwrap()
+                .lines()
+                .map(|l| l.strip_prefix("line ").unwrap().parse().unwrap())
+                .collect::<Vec<u32>>()
+        };
+
+        write(0..1);
+        assert_eq!(follow(&mut log), [0]);
+        // Rotated twice between two reads: every line, once, in order.
+        write(1..12);
+        assert_eq!(follow(&mut log), (0..12).collect::<Vec<_>>());
+        // Rotated past what is kept: what was read, then the oldest part kept onwards.
+        write(12..60);
+        let lines = follow(&mut log);
+        let gaps = lines.windows(2).filter(|w| w[1] != w[0] + 1).count();
+        assert!(
+            lines.windows(2).all(|w| w[1] > w[0]) && gaps == 1 && lines.last() == Some(&59),
+            "{lines:?}"
+        );
+        assert!(lines.len() >= 12 + 16, "{lines:?}");
+        // Nothing new: the follower stays on the file written now.
+        assert!(!log.follow_rotation(&mut Vec::new()));
     }
 }

@@ -1521,8 +1521,6 @@ enum StartFailure {
     Terminated,
 }
 
-/// The end of a CRI log as `kubectl logs --tail` shows it (partial lines joined, each line ending in a
-/// newline): its last [`MAX_FALLBACK_LINES`] lines, at most their last [`MAX_FALLBACK_LOG`] bytes.
 /// Removes a gone pod's log directory; a failure is only a warning.
 fn remove_logs(uid: &str, dir: &Path) {
     if let Err(e) = std::fs::remove_dir_all(dir) {
@@ -1532,6 +1530,9 @@ fn remove_logs(uid: &str, dir: &Path) {
     }
 }
 
+/// The end of a CRI log as `kubectl logs --tail` shows it (partial lines joined, each line ending in a
+/// newline, bytes that are not UTF-8 replaced): its last [`MAX_FALLBACK_LINES`] lines, at most their
+/// last [`MAX_FALLBACK_LOG`] bytes.
 fn log_tail(path: &std::path::Path) -> String {
     let records = std::fs::read(path).unwrap_or_default();
     let lines = super::logs::render(&records, &Default::default(), None);

@@ -23,9 +23,9 @@ use super::{Ipv4Cidr, NetworkError};
 
 /// The chain of accept rules for pod traffic.
 const CHAIN: &str = "ORCH-FORWARD";
-/// The legacy backend's tables in use in the calling thread's network namespace, one name per line;
-/// missing while the kernel has no legacy iptables loaded.
-const LEGACY_TABLES: &str = "/proc/net/ip_tables_names";
+/// The legacy backend's tables in use in the calling thread's network namespace (`/proc/net` would be
+/// the main thread's), one name per line; missing while the kernel has no legacy iptables loaded.
+const LEGACY_TABLES: &str = "/proc/thread-self/net/ip_tables_names";
 
 /// An iptables backend, by its commands.
 #[derive(Clone, Copy)]

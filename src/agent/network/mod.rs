@@ -3,8 +3,9 @@
 //! a sandbox — a network namespace bound at `<netns_dir>/<id>`, a veth pair whose pod end is `eth0` (at the
 //! MTU of the node's uplink), an IP from the podCIDR and a default route via the gateway. The network is
 //! IPv4: neither end of a veth gets an IPv6 link-local address. `nat.rs` is the node's NAT: pods' traffic
-//! off the cluster leaves from the node's address, and pods' host ports are mapped; `firewall.rs` opens a
-//! host firewall's FORWARD chain to pod traffic. Cross-node routing and Services are not here.
+//! off the cluster leaves from the node's address, and pods' host ports are mapped (on 127.0.0.1 too,
+//! with the bridge's `route_localnet` and its guard); `firewall.rs` opens a host firewall's FORWARD
+//! chain to pod traffic. Cross-node routing and Services are not here.
 //!
 //! `ipam.rs` is the persistent address allocator, `netns.rs` creates and enters namespaces (on dedicated
 //! threads, never by forking), `netlink.rs` the link, address and route requests. Sandboxes of different
@@ -225,8 +226,9 @@ impl PodNetwork {
         self.gateway
     }
 
-    /// The node part, converged when the bridge is not the one converged last (at start, or deleted by
-    /// hand since), returning the bridge's index; checked before every sandbox.
+    /// The node part (the bridge with its address and `route_localnet`, the unreachable routes),
+    /// converged when the bridge is not the one converged last (at start, or deleted by hand since),
+    /// returning the bridge's index; checked before every sandbox.
     async fn ensure_node(&self) -> Result<u32, NetworkError> {
         let mut converged = self.node.lock().await;
         let c = &self.config;
@@ -241,7 +243,7 @@ impl PodNetwork {
         netlink::ensure_only_address(&self.handle, bridge, self.gateway, c.pod_cidr.prefix_len())
             .await?;
         netlink::set_up(&self.handle, bridge, None).await?;
-        nat::enable_route_localnet(&c.bridge)?;
+        nat::set_route_localnet(&c.bridge, true)?;
         for (cidr, what) in [
             (c.cluster_cidr, "the cluster CIDR"),
             (c.service_cidr, "the service CIDR"),
@@ -354,9 +356,11 @@ impl PodNetwork {
 }
 
 /// Removes what agents leave in the host's tables — the NAT table and the opening of the host firewall
-/// — as uninstalling the node does; tests and benchmarks use it to leave the host as they found it.
-/// Best effort: what is not there, or cannot be removed, is left.
-pub fn remove_host_rules() {
+/// — as uninstalling the node does, after `bridge` stops letting 127.0.0.0/8 through, which the table
+/// guarded; tests and benchmarks use it to leave the host as they found it. Best effort: what is not
+/// there, or cannot be removed, is left.
+pub fn remove_host_rules(bridge: &str) {
+    let _ = nat::set_route_localnet(bridge, false);
     nat::delete_table();
     firewall::close_forwarding();
 }

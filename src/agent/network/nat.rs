@@ -1,6 +1,6 @@
-//! The node's NAT, in the nftables table `ip orch`, which is replaced whole in one `nft` transaction
-//! whenever it changes (so applying it again leaves one copy of each rule, a failure leaves the previous
-//! table, and a table of an older layout is replaced too):
+//! The node's NAT and the guard that goes with it, in the nftables table `ip orch`, which is replaced
+//! whole in one `nft` transaction whenever it changes (so applying it again leaves one copy of each rule,
+//! a failure leaves the previous table, and a table of an older layout is replaced too):
 //! - pods' traffic to addresses off the cluster is forwarded (`net.ipv4.ip_forward`) and masqueraded
 //!   behind the address of the interface it leaves by, as flannel's ipMasq does for k3s; traffic between
 //!   pods and to the node itself keeps the pod's address;
@@ -8,24 +8,30 @@
 //!   port's hostIP) on a pod's hostPort is sent to the pod's IP and containerPort, from other machines
 //!   (prerouting) and from the node itself (output), 127.0.0.1 included. A pod reaching a host port of a
 //!   pod on this node is masqueraded, so that the answer comes back through the node; so is the node
-//!   reaching one from 127.0.0.0/8, which may only leave by the bridge because the bridge has
-//!   `route_localnet` on. That switch would also let pods reach the node's loopback-only services
-//!   (CVE-2020-8558), so connections from the bridge to 127.0.0.0/8 are dropped (input), as kube-proxy
-//!   drops them. Each host-port rule's comment records its mapping, so that a restarted agent keeps the
-//!   mappings of the pods it has not synced yet instead of dropping them until then.
+//!   reaching one from 127.0.0.0/8, which may only leave by the bridge, and be answered through it,
+//!   because the bridge has `route_localnet` on (this module's switch too);
+//! - the guard that switch needs (CVE-2020-8558): without the kernel's martian checks on the bridge,
+//!   pods could reach the node's loopback-only services or pass for the node's loopback, so packets
+//!   from the bridge to or from 127.0.0.0/8 are dropped before NAT sees them (where the answers to the
+//!   node's own connections still bear the bridge's address). Where the table cannot be written, the
+//!   switch is turned off: host ports on 127.0.0.1 stop answering rather than pods passing unguarded.
+//!
+//! Each host-port rule's comment records its mapping, so that a restarted agent keeps the mappings of
+//! the pods it has not synced yet instead of dropping them until then.
 //!
 //! When a UDP host port's translation changes, the conntrack entries of its flows are deleted (with the
 //! `conntrack` tool), as kubelet has them deleted.
 
 use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::io::ErrorKind;
 use std::net::Ipv4Addr;
 use std::path::Path;
 
 use nftables::batch::Batch;
 use nftables::expr::{
     Expression, Fib, FibFlag, FibResult, Meta, MetaKey, NamedExpression, Payload, PayloadField,
-    Prefix, SetItem, CT,
+    Prefix, CT,
 };
 use nftables::schema::{Chain, NfCmd, NfListObject, NfObject, Nftables, Rule, Table};
 use nftables::stmt::{JumpTarget, Match, NATFamily, Operator, Statement, NAT};
@@ -35,10 +41,10 @@ use super::{Ipv4Cidr, NetworkError};
 
 /// The nftables table that holds orch's node rules.
 pub const TABLE: &str = "orch";
-/// nftables' `dstnat`, `filter` and `srcnat` priorities.
+/// nftables' `dstnat` and `srcnat` priorities, and `mangle`'s, which comes before `dstnat`.
 const DSTNAT: i32 = -100;
-const FILTER: i32 = 0;
 const SRCNAT: i32 = 100;
+const MANGLE: i32 = -150;
 const HOST_PORTS: &str = "hostports";
 const IP_FORWARD: &str = "/proc/sys/net/ipv4/ip_forward";
 const MULTICAST: &str = "224.0.0.0/4";
@@ -225,9 +231,19 @@ impl NodeNat {
                 expected = written,
                 "the node's NAT table was changed from outside: writing it again"
             );
-            apply(&ruleset).await?;
+            if let Err(e) = apply(&ruleset).await {
+                // Without its guard, the bridge must not let 127.0.0.0/8 through.
+                if let Err(off) = set_route_localnet(&self.bridge, false) {
+                    tracing::warn!(error = %off, "the bridge lets 127.0.0.0/8 through unguarded");
+                }
+                return Err(e);
+            }
         }
-        Ok(())
+        // A bridge deleted by hand is made again, with the switch, for the next sandbox.
+        match set_route_localnet(&self.bridge, true) {
+            Err(NetworkError::Io { source, .. }) if source.kind() == ErrorKind::NotFound => Ok(()),
+            switched => switched,
+        }
     }
 
     /// The whole table, in one batch: created if missing, deleted and made again, then filled.
@@ -257,7 +273,12 @@ impl NodeNat {
                 SRCNAT,
                 NfChainType::NAT,
             ),
-            ("input", Some(NfHook::Input), FILTER, NfChainType::Filter),
+            (
+                "guard",
+                Some(NfHook::Prerouting),
+                MANGLE,
+                NfChainType::Filter,
+            ),
             (HOST_PORTS, None, 0, NfChainType::NAT),
         ] {
             batch.add(NfListObject::Chain(Chain {
@@ -284,13 +305,24 @@ impl NodeNat {
                 target: HOST_PORTS.into(),
             })
         };
-        // From outside, 127.0.0.0/8 is not the node's to map (the kernel drops it as martian anyway).
-        let not_loopback = ip_match("daddr", Operator::NEQ, loopback);
+        // From outside the node, 127.0.0.0/8 is never mapped; from the node, 127.0.0.1 is, but not the
+        // rest of 127.0.0.0/8, where node services such as a stub resolver on 127.0.0.53 keep their
+        // ports.
+        let not_loopback = || ip_match("daddr", Operator::NEQ, loopback);
+        let localhost = Ipv4Cidr::new(Ipv4Addr::LOCALHOST, 32).expect("a /32 is valid");
         batch.add(NfListObject::Rule(rule(
             "prerouting",
-            vec![not_loopback, jump()],
+            vec![not_loopback(), jump()],
         )));
-        batch.add(NfListObject::Rule(rule("output", vec![jump()])));
+        batch.add(NfListObject::Rule(rule(
+            "output",
+            vec![not_loopback(), jump()],
+        )));
+        let to_localhost = ip_match("daddr", Operator::EQ, localhost);
+        batch.add(NfListObject::Rule(rule(
+            "output",
+            vec![to_localhost, jump()],
+        )));
         for (id, (ip, ports)) in host_ports {
             for port in ports {
                 // Only ever the node's own addresses: a hostIP elsewhere must not capture traffic that
@@ -344,27 +376,18 @@ impl NodeNat {
             Statement::Masquerade(None),
         ];
         batch.add(NfListObject::Rule(rule("postrouting", off_cluster)));
-        // The answers to the node's connections from 127.0.0.0/8 come in by the bridge, established.
-        let pods_to_loopback = vec![
-            Statement::Match(Match {
+        for field in ["saddr", "daddr"] {
+            let from_bridge = Statement::Match(Match {
                 left: Expression::Named(NamedExpression::Meta(Meta {
                     key: MetaKey::Iifname,
                 })),
                 right: Expression::String(self.bridge.clone().into()),
                 op: Operator::EQ,
-            }),
-            ip_match("daddr", Operator::EQ, loopback),
-            Statement::Match(Match {
-                left: conntrack("state"),
-                right: Expression::Named(NamedExpression::Set(vec![
-                    SetItem::Element(Expression::String("established".into())),
-                    SetItem::Element(Expression::String("related".into())),
-                ])),
-                op: Operator::NEQ,
-            }),
-            Statement::Drop(None),
-        ];
-        batch.add(NfListObject::Rule(rule("input", pods_to_loopback)));
+            });
+            let loopback_end = ip_match(field, Operator::EQ, loopback);
+            let guard = vec![from_bridge, loopback_end, Statement::Drop(None)];
+            batch.add(NfListObject::Rule(rule("guard", guard)));
+        }
         batch.to_nftables()
     }
 }
@@ -430,13 +453,19 @@ fn enable_forwarding(switch: &Path) -> Result<(), NetworkError> {
 }
 
 /// Lets the node's connections from 127.0.0.0/8 to a host port leave by `bridge` and their answers
-/// come back, which the kernel otherwise drops as martians; in the network namespace of the calling
-/// thread.
-pub(super) fn enable_route_localnet(bridge: &str) -> Result<(), NetworkError> {
+/// come back (`on`), which the kernel otherwise drops as martians, or not; in the network namespace of
+/// the calling thread. Only with the table's guard in place.
+pub(super) fn set_route_localnet(bridge: &str, on: bool) -> Result<(), NetworkError> {
     let switch = Path::new("/proc/sys/net/ipv4/conf")
         .join(bridge)
         .join("route_localnet");
-    switch_on(&switch, "letting 127.0.0.0/8 cross the bridge in")
+    match on {
+        true => switch_on(&switch, "letting 127.0.0.0/8 cross the bridge in"),
+        false => std::fs::write(&switch, "0").map_err(NetworkError::io(
+            "keeping 127.0.0.0/8 off the bridge in",
+            switch,
+        )),
+    }
 }
 
 /// Writes `1` to a sysctl unless it holds it already.
@@ -551,10 +580,6 @@ mod tests {
         if let Some(m) = v.get("meta") {
             return format!("meta {}", m["key"].as_str().unwrap());
         }
-        if let Some(set) = v.get("set") {
-            let items: Vec<String> = set.as_array().unwrap().iter().map(operand).collect();
-            return format!("{{ {} }}", items.join(", "));
-        }
         v.as_str().map_or_else(|| v.to_string(), str::to_string)
     }
 
@@ -645,10 +670,11 @@ mod tests {
                 "add chain prerouting prerouting -100",
                 "add chain output output -100",
                 "add chain postrouting postrouting 100",
-                "add chain input input 0",
+                "add chain guard prerouting -150",
                 "add chain hostports",
                 "add rule prerouting: ip daddr != 127.0.0.0/8, jump hostports",
-                "add rule output: jump hostports",
+                "add rule output: ip daddr != 127.0.0.0/8, jump hostports",
+                "add rule output: ip daddr == 127.0.0.1/32, jump hostports",
                 "add rule hostports: fib daddr type == local, tcp dport == 8080, dnat to 10.42.3.7:80 \
                  # pod-a 10.42.3.7 tcp * 8080 80",
                 "add rule hostports: fib daddr type == local, ip daddr == 192.168.1.5/32, \
@@ -659,8 +685,8 @@ mod tests {
                  ct status in dnat, masquerade",
                 "add rule postrouting: ip saddr == 10.42.3.0/24, ip daddr != 10.42.0.0/16, \
                  ip daddr != 224.0.0.0/4, masquerade",
-                "add rule input: meta iifname == orch0, ip daddr == 127.0.0.0/8, \
-                 ct state != { established, related }, drop",
+                "add rule guard: meta iifname == orch0, ip saddr == 127.0.0.0/8, drop",
+                "add rule guard: meta iifname == orch0, ip daddr == 127.0.0.0/8, drop",
             ]
         );
     }

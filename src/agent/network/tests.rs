@@ -528,8 +528,8 @@ fn pods_reach_addresses_off_the_node_from_the_nodes_address_and_host_ports_reach
             })
             .count();
         assert_eq!(
-            rules, 6,
-            "two jumps to the host ports, three masquerades, one guard of the node's loopback: \
+            rules, 8,
+            "three jumps to the host ports, three masquerades, two guards of the node's loopback: \
              {ruleset:?}"
         );
 
@@ -572,10 +572,16 @@ fn pods_reach_addresses_off_the_node_from_the_nodes_address_and_host_ports_reach
             IpAddr::V4(pod.gateway)
         );
         // From the node's 127.0.0.1 too, as with portmap: masqueraded behind the gateway, since the pod
-        // could not answer 127.0.0.1.
+        // could not answer 127.0.0.1. The rest of 127.0.0.0/8 stays the node's own.
         assert_eq!(
             exchange_through(&in_pod, None, SocketAddr::from((Ipv4Addr::LOCALHOST, 8080))).await,
             IpAddr::V4(pod.gateway)
+        );
+        let stub_resolver = Ipv4Addr::new(127, 0, 0, 53);
+        let on_stub = TcpListener::bind((stub_resolver, 8080)).unwrap();
+        assert_eq!(
+            exchange_through(&on_stub, None, SocketAddr::from((stub_resolver, 8080))).await,
+            IpAddr::V4(Ipv4Addr::LOCALHOST)
         );
         // A restarted agent keeps the mapping until it syncs the pod again.
         drop(network);
@@ -640,11 +646,20 @@ fn pods_reach_addresses_off_the_node_from_the_nodes_address_and_host_ports_reach
     });
 }
 
+/// Whether `socket` gets a datagram within a second.
+fn receives(socket: &UdpSocket) -> bool {
+    socket
+        .set_read_timeout(Some(Duration::from_secs(1)))
+        .unwrap();
+    socket.recv_from(&mut [0; 16]).is_ok()
+}
+
 /// The bridge lets 127.0.0.0/8 through for host ports reached on 127.0.0.1, which must not open the
-/// node's loopback-only services to pods (CVE-2020-8558): a pod that routes 127.0.0.1 to its gateway
-/// reaches nothing.
+/// node's loopback-only services to pods, nor let a pod pass for the node's loopback (CVE-2020-8558):
+/// a pod that sends to or from 127.0.0.0/8 by its gateway reaches nothing, which it would without the
+/// guard.
 #[test]
-fn pods_do_not_reach_the_nodes_loopback_services() {
+fn pods_neither_reach_nor_pass_for_the_nodes_loopback() {
     in_scratch_namespaces(|config| async move {
         let h = handle();
         let lo = link(&h, "lo").await.unwrap().header.index;
@@ -652,67 +667,64 @@ fn pods_do_not_reach_the_nodes_loopback_services() {
         let network = PodNetwork::setup(config.clone()).await.unwrap();
         let pod = network.create_sandbox("pod-a").await.unwrap();
         let bridge_switch = format!("/proc/sys/net/ipv4/conf/{}/route_localnet", config.bridge);
-        assert_eq!(std::fs::read_to_string(bridge_switch).unwrap(), "1\n");
-        let node_service = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
-        node_service
-            .set_read_timeout(Some(Duration::from_secs(1)))
-            .unwrap();
-        let target = node_service.local_addr().unwrap();
+        assert_eq!(std::fs::read_to_string(&bridge_switch).unwrap(), "1\n");
+        let loopback_service = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
+        let to_loopback = loopback_service.local_addr().unwrap();
+        let gateway_service = UdpSocket::bind((pod.gateway, 0)).unwrap();
+        let to_gateway = gateway_service.local_addr().unwrap();
 
-        // The pod's own 127.0.0.0/8 routes go, so that 127.0.0.1 leaves by its gateway.
+        // From 127.0.0.2, bound while 127.0.0.0/8 is still local in the pod (the node's kernel takes
+        // a packet from one of its own addresses, such as 127.0.0.1, for a martian anyway).
+        let spoofed = SocketAddr::from((Ipv4Addr::new(127, 0, 0, 2), 0));
+        let as_loopback = udp_socket_in(&pod.netns_path, spoofed).await;
+        let sender = udp_socket_in(&pod.netns_path, (Ipv4Addr::UNSPECIFIED, 0).into()).await;
+        // The pod's own 127.0.0.0/8 routes go, so that 127.0.0.1 leaves by its gateway, and its eth0
+        // may send from 127.0.0.0/8.
         let netns = format!("--net={}", pod.netns_path.display());
-        let gateway = pod.gateway.to_string();
+        let via_gateway = format!(
+            "ip route add 127.0.0.1/32 via {} dev {POD_INTERFACE} onlink",
+            pod.gateway
+        );
         for change in [
-            [
-                "route",
-                "del",
-                "local",
-                "127.0.0.0/8",
-                "dev",
-                "lo",
-                "table",
-                "local",
-            ],
-            [
-                "route",
-                "del",
-                "local",
-                "127.0.0.1",
-                "dev",
-                "lo",
-                "table",
-                "local",
-            ],
-            [
-                "route",
-                "add",
-                "127.0.0.1/32",
-                "via",
-                gateway.as_str(),
-                "dev",
-                POD_INTERFACE,
-                "onlink",
-            ],
+            "ip address add 127.0.0.2/32 dev lo",
+            "ip route del local 127.0.0.0/8 dev lo table local",
+            "ip route del local 127.0.0.1 dev lo table local",
+            &via_gateway,
+            "sysctl -qw net.ipv4.conf.eth0.route_localnet=1",
         ] {
-            let mut args = vec![netns.as_str(), "ip"];
-            args.extend(change);
+            let args: Vec<&str> = std::iter::once(netns.as_str())
+                .chain(change.split(' '))
+                .collect();
             run("nsenter", &args);
         }
-        let sent = netns::run_in(&pod.netns_path, move || {
-            let socket = UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0))
-                .map_err(NetworkError::io("binding in", "the pod"))?;
-            socket
-                .send_to(b"from a pod", target)
-                .map_err(NetworkError::io("sending from", "the pod"))
-        })
-        .await;
-        assert_eq!(sent.unwrap(), 10);
-        let mut buf = [0; 16];
-        let received = node_service.recv_from(&mut buf);
+        let send = |socket: &UdpSocket, to| {
+            assert_eq!(socket.send_to(b"from a pod", to).unwrap(), 10);
+        };
+        send(&sender, to_loopback);
         assert!(
-            received.is_err(),
-            "a pod reached the node's {target}: {received:?}"
+            !receives(&loopback_service),
+            "a pod reached the node's {to_loopback}"
         );
+        send(&as_loopback, to_gateway);
+        assert!(
+            !receives(&gateway_service),
+            "a pod passed for the node's loopback"
+        );
+
+        // Without the guard, both would get through.
+        run("nft", &["flush", "chain", "ip", nat::TABLE, "guard"]);
+        send(&sender, to_loopback);
+        assert!(receives(&loopback_service));
+        send(&as_loopback, to_gateway);
+        assert!(receives(&gateway_service));
+
+        // The node puts a guard changed from outside back.
+        network.converge_host_rules().await.unwrap();
+        send(&sender, to_loopback);
+        assert!(!receives(&loopback_service));
+        // Uninstalling takes the guard away, so the bridge stops letting 127.0.0.0/8 through first.
+        remove_host_rules(&config.bridge);
+        assert_eq!(std::fs::read_to_string(&bridge_switch).unwrap(), "0\n");
     });
 }
 
@@ -898,7 +910,7 @@ fn a_dropping_host_firewall_is_opened_to_pods_and_outside_changes_are_undone() {
         run("iptables", &["-t", "filter", "-P", "FORWARD", "DROP"]);
         network.converge_host_rules().await.unwrap();
         assert_eq!(forward(), "-P FORWARD DROP\n-A FORWARD -j ORCH-FORWARD\n");
-        remove_host_rules();
+        remove_host_rules(&config.bridge);
         assert_eq!(forward(), "-P FORWARD DROP\n");
         assert!(!run("nft", &["list", "ruleset"]).contains("orch"));
         netns::remove(&world).unwrap();
@@ -935,7 +947,7 @@ fn a_dropping_firewall_in_legacy_iptables_is_opened_too() {
             "{}",
             run("nft", &["list", "ruleset"])
         );
-        remove_host_rules();
+        remove_host_rules(&config.bridge);
         assert_eq!(forward("iptables-legacy"), "-P FORWARD DROP\n");
     });
 }
