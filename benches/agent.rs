@@ -548,6 +548,11 @@ fn main() {
         .unwrap();
     runtime.block_on(async {
         let work = tempfile::tempdir().unwrap();
+        // Dropped after the server (declared later) and before the work dir: when a check fails too.
+        let _clean_up = CleanUp {
+            dir: work.path().to_path_buf(),
+            forwarding,
+        };
         let layer = busybox_layer(work.path());
 
         let (shim, runc, lifecycle) = start_costs(work.path(), &layer).await;
@@ -719,25 +724,37 @@ fn main() {
         // The kubelet releases what the pods had (network, cgroups) before the server goes.
         wait_for_released_pods(&server.data_dir()).await;
         server.stop();
-        clean_up(work.path(), &forwarding);
     });
 }
 
 const IP_FORWARD: &str = "/proc/sys/net/ipv4/ip_forward";
 
-/// Containers outlive the server by design: kill what is left and unmount under the work dir. The
-/// node's host rules go too, and IP forwarding is set back to `forwarding`.
-fn clean_up(dir: &Path, forwarding: &str) {
-    orch::agent::network::remove_host_rules(orch::agent::network::DEFAULT_BRIDGE);
-    if !forwarding.is_empty() {
-        let _ = std::fs::write(IP_FORWARD, forwarding.trim());
+/// Puts the host back as the benchmark found it when dropped, at the end or when a check failed.
+/// Containers outlive the server by design: what is left is killed, and what is mounted under the work
+/// dir (the pods' roots and network namespaces, whose veths go with them) unmounted. The node's host rules,
+/// its bridge and the pod cgroups go too, and IP forwarding is set back to `forwarding`.
+struct CleanUp {
+    dir: PathBuf,
+    forwarding: String,
+}
+
+impl Drop for CleanUp {
+    fn drop(&mut self) {
+        use orch::agent::network::{remove_host_rules, DEFAULT_BRIDGE};
+        remove_host_rules(DEFAULT_BRIDGE);
+        if !self.forwarding.is_empty() {
+            let _ = std::fs::write(IP_FORWARD, self.forwarding.trim());
+        }
+        let _ = Command::new("sh")
+            .arg("-c")
+            .arg(format!(
+                "for f in {0}/data/agent/containers/*/pid; do [ -e \"$f\" ] || continue; kill -9 $(sed 's/.*\"pid\":\\([0-9]*\\).*/\\1/' $f) 2>/dev/null; done; sleep 1; \
+                 grep -o ' {0}[^ ]*' /proc/mounts | sort -r | xargs -r -n1 umount -l; \
+                 find /sys/fs/cgroup/*/orch /sys/fs/cgroup/orch -mindepth 1 -depth -type d -path '*/orch/pod*' -exec rmdir {{}} + 2>/dev/null; \
+                 ip link del {1} 2>/dev/null",
+                self.dir.display(),
+                DEFAULT_BRIDGE
+            ))
+            .status();
     }
-    let _ = Command::new("sh")
-        .arg("-c")
-        .arg(format!(
-            "for f in {0}/data/agent/containers/*/pid; do [ -e \"$f\" ] || continue; kill -9 $(sed 's/.*\"pid\":\\([0-9]*\\).*/\\1/' $f) 2>/dev/null; done; sleep 1; \
-             grep -o ' {0}[^ ]*' /proc/mounts | sort -r | xargs -r -n1 umount -l",
-            dir.display()
-        ))
-        .status();
 }

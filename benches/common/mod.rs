@@ -145,11 +145,19 @@ impl BenchServer {
             .unwrap_or(0)
     }
 
-    pub fn stop(mut self) {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
-        let _ = self.child.wait();
+    pub fn stop(self) {}
+}
+
+/// Stopped when dropped, after a failed check (a panic) too: a server left running keeps the ports,
+/// the pods and the host rules of the next run.
+impl Drop for BenchServer {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = Command::new("kill")
+                .args(["-TERM", &self.child.id().to_string()])
+                .status();
+            let _ = self.child.wait();
+        }
     }
 }
 

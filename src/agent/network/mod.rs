@@ -63,6 +63,13 @@ pub enum NetworkError {
     },
     #[error("opening a netlink socket: {0}")]
     NetlinkSocket(#[source] std::io::Error),
+    #[error("no answer from the kernel {0} within {timeout:?}", timeout = netlink::ANSWER_TIMEOUT)]
+    Unanswered(String),
+    #[error(
+        "the pod bridge holds the most ports a Linux bridge can (1,023): the node takes no more pods off \
+         the host network"
+    )]
+    BridgeFull,
     #[error("link {0} vanished while being set up")]
     LinkVanished(String),
     #[error("the thread working in network namespace {0} panicked")]
@@ -175,7 +182,7 @@ impl PodNetwork {
         let gateway = config.pod_cidr.nth(1).expect("validated: /30 or larger");
         let ipam = Ipam::open(&config.state_dir, config.pod_cidr, gateway)?;
         netns::prepare_dir(&config.netns_dir)?;
-        let (conn, handle, _) = rtnetlink::new_connection().map_err(NetworkError::NetlinkSocket)?;
+        let (conn, handle) = netlink::node_connection()?;
         tokio::spawn(conn);
         let pod_mtu = netlink::uplink_mtu(&handle).await?.unwrap_or(DEFAULT_MTU);
         let allocated: HashMap<String, Ipv4Addr> = ipam

@@ -1,11 +1,12 @@
 //! The netlink requests the pod network is made of, each one idempotent or telling "already so" apart from
-//! failure: links by name, the bridge, veth pairs, addresses and routes; plus running requests inside a pod's
-//! network namespace.
+//! failure, and each failing when its answer does not come: links by name, the bridge, veth pairs,
+//! addresses and routes; the node's connection; running requests inside a pod's network namespace.
 
 use std::future::Future;
 use std::net::{IpAddr, Ipv4Addr};
 use std::os::fd::AsRawFd;
 use std::path::Path;
+use std::time::Duration;
 
 use futures_util::TryStreamExt;
 use nix::errno::Errno;
@@ -17,6 +18,9 @@ use rtnetlink::packet_route::link::{
 use rtnetlink::packet_route::route::{
     RouteAttribute, RouteHeader, RouteMessage, RouteScope, RouteType,
 };
+use rtnetlink::packet_route::RouteNetlinkMessage;
+use rtnetlink::proto::Connection;
+use rtnetlink::sys::AsyncSocket;
 use rtnetlink::{
     Handle, LinkBridge, LinkMessageBuilder, LinkUnspec, LinkVeth, RouteMessageBuilder,
 };
@@ -27,6 +31,44 @@ use super::{netns, Ipv4Cidr, NetworkError};
 /// the bridge even when the podCIDR equals the cluster CIDR (a route replace matches on prefix and metric);
 /// a more specific prefix wins whatever its metric.
 const UNREACHABLE_METRIC: u32 = 4242;
+
+/// How long a request waits for its answer. The kernel answers at once, but an answer can be lost
+/// (dropped from a full receive buffer), and a request waiting for it forever would hold its sandbox's
+/// lock for good; failing instead lets the caller's retry do the work again. Long enough for a node
+/// busy with a thousand pods' requests on one socket.
+pub(super) const ANSWER_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The receive buffer of the node's netlink socket, for the answers to every pod's requests. Its
+/// connection sends a queued request each time it is woken but reads answers only once the runtime has
+/// seen the socket readable, so on a busy node answers pile up: after 1,000 pods were deleted at once,
+/// the default buffer (about 208 KiB) overflowed and the kernel dropped answers. Memory is only taken
+/// for answers waiting in it.
+pub(super) const NODE_RECEIVE_BUFFER: usize = 8 << 20;
+
+/// The node's netlink connection, with a receive buffer of [`NODE_RECEIVE_BUFFER`] where the node lets
+/// it have one (root may pass `net.core.rmem_max`); to be spawned on the runtime that awaits `Handle`.
+pub(super) fn node_connection() -> Result<(Connection<RouteNetlinkMessage>, Handle), NetworkError> {
+    use nix::sys::socket::{setsockopt, sockopt};
+    let (mut conn, handle, _) = rtnetlink::new_connection().map_err(NetworkError::NetlinkSocket)?;
+    let socket = conn.socket_mut().socket_ref();
+    if let Err(e) = setsockopt(socket, sockopt::RcvBufForce, &NODE_RECEIVE_BUFFER) {
+        tracing::debug!(error = %e, "SO_RCVBUFFORCE refused, asking for what net.core.rmem_max allows");
+        if let Err(e) = setsockopt(socket, sockopt::RcvBuf, &NODE_RECEIVE_BUFFER) {
+            tracing::warn!(error = %e, "enlarging the node's netlink receive buffer");
+        }
+    }
+    Ok((conn, handle))
+}
+
+/// `request`'s outcome, or [`NetworkError::Unanswered`] when it takes longer than [`ANSWER_TIMEOUT`].
+async fn answered<T>(
+    request: impl Future<Output = T>,
+    what: impl FnOnce() -> String,
+) -> Result<T, NetworkError> {
+    tokio::time::timeout(ANSWER_TIMEOUT, request)
+        .await
+        .map_err(|_| NetworkError::Unanswered(what()))
+}
 
 pub(super) fn errno(e: &rtnetlink::Error) -> Option<Errno> {
     match e {
@@ -39,10 +81,12 @@ pub(super) async fn link_by_name(
     h: &Handle,
     name: &str,
 ) -> Result<Option<LinkMessage>, NetworkError> {
-    match h.link().get().match_name(name).execute().try_next().await {
+    let what = || format!("looking up link {name}");
+    let mut links = h.link().get().match_name(name).execute();
+    match answered(links.try_next(), what).await? {
         Ok(link) => Ok(link),
         Err(e) if errno(&e) == Some(Errno::ENODEV) => Ok(None),
-        Err(e) => Err(NetworkError::netlink(format!("looking up link {name}"))(e)),
+        Err(e) => Err(NetworkError::netlink(what())(e)),
     }
 }
 
@@ -55,10 +99,9 @@ pub(super) fn peer_index(link: &LinkMessage) -> Option<u32> {
 }
 
 pub(super) async fn delete_link(h: &Handle, index: u32) -> Result<(), NetworkError> {
-    match h.link().del(index).execute().await {
-        Err(e) if errno(&e) != Some(Errno::ENODEV) => {
-            Err(NetworkError::netlink(format!("deleting link #{index}"))(e))
-        }
+    let what = || format!("deleting link #{index}");
+    match answered(h.link().del(index).execute(), what).await? {
+        Err(e) if errno(&e) != Some(Errno::ENODEV) => Err(NetworkError::netlink(what())(e)),
         _ => Ok(()),
     }
 }
@@ -72,11 +115,10 @@ pub(super) async fn set_up(
     if let Some(c) = controller {
         msg = msg.controller(c);
     }
-    h.link()
-        .set(msg.build())
-        .execute()
-        .await
-        .map_err(NetworkError::netlink(format!("setting link #{index} up")))
+    let what = || format!("setting link #{index} up");
+    answered(h.link().set(msg.build()).execute(), what)
+        .await?
+        .map_err(NetworkError::netlink(what()))
 }
 
 /// Keeps the link from getting an IPv6 link-local address when it comes up (IPv6 itself stays on). The pod
@@ -90,12 +132,11 @@ pub(super) async fn without_link_local(h: &Handle, index: u32) -> Result<(), Net
         .push(LinkAttribute::AfSpecUnspec(vec![AfSpecUnspec::Inet6(
             vec![AfSpecInet6::AddrGenMode(In6AddrGenMode::None)],
         )]));
-    match h.link().set(msg).execute().await {
+    let what = || format!("turning off IPv6 link-local addressing of link #{index}");
+    match answered(h.link().set(msg).execute(), what).await? {
         // A kernel without IPv6 makes no link-local address either.
         Err(e) if errno(&e) == Some(Errno::EAFNOSUPPORT) => Ok(()),
-        result => result.map_err(NetworkError::netlink(format!(
-            "turning off IPv6 link-local addressing of link #{index}"
-        ))),
+        result => result.map_err(NetworkError::netlink(what())),
     }
 }
 
@@ -116,10 +157,9 @@ pub(super) async fn ensure_bridge(
     // A fixed address: otherwise the bridge takes the lowest address of its ports and changes it as pods
     // come and go, leaving stale gateway entries in the pods' ARP caches.
     let msg = LinkBridge::new(name).address(mac.to_vec()).build();
-    match h.link().add(msg).execute().await {
-        Err(e) if errno(&e) != Some(Errno::EEXIST) => {
-            return Err(NetworkError::netlink(format!("creating bridge {name}"))(e))
-        }
+    let what = || format!("creating bridge {name}");
+    match answered(h.link().add(msg).execute(), what).await? {
+        Err(e) if errno(&e) != Some(Errno::EEXIST) => return Err(NetworkError::netlink(what())(e)),
         _ => {}
     }
     link_by_name(h, name)
@@ -163,10 +203,14 @@ pub(super) async fn create_veth(
         .controller(bridge)
         .mtu(mtu)
         .build();
-    let result = h.link().add(msg).execute().await;
+    let what = || format!("creating veth {host_name}");
+    let result = answered(h.link().add(msg).execute(), what).await;
     // The request carries the fd number, so the file must stay open until the kernel has answered.
     drop(netns);
-    result.map_err(NetworkError::netlink(format!("creating veth {host_name}")))
+    match result? {
+        Err(e) if errno(&e) == Some(Errno::EXFULL) => Err(NetworkError::BridgeFull),
+        result => result.map_err(NetworkError::netlink(what())),
+    }
 }
 
 /// The IPv4 addresses of a link, with the messages that delete them.
@@ -174,14 +218,17 @@ pub(super) async fn ipv4_addresses(
     h: &Handle,
     index: u32,
 ) -> Result<Vec<(Ipv4Addr, u8, AddressMessage)>, NetworkError> {
-    let mut stream = h.address().get().set_link_index_filter(index).execute();
+    let what = || format!("listing addresses of link #{index}");
+    let request = h
+        .address()
+        .get()
+        .set_link_index_filter(index)
+        .execute()
+        .try_collect::<Vec<_>>();
     let mut out = Vec::new();
-    while let Some(msg) = stream
-        .try_next()
-        .await
-        .map_err(NetworkError::netlink(format!(
-            "listing addresses of link #{index}"
-        )))?
+    for msg in answered(request, what)
+        .await?
+        .map_err(NetworkError::netlink(what()))?
     {
         // Without strict checking the kernel may answer a dump with every link's addresses.
         if msg.header.index != index {
@@ -212,25 +259,17 @@ pub(super) async fn ensure_only_address(
             present = true;
             continue;
         }
-        h.address()
-            .del(msg)
-            .execute()
-            .await
-            .map_err(NetworkError::netlink(format!(
-                "removing {addr}/{len} from link #{index}"
-            )))?;
+        let what = || format!("removing {addr}/{len} from link #{index}");
+        answered(h.address().del(msg).execute(), what)
+            .await?
+            .map_err(NetworkError::netlink(what()))?;
     }
     if !present {
-        match h
-            .address()
-            .add(index, IpAddr::V4(ip), prefix_len)
-            .execute()
-            .await
-        {
+        let what = || format!("adding {ip}/{prefix_len} to link #{index}");
+        let request = h.address().add(index, IpAddr::V4(ip), prefix_len).execute();
+        match answered(request, what).await? {
             Err(e) if errno(&e) != Some(Errno::EEXIST) => {
-                return Err(NetworkError::netlink(format!(
-                    "adding {ip}/{prefix_len} to link #{index}"
-                ))(e))
+                return Err(NetworkError::netlink(what())(e))
             }
             _ => {}
         }
@@ -241,12 +280,13 @@ pub(super) async fn ensure_only_address(
 /// The smallest MTU of the links the main table's IPv4 default routes leave by (the node's uplink); None
 /// without a default route through one link.
 pub(super) async fn uplink_mtu(h: &Handle) -> Result<Option<u32>, NetworkError> {
-    let routes: Vec<RouteMessage> = h
+    let request = h
         .route()
         .get(RouteMessageBuilder::<Ipv4Addr>::new().build())
         .execute()
-        .try_collect()
-        .await
+        .try_collect::<Vec<RouteMessage>>();
+    let routes = answered(request, || "listing routes".into())
+        .await?
         .map_err(NetworkError::netlink("listing routes".into()))?;
     let mut mtu = None;
     for route in routes {
@@ -263,7 +303,8 @@ pub(super) async fn uplink_mtu(h: &Handle) -> Result<Option<u32>, NetworkError> 
         }) else {
             continue;
         };
-        let link = h.link().get().match_index(index).execute().try_next().await;
+        let mut links = h.link().get().match_index(index).execute();
+        let link = answered(links.try_next(), || format!("looking up link #{index}")).await?;
         let link_mtu = link.ok().flatten().and_then(|link| {
             link.attributes.iter().find_map(|a| match a {
                 LinkAttribute::Mtu(mtu) => Some(*mtu),
@@ -300,12 +341,10 @@ pub(super) async fn replace_route(
     route: RouteMessage,
     what: &str,
 ) -> Result<(), NetworkError> {
-    h.route()
-        .add(route)
-        .replace()
-        .execute()
-        .await
-        .map_err(NetworkError::netlink(format!("installing {what}")))
+    let installing = || format!("installing {what}");
+    answered(h.route().add(route).replace().execute(), installing)
+        .await?
+        .map_err(NetworkError::netlink(installing()))
 }
 
 /// Runs `f` with a netlink handle bound to the network namespace at `path`, on a thread of its own with a
@@ -320,6 +359,7 @@ where
     netns::run_in(path, move || {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_io()
+            .enable_time()
             .build()
             .map_err(NetworkError::io("starting a netlink runtime for", &target))?;
         rt.block_on(async move {

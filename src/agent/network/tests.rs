@@ -16,6 +16,7 @@ use nix::sched::CloneFlags;
 use rtnetlink::packet_route::link::{InfoData, InfoVeth, LinkAttribute, LinkFlags, LinkMessage};
 use rtnetlink::packet_route::route::{RouteAddress, RouteAttribute, RouteMessage, RouteType};
 use rtnetlink::packet_route::AddressFamily;
+use rtnetlink::sys::AsyncSocket;
 use rtnetlink::{
     Handle, LinkBridge, LinkMessageBuilder, LinkUnspec, LinkVeth, RouteMessageBuilder,
 };
@@ -1220,4 +1221,128 @@ fn veth_names_are_stable_short_and_distinct() {
     assert_ne!(a, veth_name("0f3c2a8e-1b7d-4c55-9a0e-2d6f1e9b7c42"));
     let mac = bridge_mac("orch0");
     assert_eq!(mac[0] & 0x03, 0x02, "locally administered unicast");
+}
+
+/// A node's pods are often made or deleted together (a Deployment scaled, a namespace deleted), each by
+/// its own task on the agent's multi-threaded runtime, all of them on the node's one netlink socket.
+#[test]
+fn a_full_pod_cidr_of_sandboxes_made_and_removed_at_once_are_each_done() {
+    in_scratch_namespaces(|config| async move {
+        // The agent's runtime, on a thread of the scratch namespaces.
+        let outcome = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(make_and_remove_at_once(config, 250))
+        })
+        .join();
+        if let Err(panic) = outcome {
+            std::panic::resume_unwind(panic);
+        }
+    });
+}
+
+async fn make_and_remove_at_once(config: NetworkConfig, count: usize) {
+    let h = handle();
+    let network = Arc::new(PodNetwork::setup(config).await.unwrap());
+    let ids: Vec<String> = (0..count).map(|i| format!("pod-{i}")).collect();
+    for remove in [false, true] {
+        let tasks = ids.iter().map(|id| {
+            let (network, id) = (network.clone(), id.clone());
+            tokio::spawn(async move {
+                if remove {
+                    network.remove_sandbox(&id).await
+                } else {
+                    network.create_sandbox(&id).await.map(drop)
+                }
+            })
+        });
+        let results = tokio::time::timeout(
+            Duration::from_secs(120),
+            futures_util::future::join_all(tasks),
+        )
+        .await
+        .expect("every sandbox done in time");
+        let failed: Vec<_> = results
+            .into_iter()
+            .filter_map(|r| r.unwrap().err())
+            .collect();
+        assert!(
+            failed.is_empty(),
+            "{} failed: {:?}",
+            failed.len(),
+            failed.first()
+        );
+        if !remove {
+            let veths = host_veths(&h).await;
+            assert_eq!(veths, count, "a veth per sandbox");
+        }
+    }
+    assert_eq!(network.sandboxes().unwrap(), Vec::<String>::new());
+    assert_eq!(host_veths(&h).await, 0, "veths left");
+}
+
+async fn host_veths(h: &Handle) -> usize {
+    let links: Vec<LinkMessage> = h.link().get().execute().try_collect().await.unwrap();
+    links
+        .iter()
+        .filter(|l| {
+            l.attributes
+                .iter()
+                .any(|a| matches!(a, LinkAttribute::IfName(n) if n.starts_with("veth")))
+        })
+        .count()
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_request_whose_answer_never_comes_fails_instead_of_waiting_forever() {
+    // A connection nobody drives: its requests are never sent, so no answer comes, as for an answer the
+    // kernel dropped.
+    let (_undriven, h) = netlink::node_connection().unwrap();
+    let started = tokio::time::Instant::now();
+    let err = tokio::time::timeout(netlink::ANSWER_TIMEOUT * 2, netlink::link_by_name(&h, "lo"))
+        .await
+        .expect("the request ends")
+        .unwrap_err();
+    assert!(
+        matches!(&err, NetworkError::Unanswered(what) if what == "looking up link lo"),
+        "{err:?}"
+    );
+    assert_eq!(started.elapsed(), netlink::ANSWER_TIMEOUT);
+    assert_eq!(
+        err.to_string(),
+        "no answer from the kernel looking up link lo within 30s"
+    );
+}
+
+#[tokio::test]
+async fn the_nodes_netlink_socket_has_room_for_many_answers() {
+    let (mut conn, _h) = netlink::node_connection().unwrap();
+    let size = nix::sys::socket::getsockopt(
+        conn.socket_mut().socket_ref(),
+        nix::sys::socket::sockopt::RcvBuf,
+    )
+    .unwrap();
+    // The kernel doubles what it is asked for, for its bookkeeping.
+    assert!(size >= netlink::NODE_RECEIVE_BUFFER, "{size}");
+}
+
+#[test]
+fn a_bridge_without_a_free_port_refuses_the_sandbox_in_words() {
+    in_scratch_namespaces(|config| async move {
+        let h = handle();
+        let network = PodNetwork::setup(config.clone()).await.unwrap();
+        let bridge = link(&h, "orch0").await.unwrap().header.index;
+        // A Linux bridge numbers its ports 1 to 1023.
+        for i in 0..1023 {
+            let port = LinkVeth::new(&format!("port{i}"), &format!("peer{i}"))
+                .controller(bridge)
+                .build();
+            h.link().add(port).execute().await.unwrap();
+        }
+        let err = network.create_sandbox("pod-a").await.unwrap_err();
+        assert!(matches!(err, NetworkError::BridgeFull), "{err:?}");
+    });
 }
