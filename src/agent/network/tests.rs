@@ -1134,7 +1134,6 @@ fn remove_sandbox_releases_the_ip_and_removes_veth_and_netns() {
         assert!(is_mounted(&a.netns_path));
 
         network.remove_sandbox("pod-a").await.unwrap();
-        assert!(link(&h, &veth_name("pod-a")).await.is_none(), "veth gone");
         assert!(!is_mounted(&a.netns_path), "netns unmounted");
         assert!(!a.netns_path.exists(), "netns file removed");
         assert_eq!(
@@ -1146,12 +1145,52 @@ fn remove_sandbox_releases_the_ip_and_removes_veth_and_netns() {
         network.remove_sandbox("pod-a").await.unwrap();
         network.remove_sandbox("never-created").await.unwrap();
 
+        // The pair goes with the namespace, when the kernel frees it.
+        assert!(
+            freed(|| async { link(&h, &veth_name("pod-a")).await.is_none() }).await,
+            "veth gone"
+        );
         // The other pod is untouched.
         let on_node = TcpListener::bind((b.gateway, 0)).unwrap();
         assert_eq!(exchange(&on_node, &b.netns_path).await, IpAddr::V4(b.ip));
         // The released address is free again (last, after the rest of the range).
         let again = network.create_sandbox("pod-a").await.unwrap();
         assert!(config.pod_cidr.contains(again.ip) && again.ip != b.ip);
+    });
+}
+
+/// Whether `done` comes true within [`TIMEOUT`]: the kernel frees a namespace nothing holds any more in
+/// the background, and the links in it then.
+async fn freed<F, Fut>(done: F) -> bool
+where
+    F: Fn() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let started = Instant::now();
+    while !done().await {
+        if started.elapsed() > TIMEOUT {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    true
+}
+
+#[test]
+fn a_veth_whose_namespace_is_no_longer_bound_is_deleted_by_request() {
+    in_scratch_namespaces(|config| async move {
+        let h = handle();
+        let network = PodNetwork::setup(config.clone()).await.unwrap();
+        let a = network.create_sandbox("pod-a").await.unwrap();
+        // Unbound from outside while something still holds the namespace, which keeps its pair.
+        let holder = std::fs::File::open(&a.netns_path).unwrap();
+        netns::remove(&a.netns_path).unwrap();
+        assert!(link(&h, &veth_name("pod-a")).await.is_some());
+
+        network.remove_sandbox("pod-a").await.unwrap();
+        assert!(link(&h, &veth_name("pod-a")).await.is_none(), "veth gone");
+        assert!(ip_files(&config).is_empty());
+        drop(holder);
     });
 }
 
@@ -1281,7 +1320,10 @@ async fn make_and_remove_at_once(config: NetworkConfig, count: usize) {
         }
     }
     assert_eq!(network.sandboxes().unwrap(), Vec::<String>::new());
-    assert_eq!(host_veths(&h).await, 0, "veths left");
+    assert!(
+        freed(|| async { host_veths(&h).await == 0 }).await,
+        "veths left"
+    );
 }
 
 async fn host_veths(h: &Handle) -> usize {
