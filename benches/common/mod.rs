@@ -145,6 +145,7 @@ impl BenchServer {
             .unwrap_or(0)
     }
 
+    /// Stops the server with SIGTERM and waits for it, as dropping it does.
     pub fn stop(self) {}
 }
 
