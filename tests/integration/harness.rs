@@ -402,7 +402,7 @@ fn remember_host_forwarding() {
 }
 
 /// Containers (and pause processes) outlive their agent by design; a finished test kills them, deletes its pods' network
-/// interfaces and the node's host rules (whose host ports would send traffic to pods that are gone) and
+/// interfaces, the node's bridge and the node's host rules (whose host ports would send traffic to pods that are gone) and
 /// sets the host's IP forwarding back, unmounts what the agent mounted under its directories (overlay
 /// roots, tmpfs volumes, network namespaces) so the temporary directory can go, and removes its pods'
 /// cgroups.
@@ -460,6 +460,10 @@ pub fn clean_up_containers(data_dir: &Path) {
             .args(["ip", "link", "del", "eth0"])
             .output();
     }
+    // The agent keeps the node's bridge across restarts; the host gets rid of it with the test.
+    let _ = Command::new("ip")
+        .args(["link", "del", orch::agent::network::DEFAULT_BRIDGE])
+        .output();
     std::thread::sleep(Duration::from_millis(200));
     let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap_or_default();
     let prefix = data_dir.parent().unwrap_or(data_dir).display().to_string();

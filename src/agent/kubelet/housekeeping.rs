@@ -302,6 +302,16 @@ pub(super) async fn run(
         kubelet.evict_past_storage_limits();
         remove_leftover_cgroups(&kubelet);
         remove_leftover_sandboxes(&kubelet).await;
+        match kubelet.network.remove_stray_veths().await {
+            Ok(0) => {}
+            Ok(removed) => {
+                tracing::info!(
+                    removed,
+                    "deleted the veths of pod namespaces held past their pod"
+                )
+            }
+            Err(e) => tracing::debug!(error = %e, "deleting stray veths"),
+        }
         // The same failure every round is warned about once.
         match kubelet.network.converge_host_rules().await {
             Ok(()) => rules_failure = None,

@@ -17,7 +17,7 @@ mod nat;
 mod netlink;
 pub mod netns;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
@@ -63,11 +63,11 @@ pub enum NetworkError {
     },
     #[error("opening a netlink socket: {0}")]
     NetlinkSocket(#[source] std::io::Error),
-    #[error("no answer from the kernel {0} within {timeout:?}", timeout = netlink::ANSWER_TIMEOUT)]
+    #[error("{0}: no answer from the kernel within {timeout:?}", timeout = netlink::ANSWER_TIMEOUT)]
     Unanswered(String),
     #[error(
-        "the pod bridge holds the most ports a Linux bridge can (1,023): the node takes no more pods off \
-         the host network"
+        "the pod bridge holds the most ports a Linux bridge can (1,023): the node takes no more pods \
+         that are not on the host network"
     )]
     BridgeFull,
     #[error("link {0} vanished while being set up")]
@@ -156,6 +156,9 @@ pub struct PodNetwork {
     // Serialise the changes to one sandbox, so that "what exists" of it can be answered by looking at the
     // kernel and the state directory; different sandboxes are made side by side.
     sandbox_locks: SandboxLocks,
+    /// The indexes of the veths on the bridge that belonged to no sandbox at the last
+    /// [`PodNetwork::remove_stray_veths`].
+    strays: std::sync::Mutex<HashSet<u32>>,
 }
 
 // The pod workers share one PodNetwork.
@@ -206,6 +209,7 @@ impl PodNetwork {
             node: tokio::sync::Mutex::new(None),
             nat,
             sandbox_locks: SandboxLocks::default(),
+            strays: Default::default(),
         };
         network.ensure_node().await?;
         if let Err(e) = firewall::open_forwarding(network.config.cluster_cidr).await {
@@ -322,7 +326,8 @@ impl PodNetwork {
     /// it: freed namespaces are cleaned up in batches, where deleting a pair by request holds the
     /// kernel's one network configuration lock for about 15 ms, so that a thousand pods deleted at once
     /// waited 15 s in line. A veth whose namespace is no longer bound here (unmounted from outside while
-    /// something still holds it) is deleted by request.
+    /// something still holds it) is deleted by request; the pair of a namespace something holds past its
+    /// removal goes with [`PodNetwork::remove_stray_veths`].
     pub async fn remove_sandbox(&self, id: &str) -> Result<(), NetworkError> {
         validate_id(id)?;
         let _change = self.sandbox_locks.lock(id).await;
@@ -337,6 +342,34 @@ impl PodNetwork {
         }
         netns::remove(&netns_path)?;
         self.ipam.release(id)
+    }
+
+    /// Deletes the veths on the bridge that belong to no sandbox and were there at the previous call
+    /// already, returning how many: the pairs of namespaces something still holds after their sandbox
+    /// was removed (a process that escaped its pod's stop, a port-forward's socket, an admin's
+    /// `nsenter`), which would keep a bridge port and answer for an address the node may give another
+    /// pod. The pairs of namespaces the kernel is still freeing are gone by the next call. Called
+    /// periodically.
+    pub async fn remove_stray_veths(&self) -> Result<usize, NetworkError> {
+        let Some(bridge) = *self.node.lock().await else {
+            return Ok(0);
+        };
+        // Listed before the sandboxes: a sandbox made in between has its id allocated before its pair.
+        let veths = netlink::veths_on(&self.handle, bridge).await?;
+        let ours: HashSet<String> = self.sandboxes()?.iter().map(|id| veth_name(id)).collect();
+        let strays: HashSet<u32> = veths
+            .into_iter()
+            .filter(|(_, name)| !ours.contains(name))
+            .map(|(index, _)| index)
+            .collect();
+        let seen_before =
+            std::mem::replace(&mut *self.strays.lock().expect("strays"), strays.clone());
+        let mut removed = 0;
+        for index in strays.intersection(&seen_before) {
+            netlink::delete_link(&self.handle, *index).await?;
+            removed += 1;
+        }
+        Ok(removed)
     }
 
     /// Ids of the sandboxes that exist in part or whole (a namespace file or an IP allocation), sorted: after

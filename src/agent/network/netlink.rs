@@ -34,8 +34,9 @@ const UNREACHABLE_METRIC: u32 = 4242;
 
 /// How long a request waits for its answer. The kernel answers at once, but an answer can be lost
 /// (dropped from a full receive buffer), and a request waiting for it forever would hold its sandbox's
-/// lock for good; failing instead lets the caller's retry do the work again. Long enough for a node
-/// busy with a thousand pods' requests on one socket.
+/// lock for good; failing instead lets the caller's retry do the work again. (The connection keeps its
+/// entry for an answer that never comes: a few bytes per lost answer.) Long enough for a node busy with
+/// a thousand pods' requests on one socket.
 pub(super) const ANSWER_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The receive buffer of the node's netlink socket, for the answers to every pod's requests. Its
@@ -48,14 +49,22 @@ pub(super) const NODE_RECEIVE_BUFFER: usize = 8 << 20;
 /// The node's netlink connection, with a receive buffer of [`NODE_RECEIVE_BUFFER`] where the node lets
 /// it have one (root may pass `net.core.rmem_max`); to be spawned on the runtime that awaits `Handle`.
 pub(super) fn node_connection() -> Result<(Connection<RouteNetlinkMessage>, Handle), NetworkError> {
-    use nix::sys::socket::{setsockopt, sockopt};
+    use nix::sys::socket::{getsockopt, setsockopt, sockopt};
     let (mut conn, handle, _) = rtnetlink::new_connection().map_err(NetworkError::NetlinkSocket)?;
     let socket = conn.socket_mut().socket_ref();
-    if let Err(e) = setsockopt(socket, sockopt::RcvBufForce, &NODE_RECEIVE_BUFFER) {
-        tracing::debug!(error = %e, "SO_RCVBUFFORCE refused, asking for what net.core.rmem_max allows");
-        if let Err(e) = setsockopt(socket, sockopt::RcvBuf, &NODE_RECEIVE_BUFFER) {
-            tracing::warn!(error = %e, "enlarging the node's netlink receive buffer");
-        }
+    // Without CAP_NET_ADMIN, SO_RCVBUF is silently capped at net.core.rmem_max.
+    if setsockopt(socket, sockopt::RcvBufForce, &NODE_RECEIVE_BUFFER).is_err() {
+        let _ = setsockopt(socket, sockopt::RcvBuf, &NODE_RECEIVE_BUFFER);
+    }
+    // The kernel doubles what it was given, for its own bookkeeping.
+    match getsockopt(socket, sockopt::RcvBuf) {
+        Ok(size) if size >= NODE_RECEIVE_BUFFER => {}
+        got => tracing::warn!(
+            ?got,
+            wanted = NODE_RECEIVE_BUFFER,
+            "the node's netlink receive buffer could not be enlarged (raise net.core.rmem_max): \
+             answers to many pods' requests at once may be lost and retried"
+        ),
     }
     Ok((conn, handle))
 }
@@ -169,14 +178,16 @@ pub(super) async fn ensure_bridge(
 }
 
 fn link_is_bridge(link: &LinkMessage) -> bool {
-    link.attributes.iter().any(|a| match a {
-        LinkAttribute::LinkInfo(infos) => infos.iter().any(|i| {
-            matches!(
-                i,
-                rtnetlink::packet_route::link::LinkInfo::Kind(InfoKind::Bridge)
-            )
+    link_kind(link) == Some(&InfoKind::Bridge)
+}
+
+fn link_kind(link: &LinkMessage) -> Option<&InfoKind> {
+    link.attributes.iter().find_map(|a| match a {
+        LinkAttribute::LinkInfo(infos) => infos.iter().find_map(|i| match i {
+            rtnetlink::packet_route::link::LinkInfo::Kind(kind) => Some(kind),
+            _ => None,
         }),
-        _ => false,
+        _ => None,
     })
 }
 
@@ -206,11 +217,40 @@ pub(super) async fn create_veth(
     let what = || format!("creating veth {host_name}");
     let result = answered(h.link().add(msg).execute(), what).await;
     // The request carries the fd number, so the file must stay open until the kernel has answered.
-    drop(netns);
+    // Unanswered, the request may still be waiting to go out: a number closed (and reused) by then
+    // would name another namespace, so the file is left open for good.
+    if result.is_err() {
+        std::mem::forget(netns);
+    }
     match result? {
         Err(e) if errno(&e) == Some(Errno::EXFULL) => Err(NetworkError::BridgeFull),
         result => result.map_err(NetworkError::netlink(what())),
     }
+}
+
+/// The indexes and names of the veths attached to `bridge`.
+pub(super) async fn veths_on(h: &Handle, bridge: u32) -> Result<Vec<(u32, String)>, NetworkError> {
+    let mut request = h.link().get();
+    // The kernel filters a dump by controller.
+    request
+        .message_mut()
+        .attributes
+        .push(LinkAttribute::Controller(bridge));
+    let what = || format!("listing the links of bridge #{bridge}");
+    let links = answered(request.execute().try_collect::<Vec<_>>(), what)
+        .await?
+        .map_err(NetworkError::netlink(what()))?;
+    Ok(links
+        .into_iter()
+        .filter(|l| l.attributes.contains(&LinkAttribute::Controller(bridge)))
+        .filter(|l| link_kind(l) == Some(&InfoKind::Veth))
+        .filter_map(|l| {
+            l.attributes.iter().find_map(|a| match a {
+                LinkAttribute::IfName(name) => Some((l.header.index, name.clone())),
+                _ => None,
+            })
+        })
+        .collect())
 }
 
 /// The IPv4 addresses of a link, with the messages that delete them.
