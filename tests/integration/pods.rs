@@ -899,6 +899,14 @@ spec:
         let flags = flags | nix::mount::MsFlags::MS_REMOUNT | nix::mount::MsFlags::MS_BIND;
         nix::mount::mount(None::<&str>, &netns_dir, None::<&str>, flags, None::<&str>).unwrap();
     };
+    let bridge_ports = Path::new("/sys/class/net")
+        .join(orch::agent::network::DEFAULT_BRIDGE)
+        .join("brif");
+    assert_eq!(
+        file_names(&bridge_ports).len(),
+        1,
+        "pair's veth on the bridge"
+    );
     remount(nix::mount::MsFlags::MS_RDONLY);
     s.ok(&["delete", "pod", "pair", "--wait=true"]);
     // The pod's other namespaces go after its network in the release of the pod.
@@ -913,6 +921,12 @@ spec:
         "the pod's network namespace file is gone",
         Duration::from_secs(30),
         || !netns_dir.join(&uid).exists(),
+    );
+    // Its veth pair goes with the namespace (hostnet has none): the bridge has no port left.
+    s.eventually(
+        "the pod's veth is off the bridge",
+        Duration::from_secs(30),
+        || file_names(&bridge_ports).is_empty(),
     );
     // Its logs went with it, and their links.
     assert!(!s

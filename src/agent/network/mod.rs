@@ -354,9 +354,14 @@ impl PodNetwork {
         let Some(bridge) = *self.node.lock().await else {
             return Ok(0);
         };
-        // Listed before the sandboxes: a sandbox made in between has its id allocated before its pair.
+        // Listed before the namespace files: a sandbox made in between has its file before its pair.
+        // (The files, not the IP allocations: a directory listing instead of a read per pod.)
         let veths = netlink::veths_on(&self.handle, bridge).await?;
-        let ours: HashSet<String> = self.sandboxes()?.iter().map(|id| veth_name(id)).collect();
+        let ours: HashSet<String> = self
+            .namespace_ids()?
+            .iter()
+            .map(|id| veth_name(id))
+            .collect();
         let strays: HashSet<u32> = veths
             .into_iter()
             .filter(|(_, name)| !ours.contains(name))
@@ -375,13 +380,22 @@ impl PodNetwork {
     /// Ids of the sandboxes that exist in part or whole (a namespace file or an IP allocation), sorted: after
     /// a restart, those of pods no longer on the node are for [`PodNetwork::remove_sandbox`].
     pub fn sandboxes(&self) -> Result<Vec<String>, NetworkError> {
-        let dir = &self.config.netns_dir;
         let mut ids: Vec<String> = self
             .ipam
             .allocations()?
             .into_iter()
             .map(|(_, id)| id)
             .collect();
+        ids.extend(self.namespace_ids()?);
+        ids.sort();
+        ids.dedup();
+        Ok(ids)
+    }
+
+    /// Ids of the sandboxes with a namespace file (bound, or left by a crash before the bind).
+    fn namespace_ids(&self) -> Result<Vec<String>, NetworkError> {
+        let dir = &self.config.netns_dir;
+        let mut ids = Vec::new();
         for entry in std::fs::read_dir(dir).map_err(NetworkError::io("listing", dir))? {
             let entry = entry.map_err(NetworkError::io("listing", dir))?;
             if let Some(name) = entry.file_name().to_str() {
@@ -390,8 +404,6 @@ impl PodNetwork {
                 }
             }
         }
-        ids.sort();
-        ids.dedup();
         Ok(ids)
     }
 
