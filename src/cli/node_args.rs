@@ -9,6 +9,7 @@ use anyhow::Context;
 use clap::Args;
 
 use crate::agent::image::registries::Registries;
+use crate::agent::kubelet::sysctls::Allowlist;
 use crate::agent::kubelet::KubeletConfig;
 use crate::agent::node::{parse_label, parse_taint, Taint};
 
@@ -68,6 +69,7 @@ const KUBELET_ARGS: &[&str] = &[
     "eviction-hard",
     "container-log-max-size",
     "container-log-max-files",
+    "allowed-unsafe-sysctls",
 ];
 /// kubelet's defaults for containerLogMaxSize and containerLogMaxFiles.
 const CONTAINER_LOG_MAX_BYTES: u64 = 10 << 20;
@@ -116,6 +118,16 @@ fn apply_kubelet_args(args: &[String], config: &mut KubeletConfig) -> anyhow::Re
                      being written and one rotated part), as kubelet requires"
                 );
                 config.container_log_max_files = files;
+            }
+            "allowed-unsafe-sysctls" => {
+                let patterns: Vec<String> = value
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|p| !p.is_empty())
+                    .map(String::from)
+                    .collect();
+                config.sysctls = Allowlist::new(&patterns)
+                    .map_err(|e| anyhow::anyhow!("--kubelet-arg {arg:?}: {e}"))?;
             }
             _ => anyhow::bail!(
                 "--kubelet-arg {arg:?}: orch's kubelet does not take {name:?} (it takes {})",
@@ -214,6 +226,7 @@ impl NodeArgs {
             eviction_hard: self.eviction_hard.clone(),
             endpoint_port: Some(crate::api::kubelet::DEFAULT_PORT),
             container_open_files: None,
+            sysctls: Allowlist::default(),
         };
         apply_kubelet_args(&self.kubelet_arg, &mut config)?;
         Ok(config)
@@ -277,6 +290,19 @@ mod tests {
             (logs.container_log_max_bytes, logs.container_log_max_files),
             (50 << 20, 2)
         );
+        // As k3s users let a database pod tune its own queues.
+        let msg = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "db"},
+            "spec": {"containers": [{"name": "db"}], "securityContext": {"sysctls": [
+                {"name": "kernel.msgmax", "value": "65536"},
+                {"name": "net.core.somaxconn", "value": "1024"}]}},
+        }))
+        .unwrap();
+        assert!(plain.sysctls.forbidden(&msg).is_some());
+        let sysctls =
+            config(&["--kubelet-arg=allowed-unsafe-sysctls=kernel.msg*, net.core.somaxconn"])
+                .unwrap();
+        assert_eq!(sysctls.sysctls.forbidden(&msg), None);
     }
 
     #[test]
@@ -285,7 +311,8 @@ mod tests {
         assert_eq!(
             unknown.to_string(),
             "--kubelet-arg \"cgroup-driver=systemd\": orch's kubelet does not take \"cgroup-driver\" \
-             (it takes port, max-pods, eviction-hard, container-log-max-size, container-log-max-files)"
+             (it takes port, max-pods, eviction-hard, container-log-max-size, container-log-max-files, \
+             allowed-unsafe-sysctls)"
         );
         for (arg, want) in [
             (
@@ -301,6 +328,10 @@ mod tests {
                 "container-log-max-size must be a positive quantity",
             ),
             ("container-log-max-size=ten", "quantities must match"),
+            (
+                "allowed-unsafe-sysctls=net.*,vm.swappiness",
+                "the sysctl \"vm.swappiness\" is not known to be namespaced",
+            ),
         ] {
             let err = config(&[&format!("--kubelet-arg={arg}")]).unwrap_err();
             assert!(

@@ -3207,3 +3207,120 @@ spec:
     }
     drop(world);
 }
+
+/// A pod's sysctls, kubelet's safe ones and those the node allows besides (`--kubelet-arg
+/// allowed-unsafe-sysctls`), are set in the pod's own network and IPC namespaces before its containers
+/// start; a pod asking for one the node does not allow is rejected as kubelet rejects it. A subPathExpr
+/// mounts the part of a volume its container's environment names, and one naming a variable without a
+/// value keeps the container waiting with kubelet's message.
+#[test]
+fn pods_get_their_sysctls_and_sub_path_exprs_take_names_from_the_environment() {
+    require_root();
+    let _node = node_lock();
+    let s = Server::with_agent("", &["--kubelet-arg", "allowed-unsafe-sysctls=kernel.msg*"]);
+    ready_node(&s);
+    import_busybox(&s);
+    let manifest = r#"apiVersion: v1
+kind: Pod
+metadata: {name: tuned}
+spec:
+  securityContext:
+    sysctls:
+    - {name: net.ipv4.ip_unprivileged_port_start, value: "0"}
+    - {name: net/ipv4/ping_group_range, value: "0 2147483647"}
+    - {name: kernel.shm_rmid_forced, value: "1"}
+    - {name: kernel.msgmax, value: "4096"}
+  containers:
+  - name: app
+    image: busybox:latest
+    imagePullPolicy: Never
+    command:
+    - sh
+    - -c
+    - |
+      cd /proc/sys
+      echo values $(cat net/ipv4/ip_unprivileged_port_start kernel/shm_rmid_forced kernel/msgmax) \
+        "$(cat net/ipv4/ping_group_range)"
+      echo own > /mine/file; echo in $(ls /whole)
+      sleep 1000
+    env: [{name: POD_NAME, valueFrom: {fieldRef: {fieldPath: metadata.name}}}]
+    volumeMounts:
+    - {name: shared, mountPath: /mine, subPathExpr: "pods/$(POD_NAME)"}
+    - {name: shared, mountPath: /whole}
+  volumes: [{name: shared, emptyDir: {}}]
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: greedy}
+spec:
+  securityContext: {sysctls: [{name: net.core.somaxconn, value: "4096"}]}
+  containers: [{name: app, image: busybox:latest, imagePullPolicy: Never, command: [sleep, "1000"]}]
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: unnamed}
+spec:
+  containers:
+  - name: app
+    image: busybox:latest
+    imagePullPolicy: Never
+    command: [sleep, "1000"]
+    volumeMounts: [{name: shared, mountPath: /mine, subPathExpr: "pods/$(NOT_SET)"}]
+  volumes: [{name: shared, emptyDir: {}}]
+"#;
+    let host_values = ["net/ipv4/ip_unprivileged_port_start", "kernel/msgmax"]
+        .map(|p| std::fs::read_to_string(Path::new("/proc/sys").join(p)).unwrap());
+    s.ok(&[
+        "apply",
+        "-f",
+        s.write("sysctls.yaml", manifest).to_str().unwrap(),
+    ]);
+    s.eventually("tuned reports", Duration::from_secs(60), || {
+        jsonpath(&s, "tuned", "{.status.phase}") == "Running"
+            && s.ok(&["logs", "tuned"]).contains("in ")
+    });
+    assert_eq!(
+        s.ok(&["logs", "tuned"]),
+        "values 0 1 4096 0\t2147483647\nin pods\n"
+    );
+    let uid = jsonpath(&s, "tuned", "{.metadata.uid}");
+    let written = s
+        .data_dir()
+        .join("agent/pods")
+        .join(&uid)
+        .join("volumes/kubernetes.io~empty-dir/shared/pods/tuned/file");
+    assert_eq!(std::fs::read_to_string(&written).unwrap(), "own\n");
+    assert_eq!(
+        ["net/ipv4/ip_unprivileged_port_start", "kernel/msgmax"]
+            .map(|p| std::fs::read_to_string(Path::new("/proc/sys").join(p)).unwrap()),
+        host_values,
+        "the node's own values stay"
+    );
+
+    s.eventually("greedy is rejected", Duration::from_secs(30), || {
+        jsonpath(&s, "greedy", "{.status.phase}") == "Failed"
+    });
+    assert_eq!(
+        jsonpath(&s, "greedy", "{.status.reason}"),
+        "SysctlForbidden"
+    );
+    assert_eq!(
+        jsonpath(&s, "greedy", "{.status.message}"),
+        r#"Pod was rejected: forbidden sysctl: "net.core.somaxconn" not allowlisted"#
+    );
+
+    let waiting = "{.status.containerStatuses[0].state.waiting}";
+    s.eventually("unnamed waits", Duration::from_secs(30), || {
+        jsonpath(&s, "unnamed", waiting).contains("CreateContainerConfigError")
+    });
+    assert!(
+        jsonpath(&s, "unnamed", waiting).contains("missing value for NOT_SET"),
+        "{}",
+        jsonpath(&s, "unnamed", waiting)
+    );
+    let describe = s.ok(&["describe", "pod", "unnamed"]);
+    assert!(
+        describe.contains("Error: missing value for NOT_SET"),
+        "{describe}"
+    );
+}

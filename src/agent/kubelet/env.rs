@@ -68,6 +68,35 @@ pub fn referenced(container: &Container) -> (Vec<String>, Vec<String>) {
 
 /// Expands `$(NAME)` from `vars`; `$$` escapes a `$`; unknown references stay as written.
 pub fn expand(text: &str, vars: &HashMap<String, String>) -> String {
+    expand_with(text, |name| vars.get(name).cloned())
+}
+
+/// A volumeMount's `subPathExpr` expanded from the container's environment, as kubelet expands it: every
+/// reference must name a variable with a value ("missing value for A, B" otherwise).
+pub fn expand_sub_path(expr: &str, env: &[(String, String)]) -> Result<String, String> {
+    let vars: HashMap<&str, &str> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let mut missing = std::collections::BTreeSet::new();
+    let expanded = expand_with(expr, |name| {
+        match vars.get(name).filter(|v| !v.is_empty()) {
+            Some(value) => Some(value.to_string()),
+            None => {
+                missing.insert(name.to_string());
+                Some(String::new())
+            }
+        }
+    });
+    if missing.is_empty() {
+        Ok(expanded)
+    } else {
+        Err(format!(
+            "missing value for {}",
+            missing.into_iter().collect::<Vec<_>>().join(", ")
+        ))
+    }
+}
+
+/// [`expand`] with the value of each reference from `lookup`; one it has none for stays as written.
+fn expand_with(text: &str, mut lookup: impl FnMut(&str) -> Option<String>) -> String {
     let mut out = String::with_capacity(text.len());
     let mut rest = text;
     while let Some(i) = rest.find('$') {
@@ -80,8 +109,8 @@ pub fn expand(text: &str, vars: &HashMap<String, String>) -> String {
             match inner.find(')') {
                 Some(end) => {
                     let name = &inner[..end];
-                    match vars.get(name) {
-                        Some(v) => out.push_str(v),
+                    match lookup(name) {
+                        Some(v) => out.push_str(&v),
                         None => {
                             out.push_str("$(");
                             out.push_str(name);

@@ -26,6 +26,7 @@ pub mod run_dir;
 pub mod sandbox;
 pub mod status;
 mod sync;
+pub mod sysctls;
 pub mod volumes;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -87,6 +88,8 @@ pub struct KubeletConfig {
     pub endpoint_port: Option<u16>,
     /// The open-files limit containers get: the one orch started with, before it raised its own.
     pub container_open_files: Option<OpenFilesLimit>,
+    /// The sysctls pods may set: kubelet's safe ones and its `--allowed-unsafe-sysctls`.
+    pub sysctls: sysctls::Allowlist,
 }
 
 pub(crate) struct Kubelet {

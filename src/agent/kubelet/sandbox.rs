@@ -21,6 +21,7 @@ use std::path::{Path, PathBuf};
 use k8s_openapi::api::core::v1::Pod;
 use nix::sched::CloneFlags;
 
+use super::sysctls::{self, SysctlNamespace};
 use crate::agent::network::{netns, HostPort};
 use crate::agent::runtime::{MountKind, MountSpec, SharedNamespace};
 use crate::shim::InitProcess;
@@ -247,8 +248,9 @@ pub fn prepare_namespace_dirs(run_dir: &Path) -> Result<(), String> {
     Ok(())
 }
 
-/// The pod's IPC namespace (the host's with hostIPC) and UTS namespace named after the pod (the host's
-/// with hostNetwork), created on the pod's first sync and kept until it is released.
+/// The pod's IPC namespace with the pod's IPC sysctls (the host's with hostIPC) and UTS namespace named
+/// after the pod (the host's with hostNetwork), created on the pod's first sync and kept until it is
+/// released.
 pub async fn ensure_namespaces(
     run_dir: &Path,
     uid: &str,
@@ -259,9 +261,12 @@ pub async fn ensure_namespaces(
         SharedNamespace::Host
     } else {
         let path = namespace_file(run_dir, "ipc", uid);
-        netns::ensure_namespace(&path, CloneFlags::CLONE_NEWIPC, || Ok(()))
-            .await
-            .map_err(|e| e.to_string())?;
+        let sysctls = sysctls::of_namespace(pod, SysctlNamespace::Ipc);
+        netns::ensure_namespace(&path, CloneFlags::CLONE_NEWIPC, move || {
+            netns::set_sysctls(&sysctls)
+        })
+        .await
+        .map_err(|e| e.to_string())?;
         SharedNamespace::Pod(path)
     };
     let uts = if spec.and_then(|s| s.host_network).unwrap_or(false) {
@@ -270,7 +275,7 @@ pub async fn ensure_namespaces(
         let path = namespace_file(run_dir, "uts", uid);
         let name = hostname(pod);
         netns::ensure_namespace(&path, CloneFlags::CLONE_NEWUTS, move || {
-            nix::unistd::sethostname(&name)
+            netns::set_hostname(&name)
         })
         .await
         .map_err(|e| e.to_string())?;

@@ -20,7 +20,9 @@ use super::backoff::{self, Decision};
 use super::env::Sources;
 use super::plan::{self, Action, Run, Runs};
 use super::status::{self, Observed, Waiting};
-use super::{active_deadline, container, env, pod_cgroup, probes, sandbox, volumes, Kubelet};
+use super::{
+    active_deadline, container, env, pod_cgroup, probes, sandbox, sysctls, volumes, Kubelet,
+};
 use crate::agent::image::reference::PullPolicy;
 use crate::agent::image::{Credentials, Image};
 use crate::agent::runtime::{
@@ -916,9 +918,10 @@ impl Kubelet {
                     "Pod sandbox changed, it will be killed and re-created.",
                 );
             }
+            let sysctls = sysctls::of_namespace(pod, sysctls::SysctlNamespace::Net);
             let sandbox = self
                 .network
-                .create_sandbox(uid)
+                .create_sandbox(uid, &sysctls)
                 .await
                 .map_err(|e| e.to_string())?;
             self.network
@@ -1354,9 +1357,9 @@ impl Kubelet {
         };
         let id = new_container_id();
         let mut mounts = etc_mounts.to_vec();
-        match volumes::mounts(c, prepared) {
+        match volumes::mounts(c, prepared, &env) {
             Ok(m) => mounts.extend(m),
-            Err(message) => return Err(config_error(message)),
+            Err(message) => return Err(self.failed(pod, &c.name, config_error(message))),
         }
         let config = match container::build(container::Inputs {
             pod,

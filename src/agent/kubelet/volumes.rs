@@ -579,10 +579,12 @@ fn prepare_files(cx: &Context, volume: &Volume) -> Result<Prepared, String> {
     Err("volume type not supported by this node".into())
 }
 
-/// The container's volumeMounts as bind mounts; subPaths are created inside the volume.
+/// The container's volumeMounts as bind mounts; subPaths (a subPathExpr expanded from the container's
+/// environment `env`) are created inside the volume.
 pub fn mounts(
     container: &Container,
     prepared: &HashMap<String, Prepared>,
+    env: &[(String, String)],
 ) -> Result<Vec<MountSpec>, String> {
     let mut out = Vec::new();
     for m in container.volume_mounts.iter().flatten() {
@@ -590,7 +592,11 @@ pub fn mounts(
             .get(&m.name)
             .ok_or_else(|| format!("volume {:?} is not prepared", m.name))?;
         let mut source = volume.path.clone();
-        if let Some(sub) = m.sub_path.as_deref().filter(|s| !s.is_empty()) {
+        let sub = match m.sub_path_expr.as_deref().filter(|e| !e.is_empty()) {
+            Some(expr) => Some(super::env::expand_sub_path(expr, env)?),
+            None => m.sub_path.clone(),
+        };
+        if let Some(sub) = sub.as_deref().filter(|s| !s.is_empty()) {
             source = source.join(safe_relative(sub)?);
             if !source.exists() {
                 std::fs::create_dir_all(&source)
@@ -810,7 +816,7 @@ mod tests {
             }]),
             ..Default::default()
         };
-        let m = mounts(&container, &prepared).unwrap();
+        let m = mounts(&container, &prepared, &[]).unwrap();
         assert_eq!(
             m[0].kind,
             MountKind::Bind {
@@ -821,7 +827,42 @@ mod tests {
         assert!(scratch.path.join("sub/dir").is_dir());
         let mut escape = container.clone();
         escape.volume_mounts.as_mut().unwrap()[0].sub_path = Some("../x".into());
-        assert!(mounts(&escape, &prepared)
+        assert!(mounts(&escape, &prepared, &[])
+            .unwrap_err()
+            .contains("may not contain '..'"));
+
+        // subPathExpr takes its names from the container's environment, and each must have a value.
+        let mut expr = container.clone();
+        let mount = &mut expr.volume_mounts.as_mut().unwrap()[0];
+        mount.sub_path = None;
+        mount.sub_path_expr = Some("logs/$(POD_NAME)/$(NODE)".into());
+        let env = |pairs: &[(&str, &str)]| -> Vec<(String, String)> {
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        };
+        let m = mounts(
+            &expr,
+            &prepared,
+            &env(&[("POD_NAME", "web-0"), ("NODE", "n1")]),
+        )
+        .unwrap();
+        assert_eq!(
+            m[0].kind,
+            MountKind::Bind {
+                source: scratch.path.join("logs/web-0/n1"),
+                readonly: false
+            }
+        );
+        assert!(scratch.path.join("logs/web-0/n1").is_dir());
+        assert_eq!(
+            mounts(&expr, &prepared, &env(&[("NODE", "")])).unwrap_err(),
+            "missing value for NODE, POD_NAME"
+        );
+        let mut climbing = expr.clone();
+        climbing.volume_mounts.as_mut().unwrap()[0].sub_path_expr = Some("$(UP)/x".into());
+        assert!(mounts(&climbing, &prepared, &env(&[("UP", "..")]))
             .unwrap_err()
             .contains("may not contain '..'"));
     }

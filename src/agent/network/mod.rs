@@ -91,6 +91,14 @@ pub enum NetworkError {
     IptablesFailed { command: String, stderr: String },
     #[error("sandbox {0} is gone")]
     SandboxGone(String),
+    #[error("setting sysctl {name} to {value:?}: {source}")]
+    Sysctl {
+        name: String,
+        value: String,
+        source: std::io::Error,
+    },
+    #[error("setting the hostname {0:?}: {1}")]
+    Hostname(String, nix::errno::Errno),
 }
 
 impl NetworkError {
@@ -268,7 +276,13 @@ impl PodNetwork {
 
     /// Idempotent: the sandbox of `id` — created, completed after an interrupted attempt, or as it is. A
     /// failure can leave parts behind; calling this again or [`PodNetwork::remove_sandbox`] cleans up.
-    pub async fn create_sandbox(&self, id: &str) -> Result<Sandbox, NetworkError> {
+    /// `sysctls` are set in the namespace when this call makes it, once its `eth0` is there (a sysctl may
+    /// name it).
+    pub async fn create_sandbox(
+        &self,
+        id: &str,
+        sysctls: &[netns::Sysctl],
+    ) -> Result<Sandbox, NetworkError> {
         validate_id(id)?;
         let _change = self.sandbox_locks.lock(id).await;
         let bridge = self.ensure_node().await?;
@@ -278,7 +292,8 @@ impl PodNetwork {
             .await
             .map_err(|_| NetworkError::AllocatorPanicked)??;
         let netns_path = self.config.netns_dir.join(id);
-        netns::ensure(&netns_path).await?;
+        let made = netns::ensure(&netns_path).await?;
+        let sysctls = if made { sysctls.to_vec() } else { Vec::new() };
         let sandbox = Sandbox {
             netns_path,
             ip,
@@ -291,11 +306,23 @@ impl PodNetwork {
         let host_name = veth_name(id);
         let s = sandbox.clone();
         let mtu = self.pod_mtu;
-        netlink::in_netns(&sandbox.netns_path, move |pod| async move {
+        let pending_sysctls = !sysctls.is_empty();
+        let made = netlink::in_netns(&sandbox.netns_path, move |pod| async move {
             connect_pod(&node, &pod, &host_name, bridge, &s, mtu).await?;
-            configure_pod(&pod, &s).await
+            configure_pod(&pod, &s).await?;
+            netns::set_sysctls(&sysctls)
         })
-        .await?;
+        .await;
+        if let Err(e) = made {
+            // The next attempt would find the namespace and not set them: it makes a new one instead.
+            if pending_sysctls {
+                if let Err(removal) = netns::remove(&sandbox.netns_path) {
+                    tracing::warn!(sandbox = %id, error = %removal,
+                        "removing a network namespace whose sysctls are not set");
+                }
+            }
+            return Err(e);
+        }
         Ok(sandbox)
     }
 

@@ -61,24 +61,61 @@ pub fn exists(path: &Path) -> Result<bool, NetworkError> {
     Ok(stat.filesystem_type().0 == libc::NSFS_MAGIC)
 }
 
-/// Creates a new network namespace bound at `path`, unless one is already there.
-pub(super) async fn ensure(path: &Path) -> Result<(), NetworkError> {
+/// Creates a new network namespace bound at `path`, unless one is already there; whether it did.
+pub(super) async fn ensure(path: &Path) -> Result<bool, NetworkError> {
     ensure_namespace(path, CloneFlags::CLONE_NEWNET, || Ok(())).await
 }
 
+/// A kernel parameter to set in a namespace: its dotted name (`net.ipv4.tcp_syncookies`, where a dot
+/// inside a part is written as `/`) and its value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sysctl {
+    pub name: String,
+    pub value: String,
+}
+
+/// Writes `sysctls` under /proc/sys, where the calling thread's namespaces decide whose they are: for a
+/// thread inside a pod's namespace.
+pub fn set_sysctls(sysctls: &[Sysctl]) -> Result<(), NetworkError> {
+    for sysctl in sysctls {
+        let relative: String = sysctl
+            .name
+            .chars()
+            .map(|c| match c {
+                '.' => '/',
+                '/' => '.',
+                c => c,
+            })
+            .collect();
+        fs::write(Path::new("/proc/sys").join(relative), &sysctl.value).map_err(|source| {
+            NetworkError::Sysctl {
+                name: sysctl.name.clone(),
+                value: sysctl.value.clone(),
+                source,
+            }
+        })?;
+    }
+    Ok(())
+}
+
+/// Sets the hostname of the calling thread's UTS namespace.
+pub fn set_hostname(name: &str) -> Result<(), NetworkError> {
+    nix::unistd::sethostname(name).map_err(|e| NetworkError::Hostname(name.to_string(), e))
+}
+
 /// Creates a new namespace of `kind` (CLONE_NEWNET, CLONE_NEWIPC or CLONE_NEWUTS) bound at `path`, unless
-/// one is already there; `inside` runs in the new namespace before it is bound (a UTS namespace's
-/// hostname).
+/// one is already there; whether it did. `inside` runs in the new namespace before it is bound (a UTS
+/// namespace's hostname, an IPC namespace's sysctls): when it fails, nothing is bound.
 pub async fn ensure_namespace<F>(
     path: &Path,
     kind: CloneFlags,
     inside: F,
-) -> Result<(), NetworkError>
+) -> Result<bool, NetworkError>
 where
-    F: FnOnce() -> nix::Result<()> + Send + 'static,
+    F: FnOnce() -> Result<(), NetworkError> + Send + 'static,
 {
     if exists(path)? {
-        return Ok(());
+        return Ok(false);
     }
     let proc_name = if kind == CloneFlags::CLONE_NEWIPC {
         "ipc"
@@ -98,10 +135,7 @@ where
     on_thread(path, move || {
         // Affects this thread only, which ends right after.
         unshare(kind).map_err(NetworkError::sys("unshare for", &target))?;
-        inside().map_err(NetworkError::sys(
-            "setting up the new namespace for",
-            &target,
-        ))?;
+        inside()?;
         mount(
             Some(format!("/proc/thread-self/ns/{proc_name}").as_str()),
             &target,
@@ -114,7 +148,8 @@ where
             &target,
         ))
     })
-    .await
+    .await?;
+    Ok(true)
 }
 
 /// Unmounts and deletes the namespace file; a missing one is not an error. The namespace itself lives on
