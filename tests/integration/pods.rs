@@ -3324,3 +3324,88 @@ spec:
         "{describe}"
     );
 }
+
+/// setHostnameAsFQDN gives the pod's kernel its fully qualified name. What the node cannot do fails
+/// where kubectl shows it instead of running the pod otherwise than asked: a RuntimeClass and a user
+/// namespace fail its sandbox, a Bidirectional mount keeps its container waiting.
+#[test]
+fn the_hostname_can_be_qualified_and_what_the_node_cannot_do_fails_visibly() {
+    let (_node, s) = busybox_node();
+    let manifest = r#"apiVersion: v1
+kind: Pod
+metadata: {name: qualified}
+spec:
+  subdomain: db
+  setHostnameAsFQDN: true
+  containers:
+  - {name: app, image: busybox:latest, imagePullPolicy: Never,
+     command: [sh, -c, 'echo "$(hostname) $(cat /etc/hostname) $HOSTNAME"; sleep 1000']}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: gpu}
+spec:
+  runtimeClassName: nvidia
+  containers: [{name: app, image: busybox:latest, imagePullPolicy: Never, command: [sleep, "1000"]}]
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: userns}
+spec:
+  hostUsers: false
+  containers: [{name: app, image: busybox:latest, imagePullPolicy: Never, command: [sleep, "1000"]}]
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: sharing}
+spec:
+  containers:
+  - name: app
+    image: busybox:latest
+    imagePullPolicy: Never
+    command: [sleep, "1000"]
+    securityContext: {privileged: true}
+    volumeMounts: [{name: shared, mountPath: /shared, mountPropagation: Bidirectional}]
+  volumes: [{name: shared, emptyDir: {}}]
+"#;
+    s.ok(&[
+        "apply",
+        "-f",
+        s.write("unsupported.yaml", manifest).to_str().unwrap(),
+    ]);
+    s.eventually("qualified reports", Duration::from_secs(60), || {
+        jsonpath(&s, "qualified", "{.status.phase}") == "Running"
+            && s.ok(&["logs", "qualified"]).contains("svc")
+    });
+    let fqdn = "qualified.db.default.svc.cluster.local";
+    assert_eq!(
+        s.ok(&["logs", "qualified"]),
+        format!("{fqdn} {fqdn} {fqdn}\n")
+    );
+    for (pod, message) in [
+        (
+            "gpu",
+            r#"Failed to create pod sandbox: failed to lookup RuntimeClass nvidia: runtimeclasses.node.k8s.io "nvidia" not found"#,
+        ),
+        (
+            "userns",
+            "Failed to create pod sandbox: the node's runtime does not support user namespaces",
+        ),
+    ] {
+        s.eventually(
+            &format!("{pod} fails its sandbox"),
+            Duration::from_secs(30),
+            || s.ok(&["describe", "pod", pod]).contains(message),
+        );
+        assert_eq!(jsonpath(&s, pod, "{.status.phase}"), "Pending");
+    }
+    let waiting = "{.status.containerStatuses[0].state.waiting}";
+    s.eventually("sharing waits", Duration::from_secs(30), || {
+        jsonpath(&s, "sharing", waiting).contains("CreateContainerConfigError")
+    });
+    assert!(
+        jsonpath(&s, "sharing", waiting).contains("mountPropagation Bidirectional"),
+        "{}",
+        jsonpath(&s, "sharing", waiting)
+    );
+}

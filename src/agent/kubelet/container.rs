@@ -24,6 +24,8 @@ const MIN_SHARES: u64 = 2;
 /// What the pod worker settled before building the config.
 pub struct Inputs<'a> {
     pub pod: &'a Pod,
+    /// The pod's hostname (`sandbox::hostname`), the container's HOSTNAME.
+    pub hostname: String,
     pub container: &'a Container,
     pub image: &'a ImageConfiguration,
     /// The image's unpacked layers, lowest first: /etc/passwd and /etc/group are read from them.
@@ -349,6 +351,7 @@ pub fn oom_score_adj(pod: &Pod, container: &Container, node_memory: i64) -> i32 
 pub fn build(inputs: Inputs) -> Result<ContainerConfig, String> {
     let Inputs {
         pod,
+        hostname,
         container,
         image,
         layers,
@@ -394,8 +397,6 @@ pub fn build(inputs: Inputs) -> Result<ContainerConfig, String> {
     if let Some(fs_group) = pod_sc.and_then(|p| p.fs_group) {
         additional_gids.push(fs_group as u32);
     }
-
-    let hostname = super::sandbox::hostname(pod);
 
     // Image env first, then the container's; a later name replaces an earlier one in place.
     let mut merged: Vec<(String, String)> = image_config
@@ -710,6 +711,7 @@ mod tests {
         let img = image(&["/entry"], &[], "");
         let config = build(Inputs {
             pod: &pod,
+            hostname: "web".into(),
             container: &container,
             image: &img,
             layers: &[],
@@ -757,6 +759,7 @@ mod tests {
         let build_plain = |container: &Container, env| {
             build(Inputs {
                 pod: &pod,
+                hostname: "web".into(),
                 container,
                 image: &img,
                 layers: &[],

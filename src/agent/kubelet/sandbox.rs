@@ -216,14 +216,15 @@ fn resolv_conf(pod: &Pod, net: &Network) -> String {
     text
 }
 
-/// The pod's hostname as kubelet derives it: spec.hostname or the pod's name, cut to 63 characters
-/// without a trailing '-' or '.'; the node's own for hostNetwork pods, which share its UTS namespace.
-pub fn hostname(pod: &Pod) -> String {
+/// The pod's hostname as kubelet derives it: `spec.hostname` or the pod's name, cut to 63 characters
+/// without a trailing '-' or '.'; the node's own for hostNetwork pods, which share its UTS namespace. With `setHostnameAsFQDN` and a subdomain, the fully qualified
+/// `<hostname>.<subdomain>.<namespace>.svc.<cluster domain>`, which must fit the kernel's 64 characters.
+pub fn hostname(pod: &Pod, cluster_domain: &str) -> Result<String, String> {
     let spec = pod.spec.as_ref();
     if spec.and_then(|s| s.host_network).unwrap_or(false) {
-        return nix::unistd::gethostname()
+        return Ok(nix::unistd::gethostname()
             .map(|h| h.to_string_lossy().into_owned())
-            .unwrap_or_default();
+            .unwrap_or_default());
     }
     let name = spec
         .and_then(|s| s.hostname.clone())
@@ -231,7 +232,47 @@ pub fn hostname(pod: &Pod) -> String {
         .or_else(|| pod.metadata.name.clone())
         .unwrap_or_default();
     let cut: String = name.chars().take(63).collect();
-    cut.trim_end_matches(['-', '.']).to_string()
+    let hostname = cut.trim_end_matches(['-', '.']).to_string();
+    let subdomain = spec
+        .and_then(|s| s.subdomain.as_deref())
+        .filter(|s| !s.is_empty());
+    match subdomain {
+        Some(subdomain) if spec.and_then(|s| s.set_hostname_as_fqdn) == Some(true) => {
+            let namespace = pod.metadata.namespace.as_deref().unwrap_or("default");
+            let fqdn = format!("{hostname}.{subdomain}.{namespace}.svc.{cluster_domain}");
+            if fqdn.len() > FQDN_MAX_LENGTH {
+                return Err(format!(
+                    "failed to construct FQDN from pod hostname and cluster domain, FQDN {fqdn} is \
+                     too long ({FQDN_MAX_LENGTH} characters is the max, {} characters requested)",
+                    fqdn.len()
+                ));
+            }
+            Ok(fqdn)
+        }
+        _ => Ok(hostname),
+    }
+}
+
+/// The kernel's nodename field holds 64 characters and its terminating NUL.
+const FQDN_MAX_LENGTH: usize = 64;
+
+/// What of the pod's sandbox this node cannot make: a RuntimeClass (the node has one runtime, and the
+/// cluster no RuntimeClass objects, so kubelet's lookup of any fails) or a user namespace (`hostUsers:
+/// false`). Running such a pod with the default runtime, or as the node's root, would not be what it
+/// asked for.
+pub fn unsupported(pod: &Pod) -> Option<String> {
+    let spec = pod.spec.as_ref()?;
+    if let Some(class) = spec.runtime_class_name.as_deref().filter(|c| !c.is_empty()) {
+        return Some(format!(
+            "failed to lookup RuntimeClass {class}: runtimeclasses.node.k8s.io \"{class}\" not found"
+        ));
+    }
+    if spec.host_users == Some(false) {
+        return Some(
+            "the node's runtime does not support user namespaces (spec.hostUsers: false)".into(),
+        );
+    }
+    None
 }
 
 fn namespace_file(run_dir: &Path, kind: &str, uid: &str) -> PathBuf {
@@ -255,6 +296,7 @@ pub async fn ensure_namespaces(
     run_dir: &Path,
     uid: &str,
     pod: &Pod,
+    cluster_domain: &str,
 ) -> Result<(SharedNamespace, SharedNamespace), String> {
     let spec = pod.spec.as_ref();
     let ipc = if spec.and_then(|s| s.host_ipc).unwrap_or(false) {
@@ -273,7 +315,7 @@ pub async fn ensure_namespaces(
         SharedNamespace::Host
     } else {
         let path = namespace_file(run_dir, "uts", uid);
-        let name = hostname(pod);
+        let name = hostname(pod, cluster_domain)?;
         netns::ensure_namespace(&path, CloneFlags::CLONE_NEWUTS, move || {
             netns::set_hostname(&name)
         })
@@ -458,7 +500,7 @@ fn shm(run_pod_dir: &Path, host_ipc: bool) -> Result<PathBuf, String> {
 pub fn prepare(run_pod_dir: &Path, pod: &Pod, net: &Network) -> Result<Vec<MountSpec>, String> {
     std::fs::create_dir_all(run_pod_dir)
         .map_err(|e| format!("creating {}: {e}", run_pod_dir.display()))?;
-    let hostname = hostname(pod);
+    let hostname = hostname(pod, net.cluster_domain)?;
     let host_network = pod
         .spec
         .as_ref()
@@ -606,17 +648,43 @@ mod tests {
     }
 
     #[test]
+    fn runtime_classes_and_user_namespaces_are_refused() {
+        assert_eq!(unsupported(&pod(PodSpec::default())), None);
+        let gpu = pod(PodSpec {
+            runtime_class_name: Some("nvidia".into()),
+            ..Default::default()
+        });
+        assert_eq!(
+            unsupported(&gpu).unwrap(),
+            r#"failed to lookup RuntimeClass nvidia: runtimeclasses.node.k8s.io "nvidia" not found"#
+        );
+        let userns = pod(PodSpec {
+            host_users: Some(false),
+            ..Default::default()
+        });
+        assert!(unsupported(&userns).unwrap().contains("user namespaces"));
+        let host_users = pod(PodSpec {
+            host_users: Some(true),
+            ..Default::default()
+        });
+        assert_eq!(unsupported(&host_users), None);
+    }
+
+    #[test]
     fn hostnames_as_kubelet_derives_them() {
-        assert_eq!(hostname(&pod(PodSpec::default())), "web-0");
+        assert_eq!(
+            hostname(&pod(PodSpec::default()), "cluster.local").unwrap(),
+            "web-0"
+        );
         let named = pod(PodSpec {
             hostname: Some("db".into()),
             ..Default::default()
         });
-        assert_eq!(hostname(&named), "db");
+        assert_eq!(hostname(&named, "cluster.local").unwrap(), "db");
         let mut long = pod(PodSpec::default());
         long.metadata.name = Some(format!("{}-x", "a".repeat(62)));
         assert_eq!(
-            hostname(&long),
+            hostname(&long, "cluster.local").unwrap(),
             "a".repeat(62),
             "cut to 63, without the trailing '-'"
         );
@@ -625,8 +693,29 @@ mod tests {
             ..Default::default()
         });
         assert_eq!(
-            hostname(&host),
+            hostname(&host, "cluster.local").unwrap(),
             nix::unistd::gethostname().unwrap().to_string_lossy()
+        );
+        let mut fqdn = pod(PodSpec {
+            subdomain: Some("db".into()),
+            set_hostname_as_fqdn: Some(true),
+            ..Default::default()
+        });
+        fqdn.metadata.namespace = Some("shop".into());
+        assert_eq!(
+            hostname(&fqdn, "cluster.local").unwrap(),
+            "web-0.db.shop.svc.cluster.local"
+        );
+        let err = hostname(&fqdn, "a-very-long-cluster-domain.edge-sites.example.org").unwrap_err();
+        assert!(
+            err.contains("is too long (64 characters is the max, 67 characters requested)"),
+            "{err}"
+        );
+        fqdn.spec.as_mut().unwrap().subdomain = None;
+        assert_eq!(
+            hostname(&fqdn, "cluster.local").unwrap(),
+            "web-0",
+            "no domain without a subdomain"
         );
     }
 

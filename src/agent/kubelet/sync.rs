@@ -903,6 +903,9 @@ impl Kubelet {
         uid: &str,
         observed: &mut Observed,
     ) -> Result<container::PodNamespaces, String> {
+        if let Some(why) = sandbox::unsupported(pod) {
+            return Err(why);
+        }
         let host_network = pod.spec.as_ref().and_then(|s| s.host_network) == Some(true);
         let netns = if host_network {
             observed.pod_ip = Some(self.config.node_ip.to_string());
@@ -931,7 +934,9 @@ impl Kubelet {
             observed.pod_ip = Some(sandbox.ip.to_string());
             Some(sandbox.netns_path)
         };
-        let (ipc, uts) = sandbox::ensure_namespaces(&self.config.run_dir, uid, pod).await?;
+        let (ipc, uts) =
+            sandbox::ensure_namespaces(&self.config.run_dir, uid, pod, &self.config.cluster_domain)
+                .await?;
         pod_cgroup::create(
             Path::new(pod_cgroup::ROOT),
             uid,
@@ -1361,8 +1366,13 @@ impl Kubelet {
             Ok(m) => mounts.extend(m),
             Err(message) => return Err(self.failed(pod, &c.name, config_error(message))),
         }
+        let hostname = match sandbox::hostname(pod, &self.config.cluster_domain) {
+            Ok(hostname) => hostname,
+            Err(message) => return Err(self.failed(pod, &c.name, config_error(message))),
+        };
         let config = match container::build(container::Inputs {
             pod,
+            hostname,
             container: c,
             image: &image.config,
             layers: &image.layers,

@@ -591,6 +591,14 @@ pub fn mounts(
         let volume = prepared
             .get(&m.name)
             .ok_or_else(|| format!("volume {:?} is not prepared", m.name))?;
+        if m.mount_propagation.as_deref() == Some("Bidirectional") {
+            // Made as a private mount, a container's mounts under it would never reach the node.
+            return Err(format!(
+                "volumeMount {:?} asks for mountPropagation Bidirectional, which this node does not \
+                 support",
+                m.name
+            ));
+        }
         let mut source = volume.path.clone();
         let sub = match m.sub_path_expr.as_deref().filter(|e| !e.is_empty()) {
             Some(expr) => Some(super::env::expand_sub_path(expr, env)?),
@@ -860,6 +868,12 @@ mod tests {
             mounts(&expr, &prepared, &env(&[("NODE", "")])).unwrap_err(),
             "missing value for NODE, POD_NAME"
         );
+        let mut bidirectional = container.clone();
+        bidirectional.volume_mounts.as_mut().unwrap()[0].mount_propagation =
+            Some("Bidirectional".into());
+        assert!(mounts(&bidirectional, &prepared, &[])
+            .unwrap_err()
+            .contains("mountPropagation Bidirectional"));
         let mut climbing = expr.clone();
         climbing.volume_mounts.as_mut().unwrap()[0].sub_path_expr = Some("$(UP)/x".into());
         assert!(mounts(&climbing, &prepared, &env(&[("UP", "..")]))
