@@ -174,6 +174,7 @@ fn default_pod_only_fields(spec: &mut Obj) {
             }
         }
     }
+    default_pod_level_requests(spec);
     default_ptr(spec, "enableServiceLinks", json!(true));
     if spec.get("hostNetwork") == Some(&Value::Bool(true)) {
         // With host networking every container port is a host port.
@@ -186,6 +187,79 @@ fn default_pod_only_fields(spec: &mut Obj) {
             }
         }
     }
+}
+
+/// `defaultPodRequests`: when pod-level limits are set, each pod-level request not stated defaults, for
+/// CPU and memory, to the containers' effective request when some container requests that resource,
+/// and otherwise (hugepages too) to the pod-level limit.
+fn default_pod_level_requests(spec: &mut Obj) {
+    let limits = spec
+        .get("resources")
+        .and_then(|r| r.get("limits"))
+        .and_then(Value::as_object)
+        .filter(|l| !l.is_empty())
+        .cloned();
+    let Some(limits) = limits else {
+        return;
+    };
+    let from_containers: Vec<(&str, Quantity)> = ["cpu", "memory"]
+        .into_iter()
+        .filter_map(|name| Some((name, effective_container_request(spec, name)?)))
+        .collect();
+    let Some(requests) = child(spec, "resources").and_then(|r| child_or_insert(r, "requests"))
+    else {
+        return;
+    };
+    for (name, request) in from_containers {
+        requests
+            .entry(name)
+            .or_insert_with(|| Value::String(request.to_string()));
+    }
+    for (name, limit) in limits {
+        if name == "cpu" || name == "memory" || name.starts_with("hugepages-") {
+            requests.entry(name).or_insert(limit);
+        }
+    }
+}
+
+/// The pod's effective request of `resource` from its containers (`AggregateContainerRequests`): the
+/// app containers' and sidecars' sum, or the largest init container plus the sidecars started before
+/// it if that is more; none when no container requests it.
+fn effective_container_request(spec: &Obj, resource: &str) -> Option<Quantity> {
+    let request = |c: &Value| {
+        let q = c.get("resources")?.get("requests")?.get(resource)?;
+        Quantity::try_from(q).ok()
+    };
+    let list = |field: &str| {
+        spec.get(field)
+            .and_then(Value::as_array)
+            .map(Vec::as_slice)
+            .unwrap_or_default()
+    };
+    let (containers, init) = (list("containers"), list("initContainers"));
+    if !containers.iter().chain(init).any(|c| request(c).is_some()) {
+        return None;
+    }
+    let add = |a: Option<Quantity>, b: Option<Quantity>| match (a, b) {
+        (Some(a), Some(b)) => Some(a.plus(&b)),
+        (a, b) => a.or(b),
+    };
+    let larger = |a: Option<Quantity>, b: Option<Quantity>| match (a, b) {
+        (Some(a), Some(b)) => Some(if a.minus(&b).is_negative() { b } else { a }),
+        (a, b) => a.or(b),
+    };
+    let mut running = containers.iter().map(request).fold(None, add);
+    let (mut sidecars, mut init_peak) = (None, None);
+    for c in init {
+        if c.get("restartPolicy").and_then(Value::as_str) == Some("Always") {
+            running = add(running, request(c));
+            sidecars = add(sidecars, request(c));
+            init_peak = larger(init_peak, sidecars);
+        } else {
+            init_peak = larger(init_peak, add(request(c), sidecars));
+        }
+    }
+    larger(running, init_peak)
 }
 
 fn default_pod_template(template: &mut Obj) {
@@ -218,6 +292,10 @@ fn default_pod_spec(spec: &mut Obj) {
         }
     }
     canonicalize_resource_list(spec, "overhead");
+    if let Some(resources) = child(spec, "resources") {
+        canonicalize_resource_list(resources, "limits");
+        canonicalize_resource_list(resources, "requests");
+    }
 }
 
 fn default_container(container: &mut Obj) {
@@ -960,6 +1038,48 @@ mod tests {
                     }
                 }
             })
+        );
+    }
+
+    #[test]
+    fn pod_level_requests_default_from_the_containers_or_the_pod_level_limits() {
+        let pod =
+            |spec: Value| defaulted("Pod", json!({"spec": spec}))["spec"]["resources"].clone();
+        let limits = json!({"cpu": "2", "memory": "1Gi", "hugepages-2Mi": "4Mi"});
+        // No container requests anything: the limits.
+        assert_eq!(
+            pod(json!({"resources": {"limits": limits}, "containers": [{"name": "a"}]})),
+            json!({"limits": limits, "requests": limits})
+        );
+        // Containers request CPU (one through its limit): their effective sum, where the init
+        // container that runs alone beside the sidecar asks for less. Memory comes from the limit.
+        let spec = json!({
+            "resources": {"limits": limits},
+            "initContainers": [
+                {"name": "side", "restartPolicy": "Always",
+                 "resources": {"requests": {"cpu": "100m"}}},
+                {"name": "init", "resources": {"requests": {"cpu": "300m"}}},
+            ],
+            "containers": [
+                {"name": "a", "resources": {"requests": {"cpu": "250m"}}},
+                {"name": "b", "resources": {"limits": {"cpu": "150m"}}},
+            ],
+        });
+        assert_eq!(
+            pod(spec.clone())["requests"],
+            json!({"cpu": "500m", "memory": "1Gi", "hugepages-2Mi": "4Mi"})
+        );
+        // An init container that needs more than the rest together decides, with the sidecars before it.
+        let mut greedy = spec.clone();
+        greedy["initContainers"][1]["resources"]["requests"]["cpu"] = json!("1");
+        assert_eq!(pod(greedy)["requests"]["cpu"], "1100m");
+        // Stated requests stay; without pod-level limits nothing is defaulted.
+        let mut stated = spec;
+        stated["resources"]["requests"] = json!({"cpu": "1"});
+        assert_eq!(pod(stated)["requests"]["cpu"], "1");
+        assert_eq!(
+            pod(json!({"containers": [{"name": "a", "resources": {"requests": {"cpu": "1"}}}]})),
+            Value::Null
         );
     }
 

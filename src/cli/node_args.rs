@@ -77,6 +77,8 @@ const CONTAINER_LOG_MAX_FILES: u32 = 5;
 
 /// `--kubelet-arg` values applied over `config`; an unknown flag or a bad value is an error naming it.
 fn apply_kubelet_args(args: &[String], config: &mut KubeletConfig) -> anyhow::Result<()> {
+    // A list flag: each occurrence adds to it, as kubelet's does.
+    let mut unsafe_sysctls: Vec<String> = Vec::new();
     for arg in args {
         let (name, value) = arg
             .trim_start_matches("--")
@@ -126,14 +128,18 @@ fn apply_kubelet_args(args: &[String], config: &mut KubeletConfig) -> anyhow::Re
                     .filter(|p| !p.is_empty())
                     .map(String::from)
                     .collect();
-                config.sysctls = Allowlist::new(&patterns)
+                Allowlist::new(&patterns)
                     .map_err(|e| anyhow::anyhow!("--kubelet-arg {arg:?}: {e}"))?;
+                unsafe_sysctls.extend(patterns);
             }
             _ => anyhow::bail!(
                 "--kubelet-arg {arg:?}: orch's kubelet does not take {name:?} (it takes {})",
                 KUBELET_ARGS.join(", ")
             ),
         }
+    }
+    if !unsafe_sysctls.is_empty() {
+        config.sysctls = Allowlist::new(&unsafe_sysctls)?;
     }
     Ok(())
 }
@@ -299,10 +305,12 @@ mod tests {
         }))
         .unwrap();
         assert!(plain.sysctls.forbidden(&msg).is_some());
-        let sysctls =
-            config(&["--kubelet-arg=allowed-unsafe-sysctls=kernel.msg*, net.core.somaxconn"])
-                .unwrap();
-        assert_eq!(sysctls.sysctls.forbidden(&msg), None);
+        let sysctls = config(&[
+            "--kubelet-arg=allowed-unsafe-sysctls=kernel.msg*",
+            "--kubelet-arg=allowed-unsafe-sysctls=fs.mqueue.*, net.core.somaxconn",
+        ])
+        .unwrap();
+        assert_eq!(sysctls.sysctls.forbidden(&msg), None, "both lists count");
     }
 
     #[test]

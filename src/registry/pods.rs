@@ -4,6 +4,7 @@
 use serde_json::{json, Value};
 
 use crate::api::meta;
+use crate::api::quantity::Quantity;
 use crate::api::resources::ResourceInfo;
 
 use super::errors::RegistryError;
@@ -143,8 +144,42 @@ pub fn bind(pod: &Value, binding: &Value, now: jiff::Timestamp) -> Result<Value,
 }
 
 /// Kubernetes' QoS classes: Guaranteed when every container limits cpu and memory with equal requests,
-/// BestEffort when nothing requests or limits anything, Burstable otherwise.
+/// BestEffort when nothing requests or limits anything, Burstable otherwise. Pod-level resources, when
+/// the pod states them for CPU or memory, decide alone (`ComputePodQOS`); zero amounts count as
+/// unstated.
 pub fn qos_class(spec: &Value) -> &'static str {
+    {
+        let stated = |list: &Value| -> Vec<(String, Value)> {
+            list.as_object()
+                .into_iter()
+                .flatten()
+                .filter(|(name, q)| {
+                    (*name == "cpu" || *name == "memory")
+                        && Quantity::try_from(*q).is_ok_and(|q| !q.is_zero() && !q.is_negative())
+                })
+                .map(|(name, q)| (name.clone(), q.clone()))
+                .collect()
+        };
+        let requests = stated(&spec["resources"]["requests"]);
+        let limits = stated(&spec["resources"]["limits"]);
+        let same = |a: &Value, b: &Value| {
+            matches!((Quantity::try_from(a), Quantity::try_from(b)),
+                (Ok(a), Ok(b)) if a.minus(&b).is_zero())
+        };
+        if !(requests.is_empty() && limits.is_empty()) {
+            return if limits.len() == 2
+                && requests.len() == limits.len()
+                && requests.iter().all(|(name, request)| {
+                    limits
+                        .iter()
+                        .any(|(limit_name, limit)| limit_name == name && same(request, limit))
+                }) {
+                "Guaranteed"
+            } else {
+                "Burstable"
+            };
+        }
+    }
     let containers: Vec<&Value> = ["initContainers", "containers"]
         .iter()
         .flat_map(|field| spec[*field].as_array().into_iter().flatten())
@@ -216,6 +251,30 @@ mod tests {
         assert_eq!(
             qos_class(&json!({"containers":[{"resources":{"requests":{"cpu":"1"}}}]})),
             "Burstable"
+        );
+        // Pod-level resources decide alone: Guaranteed whatever the containers say, when both are
+        // stated with equal requests; zero is unstated.
+        let pod_level = |resources: Value| {
+            qos_class(&json!({"resources": resources,
+                "containers":[{"resources":{"requests":{"cpu":"1"}}}]}))
+        };
+        let both = json!({"cpu": "1", "memory": "1Gi"});
+        assert_eq!(
+            pod_level(json!({"limits": both, "requests": {"cpu": "1000m", "memory": "1Gi"}})),
+            "Guaranteed"
+        );
+        assert_eq!(
+            pod_level(json!({"limits": both, "requests": {"cpu": "500m", "memory": "1Gi"}})),
+            "Burstable"
+        );
+        assert_eq!(
+            pod_level(json!({"limits": {"cpu": "1", "memory": "0"}, "requests": {"cpu": "1"}})),
+            "Burstable"
+        );
+        assert_eq!(pod_level(json!({})), "Burstable", "the containers decide");
+        assert_eq!(
+            qos_class(&json!({"resources": {"limits": {"memory": "0"}}, "containers": [{}]})),
+            "BestEffort"
         );
     }
 

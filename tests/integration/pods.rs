@@ -3385,7 +3385,7 @@ spec:
     for (pod, message) in [
         (
             "gpu",
-            r#"Failed to create pod sandbox: failed to lookup RuntimeClass nvidia: runtimeclasses.node.k8s.io "nvidia" not found"#,
+            r#"Failed to create pod sandbox: runtimeclass.node.k8s.io "nvidia" not found"#,
         ),
         (
             "userns",

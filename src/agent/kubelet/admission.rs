@@ -1,8 +1,8 @@
 //! kubelet's pod admission: a pod that reaches this node is checked once before anything of it is made
 //! real, in kubelet's order: the eviction manager's (under MemoryPressure alone only BestEffort pods that
 //! do not tolerate the memory-pressure taint are refused; under disk or PID pressure every pod is;
-//! critical pods always pass), the sysctls the node allows (`sysctls.rs`), the OS the pod asks for, then the scheduler's own admission check against
-//! the node and the pods already admitted here (room for its requests and one more pod, node affinity,
+//! critical pods always pass), the sysctls the node allows (`sysctls.rs`), the OS the pod asks for, then
+//! the scheduler's own admission check against the node and the pods already admitted here (room for its requests and one more pod, node affinity,
 //! node name, host ports, NoExecute taints). Pods bound without the scheduler meet these rules only here.
 //!
 //! A refused pod never runs: it fails at once, with phase Failed, the check's reason (`OutOfcpu`,

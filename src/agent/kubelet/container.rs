@@ -268,7 +268,9 @@ pub fn resources(container: &Container) -> Resources {
 /// the pod as a whole can use no more than its containers together. Requests and limits of the pod are
 /// the larger of the app containers' sum and any one init container's (init containers run alone), plus
 /// `spec.overhead`; a restartable init container (a sidecar) runs beside the app containers and counts in
-/// the sum.
+/// the sum. Pod-level resources (`spec.resources`) replace the containers' figure for each resource they
+/// state, as kubelet's PodRequests and PodLimits let them: a pod-level limit holds however many
+/// containers lack one of their own.
 pub fn pod_resources(pod: &Pod) -> Resources {
     let Some(spec) = pod.spec.as_ref() else {
         return Resources::default();
@@ -299,10 +301,26 @@ pub fn pod_resources(pod: &Pod) -> Resources {
         };
     let overhead_cpu = quantity_of(&spec.overhead, "cpu").map_or(0, |q| q.to_millis());
     let overhead_memory = quantity_of(&spec.overhead, "memory").map_or(0, |q| q.to_bytes());
+    let pod_level = spec.resources.clone().unwrap_or_default();
+    let pod_limit_cpu = quantity_of(&pod_level.limits, "cpu")
+        .map(|q| q.to_millis())
+        .filter(|m| *m > 0);
+    let pod_request_cpu = quantity_of(&pod_level.requests, "cpu")
+        .map(|q| q.to_millis())
+        .or(pod_limit_cpu);
+    let pod_limit_memory = quantity_of(&pod_level.limits, "memory")
+        .map(|q| q.to_bytes())
+        .filter(|b| *b > 0);
     cgroup_settings(
-        pod_amount(|d| d.cpu_request, overhead_cpu, false),
-        pod_amount(|d| d.cpu_limit, overhead_cpu, true),
-        pod_amount(|d| d.memory_limit, overhead_memory, true),
+        pod_request_cpu
+            .map(|m| m + overhead_cpu)
+            .or_else(|| pod_amount(|d| d.cpu_request, overhead_cpu, false)),
+        pod_limit_cpu
+            .map(|m| m + overhead_cpu)
+            .or_else(|| pod_amount(|d| d.cpu_limit, overhead_cpu, true)),
+        pod_limit_memory
+            .map(|b| b + overhead_memory)
+            .or_else(|| pod_amount(|d| d.memory_limit, overhead_memory, true)),
     )
 }
 
@@ -654,7 +672,7 @@ mod tests {
         assert_eq!(r.cpu_quota, Some(20_000));
 
         // Overhead (from the RuntimeClass) is added on top.
-        let mut pod = pod_of(vec![a, b], vec![]);
+        let mut pod = pod_of(vec![a.clone(), b], vec![]);
         pod.spec.as_mut().unwrap().overhead = Some(
             [
                 ("cpu".to_string(), Quantity("10m".into())),
@@ -666,6 +684,36 @@ mod tests {
         assert_eq!(r.memory_limit, Some(33 << 20));
         assert_eq!(r.cpu_quota, Some(31_000));
         assert_eq!(r.cpu_shares, Some(163));
+
+        // Pod-level resources replace the containers' figures, even where a container has no limit,
+        // and take the overhead too; a pod-level CPU limit is the request when none is stated.
+        let mut shared = pod_of(vec![a.clone(), limited("c", None, &[])], vec![]);
+        shared.spec.as_mut().unwrap().resources = Some(ResourceRequirements {
+            limits: Some(
+                [
+                    ("cpu".to_string(), Quantity("400m".into())),
+                    ("memory".to_string(), Quantity("64Mi".into())),
+                ]
+                .into(),
+            ),
+            ..Default::default()
+        });
+        let r = pod_resources(&shared);
+        assert_eq!(r.memory_limit, Some(64 << 20));
+        assert_eq!(r.cpu_quota, Some(40_000));
+        assert_eq!(r.cpu_shares, Some(409));
+        shared.spec.as_mut().unwrap().overhead = pod.spec.as_ref().unwrap().overhead.clone();
+        let r = pod_resources(&shared);
+        assert_eq!(r.memory_limit, Some(65 << 20));
+        assert_eq!(r.cpu_quota, Some(41_000));
+        // A resource the pod level leaves out is the containers' (c has no memory limit: none).
+        shared.spec.as_mut().unwrap().resources = Some(ResourceRequirements {
+            requests: Some([("cpu".to_string(), Quantity("1".into()))].into()),
+            ..Default::default()
+        });
+        let r = pod_resources(&shared);
+        assert_eq!(r.cpu_shares, Some(1034), "1 CPU and 10m of overhead");
+        assert_eq!((r.memory_limit, r.cpu_quota), (None, None));
 
         // BestEffort: the minimum shares and nothing else.
         let r = pod_resources(&pod_of(vec![Container::default()], vec![]));

@@ -1,7 +1,7 @@
 //! What a pod has on the node besides its containers: on the run dir's tmpfs, `<run-dir>/pods/<uid>` with
 //! the generated /etc/hosts, /etc/resolv.conf and /etc/hostname its containers mount and the tmpfs they
 //! share as /dev/shm, and the IPC and UTS namespaces they share (`<run-dir>/{ipcns,utsns}/<uid>`, named
-//! after the pod: what Kubernetes keeps in a pod's pause container), and with shareProcessNamespace their
+//! after the pod, with the pod's IPC sysctls: what Kubernetes keeps in a pod's pause container), and with shareProcessNamespace their
 //! PID namespace (`<run-dir>/pidns/<uid>`, held by an `orch pause` process); on disk, its directory
 //! `<data-dir>/agent/pods/<uid>` (made for volumes only) and, under the node's log root (`/var/log`), its
 //! log directory `pods/<namespace>_<name>_<uid>/<container>/<restart>.log`, linked from
@@ -13,6 +13,9 @@
 //!
 //! The etc files are on the tmpfs because a reboot ends every container that mounts them, and the pod's
 //! next sync writes them again; on disk, each file cost an inode allocation per pod.
+//!
+//! A sandbox this node cannot make as asked (a RuntimeClass, a user namespace) is refused
+//! ([`unsupported`]) rather than made otherwise.
 
 use std::net::IpAddr;
 use std::os::unix::fs::MetadataExt;
@@ -217,7 +220,8 @@ fn resolv_conf(pod: &Pod, net: &Network) -> String {
 }
 
 /// The pod's hostname as kubelet derives it: `spec.hostname` or the pod's name, cut to 63 characters
-/// without a trailing '-' or '.'; the node's own for hostNetwork pods, which share its UTS namespace. With `setHostnameAsFQDN` and a subdomain, the fully qualified
+/// without a trailing '-' or '.'; the node's own for hostNetwork pods, which share its UTS namespace.
+/// With `setHostnameAsFQDN` and a subdomain, the fully qualified
 /// `<hostname>.<subdomain>.<namespace>.svc.<cluster domain>`, which must fit the kernel's 64 characters.
 pub fn hostname(pod: &Pod, cluster_domain: &str) -> Result<String, String> {
     let spec = pod.spec.as_ref();
@@ -263,9 +267,7 @@ const FQDN_MAX_LENGTH: usize = 64;
 pub fn unsupported(pod: &Pod) -> Option<String> {
     let spec = pod.spec.as_ref()?;
     if let Some(class) = spec.runtime_class_name.as_deref().filter(|c| !c.is_empty()) {
-        return Some(format!(
-            "failed to lookup RuntimeClass {class}: runtimeclasses.node.k8s.io \"{class}\" not found"
-        ));
+        return Some(format!("runtimeclass.node.k8s.io \"{class}\" not found"));
     }
     if spec.host_users == Some(false) {
         return Some(
@@ -656,7 +658,7 @@ mod tests {
         });
         assert_eq!(
             unsupported(&gpu).unwrap(),
-            r#"failed to lookup RuntimeClass nvidia: runtimeclasses.node.k8s.io "nvidia" not found"#
+            r#"runtimeclass.node.k8s.io "nvidia" not found"#
         );
         let userns = pod(PodSpec {
             host_users: Some(false),

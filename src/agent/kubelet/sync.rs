@@ -50,6 +50,8 @@ const MAX_TERMINATION_MESSAGE: usize = 4096;
 const MAX_FALLBACK_LOG: usize = 2048;
 /// kubelet's MaxContainerTerminationMessageLogLines.
 const MAX_FALLBACK_LINES: usize = 80;
+/// In a pod's run directory: its network namespace got its sysctls.
+const NET_SYSCTLS_SET: &str = "net-sysctls-set";
 
 fn spec_hash(c: &Container) -> String {
     let bytes = serde_json::to_vec(c).unwrap_or_default();
@@ -903,9 +905,15 @@ impl Kubelet {
         uid: &str,
         observed: &mut Observed,
     ) -> Result<container::PodNamespaces, String> {
-        if let Some(why) = sandbox::unsupported(pod) {
-            return Err(why);
+        // Decided before anything is made, as kubelet decides them making the sandbox's config; a pod
+        // whose containers already run keeps its sandbox.
+        let new_sandbox = !self.network.has_sandbox(uid) && self.runtime.list_pod(uid).is_empty();
+        if new_sandbox {
+            if let Some(why) = sandbox::unsupported(pod) {
+                return Err(why);
+            }
         }
+        sandbox::hostname(pod, &self.config.cluster_domain)?;
         let host_network = pod.spec.as_ref().and_then(|s| s.host_network) == Some(true);
         let netns = if host_network {
             observed.pod_ip = Some(self.config.node_ip.to_string());
@@ -922,11 +930,20 @@ impl Kubelet {
                 );
             }
             let sysctls = sysctls::of_namespace(pod, sysctls::SysctlNamespace::Net);
+            // Beside the pod's etc files on the run dir's tmpfs: gone with the pod, and with the
+            // namespace when the node reboots.
+            let set_marker = sandbox::run_pod_dir(&self.config.run_dir, uid).join(NET_SYSCTLS_SET);
+            let set = sysctls.is_empty() || set_marker.exists();
             let sandbox = self
                 .network
-                .create_sandbox(uid, &sysctls)
+                .create_sandbox(uid, &sysctls, set)
                 .await
                 .map_err(|e| e.to_string())?;
+            if !set {
+                std::fs::create_dir_all(set_marker.parent().expect("in the pod's run dir"))
+                    .and_then(|()| std::fs::write(&set_marker, ""))
+                    .map_err(|e| format!("recording {}: {e}", set_marker.display()))?;
+            }
             self.network
                 .set_host_ports(uid, sandbox.ip, sandbox::host_ports(pod))
                 .await

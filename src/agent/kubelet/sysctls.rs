@@ -15,20 +15,21 @@ use k8s_openapi::api::core::v1::Pod;
 
 use crate::agent::network::netns::Sysctl;
 
-/// Kubelet's safe sysctls: namespaced, and with no effect on other pods or the node (Kubernetes 1.34).
-const SAFE: &[&str] = &[
-    "kernel.shm_rmid_forced",
-    "net.ipv4.ip_local_port_range",
-    "net.ipv4.tcp_syncookies",
-    "net.ipv4.ping_group_range",
-    "net.ipv4.ip_unprivileged_port_start",
-    "net.ipv4.ip_local_reserved_ports",
-    "net.ipv4.tcp_keepalive_time",
-    "net.ipv4.tcp_fin_timeout",
-    "net.ipv4.tcp_keepalive_intvl",
-    "net.ipv4.tcp_keepalive_probes",
-    "net.ipv4.tcp_rmem",
-    "net.ipv4.tcp_wmem",
+/// Kubelet's safe sysctls: namespaced, and with no effect on other pods or the node (Kubernetes 1.34),
+/// each with the kernel release that made it per namespace, below which kubelet leaves it out.
+const SAFE: &[(&str, (u32, u32))] = &[
+    ("kernel.shm_rmid_forced", (0, 0)),
+    ("net.ipv4.ip_local_port_range", (0, 0)),
+    ("net.ipv4.tcp_syncookies", (0, 0)),
+    ("net.ipv4.ping_group_range", (0, 0)),
+    ("net.ipv4.ip_unprivileged_port_start", (0, 0)),
+    ("net.ipv4.ip_local_reserved_ports", (3, 16)),
+    ("net.ipv4.tcp_keepalive_time", (4, 5)),
+    ("net.ipv4.tcp_fin_timeout", (4, 6)),
+    ("net.ipv4.tcp_keepalive_intvl", (4, 5)),
+    ("net.ipv4.tcp_keepalive_probes", (4, 5)),
+    ("net.ipv4.tcp_rmem", (4, 15)),
+    ("net.ipv4.tcp_wmem", (4, 15)),
 ];
 
 /// The longest sysctl name or pattern the API takes.
@@ -42,10 +43,11 @@ pub enum SysctlNamespace {
 }
 
 impl SysctlNamespace {
-    fn host_field(self) -> &'static str {
+    /// Kubelet's name for it in its messages.
+    fn kubelet_name(self) -> &'static str {
         match self {
-            SysctlNamespace::Ipc => "ipc",
-            SysctlNamespace::Net => "net",
+            SysctlNamespace::Ipc => "IPC",
+            SysctlNamespace::Net => "Net",
         }
     }
 }
@@ -64,13 +66,22 @@ pub enum SysctlError {
     NotNamespaced(String),
 }
 
-/// The kernel namespace of sysctl `name` (dotted), if the kernel keeps it per namespace.
+/// The kernel namespace of sysctl `name` (dotted, or a pattern's prefix before its `*`), if kubelet knows
+/// it to be namespaced.
 pub fn namespace_of(name: &str) -> Option<SysctlNamespace> {
-    if name == "kernel.sem"
-        || ["kernel.shm", "kernel.msg", "fs.mqueue."]
-            .iter()
-            .any(|p| name.starts_with(p))
-    {
+    const IPC_NAMES: &[&str] = &[
+        "kernel.sem",
+        "kernel.shmall",
+        "kernel.shmmax",
+        "kernel.shmmni",
+        "kernel.shm_rmid_forced",
+        "kernel.shm",
+        "kernel.msgmax",
+        "kernel.msgmnb",
+        "kernel.msgmni",
+        "kernel.msg",
+    ];
+    if IPC_NAMES.contains(&name) || name.starts_with("fs.mqueue.") {
         Some(SysctlNamespace::Ipc)
     } else if name.starts_with("net.") {
         Some(SysctlNamespace::Net)
@@ -94,8 +105,12 @@ pub fn dotted(name: &str) -> String {
     }
 }
 
-/// Whether `pattern` is a sysctl name, or a prefix of one followed by `*`.
+/// Whether `pattern` is a sysctl name, or a name's beginning followed by `*`.
 fn is_pattern(pattern: &str) -> bool {
+    let body = pattern.strip_suffix('*').unwrap_or(pattern);
+    if body.contains('*') {
+        return false;
+    }
     let segment = |seg: &str| {
         let b = seg.as_bytes();
         let inner =
@@ -109,7 +124,13 @@ fn is_pattern(pattern: &str) -> bool {
             }
         }
     };
-    pattern.len() <= MAX_LENGTH && pattern.split(['.', '/']).all(segment)
+    let segments: Vec<&str> = pattern.split(['.', '/']).collect();
+    let last = segments.len() - 1;
+    pattern.len() <= MAX_LENGTH
+        && segments
+            .iter()
+            .enumerate()
+            .all(|(i, seg)| segment(seg) && (i == last || !seg.ends_with('*')))
 }
 
 /// The sysctls pods on this node may have.
@@ -125,15 +146,36 @@ impl Default for Allowlist {
     }
 }
 
+/// The running kernel's release as (major, minor); (0, 0) when it cannot be read.
+fn kernel_release() -> (u32, u32) {
+    let release = nix::sys::utsname::uname()
+        .map(|u| u.release().to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let mut numbers = release
+        .split(|c: char| !c.is_ascii_digit())
+        .map(|n| n.parse().unwrap_or(0));
+    (numbers.next().unwrap_or(0), numbers.next().unwrap_or(0))
+}
+
 impl Allowlist {
-    /// The safe sysctls and `unsafe_patterns` (kubelet's `--allowed-unsafe-sysctls`), each of which must
-    /// be namespaced.
+    /// The safe sysctls the running kernel has per namespace and `unsafe_patterns` (kubelet's
+    /// `--allowed-unsafe-sysctls`), each of which must be namespaced.
     pub fn new(unsafe_patterns: &[String]) -> Result<Allowlist, SysctlError> {
+        Allowlist::for_kernel(unsafe_patterns, kernel_release())
+    }
+
+    fn for_kernel(
+        unsafe_patterns: &[String],
+        kernel: (u32, u32),
+    ) -> Result<Allowlist, SysctlError> {
         let mut allowlist = Allowlist {
             names: BTreeMap::new(),
             prefixes: BTreeMap::new(),
         };
-        let patterns = SAFE.iter().map(|s| s.to_string());
+        let patterns = SAFE
+            .iter()
+            .filter(|(_, since)| kernel >= *since)
+            .map(|(name, _)| name.to_string());
         for pattern in patterns.chain(unsafe_patterns.iter().cloned()) {
             if !is_pattern(&pattern) {
                 return Err(SysctlError::InvalidPattern(pattern));
@@ -174,7 +216,7 @@ impl Allowlist {
                 None => format!("{name:?} not allowlisted"),
                 Some(&namespace) if host(namespace) => format!(
                     "{name:?} not allowed with host {} enabled",
-                    namespace.host_field()
+                    namespace.kubelet_name()
                 ),
                 Some(_) => continue,
             };
@@ -194,11 +236,17 @@ fn requested(pod: &Pod) -> impl Iterator<Item = &k8s_openapi::api::core::v1::Sys
 }
 
 /// The pod's sysctls of `namespace`'s kind, to write into its namespace of that kind when it is made.
+/// The pod was admitted, so each is a network one (`net.*`) or an IPC one.
 pub fn of_namespace(pod: &Pod, namespace: SysctlNamespace) -> Vec<Sysctl> {
     requested(pod)
         .filter_map(|s| {
             let name = dotted(&s.name);
-            (namespace_of(&name) == Some(namespace)).then(|| Sysctl {
+            let kind = if name.starts_with("net.") {
+                SysctlNamespace::Net
+            } else {
+                SysctlNamespace::Ipc
+            };
+            (kind == namespace).then(|| Sysctl {
                 name,
                 value: s.value.clone(),
             })
@@ -252,12 +300,12 @@ mod tests {
         let host_net = pod_with(&["net.ipv4.ping_group_range"], json!({"hostNetwork": true}));
         assert_eq!(
             safe.forbidden(&host_net).unwrap(),
-            r#"forbidden sysctl: "net.ipv4.ping_group_range" not allowed with host net enabled"#
+            r#"forbidden sysctl: "net.ipv4.ping_group_range" not allowed with host Net enabled"#
         );
         let host_ipc = pod_with(&["kernel.shm_rmid_forced"], json!({"hostIPC": true}));
         assert_eq!(
             safe.forbidden(&host_ipc).unwrap(),
-            r#"forbidden sysctl: "kernel.shm_rmid_forced" not allowed with host ipc enabled"#
+            r#"forbidden sysctl: "kernel.shm_rmid_forced" not allowed with host IPC enabled"#
         );
         let own_net = pod_with(&["net.ipv4.tcp_keepalive_time"], json!({"hostIPC": true}));
         assert_eq!(safe.forbidden(&own_net), None);
@@ -273,7 +321,18 @@ mod tests {
             Allowlist::new(&["kernel.*".into()]).unwrap_err(),
             SysctlError::NotNamespaced("kernel.*".into())
         );
-        for bad in ["Net.core.somaxconn", "net..core", "net.core.-x", ""] {
+        assert_eq!(
+            Allowlist::new(&["kernel.shm_*".into()]).unwrap_err(),
+            SysctlError::NotNamespaced("kernel.shm_*".into()),
+            "kubelet knows kernel.shm* and the kernel.shm names, not other beginnings"
+        );
+        for bad in [
+            "Net.core.somaxconn",
+            "net..core",
+            "net.core.-x",
+            "",
+            "net.*.rp_filter",
+        ] {
             assert_eq!(
                 Allowlist::new(&[bad.into()]).unwrap_err(),
                 SysctlError::InvalidPattern(bad.into()),
@@ -283,6 +342,22 @@ mod tests {
         assert!(
             Allowlist::new(&["fs.mqueue.*".into(), "kernel.sem".into(), "net.*".into()]).is_ok()
         );
+    }
+
+    #[test]
+    fn safe_sysctls_the_kernel_does_not_have_per_namespace_are_left_out() {
+        let keepalive = pod_with(&["net.ipv4.tcp_keepalive_time"], json!({}));
+        let old = Allowlist::for_kernel(&[], (4, 4)).unwrap();
+        assert!(old.forbidden(&keepalive).is_some());
+        assert_eq!(
+            old.forbidden(&pod_with(&["net.ipv4.tcp_syncookies"], json!({}))),
+            None
+        );
+        let newer = Allowlist::for_kernel(&[], (4, 5)).unwrap();
+        assert_eq!(newer.forbidden(&keepalive), None);
+        assert!(newer
+            .forbidden(&pod_with(&["net.ipv4.tcp_rmem"], json!({})))
+            .is_some());
     }
 
     #[test]

@@ -3,7 +3,8 @@
 //! check, configMap, secret (on tmpfs, never on disk), downwardAPI and projected files written from their
 //! sources by kubelet's atomic writer (`atomic_writer.rs`), and persistentVolumeClaims resolved to their
 //! bound PV's path; the pod's fsGroup owns what kubelet would give it. Then each container's
-//! volumeMounts (with subPath) become bind mounts.
+//! volumeMounts (with subPath, or subPathExpr expanded from its environment) become bind mounts; one
+//! asking for Bidirectional mount propagation is refused, as the node does not share mounts back.
 
 use std::collections::{BTreeMap, HashMap};
 use std::os::unix::fs::PermissionsExt;
@@ -592,7 +593,7 @@ pub fn mounts(
             .get(&m.name)
             .ok_or_else(|| format!("volume {:?} is not prepared", m.name))?;
         if m.mount_propagation.as_deref() == Some("Bidirectional") {
-            // Made as a private mount, a container's mounts under it would never reach the node.
+            // A container's mounts under it would never reach the node: volume mounts are not shared.
             return Err(format!(
                 "volumeMount {:?} asks for mountPropagation Bidirectional, which this node does not \
                  support",

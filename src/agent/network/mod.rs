@@ -276,12 +276,13 @@ impl PodNetwork {
 
     /// Idempotent: the sandbox of `id` — created, completed after an interrupted attempt, or as it is. A
     /// failure can leave parts behind; calling this again or [`PodNetwork::remove_sandbox`] cleans up.
-    /// `sysctls` are set in the namespace when this call makes it, once its `eth0` is there (a sysctl may
-    /// name it).
+    /// `sysctls` are set once `eth0` is there (a sysctl may name it): unless `sysctls_set` says a
+    /// successful call already set them, and again whenever this call makes `eth0` anew.
     pub async fn create_sandbox(
         &self,
         id: &str,
         sysctls: &[netns::Sysctl],
+        sysctls_set: bool,
     ) -> Result<Sandbox, NetworkError> {
         validate_id(id)?;
         let _change = self.sandbox_locks.lock(id).await;
@@ -292,8 +293,8 @@ impl PodNetwork {
             .await
             .map_err(|_| NetworkError::AllocatorPanicked)??;
         let netns_path = self.config.netns_dir.join(id);
-        let made = netns::ensure(&netns_path).await?;
-        let sysctls = if made { sysctls.to_vec() } else { Vec::new() };
+        netns::ensure(&netns_path).await?;
+        let sysctls = sysctls.to_vec();
         let sandbox = Sandbox {
             netns_path,
             ip,
@@ -306,23 +307,15 @@ impl PodNetwork {
         let host_name = veth_name(id);
         let s = sandbox.clone();
         let mtu = self.pod_mtu;
-        let pending_sysctls = !sysctls.is_empty();
-        let made = netlink::in_netns(&sandbox.netns_path, move |pod| async move {
-            connect_pod(&node, &pod, &host_name, bridge, &s, mtu).await?;
+        netlink::in_netns(&sandbox.netns_path, move |pod| async move {
+            let new_pair = connect_pod(&node, &pod, &host_name, bridge, &s, mtu).await?;
             configure_pod(&pod, &s).await?;
-            netns::set_sysctls(&sysctls)
-        })
-        .await;
-        if let Err(e) = made {
-            // The next attempt would find the namespace and not set them: it makes a new one instead.
-            if pending_sysctls {
-                if let Err(removal) = netns::remove(&sandbox.netns_path) {
-                    tracing::warn!(sandbox = %id, error = %removal,
-                        "removing a network namespace whose sysctls are not set");
-                }
+            if new_pair || !sysctls_set {
+                netns::set_sysctls(&sysctls)?;
             }
-            return Err(e);
-        }
+            Ok(())
+        })
+        .await?;
         Ok(sandbox)
     }
 
@@ -452,7 +445,8 @@ pub fn remove_host_rules(bridge: &str) {
 
 /// The veth pair of the sandbox: `host_name` on the node (`node`), attached to the bridge and up, and
 /// `eth0` in the pod's namespace (`pod`), neither with an IPv6 link-local address, both at `mtu` when
-/// made. A pair left half made, or the ends of two different pairs, after a crash, is made again.
+/// made. A pair left half made, or the ends of two different pairs, after a crash, is made again;
+/// whether it was.
 async fn connect_pod(
     node: &rtnetlink::Handle,
     pod: &rtnetlink::Handle,
@@ -460,7 +454,7 @@ async fn connect_pod(
     bridge: u32,
     sandbox: &Sandbox,
     mtu: u32,
-) -> Result<(), NetworkError> {
+) -> Result<bool, NetworkError> {
     let host = netlink::link_by_name(node, host_name).await?;
     let inside = netlink::link_by_name(pod, POD_INTERFACE).await?;
     let paired = match (&host, &inside) {
@@ -498,7 +492,8 @@ async fn connect_pod(
         .await?
         .ok_or_else(|| NetworkError::LinkVanished(host_name.to_string()))?;
     // A pair that survived a bridge re-creation is no longer attached.
-    netlink::set_up(node, host.header.index, Some(bridge)).await
+    netlink::set_up(node, host.header.index, Some(bridge)).await?;
+    Ok(!paired)
 }
 
 /// Inside the pod's namespace: `lo` up, the address on `eth0`, `eth0` up, default route via the gateway.

@@ -87,13 +87,24 @@ pub fn set_sysctls(sysctls: &[Sysctl]) -> Result<(), NetworkError> {
                 c => c,
             })
             .collect();
-        fs::write(Path::new("/proc/sys").join(relative), &sysctl.value).map_err(|source| {
-            NetworkError::Sysctl {
-                name: sysctl.name.clone(),
-                value: sysctl.value.clone(),
-                source,
-            }
-        })?;
+        let failed = |source| NetworkError::Sysctl {
+            name: sysctl.name.clone(),
+            value: sysctl.value.clone(),
+            source,
+        };
+        let relative = Path::new(&relative);
+        // Only a file under /proc/sys, and never a new one: the agent writes as the node's root.
+        if !relative
+            .components()
+            .all(|c| matches!(c, std::path::Component::Normal(_)))
+        {
+            return Err(failed(std::io::ErrorKind::InvalidInput.into()));
+        }
+        fs::OpenOptions::new()
+            .write(true)
+            .open(Path::new("/proc/sys").join(relative))
+            .and_then(|mut file| std::io::Write::write_all(&mut file, sysctl.value.as_bytes()))
+            .map_err(failed)?;
     }
     Ok(())
 }

@@ -372,8 +372,8 @@ fn sandboxes_get_distinct_ips_and_reach_each_other_and_the_gateway() {
     in_scratch_namespaces(|config| async move {
         let h = handle();
         let network = PodNetwork::setup(config.clone()).await.unwrap();
-        let a = network.create_sandbox("pod-a", &[]).await.unwrap();
-        let b = network.create_sandbox("pod-b", &[]).await.unwrap();
+        let a = network.create_sandbox("pod-a", &[], true).await.unwrap();
+        let b = network.create_sandbox("pod-b", &[], true).await.unwrap();
 
         assert_ne!(a.ip, b.ip);
         for s in [&a, &b] {
@@ -536,14 +536,14 @@ fn pods_reach_addresses_off_the_node_from_the_nodes_address_and_host_ports_reach
 
         // The world has no route to pods: an answer reaches the pod only because its connection left
         // from the node's address.
-        let pod = network.create_sandbox("pod-a", &[]).await.unwrap();
+        let pod = network.create_sandbox("pod-a", &[], true).await.unwrap();
         let in_world = listen_in(&world, outside_ip).await;
         assert_eq!(
             exchange(&in_world, &pod.netns_path).await,
             IpAddr::V4(node_ip)
         );
         // Between pods, the source stays the pod's own.
-        let other = network.create_sandbox("pod-b", &[]).await.unwrap();
+        let other = network.create_sandbox("pod-b", &[], true).await.unwrap();
         let in_other = listen_in(&other.netns_path, other.ip).await;
         assert_eq!(
             exchange(&in_other, &pod.netns_path).await,
@@ -666,7 +666,7 @@ fn pods_neither_reach_nor_pass_for_the_nodes_loopback() {
         let lo = link(&h, "lo").await.unwrap().header.index;
         netlink::set_up(&h, lo, None).await.unwrap();
         let network = PodNetwork::setup(config.clone()).await.unwrap();
-        let pod = network.create_sandbox("pod-a", &[]).await.unwrap();
+        let pod = network.create_sandbox("pod-a", &[], true).await.unwrap();
         let bridge_switch = format!("/proc/sys/net/ipv4/conf/{}/route_localnet", config.bridge);
         assert_eq!(std::fs::read_to_string(&bridge_switch).unwrap(), "1\n");
         let loopback_service = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
@@ -752,8 +752,8 @@ fn a_udp_flow_follows_its_host_port_to_another_pod() {
         let (world, node_ip, outside_ip) = node_beside_world(&h, &config).await;
         let network = PodNetwork::setup(config.clone()).await.unwrap();
         let (a, b) = (
-            network.create_sandbox("pod-a", &[]).await.unwrap(),
-            network.create_sandbox("pod-b", &[]).await.unwrap(),
+            network.create_sandbox("pod-a", &[], true).await.unwrap(),
+            network.create_sandbox("pod-b", &[], true).await.unwrap(),
         );
         let in_a = udp_socket_in(&a.netns_path, SocketAddr::from((a.ip, 0))).await;
         let in_b = udp_socket_in(&b.netns_path, SocketAddr::from((b.ip, 0))).await;
@@ -844,8 +844,8 @@ fn a_dropping_host_firewall_is_opened_to_pods_and_outside_changes_are_undone() {
         network.converge_host_rules().await.unwrap();
         assert_eq!(run("nft", &["list", "tables"]).trim(), "table ip orch");
         let (a, b) = (
-            network.create_sandbox("pod-a", &[]).await.unwrap(),
-            network.create_sandbox("pod-b", &[]).await.unwrap(),
+            network.create_sandbox("pod-a", &[], true).await.unwrap(),
+            network.create_sandbox("pod-b", &[], true).await.unwrap(),
         );
         let in_b = listen_in(&b.netns_path, b.ip).await;
         let in_world = listen_in(&world, outside_ip).await;
@@ -925,8 +925,8 @@ fn a_dropping_firewall_in_legacy_iptables_is_opened_too() {
     in_scratch_namespaces(|config| async move {
         let network = PodNetwork::setup(config.clone()).await.unwrap();
         let (a, b) = (
-            network.create_sandbox("pod-a", &[]).await.unwrap(),
-            network.create_sandbox("pod-b", &[]).await.unwrap(),
+            network.create_sandbox("pod-a", &[], true).await.unwrap(),
+            network.create_sandbox("pod-b", &[], true).await.unwrap(),
         );
         let in_b = listen_in(&b.netns_path, b.ip).await;
         let to_b = in_b.local_addr().unwrap();
@@ -980,7 +980,7 @@ fn pods_get_the_mtu_of_the_nodes_uplink() {
         let h = handle();
         // No default route: Ethernet's.
         let network = PodNetwork::setup(config.clone()).await.unwrap();
-        let a = network.create_sandbox("pod-a", &[]).await.unwrap();
+        let a = network.create_sandbox("pod-a", &[], true).await.unwrap();
         assert_eq!(veth_mtus(&h, "pod-a", &a).await, (Some(1500), Some(1500)));
 
         // An uplink of 1400, as a cloud or a tunnel gives it, with the default route: the next agent's
@@ -999,7 +999,7 @@ fn pods_get_the_mtu_of_the_nodes_uplink() {
         );
         run("ip", &["route", "add", "default", "via", "198.51.100.1"]);
         let network = PodNetwork::setup(config.clone()).await.unwrap();
-        let b = network.create_sandbox("pod-b", &[]).await.unwrap();
+        let b = network.create_sandbox("pod-b", &[], true).await.unwrap();
         assert_eq!(veth_mtus(&h, "pod-b", &b).await, (Some(1400), Some(1400)));
         // The pods still reach each other, and the bridge carries what its ports carry.
         let in_a = listen_in(&a.netns_path, a.ip).await;
@@ -1013,9 +1013,9 @@ fn create_sandbox_is_idempotent_and_repairs_a_lost_veth() {
     in_scratch_namespaces(|config| async move {
         let h = handle();
         let network = PodNetwork::setup(config.clone()).await.unwrap();
-        let first = network.create_sandbox("pod-a", &[]).await.unwrap();
+        let first = network.create_sandbox("pod-a", &[], true).await.unwrap();
         let host_index = link(&h, &veth_name("pod-a")).await.unwrap().header.index;
-        let again = network.create_sandbox("pod-a", &[]).await.unwrap();
+        let again = network.create_sandbox("pod-a", &[], true).await.unwrap();
         assert_eq!(again, first);
         assert_eq!(
             link(&h, &veth_name("pod-a")).await.unwrap().header.index,
@@ -1029,7 +1029,7 @@ fn create_sandbox_is_idempotent_and_repairs_a_lost_veth() {
 
         // Deleting the host end takes the pod end with it; the next call restores both.
         netlink::delete_link(&h, host_index).await.unwrap();
-        let repaired = network.create_sandbox("pod-a", &[]).await.unwrap();
+        let repaired = network.create_sandbox("pod-a", &[], true).await.unwrap();
         assert_eq!(repaired, first);
         assert_eq!(
             pod_view(&first.netns_path).await,
@@ -1043,8 +1043,8 @@ fn create_sandbox_is_idempotent_and_repairs_a_lost_veth() {
 
         // Concurrent calls for one id agree too.
         let (x, y) = tokio::join!(
-            network.create_sandbox("pod-b", &[]),
-            network.create_sandbox("pod-b", &[])
+            network.create_sandbox("pod-b", &[], true),
+            network.create_sandbox("pod-b", &[], true)
         );
         assert_eq!(x.unwrap(), y.unwrap());
         assert_eq!(ip_files(&config).len(), 2);
@@ -1057,7 +1057,7 @@ fn sandboxes_made_side_by_side_are_each_complete() {
         let network = PodNetwork::setup(config.clone()).await.unwrap();
         let ids: Vec<String> = (0..8).map(|i| format!("pod-{i}")).collect();
         let made = futures_util::future::try_join_all(
-            ids.iter().map(|id| network.create_sandbox(id, &[])),
+            ids.iter().map(|id| network.create_sandbox(id, &[], true)),
         )
         .await
         .unwrap();
@@ -1090,11 +1090,11 @@ fn a_bridge_deleted_by_hand_is_made_again_for_the_next_sandbox() {
     in_scratch_namespaces(|config| async move {
         let h = handle();
         let network = PodNetwork::setup(config.clone()).await.unwrap();
-        network.create_sandbox("pod-a", &[]).await.unwrap();
+        network.create_sandbox("pod-a", &[], true).await.unwrap();
         let bridge = link(&h, "orch0").await.unwrap().header.index;
         netlink::delete_link(&h, bridge).await.unwrap();
 
-        let b = network.create_sandbox("pod-b", &[]).await.unwrap();
+        let b = network.create_sandbox("pod-b", &[], true).await.unwrap();
         let again = link(&h, "orch0").await.expect("the bridge is back");
         assert_eq!(
             ipv4_addrs(&h, again.header.index).await.unwrap(),
@@ -1103,7 +1103,7 @@ fn a_bridge_deleted_by_hand_is_made_again_for_the_next_sandbox() {
         let on_node = TcpListener::bind((b.gateway, 0)).unwrap();
         assert_eq!(exchange(&on_node, &b.netns_path).await, IpAddr::V4(b.ip));
         // The earlier pod's pair lost its bridge with it and is attached again when asked for.
-        let a = network.create_sandbox("pod-a", &[]).await.unwrap();
+        let a = network.create_sandbox("pod-a", &[], true).await.unwrap();
         assert_eq!(exchange(&on_node, &a.netns_path).await, IpAddr::V4(a.ip));
     });
 }
@@ -1112,16 +1112,22 @@ fn a_bridge_deleted_by_hand_is_made_again_for_the_next_sandbox() {
 fn allocations_survive_a_restart_and_are_not_handed_out_again() {
     in_scratch_namespaces(|config| async move {
         let network = PodNetwork::setup(config.clone()).await.unwrap();
-        let a = network.create_sandbox("pod-a", &[]).await.unwrap();
-        let b = network.create_sandbox("pod-b", &[]).await.unwrap();
+        let a = network.create_sandbox("pod-a", &[], true).await.unwrap();
+        let b = network.create_sandbox("pod-b", &[], true).await.unwrap();
         drop(network);
 
         let restarted = PodNetwork::setup(config.clone()).await.unwrap();
         assert_eq!(restarted.sandboxes().unwrap(), vec!["pod-a", "pod-b"]);
-        let c = restarted.create_sandbox("pod-c", &[]).await.unwrap();
+        let c = restarted.create_sandbox("pod-c", &[], true).await.unwrap();
         assert!(c.ip != a.ip && c.ip != b.ip, "{c:?} reuses a live address");
-        assert_eq!(restarted.create_sandbox("pod-a", &[]).await.unwrap(), a);
-        assert_eq!(restarted.create_sandbox("pod-b", &[]).await.unwrap(), b);
+        assert_eq!(
+            restarted.create_sandbox("pod-a", &[], true).await.unwrap(),
+            a
+        );
+        assert_eq!(
+            restarted.create_sandbox("pod-b", &[], true).await.unwrap(),
+            b
+        );
     });
 }
 
@@ -1130,8 +1136,8 @@ fn remove_sandbox_releases_the_ip_and_removes_veth_and_netns() {
     in_scratch_namespaces(|config| async move {
         let h = handle();
         let network = PodNetwork::setup(config.clone()).await.unwrap();
-        let a = network.create_sandbox("pod-a", &[]).await.unwrap();
-        let b = network.create_sandbox("pod-b", &[]).await.unwrap();
+        let a = network.create_sandbox("pod-a", &[], true).await.unwrap();
+        let b = network.create_sandbox("pod-b", &[], true).await.unwrap();
         assert!(is_mounted(&a.netns_path));
 
         network.remove_sandbox("pod-a").await.unwrap();
@@ -1158,7 +1164,7 @@ fn remove_sandbox_releases_the_ip_and_removes_veth_and_netns() {
         let on_node = TcpListener::bind((b.gateway, 0)).unwrap();
         assert_eq!(exchange(&on_node, &b.netns_path).await, IpAddr::V4(b.ip));
         // The released address is free again (last, after the rest of the range).
-        let again = network.create_sandbox("pod-a", &[]).await.unwrap();
+        let again = network.create_sandbox("pod-a", &[], true).await.unwrap();
         assert!(config.pod_cidr.contains(again.ip) && again.ip != b.ip);
     });
 }
@@ -1185,7 +1191,7 @@ fn a_veth_whose_namespace_is_no_longer_bound_is_deleted_by_request() {
     in_scratch_namespaces(|config| async move {
         let h = handle();
         let network = PodNetwork::setup(config.clone()).await.unwrap();
-        let a = network.create_sandbox("pod-a", &[]).await.unwrap();
+        let a = network.create_sandbox("pod-a", &[], true).await.unwrap();
         // Unbound from outside while something still holds the namespace, which keeps its pair.
         let holder = std::fs::File::open(&a.netns_path).unwrap();
         netns::remove(&a.netns_path).unwrap();
@@ -1203,8 +1209,8 @@ fn the_pair_of_a_namespace_held_past_its_removal_is_deleted_by_the_second_sweep(
     in_scratch_namespaces(|config| async move {
         let h = handle();
         let network = PodNetwork::setup(config.clone()).await.unwrap();
-        let a = network.create_sandbox("pod-a", &[]).await.unwrap();
-        let b = network.create_sandbox("pod-b", &[]).await.unwrap();
+        let a = network.create_sandbox("pod-a", &[], true).await.unwrap();
+        let b = network.create_sandbox("pod-b", &[], true).await.unwrap();
         // A port-forward's socket, say, still holds pod-a's namespace.
         let holder = std::fs::File::open(&a.netns_path).unwrap();
         network.remove_sandbox("pod-a").await.unwrap();
@@ -1235,7 +1241,7 @@ fn leftovers_of_an_interrupted_create_are_listed_and_completed() {
         // A crash between creating the namespace file and mounting on it.
         std::fs::write(config.netns_dir.join("pod-x"), b"").unwrap();
         assert_eq!(network.sandboxes().unwrap(), vec!["pod-x"]);
-        let x = network.create_sandbox("pod-x", &[]).await.unwrap();
+        let x = network.create_sandbox("pod-x", &[], true).await.unwrap();
         assert!(netns::exists(&x.netns_path).unwrap());
         assert_eq!(
             pod_view(&x.netns_path).await,
@@ -1260,7 +1266,7 @@ fn ids_that_could_escape_the_directories_are_rejected() {
             "a b",
             &"x".repeat(254),
         ] {
-            let err = network.create_sandbox(id, &[]).await.unwrap_err();
+            let err = network.create_sandbox(id, &[], true).await.unwrap_err();
             assert!(matches!(err, NetworkError::InvalidId(_)), "{id:?}: {err:?}");
             let err = network.remove_sandbox(id).await.unwrap_err();
             assert!(matches!(err, NetworkError::InvalidId(_)), "{id:?}: {err:?}");
@@ -1328,7 +1334,7 @@ async fn make_and_remove_at_once(config: NetworkConfig, count: usize) {
                 if remove {
                     network.remove_sandbox(&id).await
                 } else {
-                    network.create_sandbox(&id, &[]).await.map(drop)
+                    network.create_sandbox(&id, &[], true).await.map(drop)
                 }
             })
         });
@@ -1422,16 +1428,20 @@ fn a_bridge_without_a_free_port_refuses_the_sandbox_in_words() {
                 .build();
             h.link().add(port).execute().await.unwrap();
         }
-        let err = network.create_sandbox("pod-a", &[]).await.unwrap_err();
+        let err = network
+            .create_sandbox("pod-a", &[], true)
+            .await
+            .unwrap_err();
         assert!(matches!(err, NetworkError::BridgeFull), "{err:?}");
     });
 }
 
-/// A pod's sysctls go into its own namespace when it is made, once its eth0 is there; one the kernel
-/// refuses fails the sandbox and leaves no namespace behind, so that the next attempt sets them all.
+/// A pod's sysctls go into its own namespace once its eth0 is there, until a call succeeds in setting
+/// them (the caller says when one did), and again whenever eth0 is made anew; the node's own stay.
 #[test]
-fn sysctls_are_set_in_the_pods_namespace_when_it_is_made() {
+fn sysctls_are_set_in_the_pods_namespace_until_set_and_again_with_a_new_eth0() {
     in_scratch_namespaces(|config| async move {
+        let h = handle();
         let network = PodNetwork::setup(config).await.unwrap();
         let sysctl = |name: &str, value: &str| netns::Sysctl {
             name: name.into(),
@@ -1446,21 +1456,39 @@ fn sysctls_are_set_in_the_pods_namespace_when_it_is_made() {
             sysctl("net.ipv4.conf.eth0.rp_filter", "2"),
         ];
         let refused = [wanted[0].clone(), sysctl("net.ipv4.tcp_syncookies", "many")];
-        let err = network.create_sandbox("pod-a", &refused).await.unwrap_err();
+        let err = network
+            .create_sandbox("pod-a", &refused, false)
+            .await
+            .unwrap_err();
         assert!(
             matches!(&err, NetworkError::Sysctl { name, .. } if name == "net.ipv4.tcp_syncookies"),
             "{err}"
         );
-        assert!(!netns::exists(&network.netns_path("pod-a")).unwrap());
 
-        let pod = network.create_sandbox("pod-a", &wanted).await.unwrap();
-        let in_pod = |path: &'static str| netns::run_in(&pod.netns_path, move || Ok(read(path)));
-        assert_eq!(in_pod(PORT_START).await.unwrap(), "80\n");
-        assert_eq!(in_pod(RP_FILTER).await.unwrap(), "2\n");
+        // The namespace and eth0 are there now: the retry still sets them, as asked.
+        let pod = network
+            .create_sandbox("pod-a", &wanted, false)
+            .await
+            .unwrap();
+        let path = pod.netns_path.clone();
+        let in_pod = move |file: &'static str| {
+            let path = path.clone();
+            async move { netns::run_in(&path, move || Ok(read(file))).await.unwrap() }
+        };
+        assert_eq!(in_pod(PORT_START).await, "80\n");
+        assert_eq!(in_pod(RP_FILTER).await, "2\n");
         assert_eq!(read(PORT_START), host_start, "the node's own stays");
-        // Set when the namespace is made, not at every sync.
+        // Once set, a sync leaves them, even changed...
         let later = [sysctl("net.ipv4.ip_unprivileged_port_start", "90")];
-        network.create_sandbox("pod-a", &later).await.unwrap();
-        assert_eq!(in_pod(PORT_START).await.unwrap(), "80\n");
+        network.create_sandbox("pod-a", &later, true).await.unwrap();
+        assert_eq!(in_pod(PORT_START).await, "80\n");
+        // ...unless it makes eth0 again, whose own sysctls went with the old one.
+        let host_index = link(&h, &veth_name("pod-a")).await.unwrap().header.index;
+        netlink::delete_link(&h, host_index).await.unwrap();
+        network
+            .create_sandbox("pod-a", &wanted, true)
+            .await
+            .unwrap();
+        assert_eq!(in_pod(RP_FILTER).await, "2\n");
     });
 }
