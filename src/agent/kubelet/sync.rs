@@ -907,9 +907,8 @@ impl Kubelet {
     ) -> Result<container::PodNamespaces, String> {
         // Decided before anything is made, as kubelet decides them making the sandbox's config; a pod
         // whose containers already run keeps its sandbox.
-        let new_sandbox = !self.network.has_sandbox(uid) && self.runtime.list_pod(uid).is_empty();
-        if new_sandbox {
-            if let Some(why) = sandbox::unsupported(pod) {
+        if let Some(why) = sandbox::unsupported(pod) {
+            if !self.network.has_sandbox(uid) && self.runtime.list_pod(uid).is_empty() {
                 return Err(why);
             }
         }
