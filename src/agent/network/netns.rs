@@ -61,8 +61,8 @@ pub fn exists(path: &Path) -> Result<bool, NetworkError> {
     Ok(stat.filesystem_type().0 == libc::NSFS_MAGIC)
 }
 
-/// Creates a new network namespace bound at `path`, unless one is already there; whether it did.
-pub(super) async fn ensure(path: &Path) -> Result<bool, NetworkError> {
+/// Creates a new network namespace bound at `path`, unless one is already there.
+pub(super) async fn ensure(path: &Path) -> Result<(), NetworkError> {
     ensure_namespace(path, CloneFlags::CLONE_NEWNET, || Ok(())).await
 }
 
@@ -115,18 +115,18 @@ pub fn set_hostname(name: &str) -> Result<(), NetworkError> {
 }
 
 /// Creates a new namespace of `kind` (CLONE_NEWNET, CLONE_NEWIPC or CLONE_NEWUTS) bound at `path`, unless
-/// one is already there; whether it did. `inside` runs in the new namespace before it is bound (a UTS
-/// namespace's hostname, an IPC namespace's sysctls): when it fails, nothing is bound.
+/// one is already there. `inside` runs in the new namespace before it is bound (a UTS namespace's
+/// hostname, an IPC namespace's sysctls): when it fails, nothing is bound.
 pub async fn ensure_namespace<F>(
     path: &Path,
     kind: CloneFlags,
     inside: F,
-) -> Result<bool, NetworkError>
+) -> Result<(), NetworkError>
 where
     F: FnOnce() -> Result<(), NetworkError> + Send + 'static,
 {
     if exists(path)? {
-        return Ok(false);
+        return Ok(());
     }
     let proc_name = if kind == CloneFlags::CLONE_NEWIPC {
         "ipc"
@@ -159,8 +159,7 @@ where
             &target,
         ))
     })
-    .await?;
-    Ok(true)
+    .await
 }
 
 /// Unmounts and deletes the namespace file; a missing one is not an error. The namespace itself lives on
