@@ -37,6 +37,26 @@ fn jsonpath(s: &Server, pod: &str, path: &str) -> String {
 }
 
 /// Waits (up to a minute) for the pod's Ready condition.
+/// Waits until the pod's first container waits with CreateContainerConfigError; its waiting state.
+fn config_error_of(s: &Server, pod: &str) -> String {
+    let waiting = "{.status.containerStatuses[0].state.waiting}";
+    s.eventually(
+        &format!("{pod} waits on its config"),
+        Duration::from_secs(30),
+        || jsonpath(s, pod, waiting).contains("CreateContainerConfigError"),
+    );
+    jsonpath(s, pod, waiting)
+}
+
+/// A file of the pod cgroup of pod `uid` in `controller`'s hierarchy, trimmed.
+fn pod_cgroup_file(uid: &str, controller: &str, file: &str) -> String {
+    let path = controller_dir(Path::new(ROOT), controller, &pod_cgroup::path(uid)).join(file);
+    std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        .trim()
+        .to_string()
+}
+
 fn wait_ready(s: &Server, pod: &str) {
     s.eventually(&format!("{pod} is Ready"), Duration::from_secs(60), || {
         jsonpath(s, pod, "{.status.conditions[?(@.type==\"Ready\")].status}") == "True"
@@ -852,27 +872,19 @@ spec:
 
     // The pod cgroup holds the sum of its containers' limits, as kubelet sets it.
     let uid = jsonpath(&s, "pair", "{.metadata.uid}");
-    let pod_cgroup =
-        |controller: &str| controller_dir(Path::new(ROOT), controller, &pod_cgroup::path(&uid));
-    let read = |dir: PathBuf, file: &str| {
-        std::fs::read_to_string(dir.join(file))
-            .unwrap_or_else(|e| panic!("{}/{file}: {e}", dir.display()))
-            .trim()
-            .to_string()
-    };
     if Path::new(ROOT).join("memory").is_dir() {
         assert_eq!(
-            read(pod_cgroup("memory"), "memory.limit_in_bytes"),
+            pod_cgroup_file(&uid, "memory", "memory.limit_in_bytes"),
             (32 << 20).to_string()
         );
-        assert_eq!(read(pod_cgroup("cpu"), "cpu.cfs_quota_us"), "30000");
-        assert_eq!(read(pod_cgroup("cpu"), "cpu.shares"), "153");
+        assert_eq!(pod_cgroup_file(&uid, "cpu", "cpu.cfs_quota_us"), "30000");
+        assert_eq!(pod_cgroup_file(&uid, "cpu", "cpu.shares"), "153");
     } else {
         assert_eq!(
-            read(pod_cgroup("memory"), "memory.max"),
+            pod_cgroup_file(&uid, "memory", "memory.max"),
             (32 << 20).to_string()
         );
-        assert_eq!(read(pod_cgroup("cpu"), "cpu.max"), "30000 100000");
+        assert_eq!(pod_cgroup_file(&uid, "cpu", "cpu.max"), "30000 100000");
     }
 
     // A hostNetwork pod has the node's network and UTS namespaces, hostname and address.
@@ -945,7 +957,7 @@ spec:
         !mounts.contains(&uid),
         "a mount of the deleted pod is left: {mounts}"
     );
-    assert!(!pod_cgroup("memory").exists());
+    assert!(!controller_dir(Path::new(ROOT), "memory", &pod_cgroup::path(&uid)).exists());
 }
 
 #[test]
@@ -3309,15 +3321,8 @@ spec:
         r#"Pod was rejected: forbidden sysctl: "net.core.somaxconn" not allowlisted"#
     );
 
-    let waiting = "{.status.containerStatuses[0].state.waiting}";
-    s.eventually("unnamed waits", Duration::from_secs(30), || {
-        jsonpath(&s, "unnamed", waiting).contains("CreateContainerConfigError")
-    });
-    assert!(
-        jsonpath(&s, "unnamed", waiting).contains("missing value for NOT_SET"),
-        "{}",
-        jsonpath(&s, "unnamed", waiting)
-    );
+    let waiting = config_error_of(&s, "unnamed");
+    assert!(waiting.contains("missing value for NOT_SET"), "{waiting}");
     let describe = s.ok(&["describe", "pod", "unnamed"]);
     assert!(
         describe.contains("Error: missing value for NOT_SET"),
@@ -3399,13 +3404,52 @@ spec:
         );
         assert_eq!(jsonpath(&s, pod, "{.status.phase}"), "Pending");
     }
-    let waiting = "{.status.containerStatuses[0].state.waiting}";
-    s.eventually("sharing waits", Duration::from_secs(30), || {
-        jsonpath(&s, "sharing", waiting).contains("CreateContainerConfigError")
-    });
+    let waiting = config_error_of(&s, "sharing");
     assert!(
-        jsonpath(&s, "sharing", waiting).contains("mountPropagation Bidirectional"),
-        "{}",
-        jsonpath(&s, "sharing", waiting)
+        waiting.contains("mountPropagation Bidirectional"),
+        "{waiting}"
     );
+}
+
+/// Pod-level resources bound the pod as a whole, whatever its containers state: the API fills in their
+/// requests from the limits (no container requests anything) and makes the pod Guaranteed, and the
+/// pod cgroup gets the limits and the shares.
+#[test]
+fn pod_level_resources_bound_the_pod_cgroup_and_decide_its_qos() {
+    let (_node, s) = busybox_node();
+    let manifest = r#"apiVersion: v1
+kind: Pod
+metadata: {name: pooled}
+spec:
+  resources: {limits: {cpu: 400m, memory: 48Mi}}
+  containers:
+  - {name: a, image: busybox:latest, imagePullPolicy: Never, command: [sleep, "1000"]}
+  - {name: b, image: busybox:latest, imagePullPolicy: Never, command: [sleep, "1000"]}
+"#;
+    s.ok(&[
+        "apply",
+        "-f",
+        s.write("pooled.yaml", manifest).to_str().unwrap(),
+    ]);
+    wait_ready(&s, "pooled");
+    assert_eq!(
+        jsonpath(&s, "pooled", "{.spec.resources.requests}"),
+        r#"{"cpu":"400m","memory":"48Mi"}"#
+    );
+    assert_eq!(jsonpath(&s, "pooled", "{.status.qosClass}"), "Guaranteed");
+    let uid = jsonpath(&s, "pooled", "{.metadata.uid}");
+    if Path::new(ROOT).join("memory").is_dir() {
+        assert_eq!(
+            pod_cgroup_file(&uid, "memory", "memory.limit_in_bytes"),
+            (48 << 20).to_string()
+        );
+        assert_eq!(pod_cgroup_file(&uid, "cpu", "cpu.cfs_quota_us"), "40000");
+        assert_eq!(pod_cgroup_file(&uid, "cpu", "cpu.shares"), "409");
+    } else {
+        assert_eq!(
+            pod_cgroup_file(&uid, "memory", "memory.max"),
+            (48 << 20).to_string()
+        );
+        assert_eq!(pod_cgroup_file(&uid, "cpu", "cpu.max"), "40000 100000");
+    }
 }

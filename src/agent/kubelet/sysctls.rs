@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::Pod;
 
-use crate::agent::network::netns::Sysctl;
+use crate::agent::network::netns::{self, Sysctl};
 
 /// Kubelet's safe sysctls: namespaced, and with no effect on other pods or the node (Kubernetes 1.34),
 /// each with the kernel release that made it per namespace, below which kubelet leaves it out.
@@ -68,7 +68,7 @@ pub enum SysctlError {
 
 /// The kernel namespace of sysctl `name` (dotted, or a pattern's prefix before its `*`), if kubelet knows
 /// it to be namespaced.
-pub fn namespace_of(name: &str) -> Option<SysctlNamespace> {
+fn namespace_of(name: &str) -> Option<SysctlNamespace> {
     const IPC_NAMES: &[&str] = &[
         "kernel.sem",
         "kernel.shmall",
@@ -91,16 +91,9 @@ pub fn namespace_of(name: &str) -> Option<SysctlNamespace> {
 }
 
 /// `name` in its dotted form: a name whose first separator is a slash has its slashes and dots swapped.
-pub fn dotted(name: &str) -> String {
+fn dotted(name: &str) -> String {
     match name.find(['.', '/']) {
-        Some(i) if name.as_bytes()[i] == b'/' => name
-            .chars()
-            .map(|c| match c {
-                '/' => '.',
-                '.' => '/',
-                c => c,
-            })
-            .collect(),
+        Some(i) if name.as_bytes()[i] == b'/' => netns::swap_separators(name),
         _ => name.to_string(),
     }
 }

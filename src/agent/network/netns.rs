@@ -74,19 +74,23 @@ pub struct Sysctl {
     pub value: String,
 }
 
+/// `name` with its dots and slashes swapped: a dotted sysctl name as its path under /proc/sys, and a
+/// slash-separated one in its dotted form.
+pub fn swap_separators(name: &str) -> String {
+    name.chars()
+        .map(|c| match c {
+            '.' => '/',
+            '/' => '.',
+            c => c,
+        })
+        .collect()
+}
+
 /// Writes `sysctls` under /proc/sys, where the calling thread's namespaces decide whose they are: for a
 /// thread inside a pod's namespace.
 pub fn set_sysctls(sysctls: &[Sysctl]) -> Result<(), NetworkError> {
     for sysctl in sysctls {
-        let relative: String = sysctl
-            .name
-            .chars()
-            .map(|c| match c {
-                '.' => '/',
-                '/' => '.',
-                c => c,
-            })
-            .collect();
+        let relative = swap_separators(&sysctl.name);
         let failed = |source| NetworkError::Sysctl {
             name: sysctl.name.clone(),
             value: sysctl.value.clone(),
