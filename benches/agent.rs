@@ -476,6 +476,7 @@ async fn start_costs(dir: &Path, layer: &Path) -> (Duration, Duration, Duration)
             spec_hash: String::new(),
             stdin: false,
             stdin_once: false,
+            user: None,
         };
         let started = Instant::now();
         runtime

@@ -279,6 +279,8 @@ impl NodeIdentity {
                 {"type": "InternalIP", "address": self.ip.to_string()},
                 {"type": "Hostname", "address": self.name},
             ],
+            // The runtime gives supplementalGroupsPolicy Strict its meaning, so kubelet admits such pods.
+            "features": {"supplementalGroupsPolicy": true},
             "daemonEndpoints": match self.kubelet_port {
                 Some(port) => json!({"kubeletEndpoint": {"Port": port}}),
                 None => json!({}),

@@ -11,7 +11,7 @@ use std::time::Duration;
 use orch::agent::kubelet::pod_cgroup::{self, controller_dir, ROOT};
 
 use crate::harness::{clean_up_containers, free_port, ready_nodes, Server};
-use crate::registry::{busybox_archive, push_busybox, Registry};
+use crate::registry::{busybox_archive, busybox_archive_with, push_busybox, Registry};
 use crate::runtime::require_root;
 
 /// Every agent test uses the host's `orch0` bridge and the first podCIDR: one at a time.
@@ -36,7 +36,6 @@ fn jsonpath(s: &Server, pod: &str, path: &str) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-/// Waits (up to a minute) for the pod's Ready condition.
 /// Waits until the pod's first container waits with CreateContainerConfigError; its waiting state.
 fn config_error_of(s: &Server, pod: &str) -> String {
     let waiting = "{.status.containerStatuses[0].state.waiting}";
@@ -57,6 +56,7 @@ fn pod_cgroup_file(uid: &str, controller: &str, file: &str) -> String {
         .to_string()
 }
 
+/// Waits (up to a minute) for the pod's Ready condition.
 fn wait_ready(s: &Server, pod: &str) {
     s.eventually(&format!("{pod} is Ready"), Duration::from_secs(60), || {
         jsonpath(s, pod, "{.status.conditions[?(@.type==\"Ready\")].status}") == "True"
@@ -613,9 +613,14 @@ fn import_busybox(s: &Server) {
 fn import_busybox_into(s: &Server, data_dir: &std::path::Path) {
     let archive = s.dir.path().join("busybox.tar");
     busybox_archive(&archive);
+    import_archive(&archive, data_dir);
+}
+
+/// `orch images import` of `archive` into the node whose data directory is `data_dir`.
+fn import_archive(archive: &Path, data_dir: &Path) {
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_orch"))
         .args(["images", "import"])
-        .arg(&archive)
+        .arg(archive)
         .arg("--data-dir")
         .arg(data_dir)
         .output()
@@ -2211,6 +2216,15 @@ spec:
         Duration::from_secs(30),
         || jsonpath(&s, "limited", exit_code) == "137",
     );
+    // The last status still names the image and the user the container ran.
+    let identity =
+        "{.status.containerStatuses[0].imageID} {.status.containerStatuses[0].user.linux.uid}";
+    let ran = jsonpath(&s, "limited", identity);
+    assert!(
+        ran.starts_with("docker.io/library/busybox@sha256:"),
+        "{ran}"
+    );
+    assert!(ran.ends_with(" 0"), "{ran}");
     s.eventually("the limited pod's event", Duration::from_secs(30), || {
         s.ok(&[
             "get",
@@ -2229,6 +2243,11 @@ spec:
         jsonpath(&s, "kept", exit_code) == "137"
     });
     assert_eq!(jsonpath(&s, "kept", "{.status.phase}"), "Failed");
+    let ran = jsonpath(&s, "kept", identity);
+    assert!(
+        ran.starts_with("docker.io/library/busybox@sha256:"),
+        "{ran}"
+    );
     s.ok(&[
         "patch",
         "pod",
@@ -2610,6 +2629,130 @@ spec:
     assert_eq!((made[2], made[3]), ("1000", "2000"), "{log}");
     assert_eq!(lines[2], "claim written", "{log}");
     assert_eq!(lines[3], "3000 2000", "{log}");
+}
+
+/// Groups as containerd gives them: a container joins the groups its image's /etc/group lists its user
+/// in, unless the pod's supplementalGroupsPolicy is Strict, and the group a PersistentVolume names; its
+/// status says who its process is. A user named in the image cannot be checked against runAsNonRoot.
+#[test]
+fn containers_join_the_groups_their_image_lists_their_user_in_unless_the_policy_is_strict() {
+    let (_node, s) = busybox_node();
+    let archive = s.dir.path().join("with-users.tar");
+    busybox_archive_with(
+        &archive,
+        "with-users:latest",
+        &[
+            (
+                "/etc/passwd",
+                "root:x:0:0:root:/root:/bin/sh\napp:x:1000:1000:app:/home/app:/bin/sh\n",
+            ),
+            (
+                "/etc/group",
+                "root:x:0:\nwheel:x:10:root\napp:x:1000:\nextra:x:50000:app\n",
+            ),
+        ],
+        "app",
+    );
+    import_archive(&archive, &s.data_dir());
+    let manifest = format!(
+        r#"apiVersion: v1
+kind: PersistentVolume
+metadata:
+  name: shared
+  annotations: {{pv.beta.kubernetes.io/gid: "7000"}}
+spec:
+  storageClassName: manual
+  capacity: {{storage: 1Mi}}
+  accessModes: [ReadWriteOnce]
+  hostPath: {{path: {dir}}}
+---
+apiVersion: v1
+kind: PersistentVolumeClaim
+metadata: {{name: shared}}
+spec:
+  storageClassName: manual
+  volumeName: shared
+  accessModes: [ReadWriteOnce]
+  resources: {{requests: {{storage: 1Mi}}}}
+---
+apiVersion: v1
+kind: Pod
+metadata: {{name: merged}}
+spec:
+  securityContext: {{supplementalGroups: [4000]}}
+  containers:
+  - name: app
+    image: with-users:latest
+    imagePullPolicy: Never
+    command: [sh, -c, 'grep ^Groups: /proc/self/status; echo $HOME; sleep 1000']
+    volumeMounts: [{{name: shared, mountPath: /shared}}]
+  volumes:
+  - {{name: shared, persistentVolumeClaim: {{claimName: shared}}}}
+---
+apiVersion: v1
+kind: Pod
+metadata: {{name: strict}}
+spec:
+  securityContext: {{runAsGroup: 3000, supplementalGroups: [4000], supplementalGroupsPolicy: Strict}}
+  containers:
+  - name: app
+    image: with-users:latest
+    imagePullPolicy: Never
+    command: [sh, -c, 'grep ^Groups: /proc/self/status; sleep 1000']
+---
+apiVersion: v1
+kind: Pod
+metadata: {{name: unverifiable}}
+spec:
+  securityContext: {{runAsNonRoot: true}}
+  containers:
+  - {{name: app, image: with-users:latest, imagePullPolicy: Never, command: [sleep, "1000"]}}
+"#,
+        dir = s.dir.path().join("shared").display()
+    );
+    let file = s.write("groups.yaml", &manifest);
+    s.ok(&["apply", "-f", file.to_str().unwrap()]);
+    wait_ready(&s, "merged");
+    wait_ready(&s, "strict");
+    let user_of = |pod: &str| -> serde_json::Value {
+        let out = s.ok(&["get", "pod", pod, "-o", "json"]);
+        let pod: serde_json::Value = serde_json::from_str(&out).unwrap();
+        pod["status"]["containerStatuses"][0]["user"].clone()
+    };
+    let kernel_groups = |pod: &str| -> Vec<String> {
+        let log = s.ok(&["logs", pod]);
+        let line = log.lines().next().unwrap_or_default().to_string();
+        line.split_whitespace()
+            .skip(1)
+            .map(str::to_string)
+            .collect()
+    };
+    // The image's user, its group from /etc/group, the pod's group and the volume's.
+    assert_eq!(
+        user_of("merged"),
+        serde_json::json!({"linux": {"uid": 1000, "gid": 1000,
+            "supplementalGroups": [1000, 50000, 4000, 7000]}})
+    );
+    assert_eq!(kernel_groups("merged"), ["1000", "4000", "7000", "50000"]);
+    assert_eq!(s.ok(&["logs", "merged"]).lines().nth(1), Some("/home/app"));
+    assert_eq!(
+        user_of("strict"),
+        serde_json::json!({"linux": {"uid": 1000, "gid": 3000, "supplementalGroups": [3000, 4000]}})
+    );
+    assert_eq!(kernel_groups("strict"), ["3000", "4000"]);
+    let refused = config_error_of(&s, "unverifiable");
+    assert!(
+        refused.contains("container has runAsNonRoot and image has non-numeric user (app), cannot verify user is non-root"),
+        "{refused}"
+    );
+    let features = s.ok(&[
+        "get",
+        "node",
+        "node",
+        "-o",
+        "jsonpath={.status.features.supplementalGroupsPolicy}",
+    ]);
+    assert_eq!(features, "true");
 }
 
 /// ConfigMap and downwardAPI volumes follow their sources while the pod runs, laid out as kubelet's

@@ -242,6 +242,41 @@ pub fn busybox_archive(path: &Path) {
     );
 }
 
+/// Writes a docker-archive tarball tagged `name`: the busybox image with `files` (each one's path in the
+/// image and its text) in one more layer, and `user` as its USER.
+pub fn busybox_archive_with(path: &Path, name: &str, files: &[(&str, &str)], user: &str) {
+    let umoci = require("umoci");
+    let work = tempfile::tempdir().unwrap();
+    let oci = work.path().join("oci");
+    let bundle = work.path().join("bundle");
+    run(Command::new("cp").arg("-a").arg(busybox_layout()).arg(&oci));
+    let image = format!("{}:latest", oci.display());
+    // Unpacked and repacked: Debian's umoci 0.4.7 `insert` of a file writes a truncated layer.
+    run(Command::new(&umoci)
+        .args(["unpack", "--image", &image])
+        .arg(&bundle));
+    for (target, text) in files {
+        let file = bundle.join("rootfs").join(target.trim_start_matches('/'));
+        std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+        std::fs::write(&file, text).unwrap();
+    }
+    run(Command::new(&umoci)
+        .args(["repack", "--image", &image])
+        .arg(&bundle));
+    run(Command::new(&umoci).args([
+        "config",
+        "--image",
+        &image,
+        &format!("--config.user={user}"),
+    ]));
+    let _ = std::fs::remove_file(path);
+    skopeo_copy(
+        &format!("oci:{image}"),
+        &format!("docker-archive:{}:{name}", path.display()),
+        &[],
+    );
+}
+
 /// Writes the busybox image as an OCI layout tarball whose only name is the tag `tag`.
 pub fn busybox_oci_archive(path: &Path, tag: &str) {
     let _ = std::fs::remove_file(path);

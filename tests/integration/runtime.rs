@@ -101,6 +101,7 @@ impl Fixture {
             spec_hash: String::new(),
             stdin: false,
             stdin_once: false,
+            user: None,
         };
         let mut config = ContainerConfig {
             args: args.iter().map(|s| s.to_string()).collect(),

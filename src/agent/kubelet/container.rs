@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use k8s_openapi::api::core::v1::{Container, EphemeralContainer, Pod, PodSpec, SecurityContext};
+use k8s_openapi::api::core::v1::{Container, EphemeralContainer, Pod, PodSpec};
 use oci_spec::image::ImageConfiguration;
 
 use crate::agent::runtime::{ContainerConfig, MountSpec, Resources, SharedNamespace};
@@ -32,6 +32,9 @@ pub struct Inputs<'a> {
     pub layers: &'a [PathBuf],
     pub env: Vec<(String, String)>,
     pub mounts: Vec<MountSpec>,
+    /// The groups the pod's persistent volumes name (`pv.beta.kubernetes.io/gid`), which its processes
+    /// join as kubelet adds them.
+    pub volume_groups: Vec<u32>,
     pub namespaces: PodNamespaces,
     pub cgroup_path: String,
     pub open_files: Option<OpenFilesLimit>,
@@ -139,11 +142,23 @@ fn read_from_layers(layers: &[PathBuf], relative: &str) -> Option<String> {
         .find_map(|l| std::fs::read_to_string(l.join(relative)).ok())
 }
 
-/// Looks a user or group name up in passwd/group text: (id, primary gid, home) for users.
-fn lookup(text: &str, name: &str) -> Option<Vec<String>> {
+/// The fields of the passwd or group line whose first field (the name) is `name`.
+fn entry_named<'t>(text: &'t str, name: &str) -> Option<Vec<&'t str>> {
     text.lines()
-        .map(|l| l.split(':').map(str::to_string).collect::<Vec<_>>())
-        .find(|f| f.first().is_some_and(|n| n == name))
+        .map(|l| l.split(':').collect::<Vec<_>>())
+        .find(|f| f.first() == Some(&name))
+}
+
+/// The fields of the passwd line of `uid`.
+fn passwd_entry(passwd: &str, uid: u32) -> Option<Vec<&str>> {
+    passwd
+        .lines()
+        .map(|l| l.split(':').collect::<Vec<_>>())
+        .find(|f| f.get(2).and_then(|x| x.parse::<u32>().ok()) == Some(uid))
+}
+
+fn field<T: std::str::FromStr>(entry: &[&str], index: usize) -> Option<T> {
+    entry.get(index)?.trim().parse().ok()
 }
 
 /// The (uid, gid, home) of the image's USER: `uid`, `uid:gid`, `name`, `name:group`.
@@ -151,31 +166,26 @@ pub fn image_user(user: &str, layers: &[PathBuf]) -> Result<(u32, u32, Option<St
     let (u, g) = user
         .split_once(':')
         .map_or((user, None), |(u, g)| (u, Some(g)));
+    // No user is root, whose home the image's passwd file may name (runc's HOME).
+    let u = if u.is_empty() { "0" } else { u };
     let passwd = read_from_layers(layers, "etc/passwd").unwrap_or_default();
     let (uid, mut gid, home) = match u.parse::<u32>() {
         Ok(uid) => {
-            let entry = passwd
-                .lines()
-                .map(|l| l.split(':').collect::<Vec<_>>())
-                .find(|f| f.get(2).and_then(|x| x.parse::<u32>().ok()) == Some(uid));
+            let entry = passwd_entry(&passwd, uid);
             (
                 uid,
-                entry
-                    .as_ref()
-                    .and_then(|f| f.get(3)?.parse().ok())
-                    .unwrap_or(0),
-                entry.and_then(|f| f.get(5).map(|h| h.to_string())),
+                entry.as_deref().and_then(|e| field(e, 3)).unwrap_or(0),
+                entry.and_then(|e| e.get(5).map(|h| h.to_string())),
             )
         }
-        Err(_) if u.is_empty() => (0, 0, None),
         Err(_) => {
-            let f = lookup(&passwd, u).ok_or_else(|| {
+            let entry = entry_named(&passwd, u).ok_or_else(|| {
                 format!("unable to find user {u}: no matching entries in passwd file")
             })?;
             (
-                f.get(2).and_then(|x| x.parse().ok()).unwrap_or(0),
-                f.get(3).and_then(|x| x.parse().ok()).unwrap_or(0),
-                f.get(5).cloned(),
+                field(&entry, 2).unwrap_or(0),
+                field(&entry, 3).unwrap_or(0),
+                entry.get(5).map(|h| h.to_string()),
             )
         }
     };
@@ -184,8 +194,8 @@ pub fn image_user(user: &str, layers: &[PathBuf]) -> Result<(u32, u32, Option<St
             Ok(gid) => gid,
             Err(_) => {
                 let group = read_from_layers(layers, "etc/group").unwrap_or_default();
-                lookup(&group, g)
-                    .and_then(|f| f.get(2)?.parse().ok())
+                entry_named(&group, g)
+                    .and_then(|e| field(&e, 2))
                     .ok_or_else(|| {
                         format!("unable to find group {g}: no matching entries in group file")
                     })?
@@ -195,13 +205,138 @@ pub fn image_user(user: &str, layers: &[PathBuf]) -> Result<(u32, u32, Option<St
     Ok((uid, gid, home))
 }
 
-fn home_of(uid: u32, layers: &[PathBuf]) -> Option<String> {
-    let passwd = read_from_layers(layers, "etc/passwd")?;
-    passwd
+/// The identity a container's first process starts with, as containerd's CRI plugin gives it.
+#[derive(Debug, PartialEq)]
+struct Identity {
+    uid: u32,
+    gid: u32,
+    home: Option<String>,
+    /// The primary group first, then (policy Merge) the groups the image's /etc/group lists the user in,
+    /// then fsGroup, supplementalGroups and the volumes' groups, each once.
+    additional_gids: Vec<u32>,
+}
+
+/// The container's identity: runAsUser and runAsGroup (the container's over the pod's) over the image's
+/// USER, checked against runAsNonRoot as kubelet checks it.
+fn identity(
+    pod: &Pod,
+    container: &Container,
+    image_user_field: &str,
+    layers: &[PathBuf],
+    volume_groups: &[u32],
+) -> Result<Identity, String> {
+    let sc = container.security_context.as_ref();
+    let pod_sc = pod.spec.as_ref().and_then(|s| s.security_context.as_ref());
+    let run_as_user = sc
+        .and_then(|s| s.run_as_user)
+        .or_else(|| pod_sc.and_then(|p| p.run_as_user));
+    let run_as_group = sc
+        .and_then(|s| s.run_as_group)
+        .or_else(|| pod_sc.and_then(|p| p.run_as_group));
+    let run_as_non_root = sc
+        .and_then(|s| s.run_as_non_root)
+        .or_else(|| pod_sc.and_then(|p| p.run_as_non_root))
+        == Some(true);
+    // containerd names the user it looks groups up for by runAsUser, else by the image's user part.
+    let image_user_part = image_user_field.split(':').next().unwrap_or_default();
+    if run_as_non_root {
+        verify_run_as_non_root(pod, container, run_as_user, image_user_part)?;
+    }
+    let passwd = read_from_layers(layers, "etc/passwd").unwrap_or_default();
+    let (uid, mut gid, home) = match run_as_user {
+        // containerd's WithUserID: the uid's passwd entry gives the group, else group 0.
+        Some(u) => {
+            let uid = u as u32;
+            let entry = passwd_entry(&passwd, uid);
+            (
+                uid,
+                entry.as_deref().and_then(|e| field(e, 3)).unwrap_or(0),
+                entry.and_then(|e| e.get(5).map(|h| h.to_string())),
+            )
+        }
+        None => image_user(image_user_field, layers)?,
+    };
+    if let Some(g) = run_as_group {
+        gid = g as u32;
+    }
+
+    let mut groups = vec![gid];
+    let strict = pod_sc.and_then(|p| p.supplemental_groups_policy.as_deref()) == Some("Strict");
+    if !strict {
+        let name_of =
+            |uid: u32| passwd_entry(&passwd, uid).and_then(|e| e.first().map(|n| n.to_string()));
+        let user_name = match (run_as_user, image_user_part.parse::<u32>()) {
+            (Some(_), _) => name_of(uid),
+            (None, Ok(image_uid)) => name_of(image_uid),
+            (None, Err(_)) if image_user_part.is_empty() => name_of(0),
+            (None, Err(_)) => Some(image_user_part.to_string()),
+        };
+        if let Some(name) = user_name {
+            let group = read_from_layers(layers, "etc/group").unwrap_or_default();
+            groups.extend(member_groups(&group, &name));
+        }
+    }
+    groups.extend(pod_sc.and_then(|p| p.fs_group).map(|g| g as u32));
+    groups.extend(
+        pod_sc
+            .and_then(|p| p.supplemental_groups.as_ref())
+            .into_iter()
+            .flatten()
+            .map(|g| *g as u32),
+    );
+    groups.extend(volume_groups);
+    let mut seen = std::collections::HashSet::new();
+    groups.retain(|g| seen.insert(*g));
+    Ok(Identity {
+        uid,
+        gid,
+        home,
+        additional_gids: groups,
+    })
+}
+
+/// The groups of a group file that list `user` as a member, other than the one named after it.
+fn member_groups(group_file: &str, user: &str) -> Vec<u32> {
+    group_file
         .lines()
         .map(|l| l.split(':').collect::<Vec<_>>())
-        .find(|f| f.get(2).and_then(|x| x.parse::<u32>().ok()) == Some(uid))
-        .and_then(|f| f.get(5).map(|h| h.to_string()))
+        .filter(|f| f.first() != Some(&user))
+        .filter(|f| {
+            f.get(3)
+                .is_some_and(|members| members.split(',').any(|m| m.trim() == user))
+        })
+        .filter_map(|f| field(&f, 2))
+        .collect()
+}
+
+/// kubelet's verifyRunAsNonRoot: runAsUser must not be 0, and without it the image's user must be a uid
+/// other than 0 (a name cannot be checked).
+fn verify_run_as_non_root(
+    pod: &Pod,
+    container: &Container,
+    run_as_user: Option<i64>,
+    image_user_part: &str,
+) -> Result<(), String> {
+    let which = format!(
+        "(pod: \"{}\", container: {})",
+        super::sync::pod_ref(pod),
+        container.name
+    );
+    match run_as_user {
+        Some(0) => Err(format!(
+            "container's runAsUser breaks non-root policy {which}"
+        )),
+        Some(_) => Ok(()),
+        // An image without a user runs as root.
+        None if image_user_part.is_empty() || image_user_part.parse::<u32>() == Ok(0) => Err(
+            format!("container has runAsNonRoot and image will run as root {which}"),
+        ),
+        None if image_user_part.parse::<u32>().is_ok() => Ok(()),
+        None => Err(format!(
+            "container has runAsNonRoot and image has non-numeric user ({image_user_part}), cannot \
+             verify user is non-root {which}"
+        )),
+    }
 }
 
 fn quantity_of(
@@ -324,17 +459,6 @@ pub fn pod_resources(pod: &Pod) -> Resources {
     )
 }
 
-/// The effective security context: the container's fields over the pod's.
-fn effective_user(pod: &Pod, sc: Option<&SecurityContext>) -> (Option<i64>, Option<i64>) {
-    let pod_sc = pod.spec.as_ref().and_then(|s| s.security_context.as_ref());
-    (
-        sc.and_then(|s| s.run_as_user)
-            .or_else(|| pod_sc.and_then(|p| p.run_as_user)),
-        sc.and_then(|s| s.run_as_group)
-            .or_else(|| pod_sc.and_then(|p| p.run_as_group)),
-    )
-}
-
 /// The priority from which a pod is critical to the node (system-cluster-critical and above).
 const SYSTEM_CRITICAL_PRIORITY: i32 = 2_000_000_000;
 
@@ -375,6 +499,7 @@ pub fn build(inputs: Inputs) -> Result<ContainerConfig, String> {
         layers,
         env,
         mounts,
+        volume_groups,
         namespaces,
         cgroup_path,
         open_files,
@@ -385,36 +510,18 @@ pub fn build(inputs: Inputs) -> Result<ContainerConfig, String> {
     let sc = container.security_context.as_ref();
     let pod_sc = pod.spec.as_ref().and_then(|s| s.security_context.as_ref());
 
-    let (run_as_user, run_as_group) = effective_user(pod, sc);
-    let (mut uid, mut gid, mut home) =
-        image_user(image_config.user().as_deref().unwrap_or(""), layers)?;
-    if let Some(u) = run_as_user {
-        uid = u as u32;
-        home = home_of(uid, layers);
-        if run_as_group.is_none() {
-            gid = 0;
-        }
-    }
-    if let Some(g) = run_as_group {
-        gid = g as u32;
-    }
-    if sc
-        .and_then(|s| s.run_as_non_root)
-        .or(pod_sc.and_then(|p| p.run_as_non_root))
-        == Some(true)
-        && uid == 0
-    {
-        return Err("container has runAsNonRoot and image will run as root".into());
-    }
-    let mut additional_gids: Vec<u32> = pod_sc
-        .and_then(|p| p.supplemental_groups.clone())
-        .unwrap_or_default()
-        .into_iter()
-        .map(|g| g as u32)
-        .collect();
-    if let Some(fs_group) = pod_sc.and_then(|p| p.fs_group) {
-        additional_gids.push(fs_group as u32);
-    }
+    let Identity {
+        uid,
+        gid,
+        home,
+        additional_gids,
+    } = identity(
+        pod,
+        container,
+        image_config.user().as_deref().unwrap_or(""),
+        layers,
+        &volume_groups,
+    )?;
 
     // Image env first, then the container's; a later name replaces an earlier one in place.
     let mut merged: Vec<(String, String)> = image_config
@@ -510,7 +617,7 @@ pub fn build(inputs: Inputs) -> Result<ContainerConfig, String> {
 mod tests {
     use super::*;
     use k8s_openapi::api::core::v1::{
-        Capabilities, PodSecurityContext, PodSpec, ResourceRequirements,
+        Capabilities, PodSecurityContext, PodSpec, ResourceRequirements, SecurityContext,
     };
     use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -574,7 +681,11 @@ mod tests {
         .unwrap();
         std::fs::write(upper.join("etc/group"), "staff:x:50:\n").unwrap();
         let layers = vec![lower, upper];
-        assert_eq!(image_user("", &layers).unwrap(), (0, 0, None));
+        assert_eq!(
+            image_user("", &layers).unwrap(),
+            (0, 0, Some("/root".into()))
+        );
+        assert_eq!(image_user("", &[]).unwrap(), (0, 0, None));
         assert_eq!(
             image_user("app", &layers).unwrap(),
             (1000, 1001, Some("/home/app".into()))
@@ -587,6 +698,152 @@ mod tests {
         assert!(image_user("nobody", &layers)
             .unwrap_err()
             .contains("unable to find user nobody"));
+    }
+
+    #[test]
+    fn groups_merge_from_the_image_unless_the_policy_is_strict() {
+        let dir = tempfile::tempdir().unwrap();
+        let layer = dir.path().to_path_buf();
+        std::fs::create_dir_all(layer.join("etc")).unwrap();
+        std::fs::write(
+            layer.join("etc/passwd"),
+            "root:x:0:0:root:/root:/bin/sh\napp:x:1000:1000:app:/home/app:/bin/sh\n",
+        )
+        .unwrap();
+        std::fs::write(
+            layer.join("etc/group"),
+            "root:x:0:root\nwheel:x:10:root\napp:x:1000:app\nextra:x:50000:daemon, app\n\
+             other:x:60000:application\n",
+        )
+        .unwrap();
+        let layers = [layer];
+        let pod_with = |sc: PodSecurityContext| Pod {
+            metadata: ObjectMeta {
+                name: Some("p".into()),
+                namespace: Some("ns".into()),
+                uid: Some("u1".into()),
+                ..Default::default()
+            },
+            spec: Some(PodSpec {
+                security_context: Some(sc),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let c = Container {
+            name: "c".into(),
+            ..Default::default()
+        };
+        let of = |sc: PodSecurityContext, image_user: &str, volume_groups: &[u32]| {
+            identity(&pod_with(sc), &c, image_user, &layers, volume_groups)
+        };
+        let groups = |sc, image_user| of(sc, image_user, &[]).unwrap().additional_gids;
+
+        // An image without a user runs as root, who is in wheel; the group named after it is its own.
+        assert_eq!(
+            of(PodSecurityContext::default(), "", &[]).unwrap(),
+            Identity {
+                uid: 0,
+                gid: 0,
+                home: Some("/root".into()),
+                additional_gids: vec![0, 10],
+            }
+        );
+        // The image's user by name or by uid; membership lists may carry blanks.
+        assert_eq!(groups(PodSecurityContext::default(), "app"), [1000, 50000]);
+        assert_eq!(groups(PodSecurityContext::default(), "1000:7"), [7, 50000]);
+        // runAsUser alone takes its group from the image's passwd file, and its groups by its name.
+        let as_app = PodSecurityContext {
+            run_as_user: Some(1000),
+            ..Default::default()
+        };
+        let app = of(as_app.clone(), "", &[]).unwrap();
+        assert_eq!((app.uid, app.gid), (1000, 1000));
+        assert_eq!(app.additional_gids, [1000, 50000]);
+        // A uid the image does not know gets group 0 and nothing from the image.
+        let stranger = of(
+            PodSecurityContext {
+                run_as_user: Some(4242),
+                ..Default::default()
+            },
+            "app",
+            &[],
+        )
+        .unwrap();
+        assert_eq!((stranger.gid, stranger.additional_gids), (0, vec![0]));
+
+        // The blog's example: runAsGroup, supplementalGroups and fsGroup join the image's groups…
+        let full = PodSecurityContext {
+            run_as_group: Some(3000),
+            supplemental_groups: Some(vec![4000, 3000]),
+            fs_group: Some(2000),
+            ..as_app
+        };
+        assert_eq!(
+            of(full.clone(), "", &[4000, 70]).unwrap().additional_gids,
+            [3000, 50000, 2000, 4000, 70]
+        );
+        // … and Strict leaves the image's out.
+        let strict = PodSecurityContext {
+            supplemental_groups_policy: Some("Strict".into()),
+            ..full
+        };
+        assert_eq!(groups(strict, ""), [3000, 2000, 4000]);
+    }
+
+    #[test]
+    fn run_as_non_root_is_checked_as_kubelet_checks_it() {
+        let pod = Pod {
+            metadata: ObjectMeta {
+                name: Some("p".into()),
+                namespace: Some("ns".into()),
+                uid: Some("u1".into()),
+                ..Default::default()
+            },
+            spec: Some(PodSpec {
+                security_context: Some(PodSecurityContext {
+                    run_as_non_root: Some(true),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let c = |run_as_user: Option<i64>| Container {
+            name: "c".into(),
+            security_context: Some(SecurityContext {
+                run_as_user,
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let check = |run_as_user, image_user: &str| {
+            identity(&pod, &c(run_as_user), image_user, &[], &[]).map(|i| i.uid)
+        };
+        let which = "(pod: \"p_ns(u1)\", container: c)";
+        assert_eq!(
+            check(None, "").unwrap_err(),
+            format!("container has runAsNonRoot and image will run as root {which}")
+        );
+        assert_eq!(
+            check(None, "0:5").unwrap_err(),
+            format!("container has runAsNonRoot and image will run as root {which}")
+        );
+        // A name could be anyone, root included: kubelet cannot tell, so it refuses.
+        assert_eq!(
+            check(None, "app").unwrap_err(),
+            format!(
+                "container has runAsNonRoot and image has non-numeric user (app), cannot verify \
+                 user is non-root {which}"
+            )
+        );
+        assert_eq!(check(None, "1000:1000"), Ok(1000));
+        assert_eq!(
+            check(Some(0), "1000").unwrap_err(),
+            format!("container's runAsUser breaks non-root policy {which}")
+        );
+        // runAsUser decides alone: the image's user is not even looked up.
+        assert_eq!(check(Some(1000), "app"), Ok(1000));
     }
 
     #[test]
@@ -768,6 +1025,7 @@ mod tests {
                 ("EXTRA".into(), "1".into()),
             ],
             mounts: vec![],
+            volume_groups: vec![],
             namespaces: PodNamespaces {
                 netns: Some("/run/orch/netns/x".into()),
                 ..Default::default()
@@ -789,7 +1047,8 @@ mod tests {
                 hard: 4096
             })
         );
-        assert_eq!(config.additional_gids, [5]);
+        // The primary group leads, as containerd keeps it.
+        assert_eq!(config.additional_gids, [3000, 5]);
         assert!(config.no_new_privileges);
         assert_eq!(config.capabilities_drop, ["ALL"]);
         assert_eq!(config.cwd, "/srv");
@@ -813,6 +1072,7 @@ mod tests {
                 layers: &[],
                 env,
                 mounts: vec![],
+                volume_groups: vec![],
                 namespaces: PodNamespaces::default(),
                 cgroup_path: String::new(),
                 open_files: None,
@@ -844,7 +1104,10 @@ mod tests {
             ..Default::default()
         });
         let err = build_plain(&non_root, vec![]).unwrap_err();
-        assert!(err.contains("runAsNonRoot"));
+        assert_eq!(
+            err,
+            "container's runAsUser breaks non-root policy (pod: \"web_()\", container: c)"
+        );
     }
 
     #[test]

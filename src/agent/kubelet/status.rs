@@ -7,12 +7,13 @@ use std::collections::HashMap;
 
 use k8s_openapi::api::core::v1::{
     ContainerState as ApiState, ContainerStateRunning, ContainerStateTerminated,
-    ContainerStateWaiting, ContainerStatus, Pod, PodCondition, PodIP, PodStatus,
+    ContainerStateWaiting, ContainerStatus, ContainerUser, LinuxContainerUser, Pod, PodCondition,
+    PodIP, PodStatus,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 use super::plan::{is_sidecar, restart_policy, Run, Runs};
-use crate::agent::runtime::ContainerState;
+use crate::agent::runtime::{ContainerState, ProcessUser};
 use crate::shim::ExitRecord;
 
 /// Why a container has no running process, when it is not simply being created.
@@ -34,6 +35,8 @@ pub struct Observed {
     pub started: HashMap<String, bool>,
     /// Per container: imageID (repo digest).
     pub image_ids: HashMap<String, String>,
+    /// Per container: who the first process of its latest run is.
+    pub users: HashMap<String, ProcessUser>,
     /// Per exited run (by container id): its termination message.
     pub termination_messages: HashMap<String, String>,
     pub pod_ip: Option<String>,
@@ -86,6 +89,21 @@ fn terminated(run: &Run, exit: &ExitRecord, message: Option<&String>) -> Contain
 
 pub fn container_id(id: &str) -> String {
     format!("orch://{id}")
+}
+
+fn container_user(user: &ProcessUser) -> ContainerUser {
+    ContainerUser {
+        linux: Some(LinuxContainerUser {
+            uid: user.uid.into(),
+            gid: user.gid.into(),
+            supplemental_groups: Some(
+                user.supplemental_groups
+                    .iter()
+                    .map(|g| i64::from(*g))
+                    .collect(),
+            ),
+        }),
+    }
 }
 
 fn waiting(reason: &str, message: Option<&str>) -> ApiState {
@@ -145,6 +163,7 @@ fn container_status(
         },
         Some(run) => {
             status.container_id = Some(container_id(&run.id));
+            status.user = observed.users.get(name).map(container_user);
             match &run.state {
                 ContainerState::Created => waiting("ContainerCreating", None),
                 ContainerState::Running(init_process) => {
@@ -628,7 +647,14 @@ mod tests {
     fn running_pod_is_ready_with_ips_and_conditions() {
         let now = jiff::Timestamp::now();
         let p = pod("Always", &[], &["a"]);
-        let s = pod_status(&p, &observed(&[("a", Some(run(0, running())), None)]), now);
+        let mut seen = observed(&[("a", Some(run(0, running())), None)]);
+        let user = ProcessUser {
+            uid: 1000,
+            gid: 3000,
+            supplemental_groups: vec![3000, 4000],
+        };
+        seen.users.insert("a".into(), user);
+        let s = pod_status(&p, &seen, now);
         assert_eq!(s.phase.as_deref(), Some("Running"));
         assert_eq!(cond(&s, "Ready").status, "True");
         assert_eq!(s.pod_ip.as_deref(), Some("10.42.0.5"));
@@ -636,6 +662,10 @@ mod tests {
         assert!(cs.ready);
         assert_eq!(cs.container_id.as_deref(), Some("orch://id0"));
         assert_eq!(cs.image, "docker.io/library/busybox:latest");
+        assert_eq!(
+            serde_json::to_value(&cs.user).unwrap(),
+            serde_json::json!({"linux": {"uid": 1000, "gid": 3000, "supplementalGroups": [3000, 4000]}})
+        );
         assert_eq!(cond(&s, "PodReadyToStartContainers").status, "True");
         let no_sandbox = pod_status(
             &p,

@@ -26,7 +26,7 @@ use super::{
 use crate::agent::image::reference::PullPolicy;
 use crate::agent::image::{Credentials, Image};
 use crate::agent::runtime::{
-    new_container_id, ContainerMeta, ContainerState, RuntimeError, SharedNamespace,
+    new_container_id, ContainerMeta, ContainerState, ProcessUser, RuntimeError, SharedNamespace,
 };
 use crate::agent::AgentError;
 use crate::client::events::Involved;
@@ -52,6 +52,8 @@ const MAX_FALLBACK_LOG: usize = 2048;
 const MAX_FALLBACK_LINES: usize = 80;
 /// In a pod's run directory: its network namespace got its sysctls.
 const NET_SYSCTLS_SET: &str = "net-sysctls-set";
+/// The annotation of a PersistentVolume naming a group its users join.
+const VOLUME_GID: &str = "pv.beta.kubernetes.io/gid";
 
 fn spec_hash(c: &Container) -> String {
     let bytes = serde_json::to_vec(c).unwrap_or_default();
@@ -104,6 +106,18 @@ pub(super) fn pod_ref(pod: &Pod) -> String {
         pod.metadata.namespace.as_deref().unwrap_or_default(),
         pod.metadata.uid.as_deref().unwrap_or_default()
     )
+}
+
+/// What the runtime recorded of each container's latest run: the image it runs and who its process is.
+fn note_latest_runs(observed: &mut Observed, metas: &HashMap<String, ContainerMeta>) {
+    for (name, meta) in metas {
+        observed
+            .image_ids
+            .insert(name.clone(), meta.image_ref.clone());
+        if let Some(user) = &meta.user {
+            observed.users.insert(name.clone(), user.clone());
+        }
+    }
 }
 
 /// A container removed while it was being stopped (by another stop of its pod that finished first) is
@@ -251,13 +265,14 @@ impl Kubelet {
     /// What the runtime holds of the pod's runs (with their termination messages) and its addresses: the
     /// status of a pod that is not synced as running (ended by the kubelet, or deleted).
     pub(super) fn observed_runs(&self, pod: &Pod, uid: &str) -> Observed {
-        let (runs, _) = self.runs(uid);
+        let (runs, metas) = self.runs(uid);
         let mut observed = Observed {
             runs,
             host_ip: self.config.node_ip.to_string(),
             pod_ip: pod.status.as_ref().and_then(|s| s.pod_ip.clone()),
             ..Default::default()
         };
+        note_latest_runs(&mut observed, &metas);
         self.collect_termination_messages(pod, &mut observed);
         observed
     }
@@ -613,15 +628,24 @@ impl Kubelet {
                 .and_then(|a| a.get(crate::api::meta::PROVISIONED_BY));
             let local_path =
                 provisioner.map(String::as_str) == Some(crate::api::meta::LOCAL_PATH_PROVISIONER);
+            // kubelet ignores a value that is not a number.
+            let group = pv
+                .metadata
+                .annotations
+                .as_ref()
+                .and_then(|a| a.get(VOLUME_GID))
+                .and_then(|g| g.parse().ok());
             let spec = pv.spec.unwrap_or_default();
             let claimed = match (spec.host_path, spec.local) {
                 (Some(h), _) => volumes::Claimed {
                     path: PathBuf::from(h.path),
                     owned_by_pod: false,
+                    group,
                 },
                 (None, Some(l)) => volumes::Claimed {
                     path: PathBuf::from(l.path),
                     owned_by_pod: true,
+                    group,
                 },
                 (None, None) => continue,
             };
@@ -746,11 +770,7 @@ impl Kubelet {
         }
 
         let (runs, metas) = self.runs(uid);
-        for (name, meta) in &metas {
-            observed
-                .image_ids
-                .insert(name.clone(), meta.image_ref.clone());
-        }
+        note_latest_runs(&mut observed, &metas);
         let hashes: HashMap<String, String> = spec
             .init_containers
             .iter()
@@ -854,15 +874,12 @@ impl Kubelet {
                         continue;
                     }
                     match self.start_container(start).await {
-                        Ok(image) => {
+                        Ok(()) => {
                             started_now.push(container.clone());
                             self.start_failures
                                 .lock()
                                 .expect("lock")
                                 .remove(&failure_key);
-                            observed
-                                .image_ids
-                                .insert(container.clone(), image.repo_digest);
                             started_any = true;
                         }
                         Err(StartFailure::Terminated) => {
@@ -885,8 +902,9 @@ impl Kubelet {
             }
         }
         if started_any {
-            let (runs, _) = self.runs(uid);
+            let (runs, metas) = self.runs(uid);
             observed.runs = runs;
+            note_latest_runs(&mut observed, &metas);
         }
         self.run_post_start_hooks(&addressed, &started_now, &observed)
             .await;
@@ -1335,7 +1353,7 @@ impl Kubelet {
         self.pull_failures.lock().expect("lock").get(key).cloned()
     }
 
-    async fn start_container(&self, req: StartRequest<'_>) -> Result<Image, StartFailure> {
+    async fn start_container(&self, req: StartRequest<'_>) -> Result<(), StartFailure> {
         let StartRequest {
             pod,
             uid,
@@ -1394,6 +1412,7 @@ impl Kubelet {
             layers: &image.layers,
             env,
             mounts,
+            volume_groups: volumes::groups(prepared),
             namespaces,
             cgroup_path: format!("{}/{id}", pod_cgroup::path(uid)),
             open_files: self.config.container_open_files,
@@ -1420,6 +1439,11 @@ impl Kubelet {
             spec_hash: hash,
             stdin: c.stdin.unwrap_or(false),
             stdin_once: c.stdin_once.unwrap_or(false),
+            user: Some(ProcessUser {
+                uid: config.uid,
+                gid: config.gid,
+                supplemental_groups: config.additional_gids.clone(),
+            }),
         };
         let create_error = |message: String| {
             StartFailure::Waiting(
@@ -1460,7 +1484,7 @@ impl Kubelet {
                     "Started",
                     &format!("Started container {}", c.name),
                 );
-                Ok(image)
+                Ok(())
             }
             Err(e) => {
                 // Without the run's id, so that the same failure again counts up one event.

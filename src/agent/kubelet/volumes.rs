@@ -23,6 +23,16 @@ use crate::api::quantity;
 pub struct Prepared {
     pub path: PathBuf,
     pub readonly: bool,
+    /// The group a claimed volume's PersistentVolume names (`pv.beta.kubernetes.io/gid`).
+    pub group: Option<u32>,
+}
+
+/// The groups the pod's volumes name, which kubelet adds to its processes' supplementary groups.
+pub fn groups(prepared: &HashMap<String, Prepared>) -> Vec<u32> {
+    let mut groups: Vec<u32> = prepared.values().filter_map(|p| p.group).collect();
+    groups.sort_unstable();
+    groups.dedup();
+    groups
 }
 
 /// The names of the ConfigMaps and Secrets the pod's volumes read.
@@ -77,6 +87,8 @@ pub struct Claimed {
     /// A `local` volume, whose files the pod's fsGroup owns as kubelet sets it; a hostPath one stays as
     /// the host has it.
     pub owned_by_pod: bool,
+    /// The group its PersistentVolume names for its users (`pv.beta.kubernetes.io/gid`).
+    pub group: Option<u32>,
 }
 
 /// Makes `path` and missing parents with `mode` (whatever the umask).
@@ -410,7 +422,13 @@ fn publish(
 /// The volume's directory, made and filled as its type says.
 fn prepare_files(cx: &Context, volume: &Volume) -> Result<Prepared, String> {
     let name = &volume.name;
-    let ok = |path: PathBuf, readonly: bool| Ok(Prepared { path, readonly });
+    let ok = |path: PathBuf, readonly: bool| {
+        Ok(Prepared {
+            path,
+            readonly,
+            group: None,
+        })
+    };
     if let Some(e) = &volume.empty_dir {
         let dir = plugin_dir(cx, "empty-dir", name);
         if e.medium.as_deref() == Some("Memory") {
@@ -570,7 +588,11 @@ fn prepare_files(cx: &Context, volume: &Volume) -> Result<Prepared, String> {
     }
     if let Some(c) = &volume.persistent_volume_claim {
         return match cx.claims.get(&c.claim_name) {
-            Some(claimed) => ok(claimed.path.clone(), c.read_only == Some(true)),
+            Some(claimed) => Ok(Prepared {
+                path: claimed.path.clone(),
+                readonly: c.read_only == Some(true),
+                group: claimed.group,
+            }),
             None => Err(format!(
                 "persistentvolumeclaim \"{}\" is not bound to a local or hostPath volume",
                 c.claim_name
@@ -912,6 +934,7 @@ mod tests {
             Claimed {
                 path: local.clone(),
                 owned_by_pod: true,
+                group: None,
             },
         )]
         .into();

@@ -133,6 +133,17 @@ pub struct ContainerMeta {
     /// ... and is closed when the first attach session that wrote to it ends (`stdinOnce: true`).
     #[serde(default)]
     pub stdin_once: bool,
+    /// Who the container's first process is (None: recorded by an agent that did not say).
+    #[serde(default)]
+    pub user: Option<ProcessUser>,
+}
+
+/// The identity a container's first process starts with: kubelet's `containerStatuses[].user.linux`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ProcessUser {
+    pub uid: u32,
+    pub gid: u32,
+    pub supplemental_groups: Vec<u32>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
