@@ -281,6 +281,11 @@ impl NodeIdentity {
             ],
             // The runtime gives supplementalGroupsPolicy Strict its meaning, so kubelet admits such pods.
             "features": {"supplementalGroupsPolicy": true},
+            // The one runtime handler, the default (named ""), makes recursive read-only mounts and has
+            // no user namespaces.
+            "runtimeHandlers": [
+                {"name": "", "features": {"recursiveReadOnlyMounts": true, "userNamespaces": false}},
+            ],
             "daemonEndpoints": match self.kubelet_port {
                 Some(port) => json!({"kubeletEndpoint": {"Port": port}}),
                 None => json!({}),

@@ -2755,6 +2755,77 @@ spec:
     assert_eq!(features, "true");
 }
 
+/// recursiveReadOnly as on Kubernetes: a read-only hostPath mount leaves a mount under its source
+/// writable, and a recursively read-only one does not; the node says its runtime makes such mounts, and
+/// the container's status says which of its mounts are.
+#[test]
+fn recursively_read_only_mounts_keep_the_mounts_under_them_read_only() {
+    let (_node, s) = busybox_node();
+    let tree = s.dir.path().join("tree");
+    let disk = tree.join("disk");
+    std::fs::create_dir_all(&disk).unwrap();
+    // A disk mounted under the hostPath, as on a node; the server's clean-up unmounts it.
+    nix::mount::mount(
+        Some("tmpfs"),
+        &disk,
+        Some("tmpfs"),
+        nix::mount::MsFlags::empty(),
+        Some("size=1m"),
+    )
+    .unwrap();
+    let manifest = format!(
+        r#"apiVersion: v1
+kind: Pod
+metadata: {{name: trees}}
+spec:
+  containers:
+  - name: app
+    image: busybox:latest
+    imagePullPolicy: Never
+    command:
+    - sh
+    - -c
+    - |
+      for d in /ro /rro; do
+        touch $d/top 2>/dev/null && echo "$d top writable" || echo "$d top read-only"
+        touch $d/disk/file 2>/dev/null && echo "$d disk writable" || echo "$d disk read-only"
+      done
+      sleep 1000
+    volumeMounts:
+    - {{name: tree, mountPath: /ro, readOnly: true}}
+    - {{name: tree, mountPath: /rro, readOnly: true, recursiveReadOnly: Enabled}}
+    - {{name: tree, mountPath: /rw}}
+  volumes:
+  - {{name: tree, hostPath: {{path: {tree}}}}}
+"#,
+        tree = tree.display()
+    );
+    let file = s.write("trees.yaml", &manifest);
+    s.ok(&["apply", "-f", file.to_str().unwrap()]);
+    wait_ready(&s, "trees");
+    s.eventually("trees tried its mounts", Duration::from_secs(30), || {
+        s.ok(&["logs", "trees"]).lines().count() == 4
+    });
+    assert_eq!(
+        s.ok(&["logs", "trees"]),
+        "/ro top read-only\n/ro disk writable\n/rro top read-only\n/rro disk read-only\n"
+    );
+    let mounts = jsonpath(
+        &s,
+        "trees",
+        "{range .status.containerStatuses[0].volumeMounts[*]}{.mountPath}={.recursiveReadOnly} {end}",
+    );
+    assert_eq!(mounts, "/ro=Disabled /rro=Enabled /rw= ");
+    let handlers = s.ok(&[
+        "get",
+        "node",
+        "node",
+        "-o",
+        "jsonpath={.status.runtimeHandlers[0].features.recursiveReadOnlyMounts}",
+    ]);
+    assert_eq!(handlers, "true");
+}
+
 /// ConfigMap and downwardAPI volumes follow their sources while the pod runs, laid out as kubelet's
 /// atomic writer lays them out (names linked into `..data`, which a reloader can watch); a subPath
 /// mount of a key keeps the file the container started with.

@@ -5,8 +5,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use orch::agent::runtime::{
-    new_container_id, ContainerConfig, ContainerMeta, ContainerState, MountKind, MountSpec,
-    Resources, Runtime, RuntimeConfig,
+    new_container_id, BindAccess, ContainerConfig, ContainerMeta, ContainerState, MountKind,
+    MountSpec, Resources, Runtime, RuntimeConfig,
 };
 use orch::util::rlimit::OpenFilesLimit;
 
@@ -586,7 +586,7 @@ fn read_only_bind(source: &Path, destination: &str) -> MountSpec {
         destination: destination.into(),
         kind: MountKind::Bind {
             source: source.into(),
-            readonly: true,
+            access: BindAccess::ReadOnly,
         },
     }
 }

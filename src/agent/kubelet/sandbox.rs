@@ -26,7 +26,7 @@ use nix::sched::CloneFlags;
 
 use super::sysctls::{self, SysctlNamespace};
 use crate::agent::network::{netns, HostPort};
-use crate::agent::runtime::{MountKind, MountSpec, SharedNamespace};
+use crate::agent::runtime::{BindAccess, MountKind, MountSpec, SharedNamespace};
 use crate::shim::InitProcess;
 
 /// The size of a pod's /dev/shm, as containerd and Docker make it.
@@ -529,7 +529,7 @@ pub fn prepare(run_pod_dir: &Path, pod: &Pod, net: &Network) -> Result<Vec<Mount
             destination: destination.into(),
             kind: MountKind::Bind {
                 source: path,
-                readonly: false,
+                access: BindAccess::ReadWrite,
             },
         });
     }
@@ -538,7 +538,7 @@ pub fn prepare(run_pod_dir: &Path, pod: &Pod, net: &Network) -> Result<Vec<Mount
         destination: "/dev/shm".into(),
         kind: MountKind::Bind {
             source: shm(run_pod_dir, host_ipc)?,
-            readonly: false,
+            access: BindAccess::ReadWrite,
         },
     });
     Ok(mounts)

@@ -8,11 +8,12 @@ use std::collections::HashMap;
 use k8s_openapi::api::core::v1::{
     ContainerState as ApiState, ContainerStateRunning, ContainerStateTerminated,
     ContainerStateWaiting, ContainerStatus, ContainerUser, LinuxContainerUser, Pod, PodCondition,
-    PodIP, PodStatus,
+    PodIP, PodStatus, VolumeMount, VolumeMountStatus,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 use super::plan::{is_sidecar, restart_policy, Run, Runs};
+use super::volumes;
 use crate::agent::runtime::{ContainerState, ProcessUser};
 use crate::shim::ExitRecord;
 
@@ -89,6 +90,21 @@ fn terminated(run: &Run, exit: &ExitRecord, message: Option<&String>) -> Contain
 
 pub fn container_id(id: &str) -> String {
     format!("orch://{id}")
+}
+
+/// How a volume is mounted, as kubelet reports it: a read-only mount says whether its submounts are
+/// read-only too.
+fn volume_mount_status(m: &VolumeMount) -> VolumeMountStatus {
+    let read_only = m.read_only == Some(true);
+    let recursive = matches!(volumes::recursively_read_only(m), Ok(true));
+    VolumeMountStatus {
+        name: m.name.clone(),
+        mount_path: m.mount_path.clone(),
+        // kubelet's field is omitted when false.
+        read_only: read_only.then_some(true),
+        recursive_read_only: read_only
+            .then(|| if recursive { "Enabled" } else { "Disabled" }.to_string()),
+    }
 }
 
 fn container_user(user: &ProcessUser) -> ContainerUser {
@@ -346,8 +362,15 @@ fn unmet_readiness_gates(
 pub fn pod_status(pod: &Pod, observed: &Observed, now: jiff::Timestamp) -> PodStatus {
     let spec = pod.spec.as_ref().expect("pods have a spec");
     let old = pod.status.clone().unwrap_or_default();
-    let status = |name: &str, image: Option<&str>, ready_when: ReadyWhen, not_started: &str| {
-        container_status(name, image.unwrap_or(""), ready_when, observed, not_started)
+    let status = |name: &str,
+                  image: Option<&str>,
+                  mounts: Option<&Vec<VolumeMount>>,
+                  ready_when: ReadyWhen,
+                  not_started: &str| {
+        ContainerStatus {
+            volume_mounts: mounts.map(|m| m.iter().map(volume_mount_status).collect()),
+            ..container_status(name, image.unwrap_or(""), ready_when, observed, not_started)
+        }
     };
     let mut init_statuses: Vec<ContainerStatus> = spec
         .init_containers
@@ -360,7 +383,13 @@ pub fn pod_status(pod: &Pod, observed: &Observed, now: jiff::Timestamp) -> PodSt
             } else {
                 ReadyWhen::Completed
             };
-            status(&c.name, c.image.as_deref(), ready_when, "PodInitializing")
+            status(
+                &c.name,
+                c.image.as_deref(),
+                c.volume_mounts.as_ref(),
+                ready_when,
+                "PodInitializing",
+            )
         })
         .collect();
     // kubelet: an app container not yet created waits with PodInitializing whenever the pod has init
@@ -373,13 +402,31 @@ pub fn pod_status(pod: &Pod, observed: &Observed, now: jiff::Timestamp) -> PodSt
     let mut statuses: Vec<ContainerStatus> = spec
         .containers
         .iter()
-        .map(|c| status(&c.name, c.image.as_deref(), ReadyWhen::Running, app_reason))
+        .map(|c| {
+            let mounts = c.volume_mounts.as_ref();
+            status(
+                &c.name,
+                c.image.as_deref(),
+                mounts,
+                ReadyWhen::Running,
+                app_reason,
+            )
+        })
         .collect();
     let mut ephemeral_statuses: Vec<ContainerStatus> = spec
         .ephemeral_containers
         .iter()
         .flatten()
-        .map(|c| status(&c.name, c.image.as_deref(), ReadyWhen::Never, app_reason))
+        .map(|c| {
+            let mounts = c.volume_mounts.as_ref();
+            status(
+                &c.name,
+                c.image.as_deref(),
+                mounts,
+                ReadyWhen::Never,
+                app_reason,
+            )
+        })
         .collect();
     if observed.terminal {
         for status in init_statuses
@@ -680,6 +727,47 @@ mod tests {
             "False"
         );
         assert!(cs.state.as_ref().unwrap().running.is_some());
+    }
+
+    #[test]
+    fn volume_mounts_report_whether_their_submounts_are_read_only_too() {
+        let mut p = pod("Always", &[], &["a"]);
+        let mount = |name: &str, read_only: Option<bool>, recursive: Option<&str>| VolumeMount {
+            name: name.into(),
+            mount_path: format!("/{name}"),
+            read_only,
+            recursive_read_only: recursive.map(str::to_string),
+            ..Default::default()
+        };
+        p.spec.as_mut().unwrap().containers[0].volume_mounts = Some(vec![
+            mount("rw", None, None),
+            mount("ro", Some(true), None),
+            mount("if-possible", Some(true), Some("IfPossible")),
+            mount("enabled", Some(true), Some("Enabled")),
+            mount("disabled", Some(true), Some("Disabled")),
+        ]);
+        let s = pod_status(&p, &observed(&[]), jiff::Timestamp::now());
+        let cs = &s.container_statuses.as_ref().unwrap()[0];
+        assert_eq!(
+            serde_json::to_value(&cs.volume_mounts).unwrap(),
+            serde_json::json!([
+                {"name": "rw", "mountPath": "/rw"},
+                {"name": "ro", "mountPath": "/ro", "readOnly": true, "recursiveReadOnly": "Disabled"},
+                {"name": "if-possible", "mountPath": "/if-possible", "readOnly": true,
+                 "recursiveReadOnly": "Enabled"},
+                {"name": "enabled", "mountPath": "/enabled", "readOnly": true,
+                 "recursiveReadOnly": "Enabled"},
+                {"name": "disabled", "mountPath": "/disabled", "readOnly": true,
+                 "recursiveReadOnly": "Disabled"},
+            ])
+        );
+        // A container without mounts reports none.
+        let plain = pod_status(
+            &pod("Always", &[], &["a"]),
+            &observed(&[]),
+            jiff::Timestamp::now(),
+        );
+        assert_eq!(plain.container_statuses.unwrap()[0].volume_mounts, None);
     }
 
     #[test]

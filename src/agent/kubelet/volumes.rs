@@ -10,12 +10,12 @@ use std::collections::{BTreeMap, HashMap};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Component, Path, PathBuf};
 
-use k8s_openapi::api::core::v1::{Container, KeyToPath, Pod, Volume};
+use k8s_openapi::api::core::v1::{Container, KeyToPath, Pod, Volume, VolumeMount};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 
 use super::atomic_writer;
 use super::env::{field_value, resource_value, Sources};
-use crate::agent::runtime::{MountKind, MountSpec};
+use crate::agent::runtime::{BindAccess, MountKind, MountSpec};
 use crate::api::quantity;
 
 /// A volume ready on the node: where it is and whether containers may write to it.
@@ -648,15 +648,44 @@ pub fn mounts(
             // time, after the check.
             source = real;
         }
+        let access = if recursively_read_only(m)? {
+            BindAccess::RecursiveReadOnly
+        } else if volume.readonly || m.read_only == Some(true) {
+            BindAccess::ReadOnly
+        } else {
+            BindAccess::ReadWrite
+        };
         out.push(MountSpec {
             destination: m.mount_path.clone(),
-            kind: MountKind::Bind {
-                source,
-                readonly: volume.readonly || m.read_only == Some(true),
-            },
+            kind: MountKind::Bind { source, access },
         });
     }
     Ok(out)
+}
+
+/// kubelet's resolveRecursiveReadOnly on a runtime that makes recursive read-only mounts (every orch
+/// node: its bind mounts are made with mount_setattr, which can set read-only on a whole tree): whether
+/// the mount and the mounts under it are read-only. IfPossible is therefore Enabled.
+pub fn recursively_read_only(m: &VolumeMount) -> Result<bool, String> {
+    let fail = |why: String| {
+        Err(format!(
+            "failed to resolve recursive read-only mode: volume {:?} requested recursive read-only \
+             mode, but {why}",
+            m.name
+        ))
+    };
+    match m.recursive_read_only.as_deref() {
+        None | Some("Disabled") => Ok(false),
+        Some(_) if m.read_only != Some(true) => fail("it is not read-only".into()),
+        Some(_) if m.mount_propagation.as_deref().is_some_and(|p| p != "None") => fail(format!(
+            "it is not compatible with propagation {:?}",
+            m.mount_propagation.as_deref().unwrap_or_default()
+        )),
+        Some("IfPossible" | "Enabled") => Ok(true),
+        Some(other) => Err(format!(
+            "failed to resolve recursive read-only mode: unknown recursive read-only mode {other:?}"
+        )),
+    }
 }
 
 /// Unmounts the tmpfs volumes of a pod that is gone and removes its directory.
@@ -852,7 +881,7 @@ mod tests {
             m[0].kind,
             MountKind::Bind {
                 source: scratch.path.join("sub/dir"),
-                readonly: false
+                access: BindAccess::ReadWrite
             }
         );
         assert!(scratch.path.join("sub/dir").is_dir());
@@ -883,7 +912,7 @@ mod tests {
             m[0].kind,
             MountKind::Bind {
                 source: scratch.path.join("logs/web-0/n1"),
-                readonly: false
+                access: BindAccess::ReadWrite
             }
         );
         assert!(scratch.path.join("logs/web-0/n1").is_dir());
@@ -902,6 +931,43 @@ mod tests {
         assert!(mounts(&climbing, &prepared, &env(&[("UP", "..")]))
             .unwrap_err()
             .contains("may not contain '..'"));
+
+        // readOnly is the mount's alone; recursiveReadOnly (IfPossible as Enabled) takes its submounts.
+        let access = |read_only: Option<bool>, recursive: Option<&str>| {
+            let mut c = container.clone();
+            let m = &mut c.volume_mounts.as_mut().unwrap()[0];
+            m.sub_path = None;
+            m.read_only = read_only;
+            m.recursive_read_only = recursive.map(str::to_string);
+            mounts(&c, &prepared, &[]).map(|m| match &m[0].kind {
+                MountKind::Bind { access, .. } => *access,
+                other => panic!("{other:?}"),
+            })
+        };
+        assert_eq!(access(Some(true), None), Ok(BindAccess::ReadOnly));
+        assert_eq!(
+            access(Some(true), Some("Disabled")),
+            Ok(BindAccess::ReadOnly)
+        );
+        for mode in ["IfPossible", "Enabled"] {
+            assert_eq!(
+                access(Some(true), Some(mode)),
+                Ok(BindAccess::RecursiveReadOnly)
+            );
+        }
+        assert_eq!(
+            access(None, Some("Enabled")).unwrap_err(),
+            "failed to resolve recursive read-only mode: volume \"scratch\" requested recursive \
+             read-only mode, but it is not read-only"
+        );
+        let mut slave = container.clone();
+        let m = &mut slave.volume_mounts.as_mut().unwrap()[0];
+        m.read_only = Some(true);
+        m.recursive_read_only = Some("Enabled".into());
+        m.mount_propagation = Some("HostToContainer".into());
+        assert!(mounts(&slave, &prepared, &[])
+            .unwrap_err()
+            .ends_with("it is not compatible with propagation \"HostToContainer\""));
     }
 
     #[test]

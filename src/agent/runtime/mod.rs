@@ -34,7 +34,7 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 
 pub use exec::{ExecProcess, ExecStreams};
 pub use launcher::ShimLauncher;
-pub use spec::{ContainerConfig, MountKind, MountSpec, Resources, SharedNamespace};
+pub use spec::{BindAccess, ContainerConfig, MountKind, MountSpec, Resources, SharedNamespace};
 
 use crate::shim::{self, Durability, ExitRecord, InitProcess, EXIT_FILE, PID_FILE, SHIM_FILE};
 
@@ -228,7 +228,7 @@ impl Runtime {
                 destination,
                 kind: MountKind::Bind {
                     source: termination_log.clone(),
-                    readonly: false,
+                    access: BindAccess::ReadWrite,
                 },
             });
         }

@@ -121,8 +121,18 @@ pub struct MountSpec {
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum MountKind {
-    Bind { source: PathBuf, readonly: bool },
+    Bind { source: PathBuf, access: BindAccess },
     Tmpfs { size_bytes: Option<u64> },
+}
+
+/// What a bind mount lets the container do to its files.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum BindAccess {
+    ReadWrite,
+    /// The mount is read-only; mounts under its source stay as they are (Kubernetes' readOnly).
+    ReadOnly,
+    /// The mount and every mount under it are read-only (recursiveReadOnly).
+    RecursiveReadOnly,
 }
 
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -268,10 +278,13 @@ fn mounts(config: &ContainerConfig) -> Result<Vec<Mount>, RuntimeError> {
         // A user mount replaces a default one at the same place (e.g. an emptyDir at /dev/shm).
         out.retain(|d| d.destination() != &PathBuf::from(&m.destination));
         let built = match &m.kind {
-            MountKind::Bind { source, readonly } => {
+            MountKind::Bind { source, access } => {
                 let mut options = vec!["rbind".to_string(), "rprivate".to_string()];
-                if *readonly {
-                    options.push("ro".into());
+                match access {
+                    BindAccess::ReadWrite => {}
+                    BindAccess::ReadOnly => options.push("ro".into()),
+                    // libcontainer's mount_setattr(AT_RECURSIVE) of the clone, as runc does for "rro".
+                    BindAccess::RecursiveReadOnly => options.push("rro".into()),
                 }
                 MountBuilder::default()
                     .destination(&m.destination)
@@ -552,7 +565,7 @@ mod tests {
                 destination: "/data".into(),
                 kind: MountKind::Bind {
                     source: "/var/lib/orch/agent/pods/x/volumes/data".into(),
-                    readonly: true,
+                    access: BindAccess::ReadOnly,
                 },
             }],
             seccomp: true,
