@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use common::{ms, percentile, report, BenchServer};
 use orch::agent::runtime::{
-    new_container_id, ContainerConfig, ContainerMeta, Resources, Runtime, RuntimeConfig,
+    new_container_id, ContainerConfig, ContainerMeta, Resources, Runtime, RuntimeConfig, Seccomp,
     ShimLauncher,
 };
 use orch::client::Client;
@@ -311,7 +311,7 @@ fn bench_config(args: &[&str], cgroup: &str) -> ContainerConfig {
             pids_limit: Some(100),
             ..Default::default()
         },
-        seccomp: true,
+        seccomp: Seccomp::RuntimeDefault,
         ..Default::default()
     }
 }

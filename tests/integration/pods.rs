@@ -2826,6 +2826,75 @@ spec:
     assert_eq!(handlers, "true");
 }
 
+/// A Localhost seccomp profile is a file under the node's `agent/seccomp` directory, applied to the
+/// containers that name it, as kubelet and containerd apply it; one that is missing fails the container's
+/// creation with the file's name.
+#[test]
+fn containers_run_under_the_localhost_seccomp_profile_they_name() {
+    let (_node, s) = busybox_node();
+    let profiles = s.data_dir().join("agent/seccomp/profiles");
+    std::fs::create_dir_all(&profiles).unwrap();
+    std::fs::write(
+        profiles.join("no-mkdir.json"),
+        r#"{"defaultAction": "SCMP_ACT_ALLOW",
+            "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO"}]}"#,
+    )
+    .unwrap();
+    let manifest = r#"apiVersion: v1
+kind: Pod
+metadata: {name: confined}
+spec:
+  securityContext: {seccompProfile: {type: Localhost, localhostProfile: profiles/no-mkdir.json}}
+  containers:
+  - name: app
+    image: busybox:latest
+    imagePullPolicy: Never
+    command: [sh, -c, 'mkdir /made 2>&1; touch /file && echo touched; sleep 1000']
+  - name: free
+    image: busybox:latest
+    imagePullPolicy: Never
+    securityContext: {seccompProfile: {type: RuntimeDefault}}
+    command: [sh, -c, 'mkdir /made && echo made; sleep 1000']
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: unprofiled}
+spec:
+  containers:
+  - name: app
+    image: busybox:latest
+    imagePullPolicy: Never
+    command: [sleep, "1000"]
+    securityContext: {seccompProfile: {type: Localhost, localhostProfile: profiles/missing.json}}
+"#;
+    let file = s.write("seccomp.yaml", manifest);
+    s.ok(&["apply", "-f", file.to_str().unwrap()]);
+    wait_ready(&s, "confined");
+    s.eventually("both containers tried", Duration::from_secs(30), || {
+        s.ok(&["logs", "confined", "-c", "app"]).contains("touched")
+            && s.ok(&["logs", "confined", "-c", "free"]).contains("made")
+    });
+    assert_eq!(
+        s.ok(&["logs", "confined", "-c", "app"]),
+        "mkdir: can't create directory '/made': Operation not permitted\ntouched\n"
+    );
+    let waiting = "{.status.containerStatuses[0].state.waiting}";
+    s.eventually(
+        "unprofiled fails to be created",
+        Duration::from_secs(30),
+        || jsonpath(&s, "unprofiled", waiting).contains("CreateContainerError"),
+    );
+    let missing = profiles.join("missing.json");
+    let waiting = jsonpath(&s, "unprofiled", waiting);
+    assert!(
+        waiting.contains(&format!(
+            "cannot load seccomp profile \\\"{}\\\"",
+            missing.display()
+        )),
+        "{waiting}"
+    );
+}
+
 /// ConfigMap and downwardAPI volumes follow their sources while the pod runs, laid out as kubelet's
 /// atomic writer lays them out (names linked into `..data`, which a reloader can watch); a subPath
 /// mount of a key keeps the file the container started with.
@@ -3626,10 +3695,11 @@ spec:
 }
 
 /// Pod-level resources bound the pod as a whole, whatever its containers state: the API fills in their
-/// requests from the limits (no container requests anything) and makes the pod Guaranteed, and the
-/// pod cgroup gets the limits and the shares.
+/// requests from the limits (no container requests anything) and makes the pod Guaranteed, the pod
+/// cgroup gets the limits and the shares, and a container without limits sees the pod's through the
+/// downward API.
 #[test]
-fn pod_level_resources_bound_the_pod_cgroup_and_decide_its_qos() {
+fn pod_level_resources_bound_the_pod_and_stand_in_for_its_containers_limits() {
     let (_node, s) = busybox_node();
     let manifest = r#"apiVersion: v1
 kind: Pod
@@ -3637,7 +3707,15 @@ metadata: {name: pooled}
 spec:
   resources: {limits: {cpu: 400m, memory: 48Mi}}
   containers:
-  - {name: a, image: busybox:latest, imagePullPolicy: Never, command: [sleep, "1000"]}
+  - name: a
+    image: busybox:latest
+    imagePullPolicy: Never
+    command: [sh, -c, 'echo $MEMORY_MI $CPU_MILLIS; sleep 1000']
+    env:
+    - name: MEMORY_MI
+      valueFrom: {resourceFieldRef: {resource: limits.memory, divisor: 1Mi}}
+    - name: CPU_MILLIS
+      valueFrom: {resourceFieldRef: {resource: limits.cpu, divisor: 1m}}
   - {name: b, image: busybox:latest, imagePullPolicy: Never, command: [sleep, "1000"]}
 "#;
     s.ok(&[
@@ -3646,6 +3724,8 @@ spec:
         s.write("pooled.yaml", manifest).to_str().unwrap(),
     ]);
     wait_ready(&s, "pooled");
+    // A container without limits of its own sees the pod's through the downward API.
+    assert_eq!(s.ok(&["logs", "pooled", "-c", "a"]), "48 400\n");
     assert_eq!(
         jsonpath(&s, "pooled", "{.spec.resources.requests}"),
         r#"{"cpu":"400m","memory":"48Mi"}"#

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use orch::agent::runtime::{
     new_container_id, BindAccess, ContainerConfig, ContainerMeta, ContainerState, MountKind,
-    MountSpec, Resources, Runtime, RuntimeConfig,
+    MountSpec, Resources, Runtime, RuntimeConfig, Seccomp,
 };
 use orch::util::rlimit::OpenFilesLimit;
 
@@ -108,7 +108,7 @@ impl Fixture {
             env: vec!["PATH=/bin".into(), "HOME=/root".into()],
             hostname: "p".into(),
             cgroup_path: format!("/orch-test/{id}"),
-            seccomp: true,
+            seccomp: Seccomp::RuntimeDefault,
             ..Default::default()
         };
         adjust(&mut config);

@@ -4,12 +4,12 @@
 //! /etc/group), HOME/HOSTNAME/PATH defaults, resources to cgroup limits, and the security context.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use k8s_openapi::api::core::v1::{Container, EphemeralContainer, Pod, PodSpec};
 use oci_spec::image::ImageConfiguration;
 
-use crate::agent::runtime::{ContainerConfig, MountSpec, Resources, SharedNamespace};
+use crate::agent::runtime::{ContainerConfig, MountSpec, Resources, Seccomp, SharedNamespace};
 use crate::api::quantity;
 use crate::util::rlimit::OpenFilesLimit;
 
@@ -42,6 +42,8 @@ pub struct Inputs<'a> {
     pub node_memory: i64,
     /// The lowest oom_score_adj the runtime can give (its own, when it may not lower it).
     pub min_oom_score_adj: i32,
+    /// Where Localhost seccomp profiles are (kubelet's `<root-dir>/seccomp`).
+    pub seccomp_profile_root: &'a Path,
 }
 
 /// The pod's container `name` — init, regular or ephemeral — and for an ephemeral one, the container
@@ -505,6 +507,7 @@ pub fn build(inputs: Inputs) -> Result<ContainerConfig, String> {
         open_files,
         node_memory,
         min_oom_score_adj,
+        seccomp_profile_root,
     } = inputs;
     let image_config = image.config().clone().unwrap_or_default();
     let sc = container.security_context.as_ref();
@@ -572,10 +575,18 @@ pub fn build(inputs: Inputs) -> Result<ContainerConfig, String> {
         .unwrap_or_else(|| "/".into());
     let privileged = sc.and_then(|s| s.privileged).unwrap_or(false);
     let caps = sc.and_then(|s| s.capabilities.as_ref());
-    let seccomp_type = sc
+    let seccomp_profile = sc
         .and_then(|s| s.seccomp_profile.as_ref())
-        .or_else(|| pod_sc.and_then(|p| p.seccomp_profile.as_ref()))
-        .map(|p| p.type_.as_str());
+        .or_else(|| pod_sc.and_then(|p| p.seccomp_profile.as_ref()));
+    let seccomp = match seccomp_profile.map(|p| (p.type_.as_str(), p.localhost_profile.as_deref()))
+    {
+        Some(("Unconfined", _)) => Seccomp::Unconfined,
+        Some(("Localhost", Some(profile))) => {
+            Seccomp::Localhost(seccomp_profile_root.join(profile))
+        }
+        // RuntimeDefault unless asked otherwise, as kubelet's --seccomp-default has it.
+        _ => Seccomp::RuntimeDefault,
+    };
     Ok(ContainerConfig {
         args,
         env: env_list,
@@ -598,9 +609,7 @@ pub fn build(inputs: Inputs) -> Result<ContainerConfig, String> {
         readonly_rootfs: sc
             .and_then(|s| s.read_only_root_filesystem)
             .unwrap_or(false),
-        // Unconfined only when asked for: orch applies RuntimeDefault to every other container, as
-        // kubelet's --seccomp-default does.
-        seccomp: seccomp_type != Some("Unconfined"),
+        seccomp,
         terminal: container.tty.unwrap_or(false),
         open_files,
         oom_score_adj: Some(oom_score_adj(pod, container, node_memory).max(min_oom_score_adj)),
@@ -617,7 +626,8 @@ pub fn build(inputs: Inputs) -> Result<ContainerConfig, String> {
 mod tests {
     use super::*;
     use k8s_openapi::api::core::v1::{
-        Capabilities, PodSecurityContext, PodSpec, ResourceRequirements, SecurityContext,
+        Capabilities, PodSecurityContext, PodSpec, ResourceRequirements, SeccompProfile,
+        SecurityContext,
     };
     use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -1037,6 +1047,7 @@ mod tests {
             }),
             node_memory: 8 << 30,
             min_oom_score_adj: -999,
+            seccomp_profile_root: Path::new("/var/lib/orch/agent/seccomp"),
         })
         .unwrap();
         assert_eq!((config.uid, config.gid), (1000, 3000));
@@ -1053,7 +1064,7 @@ mod tests {
         assert_eq!(config.capabilities_drop, ["ALL"]);
         assert_eq!(config.cwd, "/srv");
         assert_eq!(config.hostname, "web");
-        assert!(config.seccomp);
+        assert_eq!(config.seccomp, Seccomp::RuntimeDefault);
         assert!(config.env.contains(&"PATH=/custom/bin".to_string()));
         assert!(config.env.contains(&"LANG=en_US".to_string()));
         assert!(config.env.contains(&"EXTRA=1".to_string()));
@@ -1078,6 +1089,7 @@ mod tests {
                 open_files: None,
                 node_memory: 8 << 30,
                 min_oom_score_adj: -999,
+                seccomp_profile_root: Path::new("/var/lib/orch/agent/seccomp"),
             })
         };
         // On a terminal, TERM is xterm unless the image or the container says otherwise.
@@ -1096,6 +1108,25 @@ mod tests {
             on_terminal(vec![("TERM".into(), "vt100".into())]),
             ["TERM=vt100"]
         );
+
+        // The container's seccompProfile over the pod's; a Localhost one is a file of the node's.
+        let seccomp_of = |profile: Option<(&str, Option<&str>)>| {
+            let mut c = container.clone();
+            c.security_context = Some(SecurityContext {
+                seccomp_profile: profile.map(|(kind, file)| SeccompProfile {
+                    type_: kind.into(),
+                    localhost_profile: file.map(str::to_string),
+                }),
+                ..Default::default()
+            });
+            build_plain(&c, vec![]).unwrap().seccomp
+        };
+        assert_eq!(seccomp_of(Some(("Unconfined", None))), Seccomp::Unconfined);
+        assert_eq!(
+            seccomp_of(Some(("Localhost", Some("profiles/audit.json")))),
+            Seccomp::Localhost("/var/lib/orch/agent/seccomp/profiles/audit.json".into())
+        );
+        assert_eq!(seccomp_of(None), Seccomp::RuntimeDefault);
 
         let mut non_root = container.clone();
         non_root.security_context = Some(SecurityContext {

@@ -201,8 +201,30 @@ pub fn field_value(pod: &Pod, path: &str) -> Result<String, String> {
     })
 }
 
-/// A container resource as a downward-API value: limits default to the node's allocatable, and the
-/// value is rounded up to a whole number of `divisor`s, as kubelet does.
+/// What a container's limits default to in downward-API values: the node's allocatable, where the pod's
+/// own (pod-level) CPU and memory limits take its place, as kubelet's defaultPodLimitsForDownwardAPI has it.
+pub fn downward_api_limits(
+    pod: &Pod,
+    mut allocatable: BTreeMap<String, Quantity>,
+) -> BTreeMap<String, Quantity> {
+    let pod_limits = pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.resources.as_ref()?.limits.as_ref());
+    for name in ["cpu", "memory"] {
+        let limit = pod_limits
+            .and_then(|l| l.get(name))
+            .filter(|q| quantity::parse_quantity(&q.0).is_ok_and(|parsed| !parsed.is_zero()));
+        if let (Some(limit), Some(slot)) = (limit, allocatable.get_mut(name)) {
+            *slot = limit.clone();
+        }
+    }
+    allocatable
+}
+
+/// A container resource as a downward-API value: limits default to `allocatable`
+/// ([`downward_api_limits`]), and the value is rounded up to a whole number of `divisor`s, as kubelet
+/// does.
 pub fn resource_value(
     container: &Container,
     resource: &str,
@@ -348,7 +370,8 @@ mod tests {
     use super::*;
     use k8s_openapi::api::core::v1::{
         ConfigMapEnvSource, ConfigMapKeySelector, EnvFromSource, EnvVar, EnvVarSource,
-        ObjectFieldSelector, ResourceFieldSelector, ResourceRequirements, SecretKeySelector,
+        ObjectFieldSelector, PodSpec, ResourceFieldSelector, ResourceRequirements,
+        SecretKeySelector,
     };
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
@@ -414,6 +437,37 @@ mod tests {
         );
         s.config_maps.insert("gone".into(), None);
         s
+    }
+
+    #[test]
+    fn pod_level_limits_stand_in_for_the_nodes_in_downward_api_values() {
+        let q = |v: &str| Quantity(v.into());
+        let node: BTreeMap<String, Quantity> = [
+            ("cpu".to_string(), q("2")),
+            ("memory".to_string(), q("8Gi")),
+            ("ephemeral-storage".to_string(), q("10Gi")),
+        ]
+        .into();
+        let pod = |limits: &[(&str, &str)]| Pod {
+            spec: Some(PodSpec {
+                resources: Some(ResourceRequirements {
+                    limits: Some(limits.iter().map(|(k, v)| (k.to_string(), q(v))).collect()),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let limits = downward_api_limits(&pod(&[("memory", "64Mi"), ("cpu", "0")]), node.clone());
+        assert_eq!(limits["memory"], q("64Mi"));
+        // A zero limit is none: the node's stays.
+        assert_eq!(limits["cpu"], q("2"));
+        assert_eq!(downward_api_limits(&Pod::default(), node.clone()), node);
+        let unlimited = Container::default();
+        assert_eq!(
+            resource_value(&unlimited, "limits.memory", Some(&q("1Mi")), &limits),
+            Ok("64".into())
+        );
     }
 
     #[test]

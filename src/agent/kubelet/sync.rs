@@ -52,6 +52,8 @@ const MAX_FALLBACK_LOG: usize = 2048;
 const MAX_FALLBACK_LINES: usize = 80;
 /// In a pod's run directory: its network namespace got its sysctls.
 const NET_SYSCTLS_SET: &str = "net-sysctls-set";
+/// Under the data directory: the Localhost seccomp profiles (kubelet's `<root-dir>/seccomp`).
+const SECCOMP_PROFILES: &str = "agent/seccomp";
 /// The annotation of a PersistentVolume naming a group its users join.
 const VOLUME_GID: &str = "pv.beta.kubernetes.io/gid";
 
@@ -722,7 +724,7 @@ impl Kubelet {
         let etc_mounts = sandbox::prepare(&run_pod_dir, pod, &net).map_err(AgentError::Config)?;
         let sources = self.fetch_sources(pod).await;
         let claims = self.claimed_volumes(pod).await;
-        let allocatable = self.allocatable();
+        let allocatable = env::downward_api_limits(pod, self.allocatable());
         let vcx = volumes::Context {
             pod,
             pod_dir: &pod_dir,
@@ -1418,6 +1420,7 @@ impl Kubelet {
             open_files: self.config.container_open_files,
             node_memory: self.node_memory(),
             min_oom_score_adj: self.min_oom_score_adj,
+            seccomp_profile_root: &self.config.data_dir.join(SECCOMP_PROFILES),
         }) {
             Ok(config) => config,
             Err(message) => return Err(self.failed(pod, &c.name, config_error(message))),

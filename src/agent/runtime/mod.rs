@@ -34,7 +34,9 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 
 pub use exec::{ExecProcess, ExecStreams};
 pub use launcher::ShimLauncher;
-pub use spec::{BindAccess, ContainerConfig, MountKind, MountSpec, Resources, SharedNamespace};
+pub use spec::{
+    BindAccess, ContainerConfig, MountKind, MountSpec, Resources, Seccomp, SharedNamespace,
+};
 
 use crate::shim::{self, Durability, ExitRecord, InitProcess, EXIT_FILE, PID_FILE, SHIM_FILE};
 
@@ -59,6 +61,8 @@ pub enum RuntimeError {
     },
     #[error("invalid container spec: {0}")]
     Spec(String),
+    #[error("cannot load seccomp profile {path:?}: {message}")]
+    SeccompProfile { path: PathBuf, message: String },
     #[error("container {0} not found")]
     NotFound(String),
     #[error("starting container {id}: {message}")]

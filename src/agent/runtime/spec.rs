@@ -1,16 +1,16 @@
 //! The OCI runtime spec (config.json) of one container, from the runtime-level [`ContainerConfig`]: what the
 //! process runs as, its namespaces (joining the pod's network namespace), mounts, cgroup and resource limits,
 //! and the confinement containerd applies by default — its capability set, masked and read-only /proc paths,
-//! no_new_privileges and the RuntimeDefault seccomp profile — relaxed by `privileged` and the
-//! securityContext's capability changes.
+//! no_new_privileges and the RuntimeDefault seccomp profile (or the node's Localhost profile the pod names)
+//! — relaxed by `privileged` and the securityContext's capability changes.
 
 use std::collections::HashSet;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use oci_spec::runtime::{
     Capabilities, Capability, LinuxBuilder, LinuxCapabilitiesBuilder, LinuxCpuBuilder,
     LinuxMemoryBuilder, LinuxNamespace, LinuxNamespaceBuilder, LinuxNamespaceType,
-    LinuxPidsBuilder, LinuxResourcesBuilder, Mount, MountBuilder, PosixRlimitBuilder,
+    LinuxPidsBuilder, LinuxResourcesBuilder, LinuxSeccomp, Mount, MountBuilder, PosixRlimitBuilder,
     PosixRlimitType, ProcessBuilder, RootBuilder, Spec, UserBuilder,
 };
 
@@ -87,8 +87,8 @@ pub struct ContainerConfig {
     /// to allow it, i.e. no_new_privileges false).
     pub no_new_privileges: bool,
     pub readonly_rootfs: bool,
-    /// The RuntimeDefault seccomp profile; false means Unconfined.
-    pub seccomp: bool,
+    /// The seccomp profile; privileged containers have none whatever it says, as in containerd.
+    pub seccomp: Seccomp,
     /// The container runs on a terminal (`tty: true`), which its shim holds.
     pub terminal: bool,
     /// RLIMIT_NOFILE of the container's processes; None: the shim's.
@@ -123,6 +123,16 @@ pub struct MountSpec {
 pub enum MountKind {
     Bind { source: PathBuf, access: BindAccess },
     Tmpfs { size_bytes: Option<u64> },
+}
+
+/// A container's seccomp profile (Kubernetes' seccompProfile).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub enum Seccomp {
+    #[default]
+    Unconfined,
+    RuntimeDefault,
+    /// A profile in the OCI `linux.seccomp` format, in this file of the node's (type Localhost).
+    Localhost(PathBuf),
 }
 
 /// What a bind mount lets the container do to its files.
@@ -311,6 +321,16 @@ fn mounts(config: &ContainerConfig) -> Result<Vec<Mount>, RuntimeError> {
     Ok(out)
 }
 
+/// A Localhost seccomp profile, read as containerd reads it: the file is the OCI section as JSON.
+fn localhost_profile(path: &Path) -> Result<LinuxSeccomp, RuntimeError> {
+    let failed = |message: String| RuntimeError::SeccompProfile {
+        path: path.to_path_buf(),
+        message,
+    };
+    let text = std::fs::read(path).map_err(|e| failed(e.to_string()))?;
+    serde_json::from_slice(&text).map_err(|e| failed(format!("decoding it: {e}")))
+}
+
 /// The complete config.json for a container whose root filesystem is `<bundle>/rootfs`.
 pub fn build(config: &ContainerConfig) -> Result<Spec, RuntimeError> {
     let caps = capabilities(config)?;
@@ -429,8 +449,14 @@ pub fn build(config: &ContainerConfig) -> Result<Spec, RuntimeError> {
                     .collect::<Vec<_>>(),
             );
     }
-    if config.seccomp && !config.privileged {
-        linux = linux.seccomp(super::seccomp::runtime_default(&caps));
+    if !config.privileged {
+        match &config.seccomp {
+            Seccomp::Unconfined => {}
+            Seccomp::RuntimeDefault => {
+                linux = linux.seccomp(super::seccomp::runtime_default(&caps))
+            }
+            Seccomp::Localhost(path) => linux = linux.seccomp(localhost_profile(path)?),
+        }
     }
 
     let mut spec = Spec::default();
@@ -452,6 +478,42 @@ pub fn build(config: &ContainerConfig) -> Result<Spec, RuntimeError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_localhost_seccomp_profile_is_read_from_its_file_unless_privileged() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.json");
+        std::fs::write(&path, r#"{"defaultAction": "SCMP_ACT_LOG"}"#).unwrap();
+        let config = |seccomp: Seccomp, privileged: bool| ContainerConfig {
+            args: vec!["/bin/sh".into()],
+            cwd: "/".into(),
+            seccomp,
+            privileged,
+            ..Default::default()
+        };
+        let profile_of = |seccomp, privileged| {
+            build(&config(seccomp, privileged))
+                .map(|spec| serde_json::to_value(spec).unwrap()["linux"]["seccomp"].clone())
+        };
+        let localhost = Seccomp::Localhost(path.clone());
+        assert_eq!(
+            profile_of(localhost.clone(), false).unwrap(),
+            serde_json::json!({"defaultAction": "SCMP_ACT_LOG"})
+        );
+        assert_eq!(profile_of(localhost, true).unwrap(), serde_json::Value::Null);
+        assert_eq!(
+            profile_of(Seccomp::Unconfined, false).unwrap(),
+            serde_json::Value::Null
+        );
+        std::fs::write(&path, "{").unwrap();
+        let err = profile_of(Seccomp::Localhost(path.clone()), false).unwrap_err();
+        assert!(
+            err.to_string().starts_with(&format!(
+                "cannot load seccomp profile {path:?}: decoding it: "
+            )),
+            "{err}"
+        );
+    }
 
     fn cap(name: &str) -> Capability {
         serde_json::from_value(serde_json::Value::String(format!("CAP_{name}"))).unwrap()
@@ -568,7 +630,7 @@ mod tests {
                     access: BindAccess::ReadOnly,
                 },
             }],
-            seccomp: true,
+            seccomp: Seccomp::RuntimeDefault,
             readonly_rootfs: true,
             open_files: Some(OpenFilesLimit {
                 soft: 1024,
@@ -613,7 +675,7 @@ mod tests {
 
         let host = build(&ContainerConfig {
             privileged: true,
-            seccomp: true,
+            seccomp: Seccomp::RuntimeDefault,
             ..Default::default()
         })
         .unwrap();
