@@ -2895,6 +2895,48 @@ spec:
     );
 }
 
+/// A pod asking for an AppArmor profile waits, Pending and Blocked, as kubelet keeps it on a node that
+/// cannot enforce the profile (this one cannot: no AppArmor, or a runtime that applies none); one that
+/// asks for Unconfined runs.
+#[test]
+fn a_pod_asking_for_apparmor_waits_blocked_where_it_cannot_be_enforced() {
+    let (_node, s) = busybox_node();
+    let manifest = r#"apiVersion: v1
+kind: Pod
+metadata: {name: armored}
+spec:
+  securityContext: {appArmorProfile: {type: RuntimeDefault}}
+  containers:
+  - {name: app, image: busybox:latest, imagePullPolicy: Never, command: [sleep, "1000"]}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: unarmored}
+spec:
+  containers:
+  - name: app
+    image: busybox:latest
+    imagePullPolicy: Never
+    command: [sleep, "1000"]
+    securityContext: {appArmorProfile: {type: Unconfined}}
+"#;
+    let file = s.write("apparmor.yaml", manifest);
+    s.ok(&["apply", "-f", file.to_str().unwrap()]);
+    wait_ready(&s, "unarmored");
+    let why =
+        "{.status.phase} {.status.reason} {.status.containerStatuses[0].state.waiting.reason}";
+    s.eventually("armored is blocked", Duration::from_secs(30), || {
+        jsonpath(&s, "armored", why) == "Pending AppArmor Blocked"
+    });
+    let expected = if orch::agent::kubelet::apparmor::host_enabled() {
+        "Cannot enforce AppArmor: the node's runtime does not apply AppArmor profiles"
+    } else {
+        "Cannot enforce AppArmor: AppArmor is not enabled on the host"
+    };
+    assert_eq!(jsonpath(&s, "armored", "{.status.message}"), expected);
+    assert!(s.ok(&["describe", "pod", "armored"]).contains(expected));
+}
+
 /// ConfigMap and downwardAPI volumes follow their sources while the pod runs, laid out as kubelet's
 /// atomic writer lays them out (names linked into `..data`, which a reloader can watch); a subPath
 /// mount of a key keeps the file the container started with.

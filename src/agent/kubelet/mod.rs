@@ -7,6 +7,7 @@
 
 pub mod active_deadline;
 pub mod admission;
+pub mod apparmor;
 mod atomic_writer;
 pub mod attach;
 pub mod backoff;
@@ -127,6 +128,8 @@ pub(crate) struct Kubelet {
     pub http_prober: probes::HttpProber,
     /// The agent's own oom_score_adj: the lowest a container can be given without CAP_SYS_RESOURCE.
     pub min_oom_score_adj: i32,
+    /// The kernel enforces AppArmor (looked at once, as kubelet's validator does).
+    pub apparmor_enabled: bool,
     /// Containers with a task waiting for their exit.
     pub watched: Mutex<HashSet<String>>,
     /// Pods the eviction manager chose, by uid, while they exist.
@@ -255,6 +258,7 @@ pub async fn run(
         killed_for_restart: Default::default(),
         stopping: Default::default(),
         min_oom_score_adj,
+        apparmor_enabled: apparmor::host_enabled(),
         http_prober: probes::HttpProber::new()
             .map_err(|e| AgentError::Config(format!("building the HTTP probe client: {e}")))?,
     });

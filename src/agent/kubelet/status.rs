@@ -24,6 +24,14 @@ pub struct Waiting {
     pub message: String,
 }
 
+/// Why soft admission keeps a Pending pod from running (kubelet's canRunPod): the pod's reason and
+/// message.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Blocked {
+    pub reason: String,
+    pub message: String,
+}
+
 /// What the pod worker knows beyond the container runs.
 #[derive(Debug, Clone, Default)]
 pub struct Observed {
@@ -47,6 +55,8 @@ pub struct Observed {
     pub evicted: Option<String>,
     /// The pod ran past its activeDeadlineSeconds.
     pub deadline_exceeded: bool,
+    /// Soft admission refuses to run the pod for now.
+    pub blocked: Option<Blocked>,
     /// The pod is being deleted and its containers have stopped: this status is its last, with a
     /// final phase whatever the restart policy.
     pub terminal: bool,
@@ -462,12 +472,15 @@ pub fn pod_status(pod: &Pod, observed: &Observed, now: jiff::Timestamp) -> PodSt
         .filter(|(sidecar, _)| *sidecar)
         .map(|(_, s)| *s)
         .collect();
-    let phase = match observed.evicted {
+    let mut phase = match observed.evicted {
         Some(_) => "Failed",
         None if observed.deadline_exceeded => "Failed",
         None if observed.terminal => final_phase(&statuses),
         None => phase(pod, init_done, &statuses, &sidecars, observed.failed_init),
     };
+    if observed.blocked.is_some() && phase != "Failed" && phase != "Succeeded" {
+        phase = "Pending";
+    }
 
     let pending_init: Vec<&str> = inits
         .iter()
@@ -573,6 +586,15 @@ pub fn pod_status(pod: &Pod, observed: &Observed, now: jiff::Timestamp) -> PodSt
         c.last_probe_time = previous.and_then(|p| p.last_probe_time.clone());
     }
 
+    if observed.blocked.is_some() {
+        // Waiting containers are not being created.
+        for status in init_statuses.iter_mut().chain(statuses.iter_mut()) {
+            if let Some(waiting) = status.state.as_mut().and_then(|s| s.waiting.as_mut()) {
+                waiting.reason = Some("Blocked".into());
+            }
+        }
+    }
+
     PodStatus {
         phase: Some(phase.into()),
         conditions: Some(conditions),
@@ -595,15 +617,17 @@ pub fn pod_status(pod: &Pod, observed: &Observed, now: jiff::Timestamp) -> PodSt
         ephemeral_container_statuses: (!ephemeral_statuses.is_empty())
             .then_some(ephemeral_statuses),
         qos_class: old.qos_class,
-        reason: match &observed.evicted {
-            Some(_) => Some("Evicted".into()),
-            None => observed
+        reason: match (&observed.evicted, &observed.blocked) {
+            (Some(_), _) => Some("Evicted".into()),
+            (None, Some(blocked)) => Some(blocked.reason.clone()),
+            (None, None) => observed
                 .deadline_exceeded
                 .then(|| super::active_deadline::REASON.into()),
         },
-        message: match &observed.evicted {
-            Some(message) => Some(message.clone()),
-            None => observed
+        message: match (&observed.evicted, &observed.blocked) {
+            (Some(message), _) => Some(message.clone()),
+            (None, Some(blocked)) => Some(blocked.message.clone()),
+            (None, None) => observed
                 .deadline_exceeded
                 .then(|| super::active_deadline::MESSAGE.into()),
         },
@@ -768,6 +792,42 @@ mod tests {
             jiff::Timestamp::now(),
         );
         assert_eq!(plain.container_statuses.unwrap()[0].volume_mounts, None);
+    }
+
+    #[test]
+    fn a_blocked_pod_stays_pending_with_its_containers_blocked() {
+        let p = pod("Always", &["i"], &["a"]);
+        let blocked = Observed {
+            blocked: Some(Blocked {
+                reason: "AppArmor".into(),
+                message: "Cannot enforce AppArmor: AppArmor is not enabled on the host".into(),
+            }),
+            ..observed(&[])
+        };
+        let s = pod_status(&p, &blocked, jiff::Timestamp::now());
+        assert_eq!(s.phase.as_deref(), Some("Pending"));
+        assert_eq!(s.reason.as_deref(), Some("AppArmor"));
+        assert_eq!(
+            s.message.as_deref(),
+            Some("Cannot enforce AppArmor: AppArmor is not enabled on the host")
+        );
+        let reasons: Vec<_> = s
+            .init_container_statuses
+            .iter()
+            .chain(&s.container_statuses)
+            .flatten()
+            .map(|c| {
+                c.state
+                    .as_ref()
+                    .unwrap()
+                    .waiting
+                    .as_ref()
+                    .unwrap()
+                    .reason
+                    .clone()
+            })
+            .collect();
+        assert_eq!(reasons, [Some("Blocked".into()), Some("Blocked".into())]);
     }
 
     #[test]

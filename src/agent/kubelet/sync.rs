@@ -19,9 +19,10 @@ use sha2::{Digest, Sha256};
 use super::backoff::{self, Decision};
 use super::env::Sources;
 use super::plan::{self, Action, Run, Runs};
-use super::status::{self, Observed, Waiting};
+use super::status::{self, Blocked, Observed, Waiting};
 use super::{
-    active_deadline, container, env, pod_cgroup, probes, sandbox, sysctls, volumes, Kubelet,
+    active_deadline, apparmor, container, env, pod_cgroup, probes, sandbox, sysctls, volumes,
+    Kubelet,
 };
 use crate::agent::image::reference::PullPolicy;
 use crate::agent::image::{Credentials, Image};
@@ -696,6 +697,19 @@ impl Kubelet {
         let soon = |d: Duration, requeue: &mut Option<Duration>| {
             *requeue = Some(requeue.map_or(d, |r| r.min(d)));
         };
+
+        // Soft admission: the pod waits, Pending, for what it needs of the node.
+        if let Some(message) = apparmor::refusal(pod, self.apparmor_enabled) {
+            let observed = Observed {
+                blocked: Some(Blocked {
+                    reason: apparmor::REASON.into(),
+                    message,
+                }),
+                ..observed
+            };
+            self.write_status(pod, &observed, now).await?;
+            return Ok(Some(super::RESYNC));
+        }
 
         // The sandbox: namespaces and address, etc files, volumes.
         let namespaces = match self.create_sandbox(pod, uid, &mut observed).await {

@@ -500,7 +500,10 @@ mod tests {
             profile_of(localhost.clone(), false).unwrap(),
             serde_json::json!({"defaultAction": "SCMP_ACT_LOG"})
         );
-        assert_eq!(profile_of(localhost, true).unwrap(), serde_json::Value::Null);
+        assert_eq!(
+            profile_of(localhost, true).unwrap(),
+            serde_json::Value::Null
+        );
         assert_eq!(
             profile_of(Seccomp::Unconfined, false).unwrap(),
             serde_json::Value::Null
