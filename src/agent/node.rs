@@ -1,5 +1,5 @@
-//! A node's presence in the cluster: the Node object (labels, taints, capacity, addresses, nodeInfo and
-//! conditions) created or refreshed at start, and the heartbeat — the Lease in `kube-node-lease` renewed
+//! A node's presence in the cluster: the Node object (labels, taints, capacity, addresses, nodeInfo,
+//! conditions, and what its runtime supports) created or refreshed at start, and the heartbeat — the Lease in `kube-node-lease` renewed
 //! every 10 s, and the conditions' heartbeat refreshed every minute, or at once when the kubelet's pressure
 //! evaluation changes. The node's events are kubelet's: `Starting` at start, and one per condition whose
 //! status is new or changed (`NodeHasSufficientMemory`, `NodeHasDiskPressure`, `NodeReady`…).
@@ -279,7 +279,7 @@ impl NodeIdentity {
                 {"type": "InternalIP", "address": self.ip.to_string()},
                 {"type": "Hostname", "address": self.name},
             ],
-            // The runtime gives supplementalGroupsPolicy Strict its meaning, so kubelet admits such pods.
+            // The runtime honours supplementalGroupsPolicy Strict: pods asking for it may come here.
             "features": {"supplementalGroupsPolicy": true},
             // The one runtime handler, the default (named ""), makes recursive read-only mounts and has
             // no user namespaces.

@@ -1,9 +1,9 @@
 //! AppArmor as kubelet admits it: a pod that asks for an AppArmor profile (any but Unconfined, in its
 //! security context, a container's, or the deprecated annotations) is soft-rejected while it is Pending —
-//! it stays Pending with reason `AppArmor` and its containers wait `Blocked` — when the node cannot
-//! enforce the profile. Kubelet cannot on a host without AppArmor; orch's runtime applies no AppArmor
-//! profile at all, so on a host with AppArmor it cannot either, and says so rather than run the pod
-//! unconfined.
+//! it stays Pending with reason `AppArmor` and its containers wait `Blocked` — on a host without
+//! AppArmor. On a host with it, orch's runtime applies no profile: RuntimeDefault runs as a pod that
+//! names no profile does (containerd would confine both with its default profile), and a Localhost
+//! profile, which only the runtime could apply, is refused the same way rather than ignored.
 
 use k8s_openapi::api::core::v1::{AppArmorProfile, Pod};
 
@@ -13,6 +13,7 @@ pub const REASON: &str = "AppArmor";
 /// The prefix of the deprecated per-container annotations (`…/<container>: runtime/default`).
 const ANNOTATION_PREFIX: &str = "container.apparmor.security.beta.kubernetes.io/";
 const ANNOTATION_UNCONFINED: &str = "unconfined";
+const ANNOTATION_LOCALHOST: &str = "localhost/";
 
 /// Whether the kernel enforces AppArmor, as runc's `apparmor.IsEnabled` decides it.
 pub fn host_enabled() -> bool {
@@ -21,47 +22,59 @@ pub fn host_enabled() -> bool {
             .is_ok_and(|v| v.len() > 1 && v[0] == b'Y')
 }
 
-/// kubelet's message when a Pending `pod` needs AppArmor that this node cannot give it.
+/// The message with which a Pending `pod` is kept from running for AppArmor it asks for.
 pub fn refusal(pod: &Pod, host_enabled: bool) -> Option<String> {
     let phase = pod.status.as_ref().and_then(|s| s.phase.as_deref());
-    if phase.is_some_and(|p| p != "Pending") || !required(pod) {
+    if phase.is_some_and(|p| p != "Pending") {
         return None;
     }
-    Some(if host_enabled {
-        "Cannot enforce AppArmor: the node's runtime does not apply AppArmor profiles".into()
-    } else {
-        "Cannot enforce AppArmor: AppArmor is not enabled on the host".into()
+    if !host_enabled {
+        // kubelet's isRequired: some profile other than Unconfined.
+        return asks(
+            pod,
+            |kind| kind != "Unconfined",
+            |value| value != ANNOTATION_UNCONFINED,
+        )
+        .then(|| "Cannot enforce AppArmor: AppArmor is not enabled on the host".into());
+    }
+    asks(
+        pod,
+        |kind| kind == "Localhost",
+        |value| value.starts_with(ANNOTATION_LOCALHOST),
+    )
+    .then(|| {
+        "Cannot enforce AppArmor: the node's runtime does not apply Localhost AppArmor profiles"
+            .into()
     })
 }
 
-/// kubelet's isRequired: some profile other than Unconfined is asked for.
-fn required(pod: &Pod) -> bool {
-    let confining = |p: Option<&AppArmorProfile>| p.is_some_and(|p| p.type_ != "Unconfined");
+/// Whether the pod, one of its containers or a deprecated annotation asks for a profile whose type (or
+/// annotation value) `matches`.
+fn asks(
+    pod: &Pod,
+    matches: impl Fn(&str) -> bool,
+    annotation_matches: impl Fn(&str) -> bool,
+) -> bool {
+    let asked = |p: Option<&AppArmorProfile>| p.is_some_and(|p| matches(&p.type_));
     let Some(spec) = pod.spec.as_ref() else {
         return false;
     };
-    if confining(
+    asked(
         spec.security_context
             .as_ref()
             .and_then(|s| s.app_armor_profile.as_ref()),
-    ) {
-        return true;
-    }
-    let containers = super::container::all(spec);
-    if containers.iter().any(|c| {
-        confining(
+    ) || super::container::all(spec).iter().any(|c| {
+        asked(
             c.security_context
                 .as_ref()
                 .and_then(|s| s.app_armor_profile.as_ref()),
         )
-    }) {
-        return true;
-    }
-    pod.metadata
+    }) || pod
+        .metadata
         .annotations
         .iter()
         .flatten()
-        .any(|(key, value)| key.starts_with(ANNOTATION_PREFIX) && value != ANNOTATION_UNCONFINED)
+        .any(|(key, value)| key.starts_with(ANNOTATION_PREFIX) && annotation_matches(value))
 }
 
 #[cfg(test)]
@@ -96,10 +109,20 @@ mod tests {
                 refusal(asking, false).as_deref(),
                 Some("Cannot enforce AppArmor: AppArmor is not enabled on the host")
             );
-            assert!(refusal(asking, true)
-                .unwrap()
-                .contains("does not apply AppArmor profiles"));
         }
+        // Where AppArmor is enabled, only the Localhost profile is refused: orch applies none.
+        let refused_with_apparmor: Vec<bool> =
+            asks.iter().map(|p| refusal(p, true).is_some()).collect();
+        assert_eq!(refused_with_apparmor, [false, true, false, false]);
+        assert_eq!(
+            refusal(&asks[1], true).as_deref(),
+            Some("Cannot enforce AppArmor: the node's runtime does not apply Localhost AppArmor profiles")
+        );
+        let annotated_localhost = pod(serde_json::json!({
+            "metadata": {"annotations":
+                {"container.apparmor.security.beta.kubernetes.io/a": "localhost/k8s-deny-write"}},
+            "spec": {"containers": [{"name": "a"}]}}));
+        assert!(refusal(&annotated_localhost, true).is_some());
         // Once it runs, kubelet does not look again.
         let mut running = asks[0].clone();
         running.status = Some(k8s_openapi::api::core::v1::PodStatus {

@@ -1,7 +1,9 @@
 //! One container's runtime config from the pod, as Kubernetes and containerd merge it with the image:
 //! `command`/`args` against ENTRYPOINT/CMD, the image's Env under the container's, the working directory,
-//! the user (securityContext first, then the image's USER resolved through the image's /etc/passwd and
-//! /etc/group), HOME/HOSTNAME/PATH defaults, resources to cgroup limits, and the security context.
+//! the user (securityContext first, then the image's USER, resolved through the image's /etc/passwd) and
+//! its supplementary groups (with those the image's /etc/group gives it, unless the policy is Strict),
+//! HOME/HOSTNAME/PATH defaults, resources to cgroup limits, and the security context with its seccomp
+//! profile (RuntimeDefault unless Unconfined, or a Localhost file of the node's).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -163,48 +165,30 @@ fn field<T: std::str::FromStr>(entry: &[&str], index: usize) -> Option<T> {
     entry.get(index)?.trim().parse().ok()
 }
 
-/// The (uid, gid, home) of the image's USER: `uid`, `uid:gid`, `name`, `name:group`.
-pub fn image_user(user: &str, layers: &[PathBuf]) -> Result<(u32, u32, Option<String>), String> {
-    let (u, g) = user
-        .split_once(':')
-        .map_or((user, None), |(u, g)| (u, Some(g)));
-    // No user is root, whose home the image's passwd file may name (runc's HOME).
-    let u = if u.is_empty() { "0" } else { u };
-    let passwd = read_from_layers(layers, "etc/passwd").unwrap_or_default();
-    let (uid, mut gid, home) = match u.parse::<u32>() {
+/// The (uid, gid, home) of a user of the image as containerd's WithUser finds it from a uid or a name
+/// alone: the group and home of its passwd entry, and for a uid without one, group 0.
+fn image_user(user: &str, passwd: &str) -> Result<(u32, u32, Option<String>), String> {
+    let home = |entry: &[&str]| entry.get(5).map(|h| h.to_string());
+    match user.parse::<u32>() {
         Ok(uid) => {
-            let entry = passwd_entry(&passwd, uid);
-            (
+            let entry = passwd_entry(passwd, uid);
+            Ok((
                 uid,
                 entry.as_deref().and_then(|e| field(e, 3)).unwrap_or(0),
-                entry.and_then(|e| e.get(5).map(|h| h.to_string())),
-            )
+                entry.as_deref().and_then(home),
+            ))
         }
         Err(_) => {
-            let entry = entry_named(&passwd, u).ok_or_else(|| {
-                format!("unable to find user {u}: no matching entries in passwd file")
+            let entry = entry_named(passwd, user).ok_or_else(|| {
+                format!("unable to find user {user}: no matching entries in passwd file")
             })?;
-            (
+            Ok((
                 field(&entry, 2).unwrap_or(0),
                 field(&entry, 3).unwrap_or(0),
-                entry.get(5).map(|h| h.to_string()),
-            )
+                home(&entry),
+            ))
         }
-    };
-    if let Some(g) = g {
-        gid = match g.parse::<u32>() {
-            Ok(gid) => gid,
-            Err(_) => {
-                let group = read_from_layers(layers, "etc/group").unwrap_or_default();
-                entry_named(&group, g)
-                    .and_then(|e| field(&e, 2))
-                    .ok_or_else(|| {
-                        format!("unable to find group {g}: no matching entries in group file")
-                    })?
-            }
-        };
     }
-    Ok((uid, gid, home))
 }
 
 /// The identity a container's first process starts with, as containerd's CRI plugin gives it.
@@ -213,13 +197,14 @@ struct Identity {
     uid: u32,
     gid: u32,
     home: Option<String>,
-    /// The primary group first, then (policy Merge) the groups the image's /etc/group lists the user in,
-    /// then fsGroup, supplementalGroups and the volumes' groups, each once.
+    /// The primary group, (policy Merge) the groups the image's /etc/group lists the user in, fsGroup,
+    /// supplementalGroups and the volumes' groups: sorted, each once, as containerd merges them.
     additional_gids: Vec<u32>,
 }
 
 /// The container's identity: runAsUser and runAsGroup (the container's over the pod's) over the image's
-/// USER, checked against runAsNonRoot as kubelet checks it.
+/// USER, checked against runAsNonRoot as kubelet checks it. As kubelet passes the image's user on, only
+/// its user part counts: a `:group` in it is dropped, and the group comes from the user's passwd entry.
 fn identity(
     pod: &Pod,
     container: &Container,
@@ -239,25 +224,18 @@ fn identity(
         .and_then(|s| s.run_as_non_root)
         .or_else(|| pod_sc.and_then(|p| p.run_as_non_root))
         == Some(true);
-    // containerd names the user it looks groups up for by runAsUser, else by the image's user part.
     let image_user_part = image_user_field.split(':').next().unwrap_or_default();
     if run_as_non_root {
         verify_run_as_non_root(pod, container, run_as_user, image_user_part)?;
     }
     let passwd = read_from_layers(layers, "etc/passwd").unwrap_or_default();
-    let (uid, mut gid, home) = match run_as_user {
-        // containerd's WithUserID: the uid's passwd entry gives the group, else group 0.
-        Some(u) => {
-            let uid = u as u32;
-            let entry = passwd_entry(&passwd, uid);
-            (
-                uid,
-                entry.as_deref().and_then(|e| field(e, 3)).unwrap_or(0),
-                entry.and_then(|e| e.get(5).map(|h| h.to_string())),
-            )
-        }
-        None => image_user(image_user_field, layers)?,
+    // The user containerd is given: runAsUser, else the image's, else root.
+    let user = match run_as_user {
+        Some(uid) => uid.to_string(),
+        None if image_user_part.is_empty() => "0".into(),
+        None => image_user_part.to_string(),
     };
+    let (uid, mut gid, home) = image_user(&user, &passwd)?;
     if let Some(g) = run_as_group {
         gid = g as u32;
     }
@@ -265,15 +243,12 @@ fn identity(
     let mut groups = vec![gid];
     let strict = pod_sc.and_then(|p| p.supplemental_groups_policy.as_deref()) == Some("Strict");
     if !strict {
-        let name_of =
-            |uid: u32| passwd_entry(&passwd, uid).and_then(|e| e.first().map(|n| n.to_string()));
-        let user_name = match (run_as_user, image_user_part.parse::<u32>()) {
-            (Some(_), _) => name_of(uid),
-            (None, Ok(image_uid)) => name_of(image_uid),
-            (None, Err(_)) if image_user_part.is_empty() => name_of(0),
-            (None, Err(_)) => Some(image_user_part.to_string()),
+        // containerd looks the user's groups up by its name.
+        let name = match user.parse::<u32>() {
+            Ok(uid) => passwd_entry(&passwd, uid).and_then(|e| e.first().map(|n| n.to_string())),
+            Err(_) => Some(user),
         };
-        if let Some(name) = user_name {
+        if let Some(name) = name {
             let group = read_from_layers(layers, "etc/group").unwrap_or_default();
             groups.extend(member_groups(&group, &name));
         }
@@ -287,8 +262,8 @@ fn identity(
             .map(|g| *g as u32),
     );
     groups.extend(volume_groups);
-    let mut seen = std::collections::HashSet::new();
-    groups.retain(|g| seen.insert(*g));
+    groups.sort_unstable();
+    groups.dedup();
     Ok(Identity {
         uid,
         gid,
@@ -305,7 +280,7 @@ fn member_groups(group_file: &str, user: &str) -> Vec<u32> {
         .filter(|f| f.first() != Some(&user))
         .filter(|f| {
             f.get(3)
-                .is_some_and(|members| members.split(',').any(|m| m.trim() == user))
+                .is_some_and(|members| members.split(',').any(|m| m == user))
         })
         .filter_map(|f| field(&f, 2))
         .collect()
@@ -677,7 +652,7 @@ mod tests {
     }
 
     #[test]
-    fn users_resolve_through_the_image_passwd_and_group_files() {
+    fn users_resolve_through_the_topmost_passwd_file_and_drop_the_images_group() {
         let dir = tempfile::tempdir().unwrap();
         let lower = dir.path().join("l0");
         let upper = dir.path().join("l1");
@@ -691,23 +666,33 @@ mod tests {
         .unwrap();
         std::fs::write(upper.join("etc/group"), "staff:x:50:\n").unwrap();
         let layers = vec![lower, upper];
+        let c = Container {
+            name: "c".into(),
+            ..Default::default()
+        };
+        let of = |image_user: &str, layers: &[PathBuf]| {
+            identity(&Pod::default(), &c, image_user, layers, &[]).map(|i| (i.uid, i.gid, i.home))
+        };
+        assert_eq!(of("", &layers), Ok((0, 0, Some("/root".into()))));
+        assert_eq!(of("", &[]), Ok((0, 0, None)));
         assert_eq!(
-            image_user("", &layers).unwrap(),
-            (0, 0, Some("/root".into()))
+            of("app", &layers),
+            Ok((1000, 1001, Some("/home/app".into())))
         );
-        assert_eq!(image_user("", &[]).unwrap(), (0, 0, None));
+        // kubelet hands containerd the user part alone: the image's group never counts.
         assert_eq!(
-            image_user("app", &layers).unwrap(),
-            (1000, 1001, Some("/home/app".into()))
+            of("app:staff", &layers),
+            Ok((1000, 1001, Some("/home/app".into())))
         );
-        assert_eq!(image_user("app:staff", &layers).unwrap().1, 50);
         assert_eq!(
-            image_user("1000:7", &layers).unwrap(),
-            (1000, 7, Some("/home/app".into()))
+            of("1000:7", &layers),
+            Ok((1000, 1001, Some("/home/app".into())))
         );
-        assert!(image_user("nobody", &layers)
-            .unwrap_err()
-            .contains("unable to find user nobody"));
+        assert_eq!(of("1000:1000", &[]), Ok((1000, 0, None)));
+        assert_eq!(
+            of("nobody", &layers),
+            Err("unable to find user nobody: no matching entries in passwd file".into())
+        );
     }
 
     #[test]
@@ -722,7 +707,8 @@ mod tests {
         .unwrap();
         std::fs::write(
             layer.join("etc/group"),
-            "root:x:0:root\nwheel:x:10:root\napp:x:1000:app\nextra:x:50000:daemon, app\n\
+            "root:x:0:root\nwheel:x:10:root\napp:x:1000:app\nextra:x:50000:daemon,app\n\
+             spaced:x:50001:daemon, app\n\
              other:x:60000:application\n",
         )
         .unwrap();
@@ -759,9 +745,13 @@ mod tests {
                 additional_gids: vec![0, 10],
             }
         );
-        // The image's user by name or by uid; membership lists may carry blanks.
+        // The image's user by name or by uid (its group part dropped); a member's name is matched
+        // whole, blanks included, as containerd reads the file.
         assert_eq!(groups(PodSecurityContext::default(), "app"), [1000, 50000]);
-        assert_eq!(groups(PodSecurityContext::default(), "1000:7"), [7, 50000]);
+        assert_eq!(
+            groups(PodSecurityContext::default(), "1000:7"),
+            [1000, 50000]
+        );
         // runAsUser alone takes its group from the image's passwd file, and its groups by its name.
         let as_app = PodSecurityContext {
             run_as_user: Some(1000),
@@ -782,7 +772,7 @@ mod tests {
         .unwrap();
         assert_eq!((stranger.gid, stranger.additional_gids), (0, vec![0]));
 
-        // The blog's example: runAsGroup, supplementalGroups and fsGroup join the image's groups…
+        // runAsGroup, supplementalGroups, fsGroup and the volumes' groups join the image's, sorted…
         let full = PodSecurityContext {
             run_as_group: Some(3000),
             supplemental_groups: Some(vec![4000, 3000]),
@@ -791,14 +781,14 @@ mod tests {
         };
         assert_eq!(
             of(full.clone(), "", &[4000, 70]).unwrap().additional_gids,
-            [3000, 50000, 2000, 4000, 70]
+            [70, 2000, 3000, 4000, 50000]
         );
         // … and Strict leaves the image's out.
         let strict = PodSecurityContext {
             supplemental_groups_policy: Some("Strict".into()),
             ..full
         };
-        assert_eq!(groups(strict, ""), [3000, 2000, 4000]);
+        assert_eq!(groups(strict, ""), [2000, 3000, 4000]);
     }
 
     #[test]
@@ -1058,8 +1048,8 @@ mod tests {
                 hard: 4096
             })
         );
-        // The primary group leads, as containerd keeps it.
-        assert_eq!(config.additional_gids, [3000, 5]);
+        // The primary group is among them, as containerd keeps it.
+        assert_eq!(config.additional_gids, [5, 3000]);
         assert!(config.no_new_privileges);
         assert_eq!(config.capabilities_drop, ["ALL"]);
         assert_eq!(config.cwd, "/srv");

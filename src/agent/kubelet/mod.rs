@@ -1,7 +1,8 @@
 //! The kubelet role of the agent: registers this machine as a Node, waits for its podCIDR, sets up the
 //! pod network, and makes the pods bound to the node real. Pods come from a watch of `spec.nodeName=<node>`;
 //! a work queue gives each pod to one worker at a time (`sync.rs`), which admits a pod it has not seen
-//! before (`admission.rs`), compares the pod with its containers in the runtime and acts; container exits,
+//! before (`admission.rs`), holds back a Pending one soft admission blocks (`apparmor.rs`), compares the
+//! pod with its containers in the runtime and acts; container exits,
 //! pod changes and a periodic relist re-queue it.
 //! Everything it knows is on disk or in the API, so a restarted agent picks up where it left off.
 

@@ -1,7 +1,8 @@
 //! The pod's status as kubelet reports it, computed from the runs of its containers: each container's
-//! state, lastState, restartCount, ready and started; the phase by kubelet's `getPhase` rules; the
-//! PodReadyToStartContainers, Initialized, ContainersReady and Ready conditions, Ready also waiting for
-//! the pod's readiness gates (PodScheduled and the gates' conditions are other components' and are kept).
+//! state, lastState, restartCount, ready, started, user and volumeMounts; the phase by kubelet's
+//! `getPhase` rules, and the reason of a pod soft admission blocks; the PodReadyToStartContainers,
+//! Initialized, ContainersReady and Ready conditions, Ready also waiting for the pod's readiness gates
+//! (PodScheduled and the gates' conditions are other components' and are kept).
 
 use std::collections::HashMap;
 
@@ -55,7 +56,7 @@ pub struct Observed {
     pub evicted: Option<String>,
     /// The pod ran past its activeDeadlineSeconds.
     pub deadline_exceeded: bool,
-    /// Soft admission refuses to run the pod for now.
+    /// Soft admission refuses to run the pod, which has not run anything yet (and so stays Pending).
     pub blocked: Option<Blocked>,
     /// The pod is being deleted and its containers have stopped: this status is its last, with a
     /// final phase whatever the restart policy.
@@ -378,7 +379,9 @@ pub fn pod_status(pod: &Pod, observed: &Observed, now: jiff::Timestamp) -> PodSt
                   ready_when: ReadyWhen,
                   not_started: &str| {
         ContainerStatus {
-            volume_mounts: mounts.map(|m| m.iter().map(volume_mount_status).collect()),
+            volume_mounts: mounts
+                .filter(|m| !m.is_empty())
+                .map(|m| m.iter().map(volume_mount_status).collect()),
             ..container_status(name, image.unwrap_or(""), ready_when, observed, not_started)
         }
     };
@@ -472,15 +475,12 @@ pub fn pod_status(pod: &Pod, observed: &Observed, now: jiff::Timestamp) -> PodSt
         .filter(|(sidecar, _)| *sidecar)
         .map(|(_, s)| *s)
         .collect();
-    let mut phase = match observed.evicted {
+    let phase = match observed.evicted {
         Some(_) => "Failed",
         None if observed.deadline_exceeded => "Failed",
         None if observed.terminal => final_phase(&statuses),
         None => phase(pod, init_done, &statuses, &sidecars, observed.failed_init),
     };
-    if observed.blocked.is_some() && phase != "Failed" && phase != "Succeeded" {
-        phase = "Pending";
-    }
 
     let pending_init: Vec<&str> = inits
         .iter()
@@ -785,12 +785,10 @@ mod tests {
                  "recursiveReadOnly": "Disabled"},
             ])
         );
-        // A container without mounts reports none.
-        let plain = pod_status(
-            &pod("Always", &[], &["a"]),
-            &observed(&[]),
-            jiff::Timestamp::now(),
-        );
+        // A container without mounts, or with an empty list, reports none.
+        let mut empty = pod("Always", &[], &["a"]);
+        empty.spec.as_mut().unwrap().containers[0].volume_mounts = Some(vec![]);
+        let plain = pod_status(&empty, &observed(&[]), jiff::Timestamp::now());
         assert_eq!(plain.container_statuses.unwrap()[0].volume_mounts, None);
     }
 

@@ -265,8 +265,8 @@ impl Kubelet {
         }
     }
 
-    /// What the runtime holds of the pod's runs (with their termination messages) and its addresses: the
-    /// status of a pod that is not synced as running (ended by the kubelet, or deleted).
+    /// What the runtime holds of the pod's runs (with their images, users and termination messages) and
+    /// its addresses: the status of a pod that is not synced as running (ended by the kubelet, or deleted).
     pub(super) fn observed_runs(&self, pod: &Pod, uid: &str) -> Observed {
         let (runs, metas) = self.runs(uid);
         let mut observed = Observed {
@@ -698,8 +698,11 @@ impl Kubelet {
             *requeue = Some(requeue.map_or(d, |r| r.min(d)));
         };
 
-        // Soft admission: the pod waits, Pending, for what it needs of the node.
-        if let Some(message) = apparmor::refusal(pod, self.apparmor_enabled) {
+        // Soft admission: the pod waits, Pending, for what it needs of the node. One that already runs
+        // containers (started by an agent that did not check) keeps them.
+        let refusal = apparmor::refusal(pod, self.apparmor_enabled)
+            .filter(|_| self.runtime.list_pod(uid).is_empty());
+        if let Some(message) = refusal {
             let observed = Observed {
                 blocked: Some(Blocked {
                     reason: apparmor::REASON.into(),
@@ -738,13 +741,13 @@ impl Kubelet {
         let etc_mounts = sandbox::prepare(&run_pod_dir, pod, &net).map_err(AgentError::Config)?;
         let sources = self.fetch_sources(pod).await;
         let claims = self.claimed_volumes(pod).await;
-        let allocatable = env::downward_api_limits(pod, self.allocatable());
+        let downward_limits = env::downward_api_limits(pod, self.allocatable());
         let vcx = volumes::Context {
             pod,
             pod_dir: &pod_dir,
             sources: &sources,
             claims: &claims,
-            allocatable: &allocatable,
+            allocatable: &downward_limits,
         };
         let mut prepared = HashMap::new();
         for volume in spec.volumes.iter().flatten() {
@@ -881,7 +884,7 @@ impl Kubelet {
                         etc_mounts: &etc_mounts,
                         volumes: &prepared,
                         sources: &sources,
-                        allocatable: &allocatable,
+                        allocatable: &downward_limits,
                         hash: hashes.get(&container).cloned().unwrap_or_default(),
                     };
                     if let Some((waiting, remaining)) = self.recent_start_failure(&failure_key) {

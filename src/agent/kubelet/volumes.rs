@@ -2,8 +2,9 @@
 //! out: emptyDir (a directory, or tmpfs for medium Memory with its sizeLimit), hostPath with its type
 //! check, configMap, secret (on tmpfs, never on disk), downwardAPI and projected files written from their
 //! sources by kubelet's atomic writer (`atomic_writer.rs`), and persistentVolumeClaims resolved to their
-//! bound PV's path; the pod's fsGroup owns what kubelet would give it. Then each container's
-//! volumeMounts (with subPath, or subPathExpr expanded from its environment) become bind mounts; one
+//! bound PV's path (and the group its `pv.beta.kubernetes.io/gid` names); the pod's fsGroup owns what
+//! kubelet would give it. Then each container's volumeMounts (with subPath, or subPathExpr expanded from
+//! its environment) become bind mounts, read-only with their submounts under recursiveReadOnly; one
 //! asking for Bidirectional mount propagation is refused, as the node does not share mounts back.
 
 use std::collections::{BTreeMap, HashMap};
