@@ -70,13 +70,12 @@ fn ready_node(s: &Server) {
 }
 
 fn jsonpath_node(s: &Server) -> String {
-    let out = s.kubectl(&[
-        "get",
-        "node",
-        "node",
-        "-o",
-        "jsonpath={.status.conditions[?(@.type==\"Ready\")].status}",
-    ]);
+    node_jsonpath(s, "{.status.conditions[?(@.type==\"Ready\")].status}")
+}
+
+/// `path` of the test's node, as kubectl's jsonpath output prints it.
+fn node_jsonpath(s: &Server, path: &str) -> String {
+    let out = s.kubectl(&["get", "node", "node", "-o", &format!("jsonpath={path}")]);
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
@@ -1063,14 +1062,10 @@ fn node_pressure_taints_the_node_and_evicts_its_pods_but_not_critical_ones() {
     ready_node(&s);
     import_busybox(&s);
     let condition = |field: &str| {
-        let out = s.kubectl(&[
-            "get",
-            "node",
-            "node",
-            "-o",
-            &format!("jsonpath={{.status.conditions[?(@.type==\"MemoryPressure\")].{field}}}"),
-        ]);
-        String::from_utf8_lossy(&out.stdout).into_owned()
+        node_jsonpath(
+            &s,
+            &format!("{{.status.conditions[?(@.type==\"MemoryPressure\")].{field}}}"),
+        )
     };
     s.eventually("MemoryPressure=True", Duration::from_secs(30), || {
         condition("status") == "True"
@@ -1251,13 +1246,7 @@ fn the_kubelet_admits_pods_bound_past_the_scheduler_only_when_they_fit() {
             jsonpath(&s, name, "{.status.message}"),
         )
     };
-    let capacity = s.ok(&[
-        "get",
-        "node",
-        "node",
-        "-o",
-        "jsonpath={.status.allocatable.cpu}",
-    ]);
+    let capacity = node_jsonpath(&s, "{.status.allocatable.cpu}");
     let millicores: i64 = match capacity.strip_suffix('m') {
         Some(m) => m.parse().unwrap(),
         None => capacity.parse::<i64>().unwrap() * 1000,
@@ -2745,14 +2734,10 @@ spec:
         refused.contains("container has runAsNonRoot and image has non-numeric user (app), cannot verify user is non-root"),
         "{refused}"
     );
-    let features = s.ok(&[
-        "get",
-        "node",
-        "node",
-        "-o",
-        "jsonpath={.status.features.supplementalGroupsPolicy}",
-    ]);
-    assert_eq!(features, "true");
+    assert_eq!(
+        node_jsonpath(&s, "{.status.features.supplementalGroupsPolicy}"),
+        "true"
+    );
 }
 
 /// recursiveReadOnly as on Kubernetes: a read-only hostPath mount leaves a mount under its source
@@ -2816,14 +2801,13 @@ spec:
         "{range .status.containerStatuses[0].volumeMounts[*]}{.mountPath}={.recursiveReadOnly} {end}",
     );
     assert_eq!(mounts, "/ro=Disabled /rro=Enabled /rw= ");
-    let handlers = s.ok(&[
-        "get",
-        "node",
-        "node",
-        "-o",
-        "jsonpath={.status.runtimeHandlers[0].features.recursiveReadOnlyMounts}",
-    ]);
-    assert_eq!(handlers, "true");
+    assert_eq!(
+        node_jsonpath(
+            &s,
+            "{.status.runtimeHandlers[0].features.recursiveReadOnlyMounts}"
+        ),
+        "true"
+    );
 }
 
 /// A Localhost seccomp profile is a file under the node's `agent/seccomp` directory, applied to the
