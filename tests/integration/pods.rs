@@ -56,6 +56,12 @@ fn pod_cgroup_file(uid: &str, controller: &str, file: &str) -> String {
         .to_string()
 }
 
+/// `kubectl apply` of `manifest`, written to the test's directory as `file_name`.
+fn apply(s: &Server, file_name: &str, manifest: &str) {
+    let file = s.write(file_name, manifest);
+    s.ok(&["apply", "-f", file.to_str().unwrap()]);
+}
+
 /// Waits (up to a minute) for the pod's Ready condition.
 fn wait_ready(s: &Server, pod: &str) {
     s.eventually(&format!("{pod} is Ready"), Duration::from_secs(60), || {
@@ -216,8 +222,7 @@ spec:
     terminationMessagePolicy: FallbackToLogsOnError
 "#
     );
-    let file = s.write("pods.yaml", &manifest);
-    s.ok(&["apply", "-f", file.to_str().unwrap()]);
+    apply(&s, "pods.yaml", &manifest);
 
     s.eventually("web is Ready", Duration::from_secs(90), || {
         jsonpath(
@@ -499,8 +504,7 @@ spec:
     imagePullPolicy: Never
     command: [sh, -c, "for i in 1 2 3; do echo line $i; sleep 1; done"]
 "#;
-    let file = s.write("pods.yaml", manifest);
-    s.ok(&["apply", "-f", file.to_str().unwrap()]);
+    apply(&s, "pods.yaml", manifest);
     for pod in ["survivor", "finisher"] {
         s.eventually(&format!("{pod} runs"), Duration::from_secs(60), || {
             jsonpath(&s, pod, "{.status.phase}") == "Running"
@@ -709,8 +713,7 @@ spec:
 "#,
         host = host_dir.display()
     );
-    let file = s.write("probes.yaml", &manifest);
-    s.ok(&["apply", "-f", file.to_str().unwrap()]);
+    apply(&s, "probes.yaml", &manifest);
 
     s.eventually(
         "probed runs but is not ready yet",
@@ -835,8 +838,7 @@ spec:
     imagePullPolicy: Never
     command: [sh, -c, "readlink /proc/self/ns/net; readlink /proc/self/ns/uts; hostname; sleep 1000"]
 "#;
-    let file = s.write("pair.yaml", manifest);
-    s.ok(&["apply", "-f", file.to_str().unwrap()]);
+    apply(&s, "pair.yaml", manifest);
     wait_ready(&s, "pair");
     let logs = |container: &str| {
         let mut text = String::new();
@@ -993,8 +995,7 @@ spec:
     imagePullPolicy: Never
     command: [sh, -c, "echo waiting; until test -e /go; do sleep 0.1; done; i=0; while [ $i -lt 100 ]; do echo line $i; i=$((i+1)); sleep 0.05; done; printf 'caf\\351\\n'"]
 "#;
-    let file = s.write("chatty.yaml", manifest);
-    s.ok(&["apply", "-f", file.to_str().unwrap()]);
+    apply(&s, "chatty.yaml", manifest);
     wait_ready(&s, "chatty");
     let mut expected: Vec<u8> = (0..100)
         .flat_map(|i| format!("line {i}\n").into_bytes())
@@ -1118,11 +1119,7 @@ spec:
   containers:
   - {name: app, image: busybox:latest, imagePullPolicy: Never, command: [sleep, "1000"]}
 "#;
-    s.ok(&[
-        "apply",
-        "-f",
-        s.write("pressure.yaml", manifest).to_str().unwrap(),
-    ]);
+    apply(&s, "pressure.yaml", manifest);
     // A BestEffort pod bound to the node without the scheduler is refused by the kubelet itself.
     let bypass = r#"apiVersion: v1
 kind: Pod
@@ -1131,11 +1128,7 @@ spec:
   nodeName: node
   containers: [{name: app, image: busybox:latest, imagePullPolicy: Never, command: [sleep, "1000"]}]
 "#;
-    s.ok(&[
-        "apply",
-        "-f",
-        s.write("bypass.yaml", bypass).to_str().unwrap(),
-    ]);
+    apply(&s, "bypass.yaml", bypass);
     s.eventually("bypass is rejected", Duration::from_secs(30), || {
         jsonpath(&s, "bypass", "{.status.phase}") == "Failed"
     });
@@ -1231,9 +1224,8 @@ fn the_kubelet_admits_pods_bound_past_the_scheduler_only_when_they_fit() {
              resources: {{requests: {{cpu: 10m}}}}}}\n"
         )
     };
-    let apply = |name: &str, manifest: String| {
-        let file = s.write(&format!("{name}.yaml"), &manifest);
-        s.ok(&["apply", "-f", file.to_str().unwrap()]);
+    let apply_named = |name: &str, manifest: String| {
+        apply(&s, &format!("{name}.yaml"), &manifest);
     };
     let rejected = |name: &str| {
         s.eventually(
@@ -1253,7 +1245,7 @@ fn the_kubelet_admits_pods_bound_past_the_scheduler_only_when_they_fit() {
     };
 
     // More CPU than the node has: refused with kubelet's numbers, shown by kubectl as the status.
-    apply(
+    apply_named(
         "greedy",
         bound("greedy", "").replace("cpu: 10m", "cpu: \"64\""),
     );
@@ -1278,7 +1270,7 @@ fn the_kubelet_admits_pods_bound_past_the_scheduler_only_when_they_fit() {
         .contains("Node didn't have enough resource: cpu"));
 
     // A node selector the node does not match.
-    apply(
+    apply_named(
         "elsewhere",
         bound("elsewhere", "  nodeSelector: {disk: ssd}\n"),
     );
@@ -1294,7 +1286,7 @@ fn the_kubelet_admits_pods_bound_past_the_scheduler_only_when_they_fit() {
 
     // --max-pods 3: three pods run (the failed ones hold nothing), the fourth is refused.
     for name in ["first", "second", "third"] {
-        apply(name, bound(name, ""));
+        apply_named(name, bound(name, ""));
     }
     for name in ["first", "second", "third"] {
         s.eventually(
@@ -1303,7 +1295,7 @@ fn the_kubelet_admits_pods_bound_past_the_scheduler_only_when_they_fit() {
             || jsonpath(&s, name, "{.status.phase}") == "Running",
         );
     }
-    apply("fourth", bound("fourth", ""));
+    apply_named("fourth", bound("fourth", ""));
     assert_eq!(
         rejected("fourth"),
         (
@@ -1315,7 +1307,7 @@ fn the_kubelet_admits_pods_bound_past_the_scheduler_only_when_they_fit() {
     );
     // Room is made once a pod is gone.
     s.ok(&["delete", "pod", "first"]);
-    apply("fifth", bound("fifth", ""));
+    apply_named("fifth", bound("fifth", ""));
     s.eventually("fifth is Running", Duration::from_secs(60), || {
         jsonpath(&s, "fifth", "{.status.phase}") == "Running"
     });
@@ -1386,11 +1378,7 @@ spec:
   - {name: app, image: busybox:latest, imagePullPolicy: Never,
      command: [sh, -c, "echo first; sleep 3; echo last"]}
 "#;
-    s.ok(&[
-        "apply",
-        "-f",
-        s.write("logs.yaml", manifest).to_str().unwrap(),
-    ]);
+    apply(&s, "logs.yaml", manifest);
     s.eventually("talker is Running", Duration::from_secs(60), || {
         jsonpath(&s, "talker", "{.status.phase}") == "Running"
     });
@@ -1594,11 +1582,7 @@ spec:
   containers:
   - {name: app, image: busybox:latest, imagePullPolicy: Never, command: ["true"]}
 "#;
-    s.ok(&[
-        "apply",
-        "-f",
-        s.write("exec.yaml", manifest).to_str().unwrap(),
-    ]);
+    apply(&s, "exec.yaml", manifest);
     s.eventually("shell is Running", Duration::from_secs(60), || {
         jsonpath(&s, "shell", "{.status.phase}") == "Running"
     });
@@ -1833,11 +1817,7 @@ spec:
   - {{name: app, image: busybox:latest, imagePullPolicy: Never, command: [sh, -c, "{LOOPBACK_HTTPD}"]}}
 "#
     );
-    s.ok(&[
-        "apply",
-        "-f",
-        s.write("web.yaml", &manifest).to_str().unwrap(),
-    ]);
+    apply(&s, "web.yaml", &manifest);
     s.eventually("web is Running", Duration::from_secs(60), || {
         jsonpath(&s, "web", "{.status.phase}") == "Running"
     });
@@ -1886,11 +1866,7 @@ spec:
      "mkdir /www && echo hello from the node > /www/index.html && exec httpd -f -p 127.0.0.1:{port} -h /www"]}}
 "#
     );
-    s.ok(&[
-        "apply",
-        "-f",
-        s.write("hostweb.yaml", &manifest).to_str().unwrap(),
-    ]);
+    apply(&s, "hostweb.yaml", &manifest);
     s.eventually("hostweb is Running", Duration::from_secs(60), || {
         jsonpath(&s, "hostweb", "{.status.phase}") == "Running"
     });
@@ -1974,11 +1950,7 @@ spec:
   - {name: app, image: busybox:latest, imagePullPolicy: Never,
      command: [sh, -c, "i=0; while true; i=$((i+1)); do echo tick $i; echo tock $i >&2; sleep 0.2; done"]}
 "#;
-    s.ok(&[
-        "apply",
-        "-f",
-        s.write("ticker.yaml", manifest).to_str().unwrap(),
-    ]);
+    apply(&s, "ticker.yaml", manifest);
     s.eventually("ticker is Running", Duration::from_secs(60), || {
         jsonpath(&s, "ticker", "{.status.phase}") == "Running"
     });
@@ -2071,8 +2043,7 @@ spec:
   containers:
   - {name: app, image: "Bad Image::x"}
 "#;
-    let file = s.write("start-error.yaml", manifest);
-    s.ok(&["apply", "-f", file.to_str().unwrap()]);
+    apply(&s, "start-error.yaml", manifest);
     s.eventually("once fails", Duration::from_secs(60), || {
         jsonpath(&s, "once", "{.status.phase}") == "Failed"
     });
@@ -2189,8 +2160,7 @@ spec:
   containers:
   - {name: app, image: busybox:latest, imagePullPolicy: Never, command: [sleep, "1000"]}
 "#;
-    let file = s.write("endings.yaml", manifest);
-    s.ok(&["apply", "-f", file.to_str().unwrap()]);
+    apply(&s, "endings.yaml", manifest);
     let exit_code = "{.status.containerStatuses[0].state.terminated.exitCode}";
     s.eventually("limited fails", Duration::from_secs(60), || {
         jsonpath(&s, "limited", "{.status.phase}") == "Failed"
@@ -2258,7 +2228,7 @@ spec:
   containers:
   - {name: app, image: busybox:latest, imagePullPolicy: Never, command: [sleep, "1000"]}
 "#;
-    s.ok(&["apply", "-f", s.write("slow.yaml", slow).to_str().unwrap()]);
+    apply(&s, "slow.yaml", slow);
     s.eventually("slow-stop runs", Duration::from_secs(60), || {
         jsonpath(&s, "slow-stop", "{.status.phase}") == "Running"
     });
@@ -2318,11 +2288,7 @@ spec:
 "#,
         host = host_dir.display()
     );
-    s.ok(&[
-        "apply",
-        "-f",
-        s.write("grace.yaml", &manifest).to_str().unwrap(),
-    ]);
+    apply(&s, "grace.yaml", &manifest);
     for pod in ["no-grace", "forced"] {
         s.eventually(&format!("{pod} runs"), Duration::from_secs(60), || {
             jsonpath(&s, pod, "{.status.phase}") == "Running"
@@ -2391,8 +2357,7 @@ spec:
     volumeMounts: [{name: shared, mountPath: /shared}]
   volumes: [{name: shared, emptyDir: {}}]
 "#;
-    let file = s.write("sidecar.yaml", manifest);
-    s.ok(&["apply", "-f", file.to_str().unwrap()]);
+    apply(&s, "sidecar.yaml", manifest);
     s.eventually(
         "the app runs beside its ready sidecar",
         Duration::from_secs(60),
@@ -2501,8 +2466,7 @@ spec:
     command: [sh, -c, "echo CapEff $(readlink /proc/self/ns/pid) $(cat /proc/self/oom_score_adj); sleep 1000"]
     resources: {limits: {cpu: 100m, memory: 64Mi}}
 "#;
-    let file = s.write("capabilities.yaml", manifest);
-    s.ok(&["apply", "-f", file.to_str().unwrap()]);
+    apply(&s, "capabilities.yaml", manifest);
     for pod in ["dropped", "privileged", "limited", "host-pid"] {
         s.eventually(&format!("{pod} runs"), Duration::from_secs(60), || {
             jsonpath(&s, pod, "{.status.phase}") == "Running"
@@ -2606,8 +2570,7 @@ spec:
   - {name: e, emptyDir: {}}
   - {name: p, persistentVolumeClaim: {claimName: data}}
 "#;
-    let file = s.write("fs-group.yaml", manifest);
-    s.ok(&["apply", "-f", file.to_str().unwrap()]);
+    apply(&s, "fs-group.yaml", manifest);
     s.eventually("grouped ran its checks", Duration::from_secs(60), || {
         s.kubectl(&["logs", "grouped"]).stdout.ends_with(b"done\n")
     });
@@ -2699,8 +2662,7 @@ spec:
 "#,
         dir = s.dir.path().join("shared").display()
     );
-    let file = s.write("groups.yaml", &manifest);
-    s.ok(&["apply", "-f", file.to_str().unwrap()]);
+    apply(&s, "groups.yaml", &manifest);
     wait_ready(&s, "merged");
     wait_ready(&s, "strict");
     let user_of = |pod: &str| -> serde_json::Value {
@@ -2785,8 +2747,7 @@ spec:
 "#,
         tree = tree.display()
     );
-    let file = s.write("trees.yaml", &manifest);
-    s.ok(&["apply", "-f", file.to_str().unwrap()]);
+    apply(&s, "trees.yaml", &manifest);
     wait_ready(&s, "trees");
     s.eventually("trees tried its mounts", Duration::from_secs(30), || {
         s.ok(&["logs", "trees"]).lines().count() == 4
@@ -2851,8 +2812,7 @@ spec:
     command: [sleep, "1000"]
     securityContext: {seccompProfile: {type: Localhost, localhostProfile: profiles/missing.json}}
 "#;
-    let file = s.write("seccomp.yaml", manifest);
-    s.ok(&["apply", "-f", file.to_str().unwrap()]);
+    apply(&s, "seccomp.yaml", manifest);
     wait_ready(&s, "confined");
     s.eventually("both containers tried", Duration::from_secs(30), || {
         s.ok(&["logs", "confined", "-c", "app"]).contains("touched")
@@ -2903,8 +2863,7 @@ spec:
     command: [sleep, "1000"]
     securityContext: {appArmorProfile: {type: Unconfined}}
 "#;
-    let file = s.write("apparmor.yaml", manifest);
-    s.ok(&["apply", "-f", file.to_str().unwrap()]);
+    apply(&s, "apparmor.yaml", manifest);
     wait_ready(&s, "unarmored");
     let why =
         "{.status.phase} {.status.reason} {.status.containerStatuses[0].state.waiting.reason}";
@@ -2949,8 +2908,7 @@ spec:
   - name: info
     downwardAPI: {items: [{path: labels, fieldRef: {fieldPath: metadata.labels}}]}
 "#;
-    let file = s.write("projected.yaml", manifest);
-    s.ok(&["apply", "-f", file.to_str().unwrap()]);
+    apply(&s, "projected.yaml", manifest);
     wait_ready(&s, "reader");
     let in_reader = |script: &str| s.ok(&["exec", "reader", "--", "sh", "-c", script]);
     let layout = in_reader(
@@ -3172,8 +3130,7 @@ spec:
       echo "pause root: $(ls /proc/1/root)"
       echo listed; sleep 1000
 "#;
-    let file = s.write("shared-pids.yaml", manifest);
-    s.ok(&["apply", "-f", file.to_str().unwrap()]);
+    apply(&s, "shared-pids.yaml", manifest);
     s.eventually("b listed the processes", Duration::from_secs(60), || {
         String::from_utf8_lossy(&s.kubectl(&["logs", "shared-pids", "-c", "b"]).stdout)
             .contains("listed")
@@ -3230,11 +3187,7 @@ spec:
     volumeMounts: [{name: config, mountPath: /config}]
   volumes: [{name: config, configMap: {name: late}}]
 "#;
-    s.ok(&[
-        "apply",
-        "-f",
-        s.write("late.yaml", manifest).to_str().unwrap(),
-    ]);
+    apply(&s, "late.yaml", manifest);
     let failures = || -> u64 {
         s.ok(&[
             "get",
@@ -3288,11 +3241,7 @@ spec:
     volumeMounts: [{name: scratch, mountPath: /scratch}]
   volumes: [{name: scratch, emptyDir: {sizeLimit: 1Mi}}]
 "#;
-    s.ok(&[
-        "apply",
-        "-f",
-        s.write("filler.yaml", manifest).to_str().unwrap(),
-    ]);
+    apply(&s, "filler.yaml", manifest);
     s.eventually("filler is evicted", Duration::from_secs(60), || {
         jsonpath(&s, "filler", "{.status.phase}") == "Failed"
     });
@@ -3478,11 +3427,7 @@ spec:
 "#,
         world_ip = world.ip
     );
-    s.ok(&[
-        "apply",
-        "-f",
-        s.write("world.yaml", &manifest).to_str().unwrap(),
-    ]);
+    apply(&s, "world.yaml", &manifest);
     s.eventually("the visitor is done", Duration::from_secs(60), || {
         matches!(
             jsonpath(&s, "visitor", "{.status.phase}").as_str(),
@@ -3590,11 +3535,7 @@ spec:
 "#;
     let host_values = ["net/ipv4/ip_unprivileged_port_start", "kernel/msgmax"]
         .map(|p| std::fs::read_to_string(Path::new("/proc/sys").join(p)).unwrap());
-    s.ok(&[
-        "apply",
-        "-f",
-        s.write("sysctls.yaml", manifest).to_str().unwrap(),
-    ]);
+    apply(&s, "sysctls.yaml", manifest);
     s.eventually("tuned reports", Duration::from_secs(60), || {
         jsonpath(&s, "tuned", "{.status.phase}") == "Running"
             && s.ok(&["logs", "tuned"]).contains("in ")
@@ -3681,11 +3622,7 @@ spec:
     volumeMounts: [{name: shared, mountPath: /shared, mountPropagation: Bidirectional}]
   volumes: [{name: shared, emptyDir: {}}]
 "#;
-    s.ok(&[
-        "apply",
-        "-f",
-        s.write("unsupported.yaml", manifest).to_str().unwrap(),
-    ]);
+    apply(&s, "unsupported.yaml", manifest);
     s.eventually("qualified reports", Duration::from_secs(60), || {
         jsonpath(&s, "qualified", "{.status.phase}") == "Running"
             && s.ok(&["logs", "qualified"]).contains("svc")
@@ -3743,11 +3680,7 @@ spec:
       valueFrom: {resourceFieldRef: {resource: limits.cpu, divisor: 1m}}
   - {name: b, image: busybox:latest, imagePullPolicy: Never, command: [sleep, "1000"]}
 "#;
-    s.ok(&[
-        "apply",
-        "-f",
-        s.write("pooled.yaml", manifest).to_str().unwrap(),
-    ]);
+    apply(&s, "pooled.yaml", manifest);
     wait_ready(&s, "pooled");
     // A container without limits of its own sees the pod's through the downward API.
     assert_eq!(s.ok(&["logs", "pooled", "-c", "a"]), "48 400\n");

@@ -183,18 +183,14 @@ fn build_busybox_layout() -> PathBuf {
     let image = format!("{}:latest", oci.display());
     run(Command::new(&umoci).args(["init", "--layout"]).arg(&oci));
     run(Command::new(&umoci).args(["new", "--image", &image]));
-    run(Command::new(&umoci)
-        .args(["unpack", "--image", &image])
-        .arg(&bundle));
-    let bin = bundle.join("rootfs/bin");
-    std::fs::create_dir_all(&bin).unwrap();
-    std::fs::copy(busybox, bin.join("busybox")).unwrap();
-    for applet in APPLETS {
-        std::os::unix::fs::symlink("busybox", bin.join(applet)).unwrap();
-    }
-    run(Command::new(&umoci)
-        .args(["repack", "--image", &image])
-        .arg(&bundle));
+    add_layer(&image, &bundle, |rootfs| {
+        let bin = rootfs.join("bin");
+        std::fs::create_dir_all(&bin).unwrap();
+        std::fs::copy(busybox, bin.join("busybox")).unwrap();
+        for applet in APPLETS {
+            std::os::unix::fs::symlink("busybox", bin.join(applet)).unwrap();
+        }
+    });
     run(Command::new(&umoci).args([
         "config",
         "--image",
@@ -209,6 +205,19 @@ fn build_busybox_layout() -> PathBuf {
         Err(e) => panic!("moving the busybox layout into {}: {e}", layout.display()),
     }
     layout
+}
+
+/// Adds a layer to `image` (an OCI layout path and tag) with what `fill` writes into its root
+/// filesystem, unpacked at `bundle`. (Debian's umoci 0.4.7 `insert` of a file writes a truncated layer.)
+fn add_layer(image: &str, bundle: &Path, fill: impl FnOnce(&Path)) {
+    let umoci = require("umoci");
+    run(Command::new(&umoci)
+        .args(["unpack", "--image", image])
+        .arg(bundle));
+    fill(&bundle.join("rootfs"));
+    run(Command::new(&umoci)
+        .args(["repack", "--image", image])
+        .arg(bundle));
 }
 
 fn skopeo_copy(src: &str, dest: &str, extra: &[String]) {
@@ -251,18 +260,13 @@ pub fn busybox_archive_with(path: &Path, name: &str, files: &[(&str, &str)], use
     let bundle = work.path().join("bundle");
     run(Command::new("cp").arg("-a").arg(busybox_layout()).arg(&oci));
     let image = format!("{}:latest", oci.display());
-    // Unpacked and repacked: Debian's umoci 0.4.7 `insert` of a file writes a truncated layer.
-    run(Command::new(&umoci)
-        .args(["unpack", "--image", &image])
-        .arg(&bundle));
-    for (target, text) in files {
-        let file = bundle.join("rootfs").join(target.trim_start_matches('/'));
-        std::fs::create_dir_all(file.parent().unwrap()).unwrap();
-        std::fs::write(&file, text).unwrap();
-    }
-    run(Command::new(&umoci)
-        .args(["repack", "--image", &image])
-        .arg(&bundle));
+    add_layer(&image, &bundle, |rootfs| {
+        for (target, text) in files {
+            let file = rootfs.join(target.trim_start_matches('/'));
+            std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+            std::fs::write(&file, text).unwrap();
+        }
+    });
     run(Command::new(&umoci).args([
         "config",
         "--image",

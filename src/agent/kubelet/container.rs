@@ -619,6 +619,23 @@ mod tests {
         .unwrap()
     }
 
+    /// Pod `p` of namespace `ns` (uid `u1`) with the security context `sc`.
+    fn pod_in_ns(sc: PodSecurityContext) -> Pod {
+        Pod {
+            metadata: ObjectMeta {
+                name: Some("p".into()),
+                namespace: Some("ns".into()),
+                uid: Some("u1".into()),
+                ..Default::default()
+            },
+            spec: Some(PodSpec {
+                security_context: Some(sc),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
     fn strings(v: &[&str]) -> Option<Vec<String>> {
         Some(v.iter().map(|s| s.to_string()).collect())
     }
@@ -713,25 +730,12 @@ mod tests {
         )
         .unwrap();
         let layers = [layer];
-        let pod_with = |sc: PodSecurityContext| Pod {
-            metadata: ObjectMeta {
-                name: Some("p".into()),
-                namespace: Some("ns".into()),
-                uid: Some("u1".into()),
-                ..Default::default()
-            },
-            spec: Some(PodSpec {
-                security_context: Some(sc),
-                ..Default::default()
-            }),
-            ..Default::default()
-        };
         let c = Container {
             name: "c".into(),
             ..Default::default()
         };
         let of = |sc: PodSecurityContext, image_user: &str, volume_groups: &[u32]| {
-            identity(&pod_with(sc), &c, image_user, &layers, volume_groups)
+            identity(&pod_in_ns(sc), &c, image_user, &layers, volume_groups)
         };
         let groups = |sc, image_user| of(sc, image_user, &[]).unwrap().additional_gids;
 
@@ -793,22 +797,10 @@ mod tests {
 
     #[test]
     fn run_as_non_root_is_checked_as_kubelet_checks_it() {
-        let pod = Pod {
-            metadata: ObjectMeta {
-                name: Some("p".into()),
-                namespace: Some("ns".into()),
-                uid: Some("u1".into()),
-                ..Default::default()
-            },
-            spec: Some(PodSpec {
-                security_context: Some(PodSecurityContext {
-                    run_as_non_root: Some(true),
-                    ..Default::default()
-                }),
-                ..Default::default()
-            }),
+        let pod = pod_in_ns(PodSecurityContext {
+            run_as_non_root: Some(true),
             ..Default::default()
-        };
+        });
         let c = |run_as_user: Option<i64>| Container {
             name: "c".into(),
             security_context: Some(SecurityContext {

@@ -30,10 +30,7 @@ pub struct Prepared {
 
 /// The groups the pod's volumes name, which kubelet adds to its processes' supplementary groups.
 pub fn groups(prepared: &HashMap<String, Prepared>) -> Vec<u32> {
-    let mut groups: Vec<u32> = prepared.values().filter_map(|p| p.group).collect();
-    groups.sort_unstable();
-    groups.dedup();
-    groups
+    prepared.values().filter_map(|p| p.group).collect()
 }
 
 /// The names of the ConfigMaps and Secrets the pod's volumes read.
