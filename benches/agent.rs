@@ -477,6 +477,7 @@ async fn start_costs(dir: &Path, layer: &Path) -> (Duration, Duration, Duration)
             stdin: false,
             stdin_once: false,
             user: None,
+            resources: None,
         };
         let started = Instant::now();
         runtime

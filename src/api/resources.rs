@@ -200,6 +200,13 @@ pub static RESOURCES: &[ResourceInfo] = &[
                 verbs: STATUS_VERBS,
             },
             Subresource {
+                name: "resize",
+                group: "",
+                version: "v1",
+                kind: "Pod",
+                verbs: STATUS_VERBS,
+            },
+            Subresource {
                 name: "log",
                 group: "",
                 version: "v1",

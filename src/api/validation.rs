@@ -7888,6 +7888,125 @@ pub fn validate_ephemeral_containers_update(new: &Value, old: &Value) -> Vec<Fie
     dedup(errs)
 }
 
+/// `ValidatePodResize`, for `pods/resize`: the pod with its new spec is valid, keeps its QoS class
+/// (`new_qos` is the class its new spec computes to), and of its containers and sidecars only the cpu
+/// and memory requests and limits changed, none of them removed. Pods with pod-level resources, static
+/// pods and Windows pods are not resized at all.
+pub fn validate_pod_resize(new: &Value, old: &Value, new_qos: &str) -> Vec<FieldError> {
+    let mut errs = Vec::new();
+    validate_object_meta(new, true, NameRule::Subdomain, true, &mut errs);
+    validate_object_meta_update(new, old, &mut errs);
+    let (spec, old_spec) = (get(new, "spec"), get(old, "spec"));
+    let sp = Path::new("spec");
+    let ctx = PodContext {
+        is_pod: true,
+        pod_name: str_of(get(new, "metadata"), "name"),
+    };
+    validate_pod_spec(spec, &sp, ctx, &mut errs);
+    let stated = |spec: &Value| {
+        let resources = get(spec, "resources");
+        ["requests", "limits"]
+            .iter()
+            .any(|list| map_of(resources, list).is_some_and(|m| !m.is_empty()))
+    };
+    let root = Path::new("");
+    if stated(spec) || stated(old_spec) {
+        errs.push(forbidden(
+            &root,
+            "pods with pod-level resources cannot be resized",
+        ));
+        return dedup(errs);
+    }
+    let annotations = get(get(old, "metadata"), "annotations");
+    if opt_str(annotations, "kubernetes.io/config.mirror").is_some() {
+        errs.push(forbidden(&root, "static pods cannot be resized"));
+        return dedup(errs);
+    }
+    if str_of(get(spec, "os"), "name") == "windows" {
+        errs.push(forbidden(&root, "windows pods cannot be resized"));
+        return dedup(errs);
+    }
+    let old_qos = str_of(get(old, "status"), "qosClass");
+    if !old_qos.is_empty() && old_qos != new_qos {
+        errs.push(invalid(
+            &sp,
+            old_qos,
+            "Pod QOS Class may not change as a result of resizing",
+        ));
+    }
+    let mut munged = spec.clone();
+    for list in ["containers", "initContainers"] {
+        let old_list = items(old_spec, list);
+        let Some(containers) = munged.get_mut(list).and_then(Value::as_array_mut) else {
+            continue;
+        };
+        for (i, (c, before)) in containers.iter_mut().zip(old_list).enumerate() {
+            let path = sp.child(list).index(i).child("resources");
+            let sidecar = str_of(before, "restartPolicy") == "Always";
+            if list == "initContainers" && !sidecar {
+                if !semantic_eq(get(c, "resources"), get(before, "resources")) {
+                    errs.push(forbidden(
+                        &sp,
+                        "resources for non-sidecar init containers are immutable",
+                    ));
+                }
+                continue;
+            }
+            for kind in ["requests", "limits"] {
+                let now = map_of(get(c, "resources"), kind);
+                let removed = map_of(get(before, "resources"), kind)
+                    .into_iter()
+                    .flatten()
+                    .any(|(name, _)| now.is_none_or(|n| !n.contains_key(name)));
+                if removed {
+                    let what = if kind == "requests" {
+                        "resource requests cannot be removed"
+                    } else {
+                        "resource limits cannot be removed"
+                    };
+                    errs.push(forbidden(&path.child(kind), what));
+                }
+            }
+            restore_cpu_and_memory(c, before);
+            if !semantic_eq(c, before) {
+                errs.push(forbidden(
+                    &sp,
+                    if sidecar {
+                        "only cpu and memory resources for sidecar containers are mutable"
+                    } else {
+                        "only cpu and memory resources are mutable"
+                    },
+                ));
+            }
+        }
+    }
+    if errs.is_empty() && !semantic_eq(&munged, old_spec) {
+        errs.push(forbidden(&sp, "only cpu and memory resources are mutable"));
+    }
+    dedup(errs)
+}
+
+/// Puts the container's cpu and memory requests and limits back to what `before` had, so that what
+/// else changed shows (an emptied list compares equal to none).
+fn restore_cpu_and_memory(container: &mut Value, before: &Value) {
+    for kind in ["requests", "limits"] {
+        let old = map_of(get(before, "resources"), kind);
+        let mut list = map_of(get(container, "resources"), kind)
+            .cloned()
+            .unwrap_or_default();
+        for name in ["cpu", "memory"] {
+            match old.and_then(|o| o.get(name)) {
+                Some(q) => list.insert(name.into(), q.clone()),
+                None => list.remove(name),
+            };
+        }
+        if !container["resources"].is_object() {
+            container["resources"] = Value::Object(Map::new());
+        }
+        container["resources"][kind] = Value::Object(list);
+    }
+}
+
 pub fn validate_update(kind: &str, new: &Value, old: &Value, namespaced: bool) -> Vec<FieldError> {
     let (rule, check) = kind_rules(kind, new);
     let mut errs = Vec::new();

@@ -39,9 +39,9 @@ impl Strategy for PodStrategy {
     }
 }
 
-/// `pods/ephemeralcontainers` changes nothing of the pod but its ephemeral containers (upstream's
-/// `dropNonEphemeralContainerUpdates`).
-pub fn prepare_for_ephemeral_containers_update(new: &mut Value, old: &Value) {
+/// The stored pod carrying the identity and precondition fields of `new`, as a pod subresource update
+/// starts from it (upstream's `ResetObjectMetaForStatus`).
+fn stored_with_identity_of(new: &Value, old: &Value) -> Value {
     let mut pod = old.clone();
     for field in ["name", "namespace", "resourceVersion", "uid"] {
         match new["metadata"].get(field) {
@@ -53,6 +53,21 @@ pub fn prepare_for_ephemeral_containers_update(new: &mut Value, old: &Value) {
             }
         }
     }
+    pod
+}
+
+/// A subresource's change of the pod's spec counts as a new generation, as a main update's does.
+fn bump_generation_if_spec_changed(pod: &mut Value, old: &Value) {
+    if pod["spec"] != old["spec"] {
+        let generation = old["metadata"]["generation"].as_i64().unwrap_or(0) + 1;
+        meta::set_meta(pod, "generation", generation);
+    }
+}
+
+/// `pods/ephemeralcontainers` changes nothing of the pod but its ephemeral containers (upstream's
+/// `dropNonEphemeralContainerUpdates`).
+pub fn prepare_for_ephemeral_containers_update(new: &mut Value, old: &Value) {
+    let mut pod = stored_with_identity_of(new, old);
     match new["spec"].get("ephemeralContainers") {
         Some(containers) => pod["spec"]["ephemeralContainers"] = containers.clone(),
         None => {
@@ -62,7 +77,50 @@ pub fn prepare_for_ephemeral_containers_update(new: &mut Value, old: &Value) {
         }
     }
     crate::api::defaults::apply_defaults("Pod", &mut pod);
+    bump_generation_if_spec_changed(&mut pod, old);
     *new = pod;
+}
+
+/// `pods/resize` changes nothing of the pod but its containers' and init containers' resources and
+/// resize policies (upstream's `dropNonResizeUpdates`). Lists whose containers were added, removed,
+/// renamed or reordered are taken as sent, for validation to refuse.
+pub fn prepare_for_resize_update(new: &mut Value, old: &Value) {
+    let mut pod = stored_with_identity_of(new, old);
+    for list in ["containers", "initContainers"] {
+        let sent = new["spec"][list].as_array().cloned().unwrap_or_default();
+        let stored = old["spec"][list].as_array().cloned().unwrap_or_default();
+        let same_containers = sent.len() == stored.len()
+            && sent.iter().zip(&stored).all(|(a, b)| a["name"] == b["name"]);
+        if !same_containers {
+            pod["spec"][list] = new["spec"][list].clone();
+            continue;
+        }
+        for (kept, sent) in pod["spec"][list]
+            .as_array_mut()
+            .into_iter()
+            .flatten()
+            .zip(&sent)
+        {
+            for field in ["resources", "resizePolicy"] {
+                match sent.get(field) {
+                    Some(value) => kept[field] = value.clone(),
+                    None => {
+                        if let Some(c) = kept.as_object_mut() {
+                            c.remove(field);
+                        }
+                    }
+                }
+            }
+        }
+    }
+    crate::api::defaults::apply_defaults("Pod", &mut pod);
+    bump_generation_if_spec_changed(&mut pod, old);
+    *new = pod;
+}
+
+/// `ValidatePodResize`, with the QoS class the new spec computes to.
+pub fn validate_resize(new: &Value, old: &Value) -> Vec<crate::api::validation::FieldError> {
+    crate::api::validation::validate_pod_resize(new, old, qos_class(&new["spec"]))
 }
 
 /// The taints the DefaultTolerationSeconds admission plugin makes every pod tolerate for five minutes, so a

@@ -645,6 +645,7 @@ impl Registry {
                 Some("ephemeralcontainers") => {
                     pods::prepare_for_ephemeral_containers_update(&mut new, &current_storage)
                 }
+                Some("resize") => pods::prepare_for_resize_update(&mut new, &current_storage),
                 Some(other) => {
                     return Err(RegistryError::MethodNotAllowed(format!(
                         "subresource {other} cannot be updated here"
@@ -661,6 +662,7 @@ impl Registry {
                         &current_storage,
                     )
                 }
+                Some("resize") => pods::validate_resize(&new, &current_storage),
                 _ => strategy.validate_update(storage_info, &new, &current_storage),
             };
             if !causes.is_empty() {

@@ -102,6 +102,7 @@ impl Fixture {
             stdin: false,
             stdin_once: false,
             user: None,
+            resources: None,
         };
         let mut config = ContainerConfig {
             args: args.iter().map(|s| s.to_string()).collect(),

@@ -24,6 +24,7 @@ pub mod plan;
 pub mod pod_cgroup;
 pub mod portforward;
 pub mod probes;
+pub mod resize;
 pub mod run_dir;
 pub mod sandbox;
 pub mod status;
@@ -144,6 +145,10 @@ pub(crate) struct Kubelet {
     pub admissions: Mutex<HashMap<String, admission::Admission>>,
     /// The node's pressure conditions as housekeeping last evaluated them.
     pub pressure: watch::Receiver<node::NodePressure>,
+    /// What each pod's containers were allocated, by uid, as read from or written to its directory.
+    pub allocations: Mutex<HashMap<String, resize::Allocation>>,
+    /// Pods whose resize is pending or under way, by uid (kept in memory only, as kubelet keeps them).
+    pub resizes: Mutex<HashMap<String, resize::ResizeState>>,
 }
 
 /// Runs the kubelet until `shutdown`, on the node's runtime (see [`open_runtime`]).
@@ -254,6 +259,8 @@ pub async fn run(
         leftover_cgroups: Default::default(),
         leftover_sandboxes: Default::default(),
         admissions: Default::default(),
+        allocations: Default::default(),
+        resizes: Default::default(),
         pressure: pressure.subscribe(),
         probes: Default::default(),
         killed_for_restart: Default::default(),

@@ -1,7 +1,8 @@
 //! The pod's cgroup, `/orch/pod<uid>`: the parent of its containers' cgroups (libcontainer creates those
 //! below it), holding the pod-level limits kubelet sets, so that a pod's containers together stay within
 //! what they declared, and where eviction reads a pod's usage. On the hybrid layout each v1 hierarchy
-//! (memory, cpu, pids, …) has its own copy of the directory; on cgroup v2 there is one.
+//! (memory, cpu, pids, …) has its own copy of the directory; on cgroup v2 there is one. A resize
+//! writes new limits into the pod's and its containers' cgroups, in an order the kernel accepts.
 
 use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
@@ -50,7 +51,7 @@ pub fn controller_dir(root: &Path, controller: &str, relative: &str) -> PathBuf 
 }
 
 /// Creates the pod's cgroup with `limits` (from `container::pod_resources`) unless it exists: it is
-/// created before the pod's first container, and a pod's limits do not change.
+/// created before the pod's first container; a resize changes its limits ([`resize`]).
 pub fn create(root: &Path, uid: &str, limits: &Resources) -> Result<(), CgroupError> {
     let relative = path(uid);
     if root.join("memory").is_dir() || root.join("cpu").is_dir() {
@@ -101,6 +102,111 @@ pub fn create(root: &Path, uid: &str, limits: &Resources) -> Result<(), CgroupEr
         }
     }
     Ok(())
+}
+
+/// One cgroup file a limit is written to, with the amount it stands for (to tell a raise from a cut).
+struct Setting {
+    controller: &'static str,
+    file: &'static str,
+    value: String,
+    amount: i64,
+}
+
+/// The files `limits` are written to, on the v1 hierarchy of each controller where it has one, else
+/// the unified one. Unset limits are left as they are: a resize cannot take a limit away.
+fn settings(root: &Path, limits: &Resources) -> Vec<Setting> {
+    let v1 = |controller: &str| root.join(controller).is_dir();
+    let mut settings = Vec::new();
+    if let Some(bytes) = limits.memory_limit {
+        let file = if v1("memory") {
+            "memory.limit_in_bytes"
+        } else {
+            "memory.max"
+        };
+        settings.push(Setting {
+            controller: "memory",
+            file,
+            value: bytes.to_string(),
+            amount: bytes,
+        });
+    }
+    if let Some(shares) = limits.cpu_shares {
+        let (file, amount) = if v1("cpu") {
+            ("cpu.shares", shares)
+        } else {
+            ("cpu.weight", cpu_weight(shares))
+        };
+        settings.push(Setting {
+            controller: "cpu",
+            file,
+            value: amount.to_string(),
+            amount: amount as i64,
+        });
+    }
+    if let (Some(quota), Some(period)) = (limits.cpu_quota, limits.cpu_period) {
+        let (file, value) = if v1("cpu") {
+            ("cpu.cfs_quota_us", quota.to_string())
+        } else {
+            ("cpu.max", format!("{quota} {period}"))
+        };
+        settings.push(Setting {
+            controller: "cpu",
+            file,
+            value,
+            amount: quota,
+        });
+    }
+    settings
+}
+
+/// The amount a cgroup file holds: its first number, unlimited (`max`, -1) as the largest.
+fn current_amount(path: &Path) -> Option<i64> {
+    let text = std::fs::read_to_string(path).ok()?;
+    match text.split_whitespace().next()? {
+        "max" | "-1" => Some(i64::MAX),
+        n => n.parse().ok(),
+    }
+}
+
+/// Gives a resized pod its new limits: its cgroup's and those of its running containers (by id), as
+/// kubelet's doPodResizeAction orders them: a value the pod gains is raised on the pod before its
+/// containers, one it loses is lowered on the containers first, so that no container ever has more
+/// than the pod (the kernel refuses a CPU quota above the parent's).
+pub fn resize(
+    root: &Path,
+    uid: &str,
+    pod: &Resources,
+    containers: &[(&str, &Resources)],
+) -> Result<(), CgroupError> {
+    let relative = path(uid);
+    let mut lowered = Vec::new();
+    for setting in settings(root, pod) {
+        let dir = controller_dir(root, setting.controller, &relative);
+        match current_amount(&dir.join(setting.file)) {
+            Some(now) if now == setting.amount => {}
+            Some(now) if setting.amount < now => lowered.push((dir, setting)),
+            _ => write(&dir, setting.file, &setting.value)?,
+        }
+    }
+    for (id, limits) in containers {
+        let container = format!("{relative}/{id}");
+        for setting in settings(root, limits) {
+            let dir = controller_dir(root, setting.controller, &container);
+            write(&dir, setting.file, &setting.value)?;
+        }
+    }
+    for (dir, setting) in lowered {
+        write(&dir, setting.file, &setting.value)?;
+    }
+    Ok(())
+}
+
+/// The memory a container's cgroup uses now, in bytes.
+pub fn container_memory_usage(root: &Path, uid: &str, id: &str) -> Option<i64> {
+    let dir = controller_dir(root, "memory", &format!("{}/{id}", path(uid)));
+    ["memory.usage_in_bytes", "memory.current"]
+        .iter()
+        .find_map(|file| current_amount(&dir.join(file)))
 }
 
 /// cgroup v1 shares (2..262144) as a v2 weight (1..10000), the conversion runc and kubelet use.

@@ -2,20 +2,23 @@
 //! state, lastState, restartCount, ready, started, user and volumeMounts; the phase by kubelet's
 //! `getPhase` rules, and the reason of a pod soft admission blocks; the PodReadyToStartContainers,
 //! Initialized, ContainersReady and Ready conditions, Ready also waiting for the pod's readiness gates
-//! (PodScheduled and the gates' conditions are other components' and are kept).
+//! (PodScheduled and the gates' conditions are other components' and are kept); a resize's
+//! PodResizePending and PodResizeInProgress, and each container's allocated and actual resources.
 
 use std::collections::HashMap;
 
 use k8s_openapi::api::core::v1::{
-    ContainerState as ApiState, ContainerStateRunning, ContainerStateTerminated,
+    Container, ContainerState as ApiState, ContainerStateRunning, ContainerStateTerminated,
     ContainerStateWaiting, ContainerStatus, ContainerUser, LinuxContainerUser, Pod, PodCondition,
-    PodIP, PodStatus, VolumeMount, VolumeMountStatus,
+    PodIP, PodStatus, ResourceRequirements, VolumeMount, VolumeMountStatus,
 };
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 use super::plan::{is_sidecar, restart_policy, Run, Runs};
+use super::resize::{self, ResizeState};
 use super::volumes;
-use crate::agent::runtime::{ContainerState, ProcessUser};
+use crate::agent::runtime::{ContainerState, ProcessUser, Resources};
 use crate::shim::ExitRecord;
 
 /// Why a container has no running process, when it is not simply being created.
@@ -47,6 +50,10 @@ pub struct Observed {
     pub image_ids: HashMap<String, String>,
     /// Per container: who the first process of its latest run is.
     pub users: HashMap<String, ProcessUser>,
+    /// Per container: the cgroup limits its latest run has.
+    pub limits: HashMap<String, Resources>,
+    /// The pod's resize, pending or under way.
+    pub resize: ResizeState,
     /// Per exited run (by container id): its termination message.
     pub termination_messages: HashMap<String, String>,
     pub pod_ip: Option<String>,
@@ -131,6 +138,97 @@ fn container_user(user: &ProcessUser) -> ContainerUser {
             ),
         }),
     }
+}
+
+/// kubelet's convertContainerStatusResources: what `allocated` states, with the CPU request and the
+/// limits the running container's cgroup has in their place. Below the least CPU the kernel can give
+/// (2 shares, a 10m quota) allocation and cgroup count as the same, and the allocation stands.
+fn container_resources(
+    allocated: &ResourceRequirements,
+    running: Option<&Resources>,
+) -> ResourceRequirements {
+    const MIN_CPU_REQUEST: i128 = 2;
+    const MIN_CPU_LIMIT: i128 = 10;
+    let mut resources = ResourceRequirements {
+        requests: allocated.requests.clone(),
+        limits: allocated.limits.clone(),
+        ..Default::default()
+    };
+    let Some(actual) = running else {
+        return resources;
+    };
+    let millis = |list: &Option<std::collections::BTreeMap<String, Quantity>>| {
+        list.as_ref()
+            .and_then(|l| l.get("cpu"))
+            .and_then(|q| crate::api::quantity::parse_quantity(&q.0).ok())
+            .map(|q| q.to_millis())
+    };
+    let cpu = |m: i128| {
+        let q = crate::api::quantity::parse_quantity(&format!("{m}m")).expect("millicores parse");
+        Quantity(q.to_string())
+    };
+    if let (Some(allocated), Some(shares)) = (millis(&allocated.requests), actual.cpu_shares) {
+        let actual = if shares >= 2 {
+            (i128::from(shares) * 1000 + 1023) / 1024
+        } else {
+            0
+        };
+        if !(allocated <= MIN_CPU_REQUEST && actual <= MIN_CPU_REQUEST) {
+            if let Some(requests) = resources.requests.as_mut() {
+                requests.insert("cpu".into(), cpu(actual));
+            }
+        }
+    }
+    if let Some(allocated) = millis(&allocated.limits) {
+        let actual = match (actual.cpu_quota, actual.cpu_period) {
+            (Some(quota), Some(period)) if quota > 0 && period > 0 => {
+                i128::from(quota) * 1000 / i128::from(period)
+            }
+            _ => 0,
+        };
+        if !(allocated <= MIN_CPU_LIMIT && actual <= MIN_CPU_LIMIT) {
+            if let Some(limits) = resources.limits.as_mut() {
+                limits.insert("cpu".into(), cpu(actual));
+            }
+        }
+    }
+    let has_memory_limit = allocated
+        .limits
+        .as_ref()
+        .is_some_and(|l| l.contains_key("memory"));
+    if let (true, Some(bytes)) = (has_memory_limit, actual.memory_limit) {
+        let q = crate::api::quantity::Quantity::from_units(
+            i128::from(bytes),
+            crate::api::quantity::QuantityFormat::BinarySi,
+        );
+        if let Some(limits) = resources.limits.as_mut() {
+            limits.insert("memory".into(), Quantity(q.to_string()));
+        }
+    }
+    resources
+}
+
+/// A container's allocatedResources and resources, once it has a run: its allocated requests, and
+/// what it runs with.
+fn with_resources(mut status: ContainerStatus, c: &Container, observed: &Observed) -> ContainerStatus {
+    if status.container_id.is_none() {
+        return status;
+    }
+    let allocated = c.resources.clone().unwrap_or_default();
+    status.allocated_resources = allocated.requests.clone().filter(|r| !r.is_empty());
+    let running = status
+        .state
+        .as_ref()
+        .is_some_and(|s| s.running.is_some())
+        .then(|| observed.limits.get(&c.name))
+        .flatten();
+    let resources = container_resources(&allocated, running);
+    let stated = |l: &Option<std::collections::BTreeMap<String, Quantity>>| {
+        l.as_ref().is_some_and(|l| !l.is_empty())
+    };
+    status.resources =
+        (stated(&resources.requests) || stated(&resources.limits)).then_some(resources);
+    status
 }
 
 fn waiting(reason: &str, message: Option<&str>) -> ApiState {
@@ -232,6 +330,15 @@ fn container_status(
     });
     status
 }
+
+/// The conditions kubelet writes, which carry the generation of the pod it wrote them for.
+const KUBELET_CONDITIONS: [&str; 5] = [
+    "PodReadyToStartContainers",
+    "Initialized",
+    "ContainersReady",
+    "Ready",
+    "DisruptionTarget",
+];
 
 fn condition(
     kind: &str,
@@ -373,6 +480,7 @@ fn unmet_readiness_gates(
 pub fn pod_status(pod: &Pod, observed: &Observed, now: jiff::Timestamp) -> PodStatus {
     let spec = pod.spec.as_ref().expect("pods have a spec");
     let old = pod.status.clone().unwrap_or_default();
+    let generation = pod.metadata.generation;
     let status = |name: &str,
                   image: Option<&str>,
                   mounts: Option<&Vec<VolumeMount>>,
@@ -396,13 +504,14 @@ pub fn pod_status(pod: &Pod, observed: &Observed, now: jiff::Timestamp) -> PodSt
             } else {
                 ReadyWhen::Completed
             };
-            status(
+            let status = status(
                 &c.name,
                 c.image.as_deref(),
                 c.volume_mounts.as_ref(),
                 ready_when,
                 "PodInitializing",
-            )
+            );
+            with_resources(status, c, observed)
         })
         .collect();
     // kubelet: an app container not yet created waits with PodInitializing whenever the pod has init
@@ -417,13 +526,14 @@ pub fn pod_status(pod: &Pod, observed: &Observed, now: jiff::Timestamp) -> PodSt
         .iter()
         .map(|c| {
             let mounts = c.volume_mounts.as_ref();
-            status(
+            let status = status(
                 &c.name,
                 c.image.as_deref(),
                 mounts,
                 ReadyWhen::Running,
                 app_reason,
-            )
+            );
+            with_resources(status, c, observed)
         })
         .collect();
     let mut ephemeral_statuses: Vec<ContainerStatus> = spec
@@ -519,6 +629,8 @@ pub fn pod_status(pod: &Pod, observed: &Observed, now: jiff::Timestamp) -> PodSt
                 "Initialized",
                 "ContainersReady",
                 "Ready",
+                resize::PENDING,
+                resize::IN_PROGRESS,
             ]
             .contains(&c.type_.as_str())
         })
@@ -584,6 +696,18 @@ pub fn pod_status(pod: &Pod, observed: &Observed, now: jiff::Timestamp) -> PodSt
             _ => Some(Time(now)),
         };
         c.last_probe_time = previous.and_then(|p| p.last_probe_time.clone());
+        if KUBELET_CONDITIONS.contains(&c.type_.as_str()) {
+            c.observed_generation = generation;
+        }
+    }
+    let resizing = [
+        (resize::PENDING, &observed.resize.pending),
+        (resize::IN_PROGRESS, &observed.resize.in_progress),
+    ];
+    for (kind, state) in resizing {
+        if let Some(state) = state {
+            conditions.push(state.to_pod_condition(kind));
+        }
     }
 
     if observed.blocked.is_some() {
@@ -617,6 +741,7 @@ pub fn pod_status(pod: &Pod, observed: &Observed, now: jiff::Timestamp) -> PodSt
         ephemeral_container_statuses: (!ephemeral_statuses.is_empty())
             .then_some(ephemeral_statuses),
         qos_class: old.qos_class,
+        observed_generation: generation,
         reason: match (&observed.evicted, &observed.blocked) {
             (Some(_), _) => Some("Evicted".into()),
             (None, Some(blocked)) => Some(blocked.reason.clone()),

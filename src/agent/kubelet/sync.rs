@@ -58,9 +58,46 @@ const SECCOMP_PROFILES: &str = "agent/seccomp";
 /// The annotation of a PersistentVolume naming a group its users join.
 const VOLUME_GID: &str = "pv.beta.kubernetes.io/gid";
 
-fn spec_hash(c: &Container) -> String {
-    let bytes = serde_json::to_vec(c).unwrap_or_default();
+fn short_hash(value: &impl serde::Serialize) -> String {
+    let bytes = serde_json::to_vec(value).unwrap_or_default();
     hex::encode(&Sha256::digest(bytes)[..8])
+}
+
+/// What a container's run was made from, `<spec>.<resources>`: its spec but for its resources, and the
+/// resources a resize changes only by restarting it (resizePolicy RestartContainer); the others change
+/// in place. A run made from another hash is restarted.
+fn spec_hash(c: &Container) -> String {
+    let restarts_for = |resource: &str| {
+        c.resize_policy.iter().flatten().any(|p| {
+            p.resource_name == resource && p.restart_policy == "RestartContainer"
+        })
+    };
+    let restarting = |list: Option<BTreeMap<String, Quantity>>| -> BTreeMap<String, Quantity> {
+        list.into_iter()
+            .flatten()
+            .filter(|(name, _)| restarts_for(name))
+            .collect()
+    };
+    let resources = c.resources.clone().unwrap_or_default();
+    let rest = Container {
+        resources: None,
+        resize_policy: None,
+        ..c.clone()
+    };
+    format!(
+        "{}.{}",
+        short_hash(&rest),
+        short_hash(&(
+            restarting(resources.requests),
+            restarting(resources.limits)
+        ))
+    )
+}
+
+/// The hash agents before in-place resize recorded (of the whole spec): runs recorded with it are
+/// recorded again with [`spec_hash`] instead of being restarted.
+fn hash_before_resize(c: &Container) -> String {
+    short_hash(c)
 }
 
 fn involved(pod: &Pod) -> Involved<'_> {
@@ -111,7 +148,8 @@ pub(super) fn pod_ref(pod: &Pod) -> String {
     )
 }
 
-/// What the runtime recorded of each container's latest run: the image it runs and who its process is.
+/// What the runtime recorded of each container's latest run: the image it runs, who its process is and
+/// the cgroup limits it has.
 fn note_latest_runs(observed: &mut Observed, metas: &HashMap<String, ContainerMeta>) {
     for (name, meta) in metas {
         observed
@@ -119,6 +157,9 @@ fn note_latest_runs(observed: &mut Observed, metas: &HashMap<String, ContainerMe
             .insert(name.clone(), meta.image_ref.clone());
         if let Some(user) = &meta.user {
             observed.users.insert(name.clone(), user.clone());
+        }
+        if let Some(resources) = &meta.resources {
+            observed.limits.insert(name.clone(), resources.clone());
         }
     }
 }
@@ -200,6 +241,7 @@ impl Kubelet {
         if !self.admit(&pod, &uid).await? {
             return Ok(None);
         }
+        let pod = self.allocate(&pod, &uid, now);
         let requeue = self.sync_running(&pod, &uid).await?;
         // Back in time to enforce the pod's deadline, when the periodic resync would come too late.
         Ok(match active_deadline::remaining(&pod, now) {
@@ -454,6 +496,7 @@ impl Kubelet {
         self.image_backoff.forget_pod(uid);
         self.mount_backoff.forget_pod(uid);
         self.admissions.lock().expect("lock").remove(uid);
+        self.forget_allocation(uid);
         let prefix = format!("{uid}/");
         self.start_failures
             .lock()
@@ -552,6 +595,41 @@ impl Kubelet {
             );
         }
         (runs, latest_meta)
+    }
+
+    /// Records today's hash for the pod's containers whose run an agent from before in-place resize
+    /// recorded, so that an upgrade restarts none of them.
+    fn rehash_runs_from_before_resize(
+        &self,
+        spec: &k8s_openapi::api::core::v1::PodSpec,
+        uid: &str,
+        hashes: &HashMap<String, String>,
+    ) {
+        let mut recorded_before = self
+            .runtime
+            .list_pod(uid)
+            .into_iter()
+            .filter(|m| !m.spec_hash.contains('.'))
+            .peekable();
+        if recorded_before.peek().is_none() {
+            return;
+        }
+        let containers = spec.init_containers.iter().flatten().chain(&spec.containers);
+        let before: HashMap<&str, String> = containers
+            .map(|c| (c.name.as_str(), hash_before_resize(c)))
+            .collect();
+        for meta in recorded_before {
+            let (Some(old), Some(new)) = (before.get(meta.container.as_str()), hashes.get(&meta.container))
+            else {
+                continue;
+            };
+            if meta.spec_hash == *old {
+                let new = new.clone();
+                if let Err(e) = self.runtime.update_meta(&meta.id, |m| m.spec_hash = new) {
+                    tracing::warn!(container = %meta.id, error = %e, "recording a container's spec hash");
+                }
+            }
+        }
     }
 
     async fn fetch_sources(&self, pod: &Pod) -> Sources {
@@ -788,8 +866,6 @@ impl Kubelet {
             return Ok(Some(retry));
         }
 
-        let (runs, metas) = self.runs(uid);
-        note_latest_runs(&mut observed, &metas);
         let hashes: HashMap<String, String> = spec
             .init_containers
             .iter()
@@ -797,6 +873,9 @@ impl Kubelet {
             .chain(&spec.containers)
             .map(|c| (c.name.clone(), spec_hash(c)))
             .collect();
+        self.rehash_runs_from_before_resize(&spec, uid, &hashes);
+        let (runs, mut metas) = self.runs(uid);
+        note_latest_runs(&mut observed, &metas);
         let notes = plan::RunNotes {
             killed_for_restart: self.killed_for_restart.lock().expect("lock").clone(),
             not_started: runs
@@ -845,8 +924,18 @@ impl Kubelet {
                         .lock()
                         .expect("lock")
                         .insert(id.clone());
-                    let why =
-                        format!("Container {container} definition changed, will be restarted");
+                    let spec_part = |hash: &str| hash.split('.').next().unwrap_or("").to_string();
+                    let resized = observed
+                        .runs
+                        .get(&container)
+                        .and_then(|r| r.latest.as_ref())
+                        .zip(hashes.get(&container))
+                        .is_some_and(|(run, hash)| spec_part(&run.spec_hash) == spec_part(hash));
+                    let why = if resized {
+                        format!("Container {container} resize requires restart")
+                    } else {
+                        format!("Container {container} definition changed, will be restarted")
+                    };
                     self.stop_in_background(pod, container, id, &why);
                 }
                 Action::Stop { id, container } => {
@@ -921,10 +1010,19 @@ impl Kubelet {
             }
         }
         if started_any {
-            let (runs, metas) = self.runs(uid);
+            let (runs, latest) = self.runs(uid);
             observed.runs = runs;
+            metas = latest;
             note_latest_runs(&mut observed, &metas);
         }
+        self.actuate_resize(pod, uid, &observed.runs, &metas, &hashes);
+        observed.resize = self
+            .resizes
+            .lock()
+            .expect("resizes lock")
+            .get(uid)
+            .cloned()
+            .unwrap_or_default();
         self.run_post_start_hooks(&addressed, &started_now, &observed)
             .await;
         self.apply_probes(&addressed, &mut observed);
@@ -1464,6 +1562,7 @@ impl Kubelet {
                 gid: config.gid,
                 supplemental_groups: config.additional_gids.clone(),
             }),
+            resources: Some(config.resources.clone()),
         };
         let create_error = |message: String| {
             StartFailure::Waiting(

@@ -140,6 +140,10 @@ pub struct ContainerMeta {
     /// Who the container's first process is (None: recorded by an agent that did not say).
     #[serde(default)]
     pub user: Option<ProcessUser>,
+    /// The cgroup limits the container has now: those it was created with, or a resize's since (None:
+    /// recorded by an agent that did not say).
+    #[serde(default)]
+    pub resources: Option<Resources>,
 }
 
 /// The identity a container's first process starts with: kubelet's `containerStatuses[].user.linux`.
@@ -360,6 +364,24 @@ impl Runtime {
         }
         read_json::<InitProcess>(&dir.join(PID_FILE))?
             .ok_or_else(|| start_error("the shim reported no pid file".into()))
+    }
+
+    /// Records the cgroup limits a resize gave the container (CRI's UpdateContainerResources keeps them
+    /// in the container's spec), or the spec hash an older agent's record is known by under this one's.
+    pub fn update_meta(
+        &self,
+        id: &str,
+        change: impl FnOnce(&mut ContainerMeta),
+    ) -> Result<(), RuntimeError> {
+        let mut meta = self.meta(id)?;
+        change(&mut meta);
+        shim::write_atomic(
+            &self.dir(id).join(META_FILE),
+            &serde_json::to_vec_pretty(&meta).expect("serialisable"),
+            Durability::Synced,
+        )?;
+        self.indexed().insert(id.to_string(), meta);
+        Ok(())
     }
 
     pub fn meta(&self, id: &str) -> Result<ContainerMeta, RuntimeError> {

@@ -145,7 +145,7 @@ pub enum BindAccess {
     RecursiveReadOnly,
 }
 
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Resources {
     pub memory_limit: Option<i64>,
     pub cpu_shares: Option<u64>,

@@ -1,0 +1,535 @@
+//! In-place pod resize, as kubelet's allocation manager does it (KEP-1287): the resources this node
+//! allocated to each resizable container of a pod (app containers and sidecars), kept in the pod's
+//! directory so that a restarted agent goes on with them; whether a changed spec (written through
+//! `pods/resize`) gets them — Infeasible when the pod would outgrow the node's allocatable, Deferred
+//! while the other pods hold the room — and the `PodResizePending` / `PodResizeInProgress` conditions
+//! the pod reports meanwhile. Writing an allocation into the cgroups is `pod_cgroup`'s; when that
+//! happens is the kubelet sync's.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+use std::sync::Arc;
+
+use k8s_openapi::api::core::v1::{Container, Node, Pod, PodCondition, ResourceRequirements};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+
+use super::admission::Admission;
+use super::plan::Runs;
+use super::{container, pod_cgroup, sandbox, Kubelet};
+use crate::agent::runtime::{ContainerMeta, ContainerState};
+use crate::client::events::Involved;
+use crate::scheduler::node_info::{NodeInfo, PodInfo};
+use crate::scheduler::plugins::node_resources_fit;
+
+/// In the pod's directory: what was allocated to its containers.
+const ALLOCATION_FILE: &str = "allocated-resources.json";
+
+pub const PENDING: &str = "PodResizePending";
+pub const IN_PROGRESS: &str = "PodResizeInProgress";
+pub const INFEASIBLE: &str = "Infeasible";
+pub const DEFERRED: &str = "Deferred";
+/// `PodResizeInProgress`'s reason when the allocation could not be applied.
+pub const ERROR: &str = "Error";
+
+/// Container name → the requests and limits allocated to it.
+pub type Allocation = BTreeMap<String, ResourceRequirements>;
+
+/// The containers whose resources can change in place: the app containers and the sidecars.
+fn resizable(pod: &Pod) -> impl Iterator<Item = &Container> {
+    let spec = pod.spec.as_ref();
+    let sidecars = spec
+        .and_then(|s| s.init_containers.as_deref())
+        .unwrap_or_default()
+        .iter()
+        .filter(|c| c.restart_policy.as_deref() == Some("Always"));
+    spec.map(|s| s.containers.as_slice())
+        .unwrap_or_default()
+        .iter()
+        .chain(sidecars)
+}
+
+/// What the pod's spec asks for.
+pub fn of_spec(pod: &Pod) -> Allocation {
+    resizable(pod)
+        .map(|c| (c.name.clone(), c.resources.clone().unwrap_or_default()))
+        .collect()
+}
+
+/// The pod as this node runs it: its resizable containers with the resources allocated to them.
+pub fn allocated_pod(pod: &Pod, allocation: &Allocation) -> Pod {
+    let mut pod = pod.clone();
+    if let Some(spec) = pod.spec.as_mut() {
+        let containers = spec
+            .containers
+            .iter_mut()
+            .chain(spec.init_containers.iter_mut().flatten());
+        for c in containers {
+            if let Some(allocated) = allocation.get(&c.name) {
+                c.resources = Some(allocated.clone()).filter(|r| *r != Default::default());
+            }
+        }
+    }
+    pod
+}
+
+pub fn load(pod_dir: &Path) -> Option<Allocation> {
+    let bytes = std::fs::read(pod_dir.join(ALLOCATION_FILE)).ok()?;
+    serde_json::from_slice(&bytes).ok()
+}
+
+/// Writes the allocation through a rename, so that a crash leaves the old one or the new one.
+pub fn save(pod_dir: &Path, allocation: &Allocation) -> std::io::Result<()> {
+    std::fs::create_dir_all(pod_dir)?;
+    let bytes = serde_json::to_vec(allocation).expect("an allocation serializes");
+    crate::shim::write_atomic(
+        &pod_dir.join(ALLOCATION_FILE),
+        &bytes,
+        crate::shim::Durability::Synced,
+    )
+    .map_err(std::io::Error::other)
+}
+
+/// Why the node cannot give the pod what it now asks for: Infeasible when it asks more than the node
+/// has to allocate at all, Deferred when the other pods' allocations (`others`, as this node runs
+/// them) leave too little. kubelet's reasons and messages.
+pub fn refusal(pod: &Pod, node: &Arc<Node>, others: &[Arc<Pod>]) -> Option<(&'static str, String)> {
+    let mut info = NodeInfo::new(node.clone());
+    let wanted = PodInfo::new(Arc::new(pod.clone()));
+    let (cpu, memory) = (wanted.requests.milli_cpu, wanted.requests.memory);
+    let allocatable = &info.allocatable;
+    if memory > allocatable.memory {
+        return Some((
+            INFEASIBLE,
+            format!(
+                "Node didn't have enough capacity: memory, requested: {memory}, capacity: {}",
+                allocatable.memory
+            ),
+        ));
+    }
+    if cpu > allocatable.milli_cpu {
+        return Some((
+            INFEASIBLE,
+            format!(
+                "Node didn't have enough capacity: cpu, requested: {cpu}, capacity: {}",
+                allocatable.milli_cpu
+            ),
+        ));
+    }
+    for other in others {
+        info.add_pod(other.clone());
+    }
+    let shortage = node_resources_fit::shortages(&wanted, &info)
+        .into_iter()
+        .next()?;
+    Some((
+        DEFERRED,
+        format!(
+            "Node didn't have enough resource: {}, requested: {}, used: {}, capacity: {}",
+            shortage.resource, shortage.requested, shortage.used, shortage.capacity
+        ),
+    ))
+}
+
+/// One of the resize conditions, as the pod reports it while it holds.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ResizeCondition {
+    pub reason: String,
+    pub message: String,
+    pub observed_generation: Option<i64>,
+    pub since: jiff::Timestamp,
+}
+
+impl ResizeCondition {
+    /// The condition with `reason`, keeping its transition time when the reason stays.
+    pub fn next(
+        old: Option<&ResizeCondition>,
+        reason: &str,
+        message: String,
+        generation: Option<i64>,
+        now: jiff::Timestamp,
+    ) -> ResizeCondition {
+        let since = old.filter(|o| o.reason == reason).map_or(now, |o| o.since);
+        ResizeCondition {
+            reason: reason.into(),
+            message,
+            observed_generation: generation,
+            since,
+        }
+    }
+
+    pub fn to_pod_condition(&self, kind: &str) -> PodCondition {
+        PodCondition {
+            type_: kind.into(),
+            status: "True".into(),
+            reason: Some(self.reason.clone()).filter(|r| !r.is_empty()),
+            message: Some(self.message.clone()).filter(|m| !m.is_empty()),
+            last_transition_time: Some(Time(self.since)),
+            observed_generation: self.observed_generation,
+            ..Default::default()
+        }
+    }
+}
+
+/// A pod's resize, while one is pending or under way.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ResizeState {
+    pub pending: Option<ResizeCondition>,
+    pub in_progress: Option<ResizeCondition>,
+}
+
+/// kubelet's completion event: `Pod resize completed: {"containers":[{"name":…,"resources":…}]}`.
+pub fn completed_message(pod: &Pod) -> String {
+    let entry = |c: &Container| {
+        serde_json::json!({"name": c.name, "resources": c.resources.clone().unwrap_or_default()})
+    };
+    let spec = pod.spec.as_ref();
+    let sidecars: Vec<_> = spec
+        .and_then(|s| s.init_containers.as_deref())
+        .unwrap_or_default()
+        .iter()
+        .filter(|c| c.restart_policy.as_deref() == Some("Always"))
+        .map(entry)
+        .collect();
+    let containers: Vec<_> = spec
+        .map(|s| s.containers.as_slice())
+        .unwrap_or_default()
+        .iter()
+        .map(entry)
+        .collect();
+    let mut details = serde_json::Map::new();
+    if !sidecars.is_empty() {
+        details.insert("initContainers".into(), sidecars.into());
+    }
+    details.insert("containers".into(), containers.into());
+    format!(
+        "Pod resize completed: {}",
+        serde_json::Value::Object(details)
+    )
+}
+
+impl Kubelet {
+    /// What the pod's containers are allocated: the cached allocation, else the one in its directory.
+    fn allocation(&self, uid: &str) -> Option<Allocation> {
+        let mut allocations = self.allocations.lock().expect("allocations lock");
+        if let Some(allocation) = allocations.get(uid) {
+            return Some(allocation.clone());
+        }
+        let allocation = load(&sandbox::pod_dir(&self.config.data_dir, uid))?;
+        allocations.insert(uid.to_string(), allocation.clone());
+        Some(allocation)
+    }
+
+    fn allocate_now(&self, uid: &str, allocation: Allocation) {
+        if let Err(e) = save(&sandbox::pod_dir(&self.config.data_dir, uid), &allocation) {
+            tracing::warn!(pod = %uid, error = %e, "recording the resources allocated to a pod");
+        }
+        self.allocations
+            .lock()
+            .expect("allocations lock")
+            .insert(uid.to_string(), allocation);
+    }
+
+    /// The other pods this node runs, as it runs them: admitted, not finished, with their allocations.
+    fn allocated_others(&self, uid: &str) -> Vec<Arc<Pod>> {
+        let admitted: Vec<Arc<Pod>> = {
+            let admissions = self.admissions.lock().expect("admissions lock");
+            self.pods
+                .list()
+                .into_iter()
+                .filter(|other| {
+                    let other_uid = other.metadata.uid.as_deref().unwrap_or_default();
+                    let phase = other.status.as_ref().and_then(|s| s.phase.as_deref());
+                    other_uid != uid
+                        && admissions.get(other_uid) == Some(&Admission::Admitted)
+                        && !matches!(phase, Some("Succeeded" | "Failed"))
+                })
+                .collect()
+        };
+        admitted
+            .into_iter()
+            .map(|other| {
+                let other_uid = other.metadata.uid.clone().unwrap_or_default();
+                match self.allocation(&other_uid) {
+                    Some(allocation) => Arc::new(allocated_pod(&other, &allocation)),
+                    None => other,
+                }
+            })
+            .collect()
+    }
+
+    /// The pod as this node runs it: with the spec's resources when it is first admitted, and with a
+    /// resize's once the node has room for it. Until then the resize is pending, saying why, and the
+    /// pod runs with what it had.
+    pub(super) fn allocate(&self, pod: &Pod, uid: &str, now: jiff::Timestamp) -> Pod {
+        let wanted = of_spec(pod);
+        let Some(current) = self.allocation(uid) else {
+            self.allocate_now(uid, wanted);
+            return pod.clone();
+        };
+        let generation = pod.metadata.generation;
+        let mut resizes = self.resizes.lock().expect("resizes lock");
+        let state = resizes.entry(uid.to_string()).or_default();
+        if current == wanted {
+            state.pending = None;
+            return pod.clone();
+        }
+        let Some(node) = self.node.get(&self.config.node_name) else {
+            return allocated_pod(pod, &current);
+        };
+        drop(resizes);
+        let refused = refusal(pod, &node, &self.allocated_others(uid));
+        let mut resizes = self.resizes.lock().expect("resizes lock");
+        let state = resizes.entry(uid.to_string()).or_default();
+        match refused {
+            Some((reason, message)) => {
+                state.pending = Some(ResizeCondition::next(
+                    state.pending.as_ref(),
+                    reason,
+                    message,
+                    generation,
+                    now,
+                ));
+                allocated_pod(pod, &current)
+            }
+            None => {
+                state.pending = None;
+                state.in_progress = Some(ResizeCondition::next(
+                    None,
+                    "",
+                    String::new(),
+                    generation,
+                    now,
+                ));
+                drop(resizes);
+                self.allocate_now(uid, wanted);
+                pod.clone()
+            }
+        }
+    }
+
+    /// Writes the pod's allocation into the cgroups of the pod and of its running containers whose
+    /// limits differ (`hashes` names the spec each container must run: one whose run was made for
+    /// another is restarted, not changed). The resize is complete once every running container has
+    /// its allocation; a limit that cannot be written (memory below what the container uses) leaves
+    /// it in progress with reason Error, tried again at the next sync.
+    pub(super) fn actuate_resize(
+        &self,
+        pod: &Pod,
+        uid: &str,
+        runs: &HashMap<String, Runs>,
+        metas: &HashMap<String, ContainerMeta>,
+        hashes: &HashMap<String, String>,
+    ) {
+        let mut changes: Vec<(String, crate::agent::runtime::Resources)> = Vec::new();
+        let mut restarting = false;
+        for c in resizable(pod) {
+            let running = runs
+                .get(&c.name)
+                .and_then(|r| r.latest.as_ref())
+                .filter(|run| matches!(run.state, ContainerState::Running(_)));
+            let (Some(run), Some(meta)) = (running, metas.get(&c.name)) else {
+                continue;
+            };
+            if hashes.get(&c.name).is_some_and(|h| *h != run.spec_hash) {
+                restarting = true;
+                continue;
+            }
+            let wanted = container::resources(c);
+            if meta.resources.as_ref() != Some(&wanted) {
+                changes.push((run.id.clone(), wanted));
+            }
+        }
+        let in_progress = self
+            .resizes
+            .lock()
+            .expect("resizes lock")
+            .get(uid)
+            .is_some_and(|s| s.in_progress.is_some());
+        if changes.is_empty() && !in_progress {
+            return;
+        }
+        let root = Path::new(pod_cgroup::ROOT);
+        let result = self.write_resize(root, pod, uid, metas, &changes);
+        let mut resizes = self.resizes.lock().expect("resizes lock");
+        let state = resizes.entry(uid.to_string()).or_default();
+        let now = self.clock.now();
+        match result {
+            Err(message) => {
+                state.in_progress = Some(ResizeCondition::next(
+                    state.in_progress.as_ref(),
+                    ERROR,
+                    message,
+                    state.in_progress.as_ref().and_then(|c| c.observed_generation),
+                    now,
+                ));
+            }
+            Ok(()) if restarting => {}
+            Ok(()) => {
+                if state.in_progress.take().is_some() {
+                    self.events.normal(
+                        self.clock.as_ref(),
+                        &Involved::new("v1", "Pod", &pod.metadata),
+                        "ResizeCompleted",
+                        &completed_message(pod),
+                    );
+                }
+            }
+        }
+    }
+
+    fn write_resize(
+        &self,
+        root: &Path,
+        pod: &Pod,
+        uid: &str,
+        metas: &HashMap<String, ContainerMeta>,
+        changes: &[(String, crate::agent::runtime::Resources)],
+    ) -> Result<(), String> {
+        for (id, wanted) in changes {
+            let usage = pod_cgroup::container_memory_usage(root, uid, id);
+            if let (Some(limit), Some(usage)) = (wanted.memory_limit, usage) {
+                if limit < usage {
+                    let name = metas
+                        .values()
+                        .find(|m| m.id == *id)
+                        .map_or(id.as_str(), |m| m.container.as_str());
+                    return Err(format!(
+                        "attempting to set container {name:?} memory limit ({limit}) below current usage ({usage})"
+                    ));
+                }
+            }
+        }
+        let limits: Vec<(&str, &crate::agent::runtime::Resources)> =
+            changes.iter().map(|(id, r)| (id.as_str(), r)).collect();
+        pod_cgroup::resize(root, uid, &container::pod_resources(pod), &limits)
+            .map_err(|e| e.to_string())?;
+        for (id, wanted) in changes {
+            let recorded = self
+                .runtime
+                .update_meta(id, |meta| meta.resources = Some(wanted.clone()));
+            if let Err(e) = recorded {
+                tracing::warn!(container = %id, error = %e, "recording a container's new limits");
+            }
+        }
+        Ok(())
+    }
+
+    /// Forgets a released pod's allocation (its directory, which holds it, goes too).
+    pub(super) fn forget_allocation(&self, uid: &str) {
+        self.allocations.lock().expect("allocations lock").remove(uid);
+        self.resizes.lock().expect("resizes lock").remove(uid);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn pod(value: serde_json::Value) -> Pod {
+        serde_json::from_value(value).unwrap()
+    }
+
+    fn node(cpu: &str, memory: &str) -> Arc<Node> {
+        Arc::new(
+            serde_json::from_value(json!({"metadata": {"name": "n"}, "status": {
+                "allocatable": {"cpu": cpu, "memory": memory, "pods": "110"}}}))
+            .unwrap(),
+        )
+    }
+
+    fn asking(cpu: &str, memory: &str) -> Pod {
+        pod(json!({"metadata": {"name": "p", "uid": "u"}, "spec": {"containers": [
+            {"name": "c", "resources": {"requests": {"cpu": cpu, "memory": memory}}}]}}))
+    }
+
+    #[test]
+    fn the_allocation_covers_app_containers_and_sidecars_and_replaces_their_resources() {
+        let p = pod(json!({"metadata": {"name": "p"}, "spec": {
+            "initContainers": [{"name": "init"}, {"name": "side", "restartPolicy": "Always",
+                "resources": {"limits": {"cpu": "1"}}}],
+            "containers": [{"name": "c", "resources": {"requests": {"cpu": "100m"}}}]}}));
+        let allocation = of_spec(&p);
+        assert_eq!(
+            allocation.keys().collect::<Vec<_>>(),
+            ["c", "side"],
+            "a plain init container is not resizable"
+        );
+        let mut changed = allocation.clone();
+        changed.insert(
+            "c".into(),
+            serde_json::from_value(json!({"requests": {"cpu": "300m"}})).unwrap(),
+        );
+        let allocated = allocated_pod(&p, &changed);
+        let spec = allocated.spec.unwrap();
+        assert_eq!(
+            serde_json::to_value(&spec.containers[0].resources).unwrap(),
+            json!({"requests": {"cpu": "300m"}})
+        );
+        assert_eq!(
+            serde_json::to_value(&spec.init_containers.unwrap()[1].resources).unwrap(),
+            json!({"limits": {"cpu": "1"}})
+        );
+    }
+
+    #[test]
+    fn an_allocation_survives_in_the_pod_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(load(dir.path()), None);
+        let allocation = of_spec(&asking("100m", "10Mi"));
+        save(&dir.path().join("pod"), &allocation).unwrap();
+        assert_eq!(load(&dir.path().join("pod")), Some(allocation));
+    }
+
+    #[test]
+    fn a_resize_beyond_the_node_is_infeasible_and_one_the_other_pods_leave_no_room_for_is_deferred()
+    {
+        let n = node("2", "1Gi");
+        let (reason, message) = refusal(&asking("3", "10Mi"), &n, &[]).unwrap();
+        assert_eq!(reason, INFEASIBLE);
+        assert_eq!(
+            message,
+            "Node didn't have enough capacity: cpu, requested: 3000, capacity: 2000"
+        );
+        let (reason, message) = refusal(&asking("3", "2Gi"), &n, &[]).unwrap();
+        assert_eq!(reason, INFEASIBLE, "memory is looked at first");
+        assert!(message.starts_with("Node didn't have enough capacity: memory, requested: 2147483648"));
+        let other = Arc::new(asking("1500m", "10Mi"));
+        let (reason, message) = refusal(&asking("1", "10Mi"), &n, &[other.clone()]).unwrap();
+        assert_eq!(reason, DEFERRED);
+        assert_eq!(
+            message,
+            "Node didn't have enough resource: cpu, requested: 1000, used: 1500, capacity: 2000"
+        );
+        assert_eq!(refusal(&asking("500m", "10Mi"), &n, &[other]), None);
+    }
+
+    #[test]
+    fn a_condition_keeps_its_transition_time_while_its_reason_stays() {
+        let t0 = jiff::Timestamp::from_second(1_000).unwrap();
+        let t1 = jiff::Timestamp::from_second(2_000).unwrap();
+        let first = ResizeCondition::next(None, DEFERRED, "a".into(), Some(2), t0);
+        let same = ResizeCondition::next(Some(&first), DEFERRED, "b".into(), Some(3), t1);
+        assert_eq!((same.since, same.observed_generation), (t0, Some(3)));
+        let other = ResizeCondition::next(Some(&same), INFEASIBLE, "c".into(), Some(3), t1);
+        assert_eq!(other.since, t1);
+        let condition = serde_json::to_value(other.to_pod_condition(PENDING)).unwrap();
+        assert_eq!(condition["type"], "PodResizePending");
+        assert_eq!(condition["status"], "True");
+        assert_eq!(condition["reason"], "Infeasible");
+        assert_eq!(condition["observedGeneration"], 3);
+        let started = ResizeCondition::next(None, "", String::new(), Some(4), t1);
+        let condition = serde_json::to_value(started.to_pod_condition(IN_PROGRESS)).unwrap();
+        assert!(condition.get("reason").is_none() && condition.get("message").is_none());
+    }
+
+    #[test]
+    fn the_completion_event_lists_the_allocated_resources() {
+        let p = pod(json!({"metadata": {"name": "p"}, "spec": {"containers": [
+            {"name": "c0", "resources": {"limits": {"cpu": "100m"}, "requests": {"cpu": "100m"}}}]}}));
+        assert_eq!(
+            completed_message(&p),
+            r#"Pod resize completed: {"containers":[{"name":"c0","resources":{"limits":{"cpu":"100m"},"requests":{"cpu":"100m"}}}]}"#
+        );
+    }
+}
