@@ -90,7 +90,10 @@ pub fn prepare_for_resize_update(new: &mut Value, old: &Value) {
         let sent = new["spec"][list].as_array().cloned().unwrap_or_default();
         let stored = old["spec"][list].as_array().cloned().unwrap_or_default();
         let same_containers = sent.len() == stored.len()
-            && sent.iter().zip(&stored).all(|(a, b)| a["name"] == b["name"]);
+            && sent
+                .iter()
+                .zip(&stored)
+                .all(|(a, b)| a["name"] == b["name"]);
         if !same_containers {
             pod["spec"][list] = new["spec"][list].clone();
             continue;

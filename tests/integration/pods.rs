@@ -3705,3 +3705,271 @@ spec:
         assert_eq!(pod_cgroup_file(&uid, "cpu", "cpu.max"), "40000 100000");
     }
 }
+
+/// A file of the cgroup of a pod's container's current run, on the hierarchy of `controller`.
+fn container_cgroup_file(
+    s: &Server,
+    pod: &str,
+    container: &str,
+    controller: &str,
+    file: &str,
+) -> String {
+    let uid = jsonpath(s, pod, "{.metadata.uid}");
+    let id = jsonpath(
+        s,
+        pod,
+        &format!("{{.status.containerStatuses[?(@.name==\"{container}\")].containerID}}"),
+    );
+    let id = id.trim_start_matches("orch://");
+    let relative = format!("{}/{id}", pod_cgroup::path(&uid));
+    let path = controller_dir(Path::new(ROOT), controller, &relative).join(file);
+    std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        .trim()
+        .to_string()
+}
+
+#[test]
+fn pods_are_resized_in_place_as_the_node_has_room_and_restart_only_where_their_policy_says() {
+    let (_node, s) = busybox_node();
+    let manifest = r#"apiVersion: v1
+kind: Pod
+metadata: {name: elastic}
+spec:
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: a
+    image: busybox:latest
+    imagePullPolicy: Never
+    command: [sh, -c, 'dd if=/dev/zero of=/dev/shm/fill bs=1M count=40 2>/dev/null; sleep 1000']
+    resources: {requests: {cpu: 100m, memory: 32Mi}, limits: {cpu: 200m, memory: 64Mi}}
+  - name: b
+    image: busybox:latest
+    imagePullPolicy: Never
+    command: [sleep, "1000"]
+    resizePolicy: [{resourceName: memory, restartPolicy: RestartContainer}]
+    resources: {requests: {cpu: 100m, memory: 16Mi}, limits: {cpu: 100m, memory: 32Mi}}
+"#;
+    apply(&s, "elastic.yaml", manifest);
+    wait_ready(&s, "elastic");
+    let of_a = |path: &str| {
+        jsonpath(
+            &s,
+            "elastic",
+            &format!("{{.status.containerStatuses[?(@.name==\"a\")].{path}}}"),
+        )
+    };
+    let of_b = |path: &str| {
+        jsonpath(
+            &s,
+            "elastic",
+            &format!("{{.status.containerStatuses[?(@.name==\"b\")].{path}}}"),
+        )
+    };
+    assert_eq!(
+        of_a("allocatedResources"),
+        r#"{"cpu":"100m","memory":"32Mi"}"#
+    );
+    assert_eq!(
+        of_a("resources"),
+        r#"{"limits":{"cpu":"200m","memory":"64Mi"},"requests":{"cpu":"100m","memory":"32Mi"}}"#
+    );
+    assert_eq!(jsonpath(&s, "elastic", "{.status.observedGeneration}"), "1");
+    let v1 = Path::new(ROOT).join("cpu").is_dir();
+    let (quota_file, memory_file) = if v1 {
+        ("cpu.cfs_quota_us", "memory.limit_in_bytes")
+    } else {
+        ("cpu.max", "memory.max")
+    };
+    let quota = |q: &str| {
+        if v1 {
+            q.to_string()
+        } else {
+            format!("{q} 100000")
+        }
+    };
+    let uid = jsonpath(&s, "elastic", "{.metadata.uid}");
+    assert_eq!(pod_cgroup_file(&uid, "cpu", quota_file), quota("30000"));
+
+    // Without a restart: the containers' and the pod's cgroups get the new limits, the status says so.
+    s.ok(&[
+        "patch",
+        "pod",
+        "elastic",
+        "--subresource",
+        "resize",
+        "-p",
+        r#"{"spec":{"containers":[{"name":"a","resources":{"requests":{"cpu":"150m"},"limits":{"cpu":"300m","memory":"96Mi"}}}]}}"#,
+    ]);
+    s.eventually("a's resize", Duration::from_secs(20), || {
+        of_a("resources.limits.cpu") == "300m"
+    });
+    assert_eq!(of_a("allocatedResources.cpu"), "150m");
+    assert_eq!(of_a("restartCount"), "0");
+    assert_eq!(
+        container_cgroup_file(&s, "elastic", "a", "cpu", quota_file),
+        quota("30000")
+    );
+    assert_eq!(
+        container_cgroup_file(&s, "elastic", "a", "memory", memory_file),
+        (96u64 << 20).to_string()
+    );
+    assert_eq!(pod_cgroup_file(&uid, "cpu", quota_file), quota("40000"));
+    assert_eq!(
+        pod_cgroup_file(&uid, "memory", memory_file),
+        (128u64 << 20).to_string()
+    );
+    assert_eq!(jsonpath(&s, "elastic", "{.metadata.generation}"), "2");
+    assert_eq!(jsonpath(&s, "elastic", "{.status.observedGeneration}"), "2");
+    let conditions = jsonpath(&s, "elastic", "{.status.conditions[*].type}");
+    assert!(!conditions.contains("PodResize"), "{conditions}");
+    let completed = s.ok(&[
+        "get",
+        "events",
+        "--field-selector",
+        "involvedObject.name=elastic,reason=ResizeCompleted",
+        "-o",
+        "jsonpath={.items[*].message}",
+    ]);
+    assert!(
+        completed.starts_with(r#"Pod resize completed: {"containers":[{"name":"a","resources":{"limits":{"cpu":"300m","memory":"96Mi"}"#),
+        "{completed}"
+    );
+
+    // b's memory changes only with a restart, as its policy says.
+    s.ok(&[
+        "patch",
+        "pod",
+        "elastic",
+        "--subresource",
+        "resize",
+        "-p",
+        r#"{"spec":{"containers":[{"name":"b","resources":{"limits":{"memory":"48Mi"}}}]}}"#,
+    ]);
+    s.eventually("b's restart", Duration::from_secs(30), || {
+        of_b("restartCount") == "1" && of_b("resources.limits.memory") == "48Mi"
+    });
+    assert_eq!(
+        container_cgroup_file(&s, "elastic", "b", "memory", memory_file),
+        (48u64 << 20).to_string()
+    );
+    let killing = s.ok(&[
+        "get",
+        "events",
+        "--field-selector",
+        "involvedObject.name=elastic,reason=Killing",
+        "-o",
+        "jsonpath={.items[*].message}",
+    ]);
+    assert_eq!(killing, "Container b resize requires restart");
+    assert_eq!(of_a("restartCount"), "0");
+
+    // More than the node has: Infeasible, and nothing changes until the resize is taken back.
+    s.ok(&[
+        "patch",
+        "pod",
+        "elastic",
+        "--subresource",
+        "resize",
+        "-p",
+        r#"{"spec":{"containers":[{"name":"a","resources":{"requests":{"cpu":"100"},"limits":{"cpu":"100"}}}]}}"#,
+    ]);
+    let pending = || {
+        jsonpath(
+            &s,
+            "elastic",
+            "{.status.conditions[?(@.type==\"PodResizePending\")].reason}:{.status.conditions[?(@.type==\"PodResizePending\")].message}",
+        )
+    };
+    s.eventually("an infeasible resize", Duration::from_secs(20), || {
+        pending().starts_with(
+            "Infeasible:Node didn't have enough capacity: cpu, requested: 100100, capacity: ",
+        )
+    });
+    assert_eq!(of_a("allocatedResources.cpu"), "150m");
+    assert_eq!(
+        container_cgroup_file(&s, "elastic", "a", "cpu", quota_file),
+        quota("30000")
+    );
+    s.ok(&[
+        "patch",
+        "pod",
+        "elastic",
+        "--subresource",
+        "resize",
+        "-p",
+        r#"{"spec":{"containers":[{"name":"a","resources":{"requests":{"cpu":"150m"},"limits":{"cpu":"300m"}}}]}}"#,
+    ]);
+    s.eventually("the pending resize to go", Duration::from_secs(20), || {
+        pending() == ":"
+    });
+
+    // Memory below what the container uses (40 MiB in its /dev/shm) cannot be set: an Error, kept
+    // until the resize is taken back.
+    s.ok(&[
+        "patch",
+        "pod",
+        "elastic",
+        "--subresource",
+        "resize",
+        "-p",
+        r#"{"spec":{"containers":[{"name":"a","resources":{"limits":{"memory":"36Mi"}}}]}}"#,
+    ]);
+    let in_progress = || {
+        jsonpath(
+            &s,
+            "elastic",
+            "{.status.conditions[?(@.type==\"PodResizeInProgress\")].reason}:{.status.conditions[?(@.type==\"PodResizeInProgress\")].message}",
+        )
+    };
+    s.eventually("a resize that cannot be applied", Duration::from_secs(20), || {
+        in_progress().starts_with(r#"Error:attempting to set container "a" memory limit (37748736) below current usage ("#)
+    });
+    assert_eq!(
+        container_cgroup_file(&s, "elastic", "a", "memory", memory_file),
+        (96u64 << 20).to_string()
+    );
+    s.ok(&[
+        "patch",
+        "pod",
+        "elastic",
+        "--subresource",
+        "resize",
+        "-p",
+        r#"{"spec":{"containers":[{"name":"a","resources":{"limits":{"memory":"96Mi"}}}]}}"#,
+    ]);
+    s.eventually(
+        "the failed resize to be taken back",
+        Duration::from_secs(20),
+        || in_progress() == ":",
+    );
+
+    // The API server refuses what a resize cannot do, and a plain update of resources.
+    let removed = s.fails(&[
+        "patch",
+        "pod",
+        "elastic",
+        "--subresource",
+        "resize",
+        "-p",
+        r#"{"spec":{"containers":[{"name":"a","resources":{"limits":{"cpu":null}}}]}}"#,
+    ]);
+    assert!(
+        removed.contains(
+            "spec.containers[0].resources.limits: Forbidden: resource limits cannot be removed"
+        ),
+        "{removed}"
+    );
+    let plain = s.fails(&[
+        "patch",
+        "pod",
+        "elastic",
+        "-p",
+        r#"{"spec":{"containers":[{"name":"a","resources":{"limits":{"cpu":"400m"}}}]}}"#,
+    ]);
+    assert!(
+        plain.contains("pod updates may not change fields other than"),
+        "{plain}"
+    );
+    assert_eq!(of_a("restartCount"), "0");
+}

@@ -185,20 +185,42 @@ pub fn resize(
         match current_amount(&dir.join(setting.file)) {
             Some(now) if now == setting.amount => {}
             Some(now) if setting.amount < now => lowered.push((dir, setting)),
-            _ => write(&dir, setting.file, &setting.value)?,
+            _ => apply(&dir, &setting)?,
         }
     }
     for (id, limits) in containers {
         let container = format!("{relative}/{id}");
         for setting in settings(root, limits) {
             let dir = controller_dir(root, setting.controller, &container);
-            write(&dir, setting.file, &setting.value)?;
+            apply(&dir, &setting)?;
         }
     }
     for (dir, setting) in lowered {
-        write(&dir, setting.file, &setting.value)?;
+        apply(&dir, &setting)?;
     }
     Ok(())
+}
+
+/// Writes a setting; a v1 memory limit together with the memory+swap limit when that was kept equal to
+/// it (as runc sets a container's without swap): the kernel wants memory+swap never below memory, so
+/// it moves first when the limit grows and last when it shrinks.
+fn apply(dir: &Path, setting: &Setting) -> Result<(), CgroupError> {
+    const MEMSW: &str = "memory.memsw.limit_in_bytes";
+    if setting.file != "memory.limit_in_bytes" {
+        return write(dir, setting.file, &setting.value);
+    }
+    let memory = current_amount(&dir.join(setting.file));
+    let with_swap = memory.is_some() && current_amount(&dir.join(MEMSW)) == memory;
+    if !with_swap {
+        return write(dir, setting.file, &setting.value);
+    }
+    if memory.is_some_and(|now| setting.amount > now) {
+        write(dir, MEMSW, &setting.value)?;
+        write(dir, setting.file, &setting.value)
+    } else {
+        write(dir, setting.file, &setting.value)?;
+        write(dir, MEMSW, &setting.value)
+    }
 }
 
 /// The memory a container's cgroup uses now, in bytes.

@@ -179,9 +179,7 @@ pub struct ResizeState {
 
 /// kubelet's completion event: `Pod resize completed: {"containers":[{"name":…,"resources":…}]}`.
 pub fn completed_message(pod: &Pod) -> String {
-    let entry = |c: &Container| {
-        serde_json::json!({"name": c.name, "resources": c.resources.clone().unwrap_or_default()})
-    };
+    let entry = |c: &Container| serde_json::json!({"name": c.name, "resources": c.resources.clone().unwrap_or_default()});
     let spec = pod.spec.as_ref();
     let sidecars: Vec<_> = spec
         .and_then(|s| s.init_containers.as_deref())
@@ -359,7 +357,10 @@ impl Kubelet {
                     state.in_progress.as_ref(),
                     ERROR,
                     message,
-                    state.in_progress.as_ref().and_then(|c| c.observed_generation),
+                    state
+                        .in_progress
+                        .as_ref()
+                        .and_then(|c| c.observed_generation),
                     now,
                 ));
             }
@@ -416,7 +417,10 @@ impl Kubelet {
 
     /// Forgets a released pod's allocation (its directory, which holds it, goes too).
     pub(super) fn forget_allocation(&self, uid: &str) {
-        self.allocations.lock().expect("allocations lock").remove(uid);
+        self.allocations
+            .lock()
+            .expect("allocations lock")
+            .remove(uid);
         self.resizes.lock().expect("resizes lock").remove(uid);
     }
 }
@@ -439,8 +443,10 @@ mod tests {
     }
 
     fn asking(cpu: &str, memory: &str) -> Pod {
-        pod(json!({"metadata": {"name": "p", "uid": "u"}, "spec": {"containers": [
-            {"name": "c", "resources": {"requests": {"cpu": cpu, "memory": memory}}}]}}))
+        pod(
+            json!({"metadata": {"name": "p", "uid": "u"}, "spec": {"containers": [
+            {"name": "c", "resources": {"requests": {"cpu": cpu, "memory": memory}}}]}}),
+        )
     }
 
     #[test]
@@ -493,7 +499,9 @@ mod tests {
         );
         let (reason, message) = refusal(&asking("3", "2Gi"), &n, &[]).unwrap();
         assert_eq!(reason, INFEASIBLE, "memory is looked at first");
-        assert!(message.starts_with("Node didn't have enough capacity: memory, requested: 2147483648"));
+        assert!(
+            message.starts_with("Node didn't have enough capacity: memory, requested: 2147483648")
+        );
         let other = Arc::new(asking("1500m", "10Mi"));
         let (reason, message) = refusal(&asking("1", "10Mi"), &n, &[other.clone()]).unwrap();
         assert_eq!(reason, DEFERRED);

@@ -210,7 +210,11 @@ fn container_resources(
 
 /// A container's allocatedResources and resources, once it has a run: its allocated requests, and
 /// what it runs with.
-fn with_resources(mut status: ContainerStatus, c: &Container, observed: &Observed) -> ContainerStatus {
+fn with_resources(
+    mut status: ContainerStatus,
+    c: &Container,
+    observed: &Observed,
+) -> ContainerStatus {
     if status.container_id.is_none() {
         return status;
     }

@@ -68,9 +68,10 @@ fn short_hash(value: &impl serde::Serialize) -> String {
 /// in place. A run made from another hash is restarted.
 fn spec_hash(c: &Container) -> String {
     let restarts_for = |resource: &str| {
-        c.resize_policy.iter().flatten().any(|p| {
-            p.resource_name == resource && p.restart_policy == "RestartContainer"
-        })
+        c.resize_policy
+            .iter()
+            .flatten()
+            .any(|p| p.resource_name == resource && p.restart_policy == "RestartContainer")
     };
     let restarting = |list: Option<BTreeMap<String, Quantity>>| -> BTreeMap<String, Quantity> {
         list.into_iter()
@@ -87,10 +88,7 @@ fn spec_hash(c: &Container) -> String {
     format!(
         "{}.{}",
         short_hash(&rest),
-        short_hash(&(
-            restarting(resources.requests),
-            restarting(resources.limits)
-        ))
+        short_hash(&(restarting(resources.requests), restarting(resources.limits)))
     )
 }
 
@@ -614,13 +612,19 @@ impl Kubelet {
         if recorded_before.peek().is_none() {
             return;
         }
-        let containers = spec.init_containers.iter().flatten().chain(&spec.containers);
+        let containers = spec
+            .init_containers
+            .iter()
+            .flatten()
+            .chain(&spec.containers);
         let before: HashMap<&str, String> = containers
             .map(|c| (c.name.as_str(), hash_before_resize(c)))
             .collect();
         for meta in recorded_before {
-            let (Some(old), Some(new)) = (before.get(meta.container.as_str()), hashes.get(&meta.container))
-            else {
+            let (Some(old), Some(new)) = (
+                before.get(meta.container.as_str()),
+                hashes.get(&meta.container),
+            ) else {
                 continue;
             };
             if meta.spec_hash == *old {
