@@ -177,7 +177,7 @@ fn pod_requests(pod: &Pod, defaults: &[(&str, i128)]) -> Millis {
         return Millis::new();
     };
     let container_requests = |c: &Container| {
-        let mut r = millis_of(c.resources.as_ref().and_then(|r| r.requests.as_ref()));
+        let mut r = resized_container_requests(pod, c);
         for (name, value) in defaults {
             r.entry((*name).to_string()).or_insert(*value);
         }
@@ -211,6 +211,40 @@ fn pod_requests(pod: &Pod, defaults: &[(&str, i128)]) -> Millis {
     }
     add_millis(&mut result, &millis_of(spec.overhead.as_ref()));
     result
+}
+
+/// A container's requests while its pod may be resized in place (`determineContainerReqs`): the most
+/// of what its spec asks, what its node allocated to it and what it runs with, so that a resize under
+/// way is counted at its larger side; a resize the node found infeasible is not counted at all.
+fn resized_container_requests(pod: &Pod, c: &Container) -> Millis {
+    let spec_requests = millis_of(c.resources.as_ref().and_then(|r| r.requests.as_ref()));
+    let Some(status) = pod.status.as_ref() else {
+        return spec_requests;
+    };
+    let reported = status
+        .container_statuses
+        .iter()
+        .flatten()
+        .chain(status.init_container_statuses.iter().flatten())
+        .find(|s| s.name == c.name);
+    let Some(running) = reported.and_then(|s| s.resources.as_ref().map(|r| (s, r))) else {
+        return spec_requests;
+    };
+    let (reported, resources) = running;
+    let infeasible = status.conditions.iter().flatten().any(|condition| {
+        condition.type_ == "PodResizePending" && condition.reason.as_deref() == Some("Infeasible")
+    });
+    let mut requests = if infeasible {
+        Millis::new()
+    } else {
+        spec_requests
+    };
+    max_millis(&mut requests, &millis_of(resources.requests.as_ref()));
+    max_millis(
+        &mut requests,
+        &millis_of(reported.allocated_resources.as_ref()),
+    );
+    requests
 }
 
 /// The requests NodeResourcesFit scores an incoming pod with under LeastAllocated/MostAllocated: every
@@ -832,6 +866,50 @@ mod tests {
         })));
         assert_eq!(p.requests.milli_cpu, 3000);
         assert_eq!(p.requests.memory, 3_000_000_000);
+    }
+
+    #[test]
+    fn a_pod_being_resized_counts_at_the_larger_side_unless_its_resize_is_infeasible() {
+        let resized = |condition: serde_json::Value| {
+            let mut p = (*pod(json!({"containers": [container(json!({"cpu": "1"}))]}))).clone();
+            p.status = Some(
+                serde_json::from_value(json!({
+                    "conditions": condition,
+                    "containerStatuses": [{"name": "c", "image": "i", "imageID": "", "ready": true,
+                        "restartCount": 0, "allocatedResources": {"cpu": "300m"},
+                        "resources": {"requests": {"cpu": "200m"}}}]}))
+                .unwrap(),
+            );
+            PodInfo::new(Arc::new(p)).requests.milli_cpu
+        };
+        assert_eq!(
+            resized(json!([])),
+            1000,
+            "a growth under way counts as done"
+        );
+        let infeasible =
+            json!([{"type": "PodResizePending", "status": "True", "reason": "Infeasible"}]);
+        assert_eq!(
+            resized(infeasible),
+            300,
+            "an infeasible growth does not count"
+        );
+        let deferred =
+            json!([{"type": "PodResizePending", "status": "True", "reason": "Deferred"}]);
+        assert_eq!(resized(deferred), 1000);
+        let mut shrinking =
+            (*pod(json!({"containers": [container(json!({"cpu": "100m"}))]}))).clone();
+        shrinking.status = Some(
+            serde_json::from_value(json!({"containerStatuses": [{"name": "c", "image": "i",
+                "imageID": "", "ready": true, "restartCount": 0,
+                "allocatedResources": {"cpu": "100m"}, "resources": {"requests": {"cpu": "500m"}}}]}))
+            .unwrap(),
+        );
+        assert_eq!(
+            PodInfo::new(Arc::new(shrinking)).requests.milli_cpu,
+            500,
+            "a cut counts once the container runs with it"
+        );
     }
 
     #[test]

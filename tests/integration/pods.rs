@@ -3904,6 +3904,50 @@ spec:
         pending() == ":"
     });
 
+    // Room other pods hold: Deferred until they leave.
+    let capacity = node_jsonpath(&s, "{.status.allocatable.cpu}");
+    let capacity: u64 = match capacity.strip_suffix('m') {
+        Some(millis) => millis.parse().unwrap(),
+        None => capacity.parse::<u64>().unwrap() * 1000,
+    };
+    let hog = format!(
+        r#"apiVersion: v1
+kind: Pod
+metadata: {{name: hog}}
+spec:
+  terminationGracePeriodSeconds: 0
+  containers:
+  - {{name: h, image: busybox:latest, imagePullPolicy: Never, command: [sleep, "1000"], resources: {{requests: {{cpu: {}m}}}}}}
+"#,
+        capacity - 500
+    );
+    apply(&s, "hog.yaml", &hog);
+    wait_ready(&s, "hog");
+    s.ok(&[
+        "patch",
+        "pod",
+        "elastic",
+        "--subresource",
+        "resize",
+        "-p",
+        r#"{"spec":{"containers":[{"name":"a","resources":{"requests":{"cpu":"600m"},"limits":{"cpu":"600m"}}}]}}"#,
+    ]);
+    let deferred = format!(
+        "Deferred:Node didn't have enough resource: cpu, requested: 700, used: {}, capacity: {capacity}",
+        capacity - 500
+    );
+    s.eventually("a deferred resize", Duration::from_secs(20), || {
+        pending() == deferred
+    });
+    assert_eq!(of_a("allocatedResources.cpu"), "150m");
+    s.ok(&["delete", "pod", "hog", "--wait=false"]);
+    s.eventually(
+        "the deferred resize once the room is free",
+        Duration::from_secs(20),
+        || pending() == ":" && of_a("resources.limits.cpu") == "600m",
+    );
+    assert_eq!(of_a("allocatedResources.cpu"), "600m");
+
     // Memory below what the container uses (40 MiB in its /dev/shm) cannot be set: an Error, kept
     // until the resize is taken back.
     s.ok(&[

@@ -6,7 +6,7 @@
 //! the pod reports meanwhile. Writing an allocation into the cgroups is `pod_cgroup`'s; when that
 //! happens is the kubelet sync's.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::Path;
 use std::sync::Arc;
 
@@ -94,7 +94,11 @@ pub fn save(pod_dir: &Path, allocation: &Allocation) -> std::io::Result<()> {
 /// them) leave too little. kubelet's reasons and messages.
 pub fn refusal(pod: &Pod, node: &Arc<Node>, others: &[Arc<Pod>]) -> Option<(&'static str, String)> {
     let mut info = NodeInfo::new(node.clone());
-    let wanted = PodInfo::new(Arc::new(pod.clone()));
+    // What the spec asks, whatever the status says runs or was refused before.
+    let wanted = PodInfo::new(Arc::new(Pod {
+        status: None,
+        ..pod.clone()
+    }));
     let (cpu, memory) = (wanted.requests.milli_cpu, wanted.requests.memory);
     let allocatable = &info.allocatable;
     if memory > allocatable.memory {
@@ -415,13 +419,41 @@ impl Kubelet {
         Ok(())
     }
 
-    /// Forgets a released pod's allocation (its directory, which holds it, goes too).
+    /// Forgets a released pod's allocation (its directory, which holds it, goes too), and looks again
+    /// at the resizes deferred for want of the room it held, as kubelet retries them when pods leave.
     pub(super) fn forget_allocation(&self, uid: &str) {
         self.allocations
             .lock()
             .expect("allocations lock")
             .remove(uid);
-        self.resizes.lock().expect("resizes lock").remove(uid);
+        let deferred: HashSet<String> = {
+            let mut resizes = self.resizes.lock().expect("resizes lock");
+            resizes.remove(uid);
+            resizes
+                .iter()
+                .filter(|(_, s)| s.pending.as_ref().is_some_and(|p| p.reason == DEFERRED))
+                .map(|(uid, _)| uid.clone())
+                .collect()
+        };
+        if deferred.is_empty() {
+            return;
+        }
+        let keys: Vec<String> = self
+            .known
+            .lock()
+            .expect("known lock")
+            .iter()
+            .filter(|(_, pod)| {
+                pod.metadata
+                    .uid
+                    .as_ref()
+                    .is_some_and(|u| deferred.contains(u))
+            })
+            .map(|(key, _)| key.clone())
+            .collect();
+        for key in keys {
+            self.queue.add(&key);
+        }
     }
 }
 
@@ -445,7 +477,11 @@ mod tests {
     fn asking(cpu: &str, memory: &str) -> Pod {
         pod(
             json!({"metadata": {"name": "p", "uid": "u"}, "spec": {"containers": [
-            {"name": "c", "resources": {"requests": {"cpu": cpu, "memory": memory}}}]}}),
+            {"name": "c", "resources": {"requests": {"cpu": cpu, "memory": memory}}}]},
+            "status": {"conditions": [{"type": "PodResizePending", "status": "True", "reason": "Infeasible"}],
+                "containerStatuses": [{"name": "c", "image": "i", "imageID": "", "ready": true,
+                    "restartCount": 0, "allocatedResources": {"cpu": "10m"},
+                    "resources": {"requests": {"cpu": "10m"}}}]}}),
         )
     }
 
@@ -491,6 +527,7 @@ mod tests {
     fn a_resize_beyond_the_node_is_infeasible_and_one_the_other_pods_leave_no_room_for_is_deferred()
     {
         let n = node("2", "1Gi");
+        // Judged by what its spec asks, though its status says it runs with less (and was refused).
         let (reason, message) = refusal(&asking("3", "10Mi"), &n, &[]).unwrap();
         assert_eq!(reason, INFEASIBLE);
         assert_eq!(
@@ -502,7 +539,10 @@ mod tests {
         assert!(
             message.starts_with("Node didn't have enough capacity: memory, requested: 2147483648")
         );
-        let other = Arc::new(asking("1500m", "10Mi"));
+        let other = Arc::new(Pod {
+            status: None,
+            ..asking("1500m", "10Mi")
+        });
         let (reason, message) = refusal(&asking("1", "10Mi"), &n, &[other.clone()]).unwrap();
         assert_eq!(reason, DEFERRED);
         assert_eq!(
