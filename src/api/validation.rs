@@ -8145,6 +8145,107 @@ mod tests {
     }
 
     #[test]
+    fn a_resize_changes_only_cpu_and_memory_of_containers_and_sidecars_and_keeps_the_qos_class() {
+        let resize = |new: &Value, old: &Value, qos: &str| -> Vec<String> {
+            validate_pod_resize(new, old, qos)
+                .iter()
+                .map(FieldError::message)
+                .collect()
+        };
+        let sized =
+            |requests: Value, limits: Value| json!({"requests": requests, "limits": limits});
+        let mut old = with(
+            pod(),
+            "/spec/containers/0/resources",
+            sized(
+                json!({"cpu": "100m", "memory": "32Mi"}),
+                json!({"cpu": "200m"}),
+            ),
+        );
+        old["status"] = json!({"qosClass": "Burstable"});
+        let grown = with(
+            old.clone(),
+            "/spec/containers/0/resources",
+            sized(
+                json!({"cpu": "150m", "memory": "48Mi"}),
+                json!({"cpu": "300m", "memory": "64Mi"}),
+            ),
+        );
+        assert_eq!(resize(&grown, &old, "Burstable"), Vec::<String>::new());
+        assert_eq!(
+            resize(&grown, &old, "Guaranteed"),
+            ["spec: Invalid value: \"Burstable\": Pod QOS Class may not change as a result of resizing"]
+        );
+        let removed = with(
+            old.clone(),
+            "/spec/containers/0/resources",
+            sized(json!({"cpu": "100m"}), json!({})),
+        );
+        assert_eq!(
+            resize(&removed, &old, "Burstable"),
+            [
+                "spec.containers[0].resources.requests: Forbidden: resource requests cannot be removed",
+                "spec.containers[0].resources.limits: Forbidden: resource limits cannot be removed",
+            ]
+        );
+        let storage = with(
+            old.clone(),
+            "/spec/containers/0/resources/limits/ephemeral-storage",
+            json!("1Gi"),
+        );
+        assert_eq!(
+            resize(&storage, &old, "Burstable"),
+            ["spec: Forbidden: only cpu and memory resources are mutable"]
+        );
+        let image = with(old.clone(), "/spec/containers/0/image", json!("nginx:1.28"));
+        assert_eq!(
+            resize(&image, &old, "Burstable"),
+            ["spec: Forbidden: only cpu and memory resources are mutable"]
+        );
+
+        let sidecar = with(
+            container("proxy", "envoy"),
+            "/restartPolicy",
+            json!("Always"),
+        );
+        let mut inits = old.clone();
+        inits["spec"]["initContainers"] = json!([container("setup", "busybox"), sidecar]);
+        let sidecar_grown = with(
+            inits.clone(),
+            "/spec/initContainers/1/resources",
+            sized(json!({"cpu": "50m"}), json!({})),
+        );
+        assert_eq!(
+            resize(&sidecar_grown, &inits, "Burstable"),
+            Vec::<String>::new()
+        );
+        let init_grown = with(
+            inits.clone(),
+            "/spec/initContainers/0/resources",
+            sized(json!({"cpu": "50m"}), json!({})),
+        );
+        assert_eq!(
+            resize(&init_grown, &inits, "Burstable"),
+            ["spec: Forbidden: resources for non-sidecar init containers are immutable"]
+        );
+
+        let mut pod_level = grown.clone();
+        pod_level["spec"]["resources"] = json!({"limits": {"cpu": "1"}});
+        assert_eq!(
+            resize(&pod_level, &old, "Burstable"),
+            [": Forbidden: pods with pod-level resources cannot be resized"]
+        );
+        let mut mirror = old.clone();
+        mirror["metadata"]["annotations"] = json!({"kubernetes.io/config.mirror": "x"});
+        let mut mirror_grown = grown.clone();
+        mirror_grown["metadata"]["annotations"] = mirror["metadata"]["annotations"].clone();
+        assert_eq!(
+            resize(&mirror_grown, &mirror, "Burstable"),
+            [": Forbidden: static pods cannot be resized"]
+        );
+    }
+
+    #[test]
     fn ephemeral_containers_are_added_only_and_kept_out_of_the_workload() {
         let ephemeral_update = |new: &Value, old: &Value| -> Vec<String> {
             validate_ephemeral_containers_update(new, old)

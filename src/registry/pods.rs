@@ -95,15 +95,18 @@ pub fn prepare_for_resize_update(new: &mut Value, old: &Value) {
                 .zip(&stored)
                 .all(|(a, b)| a["name"] == b["name"]);
         if !same_containers {
-            pod["spec"][list] = new["spec"][list].clone();
+            match new["spec"].get(list) {
+                Some(containers) => pod["spec"][list] = containers.clone(),
+                None => {
+                    if let Some(spec) = pod["spec"].as_object_mut() {
+                        spec.remove(list);
+                    }
+                }
+            }
             continue;
         }
-        for (kept, sent) in pod["spec"][list]
-            .as_array_mut()
-            .into_iter()
-            .flatten()
-            .zip(&sent)
-        {
+        let kept = pod["spec"].get_mut(list).and_then(Value::as_array_mut);
+        for (kept, sent) in kept.into_iter().flatten().zip(&sent) {
             for field in ["resources", "resizePolicy"] {
                 match sent.get(field) {
                     Some(value) => kept[field] = value.clone(),
@@ -277,6 +280,39 @@ pub fn qos_class(spec: &Value) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_resize_takes_only_resources_and_resize_policies_and_counts_as_a_new_generation() {
+        let mut old = json!({"metadata": {"name": "p", "generation": 1, "labels": {"a": "b"}},
+            "spec": {"containers": [{"name": "c", "image": "busybox",
+                "resources": {"requests": {"cpu": "100m"}}}]},
+            "status": {"phase": "Running"}});
+        // As stored.
+        crate::api::defaults::apply_defaults("Pod", &mut old);
+        let mut sent = json!({"metadata": {"name": "p", "labels": {"a": "changed"}},
+            "spec": {"containers": [{"name": "c", "image": "other",
+                "resources": {"requests": {"cpu": "200m"}},
+                "resizePolicy": [{"resourceName": "cpu", "restartPolicy": "NotRequired"}]}],
+                "nodeName": "elsewhere"},
+            "status": {"phase": "Failed"}});
+        prepare_for_resize_update(&mut sent, &old);
+        let c = &sent["spec"]["containers"][0];
+        assert_eq!(c["image"], "busybox");
+        assert_eq!(c["resources"]["requests"]["cpu"], "200m");
+        assert_eq!(c["resizePolicy"][0]["resourceName"], "cpu");
+        assert!(sent["spec"].get("nodeName").is_none());
+        assert_eq!(sent["metadata"]["labels"]["a"], "b");
+        assert_eq!(sent["status"]["phase"], "Running");
+        assert_eq!(sent["metadata"]["generation"], 2);
+        let mut unchanged = old.clone();
+        prepare_for_resize_update(&mut unchanged, &old);
+        assert_eq!(unchanged["metadata"]["generation"], 1);
+        // Renamed containers are taken as sent, for validation to refuse.
+        let mut renamed = json!({"metadata": {"name": "p"},
+            "spec": {"containers": [{"name": "d", "image": "busybox"}]}});
+        prepare_for_resize_update(&mut renamed, &old);
+        assert_eq!(renamed["spec"]["containers"][0]["name"], "d");
+    }
 
     #[test]
     fn pods_tolerate_not_ready_and_unreachable_for_five_minutes_unless_they_say_otherwise() {

@@ -320,6 +320,68 @@ mod tests {
     }
 
     #[test]
+    fn a_resize_writes_the_pod_and_its_containers_and_moves_memory_and_swap_together() {
+        let root = tempfile::tempdir().unwrap();
+        for h in ["memory", "cpu"] {
+            std::fs::create_dir(root.path().join(h)).unwrap();
+        }
+        create(root.path(), "a-b", &guaranteed()).unwrap();
+        let pod_memory = root.path().join("memory/orch/poda_b");
+        let container_memory = pod_memory.join("c1");
+        let container_cpu = root.path().join("cpu/orch/poda_b/c1");
+        std::fs::create_dir_all(&container_memory).unwrap();
+        std::fs::create_dir_all(&container_cpu).unwrap();
+        // As runc leaves a container without swap: memory+swap equal to memory.
+        std::fs::write(container_memory.join("memory.limit_in_bytes"), "1048576").unwrap();
+        std::fs::write(
+            container_memory.join("memory.memsw.limit_in_bytes"),
+            "1048576",
+        )
+        .unwrap();
+        std::fs::write(
+            pod_memory.join("memory.memsw.limit_in_bytes"),
+            "9223372036854771712",
+        )
+        .unwrap();
+        let bigger = Resources {
+            memory_limit: Some(64 << 20),
+            cpu_shares: Some(1024),
+            cpu_quota: Some(80_000),
+            ..guaranteed()
+        };
+        let container = Resources {
+            memory_limit: Some(48 << 20),
+            ..bigger.clone()
+        };
+        resize(root.path(), "a-b", &bigger, &[("c1", &container)]).unwrap();
+        assert_eq!(
+            read(pod_memory.join("memory.limit_in_bytes")),
+            (64 << 20).to_string()
+        );
+        assert_eq!(
+            read(pod_memory.join("memory.memsw.limit_in_bytes")),
+            "9223372036854771712",
+            "a pod's unlimited memory+swap stays so"
+        );
+        assert_eq!(
+            read(container_memory.join("memory.limit_in_bytes")),
+            (48 << 20).to_string()
+        );
+        assert_eq!(
+            read(container_memory.join("memory.memsw.limit_in_bytes")),
+            (48 << 20).to_string()
+        );
+        assert_eq!(read(container_cpu.join("cpu.cfs_quota_us")), "80000");
+        assert_eq!(read(container_cpu.join("cpu.shares")), "1024");
+        assert_eq!(
+            read(root.path().join("cpu/orch/poda_b/cpu.cfs_quota_us")),
+            "80000"
+        );
+        std::fs::write(container_memory.join("memory.usage_in_bytes"), "123").unwrap();
+        assert_eq!(container_memory_usage(root.path(), "a-b", "c1"), Some(123));
+    }
+
+    #[test]
     fn v1_hierarchies_get_the_limits_once() {
         let root = tempfile::tempdir().unwrap();
         for h in ["memory", "cpu", "pids"] {

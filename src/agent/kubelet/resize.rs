@@ -543,7 +543,8 @@ mod tests {
             status: None,
             ..asking("1500m", "10Mi")
         });
-        let (reason, message) = refusal(&asking("1", "10Mi"), &n, &[other.clone()]).unwrap();
+        let (reason, message) =
+            refusal(&asking("1", "10Mi"), &n, std::slice::from_ref(&other)).unwrap();
         assert_eq!(reason, DEFERRED);
         assert_eq!(
             message,

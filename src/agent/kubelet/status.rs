@@ -883,6 +883,83 @@ mod tests {
     }
 
     #[test]
+    fn resources_report_the_allocation_and_what_the_running_container_has() {
+        let now = jiff::Timestamp::now();
+        let mut p = pod("Always", &[], &["a", "b"]);
+        p.metadata.generation = Some(3);
+        let allocated: ResourceRequirements = serde_json::from_value(serde_json::json!({
+            "requests": {"cpu": "250m", "memory": "32Mi"},
+            "limits": {"cpu": "500m", "memory": "64Mi"}}))
+        .unwrap();
+        for c in &mut p.spec.as_mut().unwrap().containers {
+            c.resources = Some(allocated.clone());
+        }
+        let mut seen = observed(&[
+            ("a", Some(run(0, running())), None),
+            ("b", Some(run(0, exited(0, false))), None),
+        ]);
+        // a's cgroup still has what it had before a resize to the allocation.
+        seen.limits.insert(
+            "a".into(),
+            Resources {
+                memory_limit: Some(48 << 20),
+                cpu_shares: Some(102),
+                cpu_quota: Some(20_000),
+                cpu_period: Some(100_000),
+                pids_limit: None,
+            },
+        );
+        let t0 = jiff::Timestamp::from_second(1_000).unwrap();
+        seen.resize.in_progress = Some(resize::ResizeCondition::next(
+            None,
+            "",
+            String::new(),
+            Some(3),
+            t0,
+        ));
+        let s = pod_status(&p, &seen, now);
+        let statuses = s.container_statuses.as_ref().unwrap();
+        assert_eq!(
+            serde_json::to_value(&statuses[0].allocated_resources).unwrap(),
+            serde_json::json!({"cpu": "250m", "memory": "32Mi"})
+        );
+        assert_eq!(
+            serde_json::to_value(&statuses[0].resources).unwrap(),
+            serde_json::json!({"requests": {"cpu": "100m", "memory": "32Mi"},
+                "limits": {"cpu": "200m", "memory": "48Mi"}})
+        );
+        assert_eq!(
+            serde_json::to_value(&statuses[1].resources).unwrap(),
+            serde_json::to_value(&allocated).unwrap(),
+            "a container that does not run reports its allocation"
+        );
+        assert_eq!(s.observed_generation, Some(3));
+        assert_eq!(cond(&s, "Ready").observed_generation, Some(3));
+        let resizing = cond(&s, "PodResizeInProgress");
+        assert_eq!(
+            (
+                resizing.status.as_str(),
+                resizing.last_transition_time.clone()
+            ),
+            ("True", Some(Time(t0)))
+        );
+        let waiting = pod_status(&p, &observed(&[]), now);
+        let statuses = waiting.container_statuses.unwrap();
+        assert!(statuses[0].resources.is_none() && statuses[0].allocated_resources.is_none());
+        // Below the least the kernel gives, allocation and cgroup count as the same.
+        let tiny: ResourceRequirements = serde_json::from_value(serde_json::json!({
+            "requests": {"cpu": "1m"}, "limits": {"cpu": "5m"}}))
+        .unwrap();
+        let cgroup = Resources {
+            cpu_shares: Some(2),
+            cpu_quota: Some(1_000),
+            cpu_period: Some(100_000),
+            ..Default::default()
+        };
+        assert_eq!(container_resources(&tiny, Some(&cgroup)), tiny);
+    }
+
+    #[test]
     fn volume_mounts_report_whether_their_submounts_are_read_only_too() {
         let mut p = pod("Always", &[], &["a"]);
         let mount = |name: &str, read_only: Option<bool>, recursive: Option<&str>| VolumeMount {

@@ -1740,6 +1740,45 @@ mod tests {
     }
 
     #[test]
+    fn a_containers_hash_changes_with_its_resources_only_where_a_resize_restarts_it() {
+        let container = |resources: serde_json::Value, policy: serde_json::Value| -> Container {
+            serde_json::from_value(serde_json::json!({
+                "name": "c", "image": "busybox", "resources": resources, "resizePolicy": policy}))
+            .unwrap()
+        };
+        let small = serde_json::json!({"limits": {"cpu": "100m", "memory": "32Mi"}});
+        let big_cpu = serde_json::json!({"limits": {"cpu": "200m", "memory": "32Mi"}});
+        let big_memory = serde_json::json!({"limits": {"cpu": "100m", "memory": "64Mi"}});
+        let in_place = serde_json::json!([]);
+        assert_eq!(
+            spec_hash(&container(small.clone(), in_place.clone())),
+            spec_hash(&container(big_memory.clone(), in_place.clone()))
+        );
+        let restart_memory =
+            serde_json::json!([{"resourceName": "memory", "restartPolicy": "RestartContainer"}]);
+        let before = spec_hash(&container(small.clone(), restart_memory.clone()));
+        assert_eq!(
+            before,
+            spec_hash(&container(big_cpu, restart_memory.clone())),
+            "cpu changes in place"
+        );
+        let after = spec_hash(&container(big_memory, restart_memory.clone()));
+        assert_ne!(before, after);
+        assert_eq!(
+            before.split('.').next(),
+            after.split('.').next(),
+            "the spec part tells a resize from a new definition"
+        );
+        let mut new_image = container(small.clone(), restart_memory);
+        new_image.image = Some("busybox:1.37".into());
+        assert_ne!(
+            spec_hash(&new_image).split('.').next(),
+            before.split('.').next()
+        );
+        assert!(!hash_before_resize(&container(small, in_place)).contains('.'));
+    }
+
+    #[test]
     fn a_terminated_pod_gets_the_deletions_grace_else_its_own_and_at_least_a_second() {
         assert_eq!(pod_grace(&pod_with(Some(5), Some(60))), 5);
         assert_eq!(pod_grace(&pod_with(None, Some(60))), 60);
