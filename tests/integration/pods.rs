@@ -3731,7 +3731,7 @@ fn container_cgroup_file(
 
 #[test]
 fn pods_are_resized_in_place_as_the_node_has_room_and_restart_only_where_their_policy_says() {
-    let (_node, s) = busybox_node();
+    let (_node, mut s) = busybox_node();
     let manifest = r#"apiVersion: v1
 kind: Pod
 metadata: {name: elastic}
@@ -4016,4 +4016,51 @@ spec:
         "{plain}"
     );
     assert_eq!(of_a("restartCount"), "0");
+
+    // A restarted agent goes on with what it allocated, restarts nothing, and finds the resize it could
+    // not make still infeasible.
+    s.ok(&[
+        "patch",
+        "pod",
+        "elastic",
+        "--subresource",
+        "resize",
+        "-p",
+        r#"{"spec":{"containers":[{"name":"a","resources":{"requests":{"cpu":"100"},"limits":{"cpu":"100"}}}]}}"#,
+    ]);
+    s.eventually("an infeasible resize", Duration::from_secs(20), || {
+        pending().starts_with("Infeasible:")
+    });
+    let ids = jsonpath(&s, "elastic", "{.status.containerStatuses[*].containerID}");
+    s.kill();
+    s.spawn();
+    s.eventually(
+        "the restarted agent's node",
+        Duration::from_secs(30),
+        || node_jsonpath(&s, r#"{.status.conditions[?(@.type=="Ready")].status}"#) == "True",
+    );
+    std::thread::sleep(Duration::from_secs(3));
+    let of_a = |path: &str| {
+        jsonpath(
+            &s,
+            "elastic",
+            &format!("{{.status.containerStatuses[?(@.name==\"a\")].{path}}}"),
+        )
+    };
+    assert_eq!(
+        jsonpath(&s, "elastic", "{.status.containerStatuses[*].containerID}"),
+        ids
+    );
+    assert_eq!(of_a("allocatedResources.cpu"), "600m");
+    assert_eq!(of_a("resources.limits.cpu"), "600m");
+    assert_eq!(
+        container_cgroup_file(&s, "elastic", "a", "cpu", quota_file),
+        quota("60000")
+    );
+    let pending = jsonpath(
+        &s,
+        "elastic",
+        "{.status.conditions[?(@.type==\"PodResizePending\")].reason}",
+    );
+    assert_eq!(pending, "Infeasible");
 }
