@@ -7889,10 +7889,16 @@ pub fn validate_ephemeral_containers_update(new: &Value, old: &Value) -> Vec<Fie
 }
 
 /// `ValidatePodResize`, for `pods/resize`: the pod with its new spec is valid, keeps its QoS class
-/// (`new_qos` is the class its new spec computes to), and of its containers and sidecars only the cpu
+/// (`old_qos`, which `new_qos` is the class its new spec computes to), and of its containers and
+/// sidecars only the cpu
 /// and memory requests and limits changed, none of them removed. Pods with pod-level resources, static
 /// pods and Windows pods are not resized at all.
-pub fn validate_pod_resize(new: &Value, old: &Value, new_qos: &str) -> Vec<FieldError> {
+pub fn validate_pod_resize(
+    new: &Value,
+    old: &Value,
+    old_qos: &str,
+    new_qos: &str,
+) -> Vec<FieldError> {
     let mut errs = Vec::new();
     validate_object_meta(new, true, NameRule::Subdomain, true, &mut errs);
     validate_object_meta_update(new, old, &mut errs);
@@ -7926,8 +7932,7 @@ pub fn validate_pod_resize(new: &Value, old: &Value, new_qos: &str) -> Vec<Field
         errs.push(forbidden(&root, "windows pods cannot be resized"));
         return dedup(errs);
     }
-    let old_qos = str_of(get(old, "status"), "qosClass");
-    if !old_qos.is_empty() && old_qos != new_qos {
+    if old_qos != new_qos {
         errs.push(invalid(
             &sp,
             old_qos,
@@ -8147,7 +8152,7 @@ mod tests {
     #[test]
     fn a_resize_changes_only_cpu_and_memory_of_containers_and_sidecars_and_keeps_the_qos_class() {
         let resize = |new: &Value, old: &Value, qos: &str| -> Vec<String> {
-            validate_pod_resize(new, old, qos)
+            validate_pod_resize(new, old, "Burstable", qos)
                 .iter()
                 .map(FieldError::message)
                 .collect()

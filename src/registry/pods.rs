@@ -124,9 +124,14 @@ pub fn prepare_for_resize_update(new: &mut Value, old: &Value) {
     *new = pod;
 }
 
-/// `ValidatePodResize`, with the QoS class the new spec computes to.
+/// `ValidatePodResize`, with the pod's QoS class (as its status has it, else as its spec computes)
+/// and the one its new spec computes to.
 pub fn validate_resize(new: &Value, old: &Value) -> Vec<crate::api::validation::FieldError> {
-    crate::api::validation::validate_pod_resize(new, old, qos_class(&new["spec"]))
+    let old_qos = old["status"]["qosClass"]
+        .as_str()
+        .filter(|q| !q.is_empty())
+        .unwrap_or_else(|| qos_class(&old["spec"]));
+    crate::api::validation::validate_pod_resize(new, old, old_qos, qos_class(&new["spec"]))
 }
 
 /// The taints the DefaultTolerationSeconds admission plugin makes every pod tolerate for five minutes, so a

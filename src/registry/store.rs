@@ -508,7 +508,8 @@ impl Registry {
         if let Some(ns) = meta::namespace(&obj).filter(|_| info.namespaced) {
             self.check_namespace_accepts(ns).await?;
         }
-        super::admission::resource_quota::admit(self, storage_info, &obj, options.dry_run).await?;
+        super::admission::resource_quota::admit(self, storage_info, &obj, None, options.dry_run)
+            .await?;
         let name = meta::name(&obj).unwrap_or_default().to_string();
         let _guard = if storage_info.kind == "Service" && storage_info.group.is_empty() {
             let guard = self.services.lock().await;
@@ -680,6 +681,17 @@ impl Registry {
             }
             if semantically_equal(&new, &current_storage) {
                 return Ok(self.in_request_version(info, current_storage)?);
+            }
+            if options.subresource.as_deref() == Some("resize") {
+                // Boxed: charging a quota is itself an update.
+                Box::pin(super::admission::resource_quota::admit(
+                    self,
+                    storage_info,
+                    &new,
+                    Some(&current_storage),
+                    options.dry_run,
+                ))
+                .await?;
             }
             let now = self.clock.now();
             let changed = crate::api::fieldset::changed_fields(&current_storage, &new);

@@ -218,7 +218,13 @@ fn pod_requests(pod: &Pod, defaults: &[(&str, i128)]) -> Millis {
 /// way is counted at its larger side; a resize the node found infeasible is not counted at all.
 fn resized_container_requests(pod: &Pod, c: &Container) -> Millis {
     let spec_requests = millis_of(c.resources.as_ref().and_then(|r| r.requests.as_ref()));
-    let Some(status) = pod.status.as_ref() else {
+    let plain_init = !is_restartable_init_container(c)
+        && pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.init_containers.as_ref())
+            .is_some_and(|l| l.iter().any(|i| i.name == c.name));
+    let Some(status) = pod.status.as_ref().filter(|_| !plain_init) else {
         return spec_requests;
     };
     let reported = status

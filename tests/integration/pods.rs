@@ -4017,6 +4017,27 @@ spec:
     );
     assert_eq!(of_a("restartCount"), "0");
 
+    // A resize is charged to the namespace's quota with what it grows by.
+    apply(
+        &s,
+        "quota.yaml",
+        "apiVersion: v1\nkind: ResourceQuota\nmetadata: {name: cpu-cap}\nspec: {hard: {limits.cpu: \"1\"}}\n",
+    );
+    let over = s.fails(&[
+        "patch",
+        "pod",
+        "elastic",
+        "--subresource",
+        "resize",
+        "-p",
+        r#"{"spec":{"containers":[{"name":"a","resources":{"limits":{"cpu":"1"}}}]}}"#,
+    ]);
+    assert!(
+        over.contains("exceeded quota: cpu-cap, requested: limits.cpu=400m, used: limits.cpu=700m, limited: limits.cpu=1"),
+        "{over}"
+    );
+    s.ok(&["delete", "resourcequota", "cpu-cap"]);
+
     // A restarted agent goes on with what it allocated, restarts nothing, and finds the resize it could
     // not make still infeasible.
     s.ok(&[

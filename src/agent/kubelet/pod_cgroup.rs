@@ -38,6 +38,11 @@ pub fn path(uid: &str) -> String {
     format!("/orch/pod{}", uid.replace('-', "_"))
 }
 
+/// The cgroup of the pod's container `id`, relative to a hierarchy's root.
+pub fn container_path(uid: &str, id: &str) -> String {
+    format!("{}/{id}", path(uid))
+}
+
 /// The directory of `relative` in the hierarchy of `controller`: the v1 one where the controller has its
 /// own (the hybrid layout), else the unified one.
 pub fn controller_dir(root: &Path, controller: &str, relative: &str) -> PathBuf {
@@ -171,12 +176,14 @@ fn current_amount(path: &Path) -> Option<i64> {
 /// Gives a resized pod its new limits: its cgroup's and those of its running containers (by id), as
 /// kubelet's doPodResizeAction orders them: a value the pod gains is raised on the pod before its
 /// containers, one it loses is lowered on the containers first, so that no container ever has more
-/// than the pod (the kernel refuses a CPU quota above the parent's).
+/// than the pod (the kernel refuses a CPU quota above the parent's). Without `lower_pod` the pod's
+/// limits are only raised (a container still running with more is being restarted).
 pub fn resize(
     root: &Path,
     uid: &str,
     pod: &Resources,
     containers: &[(&str, &Resources)],
+    lower_pod: bool,
 ) -> Result<(), CgroupError> {
     let relative = path(uid);
     let mut lowered = Vec::new();
@@ -189,13 +196,13 @@ pub fn resize(
         }
     }
     for (id, limits) in containers {
-        let container = format!("{relative}/{id}");
+        let container = container_path(uid, id);
         for setting in settings(root, limits) {
             let dir = controller_dir(root, setting.controller, &container);
             apply(&dir, &setting)?;
         }
     }
-    for (dir, setting) in lowered {
+    for (dir, setting) in lowered.into_iter().filter(|_| lower_pod) {
         apply(&dir, &setting)?;
     }
     Ok(())
@@ -223,9 +230,9 @@ fn apply(dir: &Path, setting: &Setting) -> Result<(), CgroupError> {
     }
 }
 
-/// The memory a container's cgroup uses now, in bytes.
-pub fn container_memory_usage(root: &Path, uid: &str, id: &str) -> Option<i64> {
-    let dir = controller_dir(root, "memory", &format!("{}/{id}", path(uid)));
+/// The memory the cgroup at `relative` (a pod's or a container's) uses now, in bytes.
+pub fn memory_usage(root: &Path, relative: &str) -> Option<i64> {
+    let dir = controller_dir(root, "memory", relative);
     ["memory.usage_in_bytes", "memory.current"]
         .iter()
         .find_map(|file| current_amount(&dir.join(file)))
@@ -353,7 +360,7 @@ mod tests {
             memory_limit: Some(48 << 20),
             ..bigger.clone()
         };
-        resize(root.path(), "a-b", &bigger, &[("c1", &container)]).unwrap();
+        resize(root.path(), "a-b", &bigger, &[("c1", &container)], true).unwrap();
         assert_eq!(
             read(pod_memory.join("memory.limit_in_bytes")),
             (64 << 20).to_string()
@@ -378,7 +385,21 @@ mod tests {
             "80000"
         );
         std::fs::write(container_memory.join("memory.usage_in_bytes"), "123").unwrap();
-        assert_eq!(container_memory_usage(root.path(), "a-b", "c1"), Some(123));
+        assert_eq!(
+            memory_usage(root.path(), &container_path("a-b", "c1")),
+            Some(123)
+        );
+        // While a container is being restarted the pod's limits only grow.
+        resize(root.path(), "a-b", &guaranteed(), &[], false).unwrap();
+        assert_eq!(
+            read(pod_memory.join("memory.limit_in_bytes")),
+            (64 << 20).to_string()
+        );
+        resize(root.path(), "a-b", &guaranteed(), &[], true).unwrap();
+        assert_eq!(
+            read(pod_memory.join("memory.limit_in_bytes")),
+            (32 << 20).to_string()
+        );
     }
 
     #[test]

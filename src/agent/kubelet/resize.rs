@@ -3,8 +3,8 @@
 //! directory so that a restarted agent goes on with them; whether a changed spec (written through
 //! `pods/resize`) gets them — Infeasible when the pod would outgrow the node's allocatable, Deferred
 //! while the other pods hold the room — and the `PodResizePending` / `PodResizeInProgress` conditions
-//! the pod reports meanwhile. Writing an allocation into the cgroups is `pod_cgroup`'s; when that
-//! happens is the kubelet sync's.
+//! the pod reports meanwhile; then giving the running containers their allocation (through
+//! `pod_cgroup`, after kubelet's checks of memory in use) and the `ResizeCompleted` event.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::Path;
@@ -14,9 +14,9 @@ use k8s_openapi::api::core::v1::{Container, Node, Pod, PodCondition, ResourceReq
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 use super::admission::Admission;
-use super::plan::Runs;
+use super::plan::{is_sidecar, Runs};
 use super::{container, pod_cgroup, sandbox, Kubelet};
-use crate::agent::runtime::{ContainerMeta, ContainerState};
+use crate::agent::runtime::{ContainerMeta, ContainerState, Resources};
 use crate::client::events::Involved;
 use crate::scheduler::node_info::{NodeInfo, PodInfo};
 use crate::scheduler::plugins::node_resources_fit;
@@ -41,7 +41,7 @@ fn resizable(pod: &Pod) -> impl Iterator<Item = &Container> {
         .and_then(|s| s.init_containers.as_deref())
         .unwrap_or_default()
         .iter()
-        .filter(|c| c.restart_policy.as_deref() == Some("Always"));
+        .filter(|c| is_sidecar(c));
     spec.map(|s| s.containers.as_slice())
         .unwrap_or_default()
         .iter()
@@ -72,9 +72,23 @@ pub fn allocated_pod(pod: &Pod, allocation: &Allocation) -> Pod {
     pod
 }
 
+/// The allocation recorded in the pod's directory. One that cannot be read is reported and taken as
+/// none: the pod then runs with what its spec asks.
 pub fn load(pod_dir: &Path) -> Option<Allocation> {
-    let bytes = std::fs::read(pod_dir.join(ALLOCATION_FILE)).ok()?;
-    serde_json::from_slice(&bytes).ok()
+    let path = pod_dir.join(ALLOCATION_FILE);
+    let bytes = match std::fs::read(&path) {
+        Ok(bytes) => bytes,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
+        Err(e) => {
+            tracing::warn!(path = %path.display(), error = %e, "reading a pod's allocation");
+            return None;
+        }
+    };
+    serde_json::from_slice(&bytes)
+        .inspect_err(
+            |e| tracing::warn!(path = %path.display(), error = %e, "reading a pod's allocation"),
+        )
+        .ok()
 }
 
 /// Writes the allocation through a rename, so that a crash leaves the old one or the new one.
@@ -144,14 +158,16 @@ pub struct ResizeCondition {
 }
 
 impl ResizeCondition {
-    /// The condition with `reason`, keeping its transition time when the reason stays.
+    /// The condition with `reason` (None for a resize simply under way), keeping its transition time
+    /// while the reason stays.
     pub fn next(
         old: Option<&ResizeCondition>,
-        reason: &str,
+        reason: Option<&str>,
         message: String,
         generation: Option<i64>,
         now: jiff::Timestamp,
     ) -> ResizeCondition {
+        let reason = reason.unwrap_or_default();
         let since = old.filter(|o| o.reason == reason).map_or(now, |o| o.since);
         ResizeCondition {
             reason: reason.into(),
@@ -184,55 +200,46 @@ pub struct ResizeState {
 /// kubelet's completion event: `Pod resize completed: {"containers":[{"name":…,"resources":…}]}`.
 pub fn completed_message(pod: &Pod) -> String {
     let entry = |c: &Container| serde_json::json!({"name": c.name, "resources": c.resources.clone().unwrap_or_default()});
-    let spec = pod.spec.as_ref();
-    let sidecars: Vec<_> = spec
-        .and_then(|s| s.init_containers.as_deref())
-        .unwrap_or_default()
-        .iter()
-        .filter(|c| c.restart_policy.as_deref() == Some("Always"))
-        .map(entry)
-        .collect();
-    let containers: Vec<_> = spec
-        .map(|s| s.containers.as_slice())
-        .unwrap_or_default()
-        .iter()
-        .map(entry)
-        .collect();
+    let (sidecars, containers): (Vec<&Container>, Vec<&Container>) =
+        resizable(pod).partition(|c| is_sidecar(c));
     let mut details = serde_json::Map::new();
     if !sidecars.is_empty() {
-        details.insert("initContainers".into(), sidecars.into());
+        details.insert(
+            "initContainers".into(),
+            sidecars.into_iter().map(entry).collect(),
+        );
     }
-    details.insert("containers".into(), containers.into());
+    details.insert(
+        "containers".into(),
+        containers.into_iter().map(entry).collect(),
+    );
     format!(
         "Pod resize completed: {}",
         serde_json::Value::Object(details)
     )
 }
 
+/// The allocation of `uid` in `allocations`, read from its pod directory the first time.
+fn allocation_of(
+    allocations: &mut HashMap<String, Allocation>,
+    data_dir: &Path,
+    uid: &str,
+) -> Option<Allocation> {
+    if let Some(allocation) = allocations.get(uid) {
+        return Some(allocation.clone());
+    }
+    let allocation = load(&sandbox::pod_dir(data_dir, uid))?;
+    allocations.insert(uid.to_string(), allocation.clone());
+    Some(allocation)
+}
+
 impl Kubelet {
-    /// What the pod's containers are allocated: the cached allocation, else the one in its directory.
-    fn allocation(&self, uid: &str) -> Option<Allocation> {
-        let mut allocations = self.allocations.lock().expect("allocations lock");
-        if let Some(allocation) = allocations.get(uid) {
-            return Some(allocation.clone());
-        }
-        let allocation = load(&sandbox::pod_dir(&self.config.data_dir, uid))?;
-        allocations.insert(uid.to_string(), allocation.clone());
-        Some(allocation)
-    }
-
-    fn allocate_now(&self, uid: &str, allocation: Allocation) {
-        if let Err(e) = save(&sandbox::pod_dir(&self.config.data_dir, uid), &allocation) {
-            tracing::warn!(pod = %uid, error = %e, "recording the resources allocated to a pod");
-        }
-        self.allocations
-            .lock()
-            .expect("allocations lock")
-            .insert(uid.to_string(), allocation);
-    }
-
     /// The other pods this node runs, as it runs them: admitted, not finished, with their allocations.
-    fn allocated_others(&self, uid: &str) -> Vec<Arc<Pod>> {
+    fn allocated_others(
+        &self,
+        uid: &str,
+        allocations: &mut HashMap<String, Allocation>,
+    ) -> Vec<Arc<Pod>> {
         let admitted: Vec<Arc<Pod>> = {
             let admissions = self.admissions.lock().expect("admissions lock");
             self.pods
@@ -251,7 +258,7 @@ impl Kubelet {
             .into_iter()
             .map(|other| {
                 let other_uid = other.metadata.uid.clone().unwrap_or_default();
-                match self.allocation(&other_uid) {
+                match allocation_of(allocations, &self.config.data_dir, &other_uid) {
                     Some(allocation) => Arc::new(allocated_pod(&other, &allocation)),
                     None => other,
                 }
@@ -261,59 +268,90 @@ impl Kubelet {
 
     /// The pod as this node runs it: with the spec's resources when it is first admitted, and with a
     /// resize's once the node has room for it. Until then the resize is pending, saying why, and the
-    /// pod runs with what it had.
+    /// pod runs with what it had. Decided under the allocations' lock, so that resizes decided at once
+    /// are counted in turn.
     pub(super) fn allocate(&self, pod: &Pod, uid: &str, now: jiff::Timestamp) -> Pod {
         let wanted = of_spec(pod);
-        let Some(current) = self.allocation(uid) else {
-            self.allocate_now(uid, wanted);
-            return pod.clone();
+        let mut allocations = self.allocations.lock().expect("allocations lock");
+        let current = allocation_of(&mut allocations, &self.config.data_dir, uid);
+        let refused = match &current {
+            None => None,
+            Some(current) if *current == wanted => None,
+            Some(current) => {
+                let Some(node) = self.node.get(&self.config.node_name) else {
+                    return allocated_pod(pod, current);
+                };
+                let others = self.allocated_others(uid, &mut allocations);
+                Some(refusal(pod, &node, &others))
+            }
         };
-        let generation = pod.metadata.generation;
         let mut resizes = self.resizes.lock().expect("resizes lock");
-        let state = resizes.entry(uid.to_string()).or_default();
-        if current == wanted {
-            state.pending = None;
-            return pod.clone();
-        }
-        let Some(node) = self.node.get(&self.config.node_name) else {
-            return allocated_pod(pod, &current);
-        };
-        drop(resizes);
-        let refused = refusal(pod, &node, &self.allocated_others(uid));
-        let mut resizes = self.resizes.lock().expect("resizes lock");
-        let state = resizes.entry(uid.to_string()).or_default();
-        match refused {
-            Some((reason, message)) => {
+        match (current, refused) {
+            (Some(current), Some(Some((reason, message)))) => {
+                let state = resizes.entry(uid.to_string()).or_default();
                 state.pending = Some(ResizeCondition::next(
                     state.pending.as_ref(),
-                    reason,
+                    Some(reason),
                     message,
-                    generation,
+                    pod.metadata.generation,
                     now,
                 ));
                 allocated_pod(pod, &current)
             }
-            None => {
+            (Some(_), Some(None)) => {
+                let state = resizes.entry(uid.to_string()).or_default();
                 state.pending = None;
                 state.in_progress = Some(ResizeCondition::next(
                     None,
-                    "",
+                    None,
                     String::new(),
-                    generation,
+                    pod.metadata.generation,
                     now,
                 ));
-                drop(resizes);
-                self.allocate_now(uid, wanted);
+                self.record_allocation(uid, wanted, &mut allocations);
+                pod.clone()
+            }
+            (Some(_), None) => {
+                if let Some(state) = resizes.get_mut(uid) {
+                    state.pending = None;
+                }
+                pod.clone()
+            }
+            (None, _) => {
+                self.record_allocation(uid, wanted, &mut allocations);
                 pod.clone()
             }
         }
     }
 
+    /// The pod's resize, pending or under way, as its status reports it.
+    pub(super) fn resize_state(&self, uid: &str) -> ResizeState {
+        self.resizes
+            .lock()
+            .expect("resizes lock")
+            .get(uid)
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    fn record_allocation(
+        &self,
+        uid: &str,
+        allocation: Allocation,
+        allocations: &mut HashMap<String, Allocation>,
+    ) {
+        if let Err(e) = save(&sandbox::pod_dir(&self.config.data_dir, uid), &allocation) {
+            tracing::warn!(pod = %uid, error = %e, "recording the resources allocated to a pod");
+        }
+        allocations.insert(uid.to_string(), allocation);
+    }
+
     /// Writes the pod's allocation into the cgroups of the pod and of its running containers whose
-    /// limits differ (`hashes` names the spec each container must run: one whose run was made for
-    /// another is restarted, not changed). The resize is complete once every running container has
-    /// its allocation; a limit that cannot be written (memory below what the container uses) leaves
-    /// it in progress with reason Error, tried again at the next sync.
+    /// limits differ, before the sync starts any container (which then starts under the pod's new
+    /// limits). A container whose run was made for another spec (`hashes`) is being restarted, not
+    /// changed, and until it is, the pod's limits are only raised. The resize is complete once every
+    /// running container has its allocation; one that cannot be written (memory below what is used)
+    /// stays in progress with reason Error, tried again at the next sync.
     pub(super) fn actuate_resize(
         &self,
         pod: &Pod,
@@ -322,7 +360,13 @@ impl Kubelet {
         metas: &HashMap<String, ContainerMeta>,
         hashes: &HashMap<String, String>,
     ) {
-        let mut changes: Vec<(String, crate::agent::runtime::Resources)> = Vec::new();
+        let in_progress = self
+            .resizes
+            .lock()
+            .expect("resizes lock")
+            .get(uid)
+            .is_some_and(|s| s.in_progress.is_some());
+        let mut changes: Vec<(String, Resources)> = Vec::new();
         let mut restarting = false;
         for c in resizable(pod) {
             let running = runs
@@ -337,36 +381,35 @@ impl Kubelet {
                 continue;
             }
             let wanted = container::resources(c);
-            if meta.resources.as_ref() != Some(&wanted) {
-                changes.push((run.id.clone(), wanted));
+            match &meta.resources {
+                Some(has) if *has == wanted => {}
+                // Recorded by an agent that did not say: it was made with what it was allocated.
+                None if !in_progress => self.record_limits(&run.id, &wanted),
+                _ => changes.push((run.id.clone(), wanted)),
             }
         }
-        let in_progress = self
-            .resizes
-            .lock()
-            .expect("resizes lock")
-            .get(uid)
-            .is_some_and(|s| s.in_progress.is_some());
         if changes.is_empty() && !in_progress {
             return;
         }
         let root = Path::new(pod_cgroup::ROOT);
-        let result = self.write_resize(root, pod, uid, metas, &changes);
+        let result = self.write_resize(root, pod, uid, metas, &changes, !restarting);
         let mut resizes = self.resizes.lock().expect("resizes lock");
         let state = resizes.entry(uid.to_string()).or_default();
-        let now = self.clock.now();
         match result {
-            Err(message) => {
+            Err(message) if state.in_progress.is_some() => {
                 state.in_progress = Some(ResizeCondition::next(
                     state.in_progress.as_ref(),
-                    ERROR,
+                    Some(ERROR),
                     message,
                     state
                         .in_progress
                         .as_ref()
                         .and_then(|c| c.observed_generation),
-                    now,
+                    self.clock.now(),
                 ));
+            }
+            Err(message) => {
+                tracing::warn!(pod = %uid, error = %message, "giving containers their limits");
             }
             Ok(()) if restarting => {}
             Ok(()) => {
@@ -382,16 +425,28 @@ impl Kubelet {
         }
     }
 
+    fn record_limits(&self, id: &str, limits: &Resources) {
+        let recorded = self
+            .runtime
+            .update_meta(id, |meta| meta.resources = Some(limits.clone()));
+        if let Err(e) = recorded {
+            tracing::warn!(container = %id, error = %e, "recording a container's limits");
+        }
+    }
+
+    /// kubelet's checks before it cuts memory (no container and not the pod below what it uses), then
+    /// the writes.
     fn write_resize(
         &self,
         root: &Path,
         pod: &Pod,
         uid: &str,
         metas: &HashMap<String, ContainerMeta>,
-        changes: &[(String, crate::agent::runtime::Resources)],
+        changes: &[(String, Resources)],
+        lower_pod: bool,
     ) -> Result<(), String> {
         for (id, wanted) in changes {
-            let usage = pod_cgroup::container_memory_usage(root, uid, id);
+            let usage = pod_cgroup::memory_usage(root, &pod_cgroup::container_path(uid, id));
             if let (Some(limit), Some(usage)) = (wanted.memory_limit, usage) {
                 if limit < usage {
                     let name = metas
@@ -404,17 +459,21 @@ impl Kubelet {
                 }
             }
         }
-        let limits: Vec<(&str, &crate::agent::runtime::Resources)> =
+        let pod_limits = container::pod_resources(pod);
+        let pod_usage = pod_cgroup::memory_usage(root, &pod_cgroup::path(uid));
+        if let (Some(limit), Some(usage)) = (pod_limits.memory_limit, pod_usage) {
+            if limit < usage {
+                return Err(format!(
+                    "attempting to set pod memory limit ({limit}) below current usage ({usage})"
+                ));
+            }
+        }
+        let limits: Vec<(&str, &Resources)> =
             changes.iter().map(|(id, r)| (id.as_str(), r)).collect();
-        pod_cgroup::resize(root, uid, &container::pod_resources(pod), &limits)
+        pod_cgroup::resize(root, uid, &pod_limits, &limits, lower_pod)
             .map_err(|e| e.to_string())?;
         for (id, wanted) in changes {
-            let recorded = self
-                .runtime
-                .update_meta(id, |meta| meta.resources = Some(wanted.clone()));
-            if let Err(e) = recorded {
-                tracing::warn!(container = %id, error = %e, "recording a container's new limits");
-            }
+            self.record_limits(id, wanted);
         }
         Ok(())
     }
@@ -557,17 +616,17 @@ mod tests {
     fn a_condition_keeps_its_transition_time_while_its_reason_stays() {
         let t0 = jiff::Timestamp::from_second(1_000).unwrap();
         let t1 = jiff::Timestamp::from_second(2_000).unwrap();
-        let first = ResizeCondition::next(None, DEFERRED, "a".into(), Some(2), t0);
-        let same = ResizeCondition::next(Some(&first), DEFERRED, "b".into(), Some(3), t1);
+        let first = ResizeCondition::next(None, Some(DEFERRED), "a".into(), Some(2), t0);
+        let same = ResizeCondition::next(Some(&first), Some(DEFERRED), "b".into(), Some(3), t1);
         assert_eq!((same.since, same.observed_generation), (t0, Some(3)));
-        let other = ResizeCondition::next(Some(&same), INFEASIBLE, "c".into(), Some(3), t1);
+        let other = ResizeCondition::next(Some(&same), Some(INFEASIBLE), "c".into(), Some(3), t1);
         assert_eq!(other.since, t1);
         let condition = serde_json::to_value(other.to_pod_condition(PENDING)).unwrap();
         assert_eq!(condition["type"], "PodResizePending");
         assert_eq!(condition["status"], "True");
         assert_eq!(condition["reason"], "Infeasible");
         assert_eq!(condition["observedGeneration"], 3);
-        let started = ResizeCondition::next(None, "", String::new(), Some(4), t1);
+        let started = ResizeCondition::next(None, None, String::new(), Some(4), t1);
         let condition = serde_json::to_value(started.to_pod_condition(IN_PROGRESS)).unwrap();
         assert!(condition.get("reason").is_none() && condition.get("message").is_none());
     }

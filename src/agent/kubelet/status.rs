@@ -335,13 +335,13 @@ fn container_status(
     status
 }
 
-/// The conditions kubelet writes, which carry the generation of the pod it wrote them for.
-const KUBELET_CONDITIONS: [&str; 5] = [
+/// The conditions kubelet computes at every sync, which carry the generation of the pod it computed
+/// them for.
+const KUBELET_CONDITIONS: [&str; 4] = [
     "PodReadyToStartContainers",
     "Initialized",
     "ContainersReady",
     "Ready",
-    "DisruptionTarget",
 ];
 
 fn condition(
@@ -628,15 +628,10 @@ pub fn pod_status(pod: &Pod, observed: &Observed, now: jiff::Timestamp) -> PodSt
         .unwrap_or_default()
         .into_iter()
         .filter(|c| {
-            ![
-                "PodReadyToStartContainers",
-                "Initialized",
-                "ContainersReady",
-                "Ready",
-                resize::PENDING,
-                resize::IN_PROGRESS,
-            ]
-            .contains(&c.type_.as_str())
+            let kind = c.type_.as_str();
+            !KUBELET_CONDITIONS.contains(&kind)
+                && kind != resize::PENDING
+                && kind != resize::IN_PROGRESS
         })
         .collect();
     // kubelet's: the sandbox (namespaces and address) is there, until the pod is over.
@@ -671,6 +666,7 @@ pub fn pod_status(pod: &Pod, observed: &Observed, now: jiff::Timestamp) -> PodSt
             status: "True".into(),
             reason: Some("TerminationByKubelet".into()),
             message: Some(message.clone()),
+            observed_generation: generation,
             ..Default::default()
         });
     }
@@ -912,7 +908,7 @@ mod tests {
         let t0 = jiff::Timestamp::from_second(1_000).unwrap();
         seen.resize.in_progress = Some(resize::ResizeCondition::next(
             None,
-            "",
+            None,
             String::new(),
             Some(3),
             t0,

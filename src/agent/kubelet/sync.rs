@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{
-    ConfigMap, Container, PersistentVolume, PersistentVolumeClaim, Pod, Secret,
+    ConfigMap, Container, PersistentVolume, PersistentVolumeClaim, Pod, PodSpec, Secret,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use serde_json::json;
@@ -92,10 +92,52 @@ fn spec_hash(c: &Container) -> String {
     )
 }
 
+/// Whether two hashes from [`spec_hash`] are of the same spec, whatever their resources.
+fn same_spec(a: &str, b: &str) -> bool {
+    a.split('.').next() == b.split('.').next()
+}
+
 /// The hash agents before in-place resize recorded (of the whole spec): runs recorded with it are
 /// recorded again with [`spec_hash`] instead of being restarted.
 fn hash_before_resize(c: &Container) -> String {
     short_hash(c)
+}
+
+/// Ephemeral containers are recorded without a hash: they never restart.
+fn is_hash_from_before_resize(hash: &str) -> bool {
+    !hash.is_empty() && !hash.contains('.')
+}
+
+/// Gives today's hash (`hashes`) to the runs an agent from before in-place resize recorded with the
+/// hash of the same spec, so that an upgrade restarts none of them; returns (container id, hash) of
+/// each, for its record.
+fn rehashed_runs(
+    spec: &PodSpec,
+    runs: &mut HashMap<String, Runs>,
+    hashes: &HashMap<String, String>,
+) -> Vec<(String, String)> {
+    let mut rehashed = Vec::new();
+    let containers = spec
+        .init_containers
+        .iter()
+        .flatten()
+        .chain(&spec.containers);
+    for c in containers {
+        let (Some(runs), Some(hash)) = (runs.get_mut(&c.name), hashes.get(&c.name)) else {
+            continue;
+        };
+        let recorded_before = [runs.latest.as_mut(), runs.previous.as_mut()]
+            .into_iter()
+            .flatten()
+            .filter(|run| is_hash_from_before_resize(&run.spec_hash));
+        for run in recorded_before {
+            if run.spec_hash == hash_before_resize(c) {
+                run.spec_hash = hash.clone();
+                rehashed.push((run.id.clone(), hash.clone()));
+            }
+        }
+    }
+    rehashed
 }
 
 fn involved(pod: &Pod) -> Involved<'_> {
@@ -595,43 +637,12 @@ impl Kubelet {
         (runs, latest_meta)
     }
 
-    /// Records today's hash for the pod's containers whose run an agent from before in-place resize
-    /// recorded, so that an upgrade restarts none of them.
-    fn rehash_runs_from_before_resize(
-        &self,
-        spec: &k8s_openapi::api::core::v1::PodSpec,
-        uid: &str,
-        hashes: &HashMap<String, String>,
-    ) {
-        let mut recorded_before = self
-            .runtime
-            .list_pod(uid)
-            .into_iter()
-            .filter(|m| !m.spec_hash.contains('.'))
-            .peekable();
-        if recorded_before.peek().is_none() {
-            return;
-        }
-        let containers = spec
-            .init_containers
-            .iter()
-            .flatten()
-            .chain(&spec.containers);
-        let before: HashMap<&str, String> = containers
-            .map(|c| (c.name.as_str(), hash_before_resize(c)))
-            .collect();
-        for meta in recorded_before {
-            let (Some(old), Some(new)) = (
-                before.get(meta.container.as_str()),
-                hashes.get(&meta.container),
-            ) else {
-                continue;
-            };
-            if meta.spec_hash == *old {
-                let new = new.clone();
-                if let Err(e) = self.runtime.update_meta(&meta.id, |m| m.spec_hash = new) {
-                    tracing::warn!(container = %meta.id, error = %e, "recording a container's spec hash");
-                }
+    /// Records today's hash for the runs an agent from before in-place resize recorded (see
+    /// [`rehashed_runs`]).
+    fn record_hashes(&self, rehashed: Vec<(String, String)>) {
+        for (id, hash) in rehashed {
+            if let Err(e) = self.runtime.update_meta(&id, |m| m.spec_hash = hash) {
+                tracing::warn!(container = %id, error = %e, "recording a container's spec hash");
             }
         }
     }
@@ -773,6 +784,7 @@ impl Kubelet {
         let now = self.clock.now();
         let mut observed = Observed {
             host_ip: self.config.node_ip.to_string(),
+            resize: self.resize_state(uid),
             ..Default::default()
         };
         let mut requeue: Option<Duration> = None;
@@ -877,8 +889,8 @@ impl Kubelet {
             .chain(&spec.containers)
             .map(|c| (c.name.clone(), spec_hash(c)))
             .collect();
-        self.rehash_runs_from_before_resize(&spec, uid, &hashes);
-        let (runs, mut metas) = self.runs(uid);
+        let (mut runs, mut metas) = self.runs(uid);
+        self.record_hashes(rehashed_runs(&spec, &mut runs, &hashes));
         note_latest_runs(&mut observed, &metas);
         let notes = plan::RunNotes {
             killed_for_restart: self.killed_for_restart.lock().expect("lock").clone(),
@@ -918,6 +930,9 @@ impl Kubelet {
             soon(r, &mut requeue);
         }
         observed.runs = runs;
+        // Before anything starts, so that it starts under the pod's new limits.
+        self.actuate_resize(pod, uid, &observed.runs, &metas, &hashes);
+        observed.resize = self.resize_state(uid);
 
         let mut started_any = false;
         let mut started_now: Vec<String> = Vec::new();
@@ -928,13 +943,12 @@ impl Kubelet {
                         .lock()
                         .expect("lock")
                         .insert(id.clone());
-                    let spec_part = |hash: &str| hash.split('.').next().unwrap_or("").to_string();
                     let resized = observed
                         .runs
                         .get(&container)
                         .and_then(|r| r.latest.as_ref())
                         .zip(hashes.get(&container))
-                        .is_some_and(|(run, hash)| spec_part(&run.spec_hash) == spec_part(hash));
+                        .is_some_and(|(run, hash)| same_spec(&run.spec_hash, hash));
                     let why = if resized {
                         format!("Container {container} resize requires restart")
                     } else {
@@ -1019,14 +1033,6 @@ impl Kubelet {
             metas = latest;
             note_latest_runs(&mut observed, &metas);
         }
-        self.actuate_resize(pod, uid, &observed.runs, &metas, &hashes);
-        observed.resize = self
-            .resizes
-            .lock()
-            .expect("resizes lock")
-            .get(uid)
-            .cloned()
-            .unwrap_or_default();
         self.run_post_start_hooks(&addressed, &started_now, &observed)
             .await;
         self.apply_probes(&addressed, &mut observed);
@@ -1535,7 +1541,7 @@ impl Kubelet {
             mounts,
             volume_groups: volumes::groups(prepared),
             namespaces,
-            cgroup_path: format!("{}/{id}", pod_cgroup::path(uid)),
+            cgroup_path: pod_cgroup::container_path(uid, &id),
             open_files: self.config.container_open_files,
             node_memory: self.node_memory(),
             min_oom_score_adj: self.min_oom_score_adj,
@@ -1776,6 +1782,52 @@ mod tests {
             before.split('.').next()
         );
         assert!(!hash_before_resize(&container(small, in_place)).contains('.'));
+    }
+
+    #[test]
+    fn runs_recorded_before_in_place_resize_keep_running_under_todays_hash() {
+        let spec: PodSpec = serde_json::from_value(serde_json::json!({"containers": [
+            {"name": "same", "image": "busybox", "resources": {"limits": {"cpu": "1"}}},
+            {"name": "changed", "image": "busybox:1.37"},
+            {"name": "new", "image": "busybox"}]}))
+        .unwrap();
+        let hashes: HashMap<String, String> = spec
+            .containers
+            .iter()
+            .map(|c| (c.name.clone(), spec_hash(c)))
+            .collect();
+        let mut older = spec.containers[1].clone();
+        older.image = Some("busybox:1.36".into());
+        let run = |id: &str, hash: String| plan::Runs {
+            latest: Some(Run {
+                id: id.into(),
+                attempt: 0,
+                state: ContainerState::Created,
+                spec_hash: hash,
+            }),
+            previous: None,
+        };
+        let mut runs: HashMap<String, plan::Runs> = [
+            (
+                "same".to_string(),
+                run("a", hash_before_resize(&spec.containers[0])),
+            ),
+            ("changed".to_string(), run("b", hash_before_resize(&older))),
+            ("new".to_string(), run("c", hashes["new"].clone())),
+        ]
+        .into_iter()
+        .collect();
+        let rehashed = rehashed_runs(&spec, &mut runs, &hashes);
+        assert_eq!(rehashed, [("a".to_string(), hashes["same"].clone())]);
+        assert_eq!(
+            runs["same"].latest.as_ref().unwrap().spec_hash,
+            hashes["same"]
+        );
+        assert_eq!(
+            runs["changed"].latest.as_ref().unwrap().spec_hash,
+            hash_before_resize(&older),
+            "a spec that changed meanwhile still restarts its container"
+        );
     }
 
     #[test]

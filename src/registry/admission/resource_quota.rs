@@ -1,8 +1,9 @@
-//! The ResourceQuota admission plugin: a create that would take a namespace's usage past a quota's
-//! `spec.hard` is refused (403, "exceeded quota: …"), a pod that leaves a quota-limited compute resource
-//! unstated is refused ("failed quota: …: must specify …"), and an admitted create is charged to each
-//! quota's `status.used` at once, so concurrent creates cannot all slip under the limit. The quota
-//! controller recalculates `status.used` from the stored objects, which also gives back what deletes free.
+//! The ResourceQuota admission plugin: a create (or a pod's resize) that would take a namespace's usage
+//! past a quota's `spec.hard` is refused (403, "exceeded quota: …"), a pod that leaves a quota-limited
+//! compute resource unstated is refused ("failed quota: …: must specify …"), and an admitted create is
+//! charged to each quota's `status.used` at once (a resize with what it grew by), so concurrent
+//! requests cannot all slip under the limit. The quota controller recalculates `status.used` from the
+//! stored objects, which also gives back what deletes and shrinking resizes free.
 
 use serde_json::{json, Value};
 
@@ -12,17 +13,22 @@ use crate::api::resources::{self, ResourceInfo};
 use crate::registry::errors::RegistryError;
 use crate::registry::store::{ListOptions, Registry, UpdateOptions};
 
-/// Checks and charges every quota of the object's namespace.
+/// Checks and charges every quota of the object's namespace: with all it uses when it is created, with
+/// what it grew by when it is updated from `old` (a pod's resize).
 pub async fn admit(
     registry: &Registry,
     info: &ResourceInfo,
     obj: &Value,
+    old: Option<&Value>,
     dry_run: bool,
 ) -> Result<(), RegistryError> {
     let Some(namespace) = crate::api::meta::namespace(obj).filter(|_| info.namespaced) else {
         return Ok(());
     };
-    let delta = quota::usage_of(info.group, info.plural, obj);
+    let delta = match old {
+        None => quota::usage_of(info.group, info.plural, obj),
+        Some(old) => growth(info, obj, old),
+    };
     if delta.is_empty() {
         return Ok(());
     }
@@ -102,6 +108,19 @@ pub async fn admit(
         }
     }
     Ok(())
+}
+
+/// What `obj` uses beyond `old`, resource by resource: what shrank is given back by the quota
+/// controller's recount, not here.
+fn growth(info: &ResourceInfo, obj: &Value, old: &Value) -> Usage {
+    let before = quota::usage_of(info.group, info.plural, old);
+    quota::usage_of(info.group, info.plural, obj)
+        .into_iter()
+        .filter_map(|(name, now)| {
+            let grown = before.get(&name).map_or(now, |b| now.minus(b));
+            (!grown.is_zero() && !grown.is_negative()).then_some((name, grown))
+        })
+        .collect()
 }
 
 fn quota_zero(like: &crate::api::quantity::Quantity) -> crate::api::quantity::Quantity {
