@@ -91,14 +91,16 @@ pub fn load(pod_dir: &Path) -> Option<Allocation> {
         .ok()
 }
 
-/// Writes the allocation through a rename, so that a crash leaves the old one or the new one.
+/// Writes the allocation through a rename, so that an agent that dies leaves the old one or the new
+/// one. Not flushed: every pod's start writes one, and a power loss ends its containers anyway (what
+/// is lost then is only the check of a resize still pending, as the pod starts again from its spec).
 pub fn save(pod_dir: &Path, allocation: &Allocation) -> std::io::Result<()> {
     std::fs::create_dir_all(pod_dir)?;
     let bytes = serde_json::to_vec(allocation).expect("an allocation serializes");
     crate::shim::write_atomic(
         &pod_dir.join(ALLOCATION_FILE),
         &bytes,
-        crate::shim::Durability::Synced,
+        crate::shim::Durability::Unsynced,
     )
     .map_err(std::io::Error::other)
 }
