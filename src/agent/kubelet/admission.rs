@@ -203,8 +203,16 @@ impl Kubelet {
                 "Kubelet cannot get node info.",
             ));
         };
-        let others: Vec<_> = self
-            .pods
+        predicate_rejection(pod, &node, &self.admitted_others(uid, admissions))
+    }
+
+    /// The pods other than `uid` that hold room on this node: admitted and not finished.
+    pub(super) fn admitted_others(
+        &self,
+        uid: &str,
+        admissions: &HashMap<String, Admission>,
+    ) -> Vec<Arc<Pod>> {
+        self.pods
             .list()
             .into_iter()
             .filter(|other| {
@@ -214,8 +222,7 @@ impl Kubelet {
                     && admissions.get(other_uid) == Some(&Admission::Admitted)
                     && !matches!(phase, Some("Succeeded" | "Failed"))
             })
-            .collect();
-        predicate_rejection(pod, &node, &others)
+            .collect()
     }
 }
 

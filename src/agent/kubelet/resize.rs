@@ -13,7 +13,6 @@ use std::sync::Arc;
 use k8s_openapi::api::core::v1::{Container, Node, Pod, PodCondition, ResourceRequirements};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
-use super::admission::Admission;
 use super::plan::{is_sidecar, Runs};
 use super::{container, pod_cgroup, sandbox, Kubelet};
 use crate::agent::runtime::{ContainerMeta, ContainerState, Resources};
@@ -242,19 +241,9 @@ impl Kubelet {
         uid: &str,
         allocations: &mut HashMap<String, Allocation>,
     ) -> Vec<Arc<Pod>> {
-        let admitted: Vec<Arc<Pod>> = {
+        let admitted = {
             let admissions = self.admissions.lock().expect("admissions lock");
-            self.pods
-                .list()
-                .into_iter()
-                .filter(|other| {
-                    let other_uid = other.metadata.uid.as_deref().unwrap_or_default();
-                    let phase = other.status.as_ref().and_then(|s| s.phase.as_deref());
-                    other_uid != uid
-                        && admissions.get(other_uid) == Some(&Admission::Admitted)
-                        && !matches!(phase, Some("Succeeded" | "Failed"))
-                })
-                .collect()
+            self.admitted_others(uid, &admissions)
         };
         admitted
             .into_iter()
