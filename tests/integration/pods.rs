@@ -49,7 +49,12 @@ fn config_error_of(s: &Server, pod: &str) -> String {
 
 /// A file of the pod cgroup of pod `uid` in `controller`'s hierarchy, trimmed.
 fn pod_cgroup_file(uid: &str, controller: &str, file: &str) -> String {
-    let path = controller_dir(Path::new(ROOT), controller, &pod_cgroup::path(uid)).join(file);
+    cgroup_file(&pod_cgroup::path(uid), controller, file)
+}
+
+/// A file of the cgroup at `relative`, on the hierarchy of `controller`.
+fn cgroup_file(relative: &str, controller: &str, file: &str) -> String {
+    let path = controller_dir(Path::new(ROOT), controller, relative).join(file);
     std::fs::read_to_string(&path)
         .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
         .trim()
@@ -3742,11 +3747,7 @@ fn container_cgroup_file(
     let uid = jsonpath(s, pod, "{.metadata.uid}");
     let id = container_status_field(s, pod, container, "containerID");
     let relative = pod_cgroup::container_path(&uid, id.trim_start_matches("orch://"));
-    let path = controller_dir(Path::new(ROOT), controller, &relative).join(file);
-    std::fs::read_to_string(&path)
-        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-        .trim()
-        .to_string()
+    cgroup_file(&relative, controller, file)
 }
 
 #[test]
