@@ -3586,7 +3586,7 @@ spec:
 
 /// setHostnameAsFQDN gives the pod's kernel its fully qualified name. What the node cannot do fails
 /// where kubectl shows it instead of running the pod otherwise than asked: a RuntimeClass and a user
-/// namespace fail its sandbox, a Bidirectional mount keeps its container waiting.
+/// namespace fail its sandbox.
 #[test]
 fn the_hostname_can_be_qualified_and_what_the_node_cannot_do_fails_visibly() {
     let (_node, s) = busybox_node();
@@ -3613,19 +3613,6 @@ metadata: {name: userns}
 spec:
   hostUsers: false
   containers: [{name: app, image: busybox:latest, imagePullPolicy: Never, command: [sleep, "1000"]}]
----
-apiVersion: v1
-kind: Pod
-metadata: {name: sharing}
-spec:
-  containers:
-  - name: app
-    image: busybox:latest
-    imagePullPolicy: Never
-    command: [sleep, "1000"]
-    securityContext: {privileged: true}
-    volumeMounts: [{name: shared, mountPath: /shared, mountPropagation: Bidirectional}]
-  volumes: [{name: shared, emptyDir: {}}]
 "#;
     apply(&s, "unsupported.yaml", manifest);
     s.eventually("qualified reports", Duration::from_secs(60), || {
@@ -3654,11 +3641,141 @@ spec:
         );
         assert_eq!(jsonpath(&s, pod, "{.status.phase}"), "Pending");
     }
-    let waiting = config_error_of(&s, "sharing");
-    assert!(
-        waiting.contains("mountPropagation Bidirectional"),
-        "{waiting}"
+}
+
+/// A tmpfs of the test's own, shared or private, unmounted (with what propagated under it) when
+/// dropped.
+struct TestMount(tempfile::TempDir);
+
+impl TestMount {
+    fn new(propagation: nix::mount::MsFlags) -> TestMount {
+        use nix::mount::{mount, MsFlags};
+        let dir = tempfile::tempdir().unwrap();
+        mount(
+            Some("tmpfs"),
+            dir.path(),
+            Some("tmpfs"),
+            MsFlags::empty(),
+            None::<&str>,
+        )
+        .unwrap();
+        mount(
+            None::<&str>,
+            dir.path(),
+            None::<&str>,
+            propagation,
+            None::<&str>,
+        )
+        .unwrap();
+        TestMount(dir)
+    }
+
+    fn path(&self) -> &Path {
+        self.0.path()
+    }
+}
+
+impl Drop for TestMount {
+    fn drop(&mut self) {
+        let _ = nix::mount::umount2(self.0.path(), nix::mount::MntFlags::MNT_DETACH);
+    }
+}
+
+/// mountPropagation as containerd sets it up: a privileged container's mount under its Bidirectional
+/// volume reaches the node, and a mount the node makes later reaches a HostToContainer mount of the
+/// same directory but not one without propagation; a source the node does not share fails the
+/// container as containerd fails it.
+#[test]
+fn mounts_propagate_between_the_node_and_containers_as_they_ask() {
+    let (_node, s) = busybox_node();
+    let shared = TestMount::new(nix::mount::MsFlags::MS_SHARED);
+    let private = TestMount::new(nix::mount::MsFlags::MS_PRIVATE);
+    // Looks for the node's late mount `tries` times, 100 ms apart (a propagated mount is there at once).
+    let watch = |name: &str, propagation: &str, tries: u32| {
+        format!(
+            r#"  - name: {name}
+    image: busybox:latest
+    imagePullPolicy: Never
+    command: [sh, -c, 'for i in $(seq {tries}); do [ -e /data/late/mark ] && break; sleep 0.1; done; [ -e /data/late/mark ] && echo seen || echo unseen; sleep 1000']
+    volumeMounts: [{{name: data, mountPath: /data, mountPropagation: {propagation}}}]
+"#
+        )
+    };
+    let manifest = format!(
+        r#"apiVersion: v1
+kind: Pod
+metadata: {{name: propagating}}
+spec:
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: maker
+    image: busybox:latest
+    imagePullPolicy: Never
+    command: [sh, -c, 'mkdir -p /data/inner && mount -t tmpfs inner /data/inner && touch /data/inner/mark && sleep 1000']
+    securityContext: {{privileged: true}}
+    volumeMounts: [{{name: data, mountPath: /data, mountPropagation: Bidirectional}}]
+{}{}  volumes: [{{name: data, hostPath: {{path: {}}}}}]
+---
+apiVersion: v1
+kind: Pod
+metadata: {{name: unshared}}
+spec:
+  containers:
+  - name: app
+    image: busybox:latest
+    imagePullPolicy: Never
+    command: [sleep, "1000"]
+    securityContext: {{privileged: true}}
+    volumeMounts: [{{name: data, mountPath: /data, mountPropagation: Bidirectional}}]
+  volumes: [{{name: data, hostPath: {{path: {}}}}}]
+"#,
+        watch("watcher", "HostToContainer", 200),
+        watch("blind", "None", 20),
+        shared.path().display(),
+        private.path().display(),
     );
+    apply(&s, "propagating.yaml", &manifest);
+    wait_ready(&s, "propagating");
+    // Made once every container runs, so that none started with it already there.
+    let late = shared.path().join("late");
+    std::fs::create_dir(&late).unwrap();
+    nix::mount::mount(
+        Some("tmpfs"),
+        &late,
+        Some("tmpfs"),
+        nix::mount::MsFlags::empty(),
+        None::<&str>,
+    )
+    .unwrap();
+    std::fs::write(late.join("mark"), "").unwrap();
+    s.eventually("the watchers' verdicts", Duration::from_secs(60), || {
+        !s.kubectl(&["logs", "propagating", "-c", "blind"])
+            .stdout
+            .is_empty()
+    });
+    assert!(
+        shared.path().join("inner/mark").exists(),
+        "the container's mount reached the node"
+    );
+    assert_eq!(s.ok(&["logs", "propagating", "-c", "watcher"]), "seen\n");
+    assert_eq!(s.ok(&["logs", "propagating", "-c", "blind"]), "unseen\n");
+    let waiting = "{.status.containerStatuses[0].state.waiting}";
+    s.eventually("unshared's refusal", Duration::from_secs(30), || {
+        jsonpath(&s, "unshared", waiting).contains("CreateContainerError")
+    });
+    let expected = format!(
+        "path \"{0}\" is mounted on \"{0}\" but it is not a shared mount",
+        private.path().display()
+    );
+    assert_eq!(
+        jsonpath(
+            &s,
+            "unshared",
+            "{.status.containerStatuses[0].state.waiting.message}"
+        ),
+        expected
+    );
+    s.ok(&["delete", "pod", "propagating", "unshared", "--wait=true"]);
 }
 
 /// Pod-level resources bound the pod as a whole, whatever its containers state: the API fills in their

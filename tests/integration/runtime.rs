@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use orch::agent::runtime::{
     new_container_id, BindAccess, ContainerConfig, ContainerMeta, ContainerState, MountKind,
-    MountSpec, Resources, Runtime, RuntimeConfig, Seccomp,
+    MountPropagation, MountSpec, Resources, Runtime, RuntimeConfig, Seccomp,
 };
 use orch::util::rlimit::OpenFilesLimit;
 
@@ -588,8 +588,96 @@ fn read_only_bind(source: &Path, destination: &str) -> MountSpec {
         kind: MountKind::Bind {
             source: source.into(),
             access: BindAccess::ReadOnly,
+            propagation: MountPropagation::Private,
         },
     }
+}
+
+/// Mount propagation as containerd sets it up: a mount the node makes under a shared source reaches
+/// the container through a HostToContainer or Bidirectional mount of it, not through a private one,
+/// and one the container makes under its Bidirectional mount reaches the node.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bind_mounts_pass_on_mounts_as_their_propagation_says() {
+    use nix::mount::{mount, umount2, MntFlags, MsFlags};
+    let f = fixture();
+    let shared = tempfile::tempdir().unwrap();
+    let source = shared.path();
+    // A shared mount of the test's own, as systemd leaves a node's mounts.
+    mount(
+        Some("tmpfs"),
+        source,
+        Some("tmpfs"),
+        MsFlags::empty(),
+        None::<&str>,
+    )
+    .unwrap();
+    mount(
+        None::<&str>,
+        source,
+        None::<&str>,
+        MsFlags::MS_SHARED,
+        None::<&str>,
+    )
+    .unwrap();
+    struct Unmount<'a>(&'a Path);
+    impl Drop for Unmount<'_> {
+        fn drop(&mut self) {
+            let _ = umount2(self.0, MntFlags::MNT_DETACH);
+        }
+    }
+    let _unmount = Unmount(source);
+    let bind = |destination: &str, propagation| MountSpec {
+        destination: destination.into(),
+        kind: MountKind::Bind {
+            source: source.into(),
+            access: BindAccess::ReadWrite,
+            propagation,
+        },
+    };
+    let script = "mkdir /both/from-container && mount -t tmpfs c /both/from-container \
+        && touch /both/from-container/mark || exit 9; \
+        for i in $(seq 200); do [ -e /slave/from-host/mark ] && break; sleep 0.1; done; \
+        for m in private slave both; do [ -e /$m/from-host/mark ] && echo $m sees || echo $m blind; done";
+    let id = f.create_with(&["sh", "-c", script], |config| {
+        config.privileged = true;
+        config.mounts = vec![
+            bind("/private", MountPropagation::Private),
+            bind("/slave", MountPropagation::HostToContainer),
+            bind("/both", MountPropagation::Bidirectional),
+        ];
+    });
+    f.runtime.start(&id).await.unwrap();
+    let from_container = source.join("from-container/mark");
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while !from_container.exists() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the container's mount never reached the node: {}",
+            f.log(&id)
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let from_host = source.join("from-host");
+    std::fs::create_dir(&from_host).unwrap();
+    mount(
+        Some("tmpfs"),
+        &from_host,
+        Some("tmpfs"),
+        MsFlags::empty(),
+        None::<&str>,
+    )
+    .unwrap();
+    std::fs::write(from_host.join("mark"), "").unwrap();
+    let exit = tokio::time::timeout(Duration::from_secs(30), f.runtime.wait(&id))
+        .await
+        .unwrap()
+        .unwrap();
+    let log = f.log(&id);
+    assert_eq!(exit.exit_code, 0, "{log}");
+    for line in ["private blind", "slave sees", "both sees"] {
+        assert!(log.contains(&format!(" stdout F {line}")), "{line}: {log}");
+    }
+    f.runtime.remove(&id).unwrap();
 }
 
 /// The image's symlinks lead a mount's target inside the container's root, never out to the host: here

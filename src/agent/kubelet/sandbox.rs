@@ -26,7 +26,7 @@ use nix::sched::CloneFlags;
 
 use super::sysctls::{self, SysctlNamespace};
 use crate::agent::network::{netns, HostPort};
-use crate::agent::runtime::{BindAccess, MountKind, MountSpec, SharedNamespace};
+use crate::agent::runtime::{BindAccess, MountKind, MountPropagation, MountSpec, SharedNamespace};
 use crate::shim::InitProcess;
 
 /// The size of a pod's /dev/shm, as containerd and Docker make it.
@@ -530,6 +530,7 @@ pub fn prepare(run_pod_dir: &Path, pod: &Pod, net: &Network) -> Result<Vec<Mount
             kind: MountKind::Bind {
                 source: path,
                 access: BindAccess::ReadWrite,
+                propagation: MountPropagation::Private,
             },
         });
     }
@@ -539,6 +540,7 @@ pub fn prepare(run_pod_dir: &Path, pod: &Pod, net: &Network) -> Result<Vec<Mount
         kind: MountKind::Bind {
             source: shm(run_pod_dir, host_ipc)?,
             access: BindAccess::ReadWrite,
+            propagation: MountPropagation::Private,
         },
     });
     Ok(mounts)

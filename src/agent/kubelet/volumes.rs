@@ -4,8 +4,8 @@
 //! sources by kubelet's atomic writer (`atomic_writer.rs`), and persistentVolumeClaims resolved to their
 //! bound PV's path (and the group its `pv.beta.kubernetes.io/gid` names); the pod's fsGroup owns what
 //! kubelet would give it. Then each container's volumeMounts (with subPath, or subPathExpr expanded from
-//! its environment) become bind mounts, read-only with their submounts under recursiveReadOnly; one
-//! asking for Bidirectional mount propagation is refused, as the node does not share mounts back.
+//! its environment) become bind mounts, read-only with their submounts under recursiveReadOnly, with
+//! the mount propagation they ask for.
 
 use std::collections::{BTreeMap, HashMap};
 use std::os::unix::fs::PermissionsExt;
@@ -16,7 +16,7 @@ use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 
 use super::atomic_writer;
 use super::env::{field_value, resource_value, Sources};
-use crate::agent::runtime::{BindAccess, MountKind, MountSpec};
+use crate::agent::runtime::{BindAccess, MountKind, MountPropagation, MountSpec};
 use crate::api::quantity;
 
 /// A volume ready on the node: where it is and whether containers may write to it.
@@ -612,14 +612,6 @@ pub fn mounts(
         let volume = prepared
             .get(&m.name)
             .ok_or_else(|| format!("volume {:?} is not prepared", m.name))?;
-        if m.mount_propagation.as_deref() == Some("Bidirectional") {
-            // A container's mounts under it would never reach the node: volume mounts are not shared.
-            return Err(format!(
-                "volumeMount {:?} asks for mountPropagation Bidirectional, which this node does not \
-                 support",
-                m.name
-            ));
-        }
         let mut source = volume.path.clone();
         let sub = match m.sub_path_expr.as_deref().filter(|e| !e.is_empty()) {
             Some(expr) => Some(super::env::expand_sub_path(expr, env)?),
@@ -653,9 +645,18 @@ pub fn mounts(
         } else {
             BindAccess::ReadWrite
         };
+        let propagation = match m.mount_propagation.as_deref() {
+            Some("HostToContainer") => MountPropagation::HostToContainer,
+            Some("Bidirectional") => MountPropagation::Bidirectional,
+            _ => MountPropagation::Private,
+        };
         out.push(MountSpec {
             destination: m.mount_path.clone(),
-            kind: MountKind::Bind { source, access },
+            kind: MountKind::Bind {
+                source,
+                access,
+                propagation,
+            },
         });
     }
     Ok(out)
@@ -879,7 +880,8 @@ mod tests {
             m[0].kind,
             MountKind::Bind {
                 source: scratch.path.join("sub/dir"),
-                access: BindAccess::ReadWrite
+                access: BindAccess::ReadWrite,
+                propagation: MountPropagation::Private,
             }
         );
         assert!(scratch.path.join("sub/dir").is_dir());
@@ -910,7 +912,8 @@ mod tests {
             m[0].kind,
             MountKind::Bind {
                 source: scratch.path.join("logs/web-0/n1"),
-                access: BindAccess::ReadWrite
+                access: BindAccess::ReadWrite,
+                propagation: MountPropagation::Private,
             }
         );
         assert!(scratch.path.join("logs/web-0/n1").is_dir());
@@ -918,12 +921,19 @@ mod tests {
             mounts(&expr, &prepared, &env(&[("NODE", "")])).unwrap_err(),
             "missing value for NODE, POD_NAME"
         );
-        let mut bidirectional = container.clone();
-        bidirectional.volume_mounts.as_mut().unwrap()[0].mount_propagation =
-            Some("Bidirectional".into());
-        assert!(mounts(&bidirectional, &prepared, &[])
-            .unwrap_err()
-            .contains("mountPropagation Bidirectional"));
+        for (asked, propagation) in [
+            ("Bidirectional", MountPropagation::Bidirectional),
+            ("HostToContainer", MountPropagation::HostToContainer),
+            ("None", MountPropagation::Private),
+        ] {
+            let mut propagating = container.clone();
+            propagating.volume_mounts.as_mut().unwrap()[0].mount_propagation = Some(asked.into());
+            let m = mounts(&propagating, &prepared, &[]).unwrap();
+            assert!(
+                matches!(m[0].kind, MountKind::Bind { propagation: p, .. } if p == propagation),
+                "{asked}"
+            );
+        }
         let mut climbing = expr.clone();
         climbing.volume_mounts.as_mut().unwrap()[0].sub_path_expr = Some("$(UP)/x".into());
         assert!(mounts(&climbing, &prepared, &env(&[("UP", "..")]))

@@ -18,6 +18,7 @@
 mod exec;
 pub mod launcher;
 mod mount_targets;
+mod propagation;
 pub mod seccomp;
 pub mod spec;
 
@@ -35,7 +36,8 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 pub use exec::{ExecProcess, ExecStreams};
 pub use launcher::ShimLauncher;
 pub use spec::{
-    BindAccess, ContainerConfig, MountKind, MountSpec, Resources, Seccomp, SharedNamespace,
+    BindAccess, ContainerConfig, MountKind, MountPropagation, MountSpec, Resources, Seccomp,
+    SharedNamespace,
 };
 
 use crate::shim::{self, Durability, ExitRecord, InitProcess, EXIT_FILE, PID_FILE, SHIM_FILE};
@@ -63,6 +65,13 @@ pub enum RuntimeError {
     Spec(String),
     #[error("cannot load seccomp profile {path:?}: {message}")]
     SeccompProfile { path: PathBuf, message: String },
+    /// containerd's words for a mount asking for propagation the node's mount of its source lacks.
+    #[error("path {path:?} is mounted on {mount_point:?} but it is not a {wanted} mount")]
+    Propagation {
+        path: PathBuf,
+        mount_point: PathBuf,
+        wanted: &'static str,
+    },
     #[error("container {0} not found")]
     NotFound(String),
     #[error("starting container {id}: {message}")]
@@ -237,9 +246,11 @@ impl Runtime {
                 kind: MountKind::Bind {
                     source: termination_log.clone(),
                     access: BindAccess::ReadWrite,
+                    propagation: MountPropagation::Private,
                 },
             });
         }
+        propagation::check(&config.mounts)?;
         let spec = spec::build(&config)?;
         for path in [dir.join("upper"), dir.join("work"), bundle.join("rootfs")] {
             fs::create_dir_all(&path).map_err(io_err("creating", &path))?;

@@ -121,8 +121,27 @@ pub struct MountSpec {
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum MountKind {
-    Bind { source: PathBuf, access: BindAccess },
-    Tmpfs { size_bytes: Option<u64> },
+    Bind {
+        source: PathBuf,
+        access: BindAccess,
+        propagation: MountPropagation,
+    },
+    Tmpfs {
+        size_bytes: Option<u64>,
+    },
+}
+
+/// Whether mounts made later under a bind mount's source reach the container, and the container's
+/// under its destination the node (Kubernetes' mountPropagation, as containerd sets it).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub enum MountPropagation {
+    /// Neither (None: "rprivate").
+    #[default]
+    Private,
+    /// The node's reach the container ("rslave").
+    HostToContainer,
+    /// Both ("rshared", in a container whose root stays shared with the node's).
+    Bidirectional,
 }
 
 /// A container's seccomp profile (Kubernetes' seccompProfile).
@@ -288,8 +307,17 @@ fn mounts(config: &ContainerConfig) -> Result<Vec<Mount>, RuntimeError> {
         // A user mount replaces a default one at the same place (e.g. an emptyDir at /dev/shm).
         out.retain(|d| d.destination() != &PathBuf::from(&m.destination));
         let built = match &m.kind {
-            MountKind::Bind { source, access } => {
-                let mut options = vec!["rbind".to_string(), "rprivate".to_string()];
+            MountKind::Bind {
+                source,
+                access,
+                propagation,
+            } => {
+                let propagation = match propagation {
+                    MountPropagation::Private => "rprivate",
+                    MountPropagation::HostToContainer => "rslave",
+                    MountPropagation::Bidirectional => "rshared",
+                };
+                let mut options = vec!["rbind".to_string(), propagation.to_string()];
                 match access {
                     BindAccess::ReadWrite => {}
                     BindAccess::ReadOnly => options.push("ro".into()),
@@ -432,6 +460,20 @@ pub fn build(config: &ContainerConfig) -> Result<Spec, RuntimeError> {
         .namespaces(namespaces)
         .cgroups_path(PathBuf::from(&config.cgroup_path))
         .resources(resources.build().map_err(spec_err)?);
+    // A Bidirectional mount is a peer of the node's only if the container's copy of the node's mounts
+    // stays shared (containerd's rshared root); otherwise it is made a slave of them.
+    let bidirectional = config.mounts.iter().any(|m| {
+        matches!(
+            m.kind,
+            MountKind::Bind {
+                propagation: MountPropagation::Bidirectional,
+                ..
+            }
+        )
+    });
+    if bidirectional {
+        linux = linux.rootfs_propagation("shared");
+    }
     if config.privileged {
         linux = linux.masked_paths(vec![]).readonly_paths(vec![]);
     } else {
@@ -631,6 +673,7 @@ mod tests {
                 kind: MountKind::Bind {
                     source: "/var/lib/orch/agent/pods/x/volumes/data".into(),
                     access: BindAccess::ReadOnly,
+                    propagation: MountPropagation::Private,
                 },
             }],
             seccomp: Seccomp::RuntimeDefault,
@@ -671,10 +714,44 @@ mod tests {
             .iter()
             .find(|m| m["destination"] == "/data")
             .unwrap();
-        assert!(data["options"]
-            .as_array()
-            .unwrap()
-            .contains(&serde_json::json!("ro")));
+        assert_eq!(
+            data["options"],
+            serde_json::json!(["rbind", "rprivate", "ro"])
+        );
+        assert!(
+            json["linux"].get("rootfsPropagation").is_none(),
+            "the root stays a slave of the node's mounts"
+        );
+
+        let bind = |destination: &str, propagation| MountSpec {
+            destination: destination.into(),
+            kind: MountKind::Bind {
+                source: "/srv".into(),
+                access: BindAccess::ReadWrite,
+                propagation,
+            },
+        };
+        let propagating = build(&ContainerConfig {
+            mounts: vec![
+                bind("/a", MountPropagation::HostToContainer),
+                bind("/b", MountPropagation::Bidirectional),
+            ],
+            ..Default::default()
+        })
+        .unwrap();
+        let json = serde_json::to_value(&propagating).unwrap();
+        let options_of = |destination: &str| {
+            json["mounts"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|m| m["destination"] == destination)
+                .unwrap()["options"]
+                .clone()
+        };
+        assert_eq!(options_of("/a"), serde_json::json!(["rbind", "rslave"]));
+        assert_eq!(options_of("/b"), serde_json::json!(["rbind", "rshared"]));
+        assert_eq!(json["linux"]["rootfsPropagation"], "shared");
 
         let host = build(&ContainerConfig {
             privileged: true,

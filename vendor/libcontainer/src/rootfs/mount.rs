@@ -658,6 +658,29 @@ impl Mount {
                 )?;
             }
 
+            // orch: the propagation the options ask for ("rslave", "rshared", "rprivate", …), set on
+            // the clone before it is attached, as runc sets it on the bind mount after. The clone
+            // starts with its source's (a peer of a shared source, a slave of a slave one).
+            let options = m.options().as_deref().unwrap_or_default();
+            if let Some((propagation, recursive)) = propagation_of(options, recursive) {
+                let mut flags = linux::AT_EMPTY_PATH;
+                if recursive {
+                    flags |= linux::AT_RECURSIVE;
+                }
+                self.syscall.mount_setattr(
+                    mount_fd,
+                    Path::new(""),
+                    flags,
+                    &linux::MountAttr {
+                        attr_set: 0,
+                        attr_clr: 0,
+                        propagation,
+                        userns_fd: 0,
+                    },
+                    mem::size_of::<linux::MountAttr>(),
+                )?;
+            }
+
             // move_mount
             self.syscall.move_mount(
                 mount_fd,
@@ -967,6 +990,27 @@ impl Mount {
             }
         }
     }
+}
+
+/// orch: the propagation type a bind mount's options ask for (`MS_SHARED`, `MS_SLAVE`, `MS_PRIVATE`
+/// or `MS_UNBINDABLE`, as mount_setattr takes it; the last one named counts), and whether it applies
+/// to the clone's submounts too (the "r" forms, or any form on a recursive clone). `parse_mount` keeps
+/// them out of the mount flags.
+fn propagation_of(options: &[String], recursive_clone: bool) -> Option<(u64, bool)> {
+    options.iter().rev().find_map(|option| {
+        let (kind, recursive) = match option.as_str() {
+            "shared" => (MsFlags::MS_SHARED, false),
+            "rshared" => (MsFlags::MS_SHARED, true),
+            "slave" => (MsFlags::MS_SLAVE, false),
+            "rslave" => (MsFlags::MS_SLAVE, true),
+            "private" => (MsFlags::MS_PRIVATE, false),
+            "rprivate" => (MsFlags::MS_PRIVATE, true),
+            "unbindable" => (MsFlags::MS_UNBINDABLE, false),
+            "runbindable" => (MsFlags::MS_UNBINDABLE, true),
+            _ => return None,
+        };
+        Some((kind.bits() as u64, recursive || recursive_clone))
+    })
 }
 
 #[cfg(test)]
