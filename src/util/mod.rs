@@ -1,5 +1,5 @@
 //! Leaf helpers shared by every layer: an injectable clock, CIDR arithmetic, random names, the open-files
-//! limit, the HTTPS accept loop, the server side of WebSocket and SPDY upgrades and SPDY/3.1 framing, and
+//! limit, the node's mount table, the HTTPS accept loop, the server side of WebSocket and SPDY upgrades and SPDY/3.1 framing, and
 //! Go's way of printing durations and network errors.
 
 pub mod certificate;
@@ -7,6 +7,7 @@ pub mod cidr;
 pub mod clock;
 pub mod go_errors;
 pub mod https;
+pub mod mounts;
 pub mod rlimit;
 pub mod spdy;
 pub mod upgrade;

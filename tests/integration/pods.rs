@@ -3690,13 +3690,14 @@ fn mounts_propagate_between_the_node_and_containers_as_they_ask() {
     let (_node, s) = busybox_node();
     let shared = TestMount::new(nix::mount::MsFlags::MS_SHARED);
     let private = TestMount::new(nix::mount::MsFlags::MS_PRIVATE);
-    // Looks for the node's late mount `tries` times, 100 ms apart (a propagated mount is there at once).
-    let watch = |name: &str, propagation: &str, tries: u32| {
+    // Waits for the node's word that its late mount is there (a file on the volume itself, which every
+    // mount of it shows), then looks into that mount.
+    let watch = |name: &str, propagation: &str| {
         format!(
             r#"  - name: {name}
     image: busybox:latest
     imagePullPolicy: Never
-    command: [sh, -c, 'for i in $(seq {tries}); do [ -e /data/late/mark ] && break; sleep 0.1; done; [ -e /data/late/mark ] && echo seen || echo unseen; sleep 1000']
+    command: [sh, -c, 'for i in $(seq 300); do [ -e /data/go ] && break; sleep 0.1; done; [ -e /data/late/mark ] && echo seen || echo unseen; sleep 1000']
     volumeMounts: [{{name: data, mountPath: /data, mountPropagation: {propagation}}}]
 "#
         )
@@ -3711,10 +3712,12 @@ spec:
   - name: maker
     image: busybox:latest
     imagePullPolicy: Never
-    command: [sh, -c, 'mkdir -p /data/inner && mount -t tmpfs inner /data/inner && touch /data/inner/mark && sleep 1000']
+    command: [sh, -c, 'for d in /data /scratch; do mkdir -p $d/inner && mount -t tmpfs inner $d/inner && touch $d/inner/mark; done; sleep 1000']
     securityContext: {{privileged: true}}
-    volumeMounts: [{{name: data, mountPath: /data, mountPropagation: Bidirectional}}]
-{}{}  volumes: [{{name: data, hostPath: {{path: {}}}}}]
+    volumeMounts:
+    - {{name: data, mountPath: /data, mountPropagation: Bidirectional}}
+    - {{name: scratch, mountPath: /scratch, mountPropagation: Bidirectional}}
+{}{}  volumes: [{{name: data, hostPath: {{path: {}}}}}, {{name: scratch, emptyDir: {{}}}}]
 ---
 apiVersion: v1
 kind: Pod
@@ -3729,8 +3732,8 @@ spec:
     volumeMounts: [{{name: data, mountPath: /data, mountPropagation: Bidirectional}}]
   volumes: [{{name: data, hostPath: {{path: {}}}}}]
 "#,
-        watch("watcher", "HostToContainer", 200),
-        watch("blind", "None", 20),
+        watch("watcher", "HostToContainer"),
+        watch("blind", "None"),
         shared.path().display(),
         private.path().display(),
     );
@@ -3748,6 +3751,7 @@ spec:
     )
     .unwrap();
     std::fs::write(late.join("mark"), "").unwrap();
+    std::fs::write(shared.path().join("go"), "").unwrap();
     s.eventually("the watchers' verdicts", Duration::from_secs(60), || {
         !s.kubectl(&["logs", "propagating", "-c", "blind"])
             .stdout
@@ -3756,6 +3760,15 @@ spec:
     assert!(
         shared.path().join("inner/mark").exists(),
         "the container's mount reached the node"
+    );
+    // The pods' directory is shared, as kubelet makes its root directory, so an emptyDir propagates
+    // too, whatever the host's mounts; the pod's teardown unmounts what its container left there.
+    let uid = jsonpath(&s, "propagating", "{.metadata.uid}");
+    let pod_dir = s.data_dir().join("agent/pods").join(&uid);
+    let scratch = pod_dir.join("volumes/kubernetes.io~empty-dir/scratch");
+    assert!(
+        scratch.join("inner/mark").exists(),
+        "the emptyDir's mount reached the node"
     );
     assert_eq!(s.ok(&["logs", "propagating", "-c", "watcher"]), "seen\n");
     assert_eq!(s.ok(&["logs", "propagating", "-c", "blind"]), "unseen\n");
@@ -3776,6 +3789,11 @@ spec:
         expected
     );
     s.ok(&["delete", "pod", "propagating", "unshared", "--wait=true"]);
+    s.eventually("the pod's directory to go", Duration::from_secs(30), || {
+        !pod_dir.exists()
+    });
+    let left = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    assert!(!left.contains(&uid), "mounts left behind: {left}");
 }
 
 /// Pod-level resources bound the pod as a whole, whatever its containers state: the API fills in their

@@ -171,6 +171,14 @@ pub async fn run(
     let agent_dir = config.data_dir.join("agent");
     std::fs::create_dir_all(&agent_dir)
         .map_err(|e| AgentError::Config(format!("creating {}: {e}", agent_dir.display())))?;
+    // As kubelet makes its root directory rshared: the pods' volumes are then on a shared mount, which
+    // their HostToContainer and Bidirectional mounts need, whatever the host's own mounts are.
+    let pods_dir = sandbox::pods_dir(&config.data_dir);
+    std::fs::create_dir_all(&pods_dir)
+        .map_err(|e| AgentError::Config(format!("creating {}: {e}", pods_dir.display())))?;
+    crate::util::mounts::make_rshared(&pods_dir).map_err(|e| {
+        AgentError::Config(format!("making {} a shared mount: {e}", pods_dir.display()))
+    })?;
     let thresholds = housekeeping::parse_thresholds(&config.eviction_hard)?;
     let mut identity = node::detect_identity(
         &config.node_name,

@@ -66,7 +66,12 @@ pub fn host_ports(pod: &Pod) -> Vec<HostPort> {
 }
 
 pub fn pod_dir(data_dir: &Path, uid: &str) -> PathBuf {
-    data_dir.join("agent/pods").join(uid)
+    pods_dir(data_dir).join(uid)
+}
+
+/// Where every pod's directory is.
+pub fn pods_dir(data_dir: &Path) -> PathBuf {
+    data_dir.join("agent/pods")
 }
 
 /// The pod's directory on the run dir's tmpfs: its etc files and /dev/shm.

@@ -646,9 +646,11 @@ pub fn mounts(
             BindAccess::ReadWrite
         };
         let propagation = match m.mount_propagation.as_deref() {
+            None | Some("None") => MountPropagation::Private,
             Some("HostToContainer") => MountPropagation::HostToContainer,
             Some("Bidirectional") => MountPropagation::Bidirectional,
-            _ => MountPropagation::Private,
+            // kubelet's translateMountPropagation.
+            Some(other) => return Err(format!("invalid MountPropagation mode: {other:?}")),
         };
         out.push(MountSpec {
             destination: m.mount_path.clone(),
@@ -687,17 +689,13 @@ pub fn recursively_read_only(m: &VolumeMount) -> Result<bool, String> {
     }
 }
 
-/// Unmounts the tmpfs volumes of a pod that is gone and removes its directory.
+/// Unmounts what is mounted under the directory of a pod that is gone — its tmpfs volumes, and what its
+/// containers mounted under a Bidirectional volume — deepest first, then removes the directory, which
+/// no longer leads into any other filesystem.
 pub fn tear_down(pod_dir: &Path) {
-    let volumes = pod_dir.join("volumes");
-    if let Ok(plugins) = std::fs::read_dir(&volumes) {
-        for plugin in plugins.flatten() {
-            if let Ok(vols) = std::fs::read_dir(plugin.path()) {
-                for v in vols.flatten() {
-                    let _ = nix::mount::umount2(&v.path(), nix::mount::MntFlags::MNT_DETACH);
-                }
-            }
-        }
+    let mounted = crate::util::mounts::read().unwrap_or_default();
+    for point in crate::util::mounts::under(&mounted, pod_dir) {
+        let _ = nix::mount::umount2(&point, nix::mount::MntFlags::MNT_DETACH);
     }
     let _ = std::fs::remove_dir_all(pod_dir);
 }

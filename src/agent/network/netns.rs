@@ -22,31 +22,7 @@ use super::NetworkError;
 /// mount namespace created while it existed.
 pub fn prepare_dir(dir: &Path) -> Result<(), NetworkError> {
     fs::create_dir_all(dir).map_err(NetworkError::io("creating", dir))?;
-    let make_shared = || {
-        mount(
-            None::<&str>,
-            dir,
-            None::<&str>,
-            MsFlags::MS_SHARED | MsFlags::MS_REC,
-            None::<&str>,
-        )
-    };
-    match make_shared() {
-        Ok(()) => Ok(()),
-        // Not a mount point yet: bind it onto itself first.
-        Err(Errno::EINVAL) => {
-            mount(
-                Some(dir),
-                dir,
-                None::<&str>,
-                MsFlags::MS_BIND | MsFlags::MS_REC,
-                None::<&str>,
-            )
-            .map_err(NetworkError::sys("bind-mounting", dir))?;
-            make_shared().map_err(NetworkError::sys("making shared", dir))
-        }
-        Err(e) => Err(NetworkError::sys("making shared", dir)(e)),
-    }
+    crate::util::mounts::make_rshared(dir).map_err(NetworkError::sys("making shared", dir))
 }
 
 /// Whether `path` is a network namespace mount (the file alone is left behind by a crash before the mount).

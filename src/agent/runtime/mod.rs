@@ -66,11 +66,14 @@ pub enum RuntimeError {
     #[error("cannot load seccomp profile {path:?}: {message}")]
     SeccompProfile { path: PathBuf, message: String },
     /// containerd's words for a mount asking for propagation the node's mount of its source lacks.
-    #[error("path {path:?} is mounted on {mount_point:?} but it is not a {wanted} mount")]
+    #[error(
+        "path {path:?} is mounted on {mount_point:?} but it is not a {} mount",
+        .propagation.node_mount_needed()
+    )]
     Propagation {
         path: PathBuf,
         mount_point: PathBuf,
-        wanted: &'static str,
+        propagation: MountPropagation,
     },
     #[error("container {0} not found")]
     NotFound(String),

@@ -131,17 +131,28 @@ pub enum MountKind {
     },
 }
 
-/// Whether mounts made later under a bind mount's source reach the container, and the container's
-/// under its destination the node (Kubernetes' mountPropagation, as containerd sets it).
+/// Kubernetes' mountPropagation, as containerd sets it up: whether mounts the node makes later under a
+/// bind mount's source reach the container, and whether mounts the container makes under the
+/// destination reach the node.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub enum MountPropagation {
-    /// Neither (None: "rprivate").
+    /// Neither way (None: "rprivate").
     #[default]
     Private,
-    /// The node's reach the container ("rslave").
+    /// From the node to the container ("rslave").
     HostToContainer,
-    /// Both ("rshared", in a container whose root stays shared with the node's).
+    /// Both ways ("rshared", in a container whose root stays shared with the node's).
     Bidirectional,
+}
+
+impl MountPropagation {
+    /// What the node's mount of the source must be for this to propagate (containerd's wording).
+    pub fn node_mount_needed(&self) -> &'static str {
+        match self {
+            MountPropagation::Bidirectional => "shared",
+            _ => "shared or slave",
+        }
+    }
 }
 
 /// A container's seccomp profile (Kubernetes' seccompProfile).
@@ -303,7 +314,11 @@ fn mounts(config: &ContainerConfig) -> Result<Vec<Mount>, RuntimeError> {
             }
         }
     }
-    for m in &config.mounts {
+    // Shallower first, as containerd orders them: a mount under another's destination (the
+    // termination log under a volume at /dev, /etc/hosts under one at /etc) lands on top of it.
+    let mut ordered: Vec<&MountSpec> = config.mounts.iter().collect();
+    ordered.sort_by_key(|m| Path::new(&m.destination).components().count());
+    for m in ordered {
         // A user mount replaces a default one at the same place (e.g. an emptyDir at /dev/shm).
         out.retain(|d| d.destination() != &PathBuf::from(&m.destination));
         let built = match &m.kind {
@@ -461,7 +476,8 @@ pub fn build(config: &ContainerConfig) -> Result<Spec, RuntimeError> {
         .cgroups_path(PathBuf::from(&config.cgroup_path))
         .resources(resources.build().map_err(spec_err)?);
     // A Bidirectional mount is a peer of the node's only if the container's copy of the node's mounts
-    // stays shared (containerd's rshared root); otherwise it is made a slave of them.
+    // stays shared (containerd's rshared root); otherwise it is made a slave of them. libcontainer
+    // takes "shared" (always recursive) and refuses containerd's "rshared".
     let bidirectional = config.mounts.iter().any(|m| {
         matches!(
             m.kind,
@@ -733,8 +749,10 @@ mod tests {
         };
         let propagating = build(&ContainerConfig {
             mounts: vec![
+                bind("/etc/hosts", MountPropagation::Private),
                 bind("/a", MountPropagation::HostToContainer),
                 bind("/b", MountPropagation::Bidirectional),
+                bind("/etc", MountPropagation::Private),
             ],
             ..Default::default()
         })
@@ -749,6 +767,14 @@ mod tests {
                 .unwrap()["options"]
                 .clone()
         };
+        let order: Vec<&str> = json["mounts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|m| m["destination"].as_str())
+            .filter(|d| d.starts_with("/etc"))
+            .collect();
+        assert_eq!(order, ["/etc", "/etc/hosts"], "shallower mounts first");
         assert_eq!(options_of("/a"), serde_json::json!(["rbind", "rslave"]));
         assert_eq!(options_of("/b"), serde_json::json!(["rbind", "rshared"]));
         assert_eq!(json["linux"]["rootfsPropagation"], "shared");

@@ -662,7 +662,7 @@ impl Mount {
             // the clone before it is attached, as runc sets it on the bind mount after. The clone
             // starts with its source's (a peer of a shared source, a slave of a slave one).
             let options = m.options().as_deref().unwrap_or_default();
-            if let Some((propagation, recursive)) = propagation_of(options, recursive) {
+            if let Some((propagation, recursive)) = propagation_of(options) {
                 let mut flags = linux::AT_EMPTY_PATH;
                 if recursive {
                     flags |= linux::AT_RECURSIVE;
@@ -993,10 +993,10 @@ impl Mount {
 }
 
 /// orch: the propagation type a bind mount's options ask for (`MS_SHARED`, `MS_SLAVE`, `MS_PRIVATE`
-/// or `MS_UNBINDABLE`, as mount_setattr takes it; the last one named counts), and whether it applies
-/// to the clone's submounts too (the "r" forms, or any form on a recursive clone). `parse_mount` keeps
-/// them out of the mount flags.
-fn propagation_of(options: &[String], recursive_clone: bool) -> Option<(u64, bool)> {
+/// or `MS_UNBINDABLE`, as mount_setattr takes it; the last one named counts), and whether the "r" form
+/// asks for it on the clone's submounts too (runc applies the plain forms to the mount alone).
+/// `parse_mount` keeps these options out of the mount flags.
+fn propagation_of(options: &[String]) -> Option<(u64, bool)> {
     options.iter().rev().find_map(|option| {
         let (kind, recursive) = match option.as_str() {
             "shared" => (MsFlags::MS_SHARED, false),
@@ -1009,12 +1009,27 @@ fn propagation_of(options: &[String], recursive_clone: bool) -> Option<(u64, boo
             "runbindable" => (MsFlags::MS_UNBINDABLE, true),
             _ => return None,
         };
-        Some((kind.bits() as u64, recursive || recursive_clone))
+        Some((kind.bits() as u64, recursive))
     })
 }
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn propagation_options_give_the_kind_and_whether_it_is_recursive() {
+        let options = |o: &[&str]| o.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(propagation_of(&options(&["rbind", "ro"])), None);
+        assert_eq!(
+            propagation_of(&options(&["rbind", "rshared"])),
+            Some((MsFlags::MS_SHARED.bits() as u64, true))
+        );
+        assert_eq!(
+            propagation_of(&options(&["rslave", "private"])),
+            Some((MsFlags::MS_PRIVATE.bits() as u64, false)),
+            "the last one named counts"
+        );
+    }
+
     #[cfg(feature = "v1")]
     use std::fs;
     use std::fs::OpenOptions;
