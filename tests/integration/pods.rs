@@ -4013,7 +4013,8 @@ spec:
         pending() == ":"
     });
 
-    // Room other pods hold: Deferred until they leave.
+    // Room another pod holds: Deferred until it finishes (looked at again then, not at the next
+    // 10-second resync).
     let capacity = node_jsonpath(&s, "{.status.allocatable.cpu}");
     let capacity: u64 = match capacity.strip_suffix('m') {
         Some(millis) => millis.parse().unwrap(),
@@ -4024,9 +4025,9 @@ spec:
 kind: Pod
 metadata: {{name: hog}}
 spec:
-  terminationGracePeriodSeconds: 0
+  restartPolicy: Never
   containers:
-  - {{name: h, image: busybox:latest, imagePullPolicy: Never, command: [sleep, "1000"], resources: {{requests: {{cpu: {}m}}}}}}
+  - {{name: h, image: busybox:latest, imagePullPolicy: Never, command: [sleep, "6"], resources: {{requests: {{cpu: {}m}}}}}}
 "#,
         capacity - 500
     );
@@ -4041,10 +4042,12 @@ spec:
         pending() == deferred
     });
     assert_eq!(of_a("allocatedResources.cpu"), "150m");
-    s.ok(&["delete", "pod", "hog", "--wait=false"]);
+    s.eventually("hog to finish", Duration::from_secs(20), || {
+        jsonpath(&s, "hog", "{.status.phase}") == "Succeeded"
+    });
     s.eventually(
         "the deferred resize once the room is free",
-        Duration::from_secs(20),
+        Duration::from_secs(7),
         || pending() == ":" && of_a("resources.limits.cpu") == "600m",
     );
     assert_eq!(of_a("allocatedResources.cpu"), "600m");

@@ -300,6 +300,9 @@ impl Kubelet {
                     now,
                 ));
                 self.record_allocation(uid, wanted, &mut allocations);
+                drop((resizes, allocations));
+                // A pod that shrank leaves room for others.
+                self.retry_deferred_resizes(uid);
                 pod.clone()
             }
             (Some(_), None) => {
@@ -470,21 +473,29 @@ impl Kubelet {
     }
 
     /// Forgets a released pod's allocation (its directory, which holds it, goes too), and looks again
-    /// at the resizes deferred for want of the room it held, as kubelet retries them when pods leave.
+    /// at the resizes deferred for want of the room it held.
     pub(super) fn forget_allocation(&self, uid: &str) {
         self.allocations
             .lock()
             .expect("allocations lock")
             .remove(uid);
-        let deferred: HashSet<String> = {
-            let mut resizes = self.resizes.lock().expect("resizes lock");
-            resizes.remove(uid);
-            resizes
-                .iter()
-                .filter(|(_, s)| s.pending.as_ref().is_some_and(|p| p.reason == DEFERRED))
-                .map(|(uid, _)| uid.clone())
-                .collect()
-        };
+        self.resizes.lock().expect("resizes lock").remove(uid);
+        self.retry_deferred_resizes(uid);
+    }
+
+    /// Syncs again the pods (but `freed_by`) whose resize waits for room, as kubelet retries them when
+    /// a pod leaves, finishes or shrinks.
+    pub(super) fn retry_deferred_resizes(&self, freed_by: &str) {
+        let deferred: HashSet<String> = self
+            .resizes
+            .lock()
+            .expect("resizes lock")
+            .iter()
+            .filter(|(uid, s)| {
+                *uid != freed_by && s.pending.as_ref().is_some_and(|p| p.reason == DEFERRED)
+            })
+            .map(|(uid, _)| uid.clone())
+            .collect();
         if deferred.is_empty() {
             return;
         }

@@ -276,6 +276,7 @@ impl Kubelet {
                 tracing::warn!(pod = %key, error = %e, "releasing the network of a finished pod");
             }
             sandbox::end_pid_namespace(&self.config.run_dir, &uid);
+            self.retry_deferred_resizes(&uid);
             return Ok(None);
         }
         if !self.admit(&pod, &uid).await? {
