@@ -693,9 +693,13 @@ pub fn recursively_read_only(m: &VolumeMount) -> Result<bool, String> {
 /// containers mounted under a Bidirectional volume — deepest first, then removes the directory, which
 /// no longer leads into any other filesystem.
 pub fn tear_down(pod_dir: &Path) {
-    let mounted = crate::util::mounts::read().unwrap_or_default();
-    for point in crate::util::mounts::under(&mounted, pod_dir) {
-        let _ = nix::mount::umount2(&point, nix::mount::MntFlags::MNT_DETACH);
+    // Only volumes are mounts; the node's mount table is read only for a pod that had some (it grows
+    // with the pods, and a thousand pods may go at once).
+    if pod_dir.join("volumes").exists() {
+        let mounted = crate::util::mounts::read().unwrap_or_default();
+        for point in crate::util::mounts::under(&mounted, pod_dir) {
+            let _ = nix::mount::umount2(&point, nix::mount::MntFlags::MNT_DETACH);
+        }
     }
     let _ = std::fs::remove_dir_all(pod_dir);
 }
