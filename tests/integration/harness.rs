@@ -495,3 +495,45 @@ pub fn clean_up_containers(data_dir: &Path) {
         }
     }
 }
+
+/// A tmpfs of the test's own, shared or private, unmounted (with what propagated under it) when
+/// dropped.
+pub struct TestMount(tempfile::TempDir);
+
+impl TestMount {
+    pub fn new(propagation: nix::mount::MsFlags) -> TestMount {
+        let dir = tempfile::tempdir().unwrap();
+        mount_tmpfs(dir.path());
+        nix::mount::mount(
+            None::<&str>,
+            dir.path(),
+            None::<&str>,
+            propagation,
+            None::<&str>,
+        )
+        .unwrap();
+        TestMount(dir)
+    }
+
+    pub fn path(&self) -> &Path {
+        self.0.path()
+    }
+}
+
+/// Mounts a new tmpfs at `dir`.
+pub fn mount_tmpfs(dir: &Path) {
+    nix::mount::mount(
+        Some("tmpfs"),
+        dir,
+        Some("tmpfs"),
+        nix::mount::MsFlags::empty(),
+        None::<&str>,
+    )
+    .unwrap();
+}
+
+impl Drop for TestMount {
+    fn drop(&mut self) {
+        let _ = nix::mount::umount2(self.0.path(), nix::mount::MntFlags::MNT_DETACH);
+    }
+}

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use orch::agent::kubelet::pod_cgroup::{self, controller_dir, ROOT};
 
-use crate::harness::{clean_up_containers, free_port, ready_nodes, Server};
+use crate::harness::{clean_up_containers, free_port, mount_tmpfs, ready_nodes, Server, TestMount};
 use crate::registry::{busybox_archive, busybox_archive_with, push_busybox, Registry};
 use crate::runtime::require_root;
 
@@ -3643,44 +3643,6 @@ spec:
     }
 }
 
-/// A tmpfs of the test's own, shared or private, unmounted (with what propagated under it) when
-/// dropped.
-struct TestMount(tempfile::TempDir);
-
-impl TestMount {
-    fn new(propagation: nix::mount::MsFlags) -> TestMount {
-        use nix::mount::{mount, MsFlags};
-        let dir = tempfile::tempdir().unwrap();
-        mount(
-            Some("tmpfs"),
-            dir.path(),
-            Some("tmpfs"),
-            MsFlags::empty(),
-            None::<&str>,
-        )
-        .unwrap();
-        mount(
-            None::<&str>,
-            dir.path(),
-            None::<&str>,
-            propagation,
-            None::<&str>,
-        )
-        .unwrap();
-        TestMount(dir)
-    }
-
-    fn path(&self) -> &Path {
-        self.0.path()
-    }
-}
-
-impl Drop for TestMount {
-    fn drop(&mut self) {
-        let _ = nix::mount::umount2(self.0.path(), nix::mount::MntFlags::MNT_DETACH);
-    }
-}
-
 /// mountPropagation as containerd sets it up: a privileged container's mount under its Bidirectional
 /// volume reaches the node, and a mount the node makes later reaches a HostToContainer mount of the
 /// same directory but not one without propagation; a source the node does not share fails the
@@ -3742,14 +3704,7 @@ spec:
     // Made once every container runs, so that none started with it already there.
     let late = shared.path().join("late");
     std::fs::create_dir(&late).unwrap();
-    nix::mount::mount(
-        Some("tmpfs"),
-        &late,
-        Some("tmpfs"),
-        nix::mount::MsFlags::empty(),
-        None::<&str>,
-    )
-    .unwrap();
+    mount_tmpfs(&late);
     std::fs::write(late.join("mark"), "").unwrap();
     std::fs::write(shared.path().join("go"), "").unwrap();
     s.eventually("the watchers' verdicts", Duration::from_secs(60), || {

@@ -10,6 +10,8 @@ use orch::agent::runtime::{
 };
 use orch::util::rlimit::OpenFilesLimit;
 
+use crate::harness::{mount_tmpfs, TestMount};
+
 pub fn require_root() {
     assert!(
         nix::unistd::geteuid().is_root(),
@@ -598,34 +600,10 @@ fn read_only_bind(source: &Path, destination: &str) -> MountSpec {
 /// and one the container makes under its Bidirectional mount reaches the node.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bind_mounts_pass_on_mounts_as_their_propagation_says() {
-    use nix::mount::{mount, umount2, MntFlags, MsFlags};
     let f = fixture();
-    let shared = tempfile::tempdir().unwrap();
-    let source = shared.path();
     // A shared mount of the test's own, as systemd leaves a node's mounts.
-    mount(
-        Some("tmpfs"),
-        source,
-        Some("tmpfs"),
-        MsFlags::empty(),
-        None::<&str>,
-    )
-    .unwrap();
-    mount(
-        None::<&str>,
-        source,
-        None::<&str>,
-        MsFlags::MS_SHARED,
-        None::<&str>,
-    )
-    .unwrap();
-    struct Unmount<'a>(&'a Path);
-    impl Drop for Unmount<'_> {
-        fn drop(&mut self) {
-            let _ = umount2(self.0, MntFlags::MNT_DETACH);
-        }
-    }
-    let _unmount = Unmount(source);
+    let shared = TestMount::new(nix::mount::MsFlags::MS_SHARED);
+    let source = shared.path();
     let bind = |destination: &str, propagation| MountSpec {
         destination: destination.into(),
         kind: MountKind::Bind {
@@ -659,14 +637,7 @@ async fn bind_mounts_pass_on_mounts_as_their_propagation_says() {
     }
     let from_host = source.join("from-host");
     std::fs::create_dir(&from_host).unwrap();
-    mount(
-        Some("tmpfs"),
-        &from_host,
-        Some("tmpfs"),
-        MsFlags::empty(),
-        None::<&str>,
-    )
-    .unwrap();
+    mount_tmpfs(&from_host);
     std::fs::write(from_host.join("mark"), "").unwrap();
     let exit = tokio::time::timeout(Duration::from_secs(30), f.runtime.wait(&id))
         .await
