@@ -1,7 +1,7 @@
 //! A node's presence in the cluster: the Node object (labels, taints, capacity, addresses, nodeInfo,
-//! conditions, and what its runtime supports) created or refreshed at start, and the heartbeat — the Lease in `kube-node-lease` renewed
-//! every 10 s, and the conditions' heartbeat refreshed every minute, or at once when the kubelet's pressure
-//! evaluation changes. The node's events are kubelet's: `Starting` at start, and one per condition whose
+//! conditions, and what its runtime supports) created or refreshed at start, and the heartbeat — the
+//! Lease in `kube-node-lease` renewed every 10 s, and the conditions' heartbeat refreshed every minute,
+//! or at once when the kubelet's pressure evaluation changes. The node's events are kubelet's: `Starting` at start, and one per condition whose
 //! status is new or changed (`NodeHasSufficientMemory`, `NodeHasDiskPressure`, `NodeReady`…).
 
 use std::collections::BTreeMap;

@@ -77,7 +77,8 @@ pub fn prepare_for_status_update(new: &mut Value, old: &Value) {
     *new = merged;
 }
 
-fn bump_generation(new: &mut Value, old: &Value) {
+/// A changed spec is a new generation (objects made without one keep none).
+pub fn bump_generation(new: &mut Value, old: &Value) {
     let Some(old_generation) = crate::api::meta::metadata(old)
         .and_then(|m| m.get("generation"))
         .cloned()

@@ -56,14 +56,6 @@ fn stored_with_identity_of(new: &Value, old: &Value) -> Value {
     pod
 }
 
-/// A subresource's change of the pod's spec counts as a new generation, as a main update's does.
-fn bump_generation_if_spec_changed(pod: &mut Value, old: &Value) {
-    if pod["spec"] != old["spec"] {
-        let generation = old["metadata"]["generation"].as_i64().unwrap_or(0) + 1;
-        meta::set_meta(pod, "generation", generation);
-    }
-}
-
 /// `pods/ephemeralcontainers` changes nothing of the pod but its ephemeral containers (upstream's
 /// `dropNonEphemeralContainerUpdates`).
 pub fn prepare_for_ephemeral_containers_update(new: &mut Value, old: &Value) {
@@ -77,7 +69,7 @@ pub fn prepare_for_ephemeral_containers_update(new: &mut Value, old: &Value) {
         }
     }
     crate::api::defaults::apply_defaults("Pod", &mut pod);
-    bump_generation_if_spec_changed(&mut pod, old);
+    generic::bump_generation(&mut pod, old);
     *new = pod;
 }
 
@@ -120,7 +112,7 @@ pub fn prepare_for_resize_update(new: &mut Value, old: &Value) {
         }
     }
     crate::api::defaults::apply_defaults("Pod", &mut pod);
-    bump_generation_if_spec_changed(&mut pod, old);
+    generic::bump_generation(&mut pod, old);
     *new = pod;
 }
 

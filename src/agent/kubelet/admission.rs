@@ -22,6 +22,7 @@ use crate::agent::node::NodePressure;
 use crate::agent::AgentError;
 use crate::client::events::Involved;
 use crate::scheduler::admission::{admission_check, AdmissionFailure};
+use crate::scheduler::plugins::node_resources_fit::Shortage;
 use crate::scheduler::plugins::{pod_tolerations, tolerations_tolerate};
 
 /// The taint the node lifecycle controller puts on a node under memory pressure.
@@ -84,6 +85,14 @@ pub fn pressure_rejection(pressure: NodePressure, pod: &Pod) -> Option<Rejection
     ))
 }
 
+/// kubelet's words for what the node lacks for a pod (or for a pod's resize).
+pub fn insufficient_resource(shortage: &Shortage) -> String {
+    format!(
+        "Node didn't have enough resource: {}, requested: {}, used: {}, capacity: {}",
+        shortage.resource, shortage.requested, shortage.used, shortage.capacity
+    )
+}
+
 /// The predicate admission: the OS the pod asks for, then the first reason the scheduler's check gives.
 pub fn predicate_rejection(pod: &Pod, node: &Arc<Node>, others: &[Arc<Pod>]) -> Option<Rejection> {
     let wanted_os = pod.metadata.labels.as_ref().and_then(|l| l.get(OS_LABEL));
@@ -104,10 +113,7 @@ pub fn predicate_rejection(pod: &Pod, node: &Arc<Node>, others: &[Arc<Pod>]) -> 
         match admission_check(pod, node, others).into_iter().next()? {
             AdmissionFailure::Insufficient(shortage) => Rejection::new(
                 format!("OutOf{}", shortage.resource),
-                format!(
-                    "Node didn't have enough resource: {}, requested: {}, used: {}, capacity: {}",
-                    shortage.resource, shortage.requested, shortage.used, shortage.capacity
-                ),
+                insufficient_resource(&shortage),
             ),
             AdmissionFailure::Predicate { name, reason } => {
                 Rejection::new(name, format!("Predicate {name} failed: {reason}"))

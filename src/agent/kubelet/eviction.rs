@@ -153,14 +153,14 @@ fn read_number(path: &Path) -> Option<u64> {
 
 /// Memory in use minus the inactive page cache the kernel can drop (cAdvisor's working set).
 fn working_set(relative: &str) -> u64 {
-    let dir = cgroup_dir("memory", relative);
-    let (usage, inactive_key) = match read_number(&dir.join("memory.usage_in_bytes")) {
-        Some(v1) => (v1, "total_inactive_file"),
-        None => (
-            read_number(&dir.join("memory.current")).unwrap_or(0),
-            "inactive_file",
-        ),
+    let root = Path::new(pod_cgroup::ROOT);
+    let usage = pod_cgroup::memory_usage(root, relative).map_or(0, |u| u.max(0) as u64);
+    let inactive_key = if root.join("memory").is_dir() {
+        "total_inactive_file"
+    } else {
+        "inactive_file"
     };
+    let dir = cgroup_dir("memory", relative);
     let inactive = std::fs::read_to_string(dir.join("memory.stat"))
         .ok()
         .and_then(|stat| {

@@ -59,28 +59,17 @@ pub fn controller_dir(root: &Path, controller: &str, relative: &str) -> PathBuf 
 /// created before the pod's first container; a resize changes its limits ([`resize`]).
 pub fn create(root: &Path, uid: &str, limits: &Resources) -> Result<(), CgroupError> {
     let relative = path(uid);
+    let settings = settings(root, limits);
     if root.join("memory").is_dir() || root.join("cpu").is_dir() {
-        let mut memory = Vec::new();
-        if let Some(bytes) = limits.memory_limit {
-            memory.push(("memory.limit_in_bytes", bytes.to_string()));
-        }
-        let mut cpu = Vec::new();
-        if let Some(shares) = limits.cpu_shares {
-            cpu.push(("cpu.shares", shares.to_string()));
-        }
-        if let (Some(quota), Some(period)) = (limits.cpu_quota, limits.cpu_period) {
-            cpu.push(("cpu.cfs_period_us", period.to_string()));
-            cpu.push(("cpu.cfs_quota_us", quota.to_string()));
-        }
-        for (controller, files) in [("memory", memory), ("cpu", cpu)] {
+        for controller in ["memory", "cpu"] {
             // A kernel without the controller has no hierarchy for it: nothing to limit there.
             if !root.join(controller).is_dir() {
                 continue;
             }
             let dir = controller_dir(root, controller, &relative);
             if create_dir(&dir)? {
-                for (file, value) in files {
-                    write(&dir, file, &value)?;
+                for setting in settings.iter().filter(|s| s.controller == controller) {
+                    write(&dir, setting.file, &setting.value)?;
                 }
             }
         }
@@ -96,14 +85,8 @@ pub fn create(root: &Path, uid: &str, limits: &Resources) -> Result<(), CgroupEr
     }
     enable_v2_controllers(&ancestor)?;
     if create_dir(&dir)? {
-        if let Some(bytes) = limits.memory_limit {
-            write(&dir, "memory.max", &bytes.to_string())?;
-        }
-        if let Some(shares) = limits.cpu_shares {
-            write(&dir, "cpu.weight", &cpu_weight(shares).to_string())?;
-        }
-        if let (Some(quota), Some(period)) = (limits.cpu_quota, limits.cpu_period) {
-            write(&dir, "cpu.max", &format!("{quota} {period}"))?;
+        for setting in &settings {
+            write(&dir, setting.file, &setting.value)?;
         }
     }
     Ok(())
@@ -149,17 +132,28 @@ fn settings(root: &Path, limits: &Resources) -> Vec<Setting> {
         });
     }
     if let (Some(quota), Some(period)) = (limits.cpu_quota, limits.cpu_period) {
-        let (file, value) = if v1("cpu") {
-            ("cpu.cfs_quota_us", quota.to_string())
+        if v1("cpu") {
+            // The period first: the quota is checked against it.
+            settings.push(Setting {
+                controller: "cpu",
+                file: "cpu.cfs_period_us",
+                value: period.to_string(),
+                amount: period as i64,
+            });
+            settings.push(Setting {
+                controller: "cpu",
+                file: "cpu.cfs_quota_us",
+                value: quota.to_string(),
+                amount: quota,
+            });
         } else {
-            ("cpu.max", format!("{quota} {period}"))
-        };
-        settings.push(Setting {
-            controller: "cpu",
-            file,
-            value,
-            amount: quota,
-        });
+            settings.push(Setting {
+                controller: "cpu",
+                file: "cpu.max",
+                value: format!("{quota} {period}"),
+                amount: quota,
+            });
+        }
     }
     settings
 }

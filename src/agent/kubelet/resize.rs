@@ -54,6 +54,18 @@ pub fn of_spec(pod: &Pod) -> Allocation {
         .collect()
 }
 
+/// Whether the pod's spec asks for what its containers were allocated (a pod's every sync asks, so
+/// nothing is copied).
+fn is_allocated(pod: &Pod, allocation: &Allocation) -> bool {
+    let none = ResourceRequirements::default();
+    let mut containers = 0;
+    let same = resizable(pod).all(|c| {
+        containers += 1;
+        allocation.get(&c.name) == Some(c.resources.as_ref().unwrap_or(&none))
+    });
+    same && containers == allocation.len()
+}
+
 /// The pod as this node runs it: its resizable containers with the resources allocated to them.
 pub fn allocated_pod(pod: &Pod, allocation: &Allocation) -> Pod {
     let mut pod = pod.clone();
@@ -140,13 +152,7 @@ pub fn refusal(pod: &Pod, node: &Arc<Node>, others: &[Arc<Pod>]) -> Option<(&'st
     let shortage = node_resources_fit::shortages(&wanted, &info)
         .into_iter()
         .next()?;
-    Some((
-        DEFERRED,
-        format!(
-            "Node didn't have enough resource: {}, requested: {}, used: {}, capacity: {}",
-            shortage.resource, shortage.requested, shortage.used, shortage.capacity
-        ),
-    ))
+    Some((DEFERRED, super::admission::insufficient_resource(&shortage)))
 }
 
 /// One of the resize conditions, as the pod reports it while it holds.
@@ -261,16 +267,15 @@ impl Kubelet {
     /// resize's once the node has room for it. Until then the resize is pending, saying why, and the
     /// pod runs with what it had. Decided under the allocations' lock, so that resizes decided at once
     /// are counted in turn.
-    pub(super) fn allocate(&self, pod: &Pod, uid: &str, now: jiff::Timestamp) -> Pod {
-        let wanted = of_spec(pod);
+    pub(super) fn allocate(&self, pod: &Arc<Pod>, uid: &str, now: jiff::Timestamp) -> Arc<Pod> {
         let mut allocations = self.allocations.lock().expect("allocations lock");
         let current = allocation_of(&mut allocations, &self.config.data_dir, uid);
         let refused = match &current {
             None => None,
-            Some(current) if *current == wanted => None,
+            Some(current) if is_allocated(pod, current) => None,
             Some(current) => {
                 let Some(node) = self.node.get(&self.config.node_name) else {
-                    return allocated_pod(pod, current);
+                    return Arc::new(allocated_pod(pod, current));
                 };
                 let others = self.allocated_others(uid, &mut allocations);
                 Some(refusal(pod, &node, &others))
@@ -287,7 +292,7 @@ impl Kubelet {
                     pod.metadata.generation,
                     now,
                 ));
-                allocated_pod(pod, &current)
+                Arc::new(allocated_pod(pod, &current))
             }
             (Some(_), Some(None)) => {
                 let state = resizes.entry(uid.to_string()).or_default();
@@ -299,7 +304,7 @@ impl Kubelet {
                     pod.metadata.generation,
                     now,
                 ));
-                self.record_allocation(uid, wanted, &mut allocations);
+                self.record_allocation(uid, of_spec(pod), &mut allocations);
                 drop((resizes, allocations));
                 // A pod that shrank leaves room for others.
                 self.retry_deferred_resizes(uid);
@@ -312,7 +317,7 @@ impl Kubelet {
                 pod.clone()
             }
             (None, _) => {
-                self.record_allocation(uid, wanted, &mut allocations);
+                self.record_allocation(uid, of_spec(pod), &mut allocations);
                 pod.clone()
             }
         }
@@ -558,12 +563,18 @@ mod tests {
             ["c", "side"],
             "a plain init container is not resizable"
         );
+        assert!(is_allocated(&p, &allocation));
         let mut changed = allocation.clone();
         changed.insert(
             "c".into(),
             serde_json::from_value(json!({"requests": {"cpu": "300m"}})).unwrap(),
         );
+        assert!(!is_allocated(&p, &changed));
+        let mut fewer = allocation.clone();
+        fewer.remove("side");
+        assert!(!is_allocated(&p, &fewer));
         let allocated = allocated_pod(&p, &changed);
+        assert!(is_allocated(&allocated, &changed));
         let spec = allocated.spec.unwrap();
         assert_eq!(
             serde_json::to_value(&spec.containers[0].resources).unwrap(),

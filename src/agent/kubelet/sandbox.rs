@@ -1,10 +1,11 @@
 //! What a pod has on the node besides its containers: on the run dir's tmpfs, `<run-dir>/pods/<uid>` with
 //! the generated /etc/hosts, /etc/resolv.conf and /etc/hostname its containers mount and the tmpfs they
 //! share as /dev/shm, and the IPC and UTS namespaces they share (`<run-dir>/{ipcns,utsns}/<uid>`, named
-//! after the pod, with the pod's IPC sysctls: what Kubernetes keeps in a pod's pause container), and with shareProcessNamespace their
-//! PID namespace (`<run-dir>/pidns/<uid>`, held by an `orch pause` process); on disk, its directory
-//! `<data-dir>/agent/pods/<uid>` (made for volumes only) and, under the node's log root (`/var/log`), its
-//! log directory `pods/<namespace>_<name>_<uid>/<container>/<restart>.log`, linked from
+//! after the pod, with the pod's IPC sysctls: what Kubernetes keeps in a pod's pause container), and
+//! with shareProcessNamespace their PID namespace (`<run-dir>/pidns/<uid>`, held by an `orch pause`
+//! process); on disk, its directory `<data-dir>/agent/pods/<uid>` (made for volumes only) and, under
+//! the node's log root (`/var/log`), its log directory
+//! `pods/<namespace>_<name>_<uid>/<container>/<restart>.log`, linked from
 //! `containers/<name>_<namespace>_<container>-<id>.log`: kubelet's layout, where log collectors look.
 //! The log directory is removed with the pod. Its cgroup is `pod_cgroup`'s.
 //!

@@ -830,6 +830,13 @@ mod tests {
         }
     }
 
+    /// The reason a container waits with (it must be waiting).
+    fn waiting_reason(status: &ContainerStatus) -> &str {
+        let state = status.state.as_ref().expect("a state");
+        let waiting = state.waiting.as_ref().expect("waiting");
+        waiting.reason.as_deref().unwrap_or_default()
+    }
+
     fn cond<'a>(s: &'a PodStatus, kind: &str) -> &'a PodCondition {
         s.conditions
             .as_ref()
@@ -1016,18 +1023,9 @@ mod tests {
             .iter()
             .chain(&s.container_statuses)
             .flatten()
-            .map(|c| {
-                c.state
-                    .as_ref()
-                    .unwrap()
-                    .waiting
-                    .as_ref()
-                    .unwrap()
-                    .reason
-                    .clone()
-            })
+            .map(waiting_reason)
             .collect();
-        assert_eq!(reasons, [Some("Blocked".into()), Some("Blocked".into())]);
+        assert_eq!(reasons, ["Blocked", "Blocked"]);
     }
 
     #[test]
@@ -1043,17 +1041,7 @@ mod tests {
             Some("containers with incomplete status: [i]")
         );
         let app = &s.container_statuses.as_ref().unwrap()[0];
-        assert_eq!(
-            app.state
-                .as_ref()
-                .unwrap()
-                .waiting
-                .as_ref()
-                .unwrap()
-                .reason
-                .as_deref(),
-            Some("PodInitializing")
-        );
+        assert_eq!(waiting_reason(app), "PodInitializing");
     }
 
     #[test]
@@ -1242,17 +1230,7 @@ mod tests {
         let s = pod_status(&p, &o, now);
         let cs = &s.container_statuses.as_ref().unwrap()[0];
         assert_eq!(cs.restart_count, 3);
-        assert_eq!(
-            cs.state
-                .as_ref()
-                .unwrap()
-                .waiting
-                .as_ref()
-                .unwrap()
-                .reason
-                .as_deref(),
-            Some("CrashLoopBackOff")
-        );
+        assert_eq!(waiting_reason(cs), "CrashLoopBackOff");
         let last = cs.last_state.as_ref().unwrap().terminated.as_ref().unwrap();
         assert_eq!((last.exit_code, last.reason.as_deref()), (1, Some("Error")));
         assert_eq!(s.phase.as_deref(), Some("Running"));
