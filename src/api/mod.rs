@@ -13,5 +13,6 @@ pub mod quantity;
 pub mod quota;
 pub mod resources;
 pub mod selector;
+pub mod stats;
 pub mod typed;
 pub mod validation;

@@ -227,6 +227,15 @@ impl Quantity {
         }
     }
 
+    /// `count` billionths of a unit (nanocores for CPU) in `format` (`resource.NewScaledQuantity(count,
+    /// resource.Nano)` upstream).
+    pub fn from_nano_units(count: i128, format: QuantityFormat) -> Quantity {
+        Quantity {
+            nanos: count,
+            format,
+        }
+    }
+
     /// Zero in the given format, the start of a sum.
     pub fn zero(format: QuantityFormat) -> Quantity {
         Quantity { nanos: 0, format }

@@ -29,6 +29,7 @@ pub struct ResourceInfo {
     /// version or group of the same objects (e.g. autoscaling/v1 HPAs live with autoscaling/v2).
     pub storage_group: &'static str,
     pub storage_plural: &'static str,
+    pub verbs: &'static [&'static str],
 }
 
 pub const ALL_VERBS: &[&str] = &[
@@ -42,6 +43,7 @@ pub const ALL_VERBS: &[&str] = &[
     "watch",
 ];
 pub const STATUS_VERBS: &[&str] = &["get", "patch", "update"];
+pub const READ_VERBS: &[&str] = &["get", "list"];
 
 impl ResourceInfo {
     pub fn api_version(&self) -> String {
@@ -74,7 +76,7 @@ impl ResourceInfo {
     }
 
     pub fn verbs(&self) -> &'static [&'static str] {
-        ALL_VERBS
+        self.verbs
     }
 
     /// The storage key prefix all objects of this resource share (ends in `/`).
@@ -155,6 +157,7 @@ const fn res(
         subresources,
         storage_group: group,
         storage_plural: plural,
+        verbs: ALL_VERBS,
     }
 }
 
@@ -625,10 +628,48 @@ pub static RESOURCES: &[ResourceInfo] = &[
     ),
 ];
 
-/// Group versions in discovery order, each once.
-pub fn group_versions() -> Vec<(&'static str, &'static str)> {
+/// Resources served from what the nodes report instead of from storage, as metrics-server serves them
+/// (`kubectl top`): they can only be read.
+pub static NODE_REPORTED: &[ResourceInfo] = &[
+    read_only(res(
+        "metrics.k8s.io",
+        "v1beta1",
+        "NodeMetrics",
+        "nodes",
+        "nodemetrics",
+        false,
+        NONE,
+        NONE,
+        &[],
+    )),
+    read_only(res(
+        "metrics.k8s.io",
+        "v1beta1",
+        "PodMetrics",
+        "pods",
+        "podmetrics",
+        true,
+        NONE,
+        NONE,
+        &[],
+    )),
+];
+
+const fn read_only(mut info: ResourceInfo) -> ResourceInfo {
+    info.verbs = READ_VERBS;
+    info
+}
+
+/// Every resource discovery lists: the stored ones, then those the nodes report.
+pub fn discoverable() -> impl Iterator<Item = &'static ResourceInfo> {
+    RESOURCES.iter().chain(NODE_REPORTED)
+}
+
+fn group_versions_of(
+    infos: impl Iterator<Item = &'static ResourceInfo>,
+) -> Vec<(&'static str, &'static str)> {
     let mut out: Vec<(&'static str, &'static str)> = Vec::new();
-    for r in RESOURCES {
+    for r in infos {
         if !out.contains(&(r.group, r.version)) {
             out.push((r.group, r.version));
         }
@@ -636,16 +677,32 @@ pub fn group_versions() -> Vec<(&'static str, &'static str)> {
     out
 }
 
+/// Group versions of the stored resources in discovery order, each once.
+pub fn group_versions() -> Vec<(&'static str, &'static str)> {
+    group_versions_of(RESOURCES.iter())
+}
+
 /// Groups in discovery order with their versions, preferred version first.
 pub fn groups() -> Vec<(&'static str, Vec<&'static str>)> {
     let mut out: Vec<(&'static str, Vec<&'static str>)> = Vec::new();
-    for (g, v) in group_versions() {
+    for (g, v) in group_versions_of(discoverable()) {
         match out.iter_mut().find(|(name, _)| *name == g) {
             Some((_, versions)) => versions.push(v),
             None => out.push((g, vec![v])),
         }
     }
     out
+}
+
+/// A resource the nodes report, by its group, version and plural.
+pub fn find_node_reported(
+    group: &str,
+    version: &str,
+    plural: &str,
+) -> Option<&'static ResourceInfo> {
+    NODE_REPORTED
+        .iter()
+        .find(|r| r.group == group && r.version == version && r.plural == plural)
 }
 
 pub fn find(group: &str, version: &str, plural: &str) -> Option<&'static ResourceInfo> {

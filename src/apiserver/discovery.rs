@@ -68,8 +68,7 @@ fn aggregated_group(group: &str, versions: &[&str]) -> Value {
     let versions: Vec<Value> = versions
         .iter()
         .map(|v| {
-            let resources: Vec<Value> = resources::RESOURCES
-                .iter()
+            let resources: Vec<Value> = resources::discoverable()
                 .filter(|r| r.group == group && r.version == *v)
                 .map(aggregated_resource)
                 .collect();
@@ -123,8 +122,7 @@ pub fn api_group_document(group: &str) -> Option<Value> {
 }
 
 pub fn api_resource_list(group: &str, version: &str) -> Option<Value> {
-    let infos: Vec<&ResourceInfo> = resources::RESOURCES
-        .iter()
+    let infos: Vec<&ResourceInfo> = resources::discoverable()
         .filter(|r| r.group == group && r.version == version)
         .collect();
     if infos.is_empty() {

@@ -165,7 +165,7 @@ pub(super) fn list_options(q: &Query) -> Result<ListOptions, ApiError> {
     })
 }
 
-fn wants_table(accept: &str) -> bool {
+pub(super) fn wants_table(accept: &str) -> bool {
     accept
         .split(',')
         .next()
@@ -242,7 +242,7 @@ pub(super) fn table(
     table
 }
 
-fn table_response(
+pub(super) fn table_response(
     info: &ResourceInfo,
     items: &[Value],
     rv: i64,

@@ -11,6 +11,7 @@ mod handlers;
 pub mod kubelet;
 pub mod listener;
 pub mod logs;
+mod metrics;
 pub mod openapi;
 pub mod patch;
 mod portforward;
@@ -54,6 +55,8 @@ pub struct ApiServer {
     pod_logs: std::sync::OnceLock<Arc<dyn logs::PodLogs>>,
     pod_exec: std::sync::OnceLock<Arc<dyn crate::streaming::exec::PodExec>>,
     pod_port_forward: std::sync::OnceLock<Arc<dyn crate::streaming::portforward::PodPortForward>>,
+    /// The embedded node agent's resource usage, once it runs.
+    node_summary: std::sync::OnceLock<Arc<dyn crate::api::stats::SummaryProvider>>,
     kubelet_credentials: Option<Arc<dyn kubelet::KubeletCredentials>>,
 }
 
@@ -109,6 +112,7 @@ impl ApiServer {
             pod_logs: std::sync::OnceLock::new(),
             pod_exec: std::sync::OnceLock::new(),
             pod_port_forward: std::sync::OnceLock::new(),
+            node_summary: std::sync::OnceLock::new(),
             kubelet_credentials: None,
         }
     }
@@ -129,6 +133,11 @@ impl ApiServer {
         forward: Arc<dyn crate::streaming::portforward::PodPortForward>,
     ) {
         let _ = self.pod_port_forward.set(forward);
+    }
+
+    /// Serves `metrics.k8s.io` for the node `summary` belongs to.
+    pub fn set_node_summary(&self, summary: Arc<dyn crate::api::stats::SummaryProvider>) {
+        let _ = self.node_summary.set(summary);
     }
 
     /// The CA certificate served unauthenticated at `/cacerts`, which joining agents pin by its hash.
@@ -235,6 +244,9 @@ impl ApiServer {
         match &target {
             Target::Discovery { .. } if req.method() == Method::GET => {
                 self.serve_discovery(&target, &ctx)
+            }
+            Target::Resource { group, .. } if group == "metrics.k8s.io" => {
+                metrics::serve(self, req.method(), &target, &query, &ctx).await
             }
             Target::Resource { .. } => {
                 let resource = request::resolve(req.method(), &target, query.flag("watch"))

@@ -89,6 +89,11 @@ pub fn run(args: AgentArgs) -> anyhow::Result<()> {
                             logs: crate::agent::kubelet::pod_logs(&config, containers.clone()),
                             exec: crate::agent::kubelet::pod_exec(&config, containers.clone()),
                             port_forward: crate::agent::kubelet::pod_port_forward(&config),
+                            summary: crate::agent::kubelet::node_summary(
+                                &config,
+                                containers.clone(),
+                                shutdown_rx.clone(),
+                            ),
                         },
                         config.node_ip,
                         port,

@@ -204,6 +204,13 @@ pub fn run(args: ServerArgs) -> anyhow::Result<()> {
             running.api.set_pod_port_forward(std::sync::Arc::new(
                 crate::agent::kubelet::pod_port_forward(&kubelet),
             ));
+            running
+                .api
+                .set_node_summary(crate::agent::kubelet::node_summary(
+                    &kubelet,
+                    containers.clone(),
+                    shutdown.subscribe(),
+                ));
             let client = running.local_client();
             let stop = shutdown.subscribe();
             tokio::spawn(async move {

@@ -1493,6 +1493,22 @@ spec:
         "/containerLogs/default/talker/app?tailLines=2",
     ]);
     assert_eq!(direct, "line-2\nline-3\n");
+    let summary: serde_json::Value =
+        serde_json::from_str(&s.ok(&["--server", &endpoint, "get", "--raw", "/stats/summary"]))
+            .unwrap();
+    assert_eq!(summary["node"]["nodeName"], "worker", "{summary}");
+
+    // kubectl top: the server reads the node's usage from its kubelet endpoint, once the node has
+    // sampled the container's CPU counter twice.
+    s.eventually("kubectl top shows talker", Duration::from_secs(45), || {
+        let out = s.kubectl(&["top", "pod", "talker", "--no-headers"]);
+        String::from_utf8_lossy(&out.stdout).starts_with("talker ")
+    });
+    let node = s.ok(&["top", "node", "--no-headers"]);
+    assert!(
+        node.starts_with("worker ") && node.lines().count() == 1,
+        "{node}"
+    );
     let anonymous = s.write("anonymous.kubeconfig", "apiVersion: v1\nkind: Config\n");
     let refused = s.kubectl(&[
         "--kubeconfig",
@@ -1513,6 +1529,166 @@ spec:
         String::from_utf8_lossy(&refused.stdout)
     );
     s.ok(&["delete", "pod", "talker", "slow", "--wait=false"]);
+}
+
+/// One row of `kubectl top pod --containers --no-headers`: pod, container, millicores, MiB.
+fn top_rows(text: &str) -> Vec<(String, String, u64, u64)> {
+    text.lines()
+        .map(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let number = |field: &str, unit: &str| -> u64 {
+                field
+                    .strip_suffix(unit)
+                    .and_then(|n| n.parse().ok())
+                    .unwrap_or_else(|| panic!("{field:?} in {line:?}"))
+            };
+            (
+                fields[0].to_string(),
+                fields[1].to_string(),
+                number(fields[2], "m"),
+                number(fields[3], "Mi"),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn kubectl_top_shows_what_containers_and_the_node_use() {
+    let (_lock, s) = busybox_node();
+    let manifest = r#"apiVersion: v1
+kind: Pod
+metadata: {name: busy, labels: {app: busy}}
+spec:
+  terminationGracePeriodSeconds: 1
+  containers:
+  - {name: spin, image: busybox:latest, imagePullPolicy: Never, command: [sh, -c, "while :; do :; done"]}
+  - {name: hold, image: busybox:latest, imagePullPolicy: Never,
+     command: [sh, -c, "dd if=/dev/zero of=/dev/shm/held bs=1M count=48 && sleep 1000"]}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: idle, labels: {app: idle}}
+spec:
+  terminationGracePeriodSeconds: 1
+  containers:
+  - {name: app, image: busybox:latest, imagePullPolicy: Never, command: [sleep, "1000"]}
+"#;
+    // Discovery lists the metrics API, read-only, as metrics-server registers it.
+    let resources = s.ok(&[
+        "api-resources",
+        "--api-group=metrics.k8s.io",
+        "-o",
+        "wide",
+        "--no-headers",
+    ]);
+    let row = |name: &str| {
+        resources
+            .lines()
+            .find(|l| l.starts_with(&format!("{name} ")))
+            .unwrap_or_else(|| panic!("{name} in {resources}"))
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    assert_eq!(resources.lines().count(), 2, "{resources}");
+    assert_eq!(
+        row("nodes"),
+        "nodes metrics.k8s.io/v1beta1 false NodeMetrics get,list"
+    );
+    assert_eq!(
+        row("pods"),
+        "pods metrics.k8s.io/v1beta1 true PodMetrics get,list"
+    );
+
+    apply(&s, "top.yaml", manifest);
+    wait_ready(&s, "busy");
+    wait_ready(&s, "idle");
+    // A CPU rate needs two samples of a container's counter, taken 10 s apart.
+    let mut top = String::new();
+    s.eventually(
+        "kubectl top shows both pods",
+        Duration::from_secs(45),
+        || {
+            let out = s.kubectl(&["top", "pod", "--containers", "--no-headers"]);
+            top = String::from_utf8_lossy(&out.stdout).into_owned();
+            out.status.success() && top.lines().count() == 3
+        },
+    );
+    let rows = top_rows(&top);
+    let row = |pod: &str, container: &str| {
+        rows.iter()
+            .find(|r| r.0 == pod && r.1 == container)
+            .cloned()
+            .unwrap_or_else(|| panic!("{pod}/{container} in {top}"))
+    };
+    let (_, _, spin_cpu, _) = row("busy", "spin");
+    assert!(
+        (200..=1100).contains(&spin_cpu),
+        "a busy loop uses about one core: {top}"
+    );
+    let (_, _, hold_cpu, hold_memory) = row("busy", "hold");
+    assert!(hold_cpu < 100, "{top}");
+    assert!(
+        (48..100).contains(&hold_memory),
+        "48 MiB written to the pod's shm: {top}"
+    );
+    let (_, _, idle_cpu, _) = row("idle", "app");
+    assert!(idle_cpu < 50, "{top}");
+
+    // Without --containers kubectl sums a pod's containers; a label selector picks the pods.
+    let busy = s.ok(&["top", "pod", "-l", "app=busy", "--no-headers"]);
+    let fields: Vec<&str> = busy.split_whitespace().collect();
+    assert_eq!(fields.first(), Some(&"busy"), "{busy}");
+    assert_eq!(busy.lines().count(), 1, "{busy}");
+    let raw: serde_json::Value = serde_json::from_str(&s.ok(&[
+        "get",
+        "--raw",
+        "/apis/metrics.k8s.io/v1beta1/namespaces/default/pods/idle",
+    ]))
+    .unwrap();
+    assert_eq!(raw["kind"], "PodMetrics", "{raw}");
+    assert_eq!(raw["window"], "10s", "{raw}");
+    assert_eq!(raw["metadata"]["labels"]["app"], "idle", "{raw}");
+    assert_eq!(raw["containers"][0]["name"], "app", "{raw}");
+
+    // The node: its CPU includes the busy loop's, its memory is what the machine cannot reclaim.
+    let node = s.ok(&["top", "node", "--no-headers"]);
+    let fields: Vec<&str> = node.split_whitespace().collect();
+    assert_eq!(fields.len(), 5, "{node}");
+    assert_eq!(fields[0], "node", "{node}");
+    let node_cpu: u64 = fields[1].trim_end_matches('m').parse().unwrap();
+    assert!(node_cpu >= spin_cpu / 2, "{node} vs {top}");
+    assert!(
+        fields[2].ends_with('%') && fields[4].ends_with('%'),
+        "{node}"
+    );
+    let node_memory: u64 = fields[3].trim_end_matches("Mi").parse().unwrap();
+    assert!(node_memory >= hold_memory, "{node}");
+
+    // What has no metrics is not found, and the API cannot be written or watched.
+    let missing = s.fails(&["top", "pod", "nosuch"]);
+    assert!(
+        missing.contains(r#"podmetrics.metrics.k8s.io "nosuch" not found"#),
+        "{missing}"
+    );
+    let watch = s.fails(&[
+        "get",
+        "--raw",
+        "/apis/metrics.k8s.io/v1beta1/pods?watch=true",
+    ]);
+    assert!(
+        watch.contains("MethodNotAllowed") || watch.contains("405"),
+        "{watch}"
+    );
+
+    // A pod that is gone is no longer shown.
+    s.ok(&["delete", "pod", "busy", "--wait=true"]);
+    let after = s.ok(&["top", "pod", "--no-headers"]);
+    assert!(
+        after.starts_with("idle ") && after.lines().count() == 1,
+        "{after}"
+    );
+    s.ok(&["delete", "pod", "idle", "--wait=false"]);
 }
 
 /// Runs kubectl on a terminal of `rows`×`cols`, as a user at a shell would; what it showed there.

@@ -5,10 +5,11 @@
 //! answers kubelet's `GET /containerLogs/{namespace}/{pod}/{container}` (`kubectl logs` for pods here,
 //! with `pods/log`'s query), `/exec/{namespace}/{pod}/{container}` and `/attach/…` (exec and attach
 //! sessions, which the API server relays from `pods/exec` and `pods/attach`),
-//! `/portForward/{namespace}/{pod}` (port-forward sessions, relayed from `pods/portforward`) and
-//! `GET /healthz`. Sessions come as a GET upgraded to a WebSocket, as the API server sends them, or as a
+//! `/portForward/{namespace}/{pod}` (port-forward sessions, relayed from `pods/portforward`),
+//! `GET /stats/summary` (what the node and its containers use, for `metrics.k8s.io`) and `GET /healthz`. Sessions come as a GET upgraded to a WebSocket, as the API server sends them, or as a
 //! POST upgraded to SPDY/3.1, as kubelet also takes them. The server's embedded agent needs none of this:
-//! the API server reads its logs and runs its exec, attach and port-forward sessions in-process.
+//! the API server reads its logs and usage and runs its exec, attach and port-forward sessions
+//! in-process.
 
 use std::convert::Infallible;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -32,6 +33,7 @@ use tokio::sync::watch;
 use super::exec::NodeExec;
 use super::logs::NodeLogs;
 use super::portforward::NodePortForward;
+use super::stats::NodeSummary;
 use crate::agent::AgentError;
 use crate::api::exec::{self, ExecOptions};
 use crate::api::kubelet::{
@@ -39,6 +41,7 @@ use crate::api::kubelet::{
 };
 use crate::api::logs::{LogOptions, PodLogs};
 use crate::api::portforward;
+use crate::api::stats::{Summary, SummaryProvider};
 use crate::client::{Api, Client};
 use crate::streaming::{self, exec::PodExec, portforward::PodPortForward};
 use crate::util::certificate;
@@ -56,11 +59,23 @@ fn text(code: StatusCode, message: impl Into<Bytes>) -> Response<Body> {
     resp
 }
 
-/// What the endpoint answers from: the node's container logs, exec sessions and port-forwarding.
+fn summary_response(summary: &Summary) -> Response<Body> {
+    let mut resp = Response::new(
+        Full::new(Bytes::from(serde_json::to_vec(summary).unwrap_or_default())).boxed_unsync(),
+    );
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    resp
+}
+
+/// What the endpoint answers from: the node's container logs, exec sessions, port-forwarding and usage.
 pub struct NodeStreams {
     pub logs: NodeLogs,
     pub exec: NodeExec,
     pub port_forward: NodePortForward,
+    pub summary: Arc<NodeSummary>,
 }
 
 /// The endpoint's certificate and key between starts, under `<data-dir>/agent/tls`.
@@ -109,6 +124,7 @@ pub async fn start(
         logs: streams.logs,
         exec: Arc::new(streams.exec),
         port_forward: streams.port_forward,
+        summary: streams.summary,
     });
     let handle = move |req, _certificate| {
         let endpoint = endpoint.clone();
@@ -288,6 +304,7 @@ struct Endpoint {
     logs: NodeLogs,
     exec: Arc<dyn PodExec>,
     port_forward: NodePortForward,
+    summary: Arc<NodeSummary>,
 }
 
 impl Endpoint {
@@ -318,6 +335,7 @@ impl Endpoint {
                     .await
             }
             ["portForward", namespace, pod] => self.port_forward(namespace, pod, &mut req).await,
+            ["stats", "summary"] => Ok(summary_response(&self.summary.summary())),
             _ => Err((StatusCode::NOT_FOUND, "404 page not found".to_string())),
         };
         answer.unwrap_or_else(|(code, message)| text(code, message))

@@ -147,30 +147,12 @@ fn cgroup_dir(controller: &str, relative: &str) -> PathBuf {
     pod_cgroup::controller_dir(Path::new(pod_cgroup::ROOT), controller, relative)
 }
 
-fn read_number(path: &Path) -> Option<u64> {
-    std::fs::read_to_string(path).ok()?.trim().parse().ok()
+fn working_set(relative: &str) -> u64 {
+    pod_cgroup::working_set(Path::new(pod_cgroup::ROOT), relative).unwrap_or(0)
 }
 
-/// Memory in use minus the inactive page cache the kernel can drop (cAdvisor's working set).
-fn working_set(relative: &str) -> u64 {
-    let root = Path::new(pod_cgroup::ROOT);
-    let usage = pod_cgroup::memory_usage(root, relative).map_or(0, |u| u.max(0) as u64);
-    let inactive_key = if root.join("memory").is_dir() {
-        "total_inactive_file"
-    } else {
-        "inactive_file"
-    };
-    let dir = cgroup_dir("memory", relative);
-    let inactive = std::fs::read_to_string(dir.join("memory.stat"))
-        .ok()
-        .and_then(|stat| {
-            stat.lines().find_map(|l| {
-                let (key, value) = l.split_once(' ')?;
-                (key == inactive_key).then(|| value.trim().parse().ok())?
-            })
-        })
-        .unwrap_or(0);
-    usage.saturating_sub(inactive)
+fn read_number(path: &Path) -> Option<u64> {
+    std::fs::read_to_string(path).ok()?.trim().parse().ok()
 }
 
 /// Bytes (or inodes) under `path` on its own filesystem, like `du -x`: an overlay root or a tmpfs

@@ -27,6 +27,7 @@ pub mod probes;
 pub mod resize;
 pub mod run_dir;
 pub mod sandbox;
+pub mod stats;
 pub mod status;
 mod sync;
 pub mod sysctls;
@@ -383,6 +384,22 @@ pub fn pod_logs(config: &KubeletConfig, runtime: Runtime) -> logs::NodeLogs {
         log_root: config.log_root.clone(),
         runtime,
     }
+}
+
+/// What this node and its containers use, for the API server's `metrics.k8s.io`; its CPU counters are
+/// sampled until `shutdown`.
+pub fn node_summary(
+    config: &KubeletConfig,
+    runtime: Runtime,
+    shutdown: watch::Receiver<bool>,
+) -> Arc<stats::NodeSummary> {
+    let summary = Arc::new(stats::NodeSummary::new(
+        config.node_name.clone(),
+        runtime,
+        PathBuf::from(pod_cgroup::ROOT),
+    ));
+    tokio::spawn(stats::run(summary.clone(), shutdown));
+    summary
 }
 
 /// Exec sessions in the containers of this node, for the API server's `pods/exec`.

@@ -232,6 +232,44 @@ pub fn memory_usage(root: &Path, relative: &str) -> Option<i64> {
         .find_map(|file| current_amount(&dir.join(file)))
 }
 
+/// Memory in use minus the inactive page cache the kernel can drop (cAdvisor's working set, what
+/// eviction and `kubectl top` count), in bytes.
+pub fn working_set(root: &Path, relative: &str) -> Option<u64> {
+    let usage = memory_usage(root, relative)?.max(0) as u64;
+    let inactive_key = if root.join("memory").is_dir() {
+        "total_inactive_file"
+    } else {
+        "inactive_file"
+    };
+    let stat = controller_dir(root, "memory", relative).join("memory.stat");
+    let inactive = std::fs::read_to_string(stat)
+        .ok()
+        .and_then(|stat| stat_value(&stat, inactive_key))
+        .unwrap_or(0);
+    Some(usage.saturating_sub(inactive))
+}
+
+/// The CPU time the cgroup at `relative` (the empty path for the whole machine) has used, in
+/// nanoseconds: cpuacct's counter on cgroup v1, `cpu.stat`'s `usage_usec` on v2.
+pub fn cpu_usage(root: &Path, relative: &str) -> Option<u64> {
+    let relative = relative.trim_start_matches('/');
+    let v1 = root.join("cpuacct");
+    if v1.is_dir() {
+        let text = std::fs::read_to_string(v1.join(relative).join("cpuacct.usage")).ok()?;
+        return text.trim().parse().ok();
+    }
+    let stat = std::fs::read_to_string(root.join(relative).join("cpu.stat")).ok()?;
+    stat_value(&stat, "usage_usec").map(|micros| micros * 1000)
+}
+
+/// The value of `key` in a cgroup stat file's `key value` lines.
+fn stat_value(stat: &str, key: &str) -> Option<u64> {
+    stat.lines().find_map(|line| {
+        let (name, value) = line.split_once(' ')?;
+        (name == key).then(|| value.trim().parse().ok())?
+    })
+}
+
 /// cgroup v1 shares (2..262144) as a v2 weight (1..10000), the conversion runc and kubelet use.
 fn cpu_weight(shares: u64) -> u64 {
     1 + (shares.clamp(2, 262_144) - 2) * 9999 / 262_142
