@@ -435,6 +435,44 @@ mod tests {
     }
 
     #[test]
+    fn usage_is_read_from_cpuacct_and_memory_on_v1_and_from_the_unified_files_on_v2() {
+        let v1 = tempfile::tempdir().unwrap();
+        let container = v1.path().join("memory/orch/podu/c");
+        std::fs::create_dir_all(&container).unwrap();
+        std::fs::create_dir_all(v1.path().join("cpuacct/orch/podu/c")).unwrap();
+        std::fs::write(v1.path().join("cpuacct/cpuacct.usage"), "900\n").unwrap();
+        std::fs::write(v1.path().join("cpuacct/orch/podu/c/cpuacct.usage"), "77\n").unwrap();
+        std::fs::write(container.join("memory.usage_in_bytes"), "10000\n").unwrap();
+        std::fs::write(
+            container.join("memory.stat"),
+            "inactive_file 5\ntotal_inactive_file 4000\n",
+        )
+        .unwrap();
+        assert_eq!(cpu_usage(v1.path(), ""), Some(900));
+        assert_eq!(cpu_usage(v1.path(), "/orch/podu/c"), Some(77));
+        assert_eq!(working_set(v1.path(), "/orch/podu/c"), Some(6000));
+        assert_eq!(working_set(v1.path(), "/orch/podu/gone"), None);
+
+        let v2 = tempfile::tempdir().unwrap();
+        let container = v2.path().join("orch/podu/c");
+        std::fs::create_dir_all(&container).unwrap();
+        std::fs::write(
+            container.join("cpu.stat"),
+            "usage_usec 12\nuser_usec 10\nsystem_usec 2\n",
+        )
+        .unwrap();
+        std::fs::write(container.join("memory.current"), "10000\n").unwrap();
+        std::fs::write(
+            container.join("memory.stat"),
+            "anon 1\ninactive_file 3000\n",
+        )
+        .unwrap();
+        assert_eq!(cpu_usage(v2.path(), "/orch/podu/c"), Some(12_000));
+        assert_eq!(working_set(v2.path(), "/orch/podu/c"), Some(7000));
+        assert_eq!(cpu_usage(v2.path(), ""), None);
+    }
+
+    #[test]
     fn v1_hierarchies_get_the_limits_once() {
         let root = tempfile::tempdir().unwrap();
         for h in ["memory", "cpu", "pids"] {
