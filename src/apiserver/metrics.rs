@@ -2,8 +2,9 @@
 //! the nodes when a client asks instead of scraped ahead: NodeMetrics and PodMetrics (get and list, with
 //! label and field selectors) made from each node's kubelet Summary — the embedded agent's in-process,
 //! a joined node's from its kubelet endpoint. CPU is the rate over the node's last sampling period (the
-//! `window`), memory the working set. As under metrics-server, a pod is shown once every container it
-//! runs has a CPU rate, and a node that does not answer in time is left out.
+//! `window`), memory the working set. As under metrics-server, only Running pods are shown, a pod once
+//! every container it runs has a CPU rate; nodes that are not Ready, or do not answer in time, are left
+//! out.
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
@@ -22,7 +23,6 @@ use crate::api::meta::{self, format_time};
 use crate::api::quantity::{Quantity, QuantityFormat};
 use crate::api::resources::{self, ResourceInfo};
 use crate::api::stats::{PodStats, Summary, CPU_SAMPLE_PERIOD, SUMMARY_PATH};
-use crate::registry::RegistryError;
 
 /// How long a node has to answer (metrics-server's kubelet request timeout).
 const NODE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -55,23 +55,27 @@ pub(super) async fn serve(
     }
     let namespace = namespace.as_deref();
     let now = server.registry().now();
-    let mut items = match (info.kind, name) {
-        ("NodeMetrics", Some(name)) => vec![node_metrics_named(server, info, name).await?],
-        ("NodeMetrics", None) => node_metrics(server, q).await?,
-        (_, Some(name)) => {
-            vec![pod_metrics_named(server, info, namespace.unwrap_or_default(), name).await?]
+    let is_node = info.kind == "NodeMetrics";
+    if let Some(name) = name {
+        let mut item = if is_node {
+            node_metrics_named(server, info, name).await?
+        } else {
+            pod_metrics_named(server, info, namespace.unwrap_or_default(), name).await?
+        };
+        if wants_table(&ctx.accept) {
+            return Ok(table_response(info, &[item], 0, None, q, now));
         }
-        (_, None) => pod_metrics(server, namespace, q).await?,
+        item["kind"] = json!(info.kind);
+        item["apiVersion"] = json!(info.api_version());
+        return Ok(json_response(StatusCode::OK, &item));
+    }
+    let items = if is_node {
+        node_metrics(server, q).await?
+    } else {
+        pod_metrics(server, namespace, q).await?
     };
     if wants_table(&ctx.accept) {
         return Ok(table_response(info, &items, 0, None, q, now));
-    }
-    if name.is_some() {
-        if let Some(mut item) = items.pop() {
-            item["kind"] = json!(info.kind);
-            item["apiVersion"] = json!(info.api_version());
-            return Ok(json_response(StatusCode::OK, &item));
-        }
     }
     Ok(json_response(
         StatusCode::OK,
@@ -79,10 +83,12 @@ pub(super) async fn serve(
     ))
 }
 
-fn not_found(info: &ResourceInfo, name: &str) -> ApiError {
+/// metrics-server's answer for an object that exists but has no metrics (a pod is named with its
+/// namespace).
+fn no_metrics(info: &ResourceInfo, name: &str) -> ApiError {
     ApiError::NotFound {
         message: format!("{}.{} \"{name}\" not found", info.singular, info.group),
-        details: json!({"name": name, "group": info.group, "kind": info.plural}),
+        details: json!({"name": name, "group": info.group, "kind": info.singular}),
     }
 }
 
@@ -91,27 +97,33 @@ fn core(plural: &str) -> &'static ResourceInfo {
 }
 
 /// The Summary of `node`: the embedded agent's read in-process, another's asked of its kubelet.
-async fn node_summary(server: &ApiServer, node: &str) -> Result<Summary, String> {
+async fn node_summary(server: &ApiServer, node: &str) -> Result<Summary, ApiError> {
     if let Some(local) = server.node_summary.get().filter(|s| s.node_name() == node) {
-        let local = local.clone();
-        return tokio::task::spawn_blocking(move || local.summary())
-            .await
-            .map_err(|e| e.to_string());
+        return Ok(local.summary());
     }
     let asked = async {
-        let stream = Box::pin(super::kubelet::get(server, node, SUMMARY_PATH))
-            .await
-            .map_err(|e| e.to_string())?;
+        let stream = Box::pin(super::kubelet::get(server, node, SUMMARY_PATH)).await?;
         let body: Vec<Bytes> = stream.collect().await;
-        serde_json::from_slice(&body.concat()).map_err(|e| e.to_string())
+        serde_json::from_slice(&body.concat())
+            .map_err(|e| ApiError::Internal(format!("the summary of node {node}: {e}")))
     };
     tokio::time::timeout(NODE_TIMEOUT, asked)
         .await
-        .map_err(|_| format!("no answer within {NODE_TIMEOUT:?}"))?
+        .map_err(|_| {
+            ApiError::Internal(format!(
+                "node {node} did not answer within {NODE_TIMEOUT:?}"
+            ))
+        })?
 }
 
-/// The Summaries of `nodes` that answered, by node name.
-async fn summaries(server: &ApiServer, nodes: BTreeSet<String>) -> HashMap<String, Summary> {
+/// The pods of one node's Summary, by uid.
+type PodsByUid = HashMap<String, PodStats>;
+
+/// What the nodes named use, those that answered: the node's Summary and its pods by uid.
+async fn summaries(
+    server: &ApiServer,
+    nodes: BTreeSet<String>,
+) -> HashMap<String, (Summary, PodsByUid)> {
     let asked = nodes.into_iter().map(|node| async move {
         let summary = node_summary(server, &node).await;
         (node, summary)
@@ -120,13 +132,29 @@ async fn summaries(server: &ApiServer, nodes: BTreeSet<String>) -> HashMap<Strin
         .await
         .into_iter()
         .filter_map(|(node, summary)| match summary {
-            Ok(summary) => Some((node, summary)),
+            Ok(mut summary) => {
+                let pods = std::mem::take(&mut summary.pods)
+                    .into_iter()
+                    .map(|p| (p.pod_ref.uid.clone(), p))
+                    .collect();
+                Some((node, (summary, pods)))
+            }
             Err(e) => {
                 tracing::debug!(%node, error = %e, "reading the node's resource usage");
                 None
             }
         })
         .collect()
+}
+
+/// Whether the node's Ready condition is True: a node that is not would keep `kubectl top` waiting on
+/// a kubelet that does not answer.
+fn is_ready(node: &Value) -> bool {
+    node["status"]["conditions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .any(|c| c["type"] == "Ready" && c["status"] == "True")
 }
 
 fn cpu(nano_cores: u64) -> String {
@@ -197,9 +225,9 @@ fn node_name_of(pod: &Value) -> Option<&str> {
     pod["spec"]["nodeName"].as_str().filter(|n| !n.is_empty())
 }
 
-fn pod_stats<'s>(summary: &'s Summary, pod: &Value) -> Option<&'s PodStats> {
-    let uid = meta::uid(pod)?;
-    summary.pods.iter().find(|p| p.pod_ref.uid == uid)
+/// A pod metrics-server shows: bound to a node and running there.
+fn is_running(pod: &Value) -> bool {
+    node_name_of(pod).is_some() && pod["status"]["phase"] == "Running"
 }
 
 async fn node_metrics(server: &ApiServer, q: &Query) -> Result<Vec<Value>, ApiError> {
@@ -210,13 +238,14 @@ async fn node_metrics(server: &ApiServer, q: &Query) -> Result<Vec<Value>, ApiEr
         .items;
     let names = nodes
         .iter()
+        .filter(|n| is_ready(n))
         .filter_map(|n| meta::name(n).map(str::to_string))
         .collect();
     let summaries = summaries(server, names).await;
     let now = server.registry().now();
     Ok(nodes
         .iter()
-        .filter_map(|node| node_item(node, summaries.get(meta::name(node)?)?, now))
+        .filter_map(|node| node_item(node, &summaries.get(meta::name(node)?)?.0, now))
         .collect())
 }
 
@@ -225,14 +254,14 @@ async fn node_metrics_named(
     info: &ResourceInfo,
     name: &str,
 ) -> Result<Value, ApiError> {
-    let node = match server.registry().get(core("nodes"), None, name).await {
-        Err(RegistryError::NotFound { .. }) => return Err(not_found(info, name)),
-        other => other?,
+    let node = server.registry().get(core("nodes"), None, name).await?;
+    let summary = match is_ready(&node) {
+        true => node_summary(server, name).await.ok(),
+        false => None,
     };
-    let summary = node_summary(server, name).await.ok();
     summary
         .and_then(|s| node_item(&node, &s, server.registry().now()))
-        .ok_or_else(|| not_found(info, name))
+        .ok_or_else(|| no_metrics(info, name))
 }
 
 async fn pod_metrics(
@@ -240,11 +269,12 @@ async fn pod_metrics(
     namespace: Option<&str>,
     q: &Query,
 ) -> Result<Vec<Value>, ApiError> {
-    let pods = server
+    let mut pods = server
         .registry()
         .list(core("pods"), namespace, &list_options(q)?)
         .await?
         .items;
+    pods.retain(is_running);
     let nodes = pods
         .iter()
         .filter_map(|p| node_name_of(p).map(str::to_string))
@@ -254,8 +284,8 @@ async fn pod_metrics(
     Ok(pods
         .iter()
         .filter_map(|pod| {
-            let summary = summaries.get(node_name_of(pod)?)?;
-            pod_item(pod, pod_stats(summary, pod)?, now)
+            let (_, by_uid) = summaries.get(node_name_of(pod)?)?;
+            pod_item(pod, by_uid.get(meta::uid(pod)?)?, now)
         })
         .collect())
 }
@@ -266,21 +296,22 @@ async fn pod_metrics_named(
     namespace: &str,
     name: &str,
 ) -> Result<Value, ApiError> {
-    let pod = match server
+    let pod = server
         .registry()
         .get(core("pods"), Some(namespace), name)
-        .await
-    {
-        Err(RegistryError::NotFound { .. }) => return Err(not_found(info, name)),
-        other => other?,
+        .await?;
+    let missing = || no_metrics(info, &format!("{namespace}/{name}"));
+    let Some(node) = node_name_of(&pod).filter(|_| is_running(&pod)) else {
+        return Err(missing());
     };
-    let Some(node) = node_name_of(&pod) else {
-        return Err(not_found(info, name));
-    };
-    let summary = node_summary(server, node).await.ok();
+    let summary = node_summary(server, node).await.map_err(|_| missing())?;
+    let uid = meta::uid(&pod).unwrap_or_default();
     summary
-        .and_then(|s| pod_item(&pod, pod_stats(&s, &pod)?, server.registry().now()))
-        .ok_or_else(|| not_found(info, name))
+        .pods
+        .iter()
+        .find(|p| p.pod_ref.uid == uid)
+        .and_then(|stats| pod_item(&pod, stats, server.registry().now()))
+        .ok_or_else(missing)
 }
 
 #[cfg(test)]
@@ -357,6 +388,41 @@ mod tests {
         assert!(pod_item(&pod, &stats, now()).is_none(), "no memory");
         stats.containers.clear();
         assert!(pod_item(&pod, &stats, now()).is_none(), "nothing runs");
+    }
+
+    #[test]
+    fn kubectl_get_shows_the_usage_summed_over_a_pods_containers() {
+        let item = json!({"metadata": {"name": "web"}, "window": "10s", "containers": [
+            {"name": "a", "usage": {"cpu": "250m", "memory": "10Mi"}},
+            {"name": "b", "usage": {"cpu": "1234567n", "memory": "6Mi"}}]});
+        assert_eq!(
+            super::super::table::cells("PodMetrics", &item, now()),
+            vec![
+                json!("web"),
+                json!("251234567n"),
+                json!("16Mi"),
+                json!("10s")
+            ]
+        );
+        let node = json!({"metadata": {"name": "n1"}, "window": "10s",
+                          "usage": {"cpu": "1500m", "memory": "3Gi"}});
+        assert_eq!(
+            super::super::table::cells("NodeMetrics", &node, now()),
+            vec![json!("n1"), json!("1500m"), json!("3Gi"), json!("10s")]
+        );
+    }
+
+    #[test]
+    fn only_running_pods_on_a_node_and_ready_nodes_are_asked() {
+        let pod = |phase: &str, node: &str| json!({"spec": {"nodeName": node}, "status": {"phase": phase}});
+        assert!(is_running(&pod("Running", "n1")));
+        assert!(!is_running(&pod("Pending", "n1")));
+        assert!(!is_running(&pod("Running", "")));
+        let node =
+            |status: &str| json!({"status": {"conditions": [{"type": "Ready", "status": status}]}});
+        assert!(is_ready(&node("True")));
+        assert!(!is_ready(&node("Unknown")));
+        assert!(!is_ready(&json!({})));
     }
 
     #[test]

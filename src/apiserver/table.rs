@@ -25,6 +25,8 @@ use std::collections::BTreeSet;
 use jiff::{SignedDuration, Timestamp};
 use serde_json::{json, Value};
 
+use crate::api::quantity::Quantity;
+
 /// Builds a row from cells of mixed JSON types (text, counts, flags).
 macro_rules! row {
     ($($cell:expr),* $(,)?) => { vec![$(Value::from($cell)),*] };
@@ -79,6 +81,7 @@ pub fn columns(kind: &str) -> &'static [Column] {
         "StorageClass" => &STORAGE_CLASS,
         "PodDisruptionBudget" => &POD_DISRUPTION_BUDGET,
         "PriorityClass" => &PRIORITY_CLASS,
+        "NodeMetrics" | "PodMetrics" => &METRICS,
         _ => &DEFAULT,
     }
 }
@@ -135,6 +138,7 @@ pub fn cells(kind: &str, obj: &Value, now: Timestamp) -> Vec<Value> {
         "StorageClass" => storage_class(obj, now),
         "PodDisruptionBudget" => pod_disruption_budget(obj, now),
         "PriorityClass" => priority_class(obj, now),
+        "NodeMetrics" | "PodMetrics" => metrics(obj),
         _ => row![name(obj), created_at(obj)],
     }
 }
@@ -258,6 +262,14 @@ const READY_PODS: &str = "Number of the pod with ready state";
 static DEFAULT: [Column; 2] = [
     NAME_COL,
     col("Created At", "date", swagger::CREATION_TIMESTAMP, 0),
+];
+
+/// metrics-server's columns: the usage by resource name, summed over a pod's containers.
+static METRICS: [Column; 4] = [
+    NAME_COL,
+    col("cpu", "string", "", 0),
+    col("memory", "string", "", 0),
+    col("Window", "string", "", 0),
 ];
 
 static POD: [Column; 9] = [
@@ -666,6 +678,27 @@ fn items(v: &Value) -> &[Value] {
 
 fn key_count(v: &Value) -> usize {
     v.as_object().map_or(0, |m| m.len())
+}
+
+/// A NodeMetrics' usage, or the sum of a PodMetrics' containers', and its window.
+fn metrics(obj: &Value) -> Vec<Value> {
+    let usages: Vec<&Value> = match obj["containers"].as_array() {
+        Some(containers) => containers.iter().map(|c| &c["usage"]).collect(),
+        None => vec![&obj["usage"]],
+    };
+    let total = |resource: &str| {
+        usages
+            .iter()
+            .filter_map(|usage| Quantity::try_from(&usage[resource]).ok())
+            .reduce(|sum, q| sum.plus(&q))
+            .map_or_else(String::new, |sum| sum.to_string())
+    };
+    row![
+        name(obj),
+        total("cpu"),
+        total("memory"),
+        text(&obj["window"])
+    ]
 }
 
 fn name(obj: &Value) -> &str {

@@ -1572,6 +1572,14 @@ spec:
   terminationGracePeriodSeconds: 1
   containers:
   - {name: app, image: busybox:latest, imagePullPolicy: Never, command: [sleep, "1000"]}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: nowhere}
+spec:
+  nodeSelector: {no-such-node: "true"}
+  containers:
+  - {name: app, image: busybox:latest, imagePullPolicy: Never, command: [sleep, "1000"]}
 "#;
     // Discovery lists the metrics API, read-only, as metrics-server registers it.
     let resources = s.ok(&[
@@ -1667,10 +1675,20 @@ spec:
 
     // What has no metrics is not found, and the API cannot be written or watched.
     let missing = s.fails(&["top", "pod", "nosuch"]);
+    assert!(missing.contains(r#"pods "nosuch" not found"#), "{missing}");
+    let pending = s.fails(&["top", "pod", "nowhere"]);
     assert!(
-        missing.contains(r#"podmetrics.metrics.k8s.io "nosuch" not found"#),
-        "{missing}"
+        pending.contains(r#"podmetrics.metrics.k8s.io "default/nowhere" not found"#),
+        "a pod that runs nowhere has no metrics: {pending}"
     );
+    let table = s.ok(&["get", "podmetrics", "idle"]);
+    let header: Vec<&str> = table
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .split_whitespace()
+        .collect();
+    assert_eq!(header, ["NAME", "CPU", "MEMORY", "WINDOW"], "{table}");
     let watch = s.fails(&[
         "get",
         "--raw",
@@ -1688,7 +1706,7 @@ spec:
         after.starts_with("idle ") && after.lines().count() == 1,
         "{after}"
     );
-    s.ok(&["delete", "pod", "idle", "--wait=false"]);
+    s.ok(&["delete", "pod", "idle", "nowhere", "--wait=false"]);
 }
 
 /// Runs kubectl on a terminal of `rows`×`cols`, as a user at a shell would; what it showed there.

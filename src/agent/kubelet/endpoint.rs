@@ -59,15 +59,15 @@ fn text(code: StatusCode, message: impl Into<Bytes>) -> Response<Body> {
     resp
 }
 
-fn summary_response(summary: &Summary) -> Response<Body> {
-    let mut resp = Response::new(
-        Full::new(Bytes::from(serde_json::to_vec(summary).unwrap_or_default())).boxed_unsync(),
-    );
+fn summary_response(summary: &Summary) -> Result<Response<Body>, (StatusCode, String)> {
+    let body = serde_json::to_vec(summary)
+        .map_err(|e| (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    let mut resp = Response::new(Full::new(Bytes::from(body)).boxed_unsync());
     resp.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),
     );
-    resp
+    Ok(resp)
 }
 
 /// What the endpoint answers from: the node's container logs, exec sessions, port-forwarding and usage.
@@ -335,7 +335,7 @@ impl Endpoint {
                     .await
             }
             ["portForward", namespace, pod] => self.port_forward(namespace, pod, &mut req).await,
-            ["stats", "summary"] => Ok(summary_response(&self.summary.summary())),
+            ["stats", "summary"] => summary_response(&self.summary.summary()),
             _ => Err((StatusCode::NOT_FOUND, "404 page not found".to_string())),
         };
         answer.unwrap_or_else(|(code, message)| text(code, message))

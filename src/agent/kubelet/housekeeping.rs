@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
+use super::stats::MachineMemory;
 use super::{eviction, pod_cgroup, Kubelet};
 use crate::agent::node::NodePressure;
 use crate::agent::AgentError;
@@ -198,15 +199,10 @@ fn read_machine(signal: Signal, data_dir: &Path, image_dir: &Path) -> Option<Rea
     let statvfs = |path: &Path| nix::sys::statvfs::statvfs(path).ok();
     match signal {
         Signal::MemoryAvailable => {
-            let meminfo = std::fs::read_to_string("/proc/meminfo").ok()?;
-            let field = |name: &str| -> Option<u64> {
-                let line = meminfo.lines().find(|l| l.starts_with(name))?;
-                let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-                Some(kib * 1024)
-            };
+            let memory = MachineMemory::read()?;
             Some(Reading {
-                capacity: field("MemTotal:")?,
-                available: field("MemAvailable:")?,
+                capacity: memory.total,
+                available: memory.available,
             })
         }
         Signal::NodefsAvailable | Signal::ImagefsAvailable => {

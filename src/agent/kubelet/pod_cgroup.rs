@@ -252,13 +252,12 @@ pub fn working_set(root: &Path, relative: &str) -> Option<u64> {
 /// The CPU time the cgroup at `relative` (the empty path for the whole machine) has used, in
 /// nanoseconds: cpuacct's counter on cgroup v1, `cpu.stat`'s `usage_usec` on v2.
 pub fn cpu_usage(root: &Path, relative: &str) -> Option<u64> {
-    let relative = relative.trim_start_matches('/');
-    let v1 = root.join("cpuacct");
-    if v1.is_dir() {
-        let text = std::fs::read_to_string(v1.join(relative).join("cpuacct.usage")).ok()?;
+    let dir = controller_dir(root, "cpuacct", relative);
+    if root.join("cpuacct").is_dir() {
+        let text = std::fs::read_to_string(dir.join("cpuacct.usage")).ok()?;
         return text.trim().parse().ok();
     }
-    let stat = std::fs::read_to_string(root.join(relative).join("cpu.stat")).ok()?;
+    let stat = std::fs::read_to_string(dir.join("cpu.stat")).ok()?;
     stat_value(&stat, "usage_usec").map(|micros| micros * 1000)
 }
 

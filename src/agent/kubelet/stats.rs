@@ -1,18 +1,19 @@
 //! The node's resource usage, served as kubelet's Summary API for `metrics.k8s.io` (`kubectl top`).
-//! Every [`CPU_SAMPLE_PERIOD`] the CPU counters of the machine and of each running container are
-//! sampled; a CPU usage is the rate between a counter's last two samples, as kubelet's CRI stats provider
-//! keeps it (its eviction loop refreshes the cache on the same period). So a container has a CPU usage
-//! one period after it was first seen running, as under metrics-server. Memory is the working set, read
-//! when the summary is asked for; the machine's is what `/proc/meminfo` says is not available, which is
-//! what kubelet's `memory.available` eviction signal subtracts from capacity.
+//! Every [`CPU_SAMPLE_PERIOD`] the CPU counters and working sets of the machine and of each running
+//! container are read, as kubelet's stats cache is refreshed by its housekeeping; a CPU usage is the rate
+//! between a counter's last two readings. So a container has a CPU usage one period after it was first
+//! seen running, as under metrics-server, and a Summary costs no reading of its own. The machine's
+//! working set is the root memory cgroup's usage less its inactive page cache, as cAdvisor reads it
+//! (on cgroup v2, whose root keeps no usage, what `/proc/meminfo` says is not available).
 
 use std::collections::{BTreeMap, HashMap};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use jiff::Timestamp;
 use tokio::sync::watch;
+use tokio::time::MissedTickBehavior;
 
 use super::pod_cgroup;
 use crate::agent::runtime::{ContainerMeta, ContainerState, Runtime};
@@ -22,96 +23,105 @@ use crate::api::stats::{
     SummaryProvider, CPU_SAMPLE_PERIOD,
 };
 
-/// One reading of a cumulative CPU counter.
+/// A cumulative CPU counter read at one moment.
 #[derive(Debug, Clone, Copy)]
-struct Sample {
+struct CpuReading {
+    used_ns: u64,
     at: Instant,
     time: Timestamp,
-    used_ns: u64,
-    /// The rate since the reading before, if there was one.
+}
+
+impl CpuReading {
+    fn now(used_ns: u64) -> CpuReading {
+        CpuReading {
+            used_ns,
+            at: Instant::now(),
+            time: Timestamp::now(),
+        }
+    }
+}
+
+/// A counter's last reading and the rate since the one before.
+#[derive(Debug, Clone, Copy)]
+struct CpuSample {
+    last: CpuReading,
     nano_cores: Option<u64>,
 }
 
-impl Sample {
-    fn after(previous: Option<&Sample>, used_ns: u64, at: Instant, time: Timestamp) -> Sample {
+impl CpuSample {
+    fn after(previous: Option<&CpuSample>, last: CpuReading) -> CpuSample {
         let nano_cores = previous.and_then(|p| {
-            let elapsed = at.checked_duration_since(p.at)?.as_nanos();
+            let elapsed = last.at.checked_duration_since(p.last.at)?.as_nanos();
             // A counter that went back belongs to a cgroup made again under the same name.
-            let used = used_ns.checked_sub(p.used_ns)?;
+            let used = last.used_ns.checked_sub(p.last.used_ns)?;
             (elapsed > 0).then(|| (u128::from(used) * 1_000_000_000 / elapsed) as u64)
         });
-        Sample {
-            at,
-            time,
-            used_ns,
-            nano_cores,
-        }
+        CpuSample { last, nano_cores }
     }
 
     fn stats(&self) -> CpuStats {
         CpuStats {
-            time: format_time(self.time),
+            time: format_time(self.last.time),
             usage_nano_cores: self.nano_cores,
-            usage_core_nano_seconds: Some(self.used_ns),
+            usage_core_nano_seconds: Some(self.last.used_ns),
         }
     }
+}
+
+/// What one round read of a running container.
+#[derive(Debug, Clone)]
+struct ContainerReading {
+    meta: ContainerMeta,
+    cpu: CpuReading,
+    working_set: Option<u64>,
 }
 
 /// A running container as last sampled.
 #[derive(Debug, Clone)]
 struct SampledContainer {
     meta: ContainerMeta,
-    cpu: Sample,
+    cpu: CpuSample,
+    working_set: Option<u64>,
 }
 
-/// The last samples of the machine and of the containers that were running then.
+/// The last readings of the machine and of the containers that were running then.
 #[derive(Debug, Default)]
 struct Samples {
-    node: Option<Sample>,
+    node_cpu: Option<CpuSample>,
+    node_memory: Option<MemoryStats>,
     containers: HashMap<String, SampledContainer>,
 }
 
 impl Samples {
-    /// Takes the readings of one round: the machine's counter and those of the containers running now.
-    /// Containers not among them are forgotten.
+    /// Takes one round's readings; containers not among them are forgotten.
     fn record(
         &mut self,
-        node_used: Option<u64>,
-        running: Vec<(ContainerMeta, u64)>,
-        at: Instant,
-        time: Timestamp,
+        node_cpu: Option<CpuReading>,
+        node_memory: Option<MemoryStats>,
+        running: Vec<ContainerReading>,
     ) {
-        self.node = node_used.map(|used| Sample::after(self.node.as_ref(), used, at, time));
+        self.node_cpu = node_cpu.map(|cpu| CpuSample::after(self.node_cpu.as_ref(), cpu));
+        self.node_memory = node_memory;
         let previous = std::mem::take(&mut self.containers);
         self.containers = running
             .into_iter()
-            .map(|(meta, used)| {
-                let before = previous.get(&meta.id).map(|c| &c.cpu);
-                let cpu = Sample::after(before, used, at, time);
-                (meta.id.clone(), SampledContainer { meta, cpu })
+            .map(|reading| {
+                let before = previous.get(&reading.meta.id).map(|c| &c.cpu);
+                let sampled = SampledContainer {
+                    cpu: CpuSample::after(before, reading.cpu),
+                    working_set: reading.working_set,
+                    meta: reading.meta,
+                };
+                (sampled.meta.id.clone(), sampled)
             })
             .collect();
     }
 
-    /// The summary as of `now`: CPU from the samples, memory from `machine_memory` and
-    /// `working_set` (a container's, by pod uid and container id), read now.
-    fn summary(
-        &self,
-        node_name: &str,
-        now: Timestamp,
-        machine_memory: Option<MachineMemory>,
-        working_set: impl Fn(&str, &str) -> Option<u64>,
-    ) -> Summary {
-        let time = format_time(now);
+    fn summary(&self, node_name: &str) -> Summary {
         let node = NodeStats {
             node_name: node_name.to_string(),
-            cpu: self.node.as_ref().map(Sample::stats),
-            memory: machine_memory.map(|m| MemoryStats {
-                time: time.clone(),
-                available_bytes: Some(m.available),
-                usage_bytes: Some(m.total.saturating_sub(m.free)),
-                working_set_bytes: Some(m.total.saturating_sub(m.available)),
-            }),
+            cpu: self.node_cpu.as_ref().map(CpuSample::stats),
+            memory: self.node_memory.clone(),
         };
         let mut pods: BTreeMap<&str, PodStats> = BTreeMap::new();
         for sampled in self.containers.values() {
@@ -130,8 +140,8 @@ impl Samples {
                 name: meta.container.clone(),
                 start_time: Some(meta.created_at.clone()).filter(|t| !t.is_empty()),
                 cpu: Some(sampled.cpu.stats()),
-                memory: working_set(&meta.pod_uid, &meta.id).map(|bytes| MemoryStats {
-                    time: time.clone(),
+                memory: sampled.working_set.map(|bytes| MemoryStats {
+                    time: format_time(sampled.cpu.last.time),
                     working_set_bytes: Some(bytes),
                     ..Default::default()
                 }),
@@ -147,13 +157,17 @@ impl Samples {
 
 /// The machine's memory from `/proc/meminfo`, in bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct MachineMemory {
-    total: u64,
-    free: u64,
-    available: u64,
+pub(super) struct MachineMemory {
+    pub total: u64,
+    pub free: u64,
+    pub available: u64,
 }
 
 impl MachineMemory {
+    pub fn read() -> Option<MachineMemory> {
+        MachineMemory::parse(&std::fs::read_to_string("/proc/meminfo").ok()?)
+    }
+
     fn parse(meminfo: &str) -> Option<MachineMemory> {
         let field = |name: &str| -> Option<u64> {
             let line = meminfo.lines().find(|l| l.starts_with(name))?;
@@ -166,6 +180,42 @@ impl MachineMemory {
             available: field("MemAvailable:")?,
         })
     }
+
+    /// The machine's memory as the Summary reports it; `root_working_set` is the root cgroup's, if
+    /// it keeps one.
+    fn stats(&self, root_working_set: Option<u64>, time: Timestamp) -> MemoryStats {
+        MemoryStats {
+            time: format_time(time),
+            available_bytes: Some(self.available),
+            usage_bytes: Some(self.total.saturating_sub(self.free)),
+            working_set_bytes: Some(
+                root_working_set.unwrap_or(self.total.saturating_sub(self.available)),
+            ),
+        }
+    }
+}
+
+/// The CPU time the whole machine has used from `/proc/stat` (in USER_HZ ticks, 100 a second on Linux),
+/// for a cgroup v2 root that keeps no `cpu.stat` (kernels before 5.8).
+fn machine_cpu_from_proc_stat(stat: &str) -> Option<u64> {
+    const NS_PER_TICK: u64 = 10_000_000;
+    let fields: Vec<u64> = stat
+        .lines()
+        .find_map(|l| l.strip_prefix("cpu "))?
+        .split_whitespace()
+        .map(|f| f.parse().ok())
+        .collect::<Option<_>>()?;
+    // user, nice, system, idle, iowait, irq, softirq, steal: all but idle and iowait were busy.
+    let busy: u64 = [0, 1, 2, 5, 6, 7]
+        .iter()
+        .filter_map(|&i| fields.get(i))
+        .sum();
+    Some(busy * NS_PER_TICK)
+}
+
+fn machine_cpu(root: &Path) -> Option<u64> {
+    pod_cgroup::cpu_usage(root, "")
+        .or_else(|| machine_cpu_from_proc_stat(&std::fs::read_to_string("/proc/stat").ok()?))
 }
 
 /// This node's Summary: what its containers and the machine use.
@@ -186,27 +236,32 @@ impl NodeSummary {
         }
     }
 
-    /// Reads the CPU counters of the machine and of every container running now.
+    /// Reads the machine and every container running now.
     fn sample(&self) {
         let root = &self.cgroup_root;
-        let node_used = pod_cgroup::cpu_usage(root, "");
-        let running: Vec<(ContainerMeta, u64)> = self
+        let node_cpu = machine_cpu(root).map(CpuReading::now);
+        let node_memory = MachineMemory::read()
+            .map(|m| m.stats(pod_cgroup::working_set(root, ""), Timestamp::now()));
+        let running: Vec<ContainerReading> = self
             .runtime
             .list()
             .into_iter()
             .filter(|m| matches!(self.runtime.state(&m.id), Ok(ContainerState::Running(_))))
-            .filter_map(|m| {
-                let used =
-                    pod_cgroup::cpu_usage(root, &pod_cgroup::container_path(&m.pod_uid, &m.id))?;
-                Some((m, used))
+            .filter_map(|meta| {
+                let cgroup = pod_cgroup::container_path(&meta.pod_uid, &meta.id);
+                let cpu = CpuReading::now(pod_cgroup::cpu_usage(root, &cgroup)?);
+                let working_set = pod_cgroup::working_set(root, &cgroup);
+                Some(ContainerReading {
+                    meta,
+                    cpu,
+                    working_set,
+                })
             })
             .collect();
-        self.samples.lock().expect("stats samples lock").record(
-            node_used,
-            running,
-            Instant::now(),
-            Timestamp::now(),
-        );
+        self.samples
+            .lock()
+            .expect("stats samples lock")
+            .record(node_cpu, node_memory, running);
     }
 }
 
@@ -216,32 +271,26 @@ impl SummaryProvider for NodeSummary {
     }
 
     fn summary(&self) -> Summary {
-        let machine_memory = std::fs::read_to_string("/proc/meminfo")
-            .ok()
-            .and_then(|text| MachineMemory::parse(&text));
-        let working_set = |uid: &str, id: &str| {
-            pod_cgroup::working_set(&self.cgroup_root, &pod_cgroup::container_path(uid, id))
-        };
-        self.samples.lock().expect("stats samples lock").summary(
-            &self.node_name,
-            Timestamp::now(),
-            machine_memory,
-            working_set,
-        )
+        self.samples
+            .lock()
+            .expect("stats samples lock")
+            .summary(&self.node_name)
     }
 }
 
-/// Samples `summary`'s counters every [`CPU_SAMPLE_PERIOD`] until `shutdown`, off the async workers (a
-/// node with a thousand containers reads a few thousand files).
+/// Samples `summary`'s node every [`CPU_SAMPLE_PERIOD`] until `shutdown`, off the async workers (a node
+/// with a thousand containers reads a few thousand files).
 pub async fn run(summary: Arc<NodeSummary>, mut shutdown: watch::Receiver<bool>) {
+    let mut ticks = tokio::time::interval(CPU_SAMPLE_PERIOD);
+    ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
     loop {
+        tokio::select! {
+            _ = ticks.tick() => {}
+            _ = shutdown.wait_for(|stop| *stop) => return,
+        }
         let sampling = summary.clone();
         if let Err(e) = tokio::task::spawn_blocking(move || sampling.sample()).await {
-            tracing::warn!(error = %e, "sampling the node's CPU counters");
-        }
-        tokio::select! {
-            _ = tokio::time::sleep(CPU_SAMPLE_PERIOD) => {}
-            _ = shutdown.wait_for(|stop| *stop) => return,
+            tracing::warn!(error = %e, "sampling the node's resource usage");
         }
     }
 }
@@ -260,97 +309,92 @@ mod tests {
         .unwrap()
     }
 
+    fn cpu(used_ns: u64, at: Instant) -> CpuReading {
+        CpuReading {
+            used_ns,
+            at,
+            time: "2026-11-25T10:00:10Z".parse().unwrap(),
+        }
+    }
+
+    fn reading(uid: &str, id: &str, used_ns: u64, at: Instant) -> ContainerReading {
+        ContainerReading {
+            meta: meta(uid, id, "app"),
+            cpu: cpu(used_ns, at),
+            working_set: Some(42),
+        }
+    }
+
+    fn nano_cores(summary: &Summary, uid: &str) -> Option<u64> {
+        let pod = summary.pods.iter().find(|p| p.pod_ref.uid == uid).unwrap();
+        pod.containers[0].cpu.as_ref().unwrap().usage_nano_cores
+    }
+
     #[test]
-    fn cpu_usage_is_the_rate_between_the_last_two_samples_of_a_container() {
+    fn cpu_usage_is_the_rate_between_the_last_two_readings_of_a_counter() {
         let start = Instant::now();
-        let time = Timestamp::now();
         let later = start + Duration::from_secs(10);
         let mut samples = Samples::default();
         samples.record(
-            Some(1_000),
-            vec![(meta("u1", "a", "app"), 5_000_000_000)],
-            start,
-            time,
-        );
-        let first = samples.summary("n", time, None, |_, _| Some(1));
-        assert_eq!(
-            first.pods[0].containers[0]
-                .cpu
-                .as_ref()
-                .unwrap()
-                .usage_nano_cores,
+            Some(cpu(1_000, start)),
             None,
-            "one sample gives no rate"
+            vec![reading("u1", "a", 5_000_000_000, start)],
         );
+        let first = samples.summary("n");
+        assert_eq!(nano_cores(&first, "u1"), None, "one reading gives no rate");
         assert_eq!(first.node.cpu.as_ref().unwrap().usage_nano_cores, None);
 
         // 2.5 CPU-seconds in 10 s: a quarter of a core. A container seen for the first time has no rate.
         samples.record(
-            Some(1_000 + 20_000_000_000),
+            Some(cpu(1_000 + 20_000_000_000, later)),
+            None,
             vec![
-                (meta("u1", "a", "app"), 7_500_000_000),
-                (meta("u2", "b", "new"), 1),
+                reading("u1", "a", 7_500_000_000, later),
+                reading("u2", "b", 1, later),
             ],
-            later,
-            time,
         );
-        let second = samples.summary("n", time, None, |_, id| (id == "a").then_some(42));
+        let second = samples.summary("n");
         assert_eq!(
             second.node.cpu.as_ref().unwrap().usage_nano_cores,
             Some(2_000_000_000)
         );
-        let container = |uid: &str| {
-            second
-                .pods
-                .iter()
-                .find(|p| p.pod_ref.uid == uid)
-                .unwrap()
-                .containers[0]
-                .clone()
-        };
-        let a = container("u1");
-        assert_eq!(a.cpu.unwrap().usage_nano_cores, Some(250_000_000));
-        assert_eq!(a.memory.unwrap().working_set_bytes, Some(42));
-        let b = container("u2");
-        assert_eq!(b.cpu.unwrap().usage_nano_cores, None);
-        assert!(b.memory.is_none(), "its cgroup could not be read");
+        assert_eq!(nano_cores(&second, "u1"), Some(250_000_000));
+        assert_eq!(nano_cores(&second, "u2"), None);
+        let memory = second.pods[0].containers[0].memory.clone().unwrap();
+        assert_eq!(memory.working_set_bytes, Some(42));
+        assert_eq!(memory.time, "2026-11-25T10:00:10Z");
 
         // A container that stopped running is forgotten; one whose counter went back starts over.
         samples.record(
             None,
-            vec![(meta("u1", "a", "app"), 10)],
-            later + Duration::from_secs(10),
-            time,
+            None,
+            vec![reading("u1", "a", 10, later + Duration::from_secs(10))],
         );
-        let third = samples.summary("n", time, None, |_, _| None);
+        let third = samples.summary("n");
         assert_eq!(third.pods.len(), 1);
-        assert_eq!(
-            third.pods[0].containers[0]
-                .cpu
-                .as_ref()
-                .unwrap()
-                .usage_nano_cores,
-            None
-        );
+        assert_eq!(nano_cores(&third, "u1"), None);
         assert!(third.node.cpu.is_none());
     }
 
     #[test]
     fn containers_are_grouped_by_pod_in_name_order() {
         let now = Instant::now();
-        let time = Timestamp::now();
         let mut samples = Samples::default();
+        let named = |uid: &str, id: &str, container: &str| ContainerReading {
+            meta: meta(uid, id, container),
+            cpu: cpu(1, now),
+            working_set: None,
+        };
         samples.record(
             None,
+            None,
             vec![
-                (meta("u1", "z", "web"), 1),
-                (meta("u1", "y", "sidecar"), 1),
-                (meta("u2", "x", "web"), 1),
+                named("u1", "z", "web"),
+                named("u1", "y", "sidecar"),
+                named("u2", "x", "web"),
             ],
-            now,
-            time,
         );
-        let summary = samples.summary("n", time, None, |_, _| None);
+        let summary = samples.summary("n");
         let pods: Vec<(&str, Vec<&str>)> = summary
             .pods
             .iter()
@@ -365,18 +409,30 @@ mod tests {
             pods,
             vec![("pod-u1", vec!["sidecar", "web"]), ("pod-u2", vec!["web"])]
         );
+        assert!(summary.pods[0].containers[0].memory.is_none());
     }
 
     #[test]
-    fn machine_memory_working_set_is_what_is_not_available() {
+    fn the_machines_working_set_is_its_root_cgroups_or_else_what_is_not_available() {
         let meminfo =
             "MemTotal:        4000 kB\nMemFree:          1000 kB\nMemAvailable:     3000 kB\n";
         let memory = MachineMemory::parse(meminfo).unwrap();
-        let summary = Samples::default().summary("n", Timestamp::now(), Some(memory), |_, _| None);
-        let node = summary.node.memory.unwrap();
-        assert_eq!(node.working_set_bytes, Some(1000 * 1024));
-        assert_eq!(node.available_bytes, Some(3000 * 1024));
-        assert_eq!(node.usage_bytes, Some(3000 * 1024));
+        let time = Timestamp::now();
+        let from_meminfo = memory.stats(None, time);
+        assert_eq!(from_meminfo.working_set_bytes, Some(1000 * 1024));
+        assert_eq!(from_meminfo.available_bytes, Some(3000 * 1024));
+        assert_eq!(from_meminfo.usage_bytes, Some(3000 * 1024));
+        assert_eq!(memory.stats(Some(7), time).working_set_bytes, Some(7));
         assert!(MachineMemory::parse("MemTotal: 1 kB\n").is_none());
+    }
+
+    #[test]
+    fn the_machines_cpu_time_from_proc_stat_leaves_out_idle_and_iowait() {
+        let stat = "cpu  100 2 30 5000 40 1 2 3 0 0\ncpu0 50 1 15 2500 20 0 1 1 0 0\n";
+        assert_eq!(
+            machine_cpu_from_proc_stat(stat),
+            Some((100 + 2 + 30 + 1 + 2 + 3) * 10_000_000)
+        );
+        assert_eq!(machine_cpu_from_proc_stat("intr 1 2\n"), None);
     }
 }
