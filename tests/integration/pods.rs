@@ -554,6 +554,15 @@ spec:
         nix::sys::statfs::TMPFS_MAGIC
     );
     assert!(run_dir.join("containers").join(&id).is_dir());
+    // A pod cgroup the killed agent had not removed yet, of a pod that is gone.
+    let orphan = pod_cgroup::path("0f0f0f0f-dead-4bad-8bad-0f0f0f0f0f0f");
+    let orphan_dirs: Vec<_> = ["memory", "cpu"]
+        .iter()
+        .map(|c| controller_dir(Path::new(ROOT), c, &orphan))
+        .collect();
+    for dir in &orphan_dirs {
+        std::fs::create_dir_all(dir).unwrap();
+    }
     s.spawn();
     s.eventually(
         "finisher's exit is reported",
@@ -591,6 +600,14 @@ spec:
     );
     assert_eq!(jsonpath(&s, "survivor", ready_since), survivor_ready_since);
     assert!(nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_ok());
+    // Housekeeping removes the orphan's cgroup, and only it.
+    s.eventually(
+        "the orphaned pod cgroup is removed",
+        Duration::from_secs(30),
+        || orphan_dirs.iter().all(|d| !d.exists()),
+    );
+    let survivor_uid = jsonpath(&s, "survivor", "{.metadata.uid}");
+    assert!(controller_dir(Path::new(ROOT), "memory", &pod_cgroup::path(&survivor_uid)).is_dir());
 }
 
 /// The pids of the `orch shim-launcher` children of process `parent`.

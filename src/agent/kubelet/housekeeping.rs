@@ -3,8 +3,8 @@
 //!   syntax and defaults as kubelet's);
 //! - image garbage collection when the image filesystem fills up (kubelet's 85 % / 80 % thresholds),
 //!   and, when a threshold stays crossed after that, the eviction of one pod per round (`eviction.rs`);
-//! - the removal of pod cgroups that were still in use when their pod was released, and of pod networks
-//!   whose removal failed;
+//! - the removal of pod cgroups that were still in use when their pod was released or that belong to no
+//!   pod the node knows (left by an agent that stopped first), and of pod networks whose removal failed;
 //! - the node's network rules, put back when something outside changed them.
 
 use std::collections::{BTreeMap, HashSet};
@@ -296,6 +296,7 @@ pub(super) async fn run(
         });
         eviction::evict_one(&kubelet, &crossed);
         kubelet.evict_past_storage_limits();
+        find_orphaned_cgroups(&kubelet);
         remove_leftover_cgroups(&kubelet);
         remove_leftover_sandboxes(&kubelet).await;
         match kubelet.network.remove_stray_veths().await {
@@ -329,6 +330,41 @@ pub(super) async fn run(
             remove_leftover_cgroups(&kubelet);
             return;
         }
+    }
+}
+
+/// Marks for removal the pod cgroups of pods the node no longer knows, as kubelet cleans up orphaned pod
+/// cgroups: those an agent that stopped or was killed left before it could remove them.
+fn find_orphaned_cgroups(kubelet: &Kubelet) {
+    let mut known: HashSet<String> = kubelet
+        .known
+        .lock()
+        .expect("lock")
+        .values()
+        .filter_map(|pod| pod.metadata.uid.clone())
+        .collect();
+    known.extend(
+        kubelet
+            .pods
+            .list()
+            .iter()
+            .filter_map(|p| p.metadata.uid.clone()),
+    );
+    known.extend(kubelet.runtime.list().into_iter().map(|m| m.pod_uid));
+    let orphans: Vec<String> = pod_cgroup::pod_uids(Path::new(pod_cgroup::ROOT))
+        .into_iter()
+        .filter(|uid| !known.contains(uid))
+        .collect();
+    if !orphans.is_empty() {
+        tracing::info!(
+            pods = orphans.len(),
+            "removing the cgroups of pods that are gone"
+        );
+        kubelet
+            .leftover_cgroups
+            .lock()
+            .expect("lock")
+            .extend(orphans);
     }
 }
 

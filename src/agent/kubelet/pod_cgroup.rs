@@ -4,6 +4,7 @@
 //! (memory, cpu, pids, …) has its own copy of the directory; on cgroup v2 there is one. A resize
 //! writes new limits into the pod's and its containers' cgroups, in an order the kernel accepts.
 
+use std::collections::BTreeSet;
 use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
 
@@ -309,6 +310,33 @@ fn write(dir: &Path, file: &str, value: &str) -> Result<(), CgroupError> {
     std::fs::write(&path, value).map_err(io_error("writing", &path))
 }
 
+/// The uids of the pods that have a cgroup under the agent's parent cgroup, in any hierarchy.
+pub fn pod_uids(root: &Path) -> BTreeSet<String> {
+    let parent = path("");
+    let parent = parent.trim_start_matches('/');
+    let (parent_dir, prefix) = parent.split_once('/').unwrap_or(("", parent));
+    let hierarchies = std::fs::read_dir(root)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|h| h.path());
+    std::iter::once(root.to_path_buf())
+        .chain(hierarchies)
+        .flat_map(|h| {
+            std::fs::read_dir(h.join(parent_dir))
+                .into_iter()
+                .flatten()
+                .flatten()
+        })
+        .filter(|entry| entry.file_type().is_ok_and(|t| t.is_dir()))
+        .filter_map(|entry| {
+            let name = entry.file_name();
+            Some(name.to_str()?.strip_prefix(prefix)?.replace('_', "-"))
+        })
+        .filter(|uid| !uid.is_empty())
+        .collect()
+}
+
 /// Removes the pod's cgroup directories, with the containers' own that are empty, under the v1
 /// hierarchies and the unified one; whether none is left. What still holds a process stays: a shim
 /// deletes its container (and that container's cgroup) in its own time, so the kubelet tries again.
@@ -469,6 +497,23 @@ mod tests {
         assert_eq!(cpu_usage(v2.path(), "/orch/podu/c"), Some(12_000));
         assert_eq!(working_set(v2.path(), "/orch/podu/c"), Some(7000));
         assert_eq!(cpu_usage(v2.path(), ""), None);
+    }
+
+    #[test]
+    fn pod_uids_are_found_in_every_hierarchy() {
+        let root = tempfile::tempdir().unwrap();
+        for dir in [
+            "memory/orch/poda1_b2",
+            "cpu/orch/poda1_b2",
+            "pids/orch/podc3",
+            "orch/podd4",
+            "memory/orch/unrelated",
+        ] {
+            std::fs::create_dir_all(root.path().join(dir)).unwrap();
+        }
+        std::fs::write(root.path().join("memory/orch/pode5"), "").unwrap();
+        let found: Vec<String> = pod_uids(root.path()).into_iter().collect();
+        assert_eq!(found, ["a1-b2", "c3", "d4"]);
     }
 
     #[test]
