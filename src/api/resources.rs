@@ -694,6 +694,11 @@ pub fn groups() -> Vec<(&'static str, Vec<&'static str>)> {
     out
 }
 
+/// Whether `info` is one of the resources the nodes report.
+pub fn is_node_reported(info: &ResourceInfo) -> bool {
+    NODE_REPORTED.iter().any(|r| std::ptr::eq(r, info))
+}
+
 /// A resource the nodes report, by its group, version and plural.
 pub fn find_node_reported(
     group: &str,

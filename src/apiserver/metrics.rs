@@ -12,11 +12,11 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::StreamExt;
-use http::{Method, Response, StatusCode};
+use http::{Response, StatusCode};
 use serde_json::{json, Value};
 
 use super::handlers::{list_options, table_response, wants_table};
-use super::request::Target;
+use super::request::{RequestError, ResourceRequest, Verb};
 use super::status::ApiError;
 use super::{json_response, ApiServer, Body, Query, RequestContext};
 use crate::api::meta::{self, format_time};
@@ -29,34 +29,20 @@ const NODE_TIMEOUT: Duration = Duration::from_secs(10);
 
 pub(super) async fn serve(
     server: &Arc<ApiServer>,
-    method: &Method,
-    target: &Target,
+    r: &ResourceRequest,
     q: &Query,
     ctx: &RequestContext,
 ) -> Result<Response<Body>, ApiError> {
-    let Target::Resource {
-        group,
-        version,
-        namespace,
-        plural,
-        name,
-        subresource,
-    } = target
-    else {
-        return Err(ApiError::not_found_path());
-    };
-    let info = resources::find_node_reported(group, version, plural)
-        .filter(|info| subresource.is_none() && (info.namespaced || namespace.is_none()))
-        .ok_or_else(ApiError::not_found_path)?;
-    if *method != Method::GET || q.flag("watch") {
+    if !matches!(r.verb, Verb::Get | Verb::List) {
         return Err(ApiError::MethodNotAllowed(
-            "the server does not allow this method on the requested resource".into(),
+            RequestError::MethodNotAllowed.to_string(),
         ));
     }
-    let namespace = namespace.as_deref();
+    let info = r.info;
+    let namespace = r.namespace.as_deref();
     let now = server.registry().now();
     let is_node = info.kind == "NodeMetrics";
-    if let Some(name) = name {
+    if let Some(name) = &r.name {
         let mut item = if is_node {
             node_metrics_named(server, info, name).await?
         } else {

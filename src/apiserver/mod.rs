@@ -245,9 +245,6 @@ impl ApiServer {
             Target::Discovery { .. } if req.method() == Method::GET => {
                 self.serve_discovery(&target, &ctx)
             }
-            Target::Resource { group, .. } if group == "metrics.k8s.io" => {
-                metrics::serve(self, req.method(), &target, &query, &ctx).await
-            }
             Target::Resource { .. } => {
                 let resource = request::resolve(req.method(), &target, query.flag("watch"))
                     .map_err(|e| match e {
@@ -256,6 +253,9 @@ impl ApiServer {
                             ApiError::MethodNotAllowed(e.to_string())
                         }
                     })?;
+                if crate::api::resources::is_node_reported(resource.info) {
+                    return metrics::serve(self, &resource, &query, &ctx).await;
+                }
                 let namespace = resource.namespace.clone().unwrap_or_default();
                 let name = resource.name.clone().unwrap_or_default();
                 match resource.subresource.as_deref() {

@@ -153,7 +153,9 @@ pub fn resolve(
                 subresource.clone(),
             ),
         };
-    let info = resources::find(group, version, &plural).ok_or(RequestError::NotFound)?;
+    let info = resources::find(group, version, &plural)
+        .or_else(|| resources::find_node_reported(group, version, &plural))
+        .ok_or(RequestError::NotFound)?;
     if let Some(sub) = &subresource {
         if info.subresource(sub).is_none() {
             return Err(RequestError::NotFound);
@@ -187,6 +189,23 @@ pub fn resolve(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn resources_the_nodes_report_resolve_like_stored_ones() {
+        let t = parse_path("/apis/metrics.k8s.io/v1beta1/namespaces/default/pods/web");
+        let r = resolve(&Method::GET, &t, false).unwrap();
+        assert_eq!((r.info.kind, r.verb), ("PodMetrics", Verb::Get));
+        assert!(crate::api::resources::is_node_reported(r.info));
+        let nodes_in_namespace =
+            parse_path("/apis/metrics.k8s.io/v1beta1/namespaces/default/nodes");
+        assert_eq!(
+            resolve(&Method::GET, &nodes_in_namespace, false).err(),
+            Some(RequestError::NotFound)
+        );
+        assert!(!crate::api::resources::is_node_reported(
+            crate::api::resources::find("", "v1", "pods").unwrap()
+        ));
+    }
 
     #[test]
     fn parses_resource_paths() {
