@@ -166,17 +166,29 @@ async fn wait_for_released_pods(data_dir: &Path) {
     let bridge_ports = Path::new("/sys/class/net")
         .join(orch::agent::network::DEFAULT_BRIDGE)
         .join("brif");
-    let any_in = |dir: &Path| std::fs::read_dir(dir).is_ok_and(|mut d| d.next().is_some());
+    let count_in = |dir: &Path| std::fs::read_dir(dir).map_or(0, |d| d.count());
     let started = Instant::now();
-    while any_in(&containers) || any_in(&namespaces) || any_in(&bridge_ports) || pod_cgroups() > 0 {
+    loop {
+        let left = [
+            count_in(&containers),
+            count_in(&namespaces),
+            count_in(&bridge_ports),
+            pod_cgroups(),
+        ];
+        if left == [0; 4] {
+            return;
+        }
         assert!(
             started.elapsed() < Duration::from_secs(120),
-            "pods left on the node: containers in {}, network namespaces in {}, ports in {}, {} pod \
-             cgroups",
+            "pods left on the node: {} containers in {}, {} network namespaces in {}, {} ports in {}, \
+             {} pod cgroups",
+            left[0],
             containers.display(),
+            left[1],
             namespaces.display(),
+            left[2],
             bridge_ports.display(),
-            pod_cgroups()
+            left[3]
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }

@@ -191,6 +191,23 @@ fn image_user(user: &str, passwd: &str) -> Result<(u32, u32, Option<String>), St
     }
 }
 
+/// Why a container's config cannot be made, by what refuses it in Kubernetes: kubelet, while it makes the
+/// config (`CreateContainerConfigError`), or the runtime, which resolves the image's user itself
+/// (`CreateContainerError`).
+#[derive(Debug, PartialEq, thiserror::Error)]
+pub enum BuildError {
+    #[error("{0}")]
+    Config(String),
+    #[error("{0}")]
+    Runtime(String),
+}
+
+impl From<String> for BuildError {
+    fn from(message: String) -> Self {
+        BuildError::Config(message)
+    }
+}
+
 /// The identity a container's first process starts with, as containerd's CRI plugin gives it.
 #[derive(Debug, PartialEq)]
 struct Identity {
@@ -211,7 +228,7 @@ fn identity(
     image_user_field: &str,
     layers: &[PathBuf],
     volume_groups: &[u32],
-) -> Result<Identity, String> {
+) -> Result<Identity, BuildError> {
     let sc = container.security_context.as_ref();
     let pod_sc = pod.spec.as_ref().and_then(|s| s.security_context.as_ref());
     let run_as_user = sc
@@ -235,7 +252,7 @@ fn identity(
         None if image_user_part.is_empty() => "0".into(),
         None => image_user_part.to_string(),
     };
-    let (uid, mut gid, home) = image_user(&user, &passwd)?;
+    let (uid, mut gid, home) = image_user(&user, &passwd).map_err(BuildError::Runtime)?;
     if let Some(g) = run_as_group {
         gid = g as u32;
     }
@@ -467,7 +484,7 @@ pub fn oom_score_adj(pod: &Pod, container: &Container, node_memory: i64) -> i32 
     }
 }
 
-pub fn build(inputs: Inputs) -> Result<ContainerConfig, String> {
+pub fn build(inputs: Inputs) -> Result<ContainerConfig, BuildError> {
     let Inputs {
         pod,
         hostname,
@@ -540,7 +557,7 @@ pub fn build(inputs: Inputs) -> Result<ContainerConfig, String> {
 
     let args = argv(container, image, &env);
     if args.is_empty() {
-        return Err("no command specified".into());
+        return Err(BuildError::Config("no command specified".into()));
     }
     let cwd = container
         .working_dir
@@ -708,7 +725,9 @@ mod tests {
         assert_eq!(of("1000:1000", &[]), Ok((1000, 0, None)));
         assert_eq!(
             of("nobody", &layers),
-            Err("unable to find user nobody: no matching entries in passwd file".into())
+            Err(BuildError::Runtime(
+                "unable to find user nobody: no matching entries in passwd file".into()
+            ))
         );
     }
 
@@ -815,24 +834,30 @@ mod tests {
         let which = "(pod: \"p_ns(u1)\", container: c)";
         assert_eq!(
             check(None, "").unwrap_err(),
-            format!("container has runAsNonRoot and image will run as root {which}")
+            BuildError::Config(format!(
+                "container has runAsNonRoot and image will run as root {which}"
+            ))
         );
         assert_eq!(
             check(None, "0:5").unwrap_err(),
-            format!("container has runAsNonRoot and image will run as root {which}")
+            BuildError::Config(format!(
+                "container has runAsNonRoot and image will run as root {which}"
+            ))
         );
         // A name could be anyone, root included: kubelet cannot tell, so it refuses.
         assert_eq!(
             check(None, "app").unwrap_err(),
-            format!(
+            BuildError::Config(format!(
                 "container has runAsNonRoot and image has non-numeric user (app), cannot verify \
                  user is non-root {which}"
-            )
+            ))
         );
         assert_eq!(check(None, "1000:1000"), Ok(1000));
         assert_eq!(
             check(Some(0), "1000").unwrap_err(),
-            format!("container's runAsUser breaks non-root policy {which}")
+            BuildError::Config(format!(
+                "container's runAsUser breaks non-root policy {which}"
+            ))
         );
         // runAsUser decides alone: the image's user is not even looked up.
         assert_eq!(check(Some(1000), "app"), Ok(1000));
@@ -1119,7 +1144,10 @@ mod tests {
         let err = build_plain(&non_root, vec![]).unwrap_err();
         assert_eq!(
             err,
-            "container's runAsUser breaks non-root policy (pod: \"web_()\", container: c)"
+            BuildError::Config(
+                "container's runAsUser breaks non-root policy (pod: \"web_()\", container: c)"
+                    .into()
+            )
         );
     }
 

@@ -17,6 +17,7 @@ use serde_json::json;
 use sha2::{Digest, Sha256};
 
 use super::backoff::{self, Decision};
+use super::container::BuildError;
 use super::env::Sources;
 use super::plan::{self, Action, Run, Runs};
 use super::status::{self, Blocked, Observed, Waiting};
@@ -1532,6 +1533,15 @@ impl Kubelet {
             Ok(hostname) => hostname,
             Err(message) => return Err(self.failed(pod, &c.name, config_error(message))),
         };
+        let create_error = |message: String| {
+            StartFailure::Waiting(
+                Waiting {
+                    reason: "CreateContainerError".into(),
+                    message,
+                },
+                Duration::from_secs(5),
+            )
+        };
         let config = match container::build(container::Inputs {
             pod,
             hostname,
@@ -1549,7 +1559,12 @@ impl Kubelet {
             seccomp_profile_root: &self.config.data_dir.join(SECCOMP_PROFILES),
         }) {
             Ok(config) => config,
-            Err(message) => return Err(self.failed(pod, &c.name, config_error(message))),
+            Err(BuildError::Config(message)) => {
+                return Err(self.failed(pod, &c.name, config_error(message)))
+            }
+            Err(BuildError::Runtime(message)) => {
+                return Err(self.failed(pod, &c.name, create_error(message)))
+            }
         };
         let meta = ContainerMeta {
             id: id.clone(),
@@ -1574,15 +1589,6 @@ impl Kubelet {
                 supplemental_groups: config.additional_gids.clone(),
             }),
             resources: Some(config.resources.clone()),
-        };
-        let create_error = |message: String| {
-            StartFailure::Waiting(
-                Waiting {
-                    reason: "CreateContainerError".into(),
-                    message,
-                },
-                Duration::from_secs(5),
-            )
         };
         // Directories, files flushed to disk and a mount: off the async workers, which the API server
         // shares.
