@@ -1,5 +1,5 @@
 //! API types without I/O: the resource table, typed decoding, metadata accessors, selectors, field sets,
-//! defaults, validation, quantities and version conversion.
+//! defaults, validation, quantities, pod resource sums and version conversion.
 
 pub mod conversion;
 pub mod defaults;
@@ -8,6 +8,7 @@ pub mod fieldset;
 pub mod kubelet;
 pub mod logs;
 pub mod meta;
+pub mod pod_resources;
 pub mod portforward;
 pub mod quantity;
 pub mod quota;

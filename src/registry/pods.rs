@@ -4,7 +4,7 @@
 use serde_json::{json, Value};
 
 use crate::api::meta;
-use crate::api::quantity::Quantity;
+use crate::api::pod_resources;
 use crate::api::resources::ResourceInfo;
 
 use super::errors::RegistryError;
@@ -17,7 +17,7 @@ impl Strategy for PodStrategy {
     fn prepare_for_create(&self, info: &ResourceInfo, obj: &mut Value) {
         generic::prepare_for_create(info, obj);
         add_default_tolerations(&mut obj["spec"]);
-        let qos = qos_class(&obj["spec"]);
+        let qos = pod_resources::qos_class(&obj["spec"]);
         obj["status"] = json!({"phase": "Pending", "qosClass": qos});
     }
 
@@ -122,8 +122,13 @@ pub fn validate_resize(new: &Value, old: &Value) -> Vec<crate::api::validation::
     let old_qos = old["status"]["qosClass"]
         .as_str()
         .filter(|q| !q.is_empty())
-        .unwrap_or_else(|| qos_class(&old["spec"]));
-    crate::api::validation::validate_pod_resize(new, old, old_qos, qos_class(&new["spec"]))
+        .unwrap_or_else(|| pod_resources::qos_class(&old["spec"]));
+    crate::api::validation::validate_pod_resize(
+        new,
+        old,
+        old_qos,
+        pod_resources::qos_class(&new["spec"]),
+    )
 }
 
 /// The taints the DefaultTolerationSeconds admission plugin makes every pod tolerate for five minutes, so a
@@ -204,76 +209,6 @@ pub fn bind(pod: &Value, binding: &Value, now: jiff::Timestamp) -> Result<Value,
     Ok(out)
 }
 
-/// Kubernetes' QoS classes: Guaranteed when every container limits cpu and memory with equal requests,
-/// BestEffort when nothing requests or limits anything, Burstable otherwise. Pod-level resources, when
-/// the pod states them for CPU or memory, decide alone (`ComputePodQOS`); zero amounts count as
-/// unstated.
-pub fn qos_class(spec: &Value) -> &'static str {
-    {
-        let stated = |list: &Value| -> Vec<(String, Value)> {
-            list.as_object()
-                .into_iter()
-                .flatten()
-                .filter(|(name, q)| {
-                    (*name == "cpu" || *name == "memory")
-                        && Quantity::try_from(*q).is_ok_and(|q| !q.is_zero() && !q.is_negative())
-                })
-                .map(|(name, q)| (name.clone(), q.clone()))
-                .collect()
-        };
-        let requests = stated(&spec["resources"]["requests"]);
-        let limits = stated(&spec["resources"]["limits"]);
-        let same = |a: &Value, b: &Value| {
-            matches!((Quantity::try_from(a), Quantity::try_from(b)),
-                (Ok(a), Ok(b)) if a.minus(&b).is_zero())
-        };
-        if !(requests.is_empty() && limits.is_empty()) {
-            return if limits.len() == 2
-                && requests.len() == limits.len()
-                && requests.iter().all(|(name, request)| {
-                    limits
-                        .iter()
-                        .any(|(limit_name, limit)| limit_name == name && same(request, limit))
-                }) {
-                "Guaranteed"
-            } else {
-                "Burstable"
-            };
-        }
-    }
-    let containers: Vec<&Value> = ["initContainers", "containers"]
-        .iter()
-        .flat_map(|field| spec[*field].as_array().into_iter().flatten())
-        .collect();
-    let mut any = false;
-    let mut guaranteed = true;
-    for c in containers {
-        let requests = c["resources"]["requests"].as_object();
-        let limits = c["resources"]["limits"].as_object();
-        let relevant = |m: Option<&serde_json::Map<String, Value>>| {
-            m.map(|m| m.keys().any(|k| k == "cpu" || k == "memory"))
-                .unwrap_or(false)
-        };
-        if relevant(requests) || relevant(limits) {
-            any = true;
-        }
-        for resource in ["cpu", "memory"] {
-            let limit = limits.and_then(|l| l.get(resource));
-            let request = requests.and_then(|r| r.get(resource)).or(limit);
-            if limit.is_none() || request != limit {
-                guaranteed = false;
-            }
-        }
-    }
-    if !any {
-        "BestEffort"
-    } else if guaranteed {
-        "Guaranteed"
-    } else {
-        "Burstable"
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -330,46 +265,6 @@ mod tests {
         let mut everything = json!({"tolerations": [{"operator": "Exists"}]});
         add_default_tolerations(&mut everything);
         assert_eq!(everything["tolerations"].as_array().unwrap().len(), 1);
-    }
-
-    #[test]
-    fn qos_classes() {
-        assert_eq!(
-            qos_class(&json!({"containers":[{"name":"a"}]})),
-            "BestEffort"
-        );
-        assert_eq!(
-            qos_class(&json!({"containers":[{"resources":{"limits":{"cpu":"1","memory":"1Gi"}}}]})),
-            "Guaranteed"
-        );
-        assert_eq!(
-            qos_class(&json!({"containers":[{"resources":{"requests":{"cpu":"1"}}}]})),
-            "Burstable"
-        );
-        // Pod-level resources decide alone: Guaranteed whatever the containers say, when both are
-        // stated with equal requests; zero is unstated.
-        let pod_level = |resources: Value| {
-            qos_class(&json!({"resources": resources,
-                "containers":[{"resources":{"requests":{"cpu":"1"}}}]}))
-        };
-        let both = json!({"cpu": "1", "memory": "1Gi"});
-        assert_eq!(
-            pod_level(json!({"limits": both, "requests": {"cpu": "1000m", "memory": "1Gi"}})),
-            "Guaranteed"
-        );
-        assert_eq!(
-            pod_level(json!({"limits": both, "requests": {"cpu": "500m", "memory": "1Gi"}})),
-            "Burstable"
-        );
-        assert_eq!(
-            pod_level(json!({"limits": {"cpu": "1", "memory": "0"}, "requests": {"cpu": "1"}})),
-            "Burstable"
-        );
-        assert_eq!(pod_level(json!({})), "Burstable", "the containers decide");
-        assert_eq!(
-            qos_class(&json!({"resources": {"limits": {"memory": "0"}}, "containers": [{}]})),
-            "BestEffort"
-        );
     }
 
     #[test]

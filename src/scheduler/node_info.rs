@@ -14,12 +14,13 @@ use std::sync::Arc;
 
 use k8s_openapi::api::apps::v1::{ReplicaSet, StatefulSet};
 use k8s_openapi::api::core::v1::{
-    Container, Namespace, Node, Pod, PodAffinityTerm, ReplicationController, Service,
+    Namespace, Node, Pod, PodAffinityTerm, ReplicationController, Service,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 
-use crate::api::quantity::parse_quantity;
+use crate::api::pod_resources;
+use crate::api::quantity::{parse_quantity, Quantity as ParsedQuantity, QuantityFormat};
 use crate::api::selector::{self, Operator, Requirement};
 
 /// CPU a container without a CPU request is assumed to use when spreading by load (100m).
@@ -124,17 +125,8 @@ fn millis_of(list: Option<&BTreeMap<String, Quantity>>) -> Millis {
     out
 }
 
-fn add_millis(acc: &mut Millis, other: &Millis) {
-    for (name, v) in other {
-        *acc.entry(name.clone()).or_default() += v;
-    }
-}
-
-fn max_millis(acc: &mut Millis, other: &Millis) {
-    for (name, v) in other {
-        let slot = acc.entry(name.clone()).or_default();
-        *slot = (*slot).max(*v);
-    }
+fn clamp_i64(v: i128) -> i64 {
+    v.clamp(i64::MIN as i128, i64::MAX as i128) as i64
 }
 
 fn div_away_from_zero(value: i128, divisor: i128) -> i128 {
@@ -146,111 +138,40 @@ fn div_away_from_zero(value: i128, divisor: i128) -> i128 {
     }
 }
 
-fn clamp_i64(v: i128) -> i64 {
-    v.clamp(i64::MIN as i128, i64::MAX as i128) as i64
-}
-
-fn is_restartable_init_container(c: &Container) -> bool {
-    c.restart_policy.as_deref() == Some("Always")
-}
-
-/// Pod-level requests count only for these (`IsSupportedPodLevelResource`).
-fn is_pod_level_resource(name: &str) -> bool {
-    name == RESOURCE_CPU || name == RESOURCE_MEMORY || name.starts_with("hugepages-")
-}
-
 fn pod_level_requests_set(pod: &Pod) -> bool {
     pod.spec
         .as_ref()
         .and_then(|s| s.resources.as_ref())
         .and_then(|r| r.requests.as_ref())
-        .is_some_and(|r| r.keys().any(|k| is_pod_level_resource(k)))
+        .is_some_and(|r| {
+            r.keys()
+                .any(|k| pod_resources::is_supported_pod_level_resource(k))
+        })
 }
 
-/// A pod's effective requests (`resourcehelper.PodRequests`): the sum of its app containers and
-/// sidecars (init containers with `restartPolicy: Always`), or the largest single init container plus
-/// the sidecars started before it if that is more, per resource; pod-level requests replace the CPU,
-/// memory and hugepages figures when set; the RuntimeClass overhead is added. `defaults` fills in a
-/// request a container does not state at all (`NonMissingContainerRequests`).
-fn pod_requests(pod: &Pod, defaults: &[(&str, i128)]) -> Millis {
-    let Some(spec) = pod.spec.as_ref() else {
-        return Millis::new();
+/// A pod's effective requests (`resourcehelper.PodRequests`), a resize under way counted at its larger
+/// side; `defaults` fills in a request a container does not state at all (`NonMissingContainerRequests`).
+fn pod_requests(pod: &Pod, defaults: &[(&str, ParsedQuantity)]) -> Millis {
+    let options = pod_resources::Options {
+        use_status_resources: true,
+        non_missing_requests: defaults,
+        ..Default::default()
     };
-    let container_requests = |c: &Container| {
-        let mut r = resized_container_requests(pod, c);
-        for (name, value) in defaults {
-            r.entry((*name).to_string()).or_insert(*value);
-        }
-        r
-    };
-    let mut result = Millis::new();
-    for c in &spec.containers {
-        add_millis(&mut result, &container_requests(c));
-    }
-    let mut sidecars = Millis::new();
-    let mut init_peak = Millis::new();
-    for c in spec.init_containers.iter().flatten() {
-        let mut r = container_requests(c);
-        if is_restartable_init_container(c) {
-            add_millis(&mut result, &r);
-            add_millis(&mut sidecars, &r);
-            max_millis(&mut init_peak, &sidecars);
-        } else {
-            add_millis(&mut r, &sidecars);
-            max_millis(&mut init_peak, &r);
-        }
-    }
-    max_millis(&mut result, &init_peak);
-    if pod_level_requests_set(pod) {
-        let pod_level = millis_of(spec.resources.as_ref().and_then(|r| r.requests.as_ref()));
-        for (name, v) in pod_level {
-            if is_pod_level_resource(&name) {
-                result.insert(name, v);
-            }
-        }
-    }
-    add_millis(&mut result, &millis_of(spec.overhead.as_ref()));
-    result
+    pod_resources::pod_requests(pod, &options)
+        .into_iter()
+        .map(|(name, q)| (name, q.to_millis()))
+        .collect()
 }
 
-/// A container's requests while its pod may be resized in place (`determineContainerReqs`): the most
-/// of what its spec asks, what its node allocated to it and what it runs with, so that a resize under
-/// way is counted at its larger side; a resize the node found infeasible is not counted at all.
-fn resized_container_requests(pod: &Pod, c: &Container) -> Millis {
-    let spec_requests = millis_of(c.resources.as_ref().and_then(|r| r.requests.as_ref()));
-    let plain_init = !is_restartable_init_container(c)
-        && pod
-            .spec
-            .as_ref()
-            .and_then(|s| s.init_containers.as_ref())
-            .is_some_and(|l| l.iter().any(|i| i.name == c.name));
-    let Some(status) = pod.status.as_ref().filter(|_| !plain_init) else {
-        return spec_requests;
-    };
-    let reported = status
-        .container_statuses
-        .iter()
-        .flatten()
-        .chain(status.init_container_statuses.iter().flatten())
-        .find(|s| s.name == c.name);
-    let Some(running) = reported.and_then(|s| s.resources.as_ref().map(|r| (s, r))) else {
-        return spec_requests;
-    };
-    let (reported, resources) = running;
-    let infeasible = status.conditions.iter().flatten().any(|condition| {
-        condition.type_ == "PodResizePending" && condition.reason.as_deref() == Some("Infeasible")
-    });
-    let mut requests = if infeasible {
-        Millis::new()
-    } else {
-        spec_requests
-    };
-    max_millis(&mut requests, &millis_of(resources.requests.as_ref()));
-    max_millis(
-        &mut requests,
-        &millis_of(reported.allocated_resources.as_ref()),
-    );
-    requests
+fn default_cpu_request() -> ParsedQuantity {
+    ParsedQuantity::from_nano_units(
+        i128::from(DEFAULT_MILLI_CPU_REQUEST) * 1_000_000,
+        QuantityFormat::DecimalSi,
+    )
+}
+
+fn default_memory_request() -> ParsedQuantity {
+    ParsedQuantity::from_units(i128::from(DEFAULT_MEMORY_REQUEST), QuantityFormat::BinarySi)
 }
 
 /// The requests NodeResourcesFit scores an incoming pod with under LeastAllocated/MostAllocated: every
@@ -259,8 +180,8 @@ pub fn pod_requests_for_scoring(pod: &Pod) -> (i64, i64) {
     let r = pod_requests(
         pod,
         &[
-            (RESOURCE_CPU, DEFAULT_MILLI_CPU_REQUEST as i128),
-            (RESOURCE_MEMORY, DEFAULT_MEMORY_REQUEST as i128 * 1000),
+            (RESOURCE_CPU, default_cpu_request()),
+            (RESOURCE_MEMORY, default_memory_request()),
         ],
     );
     let res = Resource::from_millis(&r);
@@ -482,7 +403,7 @@ impl PodInfo {
                 .init_containers
                 .iter()
                 .flatten()
-                .filter(|c| is_restartable_init_container(c));
+                .filter(|c| c.restart_policy.as_deref() == Some("Always"));
             for c in sidecars.chain(&spec.containers) {
                 for p in c.ports.iter().flatten() {
                     if let Some(port) = p.host_port.filter(|&p| p > 0) {
@@ -565,10 +486,10 @@ fn non_zero_requests(pod: &Pod, requests: &Resource) -> (i64, i64) {
     }
     let mut defaults = Vec::new();
     if requests.milli_cpu == 0 {
-        defaults.push((RESOURCE_CPU, DEFAULT_MILLI_CPU_REQUEST as i128));
+        defaults.push((RESOURCE_CPU, default_cpu_request()));
     }
     if requests.memory == 0 {
-        defaults.push((RESOURCE_MEMORY, DEFAULT_MEMORY_REQUEST as i128 * 1000));
+        defaults.push((RESOURCE_MEMORY, default_memory_request()));
     }
     if defaults.is_empty() {
         return (requests.milli_cpu, requests.memory);
