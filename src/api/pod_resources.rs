@@ -25,6 +25,8 @@ pub struct Options<'a> {
     /// found infeasible counts only what is allocated and running.
     pub use_status_resources: bool,
     pub exclude_overhead: bool,
+    /// Counts only pod-level resources, as if the pod had no containers.
+    pub skip_container_level: bool,
     /// Requests a container that states none of them is counted with (`NonMissingContainerRequests`).
     pub non_missing_requests: &'a [(&'a str, Quantity)],
 }
@@ -34,9 +36,26 @@ pub fn is_supported_pod_level_resource(name: &str) -> bool {
     name == "cpu" || name == "memory" || name.starts_with("hugepages-")
 }
 
+/// Whether the pod states a pod-level resource it may (`IsPodLevelResourcesSet`).
+pub fn pod_level_resources_set(pod: &Pod) -> bool {
+    pod.spec
+        .as_ref()
+        .and_then(|s| s.resources.as_ref())
+        .is_some_and(|r| {
+            [r.requests.as_ref(), r.limits.as_ref()]
+                .into_iter()
+                .flatten()
+                .any(|l| l.keys().any(|k| is_supported_pod_level_resource(k)))
+        })
+}
+
 /// The pod's effective requests (`PodRequests`).
 pub fn pod_requests(pod: &Pod, options: &Options) -> ResourceList {
-    let mut requests = aggregate_containers(pod, options, Side::Requests);
+    let mut requests = if options.skip_container_level {
+        ResourceList::new()
+    } else {
+        aggregate_containers(pod, options, Side::Requests)
+    };
     let pod_level = pod
         .spec
         .as_ref()
@@ -58,15 +77,9 @@ pub fn pod_limits(pod: &Pod, options: &Options) -> ResourceList {
         ..*options
     };
     let mut limits = aggregate_containers(pod, &options, Side::Limits);
-    let pod_resources = pod.spec.as_ref().and_then(|s| s.resources.as_ref());
-    let pod_level_set = pod_resources.is_some_and(|r| {
-        [r.requests.as_ref(), r.limits.as_ref()]
-            .into_iter()
-            .flatten()
-            .any(|l| l.keys().any(|k| is_supported_pod_level_resource(k)))
-    });
-    if pod_level_set {
-        apply_pod_level(&mut limits, pod_resources.and_then(|r| r.limits.as_ref()));
+    if pod_level_resources_set(pod) {
+        let pod_level = pod.spec.as_ref().and_then(|s| s.resources.as_ref());
+        apply_pod_level(&mut limits, pod_level.and_then(|r| r.limits.as_ref()));
     }
     if !options.exclude_overhead {
         for (name, extra) in list_of(overhead(pod)) {
@@ -76,6 +89,23 @@ pub fn pod_limits(pod: &Pod, options: &Options) -> ResourceList {
         }
     }
     limits
+}
+
+/// The pod's request for one resource as kubelet ranks pods for eviction by it
+/// (`GetResourceRequestQuantity`): its pod-level requests alone when it states any, and the overhead
+/// only on a request that is not zero.
+pub fn request_quantity(pod: &Pod, resource: &str) -> Option<Quantity> {
+    let options = Options {
+        skip_container_level: pod_level_resources_set(pod),
+        exclude_overhead: true,
+        ..Options::default()
+    };
+    let request = pod_requests(pod, &options).get(resource).copied()?;
+    let extra = list_of(overhead(pod)).get(resource).copied();
+    Some(match extra {
+        Some(extra) if !request.is_zero() => request.plus(&extra),
+        _ => request,
+    })
 }
 
 #[derive(Clone, Copy, PartialEq)]

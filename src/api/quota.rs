@@ -4,9 +4,12 @@
 
 use std::collections::BTreeMap;
 
+use jiff::Timestamp;
+use k8s_openapi::api::core::v1::Pod;
 use serde_json::Value;
 
-use super::quantity::{parse_quantity, Quantity, QuantityFormat};
+use super::pod_resources::{self, Options, ResourceList};
+use super::quantity::{parse_quantity, Quantity};
 
 pub type Usage = BTreeMap<String, Quantity>;
 
@@ -43,83 +46,95 @@ fn add(usage: &mut Usage, name: &str, q: Quantity) {
     usage.insert(name.to_string(), sum);
 }
 
-/// Sum of the containers' values for one resource in `requests` or `limits`, with init containers
-/// counted as Kubernetes does (the larger of the app sum and any one init container).
-fn pod_resource(spec: &Value, field: &str, resource: &str) -> Option<Quantity> {
-    let get = |c: &Value| Quantity::try_from(&c["resources"][field][resource]).ok();
-    let apps: Vec<Quantity> = spec["containers"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(get)
-        .collect();
-    let inits: Vec<Quantity> = spec["initContainers"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(get)
-        .collect();
-    if apps.is_empty() && inits.is_empty() {
-        return None;
+/// A pod's compute usage from its requests and limits (`podComputeUsageHelper`): CPU, memory and
+/// ephemeral storage under their plain, `requests.` and `limits.` names; hugepages under their own and
+/// `requests.` names; extended resources (`example.com/gpu`) as `requests.<name>`.
+fn pod_compute_usage(requests: &ResourceList, limits: &ResourceList) -> Usage {
+    let mut usage = Usage::new();
+    for resource in ["cpu", "memory", "ephemeral-storage"] {
+        if let Some(q) = requests.get(resource) {
+            usage.insert(resource.to_string(), *q);
+            usage.insert(format!("requests.{resource}"), *q);
+        }
+        if let Some(q) = limits.get(resource) {
+            usage.insert(format!("limits.{resource}"), *q);
+        }
     }
-    let format = apps
-        .first()
-        .or(inits.first())
-        .map(Quantity::format)
-        .unwrap_or(QuantityFormat::DecimalSi);
-    let sum = apps
-        .iter()
-        .fold(Quantity::zero(format), |acc, q| acc.plus(q));
-    Some(
-        inits
-            .into_iter()
-            .fold(sum, |acc, q| if q > acc { q } else { acc }),
-    )
+    for (name, q) in requests {
+        if name.starts_with("hugepages-") {
+            usage.insert(name.clone(), *q);
+            usage.insert(format!("requests.{name}"), *q);
+        }
+        if is_extended_resource(name) {
+            usage.insert(format!("requests.{name}"), *q);
+        }
+    }
+    usage
 }
 
-/// A pod's request for `resource` (its `spec` as JSON), init containers counted as Kubernetes does; None
-/// when no container states one.
-pub fn pod_request(spec: &Value, resource: &str) -> Option<Quantity> {
-    pod_resource(spec, "requests", resource)
+/// `helper.IsNativeResource`: unqualified, or in the kubernetes.io domain.
+fn is_native_resource(name: &str) -> bool {
+    !name.contains('/') || name.contains("kubernetes.io/")
 }
 
-fn is_terminal_pod(pod: &Value) -> bool {
-    matches!(
+/// `helper.IsExtendedResourceName`, as far as quota cares: a resource of another domain.
+fn is_extended_resource(name: &str) -> bool {
+    !is_native_resource(name) && !name.starts_with("requests.")
+}
+
+/// `QuotaV1Pod`: a pod that has finished, or that is past its grace period while being deleted (its
+/// node may be gone), uses no compute resources, so that it does not block its replacement.
+fn pod_is_charged(pod: &Value, now: Timestamp) -> bool {
+    if matches!(
         pod["status"]["phase"].as_str(),
         Some("Succeeded") | Some("Failed")
-    )
+    ) {
+        return false;
+    }
+    let deleted = pod["metadata"]["deletionTimestamp"]
+        .as_str()
+        .and_then(|t| t.parse::<Timestamp>().ok());
+    let grace = pod["metadata"]["deletionGracePeriodSeconds"].as_i64();
+    match (deleted, grace) {
+        (Some(deleted), Some(grace)) => {
+            now <= deleted + jiff::SignedDuration::from_secs(grace.max(0))
+        }
+        _ => true,
+    }
 }
 
-/// What one stored object of `plural` (in `group`) uses.
-pub fn usage_of(group: &str, plural: &str, obj: &Value) -> Usage {
+/// What one stored object of `plural` (in `group`) uses at `now`. `count/pods` counts every stored pod;
+/// `pods` and compute resources only the pods still charged.
+pub fn usage_of(group: &str, plural: &str, obj: &Value, now: Timestamp) -> Usage {
     let mut usage = Usage::new();
-    if group.is_empty() && plural == "pods" && is_terminal_pod(obj) {
-        return usage;
-    }
     let qualified = if group.is_empty() {
         plural.to_string()
     } else {
         format!("{plural}.{group}")
     };
     add(&mut usage, &format!("count/{qualified}"), count(1));
+    if group.is_empty() && plural == "pods" {
+        if !pod_is_charged(obj, now) {
+            return usage;
+        }
+        add(&mut usage, "pods", count(1));
+        if let Ok(pod) = serde_json::from_value::<Pod>(obj.clone()) {
+            let options = Options {
+                use_status_resources: true,
+                ..Options::default()
+            };
+            let requests = pod_resources::pod_requests(&pod, &options);
+            let limits = pod_resources::pod_limits(&pod, &options);
+            for (name, q) in pod_compute_usage(&requests, &limits) {
+                add(&mut usage, &name, q);
+            }
+        }
+        return usage;
+    }
     if group.is_empty() && SHORT_COUNTS.contains(&plural) {
         add(&mut usage, plural, count(1));
     }
     match (group, plural) {
-        ("", "pods") => {
-            let spec = &obj["spec"];
-            for resource in ["cpu", "memory", "ephemeral-storage"] {
-                if let Some(q) = pod_resource(spec, "requests", resource) {
-                    add(&mut usage, &format!("requests.{resource}"), q);
-                    if resource != "ephemeral-storage" {
-                        add(&mut usage, resource, q);
-                    }
-                }
-                if let Some(q) = pod_resource(spec, "limits", resource) {
-                    add(&mut usage, &format!("limits.{resource}"), q);
-                }
-            }
-        }
         ("", "services") => {
             let kind = obj["spec"]["type"].as_str().unwrap_or("ClusterIP");
             if kind == "LoadBalancer" {
@@ -140,7 +155,97 @@ pub fn usage_of(group: &str, plural: &str, obj: &Value) -> Usage {
     usage
 }
 
-/// Whether objects of `plural` in `group` add to the quota resource `name`.
+/// Whether the quota takes `obj` at all (`generic.Matches`): an unscoped quota takes every object, a
+/// scoped one (`spec.scopes`, `spec.scopeSelector`) only the pods that fall under each of its scopes.
+pub fn in_scope(quota: &Value, group: &str, plural: &str, obj: &Value) -> bool {
+    let spec = &quota["spec"];
+    let scopes = spec["scopes"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .map(|scope| (scope, "Exists", Vec::new()));
+    let expressions = spec["scopeSelector"]["matchExpressions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|e| {
+            let values: Vec<&str> = e["values"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(Value::as_str)
+                .collect();
+            (
+                e["scopeName"].as_str().unwrap_or_default(),
+                e["operator"].as_str().unwrap_or_default(),
+                values,
+            )
+        });
+    let mut selectors = scopes.chain(expressions).peekable();
+    if selectors.peek().is_none() {
+        return true;
+    }
+    // Only the pod evaluator knows scopes; every other one matches no scoped quota.
+    group.is_empty()
+        && plural == "pods"
+        && selectors.all(|(scope, operator, values)| pod_in_scope(obj, scope, operator, &values))
+}
+
+/// `podMatchesScopeFunc`.
+fn pod_in_scope(pod: &Value, scope: &str, operator: &str, values: &[&str]) -> bool {
+    let terminating = pod["spec"]["activeDeadlineSeconds"]
+        .as_i64()
+        .is_some_and(|s| s >= 0);
+    let best_effort = pod["status"]["qosClass"]
+        .as_str()
+        .unwrap_or_else(|| pod_resources::qos_class(&pod["spec"]))
+        == "BestEffort";
+    match scope {
+        "Terminating" => terminating,
+        "NotTerminating" => !terminating,
+        "BestEffort" => best_effort,
+        "NotBestEffort" => !best_effort,
+        // A selector over the one label `PriorityClass=<class>`, absent when the pod names no class.
+        "PriorityClass" => {
+            let class = pod["spec"]["priorityClassName"]
+                .as_str()
+                .filter(|c| !c.is_empty());
+            match operator {
+                "Exists" => class.is_some(),
+                "DoesNotExist" => class.is_none(),
+                "In" => class.is_some_and(|c| values.contains(&c)),
+                "NotIn" => class.is_none_or(|c| !values.contains(&c)),
+                _ => false,
+            }
+        }
+        "CrossNamespacePodAffinity" => uses_cross_namespace_affinity(pod),
+        _ => false,
+    }
+}
+
+/// Whether a pod (anti-)affinity term of the pod reaches other namespaces (`namespaces` or
+/// `namespaceSelector`).
+fn uses_cross_namespace_affinity(pod: &Value) -> bool {
+    let affinity = &pod["spec"]["affinity"];
+    ["podAffinity", "podAntiAffinity"].iter().any(|kind| {
+        let required = affinity[kind]["requiredDuringSchedulingIgnoredDuringExecution"]
+            .as_array()
+            .into_iter()
+            .flatten();
+        let preferred = affinity[kind]["preferredDuringSchedulingIgnoredDuringExecution"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|weighted| &weighted["podAffinityTerm"]);
+        required.chain(preferred).any(|term| {
+            term["namespaces"].as_array().is_some_and(|n| !n.is_empty())
+                || term["namespaceSelector"].is_object()
+        })
+    })
+}
+
+/// Whether objects of `plural` (in `group`) add to the quota resource `name`.
 pub fn counts_toward(group: &str, plural: &str, name: &str) -> bool {
     let qualified = if group.is_empty() {
         plural.to_string()
@@ -155,7 +260,12 @@ pub fn counts_toward(group: &str, plural: &str, name: &str) -> bool {
     }
     match plural {
         "pods" => {
-            name == "pods" || POD_COMPUTE.contains(&name) || name.ends_with("ephemeral-storage")
+            name == "pods"
+                || POD_COMPUTE.contains(&name)
+                || name.ends_with("ephemeral-storage")
+                || name.starts_with("hugepages-")
+                || name.starts_with("requests.hugepages-")
+                || (!is_native_resource(name) && name.starts_with("requests."))
         }
         "services" => name.starts_with("services"),
         "persistentvolumeclaims" => name == "persistentvolumeclaims" || name == "requests.storage",
@@ -163,9 +273,11 @@ pub fn counts_toward(group: &str, plural: &str, name: &str) -> bool {
     }
 }
 
-/// The compute resources a quota limits that some container of the pod leaves unstated.
-pub fn unstated_compute(pod: &Value, hard: &Usage) -> Vec<String> {
-    let containers: Vec<&Value> = ["initContainers", "containers"]
+/// The compute resources a quota limits that containers of the pod leave unstated, with those
+/// containers, as Kubernetes words them: `limits.memory for: app,init; requests.cpu for: app`. None when
+/// every container states them.
+pub fn unstated_compute(pod: &Value, hard: &Usage) -> Option<String> {
+    let containers: Vec<&Value> = ["containers", "initContainers"]
         .iter()
         .flat_map(|l| pod["spec"][l].as_array().into_iter().flatten())
         .collect();
@@ -176,14 +288,19 @@ pub fn unstated_compute(pod: &Value, hard: &Usage) -> Vec<String> {
             Some((_, r)) => ("requests", r),
             None => ("requests", *name),
         };
-        if containers
+        let mut lacking: Vec<&str> = containers
             .iter()
-            .any(|c| c["resources"][field].get(resource).is_none())
-        {
-            missing.push(name.to_string());
+            .filter(|c| c["resources"][field].get(resource).is_none())
+            .map(|c| c["name"].as_str().unwrap_or_default())
+            .collect();
+        if !lacking.is_empty() {
+            lacking.sort_unstable();
+            lacking.dedup();
+            missing.push(format!("{name} for: {}", lacking.join(",")));
         }
     }
-    missing
+    missing.sort();
+    (!missing.is_empty()).then(|| missing.join("; "))
 }
 
 /// A quota's `spec.hard` or `status.used` as quantities.
@@ -216,28 +333,118 @@ mod tests {
     use super::*;
     use serde_json::json;
 
+    fn now() -> Timestamp {
+        "2026-11-25T12:00:00Z".parse().unwrap()
+    }
+
     #[test]
     fn pods_count_requests_limits_and_init_containers_as_kubernetes() {
         let pod = json!({"spec": {
-            "initContainers": [{"resources": {"requests": {"cpu": "2"}}}],
+            "initContainers": [
+                {"name": "init", "resources": {"requests": {"cpu": "2"}}},
+                {"name": "sidecar", "restartPolicy": "Always",
+                 "resources": {"requests": {"memory": "32Mi"}, "limits": {"memory": "32Mi"}}}],
             "containers": [
-                {"resources": {"requests": {"cpu": "500m", "memory": "64Mi"}, "limits": {"memory": "128Mi"}}},
-                {"resources": {"requests": {"cpu": "250m", "memory": "64Mi"}}}]}});
-        let usage = usage_of("", "pods", &pod);
-        assert_eq!(pretty(&usage), "count/pods=1,cpu=2,limits.memory=128Mi,memory=128Mi,pods=1,requests.cpu=2,requests.memory=128Mi");
-        let done = json!({"spec": {}, "status": {"phase": "Succeeded"}});
-        assert!(usage_of("", "pods", &done).is_empty());
+                {"name": "a", "resources": {"requests": {"cpu": "500m", "memory": "64Mi"}, "limits": {"memory": "128Mi"}}},
+                {"name": "b", "resources": {"requests": {"cpu": "250m", "memory": "64Mi", "ephemeral-storage": "1Gi",
+                    "hugepages-2Mi": "4Mi", "example.com/gpu": "1"}}}]}});
+        let usage = usage_of("", "pods", &pod, now());
+        // The sidecar runs beside the app containers, so its memory adds up with theirs.
+        assert_eq!(
+            pretty(&usage),
+            "count/pods=1,cpu=2,ephemeral-storage=1Gi,hugepages-2Mi=4Mi,limits.memory=160Mi,memory=160Mi,\
+             pods=1,requests.cpu=2,requests.ephemeral-storage=1Gi,requests.example.com/gpu=1,\
+             requests.hugepages-2Mi=4Mi,requests.memory=160Mi"
+        );
+        assert!(counts_toward("", "pods", "requests.example.com/gpu"));
+        assert!(counts_toward("", "pods", "requests.hugepages-2Mi"));
+        assert!(!counts_toward("", "pods", "requests.storage"));
+    }
+
+    #[test]
+    fn finished_pods_and_pods_past_their_grace_count_only_as_objects() {
+        let done = json!({"spec": {"containers": [{"name": "a", "resources": {"requests": {"cpu": "1"}}}]},
+            "status": {"phase": "Succeeded"}});
+        assert_eq!(pretty(&usage_of("", "pods", &done, now())), "count/pods=1");
+        let deleting = |at: &str| {
+            json!({"metadata": {"deletionTimestamp": at, "deletionGracePeriodSeconds": 30},
+                "spec": {"containers": [{"name": "a", "resources": {"requests": {"cpu": "1"}}}]}})
+        };
+        assert_eq!(
+            pretty(&usage_of(
+                "",
+                "pods",
+                &deleting("2026-11-25T11:59:40Z"),
+                now()
+            )),
+            "count/pods=1,cpu=1,pods=1,requests.cpu=1"
+        );
+        assert_eq!(
+            pretty(&usage_of(
+                "",
+                "pods",
+                &deleting("2026-11-25T11:59:00Z"),
+                now()
+            )),
+            "count/pods=1"
+        );
+    }
+
+    #[test]
+    fn scoped_quotas_take_only_the_pods_of_their_scopes() {
+        let quota = |spec: Value| json!({"spec": spec});
+        let best_effort = json!({"spec": {"containers": [{"name": "a"}]},
+            "status": {"qosClass": "BestEffort"}});
+        let burstable = json!({"spec": {"containers": [{"name": "a"}], "activeDeadlineSeconds": 60,
+            "priorityClassName": "high"}, "status": {"qosClass": "Burstable"}});
+        let scopes = |names: Value| quota(json!({"scopes": names}));
+        let pods = |q: &Value| {
+            [&best_effort, &burstable]
+                .iter()
+                .map(|p| in_scope(q, "", "pods", p))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(pods(&quota(json!({}))), [true, true]);
+        assert_eq!(pods(&scopes(json!(["BestEffort"]))), [true, false]);
+        assert_eq!(pods(&scopes(json!(["NotBestEffort"]))), [false, true]);
+        assert_eq!(pods(&scopes(json!(["Terminating"]))), [false, true]);
+        assert_eq!(
+            pods(&scopes(json!(["NotTerminating", "BestEffort"]))),
+            [true, false]
+        );
+        let priority = |operator: &str, values: Value| {
+            quota(json!({"scopeSelector": {"matchExpressions": [
+                {"scopeName": "PriorityClass", "operator": operator, "values": values}]}}))
+        };
+        assert_eq!(pods(&priority("In", json!(["high", "low"]))), [false, true]);
+        assert_eq!(pods(&priority("NotIn", json!(["high"]))), [true, false]);
+        assert_eq!(pods(&priority("Exists", json!(null))), [false, true]);
+        assert_eq!(pods(&priority("DoesNotExist", json!(null))), [true, false]);
+        let cross = json!({"spec": {"containers": [{"name": "a"}], "affinity": {"podAntiAffinity": {
+            "preferredDuringSchedulingIgnoredDuringExecution": [{"weight": 1, "podAffinityTerm": {
+                "topologyKey": "k", "namespaceSelector": {}}}]}}}});
+        let cross_scope = scopes(json!(["CrossNamespacePodAffinity"]));
+        assert!(in_scope(&cross_scope, "", "pods", &cross));
+        assert!(!in_scope(&cross_scope, "", "pods", &best_effort));
+        // A scoped quota takes nothing but pods.
+        assert!(!in_scope(
+            &scopes(json!(["NotTerminating"])),
+            "",
+            "services",
+            &json!({})
+        ));
+        assert!(in_scope(&quota(json!({})), "", "services", &json!({})));
     }
 
     #[test]
     fn counts_services_and_other_kinds() {
         let svc = json!({"spec": {"type": "NodePort", "ports": [{"port": 80}, {"port": 443}]}});
         assert_eq!(
-            pretty(&usage_of("", "services", &svc)),
+            pretty(&usage_of("", "services", &svc, now())),
             "count/services=1,services=1,services.nodeports=2"
         );
         assert_eq!(
-            pretty(&usage_of("apps", "deployments", &json!({}))),
+            pretty(&usage_of("apps", "deployments", &json!({}), now())),
             "count/deployments.apps=1"
         );
     }
@@ -245,7 +452,15 @@ mod tests {
     #[test]
     fn unstated_compute_names_what_the_quota_needs() {
         let hard = parse_list(&json!({"requests.cpu": "1", "limits.memory": "1Gi", "pods": "3"}));
-        let pod = json!({"spec": {"containers": [{"resources": {"requests": {"cpu": "1"}}}]}});
-        assert_eq!(unstated_compute(&pod, &hard), vec!["limits.memory"]);
+        let pod = json!({"spec": {
+            "containers": [{"name": "app", "resources": {"requests": {"cpu": "1"}}}],
+            "initContainers": [{"name": "init"}]}});
+        assert_eq!(
+            unstated_compute(&pod, &hard).as_deref(),
+            Some("limits.memory for: app,init; requests.cpu for: init")
+        );
+        let stated = json!({"spec": {"containers": [{"name": "app", "resources": {
+            "requests": {"cpu": "1"}, "limits": {"memory": "1Gi"}}}]}});
+        assert_eq!(unstated_compute(&stated, &hard), None);
     }
 }

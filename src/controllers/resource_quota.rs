@@ -86,6 +86,7 @@ async fn sync_namespace(ctx: &Context, namespace: &str) -> Result<(), Controller
         .client
         .get(&format!("/api/v1/namespaces/{namespace}/resourcequotas"))
         .await?;
+    let now = ctx.clock.now();
     for q in quotas["items"].as_array().into_iter().flatten() {
         let hard = quota::parse_list(&q["spec"]["hard"]);
         let mut used: Usage = hard
@@ -94,8 +95,13 @@ async fn sync_namespace(ctx: &Context, namespace: &str) -> Result<(), Controller
             .collect();
         for info in resources::storage_resources().filter(|r| r.namespaced && counted(r, &hard)) {
             let list = ctx.client.get(&info.path(Some(namespace), None)).await?;
-            for item in list["items"].as_array().into_iter().flatten() {
-                for (k, v) in quota::usage_of(info.group, info.plural, item) {
+            let in_scope = list["items"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter(|item| quota::in_scope(q, info.group, info.plural, item));
+            for item in in_scope {
+                for (k, v) in quota::usage_of(info.group, info.plural, item, now) {
                     if let Some(total) = used.get_mut(&k) {
                         *total = total.plus(&v);
                     }

@@ -417,6 +417,44 @@ fn quota_limit_range_and_priority_admission_read_as_kubectl_prints_them() {
         err.contains("pods \"ghost\" is forbidden: no PriorityClass with name nope was found"),
         "{err}"
     );
+
+    // Scoped quotas take only the pods of their scopes, in admission and in their status.
+    let scoped = s.write(
+        "scoped.yaml",
+        "apiVersion: v1\nkind: ResourceQuota\nmetadata: {name: high-pods, namespace: prio}\nspec:\n  hard: {pods: \"1\"}\n  scopeSelector:\n    matchExpressions: [{scopeName: PriorityClass, operator: In, values: [high]}]\n---\napiVersion: v1\nkind: ResourceQuota\nmetadata: {name: sized, namespace: prio}\nspec:\n  hard: {requests.cpu: \"1\"}\n  scopes: [NotBestEffort]\n",
+    );
+    s.ok(&["apply", "-f", scoped.to_str().unwrap()]);
+    s.eventually("the scoped quota counts only the high-priority pod", WAIT, || {
+        s.ok(&[
+            "-n",
+            "prio",
+            "get",
+            "quota",
+            "high-pods",
+            "-o",
+            "jsonpath={.status.used.pods}",
+        ]) == "1"
+    });
+    let more = s.write(
+        "more.yaml",
+        "apiVersion: v1\nkind: Pod\nmetadata: {name: urgent2, namespace: prio}\nspec:\n  priorityClassName: high\n  containers: [{name: main, image: busybox:1.36}]\n",
+    );
+    let err = s.fails(&["create", "-f", more.to_str().unwrap()]);
+    assert!(
+        err.contains("pods \"urgent2\" is forbidden: exceeded quota: high-pods, requested: pods=1, used: pods=1, limited: pods=1"),
+        "{err}"
+    );
+    // Out of both scopes: a BestEffort pod of the default class.
+    s.ok(&["-n", "prio", "run", "plain2", "--image=busybox:1.36"]);
+    let burstable = s.write(
+        "burstable.yaml",
+        "apiVersion: v1\nkind: Pod\nmetadata: {name: sized, namespace: prio}\nspec:\n  containers: [{name: main, image: busybox:1.36, resources: {limits: {memory: 64Mi}}}]\n",
+    );
+    let err = s.fails(&["create", "-f", burstable.to_str().unwrap()]);
+    assert!(
+        err.contains("pods \"sized\" is forbidden: failed quota: sized: must specify requests.cpu for: main"),
+        "{err}"
+    );
 }
 
 #[test]

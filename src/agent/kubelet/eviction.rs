@@ -21,6 +21,7 @@ use super::sync::MIN_POD_GRACE;
 use super::{pod_cgroup, sandbox, Kubelet};
 use crate::agent::runtime::ContainerMeta;
 use crate::agent::AgentError;
+use crate::api::pod_resources;
 use crate::api::quantity::{Quantity, QuantityFormat};
 use crate::client::events::Involved;
 use crate::client::informer::key_of;
@@ -263,9 +264,7 @@ impl Kubelet {
                 let usage = self.usage(&pod, starved);
                 let request = match starved {
                     Starved::Pids => 0,
-                    _ => serde_json::to_value(pod.spec.clone().unwrap_or_default())
-                        .ok()
-                        .and_then(|spec| crate::api::quota::pod_request(&spec, starved.name()))
+                    _ => pod_resources::request_quantity(&pod, starved.name())
                         .map_or(0, |q| q.to_bytes().max(0) as u64),
                 };
                 Some(Candidate {

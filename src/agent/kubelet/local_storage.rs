@@ -1,13 +1,15 @@
-//! kubelet's local-storage limits: a pod whose disk emptyDir holds more than its `sizeLimit`, a container
-//! that writes more than its `ephemeral-storage` limit (its root filesystem's changes and its logs), or a
-//! pod whose use passes the sum of its containers' limits is evicted, with kubelet's messages. Checked with
+//! kubelet's local-storage limits: a pod whose disk emptyDir holds more than its `sizeLimit`, a pod whose
+//! use passes its containers' `ephemeral-storage` limits added up (`PodLimits`), or a container that
+//! writes more than its own limit (its root filesystem's changes and its logs) is evicted, with kubelet's
+//! messages. Checked with
 //! the node's pressure, every housekeeping round; a memory emptyDir is bounded by its tmpfs instead.
 
 use k8s_openapi::api::core::v1::Pod;
 
 use super::eviction::{disk_usage, Eviction};
 use super::{sandbox, volumes, Kubelet};
-use crate::api::quantity::{parse_quantity, Quantity};
+use crate::api::pod_resources;
+use crate::api::quantity::parse_quantity;
 use crate::client::informer::key_of;
 
 /// kubelet's eviction message for the first limit the pod passes, if any. `volume_usage` and
@@ -36,46 +38,47 @@ pub fn violation(
             }
         }
     }
-    // The pod's limit is the sum of its containers', when each has one.
-    let mut total_limit: Option<Option<Quantity>> = Some(None);
-    let mut total_used: u64 = 0;
+    // The pod's limit is its containers' as Kubernetes adds limits up (any container's counts), checked
+    // before each container's own, as kubelet does.
+    let pod_limit = pod_resources::pod_limits(pod, &pod_resources::Options::default())
+        .get("ephemeral-storage")
+        .copied();
+    if let Some(total) = pod_limit {
+        let used: u64 = spec
+            .containers
+            .iter()
+            .map(|c| container_usage(&c.name))
+            .chain(
+                spec.volumes
+                    .iter()
+                    .flatten()
+                    .filter(|v| on_disk_empty_dir(v).is_some())
+                    .map(|v| volume_usage(&v.name)),
+            )
+            .sum();
+        if i128::from(used) > total.to_bytes() {
+            return Some(format!(
+                "Pod ephemeral local storage usage exceeds the total limit of containers {total}. "
+            ));
+        }
+    }
     for container in &spec.containers {
-        let used = container_usage(&container.name);
-        total_used += used;
         let own = container
             .resources
             .as_ref()
             .and_then(|r| r.limits.as_ref()?.get("ephemeral-storage"))
-            .and_then(|q| {
-                parse_quantity(&q.0)
-                    .ok()
-                    .map(|parsed| (q.0.clone(), parsed))
-            });
-        match own {
-            Some((text, quantity)) => {
-                if i128::from(used) > quantity.to_bytes() {
-                    return Some(format!(
-                        "Container {} exceeded its local ephemeral storage limit \"{text}\". ",
-                        container.name
-                    ));
-                }
-                total_limit = total_limit
-                    .map(|sum| Some(sum.map_or(quantity, |s: Quantity| s.plus(&quantity))));
+            .and_then(limit)
+            .filter(|(_, bytes)| *bytes != 0);
+        if let Some((text, bytes)) = own {
+            if i128::from(container_usage(&container.name)) > bytes {
+                return Some(format!(
+                    "Container {} exceeded its local ephemeral storage limit \"{text}\". ",
+                    container.name
+                ));
             }
-            None => total_limit = None,
         }
     }
-    let total = total_limit.flatten()?;
-    let volumes_used: u64 = spec
-        .volumes
-        .iter()
-        .flatten()
-        .filter(|v| on_disk_empty_dir(v).is_some())
-        .map(|v| volume_usage(&v.name))
-        .sum();
-    (i128::from(total_used + volumes_used) > total.to_bytes()).then(|| {
-        format!("Pod ephemeral local storage usage exceeds the total limit of containers {total}. ")
-    })
+    None
 }
 
 /// The volume's emptyDir when it is on the node's disk (a memory one is bounded by its tmpfs).
@@ -144,12 +147,16 @@ fn has_storage_limits(pod: &Pod) -> bool {
         .iter()
         .flatten()
         .any(|v| on_disk_empty_dir(v).is_some_and(|d| d.size_limit.is_some()))
-        || spec.containers.iter().any(|c| {
-            c.resources
-                .as_ref()
-                .and_then(|r| r.limits.as_ref())
-                .is_some_and(|l| l.contains_key("ephemeral-storage"))
-        })
+        || spec
+            .containers
+            .iter()
+            .chain(spec.init_containers.iter().flatten())
+            .any(|c| {
+                c.resources
+                    .as_ref()
+                    .and_then(|r| r.limits.as_ref())
+                    .is_some_and(|l| l.contains_key("ephemeral-storage"))
+            })
 }
 
 #[cfg(test)]
@@ -190,8 +197,9 @@ mod tests {
             Some("Usage of EmptyDir volume \"scratch\" exceeds the limit \"5Mi\". ")
         );
         let limited = pod(None, &[Some("10Mi"), Some("10Mi")]);
+        let first_only = |name: &str| if name == "c0" { 11 << 20 } else { 0 };
         assert_eq!(
-            violation(&limited, none, mib(11)).as_deref(),
+            violation(&limited, none, first_only).as_deref(),
             Some("Container c0 exceeded its local ephemeral storage limit \"10Mi\". ")
         );
         // Each container under its own limit, the pod over their sum with its emptyDir.
@@ -199,10 +207,10 @@ mod tests {
             violation(&limited, mib(5), mib(8)).as_deref(),
             Some("Pod ephemeral local storage usage exceeds the total limit of containers 20Mi. ")
         );
-        // No pod-level limit when a container has none.
+        // The pod's limit is what its containers' limits add up to, though one has none.
         assert_eq!(
-            violation(&pod(None, &[Some("10Mi"), None]), mib(50), none),
-            None
+            violation(&pod(None, &[Some("10Mi"), None]), mib(50), none).as_deref(),
+            Some("Pod ephemeral local storage usage exceeds the total limit of containers 10Mi. ")
         );
         assert!(!has_storage_limits(&pod(None, &[None])));
         assert!(has_storage_limits(&pod(Some("1Mi"), &[None])));

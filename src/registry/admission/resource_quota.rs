@@ -25,9 +25,10 @@ pub async fn admit(
     let Some(namespace) = crate::api::meta::namespace(obj).filter(|_| info.namespaced) else {
         return Ok(());
     };
+    let now = registry.now();
     let delta = match old {
-        None => quota::usage_of(info.group, info.plural, obj),
-        Some(old) => growth(info, obj, old),
+        None => quota::usage_of(info.group, info.plural, obj, now),
+        Some(old) => growth(info, obj, old, now),
     };
     if delta.is_empty() {
         return Ok(());
@@ -35,12 +36,7 @@ pub async fn admit(
     let quotas = list_core(registry, "resourcequotas", namespace).await?;
     for q in &quotas {
         let hard = quota::parse_list(&q["spec"]["hard"]);
-        // Scoped quotas only count some pods; their scopes are not evaluated yet, so they are not enforced.
-        let scoped = q["spec"]["scopes"]
-            .as_array()
-            .is_some_and(|s| !s.is_empty())
-            || q["spec"]["scopeSelector"].is_object();
-        if scoped
+        if !quota::in_scope(q, info.group, info.plural, obj)
             || !hard
                 .keys()
                 .any(|k| delta.contains_key(k) || quota::POD_COMPUTE.contains(&k.as_str()))
@@ -49,18 +45,17 @@ pub async fn admit(
         }
         let name = crate::api::meta::name(q).unwrap_or_default().to_string();
         if info.group.is_empty() && info.plural == "pods" {
-            let missing = quota::unstated_compute(obj, &hard);
-            if !missing.is_empty() {
+            if let Some(missing) = quota::unstated_compute(obj, &hard) {
                 return Err(forbidden(
                     info,
                     obj,
-                    &format!("failed quota: {name}: must specify {}", missing.join(",")),
+                    &format!("failed quota: {name}: must specify {missing}"),
                 ));
             }
         }
         let used = match q["status"]["used"].as_object() {
             Some(_) => quota::parse_list(&q["status"]["used"]),
-            None => usage_in(registry, namespace, &hard).await?,
+            None => usage_in(registry, namespace, q).await?,
         };
         let requested: Usage = delta
             .iter()
@@ -104,7 +99,7 @@ pub async fn admit(
             ));
         }
         if !dry_run {
-            charge(registry, namespace, &name, &hard, &requested).await?;
+            charge(registry, namespace, q, &requested).await?;
         }
     }
     Ok(())
@@ -112,9 +107,9 @@ pub async fn admit(
 
 /// What `obj` uses beyond `old`, resource by resource: what shrank is given back by the quota
 /// controller's recount, not here.
-fn growth(info: &ResourceInfo, obj: &Value, old: &Value) -> Usage {
-    let before = quota::usage_of(info.group, info.plural, old);
-    quota::usage_of(info.group, info.plural, obj)
+fn growth(info: &ResourceInfo, obj: &Value, old: &Value, now: jiff::Timestamp) -> Usage {
+    let before = quota::usage_of(info.group, info.plural, old, now);
+    quota::usage_of(info.group, info.plural, obj, now)
         .into_iter()
         .filter_map(|(name, now)| {
             let grown = before.get(&name).map_or(now, |b| now.minus(b));
@@ -127,12 +122,14 @@ fn quota_zero(like: &crate::api::quantity::Quantity) -> crate::api::quantity::Qu
     crate::api::quantity::Quantity::zero(like.format())
 }
 
-/// What the namespace uses of the quota's resources, counted from the stored objects.
+/// What the objects of the namespace in the quota's scope use of its resources, counted from the store.
 pub async fn usage_in(
     registry: &Registry,
     namespace: &str,
-    hard: &Usage,
+    resource_quota: &Value,
 ) -> Result<Usage, RegistryError> {
+    let hard = quota::parse_list(&resource_quota["spec"]["hard"]);
+    let now = registry.now();
     let mut used: Usage = hard
         .iter()
         .map(|(k, v)| (k.clone(), quota_zero(v)))
@@ -148,8 +145,11 @@ pub async fn usage_in(
             .list(info, Some(namespace), &ListOptions::default())
             .await?
             .items;
-        for item in &items {
-            for (k, v) in quota::usage_of(info.group, info.plural, item) {
+        for item in items
+            .iter()
+            .filter(|item| quota::in_scope(resource_quota, info.group, info.plural, item))
+        {
+            for (k, v) in quota::usage_of(info.group, info.plural, item, now) {
                 if let Some(total) = used.get_mut(&k) {
                     *total = total.plus(&v);
                 }
@@ -162,10 +162,10 @@ pub async fn usage_in(
 async fn charge(
     registry: &Registry,
     namespace: &str,
-    name: &str,
-    hard: &Usage,
+    resource_quota: &Value,
     requested: &Usage,
 ) -> Result<(), RegistryError> {
+    let name = crate::api::meta::name(resource_quota).unwrap_or_default();
     let info = resources::find("", "v1", "resourcequotas").expect("quotas are served");
     let options = UpdateOptions {
         subresource: Some("status".into()),
@@ -174,7 +174,7 @@ async fn charge(
     let usage = match registry.get(info, Some(namespace), name).await?["status"]["used"].as_object()
     {
         Some(_) => None,
-        None => Some(usage_in(registry, namespace, hard).await?),
+        None => Some(usage_in(registry, namespace, resource_quota).await?),
     };
     registry
         .guaranteed_update::<RegistryError>(info, Some(namespace), name, &options, |current| {
