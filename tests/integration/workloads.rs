@@ -424,17 +424,21 @@ fn quota_limit_range_and_priority_admission_read_as_kubectl_prints_them() {
         "apiVersion: v1\nkind: ResourceQuota\nmetadata: {name: high-pods, namespace: prio}\nspec:\n  hard: {pods: \"1\"}\n  scopeSelector:\n    matchExpressions: [{scopeName: PriorityClass, operator: In, values: [high]}]\n---\napiVersion: v1\nkind: ResourceQuota\nmetadata: {name: sized, namespace: prio}\nspec:\n  hard: {requests.cpu: \"1\"}\n  scopes: [NotBestEffort]\n",
     );
     s.ok(&["apply", "-f", scoped.to_str().unwrap()]);
-    s.eventually("the scoped quota counts only the high-priority pod", WAIT, || {
-        s.ok(&[
-            "-n",
-            "prio",
-            "get",
-            "quota",
-            "high-pods",
-            "-o",
-            "jsonpath={.status.used.pods}",
-        ]) == "1"
-    });
+    s.eventually(
+        "the scoped quota counts only the high-priority pod",
+        WAIT,
+        || {
+            s.ok(&[
+                "-n",
+                "prio",
+                "get",
+                "quota",
+                "high-pods",
+                "-o",
+                "jsonpath={.status.used.pods}",
+            ]) == "1"
+        },
+    );
     let more = s.write(
         "more.yaml",
         "apiVersion: v1\nkind: Pod\nmetadata: {name: urgent2, namespace: prio}\nspec:\n  priorityClassName: high\n  containers: [{name: main, image: busybox:1.36}]\n",
@@ -452,7 +456,9 @@ fn quota_limit_range_and_priority_admission_read_as_kubectl_prints_them() {
     );
     let err = s.fails(&["create", "-f", burstable.to_str().unwrap()]);
     assert!(
-        err.contains("pods \"sized\" is forbidden: failed quota: sized: must specify requests.cpu for: main"),
+        err.contains(
+            "pods \"sized\" is forbidden: failed quota: sized: must specify requests.cpu for: main"
+        ),
         "{err}"
     );
 }
