@@ -28,7 +28,9 @@ pub use workqueue::WorkQueue;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
-    #[error("{code}: {message}")]
+    /// The API server's `metav1.Status`; it reads as its message alone, as client-go's StatusError does,
+    /// since controllers put it into events users read (`Error creating: pods "x" is forbidden: …`).
+    #[error("{message}")]
     Api {
         code: u16,
         reason: String,
@@ -303,5 +305,19 @@ mod tests {
         assert_eq!(e.kind, WatchEventKind::Modified);
         assert_eq!(e.object["kind"], "Pod");
         assert!(parse_event(br#"{"type":"WHAT","object":{}}"#).is_err());
+    }
+
+    #[test]
+    fn api_errors_read_as_the_servers_message() {
+        let forbidden = ClientError::Api {
+            code: 403,
+            reason: "Forbidden".into(),
+            message: "pods \"p\" is forbidden: exceeded quota: q".into(),
+        };
+        assert_eq!(
+            format!("Error creating: {forbidden}"),
+            "Error creating: pods \"p\" is forbidden: exceeded quota: q"
+        );
+        assert_eq!(forbidden.code(), Some(403));
     }
 }
