@@ -5,7 +5,24 @@ DATA_DIR ?= /var/lib/orch
 PY_VENV ?= $(CURDIR)/target/py-venv
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: build release run deps test test-deps lint unit integration bench clean
+.PHONY: build release run deps test test-deps bench-deps lint unit integration bench clean
+
+# Installs those of the Debian packages $(1) that are missing, saying why ($(2), without commas); on a
+# system without dpkg it names them instead.
+define install_missing
+	@if ! command -v dpkg-query >/dev/null 2>&1; then \
+		echo "no dpkg here: make sure these are installed ($(2)): $(1)"; \
+	else \
+		missing=""; \
+		for pkg in $(1); do \
+			dpkg-query -W -f='$${Status}' $$pkg 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$pkg"; \
+		done; \
+		if [ -n "$$missing" ]; then \
+			echo "installing$$missing ($(2))"; \
+			$(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq $$missing; \
+		fi; \
+	fi
+endef
 
 build: deps
 	$(CARGO) build
@@ -16,14 +33,7 @@ release: deps
 # What building and running orch needs: libseccomp to link libcontainer's seccomp support, and the `nft`
 # command, with which the agent keeps its NAT rules.
 deps:
-	@missing=""; \
-	for pkg in libseccomp-dev nftables; do \
-		dpkg-query -W -f='$${Status}' $$pkg 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$pkg"; \
-	done; \
-	if [ -n "$$missing" ]; then \
-		echo "installing$$missing (needed to build and run orch)"; \
-		$(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq $$missing; \
-	fi
+	$(call install_missing,libseccomp-dev nftables,needed to build and run orch)
 
 # Builds and starts `orch server` with its embedded SQLite store; kubeconfig at /etc/orch/orch.yaml.
 run: release
@@ -38,14 +48,7 @@ test-deps: deps
 	@# The image and container tests: a local registry, image building and pushing, busybox as the image,
 	@# htpasswd for registry auth, runc as the runtime reference, conntrack for the agent's UDP flow moves,
 	@# iptables for its host-firewall opening, iproute2 for the network namespaces the tests make.
-	@missing=""; \
-	for pkg in docker-registry umoci skopeo busybox-static apache2-utils runc conntrack iptables iproute2; do \
-		dpkg-query -W -f='$${Status}' $$pkg 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$pkg"; \
-	done; \
-	if [ -n "$$missing" ]; then \
-		echo "installing$$missing (needed by the image and container tests)"; \
-		$(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq $$missing; \
-	fi
+	$(call install_missing,docker-registry umoci skopeo busybox-static apache2-utils runc conntrack iptables iproute2,needed by the image and container tests)
 	@python3 -c 'import venv, ensurepip' 2>/dev/null || { \
 		echo "installing python3-venv (the python client test runs in a venv)"; \
 		$(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq python3-venv; }
@@ -53,11 +56,11 @@ test-deps: deps
 		echo "installing the python kubernetes client into $(PY_VENV)"; \
 		python3 -m venv $(PY_VENV) && $(PY_VENV)/bin/pip install -q kubernetes; }
 
-lint:
+lint: deps
 	$(CARGO) fmt --check
 	$(CARGO) clippy --all-targets -- -D warnings
 
-unit:
+unit: deps
 	$(CARGO) test --lib --bins
 
 integration: test-deps
@@ -67,7 +70,11 @@ test: test-deps lint unit integration
 
 # Speed and memory figures against their goals and same-run references (release build); the agent
 # benchmark runs real containers and needs root.
-bench: test-deps
+# The agent benchmark runs busybox pods and measures runc beside orch's shim.
+bench-deps: deps
+	$(call install_missing,busybox-static runc,needed by the agent benchmark)
+
+bench: bench-deps
 	$(CARGO) bench --bench api --bench control_plane --bench agent
 
 clean:

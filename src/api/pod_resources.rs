@@ -27,7 +27,8 @@ pub struct Options<'a> {
     pub exclude_overhead: bool,
     /// Counts only pod-level resources, as if the pod had no containers.
     pub skip_container_level: bool,
-    /// Requests a container that states none of them is counted with (`NonMissingContainerRequests`).
+    /// What a container that leaves one of these requests out is counted with for it
+    /// (`NonMissingContainerRequests`).
     pub non_missing_requests: &'a [(&'a str, Quantity)],
 }
 
@@ -37,7 +38,7 @@ pub fn is_supported_pod_level_resource(name: &str) -> bool {
 }
 
 /// Whether the pod states a pod-level resource it may (`IsPodLevelResourcesSet`).
-pub fn pod_level_resources_set(pod: &Pod) -> bool {
+fn pod_level_resources_set(pod: &Pod) -> bool {
     pod.spec
         .as_ref()
         .and_then(|s| s.resources.as_ref())
@@ -47,6 +48,15 @@ pub fn pod_level_resources_set(pod: &Pod) -> bool {
                 .flatten()
                 .any(|l| l.keys().any(|k| is_supported_pod_level_resource(k)))
         })
+}
+
+/// Whether the pod states a pod-level request it may (`IsPodLevelRequestsSet`).
+pub fn pod_level_requests_set(pod: &Pod) -> bool {
+    pod.spec
+        .as_ref()
+        .and_then(|s| s.resources.as_ref())
+        .and_then(|r| r.requests.as_ref())
+        .is_some_and(|r| r.keys().any(|k| is_supported_pod_level_resource(k)))
 }
 
 /// The pod's effective requests (`PodRequests`).
@@ -61,7 +71,7 @@ pub fn pod_requests(pod: &Pod, options: &Options) -> ResourceList {
         .as_ref()
         .and_then(|s| s.resources.as_ref())
         .and_then(|r| r.requests.as_ref());
-    if pod_level.is_some_and(|l| l.keys().any(|k| is_supported_pod_level_resource(k))) {
+    if pod_level_requests_set(pod) {
         apply_pod_level(&mut requests, pod_level);
     }
     if !options.exclude_overhead {
@@ -175,7 +185,8 @@ fn container_status<'p>(pod: &'p Pod, name: &str) -> Option<&'p ContainerStatus>
         .find(|s| s.name == name)
 }
 
-/// One container's figures from `source`; None where upstream's getter returns a nil list.
+/// One container's figures from `source`: what it is allocated or runs with, falling back to its spec
+/// (to nothing when its resize is infeasible) where the status says nothing.
 fn container_list(
     pod: &Pod,
     c: &Container,
@@ -260,7 +271,7 @@ fn aggregate_by(
 
 /// A resource list of the API as quantities; a value that does not parse (validation refuses those)
 /// counts as nothing.
-pub fn list_of(list: Option<&BTreeMap<String, ApiQuantity>>) -> ResourceList {
+fn list_of(list: Option<&BTreeMap<String, ApiQuantity>>) -> ResourceList {
     list.into_iter()
         .flatten()
         .filter_map(|(name, q)| Some((name.clone(), parse_quantity(&q.0).ok()?)))
@@ -286,62 +297,72 @@ fn max(acc: &mut ResourceList, other: &ResourceList) {
     }
 }
 
-/// Kubernetes' QoS classes: Guaranteed when every container limits cpu and memory with equal requests,
-/// BestEffort when nothing requests or limits anything, Burstable otherwise. Pod-level resources, when
-/// the pod states them for CPU or memory, decide alone (`ComputePodQOS`); zero amounts count as
-/// unstated.
-pub fn qos_class(spec: &Value) -> &'static str {
-    {
-        let stated = |list: &Value| -> Vec<(String, Value)> {
-            list.as_object()
-                .into_iter()
-                .flatten()
-                .filter(|(name, q)| {
-                    (*name == "cpu" || *name == "memory")
-                        && Quantity::try_from(*q).is_ok_and(|q| !q.is_zero() && !q.is_negative())
-                })
-                .map(|(name, q)| (name.clone(), q.clone()))
-                .collect()
-        };
-        let requests = stated(&spec["resources"]["requests"]);
-        let limits = stated(&spec["resources"]["limits"]);
-        let same = |a: &Value, b: &Value| {
-            matches!((Quantity::try_from(a), Quantity::try_from(b)),
-                (Ok(a), Ok(b)) if a.minus(&b).is_zero())
-        };
-        if !(requests.is_empty() && limits.is_empty()) {
-            return if limits.len() == 2
+/// The QoS class pod-level resources give, when the pod states any for CPU or memory (`ComputePodQOS`).
+fn pod_level_qos_class(spec: &Value) -> Option<&'static str> {
+    let stated = |list: &Value| -> Vec<(String, Value)> {
+        list.as_object()
+            .into_iter()
+            .flatten()
+            .filter(|(name, q)| {
+                (*name == "cpu" || *name == "memory")
+                    && Quantity::try_from(*q).is_ok_and(|q| !q.is_zero() && !q.is_negative())
+            })
+            .map(|(name, q)| (name.clone(), q.clone()))
+            .collect()
+    };
+    let requests = stated(&spec["resources"]["requests"]);
+    let limits = stated(&spec["resources"]["limits"]);
+    let same = |a: &Value, b: &Value| {
+        matches!((Quantity::try_from(a), Quantity::try_from(b)),
+            (Ok(a), Ok(b)) if a.minus(&b).is_zero())
+    };
+    if !(requests.is_empty() && limits.is_empty()) {
+        return Some(
+            if limits.len() == 2
                 && requests.len() == limits.len()
                 && requests.iter().all(|(name, request)| {
                     limits
                         .iter()
                         .any(|(limit_name, limit)| limit_name == name && same(request, limit))
-                }) {
+                })
+            {
                 "Guaranteed"
             } else {
                 "Burstable"
-            };
-        }
+            },
+        );
     }
-    let containers: Vec<&Value> = ["initContainers", "containers"]
+    None
+}
+
+/// Kubernetes' QoS classes: Guaranteed when every container limits cpu and memory with equal requests,
+/// BestEffort when nothing requests or limits anything, Burstable otherwise. Pod-level resources, when
+/// the pod states them for CPU or memory, decide alone (`ComputePodQOS`); zero amounts count as
+/// unstated.
+pub fn qos_class(spec: &Value) -> &'static str {
+    if let Some(class) = pod_level_qos_class(spec) {
+        return class;
+    }
+    // Per container: a positive request (a limit stands in for a request left out, as defaulting
+    // does) or limit counts; Guaranteed needs both limits on every container, each equal to its request.
+    let positive = |q: &Value| {
+        Quantity::try_from(q)
+            .ok()
+            .filter(|q| *q > Quantity::zero(q.format()))
+    };
+    let containers = ["initContainers", "containers"]
         .iter()
-        .flat_map(|field| spec[*field].as_array().into_iter().flatten())
-        .collect();
+        .flat_map(|field| spec[*field].as_array().into_iter().flatten());
     let mut any = false;
     let mut guaranteed = true;
     for c in containers {
-        let requests = c["resources"]["requests"].as_object();
-        let limits = c["resources"]["limits"].as_object();
-        let relevant = |m: Option<&serde_json::Map<String, Value>>| {
-            m.map(|m| m.keys().any(|k| k == "cpu" || k == "memory"))
-                .unwrap_or(false)
-        };
-        if relevant(requests) || relevant(limits) {
-            any = true;
-        }
         for resource in ["cpu", "memory"] {
-            let limit = limits.and_then(|l| l.get(resource));
-            let request = requests.and_then(|r| r.get(resource)).or(limit);
+            let limit = positive(&c["resources"]["limits"][resource]);
+            let request = match c["resources"]["requests"].get(resource) {
+                Some(stated) => positive(stated),
+                None => limit,
+            };
+            any |= limit.is_some() || request.is_some();
             if limit.is_none() || request != limit {
                 guaranteed = false;
             }
@@ -424,6 +445,27 @@ mod tests {
     }
 
     #[test]
+    fn eviction_ranks_by_pod_level_requests_alone_and_adds_overhead_to_what_is_requested() {
+        let containers = json!([{"name": "a", "resources": {"requests": {"memory": "64Mi", "ephemeral-storage": "1Gi"}}}]);
+        let plain = pod(
+            json!({"spec": {"containers": containers, "overhead": {"memory": "8Mi", "cpu": "10m"}}}),
+        );
+        assert_eq!(
+            request_quantity(&plain, "memory").unwrap().to_string(),
+            "72Mi"
+        );
+        // No cpu is requested, so no overhead is added to it.
+        assert_eq!(request_quantity(&plain, "cpu"), None);
+        let pod_level = pod(json!({"spec": {"containers": containers,
+            "resources": {"requests": {"memory": "256Mi"}}}}));
+        assert_eq!(
+            request_quantity(&pod_level, "memory").unwrap().to_string(),
+            "256Mi"
+        );
+        assert_eq!(request_quantity(&pod_level, "ephemeral-storage"), None);
+    }
+
+    #[test]
     fn missing_requests_are_filled_in_only_where_a_container_states_none() {
         let p = pod(json!({"spec": {"containers": [
             {"name": "a", "resources": {"requests": {"cpu": "0"}}},
@@ -484,6 +526,17 @@ mod tests {
         assert_eq!(
             qos_class(&json!({"containers":[{"name":"a"}]})),
             "BestEffort"
+        );
+        // Zero is unstated; equal amounts are equal however they are written.
+        assert_eq!(
+            qos_class(&json!({"containers":[{"resources":{"limits":{"cpu":"0","memory":"0"}}}]})),
+            "BestEffort"
+        );
+        assert_eq!(
+            qos_class(&json!({"containers":[{"resources":{
+                "requests":{"cpu":"1000m","memory":"1073741824"},
+                "limits":{"cpu":"1","memory":"1Gi"}}}]})),
+            "Guaranteed"
         );
         assert_eq!(
             qos_class(&json!({"containers":[{"resources":{"limits":{"cpu":"1","memory":"1Gi"}}}]})),

@@ -1,6 +1,8 @@
 //! What an object counts against a ResourceQuota (Kubernetes' quota evaluators): object counts
 //! (`pods`, `services`, `count/deployments.apps`, …) and, for pods, compute requests and limits; for
-//! services, node ports and load balancers; for claims, requested storage.
+//! services, node ports and load balancers; for claims, requested storage. Also which objects a scoped
+//! quota takes (only pods can fall under a scope), and the requests and limits a quota makes every
+//! container of a pod state.
 
 use std::collections::BTreeMap;
 
@@ -96,9 +98,10 @@ fn pod_is_charged(pod: &Value, now: Timestamp) -> bool {
         .and_then(|t| t.parse::<Timestamp>().ok());
     let grace = pod["metadata"]["deletionGracePeriodSeconds"].as_i64();
     match (deleted, grace) {
-        (Some(deleted), Some(grace)) => {
-            now <= deleted + jiff::SignedDuration::from_secs(grace.max(0))
-        }
+        // A grace period past the end of time never runs out.
+        (Some(deleted), Some(grace)) => deleted
+            .checked_add(jiff::SignedDuration::from_secs(grace.max(0)))
+            .map_or(true, |end| now <= end),
         _ => true,
     }
 }
@@ -199,6 +202,7 @@ fn pod_in_scope(pod: &Value, scope: &str, operator: &str, values: &[&str]) -> bo
         .is_some_and(|s| s >= 0);
     let best_effort = pod["status"]["qosClass"]
         .as_str()
+        .filter(|class| !class.is_empty())
         .unwrap_or_else(|| pod_resources::qos_class(&pod["spec"]))
         == "BestEffort";
     match scope {
@@ -388,6 +392,12 @@ mod tests {
             )),
             "count/pods=1"
         );
+        let forever = json!({"metadata": {"deletionTimestamp": "2026-11-25T11:00:00Z",
+            "deletionGracePeriodSeconds": i64::MAX}, "spec": {"containers": [{"name": "a"}]}});
+        assert_eq!(
+            pretty(&usage_of("", "pods", &forever, now())),
+            "count/pods=1,pods=1"
+        );
     }
 
     #[test]
@@ -426,6 +436,15 @@ mod tests {
         let cross_scope = scopes(json!(["CrossNamespacePodAffinity"]));
         assert!(in_scope(&cross_scope, "", "pods", &cross));
         assert!(!in_scope(&cross_scope, "", "pods", &best_effort));
+        // Without a recorded class, the pod's resources decide; a deadline of 0 still terminates.
+        let unrecorded = json!({"spec": {"activeDeadlineSeconds": 0, "containers": [{"name": "a",
+            "resources": {"requests": {"cpu": "1"}}}]}, "status": {"qosClass": ""}});
+        assert!(in_scope(
+            &scopes(json!(["NotBestEffort", "Terminating"])),
+            "",
+            "pods",
+            &unrecorded
+        ));
         // A scoped quota takes nothing but pods.
         assert!(!in_scope(
             &scopes(json!(["NotTerminating"])),

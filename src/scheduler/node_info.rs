@@ -109,9 +109,8 @@ pub fn is_scalar_resource_name(name: &str) -> bool {
         || name.starts_with("attachable-volumes-")
 }
 
-/// A resource list in milli-units. The API server rounds every quantity it stores to milli precision,
-/// so sums and maxima here are exact; conversion to units happens once at the end, as upstream adds
-/// `Quantity` values before taking `Value()`.
+/// A resource list in milli-units, converted to units once at the end, as upstream adds `Quantity`
+/// values before taking `Value()`.
 type Millis = BTreeMap<String, i128>;
 
 fn millis_of(list: Option<&BTreeMap<String, Quantity>>) -> Millis {
@@ -136,17 +135,6 @@ fn div_away_from_zero(value: i128, divisor: i128) -> i128 {
     } else {
         q + value.signum()
     }
-}
-
-fn pod_level_requests_set(pod: &Pod) -> bool {
-    pod.spec
-        .as_ref()
-        .and_then(|s| s.resources.as_ref())
-        .and_then(|r| r.requests.as_ref())
-        .is_some_and(|r| {
-            r.keys()
-                .any(|k| pod_resources::is_supported_pod_level_resource(k))
-        })
 }
 
 /// A pod's effective requests (`resourcehelper.PodRequests`), a resize under way counted at its larger
@@ -481,7 +469,7 @@ impl PodInfo {
 /// Defaults apply only to a resource the pod requests none of, and then only to the containers that
 /// state no request for it; pod-level requests switch defaulting off.
 fn non_zero_requests(pod: &Pod, requests: &Resource) -> (i64, i64) {
-    if pod_level_requests_set(pod) {
+    if pod_resources::pod_level_requests_set(pod) {
         return (requests.milli_cpu, requests.memory);
     }
     let mut defaults = Vec::new();
@@ -837,6 +825,24 @@ mod tests {
             500,
             "a cut counts once the container runs with it"
         );
+        // Sides are taken per pod, not per container: one container growing while another shrinks
+        // counts as the larger of the two pod totals, 2.1 cores, not 2 + 500m.
+        let status = |name: &str, cpu: &str| {
+            json!({"name": name, "image": "i", "imageID": "", "ready": true, "restartCount": 0,
+                "allocatedResources": {"cpu": cpu}, "resources": {"requests": {"cpu": cpu}}})
+        };
+        let mut both = (*pod(json!({"containers": [
+            {"name": "a", "image": "i", "resources": {"requests": {"cpu": "2"}}},
+            {"name": "b", "image": "i", "resources": {"requests": {"cpu": "100m"}}},
+        ]})))
+        .clone();
+        both.status = Some(
+            serde_json::from_value(json!({
+                "conditions": [{"type": "PodResizePending", "status": "True", "reason": "Deferred"}],
+                "containerStatuses": [status("a", "1"), status("b", "500m")]}))
+            .unwrap(),
+        );
+        assert_eq!(PodInfo::new(Arc::new(both)).requests.milli_cpu, 2100);
     }
 
     #[test]

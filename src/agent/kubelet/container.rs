@@ -202,12 +202,6 @@ pub enum BuildError {
     Runtime(String),
 }
 
-impl From<String> for BuildError {
-    fn from(message: String) -> Self {
-        BuildError::Config(message)
-    }
-}
-
 /// The identity a container's first process starts with, as containerd's CRI plugin gives it.
 #[derive(Debug, PartialEq)]
 struct Identity {
@@ -243,7 +237,8 @@ fn identity(
         == Some(true);
     let image_user_part = image_user_field.split(':').next().unwrap_or_default();
     if run_as_non_root {
-        verify_run_as_non_root(pod, container, run_as_user, image_user_part)?;
+        verify_run_as_non_root(pod, container, run_as_user, image_user_part)
+            .map_err(BuildError::Config)?;
     }
     let passwd = read_from_layers(layers, "etc/passwd").unwrap_or_default();
     // The user containerd is given: runAsUser, else the image's, else root.

@@ -1,8 +1,8 @@
 //! kubelet's local-storage limits: a pod whose disk emptyDir holds more than its `sizeLimit`, a pod whose
 //! use passes its containers' `ephemeral-storage` limits added up (`PodLimits`), or a container that
 //! writes more than its own limit (its root filesystem's changes and its logs) is evicted, with kubelet's
-//! messages. Checked with
-//! the node's pressure, every housekeeping round; a memory emptyDir is bounded by its tmpfs instead.
+//! messages. Checked with the node's pressure, every housekeeping round; a memory emptyDir is bounded by
+//! its tmpfs instead.
 
 use k8s_openapi::api::core::v1::Pod;
 
@@ -44,9 +44,11 @@ pub fn violation(
         .get("ephemeral-storage")
         .copied();
     if let Some(total) = pod_limit {
+        // Every container's use counts against the pod's limit, sidecars' and init containers' too.
         let used: u64 = spec
             .containers
             .iter()
+            .chain(spec.init_containers.iter().flatten())
             .map(|c| container_usage(&c.name))
             .chain(
                 spec.volumes
@@ -214,5 +216,22 @@ mod tests {
         );
         assert!(!has_storage_limits(&pod(None, &[None])));
         assert!(has_storage_limits(&pod(Some("1Mi"), &[None])));
+        // The pod's limit is checked first, as kubelet does, and counts every container's use.
+        let both_over = |name: &str| if name == "c0" { 15 << 20 } else { 8 << 20 };
+        assert_eq!(
+            violation(&limited, none, both_over).as_deref(),
+            Some("Pod ephemeral local storage usage exceeds the total limit of containers 20Mi. ")
+        );
+        let mut with_sidecar = limited.clone();
+        with_sidecar.spec.as_mut().unwrap().init_containers = Some(vec![serde_json::from_value(
+            serde_json::json!({"name": "side", "restartPolicy": "Always",
+                "resources": {"limits": {"ephemeral-storage": "1Mi"}}}),
+        )
+        .unwrap()]);
+        let sidecar_writes = |name: &str| if name == "side" { 30 << 20 } else { 0 };
+        assert_eq!(
+            violation(&with_sidecar, none, sidecar_writes).as_deref(),
+            Some("Pod ephemeral local storage usage exceeds the total limit of containers 21Mi. ")
+        );
     }
 }
