@@ -107,12 +107,12 @@ pub async fn admit(
 
 /// What `obj` uses beyond `old`, resource by resource: what shrank is given back by the quota
 /// controller's recount, not here.
-fn growth(info: &ResourceInfo, obj: &Value, old: &Value, now: jiff::Timestamp) -> Usage {
-    let before = quota::usage_of(info.group, info.plural, old, now);
-    quota::usage_of(info.group, info.plural, obj, now)
+fn growth(info: &ResourceInfo, obj: &Value, old: &Value, at: jiff::Timestamp) -> Usage {
+    let before = quota::usage_of(info.group, info.plural, old, at);
+    quota::usage_of(info.group, info.plural, obj, at)
         .into_iter()
-        .filter_map(|(name, now)| {
-            let grown = before.get(&name).map_or(now, |b| now.minus(b));
+        .filter_map(|(name, after)| {
+            let grown = before.get(&name).map_or(after, |b| after.minus(b));
             (!grown.is_zero() && !grown.is_negative()).then_some((name, grown))
         })
         .collect()
