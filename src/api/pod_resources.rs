@@ -9,7 +9,6 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{Container, ContainerStatus, Pod, ResourceRequirements};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity as ApiQuantity;
-
 use serde_json::Value;
 
 use super::quantity::{parse_quantity, Quantity};
@@ -102,8 +101,8 @@ pub fn pod_limits(pod: &Pod, options: &Options) -> ResourceList {
 }
 
 /// The pod's request for one resource as kubelet ranks pods for eviction by it
-/// (`GetResourceRequestQuantity`): its pod-level requests alone when it states any, and the overhead
-/// only on a request that is not zero.
+/// (`GetResourceRequestQuantity`): its pod-level requests alone when it states pod-level resources, and
+/// the overhead only on a request that is not zero.
 pub fn request_quantity(pod: &Pod, resource: &str) -> Option<Quantity> {
     let options = Options {
         skip_container_level: pod_level_resources_set(pod),
