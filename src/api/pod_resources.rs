@@ -31,6 +31,17 @@ pub struct Options<'a> {
     pub non_missing_requests: &'a [(&'a str, Quantity)],
 }
 
+/// `helper.IsNativeResource`: unqualified, or in the kubernetes.io domain.
+pub fn is_native_resource(name: &str) -> bool {
+    !name.contains('/') || name.contains("kubernetes.io/")
+}
+
+/// `helper.IsExtendedResourceName`: a resource of another domain (`example.com/gpu`), other than a
+/// quota's `requests.` name for one.
+pub fn is_extended_resource(name: &str) -> bool {
+    !is_native_resource(name) && !name.starts_with("requests.")
+}
+
 /// Pod-level resources count only for these (`IsSupportedPodLevelResource`).
 pub fn is_supported_pod_level_resource(name: &str) -> bool {
     name == "cpu" || name == "memory" || name.starts_with("hugepages-")

@@ -10,7 +10,7 @@ use jiff::Timestamp;
 use k8s_openapi::api::core::v1::Pod;
 use serde_json::Value;
 
-use super::pod_resources::{self, Options, ResourceList};
+use super::pod_resources::{self, is_extended_resource, is_native_resource, Options, ResourceList};
 use super::quantity::{parse_quantity, Quantity};
 
 pub type Usage = BTreeMap<String, Quantity>;
@@ -72,16 +72,6 @@ fn pod_compute_usage(requests: &ResourceList, limits: &ResourceList) -> Usage {
         }
     }
     usage
-}
-
-/// `helper.IsNativeResource`: unqualified, or in the kubernetes.io domain.
-fn is_native_resource(name: &str) -> bool {
-    !name.contains('/') || name.contains("kubernetes.io/")
-}
-
-/// `helper.IsExtendedResourceName`, as far as quota cares: a resource of another domain.
-fn is_extended_resource(name: &str) -> bool {
-    !is_native_resource(name) && !name.starts_with("requests.")
 }
 
 /// `QuotaV1Pod`: a pod that has finished, or that is past its grace period while being deleted (its
@@ -197,19 +187,23 @@ pub fn in_scope(quota: &Value, group: &str, plural: &str, obj: &Value) -> bool {
 
 /// `podMatchesScopeFunc`.
 fn pod_in_scope(pod: &Value, scope: &str, operator: &str, values: &[&str]) -> bool {
-    let terminating = pod["spec"]["activeDeadlineSeconds"]
-        .as_i64()
-        .is_some_and(|s| s >= 0);
-    let best_effort = pod["status"]["qosClass"]
-        .as_str()
-        .filter(|class| !class.is_empty())
-        .unwrap_or_else(|| pod_resources::qos_class(&pod["spec"]))
-        == "BestEffort";
+    let terminating = || {
+        pod["spec"]["activeDeadlineSeconds"]
+            .as_i64()
+            .is_some_and(|s| s >= 0)
+    };
+    let best_effort = || {
+        pod["status"]["qosClass"]
+            .as_str()
+            .filter(|class| !class.is_empty())
+            .unwrap_or_else(|| pod_resources::qos_class(&pod["spec"]))
+            == "BestEffort"
+    };
     match scope {
-        "Terminating" => terminating,
-        "NotTerminating" => !terminating,
-        "BestEffort" => best_effort,
-        "NotBestEffort" => !best_effort,
+        "Terminating" => terminating(),
+        "NotTerminating" => !terminating(),
+        "BestEffort" => best_effort(),
+        "NotBestEffort" => !best_effort(),
         // A selector over the one label `PriorityClass=<class>`, absent when the pod names no class.
         "PriorityClass" => {
             let class = pod["spec"]["priorityClassName"]

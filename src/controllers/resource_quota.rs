@@ -86,28 +86,42 @@ async fn sync_namespace(ctx: &Context, namespace: &str) -> Result<(), Controller
         .client
         .get(&format!("/api/v1/namespaces/{namespace}/resourcequotas"))
         .await?;
+    let quotas: Vec<&Value> = quotas["items"].as_array().into_iter().flatten().collect();
+    let hards: Vec<Usage> = quotas
+        .iter()
+        .map(|q| quota::parse_list(&q["spec"]["hard"]))
+        .collect();
+    let mut used: Vec<Usage> = hards
+        .iter()
+        .map(|hard| {
+            hard.iter()
+                .map(|(k, v)| (k.clone(), crate::api::quantity::Quantity::zero(v.format())))
+                .collect()
+        })
+        .collect();
     let now = ctx.clock.now();
-    for q in quotas["items"].as_array().into_iter().flatten() {
-        let hard = quota::parse_list(&q["spec"]["hard"]);
-        let mut used: Usage = hard
-            .iter()
-            .map(|(k, v)| (k.clone(), crate::api::quantity::Quantity::zero(v.format())))
-            .collect();
-        for info in resources::storage_resources().filter(|r| r.namespaced && counted(r, &hard)) {
-            let list = ctx.client.get(&info.path(Some(namespace), None)).await?;
-            let in_scope = list["items"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .filter(|item| quota::in_scope(q, info.group, info.plural, item));
-            for item in in_scope {
-                for (k, v) in quota::usage_of(info.group, info.plural, item, now) {
-                    if let Some(total) = used.get_mut(&k) {
-                        *total = total.plus(&v);
+    // Each kind is listed once, and each object's usage worked out once, whatever the number of quotas.
+    for info in resources::storage_resources()
+        .filter(|r| r.namespaced && hards.iter().any(|hard| counted(r, hard)))
+    {
+        let list = ctx.client.get(&info.path(Some(namespace), None)).await?;
+        for item in list["items"].as_array().into_iter().flatten() {
+            let mut usage = None;
+            for (i, q) in quotas.iter().enumerate() {
+                if !counted(info, &hards[i]) || !quota::in_scope(q, info.group, info.plural, item) {
+                    continue;
+                }
+                let usage = usage
+                    .get_or_insert_with(|| quota::usage_of(info.group, info.plural, item, now));
+                for (k, v) in usage.iter() {
+                    if let Some(total) = used[i].get_mut(k) {
+                        *total = total.plus(v);
                     }
                 }
             }
         }
+    }
+    for (q, used) in quotas.into_iter().zip(used) {
         let status = json!({"hard": q["spec"]["hard"], "used": quota::to_json(&used)});
         if same_quantities(&q["status"], &status) {
             continue;

@@ -101,9 +101,7 @@ impl Resource {
 /// Extended (`example.com/gpu`), hugepages, prefixed native (`kubernetes.io/...`) and attachable-volume
 /// resources; `schedutil.IsScalarResourceName` upstream.
 pub fn is_scalar_resource_name(name: &str) -> bool {
-    let native = !name.contains('/') || name.contains("kubernetes.io/");
-    let extended = !native && !name.starts_with("requests.");
-    extended
+    pod_resources::is_extended_resource(name)
         || name.starts_with("hugepages-")
         || name.contains("kubernetes.io/")
         || name.starts_with("attachable-volumes-")

@@ -40,6 +40,13 @@ pub fn violation(
     }
     // The pod's limit is its containers' as Kubernetes adds limits up (any container's counts), checked
     // before each container's own, as kubelet does.
+    // Measuring a container walks its files: each is measured once for both checks.
+    let mut measured: std::collections::HashMap<String, u64> = std::collections::HashMap::new();
+    let mut used_by = |name: &str| -> u64 {
+        *measured
+            .entry(name.to_string())
+            .or_insert_with(|| container_usage(name))
+    };
     let pod_limit = pod_resources::pod_limits(pod, &pod_resources::Options::default())
         .get("ephemeral-storage")
         .copied();
@@ -49,7 +56,7 @@ pub fn violation(
             .containers
             .iter()
             .chain(spec.init_containers.iter().flatten())
-            .map(|c| container_usage(&c.name))
+            .map(|c| used_by(&c.name))
             .chain(
                 spec.volumes
                     .iter()
@@ -72,7 +79,7 @@ pub fn violation(
             .and_then(limit)
             .filter(|(_, bytes)| *bytes != 0);
         if let Some((text, bytes)) = own {
-            if i128::from(container_usage(&container.name)) > bytes {
+            if i128::from(used_by(&container.name)) > bytes {
                 return Some(format!(
                     "Container {} exceeded its local ephemeral storage limit \"{text}\". ",
                     container.name
@@ -222,6 +229,14 @@ mod tests {
             violation(&limited, none, both_over).as_deref(),
             Some("Pod ephemeral local storage usage exceeds the total limit of containers 20Mi. ")
         );
+        // Each container's files are walked once, though both checks read its use.
+        let walks = std::cell::Cell::new(0);
+        let counted = |_: &str| {
+            walks.set(walks.get() + 1);
+            1
+        };
+        assert_eq!(violation(&limited, none, counted), None);
+        assert_eq!(walks.get(), 2);
         let mut with_sidecar = limited.clone();
         with_sidecar.spec.as_mut().unwrap().init_containers = Some(vec![serde_json::from_value(
             serde_json::json!({"name": "side", "restartPolicy": "Always",
