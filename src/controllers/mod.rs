@@ -77,10 +77,7 @@ pub struct Context {
 /// Starts the informers and every controller; returns their tasks.
 pub fn start(ctx: Context) -> Vec<tokio::task::JoinHandle<()>> {
     let mut tasks = ctx.informers.run(&ctx.shutdown);
-    tasks.push(tokio::spawn(namespace::run(
-        ctx.client.clone(),
-        ctx.shutdown.clone(),
-    )));
+    tasks.extend(namespace::start(&ctx));
     tasks.push(tokio::spawn(garbage_collector::run(
         ctx.client.clone(),
         ctx.shutdown.clone(),

@@ -1,42 +1,70 @@
 //! Namespace lifecycle: a namespace being deleted has everything in it deleted, and once it is empty its
 //! `kubernetes` finalizer is removed through the finalize subresource, which lets the registry remove it.
+//! It acts on the namespaces informer's changes, and looks again at a deleting namespace for as long as
+//! something is left in it; a node with no namespace being deleted costs it nothing.
 
 use std::time::Duration;
 
-use serde_json::{json, Value};
-use tokio::sync::watch;
+use serde_json::json;
 
+use super::{run_workers, Context};
 use crate::api::meta;
 use crate::api::resources;
-use crate::client::{Client, ClientError};
+use crate::client::{Change, Client, ClientError, WorkQueue};
 
-const RESYNC: Duration = Duration::from_millis(500);
+/// How soon a deleting namespace that still holds objects is looked at again: what is left is being
+/// deleted, and nothing about the namespace itself changes when the last of it goes.
+const RECHECK: Duration = Duration::from_millis(500);
 
-pub async fn run(client: Client, mut shutdown: watch::Receiver<bool>) {
-    loop {
-        if let Err(e) = sync_all(&client).await {
-            tracing::warn!(error = %e, "namespace controller sync failed");
-        }
-        tokio::select! {
-            _ = tokio::time::sleep(RESYNC) => {}
-            _ = shutdown.changed() => return,
-        }
+pub fn start(ctx: &Context) -> Vec<tokio::task::JoinHandle<()>> {
+    let queue = WorkQueue::new();
+    {
+        let queue = queue.clone();
+        ctx.informers.namespaces.on_change(move |change| {
+            let ns = change.object();
+            if ns.metadata.deletion_timestamp.is_some() && !matches!(change, Change::Deleted(_)) {
+                queue.add(ns.metadata.name.as_deref().unwrap_or_default());
+            }
+        });
     }
+    let mut tasks = Vec::new();
+    {
+        // The informer may have listed before the handler above was registered.
+        let (informers, queue) = (ctx.informers.clone(), queue.clone());
+        tasks.push(tokio::spawn(async move {
+            informers.namespaces.wait_synced().await;
+            for ns in informers.namespaces.list() {
+                if ns.metadata.deletion_timestamp.is_some() {
+                    queue.add(ns.metadata.name.as_deref().unwrap_or_default());
+                }
+            }
+        }));
+    }
+    let client = ctx.client.clone();
+    tasks.extend(run_workers(
+        "namespace",
+        queue,
+        1,
+        ctx.shutdown.clone(),
+        move |name| {
+            let client = client.clone();
+            async move { Ok(sync(&client, &name).await?) }
+        },
+    ));
+    tasks
 }
 
-async fn sync_all(client: &Client) -> Result<(), ClientError> {
-    let list = client.get("/api/v1/namespaces").await?;
-    for ns in list["items"].as_array().into_iter().flatten() {
-        if meta::is_deleting(ns) {
-            sync(client, ns).await?;
-        }
+/// Deletes the namespace's content; finalizes the namespace when nothing is left, and otherwise says
+/// when to look again.
+async fn sync(client: &Client, name: &str) -> Result<Option<Duration>, ClientError> {
+    let ns = match client.get(&format!("/api/v1/namespaces/{name}")).await {
+        Ok(ns) => ns,
+        Err(e) if e.is_not_found() => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    if !meta::is_deleting(&ns) {
+        return Ok(None);
     }
-    Ok(())
-}
-
-/// Deletes the namespace's content; finalizes the namespace when nothing is left.
-pub async fn sync(client: &Client, ns: &Value) -> Result<(), ClientError> {
-    let name = meta::name(ns).unwrap_or_default();
     let mut remaining = 0;
     for info in resources::storage_resources().filter(|r| r.namespaced) {
         let path = info.path(Some(name), None);
@@ -59,16 +87,17 @@ pub async fn sync(client: &Client, ns: &Value) -> Result<(), ClientError> {
         }
     }
     if remaining > 0 {
-        return Ok(());
+        return Ok(Some(RECHECK));
     }
-    let mut finalized = ns.clone();
+    let mut finalized = ns;
     finalized["spec"]["finalizers"] = json!([]);
     match client
         .update(&format!("/api/v1/namespaces/{name}/finalize"), &finalized)
         .await
     {
-        Ok(_) => Ok(()),
-        Err(e) if e.is_not_found() || e.is_conflict() => Ok(()),
+        Ok(_) => Ok(None),
+        Err(e) if e.is_not_found() => Ok(None),
+        Err(e) if e.is_conflict() => Ok(Some(RECHECK)),
         Err(e) => Err(e),
     }
 }

@@ -34,6 +34,8 @@ pub async fn admit(
         return Ok(());
     }
     let quotas = list_core(registry, "resourcequotas", namespace).await?;
+    // Every quota is checked before any is charged, so that a refusal by one charges none of the others.
+    let mut charges = Vec::new();
     for q in &quotas {
         let hard = quota::parse_list(&q["spec"]["hard"]);
         if !quota::in_scope(q, info.group, info.plural, obj)
@@ -43,7 +45,7 @@ pub async fn admit(
         {
             continue;
         }
-        let name = crate::api::meta::name(q).unwrap_or_default().to_string();
+        let name = crate::api::meta::name(q).unwrap_or_default();
         if info.group.is_empty() && info.plural == "pods" {
             if let Some(missing) = quota::unstated_compute(obj, &hard) {
                 return Err(forbidden(
@@ -53,10 +55,6 @@ pub async fn admit(
                 ));
             }
         }
-        let used = match q["status"]["used"].as_object() {
-            Some(_) => quota::parse_list(&q["status"]["used"]),
-            None => usage_in(registry, namespace, q).await?,
-        };
         let requested: Usage = delta
             .iter()
             .filter(|(k, _)| hard.contains_key(*k))
@@ -65,44 +63,64 @@ pub async fn admit(
         if requested.is_empty() {
             continue;
         }
-        // Only the resources that would go over are named, as Kubernetes masks the lists.
-        let exceeded: Vec<&String> = requested
-            .iter()
-            .filter(|(k, v)| {
-                let now = used.get(*k).map(|u| u.plus(v)).unwrap_or(**v);
-                hard.get(*k).is_some_and(|limit| now > *limit)
-            })
-            .map(|(k, _)| k)
-            .collect();
-        if !exceeded.is_empty() {
-            let mask = |list: &Usage| -> Usage {
-                exceeded
-                    .iter()
-                    .map(|k| {
-                        let value = list
-                            .get(*k)
-                            .copied()
-                            .unwrap_or_else(|| quota_zero(&requested[*k]));
-                        ((*k).clone(), value)
-                    })
-                    .collect()
-            };
-            return Err(forbidden(
-                info,
-                obj,
-                &format!(
-                    "exceeded quota: {name}, requested: {}, used: {}, limited: {}",
-                    quota::pretty(&mask(&requested)),
-                    quota::pretty(&mask(&used)),
-                    quota::pretty(&mask(&hard))
-                ),
-            ));
-        }
-        if !dry_run {
-            charge(registry, namespace, q, &requested).await?;
+        let used = match q["status"]["used"].as_object() {
+            Some(_) => quota::parse_list(&q["status"]["used"]),
+            None => usage_in(registry, namespace, q).await?,
+        };
+        check(info, obj, name, &requested, &used, &hard)?;
+        charges.push((q, requested));
+    }
+    if !dry_run {
+        for (q, requested) in charges {
+            charge(registry, info, obj, q, &requested).await?;
         }
     }
     Ok(())
+}
+
+/// Refuses `requested` when it would take `used` past `hard` ("exceeded quota: …"), naming only the
+/// resources that would go over, as Kubernetes masks the lists.
+fn check(
+    info: &ResourceInfo,
+    obj: &Value,
+    quota_name: &str,
+    requested: &Usage,
+    used: &Usage,
+    hard: &Usage,
+) -> Result<(), RegistryError> {
+    let exceeded: Vec<&String> = requested
+        .iter()
+        .filter(|(k, v)| {
+            let now = used.get(*k).map(|u| u.plus(v)).unwrap_or(**v);
+            hard.get(*k).is_some_and(|limit| now > *limit)
+        })
+        .map(|(k, _)| k)
+        .collect();
+    if exceeded.is_empty() {
+        return Ok(());
+    }
+    let mask = |list: &Usage| -> Usage {
+        exceeded
+            .iter()
+            .map(|k| {
+                let value = list
+                    .get(*k)
+                    .copied()
+                    .unwrap_or_else(|| quota_zero(&requested[*k]));
+                ((*k).clone(), value)
+            })
+            .collect()
+    };
+    Err(forbidden(
+        info,
+        obj,
+        &format!(
+            "exceeded quota: {quota_name}, requested: {}, used: {}, limited: {}",
+            quota::pretty(&mask(requested)),
+            quota::pretty(&mask(used)),
+            quota::pretty(&mask(hard))
+        ),
+    ))
 }
 
 /// What `obj` uses beyond `old`, resource by resource: what shrank is given back by the quota
@@ -159,28 +177,40 @@ pub async fn usage_in(
     Ok(used)
 }
 
+/// Adds `requested` to the quota's `status.used`, checking it again against the stored quota inside the
+/// compare-and-swap: requests admitted together all saw the same usage, and only as many as fit may pass.
 async fn charge(
     registry: &Registry,
-    namespace: &str,
+    info: &ResourceInfo,
+    obj: &Value,
     resource_quota: &Value,
     requested: &Usage,
 ) -> Result<(), RegistryError> {
     let name = crate::api::meta::name(resource_quota).unwrap_or_default();
-    let info = resources::find("", "v1", "resourcequotas").expect("quotas are served");
+    let namespace = crate::api::meta::namespace(resource_quota).unwrap_or_default();
+    let quotas = resources::find("", "v1", "resourcequotas").expect("quotas are served");
     let options = UpdateOptions {
         subresource: Some("status".into()),
         ..UpdateOptions::default()
     };
-    let usage = match registry.get(info, Some(namespace), name).await?["status"]["used"].as_object()
-    {
-        Some(_) => None,
-        None => Some(usage_in(registry, namespace, resource_quota).await?),
-    };
+    let usage =
+        match registry.get(quotas, Some(namespace), name).await?["status"]["used"].as_object() {
+            Some(_) => None,
+            None => Some(usage_in(registry, namespace, resource_quota).await?),
+        };
     registry
-        .guaranteed_update::<RegistryError>(info, Some(namespace), name, &options, |current| {
+        .guaranteed_update::<RegistryError>(quotas, Some(namespace), name, &options, |current| {
             let mut used = usage
                 .clone()
                 .unwrap_or_else(|| quota::parse_list(&current["status"]["used"]));
+            check(
+                info,
+                obj,
+                name,
+                requested,
+                &used,
+                &quota::parse_list(&current["spec"]["hard"]),
+            )?;
             for (k, v) in requested {
                 let total = used.get(k).map(|u| u.plus(v)).unwrap_or(*v);
                 used.insert(k.clone(), total);
@@ -192,4 +222,61 @@ async fn charge(
         })
         .await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use serde_json::json;
+
+    use crate::util::clock::FakeClock;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn pods_created_together_are_admitted_only_as_far_as_the_quota_goes() {
+        let clock = Arc::new(FakeClock::new("2026-11-25T10:00:00Z".parse().unwrap()));
+        let (_dir, client) = crate::server::testing::in_process(clock).await;
+        let quotas = "/api/v1/namespaces/default/resourcequotas";
+        client
+            .create(
+                quotas,
+                &json!({"metadata": {"name": "q"}, "spec": {"hard": {"pods": "5"}}}),
+            )
+            .await
+            .unwrap();
+        // As the quota controller leaves it: counted, with nothing used.
+        let mut counted = client.get(&format!("{quotas}/q")).await.unwrap();
+        counted["status"] = json!({"hard": {"pods": "5"}, "used": {"pods": "0"}});
+        client
+            .update(&format!("{quotas}/q/status"), &counted)
+            .await
+            .unwrap();
+
+        let creates = (0..20).map(|i| {
+            let client = client.clone();
+            tokio::spawn(async move {
+                let pod = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": format!("p{i}")},
+                    "spec": {"containers": [{"name": "c", "image": "i"}]}});
+                client.create("/api/v1/namespaces/default/pods", &pod).await
+            })
+        });
+        let results = futures_util::future::join_all(creates).await;
+        let mut admitted = 0;
+        for result in results {
+            match result.unwrap() {
+                Ok(_) => admitted += 1,
+                Err(e) => assert!(
+                    e.to_string().contains(
+                        "exceeded quota: q, requested: pods=1, used: pods=5, limited: pods=5"
+                    ),
+                    "{e}"
+                ),
+            }
+        }
+        assert_eq!(admitted, 5);
+        let charged = client.get(&format!("{quotas}/q")).await.unwrap();
+        assert_eq!(charged["status"]["used"]["pods"], "5");
+        let stored = client.get("/api/v1/namespaces/default/pods").await.unwrap();
+        assert_eq!(stored["items"].as_array().unwrap().len(), 5);
+    }
 }
