@@ -5,9 +5,11 @@
 //! A collection pass reads every stored resource and acts on the whole ownership graph. Passes run when a
 //! watch shows a change a pass would act on ([`Triggers`]): an owner deleted, an owner marked for
 //! deletion with the `orphan` or `foregroundDeletion` finalizer, a dependent of such an owner deleted,
-//! or an object naming an owner just deleted; and otherwise every 30 s (which also catches objects
-//! created with an owner that never existed). Deleting objects that own nothing, such as bare pods,
-//! costs no pass.
+//! an object naming an owner just deleted, or an object naming an owner no pass or event has shown
+//! named before (which catches objects created with an owner that never existed); and otherwise every
+//! 5 minutes, as a safety net. Deleting objects that own nothing, such as bare pods, and changes to
+//! dependents of known owners, such as pods' status, cost no pass: a node's idle control plane reads
+//! no resource for the collector.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -21,7 +23,7 @@ use crate::api::resources::{self, ResourceInfo};
 use crate::client::{Client, ClientError, WatchEventKind};
 
 /// The longest stretch without a collection pass.
-const RESYNC: Duration = Duration::from_secs(30);
+const RESYNC: Duration = Duration::from_secs(300);
 /// Deletions that come in a burst are collected in one pass.
 const COALESCE: Duration = Duration::from_millis(200);
 const RETRY: Duration = Duration::from_secs(1);
@@ -159,8 +161,9 @@ impl Triggers {
         let owners = owner_uids(obj);
         match kind {
             WatchEventKind::Added | WatchEventKind::Modified => {
+                let mut names_new_owner = false;
                 for owner in &owners {
-                    self.owners.insert(owner.clone(), self.pass);
+                    names_new_owner |= self.owners.insert(owner.clone(), self.pass).is_none();
                 }
                 let finalizers = meta::finalizers(obj);
                 let deleting = meta::is_deleting(obj);
@@ -171,7 +174,8 @@ impl Triggers {
                     deleting && finalizers.iter().any(|f| f == ORPHAN || f == FOREGROUND);
                 // A dependent already on its way out needs nothing more.
                 let orphaned = !deleting && owners.iter().any(|o| self.deleted_uids.contains(o));
-                releasing || orphaned
+                // The owner may never have existed; a pass looks it up.
+                releasing || orphaned || (names_new_owner && !deleting)
             }
             WatchEventKind::Deleted => {
                 if self.deleted_uids.insert(uid.to_string()) {
@@ -254,11 +258,53 @@ async fn sync(client: &Client) -> Result<Found, ClientError> {
         if !owners.is_empty()
             && owners.iter().all(|o| !uids.contains(o))
             && !meta::is_deleting(&node.obj)
+            && all_owners_gone(client, &node.obj).await?
         {
             delete(client, node, "Background").await?;
         }
     }
     Ok(found)
+}
+
+/// Whether every owner the object names is gone, asked of the API now, as Kubernetes' collector checks
+/// before it deletes a dependent: a pass lists kinds one after another, so an owner created after its
+/// kind was listed (a new Deployment's ReplicaSet listed a moment later) is missing from the pass but
+/// not from the store.
+async fn all_owners_gone(client: &Client, obj: &Value) -> Result<bool, ClientError> {
+    for reference in obj["metadata"]["ownerReferences"]
+        .as_array()
+        .into_iter()
+        .flatten()
+    {
+        if !owner_gone(client, meta::namespace(obj), reference).await? {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
+async fn owner_gone(
+    client: &Client,
+    namespace: Option<&str>,
+    reference: &Value,
+) -> Result<bool, ClientError> {
+    let (group, version) =
+        resources::split_api_version(reference["apiVersion"].as_str().unwrap_or_default());
+    let kind = reference["kind"].as_str().unwrap_or_default();
+    let Some(info) = resources::find_kind(group, version, kind) else {
+        // An owner of a kind this server does not serve cannot be looked up; Kubernetes' collector leaves
+        // its dependents alone too.
+        return Ok(false);
+    };
+    let Some(name) = reference["name"].as_str().filter(|n| !n.is_empty()) else {
+        return Ok(true);
+    };
+    let namespace = namespace.filter(|_| info.namespaced);
+    match client.get(&info.path(namespace, Some(name))).await {
+        Ok(owner) => Ok(meta::uid(&owner) != reference["uid"].as_str()),
+        Err(e) if e.is_not_found() => Ok(true),
+        Err(e) => Err(e),
+    }
 }
 
 fn tolerate(result: Result<Value, ClientError>) -> Result<(), ClientError> {
@@ -352,8 +398,62 @@ mod tests {
         assert!(t.observe(WatchEventKind::Deleted, &object("rs", &["deploy"]), now));
 
         let mut t = Triggers::default();
-        assert!(!t.observe(WatchEventKind::Added, &object("pod", &["job"]), now));
+        t.observe(WatchEventKind::Added, &object("pod", &["job"]), now);
         assert!(t.observe(WatchEventKind::Deleted, &object("job", &[]), now));
+    }
+
+    #[test]
+    fn an_object_naming_an_owner_never_named_before_calls_for_one_pass() {
+        let now = Instant::now();
+        let mut t = after_pass(&["rs"], &[]);
+        // A pod of a known owner, and its status changes, cost no pass.
+        assert!(!t.observe(WatchEventKind::Added, &object("pod", &["rs"]), now));
+        assert!(!t.observe(WatchEventKind::Modified, &object("pod", &["rs"]), now));
+        // An owner nobody named before may never have existed: one pass looks it up.
+        assert!(t.observe(WatchEventKind::Added, &object("pod2", &["ghost"]), now));
+        assert!(!t.observe(WatchEventKind::Added, &object("pod3", &["ghost"]), now));
+        assert!(!t.observe(
+            WatchEventKind::Modified,
+            &deleting("pod4", &["other"], &[]),
+            now
+        ));
+    }
+
+    #[tokio::test]
+    async fn an_owner_is_gone_only_when_the_api_has_no_object_of_its_name_and_uid() {
+        let clock = std::sync::Arc::new(crate::util::clock::FakeClock::new(
+            "2026-11-25T10:00:00Z".parse().unwrap(),
+        ));
+        let (_dir, client) = crate::server::testing::in_process(clock).await;
+        let owner = client
+            .create(
+                "/api/v1/namespaces/default/configmaps",
+                &json!({"metadata": {"name": "owner"}}),
+            )
+            .await
+            .unwrap();
+        let uid = meta::uid(&owner).unwrap();
+        let reference = |kind: &str, name: &str, uid: &str| json!({"apiVersion": "v1", "kind": kind, "name": name, "uid": uid});
+        let gone = |reference: Value| {
+            let client = client.clone();
+            async move {
+                owner_gone(&client, Some("default"), &reference)
+                    .await
+                    .unwrap()
+            }
+        };
+        assert!(!gone(reference("ConfigMap", "owner", uid)).await);
+        assert!(gone(reference("ConfigMap", "owner", "another-uid")).await);
+        assert!(gone(reference("ConfigMap", "missing", uid)).await);
+        assert!(
+            !gone(reference("Widget", "owner", uid)).await,
+            "a kind the server does not serve cannot be looked up, so its dependents stay"
+        );
+        let mut dependent = json!({"metadata": {"namespace": "default", "ownerReferences": [
+            reference("ConfigMap", "missing", "x"), reference("ConfigMap", "owner", uid)]}});
+        assert!(!all_owners_gone(&client, &dependent).await.unwrap());
+        dependent["metadata"]["ownerReferences"][1]["uid"] = json!("stale");
+        assert!(all_owners_gone(&client, &dependent).await.unwrap());
     }
 
     #[test]

@@ -371,6 +371,30 @@ fn delete_cascades_background_foreground_and_orphan() {
     assert_eq!(refs, "", "orphaned dependents lose their owner reference");
     std::thread::sleep(Duration::from_millis(1500));
     s.ok(&["get", "rs", "orphan-rs"]);
+
+    // An object created naming an owner that never existed is collected, as Kubernetes' collector does;
+    // one naming a live owner stays.
+    let live_uid = s.ok(&["get", "rs", "orphan-rs", "-o", "jsonpath={.metadata.uid}"]);
+    for (name, owner, uid) in [
+        ("dangling", "never", "00000000-0000-0000-0000-000000000000"),
+        ("owned", "orphan-rs", live_uid.as_str()),
+    ] {
+        let cm = format!(
+            r#"{{"apiVersion":"v1","kind":"ConfigMap","metadata":{{"name":"{name}","ownerReferences":[{{"apiVersion":"apps/v1","kind":"ReplicaSet","name":"{owner}","uid":"{uid}"}}]}}}}"#
+        );
+        let path = s.write(&format!("{name}.json"), &cm);
+        s.ok(&["create", "-f", path.to_str().unwrap()]);
+    }
+    s.eventually(
+        "an object with a dangling owner collected",
+        Duration::from_secs(10),
+        || {
+            !s.kubectl(&["get", "configmap", "dangling"])
+                .status
+                .success()
+        },
+    );
+    s.ok(&["get", "configmap", "owned"]);
 }
 
 #[test]
