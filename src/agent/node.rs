@@ -12,6 +12,7 @@ use std::time::Duration;
 use serde_json::{json, Value};
 use tokio::sync::watch;
 
+use super::kubelet::stats::MachineMemory;
 use super::AgentError;
 use crate::api::meta::{format_micro_time, format_time};
 use crate::client::events::{Involved, Recorder};
@@ -466,14 +467,7 @@ pub fn detect_identity(
     kubelet_port: Option<u16>,
 ) -> NodeIdentity {
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let memory_kib = std::fs::read_to_string("/proc/meminfo")
-        .ok()
-        .and_then(|m| {
-            m.lines()
-                .find_map(|l| l.strip_prefix("MemTotal:"))
-                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-        })
-        .unwrap_or(0);
+    let memory_kib = MachineMemory::read().map_or(0, |m| m.total / 1024);
     let storage = nix::sys::statvfs::statvfs(data_dir)
         .map(|s| s.blocks() * s.fragment_size())
         .unwrap_or(0);
@@ -597,7 +591,7 @@ mod tests {
     }
 
     #[test]
-    fn node_info_names_the_machine_and_its_boot() {
+    fn node_identity_names_the_machine_its_boot_and_its_memory() {
         let dir = tempfile::tempdir().unwrap();
         let identity = detect_identity(
             "n",
@@ -614,5 +608,13 @@ mod tests {
         if let Ok(machine_id) = std::fs::read_to_string("/etc/machine-id") {
             assert_eq!(identity.machine_id, machine_id.trim());
         }
+        let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap();
+        let total = meminfo
+            .lines()
+            .find_map(|l| l.strip_prefix("MemTotal:"))
+            .unwrap()
+            .trim()
+            .trim_end_matches(" kB");
+        assert_eq!(identity.capacity["memory"], format!("{total}Ki"));
     }
 }

@@ -76,8 +76,7 @@ pub struct Context {
 
 /// Starts the informers and every controller; returns their tasks.
 pub fn start(ctx: Context) -> Vec<tokio::task::JoinHandle<()>> {
-    let mut tasks = ctx.informers.run(&ctx.shutdown);
-    tasks.extend(namespace::start(&ctx));
+    let mut tasks = namespace::start(&ctx);
     tasks.push(tokio::spawn(garbage_collector::run(
         ctx.client.clone(),
         ctx.shutdown.clone(),
@@ -95,6 +94,8 @@ pub fn start(ctx: Context) -> Vec<tokio::task::JoinHandle<()>> {
     tasks.extend(daemonset::start(&ctx));
     tasks.extend(statefulset::start(&ctx));
     tasks.extend(event_ttl::start(&ctx));
+    // Last, so that every controller's handlers see the first list as additions.
+    tasks.extend(ctx.informers.run(&ctx.shutdown));
     tasks
 }
 

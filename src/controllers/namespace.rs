@@ -27,31 +27,11 @@ pub fn start(ctx: &Context) -> Vec<tokio::task::JoinHandle<()>> {
             }
         });
     }
-    let mut tasks = Vec::new();
-    {
-        // The informer may have listed before the handler above was registered.
-        let (informers, queue) = (ctx.informers.clone(), queue.clone());
-        tasks.push(tokio::spawn(async move {
-            informers.namespaces.wait_synced().await;
-            for ns in informers.namespaces.list() {
-                if ns.metadata.deletion_timestamp.is_some() {
-                    queue.add(ns.metadata.name.as_deref().unwrap_or_default());
-                }
-            }
-        }));
-    }
     let client = ctx.client.clone();
-    tasks.extend(run_workers(
-        "namespace",
-        queue,
-        1,
-        ctx.shutdown.clone(),
-        move |name| {
-            let client = client.clone();
-            async move { Ok(sync(&client, &name).await?) }
-        },
-    ));
-    tasks
+    run_workers("namespace", queue, 1, ctx.shutdown.clone(), move |name| {
+        let client = client.clone();
+        async move { Ok(sync(&client, &name).await?) }
+    })
 }
 
 /// Deletes the namespace's content; finalizes the namespace when nothing is left, and otherwise says
