@@ -7,9 +7,10 @@
 //! deletion with the `orphan` or `foregroundDeletion` finalizer, a dependent of such an owner deleted,
 //! an object naming an owner just deleted, or an object naming an owner no pass or event has shown
 //! named before (which catches objects created with an owner that never existed); and otherwise every
-//! 5 minutes, as a safety net. Deleting objects that own nothing, such as bare pods, and changes to
-//! dependents of known owners, such as pods' status, cost no pass: a node's idle control plane reads
-//! no resource for the collector.
+//! 5 minutes as a safety net (every 30 s while an owner waits in the foreground, every second after a
+//! failed pass). Before a dependent is deleted its owners are looked up by name and uid. Deleting
+//! objects that own nothing, such as bare pods, and changes to dependents of known owners, such as pods'
+//! status, cost no pass: a node's idle control plane reads no resource for the collector.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -24,6 +25,9 @@ use crate::client::{Client, ClientError, WatchEventKind};
 
 /// The longest stretch without a collection pass.
 const RESYNC: Duration = Duration::from_secs(300);
+/// The longest stretch while an owner waits in the foreground: a dependent that drops its reference to
+/// the owner (rather than going) shows in no event the collector can tie to it.
+const WAITING_RESYNC: Duration = Duration::from_secs(30);
 /// Deletions that come in a burst are collected in one pass.
 const COALESCE: Duration = Duration::from_millis(200);
 const RETRY: Duration = Duration::from_secs(1);
@@ -49,13 +53,24 @@ pub async fn run(client: Client, mut shutdown: watch::Receiver<bool>) {
         .collect();
     loop {
         let pass = triggers.lock().expect("lock").pass_begins();
-        match sync(&client).await {
-            Ok(found) => triggers.lock().expect("lock").pass_found(pass, found),
-            Err(e) => tracing::warn!(error = %e, "garbage collector sync failed"),
-        }
+        let next = match sync(&client).await {
+            Ok(found) => {
+                let next = if found.waiting.is_empty() {
+                    RESYNC
+                } else {
+                    WAITING_RESYNC
+                };
+                triggers.lock().expect("lock").pass_found(pass, found);
+                next
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "garbage collector sync failed");
+                RETRY
+            }
+        };
         tokio::select! {
             _ = dirty.notified() => tokio::time::sleep(COALESCE).await,
-            _ = tokio::time::sleep(RESYNC) => {}
+            _ = tokio::time::sleep(next) => {}
             _ = shutdown.changed() => break,
         }
     }
@@ -230,8 +245,14 @@ async fn sync(client: &Client) -> Result<Found, ClientError> {
             dependents.entry(owner).or_default().push(i);
         }
     }
+    // An owner missing from the lists is not remembered as known: if it never existed, the next object
+    // naming it must call for a pass of its own.
     let mut found = Found {
-        owners: dependents.keys().cloned().collect(),
+        owners: dependents
+            .keys()
+            .filter(|owner| uids.contains(*owner))
+            .cloned()
+            .collect(),
         waiting: HashSet::new(),
     };
     for node in &nodes {
@@ -258,7 +279,7 @@ async fn sync(client: &Client) -> Result<Found, ClientError> {
         if !owners.is_empty()
             && owners.iter().all(|o| !uids.contains(o))
             && !meta::is_deleting(&node.obj)
-            && all_owners_gone(client, &node.obj).await?
+            && all_owners_gone(client, &node.obj).await
         {
             delete(client, node, "Background").await?;
         }
@@ -270,19 +291,28 @@ async fn sync(client: &Client) -> Result<Found, ClientError> {
 /// before it deletes a dependent: a pass lists kinds one after another, so an owner created after its
 /// kind was listed (a new Deployment's ReplicaSet listed a moment later) is missing from the pass but
 /// not from the store.
-async fn all_owners_gone(client: &Client, obj: &Value) -> Result<bool, ClientError> {
+/// An owner that cannot be looked up counts as present: the dependent waits for a later pass, and the
+/// rest of this pass goes on, as Kubernetes' collector retries only that item.
+async fn all_owners_gone(client: &Client, obj: &Value) -> bool {
     for reference in obj["metadata"]["ownerReferences"]
         .as_array()
         .into_iter()
         .flatten()
     {
-        if !owner_gone(client, meta::namespace(obj), reference).await? {
-            return Ok(false);
+        match owner_gone(client, meta::namespace(obj), reference).await {
+            Ok(true) => {}
+            Ok(false) => return false,
+            Err(e) => {
+                tracing::debug!(owner = %reference, error = %e, "garbage collector cannot look up an owner");
+                return false;
+            }
         }
     }
-    Ok(true)
+    true
 }
 
+/// Whether the object `reference` names is absent from the store, or is another object (another uid)
+/// by now.
 async fn owner_gone(
     client: &Client,
     namespace: Option<&str>,
@@ -420,6 +450,42 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_pass_collects_a_dependent_of_an_owner_that_never_existed_and_forgets_that_owner() {
+        let clock = std::sync::Arc::new(crate::util::clock::FakeClock::new(
+            "2026-11-25T10:00:00Z".parse().unwrap(),
+        ));
+        let (_dir, client) = crate::server::testing::in_process(clock).await;
+        let configmaps = "/api/v1/namespaces/default/configmaps";
+        let owner = client
+            .create(configmaps, &json!({"metadata": {"name": "owner"}}))
+            .await
+            .unwrap();
+        let live = meta::uid(&owner).unwrap().to_string();
+        for (name, owner, uid) in [
+            ("kept", "owner", live.as_str()),
+            ("dangling", "ghost", "ghost-uid"),
+        ] {
+            let reference =
+                json!({"apiVersion": "v1", "kind": "ConfigMap", "name": owner, "uid": uid});
+            client
+                .create(
+                    configmaps,
+                    &json!({"metadata": {"name": name, "ownerReferences": [reference]}}),
+                )
+                .await
+                .unwrap();
+        }
+        let found = sync(&client).await.unwrap();
+        assert_eq!(found.owners, HashSet::from([live]));
+        assert!(client.get(&format!("{configmaps}/kept")).await.is_ok());
+        let gone = client
+            .get(&format!("{configmaps}/dangling"))
+            .await
+            .unwrap_err();
+        assert!(gone.is_not_found(), "{gone}");
+    }
+
+    #[tokio::test]
     async fn an_owner_is_gone_only_when_the_api_has_no_object_of_its_name_and_uid() {
         let clock = std::sync::Arc::new(crate::util::clock::FakeClock::new(
             "2026-11-25T10:00:00Z".parse().unwrap(),
@@ -451,9 +517,14 @@ mod tests {
         );
         let mut dependent = json!({"metadata": {"namespace": "default", "ownerReferences": [
             reference("ConfigMap", "missing", "x"), reference("ConfigMap", "owner", uid)]}});
-        assert!(!all_owners_gone(&client, &dependent).await.unwrap());
+        assert!(!all_owners_gone(&client, &dependent).await);
         dependent["metadata"]["ownerReferences"][1]["uid"] = json!("stale");
-        assert!(all_owners_gone(&client, &dependent).await.unwrap());
+        assert!(all_owners_gone(&client, &dependent).await);
+        dependent["metadata"]["ownerReferences"][0]["name"] = json!("not a name");
+        assert!(
+            !all_owners_gone(&client, &dependent).await,
+            "an owner that cannot be looked up keeps its dependent"
+        );
     }
 
     #[test]

@@ -157,7 +157,7 @@ impl Samples {
 
 /// The machine's memory from `/proc/meminfo`, in bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct MachineMemory {
+pub(in crate::agent) struct MachineMemory {
     pub total: u64,
     pub free: u64,
     pub available: u64,

@@ -34,7 +34,9 @@ pub async fn admit(
         return Ok(());
     }
     let quotas = list_core(registry, "resourcequotas", namespace).await?;
-    // Every quota is checked before any is charged, so that a refusal by one charges none of the others.
+    // Every quota is checked before any is charged, so that a request one of them refuses charges none.
+    // A refusal found only by the re-check inside a charge leaves the quotas charged before it over by
+    // this request until the controller's recount, as in Kubernetes.
     let mut charges = Vec::new();
     for q in &quotas {
         let hard = quota::parse_list(&q["spec"]["hard"]);
@@ -200,9 +202,11 @@ async fn charge(
         };
     registry
         .guaranteed_update::<RegistryError>(quotas, Some(namespace), name, &options, |current| {
-            let mut used = usage
-                .clone()
-                .unwrap_or_else(|| quota::parse_list(&current["status"]["used"]));
+            // Another request may have written the first count since this one made its own.
+            let mut used = match current["status"]["used"].as_object() {
+                Some(_) => quota::parse_list(&current["status"]["used"]),
+                None => usage.clone().unwrap_or_default(),
+            };
             check(
                 info,
                 obj,
@@ -233,7 +237,17 @@ mod tests {
     use crate::util::clock::FakeClock;
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn pods_created_together_are_admitted_only_as_far_as_the_quota_goes() {
+    async fn pods_created_together_are_admitted_only_as_far_as_a_counted_quota_goes() {
+        admitted_together(true).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn pods_created_together_are_admitted_only_as_far_as_a_quota_not_yet_counted_goes() {
+        admitted_together(false).await;
+    }
+
+    /// Creates 20 pods at once under a quota of 5 pods, counted by the controller or not yet.
+    async fn admitted_together(counted: bool) {
         let clock = Arc::new(FakeClock::new("2026-11-25T10:00:00Z".parse().unwrap()));
         let (_dir, client) = crate::server::testing::in_process(clock).await;
         let quotas = "/api/v1/namespaces/default/resourcequotas";
@@ -244,13 +258,14 @@ mod tests {
             )
             .await
             .unwrap();
-        // As the quota controller leaves it: counted, with nothing used.
-        let mut counted = client.get(&format!("{quotas}/q")).await.unwrap();
-        counted["status"] = json!({"hard": {"pods": "5"}, "used": {"pods": "0"}});
-        client
-            .update(&format!("{quotas}/q/status"), &counted)
-            .await
-            .unwrap();
+        if counted {
+            let mut quota = client.get(&format!("{quotas}/q")).await.unwrap();
+            quota["status"] = json!({"hard": {"pods": "5"}, "used": {"pods": "0"}});
+            client
+                .update(&format!("{quotas}/q/status"), &quota)
+                .await
+                .unwrap();
+        }
 
         let creates = (0..20).map(|i| {
             let client = client.clone();
