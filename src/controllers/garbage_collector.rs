@@ -291,6 +291,7 @@ async fn sync(client: &Client) -> Result<Found, ClientError> {
 /// before it deletes a dependent: a pass lists kinds one after another, so an owner created after its
 /// kind was listed (a new Deployment's ReplicaSet listed a moment later) is missing from the pass but
 /// not from the store.
+///
 /// An owner that cannot be looked up counts as present: the dependent waits for a later pass, and the
 /// rest of this pass goes on, as Kubernetes' collector retries only that item.
 async fn all_owners_gone(client: &Client, obj: &Value) -> bool {

@@ -70,11 +70,11 @@ pub async fn admit(
             None => usage_in(registry, namespace, q).await?,
         };
         check(info, obj, name, &requested, &used, &hard)?;
-        charges.push((q, requested));
+        charges.push((q, requested, used));
     }
     if !dry_run {
-        for (q, requested) in charges {
-            charge(registry, info, obj, q, &requested).await?;
+        for (q, requested, used) in charges {
+            charge(registry, info, obj, q, &requested, &used).await?;
         }
     }
     Ok(())
@@ -181,12 +181,15 @@ pub async fn usage_in(
 
 /// Adds `requested` to the quota's `status.used`, checking it again against the stored quota inside the
 /// compare-and-swap: requests admitted together all saw the same usage, and only as many as fit may pass.
+/// `checked_against` is the usage the request was first checked against, which stands in for a quota
+/// the controller has not counted yet.
 async fn charge(
     registry: &Registry,
     info: &ResourceInfo,
     obj: &Value,
     resource_quota: &Value,
     requested: &Usage,
+    checked_against: &Usage,
 ) -> Result<(), RegistryError> {
     let name = crate::api::meta::name(resource_quota).unwrap_or_default();
     let namespace = crate::api::meta::namespace(resource_quota).unwrap_or_default();
@@ -195,17 +198,12 @@ async fn charge(
         subresource: Some("status".into()),
         ..UpdateOptions::default()
     };
-    let usage =
-        match registry.get(quotas, Some(namespace), name).await?["status"]["used"].as_object() {
-            Some(_) => None,
-            None => Some(usage_in(registry, namespace, resource_quota).await?),
-        };
     registry
         .guaranteed_update::<RegistryError>(quotas, Some(namespace), name, &options, |current| {
             // Another request may have written the first count since this one made its own.
             let mut used = match current["status"]["used"].as_object() {
                 Some(_) => quota::parse_list(&current["status"]["used"]),
-                None => usage.clone().unwrap_or_default(),
+                None => checked_against.clone(),
             };
             check(
                 info,
